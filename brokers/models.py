@@ -1,0 +1,630 @@
+"""Value objects shared by every part of the library.
+
+Money and quantities are ``Decimal``; datetimes are timezone-aware UTC. Everything a person or a
+broker can type is validated here, so a bad value never gets as far as the journal or a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+log = logging.getLogger(__name__)
+
+# Sanity ceilings: no real order is larger, and a value past them is a typo or an attack.
+MAX_QUANTITY = Decimal("1000000000")
+MAX_PRICE = Decimal("1000000000")
+MAX_DECIMALS = 8
+SYMBOL_MAX_LEN = 40
+CLIENT_ORDER_ID_MAX_LEN = 48
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _CaseInsensitiveEnum(str, Enum):
+    """A ``str`` enum that also accepts its value in any case ("buy", "Buy", "BUY")."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            wanted = value.strip().upper().replace("-", "_").replace(" ", "_")
+            for member in cls:
+                if member.value == wanted:
+                    return member
+        return None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Side(_CaseInsensitiveEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(_CaseInsensitiveEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+    TRAILING_STOP = "TRAILING_STOP"
+
+
+class TimeInForce(_CaseInsensitiveEnum):
+    DAY = "DAY"
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class AssetClass(_CaseInsensitiveEnum):
+    STOCK = "STOCK"
+    OPTION = "OPTION"
+    FUTURE = "FUTURE"
+    FOREX = "FOREX"
+    CRYPTO = "CRYPTO"
+
+
+class OrderStatus(_CaseInsensitiveEnum):
+    PENDING = "PENDING"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_working(self) -> bool:
+        """Could still fill: the broker holds it, or we do not know that it does not."""
+        return self in WORKING_STATUSES
+
+
+class TradingState(_CaseInsensitiveEnum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class ConnectionState(_CaseInsensitiveEnum):
+    DISCONNECTED = "DISCONNECTED"
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    RESYNCING = "RESYNCING"
+    DEGRADED = "DEGRADED"
+    FAILED = "FAILED"
+
+
+TERMINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+WORKING_STATUSES = frozenset(
+    {
+        OrderStatus.PENDING,
+        OrderStatus.SUBMITTED,
+        OrderStatus.ACCEPTED,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.UNKNOWN,
+    }
+)
+
+# The order state machine. A status not listed as a target of the current one is refused.
+# UNKNOWN (a submit whose answer was lost) may resolve to anything but PENDING.
+_S = OrderStatus
+LEGAL_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    _S.PENDING: frozenset(
+        {_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED,
+         _S.EXPIRED, _S.UNKNOWN}
+    ),
+    _S.SUBMITTED: frozenset(
+        {_S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED, _S.EXPIRED,
+         _S.UNKNOWN}
+    ),
+    _S.ACCEPTED: frozenset(
+        {_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED, _S.EXPIRED, _S.UNKNOWN}
+    ),
+    _S.PARTIALLY_FILLED: frozenset(
+        {_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.EXPIRED, _S.UNKNOWN}
+    ),
+    _S.UNKNOWN: frozenset(
+        {_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED,
+         _S.EXPIRED}
+    ),
+    _S.FILLED: frozenset(),
+    _S.CANCELLED: frozenset(),
+    _S.REJECTED: frozenset(),
+    _S.EXPIRED: frozenset(),
+}
+del _S
+
+
+def can_transition(current: OrderStatus, new: OrderStatus) -> bool:
+    return new in LEGAL_TRANSITIONS[current]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers
+
+
+def to_decimal(value: Any, field: str) -> Decimal:
+    """Turn user or broker input into a finite Decimal, or raise ValueError naming the field."""
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be a number, not {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        # repr() keeps 0.1 as 0.1 rather than its binary expansion
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip().replace("_", "").replace(",", "")
+        if not text:
+            raise ValueError(f"{field} is empty; enter a number")
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"{field} must be a number, not {value!r}") from None
+    else:
+        raise ValueError(f"{field} must be a number, not {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"{field} must be a finite number, not {value!r}")
+    return result
+
+
+def decimal_places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def check_positive_amount(value: Any, field: str, ceiling: Decimal) -> Decimal:
+    amount = to_decimal(value, field)
+    if amount <= 0:
+        raise ValueError(f"{field} must be greater than 0, not {amount}")
+    if amount > ceiling:
+        raise ValueError(f"{field} must be at most {ceiling:,}, not {amount:,}")
+    if decimal_places(amount) > MAX_DECIMALS:
+        raise ValueError(f"{field} allows at most {MAX_DECIMALS} decimal places, not {amount}")
+    # Canonical form: 10 not 1E+1 or 10.00, 10.5 not 10.50.
+    return amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
+
+
+def new_client_order_id() -> str:
+    # 20 alphanumerics: fits every broker's tag (Kite allows at most 20) and is unguessable.
+    return "TC" + secrets.token_hex(9).upper()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the field: what a person sees for bad input."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
+        message = str(error.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        if field and not message.startswith(field):
+            lines.append(f"{field}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines)
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """Field name -> message, for showing a message next to the input that caused it."""
+    result: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        field = loc[0] if loc else ""
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        result.setdefault(field, message)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders
+
+
+class OrderRequest(BaseModel):
+    """What a trader asks for. Frozen: once journaled, an intent never changes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_percent: Decimal | None = None
+    trail_amount: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    account: str | None = None
+    asset_class: AssetClass = AssetClass.STOCK
+    exchange: str | None = None
+    currency: str | None = None
+    client_order_id: str = Field(default_factory=new_client_order_id)
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _symbol(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("symbol must be text such as AAPL")
+        symbol = value.strip().upper()
+        if not symbol:
+            raise ValueError("symbol is empty; enter a ticker such as AAPL")
+        if len(symbol) > SYMBOL_MAX_LEN:
+            raise ValueError(f"symbol is longer than {SYMBOL_MAX_LEN} characters")
+        allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ./:-_^=&")
+        if not symbol[0].isalnum() or any(ch not in allowed for ch in symbol):
+            raise ValueError(
+                "symbol may hold letters, digits and . / : - _ ^ = & only, starting with a letter or digit"
+            )
+        return symbol
+
+    @field_validator("side", "order_type", "time_in_force", "asset_class", mode="before")
+    @classmethod
+    def _enum_text(cls, value: Any, info: Any) -> Any:
+        enum = {
+            "side": Side,
+            "order_type": OrderType,
+            "time_in_force": TimeInForce,
+            "asset_class": AssetClass,
+        }[info.field_name]
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in enum)
+            raise ValueError(f"{info.field_name} must be one of {allowed}, not {value!r}") from None
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Decimal:
+        return check_positive_amount(value, "quantity", MAX_QUANTITY)
+
+    @field_validator("limit_price", "stop_price", "trail_amount", mode="before")
+    @classmethod
+    def _price(cls, value: Any, info: Any) -> Decimal | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return check_positive_amount(value, info.field_name, MAX_PRICE)
+
+    @field_validator("trail_percent", mode="before")
+    @classmethod
+    def _trail_percent(cls, value: Any) -> Decimal | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        percent = check_positive_amount(value, "trail_percent", Decimal(100))
+        if percent >= 100:
+            raise ValueError("trail_percent must be below 100")
+        return percent
+
+    @field_validator("account", "exchange", mode="before")
+    @classmethod
+    def _optional_name(cls, value: Any, info: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"{info.field_name} must be text")
+        text = value.strip()
+        if not text:
+            return None
+        if len(text) > 64 or not all(ch.isalnum() or ch in "-_." for ch in text):
+            raise ValueError(f"{info.field_name} may hold letters, digits, '-', '_' and '.' (64 at most)")
+        return text.upper() if info.field_name == "exchange" else text
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
+            raise ValueError(f"currency must be a 3-letter code such as USD, not {value!r}")
+        return value.strip().upper()
+
+    @field_validator("client_order_id", mode="before")
+    @classmethod
+    def _client_order_id(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise ValueError("client_order_id must be non-empty text")
+        if len(value) > CLIENT_ORDER_ID_MAX_LEN or not all(ch.isalnum() or ch in "-_" for ch in value):
+            raise ValueError(
+                f"client_order_id may hold letters, digits, '-' and '_' ({CLIENT_ORDER_ID_MAX_LEN} at most)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _prices_fit_type(self) -> OrderRequest:
+        kind = self.order_type
+        needs_limit = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
+        if needs_limit and self.limit_price is None:
+            raise ValueError(f"limit_price is required for a {kind.value} order")
+        if not needs_limit and self.limit_price is not None:
+            raise ValueError(f"limit_price is only allowed for LIMIT and STOP_LIMIT orders, not {kind.value}")
+        if needs_stop and self.stop_price is None:
+            raise ValueError(f"stop_price is required for a {kind.value} order")
+        if not needs_stop and self.stop_price is not None:
+            raise ValueError(f"stop_price is only allowed for STOP and STOP_LIMIT orders, not {kind.value}")
+        trails = (self.trail_percent is not None) + (self.trail_amount is not None)
+        if kind is OrderType.TRAILING_STOP and trails != 1:
+            raise ValueError("a TRAILING_STOP order needs exactly one of trail_percent or trail_amount")
+        if kind is not OrderType.TRAILING_STOP and trails:
+            raise ValueError("trail_percent and trail_amount are only allowed for TRAILING_STOP orders")
+        return self
+
+    @property
+    def reference_price(self) -> Decimal | None:
+        """The price the trader named, if any: limit first, then stop."""
+        return self.limit_price if self.limit_price is not None else self.stop_price
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity * self.side.sign
+
+
+class Fill(BaseModel):
+    """One execution. ``fill_id`` is unique per broker: applying it twice changes nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fill_id: str
+    account: str
+    symbol: str
+    side: Side
+    quantity: Decimal = Field(gt=0)
+    price: Decimal = Field(gt=0)
+    commission: Decimal = Decimal(0)
+    currency: str = "USD"
+    broker_order_id: str | None = None
+    client_order_id: str | None = None
+    timestamp: AwareDatetime = Field(default_factory=utcnow)
+
+
+class Order(BaseModel):
+    """A request as it lives at a broker. Status changes only along ``LEGAL_TRANSITIONS``."""
+
+    model_config = ConfigDict(validate_assignment=False)
+
+    request: OrderRequest
+    account: str | None = None
+    broker_order_id: str | None = None
+    status: OrderStatus = OrderStatus.PENDING
+    filled_quantity: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    reject_code: str | None = None
+    reject_reason: str | None = None
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+    updated_at: AwareDatetime = Field(default_factory=utcnow)
+    fills: list[Fill] = Field(default_factory=list)
+
+    _fill_ids: set[str] = PrivateAttr(default_factory=set)
+
+    def model_post_init(self, context: Any) -> None:
+        if self.account is None:
+            self.account = self.request.account
+        self._fill_ids = {fill.fill_id for fill in self.fills}
+
+    # Flattened view of the request, so callers need not reach through ``request``.
+    @property
+    def client_order_id(self) -> str:
+        return self.request.client_order_id
+
+    @property
+    def symbol(self) -> str:
+        return self.request.symbol
+
+    @property
+    def side(self) -> Side:
+        return self.request.side
+
+    @property
+    def quantity(self) -> Decimal:
+        return self.request.quantity
+
+    @property
+    def order_type(self) -> OrderType:
+        return self.request.order_type
+
+    @property
+    def limit_price(self) -> Decimal | None:
+        return self.request.limit_price
+
+    @property
+    def stop_price(self) -> Decimal | None:
+        return self.request.stop_price
+
+    @property
+    def time_in_force(self) -> TimeInForce:
+        return self.request.time_in_force
+
+    @property
+    def remaining_quantity(self) -> Decimal:
+        return max(Decimal(0), self.request.quantity - self.filled_quantity)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def is_working(self) -> bool:
+        return self.status.is_working
+
+    def transition(self, new: OrderStatus, *, at: datetime | None = None) -> bool:
+        """Move to ``new`` if the state machine allows it. Returns whether anything changed.
+
+        An illegal move (FILLED -> ACCEPTED, ...) is logged and refused, never applied: late or
+        reordered broker events must not make an order look alive again.
+        """
+        new = OrderStatus(new)
+        if new is self.status and new is not OrderStatus.PARTIALLY_FILLED:
+            return False
+        if not can_transition(self.status, new):
+            log.warning(
+                "refused illegal status change %s -> %s for order %s",
+                self.status.value, new.value, self.client_order_id,
+            )
+            return False
+        self.status = new
+        self.updated_at = at or utcnow()
+        return True
+
+    def reject(self, code: str, reason: str) -> Order:
+        self.reject_code = code
+        self.reject_reason = reason
+        self.transition(OrderStatus.REJECTED)
+        return self
+
+    def apply_fill(self, fill: Fill) -> bool:
+        """Add a fill once. Quantity and average price are sums, so arrival order does not matter."""
+        if fill.fill_id in self._fill_ids:
+            return False
+        self._fill_ids.add(fill.fill_id)
+        self.fills.append(fill)
+        total = self.filled_quantity + fill.quantity
+        previous_cost = (self.avg_fill_price or Decimal(0)) * self.filled_quantity
+        self.avg_fill_price = (previous_cost + fill.price * fill.quantity) / total
+        self.filled_quantity = total
+        target = OrderStatus.FILLED if total >= self.request.quantity else OrderStatus.PARTIALLY_FILLED
+        if not self.status.is_terminal:
+            self.transition(target, at=fill.timestamp)
+        else:
+            # A fill after a cancel confirmation is real money: count it, keep the final status.
+            log.warning("fill %s arrived for %s order %s", fill.fill_id, self.status.value, self.client_order_id)
+            self.updated_at = fill.timestamp
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Account state
+
+
+class Position(BaseModel):
+    """Quantity is signed: negative is short."""
+
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal = Decimal(0)
+    account: str = ""
+    asset_class: AssetClass = AssetClass.STOCK
+    currency: str = "USD"
+    last_price: Decimal | None = None
+    realized_pnl: Decimal = Decimal(0)
+    multiplier: Decimal = Decimal(1)
+    exchange: str | None = None
+
+    @property
+    def market_value(self) -> Decimal | None:
+        if self.last_price is None:
+            return None
+        return self.quantity * self.last_price * self.multiplier
+
+    @property
+    def unrealized_pnl(self) -> Decimal | None:
+        if self.last_price is None:
+            return None
+        return (self.last_price - self.avg_price) * self.quantity * self.multiplier
+
+    @property
+    def cost_basis(self) -> Decimal:
+        return self.quantity * self.avg_price * self.multiplier
+
+
+class Balance(BaseModel):
+    account: str
+    currency: str = "USD"
+    cash: Decimal
+    equity: Decimal
+    buying_power: Decimal
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    timestamp: AwareDatetime = Field(default_factory=utcnow)
+
+
+class MarginInfo(BaseModel):
+    account: str
+    currency: str = "USD"
+    initial_margin: Decimal = Decimal(0)
+    maintenance_margin: Decimal = Decimal(0)
+    available_funds: Decimal = Decimal(0)
+    excess_liquidity: Decimal = Decimal(0)
+    leverage: Decimal = Decimal(1)
+    timestamp: AwareDatetime = Field(default_factory=utcnow)
+
+
+class BrokerCapabilities(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    order_types: frozenset[OrderType] = frozenset(OrderType)
+    time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
+    asset_classes: frozenset[AssetClass] = frozenset({AssetClass.STOCK})
+    fractional_quantities: bool = False
+    short_selling: bool = True
+    bulk_cancel: bool = False
+    streaming_updates: bool = True
+    session_expiry: bool = False
+    currencies: frozenset[str] = frozenset({"USD"})
+
+    def supports(self, request: OrderRequest) -> str | None:
+        """None if the broker can take this order, else a sentence saying why not."""
+        if request.order_type not in self.order_types:
+            allowed = ", ".join(sorted(t.value for t in self.order_types))
+            return f"this broker does not take {request.order_type.value} orders (it takes {allowed})"
+        if request.time_in_force not in self.time_in_force:
+            allowed = ", ".join(sorted(t.value for t in self.time_in_force))
+            return f"this broker does not take time in force {request.time_in_force.value} (it takes {allowed})"
+        if request.asset_class not in self.asset_classes:
+            allowed = ", ".join(sorted(a.value for a in self.asset_classes))
+            return f"this broker does not trade {request.asset_class.value} (it trades {allowed})"
+        if not self.fractional_quantities and request.quantity != request.quantity.to_integral_value():
+            return f"this broker takes whole quantities only, not {request.quantity}"
+        return None
+
+
+class AccountStatus(BaseModel):
+    """Health of one account as the manager sees it."""
+
+    name: str
+    broker_type: str = "sim"
+    live: bool = False
+    state: ConnectionState = ConnectionState.DISCONNECTED
+    last_error: str | None = None
+    last_refresh: AwareDatetime | None = None
+    latency_ms: float | None = None
+    session_expires_at: AwareDatetime | None = None
+    currency: str = "USD"
+
+    @property
+    def session_time_left(self) -> float | None:
+        if self.session_expires_at is None:
+            return None
+        return (self.session_expires_at - utcnow()).total_seconds()
