@@ -1,0 +1,299 @@
+"""TOML configuration file -> validated settings.
+
+Every error names the file, the key, the bad value and what is allowed. Secrets never live here:
+a key that looks like one is refused with a message saying where secrets go.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .fx import FxSettings
+from .killswitch import HaltSettings
+from .paths import state_dir
+from .risk import RiskLimits
+from .routing import RoutingRule
+
+# Key names that hold secrets; names ending in "_env" only name an environment variable.
+_SECRET_KEY = re.compile(
+    r"(^|_)(secret|secret_key|access_key|password|passwd|passphrase|token|api_key|apikey|private_key|totp|pin)$",
+    re.IGNORECASE,
+)
+
+DEFAULT_KEYMAP: dict[str, str] = {
+    "halt": "f12,ctrl+k",
+    "resume": "ctrl+r",
+    "reduce_only": "ctrl+y",
+    "submit": "enter",
+    "cancel_order": "ctrl+x",
+    "focus_order_entry": "ctrl+o",
+    "focus_blotter": "ctrl+b",
+    "focus_positions": "ctrl+p",
+    "quit": "ctrl+q",
+}
+
+
+def _currency_code(value: Any) -> Any:
+    if isinstance(value, str) and len(value.strip()) == 3 and value.strip().isalpha():
+        return value.strip().upper()
+    raise ValueError("must be a 3-letter currency code such as USD or INR")
+
+
+def is_secret_key(name: str) -> bool:
+    return not name.lower().endswith("_env") and bool(_SECRET_KEY.search(name))
+
+
+class UISettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keymap: dict[str, str] = Field(default_factory=dict)
+    confirm_notional_above: Decimal | None = Field(default=Decimal(50_000), gt=0)
+    price_refresh_hz: int = Field(default=10, ge=1, le=10)
+    refresh_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("keymap")
+    @classmethod
+    def _known_actions(cls, keymap: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(keymap) - set(DEFAULT_KEYMAP))
+        if unknown:
+            raise ValueError(
+                f"unknown action {unknown[0]!r}; allowed: {', '.join(sorted(DEFAULT_KEYMAP))}"
+            )
+        for action, keys in keymap.items():
+            if not keys or not all(part.strip() for part in keys.split(",")):
+                raise ValueError(f"keys for {action!r} must be key names like 'f12' or 'ctrl+k,f12'")
+        return keymap
+
+    def keys_for(self, action: str) -> str:
+        return self.keymap.get(action, DEFAULT_KEYMAP[action])
+
+
+class AccountConfig(BaseModel):
+    """One account. Keys other than the generic ones below are the broker type's own settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    type: str
+    live: bool = False
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    default: bool = False
+    weight: float = Field(default=1.0, ge=0)
+    label: str | None = None
+    risk: RiskLimits | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError("must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit")
+        return value
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, value: Any) -> Any:
+        return _currency_code(value)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        from .registry import BrokerFactory
+
+        if value.lower() not in BrokerFactory.types():
+            raise ValueError(f"unknown broker type {value!r}; allowed: {', '.join(BrokerFactory.types())}")
+        return value.lower()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def broker_config(self) -> dict[str, Any]:
+        """What ``BrokerFactory.create`` takes."""
+        return {"type": self.type, "name": self.name, "live": self.live, "currency": self.currency,
+                **self.settings}
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    risk: RiskLimits = Field(default_factory=RiskLimits)
+    routing: list[RoutingRule] = Field(default_factory=list)
+    halt: HaltSettings = Field(default_factory=HaltSettings)
+    fx: FxSettings = Field(default_factory=FxSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+    state_dir: Path | None = None
+    demo: bool = False
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("base_currency", mode="before")
+    @classmethod
+    def _base_currency(cls, value: Any) -> Any:
+        return _currency_code(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        names = [account.name for account in self.accounts]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"account name {duplicates[0]!r} is used more than once; names must be unique")
+        defaults = [account.name for account in self.accounts if account.default]
+        if len(defaults) > 1:
+            raise ValueError(f"only one account may be default = true, not {', '.join(defaults)}")
+        for index, rule in enumerate(self.routing):
+            if rule.account not in names:
+                raise ValueError(
+                    f"routing[{index}].account {rule.account!r} is not a configured account; "
+                    f"accounts: {', '.join(names) or 'none'}"
+                )
+        return self
+
+    @property
+    def default_account(self) -> str | None:
+        for account in self.accounts:
+            if account.default:
+                return account.name
+        return self.accounts[0].name if self.accounts else None
+
+    def account(self, name: str) -> AccountConfig:
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise ConfigError(f"no account named {name!r}; accounts: {', '.join(a.name for a in self.accounts)}")
+
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or state_dir()
+
+    @property
+    def journal_path(self) -> Path:
+        return self.resolved_state_dir() / "journal.sqlite"
+
+
+def _find_secret_keys(data: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{path}.{key}" if path else str(key)
+            if is_secret_key(str(key)):
+                found.append(here)
+            found.extend(_find_secret_keys(value, here))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found.extend(_find_secret_keys(value, f"{path}[{index}]"))
+    return found
+
+
+def _key_path(loc: tuple[Any, ...], data: Any) -> str:
+    """Turn pydantic's location into the key a person wrote: accounts[0].currency, or the
+    account's name when it has one: accounts[alpaca-main].currency."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict):
+                name = node[part].get("name")
+                if isinstance(name, str) and name:
+                    label = f"{part}: {name}"
+            parts[-1:] = [f"{parts[-1]}[{label}]"] if parts else [f"[{label}]"]
+        else:
+            parts.append(str(part))
+        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+    return ".".join(parts)
+
+
+def _has(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(part, int) and 0 <= part < len(node)
+
+
+def _explain(exc: ValidationError, data: Any, where: str) -> ConfigError:
+    lines = []
+    for error in exc.errors():
+        key = _key_path(tuple(p for p in error.get("loc", ()) if p != "__root__"), data)
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            message = "unknown key (check the spelling against config.example.toml)"
+        elif "input" in error and error.get("type") not in ("missing",) and not isinstance(
+            error["input"], (dict, list)
+        ):
+            message = f"{message} (got {error['input']!r})"
+        lines.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+    return ConfigError("\n".join(lines))
+
+
+def parse_config(data: dict[str, Any], where: str = "config") -> Config:
+    secrets = _find_secret_keys(data)
+    if secrets:
+        raise ConfigError(
+            f"{where}: {secrets[0]}: secrets must not be kept in the config file. Store them in the "
+            "system keyring with `trading-console set-creds ACCOUNT`, or in environment variables "
+            "(ALPACA_API_KEY, ALPACA_SECRET_KEY, KITE_API_KEY, KITE_ACCESS_TOKEN), and remove the key"
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, data, where) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (run `trading-console init` to write one)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.__class__.__name__}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    config = parse_config(data, where=str(path))
+    config.source = path
+    return config
+
+
+def demo_config(*, seed: int | None = 7, tick_interval: float | None = 0.5) -> Config:
+    """The no-config demo: three paper accounts in two currencies with moving prices."""
+    us_prices = {"AAPL": "227.50", "MSFT": "415.20", "NVDA": "138.40", "SPY": "590.10",
+                 "TSLA": "342.00", "AMZN": "201.30"}
+    in_prices = {"INFY": "1875.40", "RELIANCE": "1290.55", "TCS": "4120.00", "HDFCBANK": "1745.25"}
+    feed = {"seed": seed, "tick_interval": tick_interval}
+    data = {
+        "base_currency": "USD",
+        "demo": True,
+        "accounts": [
+            {"name": "paper-us", "type": "sim", "currency": "USD", "default": True, "weight": 2.0,
+             "initial_cash": 100_000, "prices": us_prices, "account_type": "margin", "leverage": 2,
+             "initial_positions": {"AAPL": ["50", "210.00"], "MSFT": ["20", "400.00"],
+                                   "NVDA": ["-30", "145.00"]},
+             **feed},
+            {"name": "paper-us-cash", "type": "sim", "currency": "USD", "weight": 1.0,
+             "initial_cash": 50_000, "prices": us_prices, "account_type": "cash", "allow_short": False,
+             "initial_positions": {"AAPL": ["25", "190.00"], "SPY": ["10", "560.00"]},
+             **{**feed, "seed": None if seed is None else seed + 1}},
+            {"name": "paper-in", "type": "sim", "currency": "INR", "weight": 1.0,
+             "initial_cash": 5_000_000, "prices": in_prices, "account_type": "cash", "allow_short": False,
+             "initial_positions": {"INFY": ["100", "1790.00"], "RELIANCE": ["200", "1310.00"]},
+             **{**feed, "seed": None if seed is None else seed + 2}},
+        ],
+        "routing": [
+            {"account": "paper-in", "currency": "INR"},
+            {"account": "paper-in", "exchange": "NSE"},
+            {"account": "paper-in", "exchange": "BSE"},
+        ],
+        "risk": {"max_order_quantity": 10_000, "max_order_notional": 1_000_000,
+                 "price_band_percent": 10, "max_orders_per_second": 20, "burst": 40,
+                 "max_open_orders": 200, "duplicate_window_seconds": 2},
+        "fx": {"rates": {"USDINR": "84.10"}},
+    }
+    return parse_config(data, where="demo")

@@ -1,0 +1,108 @@
+"""Wires a Config into the running parts: brokers, manager, kill switch, journal, execution.
+
+The console and the command line both start from here, so they share one behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .base import Broker
+from .config import Config
+from .execution import ExecutionService
+from .fx import FxRates
+from .journal import Journal
+from .killswitch import KillSwitch
+from .manager import MultiBrokerManager
+from .paths import ensure_dir
+from .registry import BrokerFactory
+from .risk import RiskEngine
+from .routing import Router
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    manager: MultiBrokerManager
+    kill_switch: KillSwitch
+    journal: Journal
+    execution: ExecutionService
+    fx: FxRates
+    state_dir: Path
+    started: bool = field(default=False)
+
+    async def start(self, *, connect: bool = True) -> None:
+        """Connect every account (failures are marked on the account, never raised), then start
+        the heartbeat, the event pump and reconciliation of what the journal left open."""
+        if self.started:
+            return
+        self.started = True
+        if connect:
+            await self.manager.connect_all()
+        await self.manager.start()
+        await self.execution.start()
+        if connect:
+            try:
+                await self.execution.reconcile()
+            except Exception:  # reconciliation problems are shown per order, never fatal
+                log.exception("reconciliation at start-up failed")
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.execution.stop()
+        await self.manager.stop()
+        await self.manager.disconnect_all()
+        self.journal.close()
+
+
+def build_brokers(config: Config) -> dict[str, Broker]:
+    return {account.name: BrokerFactory.create(account.broker_config()) for account in config.accounts}
+
+
+def build_runtime(
+    config: Config,
+    *,
+    brokers: dict[str, Broker] | None = None,
+    state_dir: Path | None = None,
+    manager_timeout: float = 5.0,
+) -> Runtime:
+    """Build everything without connecting. ``brokers`` replaces the configured adapters
+    (tests and benchmarks pass ready-made SimBrokers)."""
+    root = ensure_dir(state_dir or config.resolved_state_dir())
+    fx = FxRates(base=config.base_currency, settings=config.fx)
+    manager = MultiBrokerManager(timeout=manager_timeout, fx=fx, base_currency=config.base_currency)
+    built = brokers if brokers is not None else build_brokers(config)
+    for name, broker in built.items():
+        account = next((a for a in config.accounts if a.name == name), None)
+        manager.add_broker(
+            name,
+            broker,
+            default=(name == config.default_account) if account else False,
+            weight=account.weight if account else 1.0,
+            broker_type=account.type if account else getattr(broker, "broker_type", None),
+        )
+    journal = Journal(root / "journal.sqlite")
+    kill_switch = KillSwitch(root, journal=journal)
+    risk = RiskEngine(
+        config.risk,
+        {account.name: account.risk for account in config.accounts if account.risk is not None},
+    )
+    router = Router(config.routing, config.default_account)
+    execution = ExecutionService(
+        manager,
+        kill_switch,
+        risk=risk,
+        journal=journal,
+        router=router,
+        halt_settings=config.halt,
+        base_currency=config.base_currency,
+        fx=fx,
+    )
+    return Runtime(config=config, manager=manager, kill_switch=kill_switch, journal=journal,
+                   execution=execution, fx=fx, state_dir=root)
