@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
             "TradingConsoleError", "ConfigError", "CredentialsError", "BrokerError",
             "BrokerConnectionError", "BrokerAPIError", "AuthenticationError", "BrokerTimeoutError",
             "OrderRejectedError", "OrderNotFoundError", "InsufficientFundsError",
-            "InvalidSymbolError", "MarketClosedError",
+            "InvalidSymbolError", "MarketClosedError", "UnknownAccountError",
         )
     },
     "Broker": "brokers.base",

@@ -84,3 +84,18 @@ class MarketClosedError(OrderRejectedError):
 
 class OrderNotFoundError(BrokerError):
     """The broker has no order with that id."""
+
+
+class UnknownAccountError(TradingConsoleError, KeyError):
+    """No account of that name is configured. A ``KeyError`` too, so mapping-style code works."""
+
+    def __init__(self, account: str, known: list[str] | None = None) -> None:
+        self.account = account
+        self.known = list(known or [])
+        choices = ", ".join(self.known) if self.known else "none are configured"
+        self.message = f"unknown account {account!r}; accounts: {choices}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        # KeyError would otherwise print the message in quotes.
+        return self.message

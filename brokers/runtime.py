@@ -104,5 +104,6 @@ def build_runtime(
         base_currency=config.base_currency,
         fx=fx,
     )
+    manager.book_provider = execution.book_positions
     return Runtime(config=config, manager=manager, kill_switch=kill_switch, journal=journal,
                    execution=execution, fx=fx, state_dir=root)

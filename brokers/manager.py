@@ -1,0 +1,1186 @@
+"""Several broker accounts behind one object: concurrent calls, health, reconnect, one view.
+
+Every call that reaches more than one broker fans out concurrently, each broker under its own
+timeout, so one slow, hanging or failing broker is marked on its account and never holds up
+the others. Consolidated figures are computed without I/O from the last data read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from .base import Broker
+from .errors import AuthenticationError, BrokerConnectionError, UnknownAccountError
+from .fx import FxRates, Money
+from .models import (
+    AccountStatus,
+    AssetClass,
+    Balance,
+    ConnectionState,
+    Fill,
+    Order,
+    Position,
+    utcnow,
+)
+
+__all__ = [
+    "AccountTotals",
+    "Backoff",
+    "BookProvider",
+    "BuyingPower",
+    "CallResult",
+    "CancelAllResult",
+    "ConnectionEvent",
+    "ConsolidatedPosition",
+    "Figures",
+    "FillEvent",
+    "ManagerEvent",
+    "Money",
+    "MultiBrokerManager",
+    "OrderEvent",
+    "PositionDiff",
+    "PositionDiffEvent",
+    "Snapshot",
+    "Totals",
+    "UnknownAccountError",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+BookProvider = Callable[[], dict[tuple[str, str], Decimal]]
+"""The journal's book: (account, symbol) -> signed quantity the execution layer believes held."""
+ResyncHook = Callable[[str], Awaitable[Any]]
+
+_CS = ConnectionState
+# States in which new orders may go to the broker. DEGRADED is connected but slow to answer
+# reads: an order there can still be placed (a lost answer becomes UNKNOWN and is reconciled).
+_ORDERABLE = frozenset({_CS.CONNECTED, _CS.DEGRADED})
+# States in which the broker is up and its data is worth reading on a heartbeat.
+_READABLE = frozenset({_CS.CONNECTED, _CS.DEGRADED})
+_ERROR_MAX_LEN = 300
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= _ERROR_MAX_LEN else text[: _ERROR_MAX_LEN - 1] + "…"
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("account name must be non-empty text")
+    text = name.strip()
+    if len(text) > 64 or not all(ch.isalnum() or ch in "-_." for ch in text):
+        raise ValueError(f"account name may hold letters, digits, '-', '_' and '.' (64 at most), not {name!r}")
+    return text
+
+
+def _check_weight(weight: Any) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, int | float | Decimal):
+        raise ValueError(f"weight must be a number, not {weight!r}")
+    value = float(weight)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"weight must be a finite number of at least 0, not {weight!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconnect schedule
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter.
+
+    The n-th retry (from 0) waits ``min(maximum, initial * multiplier**n)`` less a random part of
+    up to ``jitter`` of it, so many accounts dropped at once do not all retry in step and no
+    wait is ever longer than ``maximum``.
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (self.initial > 0 and math.isfinite(self.initial)):
+            raise ValueError("backoff initial delay must be a positive number of seconds")
+        if not (self.maximum >= self.initial and math.isfinite(self.maximum)):
+            raise ValueError("backoff maximum must be at least the initial delay")
+        if not self.multiplier >= 1:
+            raise ValueError("backoff multiplier must be at least 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("backoff jitter must be a fraction from 0 up to (not including) 1")
+
+    def base_delay(self, attempt: int) -> float:
+        try:
+            raw = self.initial * self.multiplier ** max(0, attempt)
+        except OverflowError:
+            raw = math.inf
+        return min(self.maximum, raw)
+
+    def delay(self, attempt: int) -> float:
+        base = self.base_delay(attempt)
+        return base * (1 - self.jitter * self.rng.random())
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    account: str
+    state: ConnectionState
+    error: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    account: str
+    order: Order
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class FillEvent:
+    account: str
+    fill: Fill
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionDiff:
+    """The journal's book and the broker disagree about one holding."""
+
+    account: str
+    symbol: str
+    book: Decimal
+    broker: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        """What the broker holds beyond the book (negative: less than the book)."""
+        return self.broker - self.book
+
+
+@dataclass(frozen=True, slots=True)
+class PositionDiffEvent:
+    """Sent after every resync of an account; empty ``diffs`` means book and broker agree."""
+
+    account: str
+    diffs: tuple[PositionDiff, ...]
+    at: datetime = field(default_factory=utcnow)
+
+
+ManagerEvent = ConnectionEvent | OrderEvent | FillEvent | PositionDiffEvent
+
+
+# ---------------------------------------------------------------------------------------------
+# Results and views
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult(Generic[T]):
+    """One broker's answer in a fan-out: a value, or the error that took its place."""
+
+    account: str
+    ok: bool
+    value: T | None = None
+    error: str | None = None
+    elapsed_ms: float = 0.0
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAllResult:
+    account: str
+    ok: bool
+    order_ids: tuple[str, ...] = ()
+    error: str | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def cancelled(self) -> int:
+        return len(self.order_ids)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the accounts last reported. ``stale`` names accounts whose data is older than the
+    refresh that produced this snapshot (the broker failed or was skipped)."""
+
+    taken_at: datetime
+    balances: dict[str, Balance]
+    positions: dict[str, list[Position]]
+    statuses: dict[str, AccountStatus]
+    as_of: dict[str, datetime]
+    stale: frozenset[str] = frozenset()
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self.statuses)
+
+
+def _empty_snapshot() -> Snapshot:
+    return Snapshot(taken_at=utcnow(), balances={}, positions={}, statuses={}, as_of={})
+
+
+@dataclass(frozen=True)
+class ConsolidatedPosition:
+    """One instrument across accounts. ``quantity`` is the net; ``legs`` keep each account's
+    own holding (a long here and a short there both stay visible)."""
+
+    symbol: str
+    asset_class: AssetClass
+    currency: str
+    quantity: Decimal
+    avg_price: Decimal | None
+    last_price: Decimal | None
+    market_value: Money
+    unrealized_pnl: Money
+    market_value_base: Money
+    unrealized_pnl_base: Money
+    legs: list[Position]
+
+    @property
+    def accounts(self) -> list[str]:
+        return [leg.account for leg in self.legs]
+
+    @property
+    def stale(self) -> bool:
+        return self.market_value_base.stale
+
+
+@dataclass(frozen=True)
+class Figures:
+    cash: Money
+    equity: Money
+    buying_power: Money
+    market_value: Money
+    unrealized_pnl: Money
+
+
+@dataclass(frozen=True)
+class AccountTotals:
+    account: str
+    currency: str
+    native: Figures
+    base: Figures
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Totals:
+    currency: str
+    total: Figures
+    per_account: dict[str, AccountTotals]
+
+
+@dataclass(frozen=True)
+class BuyingPower:
+    """``per_account`` in each account's own currency; ``total`` (and ``per_account_base``) in
+    the base currency."""
+
+    per_account: dict[str, Money]
+    total: Money
+    per_account_base: dict[str, Money] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Account:
+    name: str
+    broker: Broker
+    weight: float
+    status: AccountStatus
+    queue: asyncio.Queue[Any]
+    balance: Balance | None = None
+    positions: list[Position] = field(default_factory=list)
+    data_at: datetime | None = None
+    fresh: bool = False
+    # The trader asked for this account to be connected; the manager keeps it so.
+    wanted: bool = False
+    # Why the manager stopped reconnecting on its own (credentials refused, session expired).
+    blocked: str | None = None
+    failed_reads: int = 0
+    next_retry_at: datetime | None = None
+    diffs: tuple[PositionDiff, ...] = ()
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pump: asyncio.Task[None] | None = None
+    reconnect: asyncio.Task[None] | None = None
+    reading: asyncio.Task[None] | None = None
+
+
+class MultiBrokerManager:
+    """Accounts by name, their health, and one consolidated view of them.
+
+    ``timeout`` bounds every call to one broker; ``connect_timeout`` (default ``timeout``) bounds
+    a connect. ``heartbeat_interval`` is how often ``start()``'s loop refreshes every account;
+    an account that fails ``degraded_limit`` heartbeats in a row is treated as dropped. Dropped
+    accounts reconnect on the ``backoff`` schedule, waiting with ``sleep`` (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        fx: FxRates | None = None,
+        base_currency: str = "USD",
+        heartbeat_interval: float = 5.0,
+        clock: Clock | None = None,
+        connect_timeout: float | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        book_provider: BookProvider | None = None,
+        degraded_limit: int = 3,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        if not heartbeat_interval > 0:
+            raise ValueError("heartbeat_interval must be a positive number of seconds")
+        self._clock: Clock = clock or utcnow
+        self.fx = fx if fx is not None else FxRates(base_currency, clock=self._clock)
+        if self.fx.base != base_currency.strip().upper():
+            raise ValueError(
+                f"fx converts into {self.fx.base} but base_currency is {base_currency}; they must match"
+            )
+        self.base_currency = self.fx.base
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.backoff = backoff or Backoff()
+        self._sleep = sleep or asyncio.sleep
+        self.book_provider = book_provider
+        self.degraded_limit = max(1, int(degraded_limit))
+        self._accounts: dict[str, _Account] = {}
+        self._default: str | None = None
+        self._subscribers: set[asyncio.Queue[ManagerEvent]] = set()
+        self._resync_hooks: list[ResyncHook] = []
+        self._snapshot = _empty_snapshot()
+        self._running = False
+        self._heartbeat: asyncio.Task[None] | None = None
+        # Calls abandoned after their timeout; cancelled, and awaited on stop().
+        self._abandoned: set[asyncio.Future[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- accounts ---------------------------------------------------------------------------
+    def add_broker(self, name: str, broker: Broker, default: bool = False, weight: float = 1.0, *,
+                   broker_type: str | None = None) -> None:
+        name = _check_name(name)
+        if name in self._accounts:
+            raise ValueError(f"an account named {name!r} already exists")
+        if not isinstance(broker, Broker):
+            raise TypeError(f"{name}: expected a Broker, not {type(broker).__name__}")
+        status = AccountStatus(
+            name=name,
+            broker_type=broker_type or getattr(broker, "broker_type", "unknown"),
+            live=bool(getattr(broker, "live", False)),
+            currency=getattr(broker, "currency", "USD"),
+            # Even a broker handed over already connected has not been read yet: orders wait
+            # for connect_all() to resync it.
+            state=_CS.DISCONNECTED,
+            session_expires_at=broker.session_expires_at,
+        )
+        # Subscribe now so nothing the broker reports before start() is lost.
+        account = _Account(name, broker, _check_weight(weight), status, broker.subscribe())
+        self._accounts[name] = account
+        if default:
+            self._default = name
+        if self._running:
+            account.pump = asyncio.create_task(self._pump(account), name=f"pump:{name}")
+        self._rebuild_snapshot()
+
+    def remove_broker(self, name: str) -> Broker:
+        """Forget an account and stop watching it. A connected broker is disconnected in the
+        background: a session nobody watches must not stay open."""
+        account = self._account(name)
+        del self._accounts[account.name]
+        if self._default == account.name:
+            self._default = None
+        account.broker.unsubscribe(account.queue)
+        for task in (account.pump, account.reconnect, account.reading):
+            if task is not None:
+                task.cancel()
+        if account.broker.is_connected() and _running_loop() is not None:
+            self._spawn(self._quiet_disconnect(account.broker), f"disconnect:{account.name}")
+        self._rebuild_snapshot()
+        self._publish(ConnectionEvent(account.name, _CS.DISCONNECTED, "account removed", self._now()))
+        return account.broker
+
+    @property
+    def brokers(self) -> dict[str, Broker]:
+        return {name: account.broker for name, account in self._accounts.items()}
+
+    def get(self, name: str) -> Broker:
+        return self._account(name).broker
+
+    def names(self) -> list[str]:
+        return list(self._accounts)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._accounts
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+    @property
+    def default_account(self) -> str | None:
+        """The account marked default; a lone account is the default of itself. With several
+        accounts and none marked there is no default, so an unrouted order is refused rather
+        than sent somewhere the trader did not choose."""
+        if self._default is not None:
+            return self._default
+        return next(iter(self._accounts)) if len(self._accounts) == 1 else None
+
+    def set_default(self, name: str | None) -> None:
+        self._default = None if name is None else self._account(name).name
+
+    def weights(self) -> dict[str, float]:
+        return {name: account.weight for name, account in self._accounts.items()}
+
+    def set_weight(self, name: str, weight: float) -> None:
+        self._account(name).weight = _check_weight(weight)
+
+    def _account(self, name: str) -> _Account:
+        try:
+            return self._accounts[name]
+        except (KeyError, TypeError):
+            raise UnknownAccountError(str(name), list(self._accounts)) from None
+
+    # -- health -----------------------------------------------------------------------------
+    def statuses(self) -> dict[str, AccountStatus]:
+        return {name: self.status(name) for name in self._accounts}
+
+    def status(self, name: str) -> AccountStatus:
+        account = self._account(name)
+        account.status.session_expires_at = account.broker.session_expires_at
+        return account.status.model_copy()
+
+    def state(self, name: str) -> ConnectionState:
+        return self._account(name).status.state
+
+    def is_available(self, name: str) -> bool:
+        """May new orders go to this account now? Cheap enough for the order path."""
+        account = self._accounts.get(name)
+        if account is None or account.status.state not in _ORDERABLE:
+            return False
+        if self._session_expired(account):
+            return False
+        return account.broker.is_connected()
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """A sentence saying why orders cannot go to ``name`` now, or None if they can."""
+        account = self._accounts.get(name)
+        if account is None:
+            return f"unknown account {name!r}"
+        state = account.status.state
+        if self._session_expired(account):
+            return f"{name}: the broker session has expired; log in again"
+        if state is _CS.RESYNCING:
+            return f"{name} is re-reading its orders and positions after a reconnect; try again shortly"
+        if state not in _ORDERABLE or not account.broker.is_connected():
+            detail = f" ({account.status.last_error})" if account.status.last_error else ""
+            return f"{name} is {state.value.lower()}{detail}"
+        return None
+
+    def next_retry(self, name: str) -> datetime | None:
+        """When the manager will next try to reconnect ``name``, while it is waiting to."""
+        return self._account(name).next_retry_at
+
+    def position_diffs(self) -> dict[str, tuple[PositionDiff, ...]]:
+        """The differences found by the last position sync of each account."""
+        return {name: account.diffs for name, account in self._accounts.items()}
+
+    def add_resync_hook(self, hook: ResyncHook) -> None:
+        """``await hook(account)`` runs while the account is RESYNCING after every (re)connect, so
+        orders stay blocked until it returns (the execution layer reconciles its orders here)."""
+        self._resync_hooks.append(hook)
+
+    def remove_resync_hook(self, hook: ResyncHook) -> None:
+        with contextlib.suppress(ValueError):
+            self._resync_hooks.remove(hook)
+
+    def _now(self) -> datetime:
+        return self._clock()
+
+    def _session_expired(self, account: _Account) -> bool:
+        expires = account.broker.session_expires_at
+        return expires is not None and expires <= self._now()
+
+    def _set_state(self, account: _Account, state: ConnectionState, error: str | None = None) -> None:
+        status = account.status
+        if state in (_CS.CONNECTING, _CS.FAILED, _CS.DISCONNECTED):
+            account.fresh = False
+        if status.state is state and status.last_error == error:
+            return
+        status.state = state
+        status.last_error = error
+        if account.name in self._accounts:
+            self._publish(ConnectionEvent(account.name, state, error, self._now()))
+
+    # -- bounded calls ----------------------------------------------------------------------
+    async def _bounded(self, awaitable: Awaitable[T], limit: float) -> T:
+        """Await for at most ``limit`` seconds. The call runs as its own task behind a shield, so a broker
+        call that ignores cancellation is abandoned on time instead of holding the caller."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), limit)
+        except BaseException:
+            self._abandon(task)
+            raise
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # retrieved: no "exception was never retrieved" noise
+            return
+        task.cancel()
+        self._abandoned.add(task)
+
+        def _forget(done: asyncio.Future[Any]) -> None:
+            self._abandoned.discard(done)
+            if not done.cancelled():
+                done.exception()
+
+        task.add_done_callback(_forget)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def call_each(
+        self,
+        call: Callable[[Broker], Awaitable[T]],
+        accounts: Iterable[str] | None = None,
+        *,
+        per_broker_timeout: float | None = None,
+    ) -> dict[str, CallResult[T]]:
+        """``await call(broker)`` on every named account at once, each under its own timeout
+        (``per_broker_timeout``, default the manager's).
+
+        Never raises for a broker's failure: each account gets a ``CallResult``.
+        """
+        names = list(self._accounts) if accounts is None else [self._account(n).name for n in accounts]
+        limit = self.timeout if per_broker_timeout is None else per_broker_timeout
+
+        async def one(name: str) -> CallResult[T]:
+            broker = self._accounts[name].broker
+            started = time.perf_counter()
+            try:
+                value = await self._bounded(call(broker), limit)
+            except TimeoutError:
+                return CallResult(name, False, None, f"no answer within {limit:g} s",
+                                  (time.perf_counter() - started) * 1000, True)
+            except Exception as exc:
+                return CallResult(name, False, None, _describe(exc), (time.perf_counter() - started) * 1000)
+            return CallResult(name, True, value, None, (time.perf_counter() - started) * 1000)
+
+        results = await asyncio.gather(*(one(name) for name in names))
+        return {result.account: result for result in results}
+
+    # -- connect / disconnect ---------------------------------------------------------------
+    async def connect_all(self) -> dict[str, AccountStatus]:
+        """Connect every account at once. Failures are marked on the account, never raised."""
+        await asyncio.gather(*(self._connect(account) for account in list(self._accounts.values())))
+        return self.statuses()
+
+    async def connect(self, name: str) -> AccountStatus:
+        await self._connect(self._account(name))
+        return self.status(name)
+
+    async def _connect(self, account: _Account) -> None:
+        account.wanted = True
+        account.blocked = None
+        if account.reconnect is not None and not account.reconnect.done():
+            account.reconnect.cancel()
+        if account.status.state in _READABLE and account.broker.is_connected():
+            return
+        await self._attempt(account)
+        if not self._is_up(account) and account.name in self._accounts:
+            self._schedule_reconnect(account)
+
+    def _is_up(self, account: _Account) -> bool:
+        return account.status.state in _READABLE
+
+    async def _attempt(self, account: _Account) -> bool:
+        """One connect followed by a resync. True when the account ends up CONNECTED."""
+        async with account.lock:
+            if account.status.state in _READABLE and account.broker.is_connected():
+                return True
+            self._set_state(account, _CS.CONNECTING, account.status.last_error)
+            try:
+                if not account.broker.is_connected():
+                    await self._bounded(account.broker.connect(), self.connect_timeout)
+            except TimeoutError:
+                self._set_state(account, _CS.FAILED, f"did not connect within {self.connect_timeout:g} s")
+                return False
+            except AuthenticationError as exc:
+                account.blocked = _describe(exc)
+                self._set_state(account, _CS.FAILED, account.blocked)
+                return False
+            except Exception as exc:
+                self._set_state(account, _CS.FAILED, _describe(exc))
+                return False
+            return await self._resync_locked(account)
+
+    async def resync(self, name: str) -> AccountStatus:
+        """Re-read an account's orders, positions and balance (orders to it wait meanwhile)."""
+        account = self._account(name)
+        async with account.lock:
+            await self._resync_locked(account)
+        return self.status(name)
+
+    async def _resync_locked(self, account: _Account) -> bool:
+        self._set_state(account, _CS.RESYNCING)
+        broker = account.broker
+        started = time.perf_counter()
+        try:
+            orders, positions, balance = await self._bounded(
+                asyncio.gather(broker.get_open_orders(), broker.get_positions(), broker.get_balance()),
+                self.timeout,
+            )
+        except TimeoutError:
+            self._set_state(account, _CS.FAILED, f"resync got no answer within {self.timeout:g} s")
+            account.fresh = False
+            return False
+        except Exception as exc:
+            self._set_state(account, _CS.FAILED, f"resync failed: {_describe(exc)}")
+            account.fresh = False
+            return False
+        self._store(account, balance, positions, (time.perf_counter() - started) * 1000)
+        for order in orders:
+            self._publish(OrderEvent(account.name, order, self._now()))
+        for hook in tuple(self._resync_hooks):
+            try:
+                await self._bounded(hook(account.name), self.timeout)
+            except Exception as exc:
+                log.exception("resync hook failed for %s", account.name)
+                self._set_state(account, _CS.FAILED, f"resync failed: {_describe(exc)}")
+                return False
+        self._sync_positions(account)
+        account.failed_reads = 0
+        self._set_state(account, _CS.CONNECTED)
+        self._rebuild_snapshot()
+        return True
+
+    async def disconnect_all(self) -> None:
+        """Disconnect every account at once and stop reconnecting them."""
+        await asyncio.gather(*(self._disconnect(a) for a in list(self._accounts.values())))
+
+    async def disconnect(self, name: str) -> None:
+        await self._disconnect(self._account(name))
+
+    async def _disconnect(self, account: _Account) -> None:
+        account.wanted = False
+        if account.reconnect is not None:
+            account.reconnect.cancel()
+        error = None
+        try:
+            await self._bounded(account.broker.disconnect(), self.timeout)
+        except Exception as exc:
+            error = f"disconnect: {_describe(exc)}"
+        account.fresh = False
+        self._set_state(account, _CS.DISCONNECTED, error)
+        self._rebuild_snapshot()
+
+    async def _quiet_disconnect(self, broker: Broker) -> None:
+        try:
+            await self._bounded(broker.disconnect(), self.timeout)
+        except Exception as exc:
+            log.warning("disconnecting %s failed: %s", broker.name, _describe(exc))
+
+    # -- reconnect --------------------------------------------------------------------------
+    def _lost(self, account: _Account, error: str) -> None:
+        account.fresh = False
+        self._set_state(account, _CS.DISCONNECTED, error)
+        self._schedule_reconnect(account)
+
+    def _schedule_reconnect(self, account: _Account) -> None:
+        if not (self._running and account.wanted and account.blocked is None):
+            return
+        if account.reconnect is not None and not account.reconnect.done():
+            return
+        account.reconnect = asyncio.create_task(self._reconnect_loop(account), name=f"reconnect:{account.name}")
+
+    async def _reconnect_loop(self, account: _Account) -> None:
+        attempt = 0
+        while account.name in self._accounts and account.wanted and account.blocked is None:
+            delay = self.backoff.delay(attempt)
+            log.info("%s: reconnect attempt %d in %.2f s", account.name, attempt + 1, delay)
+            account.next_retry_at = self._now() + timedelta(seconds=delay)
+            try:
+                await self._sleep(delay)
+            finally:
+                account.next_retry_at = None
+            if not account.wanted or account.name not in self._accounts:
+                return
+            # A half-open session would refuse a new connect on some brokers; close it first.
+            with contextlib.suppress(Exception):
+                await self._bounded(account.broker.disconnect(), self.timeout)
+            if await self._attempt(account):
+                log.info("%s: reconnected after %d attempt(s)", account.name, attempt + 1)
+                return
+            attempt += 1
+
+    # -- refresh ----------------------------------------------------------------------------
+    async def refresh(self) -> Snapshot:
+        """Read balance and positions of every connected account at once.
+
+        An account that does not answer within ``timeout`` or fails is marked DEGRADED (or
+        DISCONNECTED when its connection dropped) and keeps its last data, flagged stale.
+        """
+        accounts = list(self._accounts.values())
+        await asyncio.gather(*(self._read(account) for account in accounts))
+        return self._rebuild_snapshot()
+
+    async def _read(self, account: _Account) -> None:
+        # A refresh already under way for this account is joined, not doubled: a slow broker
+        # must not collect a pile of identical calls from the heartbeat and the screen.
+        if account.reading is None or account.reading.done():
+            account.reading = asyncio.ensure_future(self._read_once(account))
+        reading = account.reading
+        # wait() neither cancels the shared read when this caller is cancelled nor raises
+        # when someone else cancelled it (stop(), remove_broker()).
+        await asyncio.wait({reading})
+        if not reading.cancelled() and reading.exception() is not None:
+            log.error("refreshing %s failed", account.name, exc_info=reading.exception())
+
+    async def _read_once(self, account: _Account) -> None:
+        if account.status.state not in _READABLE:
+            return
+        if self._session_expired(account):
+            account.blocked = "the broker session has expired; log in again"
+            account.fresh = False
+            self._set_state(account, _CS.FAILED, account.blocked)
+            return
+        broker = account.broker
+        if not broker.is_connected():
+            self._lost(account, account.status.last_error or "connection lost")
+            return
+        started = time.perf_counter()
+        try:
+            balance, positions, rates = await self._bounded(
+                asyncio.gather(broker.get_balance(), broker.get_positions(), broker.get_fx_rates()),
+                self.timeout,
+            )
+        except TimeoutError:
+            self._read_failed(account, f"no answer within {self.timeout:g} s")
+            return
+        except BrokerConnectionError as exc:
+            self._lost(account, _describe(exc))
+            return
+        except AuthenticationError as exc:
+            account.blocked = _describe(exc)
+            account.fresh = False
+            self._set_state(account, _CS.FAILED, account.blocked)
+            return
+        except Exception as exc:
+            self._read_failed(account, _describe(exc))
+            return
+        if account.status.state not in _READABLE:
+            return  # disconnected or resynced while the answer was on its way
+        self._store(account, balance, positions, (time.perf_counter() - started) * 1000)
+        self._take_rates(account, rates)
+        account.failed_reads = 0
+        self._set_state(account, _CS.CONNECTED)
+
+    def _read_failed(self, account: _Account, error: str) -> None:
+        account.fresh = False
+        account.failed_reads += 1
+        if account.failed_reads >= self.degraded_limit:
+            # A connection that has stopped answering altogether is as good as dropped.
+            self._lost(account, f"{error} ({account.failed_reads} times in a row)")
+        else:
+            self._set_state(account, _CS.DEGRADED, error)
+
+    def _store(self, account: _Account, balance: Balance, positions: list[Position], latency_ms: float) -> None:
+        now = self._now()
+        account.balance = balance
+        account.positions = [
+            p if p.account == account.name else p.model_copy(update={"account": account.name})
+            for p in positions
+        ]
+        account.data_at = now
+        account.fresh = True
+        account.status.last_refresh = now
+        account.status.latency_ms = round(latency_ms, 3)
+
+    def _take_rates(self, account: _Account, rates: dict[str, Decimal]) -> None:
+        for pair, rate in (rates or {}).items():
+            try:
+                self.fx.set_rate(pair, rate, source=account.name)
+            except ValueError as exc:
+                log.warning("%s reported an unusable fx rate %s: %s", account.name, pair, exc)
+
+    def _rebuild_snapshot(self) -> Snapshot:
+        balances: dict[str, Balance] = {}
+        positions: dict[str, list[Position]] = {}
+        as_of: dict[str, datetime] = {}
+        stale: set[str] = set()
+        errors: dict[str, str] = {}
+        for name, account in self._accounts.items():
+            if account.status.last_error:
+                errors[name] = account.status.last_error
+            if account.data_at is None:
+                continue
+            balances[name] = account.balance  # type: ignore[assignment]
+            positions[name] = list(account.positions)
+            as_of[name] = account.data_at
+            if not account.fresh:
+                stale.add(name)
+        self._snapshot = Snapshot(
+            taken_at=self._now(),
+            balances=balances,
+            positions=positions,
+            statuses=self.statuses(),
+            as_of=as_of,
+            stale=frozenset(stale),
+            errors=errors,
+        )
+        return self._snapshot
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    # -- position sync ----------------------------------------------------------------------
+    def _sync_positions(self, account: _Account) -> None:
+        if self.book_provider is None:
+            return
+        try:
+            book = self.book_provider()
+        except Exception:
+            log.exception("reading the book for %s failed; positions not compared", account.name)
+            return
+        account.diffs = compare_positions(account.name, book, account.positions)
+        self._publish(PositionDiffEvent(account.name, account.diffs, self._now()))
+
+    # -- cancel -----------------------------------------------------------------------------
+    async def cancel_all_orders(self, accounts: Iterable[str] | None = None, *,
+                                per_broker_timeout: float | None = None) -> dict[str, CancelAllResult]:
+        """Ask every account (or those named) to cancel all working orders, all at once.
+
+        Cancels are never held back by health: an account that says it is connected is asked,
+        whatever its state; one that is not is reported as such.
+        """
+        names = list(self._accounts) if accounts is None else [self._account(n).name for n in accounts]
+        connected = [n for n in names if self._accounts[n].broker.is_connected()]
+        results = await self.call_each(lambda broker: broker.cancel_all_orders(), connected,
+                                      per_broker_timeout=per_broker_timeout)
+        outcome: dict[str, CancelAllResult] = {}
+        for name in names:
+            result = results.get(name)
+            if result is None:
+                outcome[name] = CancelAllResult(name, False, (), "not connected")
+            elif result.ok:
+                outcome[name] = CancelAllResult(name, True, tuple(result.value or ()), None, result.elapsed_ms)
+            else:
+                outcome[name] = CancelAllResult(name, False, (), result.error, result.elapsed_ms)
+        return outcome
+
+    # -- events -----------------------------------------------------------------------------
+    def subscribe(self) -> asyncio.Queue[ManagerEvent]:
+        """A queue receiving every event from now on; pair with ``unsubscribe``."""
+        queue: asyncio.Queue[ManagerEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[ManagerEvent]) -> None:
+        self._subscribers.discard(queue)
+
+    async def events(self) -> AsyncIterator[ManagerEvent]:
+        queue = self.subscribe()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.unsubscribe(queue)
+
+    def _publish(self, event: ManagerEvent) -> None:
+        for queue in tuple(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(event)
+
+    async def _pump(self, account: _Account) -> None:
+        # One pump per broker, draining one queue: events keep the broker's arrival order.
+        while True:
+            event = await account.queue.get()
+            if isinstance(event, Fill):
+                self._publish(FillEvent(account.name, event, self._now()))
+            elif isinstance(event, Order):
+                self._publish(OrderEvent(account.name, event, self._now()))
+            else:
+                log.warning("%s sent an update of unknown kind %s", account.name, type(event).__name__)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
+        """Start the event pumps, the heartbeat, and reconnecting accounts that are down."""
+        if self._running:
+            return
+        self._running = True
+        for account in self._accounts.values():
+            if account.pump is None or account.pump.done():
+                account.pump = asyncio.create_task(self._pump(account), name=f"pump:{account.name}")
+            if account.status.state in (_CS.FAILED, _CS.DISCONNECTED):
+                self._schedule_reconnect(account)
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="manager-heartbeat")
+
+    async def stop(self) -> None:
+        """Stop every background task the manager runs. Connections stay as they are."""
+        self._running = False
+        tasks: list[asyncio.Future[Any]] = []
+        if self._heartbeat is not None:
+            tasks.append(self._heartbeat)
+            self._heartbeat = None
+        for account in self._accounts.values():
+            for task in (account.pump, account.reconnect, account.reading):
+                if task is not None:
+                    tasks.append(task)
+            account.pump = account.reconnect = account.reading = None
+        for task in (*tasks, *self._abandoned):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Background disconnects may finish; broker calls that ignore cancellation are given up
+        # on after the timeout rather than holding shutdown forever.
+        leftovers = {*self._abandoned, *self._background}
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=self.timeout)
+
+    async def __aenter__(self) -> MultiBrokerManager:
+        await self.connect_all()
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+        await self.disconnect_all()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("heartbeat refresh failed")
+            for account in list(self._accounts.values()):
+                if account.status.state in (_CS.FAILED, _CS.DISCONNECTED):
+                    self._schedule_reconnect(account)
+
+    # -- consolidated view (no I/O) ---------------------------------------------------------
+    def last_price(self, symbol: str, account: str | None = None) -> Decimal | None:
+        """Last price held in memory: the brokers' own feeds first, then the last snapshot."""
+        symbol = symbol.strip().upper()
+        if account is not None:
+            names = [self._account(account).name]
+        else:
+            names = list(self._accounts)
+            default = self.default_account
+            if default in self._accounts:
+                names.remove(default)
+                names.insert(0, default)
+        for name in names:
+            price = self._accounts[name].broker.last_price_nowait(symbol)
+            if price is not None:
+                return price
+        for name in names:
+            for position in self._snapshot.positions.get(name, ()):
+                if position.symbol == symbol and position.last_price is not None:
+                    return position.last_price
+        return None
+
+    def _mark_price(self, position: Position) -> Decimal | None:
+        account = self._accounts.get(position.account)
+        if account is not None:
+            live = account.broker.last_price_nowait(position.symbol)
+            if live is not None:
+                return live
+        return position.last_price
+
+    def consolidated_positions(self) -> list[ConsolidatedPosition]:
+        """Positions grouped by (symbol, asset class, currency), from the last snapshot."""
+        snapshot = self._snapshot
+        groups: dict[tuple[str, AssetClass, str], list[Position]] = {}
+        for positions in snapshot.positions.values():
+            for position in positions:
+                if position.quantity == 0:
+                    continue
+                groups.setdefault((position.symbol, position.asset_class, position.currency), []).append(
+                    position
+                )
+        rows = [
+            self._consolidate(symbol, asset_class, currency, legs, snapshot)
+            for (symbol, asset_class, currency), legs in groups.items()
+        ]
+        rows.sort(key=lambda row: (row.symbol, row.asset_class.value, row.currency))
+        return rows
+
+    def _consolidate(self, symbol: str, asset_class: AssetClass, currency: str, legs: list[Position],
+                     snapshot: Snapshot) -> ConsolidatedPosition:
+        quantity = sum((leg.quantity for leg in legs), Decimal(0))
+        stale = any(leg.account in snapshot.stale for leg in legs)
+        last = next((p for p in (self._mark_price(leg) for leg in legs) if p is not None), None)
+        if last is None:
+            market_value = Money(None, currency, stale, missing=True)
+            unrealized = Money(None, currency, stale, missing=True)
+        else:
+            market_value = Money(
+                sum((leg.quantity * leg.multiplier for leg in legs), Decimal(0)) * last, currency, stale
+            )
+            unrealized = Money(
+                sum(((last - leg.avg_price) * leg.quantity * leg.multiplier for leg in legs), Decimal(0)),
+                currency,
+                stale,
+            )
+        return ConsolidatedPosition(
+            symbol=symbol,
+            asset_class=asset_class,
+            currency=currency,
+            quantity=quantity,
+            avg_price=average_price(legs),
+            last_price=last,
+            market_value=market_value,
+            unrealized_pnl=unrealized,
+            market_value_base=self.fx.convert_money(market_value),
+            unrealized_pnl_base=self.fx.convert_money(unrealized),
+            legs=sorted(legs, key=lambda leg: leg.account),
+        )
+
+    def _account_figures(self, name: str, snapshot: Snapshot) -> AccountTotals:
+        account = self._accounts[name]
+        balance = snapshot.balances.get(name)
+        currency = balance.currency if balance is not None else account.status.currency
+        stale = name in snapshot.stale
+        if balance is None:
+            none = Money(None, currency, missing=True)
+            native = Figures(none, none, none, none, none)
+        else:
+            values: list[Money] = []
+            pnls: list[Money] = []
+            for position in snapshot.positions.get(name, ()):
+                if position.quantity == 0:
+                    continue
+                price = self._mark_price(position)
+                if price is None:
+                    values.append(Money(None, currency, missing=True))
+                    pnls.append(Money(None, currency, missing=True))
+                    continue
+                value = position.quantity * position.multiplier * price
+                pnl = (price - position.avg_price) * position.quantity * position.multiplier
+                values.append(self.fx.convert(value, position.currency, to=currency))
+                pnls.append(self.fx.convert(pnl, position.currency, to=currency))
+            native = Figures(
+                cash=Money(balance.cash, currency, stale),
+                equity=Money(balance.equity, currency, stale),
+                buying_power=Money(balance.buying_power, currency, stale),
+                market_value=Money.total(values, currency).marked(stale=stale),
+                unrealized_pnl=Money.total(pnls, currency).marked(stale=stale),
+            )
+        convert = self.fx.convert_money
+        base = Figures(
+            cash=convert(native.cash),
+            equity=convert(native.equity),
+            buying_power=convert(native.buying_power),
+            market_value=convert(native.market_value),
+            unrealized_pnl=convert(native.unrealized_pnl),
+        )
+        return AccountTotals(name, currency, native, base, stale)
+
+    def totals(self) -> Totals:
+        """Cash, equity, buying power, market value and unrealised P&L per account (in its own
+        currency and in the base currency) and in total (base currency), from the last snapshot."""
+        snapshot = self._snapshot
+        per_account = {name: self._account_figures(name, snapshot) for name in self._accounts}
+        base = self.base_currency
+
+        def total(attr: str) -> Money:
+            return Money.total((getattr(a.base, attr) for a in per_account.values()), base)
+
+        figures = Figures(
+            cash=total("cash"),
+            equity=total("equity"),
+            buying_power=total("buying_power"),
+            market_value=total("market_value"),
+            unrealized_pnl=total("unrealized_pnl"),
+        )
+        return Totals(base, figures, per_account)
+
+    def equity(self) -> Money:
+        return self.totals().total.equity
+
+    def buying_power(self) -> BuyingPower:
+        totals = self.totals()
+        return BuyingPower(
+            per_account={name: t.native.buying_power for name, t in totals.per_account.items()},
+            total=totals.total.buying_power,
+            per_account_base={name: t.base.buying_power for name, t in totals.per_account.items()},
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Position arithmetic (pure functions)
+
+
+def average_price(legs: Iterable[Position]) -> Decimal | None:
+    """Quantity-weighted average price of the legs on the side of the net position.
+
+    Legs all one way: the plain weighted average. A long in one account against a short in
+    another: the average of the side that remains after netting (the per-account legs still
+    show both). Flat: None, there is no position to price.
+    """
+    legs = [leg for leg in legs if leg.quantity != 0]
+    net = sum((leg.quantity for leg in legs), Decimal(0))
+    if net == 0:
+        return None
+    side = [leg for leg in legs if (leg.quantity > 0) == (net > 0)]
+    weight = sum((abs(leg.quantity) for leg in side), Decimal(0))
+    return sum((abs(leg.quantity) * leg.avg_price for leg in side), Decimal(0)) / weight
+
+
+def compare_positions(account: str, book: dict[tuple[str, str], Decimal],
+                      positions: Iterable[Position]) -> tuple[PositionDiff, ...]:
+    """Holdings where the journal's book and the broker's report for ``account`` disagree."""
+    held: dict[str, Decimal] = {}
+    for position in positions:
+        held[position.symbol] = held.get(position.symbol, Decimal(0)) + position.quantity
+    expected: dict[str, Decimal] = {}
+    for (name, symbol), quantity in book.items():
+        if name == account:
+            expected[symbol] = expected.get(symbol, Decimal(0)) + Decimal(quantity)
+    diffs = [
+        PositionDiff(account, symbol, expected.get(symbol, Decimal(0)), held.get(symbol, Decimal(0)))
+        for symbol in sorted(set(held) | set(expected))
+        if expected.get(symbol, Decimal(0)) != held.get(symbol, Decimal(0))
+    ]
+    return tuple(diffs)
