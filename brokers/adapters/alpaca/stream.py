@@ -1,0 +1,136 @@
+"""alpaca-py's blocking pieces, made safe to use from an asyncio program.
+
+``TradingStream`` runs an event loop of its own; it gets a thread of its own here so it never
+touches the console's loop, and it reports its connection going up and down so the broker can
+resync after a gap. ``TimeoutSession`` gives alpaca-py's requests the timeout it never sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from alpaca.trading.stream import TradingStream
+
+from ...credentials import redact
+
+log = logging.getLogger(__name__)
+
+
+# The key fields of the stream's authentication frame, even when a log line cuts the frame short.
+_AUTH_FIELDS = re.compile(r'("(?:key_id|secret_key|key|secret)"\s*:\s*")[^"]*')
+
+
+class _RedactingFilter(logging.Filter):
+    """The websocket library logs frames at DEBUG, and our first frame carries the keys."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = _AUTH_FIELDS.sub(r"\1***", redact(message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_REDACTING_FILTER = _RedactingFilter()
+for _name in ("websockets.client", "websockets.protocol", "alpaca.trading.stream"):
+    logging.getLogger(_name).addFilter(_REDACTING_FILTER)
+
+
+class UpdateStream(TradingStream):
+    """alpaca-py's TradingStream, telling us when its connection comes up and goes down."""
+
+    def __init__(self, *args: Any, on_up: Callable[[], None], on_down: Callable[[str], None],
+                 reconnect_delay: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_up = on_up
+        self._on_down = on_down
+        self._reconnect_min_backoff = reconnect_delay
+        self._reconnect_max_backoff = max(30.0, reconnect_delay)
+
+    async def _start_ws(self) -> None:
+        try:
+            await super()._start_ws()
+        except Exception as exc:
+            self._on_down(f"order update stream could not connect: {redact(exc) or type(exc).__name__}")
+            raise
+        self._on_up()
+
+    async def _consume(self) -> None:
+        try:
+            await super()._consume()
+        except Exception as exc:
+            self._on_down(f"order update stream dropped: {redact(exc) or type(exc).__name__}")
+            raise
+
+    async def serve(self) -> None:
+        """Connect, listen and reconnect with backoff until cancelled."""
+        await self._run_forever()
+
+
+class StreamThread:
+    """Runs an ``UpdateStream`` on its own event loop in its own daemon thread.
+
+    Stopping cancels the stream's task rather than using ``TradingStream.stop()``, which only
+    notices between 5-second receive timeouts.
+    """
+
+    def __init__(self, stream: UpdateStream, name: str) -> None:
+        self._stream = stream
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(5)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        self._task = loop.create_task(self._stream.serve())
+        self._ready.set()
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("order update stream stopped unexpectedly")
+        finally:
+            try:
+                loop.run_until_complete(self._stream.close())
+            except Exception:  # closing a socket that is already gone
+                pass
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self, timeout: float) -> None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop has already finished
+                pass
+        self._thread.join(timeout)
+
+
+class TimeoutSession(requests.Session):
+    """alpaca-py passes no timeout, and a request without one can hang forever."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.request_timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.request_timeout)
+        return super().request(method, url, *args, **kwargs)
