@@ -11,20 +11,43 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from .base import Broker
+from .consolidation import (
+    AccountTotals,
+    BuyingPower,
+    ConsolidatedPosition,
+    Figures,
+    Snapshot,
+    Totals,
+    compare_positions,
+    consolidate_buying_power,
+    consolidate_positions,
+    consolidate_totals,
+    empty_snapshot,
+)
+
+# Re-exported for code that imports it from brokers.manager.
+from .consolidation import average_price as average_price
 from .errors import AuthenticationError, BrokerConnectionError, UnknownAccountError
+from .events import (
+    ConnectionEvent,
+    FillEvent,
+    ManagerEvent,
+    OrderEvent,
+    PositionDiff,
+    PositionDiffEvent,
+)
+from .fanout import BoundedCalls, CallResult, CancelAllResult, describe_error
 from .fx import FxRates, Money
+from .health import ORDERABLE, READABLE, AccountRecord, Backoff
 from .models import (
     AccountStatus,
-    AssetClass,
     Balance,
     ConnectionState,
     Fill,
@@ -64,19 +87,6 @@ BookProvider = Callable[[], dict[tuple[str, str], Decimal]]
 ResyncHook = Callable[[str], Awaitable[Any]]
 
 _CS = ConnectionState
-# States in which new orders may go to the broker. DEGRADED is connected but slow to answer
-# reads: an order there can still be placed (a lost answer becomes UNKNOWN and is reconciled).
-_ORDERABLE = frozenset({_CS.CONNECTED, _CS.DEGRADED})
-# States in which the broker is up and its data is worth reading on a heartbeat.
-_READABLE = frozenset({_CS.CONNECTED, _CS.DEGRADED})
-_ERROR_MAX_LEN = 300
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= _ERROR_MAX_LEN else text[: _ERROR_MAX_LEN - 1] + "…"
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -102,239 +112,6 @@ def _check_weight(weight: Any) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"weight must be a finite number of at least 0, not {weight!r}")
     return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Reconnect schedule
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with jitter.
-
-    The n-th retry (from 0) waits ``min(maximum, initial * multiplier**n)`` less a random part of
-    up to ``jitter`` of it, so many accounts dropped at once do not all retry in step and no
-    wait is ever longer than ``maximum``.
-    """
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-
-    def __post_init__(self) -> None:
-        if not (self.initial > 0 and math.isfinite(self.initial)):
-            raise ValueError("backoff initial delay must be a positive number of seconds")
-        if not (self.maximum >= self.initial and math.isfinite(self.maximum)):
-            raise ValueError("backoff maximum must be at least the initial delay")
-        if not self.multiplier >= 1:
-            raise ValueError("backoff multiplier must be at least 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("backoff jitter must be a fraction from 0 up to (not including) 1")
-
-    def base_delay(self, attempt: int) -> float:
-        try:
-            raw = self.initial * self.multiplier ** max(0, attempt)
-        except OverflowError:
-            raw = math.inf
-        return min(self.maximum, raw)
-
-    def delay(self, attempt: int) -> float:
-        base = self.base_delay(attempt)
-        return base * (1 - self.jitter * self.rng.random())
-
-
-# ---------------------------------------------------------------------------------------------
-# Events
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionEvent:
-    account: str
-    state: ConnectionState
-    error: str | None = None
-    at: datetime = field(default_factory=utcnow)
-
-
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
-    account: str
-    order: Order
-    at: datetime = field(default_factory=utcnow)
-
-
-@dataclass(frozen=True, slots=True)
-class FillEvent:
-    account: str
-    fill: Fill
-    at: datetime = field(default_factory=utcnow)
-
-
-@dataclass(frozen=True, slots=True)
-class PositionDiff:
-    """The journal's book and the broker disagree about one holding."""
-
-    account: str
-    symbol: str
-    book: Decimal
-    broker: Decimal
-
-    @property
-    def difference(self) -> Decimal:
-        """What the broker holds beyond the book (negative: less than the book)."""
-        return self.broker - self.book
-
-
-@dataclass(frozen=True, slots=True)
-class PositionDiffEvent:
-    """Sent after every resync of an account; empty ``diffs`` means book and broker agree."""
-
-    account: str
-    diffs: tuple[PositionDiff, ...]
-    at: datetime = field(default_factory=utcnow)
-
-
-ManagerEvent = ConnectionEvent | OrderEvent | FillEvent | PositionDiffEvent
-
-
-# ---------------------------------------------------------------------------------------------
-# Results and views
-
-
-@dataclass(frozen=True, slots=True)
-class CallResult(Generic[T]):
-    """One broker's answer in a fan-out: a value, or the error that took its place."""
-
-    account: str
-    ok: bool
-    value: T | None = None
-    error: str | None = None
-    elapsed_ms: float = 0.0
-    timed_out: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CancelAllResult:
-    account: str
-    ok: bool
-    order_ids: tuple[str, ...] = ()
-    error: str | None = None
-    elapsed_ms: float = 0.0
-
-    @property
-    def cancelled(self) -> int:
-        return len(self.order_ids)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the accounts last reported. ``stale`` names accounts whose data is older than the
-    refresh that produced this snapshot (the broker failed or was skipped)."""
-
-    taken_at: datetime
-    balances: dict[str, Balance]
-    positions: dict[str, list[Position]]
-    statuses: dict[str, AccountStatus]
-    as_of: dict[str, datetime]
-    stale: frozenset[str] = frozenset()
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def accounts(self) -> list[str]:
-        return list(self.statuses)
-
-
-def _empty_snapshot() -> Snapshot:
-    return Snapshot(taken_at=utcnow(), balances={}, positions={}, statuses={}, as_of={})
-
-
-@dataclass(frozen=True)
-class ConsolidatedPosition:
-    """One instrument across accounts. ``quantity`` is the net; ``legs`` keep each account's
-    own holding (a long here and a short there both stay visible)."""
-
-    symbol: str
-    asset_class: AssetClass
-    currency: str
-    quantity: Decimal
-    avg_price: Decimal | None
-    last_price: Decimal | None
-    market_value: Money
-    unrealized_pnl: Money
-    market_value_base: Money
-    unrealized_pnl_base: Money
-    legs: list[Position]
-
-    @property
-    def accounts(self) -> list[str]:
-        return [leg.account for leg in self.legs]
-
-    @property
-    def stale(self) -> bool:
-        return self.market_value_base.stale
-
-
-@dataclass(frozen=True)
-class Figures:
-    cash: Money
-    equity: Money
-    buying_power: Money
-    market_value: Money
-    unrealized_pnl: Money
-
-
-@dataclass(frozen=True)
-class AccountTotals:
-    account: str
-    currency: str
-    native: Figures
-    base: Figures
-    stale: bool
-
-
-@dataclass(frozen=True)
-class Totals:
-    currency: str
-    total: Figures
-    per_account: dict[str, AccountTotals]
-
-
-@dataclass(frozen=True)
-class BuyingPower:
-    """``per_account`` in each account's own currency; ``total`` (and ``per_account_base``) in
-    the base currency."""
-
-    per_account: dict[str, Money]
-    total: Money
-    per_account_base: dict[str, Money] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Account:
-    name: str
-    broker: Broker
-    weight: float
-    status: AccountStatus
-    queue: asyncio.Queue[Any]
-    balance: Balance | None = None
-    positions: list[Position] = field(default_factory=list)
-    data_at: datetime | None = None
-    fresh: bool = False
-    # The trader asked for this account to be connected; the manager keeps it so.
-    wanted: bool = False
-    # Why the manager stopped reconnecting on its own (credentials refused, session expired).
-    blocked: str | None = None
-    failed_reads: int = 0
-    next_retry_at: datetime | None = None
-    diffs: tuple[PositionDiff, ...] = ()
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pump: asyncio.Task[None] | None = None
-    reconnect: asyncio.Task[None] | None = None
-    reading: asyncio.Task[None] | None = None
 
 
 class MultiBrokerManager:
@@ -378,16 +155,14 @@ class MultiBrokerManager:
         self._sleep = sleep or asyncio.sleep
         self.book_provider = book_provider
         self.degraded_limit = max(1, int(degraded_limit))
-        self._accounts: dict[str, _Account] = {}
+        self._accounts: dict[str, AccountRecord] = {}
         self._default: str | None = None
         self._subscribers: set[asyncio.Queue[ManagerEvent]] = set()
         self._resync_hooks: list[ResyncHook] = []
-        self._snapshot = _empty_snapshot()
+        self._snapshot = empty_snapshot()
         self._running = False
         self._heartbeat: asyncio.Task[None] | None = None
-        # Calls abandoned after their timeout; cancelled, and awaited on stop().
-        self._abandoned: set[asyncio.Future[Any]] = set()
-        self._background: set[asyncio.Task[Any]] = set()
+        self._calls = BoundedCalls()
 
     # -- accounts ---------------------------------------------------------------------------
     def add_broker(self, name: str, broker: Broker, default: bool = False, weight: float = 1.0, *,
@@ -408,7 +183,7 @@ class MultiBrokerManager:
             session_expires_at=broker.session_expires_at,
         )
         # Subscribe now so nothing the broker reports before start() is lost.
-        account = _Account(name, broker, _check_weight(weight), status, broker.subscribe())
+        account = AccountRecord(name, broker, _check_weight(weight), status, broker.subscribe())
         self._accounts[name] = account
         if default:
             self._default = name
@@ -428,7 +203,7 @@ class MultiBrokerManager:
             if task is not None:
                 task.cancel()
         if account.broker.is_connected() and _running_loop() is not None:
-            self._spawn(self._quiet_disconnect(account.broker), f"disconnect:{account.name}")
+            self._calls.spawn(self._quiet_disconnect(account.broker), f"disconnect:{account.name}")
         self._rebuild_snapshot()
         self._publish(ConnectionEvent(account.name, _CS.DISCONNECTED, "account removed", self._now()))
         return account.broker
@@ -467,7 +242,7 @@ class MultiBrokerManager:
     def set_weight(self, name: str, weight: float) -> None:
         self._account(name).weight = _check_weight(weight)
 
-    def _account(self, name: str) -> _Account:
+    def _account(self, name: str) -> AccountRecord:
         try:
             return self._accounts[name]
         except (KeyError, TypeError):
@@ -488,7 +263,7 @@ class MultiBrokerManager:
     def is_available(self, name: str) -> bool:
         """May new orders go to this account now? Cheap enough for the order path."""
         account = self._accounts.get(name)
-        if account is None or account.status.state not in _ORDERABLE:
+        if account is None or account.status.state not in ORDERABLE:
             return False
         if self._session_expired(account):
             return False
@@ -504,7 +279,7 @@ class MultiBrokerManager:
             return f"{name}: the broker session has expired; log in again"
         if state is _CS.RESYNCING:
             return f"{name} is re-reading its orders and positions after a reconnect; try again shortly"
-        if state not in _ORDERABLE or not account.broker.is_connected():
+        if state not in ORDERABLE or not account.broker.is_connected():
             detail = f" ({account.status.last_error})" if account.status.last_error else ""
             return f"{name} is {state.value.lower()}{detail}"
         return None
@@ -529,11 +304,11 @@ class MultiBrokerManager:
     def _now(self) -> datetime:
         return self._clock()
 
-    def _session_expired(self, account: _Account) -> bool:
+    def _session_expired(self, account: AccountRecord) -> bool:
         expires = account.broker.session_expires_at
         return expires is not None and expires <= self._now()
 
-    def _set_state(self, account: _Account, state: ConnectionState, error: str | None = None) -> None:
+    def _set_state(self, account: AccountRecord, state: ConnectionState, error: str | None = None) -> None:
         status = account.status
         if state in (_CS.CONNECTING, _CS.FAILED, _CS.DISCONNECTED):
             account.fresh = False
@@ -544,38 +319,7 @@ class MultiBrokerManager:
         if account.name in self._accounts:
             self._publish(ConnectionEvent(account.name, state, error, self._now()))
 
-    # -- bounded calls ----------------------------------------------------------------------
-    async def _bounded(self, awaitable: Awaitable[T], limit: float) -> T:
-        """Await for at most ``limit`` seconds. The call runs as its own task behind a shield, so a broker
-        call that ignores cancellation is abandoned on time instead of holding the caller."""
-        task = asyncio.ensure_future(awaitable)
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), limit)
-        except BaseException:
-            self._abandon(task)
-            raise
-
-    def _abandon(self, task: asyncio.Future[Any]) -> None:
-        if task.done():
-            if not task.cancelled():
-                task.exception()  # retrieved: no "exception was never retrieved" noise
-            return
-        task.cancel()
-        self._abandoned.add(task)
-
-        def _forget(done: asyncio.Future[Any]) -> None:
-            self._abandoned.discard(done)
-            if not done.cancelled():
-                done.exception()
-
-        task.add_done_callback(_forget)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
-
+    # -- fan-out ----------------------------------------------------------------------------
     async def call_each(
         self,
         call: Callable[[Broker], Awaitable[T]],
@@ -593,15 +337,7 @@ class MultiBrokerManager:
 
         async def one(name: str) -> CallResult[T]:
             broker = self._accounts[name].broker
-            started = time.perf_counter()
-            try:
-                value = await self._bounded(call(broker), limit)
-            except TimeoutError:
-                return CallResult(name, False, None, f"no answer within {limit:g} s",
-                                  (time.perf_counter() - started) * 1000, True)
-            except Exception as exc:
-                return CallResult(name, False, None, _describe(exc), (time.perf_counter() - started) * 1000)
-            return CallResult(name, True, value, None, (time.perf_counter() - started) * 1000)
+            return await self._calls.call(name, lambda: call(broker), limit)
 
         results = await asyncio.gather(*(one(name) for name in names))
         return {result.account: result for result in results}
@@ -616,38 +352,38 @@ class MultiBrokerManager:
         await self._connect(self._account(name))
         return self.status(name)
 
-    async def _connect(self, account: _Account) -> None:
+    async def _connect(self, account: AccountRecord) -> None:
         account.wanted = True
         account.blocked = None
         if account.reconnect is not None and not account.reconnect.done():
             account.reconnect.cancel()
-        if account.status.state in _READABLE and account.broker.is_connected():
+        if account.status.state in READABLE and account.broker.is_connected():
             return
         await self._attempt(account)
         if not self._is_up(account) and account.name in self._accounts:
             self._schedule_reconnect(account)
 
-    def _is_up(self, account: _Account) -> bool:
-        return account.status.state in _READABLE
+    def _is_up(self, account: AccountRecord) -> bool:
+        return account.status.state in READABLE
 
-    async def _attempt(self, account: _Account) -> bool:
+    async def _attempt(self, account: AccountRecord) -> bool:
         """One connect followed by a resync. True when the account ends up CONNECTED."""
         async with account.lock:
-            if account.status.state in _READABLE and account.broker.is_connected():
+            if account.status.state in READABLE and account.broker.is_connected():
                 return True
             self._set_state(account, _CS.CONNECTING, account.status.last_error)
             try:
                 if not account.broker.is_connected():
-                    await self._bounded(account.broker.connect(), self.connect_timeout)
+                    await self._calls.bounded(account.broker.connect(), self.connect_timeout)
             except TimeoutError:
                 self._set_state(account, _CS.FAILED, f"did not connect within {self.connect_timeout:g} s")
                 return False
             except AuthenticationError as exc:
-                account.blocked = _describe(exc)
+                account.blocked = describe_error(exc)
                 self._set_state(account, _CS.FAILED, account.blocked)
                 return False
             except Exception as exc:
-                self._set_state(account, _CS.FAILED, _describe(exc))
+                self._set_state(account, _CS.FAILED, describe_error(exc))
                 return False
             return await self._resync_locked(account)
 
@@ -658,12 +394,12 @@ class MultiBrokerManager:
             await self._resync_locked(account)
         return self.status(name)
 
-    async def _resync_locked(self, account: _Account) -> bool:
+    async def _resync_locked(self, account: AccountRecord) -> bool:
         self._set_state(account, _CS.RESYNCING)
         broker = account.broker
         started = time.perf_counter()
         try:
-            orders, positions, balance = await self._bounded(
+            orders, positions, balance = await self._calls.bounded(
                 asyncio.gather(broker.get_open_orders(), broker.get_positions(), broker.get_balance()),
                 self.timeout,
             )
@@ -672,7 +408,7 @@ class MultiBrokerManager:
             account.fresh = False
             return False
         except Exception as exc:
-            self._set_state(account, _CS.FAILED, f"resync failed: {_describe(exc)}")
+            self._set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
             account.fresh = False
             return False
         self._store(account, balance, positions, (time.perf_counter() - started) * 1000)
@@ -680,10 +416,10 @@ class MultiBrokerManager:
             self._publish(OrderEvent(account.name, order, self._now()))
         for hook in tuple(self._resync_hooks):
             try:
-                await self._bounded(hook(account.name), self.timeout)
+                await self._calls.bounded(hook(account.name), self.timeout)
             except Exception as exc:
                 log.exception("resync hook failed for %s", account.name)
-                self._set_state(account, _CS.FAILED, f"resync failed: {_describe(exc)}")
+                self._set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
                 return False
         self._sync_positions(account)
         account.failed_reads = 0
@@ -698,39 +434,39 @@ class MultiBrokerManager:
     async def disconnect(self, name: str) -> None:
         await self._disconnect(self._account(name))
 
-    async def _disconnect(self, account: _Account) -> None:
+    async def _disconnect(self, account: AccountRecord) -> None:
         account.wanted = False
         if account.reconnect is not None:
             account.reconnect.cancel()
         error = None
         try:
-            await self._bounded(account.broker.disconnect(), self.timeout)
+            await self._calls.bounded(account.broker.disconnect(), self.timeout)
         except Exception as exc:
-            error = f"disconnect: {_describe(exc)}"
+            error = f"disconnect: {describe_error(exc)}"
         account.fresh = False
         self._set_state(account, _CS.DISCONNECTED, error)
         self._rebuild_snapshot()
 
     async def _quiet_disconnect(self, broker: Broker) -> None:
         try:
-            await self._bounded(broker.disconnect(), self.timeout)
+            await self._calls.bounded(broker.disconnect(), self.timeout)
         except Exception as exc:
-            log.warning("disconnecting %s failed: %s", broker.name, _describe(exc))
+            log.warning("disconnecting %s failed: %s", broker.name, describe_error(exc))
 
     # -- reconnect --------------------------------------------------------------------------
-    def _lost(self, account: _Account, error: str) -> None:
+    def _lost(self, account: AccountRecord, error: str) -> None:
         account.fresh = False
         self._set_state(account, _CS.DISCONNECTED, error)
         self._schedule_reconnect(account)
 
-    def _schedule_reconnect(self, account: _Account) -> None:
+    def _schedule_reconnect(self, account: AccountRecord) -> None:
         if not (self._running and account.wanted and account.blocked is None):
             return
         if account.reconnect is not None and not account.reconnect.done():
             return
         account.reconnect = asyncio.create_task(self._reconnect_loop(account), name=f"reconnect:{account.name}")
 
-    async def _reconnect_loop(self, account: _Account) -> None:
+    async def _reconnect_loop(self, account: AccountRecord) -> None:
         attempt = 0
         while account.name in self._accounts and account.wanted and account.blocked is None:
             delay = self.backoff.delay(attempt)
@@ -744,7 +480,7 @@ class MultiBrokerManager:
                 return
             # A half-open session would refuse a new connect on some brokers; close it first.
             with contextlib.suppress(Exception):
-                await self._bounded(account.broker.disconnect(), self.timeout)
+                await self._calls.bounded(account.broker.disconnect(), self.timeout)
             if await self._attempt(account):
                 log.info("%s: reconnected after %d attempt(s)", account.name, attempt + 1)
                 return
@@ -761,7 +497,7 @@ class MultiBrokerManager:
         await asyncio.gather(*(self._read(account) for account in accounts))
         return self._rebuild_snapshot()
 
-    async def _read(self, account: _Account) -> None:
+    async def _read(self, account: AccountRecord) -> None:
         # A refresh already under way for this account is joined, not doubled: a slow broker
         # must not collect a pile of identical calls from the heartbeat and the screen.
         if account.reading is None or account.reading.done():
@@ -773,8 +509,8 @@ class MultiBrokerManager:
         if not reading.cancelled() and reading.exception() is not None:
             log.error("refreshing %s failed", account.name, exc_info=reading.exception())
 
-    async def _read_once(self, account: _Account) -> None:
-        if account.status.state not in _READABLE:
+    async def _read_once(self, account: AccountRecord) -> None:
+        if account.status.state not in READABLE:
             return
         if self._session_expired(account):
             account.blocked = "the broker session has expired; log in again"
@@ -787,7 +523,7 @@ class MultiBrokerManager:
             return
         started = time.perf_counter()
         try:
-            balance, positions, rates = await self._bounded(
+            balance, positions, rates = await self._calls.bounded(
                 asyncio.gather(broker.get_balance(), broker.get_positions(), broker.get_fx_rates()),
                 self.timeout,
             )
@@ -795,24 +531,24 @@ class MultiBrokerManager:
             self._read_failed(account, f"no answer within {self.timeout:g} s")
             return
         except BrokerConnectionError as exc:
-            self._lost(account, _describe(exc))
+            self._lost(account, describe_error(exc))
             return
         except AuthenticationError as exc:
-            account.blocked = _describe(exc)
+            account.blocked = describe_error(exc)
             account.fresh = False
             self._set_state(account, _CS.FAILED, account.blocked)
             return
         except Exception as exc:
-            self._read_failed(account, _describe(exc))
+            self._read_failed(account, describe_error(exc))
             return
-        if account.status.state not in _READABLE:
+        if account.status.state not in READABLE:
             return  # disconnected or resynced while the answer was on its way
         self._store(account, balance, positions, (time.perf_counter() - started) * 1000)
         self._take_rates(account, rates)
         account.failed_reads = 0
         self._set_state(account, _CS.CONNECTED)
 
-    def _read_failed(self, account: _Account, error: str) -> None:
+    def _read_failed(self, account: AccountRecord, error: str) -> None:
         account.fresh = False
         account.failed_reads += 1
         if account.failed_reads >= self.degraded_limit:
@@ -821,7 +557,7 @@ class MultiBrokerManager:
         else:
             self._set_state(account, _CS.DEGRADED, error)
 
-    def _store(self, account: _Account, balance: Balance, positions: list[Position], latency_ms: float) -> None:
+    def _store(self, account: AccountRecord, balance: Balance, positions: list[Position], latency_ms: float) -> None:
         now = self._now()
         account.balance = balance
         account.positions = [
@@ -833,7 +569,7 @@ class MultiBrokerManager:
         account.status.last_refresh = now
         account.status.latency_ms = round(latency_ms, 3)
 
-    def _take_rates(self, account: _Account, rates: dict[str, Decimal]) -> None:
+    def _take_rates(self, account: AccountRecord, rates: dict[str, Decimal]) -> None:
         for pair, rate in (rates or {}).items():
             try:
                 self.fx.set_rate(pair, rate, source=account.name)
@@ -872,7 +608,7 @@ class MultiBrokerManager:
         return self._snapshot
 
     # -- position sync ----------------------------------------------------------------------
-    def _sync_positions(self, account: _Account) -> None:
+    def _sync_positions(self, account: AccountRecord) -> None:
         if self.book_provider is None:
             return
         try:
@@ -929,7 +665,7 @@ class MultiBrokerManager:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(event)
 
-    async def _pump(self, account: _Account) -> None:
+    async def _pump(self, account: AccountRecord) -> None:
         # One pump per broker, draining one queue: events keep the broker's arrival order.
         while True:
             event = await account.queue.get()
@@ -969,12 +705,12 @@ class MultiBrokerManager:
                 if task is not None:
                     tasks.append(task)
             account.pump = account.reconnect = account.reading = None
-        for task in (*tasks, *self._abandoned):
+        for task in (*tasks, *self._calls.abandoned):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Background disconnects may finish; broker calls that ignore cancellation are given up
         # on after the timeout rather than holding shutdown forever.
-        leftovers = {*self._abandoned, *self._background}
+        leftovers = {*self._calls.abandoned, *self._calls.background}
         if leftovers:
             await asyncio.wait(leftovers, timeout=self.timeout)
 
@@ -1030,157 +766,16 @@ class MultiBrokerManager:
 
     def consolidated_positions(self) -> list[ConsolidatedPosition]:
         """Positions grouped by (symbol, asset class, currency), from the last snapshot."""
-        snapshot = self._snapshot
-        groups: dict[tuple[str, AssetClass, str], list[Position]] = {}
-        for positions in snapshot.positions.values():
-            for position in positions:
-                if position.quantity == 0:
-                    continue
-                groups.setdefault((position.symbol, position.asset_class, position.currency), []).append(
-                    position
-                )
-        rows = [
-            self._consolidate(symbol, asset_class, currency, legs, snapshot)
-            for (symbol, asset_class, currency), legs in groups.items()
-        ]
-        rows.sort(key=lambda row: (row.symbol, row.asset_class.value, row.currency))
-        return rows
-
-    def _consolidate(self, symbol: str, asset_class: AssetClass, currency: str, legs: list[Position],
-                     snapshot: Snapshot) -> ConsolidatedPosition:
-        quantity = sum((leg.quantity for leg in legs), Decimal(0))
-        stale = any(leg.account in snapshot.stale for leg in legs)
-        last = next((p for p in (self._mark_price(leg) for leg in legs) if p is not None), None)
-        if last is None:
-            market_value = Money(None, currency, stale, missing=True)
-            unrealized = Money(None, currency, stale, missing=True)
-        else:
-            market_value = Money(
-                sum((leg.quantity * leg.multiplier for leg in legs), Decimal(0)) * last, currency, stale
-            )
-            unrealized = Money(
-                sum(((last - leg.avg_price) * leg.quantity * leg.multiplier for leg in legs), Decimal(0)),
-                currency,
-                stale,
-            )
-        return ConsolidatedPosition(
-            symbol=symbol,
-            asset_class=asset_class,
-            currency=currency,
-            quantity=quantity,
-            avg_price=average_price(legs),
-            last_price=last,
-            market_value=market_value,
-            unrealized_pnl=unrealized,
-            market_value_base=self.fx.convert_money(market_value),
-            unrealized_pnl_base=self.fx.convert_money(unrealized),
-            legs=sorted(legs, key=lambda leg: leg.account),
-        )
-
-    def _account_figures(self, name: str, snapshot: Snapshot) -> AccountTotals:
-        account = self._accounts[name]
-        balance = snapshot.balances.get(name)
-        currency = balance.currency if balance is not None else account.status.currency
-        stale = name in snapshot.stale
-        if balance is None:
-            none = Money(None, currency, missing=True)
-            native = Figures(none, none, none, none, none)
-        else:
-            values: list[Money] = []
-            pnls: list[Money] = []
-            for position in snapshot.positions.get(name, ()):
-                if position.quantity == 0:
-                    continue
-                price = self._mark_price(position)
-                if price is None:
-                    values.append(Money(None, currency, missing=True))
-                    pnls.append(Money(None, currency, missing=True))
-                    continue
-                value = position.quantity * position.multiplier * price
-                pnl = (price - position.avg_price) * position.quantity * position.multiplier
-                values.append(self.fx.convert(value, position.currency, to=currency))
-                pnls.append(self.fx.convert(pnl, position.currency, to=currency))
-            native = Figures(
-                cash=Money(balance.cash, currency, stale),
-                equity=Money(balance.equity, currency, stale),
-                buying_power=Money(balance.buying_power, currency, stale),
-                market_value=Money.total(values, currency).marked(stale=stale),
-                unrealized_pnl=Money.total(pnls, currency).marked(stale=stale),
-            )
-        convert = self.fx.convert_money
-        base = Figures(
-            cash=convert(native.cash),
-            equity=convert(native.equity),
-            buying_power=convert(native.buying_power),
-            market_value=convert(native.market_value),
-            unrealized_pnl=convert(native.unrealized_pnl),
-        )
-        return AccountTotals(name, currency, native, base, stale)
+        return consolidate_positions(self._snapshot, self.fx, self._mark_price)
 
     def totals(self) -> Totals:
         """Cash, equity, buying power, market value and unrealised P&L per account (in its own
         currency and in the base currency) and in total (base currency), from the last snapshot."""
-        snapshot = self._snapshot
-        per_account = {name: self._account_figures(name, snapshot) for name in self._accounts}
-        base = self.base_currency
-
-        def total(attr: str) -> Money:
-            return Money.total((getattr(a.base, attr) for a in per_account.values()), base)
-
-        figures = Figures(
-            cash=total("cash"),
-            equity=total("equity"),
-            buying_power=total("buying_power"),
-            market_value=total("market_value"),
-            unrealized_pnl=total("unrealized_pnl"),
-        )
-        return Totals(base, figures, per_account)
+        currencies = {name: account.status.currency for name, account in self._accounts.items()}
+        return consolidate_totals(currencies, self._snapshot, self.fx, self._mark_price, self.base_currency)
 
     def equity(self) -> Money:
         return self.totals().total.equity
 
     def buying_power(self) -> BuyingPower:
-        totals = self.totals()
-        return BuyingPower(
-            per_account={name: t.native.buying_power for name, t in totals.per_account.items()},
-            total=totals.total.buying_power,
-            per_account_base={name: t.base.buying_power for name, t in totals.per_account.items()},
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Position arithmetic (pure functions)
-
-
-def average_price(legs: Iterable[Position]) -> Decimal | None:
-    """Quantity-weighted average price of the legs on the side of the net position.
-
-    Legs all one way: the plain weighted average. A long in one account against a short in
-    another: the average of the side that remains after netting (the per-account legs still
-    show both). Flat: None, there is no position to price.
-    """
-    legs = [leg for leg in legs if leg.quantity != 0]
-    net = sum((leg.quantity for leg in legs), Decimal(0))
-    if net == 0:
-        return None
-    side = [leg for leg in legs if (leg.quantity > 0) == (net > 0)]
-    weight = sum((abs(leg.quantity) for leg in side), Decimal(0))
-    return sum((abs(leg.quantity) * leg.avg_price for leg in side), Decimal(0)) / weight
-
-
-def compare_positions(account: str, book: dict[tuple[str, str], Decimal],
-                      positions: Iterable[Position]) -> tuple[PositionDiff, ...]:
-    """Holdings where the journal's book and the broker's report for ``account`` disagree."""
-    held: dict[str, Decimal] = {}
-    for position in positions:
-        held[position.symbol] = held.get(position.symbol, Decimal(0)) + position.quantity
-    expected: dict[str, Decimal] = {}
-    for (name, symbol), quantity in book.items():
-        if name == account:
-            expected[symbol] = expected.get(symbol, Decimal(0)) + Decimal(quantity)
-    diffs = [
-        PositionDiff(account, symbol, expected.get(symbol, Decimal(0)), held.get(symbol, Decimal(0)))
-        for symbol in sorted(set(held) | set(expected))
-        if expected.get(symbol, Decimal(0)) != held.get(symbol, Decimal(0))
-    ]
-    return tuple(diffs)
+        return consolidate_buying_power(self.totals())

@@ -1,0 +1,286 @@
+"""One view of many accounts, computed without I/O from a snapshot of what they last reported.
+
+Positions are grouped by (symbol, asset class, currency); money is carried as ``Money`` so a
+figure built on stale data or a missing rate stays marked as such through every sum. Prices
+come from a ``mark`` callable, so the caller decides whether a live feed beats the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from .events import PositionDiff
+from .fx import FxRates, Money
+from .models import AccountStatus, AssetClass, Balance, Position, utcnow
+
+__all__ = [
+    "AccountTotals",
+    "BuyingPower",
+    "ConsolidatedPosition",
+    "Figures",
+    "MarkPrice",
+    "Snapshot",
+    "Totals",
+    "account_totals",
+    "average_price",
+    "compare_positions",
+    "consolidate_buying_power",
+    "consolidate_positions",
+    "consolidate_totals",
+    "empty_snapshot",
+]
+
+MarkPrice = Callable[[Position], Decimal | None]
+"""The price to value a position at, or None when none is known."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the accounts last reported. ``stale`` names accounts whose data is older than the
+    refresh that produced this snapshot (the broker failed or was skipped)."""
+
+    taken_at: datetime
+    balances: dict[str, Balance]
+    positions: dict[str, list[Position]]
+    statuses: dict[str, AccountStatus]
+    as_of: dict[str, datetime]
+    stale: frozenset[str] = frozenset()
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self.statuses)
+
+
+def empty_snapshot() -> Snapshot:
+    return Snapshot(taken_at=utcnow(), balances={}, positions={}, statuses={}, as_of={})
+
+
+@dataclass(frozen=True)
+class ConsolidatedPosition:
+    """One instrument across accounts. ``quantity`` is the net; ``legs`` keep each account's
+    own holding (a long here and a short there both stay visible)."""
+
+    symbol: str
+    asset_class: AssetClass
+    currency: str
+    quantity: Decimal
+    avg_price: Decimal | None
+    last_price: Decimal | None
+    market_value: Money
+    unrealized_pnl: Money
+    market_value_base: Money
+    unrealized_pnl_base: Money
+    legs: list[Position]
+
+    @property
+    def accounts(self) -> list[str]:
+        return [leg.account for leg in self.legs]
+
+    @property
+    def stale(self) -> bool:
+        return self.market_value_base.stale
+
+
+@dataclass(frozen=True)
+class Figures:
+    cash: Money
+    equity: Money
+    buying_power: Money
+    market_value: Money
+    unrealized_pnl: Money
+
+
+@dataclass(frozen=True)
+class AccountTotals:
+    account: str
+    currency: str
+    native: Figures
+    base: Figures
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Totals:
+    currency: str
+    total: Figures
+    per_account: dict[str, AccountTotals]
+
+
+@dataclass(frozen=True)
+class BuyingPower:
+    """``per_account`` in each account's own currency; ``total`` (and ``per_account_base``) in
+    the base currency."""
+
+    per_account: dict[str, Money]
+    total: Money
+    per_account_base: dict[str, Money] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions
+
+
+def consolidate_positions(snapshot: Snapshot, fx: FxRates, mark: MarkPrice) -> list[ConsolidatedPosition]:
+    """Positions grouped by (symbol, asset class, currency)."""
+    groups: dict[tuple[str, AssetClass, str], list[Position]] = {}
+    for positions in snapshot.positions.values():
+        for position in positions:
+            if position.quantity == 0:
+                continue
+            groups.setdefault((position.symbol, position.asset_class, position.currency), []).append(
+                position
+            )
+    rows = [
+        _consolidate(symbol, asset_class, currency, legs, snapshot, fx, mark)
+        for (symbol, asset_class, currency), legs in groups.items()
+    ]
+    rows.sort(key=lambda row: (row.symbol, row.asset_class.value, row.currency))
+    return rows
+
+
+def _consolidate(symbol: str, asset_class: AssetClass, currency: str, legs: list[Position],
+                 snapshot: Snapshot, fx: FxRates, mark: MarkPrice) -> ConsolidatedPosition:
+    quantity = sum((leg.quantity for leg in legs), Decimal(0))
+    stale = any(leg.account in snapshot.stale for leg in legs)
+    last = next((p for p in (mark(leg) for leg in legs) if p is not None), None)
+    if last is None:
+        market_value = Money(None, currency, stale, missing=True)
+        unrealized = Money(None, currency, stale, missing=True)
+    else:
+        market_value = Money(
+            sum((leg.quantity * leg.multiplier for leg in legs), Decimal(0)) * last, currency, stale
+        )
+        unrealized = Money(
+            sum(((last - leg.avg_price) * leg.quantity * leg.multiplier for leg in legs), Decimal(0)),
+            currency,
+            stale,
+        )
+    return ConsolidatedPosition(
+        symbol=symbol,
+        asset_class=asset_class,
+        currency=currency,
+        quantity=quantity,
+        avg_price=average_price(legs),
+        last_price=last,
+        market_value=market_value,
+        unrealized_pnl=unrealized,
+        market_value_base=fx.convert_money(market_value),
+        unrealized_pnl_base=fx.convert_money(unrealized),
+        legs=sorted(legs, key=lambda leg: leg.account),
+    )
+
+
+def average_price(legs: Iterable[Position]) -> Decimal | None:
+    """Quantity-weighted average price of the legs on the side of the net position.
+
+    Legs all one way: the plain weighted average. A long in one account against a short in
+    another: the average of the side that remains after netting (the per-account legs still
+    show both). Flat: None, there is no position to price.
+    """
+    legs = [leg for leg in legs if leg.quantity != 0]
+    net = sum((leg.quantity for leg in legs), Decimal(0))
+    if net == 0:
+        return None
+    side = [leg for leg in legs if (leg.quantity > 0) == (net > 0)]
+    weight = sum((abs(leg.quantity) for leg in side), Decimal(0))
+    return sum((abs(leg.quantity) * leg.avg_price for leg in side), Decimal(0)) / weight
+
+
+def compare_positions(account: str, book: dict[tuple[str, str], Decimal],
+                      positions: Iterable[Position]) -> tuple[PositionDiff, ...]:
+    """Holdings where the journal's book and the broker's report for ``account`` disagree."""
+    held: dict[str, Decimal] = {}
+    for position in positions:
+        held[position.symbol] = held.get(position.symbol, Decimal(0)) + position.quantity
+    expected: dict[str, Decimal] = {}
+    for (name, symbol), quantity in book.items():
+        if name == account:
+            expected[symbol] = expected.get(symbol, Decimal(0)) + Decimal(quantity)
+    diffs = [
+        PositionDiff(account, symbol, expected.get(symbol, Decimal(0)), held.get(symbol, Decimal(0)))
+        for symbol in sorted(set(held) | set(expected))
+        if expected.get(symbol, Decimal(0)) != held.get(symbol, Decimal(0))
+    ]
+    return tuple(diffs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Money
+
+
+def account_totals(name: str, account_currency: str, snapshot: Snapshot, fx: FxRates,
+                   mark: MarkPrice) -> AccountTotals:
+    """One account's figures in its own currency and in the base currency.
+
+    ``account_currency`` is used only while the account has not reported a balance yet.
+    """
+    balance = snapshot.balances.get(name)
+    currency = balance.currency if balance is not None else account_currency
+    stale = name in snapshot.stale
+    if balance is None:
+        none = Money(None, currency, missing=True)
+        native = Figures(none, none, none, none, none)
+    else:
+        values: list[Money] = []
+        pnls: list[Money] = []
+        for position in snapshot.positions.get(name, ()):
+            if position.quantity == 0:
+                continue
+            price = mark(position)
+            if price is None:
+                values.append(Money(None, currency, missing=True))
+                pnls.append(Money(None, currency, missing=True))
+                continue
+            value = position.quantity * position.multiplier * price
+            pnl = (price - position.avg_price) * position.quantity * position.multiplier
+            values.append(fx.convert(value, position.currency, to=currency))
+            pnls.append(fx.convert(pnl, position.currency, to=currency))
+        native = Figures(
+            cash=Money(balance.cash, currency, stale),
+            equity=Money(balance.equity, currency, stale),
+            buying_power=Money(balance.buying_power, currency, stale),
+            market_value=Money.total(values, currency).marked(stale=stale),
+            unrealized_pnl=Money.total(pnls, currency).marked(stale=stale),
+        )
+    convert = fx.convert_money
+    base = Figures(
+        cash=convert(native.cash),
+        equity=convert(native.equity),
+        buying_power=convert(native.buying_power),
+        market_value=convert(native.market_value),
+        unrealized_pnl=convert(native.unrealized_pnl),
+    )
+    return AccountTotals(name, currency, native, base, stale)
+
+
+def consolidate_totals(accounts: Mapping[str, str], snapshot: Snapshot, fx: FxRates, mark: MarkPrice,
+                       base: str) -> Totals:
+    """Figures for each of ``accounts`` (name -> the account's own currency) and their sum in
+    ``base``."""
+    per_account = {
+        name: account_totals(name, currency, snapshot, fx, mark) for name, currency in accounts.items()
+    }
+
+    def total(attr: str) -> Money:
+        return Money.total((getattr(a.base, attr) for a in per_account.values()), base)
+
+    figures = Figures(
+        cash=total("cash"),
+        equity=total("equity"),
+        buying_power=total("buying_power"),
+        market_value=total("market_value"),
+        unrealized_pnl=total("unrealized_pnl"),
+    )
+    return Totals(base, figures, per_account)
+
+
+def consolidate_buying_power(totals: Totals) -> BuyingPower:
+    return BuyingPower(
+        per_account={name: t.native.buying_power for name, t in totals.per_account.items()},
+        total=totals.total.buying_power,
+        per_account_base={name: t.base.buying_power for name, t in totals.per_account.items()},
+    )

@@ -1,0 +1,68 @@
+"""What the manager tells its subscribers: connection changes, order and fill updates, and
+differences between the journal's book and what a broker reports holding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from .models import ConnectionState, Fill, Order, utcnow
+
+__all__ = [
+    "ConnectionEvent",
+    "FillEvent",
+    "ManagerEvent",
+    "OrderEvent",
+    "PositionDiff",
+    "PositionDiffEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    account: str
+    state: ConnectionState
+    error: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    account: str
+    order: Order
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class FillEvent:
+    account: str
+    fill: Fill
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionDiff:
+    """The journal's book and the broker disagree about one holding."""
+
+    account: str
+    symbol: str
+    book: Decimal
+    broker: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        """What the broker holds beyond the book (negative: less than the book)."""
+        return self.broker - self.book
+
+
+@dataclass(frozen=True, slots=True)
+class PositionDiffEvent:
+    """Sent after every resync of an account; empty ``diffs`` means book and broker agree."""
+
+    account: str
+    diffs: tuple[PositionDiff, ...]
+    at: datetime = field(default_factory=utcnow)
+
+
+ManagerEvent = ConnectionEvent | OrderEvent | FillEvent | PositionDiffEvent
