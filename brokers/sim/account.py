@@ -1,0 +1,177 @@
+"""Cash, positions and profit and loss of one paper account.
+
+Realised P&L is trading P&L: price difference times quantity closed, before commissions.
+Commissions come straight out of cash, so they show in equity but not in realised P&L.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from ..models import AssetClass, Side
+
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+_CENT = Decimal("0.01")
+
+CASH = "cash"
+MARGIN = "margin"
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionSchedule:
+    """Per share plus percent of notional, with a minimum per order.
+
+    The minimum applies to the whole order, not to each partial fill (as at Interactive
+    Brokers): the first fill pays at least the minimum, later fills only what the order's total
+    grows by. A minimum with no other rate is a flat fee per order.
+    """
+
+    per_share: Decimal = _ZERO
+    minimum: Decimal = _ZERO
+    percent: Decimal = _ZERO
+
+    @property
+    def is_free(self) -> bool:
+        return not (self.per_share or self.minimum or self.percent)
+
+    def total(self, quantity: Decimal, notional: Decimal) -> Decimal:
+        """What an order that has filled ``quantity`` for ``notional`` costs in all."""
+        if self.is_free:
+            return _ZERO
+        raw = self.per_share * quantity + notional * self.percent / _HUNDRED
+        return max(raw, self.minimum).quantize(_CENT, ROUND_HALF_UP)
+
+
+@dataclass(slots=True)
+class Holding:
+    """One symbol's position. ``quantity`` is signed: negative is short."""
+
+    quantity: Decimal = _ZERO
+    avg_price: Decimal = _ZERO
+    realized_pnl: Decimal = _ZERO
+    asset_class: AssetClass = AssetClass.STOCK
+
+    def apply(self, signed_quantity: Decimal, price: Decimal) -> Decimal:
+        """Add a trade; returns the P&L it realised."""
+        held = self.quantity
+        if held == 0 or (held > 0) == (signed_quantity > 0):
+            total = held + signed_quantity
+            self.avg_price = (self.avg_price * held + price * signed_quantity) / total
+            self.quantity = total
+            return _ZERO
+        closed = min(abs(signed_quantity), abs(held))
+        realized = (price - self.avg_price) * closed * (1 if held > 0 else -1)
+        remaining = held + signed_quantity
+        if remaining == 0:
+            self.avg_price = _ZERO
+        elif (remaining > 0) != (held > 0):
+            # Through zero: what is left is a new position opened at this trade's price.
+            self.avg_price = price
+        self.quantity = remaining
+        self.realized_pnl += realized
+        return realized
+
+
+class SimAccount:
+    def __init__(self, initial_cash: Decimal, *, account_type: str = MARGIN, leverage: Decimal = Decimal(2),
+                 allow_short: bool = True) -> None:
+        self.initial_cash = initial_cash
+        self.account_type = account_type
+        self.leverage = leverage if account_type == MARGIN else Decimal(1)
+        # A cash account cannot borrow shares, whatever the broker's short-selling switch says.
+        self.allow_short = allow_short and account_type == MARGIN
+        self.cash = initial_cash
+        self.realized_pnl = _ZERO
+        self.commissions = _ZERO
+        self.holdings: dict[str, Holding] = {}
+
+    def reset(self) -> None:
+        self.cash = self.initial_cash
+        self.realized_pnl = _ZERO
+        self.commissions = _ZERO
+        self.holdings.clear()
+
+    def position(self, symbol: str) -> Decimal:
+        holding = self.holdings.get(symbol)
+        return holding.quantity if holding is not None else _ZERO
+
+    def seed(self, symbol: str, quantity: Decimal, avg_price: Decimal,
+             asset_class: AssetClass = AssetClass.STOCK) -> None:
+        """Start with a position that cost nothing from this account's cash (a demo's holdings)."""
+        self.holdings[symbol] = Holding(quantity, avg_price if quantity else _ZERO, _ZERO, asset_class)
+
+    def apply_fill(self, symbol: str, side: Side, quantity: Decimal, price: Decimal, commission: Decimal,
+                   asset_class: AssetClass = AssetClass.STOCK) -> Decimal:
+        signed = quantity if side is Side.BUY else -quantity
+        holding = self.holdings.get(symbol)
+        if holding is None:
+            holding = self.holdings[symbol] = Holding(asset_class=asset_class)
+        realized = holding.apply(signed, price)
+        self.cash -= signed * price + commission
+        self.commissions += commission
+        self.realized_pnl += realized
+        return realized
+
+    # -- valuation ------------------------------------------------------------------------
+    def gross_exposure(self, prices: Mapping[str, Decimal]) -> Decimal:
+        total = _ZERO
+        for symbol, holding in self.holdings.items():
+            if holding.quantity:
+                total += abs(holding.quantity) * prices.get(symbol, holding.avg_price)
+        return total
+
+    def market_value(self, prices: Mapping[str, Decimal]) -> Decimal:
+        total = _ZERO
+        for symbol, holding in self.holdings.items():
+            if holding.quantity:
+                total += holding.quantity * prices.get(symbol, holding.avg_price)
+        return total
+
+    def unrealized_pnl(self, prices: Mapping[str, Decimal]) -> Decimal:
+        total = _ZERO
+        for symbol, holding in self.holdings.items():
+            if holding.quantity:
+                total += (prices.get(symbol, holding.avg_price) - holding.avg_price) * holding.quantity
+        return total
+
+    def equity(self, prices: Mapping[str, Decimal]) -> Decimal:
+        return self.cash + self.market_value(prices)
+
+    def buying_power(self, prices: Mapping[str, Decimal]) -> Decimal:
+        if self.account_type == CASH:
+            return max(self.cash, _ZERO)
+        return max(self.leverage * self.equity(prices) - self.gross_exposure(prices), _ZERO)
+
+    # -- pre-trade checks -----------------------------------------------------------------
+    def refusal(self, symbol: str, side: Side, quantity: Decimal, price: Decimal, commission: Decimal,
+                prices: Mapping[str, Decimal]) -> tuple[str, str] | None:
+        """(code, reason) if a trade of ``quantity`` at ``price`` is not allowed now, else None."""
+        held = self.position(symbol)
+        after = held + (quantity if side is Side.BUY else -quantity)
+        if after < 0 and after < held and not self.allow_short:
+            why = "this is a cash account" if self.account_type == CASH else "short selling is switched off"
+            return "SHORT_NOT_ALLOWED", (
+                f"selling {quantity} {symbol} would leave a short position of {after} and {why}"
+            )
+        if self.account_type == CASH:
+            if side is Side.SELL:
+                return None
+            cost = quantity * price + commission
+            if cost > self.cash:
+                return "INSUFFICIENT_FUNDS", (
+                    f"buying {quantity} {symbol} needs about {cost:,.2f} and only {self.cash:,.2f} cash is available"
+                )
+            return None
+        added = (abs(after) - abs(held)) * price
+        if added <= 0:
+            return None  # reduces exposure: always allowed
+        power = self.buying_power(prices)
+        if added + commission > power:
+            return "INSUFFICIENT_FUNDS", (
+                f"{side.value.lower()}ing {quantity} {symbol} needs about {added + commission:,.2f} "
+                f"of buying power and {power:,.2f} is available"
+            )
+        return None

@@ -1,0 +1,387 @@
+"""The paper venue's books: working orders, matching, fills, account and prices.
+
+Synchronous and free of I/O: the broker around it adds the connection, latency, faults and the
+update stream. Every change to an order or a new fill is appended to ``events`` (when
+``listening()`` says someone will receive it) for the broker to deliver.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+
+from ..base import BrokerEvent
+from ..errors import InsufficientFundsError, InvalidSymbolError, OrderNotFoundError, OrderRejectedError
+from ..models import (
+    Balance,
+    Fill,
+    MarginInfo,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    TimeInForce,
+)
+from .account import MARGIN, CommissionSchedule, SimAccount
+from .clock import Clock
+from .matching import RestingOrder, estimated_price, execution_price, trailing_stop_level, update_trigger
+
+_ZERO = Decimal(0)
+_ACCEPTED = OrderStatus.ACCEPTED
+_CANCELLED = OrderStatus.CANCELLED
+_REJECTED = OrderStatus.REJECTED
+_EXPIRED = OrderStatus.EXPIRED
+_IOC = TimeInForce.IOC
+_FOK = TimeInForce.FOK
+_DAY = TimeInForce.DAY
+
+
+def snapshot(order: Order) -> Order:
+    """A copy that later changes to ``order`` cannot reach (its fill list included)."""
+    copy = order.model_copy()
+    # Straight into the instance dicts: pydantic's attribute hooks would cost more than the copy.
+    copy.__dict__["fills"] = list(order.fills)
+    private = copy.__pydantic_private__
+    if private is not None:
+        private["_fill_ids"] = set(private["_fill_ids"])
+    return copy
+
+
+class SessionCalendar:
+    """The daily close at which DAY orders expire (every day; the paper venue has no holidays)."""
+
+    def __init__(self, close: time, zone: tzinfo) -> None:
+        self.close = close.replace(tzinfo=None)
+        self.zone = zone
+
+    def next_close(self, now: datetime) -> datetime:
+        local = now.astimezone(self.zone)
+        close = datetime.combine(local.date(), self.close, tzinfo=self.zone)
+        if close <= local:
+            close = datetime.combine(local.date() + timedelta(days=1), self.close, tzinfo=self.zone)
+        return close.astimezone(UTC)
+
+
+class SimVenue:
+    def __init__(self, *, name: str, currency: str, account: SimAccount, commission: CommissionSchedule,
+                 prices: dict[str, Decimal], clock: Clock, listening: Callable[[], bool],
+                 slippage_bps: Decimal = _ZERO, liquidity_per_tick: Decimal | None = None,
+                 tick: Decimal | None = None, history_limit: int = 100_000,
+                 calendar: SessionCalendar | None = None) -> None:
+        self.name = name
+        self.currency = currency
+        self.account = account
+        self.commission = commission
+        self.prices = prices
+        self.clock = clock
+        self.listening = listening
+        self.slippage_bps = slippage_bps
+        self.liquidity_per_tick = liquidity_per_tick
+        self.tick = tick
+        self.history_limit = history_limit
+        self.calendar = calendar
+        self.next_close = calendar.next_close(clock()) if calendar is not None else None
+        self.events: list[BrokerEvent] = []
+
+        self.orders: dict[str, Order] = {}  # every order still remembered, by broker id
+        self.by_client: dict[str, str] = {}  # client_order_id -> broker id
+        self.working: dict[str, RestingOrder] = {}  # in time priority
+        self.book: dict[str, dict[str, RestingOrder]] = {}  # symbol -> its working orders
+        self.finished: deque[str] = deque()  # terminal orders, oldest first, to bound memory
+        self.order_seq = 0
+
+    # -- orders in ------------------------------------------------------------------------
+    def place(self, request: OrderRequest) -> Order:
+        """Accept and work a new order, or raise the broker's definite refusal."""
+        symbol = request.symbol
+        price = self.prices.get(symbol)
+        if price is None:
+            known = ", ".join(sorted(self.prices)[:10]) or "none"
+            raise InvalidSymbolError(
+                f"unknown symbol {symbol}: this paper account has no price for it (it trades {known})",
+                broker=self.name, code="UNKNOWN_SYMBOL",
+            )
+        if request.client_order_id in self.by_client:
+            raise OrderRejectedError(
+                f"client_order_id {request.client_order_id} was already used for order "
+                f"{self.by_client[request.client_order_id]}",
+                broker=self.name, code="DUPLICATE_CLIENT_ORDER_ID",
+            )
+        if request.currency is not None and request.currency != self.currency:
+            raise OrderRejectedError(
+                f"this paper account trades in {self.currency}, not {request.currency}",
+                broker=self.name, code="CURRENCY",
+            )
+        estimate = estimated_price(request, price, self.slippage_bps, self.tick)
+        commission = self.commission.total(request.quantity, request.quantity * estimate)
+        refusal = self.account.refusal(symbol, request.side, request.quantity, estimate, commission, self.prices)
+        if refusal is not None:
+            code, text = refusal
+            error = InsufficientFundsError if code == "INSUFFICIENT_FUNDS" else OrderRejectedError
+            raise error(text, broker=self.name, code=code)
+
+        now = self.clock()
+        self.order_seq += 1
+        broker_order_id = f"SIM-{self.order_seq:06d}"
+        order = Order(request=request, account=self.name, broker_order_id=broker_order_id,
+                      created_at=now, updated_at=now)
+        order.transition(_ACCEPTED, at=now)
+        self.orders[broker_order_id] = order
+        self.by_client[request.client_order_id] = broker_order_id
+        self._record(order)
+        resting = RestingOrder.open(order, price)
+        self.working[broker_order_id] = resting
+        book = self.book.get(symbol)
+        if book is None:
+            book = self.book[symbol] = {}
+        book[broker_order_id] = resting
+
+        tif = request.time_in_force
+        if tif is _FOK and not self._fills_completely(resting, price):
+            self._end(resting, _CANCELLED)
+        else:
+            # The check above already priced this first fill prudently.
+            self._work(resting, price, check_funds=False)
+            if tif is _IOC and not order.is_terminal:
+                self._end(resting, _CANCELLED)
+        return snapshot(order)
+
+    def cancel(self, broker_order_id: str) -> Order:
+        order = self.order(broker_order_id)
+        resting = self.working.get(broker_order_id)
+        if resting is not None:
+            self._end(resting, _CANCELLED)
+        return snapshot(order)
+
+    def cancel_all(self) -> list[str]:
+        cancelled = list(self.working)
+        for broker_order_id in cancelled:
+            self._end(self.working[broker_order_id], _CANCELLED)
+        return cancelled
+
+    def expire_day_orders(self) -> list[str]:
+        expired = []
+        for broker_order_id, resting in list(self.working.items()):
+            if resting.order.request.time_in_force is _DAY:
+                self._end(resting, _EXPIRED)
+                expired.append(broker_order_id)
+        return expired
+
+    def roll_session(self) -> None:
+        """Expire DAY orders if the clock has passed the session close since we last looked."""
+        if self.next_close is None or self.calendar is None:
+            return
+        now = self.clock()
+        if now >= self.next_close:
+            self.expire_day_orders()
+            self.next_close = self.calendar.next_close(now)
+
+    def reset(self) -> None:
+        for resting in list(self.working.values()):
+            self._end(resting, _CANCELLED)
+        self.account.reset()
+        self.orders.clear()
+        self.by_client.clear()
+        self.working.clear()
+        self.book.clear()
+        self.finished.clear()
+
+    # -- the market moves -----------------------------------------------------------------
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        self.prices[symbol] = price
+        self.roll_session()
+        self._match(symbol, price)
+
+    def move(self, prices: dict[str, Decimal]) -> None:
+        self.prices.update(prices)
+        self.roll_session()
+        for symbol, price in prices.items():
+            self._match(symbol, price)
+
+    # -- reading ----------------------------------------------------------------------------
+    def order(self, broker_order_id: str) -> Order:
+        order = self.orders.get(broker_order_id)
+        if order is None:
+            raise OrderNotFoundError(f"no order {broker_order_id!r} at this account", broker=self.name,
+                                     code="NOT_FOUND")
+        return order
+
+    def order_by_client(self, client_order_id: str) -> Order | None:
+        broker_order_id = self.by_client.get(client_order_id)
+        return snapshot(self.orders[broker_order_id]) if broker_order_id is not None else None
+
+    def open_orders(self) -> list[Order]:
+        return [snapshot(resting.order) for resting in self.working.values()]
+
+    def stop_level(self, broker_order_id: str) -> Decimal | None:
+        resting = self.working.get(broker_order_id)
+        if resting is None:
+            return None
+        request = resting.order.request
+        if request.order_type is OrderType.TRAILING_STOP and resting.extreme is not None:
+            return trailing_stop_level(request, resting.extreme)
+        return request.stop_price
+
+    def balance(self) -> Balance:
+        account, prices = self.account, self.prices
+        return Balance(
+            account=self.name,
+            currency=self.currency,
+            cash=account.cash,
+            equity=account.equity(prices),
+            buying_power=account.buying_power(prices),
+            realized_pnl=account.realized_pnl,
+            unrealized_pnl=account.unrealized_pnl(prices),
+            timestamp=self.clock(),
+        )
+
+    def positions(self) -> list[Position]:
+        return [
+            Position(
+                symbol=symbol,
+                quantity=holding.quantity,
+                avg_price=holding.avg_price,
+                account=self.name,
+                asset_class=holding.asset_class,
+                currency=self.currency,
+                last_price=self.prices.get(symbol),
+                realized_pnl=holding.realized_pnl,
+            )
+            for symbol, holding in self.account.holdings.items()
+            if holding.quantity
+        ]
+
+    def margin(self) -> MarginInfo:
+        account, prices = self.account, self.prices
+        if account.account_type != MARGIN:
+            cash = max(account.cash, _ZERO)
+            return MarginInfo(account=self.name, currency=self.currency, available_funds=cash,
+                              excess_liquidity=cash, leverage=Decimal(1), timestamp=self.clock())
+        equity = account.equity(prices)
+        # Reg T style: initial margin is the leveraged share of gross exposure, maintenance half that.
+        initial = account.gross_exposure(prices) / account.leverage
+        maintenance = initial / 2
+        return MarginInfo(
+            account=self.name,
+            currency=self.currency,
+            initial_margin=initial,
+            maintenance_margin=maintenance,
+            available_funds=equity - initial,
+            excess_liquidity=equity - maintenance,
+            leverage=account.leverage,
+            timestamp=self.clock(),
+        )
+
+    # -- matching ---------------------------------------------------------------------------
+    def _fills_completely(self, resting: RestingOrder, price: Decimal) -> bool:
+        order = resting.order
+        if not update_trigger(resting, price):
+            return False
+        fill_price = execution_price(resting, price, self.slippage_bps, self.tick)
+        if fill_price is None:
+            return False
+        if self.liquidity_per_tick is not None and self.liquidity_per_tick < order.remaining_quantity:
+            return False
+        return self._fill_refusal(resting, order.remaining_quantity, fill_price) is None
+
+    def _match(self, symbol: str, price: Decimal) -> None:
+        book = self.book.get(symbol)
+        if not book:
+            return
+        for resting in list(book.values()):
+            self._work(resting, price)
+
+    def _work(self, resting: RestingOrder, price: Decimal, *, check_funds: bool = True) -> None:
+        """Give one working order its chance at ``price``."""
+        order = resting.order
+        if not resting.triggered and not update_trigger(resting, price):
+            return
+        fill_price = execution_price(resting, price, self.slippage_bps, self.tick)
+        if fill_price is None:
+            resting.on_book = True
+            return
+        quantity = order.request.quantity - order.filled_quantity
+        liquidity = self.liquidity_per_tick
+        if liquidity is not None and quantity > liquidity:
+            quantity = liquidity
+        if check_funds:
+            refusal = self._fill_refusal(resting, quantity, fill_price)
+            if refusal is not None:
+                code, text = refusal
+                self._end(resting, _REJECTED if order.filled_quantity == 0 else _CANCELLED, code, text)
+                return
+        self._fill(resting, quantity, fill_price)
+        if not order.is_terminal:
+            resting.on_book = True
+
+    def _fill_refusal(self, resting: RestingOrder, quantity: Decimal, price: Decimal) -> tuple[str, str] | None:
+        order = resting.order
+        commission = self._commission_for(resting, quantity, price)
+        return self.account.refusal(order.request.symbol, order.request.side, quantity, price, commission,
+                                    self.prices)
+
+    def _commission_for(self, resting: RestingOrder, quantity: Decimal, price: Decimal) -> Decimal:
+        """What a fill adds to its order's commission (the minimum is per order, not per fill)."""
+        if self.commission.is_free:
+            return _ZERO
+        order = resting.order
+        notional = (order.avg_fill_price or _ZERO) * order.filled_quantity + price * quantity
+        return self.commission.total(order.filled_quantity + quantity, notional) - resting.commission_paid
+
+    def _fill(self, resting: RestingOrder, quantity: Decimal, price: Decimal) -> None:
+        order = resting.order
+        request = order.request
+        commission = self._commission_for(resting, quantity, price)
+        resting.commission_paid += commission
+        fill = Fill(
+            fill_id=f"{order.broker_order_id}-{len(order.fills) + 1}",
+            account=self.name,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=quantity,
+            price=price,
+            commission=commission,
+            currency=self.currency,
+            broker_order_id=order.broker_order_id,
+            client_order_id=request.client_order_id,
+            timestamp=self.clock(),
+        )
+        self.account.apply_fill(request.symbol, request.side, quantity, price, commission, request.asset_class)
+        order.apply_fill(fill)
+        if self.listening():
+            self.events.append(fill)
+        self._record(order)
+        if order.status.is_terminal:
+            self._retire(resting)
+
+    def _end(self, resting: RestingOrder, status: OrderStatus, code: str | None = None,
+             reason: str | None = None) -> None:
+        order = resting.order
+        if code is not None:
+            order.reject_code = code
+            order.reject_reason = reason
+        order.transition(status, at=self.clock())
+        self._record(order)
+        self._retire(resting)
+
+    def _retire(self, resting: RestingOrder) -> None:
+        order = resting.order
+        broker_order_id = order.broker_order_id or ""
+        self.working.pop(broker_order_id, None)
+        book = self.book.get(order.request.symbol)
+        if book is not None:
+            book.pop(broker_order_id, None)
+        finished = self.finished
+        finished.append(broker_order_id)
+        if len(finished) > self.history_limit:
+            forgotten = self.orders.pop(finished.popleft(), None)
+            if forgotten is not None:
+                self.by_client.pop(forgotten.client_order_id, None)
+
+    def _record(self, order: Order) -> None:
+        # Snapshots cost a copy each; none are made when nobody could receive them.
+        if self.listening():
+            self.events.append(snapshot(order))

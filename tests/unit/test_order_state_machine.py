@@ -1,0 +1,148 @@
+"""The order status state machine and fill bookkeeping on ``Order``."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from brokers.models import LEGAL_TRANSITIONS, Fill, Order, OrderRequest, OrderStatus, Side
+
+S = OrderStatus
+D = Decimal
+T0 = datetime(2024, 1, 2, 15, 0, tzinfo=UTC)
+
+# Written out by hand from the rules (terminal states are final; UNKNOWN may resolve to anything
+# but PENDING; nothing goes back to PENDING; a partial fill can repeat but cannot be rejected),
+# so a change to the table has to be made in two places on purpose.
+EXPECTED = {
+    S.PENDING: {S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED,
+                S.EXPIRED, S.UNKNOWN},
+    S.SUBMITTED: {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED,
+                  S.UNKNOWN},
+    S.ACCEPTED: {S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED, S.UNKNOWN},
+    S.PARTIALLY_FILLED: {S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED, S.UNKNOWN},
+    S.UNKNOWN: {S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED,
+                S.EXPIRED},
+    S.FILLED: set(),
+    S.CANCELLED: set(),
+    S.REJECTED: set(),
+    S.EXPIRED: set(),
+}
+
+ALL_PAIRS = list(itertools.product(OrderStatus, OrderStatus))
+
+
+def make_order(status: OrderStatus = S.PENDING, quantity: str = "10") -> Order:
+    request = OrderRequest(symbol="AAPL", side="BUY", quantity=quantity, client_order_id="C1")
+    return Order(request=request, status=status, created_at=T0, updated_at=T0)
+
+
+def make_fill(fill_id: str, quantity: str, price: str, at: datetime = T0) -> Fill:
+    return Fill(fill_id=fill_id, account="sim", symbol="AAPL", side=Side.BUY, quantity=D(quantity),
+                price=D(price), timestamp=at)
+
+
+def test_the_table_covers_every_status_and_matches_the_rules():
+    assert set(LEGAL_TRANSITIONS) == set(OrderStatus)
+    assert {status: set(targets) for status, targets in LEGAL_TRANSITIONS.items()} == EXPECTED
+
+
+@pytest.mark.parametrize(("current", "new"), ALL_PAIRS, ids=[f"{a.value}->{b.value}" for a, b in ALL_PAIRS])
+def test_transition(current: OrderStatus, new: OrderStatus, caplog):
+    order = make_order(current)
+    later = T0 + timedelta(seconds=5)
+    with caplog.at_level(logging.WARNING, logger="brokers.models"):
+        changed = order.transition(new, at=later)
+    if new in EXPECTED[current]:
+        assert changed is True
+        assert order.status is new
+        assert order.updated_at == later
+        assert not caplog.records
+    else:
+        assert changed is False
+        assert order.status is current
+        assert order.updated_at == T0
+        if new is current:
+            assert not caplog.records  # staying put is not an error worth a warning
+        else:
+            assert "refused illegal status change" in caplog.text
+
+
+def test_transition_accepts_status_text():
+    order = make_order()
+    assert order.transition("accepted") is True
+    assert order.status is S.ACCEPTED
+
+
+def test_terminal_and_working_sets_split_the_statuses():
+    for status in OrderStatus:
+        assert status.is_terminal != status.is_working
+        assert status.is_terminal == (not EXPECTED[status])
+
+
+def test_a_fill_applied_twice_counts_once():
+    order = make_order(S.ACCEPTED)
+    fill = make_fill("F1", "4", "100")
+    assert order.apply_fill(fill) is True
+    assert order.apply_fill(fill) is False
+    assert order.filled_quantity == D(4)
+    assert order.avg_fill_price == D(100)
+    assert order.status is S.PARTIALLY_FILLED
+    assert [f.fill_id for f in order.fills] == ["F1"]
+
+
+def test_fills_in_any_order_give_the_same_totals():
+    fills = [make_fill("F1", "2", "100"), make_fill("F2", "3", "101"), make_fill("F3", "5", "102.5")]
+    in_order, reversed_order = make_order(S.ACCEPTED), make_order(S.ACCEPTED)
+    for fill in fills:
+        in_order.apply_fill(fill)
+    for fill in reversed(fills):
+        reversed_order.apply_fill(fill)
+    # (2*100 + 3*101 + 5*102.5) / 10 = 1015.5 / 10
+    for order in (in_order, reversed_order):
+        assert order.filled_quantity == D(10)
+        assert order.avg_fill_price == D("101.55")
+        assert order.status is S.FILLED
+        assert order.remaining_quantity == D(0)
+
+
+def test_partial_fills_walk_through_partially_filled_to_filled():
+    order = make_order(S.SUBMITTED)
+    order.apply_fill(make_fill("F1", "3", "10", T0 + timedelta(seconds=1)))
+    assert order.status is S.PARTIALLY_FILLED and order.remaining_quantity == D(7)
+    order.apply_fill(make_fill("F2", "3", "11", T0 + timedelta(seconds=2)))
+    assert order.status is S.PARTIALLY_FILLED and order.updated_at == T0 + timedelta(seconds=2)
+    order.apply_fill(make_fill("F3", "4", "12", T0 + timedelta(seconds=3)))
+    assert order.status is S.FILLED
+    assert order.avg_fill_price == D("11.1")  # (30 + 33 + 48) / 10
+
+
+def test_a_fill_after_cancel_is_counted_but_the_order_stays_cancelled(caplog):
+    order = make_order(S.ACCEPTED)
+    order.transition(S.CANCELLED)
+    with caplog.at_level(logging.WARNING, logger="brokers.models"):
+        assert order.apply_fill(make_fill("LATE", "2", "99")) is True
+    assert order.status is S.CANCELLED
+    assert order.filled_quantity == D(2)
+    assert "LATE" in caplog.text
+
+
+def test_a_late_status_cannot_revive_a_filled_order():
+    order = make_order(S.ACCEPTED)
+    order.apply_fill(make_fill("F1", "10", "100"))
+    assert order.status is S.FILLED
+    for stale in (S.ACCEPTED, S.PARTIALLY_FILLED, S.SUBMITTED, S.UNKNOWN, S.CANCELLED):
+        assert order.transition(stale) is False
+    assert order.status is S.FILLED
+
+
+def test_known_fill_ids_survive_a_round_trip_through_the_model():
+    order = make_order(S.ACCEPTED)
+    order.apply_fill(make_fill("F1", "4", "100"))
+    copy = Order.model_validate(order.model_dump())
+    assert copy.apply_fill(make_fill("F1", "4", "100")) is False
+    assert copy.filled_quantity == D(4)
