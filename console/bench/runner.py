@@ -1,0 +1,222 @@
+"""Runs every benchmark module and sets each figure beside its target.
+
+The modules are imported only when run, and one that is missing or fails is reported as such
+rather than stopping the others. A module returns a dict; the figures below say which key holds
+each number (a few spellings are accepted, with their unit) and what it must beat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+PASS, FAIL, NOT_AVAILABLE, ERROR, INFO = "PASS", "FAIL", "NOT AVAILABLE", "ERROR", "INFO"
+
+BENCHMARKS = ("execution", "manager", "ui", "startup")
+
+# Before the modules move under console/bench, a source checkout still has them here.
+CHECKOUT_FALLBACK = Path(__file__).resolve().parents[2] / "tests" / "benchmarks"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One figure: where to find it in a module's result and what it must beat."""
+
+    benchmark: str
+    name: str
+    unit: str
+    keys: tuple[tuple[str, float], ...]  # (result key, factor to ``unit``)
+    op: str | None = None  # ">=" or "<"; None: shown for information
+    target: float | None = None
+    ok_keys: tuple[str, ...] = ()  # the module's own verdict, which may check more than the number
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("execution", "Order-path throughput", "orders/s",
+         (("throughput_orders_per_s", 1), ("orders_per_second", 1), ("throughput", 1),
+          ("throughput_per_s", 1)), ">=", 10_000, ("goal_throughput_met", "throughput_ok")),
+    Spec("execution", "Order-path latency p99", "ms",
+         (("submit_p99_us", 0.001), ("p99_ms", 1), ("latency_p99_ms", 1), ("submit_p99_ms", 1),
+          ("p99_us", 0.001), ("latency_p99_us", 0.001)), "<", 1.0, ("goal_p99_met", "p99_ok")),
+    Spec("execution", "Halted-reject latency", "µs",
+         (("halted_p99_us", 1), ("halted_reject_p99_us", 1), ("halted_reject_us", 1),
+          ("halted_reject_p99_ms", 1000)), "<", 50, ("goal_halted_met", "halted_reject_ok")),
+    Spec("manager", "Fan-out refresh, 8 brokers at 100 ms", "ms",
+         (("refresh_median_ms", 1),), "<", 150, ("refresh_ok",)),
+    Spec("manager", "Cancel-all across 8 brokers at 100 ms", "ms",
+         (("cancel_all_ms", 1),), "<", 150, ("cancel_all_ok",)),
+    Spec("ui", "Event-loop lag, 5,000 positions ticking", "ms",
+         (("loop_lag_ms", 1), ("event_loop_lag_ms", 1), ("lag_p99_ms", 1), ("lag_max_ms", 1),
+          ("max_lag_ms", 1)), "<", 50, ("lag_ok",)),
+    Spec("ui", "Halt-key reaction", "frames",
+         (("halt_reaction_frames", 1), ("halt_frames", 1)), "<=", 1, ("halt_reaction_ok",)),
+    Spec("ui", "Halt-key reaction time", "ms",
+         (("halt_reaction_ms", 1), ("halt_key_ms", 1))),
+    Spec("startup", "Startup to usable screen", "ms", (("startup_ms", 1),), "<", 1000),
+    Spec("startup", "Console import (cold, in a new process)", "ms", (("import_ms", 1),)),
+    Spec("startup", "`trading-console halt` (process start to flag written)", "ms",
+         (("halt_command_ms", 1),)),
+)
+
+
+@dataclass
+class Figure:
+    benchmark: str
+    name: str
+    unit: str
+    value: float | None
+    op: str | None
+    target: float | None
+    status: str
+    detail: str | None = None
+
+
+@dataclass
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.status in (FAIL, ERROR) for f in self.figures)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": not self.failed, "figures": [asdict(f) for f in self.figures],
+                "seconds": self.seconds, "raw": self.raw}
+
+
+def load(name: str) -> ModuleType | None:
+    """``console.bench.<name>``; else ``tests/benchmarks/bench_<name>.py`` in a source checkout."""
+    module_name = f"console.bench.{name}"
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+    path = CHECKOUT_FALLBACK / f"bench_{name}.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def call(run: Callable[[], Any]) -> Any:
+    result = run()
+    if inspect.isawaitable(result):
+        async def wait() -> Any:
+            return await result
+
+        result = asyncio.run(wait())
+    return result
+
+
+def verdict(value: float, op: str | None, target: float | None) -> str:
+    if op is None or target is None:
+        return INFO
+    checks = {"<": value < target, "<=": value <= target, ">=": value >= target, ">": value > target}
+    if op not in checks:
+        return INFO
+    passed = checks[op]
+    return PASS if passed else FAIL
+
+
+def _declared(benchmark: str, result: dict[str, Any]) -> list[Figure]:
+    """Figures a module describes itself: ``{"figures": [{"name", "value", "unit", "op",
+    "target"}, ...]}``. They take the place of the table below for that benchmark."""
+    figures = []
+    for item in result.get("figures") or []:
+        if not isinstance(item, dict) or "name" not in item:
+            continue
+        value = item.get("value")
+        op, target = item.get("op"), item.get("target")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            figures.append(Figure(benchmark, str(item["name"]), str(item.get("unit", "")), None, op, target,
+                                  NOT_AVAILABLE, "not measured"))
+            continue
+        status = verdict(float(value), op, target)
+        if status == PASS and item.get("ok") is False:
+            status = FAIL
+        figures.append(Figure(benchmark, str(item["name"]), str(item.get("unit", "")), round(float(value), 3),
+                              op, target, status, item.get("detail")))
+    return figures
+
+
+def figures_for(benchmark: str, result: dict[str, Any]) -> list[Figure]:
+    declared = _declared(benchmark, result)
+    if declared:
+        return declared
+    figures = []
+    for spec in SPECS:
+        if spec.benchmark != benchmark:
+            continue
+        value = None
+        for key, factor in spec.keys:
+            if isinstance(result.get(key), int | float) and not isinstance(result.get(key), bool):
+                value = float(result[key]) * factor
+                break
+        if value is None:
+            if spec.op is not None:
+                figures.append(Figure(benchmark, spec.name, spec.unit, None, spec.op, spec.target, NOT_AVAILABLE,
+                                      "not reported by the benchmark"))
+            continue
+        status = verdict(value, spec.op, spec.target)
+        detail = None
+        refused = [key for key in spec.ok_keys if result.get(key) is False]
+        if status == PASS and refused:
+            status, detail = FAIL, f"the benchmark's own check ({refused[0]}) failed"
+        figures.append(Figure(benchmark, spec.name, spec.unit, round(value, 3), spec.op, spec.target, status,
+                              detail))
+    return figures
+
+
+def run_all(names: Iterable[str] = BENCHMARKS, *, progress: Callable[[str], None] | None = None) -> Report:
+    report = Report()
+    for name in names:
+        if progress:
+            progress(name)
+        started = time.perf_counter()
+        try:
+            module = load(name)
+        except Exception as exc:
+            report.figures.append(_whole(name, ERROR, f"import failed: {type(exc).__name__}: {exc}"))
+            continue
+        if module is None or not callable(getattr(module, "run", None)):
+            report.figures.append(_whole(name, NOT_AVAILABLE, f"console.bench.{name} is not installed"))
+            continue
+        try:
+            result = call(module.run)
+        except Exception as exc:
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            report.figures.append(_whole(name, ERROR, f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:"
+                                                      f"{last.lineno})"))
+            continue
+        finally:
+            report.seconds[name] = round(time.perf_counter() - started, 2)
+        if not isinstance(result, dict):
+            report.figures.append(_whole(name, ERROR, f"run() returned {type(result).__name__}, not a dict"))
+            continue
+        report.raw[name] = result
+        report.figures.extend(figures_for(name, result))
+    return report
+
+
+def _whole(benchmark: str, status: str, detail: str) -> Figure:
+    """One line standing for every figure of a benchmark that could not run."""
+    names = [spec.name for spec in SPECS if spec.benchmark == benchmark and spec.op is not None]
+    return Figure(benchmark, "; ".join(names) or benchmark, "", None, None, None, status, detail)
