@@ -114,6 +114,16 @@ def _check_weight(weight: Any) -> float:
     return value
 
 
+def _adapter_orderable(broker: Broker) -> bool:
+    """Adapters that resync on their own (a stream reconnect) report it in ``connection_state``;
+    orders wait for that too, not only for the manager's own resync."""
+    own = getattr(broker, "connection_state", None)
+    return own not in _ADAPTER_BLOCKING
+
+
+_ADAPTER_BLOCKING = frozenset({_CS.RESYNCING, _CS.CONNECTING})
+
+
 class MultiBrokerManager:
     """Accounts by name, their health, and one consolidated view of them.
 
@@ -267,7 +277,7 @@ class MultiBrokerManager:
             return False
         if self._session_expired(account):
             return False
-        return account.broker.is_connected()
+        return account.broker.is_connected() and _adapter_orderable(account.broker)
 
     def unavailable_reason(self, name: str) -> str | None:
         """A sentence saying why orders cannot go to ``name`` now, or None if they can."""
@@ -277,7 +287,7 @@ class MultiBrokerManager:
         state = account.status.state
         if self._session_expired(account):
             return f"{name}: the broker session has expired; log in again"
-        if state is _CS.RESYNCING:
+        if state is _CS.RESYNCING or not _adapter_orderable(account.broker):
             return f"{name} is re-reading its orders and positions after a reconnect; try again shortly"
         if state not in ORDERABLE or not account.broker.is_connected():
             detail = f" ({account.status.last_error})" if account.status.last_error else ""
