@@ -1,10 +1,65 @@
-"""Pre-trade risk checks."""
+"""Pre-trade risk checks.
+
+Each check is one small class: it says which limit turns it on and, given an order, returns
+``None`` or a sentence a trader understands. ``CHECKS`` lists them in the order they run;
+adding a check means writing a class and naming it there.
+
+``Book`` is what the checks read: positions and working orders per account, kept in memory from
+broker reads and fills so that a check never waits for a broker.
+
+Limits are per account. The global ``[risk]`` table is the default every account inherits; an
+account's own ``risk`` table replaces those values field by field (so a larger account can be
+given a larger limit). A check whose limit is unset is not run at all.
+"""
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import Enum
+from fnmatch import fnmatchcase
+from typing import Any, ClassVar, NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .models import Fill, Order, OrderRequest, Side
+
+_ZERO = Decimal(0)
+
+
+class RejectCode(str, Enum):
+    SYSTEM_HALTED = "SYSTEM_HALTED"
+    REDUCE_ONLY = "REDUCE_ONLY"
+    MAX_QUANTITY = "MAX_QUANTITY"
+    MAX_NOTIONAL = "MAX_NOTIONAL"
+    MAX_POSITION = "MAX_POSITION"
+    PRICE_BAND = "PRICE_BAND"
+    RATE_LIMIT = "RATE_LIMIT"
+    MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
+    DAILY_LOSS = "DAILY_LOSS"
+    SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
+    DUPLICATE_ORDER = "DUPLICATE_ORDER"
+    BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
+    NO_ROUTE = "NO_ROUTE"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    UNSUPPORTED = "UNSUPPORTED"
+    INVALID_ORDER = "INVALID_ORDER"
+    BROKER_REJECTED = "BROKER_REJECTED"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    INVALID_SYMBOL = "INVALID_SYMBOL"
+    JOURNAL_ERROR = "JOURNAL_ERROR"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Rejection(NamedTuple):
+    code: str
+    reason: str
 
 
 class RiskLimits(BaseModel):
@@ -13,13 +68,590 @@ class RiskLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_order_quantity: Decimal | None = Field(default=None, gt=0)
-    max_order_notional: Decimal | None = Field(default=None, gt=0)
-    max_position: Decimal | None = Field(default=None, gt=0)
+    max_order_notional: Decimal | None = Field(default=None, gt=0)  # in the base currency
+    max_position: Decimal | None = Field(default=None, gt=0)  # absolute, per symbol
     price_band_percent: Decimal | None = Field(default=None, gt=0, le=100)
     max_orders_per_second: Decimal | None = Field(default=None, gt=0)
     burst: int | None = Field(default=None, gt=0)
     max_open_orders: int | None = Field(default=None, gt=0)
-    daily_loss_limit: Decimal | None = Field(default=None, gt=0)
-    allowed_symbols: list[str] | None = None
+    daily_loss_limit: Decimal | None = Field(default=None, gt=0)  # in the base currency
+    allowed_symbols: list[str] | None = None  # shell-style patterns, e.g. "AAPL", "*.NS"
     denied_symbols: list[str] | None = None
     duplicate_window_seconds: Decimal | None = Field(default=None, gt=0)
+
+    @field_validator("allowed_symbols", "denied_symbols")
+    @classmethod
+    def _patterns(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return [pattern.strip().upper() for pattern in value if pattern.strip()]
+
+    def merged(self, override: RiskLimits | None) -> RiskLimits:
+        """These limits with every value ``override`` sets replacing ours."""
+        if override is None:
+            return self
+        values = self.model_dump()
+        values.update({key: value for key, value in override.model_dump().items() if value is not None})
+        return RiskLimits.model_validate(values)
+
+
+class RiskContext(Protocol):
+    """What the checks may ask about the world. Must not do I/O: it runs on the order path."""
+
+    base_currency: str
+
+    def position(self, account: str, symbol: str) -> Decimal: ...
+
+    def pending(self, account: str, symbol: str, side: Side) -> Decimal:
+        """Remaining quantity of working orders on that side, not counting this one."""
+
+    def open_orders(self, account: str) -> int: ...
+
+    def last_price(self, symbol: str, account: str) -> Decimal | None: ...
+
+    def order_currency(self, request: OrderRequest, account: str) -> str: ...
+
+    def to_base(self, amount: Decimal, currency: str) -> Decimal | None: ...
+
+    def daily_pnl(self, account: str) -> Decimal | None:
+        """Realised plus unrealised profit since the start of the day, in the base currency."""
+
+    def is_reducing(self, request: OrderRequest, account: str) -> bool: ...
+
+
+def _num(value: Decimal | float) -> str:
+    return f"{Decimal(value).normalize():,f}" if isinstance(value, Decimal) else f"{value:,}"
+
+
+def _scope(account: str | None) -> str:
+    return account if account is not None else "all accounts together"
+
+
+def _money(value: Decimal, currency: str) -> str:
+    return f"{value:,.2f} {currency}"
+
+
+def notional_price(request: OrderRequest, account: str, ctx: RiskContext) -> Decimal | None:
+    """The price an order is valued at: the one the trader named, else the last price."""
+    price = request.limit_price if request.limit_price is not None else request.stop_price
+    return price if price is not None else ctx.last_price(request.symbol, account)
+
+
+class Check:
+    """One pre-trade check. ``limit`` names the field of ``RiskLimits`` that switches it on.
+
+    ``about_the_order`` checks judge the order alone (size, price, symbol) and also apply to a
+    parent order before it is split; the others judge an account's state (position, working
+    orders, rate, losses) and only make sense for the child that goes to that account.
+    """
+
+    code: ClassVar[RejectCode]
+    limit: ClassVar[str]
+    about_the_order: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+
+    def check(self, request: OrderRequest, account: str, limits: RiskLimits,
+              ctx: RiskContext) -> str | None:
+        raise NotImplementedError
+
+    def accept(self, request: OrderRequest, account: str, limits: RiskLimits) -> None:
+        """The order passed every check: remember it (rate and duplicate checks do)."""
+
+
+class SymbolListCheck(Check):
+    code = RejectCode.SYMBOL_NOT_ALLOWED
+    limit = "allowed_symbols"
+    about_the_order = True
+
+    @staticmethod
+    def enabled(limits: RiskLimits) -> bool:
+        return limits.allowed_symbols is not None or bool(limits.denied_symbols)
+
+    def check(self, request, account, limits, ctx):
+        symbol = request.symbol
+        for pattern in limits.denied_symbols or ():
+            if fnmatchcase(symbol, pattern):
+                return f"{symbol} is on the deny list for {_scope(account)}"
+        allowed = limits.allowed_symbols
+        if allowed is not None and not any(fnmatchcase(symbol, pattern) for pattern in allowed):
+            return f"{symbol} is not on the allow list for {_scope(account)}"
+        return None
+
+
+class MaxQuantityCheck(Check):
+    code = RejectCode.MAX_QUANTITY
+    limit = "max_order_quantity"
+    about_the_order = True
+
+    def check(self, request, account, limits, ctx):
+        cap = limits.max_order_quantity
+        if request.quantity > cap:
+            return (f"quantity {_num(request.quantity)} is above the limit of {_num(cap)} per order "
+                    f"for {_scope(account)}")
+        return None
+
+
+class PriceBandCheck(Check):
+    """Fat-finger guard: a limit or stop price far from the last price is almost always a typo."""
+
+    code = RejectCode.PRICE_BAND
+    limit = "price_band_percent"
+    about_the_order = True
+
+    def check(self, request, account, limits, ctx):
+        if request.limit_price is None and request.stop_price is None:
+            return None
+        last = ctx.last_price(request.symbol, account)
+        if last is None or last <= 0:
+            return (f"no last price for {request.symbol} to check the order price against, "
+                    f"so it is refused (price band {_num(limits.price_band_percent)}%)")
+        band = limits.price_band_percent
+        for name, price in (("limit price", request.limit_price), ("stop price", request.stop_price)):
+            if price is None:
+                continue
+            off = abs(price - last) * 100 / last
+            if off > band:
+                return (f"{name} {_num(price)} is {off:.1f}% away from the last price {_num(last)} of "
+                        f"{request.symbol}; the band is {_num(band)}%")
+        return None
+
+
+class MaxNotionalCheck(Check):
+    code = RejectCode.MAX_NOTIONAL
+    limit = "max_order_notional"
+    about_the_order = True
+
+    def check(self, request, account, limits, ctx):
+        price = notional_price(request, account, ctx)
+        if price is None:
+            return f"no price for {request.symbol} to value the order against the notional limit"
+        currency = ctx.order_currency(request, account)
+        notional = request.quantity * price
+        base = ctx.to_base(notional, currency)
+        if base is None:
+            return (f"cannot value the order in {ctx.base_currency}: no exchange rate for {currency}, "
+                    f"so the notional limit cannot be checked")
+        cap = limits.max_order_notional
+        if base > cap:
+            shown = _money(base, ctx.base_currency)
+            if currency != ctx.base_currency:
+                shown = f"{_money(notional, currency)} ({shown})"
+            return (f"order value {shown} is above the limit of {_money(cap, ctx.base_currency)} "
+                    f"per order for {_scope(account)}")
+        return None
+
+
+class MaxPositionCheck(Check):
+    code = RejectCode.MAX_POSITION
+    limit = "max_position"
+
+    def check(self, request, account, limits, ctx):
+        current = ctx.position(account, request.symbol)
+        pending = ctx.pending(account, request.symbol, request.side) * request.side.sign
+        projected = current + pending + request.signed_quantity
+        cap = limits.max_position
+        # An order that brings an oversized position back towards the limit is always welcome.
+        if abs(projected) > cap and abs(projected) > abs(current):
+            return (f"the position in {request.symbol} at {_scope(account)} would reach {_num(projected)} "
+                    f"(now {_num(current)}, working {_num(pending)}); the limit is {_num(cap)}")
+        return None
+
+
+class MaxOpenOrdersCheck(Check):
+    code = RejectCode.MAX_OPEN_ORDERS
+    limit = "max_open_orders"
+
+    def check(self, request, account, limits, ctx):
+        count = ctx.open_orders(account)
+        if count >= limits.max_open_orders:
+            return f"{_scope(account)} already has {count} working orders; the limit is {limits.max_open_orders}"
+        return None
+
+
+class DailyLossCheck(Check):
+    """Past the daily loss limit only reducing orders pass. The service also moves the kill
+    switch to REDUCING when this fires (see ``RiskEngine.daily_loss_breach``)."""
+
+    code = RejectCode.DAILY_LOSS
+    limit = "daily_loss_limit"
+
+    def check(self, request, account, limits, ctx):
+        message = daily_loss_message(account, limits, ctx)
+        if message is None or ctx.is_reducing(request, account):
+            return None
+        return f"{message}; only orders that reduce a position are accepted"
+
+
+def daily_loss_message(account: str, limits: RiskLimits, ctx: RiskContext) -> str | None:
+    cap = limits.daily_loss_limit
+    if cap is None:
+        return None
+    pnl = ctx.daily_pnl(account)
+    if pnl is None or pnl > -cap:
+        return None
+    return (f"daily loss limit reached at {_scope(account)}: loss {_money(-pnl, ctx.base_currency)} against "
+            f"a limit of {_money(cap, ctx.base_currency)}")
+
+
+class DuplicateOrderCheck(Check):
+    """Same account, symbol, side, quantity and price again within the window: a double
+    keypress or a script stuck in a loop."""
+
+    code = RejectCode.DUPLICATE_ORDER
+    limit = "duplicate_window_seconds"
+    stateful = True
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
+        self._seen: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+        self._longest = 0.0
+
+    @staticmethod
+    def _key(request: OrderRequest, account: str) -> tuple[Any, ...]:
+        return (account, request.symbol, request.side, request.quantity, request.order_type,
+                request.limit_price, request.stop_price)
+
+    def _prune(self, now: float) -> None:
+        seen = self._seen
+        while seen:
+            key, at = next(iter(seen.items()))
+            if now - at <= self._longest:
+                break
+            seen.popitem(last=False)
+
+    def check(self, request, account, limits, ctx):
+        now = self.clock()
+        self._prune(now)
+        at = self._seen.get(self._key(request, account))
+        window = float(limits.duplicate_window_seconds)
+        if at is not None and now - at <= window:
+            return (f"the same order ({request.side.value} {_num(request.quantity)} {request.symbol}) "
+                    f"was sent to {account} {now - at:.1f}s ago; wait {window:g}s to send it again")
+        return None
+
+    def accept(self, request, account, limits):
+        key = self._key(request, account)
+        self._longest = max(self._longest, float(limits.duplicate_window_seconds))
+        self._seen.pop(key, None)
+        self._seen[key] = self.clock()
+
+
+class RateLimitCheck(Check):
+    """A token bucket per account: ``max_orders_per_second`` sustained, ``burst`` at once."""
+
+    code = RejectCode.RATE_LIMIT
+    limit = "max_orders_per_second"
+    stateful = True
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
+        self._buckets: dict[str, list[float]] = {}  # account -> [tokens, at]
+
+    @staticmethod
+    def _shape(limits: RiskLimits) -> tuple[float, float]:
+        rate = float(limits.max_orders_per_second)
+        return rate, float(limits.burst) if limits.burst else max(1.0, rate)
+
+    def _tokens(self, account: str, limits: RiskLimits) -> list[float]:
+        rate, capacity = self._shape(limits)
+        now = self.clock()
+        bucket = self._buckets.get(account)
+        if bucket is None:
+            bucket = self._buckets[account] = [capacity, now]
+        else:
+            bucket[0] = min(capacity, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+        return bucket
+
+    def check(self, request, account, limits, ctx):
+        if self._tokens(account, limits)[0] < 1:
+            rate, capacity = self._shape(limits)
+            return (f"{account} is sending orders faster than {rate:g} per second "
+                    f"(burst {capacity:g}); try again in a moment")
+        return None
+
+    def accept(self, request, account, limits):
+        self._tokens(account, limits)[0] -= 1
+
+
+CHECKS: tuple[type[Check], ...] = (
+    SymbolListCheck,
+    MaxQuantityCheck,
+    PriceBandCheck,
+    MaxNotionalCheck,
+    MaxPositionCheck,
+    MaxOpenOrdersCheck,
+    DailyLossCheck,
+    DuplicateOrderCheck,
+    RateLimitCheck,
+)
+
+
+def _enabled(check: Check, limits: RiskLimits) -> bool:
+    custom = getattr(check, "enabled", None)
+    return custom(limits) if custom is not None else getattr(limits, check.limit) is not None
+
+
+class RiskEngine:
+    def __init__(self, global_limits: RiskLimits | None = None,
+                 per_account: dict[str, RiskLimits] | None = None, *,
+                 clock: Callable[[], float] | None = None,
+                 checks: tuple[type[Check], ...] = CHECKS) -> None:
+        self.global_limits = global_limits or RiskLimits()
+        self.per_account = dict(per_account or {})
+        self.clock = clock or time.monotonic
+        self._checks = [check_cls(self.clock) for check_cls in checks]
+        # account -> (limits, the checks they switch on); built once per account.
+        self._plans: dict[str, tuple[RiskLimits, list[Check]]] = {}
+
+    def limits_for(self, account: str | None) -> RiskLimits:
+        return self._plan(account)[0]
+
+    def _plan(self, account: str | None) -> tuple[RiskLimits, list[Check]]:
+        key = account or ""
+        plan = self._plans.get(key)
+        if plan is None:
+            limits = self.global_limits.merged(self.per_account.get(account) if account else None)
+            plan = (limits, [check for check in self._checks if _enabled(check, limits)])
+            self._plans[key] = plan
+        return plan
+
+    def set_limits(self, global_limits: RiskLimits | None = None,
+                   per_account: dict[str, RiskLimits] | None = None) -> None:
+        """Replace limits at run time; counters (rate, recent orders) are kept."""
+        if global_limits is not None:
+            self.global_limits = global_limits
+        if per_account is not None:
+            self.per_account = dict(per_account)
+        self._plans.clear()
+
+    def check(self, request: OrderRequest, account: str, ctx: RiskContext) -> Rejection | None:
+        """The first failing check's rejection, or None. On a pass the stateful checks count
+        the order (rate, recent orders)."""
+        limits, checks = self._plan(account)
+        if not checks:
+            return None
+        for check in checks:
+            reason = check.check(request, account, limits, ctx)
+            if reason is not None:
+                return Rejection(check.code.value, reason)
+        for check in checks:
+            if check.stateful:
+                check.accept(request, account, limits)
+        return None
+
+    def check_parent(self, request: OrderRequest, ctx: RiskContext) -> Rejection | None:
+        """A parent order, on its total, against the global limits, before it is split: only
+        the checks about the order itself; nothing is counted."""
+        limits, checks = self._plan(None)
+        for check in checks:
+            if check.about_the_order:
+                reason = check.check(request, None, limits, ctx)  # type: ignore[arg-type]
+                if reason is not None:
+                    return Rejection(check.code.value, reason)
+        return None
+
+    def daily_loss_breach(self, accounts: list[str], ctx: RiskContext) -> str | None:
+        """A sentence naming the first account past its daily loss limit, or None."""
+        for account in accounts:
+            message = daily_loss_message(account, self.limits_for(account), ctx)
+            if message is not None:
+                return message
+        return None
+
+    @property
+    def watches_daily_loss(self) -> bool:
+        return self.global_limits.daily_loss_limit is not None or any(
+            limits.daily_loss_limit is not None for limits in self.per_account.values())
+
+
+@dataclass(frozen=True, slots=True)
+class PositionMismatch:
+    account: str
+    symbol: str
+    book: Decimal
+    broker: Decimal
+
+
+class _Holding:
+    """One position as the execution layer tracks it. ``basis`` is the average price for the
+    day's P&L: positions carried in from before are marked at the price when first seen."""
+
+    __slots__ = ("basis", "quantity", "realized")
+
+    def __init__(self, quantity: Decimal = _ZERO, basis: Decimal = _ZERO) -> None:
+        self.quantity = quantity
+        self.basis = basis
+        self.realized = _ZERO
+
+    def apply(self, signed: Decimal, price: Decimal, commission: Decimal) -> None:
+        quantity = self.quantity
+        self.realized -= commission
+        if quantity == 0 or (quantity > 0) == (signed > 0):
+            total = abs(quantity) + abs(signed)
+            self.basis = (self.basis * abs(quantity) + price * abs(signed)) / total
+            self.quantity = quantity + signed
+            return
+        closed = min(abs(signed), abs(quantity))
+        self.realized += closed * (price - self.basis) * (1 if quantity > 0 else -1)
+        self.quantity = quantity + signed
+        if self.quantity == 0:
+            self.basis = _ZERO
+        elif (self.quantity > 0) != (quantity > 0):
+            self.basis = price  # flipped: the remainder was opened at this price
+
+
+class Book:
+    """Positions and working orders per account, kept from broker reads and fills, so risk
+    checks never wait for a broker. Implements ``brokers.risk.RiskContext``."""
+
+    def __init__(self, manager: Any, fx: Any, base_currency: str,
+                 today: Callable[[], date] | None = None) -> None:
+        self.manager = manager
+        self.fx = fx
+        self.base_currency = base_currency
+        self._today = today or (lambda: datetime.now(UTC).date())
+        self.holdings: dict[tuple[str, str], _Holding] = {}
+        self.open: dict[str, dict[str, Order]] = {}  # account -> working orders by client id
+        self._open_by_key: dict[tuple[str, str, Side], dict[str, Order]] = {}
+        self._seen_fills: set[tuple[str, str]] = set()
+        self._day = self._today()
+
+    # -- keeping it ----------------------------------------------------------------------
+    def track(self, order: Order) -> None:
+        """Index ``order`` as working or not, after any change to it."""
+        account = order.account
+        if account is None:
+            return
+        request = order.request
+        key = (account, request.symbol, request.side)
+        coid = request.client_order_id
+        if order.status.is_working:
+            self.open.setdefault(account, {})[coid] = order
+            self._open_by_key.setdefault(key, {})[coid] = order
+        else:
+            for index, index_key in ((self.open, account), (self._open_by_key, key)):
+                orders = index.get(index_key)
+                if orders is not None:
+                    orders.pop(coid, None)
+
+    def add_fill(self, account: str, fill: Fill) -> bool:
+        """Move the position by a fill, once per fill id. Returns whether it was new."""
+        key = (account, fill.fill_id)
+        if key in self._seen_fills:
+            return False
+        self._seen_fills.add(key)
+        holding = self.holdings.get((account, fill.symbol))
+        if holding is None:
+            holding = self.holdings[(account, fill.symbol)] = _Holding()
+        holding.apply(fill.quantity * fill.side.sign, fill.price, fill.commission)
+        return True
+
+    def seed(self, account: str, positions: Iterable[Any]) -> list[PositionMismatch]:
+        """Take the broker's positions as the truth; returns where the book disagreed."""
+        mismatches: list[PositionMismatch] = []
+        reported: dict[str, Any] = {}
+        for position in positions:
+            reported[position.symbol] = position
+        for (name, symbol), holding in self.holdings.items():
+            if name == account and symbol not in reported and holding.quantity != 0:
+                mismatches.append(PositionMismatch(account, symbol, holding.quantity, _ZERO))
+                holding.quantity = _ZERO
+        for symbol, position in reported.items():
+            holding = self.holdings.get((account, symbol))
+            if holding is None:
+                mark = self._last(symbol, account) or position.avg_price or _ZERO
+                self.holdings[(account, symbol)] = _Holding(position.quantity, mark)
+            elif holding.quantity != position.quantity:
+                mismatches.append(PositionMismatch(account, symbol, holding.quantity, position.quantity))
+                holding.quantity = position.quantity
+        return mismatches
+
+    def positions(self) -> dict[tuple[str, str], Decimal]:
+        """(account, symbol) -> signed quantity, as the execution layer believes it."""
+        return {key: holding.quantity for key, holding in self.holdings.items() if holding.quantity}
+
+    # -- RiskContext ---------------------------------------------------------------------
+    def position(self, account: str | None, symbol: str) -> Decimal:
+        if account is None:
+            return sum((h.quantity for (_, s), h in self.holdings.items() if s == symbol), _ZERO)
+        holding = self.holdings.get((account, symbol))
+        return holding.quantity if holding is not None else _ZERO
+
+    def pending(self, account: str | None, symbol: str, side: Side) -> Decimal:
+        if account is not None:
+            working = self._open_by_key.get((account, symbol, side))
+            return sum((o.remaining_quantity for o in working.values()), _ZERO) if working else _ZERO
+        return sum((self.pending(name, symbol, side) for name in self.open), _ZERO)
+
+    def open_orders(self, account: str | None) -> int:
+        if account is not None:
+            return len(self.open.get(account, ()))
+        return sum(len(orders) for orders in self.open.values())
+
+    def _last(self, symbol: str, account: str | None) -> Decimal | None:
+        try:
+            return self.manager.last_price(symbol, account)
+        except KeyError:
+            return None
+
+    def last_price(self, symbol: str, account: str | None) -> Decimal | None:
+        return self._last(symbol, account)
+
+    def account_currency(self, account: str | None) -> str:
+        if account is None:
+            return self.base_currency
+        try:
+            return self.manager.get(account).currency
+        except KeyError:
+            return self.base_currency
+
+    def order_currency(self, request: OrderRequest, account: str | None) -> str:
+        return request.currency or self.account_currency(account)
+
+    def to_base(self, amount: Decimal, currency: str) -> Decimal | None:
+        if currency == self.base_currency:
+            return amount
+        if self.fx is None:
+            return None
+        return self.fx.convert(amount, currency).amount
+
+    def is_reducing(self, request: OrderRequest, account: str | None) -> bool:
+        """Would this order shrink the position without flipping it, counting the working
+        orders already on the same side?"""
+        current = self.position(account, request.symbol)
+        if current == 0 or (current > 0) == (request.side is Side.BUY):
+            return False
+        already = self.pending(account, request.symbol, request.side)
+        return already + request.quantity <= abs(current)
+
+    def daily_pnl(self, account: str | None) -> Decimal | None:
+        today = self._today()
+        if today != self._day:
+            self._new_day(today)
+        total = _ZERO
+        for (name, symbol), holding in self.holdings.items():
+            if account is not None and name != account:
+                continue
+            pnl = holding.realized
+            if holding.quantity:
+                last = self._last(symbol, name)
+                if last is not None:
+                    pnl += (last - holding.basis) * holding.quantity
+            if pnl:
+                converted = self.to_base(pnl, self.account_currency(name))
+                if converted is None:
+                    return None  # cannot add it up honestly
+                total += converted
+        return total
+
+    def _new_day(self, today: date) -> None:
+        self._day = today
+        for (name, symbol), holding in self.holdings.items():
+            holding.realized = _ZERO
+            last = self._last(symbol, name)
+            if last is not None:
+                holding.basis = last

@@ -1,10 +1,14 @@
-"""Which account an order goes to."""
+"""Which account an order goes to, and how a parent order is split across accounts."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Collection, Mapping
+from decimal import ROUND_DOWN, Decimal
+from fnmatch import fnmatchcase
 
-from .models import AssetClass
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .models import MAX_DECIMALS, AssetClass, OrderRequest
 
 
 class RoutingRule(BaseModel):
@@ -17,3 +21,95 @@ class RoutingRule(BaseModel):
     exchange: str | None = None
     currency: str | None = None
     symbol: str | None = None  # shell-style pattern, e.g. "*.NS" or "NIFTY*"
+
+    @field_validator("exchange", "currency", "symbol")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        # Requests are upper-cased by validation, so rules are too: "nse" still matches NSE.
+        return value.strip().upper() if isinstance(value, str) and value.strip() else None
+
+    def matches(self, request: OrderRequest) -> bool:
+        if self.asset_class is not None and request.asset_class is not self.asset_class:
+            return False
+        if self.exchange is not None and request.exchange != self.exchange:
+            return False
+        if self.currency is not None and request.currency != self.currency:
+            return False
+        return self.symbol is None or fnmatchcase(request.symbol, self.symbol)
+
+
+class Router:
+    def __init__(self, rules: list[RoutingRule] | None = None, default_account: str | None = None) -> None:
+        self.rules = list(rules or ())
+        self.default_account = default_account
+
+    def route(self, request: OrderRequest, accounts: Collection[str]) -> str | None:
+        """The explicit account, else the first rule that matches and names a known account,
+        else the default account; None when nothing applies.
+
+        An explicit account is returned even if unknown, so the caller can say so by name
+        rather than silently sending the order elsewhere.
+        """
+        if request.account is not None:
+            return request.account
+        for rule in self.rules:
+            if rule.account in accounts and rule.matches(request):
+                return rule.account
+        if self.default_account is not None and self.default_account in accounts:
+            return self.default_account
+        return None
+
+
+def split_quantity(quantity: Decimal, weights: Mapping[str, float | Decimal],
+                   fractional: Mapping[str, bool] | None = None) -> dict[str, Decimal]:
+    """Split ``quantity`` by weight with the largest-remainder method.
+
+    Accounts that cannot trade fractions get whole units; the rest get amounts at the finest
+    step the request itself allows (``quantity``'s own precision, at most 8 places), so the parts
+    always add up to exactly ``quantity``. Ties in remainder go to the larger weight, then to the
+    account listed first. Accounts with zero weight get nothing and are left out.
+    """
+    fractional = fractional or {}
+    shares = {name: Decimal(str(weight)) for name, weight in weights.items()}
+    if any(not share.is_finite() or share < 0 for share in shares.values()):
+        raise ValueError("weights must be finite and not negative")
+    shares = {name: share for name, share in shares.items() if share > 0}
+    total_weight = sum(shares.values(), Decimal(0))
+    if not shares or total_weight <= 0:
+        raise ValueError("at least one account needs a weight above 0")
+    if quantity <= 0:
+        raise ValueError("quantity must be greater than 0")
+
+    exponent = quantity.normalize().as_tuple().exponent
+    places = min(MAX_DECIMALS, max(0, -exponent if isinstance(exponent, int) else 0))
+    fine = Decimal(1).scaleb(-places)
+    whole_only = {name: not fractional.get(name, False) for name in shares}
+    if quantity % 1 and all(whole_only.values()):
+        raise ValueError(f"{quantity} cannot be split into whole units")
+
+    order = list(shares)
+    exact = {name: quantity * shares[name] / total_weight for name in order}
+    parts: dict[str, Decimal] = {}
+    for name in order:
+        step = Decimal(1) if whole_only[name] else fine
+        parts[name] = (exact[name] / step).to_integral_value(ROUND_DOWN) * step
+    left = quantity - sum(parts.values(), Decimal(0))
+    ranking = sorted(order, key=lambda name: (-(exact[name] - parts[name]), -shares[name], order.index(name)))
+    # Hand out what rounding left over: whole units by largest remainder, then any fraction to
+    # the first account that can hold it.
+    while left >= 1:
+        for name in ranking:
+            if left < 1:
+                break
+            parts[name] += 1
+            left -= 1
+    if left > 0:
+        taker = next((name for name in ranking if not whole_only[name]), None)
+        if taker is None:
+            raise ValueError(f"{quantity} cannot be split into whole units")
+        parts[taker] += left
+    return {name: _canonical(part) for name, part in parts.items() if part > 0}
+
+
+def _canonical(value: Decimal) -> Decimal:
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()

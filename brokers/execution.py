@@ -1,0 +1,919 @@
+"""ExecutionService: the only code path that calls ``Broker.place_order``.
+
+The order path, in this order: validation, kill-switch state, route, broker health, risk checks,
+journal write of the intent, then - with no ``await`` in between - the final kill-switch check
+and the call to ``place_order``, then the journal records the broker's answer. Everything before
+the broker call is synchronous, so another task can never slip a halt in between a check and
+the call it guards.
+
+A submit whose broker call times out or loses its connection becomes UNKNOWN. It is never
+retried (that is how duplicate orders happen); ``reconcile()`` asks the broker by
+``client_order_id`` and settles it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import journal as jr
+from .base import Broker
+from .errors import (
+    AuthenticationError,
+    BrokerConnectionError,
+    BrokerError,
+    BrokerTimeoutError,
+    InsufficientFundsError,
+    InvalidSymbolError,
+    OrderRejectedError,
+)
+from .killswitch import HaltInfo, HaltSettings, KillSwitch
+from .models import (
+    TERMINAL_STATUSES,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    TradingState,
+    can_transition,
+    describe_validation_error,
+    new_client_order_id,
+    utcnow,
+)
+from .risk import Book, PositionMismatch, RejectCode, Rejection, RiskEngine
+from .routing import Router, split_quantity
+
+__all__ = [
+    "Book",
+    "CancelOutcome",
+    "ExecutionService",
+    "PositionMismatch",
+    "ReconcileReport",
+    "RejectCode",
+]
+
+log = logging.getLogger(__name__)
+
+_HALTED = TradingState.HALTED
+_REDUCING = TradingState.REDUCING
+_ACTIVE = TradingState.ACTIVE
+_ZERO = Decimal(0)
+DAILY_LOSS_SOURCE = "risk:daily_loss"
+# How often (in kill-switch polls) the watch loop re-values positions against the loss limit.
+_PNL_EVERY_POLLS = 10
+
+_REJECT_CODES = frozenset(code.value for code in RejectCode)
+
+OrderCallback = Callable[[Order], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    account: str
+    ok: bool
+    cancelled: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What reconciling against the brokers found. Differences are listed, never hidden."""
+
+    resolved: list[Order] = field(default_factory=list)  # orders whose state changed
+    unresolved: dict[str, str] = field(default_factory=dict)  # client_order_id -> why
+    positions: list[PositionMismatch] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # account -> what failed
+
+    @property
+    def clean(self) -> bool:
+        return not (self.unresolved or self.positions or self.errors)
+
+
+class _Deadlines:
+    """Timeouts for broker calls in flight, all served by one timer.
+
+    ``asyncio.timeout`` arms and disarms a timer per call, which costs more than the rest of a
+    fast order path; here a call costs two dict operations and the timer, armed for the oldest
+    call, cancels whatever has expired when it fires.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[int, tuple[float, asyncio.Task[Any]]] = {}
+        self._expired: set[int] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._seq = 0
+
+    def start(self, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a broker call must run inside an asyncio task")
+        self._seq += 1
+        deadline = loop.time() + timeout
+        self._calls[self._seq] = (deadline, task)
+        timer = self._timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._fire, loop)
+        return self._seq
+
+    def finish(self, token: int) -> bool:
+        """Forget the call; True if it ran out of time (its task was cancelled for it)."""
+        self._calls.pop(token, None)
+        if token in self._expired:
+            self._expired.discard(token)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return True
+        return False
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for token, (deadline, task) in list(self._calls.items()):
+            if deadline <= now:
+                del self._calls[token]
+                self._expired.add(token)
+                task.cancel()
+        if self._calls:
+            self._timer = loop.call_at(min(deadline for deadline, _ in self._calls.values()), self._fire, loop)
+
+
+_ORDER_TEMPLATE = Order(request=OrderRequest(symbol="X", side=Side.BUY, quantity=1))
+_new_instance = Order.__new__
+_set_slot = object.__setattr__
+
+
+def new_order(request: OrderRequest, account: str | None = None) -> Order:
+    """``Order(request=request)`` without validating ``request`` again.
+
+    The constructor re-runs the request's model validator and builds every default through
+    pydantic (about 5 µs, a tenth of the order path); this does what ``model_construct`` does,
+    from a template whose defaults were validated once.
+    """
+    order = _new_instance(Order)
+    now = utcnow()
+    values = _ORDER_TEMPLATE.__dict__.copy()
+    values["request"] = request
+    values["account"] = account if account is not None else request.account
+    values["created_at"] = values["updated_at"] = now
+    values["fills"] = []
+    _set_slot(order, "__dict__", values)
+    _set_slot(order, "__pydantic_fields_set__", {"request"})
+    _set_slot(order, "__pydantic_extra__", None)
+    _set_slot(order, "__pydantic_private__",
+              {key: copy.copy(value) for key, value in (_ORDER_TEMPLATE.__pydantic_private__ or {}).items()})
+    return order
+
+
+def _fill_ids(order: Order) -> set[str]:
+    # Straight from pydantic's private store: ``order._fill_ids`` goes through a slow
+    # ``__getattr__`` on every broker event.
+    private = order.__pydantic_private__
+    return private["_fill_ids"] if private is not None else order._fill_ids
+
+
+def _sanity(request: OrderRequest) -> str | None:
+    """Cheap checks for a request built without validation (``model_construct``)."""
+    quantity = request.quantity
+    if not isinstance(quantity, Decimal) or not quantity.is_finite() or quantity <= 0:
+        return f"quantity must be a number greater than 0, not {quantity!r}"
+    for name in ("limit_price", "stop_price"):
+        price = getattr(request, name)
+        if price is not None and (not isinstance(price, Decimal) or not price.is_finite() or price <= 0):
+            return f"{name} must be a number greater than 0, not {price!r}"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        manager: Any,
+        kill_switch: KillSwitch,
+        risk: RiskEngine | None = None,
+        journal: jr.Journal | None = None,
+        router: Router | None = None,
+        *,
+        halt_settings: HaltSettings | None = None,
+        submit_timeout: float = 10.0,
+        base_currency: str = "USD",
+        fx: Any = None,
+        call_timeout: float | None = None,
+    ) -> None:
+        if not submit_timeout > 0:
+            raise ValueError("submit_timeout must be a positive number of seconds")
+        self.manager = manager
+        self.kill_switch = kill_switch
+        self.risk = risk
+        self.journal = journal
+        self.router = router
+        self.halt_settings = halt_settings or HaltSettings()
+        self.submit_timeout = float(submit_timeout)
+        self.call_timeout = float(call_timeout if call_timeout is not None else submit_timeout)
+        self.base_currency = base_currency
+        self.book = Book(manager, fx if fx is not None else getattr(manager, "fx", None), base_currency)
+        self._orders: dict[str, Order] = {}
+        self._by_broker_id: dict[tuple[str, str], Order] = {}
+        # client_order_ids handed to a broker: it may hold them, so they are never sent again.
+        self._intents: set[str] = set()
+        # Orders whose place_order has not answered yet: reconcile must not judge them.
+        self._in_flight: set[str] = set()
+        self._callbacks: list[OrderCallback] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._events: asyncio.Queue[Any] | None = None
+        self._cancel_task: asyncio.Task[dict[str, CancelOutcome]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._hooked = False
+        self._deadlines = _Deadlines()
+        self._halt_sentence: tuple[HaltInfo | None, str] | None = None
+        kill_switch.subscribe(self._on_switch)
+
+    # -- observing -----------------------------------------------------------------------
+    def orders(self) -> list[Order]:
+        """Every order this service knows, newest last."""
+        return list(self._orders.values())
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        return self._orders.get(client_order_id)
+
+    def subscribe(self, callback: OrderCallback) -> None:
+        if callback not in self._callbacks:
+            self._callbacks.append(callback)
+
+    def unsubscribe(self, callback: OrderCallback) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def book_positions(self) -> dict[tuple[str, str], Decimal]:
+        """(account, symbol) -> quantity as the execution layer believes it (for
+        ``MultiBrokerManager.book_provider``)."""
+        return self.book.positions()
+
+    def _notify(self, order: Order) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(order)
+            except Exception:
+                log.exception("order subscriber failed")
+
+    # -- the order path ------------------------------------------------------------------
+    async def submit(self, request: OrderRequest | Mapping[str, Any]) -> Order:
+        """Send one order. Never raises for a refusal: the returned order is REJECTED with a
+        ``reject_code`` and a ``reject_reason`` a trader can read."""
+        # 1. validation (an OrderRequest is already valid; only the cheap invariants are re-read)
+        if type(request) is not OrderRequest:
+            request_or_order = self._coerce(request)
+            if isinstance(request_or_order, Order):
+                return request_or_order
+            request = request_or_order
+        order = new_order(request)
+        problem = _sanity(request)
+        if problem is not None:
+            return self._refuse(order, RejectCode.INVALID_ORDER, problem)
+        if request.client_order_id in self._intents:
+            return self._refuse(order, RejectCode.DUPLICATE_ORDER,
+                                f"an order with client id {request.client_order_id} was already sent")
+        # 2. kill switch
+        state = self.kill_switch.state
+        if state is _HALTED:
+            return self._refuse(order, RejectCode.SYSTEM_HALTED, self._halted_sentence())
+        # 3. route (REDUCING needs the account to know what the position is)
+        refusal = self._route(order)
+        if refusal is not None:
+            return self._refuse(order, *refusal)
+        account: str = order.account  # type: ignore[assignment]
+        if state is _REDUCING:
+            refusal = self._reducing_refusal(request, account)
+            if refusal is not None:
+                return self._refuse(order, *refusal)
+        # 4. broker health
+        broker, refusal = self._usable_broker(request, account)
+        if refusal is not None:
+            return self._refuse(order, *refusal)
+        # 5. risk
+        if self.risk is not None:
+            rejection = self.risk.check(request, account, self.book)
+            if rejection is not None:
+                return self._risk_refuse(order, rejection)
+        # 6. journal, 7. final check + place_order, 8. journal the answer
+        return await self._place(order, broker)  # type: ignore[arg-type]
+
+    def _coerce(self, raw: Any) -> OrderRequest | Order:
+        if isinstance(raw, OrderRequest):
+            return raw  # a subclass: already validated
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"submit takes an OrderRequest or a mapping, not {type(raw).__name__}")
+        try:
+            return OrderRequest.model_validate(dict(raw))
+        except ValidationError as exc:
+            known = {key: value for key, value in raw.items() if key in OrderRequest.model_fields}
+            shell = OrderRequest.model_construct(**known)
+            order = new_order(shell, known.get("account"))
+            return self._refuse(order, RejectCode.INVALID_ORDER, describe_validation_error(exc))
+
+    def _route(self, order: Order) -> tuple[str, str] | None:
+        request = order.request
+        names = self.manager.names()
+        if request.account is not None:
+            account = request.account
+        else:
+            account = self.router.route(request, names) if self.router is not None else None
+            if account is None:
+                account = self.manager.default_account
+        if account is None:
+            return (RejectCode.NO_ROUTE,
+                    f"no account takes {request.symbol}: no routing rule matches and there is no "
+                    f"default account; choose an account")
+        order.account = account
+        if account not in names:
+            known = ", ".join(names) or "none are configured"
+            return RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account!r} (accounts: {known})"
+        return None
+
+    def _reducing_refusal(self, request: OrderRequest, account: str) -> tuple[str, str] | None:
+        if self.book.is_reducing(request, account):
+            return None
+        info = self.kill_switch.info
+        why = f" ({info.reason})" if info is not None and info.reason else ""
+        code = (RejectCode.DAILY_LOSS if info is not None and info.source == DAILY_LOSS_SOURCE
+                else RejectCode.REDUCE_ONLY)
+        return (code, f"trading is reduce-only{why}: only orders that shrink the position in "
+                      f"{request.symbol} at {account} are accepted")
+
+    def _usable_broker(self, request: OrderRequest, account: str) -> tuple[Broker | None, tuple[str, str] | None]:
+        manager = self.manager
+        if not manager.is_available(account):
+            explain = getattr(manager, "unavailable_reason", None)
+            reason = (explain(account) if explain is not None else None) or f"{account} is not connected"
+            return None, (RejectCode.BROKER_UNAVAILABLE, reason)
+        broker = manager.get(account)
+        unsupported = broker.capabilities.supports(request)
+        if unsupported is not None:
+            return None, (RejectCode.UNSUPPORTED, f"{account}: {unsupported}")
+        return broker, None
+
+    async def _place(self, order: Order, broker: Broker) -> Order:
+        request = order.request
+        switch = self.kill_switch
+        self._register(order)
+        if self.journal is not None:
+            try:
+                self.journal.record_intent(order)
+            except Exception as exc:
+                log.exception("journal write failed; order %s not sent", request.client_order_id)
+                return self._refuse(order, RejectCode.JOURNAL_ERROR,
+                                    f"the order journal could not be written ({_describe(exc)}); "
+                                    f"nothing was sent")
+        # From here to the broker call: no await.
+        state = switch.state
+        if state is not _ACTIVE:
+            refusal = (
+                (RejectCode.SYSTEM_HALTED, self._halted_sentence()) if state is _HALTED
+                else self._reducing_refusal(request, order.account)  # type: ignore[arg-type]
+            )
+            if refusal is not None:
+                return self._refuse(order, *refusal, journal_kind=jr.REJECT)
+        # Counted as working from here on, so broker events that arrive while the call is in
+        # flight find it; not before, or it would count against itself in the check above.
+        self.book.track(order)
+        self._intents.add(request.client_order_id)
+        in_flight = self._in_flight
+        in_flight.add(request.client_order_id)
+        token = self._deadlines.start(self.submit_timeout)
+        try:
+            placed = await broker.place_order(request)
+        except BaseException as exc:
+            in_flight.discard(request.client_order_id)
+            return self._failed(order, exc, expired=self._deadlines.finish(token))
+        in_flight.discard(request.client_order_id)
+        self._deadlines.finish(token)
+        try:
+            self._absorb(order, placed, jr.ACK, force=True)
+        except Exception as exc:  # the broker took the call but its answer makes no sense
+            log.error("unreadable answer from %s to order %s", order.account, request.client_order_id,
+                      exc_info=exc)
+            return self._lost(order, f"the broker's answer could not be read ({_describe(exc)})")
+        return order
+
+    def _failed(self, order: Order, exc: BaseException, *, expired: bool) -> Order:
+        """Classify a failed ``place_order``: a definite refusal is REJECTED; anything that
+        leaves open whether the broker took the order is UNKNOWN."""
+        if expired:
+            return self._lost(order, f"no answer from {order.account} within {self.submit_timeout:g}s")
+        if not isinstance(exc, Exception):  # cancelled, interrupted: note it, then let it go on
+            self._lost(order, "the submit was interrupted while the broker call was in flight")
+            raise exc
+        reason = _describe(exc)
+        if isinstance(exc, BrokerTimeoutError):
+            return self._lost(order, reason)
+        if isinstance(exc, BrokerConnectionError):
+            return self._lost(order, f"connection lost while sending ({reason})")
+        if isinstance(exc, InsufficientFundsError):
+            code = RejectCode.INSUFFICIENT_FUNDS
+        elif isinstance(exc, InvalidSymbolError):
+            code = RejectCode.INVALID_SYMBOL
+        elif isinstance(exc, OrderRejectedError):
+            code = RejectCode.BROKER_REJECTED
+        elif isinstance(exc, AuthenticationError):
+            code = RejectCode.BROKER_UNAVAILABLE
+        elif isinstance(exc, BrokerError) and not exc.retryable:
+            code = RejectCode.BROKER_REJECTED
+        elif isinstance(exc, BrokerError):
+            return self._lost(order, reason)
+        else:
+            log.error("place_order at %s failed unexpectedly", order.account, exc_info=exc)
+            return self._lost(order, f"unexpected error from the broker adapter ({reason})")
+        return self._refuse(order, code, reason, journal_kind=jr.ACK)
+
+    def _lost(self, order: Order, detail: str) -> Order:
+        order.reject_reason = (f"{detail}; the order may or may not be at the broker - it is UNKNOWN "
+                               f"until reconciled by client id, and is not retried")
+        order.transition(OrderStatus.UNKNOWN)
+        self.book.track(order)
+        self._journal_order(jr.UNKNOWN, order)
+        log.warning("order %s at %s is UNKNOWN: %s", order.client_order_id, order.account, detail)
+        self._notify(order)
+        return order
+
+    def _refuse(self, order: Order, code: str, reason: str, *, journal_kind: str | None = None) -> Order:
+        order.reject_code = code.value if isinstance(code, RejectCode) else code
+        order.reject_reason = reason
+        order.transition(OrderStatus.REJECTED)
+        coid = order.client_order_id
+        # A refused resend of an id already in flight must not displace the original.
+        if coid not in self._intents or self._orders.get(coid) is order:
+            self._remember(order)
+        if journal_kind is not None:
+            self._journal_order(journal_kind, order)
+        self._notify(order)
+        return order
+
+    def _risk_refuse(self, order: Order, rejection: Rejection) -> Order:
+        if rejection.code == RejectCode.DAILY_LOSS:
+            self.check_daily_loss()
+        self._refuse(order, rejection.code, rejection.reason)
+        if self.journal is not None:
+            try:
+                self.journal.record(jr.RISK_REJECT, client_order_id=order.client_order_id,
+                                    account=order.account,
+                                    data={"request": jr.request_data(order.request),
+                                          "state": jr.order_state(order)})
+            except Exception:
+                log.exception("could not journal the risk decision for %s", order.client_order_id)
+        return order
+
+    def _halted_sentence(self) -> str:
+        info = self.kill_switch.info
+        cached = self._halt_sentence
+        if cached is not None and cached[0] is info:
+            return cached[1]  # a script hammering a halted switch costs no formatting
+        if info is None:
+            sentence = "trading is halted; no new orders are accepted"
+        else:
+            reason = f": {info.reason}" if info.reason else ""
+            sentence = (f"trading is halted (by {info.source} at {info.time:%H:%M:%S} UTC{reason}); "
+                        f"no new orders are accepted until trading is resumed")
+        self._halt_sentence = (info, sentence)
+        return sentence
+
+    # -- applying what brokers say -------------------------------------------------------
+    def _remember(self, order: Order) -> None:
+        self._register(order)
+        self.book.track(order)
+
+    def _register(self, order: Order) -> None:
+        coid = order.client_order_id
+        known = self._orders.get(coid)
+        if known is not order:
+            if known is not None:
+                del self._orders[coid]  # a resubmitted id moves to the end
+            self._orders[coid] = order
+        if order.broker_order_id is not None and order.account is not None:
+            self._by_broker_id[(order.account, order.broker_order_id)] = order
+
+    def _journal_order(self, kind: str, order: Order, fills: list[Fill] | None = None) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.record_order(kind, order, fills=fills)
+        except Exception:
+            log.exception("could not journal %s for order %s", kind, order.client_order_id)
+
+    def _absorb(self, order: Order, snapshot: Order, kind: str, *, force: bool = False) -> bool:
+        """Merge a broker's view of an order into ours; journal and notify if anything changed."""
+        status = snapshot.status
+        current = order.status
+        if (status is current or not can_transition(current, status)) \
+                and snapshot.filled_quantity <= order.filled_quantity \
+                and len(snapshot.fills) <= len(order.fills) \
+                and snapshot.broker_order_id in (None, order.broker_order_id) and not force:
+            return False  # old news: the usual case for updates that trail the broker's answer
+        changed = False
+        if snapshot.broker_order_id and snapshot.broker_order_id != order.broker_order_id:
+            order.broker_order_id = snapshot.broker_order_id
+            changed = True
+        new_fills = [fill for fill in snapshot.fills if self._take_fill(order, fill)]
+        if snapshot.filled_quantity > order.filled_quantity:
+            order.filled_quantity = snapshot.filled_quantity
+            if snapshot.avg_fill_price is not None:
+                order.avg_fill_price = snapshot.avg_fill_price
+            changed = True
+        if status is not order.status and can_transition(order.status, status):
+            if status is OrderStatus.REJECTED:
+                code = snapshot.reject_code
+                order.reject_code = code if code in _REJECT_CODES else RejectCode.BROKER_REJECTED.value
+                order.reject_reason = snapshot.reject_reason or f"{order.account} refused the order"
+            order.transition(status, at=snapshot.updated_at)
+            changed = True
+        elif new_fills:
+            self._status_from_fills(order)
+        changed = changed or bool(new_fills)
+        if order.reject_reason is not None and order.reject_code is None \
+                and order.status is not OrderStatus.UNKNOWN:
+            order.reject_reason = None  # the UNKNOWN explanation no longer applies
+        if changed or force:
+            self._remember(order)
+            self._journal_order(kind, order, fills=new_fills)
+            self._notify(order)
+        return changed
+
+    def _take_fill(self, order: Order, fill: Fill) -> bool:
+        """Record a fill on the order and the book once. Quantities add up from fills, but
+        never fall below what a broker snapshot already reported."""
+        seen = _fill_ids(order)
+        if fill.fill_id in seen:
+            return False
+        seen.add(fill.fill_id)
+        fills = order.fills
+        fills.append(fill)
+        self.book.add_fill(order.account or fill.account, fill)
+        if len(fills) == 1:
+            from_fills, cost = fill.quantity, fill.quantity * fill.price
+        else:
+            from_fills = sum((f.quantity for f in fills), _ZERO)
+            cost = sum((f.quantity * f.price for f in fills), _ZERO)
+        if from_fills > order.filled_quantity:
+            order.filled_quantity = from_fills
+            order.avg_fill_price = cost / from_fills
+        return True
+
+    def _status_from_fills(self, order: Order) -> None:
+        if order.status.is_terminal:
+            return
+        target = (OrderStatus.FILLED if order.filled_quantity >= order.quantity
+                  else OrderStatus.PARTIALLY_FILLED)
+        if can_transition(order.status, target):
+            order.transition(target)
+
+    def _on_fill(self, account: str, fill: Fill) -> None:
+        order = None
+        if fill.client_order_id is not None:
+            order = self._orders.get(fill.client_order_id)
+        if order is None and fill.broker_order_id is not None:
+            order = self._by_broker_id.get((account, fill.broker_order_id))
+        if order is None:
+            # Placed elsewhere (the broker's own app): it still moves the position.
+            if self.book.add_fill(account, fill):
+                self._safe_record(jr.FILL, None, account, {"foreign_fill": fill})
+            return
+        if not self._take_fill(order, fill):
+            return
+        self._status_from_fills(order)
+        self._remember(order)
+        self._journal_order(jr.FILL, order, fills=[fill])
+        self._notify(order)
+
+    def _on_order(self, account: str, snapshot: Order) -> None:
+        order = self._orders.get(snapshot.client_order_id)
+        if order is None and snapshot.broker_order_id is not None:
+            order = self._by_broker_id.get((account, snapshot.broker_order_id))
+        if order is None or order.account != account:
+            return
+        if order.status in TERMINAL_STATUSES and snapshot.filled_quantity <= order.filled_quantity \
+                and len(snapshot.fills) <= len(order.fills):
+            return  # trailing news of an order already settled (the common case after an ack)
+        self._absorb(order, snapshot, jr.UPDATE)
+
+    def _safe_record(self, kind: str, client_order_id: str | None, account: str | None,
+                     data: dict[str, Any]) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.record(kind, client_order_id=client_order_id, account=account, data=data)
+        except Exception:
+            log.exception("could not journal %s", kind)
+
+    # -- daily loss ----------------------------------------------------------------------
+    def check_daily_loss(self) -> str | None:
+        """Re-value positions against each account's daily loss limit; past it, move the kill
+        switch to REDUCING. Returns the message, or None while within limits."""
+        if self.risk is None or not self.risk.watches_daily_loss:
+            return None
+        message = self.risk.daily_loss_breach(self.manager.names(), self.book)
+        if message is not None:
+            self._trip_daily_loss(message)
+        return message
+
+    def _trip_daily_loss(self, message: str) -> None:
+        switch = self.kill_switch
+        if switch.state is _ACTIVE:
+            text = f"{message}; trading is now reduce-only"
+            log.warning("%s", text)
+            self._safe_record(jr.RISK, None, None, {"event": "daily_loss", "message": text})
+            switch.reduce_only(text, source=DAILY_LOSS_SOURCE)
+
+    # -- cancels and the kill switch -----------------------------------------------------
+    async def cancel(self, account: str, broker_order_id: str) -> Order:
+        """Cancel one order. Never held back by the kill switch. Broker failures raise."""
+        broker = self.manager.get(account)
+        known = self._by_broker_id.get((account, broker_order_id))
+        self._safe_record(jr.CANCEL, known.client_order_id if known else None, account,
+                          {"broker_order_id": broker_order_id, "requested": True})
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                snapshot = await broker.cancel_order(broker_order_id)
+        except TimeoutError:
+            raise BrokerTimeoutError(f"no answer to the cancel within {self.call_timeout:g}s",
+                                     broker=account) from None
+        if known is None:
+            known = self._orders.get(snapshot.client_order_id)
+        if known is None:
+            return snapshot
+        if not self._absorb(known, snapshot, jr.CANCEL):
+            self._journal_order(jr.CANCEL, known)
+        return known
+
+    async def cancel_all(self) -> dict[str, CancelOutcome]:
+        """Cancel every working order at every connected broker, all at once."""
+        names = list(self.manager.names())
+
+        async def one(name: str) -> CancelOutcome:
+            try:
+                broker = self.manager.get(name)
+                if not broker.is_connected():
+                    return CancelOutcome(name, False, 0, "not connected")
+                async with asyncio.timeout(self.call_timeout):
+                    asked = await broker.cancel_all_orders()
+                return CancelOutcome(name, True, len(asked), None)
+            except TimeoutError:
+                return CancelOutcome(name, False, 0, f"no answer within {self.call_timeout:g}s")
+            except Exception as exc:
+                return CancelOutcome(name, False, 0, _describe(exc))
+
+        results = await asyncio.gather(*(one(name) for name in names))
+        outcome = {result.account: result for result in results}
+        self._safe_record(jr.CANCEL, None, None, {
+            "cancel_all": {name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error}
+                           for name, r in outcome.items()}})
+        for result in results:
+            if not result.ok:
+                log.warning("cancel all at %s failed: %s", result.account, result.error)
+        return outcome
+
+    async def halt(self, reason: str = "", source: str = "api") -> dict[str, CancelOutcome]:
+        """Halt first (the flag is on disk before this returns control), then cancel every
+        working order if ``halt.cancel_open_orders``. Returns the outcome per broker."""
+        self.kill_switch.halt(reason, source)
+        if not self.halt_settings.cancel_open_orders:
+            return {}
+        task = self._cancel_task
+        if task is None or task.done():
+            task = self._start_cancel_all()
+        return await asyncio.shield(task)
+
+    async def resume(self, reason: str, source: str = "api") -> None:
+        self.kill_switch.resume(reason, source)
+
+    async def reduce_only(self, reason: str, source: str = "api") -> HaltInfo:
+        return self.kill_switch.reduce_only(reason, source)
+
+    def _start_cancel_all(self) -> asyncio.Task[dict[str, CancelOutcome]]:
+        task = asyncio.get_running_loop().create_task(self.cancel_all(), name="cancel-all-on-halt")
+        self._cancel_task = task
+        return task
+
+    def _on_switch(self, state: TradingState, info: HaltInfo | None) -> None:
+        # A halt from anywhere (this process, another shell, a ``touch``) cancels working orders.
+        if state is not _HALTED or not self.halt_settings.cancel_open_orders:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            if self._cancel_task is None or self._cancel_task.done():
+                self._start_cancel_all()
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._on_switch, state, info)
+
+    # -- reconcile -----------------------------------------------------------------------
+    async def reconcile(self, accounts: Iterable[str] | None = None) -> ReconcileReport:
+        """Ask each broker about every order not known to be final (UNKNOWN ones above all) by
+        client_order_id, and compare positions. The broker's answer wins; differences are
+        reported."""
+        report = ReconcileReport()
+        names = list(accounts) if accounts is not None else list(self.manager.names())
+        await asyncio.gather(*(self._reconcile_account(name, report) for name in names))
+        if report.positions:
+            log.warning("positions differed from the brokers: %s", report.positions)
+        return report
+
+    async def _reconcile_account(self, name: str, report: ReconcileReport) -> None:
+        try:
+            broker = self.manager.get(name)
+        except KeyError:
+            report.errors[name] = "unknown account"
+            return
+        pending = [o for o in self._orders.values()
+                   if o.account == name and o.status.is_working and o.client_order_id not in self._in_flight]
+        if not broker.is_connected():
+            report.errors[name] = "not connected"
+            for order in pending:
+                report.unresolved[order.client_order_id] = f"{name} is not connected"
+            return
+        for order in pending:
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    snapshot = await broker.get_order_by_client_id(order.client_order_id)
+            except Exception as exc:
+                report.unresolved[order.client_order_id] = _describe(exc) or "no answer"
+                continue
+            if snapshot is None:
+                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
+                    self._refuse_unsent(order)
+                    report.resolved.append(order)
+                else:
+                    report.unresolved[order.client_order_id] = f"{name} no longer reports this order"
+                continue
+            if self._absorb(order, snapshot, jr.RECONCILE):
+                report.resolved.append(order)
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                positions = await broker.get_positions()
+        except Exception as exc:
+            report.errors[name] = f"positions not read: {_describe(exc) or 'no answer'}"
+            return
+        report.positions.extend(self.book.seed(name, positions))
+
+    def _refuse_unsent(self, order: Order) -> None:
+        order.reject_code = RejectCode.BROKER_REJECTED.value
+        order.reject_reason = (f"{order.account} has no order with client id {order.client_order_id}: "
+                               f"it never reached the broker")
+        order.transition(OrderStatus.REJECTED)
+        self._remember(order)
+        self._journal_order(jr.RECONCILE, order)
+        self._notify(order)
+
+    async def _resync(self, name: str) -> None:
+        """Called by the manager while ``name`` is RESYNCING after a (re)connect."""
+        report = ReconcileReport()
+        await self._reconcile_account(name, report)
+        self._safe_record(jr.RECONNECT, None, name, {
+            "resolved": [o.client_order_id for o in report.resolved],
+            "unresolved": report.unresolved,
+            "positions": [[m.symbol, str(m.book), str(m.broker)] for m in report.positions],
+        })
+
+    # -- running -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Reload working orders from the journal, read positions, and start consuming broker
+        events and watching the kill switch."""
+        if self._tasks:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self.journal is not None:
+            for order in self.journal.open_orders():
+                if order.client_order_id not in self._orders:
+                    self._intents.add(order.client_order_id)
+                    self._remember(order)
+        await self._seed_positions()
+        self._events = self.manager.subscribe()
+        add_hook = getattr(self.manager, "add_resync_hook", None)
+        if add_hook is not None:
+            add_hook(self._resync)
+            self._hooked = True
+        self._tasks = [
+            asyncio.create_task(self._consume(self._events), name="execution-events"),
+            asyncio.create_task(self._watch(), name="execution-watch"),
+        ]
+
+    async def _seed_positions(self) -> None:
+        async def one(name: str) -> None:
+            broker = self.manager.get(name)
+            if not broker.is_connected():
+                return
+            try:
+                async with asyncio.timeout(self.call_timeout):
+                    positions = await broker.get_positions()
+            except Exception as exc:
+                log.warning("positions at %s not read: %s", name, _describe(exc))
+                return
+            self.book.seed(name, positions)
+
+        await asyncio.gather(*(one(name) for name in self.manager.names()))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        if self._cancel_task is not None and not self._cancel_task.done():
+            tasks.append(self._cancel_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._events is not None:
+            self.manager.unsubscribe(self._events)
+            self._events = None
+        if self._hooked:
+            with contextlib.suppress(Exception):
+                self.manager.remove_resync_hook(self._resync)
+            self._hooked = False
+
+    async def _consume(self, queue: asyncio.Queue[Any]) -> None:
+        while True:
+            event = await queue.get()
+            try:
+                self.apply_event(event)
+            except Exception:
+                log.exception("could not apply broker event %r", type(event).__name__)
+
+    def apply_event(self, event: Any) -> None:
+        """Apply one manager event: an order update or a fill (other kinds are not ours)."""
+        account = getattr(event, "account", None)
+        fill = getattr(event, "fill", None)
+        if isinstance(fill, Fill):
+            self._on_fill(account or fill.account, fill)
+            return
+        snapshot = getattr(event, "order", None)
+        if isinstance(snapshot, Order):
+            self._on_order(account or snapshot.account, snapshot)
+
+    async def _watch(self) -> None:
+        interval = self.halt_settings.poll_interval_ms / 1000
+        polls = 0
+        while True:
+            self.kill_switch.poll()
+            polls += 1
+            if polls % _PNL_EVERY_POLLS == 0:
+                try:
+                    self.check_daily_loss()
+                except Exception:
+                    log.exception("daily loss check failed")
+            await asyncio.sleep(interval)
+
+    # -- several accounts at once --------------------------------------------------------
+    async def submit_distributed(self, request: OrderRequest,
+                                 weights: Mapping[str, float] | None = None) -> list[Order]:
+        """Split ``request`` across accounts by weight (largest remainder, whole units where an
+        account cannot trade fractions). The parent is risk-checked on its total first; then
+        every child runs the full order path. Returns every child with its outcome, or the
+        parent alone, REJECTED, if it failed before splitting."""
+        if type(request) is not OrderRequest:
+            coerced = self._coerce(request)
+            if isinstance(coerced, Order):
+                return [coerced]
+            request = coerced
+        parent = new_order(request)
+        if self.kill_switch.state is _HALTED:
+            return [self._refuse(parent, RejectCode.SYSTEM_HALTED, self._halted_sentence())]
+        chosen = dict(weights) if weights is not None else self.manager.weights()
+        names = self.manager.names()
+        unknown = [name for name in chosen if name not in names]
+        if unknown:
+            return [self._refuse(parent, RejectCode.UNKNOWN_ACCOUNT,
+                                 f"unknown account {unknown[0]!r} (accounts: {', '.join(names)})")]
+        if self.risk is not None:
+            rejection = self.risk.check_parent(request, self.book)
+            if rejection is not None:
+                return [self._risk_refuse(parent, rejection)]
+        fractional = {}
+        for name in chosen:
+            with contextlib.suppress(Exception):
+                fractional[name] = self.manager.get(name).capabilities.fractional_quantities
+        try:
+            parts = split_quantity(request.quantity, chosen, fractional)
+        except ValueError as exc:
+            return [self._refuse(parent, RejectCode.UNSUPPORTED, f"cannot split the order: {exc}")]
+        children = [
+            request.model_copy(update={"account": name, "quantity": quantity,
+                                       "client_order_id": new_client_order_id()})
+            for name, quantity in parts.items()
+        ]
+        self._safe_record(jr.RISK, request.client_order_id, None, {
+            "event": "split", "request": jr.request_data(request),
+            "children": {child.client_order_id: [child.account, str(child.quantity)] for child in children}})
+        return list(await asyncio.gather(*(self.submit(child) for child in children)))

@@ -1,0 +1,297 @@
+"""The write-ahead journal: one SQLite row per order event, the intent written before the broker
+call, so that after any crash we know every order that might exist at a broker.
+
+Durability. The database runs in WAL mode. With ``synchronous="NORMAL"`` (the default) each
+row is its own committed transaction, appended to the WAL with ``write()`` before ``record``
+returns: it survives the process being killed at any instant (kill -9, a crash, an OOM kill),
+because the bytes are already in the operating system. A power cut or kernel panic can lose the
+last rows written since the previous checkpoint; the database itself stays consistent, and the
+broker, asked by ``client_order_id`` at reconcile, is the authority for those orders anyway.
+``synchronous="FULL"`` fsyncs every row as well and also survives a power cut, at the price of
+one fsync per row (about 0.2 ms on a virtual disk: roughly a tenth of the order rate).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from .models import Fill, Order, OrderRequest, OrderStatus
+from .paths import ensure_dir
+from .paths import state_dir as default_state_dir
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,            -- microseconds since the Unix epoch, UTC
+    kind TEXT NOT NULL,
+    client_order_id TEXT,
+    account TEXT,
+    data TEXT NOT NULL              -- JSON
+);
+"""
+# No index on client_order_id: it would cost every write about a third more, and the reads that
+# want it (one order's history) are rare and still fast as a scan.
+_INSERT = "INSERT INTO events (ts, kind, client_order_id, account, data) VALUES (?, ?, ?, ?, ?)"
+
+# Row kinds. Order rows other than INTENT carry the order's resulting "state".
+INTENT = "intent"
+RISK_REJECT = "risk_reject"
+REJECT = "reject"
+ACK = "ack"
+UPDATE = "update"
+FILL = "fill"
+CANCEL = "cancel"
+UNKNOWN = "unknown"
+RECONCILE = "reconcile"
+HALT = "halt"
+RESUME = "resume"
+REDUCE_ONLY = "reduce_only"
+RECONNECT = "reconnect"
+RISK = "risk"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEvent:
+    id: int
+    time: datetime
+    kind: str
+    client_order_id: str | None
+    account: str | None
+    data: dict[str, Any]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot journal a {type(value).__name__}")
+
+
+_dumps = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False).encode
+_quote = json.encoder.encode_basestring  # the C implementation where there is one
+
+
+def order_state(order: Order) -> dict[str, Any]:
+    """The mutable part of an order, as a journal row records it."""
+    return {
+        "status": order.status.value,
+        "broker_order_id": order.broker_order_id,
+        "filled_quantity": str(order.filled_quantity),
+        "avg_fill_price": None if order.avg_fill_price is None else str(order.avg_fill_price),
+        "reject_code": None if order.reject_code is None else str(order.reject_code),
+        "reject_reason": order.reject_reason,
+    }
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _number(value: Decimal | None) -> str:
+    # A finite Decimal's str() holds only digits, '.', '-' and 'E': safe inside quotes as is.
+    return "null" if value is None else f'"{value}"'
+
+
+def order_row(order: Order, fills: list[Fill] | None = None) -> str:
+    """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
+    by hand: this runs for every acknowledgement and fill, and ``json`` on dicts costs several
+    times as much."""
+    code = order.reject_code
+    state = (
+        f'{{"status":"{order.status.value}","broker_order_id":{_text(order.broker_order_id)},'
+        f'"filled_quantity":{_number(order.filled_quantity)},"avg_fill_price":{_number(order.avg_fill_price)},'
+        f'"reject_code":{_text(None if code is None else str(code))},'
+        f'"reject_reason":{_text(order.reject_reason)}}}'
+    )
+    if not fills:
+        return f'{{"state":{state}}}'
+    rows = ",".join(
+        f'{{"fill_id":{_quote(f.fill_id)},"quantity":"{f.quantity}","price":"{f.price}",'
+        f'"commission":"{f.commission}","currency":{_quote(f.currency)},'
+        f'"timestamp":"{f.timestamp.isoformat()}"}}'
+        for f in fills
+    )
+    return f'{{"state":{state},"fills":[{rows}]}}'
+
+
+def request_data(request: OrderRequest) -> dict[str, Any]:
+    return request.model_dump(mode="json", exclude_none=True)
+
+
+def fill_data(fill: Fill) -> dict[str, Any]:
+    """A fill without what its order row already says (account, symbol, side, ids)."""
+    return {
+        "fill_id": fill.fill_id,
+        "quantity": str(fill.quantity),
+        "price": str(fill.price),
+        "commission": str(fill.commission),
+        "currency": fill.currency,
+        "timestamp": fill.timestamp.isoformat(),
+    }
+
+
+class Journal:
+    def __init__(self, path: Path | str | None = None, *,
+                 synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        self.path = Path(path) if path is not None else default_state_dir() / "journal.sqlite"
+        ensure_dir(self.path.parent)
+        self._lock = threading.Lock()
+        # Autocommit: every row is its own transaction, committed before ``record`` returns.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(SCHEMA)
+        self._writer = self._db.cursor()  # reused: a cursor per row is measurable on the order path
+        self.synchronous = synchronous
+        self._closed = False
+
+    # -- writing -------------------------------------------------------------------------
+    def record(self, kind: str, *, client_order_id: str | None = None, account: str | None = None,
+               data: dict[str, Any] | None = None) -> int:
+        """Append one event and commit it. Returns the row id."""
+        return self._insert(kind, client_order_id, account, _dumps(data or {}))
+
+    def _insert(self, kind: str, client_order_id: str | None, account: str | None, payload: str) -> int:
+        now = time.time_ns() // 1000
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the journal is closed")
+            cursor = self._writer
+            cursor.execute(_INSERT, (now, kind, client_order_id, account, payload))
+            return cursor.lastrowid
+
+    def record_order(self, kind: str, order: Order, *, fills: list[Fill] | None = None,
+                     **extra: Any) -> int:
+        """One row with the order's resulting state, and the fills that led to it."""
+        if extra:
+            data = {"state": order_state(order), **extra}
+            if fills:
+                data["fills"] = [fill_data(fill) for fill in fills]
+            return self.record(kind, client_order_id=order.client_order_id, account=order.account, data=data)
+        return self._insert(kind, order.client_order_id, order.account, order_row(order, fills))
+
+    def record_intent(self, order: Order) -> int:
+        # Serialised by pydantic-core straight to JSON: the intent is on every order's path.
+        payload = '{"request":' + order.request.model_dump_json(exclude_none=True) + "}"
+        return self._insert(INTENT, order.client_order_id, order.account, payload)
+
+    # -- reading -------------------------------------------------------------------------
+    def events(self, since: datetime | None = None, order: str | None = None,
+               kinds: list[str] | None = None) -> list[JournalEvent]:
+        """History, oldest first, optionally from ``since`` on and for one client_order_id."""
+        query = "SELECT id, ts, kind, client_order_id, account, data FROM events"
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            if since.tzinfo is None:
+                raise ValueError("since must be timezone-aware")
+            where.append("ts >= ?")
+            params.append(int(since.timestamp() * 1_000_000))
+        if order is not None:
+            where.append("client_order_id = ?")
+            params.append(order)
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY id"
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        return [
+            JournalEvent(row[0], datetime.fromtimestamp(row[1] / 1_000_000, UTC), row[2], row[3], row[4],
+                         json.loads(row[5]))
+            for row in rows
+        ]
+
+    def orders(self) -> dict[str, Order]:
+        """The last known state of every order, by client_order_id, in the order first seen."""
+        result: dict[str, Order] = {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts, kind, client_order_id, account, data FROM events "
+                "WHERE client_order_id IS NOT NULL ORDER BY id").fetchall()
+        for ts, kind, client_order_id, account, raw in rows:
+            try:
+                _replay(result, ts, kind, client_order_id, account, json.loads(raw))
+            except (ValueError, TypeError, KeyError):
+                log.exception("journal row for %s could not be read; skipped", client_order_id)
+        return result
+
+    def open_orders(self) -> list[Order]:
+        """Orders whose last known state could still fill (including UNKNOWN)."""
+        return [order for order in self.orders().values() if order.status.is_working]
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Journal {self.path} synchronous={self.synchronous}>"
+
+
+def _replay(result: dict[str, Order], ts: int, kind: str, client_order_id: str, account: str | None,
+            data: dict[str, Any]) -> None:
+    at = datetime.fromtimestamp(ts / 1_000_000, UTC)
+    order = result.get(client_order_id)
+    request = data.get("request")
+    if request is not None and (order is None or kind == INTENT):
+        # An intent starts the order afresh (an id refused before it reached a broker may be
+        # sent again); the entry moves to the end, as the newest order.
+        result.pop(client_order_id, None)
+        order = Order(request=OrderRequest.model_validate(request), account=account, created_at=at,
+                      updated_at=at)
+        result[client_order_id] = order
+    if order is None:
+        return  # an event for an order this journal never saw the intent of
+    request = order.request
+    for raw in data.get("fills") or ():
+        parsed = Fill.model_validate({
+            "account": order.account or account or "", "symbol": request.symbol, "side": request.side,
+            "broker_order_id": order.broker_order_id, "client_order_id": client_order_id, **raw})
+        if parsed.fill_id not in order._fill_ids:
+            order._fill_ids.add(parsed.fill_id)
+            order.fills.append(parsed)
+    state = data.get("state")
+    if state is not None:
+        # The journal recorded what we believed then; replaying it is not a new transition.
+        order.status = OrderStatus(state["status"])
+        order.broker_order_id = state.get("broker_order_id") or order.broker_order_id
+        order.filled_quantity = Decimal(state.get("filled_quantity") or 0)
+        avg = state.get("avg_fill_price")
+        order.avg_fill_price = None if avg is None else Decimal(avg)
+        order.reject_code = state.get("reject_code")
+        order.reject_reason = state.get("reject_reason")
+        order.updated_at = at

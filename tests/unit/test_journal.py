@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from brokers.journal import Journal, fill_data, order_row, order_state
+from brokers.models import Fill, Order, OrderRequest, OrderStatus
+from brokers.paths import state_dir
+
+
+@pytest.fixture
+def journal(tmp_path):
+    with Journal(tmp_path / "journal.sqlite") as opened:
+        yield opened
+
+
+def make_order(**fields):
+    request = OrderRequest(**{"symbol": "AAPL", "side": "BUY", "quantity": 10, **fields})
+    return Order(request=request, account="us")
+
+
+def fill(order, fill_id, quantity, price):
+    return Fill(fill_id=fill_id, account="us", symbol=order.symbol, side=order.side, quantity=quantity,
+                price=price, broker_order_id=order.broker_order_id, client_order_id=order.client_order_id)
+
+
+def test_default_path_is_in_the_state_dir():
+    with Journal() as journal:
+        assert journal.path == state_dir() / "journal.sqlite"
+        assert journal.path.exists()
+
+
+def test_wal_mode_and_synchronous_setting(tmp_path):
+    with Journal(tmp_path / "j.sqlite") as journal:
+        assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with Journal(tmp_path / "full.sqlite", synchronous="FULL") as journal:
+        assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with pytest.raises(ValueError):
+        Journal(tmp_path / "x.sqlite", synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_each_record_is_committed_and_visible_to_another_connection(journal):
+    journal.record("halt", data={"reason": "test"})
+    other = sqlite3.connect(journal.path)
+    assert other.execute("SELECT kind, data FROM events").fetchall() == [("halt", '{"reason":"test"}')]
+    other.close()
+
+
+def test_events_in_order_with_filters(journal):
+    a, b = make_order(), make_order(side="SELL")
+    journal.record_intent(a)
+    journal.record_intent(b)
+    start = datetime.now(UTC)
+    time.sleep(0.002)
+    a.broker_order_id = "B-1"
+    a.transition(OrderStatus.ACCEPTED)
+    journal.record_order("ack", a)
+    assert [e.kind for e in journal.events()] == ["intent", "intent", "ack"]
+    assert [e.kind for e in journal.events(since=start)] == ["ack"]
+    only_a = journal.events(order=a.client_order_id)
+    assert [e.kind for e in only_a] == ["intent", "ack"]
+    assert only_a[1].data["state"]["status"] == "ACCEPTED"
+    assert only_a[1].time.tzinfo is not None
+    assert [e.kind for e in journal.events(kinds=["intent"])] == ["intent", "intent"]
+    with pytest.raises(ValueError):
+        journal.events(since=datetime.now())  # naive on purpose
+
+
+def test_orders_replays_the_last_known_state(journal):
+    order = make_order(order_type="LIMIT", limit_price="101.5")
+    journal.record_intent(order)
+    order.broker_order_id = "B-7"
+    order.transition(OrderStatus.ACCEPTED)
+    journal.record_order("ack", order)
+    first = fill(order, "F1", 4, Decimal("101"))
+    order.apply_fill(first)
+    journal.record_order("fill", order, fills=[first])
+    second = fill(order, "F2", 6, Decimal("101.5"))
+    order.apply_fill(second)
+    journal.record_order("fill", order, fills=[second])
+
+    replayed = journal.orders()[order.client_order_id]
+    assert replayed.request == order.request
+    assert replayed.account == "us"
+    assert replayed.status is OrderStatus.FILLED
+    assert replayed.broker_order_id == "B-7"
+    assert replayed.filled_quantity == Decimal(10)
+    assert replayed.avg_fill_price == order.avg_fill_price
+    assert [f.fill_id for f in replayed.fills] == ["F1", "F2"]
+    assert replayed.fills[1].price == Decimal("101.5") and replayed.fills[1].symbol == "AAPL"
+    assert journal.open_orders() == []
+
+
+def test_orders_lists_unknown_and_working_as_open(journal):
+    unknown, working, rejected = make_order(), make_order(), make_order()
+    for order in (unknown, working, rejected):
+        journal.record_intent(order)
+    unknown.transition(OrderStatus.UNKNOWN)
+    journal.record_order("unknown", unknown)
+    working.transition(OrderStatus.ACCEPTED)
+    journal.record_order("ack", working)
+    rejected.reject("BROKER_REJECTED", "no")
+    journal.record_order("ack", rejected)
+    open_ids = {o.client_order_id for o in journal.open_orders()}
+    assert open_ids == {unknown.client_order_id, working.client_order_id}
+    replayed = journal.orders()[rejected.client_order_id]
+    assert (replayed.reject_code, replayed.reject_reason) == ("BROKER_REJECTED", "no")
+
+
+def test_a_risk_rejection_then_a_resend_with_the_same_id(journal):
+    order = make_order()
+    order.reject("MAX_QUANTITY", "too big")
+    journal.record("risk_reject", client_order_id=order.client_order_id, account="us",
+                   data={"request": order.request.model_dump(mode="json"),
+                         "state": {"status": "REJECTED", "reject_code": "MAX_QUANTITY"}})
+    assert journal.orders()[order.client_order_id].status is OrderStatus.REJECTED
+    resent = Order(request=order.request, account="us")
+    journal.record_intent(resent)
+    assert journal.orders()[order.client_order_id].status is OrderStatus.PENDING
+
+
+def test_survives_reopening(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    order = make_order()
+    with Journal(path) as journal:
+        journal.record_intent(order)
+    with Journal(path) as journal:
+        assert list(journal.orders()) == [order.client_order_id]
+
+
+def test_rows_for_unknown_orders_are_kept_as_events_only(journal):
+    journal.record("update", client_order_id="NOPE", account="us", data={"state": {"status": "FILLED"}})
+    assert journal.orders() == {}
+    assert journal.events(order="NOPE")[0].kind == "update"
+
+
+def test_a_corrupt_row_is_skipped_not_fatal(journal):
+    good = make_order()
+    journal.record_intent(good)
+    journal.record("intent", client_order_id="BAD", data={"request": {"symbol": ""}})
+    assert list(journal.orders()) == [good.client_order_id]
+
+
+def test_values_are_journaled_as_text(journal):
+    journal.record("risk", data={"amount": Decimal("1.10"), "when": datetime(2024, 1, 2, tzinfo=UTC),
+                                 "status": OrderStatus.FILLED, "ids": {"a"}})
+    data = journal.events()[0].data
+    assert data == {"amount": "1.10", "when": "2024-01-02T00:00:00+00:00", "status": "FILLED", "ids": ["a"]}
+    with pytest.raises(TypeError):
+        journal.record("risk", data={"x": object()})
+
+
+def test_closed_journal_refuses_writes(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.close()
+    journal.close()  # twice is fine
+    with pytest.raises(RuntimeError):
+        journal.record("halt", data={})
+
+
+def test_events_since_a_day_ago_includes_everything(journal):
+    journal.record("halt", data={})
+    assert len(journal.events(since=datetime.now(UTC) - timedelta(days=1))) == 1
+
+
+def test_a_journal_written_by_another_process_is_read_whole(tmp_path):
+    path = tmp_path / "j.sqlite"
+    code = ("import sys; from brokers.journal import Journal; from brokers.models import Order, OrderRequest; "
+            "j = Journal(sys.argv[1]); "
+            "j.record_intent(Order(request=OrderRequest(symbol='AAPL', side='BUY', quantity=1, "
+            "client_order_id='FROMCHILD'), account='us'))")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
+    with Journal(path) as journal:
+        assert list(journal.orders()) == ["FROMCHILD"]
+
+
+def test_hand_written_order_rows_are_the_json_of_the_dicts():
+    order = make_order()
+    order.broker_order_id = 'B"7\\x'
+    order.transition(OrderStatus.ACCEPTED)
+    tricky = Fill(fill_id='F"1\n', account="us", symbol="AAPL", side="BUY", quantity=Decimal("1.5"),
+                  price=Decimal("1E+2"), commission=Decimal("0.01"), currency="USD")
+    order.apply_fill(tricky)
+    order.reject_reason = 'a "quoted" reason, é and a\nnewline'
+    assert json.loads(order_row(order, [tricky])) == {"state": order_state(order), "fills": [fill_data(tricky)]}
+    assert json.loads(order_row(order)) == {"state": order_state(order)}
