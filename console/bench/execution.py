@@ -1,6 +1,6 @@
 """Order-path benchmark: market orders through ExecutionService into SimBroker, journal on.
 
-``await run()`` returns the figures as a dict; ``python tests/benchmarks/bench_execution.py``
+``await run()`` returns the figures as a dict; ``python -m console.bench.execution``
 prints them. Everything lives in a temporary folder: the user's journal and halt flag are never
 touched.
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import inspect
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -25,7 +23,6 @@ PASS, FAIL, NOT_AVAILABLE, ERROR, INFO = "PASS", "FAIL", "NOT AVAILABLE", "ERROR
 BENCHMARKS = ("execution", "manager", "ui", "startup")
 
 # Before the modules move under console/bench, a source checkout still has them here.
-CHECKOUT_FALLBACK = Path(__file__).resolve().parents[2] / "tests" / "benchmarks"
 
 
 @dataclass(frozen=True)
@@ -97,23 +94,14 @@ class Report:
 
 
 def load(name: str) -> ModuleType | None:
-    """``console.bench.<name>``; else ``tests/benchmarks/bench_<name>.py`` in a source checkout."""
+    """``console.bench.<name>``, or None when that benchmark is not installed."""
     module_name = f"console.bench.{name}"
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
-    path = CHECKOUT_FALLBACK / f"bench_{name}.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return None
 
 
 def call(run: Callable[[], Any]) -> Any:
