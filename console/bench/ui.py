@@ -3,7 +3,8 @@ paper accounts while prices tick. Run by ``trading-console bench``; not a test.
 
 The console runs headless at 160x48 with its real runtime. Lag is how late a 10 ms sleep wakes
 up while the screen reprices and refreshes; the halt key is timed from the key event to the
-banner being shown, and the external halt from the flag file appearing to the banner.
+banner being shown (the flag already persisted; the next frame paints it), worst of five; the
+external halt from the flag file appearing to the banner.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ MEASURE_SECONDS = 6.0
 FRAME_MS = 1000 / 60
 LAG_TARGET_MS = 50.0
 EXTERNAL_HALT_TARGET_MS = 250.0
+HALT_TRIALS = 5
 
 
 def bench_config(state_dir: Path) -> Any:
@@ -93,24 +95,35 @@ async def run() -> dict[str, Any]:
             result["loop_lag_ms"] = result["lag_max_ms"]
             result["lag_ok"] = result["lag_max_ms"] < LAG_TARGET_MS
 
-            # The halt key, delivered the way the terminal driver delivers it.
-            key = events.Key("f12", None)
-            app.post_message(key)
-            reaction_ms = await _until(lambda: app.banner.display, within=5) * 1000
-            result["halt_reaction_ms"] = round(reaction_ms, 2)
-            result["halt_reaction_frames"] = max(1, math.ceil(reaction_ms / FRAME_MS))
+            # The halt key, delivered the way the terminal driver delivers it, a few times over
+            # while prices keep ticking; resumed in between.
+            reactions: list[float] = []
+            for _ in range(HALT_TRIALS):
+                app.post_message(events.Key("f12", None))
+                reactions.append(await _until(lambda: app.banner.display, within=5) * 1000)
+                await pilot.pause(0.3)
+                await app.runtime.execution.resume("bench", "bench")
+                await _until(lambda: not app.banner.display, within=5)
+                await pilot.pause(0.3)
+            worst = max(reactions)
+            result["halt_reaction_ms"] = round(statistics.median(reactions), 2)
+            result["halt_reaction_max_ms"] = round(worst, 2)
+            result["halt_reaction_frames"] = max(1, math.ceil(worst / FRAME_MS))
             result["halt_reaction_ok"] = result["halt_reaction_frames"] <= 1
-            await pilot.pause(0.3)
 
-            # A halt written by someone else: the flag file, picked up by the poll.
-            await app.runtime.execution.resume("bench", "bench")
-            await _until(lambda: not app.banner.display, within=5)
-            other = KillSwitch(app.runtime.state_dir, env={})
-            other.halt("bench: external", source="bench")
-            external = await _until(lambda: app.banner.display and app.banner.info is not None
-                                    and getattr(app.banner.info, "source", "") == "bench", within=5)
-            result["external_halt_ms"] = round(external * 1000 if math.isfinite(external) else -1, 1)
-            result["external_halt_ok"] = external * 1000 < EXTERNAL_HALT_TARGET_MS
+            # A halt written by someone else: the flag file, picked up by the poll. Started at
+            # different points of the poll cycle; the worst counts.
+            external: list[float] = []
+            for trial in range(HALT_TRIALS):
+                await asyncio.sleep(0.037 * trial)
+                KillSwitch(app.runtime.state_dir, env={}).halt("bench: external", source="bench")
+                external.append(await _until(lambda: app.banner.display, within=5) * 1000)
+                await app.runtime.execution.resume("bench", "bench")
+                await _until(lambda: not app.banner.display, within=5)
+                await pilot.pause(0.2)
+            result["external_halt_ms"] = round(max(external), 1)
+            result["external_halt_median_ms"] = round(statistics.median(external), 1)
+            result["external_halt_ok"] = max(external) < EXTERNAL_HALT_TARGET_MS
         return result
 
 

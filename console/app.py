@@ -1,0 +1,792 @@
+"""The Textual app: wires the runtime (manager, kill switch, execution) to the main screen.
+
+Broker I/O runs in workers; library callbacks become Messages. The halt key writes the flag
+synchronously in its key handler, so the banner is on screen before any broker is asked to
+cancel anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static
+
+from brokers.models import OrderRequest, TradingState
+
+from .messages import (
+    CancelAllFinished,
+    LogEvent,
+    ManagerEventReceived,
+    OrderChanged,
+    SnapshotRefreshed,
+    SubmitRequested,
+    TradingStateChanged,
+)
+from .screens.order_confirm import OrderConfirmScreen, describe_request
+from .screens.resume import ResumeScreen
+from .widgets import formatting as fmt
+from .widgets.blotter import BlotterPane
+from .widgets.buying_power import BuyingPowerTable
+from .widgets.connections import ConnectionsPane
+from .widgets.event_log import EventLog
+from .widgets.halt_banner import HaltBanner, HaltKeyHint, outcome_text
+from .widgets.order_entry import OrderEntry
+from .widgets.positions import PositionsPane
+
+if TYPE_CHECKING:
+    from brokers.config import Config
+    from brokers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ACTIONS = (
+    "halt", "resume", "reduce_only", "submit", "cancel_order", "focus_order_entry",
+    "focus_blotter", "focus_positions", "quit",
+)
+
+STATE_STYLE = {
+    TradingState.ACTIVE: "bold green",
+    TradingState.REDUCING: "bold black on yellow",
+    TradingState.HALTED: "bold white on red",
+}
+
+
+def _while_on_screen(method: Callable[..., None]) -> Callable[..., None]:
+    """Timers and messages can still arrive while the app is closing and its widgets are
+    already gone; there is nothing left to update then."""
+
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any) -> None:
+        try:
+            method(self, *args)
+        except NoMatches:
+            if self.is_running:
+                raise
+
+    return guarded
+
+
+def _positions_signature(manager: Any) -> Any:
+    """What the positions table shows apart from prices: who holds what, at what average, and
+    which accounts' data is stale. Cheap next to consolidating."""
+    snapshot = manager.snapshot
+    return (
+        snapshot.stale,
+        tuple(
+            (account, tuple((p.symbol, p.quantity, p.avg_price) for p in positions))
+            for account, positions in snapshot.positions.items()
+        ),
+    )
+
+
+class _BuyingPowerView:
+    """The buying-power part of the manager's totals, shaped like its ``BuyingPower``."""
+
+    def __init__(self, per_account: dict[str, Any], per_account_base: dict[str, Any], total: Any) -> None:
+        self.per_account = per_account
+        self.per_account_base = per_account_base
+        self.total = total
+
+    @classmethod
+    def from_totals(cls, totals: Any) -> _BuyingPowerView:
+        return cls(
+            {name: t.native.buying_power for name, t in totals.per_account.items()},
+            {name: t.base.buying_power for name, t in totals.per_account.items()},
+            totals.total.buying_power,
+        )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _EventLogHandler(logging.Handler):
+    """Library errors go to the Events pane; the terminal belongs to the screen."""
+
+    def __init__(self, app: App[Any]) -> None:
+        super().__init__(level=logging.ERROR)
+        self._app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text = f"{text}: {record.exc_info[1]}"
+        # post_message is thread-safe: adapter callback threads log too.
+        self._app.post_message(LogEvent(fmt.one_line(text, 300), "error"))
+
+
+class TradingConsoleApp(App[int]):
+    CSS_PATH = "console.tcss"
+    TITLE = "Trading console"
+    # ctrl+p belongs to "focus positions" in the default keymap.
+    COMMAND_PALETTE_BINDING = "f1"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
+    BINDINGS = [
+        Binding("f12,ctrl+k", "halt", "HALT", priority=True, id="halt", show=False),
+        Binding("ctrl+r", "resume", "Resume", priority=True, id="resume"),
+        Binding("ctrl+y", "reduce_only", "Reduce-only", priority=True, id="reduce_only"),
+        Binding("ctrl+x", "cancel_order", "Cancel order", id="cancel_order"),
+        Binding("ctrl+o", "focus_order_entry", "Order", id="focus_order_entry"),
+        Binding("ctrl+b", "focus_blotter", "Blotter", id="focus_blotter"),
+        Binding("ctrl+p", "focus_positions", "Positions", id="focus_positions"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        start_feed: bool = True,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.runtime = runtime
+        self.clock = clock or _utc_now
+        self.start_feed = start_feed
+        self.cursor_blink = cursor_blink
+        self.keys = {action: config.ui.keys_for(action) for action in ACTIONS}
+        self.set_keymap(dict(self.keys))
+        self.account_names = [account.name for account in config.accounts]
+        self.live_accounts = {account.name for account in config.accounts if account.live}
+        self.account_currency = {account.name: account.currency for account in config.accounts}
+        self.trading_state = TradingState.ACTIVE
+        self.runtime_ready = asyncio.Event()
+        self.runtime_error: str | None = None
+        self._manager_queue: asyncio.Queue[Any] | None = None
+        self._refresh_timer: Timer | None = None
+        self._refresh_soon_pending = False
+        self._snapshot_lock: asyncio.Lock | None = None
+        self._shown_signature: Any = None
+        self._gc_frozen = False
+        self._switch_interval: float | None = None
+        self._last_statuses: dict[str, tuple[Any, Any]] = {}
+        self._subscribed = False
+        self._log_handler = _EventLogHandler(self)
+        self._widgets: dict[str, Any] = {}
+
+    # -- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        base = self.config.base_currency
+        yield Static("", id="title-bar", markup=False)
+        yield HaltBanner(id="halt-banner", resume_key=self._key_label("resume"))
+        with Grid(id="main"):
+            yield ConnectionsPane(id="connections", classes="pane")
+            yield BuyingPowerTable(id="buying-power", classes="pane", base_currency=base)
+            yield PositionsPane(id="positions", classes="pane", base_currency=base)
+            yield OrderEntry(
+                self.account_names,
+                live_accounts=self.live_accounts,
+                default_account=self.config.default_account,
+                submit_keys=self.keys["submit"],
+                cursor_blink=self.cursor_blink,
+                id="order-entry",
+                classes="pane",
+            )
+            yield BlotterPane(id="blotter", classes="pane")
+            yield EventLog(id="events", classes="pane", clock=self.clock)
+        with Horizontal(id="footer-bar"):
+            yield HaltKeyHint(self.keys["halt"], id="halt-hint")
+            yield Footer(show_command_palette=True)
+
+    def on_resize(self, event: Any) -> None:
+        # Every key hint must fit on one line in an 80-column terminal.
+        narrow = event.size.width < 120
+        self._widget("Footer", Footer).compact = narrow
+        self.buying_power.set_compact(narrow)
+
+    def _key_label(self, action: str) -> str:
+        return " / ".join(part.strip() for part in self.keys[action].split(","))
+
+    # Widgets are looked up once: timers may still fire while the app is closing and its
+    # screen is already being taken apart.
+    @property
+    def banner(self) -> HaltBanner:
+        return self._widget("#halt-banner", HaltBanner)
+
+    @property
+    def event_log(self) -> EventLog:
+        return self._widget("#events", EventLog)
+
+    @property
+    def order_entry(self) -> OrderEntry:
+        return self._widget("#order-entry", OrderEntry)
+
+    @property
+    def blotter(self) -> BlotterPane:
+        return self._widget("#blotter", BlotterPane)
+
+    @property
+    def positions(self) -> PositionsPane:
+        return self._widget("#positions", PositionsPane)
+
+    @property
+    def connections(self) -> ConnectionsPane:
+        return self._widget("#connections", ConnectionsPane)
+
+    @property
+    def buying_power(self) -> BuyingPowerTable:
+        return self._widget("#buying-power", BuyingPowerTable)
+
+    def _widget(self, selector: str, kind: type[Any]) -> Any:
+        widget = self._widgets.get(selector)
+        if widget is None:
+            widget = self._widgets[selector] = self.query_one(selector, kind)
+        return widget
+
+    # -- start and stop ----------------------------------------------------------------------
+    def on_mount(self) -> None:
+        logging.getLogger("brokers").addHandler(self._log_handler)
+        kill_switch = self.runtime.kill_switch
+        kill_switch.subscribe(self._on_kill_switch)
+        self.runtime.execution.subscribe(self._on_order)
+        self._subscribed = True
+        self._show_state(kill_switch.state, kill_switch.info)
+        interval = max(0.01, min(0.1, self.config.halt.poll_interval_ms / 1000))
+        self.set_interval(interval, self._poll_kill_switch, name="kill-switch-poll")
+        self.set_interval(1.0, self._tick_second, name="clock")
+        self._show_statuses()
+        self._update_title()
+        mode = "demo (paper accounts)" if self.config.demo else f"{len(self.account_names)} account(s)"
+        self.event_log.add(f"console started: {mode}, base currency {self.config.base_currency}")
+        if kill_switch.state is TradingState.HALTED:
+            self.event_log.add(self._state_line(TradingState.HALTED, kill_switch.info), "halt")
+        self.query_one("#positions-table").focus()
+        # Connect after the first frame so the screen is usable at once.
+        self.call_after_refresh(self._start_runtime)
+
+    def _start_runtime(self) -> None:
+        self.run_worker(self._run_runtime(), name="runtime-start", group="runtime", exit_on_error=False)
+
+    async def _run_runtime(self) -> None:
+        try:
+            await self.runtime.start()
+        except Exception as exc:
+            self.runtime_error = fmt.one_line(str(exc) or type(exc).__name__, 300)
+            self.post_message(LogEvent(f"start-up failed: {self.runtime_error}", "error"))
+        self._manager_queue = self.runtime.manager.subscribe()
+        for name, status in self.runtime.manager.statuses().items():
+            state = status.state.value
+            error = status.last_error and fmt.without_prefix(name, fmt.one_line(status.last_error, 200))
+            error = f": {error}" if error else ""
+            self.post_message(LogEvent(f"{name} {state}{error}", "info" if state == "CONNECTED" else "error"))
+        self.run_worker(self._pump_manager_events(), name="manager-events", group="events",
+                        exit_on_error=False)
+        await self._refresh_once()
+        for order in self.runtime.execution.orders():
+            self.post_message(OrderChanged(order))
+        # Everything loaded so far lives as long as the app. Taking it out of the cyclic
+        # collector's sight keeps full collections short: with thousands of positions a full
+        # collection otherwise stalls the screen (and the halt key) for over 100 ms.
+        gc.freeze()
+        self._gc_frozen = True
+        # Consolidation runs in a thread; a shorter switch interval hands the interpreter back
+        # to the event loop sooner, so the screen keeps its frame rate meanwhile.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, 0.001))
+        self.runtime_ready.set()
+        if self.start_feed:
+            hz = self.config.ui.price_refresh_hz
+            self.set_interval(1 / hz, self._tick_prices, name="prices")
+            self._schedule_refresh()
+
+    async def on_unmount(self) -> None:
+        logging.getLogger("brokers").removeHandler(self._log_handler)
+        if self._gc_frozen:
+            gc.unfreeze()
+            self._gc_frozen = False
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
+        if self._subscribed:
+            self.runtime.kill_switch.unsubscribe(self._on_kill_switch)
+            self.runtime.execution.unsubscribe(self._on_order)
+            self._subscribed = False
+        if self._manager_queue is not None:
+            self.runtime.manager.unsubscribe(self._manager_queue)
+        try:
+            await asyncio.wait_for(self.runtime.stop(), timeout=5)
+        except Exception:
+            log.exception("stopping the runtime failed")
+
+    async def wait_until_ready(self, within: float = 10.0) -> None:
+        """For tests and the screenshot command: the runtime started and the first data shows."""
+        await asyncio.wait_for(self.runtime_ready.wait(), within)
+
+    # -- library callbacks -> messages -------------------------------------------------------
+    def _on_kill_switch(self, state: TradingState, info: Any) -> None:
+        self.post_message(TradingStateChanged(state, info))
+
+    def _on_order(self, order: Any) -> None:
+        self.post_message(OrderChanged(order))
+
+    async def _pump_manager_events(self) -> None:
+        queue = self._manager_queue
+        if queue is None:
+            return
+        while True:
+            event = await queue.get()
+            self.post_message(ManagerEventReceived(event))
+
+    def _poll_kill_switch(self) -> None:
+        self.runtime.kill_switch.poll()
+
+    # -- trading state -----------------------------------------------------------------------
+    @_while_on_screen
+    def on_trading_state_changed(self, message: TradingStateChanged) -> None:
+        previous = self.trading_state
+        self._show_state(message.state, message.info)
+        if message.state is not previous:
+            level = "halt" if message.state is TradingState.HALTED else "warning"
+            self.event_log.add(self._state_line(message.state, message.info), level)
+
+    def _state_line(self, state: TradingState, info: Any) -> str:
+        reason = getattr(info, "reason", None) or ""
+        source = getattr(info, "source", None) or "unknown"
+        if state is TradingState.HALTED:
+            return f"SYSTEM HALTED by {source}: {reason}"
+        if state is TradingState.REDUCING:
+            return f"REDUCE-ONLY by {source}: {reason}"
+        return "trading ACTIVE again"
+
+    def _show_state(self, state: TradingState, info: Any) -> None:
+        self.trading_state = state
+        self.banner.show_state(state, info)
+        self._update_title()
+        # Restyling the whole order form costs most of a frame: the banner goes out first.
+        self.call_after_refresh(self._show_entry_state)
+
+    @_while_on_screen
+    def _show_entry_state(self) -> None:
+        halted = self.trading_state is TradingState.HALTED
+        if self.order_entry.halted != halted:
+            self.order_entry.set_halted(halted)
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_halt(self) -> None:
+        kill_switch = self.runtime.kill_switch
+        already = kill_switch.state is TradingState.HALTED
+        # Persist first: if anything below fails, trading is still halted.
+        info = kill_switch.halt(reason="halt key", source="console")
+        self._show_state(TradingState.HALTED, info)
+        if not already:
+            self.event_log.add(self._state_line(TradingState.HALTED, info), "halt")
+        if self.config.halt.cancel_open_orders:
+            self.banner.cancel_all_started()
+            self.run_worker(self._halt_and_cancel(), name="halt-cancel-all", group="halt",
+                            exclusive=True, exit_on_error=False)
+
+    async def _halt_and_cancel(self) -> None:
+        try:
+            outcomes = await self.runtime.execution.halt(reason="halt key", source="console")
+        except Exception as exc:
+            self.post_message(CancelAllFinished({}, error=str(exc) or type(exc).__name__))
+            return
+        self.post_message(CancelAllFinished(dict(outcomes or {})))
+
+    @_while_on_screen
+    def on_cancel_all_finished(self, message: CancelAllFinished) -> None:
+        self.banner.show_outcomes(message.outcomes, message.error)
+        failed = message.error or any(not getattr(o, "ok", False) for o in message.outcomes.values())
+        self.event_log.add(outcome_text(message.outcomes, message.error).plain,
+                           "error" if failed else "info")
+        self._refresh_soon()
+
+    def action_resume(self) -> None:
+        if isinstance(self.screen, ResumeScreen):
+            return
+        state = self.runtime.kill_switch.state
+        if state is TradingState.ACTIVE:
+            self.notify("Trading is already active", timeout=3)
+            return
+        self.push_screen(
+            ResumeScreen(state=state.value, halt_keys=self.keys["halt"], cursor_blink=self.cursor_blink),
+            self._resume_with,
+        )
+
+    def _resume_with(self, reason: str | None) -> None:
+        if reason is None:
+            self.event_log.add("resume abandoned; trading stays halted", "warning")
+            return
+        self.run_worker(self._resume(reason), name="resume", group="state", exit_on_error=False)
+
+    async def _resume(self, reason: str) -> None:
+        try:
+            await self.runtime.execution.resume(reason, "console")
+        except Exception as exc:
+            self.post_message(LogEvent(f"resume failed: {exc}", "error", toast=True))
+            return
+        self.post_message(LogEvent(f"resumed from the console: {reason}"))
+        self.runtime.kill_switch.poll()
+
+    def action_reduce_only(self) -> None:
+        kill_switch = self.runtime.kill_switch
+        state = kill_switch.state
+        if state is TradingState.HALTED:
+            self.notify("Trading is halted: resume first", severity="warning", timeout=3)
+            return
+        if state is TradingState.REDUCING:
+            self.notify("Already reduce-only; resume to trade freely", timeout=3)
+            return
+        info = kill_switch.reduce_only(reason="reduce-only key", source="console")
+        self._show_state(TradingState.REDUCING, info)
+        self.run_worker(self._reduce_only(), name="reduce-only", group="state", exit_on_error=False)
+
+    async def _reduce_only(self) -> None:
+        try:
+            await self.runtime.execution.reduce_only("reduce-only key", "console")
+        except Exception as exc:
+            self.post_message(LogEvent(f"reduce-only failed: {exc}", "error", toast=True))
+
+    def action_cancel_order(self) -> None:
+        order = self.blotter.selected_order()
+        if order is None:
+            self.notify("Select an order in the blotter first", timeout=3)
+            return
+        if order.is_terminal:
+            self.notify(f"Order is already {order.status.value}", timeout=3)
+            return
+        if not order.broker_order_id or not order.account:
+            self.notify("The broker has not acknowledged this order yet", severity="warning", timeout=3)
+            return
+        self.event_log.add(f"cancel requested: {describe_request(order.request)} at {order.account}")
+        self.run_worker(self._cancel(order.account, order.broker_order_id), name="cancel",
+                        group="orders", exit_on_error=False)
+
+    async def _cancel(self, account: str, broker_order_id: str) -> None:
+        try:
+            order = await self.runtime.execution.cancel(account, broker_order_id)
+        except Exception as exc:
+            self.post_message(LogEvent(f"cancel failed at {account}: {exc}", "error", toast=True))
+            return
+        self.post_message(OrderChanged(order))
+
+    def action_focus_order_entry(self) -> None:
+        self.order_entry.focus_first()
+
+    def action_focus_blotter(self) -> None:
+        self.query_one("#blotter-table").focus()
+
+    def action_focus_positions(self) -> None:
+        self.query_one("#positions-table").focus()
+
+    def action_submit(self) -> None:
+        self.order_entry.action_submit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("HALT trading", f"Halt and cancel open orders ({self._key_label('halt')})",
+                            self.action_halt)
+        yield SystemCommand("Resume trading", f"Type RESUME and a reason ({self._key_label('resume')})",
+                            self.action_resume)
+        yield SystemCommand("Reduce-only", f"Accept only orders that shrink a position "
+                            f"({self._key_label('reduce_only')})", self.action_reduce_only)
+        yield SystemCommand("Submit order", "Send the order in the order entry", self.action_submit)
+        yield SystemCommand("Cancel selected order", f"Cancel the order selected in the blotter "
+                            f"({self._key_label('cancel_order')})", self.action_cancel_order)
+        yield SystemCommand("Focus order entry", self._key_label("focus_order_entry"),
+                            self.action_focus_order_entry)
+        yield SystemCommand("Focus blotter", self._key_label("focus_blotter"), self.action_focus_blotter)
+        yield SystemCommand("Focus positions", self._key_label("focus_positions"),
+                            self.action_focus_positions)
+        yield SystemCommand("Refresh accounts", "Re-read balances and positions now", self._refresh_soon)
+        yield from super().get_system_commands(screen)
+
+    # -- orders ------------------------------------------------------------------------------
+    def on_submit_requested(self, message: SubmitRequested) -> None:
+        request, distributed = message.request, message.distributed
+        targets = self._targets(request, distributed)
+        live = [name for name in targets if name in self.live_accounts]
+        notional = self._notional(request, targets)
+        reasons: list[str] = []
+        if live:
+            reasons.append("LIVE account")
+        threshold = self.config.ui.confirm_notional_above
+        if threshold is not None and notional is not None and notional > threshold:
+            reasons.append(f"notional above {fmt.amount(threshold)} {self.config.base_currency}")
+        if reasons:
+            screen = OrderConfirmScreen(
+                request,
+                accounts=targets,
+                live_accounts=live,
+                notional=notional,
+                base_currency=self.config.base_currency,
+                reasons=reasons,
+                distributed=distributed,
+                halt_keys=self.keys["halt"],
+            )
+            self.push_screen(screen, lambda send: self._send(request, distributed) if send else
+                             self.event_log.add(f"not sent: {describe_request(request)}"))
+            return
+        self._send(request, distributed)
+
+    def _targets(self, request: OrderRequest, distributed: bool) -> list[str]:
+        if distributed:
+            return list(self.account_names)
+        if request.account:
+            return [request.account]
+        try:
+            from brokers.routing import Router
+
+            routed = Router(self.config.routing, self.config.default_account).route(request, self.account_names)
+        except Exception:
+            routed = self.config.default_account
+        return [routed] if routed else []
+
+    def _notional(self, request: OrderRequest, targets: list[str]) -> Decimal | None:
+        """Quantity times the order's own price, else the last price, in the base currency."""
+        price = request.reference_price
+        account = targets[0] if len(targets) == 1 else None
+        if price is None:
+            try:
+                price = self.runtime.manager.last_price(request.symbol, account)
+            except Exception:
+                price = None
+        if price is None:
+            return None
+        currency = request.currency or self.account_currency.get(account or "", self.config.base_currency)
+        money = self.runtime.fx.convert(request.quantity * price, currency)
+        return getattr(money, "amount", None)
+
+    def _send(self, request: OrderRequest, distributed: bool) -> None:
+        self.event_log.add(f"sending: {describe_request(request)}"
+                           f"{' split across accounts' if distributed else ''}")
+        self.run_worker(self._submit(request, distributed), name="submit", group="orders",
+                        exit_on_error=False)
+
+    async def _submit(self, request: OrderRequest, distributed: bool) -> None:
+        execution = self.runtime.execution
+        try:
+            if distributed:
+                orders = await execution.submit_distributed(request)
+            else:
+                orders = [await execution.submit(request)]
+        except Exception as exc:
+            self.post_message(LogEvent(f"submit failed: {exc or type(exc).__name__}", "error", toast=True))
+            return
+        for order in orders:
+            self.post_message(OrderChanged(order))
+
+    @_while_on_screen
+    def on_order_changed(self, message: OrderChanged) -> None:
+        order = message.order
+        key = order.client_order_id
+        before = self.blotter.orders.get(key)
+        # The same object may come back mutated: compare what was last shown.
+        shown = self._last_statuses.get(key)
+        now = (order.status, order.filled_quantity)
+        self.blotter.show_order(order)
+        if shown == now:
+            return
+        self._last_statuses[key] = now
+        where = order.account or "auto"
+        if order.reject_code and (shown is None or shown[0] != order.status):
+            self.event_log.add(
+                f"REJECTED {order.reject_code}: {describe_request(order.request)} → {where}: "
+                f"{order.reject_reason or ''}",
+                "error",
+            )
+        elif shown is None or shown[0] != order.status or shown[1] != order.filled_quantity:
+            filled = f" filled {fmt.quantity(order.filled_quantity)}" if order.filled_quantity else ""
+            self.event_log.add(f"{order.status.value}: {describe_request(order.request)} → {where}{filled}")
+        if before is None or order.filled_quantity or order.is_terminal:
+            self._refresh_soon()
+
+    @_while_on_screen
+    def on_log_event(self, message: LogEvent) -> None:
+        self.event_log.add(message.text, message.level)
+        if message.toast:
+            self.notify(message.text, severity="error", timeout=5)
+
+    # -- manager events and data -------------------------------------------------------------
+    @_while_on_screen
+    def on_manager_event_received(self, message: ManagerEventReceived) -> None:
+        event = message.event
+        kind = type(event).__name__
+        if kind == "ConnectionEvent":
+            state = getattr(event.state, "value", event.state)
+            error = event.error and fmt.without_prefix(event.account, fmt.one_line(event.error, 200))
+            error = f": {error}" if error else ""
+            level = "info" if state in ("CONNECTED", "CONNECTING") else "error"
+            if state in ("DEGRADED", "RESYNCING"):
+                level = "warning"
+            self.event_log.add(f"{event.account} {state}{error}", level)
+            self._show_statuses()
+        elif kind == "FillEvent":
+            self._refresh_soon()
+        elif kind == "PositionDiffEvent" and event.diffs:
+            for diff in event.diffs:
+                self.event_log.add(
+                    f"{event.account} {diff.symbol}: journal says {fmt.quantity(diff.book)}, "
+                    f"broker says {fmt.quantity(diff.broker)}",
+                    "warning",
+                )
+
+    def _schedule_refresh(self) -> None:
+        interval = self.config.ui.refresh_interval_seconds
+        self._refresh_timer = self.set_timer(interval, self._periodic_refresh, name="refresh")
+
+    def _periodic_refresh(self) -> None:
+        self.run_worker(self._refresh_then_reschedule(), name="refresh", group="refresh",
+                        exit_on_error=False)
+
+    async def _refresh_then_reschedule(self) -> None:
+        # The next refresh is scheduled only after this one finishes, so slow brokers never
+        # pile up overlapping reads. The manager's own heartbeat also reads every account: a
+        # snapshot younger than the interval is shown as it is rather than read again.
+        try:
+            taken_at = getattr(self.runtime.manager.snapshot, "taken_at", None)
+            age = None if taken_at is None else (datetime.now(UTC) - taken_at).total_seconds()
+            if age is None or age >= self.config.ui.refresh_interval_seconds * 0.9:
+                await self._refresh_once()
+            else:
+                await self.show_snapshot()
+        finally:
+            self._schedule_refresh()
+
+    def _refresh_soon(self) -> None:
+        if self._refresh_soon_pending:
+            return
+        self._refresh_soon_pending = True
+
+        def go() -> None:
+            self._refresh_soon_pending = False
+            self.run_worker(self._refresh_once(), name="refresh-now", group="refresh-now",
+                            exit_on_error=False)
+
+        self.set_timer(0.05, go)
+
+    async def _refresh_once(self) -> None:
+        try:
+            await self.runtime.manager.refresh()
+        except Exception as exc:
+            self.post_message(LogEvent(f"refresh failed: {exc}", "error"))
+        await self.show_snapshot()
+
+    async def refresh_now(self) -> None:
+        """Re-read every account and show the result (tests and screenshots call this)."""
+        await self._refresh_once()
+
+    async def show_snapshot(self, *, force: bool = False) -> None:
+        """Show the manager's last snapshot.
+
+        Consolidating thousands of positions is pure computation that takes a good part of a
+        second, so it runs in a thread, and only when quantities changed (prices are the
+        tick's business); the table is then filled a slice at a time. The halt key and the
+        price ticks never wait behind it."""
+        if self._snapshot_lock is None:
+            self._snapshot_lock = asyncio.Lock()
+        async with self._snapshot_lock:
+            manager = self.runtime.manager
+            signature = _positions_signature(manager)
+            try:
+                positions = None
+                if force or signature != self._shown_signature:
+                    positions = await asyncio.to_thread(manager.consolidated_positions)
+                totals = await asyncio.to_thread(manager.totals)
+            except Exception as exc:
+                self.post_message(LogEvent(f"consolidating positions failed: {exc}", "error"))
+                return
+            if not self.is_running:
+                return
+            if positions is not None:
+                await self.positions.show_positions(positions)
+                self._shown_signature = signature
+            with self.batch_update():
+                self.positions.show_totals(totals.total.market_value, totals.total.unrealized_pnl)
+                self.buying_power.show_buying_power(_BuyingPowerView.from_totals(totals))
+                self._show_statuses()
+        self.post_message(SnapshotRefreshed())
+
+    @_while_on_screen
+    def _tick_prices(self) -> None:
+        manager = self.runtime.manager
+        with self.batch_update():
+            self.positions.tick(manager.last_price, self.runtime.fx.convert)
+
+    @_while_on_screen
+    def _tick_second(self) -> None:
+        self._show_statuses()
+        self._update_title()
+
+    def _show_statuses(self) -> None:
+        try:
+            statuses = self.runtime.manager.statuses()
+        except Exception:
+            return
+        self.connections.show_statuses(statuses, self.clock())
+
+    def _update_title(self) -> None:
+        state = self.trading_state
+        text = Text()
+        text.append(" TRADING CONSOLE ", style="bold reverse")
+        if self.live_accounts:
+            text.append(f" LIVE: {', '.join(sorted(self.live_accounts))} ", style="bold white on red")
+        if self.config.demo:
+            text.append(" DEMO ", style="bold cyan")
+        text.append(f" base {self.config.base_currency} ")
+        text.append(f" {state.value} ", style=STATE_STYLE.get(state, ""))
+        if self.runtime_error:
+            text.append(" start-up failed, see Events ", style="bold red")
+        text.append(f" {self.clock().astimezone(UTC).strftime('%H:%M:%S')} UTC")
+        self._widget("#title-bar", Static).update(text)
+
+
+def make_app(
+    config: Config,
+    *,
+    runtime: Runtime | None = None,
+    clock: Callable[[], datetime] | None = None,
+    start_feed: bool = True,
+    cursor_blink: bool = True,
+) -> TradingConsoleApp:
+    """Build the app. ``start_feed=False`` leaves out the periodic price and account refresh
+    (snapshots and tests refresh on demand); ``cursor_blink=False`` keeps screenshots stable."""
+    if runtime is None:
+        from brokers.runtime import build_runtime
+
+        runtime = build_runtime(config)
+    return TradingConsoleApp(config, runtime, clock=clock, start_feed=start_feed, cursor_blink=cursor_blink)
+
+
+def _log_to_file(config: Config) -> None:
+    """Log records must never reach the terminal under the screen: they go to a file in the
+    state directory, unless the caller already set logging up."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    from brokers.paths import ensure_dir
+
+    path = ensure_dir(config.resolved_state_dir()) / "console.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run_console(config: Config) -> int:
+    """Run the console in the terminal until the trader quits. Returns the exit code."""
+    _log_to_file(config)
+    app = make_app(config)
+    result = app.run()
+    return int(result or 0)

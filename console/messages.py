@@ -1,0 +1,79 @@
+"""Messages that cross widgets.
+
+Library callbacks (order changes, kill-switch changes, manager events) are turned into these so
+that every screen update happens in Textual's message loop, in order, never inside a library call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from brokers.models import Order, OrderRequest, TradingState
+
+
+class OrderChanged(Message):
+    """An order was created or changed (ack, fill, cancel, reject)."""
+
+    def __init__(self, order: Order) -> None:
+        super().__init__()
+        self.order = order
+
+
+class TradingStateChanged(Message):
+    """The kill switch moved to ``state``; ``info`` holds time, reason and source (or None)."""
+
+    def __init__(self, state: TradingState, info: Any | None) -> None:
+        super().__init__()
+        self.state = state
+        self.info = info
+
+
+class ManagerEventReceived(Message):
+    """A connection, order, fill or position event from the manager's event queue."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class SnapshotRefreshed(Message):
+    """Balances and positions were re-read from the brokers."""
+
+
+class SubmitRequested(Message):
+    """Order entry holds a valid order and the trader asked to send it."""
+
+    def __init__(self, request: OrderRequest, *, distributed: bool = False) -> None:
+        super().__init__()
+        self.request = request
+        self.distributed = distributed
+
+
+class CancelRequested(Message):
+    """The trader asked to cancel this order."""
+
+    def __init__(self, order: Order) -> None:
+        super().__init__()
+        self.order = order
+
+
+class CancelAllFinished(Message):
+    """The cancel-all that follows a halt finished: account -> outcome."""
+
+    def __init__(self, outcomes: dict[str, Any], error: str | None = None) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+        self.error = error
+
+
+class LogEvent(Message):
+    """A line for the event log. ``level`` is info, warning or error; ``toast`` also pops a
+    notification, for failures of something the trader just asked for."""
+
+    def __init__(self, text: str, level: str = "info", *, toast: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.level = level
+        self.toast = toast
