@@ -19,13 +19,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from brokers.config import Config
     from brokers.runtime import Runtime
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 T = TypeVar("T")
 

@@ -19,6 +19,7 @@ import typer
 from .cli_common import (
     CliState,
     ExitCode,
+    JsonOption,
     bad_argument,
     cli_source,
     describe,
@@ -34,7 +35,6 @@ from .cli_common import (
 if TYPE_CHECKING:
     from brokers.killswitch import HaltInfo, KillSwitch
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def flag_state_dir(state: CliState) -> tuple[Path, str | None, bool]:

@@ -11,11 +11,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .cli_common import ExitCode, bad_argument, console, describe, fail, print_json, state_of
+from .cli_common import ExitCode, JsonOption, bad_argument, console, describe, fail, print_json, state_of
 
 T = TypeVar("T")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 # (keyring key, environment variable the adapter falls back to) per broker type.
 SECRETS: dict[str, tuple[tuple[str, str], ...]] = {

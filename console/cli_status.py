@@ -11,6 +11,7 @@ import typer
 from .cli_common import (
     EXIT_CODES_HELP,
     ExitCode,
+    JsonOption,
     bad_argument,
     console,
     describe,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from brokers.config import Config
     from brokers.runtime import Runtime
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ByAccountOption = Annotated[bool, typer.Option("--by-account", help="Show each account's part too.")]
 
 FIGURES = ("cash", "equity", "buying_power", "market_value", "unrealized_pnl")

@@ -9,9 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_common import ExitCode, bad_argument, console, describe, fail, print_json, run, state_of
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from .cli_common import ExitCode, JsonOption, bad_argument, console, describe, fail, print_json, run, state_of
 
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|w|wk)s?", re.IGNORECASE)
 _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "hr": "hours",

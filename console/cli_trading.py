@@ -11,6 +11,7 @@ import typer
 
 from .cli_common import (
     ExitCode,
+    JsonOption,
     bad_argument,
     console,
     fail,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from brokers.config import Config
     from brokers.models import Order, OrderRequest
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 order_app = typer.Typer(
     name="order",
