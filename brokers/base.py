@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from decimal import Decimal
 
 from .models import Balance, BrokerCapabilities, Fill, MarginInfo, Order, OrderRequest, Position
 
+log = logging.getLogger(__name__)
+
 BrokerEvent = Order | Fill
 """What a broker's update stream yields: a new snapshot of an order, or a fill."""
+
+BrokerListener = Callable[[BrokerEvent], object]
 
 
 class Broker(ABC):
@@ -30,6 +34,7 @@ class Broker(ABC):
         self.live = live
         self.currency = currency
         self._subscribers: set[asyncio.Queue[BrokerEvent]] = set()
+        self._listeners: list[BrokerListener] = []
 
     # -- connection -----------------------------------------------------------------------
     @abstractmethod
@@ -113,11 +118,42 @@ class Broker(ABC):
     def unsubscribe(self, queue: asyncio.Queue[BrokerEvent]) -> None:
         self._subscribers.discard(queue)
 
+    def add_listener(self, listener: BrokerListener) -> None:
+        """Call ``listener(event)`` for every event from now on, synchronously inside ``_emit``
+        (on the event loop thread), before the call that caused the event returns.
+
+        For a consumer that only passes events on, such as the manager: it saves a queue and a
+        task switch per event. A listener must be quick and must not await; an exception from
+        it is logged and dropped, never raised into the broker.
+        """
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: BrokerListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def has_listeners(self) -> bool:
+        """Whether anyone receives events now (adapters may skip building them otherwise)."""
+        return bool(self._subscribers or self._listeners)
+
     def _emit(self, event: BrokerEvent) -> None:
-        """Deliver an event to every subscriber. Call on the event loop thread only."""
-        for queue in tuple(self._subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(event)
+        """Deliver an event to every subscriber and listener. Call on the event loop thread only."""
+        # try/except rather than contextlib.suppress: this runs for every order update and fill,
+        # and a context manager per event costs as much as the delivery.
+        if self._subscribers:
+            for queue in tuple(self._subscribers):
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    pass
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("%s: an update listener failed", self.name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}{' LIVE' if self.live else ''}>"

@@ -85,7 +85,7 @@ class AccountConfig(BaseModel):
     live: bool = False
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     default: bool = False
-    weight: float = Field(default=1.0, ge=0)
+    weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     label: str | None = None
     risk: RiskLimits | None = None
 

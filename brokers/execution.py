@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import types
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -35,18 +36,23 @@ from .errors import (
     InvalidSymbolError,
     OrderRejectedError,
 )
+from .events import FillEvent, OrderEvent
 from .killswitch import HaltInfo, HaltSettings, KillSwitch
 from .models import (
     TERMINAL_STATUSES,
+    AssetClass,
     Fill,
     Order,
     OrderRequest,
     OrderStatus,
+    OrderType,
     Side,
+    TimeInForce,
     TradingState,
     can_transition,
     describe_validation_error,
     new_client_order_id,
+    to_decimal,
     utcnow,
 )
 from .risk import Book, PositionMismatch, RejectCode, Rejection, RiskEngine
@@ -70,6 +76,8 @@ _ZERO = Decimal(0)
 DAILY_LOSS_SOURCE = "risk:daily_loss"
 # How often (in kill-switch polls) the watch loop re-values positions against the loss limit.
 _PNL_EVERY_POLLS = 10
+# How often (in kill-switch polls) it asks brokers again about orders whose submit lost its answer.
+_SWEEP_EVERY_POLLS = 20
 
 _REJECT_CODES = frozenset(code.value for code in RejectCode)
 
@@ -150,38 +158,32 @@ class _Deadlines:
             self._timer = loop.call_at(min(deadline for deadline, _ in self._calls.values()), self._fire, loop)
 
 
-_ORDER_TEMPLATE = Order(request=OrderRequest(symbol="X", side=Side.BUY, quantity=1))
-_new_instance = Order.__new__
-_set_slot = object.__setattr__
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@types.coroutine
+def _carry_on(call: Any, step: Any) -> Generator[Any, Any, Any]:
+    """Go on with a coroutine whose first step was taken by hand (it yielded ``step``), as
+    ``await`` would have: what the task sends or throws in is passed on to it."""
+    while True:
+        try:
+            sent = yield step
+        except BaseException as exc:
+            try:
+                step = call.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                step = call.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def new_order(request: OrderRequest, account: str | None = None) -> Order:
-    """``Order(request=request)`` without validating ``request`` again.
-
-    The constructor re-runs the request's model validator and builds every default through
-    pydantic (about 5 µs, a tenth of the order path); this does what ``model_construct`` does,
-    from a template whose defaults were validated once.
-    """
-    order = _new_instance(Order)
-    now = utcnow()
-    values = _ORDER_TEMPLATE.__dict__.copy()
-    values["request"] = request
-    values["account"] = account if account is not None else request.account
-    values["created_at"] = values["updated_at"] = now
-    values["fills"] = []
-    _set_slot(order, "__dict__", values)
-    _set_slot(order, "__pydantic_fields_set__", {"request"})
-    _set_slot(order, "__pydantic_extra__", None)
-    _set_slot(order, "__pydantic_private__",
-              {key: copy.copy(value) for key, value in (_ORDER_TEMPLATE.__pydantic_private__ or {}).items()})
-    return order
-
-
-def _fill_ids(order: Order) -> set[str]:
-    # Straight from pydantic's private store: ``order._fill_ids`` goes through a slow
-    # ``__getattr__`` on every broker event.
-    private = order.__pydantic_private__
-    return private["_fill_ids"] if private is not None else order._fill_ids
+    """``Order(request=request)`` without validating ``request`` again (see ``Order.for_request``)."""
+    return Order.for_request(request, account)
 
 
 def _sanity(request: OrderRequest) -> str | None:
@@ -194,6 +196,36 @@ def _sanity(request: OrderRequest) -> str | None:
         if price is not None and (not isinstance(price, Decimal) or not price.is_finite() or price <= 0):
             return f"{name} must be a number greater than 0, not {price!r}"
     return None
+
+
+_SHELL_ENUMS = {"side": Side, "order_type": OrderType, "time_in_force": TimeInForce, "asset_class": AssetClass}
+
+
+def _shell(raw: Mapping[str, Any]) -> OrderRequest:
+    """A refused request, built without validation, holding only values of the right types: it
+    is shown, indexed and passed to subscribers like any order, and a missing symbol or an
+    unhashable account must not break any of that. What was unusable reads as blank (the side
+    as BUY); the reject reason says what was wrong."""
+    values: dict[str, Any] = {}
+    for name in ("symbol", "account", "exchange", "currency", "client_order_id"):
+        value = raw.get(name)
+        if isinstance(value, str) and value.strip():
+            values[name] = value.strip()
+    values.setdefault("symbol", "")
+    values.setdefault("client_order_id", new_client_order_id())
+    for name, enum in _SHELL_ENUMS.items():
+        try:
+            values[name] = enum(raw[name])
+        except (KeyError, ValueError, TypeError):
+            if name == "side":
+                values[name] = Side.BUY
+    for name in ("quantity", "limit_price", "stop_price", "trail_percent", "trail_amount"):
+        try:
+            values[name] = to_decimal(raw[name], name)
+        except (KeyError, ValueError, TypeError):
+            if name == "quantity":
+                values[name] = _ZERO
+    return OrderRequest.model_construct(**values)
 
 
 def _describe(exc: BaseException) -> str:
@@ -237,11 +269,22 @@ class ExecutionService:
         self._callbacks: list[OrderCallback] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._events: asyncio.Queue[Any] | None = None
+        # Manager events waiting to be applied, when the manager takes listeners (_receive).
+        self._inbox: deque[Any] = deque()
+        self._listening = False
+        self._drain_scheduled = False
         self._cancel_task: asyncio.Task[dict[str, CancelOutcome]] | None = None
+        # Orders whose submit lost its answer (UNKNOWN, or PENDING after a crash), until settled.
+        self._unsettled: set[str] = set()
+        self._sweep_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hooked = False
         self._deadlines = _Deadlines()
         self._halt_sentence: tuple[HaltInfo | None, str] | None = None
+        # The switch's state as its callbacks last reported it: changes made in this process
+        # arrive at once, a flag written by another process within one poll. Only the early
+        # check reads it; the final check before the broker call always asks the switch itself.
+        self._switch_state: TradingState = kill_switch.state
         kill_switch.subscribe(self._on_switch)
 
     # -- observing -----------------------------------------------------------------------
@@ -283,16 +326,24 @@ class ExecutionService:
                 return request_or_order
             request = request_or_order
         order = new_order(request)
-        problem = _sanity(request)
-        if problem is not None:
-            return self._refuse(order, RejectCode.INVALID_ORDER, problem)
+        quantity = request.quantity
+        if not (type(quantity) is Decimal and quantity > 0 and quantity.is_finite()
+                and request.limit_price is None and request.stop_price is None):  # else: all is checked
+            problem = _sanity(request)
+            if problem is not None:
+                return self._refuse(order, RejectCode.INVALID_ORDER, problem)
         if request.client_order_id in self._intents:
             return self._refuse(order, RejectCode.DUPLICATE_ORDER,
                                 f"an order with client id {request.client_order_id} was already sent")
-        # 2. kill switch
-        state = self.kill_switch.state
-        if state is _HALTED:
-            return self._refuse(order, RejectCode.SYSTEM_HALTED, self._halted_sentence())
+        # 2. kill switch: one stat per order is spent on the final check, so this one goes by
+        # the last reported state, confirmed with the switch itself when that is not ACTIVE (a
+        # resume in another process is only seen at the next poll). A halt not reported yet
+        # is caught by the final check.
+        state = self._switch_state
+        if state is not _ACTIVE:
+            state = self.kill_switch.state
+            if state is _HALTED:
+                return self._refuse(order, RejectCode.SYSTEM_HALTED, self._halted_sentence())
         # 3. route (REDUCING needs the account to know what the position is)
         refusal = self._route(order)
         if refusal is not None:
@@ -322,9 +373,8 @@ class ExecutionService:
         try:
             return OrderRequest.model_validate(dict(raw))
         except ValidationError as exc:
-            known = {key: value for key, value in raw.items() if key in OrderRequest.model_fields}
-            shell = OrderRequest.model_construct(**known)
-            order = new_order(shell, known.get("account"))
+            shell = _shell(raw)
+            order = new_order(shell, shell.account)
             return self._refuse(order, RejectCode.INVALID_ORDER, describe_validation_error(exc))
 
     def _route(self, order: Order) -> tuple[str, str] | None:
@@ -389,27 +439,55 @@ class ExecutionService:
             )
             if refusal is not None:
                 return self._refuse(order, *refusal, journal_kind=jr.REJECT)
-        # Counted as working from here on, so broker events that arrive while the call is in
-        # flight find it; not before, or it would count against itself in the check above.
-        self.book.track(order)
         self._intents.add(request.client_order_id)
-        in_flight = self._in_flight
-        in_flight.add(request.client_order_id)
-        token = self._deadlines.start(self.submit_timeout)
+        # The call's first step is taken here, as ``await`` would take it. A broker that answers
+        # without suspending (the paper broker) is done after it: no other task ran meanwhile,
+        # so nothing needed the order counted as working or in flight, and no timer could have
+        # fired. Otherwise the call goes on exactly as awaited, under its timer.
+        call = broker.place_order(request)
+        if type(call) is not types.CoroutineType:
+            call = _awaited(call)
         try:
-            placed = await broker.place_order(request)
+            step = call.send(None)
+        except StopIteration as answered:
+            placed = answered.value
         except BaseException as exc:
+            return self._failed(order, exc, expired=False)
+        else:
+            # Counted as working from here on, so that broker events and other submits that run
+            # while the call is in flight find it (not before the check above, where it would
+            # count against itself); in flight, so that reconcile leaves it alone.
+            self.book.track(order)
+            in_flight = self._in_flight
+            in_flight.add(request.client_order_id)
+            token = self._deadlines.start(self.submit_timeout)
+            try:
+                placed = await _carry_on(call, step)
+            except BaseException as exc:
+                in_flight.discard(request.client_order_id)
+                return self._failed(order, exc, expired=self._deadlines.finish(token))
             in_flight.discard(request.client_order_id)
-            return self._failed(order, exc, expired=self._deadlines.finish(token))
-        in_flight.discard(request.client_order_id)
-        self._deadlines.finish(token)
+            self._deadlines.finish(token)
         try:
             self._absorb(order, placed, jr.ACK, force=True)
         except Exception as exc:  # the broker took the call but its answer makes no sense
             log.error("unreadable answer from %s to order %s", order.account, request.client_order_id,
                       exc_info=exc)
             return self._lost(order, f"the broker's answer could not be read ({_describe(exc)})")
+        if order.is_working and switch.state is _HALTED and self.halt_settings.cancel_open_orders:
+            await self._cancel_after_halt(order)
         return order
+
+    async def _cancel_after_halt(self, order: Order) -> None:
+        """An order already on its way when a halt came in can be acknowledged after the halt's
+        cancel-all has run at its broker, and would be left working there: cancel it now."""
+        if order.account is None or order.broker_order_id is None:
+            return
+        try:
+            await self.cancel(order.account, order.broker_order_id)
+        except Exception as exc:
+            log.error("order %s at %s was acknowledged after the halt and could not be cancelled: %s",
+                      order.client_order_id, order.account, _describe(exc))
 
     def _failed(self, order: Order, exc: BaseException, *, expired: bool) -> Order:
         """Classify a failed ``place_order``: a definite refusal is REJECTED; anything that
@@ -445,6 +523,7 @@ class ExecutionService:
         order.reject_reason = (f"{detail}; the order may or may not be at the broker - it is UNKNOWN "
                                f"until reconciled by client id, and is not retried")
         order.transition(OrderStatus.UNKNOWN)
+        self._unsettled.add(order.client_order_id)
         self.book.track(order)
         self._journal_order(jr.UNKNOWN, order)
         log.warning("order %s at %s is UNKNOWN: %s", order.client_order_id, order.account, detail)
@@ -452,9 +531,7 @@ class ExecutionService:
         return order
 
     def _refuse(self, order: Order, code: str, reason: str, *, journal_kind: str | None = None) -> Order:
-        order.reject_code = code.value if isinstance(code, RejectCode) else code
-        order.reject_reason = reason
-        order.transition(OrderStatus.REJECTED)
+        order.reject(code.value if isinstance(code, RejectCode) else code, reason)
         coid = order.client_order_id
         # A refused resend of an id already in flight must not displace the original.
         if coid not in self._intents or self._orders.get(coid) is order:
@@ -479,10 +556,12 @@ class ExecutionService:
         return order
 
     def _halted_sentence(self) -> str:
-        info = self.kill_switch.info
         cached = self._halt_sentence
-        if cached is not None and cached[0] is info:
-            return cached[1]  # a script hammering a halted switch costs no formatting
+        if cached is not None:
+            # A script hammering a halted switch costs neither formatting nor another read of
+            # the flag: the sentence is dropped on every change of state and every poll.
+            return cached[1]
+        info = self.kill_switch.info
         if info is None:
             sentence = "trading is halted; no new orders are accepted"
         else:
@@ -519,10 +598,10 @@ class ExecutionService:
         """Merge a broker's view of an order into ours; journal and notify if anything changed."""
         status = snapshot.status
         current = order.status
-        if (status is current or not can_transition(current, status)) \
+        if not force and (status is current or not can_transition(current, status)) \
                 and snapshot.filled_quantity <= order.filled_quantity \
                 and len(snapshot.fills) <= len(order.fills) \
-                and snapshot.broker_order_id in (None, order.broker_order_id) and not force:
+                and snapshot.broker_order_id in (None, order.broker_order_id):
             return False  # old news: the usual case for updates that trail the broker's answer
         changed = False
         if snapshot.broker_order_id and snapshot.broker_order_id != order.broker_order_id:
@@ -539,6 +618,12 @@ class ExecutionService:
                 code = snapshot.reject_code
                 order.reject_code = code if code in _REJECT_CODES else RejectCode.BROKER_REJECTED.value
                 order.reject_reason = snapshot.reject_reason or f"{order.account} refused the order"
+            elif status is OrderStatus.UNKNOWN:
+                # The broker's own word for the order could not be read: ask it again, as for a
+                # lost answer.
+                order.reject_reason = (f"{order.account} reported a status that cannot be read; the order "
+                                       f"is UNKNOWN until asked again by client id")
+                self._unsettled.add(order.client_order_id)
             order.transition(status, at=snapshot.updated_at)
             changed = True
         elif new_fills:
@@ -556,12 +641,9 @@ class ExecutionService:
     def _take_fill(self, order: Order, fill: Fill) -> bool:
         """Record a fill on the order and the book once. Quantities add up from fills, but
         never fall below what a broker snapshot already reported."""
-        seen = _fill_ids(order)
-        if fill.fill_id in seen:
+        if not order.take_fill(fill):
             return False
-        seen.add(fill.fill_id)
         fills = order.fills
-        fills.append(fill)
         self.book.add_fill(order.account or fill.account, fill)
         if len(fills) == 1:
             from_fills, cost = fill.quantity, fill.quantity * fill.price
@@ -709,6 +791,8 @@ class ExecutionService:
         return task
 
     def _on_switch(self, state: TradingState, info: HaltInfo | None) -> None:
+        self._switch_state = state
+        self._halt_sentence = None
         # A halt from anywhere (this process, another shell, a ``touch``) cancels working orders.
         if state is not _HALTED or not self.halt_settings.cancel_open_orders:
             return
@@ -734,14 +818,18 @@ class ExecutionService:
             log.warning("positions differed from the brokers: %s", report.positions)
         return report
 
-    async def _reconcile_account(self, name: str, report: ReconcileReport) -> None:
+    async def _reconcile_account(self, name: str, report: ReconcileReport, *,
+                                 only: set[str] | None = None) -> None:
+        """Settle the account's working orders (or just those named in ``only``) and, for a full
+        reconcile, compare its positions."""
         try:
             broker = self.manager.get(name)
         except KeyError:
             report.errors[name] = "unknown account"
             return
         pending = [o for o in self._orders.values()
-                   if o.account == name and o.status.is_working and o.client_order_id not in self._in_flight]
+                   if o.account == name and o.status.is_working and o.client_order_id not in self._in_flight
+                   and (only is None or o.client_order_id in only)]
         if not broker.is_connected():
             report.errors[name] = "not connected"
             for order in pending:
@@ -755,7 +843,12 @@ class ExecutionService:
                 report.unresolved[order.client_order_id] = _describe(exc) or "no answer"
                 continue
             if snapshot is None:
-                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
+                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING) \
+                        and self._may_still_arrive(order, broker):
+                    report.unresolved[order.client_order_id] = (
+                        f"{name} does not show this order yet; a submit whose answer was lost can still "
+                        f"arrive, so it is asked again")
+                elif order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
                     self._refuse_unsent(order)
                     report.resolved.append(order)
                 else:
@@ -763,6 +856,8 @@ class ExecutionService:
                 continue
             if self._absorb(order, snapshot, jr.RECONCILE):
                 report.resolved.append(order)
+        if only is not None:
+            return
         try:
             async with asyncio.timeout(self.call_timeout):
                 positions = await broker.get_positions()
@@ -770,6 +865,14 @@ class ExecutionService:
             report.errors[name] = f"positions not read: {_describe(exc) or 'no answer'}"
             return
         report.positions.extend(self.book.seed(name, positions))
+
+    @staticmethod
+    def _may_still_arrive(order: Order, broker: Broker) -> bool:
+        """A broker reached over a network may take an order after its answer was lost (the
+        request was still on its way or being processed): "not found" means "never reached"
+        only once the broker's ``late_order_window`` has passed since the order was lost."""
+        window = getattr(broker, "late_order_window", 0.0)
+        return window > 0 and (utcnow() - order.updated_at).total_seconds() < window
 
     def _refuse_unsent(self, order: Order) -> None:
         order.reject_code = RejectCode.BROKER_REJECTED.value
@@ -802,16 +905,37 @@ class ExecutionService:
                 if order.client_order_id not in self._orders:
                     self._intents.add(order.client_order_id)
                     self._remember(order)
+                    if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
+                        self._unsettled.add(order.client_order_id)
+            # Settled orders too: an id a broker has seen is never sent again, restart or not.
+            self._intents.update(self._sent_before())
         await self._seed_positions()
-        self._events = self.manager.subscribe()
+        listen = getattr(self.manager, "add_listener", None)
+        if listen is not None:
+            listen(self._receive)
+            self._listening = True
+        else:
+            self._events = self.manager.subscribe()
         add_hook = getattr(self.manager, "add_resync_hook", None)
         if add_hook is not None:
             add_hook(self._resync)
             self._hooked = True
-        self._tasks = [
-            asyncio.create_task(self._consume(self._events), name="execution-events"),
-            asyncio.create_task(self._watch(), name="execution-watch"),
-        ]
+        self._tasks = [asyncio.create_task(self._watch(), name="execution-watch")]
+        if self._events is not None:
+            self._tasks.append(asyncio.create_task(self._consume(self._events), name="execution-events"))
+
+    def _sent_before(self) -> set[str]:
+        """Client order ids the journal shows were handed to a broker: an intent that the final
+        kill-switch check did not refuse."""
+        sent: set[str] = set()
+        for event in self.journal.events(kinds=[jr.INTENT, jr.REJECT]) if self.journal is not None else ():
+            if event.client_order_id is None:
+                continue
+            if event.kind == jr.INTENT:
+                sent.add(event.client_order_id)
+            else:
+                sent.discard(event.client_order_id)
+        return sent
 
     async def _seed_positions(self) -> None:
         async def one(name: str) -> None:
@@ -829,9 +953,16 @@ class ExecutionService:
         await asyncio.gather(*(one(name) for name in self.manager.names()))
 
     async def stop(self) -> None:
+        if self._listening:
+            # First, as cancelling a consuming task would: nothing more is applied from here on.
+            self._listening = False
+            self._inbox.clear()
+            with contextlib.suppress(Exception):
+                self.manager.remove_listener(self._receive)
         tasks, self._tasks = self._tasks, []
-        if self._cancel_task is not None and not self._cancel_task.done():
-            tasks.append(self._cancel_task)
+        for extra in (self._cancel_task, self._sweep_task):
+            if extra is not None and not extra.done():
+                tasks.append(extra)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -843,16 +974,52 @@ class ExecutionService:
                 self.manager.remove_resync_hook(self._resync)
             self._hooked = False
 
-    async def _consume(self, queue: asyncio.Queue[Any]) -> None:
-        while True:
-            event = await queue.get()
+    def _receive(self, event: Any) -> None:
+        """The manager's listener: events are applied from a callback of their own, in arrival
+        order, all that arrived in between at once; the same turn of the loop a queue and a
+        task would take, without a queue operation and a task switch per event."""
+        self._inbox.append(event)
+        if not self._drain_scheduled and self._loop is not None:
+            self._loop.call_soon(self._drain)
+            self._drain_scheduled = True
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self._inbox
+        apply = self.apply_event
+        while inbox and self._listening:
+            event = inbox.popleft()
             try:
-                self.apply_event(event)
+                apply(event)
             except Exception:
                 log.exception("could not apply broker event %r", type(event).__name__)
 
+    async def _consume(self, queue: asyncio.Queue[Any]) -> None:
+        apply = self.apply_event
+        while True:
+            event = await queue.get()
+            while True:  # whatever else has arrived, without a round trip through the loop each
+                try:
+                    apply(event)
+                except Exception:
+                    log.exception("could not apply broker event %r", type(event).__name__)
+                if queue.empty():
+                    break
+                event = queue.get_nowait()
+
     def apply_event(self, event: Any) -> None:
         """Apply one manager event: an order update or a fill (other kinds are not ours)."""
+        kind = type(event)
+        if kind is OrderEvent:  # the manager's own events first, without the probing below
+            snapshot = event.order
+            if isinstance(snapshot, Order):
+                self._on_order(event.account or snapshot.account, snapshot)
+            return
+        if kind is FillEvent:
+            fill = event.fill
+            if isinstance(fill, Fill):
+                self._on_fill(event.account or fill.account, fill)
+            return
         account = getattr(event, "account", None)
         fill = getattr(event, "fill", None)
         if isinstance(fill, Fill):
@@ -867,13 +1034,38 @@ class ExecutionService:
         polls = 0
         while True:
             self.kill_switch.poll()
+            self._halt_sentence = None  # the flag may say something new without a change of state
             polls += 1
             if polls % _PNL_EVERY_POLLS == 0:
                 try:
                     self.check_daily_loss()
                 except Exception:
                     log.exception("daily loss check failed")
+            if polls % _SWEEP_EVERY_POLLS == 0 and self._unsettled:
+                self._sweep_unsettled()
             await asyncio.sleep(interval)
+
+    def _sweep_unsettled(self) -> None:
+        """Ask the brokers again about orders whose submit lost its answer, so that they settle
+        without waiting for a reconnect or a restart."""
+        if self._sweep_task is not None and not self._sweep_task.done():
+            return
+        orders = self._orders
+        self._unsettled = {coid for coid in self._unsettled
+                           if (order := orders.get(coid)) is not None
+                           and order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING)}
+        wanted = self._unsettled - self._in_flight
+        accounts = sorted({orders[coid].account for coid in wanted if orders[coid].account is not None})
+        if accounts:
+            self._sweep_task = asyncio.get_running_loop().create_task(self._sweep(accounts, wanted),
+                                                                      name="execution-sweep")
+
+    async def _sweep(self, accounts: list[str], wanted: set[str]) -> None:
+        report = ReconcileReport()
+        try:
+            await asyncio.gather(*(self._reconcile_account(name, report, only=wanted) for name in accounts))
+        except Exception:
+            log.exception("asking the brokers about unsettled orders failed")
 
     # -- several accounts at once --------------------------------------------------------
     async def submit_distributed(self, request: OrderRequest,

@@ -255,7 +255,12 @@ class FxRates:
             return Money(None, target, missing=True)
         if not isinstance(amount, Decimal):
             amount = to_decimal(amount, "amount")
-        found = self.conversion(currency, target)
+        try:
+            found = self.conversion(currency, target)
+        except ValueError:
+            # Not a currency code at all (a broker's garbled payload): no rate can apply, so the
+            # figure is missing, and the consolidated view goes on without it.
+            found = None
         if found is None:
             return Money(None, target, missing=True)
         return Money(found.apply(amount), target, stale=found.stale)

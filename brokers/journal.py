@@ -104,39 +104,62 @@ def order_state(order: Order) -> dict[str, Any]:
     }
 
 
-def _text(value: str | None) -> str:
-    return "null" if value is None else _quote(value)
-
-
-def _number(value: Decimal | None) -> str:
-    # A finite Decimal's str() holds only digits, '.', '-' and 'E': safe inside quotes as is.
-    return "null" if value is None else f'"{value}"'
+_STATE = ('{"status":"%s","broker_order_id":%s,"filled_quantity":%s,"avg_fill_price":%s,'
+          '"reject_code":%s,"reject_reason":%s}')
+_FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"}'
 
 
 def order_row(order: Order, fills: list[Fill] | None = None) -> str:
     """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
     by hand: this runs for every acknowledgement and fill, and ``json`` on dicts costs several
-    times as much."""
-    code = order.reject_code
-    state = (
-        f'{{"status":"{order.status.value}","broker_order_id":{_text(order.broker_order_id)},'
-        f'"filled_quantity":{_number(order.filled_quantity)},"avg_fill_price":{_number(order.avg_fill_price)},'
-        f'"reject_code":{_text(None if code is None else str(code))},'
-        f'"reject_reason":{_text(order.reject_reason)}}}'
+    times as much. (Values are read from the instance dicts and enums by ``_value_``, which
+    skips a descriptor call each. A finite Decimal's str() holds only digits, '.', '-' and 'E':
+    safe inside quotes as it is.)"""
+    values = order.__dict__
+    broker_order_id = values["broker_order_id"]
+    average = values["avg_fill_price"]
+    code = values["reject_code"]
+    reason = values["reject_reason"]
+    state = _STATE % (
+        values["status"]._value_,
+        "null" if broker_order_id is None else _quote(broker_order_id),
+        '"' + str(values["filled_quantity"]) + '"',
+        "null" if average is None else '"' + str(average) + '"',
+        "null" if code is None else _quote(str(code)),
+        "null" if reason is None else _quote(reason),
     )
     if not fills:
-        return f'{{"state":{state}}}'
-    rows = ",".join(
-        f'{{"fill_id":{_quote(f.fill_id)},"quantity":"{f.quantity}","price":"{f.price}",'
-        f'"commission":"{f.commission}","currency":{_quote(f.currency)},'
-        f'"timestamp":"{f.timestamp.isoformat()}"}}'
+        return '{"state":' + state + "}"
+    rows = ",".join([
+        _FILL % (_quote(f.fill_id), f.quantity, f.price, f.commission, _quote(f.currency), f.timestamp.isoformat())
         for f in fills
-    )
-    return f'{{"state":{state},"fills":[{rows}]}}'
+    ])
+    return '{"state":' + state + ',"fills":[' + rows + "]}"
 
 
 def request_data(request: OrderRequest) -> dict[str, Any]:
     return request.model_dump(mode="json", exclude_none=True)
+
+
+def request_json(request: OrderRequest) -> str:
+    """``request.model_dump_json(exclude_none=True)``, written out by hand like ``order_row``:
+    it is on every order's path. Every string goes through JSON quoting, so a request built
+    without validation (``model_construct``) still gives valid JSON."""
+    values = request.__dict__
+    text = (f'{{"symbol":{_quote(values["symbol"])},"side":"{values["side"]._value_}",'
+            f'"quantity":{_quote(str(values["quantity"]))},"order_type":"{values["order_type"]._value_}"')
+    for name in ("limit_price", "stop_price", "trail_percent", "trail_amount"):
+        if values[name] is not None:
+            text += f',"{name}":{_quote(str(values[name]))}'
+    text += f',"time_in_force":"{values["time_in_force"]._value_}"'
+    if values["account"] is not None:
+        text += f',"account":{_quote(values["account"])}'
+    text += f',"asset_class":"{values["asset_class"]._value_}"'
+    for name in ("exchange", "currency"):
+        if values[name] is not None:
+            text += f',"{name}":{_quote(values[name])}'
+    return text + f',"client_order_id":{_quote(values["client_order_id"])}}}'
+
 
 
 def fill_data(fill: Fill) -> dict[str, Any]:
@@ -195,8 +218,11 @@ class Journal:
         return self._insert(kind, order.client_order_id, order.account, order_row(order, fills))
 
     def record_intent(self, order: Order) -> int:
-        # Serialised by pydantic-core straight to JSON: the intent is on every order's path.
-        payload = '{"request":' + order.request.model_dump_json(exclude_none=True) + "}"
+        try:
+            request = request_json(order.request)
+        except (AttributeError, KeyError, TypeError):  # a request never validated, of the wrong types
+            request = order.request.model_dump_json(exclude_none=True)
+        payload = '{"request":' + request + "}"
         return self._insert(INTENT, order.client_order_id, order.account, payload)
 
     # -- reading -------------------------------------------------------------------------
@@ -281,9 +307,7 @@ def _replay(result: dict[str, Order], ts: int, kind: str, client_order_id: str, 
         parsed = Fill.model_validate({
             "account": order.account or account or "", "symbol": request.symbol, "side": request.side,
             "broker_order_id": order.broker_order_id, "client_order_id": client_order_id, **raw})
-        if parsed.fill_id not in order._fill_ids:
-            order._fill_ids.add(parsed.fill_id)
-            order.fills.append(parsed)
+        order.take_fill(parsed)
     state = data.get("state")
     if state is not None:
         # The journal recorded what we believed then; replaying it is not a new transition.

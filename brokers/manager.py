@@ -55,6 +55,7 @@ from .models import (
     Position,
     utcnow,
 )
+from .plausibility import implausible
 
 __all__ = [
     "AccountTotals",
@@ -124,6 +125,60 @@ def _adapter_orderable(broker: Broker) -> bool:
 _ADAPTER_BLOCKING = frozenset({_CS.RESYNCING, _CS.CONNECTING})
 
 
+def _adapter_trouble(broker: Broker) -> str | None:
+    """Why an adapter that watches its own feed (a stream, an order-book poll) reports itself
+    DEGRADED, or None: reads can succeed while updates have stopped arriving."""
+    if getattr(broker, "connection_state", None) is not _CS.DEGRADED:
+        return None
+    reason = getattr(broker, "last_error", None)
+    return reason if isinstance(reason, str) and reason else "the broker's update feed is not working"
+
+
+class _Relay:
+    """Hands one account's broker updates on to the manager's subscribers, in arrival order.
+
+    The broker calls it with each update as it happens; it publishes from a callback on the next
+    turn of the loop, everything that arrived in between at once: an order's acceptance and
+    fills cost one callback, not a queue round trip and a task switch each. While the manager
+    is not running, updates wait here until it starts.
+    """
+
+    __slots__ = ("account", "manager", "pending", "scheduled")
+
+    def __init__(self, manager: MultiBrokerManager, account: AccountRecord) -> None:
+        self.manager = manager
+        self.account = account
+        self.pending: list[Any] = []
+        self.scheduled = False
+
+    def __call__(self, event: Any) -> None:
+        self.pending.append(event)
+        if not self.scheduled and self.manager._running:
+            self.resume()
+
+    def resume(self) -> None:
+        if self.pending and not self.scheduled:
+            asyncio.get_running_loop().call_soon(self.flush)
+            self.scheduled = True
+
+    def flush(self) -> None:
+        self.scheduled = False
+        manager = self.manager
+        name = self.account.name
+        if not manager._running or manager._relays.get(name) is not self:
+            return  # stopped (kept for start()) or removed (dropped)
+        events, self.pending = self.pending, []
+        now = manager._now()
+        publish = manager._publish
+        for event in events:  # _forward(), written out: this runs for every update
+            if isinstance(event, Fill):
+                publish(FillEvent(name, event, now))
+            elif isinstance(event, Order):
+                publish(OrderEvent(name, event, now))
+            else:
+                manager._forward(name, event, now)
+
+
 class MultiBrokerManager:
     """Accounts by name, their health, and one consolidated view of them.
 
@@ -168,6 +223,8 @@ class MultiBrokerManager:
         self._accounts: dict[str, AccountRecord] = {}
         self._default: str | None = None
         self._subscribers: set[asyncio.Queue[ManagerEvent]] = set()
+        self._relays: dict[str, _Relay] = {}
+        self._listeners: list[Callable[[ManagerEvent], Any]] = []
         self._resync_hooks: list[ResyncHook] = []
         self._snapshot = empty_snapshot()
         self._running = False
@@ -192,13 +249,15 @@ class MultiBrokerManager:
             state=_CS.DISCONNECTED,
             session_expires_at=broker.session_expires_at,
         )
-        # Subscribe now so nothing the broker reports before start() is lost.
-        account = AccountRecord(name, broker, _check_weight(weight), status, broker.subscribe())
+        # Listen from now on so nothing the broker reports before start() is lost: until the
+        # manager runs, updates wait in the relay.
+        # (The record's queue is unused: the relay below buffers instead.)
+        account = AccountRecord(name, broker, _check_weight(weight), status, asyncio.Queue())
         self._accounts[name] = account
+        relay = self._relays[name] = _Relay(self, account)
+        broker.add_listener(relay)
         if default:
             self._default = name
-        if self._running:
-            account.pump = asyncio.create_task(self._pump(account), name=f"pump:{name}")
         self._rebuild_snapshot()
 
     def remove_broker(self, name: str) -> Broker:
@@ -208,7 +267,9 @@ class MultiBrokerManager:
         del self._accounts[account.name]
         if self._default == account.name:
             self._default = None
-        account.broker.unsubscribe(account.queue)
+        relay = self._relays.pop(account.name, None)
+        if relay is not None:
+            account.broker.remove_listener(relay)
         for task in (account.pump, account.reconnect, account.reading):
             if task is not None:
                 task.cancel()
@@ -421,7 +482,12 @@ class MultiBrokerManager:
             self._set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
             account.fresh = False
             return False
-        self._store(account, balance, positions, (time.perf_counter() - started) * 1000)
+        problem = implausible(balance, positions)
+        if problem is None:
+            self._store(account, balance, positions, (time.perf_counter() - started) * 1000)
+        else:
+            problem = f"{account.name} sent figures that cannot be used: {problem}"
+            account.fresh = False
         for order in orders:
             self._publish(OrderEvent(account.name, order, self._now()))
         for hook in tuple(self._resync_hooks):
@@ -431,9 +497,10 @@ class MultiBrokerManager:
                 log.exception("resync hook failed for %s", account.name)
                 self._set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
                 return False
-        self._sync_positions(account)
+        if problem is None:
+            self._sync_positions(account)
         account.failed_reads = 0
-        self._set_state(account, _CS.CONNECTED)
+        self._set_state(account, _CS.CONNECTED if problem is None else _CS.DEGRADED, problem)
         self._rebuild_snapshot()
         return True
 
@@ -529,6 +596,12 @@ class MultiBrokerManager:
             return
         broker = account.broker
         if not broker.is_connected():
+            trouble = _adapter_trouble(broker)
+            if trouble is not None:
+                # The adapter is up but holds orders back while it repairs its own feed.
+                account.fresh = False
+                self._set_state(account, _CS.DEGRADED, trouble)
+                return
             self._lost(account, account.status.last_error or "connection lost")
             return
         started = time.perf_counter()
@@ -553,10 +626,15 @@ class MultiBrokerManager:
             return
         if account.status.state not in READABLE:
             return  # disconnected or resynced while the answer was on its way
+        problem = implausible(balance, positions)
+        if problem is not None:
+            self._read_failed(account, f"{account.name} sent figures that cannot be used: {problem}")
+            return
         self._store(account, balance, positions, (time.perf_counter() - started) * 1000)
         self._take_rates(account, rates)
         account.failed_reads = 0
-        self._set_state(account, _CS.CONNECTED)
+        trouble = _adapter_trouble(broker)
+        self._set_state(account, _CS.CONNECTED if trouble is None else _CS.DEGRADED, trouble)
 
     def _read_failed(self, account: AccountRecord, error: str) -> None:
         account.fresh = False
@@ -670,21 +748,40 @@ class MultiBrokerManager:
         finally:
             self.unsubscribe(queue)
 
-    def _publish(self, event: ManagerEvent) -> None:
-        for queue in tuple(self._subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(event)
+    def add_listener(self, listener: Callable[[ManagerEvent], Any]) -> None:
+        """Call ``listener(event)`` with every event from now on, as it is published (on the
+        event loop thread), in the order subscribers' queues receive them. For a consumer that
+        schedules its own work: it must be quick and must not await; an exception from it is
+        logged and dropped."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
 
-    async def _pump(self, account: AccountRecord) -> None:
-        # One pump per broker, draining one queue: events keep the broker's arrival order.
-        while True:
-            event = await account.queue.get()
-            if isinstance(event, Fill):
-                self._publish(FillEvent(account.name, event, self._now()))
-            elif isinstance(event, Order):
-                self._publish(OrderEvent(account.name, event, self._now()))
-            else:
-                log.warning("%s sent an update of unknown kind %s", account.name, type(event).__name__)
+    def remove_listener(self, listener: Callable[[ManagerEvent], Any]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _publish(self, event: ManagerEvent) -> None:
+        # try/except rather than contextlib.suppress: this runs for every order update and fill.
+        if self._subscribers:
+            for queue in tuple(self._subscribers):
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    pass
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("a manager event listener failed")
+
+    def _forward(self, name: str, event: Any, now: datetime) -> None:
+        if isinstance(event, Fill):
+            self._publish(FillEvent(name, event, now))
+        elif isinstance(event, Order):
+            self._publish(OrderEvent(name, event, now))
+        else:
+            log.warning("%s sent an update of unknown kind %s", name, type(event).__name__)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -696,9 +793,9 @@ class MultiBrokerManager:
         if self._running:
             return
         self._running = True
+        for relay in self._relays.values():
+            relay.resume()
         for account in self._accounts.values():
-            if account.pump is None or account.pump.done():
-                account.pump = asyncio.create_task(self._pump(account), name=f"pump:{account.name}")
             if account.status.state in (_CS.FAILED, _CS.DISCONNECTED):
                 self._schedule_reconnect(account)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="manager-heartbeat")
@@ -749,6 +846,12 @@ class MultiBrokerManager:
         """Last price held in memory: the brokers' own feeds first, then the last snapshot."""
         symbol = symbol.strip().upper()
         if account is not None:
+            # The usual question (risk checks ask it for every order): one account's own feed.
+            record = self._accounts.get(account)
+            if record is not None:
+                price = record.broker.last_price_nowait(symbol)
+                if price is not None:
+                    return price
             names = [self._account(account).name]
         else:
             names = list(self._accounts)

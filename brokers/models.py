@@ -173,8 +173,47 @@ def can_transition(current: OrderStatus, new: OrderStatus) -> bool:
     return new in LEGAL_TRANSITIONS[current]
 
 
+_PENDING = OrderStatus.PENDING
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+_FILLED = OrderStatus.FILLED
+_REJECTED = OrderStatus.REJECTED
+_ZERO = Decimal(0)
+# Fill ids an order has applied, for ``take_fill`` to refuse a repeat. An order with a few
+# fills finds a repeat by looking through them; one with more keeps a set of their ids (the
+# private ``_fill_ids``), so that an order filled in thousands of pieces stays linear. Most
+# orders never get the set: that is two objects fewer per order to make and, as long as the
+# order is kept, for the cyclic collector to walk.
+_FILL_SCAN_LIMIT = 8
+_NO_FILL_IDS: frozenset[str] = frozenset()
+# The private store of an order without that set, shared until something is written to it
+# (``_own_private``): nothing may write into this dict itself.
+_FRESH_PRIVATE: dict[str, Any] = {"_fill_ids": _NO_FILL_IDS}
+# For building models from values known to be valid, as pydantic's own ``model_construct``
+# does (which, for ``Order``, costs more than validating).
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation helpers
+
+
+_SHOWN_MAX_LEN = 40
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: short enough to read whatever was typed or sent
+    (a megabyte of text, a number with a million digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        value = Decimal(value)  # repr() of an int over 4,300 digits raises
+    if isinstance(value, Decimal):
+        text = f"{value:,}" if value.is_finite() and value.adjusted() < 20 else str(value)
+        return text if len(text) <= _SHOWN_MAX_LEN else f"{value:.6E}"
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN_MAX_LEN else text[: _SHOWN_MAX_LEN - 1] + "…"
 
 
 def to_decimal(value: Any, field: str) -> Decimal:
@@ -195,27 +234,32 @@ def to_decimal(value: Any, field: str) -> Decimal:
         try:
             result = Decimal(text)
         except InvalidOperation:
-            raise ValueError(f"{field} must be a number, not {value!r}") from None
+            raise ValueError(f"{field} must be a number, not {shown(value)}") from None
     else:
         raise ValueError(f"{field} must be a number, not {type(value).__name__}")
     if not result.is_finite():
-        raise ValueError(f"{field} must be a finite number, not {value!r}")
+        raise ValueError(f"{field} must be a finite number, not {shown(value)}")
     return result
 
 
 def decimal_places(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    # Counted on the digits themselves: normalize() would first round to the context's 28
+    # significant digits and let 1.00000000000000000000000000001 pass as 1.
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros))
 
 
 def check_positive_amount(value: Any, field: str, ceiling: Decimal) -> Decimal:
     amount = to_decimal(value, field)
     if amount <= 0:
-        raise ValueError(f"{field} must be greater than 0, not {amount}")
+        raise ValueError(f"{field} must be greater than 0, not {shown(amount)}")
     if amount > ceiling:
-        raise ValueError(f"{field} must be at most {ceiling:,}, not {amount:,}")
+        raise ValueError(f"{field} must be at most {ceiling:,}, not {shown(amount)}")
     if decimal_places(amount) > MAX_DECIMALS:
-        raise ValueError(f"{field} allows at most {MAX_DECIMALS} decimal places, not {amount}")
+        raise ValueError(f"{field} allows at most {MAX_DECIMALS} decimal places, not {shown(amount)}")
     # Canonical form: 10 not 1E+1 or 10.00, 10.5 not 10.50.
     return amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
 
@@ -304,7 +348,7 @@ class OrderRequest(BaseModel):
             return enum(value)
         except ValueError:
             allowed = ", ".join(member.value for member in enum)
-            raise ValueError(f"{info.field_name} must be one of {allowed}, not {value!r}") from None
+            raise ValueError(f"{info.field_name} must be one of {allowed}, not {shown(value)}") from None
 
     @field_validator("quantity", mode="before")
     @classmethod
@@ -348,7 +392,7 @@ class OrderRequest(BaseModel):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
-            raise ValueError(f"currency must be a 3-letter code such as USD, not {value!r}")
+            raise ValueError(f"currency must be a 3-letter code such as USD, not {shown(value)}")
         return value.strip().upper()
 
     @field_validator("client_order_id", mode="before")
@@ -409,6 +453,35 @@ class Fill(BaseModel):
     client_order_id: str | None = None
     timestamp: AwareDatetime = Field(default_factory=utcnow)
 
+    @classmethod
+    def unchecked(cls, fill_id: str, account: str, symbol: str, side: Side, quantity: Decimal, price: Decimal,
+                  commission: Decimal, currency: str, broker_order_id: str | None,
+                  client_order_id: str | None, timestamp: datetime) -> Fill:
+        """A fill from values that are already of the right types (a venue's own arithmetic),
+        without validation: about a third of the cost of the constructor. Quantity and price
+        are still refused unless positive, as the constructor would."""
+        if not (quantity > 0 and price > 0):
+            return cls(fill_id=fill_id, account=account, symbol=symbol, side=side, quantity=quantity,
+                       price=price, commission=commission, currency=currency,
+                       broker_order_id=broker_order_id, client_order_id=client_order_id,
+                       timestamp=timestamp)
+        fill = _new_object(cls)
+        _set_slot(fill, "__dict__", {
+            "fill_id": fill_id, "account": account, "symbol": symbol, "side": side, "quantity": quantity,
+            "price": price, "commission": commission, "currency": currency,
+            "broker_order_id": broker_order_id, "client_order_id": client_order_id, "timestamp": timestamp,
+        })
+        # Every field was given; a fill is frozen, so nothing adds to this set (``model_copy``
+        # copies it first): one set shared by all such fills is one object fewer per fill for
+        # the cyclic collector to track.
+        _set_slot(fill, "__pydantic_fields_set__", _ALL_FILL_FIELDS)
+        _set_slot(fill, "__pydantic_extra__", None)
+        _set_slot(fill, "__pydantic_private__", None)
+        return fill
+
+
+_ALL_FILL_FIELDS = set(Fill.model_fields)
+
 
 class Order(BaseModel):
     """A request as it lives at a broker. Status changes only along ``LEGAL_TRANSITIONS``."""
@@ -427,12 +500,87 @@ class Order(BaseModel):
     updated_at: AwareDatetime = Field(default_factory=utcnow)
     fills: list[Fill] = Field(default_factory=list)
 
-    _fill_ids: set[str] = PrivateAttr(default_factory=set)
+    _fill_ids: frozenset[str] | set[str] = PrivateAttr(default=_NO_FILL_IDS)
 
     def model_post_init(self, context: Any) -> None:
         if self.account is None:
             self.account = self.request.account
-        self._fill_ids = {fill.fill_id for fill in self.fills}
+        if len(self.fills) >= _FILL_SCAN_LIMIT:
+            _own_private(self)["_fill_ids"] = {fill.fill_id for fill in self.fills}
+
+    def __eq__(self, other: object) -> bool:
+        # By fields alone: the private fill-id set is an index of ``fills``, kept by some orders
+        # and not others.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return (type(other) is type(self) and self.__dict__ == other.__dict__
+                and (self.__pydantic_extra__ or {}) == (other.__pydantic_extra__ or {}))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Fields are set straight into ``__dict__``, as pydantic itself does when assignment is
+        # not validated, without its handler look-up: the order path sets a handful per order.
+        if name in _ORDER_FIELDS:
+            self.__dict__[name] = value
+            if name not in self.__pydantic_fields_set__:
+                _mark_set(self, _JUST[name])
+        else:
+            _own_private(self)
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        _own_private(self)
+        super().__delattr__(name)
+
+    @classmethod
+    def for_request(cls, request: OrderRequest, account: str | None = None, *,
+                    broker_order_id: str | None = None, at: datetime | None = None) -> Order:
+        """``Order(request=request, account=..., broker_order_id=..., created_at=at,
+        updated_at=at)``, PENDING, without validating ``request`` again.
+
+        The constructor re-runs the request's validators and builds every default through
+        pydantic; this runs once per order on the order path, where that is a measurable share.
+        """
+        if not isinstance(request, OrderRequest):
+            raise TypeError(f"request must be an OrderRequest, not {type(request).__name__}")
+        now = at if at is not None else utcnow()
+        order = _new_object(cls)
+        _set_slot(order, "__dict__", {
+            "request": request,
+            "account": request.account if account is None else account,
+            "broker_order_id": broker_order_id,
+            "status": _PENDING,
+            "filled_quantity": _ZERO,
+            "avg_fill_price": None,
+            "reject_code": None,
+            "reject_reason": None,
+            "created_at": now,
+            "updated_at": now,
+            "fills": [],
+        })
+        _set_slot(order, "__pydantic_fields_set__", _NEW_ORDER_FIELDS_SET)
+        _set_slot(order, "__pydantic_extra__", None)
+        _set_slot(order, "__pydantic_private__", _FRESH_PRIVATE)
+        return order
+
+    def snapshot(self) -> Order:
+        """A copy that later changes to this order cannot reach (its fill list and known fill
+        ids included; the fills themselves are frozen and shared). ``model_copy`` with those
+        two copied as well, at a fraction of its cost: brokers take one per stream update."""
+        copy = _new_object(type(self))
+        values = self.__dict__.copy()
+        values["fills"] = list(values["fills"])
+        _set_slot(copy, "__dict__", values)
+        _set_slot(copy, "__pydantic_fields_set__", self.__pydantic_fields_set__)  # see _mark_set
+        _set_slot(copy, "__pydantic_extra__", None)
+        private = self.__pydantic_private__
+        if private is not _FRESH_PRIVATE:
+            private = dict(private or ())
+            seen = private.get("_fill_ids")
+            private["_fill_ids"] = set(seen) if type(seen) is set else _NO_FILL_IDS
+            if len(private) == 1 and private["_fill_ids"] is _NO_FILL_IDS:
+                private = _FRESH_PRIVATE
+        _set_slot(copy, "__pydantic_private__", private)
+        return copy
 
     # Flattened view of the request, so callers need not reach through ``request``.
     @property
@@ -479,49 +627,150 @@ class Order(BaseModel):
     def is_working(self) -> bool:
         return self.status.is_working
 
+    # The methods below write fields straight into ``__dict__`` (and note them in the fields
+    # set) rather than through pydantic's ``__setattr__``: assignment is not validated on this
+    # model, so the result is the same, and these run several times per order.
     def transition(self, new: OrderStatus, *, at: datetime | None = None) -> bool:
         """Move to ``new`` if the state machine allows it. Returns whether anything changed.
 
         An illegal move (FILLED -> ACCEPTED, ...) is logged and refused, never applied: late or
         reordered broker events must not make an order look alive again.
         """
-        new = OrderStatus(new)
-        if new is self.status and new is not OrderStatus.PARTIALLY_FILLED:
+        if type(new) is not OrderStatus:
+            new = OrderStatus(new)
+        values = self.__dict__
+        current = values["status"]
+        if new is current and new is not _PARTIALLY_FILLED:
             return False
-        if not can_transition(self.status, new):
+        if new not in LEGAL_TRANSITIONS[current]:
             log.warning(
                 "refused illegal status change %s -> %s for order %s",
-                self.status.value, new.value, self.client_order_id,
+                current.value, new.value, self.client_order_id,
             )
             return False
-        self.status = new
-        self.updated_at = at or utcnow()
+        values["status"] = new
+        values["updated_at"] = at or utcnow()
+        if not _STATUS_FIELDS <= self.__pydantic_fields_set__:
+            _mark_set(self, _STATUS_FIELDS)
         return True
 
     def reject(self, code: str, reason: str) -> Order:
-        self.reject_code = code
-        self.reject_reason = reason
-        self.transition(OrderStatus.REJECTED)
+        values = self.__dict__
+        values["reject_code"] = code
+        values["reject_reason"] = reason
+        if not _REJECT_FIELDS <= self.__pydantic_fields_set__:
+            _mark_set(self, _REJECT_FIELDS)
+        self.transition(_REJECTED)
         return self
+
+    def has_fill(self, fill_id: str) -> bool:
+        """Whether a fill with this id is among ``fills``."""
+        private = self.__pydantic_private__
+        seen = private.get("_fill_ids") if private is not None else None
+        if type(seen) is set:
+            return fill_id in seen
+        return any(fill.fill_id == fill_id for fill in self.__dict__["fills"])
+
+    def take_fill(self, fill: Fill) -> bool:
+        """Append ``fill`` to ``fills`` unless one with its id is there already; returns whether
+        it was added. Quantities are left alone (``apply_fill`` does both)."""
+        fill_id = fill.fill_id
+        fills = self.__dict__["fills"]
+        private = self.__pydantic_private__
+        seen = private.get("_fill_ids") if private is not None else None
+        if type(seen) is set:
+            if fill_id in seen:
+                return False
+            seen.add(fill_id)
+        else:
+            for known in fills:
+                if known.fill_id == fill_id:
+                    return False
+            if len(fills) >= _FILL_SCAN_LIMIT - 1:
+                ids = {known.fill_id for known in fills}
+                ids.add(fill_id)
+                _own_private(self)["_fill_ids"] = ids
+        fills.append(fill)
+        return True
 
     def apply_fill(self, fill: Fill) -> bool:
         """Add a fill once. Quantity and average price are sums, so arrival order does not matter."""
-        if fill.fill_id in self._fill_ids:
+        if not self.take_fill(fill):
             return False
-        self._fill_ids.add(fill.fill_id)
-        self.fills.append(fill)
-        total = self.filled_quantity + fill.quantity
-        previous_cost = (self.avg_fill_price or Decimal(0)) * self.filled_quantity
-        self.avg_fill_price = (previous_cost + fill.price * fill.quantity) / total
-        self.filled_quantity = total
-        target = OrderStatus.FILLED if total >= self.request.quantity else OrderStatus.PARTIALLY_FILLED
-        if not self.status.is_terminal:
-            self.transition(target, at=fill.timestamp)
+        fill_id = fill.fill_id
+        values = self.__dict__
+        held = values["filled_quantity"]
+        average = values["avg_fill_price"]
+        quantity = fill.quantity
+        total = held + quantity
+        previous_cost = _ZERO if average is None else average * held
+        values["avg_fill_price"] = (previous_cost + fill.price * quantity) / total
+        values["filled_quantity"] = total
+        if not _FILL_FIELDS <= self.__pydantic_fields_set__:
+            _mark_set(self, _FILL_FIELDS)
+        if values["status"] not in TERMINAL_STATUSES:
+            self.transition(_FILLED if total >= values["request"].quantity else _PARTIALLY_FILLED,
+                            at=fill.timestamp)
         else:
             # A fill after a cancel confirmation is real money: count it, keep the final status.
-            log.warning("fill %s arrived for %s order %s", fill.fill_id, self.status.value, self.client_order_id)
-            self.updated_at = fill.timestamp
+            log.warning("fill %s arrived for %s order %s", fill_id, values["status"].value, self.client_order_id)
+            values["updated_at"] = fill.timestamp
+            if "updated_at" not in self.__pydantic_fields_set__:
+                _mark_set(self, _JUST["updated_at"])
         return True
+
+
+_ORDER_FIELDS = frozenset(Order.model_fields)
+_JUST = {name: frozenset((name,)) for name in _ORDER_FIELDS}
+
+# Which fields of an order were set (``model_fields_set``) is one of a few dozen combinations.
+# Each combination is one shared set, and an order moves to another one rather than adding to
+# its own: one object fewer per order to make and, as long as the order is kept, for the
+# cyclic collector to walk. So nothing may add to an order's fields set in place; pydantic does
+# so only in ``model_copy(update=...)``, after copying it.
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+_STATUS_FIELDS = frozenset(("status", "updated_at"))
+_REJECT_FIELDS = frozenset(("reject_code", "reject_reason"))
+_FILL_FIELDS = frozenset(("filled_quantity", "avg_fill_price"))
+
+
+def _shared_fields_set(names: frozenset[str]) -> set[str]:
+    shared = _FIELD_SETS.get(names)
+    if shared is None:
+        shared = _FIELD_SETS[names] = set(names)
+    return shared
+
+
+# (id of a shared set, names added) -> (that set, the shared set it leads to): the few steps
+# orders take, remembered. The set is kept alongside its id so that an id reused by another
+# object is never mistaken for it.
+_FIELD_SET_STEPS: dict[tuple[int, frozenset[str]], tuple[set[str], set[str]]] = {}
+
+
+def _mark_set(order: Order, names: frozenset[str]) -> None:
+    current = order.__pydantic_fields_set__
+    step = _FIELD_SET_STEPS.get((id(current), names))
+    if step is not None and step[0] is current:
+        target = step[1]
+    else:
+        key = names.union(current)
+        target = _shared_fields_set(key)
+        if _FIELD_SETS.get(frozenset(current)) is current:
+            _FIELD_SET_STEPS[(id(current), names)] = (current, target)
+    _set_slot(order, "__pydantic_fields_set__", target)
+
+
+_NEW_ORDER_FIELDS_SET = _shared_fields_set(
+    frozenset(("request", "account", "broker_order_id", "created_at", "updated_at")))
+
+
+def _own_private(order: Order) -> dict[str, Any]:
+    """The order's private store, made its own first if it is the one new orders share."""
+    private = order.__pydantic_private__
+    if private is None or private is _FRESH_PRIVATE:
+        private = dict(private or ())
+        _set_slot(order, "__pydantic_private__", private)
+    return private
 
 
 # ---------------------------------------------------------------------------------------------

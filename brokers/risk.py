@@ -26,7 +26,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .models import Fill, Order, OrderRequest, Side
+from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Side
 
 _ZERO = Decimal(0)
 
@@ -249,9 +249,12 @@ class MaxPositionCheck(Check):
     limit = "max_position"
 
     def check(self, request, account, limits, ctx):
-        current = ctx.position(account, request.symbol)
-        pending = ctx.pending(account, request.symbol, request.side) * request.side.sign
-        projected = current + pending + request.signed_quantity
+        symbol, side, quantity = request.symbol, request.side, request.quantity
+        current = ctx.position(account, symbol)
+        pending = ctx.pending(account, symbol, side)
+        if side is not Side.BUY:
+            pending, quantity = -pending, -quantity
+        projected = current + pending + quantity
         cap = limits.max_position
         # An order that brings an oversized position back towards the limit is always welcome.
         if abs(projected) > cap and abs(projected) > abs(current):
@@ -431,7 +434,8 @@ class RiskEngine:
     def check(self, request: OrderRequest, account: str, ctx: RiskContext) -> Rejection | None:
         """The first failing check's rejection, or None. On a pass the stateful checks count
         the order (rate, recent orders)."""
-        limits, checks = self._plan(account)
+        plan = self._plans.get(account or "")
+        limits, checks = plan if plan is not None else self._plan(account)
         if not checks:
             return None
         for check in checks:
@@ -504,6 +508,24 @@ class _Holding:
             self.basis = price  # flipped: the remainder was opened at this price
 
 
+class _UtcToday:
+    """Today's date in UTC. Asked for every order (the daily loss check), so the date is kept
+    until the next midnight rather than built from the clock each time."""
+
+    __slots__ = ("_date", "_until")
+
+    def __init__(self) -> None:
+        self._date: date | None = None
+        self._until = 0.0
+
+    def __call__(self) -> date:
+        now = time.time()
+        if self._date is None or now >= self._until:
+            self._date = datetime.fromtimestamp(now, UTC).date()
+            self._until = (now // 86_400 + 1) * 86_400
+        return self._date
+
+
 class Book:
     """Positions and working orders per account, kept from broker reads and fills, so risk
     checks never wait for a broker. Implements ``brokers.risk.RiskContext``."""
@@ -513,7 +535,7 @@ class Book:
         self.manager = manager
         self.fx = fx
         self.base_currency = base_currency
-        self._today = today or (lambda: datetime.now(UTC).date())
+        self._today = today or _UtcToday()
         self.holdings: dict[tuple[str, str], _Holding] = {}
         self.open: dict[str, dict[str, Order]] = {}  # account -> working orders by client id
         self._open_by_key: dict[tuple[str, str, Side], dict[str, Order]] = {}
@@ -529,14 +551,22 @@ class Book:
         request = order.request
         key = (account, request.symbol, request.side)
         coid = request.client_order_id
-        if order.status.is_working:
-            self.open.setdefault(account, {})[coid] = order
-            self._open_by_key.setdefault(key, {})[coid] = order
+        # Written out (no setdefault with a fresh dict, no loop over the two indexes): this runs
+        # twice for every order.
+        by_account = self.open.get(account)
+        by_key = self._open_by_key.get(key)
+        if order.status in WORKING_STATUSES:
+            if by_account is None:
+                by_account = self.open[account] = {}
+            by_account[coid] = order
+            if by_key is None:
+                by_key = self._open_by_key[key] = {}
+            by_key[coid] = order
         else:
-            for index, index_key in ((self.open, account), (self._open_by_key, key)):
-                orders = index.get(index_key)
-                if orders is not None:
-                    orders.pop(coid, None)
+            if by_account is not None:
+                by_account.pop(coid, None)
+            if by_key is not None:
+                by_key.pop(coid, None)
 
     def add_fill(self, account: str, fill: Fill) -> bool:
         """Move the position by a fill, once per fill id. Returns whether it was new."""
@@ -547,7 +577,8 @@ class Book:
         holding = self.holdings.get((account, fill.symbol))
         if holding is None:
             holding = self.holdings[(account, fill.symbol)] = _Holding()
-        holding.apply(fill.quantity * fill.side.sign, fill.price, fill.commission)
+        quantity = fill.quantity
+        holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
         return True
 
     def seed(self, account: str, positions: Iterable[Any]) -> list[PositionMismatch]:

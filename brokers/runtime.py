@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .base import Broker
 from .config import Config
+from .errors import ConfigError
 from .execution import ExecutionService
 from .fx import FxRates
 from .journal import Journal
@@ -62,7 +63,16 @@ class Runtime:
 
 
 def build_brokers(config: Config) -> dict[str, Broker]:
-    return {account.name: BrokerFactory.create(account.broker_config()) for account in config.accounts}
+    brokers: dict[str, Broker] = {}
+    for account in config.accounts:
+        try:
+            brokers[account.name] = BrokerFactory.create(account.broker_config())
+        except ConfigError as exc:
+            if config.source is None:
+                raise
+            # The broker's own settings are checked here, not when the file is read: say which file.
+            raise ConfigError(f"{config.source}: {exc}") from None
+    return brokers
 
 
 def build_runtime(

@@ -115,7 +115,11 @@ def _matches(methods: frozenset[str] | None, method: str) -> bool:
 def _methods(value: Iterable[str] | str | None, name: str) -> frozenset[str] | None:
     if value is None:
         return None
-    names = frozenset({value} if isinstance(value, str) else value)
+    if isinstance(value, str):
+        value = {value}
+    if not isinstance(value, Iterable) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{name} must be a list of method names such as [\"place_order\"], not {value!r}")
+    names = frozenset(value)
     unknown = sorted(names - CALLS)
     if unknown:
         raise ValueError(f"{name}: unknown method {unknown[0]!r}; allowed: {', '.join(sorted(CALLS))}")

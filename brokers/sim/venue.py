@@ -15,6 +15,7 @@ from decimal import Decimal
 from ..base import BrokerEvent
 from ..errors import InsufficientFundsError, InvalidSymbolError, OrderNotFoundError, OrderRejectedError
 from ..models import (
+    TERMINAL_STATUSES,
     Balance,
     Fill,
     MarginInfo,
@@ -34,20 +35,16 @@ _ACCEPTED = OrderStatus.ACCEPTED
 _CANCELLED = OrderStatus.CANCELLED
 _REJECTED = OrderStatus.REJECTED
 _EXPIRED = OrderStatus.EXPIRED
+_MARKET = OrderType.MARKET
 _IOC = TimeInForce.IOC
+_GTC = TimeInForce.GTC
 _FOK = TimeInForce.FOK
 _DAY = TimeInForce.DAY
 
 
 def snapshot(order: Order) -> Order:
     """A copy that later changes to ``order`` cannot reach (its fill list included)."""
-    copy = order.model_copy()
-    # Straight into the instance dicts: pydantic's attribute hooks would cost more than the copy.
-    copy.__dict__["fills"] = list(order.fills)
-    private = copy.__pydantic_private__
-    if private is not None:
-        private["_fill_ids"] = set(private["_fill_ids"])
-    return copy
+    return order.snapshot()
 
 
 class SessionCalendar:
@@ -115,7 +112,11 @@ class SimVenue:
                 f"this paper account trades in {self.currency}, not {request.currency}",
                 broker=self.name, code="CURRENCY",
             )
-        estimate = estimated_price(request, price, self.slippage_bps, self.tick)
+        slippage = self.slippage_bps
+        if request.order_type is _MARKET and not slippage:
+            estimate = price  # what estimated_price() comes to, without the calls
+        else:
+            estimate = estimated_price(request, price, slippage, self.tick)
         commission = self.commission.total(request.quantity, request.quantity * estimate)
         refusal = self.account.refusal(symbol, request.side, request.quantity, estimate, commission, self.prices)
         if refusal is not None:
@@ -126,11 +127,18 @@ class SimVenue:
         now = self.clock()
         self.order_seq += 1
         broker_order_id = f"SIM-{self.order_seq:06d}"
-        order = Order(request=request, account=self.name, broker_order_id=broker_order_id,
-                      created_at=now, updated_at=now)
+        # The request was validated when it was made; validating it again costs more than the
+        # rest of accepting it.
+        order = Order.for_request(request, self.name, broker_order_id=broker_order_id, at=now)
         order.transition(_ACCEPTED, at=now)
         self.orders[broker_order_id] = order
         self.by_client[request.client_order_id] = broker_order_id
+        tif = request.time_in_force
+        if request.order_type is _MARKET and self.liquidity_per_tick is None and (tif is _DAY or tif is _GTC):
+            # Fills in full at once, as _work() would have it: no need to put it on the book
+            # only to take it off again.
+            self._fill_at_once(order, estimate, commission, now)
+            return order.snapshot()
         self._record(order)
         resting = RestingOrder.open(order, price)
         self.working[broker_order_id] = resting
@@ -139,12 +147,12 @@ class SimVenue:
             book = self.book[symbol] = {}
         book[broker_order_id] = resting
 
-        tif = request.time_in_force
         if tif is _FOK and not self._fills_completely(resting, price):
             self._end(resting, _CANCELLED)
         else:
-            # The check above already priced this first fill prudently.
-            self._work(resting, price, check_funds=False)
+            # The check above already priced this first fill prudently; a fill now happens at
+            # the moment of acceptance.
+            self._work(resting, price, check_funds=False, at=now)
             if tif is _IOC and not order.is_terminal:
                 self._end(resting, _CANCELLED)
         return snapshot(order)
@@ -294,7 +302,8 @@ class SimVenue:
         for resting in list(book.values()):
             self._work(resting, price)
 
-    def _work(self, resting: RestingOrder, price: Decimal, *, check_funds: bool = True) -> None:
+    def _work(self, resting: RestingOrder, price: Decimal, *, check_funds: bool = True,
+              at: datetime | None = None) -> None:
         """Give one working order its chance at ``price``."""
         order = resting.order
         if not resting.triggered and not update_trigger(resting, price):
@@ -313,7 +322,7 @@ class SimVenue:
                 code, text = refusal
                 self._end(resting, _REJECTED if order.filled_quantity == 0 else _CANCELLED, code, text)
                 return
-        self._fill(resting, quantity, fill_price)
+        self._fill(resting, quantity, fill_price, at)
         if not order.is_terminal:
             resting.on_book = True
 
@@ -331,31 +340,51 @@ class SimVenue:
         notional = (order.avg_fill_price or _ZERO) * order.filled_quantity + price * quantity
         return self.commission.total(order.filled_quantity + quantity, notional) - resting.commission_paid
 
-    def _fill(self, resting: RestingOrder, quantity: Decimal, price: Decimal) -> None:
+    def _fill(self, resting: RestingOrder, quantity: Decimal, price: Decimal, at: datetime | None = None) -> None:
         order = resting.order
         request = order.request
         commission = self._commission_for(resting, quantity, price)
         resting.commission_paid += commission
-        fill = Fill(
-            fill_id=f"{order.broker_order_id}-{len(order.fills) + 1}",
-            account=self.name,
-            symbol=request.symbol,
-            side=request.side,
-            quantity=quantity,
-            price=price,
-            commission=commission,
-            currency=self.currency,
-            broker_order_id=order.broker_order_id,
-            client_order_id=request.client_order_id,
-            timestamp=self.clock(),
+        # Every value below is the venue's own, already of the right type.
+        fill = Fill.unchecked(
+            f"{order.broker_order_id}-{len(order.fills) + 1}",
+            self.name,
+            request.symbol,
+            request.side,
+            quantity,
+            price,
+            commission,
+            self.currency,
+            order.broker_order_id,
+            request.client_order_id,
+            self.clock() if at is None else at,
         )
         self.account.apply_fill(request.symbol, request.side, quantity, price, commission, request.asset_class)
         order.apply_fill(fill)
         if self.listening():
             self.events.append(fill)
-        self._record(order)
-        if order.status.is_terminal:
+            self.events.append(snapshot(order))
+        if order.status in TERMINAL_STATUSES:
             self._retire(resting)
+
+    def _fill_at_once(self, order: Order, price: Decimal, commission: Decimal, at: datetime) -> None:
+        """What _work() and _fill() do for a market order that fills in full on arrival:
+        ``price`` is the execution price (the estimate of a market order is exactly that) and
+        ``commission`` its commission, both as the funds check priced them."""
+        listening = self.listening()
+        if listening:
+            self.events.append(order.snapshot())  # accepted
+        request = order.request
+        quantity = request.quantity
+        broker_order_id = order.broker_order_id
+        fill = Fill.unchecked(f"{broker_order_id}-1", self.name, request.symbol, request.side, quantity, price,
+                              commission, self.currency, broker_order_id, request.client_order_id, at)
+        self.account.apply_fill(request.symbol, request.side, quantity, price, commission, request.asset_class)
+        order.apply_fill(fill)
+        if listening:
+            self.events.append(fill)
+            self.events.append(order.snapshot())
+        self._finished(broker_order_id or "")
 
     def _end(self, resting: RestingOrder, status: OrderStatus, code: str | None = None,
              reason: str | None = None) -> None:
@@ -374,6 +403,9 @@ class SimVenue:
         book = self.book.get(order.request.symbol)
         if book is not None:
             book.pop(broker_order_id, None)
+        self._finished(broker_order_id)
+
+    def _finished(self, broker_order_id: str) -> None:
         finished = self.finished
         finished.append(broker_order_id)
         if len(finished) > self.history_limit:

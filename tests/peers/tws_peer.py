@@ -328,6 +328,23 @@ class TwsPeer:
         for client in self._clients:
             client.send(*fields)
 
+    def send_summary_value(self, tag: str, value: object, currency: str = "USD", account: str | None = None) -> int:
+        """Push one account summary value to every live summary subscription, as TWS does when a
+        figure changes. Returns how many subscriptions it went to."""
+        code = account or next(iter(self.accounts))
+        sent = 0
+        for client in self._clients:
+            for req_id in client.summaries:
+                client.send(ACCOUNT_SUMMARY, 1, req_id, code, tag, value, currency)
+                sent += 1
+        return sent
+
+    def send_account_summary(self) -> None:
+        """Push every subscribed summary again, from the peer's own books."""
+        for client in self._clients:
+            for req_id in client.summaries:
+                self._send_summary(client, req_id)
+
     def send_error(self, code: int, message: str, req_id: int = -1) -> None:
         for client in self._clients:
             client.send(ERR_MSG, 2, req_id, code, message, "")

@@ -58,6 +58,7 @@ from .wire import (
     alpaca_refusal,
     api_error,
     check_order_id,
+    currency_of,
     dec,
     map_status,
     order_fields,
@@ -66,6 +67,7 @@ from .wire import (
     position_from_payload,
     request_from_payload,
     required,
+    unreadable,
     wire_decimal,
 )
 
@@ -92,6 +94,9 @@ class AlpacaBroker(Broker):
     """One Alpaca account, paper unless ``live``. Keys come from the keyring or environment."""
 
     broker_type = "alpaca"
+    #: Seconds after a lost submit answer during which the order may still turn up here:
+    #: an HTTP request that timed out or lost its connection may still be processed.
+    late_order_window = 30.0
 
     def __init__(
         self,
@@ -468,7 +473,7 @@ class AlpacaBroker(Broker):
                           for p in positions if isinstance(p, dict)), Decimal(0))
         self.last_refresh = utcnow()
         return Balance(
-            account=self.name, currency=str(account.get("currency") or "USD"),
+            account=self.name, currency=currency_of(account),
             cash=required(account, "cash"), equity=required(account, "equity"),
             buying_power=required(account, "buying_power"), unrealized_pnl=unrealized,
         )
@@ -481,7 +486,7 @@ class AlpacaBroker(Broker):
         maintenance = dec(account.get("maintenance_margin"), "maintenance_margin") or Decimal(0)
         self.last_refresh = utcnow()
         return MarginInfo(
-            account=self.name, currency=str(account.get("currency") or "USD"),
+            account=self.name, currency=currency_of(account),
             initial_margin=initial, maintenance_margin=maintenance,
             available_funds=equity - initial, excess_liquidity=equity - maintenance,
             leverage=dec(account.get("multiplier"), "multiplier") or Decimal(1),
@@ -495,7 +500,8 @@ class AlpacaBroker(Broker):
         try:
             positions = [position_from_payload(payload_dict(p, "position"), self.name) for p in listed]
         except (ValueError, KeyError, TypeError) as exc:
-            raise BrokerAPIError(f"Alpaca sent a position that cannot be read: {exc}", broker=self.name) from None
+            raise BrokerAPIError(f"Alpaca sent a position that cannot be read: {unreadable(exc)}",
+                                 broker=self.name) from None
         self.last_refresh = utcnow()
         return positions
 
@@ -550,6 +556,9 @@ class AlpacaBroker(Broker):
                history: bool) -> tuple[list[Fill], bool]:
         """Returns the new fills and whether the order changed at all."""
         cumulative = dec(payload.get("filled_qty"), "filled_qty") or Decimal(0)
+        if cumulative > order.quantity:
+            raise BrokerAPIError(f"Alpaca reported {cumulative} filled of order {order.broker_order_id} "
+                                 f"for {order.quantity}", broker=self.name)
         average = dec(payload.get("filled_avg_price"), "filled_avg_price")
         at = parse_time(payload.get("updated_at")) or utcnow()
         fills: list[Fill] = []

@@ -22,6 +22,7 @@ from alpaca.trading.requests import (
     StopOrderRequest,
     TrailingStopOrderRequest,
 )
+from pydantic import ValidationError
 
 from ...credentials import redact
 from ...errors import (
@@ -44,6 +45,7 @@ from ...models import (
     Position,
     Side,
     TimeInForce,
+    describe_validation_error,
     to_decimal,
 )
 
@@ -66,6 +68,9 @@ _OUR_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,48}")
 def map_status(alpaca_status: str, filled: Decimal, quantity: Decimal) -> OrderStatus:
     """Alpaca's order status (plus how much has filled) as one of ours."""
     status = (alpaca_status or "").strip().lower()
+    if status == "filled" and 0 < quantity and filled < quantity:
+        # "filled" with less than the order filled contradicts itself: believe the quantities.
+        return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.UNKNOWN
     if status in _FINAL:
         return _FINAL[status]
     if status in _SUBMITTED:
@@ -120,10 +125,33 @@ def wire_decimal(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
+_JSON_KINDS = {type(None): "null", bool: "true or false", int: "a number", float: "a number", str: "text",
+               list: "a list", dict: "an object"}
+
+
 def payload_dict(payload: Any, what: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
-        raise BrokerAPIError(f"Alpaca sent {type(payload).__name__} where an {what} was expected")
+        kind = _JSON_KINDS.get(type(payload), "something else")
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise BrokerAPIError(f"Alpaca sent {kind} where {article} {what} was expected")
     return payload
+
+
+def unreadable(exc: Exception) -> str:
+    """Why a payload could not be read, in words: a missing key, or the field and what is wrong."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]}" if exc.args else "a field is missing"
+    if isinstance(exc, ValidationError):
+        return describe_validation_error(exc)
+    return str(exc)
+
+
+def currency_of(payload: dict[str, Any]) -> str:
+    """The account's currency: a 3-letter code, USD when Alpaca leaves it out."""
+    value = payload.get("currency") or "USD"
+    if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
+        raise BrokerAPIError(f"Alpaca sent currency {str(value)[:20]!r}, which is not a 3-letter code")
+    return value.strip().upper()
 
 
 def check_order_id(broker_order_id: str, broker: str) -> None:

@@ -58,7 +58,15 @@ from .codes import (
     error_for,
     is_notice,
 )
-from .instruments import contract_for, ib_order_for, price_or_none, request_from_ib, symbol_for, to_amount
+from .instruments import (
+    contract_for,
+    figure,
+    ib_order_for,
+    price_or_none,
+    request_from_ib,
+    symbol_for,
+    to_amount,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +131,9 @@ class IBKRBroker(Broker):
     """One account at Interactive Brokers, reached through a running TWS or IB Gateway."""
 
     broker_type = "ibkr"
+    #: Seconds after a lost submit answer during which the order may still turn up here:
+    #: TWS may still act on an order message it read before the socket dropped.
+    late_order_window = 30.0
     #: How long a fill waits for its commission report before it is reported without one.
     commission_grace = 0.5
     read_attempts = 3
@@ -192,6 +203,10 @@ class IBKRBroker(Broker):
     @property
     def connection_state(self) -> ConnectionState:
         return self._state
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
 
     def is_connected(self) -> bool:
         return (self._ib is not None and self._ib.isConnected() and not self._closing
@@ -510,11 +525,14 @@ class IBKRBroker(Broker):
     async def get_balance(self) -> Balance:
         tags, currency = await self._summary()
         return Balance(
-            account=self.name, currency=currency, cash=to_amount(tags.get("TotalCashValue")),
-            equity=to_amount(tags.get("NetLiquidation")),
-            buying_power=to_amount(tags.get("BuyingPower", tags.get("AvailableFunds"))),
-            realized_pnl=to_amount(tags.get("RealizedPnL")), unrealized_pnl=to_amount(tags.get("UnrealizedPnL")),
+            account=self.name, currency=currency, cash=self._figure(tags, "TotalCashValue"),
+            equity=self._figure(tags, "NetLiquidation"),
+            buying_power=self._figure(tags, "BuyingPower" if "BuyingPower" in tags else "AvailableFunds"),
+            realized_pnl=self._figure(tags, "RealizedPnL"), unrealized_pnl=self._figure(tags, "UnrealizedPnL"),
         )
+
+    def _figure(self, tags: dict[str, str], tag: str) -> Decimal:
+        return figure(tags.get(tag), tag, self.name)
 
     async def get_margin(self) -> MarginInfo:
         tags, currency = await self._summary()
@@ -540,9 +558,10 @@ class IBKRBroker(Broker):
             multiplier = to_amount(contract.multiplier) or Decimal(1)
             mark = marks.get(contract.conId)
             result.append(Position(
-                symbol=symbol, quantity=to_amount(held.position),
+                symbol=symbol, quantity=figure(held.position, f"a position in {symbol} of", self.name),
                 # IB's average cost includes the multiplier; ours is per unit of price.
-                avg_price=to_amount(to_amount(held.avgCost) / multiplier),
+                avg_price=to_amount(figure(held.avgCost, f"an average cost for {symbol} of", self.name)
+                                    / multiplier),
                 account=self.name, asset_class=asset, currency=contract.currency or self.currency,
                 last_price=price_or_none(mark.marketPrice) if mark else None,
                 realized_pnl=to_amount(mark.realizedPNL) if mark else Decimal(0),

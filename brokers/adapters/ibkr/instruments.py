@@ -19,7 +19,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...errors import InvalidSymbolError
+from ...errors import BrokerAPIError, InvalidSymbolError
 from ...models import AssetClass, OrderRequest, OrderType, Side, TimeInForce
 from .api import ib_api
 
@@ -130,6 +130,21 @@ def price_or_none(value: float | None) -> Decimal | None:
     return to_amount(value)
 
 
+def figure(value: Any, what: str, broker: str) -> Decimal:
+    """An account or position figure from TWS, strictly: empty or unset is 0, but a value that is
+    not a finite number is an error naming it (``to_amount`` would quietly make it 0, and a
+    balance that reads 0 by mistake is worse than one shown as unreadable)."""
+    if value in (None, "") or value == UNSET_DOUBLE:
+        return Decimal(0)
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite():
+        raise BrokerAPIError(f"TWS sent {what} {str(value)[:30]!r}, which is not a number", broker=broker)
+    return to_amount(number)
+
+
 def to_amount(value: Any) -> Decimal:
     """A figure from TWS ("1234.5", 1234.5, "" or the unset marker) as a Decimal: 100 not 100.0."""
     if value in (None, "") or value == UNSET_DOUBLE:
@@ -140,6 +155,8 @@ def to_amount(value: Any) -> Decimal:
         return Decimal(0)
     if not result.is_finite():
         return Decimal(0)
+    if result.adjusted() >= 28:
+        return result  # past what quantize() can hold; the manager refuses figures this large
     return result.quantize(Decimal(1)) if result == result.to_integral_value() else result.normalize()
 
 

@@ -11,12 +11,24 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...credentials import redact
-from ...models import Balance, MarginInfo, Position
+from ...models import Balance, MarginInfo, Position, describe_validation_error
 from .wire import asset_class_of, dec
 
 log = logging.getLogger(__name__)
 
 UNREADABLE = (AttributeError, KeyError, TypeError, ValueError, InvalidOperation, ValidationError)
+
+
+def unreadable(exc: BaseException) -> str:
+    """Why Kite's data could not be read, in words a trader can act on (not "'str' object has no
+    attribute 'get'")."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]}" if exc.args else "a field is missing"
+    if isinstance(exc, ValidationError):
+        return describe_validation_error(exc)
+    if isinstance(exc, AttributeError | TypeError | InvalidOperation):
+        return "a field holds the wrong kind of value"
+    return redact(exc)
 
 
 def _total(rows: Iterable[dict[str, Any]], key: str) -> Decimal:
@@ -86,7 +98,7 @@ def positions_from(account: str, holdings: list[dict[str, Any]], positions: dict
                 multiplier=dec(data.get("multiplier")) or Decimal(1), exchange=exchange,
             )
         except UNREADABLE as exc:
-            log.warning("%s: skipped a position Kite sent that could not be read: %s", account, redact(exc))
+            log.warning("%s: skipped a position Kite sent that could not be read: %s", account, unreadable(exc))
             continue
         key = (exchange, symbol)
         merged[key] = merge_positions(merged[key], position) if key in merged else position

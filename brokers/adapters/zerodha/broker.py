@@ -54,7 +54,7 @@ from ...models import (
     TimeInForce,
     utcnow,
 )
-from .account import UNREADABLE, balance_from, margin_from, positions_from
+from .account import UNREADABLE, balance_from, margin_from, positions_from, unreadable
 from .failures import TOKEN_REFUSED, CallFailed, transient, translate
 from .settings import (
     GENERIC_IGNORED,
@@ -101,6 +101,9 @@ class ZerodhaBroker(Broker):
     (KITE_ACCESS_TOKEN), from the keyring or the environment, loaded at ``connect``."""
 
     broker_type = "zerodha"
+    #: Seconds after a lost submit answer during which the order may still turn up here:
+    #: an HTTP request that timed out or lost its connection may still be processed.
+    late_order_window = 30.0
 
     def __init__(
         self,
@@ -557,7 +560,7 @@ class ZerodhaBroker(Broker):
         try:
             order, changed = self._absorb(data)
         except UNREADABLE as exc:
-            log.warning("%s: skipped an order Kite sent that could not be read: %s", self.name, redact(exc))
+            log.warning("%s: skipped an order Kite sent that could not be read: %s", self.name, unreadable(exc))
             return None
         if changed and emit:
             self._emit(order.model_copy(deep=True))
@@ -567,7 +570,7 @@ class ZerodhaBroker(Broker):
         try:
             order, changed = self._absorb(data, client_order_id)
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite sent an order that could not be read: {redact(exc)}",
+            raise BrokerAPIError(f"Kite sent an order that could not be read: {unreadable(exc)}",
                                  broker=self.name) from None
         if changed:
             self._emit(order.model_copy(deep=True))
@@ -580,7 +583,7 @@ class ZerodhaBroker(Broker):
             return fill_from_trade(data, self.name, order.symbol if order else None,
                                    order.client_order_id if order else None, self._clock())
         except UNREADABLE as exc:
-            log.warning("%s: skipped a trade Kite sent that could not be read: %s", self.name, redact(exc))
+            log.warning("%s: skipped a trade Kite sent that could not be read: %s", self.name, unreadable(exc))
             return None
 
     async def _sync(self, *, emit: bool, force_trades: bool = False) -> None:
@@ -588,11 +591,15 @@ class ZerodhaBroker(Broker):
         fills first, then the orders they belong to. A fill is reported once per adapter."""
         async with self._sync_lock:
             changed: dict[str, Order] = {}
-            for data in await self._call("orders"):
+            book = await self._call("orders")
+            if not isinstance(book, list):
+                # Not a book at all: nothing in it can be trusted, so the poll fails (DEGRADED).
+                raise BrokerAPIError("Kite sent an order book that is not a list of orders", broker=self.name)
+            for data in book:
                 try:
                     order, did = self._absorb(data)
                 except UNREADABLE as exc:
-                    log.warning("%s: skipped an order Kite sent that could not be read: %s", self.name, redact(exc))
+                    log.warning("%s: skipped an order Kite sent that could not be read: %s", self.name, unreadable(exc))
                     continue
                 if did:
                     changed[str(order.broker_order_id)] = order
@@ -600,7 +607,10 @@ class ZerodhaBroker(Broker):
                        for oid, t in self._tracked.items())
             fills = []
             if owed or force_trades:
-                for data in await self._call("trades"):
+                trades = await self._call("trades")
+                if not isinstance(trades, list):
+                    raise BrokerAPIError("Kite sent a trade book that is not a list of trades", broker=self.name)
+                for data in trades:
                     fill = self._fill_from(data)
                     if fill is None or fill.fill_id in self._seen_fills:
                         continue
@@ -658,21 +668,21 @@ class ZerodhaBroker(Broker):
         try:
             return balance_from(self.name, segment, holdings, positions, self._clock())
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite balance could not be read: {redact(exc)}", broker=self.name) from None
+            raise BrokerAPIError(f"Kite balance could not be read: {unreadable(exc)}", broker=self.name) from None
 
     async def get_margin(self) -> MarginInfo:
         segment = await self._margins()
         try:
             return margin_from(self.name, segment, self._clock())
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite margins could not be read: {redact(exc)}", broker=self.name) from None
+            raise BrokerAPIError(f"Kite margins could not be read: {unreadable(exc)}", broker=self.name) from None
 
     async def get_positions(self) -> list[Position]:
         holdings, positions = await asyncio.gather(self._read("holdings"), self._read("positions"))
         try:
             return positions_from(self.name, holdings, positions, self._prices)
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite positions could not be read: {redact(exc)}", broker=self.name) from None
+            raise BrokerAPIError(f"Kite positions could not be read: {unreadable(exc)}", broker=self.name) from None
 
     async def get_last_price(self, symbol: str) -> Decimal | None:
         try:

@@ -34,6 +34,14 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, BrokerError) and exc.retryable
 
 
+def _unreadable_body(exc: BaseException, text: str) -> str:
+    if isinstance(exc, ValueError):
+        return "it is not JSON"
+    if isinstance(exc, AttributeError | KeyError | TypeError | IndexError | NameError):
+        return "it is not the {status, data} envelope Kite always sends"
+    return text
+
+
 def translate(exc: BaseException, error_type: str | None, op: str, *, broker: str, timeout: float) -> BrokerError:
     """``op`` is "read", "place" or "cancel": a place whose outcome is unknown must say so, and
     only reads and cancels can be about an order that does not exist."""
@@ -45,9 +53,12 @@ def translate(exc: BaseException, error_type: str | None, op: str, *, broker: st
     code: Any = getattr(exc, "code", None)
     kind = error_type or type(exc).__name__
     if code is None or not type(exc).__module__.startswith("kiteconnect"):
+        # The client choked on the body itself; its own words ("'NoneType' object has no
+        # attribute 'get'") would mean nothing to a trader.
+        what = _unreadable_body(exc, text)
         if op == "place":  # an answer we cannot read: the order may or may not exist
-            return BrokerConnectionError(f"unreadable answer from Kite: {text}", broker=broker)
-        return BrokerAPIError(f"unreadable answer from Kite: {text}", broker=broker, retryable=True)
+            return BrokerConnectionError(f"unreadable answer from Kite: {what}", broker=broker)
+        return BrokerAPIError(f"unreadable answer from Kite: {what}", broker=broker, retryable=True)
     if kind == TOKEN_REFUSED:
         return AuthenticationError(
             f"Kite refused the access token ({text}); log in to Kite and store the new token with "
