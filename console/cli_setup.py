@@ -87,8 +87,23 @@ def _credential_status(account: Any) -> dict[str, str]:
     }
 
 
+def _settings_problem(account: Any) -> str | None:
+    """The broker type's own check of its settings (building an adapter does no I/O)."""
+    from brokers.errors import ConfigError, CredentialsError
+    from brokers.registry import BrokerFactory
+
+    try:
+        BrokerFactory.create(account.broker_config())
+    except ConfigError as exc:
+        return describe(exc)
+    except CredentialsError:
+        return None  # shown in the credentials column
+    return None
+
+
 def accounts(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """List the configured accounts (the demo's when there is no config)."""
+    """List the configured accounts (the demo's when there is no config) and check each one's
+    settings; exits 3 when a setting is not allowed."""
     config = state_of(ctx).config()
     rows = []
     for account in config.accounts:
@@ -97,10 +112,14 @@ def accounts(ctx: typer.Context, as_json: JsonOption = False) -> None:
             "currency": account.currency, "default": account.name == config.default_account,
             "weight": account.weight, "label": account.label,
             "credentials": _credential_status(account),
+            "settings_error": _settings_problem(account),
         })
+    problems = [f"{row['name']}: {row['settings_error']}" for row in rows if row["settings_error"]]
     if as_json:
         print_json({"demo": config.demo, "source": config.source, "base_currency": config.base_currency,
                     "accounts": rows})
+        if problems:
+            raise typer.Exit(ExitCode.CONFIG)
         return
     from .render import accounts_table
 
@@ -111,6 +130,10 @@ def accounts(ctx: typer.Context, as_json: JsonOption = False) -> None:
         out.print("No accounts configured. Add one with `trading-console add`.")
         return
     out.print(accounts_table(rows))
+    for problem in problems:
+        out.print(f"[red]{problem}[/red]", highlight=False)
+    if problems:
+        raise typer.Exit(ExitCode.CONFIG)
 
 
 # -- broker-types -----------------------------------------------------------------------------

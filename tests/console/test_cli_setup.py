@@ -176,6 +176,16 @@ def test_accounts_shows_credential_state(tmp_path, memory_keyring):
     assert "k-123456" not in table.stdout + json.dumps(data)
 
 
+def test_accounts_checks_each_brokers_own_settings(tmp_path):
+    path = write_config(tmp_path, '[[accounts]]\nname = "p"\ntype = "sim"\nleverage = -3\n')
+    result = invoke("--config", str(path), "accounts")
+    assert result.exit_code == 3
+    assert "leverage must be at least 1" in plain(result.stdout)
+    good = write_config(tmp_path, '[[accounts]]\nname = "p"\ntype = "sim"\nleverage = 3\n')
+    data = json.loads(invoke("--config", str(good), "accounts", "--json").stdout)
+    assert data["accounts"][0]["settings_error"] is None
+
+
 def test_broker_types_lists_each_type_with_capabilities():
     result = invoke("broker-types", "--json")
     assert result.exit_code == 0, result.output
