@@ -133,11 +133,6 @@ class Broker(ABC):
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    @property
-    def has_listeners(self) -> bool:
-        """Whether anyone receives events now (adapters may skip building them otherwise)."""
-        return bool(self._subscribers or self._listeners)
-
     def _emit(self, event: BrokerEvent) -> None:
         """Deliver an event to every subscriber and listener. Call on the event loop thread only."""
         # try/except rather than contextlib.suppress: this runs for every order update and fill,

@@ -5,10 +5,16 @@ Durability. The database runs in WAL mode. With ``synchronous="NORMAL"`` (the de
 row is its own committed transaction, appended to the WAL with ``write()`` before ``record``
 returns: it survives the process being killed at any instant (kill -9, a crash, an OOM kill),
 because the bytes are already in the operating system. A power cut or kernel panic can lose the
-last rows written since the previous checkpoint; the database itself stays consistent, and the
-broker, asked by ``client_order_id`` at reconcile, is the authority for those orders anyway.
+rows written since the WAL was last synced (at each checkpoint) that the operating system had
+not yet written back itself; the database stays consistent, and the broker, asked by
+``client_order_id`` at reconcile, is the authority for those orders anyway.
 ``synchronous="FULL"`` fsyncs every row as well and also survives a power cut, at the price of
 one fsync per row (about 0.2 ms on a virtual disk: roughly a tenth of the order rate).
+
+Checkpoints (copying the WAL into the database, with two fsyncs) run inside a commit, every
+``CHECKPOINT_PAGES`` pages of WAL (a row is about one page). At SQLite's default of 1,000
+pages, one commit in a thousand took several milliseconds, about a tenth of the journal's time
+in a burst of orders; at 10,000 they are a tenth as many, and the WAL file grows to about 40 MB.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
 # No index on client_order_id: it would cost every write about a third more, and the reads that
 # want it (one order's history) are rare and still fast as a scan.
 _INSERT = "INSERT INTO events (ts, kind, client_order_id, account, data) VALUES (?, ?, ?, ?, ?)"
+
+CHECKPOINT_PAGES = 10_000
 
 # Row kinds. Order rows other than INTENT carry the order's resulting "state".
 INTENT = "intent"
@@ -187,6 +195,7 @@ class Journal:
                                    timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
         self._db.executescript(SCHEMA)
         self._writer = self._db.cursor()  # reused: a cursor per row is measurable on the order path
         self.synchronous = synchronous

@@ -143,7 +143,15 @@ class SimAccount:
     def buying_power(self, prices: Mapping[str, Decimal]) -> Decimal:
         if self.account_type == CASH:
             return max(self.cash, _ZERO)
-        return max(self.leverage * self.equity(prices) - self.gross_exposure(prices), _ZERO)
+        # equity() and gross_exposure() in one pass: this runs for every order that adds exposure.
+        value = gross = _ZERO
+        for symbol, holding in self.holdings.items():
+            quantity = holding.quantity
+            if quantity:
+                worth = quantity * prices.get(symbol, holding.avg_price)
+                value += worth
+                gross += abs(worth)
+        return max(self.leverage * (self.cash + value) - gross, _ZERO)
 
     # -- pre-trade checks -----------------------------------------------------------------
     def refusal(self, symbol: str, side: Side, quantity: Decimal, price: Decimal, commission: Decimal,
