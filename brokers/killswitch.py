@@ -68,6 +68,7 @@ class KillSwitch:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.flag_path = self.state_dir / FLAG_NAME
         self._flag = str(self.flag_path)
+        self._dir = str(self.state_dir)
         self.journal = journal
         self._lock = threading.RLock()
         self._callbacks: list[StateCallback] = []
@@ -83,10 +84,18 @@ class KillSwitch:
 
     # -- reading -------------------------------------------------------------------------
     def _flag_exists(self) -> bool:
+        # os.access answers without raising, which matters on the order path (a stat that
+        # raises FileNotFoundError costs several microseconds). It cannot tell "absent" from
+        # "cannot look", so "absent" is believed only when the folder itself can be searched;
+        # otherwise a stat decides, failing closed.
+        if os.access(self._flag, os.F_OK):
+            return True
+        if os.access(self._dir, os.X_OK):
+            return False
         try:
             os.stat(self._flag)
         except FileNotFoundError:
-            return False
+            return False  # no state folder yet: nothing was ever halted here
         except OSError:
             return True  # cannot tell: fail closed
         return True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import sys
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from textual.widgets import Footer, Static
 
 from brokers.models import OrderRequest, TradingState
 
+from .gc_tuning import GcTuning
 from .messages import (
     CancelAllFinished,
     LogEvent,
@@ -179,7 +179,7 @@ class TradingConsoleApp(App[int]):
         self._refresh_soon_pending = False
         self._snapshot_lock: asyncio.Lock | None = None
         self._shown_signature: Any = None
-        self._gc_frozen = False
+        self._gc_tuning = GcTuning()
         self._switch_interval: float | None = None
         self._last_statuses: dict[str, tuple[Any, Any]] = {}
         self._subscribed = False
@@ -296,11 +296,7 @@ class TradingConsoleApp(App[int]):
         await self._refresh_once()
         for order in self.runtime.execution.orders():
             self.post_message(OrderChanged(order))
-        # Everything loaded so far lives as long as the app. Taking it out of the cyclic
-        # collector's sight keeps full collections short: with thousands of positions a full
-        # collection otherwise stalls the screen (and the halt key) for over 100 ms.
-        gc.freeze()
-        self._gc_frozen = True
+        self._gc_tuning.apply()
         # Consolidation runs in a thread; a shorter switch interval hands the interpreter back
         # to the event loop sooner, so the screen keeps its frame rate meanwhile.
         self._switch_interval = sys.getswitchinterval()
@@ -313,9 +309,7 @@ class TradingConsoleApp(App[int]):
 
     async def on_unmount(self) -> None:
         logging.getLogger("brokers").removeHandler(self._log_handler)
-        if self._gc_frozen:
-            gc.unfreeze()
-            self._gc_frozen = False
+        self._gc_tuning.restore()
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None

@@ -12,8 +12,8 @@ would. The manager's relay of broker updates and the service's handling of them 
 (the loop yields every ``yield_every`` orders), so the three stream events each order produces
 (accepted, fill, filled) are applied and counted in the elapsed time; the per-order latency is
 the ``submit`` call alone. The garbage collector stays on; objects built during set-up are
-frozen out of it first, as the console does once it has started (``gc.freeze()`` when its
-runtime is up). How many collections ran during the timed orders, and how long they took, is
+frozen out of it and young collections made rarer first, as the console does once its runtime
+is up (``console.gc_tuning``). How many collections ran during the timed orders, and how long they took, is
 reported with the figures: the full ones, over every order kept so far, are ``submit_max_us``.
 """
 
@@ -37,6 +37,7 @@ from brokers.manager import MultiBrokerManager
 from brokers.models import OrderRequest, Side
 from brokers.risk import RiskEngine, RiskLimits
 from brokers.sim import SimBroker
+from console.gc_tuning import GcTuning
 
 SYMBOL = "AAPL"
 PRICE = Decimal("100")
@@ -125,8 +126,8 @@ async def run(n: int = 20_000, *, halted_n: int = 5_000, warmup: int = 500, yiel
             await _timed_submits(service, _requests(warmup), yield_every)
             requests = _requests(n)
             halted_requests = _requests(halted_n)
-            gc.collect()
-            gc.freeze()
+            tuning = GcTuning()
+            tuning.apply()
             watch = _GcWatch()
             gc.callbacks.append(watch)
             try:
@@ -138,7 +139,7 @@ async def run(n: int = 20_000, *, halted_n: int = 5_000, warmup: int = 500, yiel
                 halted_elapsed, _, halted_samples = await _timed_submits(service, halted_requests, yield_every)
             finally:
                 gc.callbacks.remove(watch)
-                gc.unfreeze()
+                tuning.restore()
             rejected = sum(1 for order in service.orders()[-halted_n:] if order.reject_code == "SYSTEM_HALTED")
             rows = len(journal.events())
         finally:
