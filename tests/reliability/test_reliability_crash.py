@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from reliability_rig import AlpacaSide, journal_positions, note
+from reliability_rig import AlpacaSide, journal_positions, note, until
 
 from brokers.journal import Journal
 from brokers.models import OrderRequest, OrderStatus, TradingState
@@ -99,10 +99,13 @@ async def test_kill_9_during_a_burst_of_1000_orders_then_restart(tmp_path):
         assert "DONE" not in lines, "the burst finished before the kill: nothing was in flight"
         acknowledged = [line for line in lines if line.startswith("TC")]
         assert len(acknowledged) == len(set(acknowledged)) >= KILL_AFTER
-        await asyncio.sleep(0.2)  # the peer finishes what it received before the kill
+        # The peer finishes what it received before the kill, on its own schedule.
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: len(side.peer.orders) == side.submits(), within=2.0)
         submitted_before = side.submits()
         at_peer = {o["client_order_id"]: o for o in side.peer.orders.values()}
-        assert len(at_peer) == submitted_before < BURST
+        # A request the kill cut off half-sent reaches the peer without becoming an order.
+        assert submitted_before - 1 <= len(at_peer) <= submitted_before < BURST
 
         rows = journal_intents_and_acks(state / "journal.sqlite")
         for client_order_id in acknowledged:
