@@ -217,15 +217,7 @@ def _position_rows(runtime: Runtime, by_account: bool) -> dict[str, Any]:
 @library_errors
 def positions(ctx: typer.Context, by_account: ByAccountOption = False, as_json: JsonOption = False) -> None:
     """Positions consolidated across accounts, valued in the base currency."""
-    config = state_of(ctx).config()
-    data = run(_refreshed(config, lambda runtime: _position_rows(runtime, by_account)))
-    _warn_unavailable(data.pop("_snapshot"))
-    if as_json:
-        print_json(data)
-        return
-    from .render import positions_table
-
-    console().print(positions_table(data, by_account))
+    _consolidated_report(ctx, _position_rows, "positions_table", by_account, as_json)
 
 
 def _balance_rows(runtime: Runtime, by_account: bool) -> dict[str, Any]:
@@ -244,15 +236,20 @@ def _balance_rows(runtime: Runtime, by_account: bool) -> dict[str, Any]:
 @library_errors
 def balances(ctx: typer.Context, by_account: ByAccountOption = False, as_json: JsonOption = False) -> None:
     """Cash, equity, buying power and P&L in the base currency, in total and per account."""
+    _consolidated_report(ctx, _balance_rows, "balances_table", by_account, as_json)
+
+
+def _consolidated_report(ctx: typer.Context, rows: Any, table: str, by_account: bool, as_json: bool) -> None:
+    """Connect, refresh once, then print ``rows(runtime, by_account)`` as JSON or a table."""
     config = state_of(ctx).config()
-    data = run(_refreshed(config, lambda runtime: _balance_rows(runtime, by_account)))
+    data = run(_refreshed(config, lambda runtime: rows(runtime, by_account)))
     _warn_unavailable(data.pop("_snapshot"))
     if as_json:
         print_json(data)
         return
-    from .render import balances_table
+    from . import render
 
-    console().print(balances_table(data, by_account))
+    console().print(getattr(render, table)(data, by_account))
 
 
 def register(app: typer.Typer) -> None:
