@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import sys
 from collections.abc import Callable, Iterable
@@ -25,7 +26,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from brokers.models import OrderRequest, TradingState
+from brokers.models import ConnectionState, OrderRequest, TradingState
 
 from .gc_tuning import GcTuning
 from .messages import (
@@ -37,14 +38,13 @@ from .messages import (
     SubmitRequested,
     TradingStateChanged,
 )
-from .screens.order_confirm import OrderConfirmScreen, describe_request
-from .screens.resume import ResumeScreen
 from .widgets import formatting as fmt
 from .widgets.blotter import BlotterPane
 from .widgets.buying_power import BuyingPowerTable
 from .widgets.connections import ConnectionsPane
 from .widgets.event_log import EventLog
 from .widgets.halt_banner import HaltBanner, HaltKeyHint, outcome_text
+from .widgets.key_footer import KeyFooter
 from .widgets.order_entry import OrderEntry
 from .widgets.positions import PositionsPane
 
@@ -180,13 +180,25 @@ class TradingConsoleApp(App[int]):
         self._snapshot_lock: asyncio.Lock | None = None
         self._shown_signature: Any = None
         self._gc_tuning = GcTuning()
+        self._frozen_at_load = False
         self._switch_interval: float | None = None
         self._last_statuses: dict[str, tuple[Any, Any]] = {}
         self._subscribed = False
+        # Until the runtime's first connect attempt is over, an account not yet tried is on its
+        # way up, not down.
+        self._connecting = True
         self._log_handler = _EventLogHandler(self)
         self._widgets: dict[str, Any] = {}
 
     # -- layout ------------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        # The first resize would add the breakpoint class and so restyle every widget once more
+        # before the first frame; the screen starts with the class that size calls for.
+        width = self.size.width
+        classes = next((name for edge, name in sorted(self.HORIZONTAL_BREAKPOINTS, reverse=True)
+                        if width >= edge), "")
+        return Screen(id="_default", classes=classes)
+
     def compose(self) -> ComposeResult:
         base = self.config.base_currency
         yield Static("", id="title-bar", markup=False)
@@ -208,7 +220,7 @@ class TradingConsoleApp(App[int]):
             yield EventLog(id="events", classes="pane", clock=self.clock)
         with Horizontal(id="footer-bar"):
             yield HaltKeyHint(self.keys["halt"], id="halt-hint")
-            yield Footer(show_command_palette=True)
+            yield KeyFooter(show_command_palette=True)
 
     def on_resize(self, event: Any) -> None:
         # Every key hint must fit on one line in an 80-column terminal.
@@ -256,6 +268,13 @@ class TradingConsoleApp(App[int]):
         return widget
 
     # -- start and stop ----------------------------------------------------------------------
+    def on_load(self) -> None:
+        # What is loaded by now (modules, classes, the config) lives as long as the screen.
+        # Frozen, it is left out of the collections that would otherwise stall building and
+        # painting the first frame; GcTuning collects and freezes the rest once accounts load.
+        gc.freeze()
+        self._frozen_at_load = True
+
     def on_mount(self) -> None:
         logging.getLogger("brokers").addHandler(self._log_handler)
         kill_switch = self.runtime.kill_switch
@@ -285,6 +304,8 @@ class TradingConsoleApp(App[int]):
         except Exception as exc:
             self.runtime_error = fmt.one_line(str(exc) or type(exc).__name__, 300)
             self.post_message(LogEvent(f"start-up failed: {self.runtime_error}", "error"))
+        finally:
+            self._connecting = False
         self._manager_queue = self.runtime.manager.subscribe()
         for name, status in self.runtime.manager.statuses().items():
             state = status.state.value
@@ -310,6 +331,9 @@ class TradingConsoleApp(App[int]):
     async def on_unmount(self) -> None:
         logging.getLogger("brokers").removeHandler(self._log_handler)
         self._gc_tuning.restore()
+        if self._frozen_at_load:
+            gc.unfreeze()
+            self._frozen_at_load = False
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
@@ -408,6 +432,9 @@ class TradingConsoleApp(App[int]):
         self._refresh_soon()
 
     def action_resume(self) -> None:
+        # Modal screens are imported when first opened: the main screen must not wait for them.
+        from .screens.resume import ResumeScreen
+
         if isinstance(self.screen, ResumeScreen):
             return
         state = self.runtime.kill_switch.state
@@ -464,7 +491,7 @@ class TradingConsoleApp(App[int]):
         if not order.broker_order_id or not order.account:
             self.notify("The broker has not acknowledged this order yet", severity="warning", timeout=3)
             return
-        self.event_log.add(f"cancel requested: {describe_request(order.request)} at {order.account}")
+        self.event_log.add(f"cancel requested: {fmt.describe_request(order.request)} at {order.account}")
         self.run_worker(self._cancel(order.account, order.broker_order_id), name="cancel",
                         group="orders", exit_on_error=False)
 
@@ -519,6 +546,8 @@ class TradingConsoleApp(App[int]):
         if threshold is not None and notional is not None and notional > threshold:
             reasons.append(f"notional above {fmt.amount(threshold)} {self.config.base_currency}")
         if reasons:
+            from .screens.order_confirm import OrderConfirmScreen
+
             screen = OrderConfirmScreen(
                 request,
                 accounts=targets,
@@ -530,7 +559,7 @@ class TradingConsoleApp(App[int]):
                 halt_keys=self.keys["halt"],
             )
             self.push_screen(screen, lambda send: self._send(request, distributed) if send else
-                             self.event_log.add(f"not sent: {describe_request(request)}"))
+                             self.event_log.add(f"not sent: {fmt.describe_request(request)}"))
             return
         self._send(request, distributed)
 
@@ -563,7 +592,7 @@ class TradingConsoleApp(App[int]):
         return getattr(money, "amount", None)
 
     def _send(self, request: OrderRequest, distributed: bool) -> None:
-        self.event_log.add(f"sending: {describe_request(request)}"
+        self.event_log.add(f"sending: {fmt.describe_request(request)}"
                            f"{' split across accounts' if distributed else ''}")
         self.run_worker(self._submit(request, distributed), name="submit", group="orders",
                         exit_on_error=False)
@@ -596,13 +625,13 @@ class TradingConsoleApp(App[int]):
         where = order.account or "auto"
         if order.reject_code and (shown is None or shown[0] != order.status):
             self.event_log.add(
-                f"REJECTED {order.reject_code}: {describe_request(order.request)} → {where}: "
+                f"REJECTED {order.reject_code}: {fmt.describe_request(order.request)} → {where}: "
                 f"{order.reject_reason or ''}",
                 "error",
             )
         elif shown is None or shown[0] != order.status or shown[1] != order.filled_quantity:
             filled = f" filled {fmt.quantity(order.filled_quantity)}" if order.filled_quantity else ""
-            self.event_log.add(f"{order.status.value}: {describe_request(order.request)} → {where}{filled}")
+            self.event_log.add(f"{order.status.value}: {fmt.describe_request(order.request)} → {where}{filled}")
         if before is None or order.filled_quantity or order.is_terminal:
             self._refresh_soon()
 
@@ -728,6 +757,12 @@ class TradingConsoleApp(App[int]):
             statuses = self.runtime.manager.statuses()
         except Exception:
             return
+        if self._connecting:
+            statuses = {
+                name: status.model_copy(update={"state": ConnectionState.CONNECTING})
+                if status.state is ConnectionState.DISCONNECTED and not status.last_error else status
+                for name, status in statuses.items()
+            }
         self.connections.show_statuses(statuses, self.clock())
 
     def _update_title(self) -> None:

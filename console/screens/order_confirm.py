@@ -18,12 +18,8 @@ from brokers.models import Order, OrderRequest
 
 from ..widgets import formatting as fmt
 from ..widgets.blotter import order_price
+from ..widgets.formatting import describe_request
 from ..widgets.halt_banner import HaltKeyHint
-
-
-def describe_request(request: OrderRequest) -> str:
-    kind = request.order_type.value.replace("_", " ")
-    return f"{request.side.value} {fmt.quantity(request.quantity)} {request.symbol} {kind} {request.time_in_force.value}"
 
 
 class OrderConfirmScreen(ModalScreen[bool]):

@@ -139,3 +139,8 @@ def one_line(text: str | None, limit: int = 200) -> str:
         return ""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe_request(request: Any) -> str:
+    kind = request.order_type.value.replace("_", " ")
+    return f"{request.side.value} {quantity(request.quantity)} {request.symbol} {kind} {request.time_in_force.value}"
