@@ -5,9 +5,18 @@ No test touches the user's home, the real keyring or the network beyond loopback
 
 from __future__ import annotations
 
+import os
+
 import keyring
 import keyring.backend
 import pytest
+from hypothesis import settings
+
+# Continuous integration replays the same generated cases every run, so a result there is
+# reproducible; local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

@@ -469,6 +469,8 @@ class AlpacaBroker(Broker):
             self._read(client.get_all_positions, what="list positions"),
         )
         account = payload_dict(account, "account")
+        if not isinstance(positions, list):
+            raise BrokerAPIError("Alpaca sent positions that are not a list", broker=self.name)
         unrealized = sum((dec(p.get("unrealized_pl"), "unrealized_pl") or Decimal(0)
                           for p in positions if isinstance(p, dict)), Decimal(0))
         self.last_refresh = utcnow()
