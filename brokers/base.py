@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from .models import Balance, BrokerCapabilities, Fill, MarginInfo, Order, OrderRequest, Position
+from .pubsub import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,7 @@ class Broker(ABC):
         self.name = name
         self.live = live
         self.currency = currency
-        self._subscribers: set[asyncio.Queue[BrokerEvent]] = set()
-        self._listeners: list[BrokerListener] = []
+        self._hub: EventHub[BrokerEvent] = EventHub(name)
 
     # -- connection -----------------------------------------------------------------------
     @abstractmethod
@@ -99,24 +99,16 @@ class Broker(ABC):
         return {}
 
     # -- update stream --------------------------------------------------------------------
-    async def updates(self) -> AsyncIterator[BrokerEvent]:
+    def updates(self) -> AsyncIterator[BrokerEvent]:
         """Order snapshots and fills as the broker reports them, in arrival order."""
-        queue: asyncio.Queue[BrokerEvent] = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.discard(queue)
+        return self._hub.stream()
 
     def subscribe(self) -> asyncio.Queue[BrokerEvent]:
         """A queue that receives every event from now on; pair with ``unsubscribe``."""
-        queue: asyncio.Queue[BrokerEvent] = asyncio.Queue()
-        self._subscribers.add(queue)
-        return queue
+        return self._hub.subscribe()
 
     def unsubscribe(self, queue: asyncio.Queue[BrokerEvent]) -> None:
-        self._subscribers.discard(queue)
+        self._hub.unsubscribe(queue)
 
     def add_listener(self, listener: BrokerListener) -> None:
         """Call ``listener(event)`` for every event from now on, synchronously inside ``_emit``
@@ -126,29 +118,14 @@ class Broker(ABC):
         task switch per event. A listener must be quick and must not await; an exception from
         it is logged and dropped, never raised into the broker.
         """
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+        self._hub.add_listener(listener)
 
     def remove_listener(self, listener: BrokerListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._hub.remove_listener(listener)
 
     def _emit(self, event: BrokerEvent) -> None:
         """Deliver an event to every subscriber and listener. Call on the event loop thread only."""
-        # try/except rather than contextlib.suppress: this runs for every order update and fill,
-        # and a context manager per event costs as much as the delivery.
-        if self._subscribers:
-            for queue in tuple(self._subscribers):
-                try:
-                    queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    pass
-        if self._listeners:
-            for listener in tuple(self._listeners):
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("%s: an update listener failed", self.name)
+        self._hub.publish(event)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}{' LIVE' if self.live else ''}>"

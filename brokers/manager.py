@@ -56,6 +56,7 @@ from .models import (
     utcnow,
 )
 from .plausibility import implausible
+from .pubsub import EventHub
 
 __all__ = [
     "AccountTotals",
@@ -222,9 +223,8 @@ class MultiBrokerManager:
         self.degraded_limit = max(1, int(degraded_limit))
         self._accounts: dict[str, AccountRecord] = {}
         self._default: str | None = None
-        self._subscribers: set[asyncio.Queue[ManagerEvent]] = set()
+        self._hub: EventHub[ManagerEvent] = EventHub("manager")
         self._relays: dict[str, _Relay] = {}
-        self._listeners: list[Callable[[ManagerEvent], Any]] = []
         self._resync_hooks: list[ResyncHook] = []
         self._snapshot = empty_snapshot()
         self._running = False
@@ -733,47 +733,26 @@ class MultiBrokerManager:
     # -- events -----------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[ManagerEvent]:
         """A queue receiving every event from now on; pair with ``unsubscribe``."""
-        queue: asyncio.Queue[ManagerEvent] = asyncio.Queue()
-        self._subscribers.add(queue)
-        return queue
+        return self._hub.subscribe()
 
     def unsubscribe(self, queue: asyncio.Queue[ManagerEvent]) -> None:
-        self._subscribers.discard(queue)
+        self._hub.unsubscribe(queue)
 
-    async def events(self) -> AsyncIterator[ManagerEvent]:
-        queue = self.subscribe()
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self.unsubscribe(queue)
+    def events(self) -> AsyncIterator[ManagerEvent]:
+        return self._hub.stream()
 
     def add_listener(self, listener: Callable[[ManagerEvent], Any]) -> None:
         """Call ``listener(event)`` with every event from now on, as it is published (on the
         event loop thread), in the order subscribers' queues receive them. For a consumer that
         schedules its own work: it must be quick and must not await; an exception from it is
         logged and dropped."""
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+        self._hub.add_listener(listener)
 
     def remove_listener(self, listener: Callable[[ManagerEvent], Any]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._hub.remove_listener(listener)
 
     def _publish(self, event: ManagerEvent) -> None:
-        # try/except rather than contextlib.suppress: this runs for every order update and fill.
-        if self._subscribers:
-            for queue in tuple(self._subscribers):
-                try:
-                    queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    pass
-        if self._listeners:
-            for listener in tuple(self._listeners):
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("a manager event listener failed")
+        self._hub.publish(event)
 
     def _forward(self, name: str, event: Any, now: datetime) -> None:
         if isinstance(event, Fill):

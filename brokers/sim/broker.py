@@ -422,7 +422,7 @@ class SimBroker(Broker):
 
     # -- update stream --------------------------------------------------------------------
     def _listening(self) -> bool:
-        return self._connected and bool(self._subscribers or self._listeners)
+        return self._connected and bool(self._hub)
 
     def _flush(self) -> None:
         venue = self._venue

@@ -552,7 +552,7 @@ async def test_events_iterator_yields_what_subscribers_get():
     event = await asyncio.wait_for(pending, 1)
     assert isinstance(event, OrderEvent) and event.order.broker_order_id == "later"
     await stream.aclose()
-    assert not m._subscribers
+    assert not m._hub.queues
     await m.stop()
 
 

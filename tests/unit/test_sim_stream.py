@@ -97,7 +97,7 @@ async def test_updates_iterator_delivers_events_from_the_feed():
         await broker.disconnect()
     assert [type(e).__name__ for e in received] == ["Order", "Fill", "Order"]
     assert received[1].price == D(202)
-    assert not broker._subscribers  # the finished iterator unsubscribed
+    assert not broker._hub.queues  # the finished iterator unsubscribed
 
 
 async def test_no_snapshots_are_built_without_subscribers():
