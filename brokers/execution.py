@@ -587,10 +587,12 @@ class ExecutionService:
             self._by_broker_id[(order.account, order.broker_order_id)] = order
 
     def _journal_order(self, kind: str, order: Order, fills: list[Fill] | None = None) -> None:
+        """What became of an order whose intent is committed: these rows commit by the end of
+        the loop's turn or with the next intent, whichever is first (see ``brokers.journal``)."""
         if self.journal is None:
             return
         try:
-            self.journal.record_order(kind, order, fills=fills)
+            self.journal.record_order(kind, order, fills=fills, soon=True)
         except Exception:
             log.exception("could not journal %s for order %s", kind, order.client_order_id)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -52,6 +53,61 @@ def test_each_record_is_committed_and_visible_to_another_connection(journal):
     other = sqlite3.connect(journal.path)
     assert other.execute("SELECT kind, data FROM events").fetchall() == [("halt", '{"reason":"test"}')]
     other.close()
+
+
+def _committed_kinds(path):
+    other = sqlite3.connect(path)
+    try:
+        return [kind for (kind,) in other.execute("SELECT kind FROM events ORDER BY id")]
+    finally:
+        other.close()
+
+
+def test_follow_up_rows_without_an_event_loop_commit_at_once(journal):
+    order = make_order()
+    journal.record_intent(order)
+    journal.record_order("ack", order, soon=True)
+    assert _committed_kinds(journal.path) == ["intent", "ack"]
+
+
+async def test_follow_up_rows_commit_with_the_next_intent_or_at_the_end_of_the_turn(journal):
+    first, second = make_order(), make_order(side="SELL")
+    journal.record_intent(first)
+    journal.record_order("ack", first, soon=True)
+    # This journal reads its own open transaction; another connection sees committed rows only.
+    assert [event.kind for event in journal.events()] == ["intent", "ack"]
+    assert journal.orders()[first.client_order_id].status is OrderStatus.PENDING
+    assert _committed_kinds(journal.path) == ["intent"]
+    journal.record_intent(second)  # commits the answer before it
+    assert _committed_kinds(journal.path) == ["intent", "ack", "intent"]
+    journal.record_order("ack", second, soon=True)
+    await asyncio.sleep(0)  # the turn ends
+    assert _committed_kinds(journal.path) == ["intent", "ack", "intent", "ack"]
+
+
+async def test_close_commits_follow_up_rows_still_waiting(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    order = make_order()
+    journal.record_intent(order)
+    journal.record_order("ack", order, soon=True)
+    journal.close()
+    assert _committed_kinds(path) == ["intent", "ack"]
+    await asyncio.sleep(0)  # the scheduled commit finds the journal closed and does nothing
+
+
+async def test_a_failed_commit_loses_follow_up_rows_never_the_intent(journal, caplog):
+    order = make_order()
+    journal.record_intent(order)
+    journal.record_order("ack", order, soon=True)
+    journal._writer.execute("ROLLBACK")  # as if the transaction had been lost under us
+    journal.commit()
+    assert "could not be committed" in caplog.text
+    assert journal._open is False
+    assert _committed_kinds(journal.path) == ["intent"]
+    journal.record_order("ack", order, soon=True)  # the journal goes on working
+    await asyncio.sleep(0)
+    assert _committed_kinds(journal.path) == ["intent", "ack"]
 
 
 def test_events_in_order_with_filters(journal):
