@@ -15,20 +15,19 @@ Follow-up rows (``soon=True``): what a broker answered about an order whose inte
 committed. Such a row joins an open transaction that commits with the next row written without
 ``soon`` (the next order's intent, before that order goes out) or at the end of the current turn
 of the event loop, whichever comes first; with no event loop running in the thread it commits at
-once. A commit costs about 12 µs whatever it holds, so an order costs one instead of two. A
-process killed in between loses at most the answers of that turn, never an intent: those orders
-reload as PENDING and reconcile asks the broker what became of them, as for any order whose
-answer was lost. The same connection reads its own open transaction, so ``orders()`` and
-``events()`` on this journal always include them.
+once. Most of a commit's cost is fixed (six file locks and the page write): an intent and an
+answer cost about 18 µs in one commit here, 26 µs in two. A process killed in between loses at
+most the answers of that turn, never an intent: those orders reload as PENDING and reconcile
+asks the broker what became of them, as for any order whose answer was lost. The same
+connection reads its own open transaction, so ``orders()`` and ``events()`` on this journal
+always include them; other processes see them a turn later.
 
 Checkpoints (copying the WAL into the database, with two fsyncs) run inside a commit, every
-``CHECKPOINT_PAGES`` pages of WAL. Their cost is the writing back of the pages copied, so pages
-are 1 KiB (SQLite's default is 4 KiB; a row is a few hundred bytes): each commit appends a
-quarter of the bytes to the WAL, costs about 3 µs less, and a checkpoint stalls the commit it
-runs in for a quarter as long (about 10 ms every few thousand orders, against 37 ms at 4 KiB on
-this machine's disk). A checkpoint in a thread of its own was tried: it made the appends that
-met its fsync wait for the disk, which was worse. The page size is set when the file is
-created; an existing journal keeps its own.
+``CHECKPOINT_PAGES`` pages of WAL (a commit appends about one page). At SQLite's default of
+1,000 pages, one commit in a thousand took several milliseconds, about a tenth of the journal's
+time in a burst of orders; at 10,000 they are a tenth as many, and the WAL grows to about 40 MB.
+(A checkpoint in a thread of its own made the appends that met its fsync wait for the disk, and
+1 KiB pages made each commit write three pages instead of one: both were slower.)
 """
 
 from __future__ import annotations
@@ -68,7 +67,6 @@ CREATE TABLE IF NOT EXISTS events (
 # want it (one order's history) are rare and still fast as a scan.
 _INSERT = "INSERT INTO events (ts, kind, client_order_id, account, data) VALUES (?, ?, ?, ?, ?)"
 
-PAGE_SIZE = 1024
 CHECKPOINT_PAGES = 10_000
 
 # Row kinds. Order rows other than INTENT carry the order's resulting "state".
@@ -216,7 +214,6 @@ class Journal:
         # Autocommit: every row is its own transaction, committed before ``record`` returns.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=10.0)
-        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes on a new file
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
@@ -226,6 +223,8 @@ class Journal:
         self._closed = False
         # Follow-up rows are waiting in an open transaction (see the module text).
         self._open = False
+        # The loop a commit callback is waiting on, if any.
+        self._commit_loop: asyncio.AbstractEventLoop | None = None
 
     # -- writing -------------------------------------------------------------------------
     def record(self, kind: str, *, client_order_id: str | None = None, account: str | None = None,
@@ -246,7 +245,10 @@ class Journal:
                 if loop is not None:
                     cursor.execute("BEGIN")
                     self._open = True
-                    loop.call_soon(self.commit)
+                    # One commit callback per turn, however many orders the turn sends.
+                    if self._commit_loop is not loop:
+                        self._commit_loop = loop
+                        loop.call_soon(self._end_of_turn, loop)
             try:
                 cursor.execute(_INSERT, (now, kind, client_order_id, account, payload))
                 if self._open and not soon:
@@ -257,6 +259,11 @@ class Journal:
                     self._abandon()
                 raise
             return cursor.lastrowid
+
+    def _end_of_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._commit_loop is loop:
+            self._commit_loop = None
+        self.commit()
 
     def commit(self) -> None:
         """Commit follow-up rows still waiting (it happens by itself; see the module text)."""
@@ -275,6 +282,7 @@ class Journal:
         # follow is committed, so those orders reload as PENDING and are reconciled.
         self._open = False
         if self._db.in_transaction:
+            log.error("journal rows of brokers' answers were lost; those orders reconcile on restart")
             try:
                 self._writer.execute("ROLLBACK")
             except sqlite3.Error:

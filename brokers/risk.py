@@ -537,6 +537,9 @@ class Book:
         self.base_currency = base_currency
         self._today = today or _UtcToday()
         self.holdings: dict[tuple[str, str], _Holding] = {}
+        # The same holdings by account, then symbol: the daily loss check re-values one
+        # account's positions for every order to it, and must not walk everybody's.
+        self._by_account: dict[str, dict[str, _Holding]] = {}
         self.open: dict[str, dict[str, Order]] = {}  # account -> working orders by client id
         self._open_by_key: dict[tuple[str, str, Side], dict[str, Order]] = {}
         self._seen_fills: set[tuple[str, str]] = set()
@@ -576,7 +579,7 @@ class Book:
         self._seen_fills.add(key)
         holding = self.holdings.get((account, fill.symbol))
         if holding is None:
-            holding = self.holdings[(account, fill.symbol)] = _Holding()
+            holding = self._add_holding(account, fill.symbol, _Holding())
         quantity = fill.quantity
         holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
         return True
@@ -595,11 +598,19 @@ class Book:
             holding = self.holdings.get((account, symbol))
             if holding is None:
                 mark = self._last(symbol, account) or position.avg_price or _ZERO
-                self.holdings[(account, symbol)] = _Holding(position.quantity, mark)
+                self._add_holding(account, symbol, _Holding(position.quantity, mark))
             elif holding.quantity != position.quantity:
                 mismatches.append(PositionMismatch(account, symbol, holding.quantity, position.quantity))
                 holding.quantity = position.quantity
         return mismatches
+
+    def _add_holding(self, account: str, symbol: str, holding: _Holding) -> _Holding:
+        self.holdings[(account, symbol)] = holding
+        by_symbol = self._by_account.get(account)
+        if by_symbol is None:
+            by_symbol = self._by_account[account] = {}
+        by_symbol[symbol] = holding
+        return holding
 
     def positions(self) -> dict[tuple[str, str], Decimal]:
         """(account, symbol) -> signed quantity, as the execution layer believes it."""
@@ -664,9 +675,12 @@ class Book:
         if today != self._day:
             self._new_day(today)
         total = _ZERO
-        for (name, symbol), holding in self.holdings.items():
-            if account is not None and name != account:
-                continue
+        if account is None:
+            held: Iterable[tuple[tuple[str, str], _Holding]] = self.holdings.items()
+        else:
+            held = (((account, symbol), holding)
+                    for symbol, holding in self._by_account.get(account, {}).items())
+        for (name, symbol), holding in held:
             pnl = holding.realized
             if holding.quantity:
                 last = self._last(symbol, name)
