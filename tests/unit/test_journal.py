@@ -74,18 +74,24 @@ async def test_follow_up_rows_commit_with_the_next_intent_or_at_the_end_of_the_t
     first, second = make_order(), make_order(side="SELL")
     journal.record_intent(first)
     journal.record_order("ack", first, soon=True)
-    # This journal reads its own open transaction; another connection sees committed rows only.
-    assert [event.kind for event in journal.events()] == ["intent", "ack"]
-    assert journal.orders()[first.client_order_id].status is OrderStatus.PENDING
     assert _committed_kinds(journal.path) == ["intent"]
-    journal.record_intent(second)  # commits the answer before it
+    journal.record_intent(second)  # writes the answer before it, in the same transaction
     assert _committed_kinds(journal.path) == ["intent", "ack", "intent"]
     journal.record_order("ack", second, soon=True)
+    assert _committed_kinds(journal.path) == ["intent", "ack", "intent"]
     await asyncio.sleep(0)  # the turn ends
     assert _committed_kinds(journal.path) == ["intent", "ack", "intent", "ack"]
 
 
-async def test_close_commits_follow_up_rows_still_waiting(tmp_path):
+async def test_reading_the_journal_includes_rows_still_waiting(journal):
+    order = make_order()
+    journal.record_intent(order)
+    journal.record_order("ack", order.model_copy(update={"status": OrderStatus.ACCEPTED}), soon=True)
+    assert journal.orders()[order.client_order_id].status is OrderStatus.ACCEPTED
+    assert [event.kind for event in journal.events()] == ["intent", "ack"]
+
+
+async def test_close_writes_follow_up_rows_still_waiting(tmp_path):
     path = tmp_path / "journal.sqlite"
     journal = Journal(path)
     order = make_order()
@@ -93,21 +99,35 @@ async def test_close_commits_follow_up_rows_still_waiting(tmp_path):
     journal.record_order("ack", order, soon=True)
     journal.close()
     assert _committed_kinds(path) == ["intent", "ack"]
-    await asyncio.sleep(0)  # the scheduled commit finds the journal closed and does nothing
+    await asyncio.sleep(0)  # the end-of-turn callback finds the journal closed and does nothing
 
 
-async def test_a_failed_commit_loses_follow_up_rows_never_the_intent(journal, caplog):
-    order = make_order()
-    journal.record_intent(order)
-    journal.record_order("ack", order, soon=True)
-    journal._writer.execute("ROLLBACK")  # as if the transaction had been lost under us
-    journal.commit()
-    assert "could not be committed" in caplog.text
-    assert journal._open is False
-    assert _committed_kinds(journal.path) == ["intent"]
-    journal.record_order("ack", order, soon=True)  # the journal goes on working
-    await asyncio.sleep(0)
-    assert _committed_kinds(journal.path) == ["intent", "ack"]
+async def test_follow_up_rows_that_cannot_be_written_wait_and_go_with_the_next_row(journal, caplog):
+    first, second = make_order(), make_order(side="SELL")
+    journal.record_intent(first)
+    journal.record_order("ack", first, soon=True)
+    blocker = sqlite3.connect(journal.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    journal._db.execute("PRAGMA busy_timeout=20")
+    try:
+        await asyncio.sleep(0)
+        assert "could not be written yet" in caplog.text
+        with pytest.raises(sqlite3.OperationalError):
+            journal.record_intent(second)  # an intent that cannot be written raises: nothing is sent
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    journal.record_intent(second)
+    assert _committed_kinds(journal.path) == ["intent", "ack", "intent"]
+
+
+def test_many_waiting_rows_are_written_in_order(journal):
+    orders = [make_order() for _ in range(250)]
+    journal._waiting.extend((1, "ack", order.client_order_id, "us", "{}") for order in orders)
+    journal.record("halt", data={})
+    rows = [event.client_order_id for event in journal.events()]
+    assert rows == [order.client_order_id for order in orders] + [None]
+    assert journal._waiting == []
 
 
 def test_events_in_order_with_filters(journal):
