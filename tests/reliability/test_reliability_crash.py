@@ -109,7 +109,11 @@ async def test_kill_9_during_a_burst_of_1000_orders_then_restart(tmp_path):
 
         rows = journal_intents_and_acks(state / "journal.sqlite")
         for client_order_id in acknowledged:
-            assert rows[(client_order_id, "intent")] == 1 and rows[(client_order_id, "ack")] == 1
+            assert rows[(client_order_id, "intent")] == 1 and rows[(client_order_id, "ack")] <= 1
+        # An answer is written with the next intent or at the end of its turn: the kill can take
+        # the answers of that last turn with it (never an intent); reconcile settles them below.
+        unanswered = {coid for coid in acknowledged if rows[(coid, "ack")] == 0}
+        assert len(unanswered) <= 4
         # Written ahead: no order exists at the broker that the journal does not know of.
         assert {coid for coid, kind in rows if kind == "intent"} >= set(at_peer)
 
@@ -142,6 +146,7 @@ async def test_kill_9_during_a_burst_of_1000_orders_then_restart(tmp_path):
             assert fresh.status in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED, OrderStatus.FILLED)
             assert side.submits() == submitted_before + 1  # nothing was submitted again
             settled = {e.client_order_id for e in runtime.journal.events(kinds=["reconcile"])}
+            assert unanswered <= settled
             working = sum(o.is_working for o in journal.values())
             note(CATEGORY, f"kill -9 after {len(acknowledged)} of {BURST} orders acknowledged: "
                            f"{len(at_peer)} at the broker, all in the journal; {len(settled)} brought up to "
