@@ -268,3 +268,22 @@ def test_hand_written_order_rows_are_the_json_of_the_dicts():
     order.reject_reason = 'a "quoted" reason, é and a\nnewline'
     assert json.loads(order_row(order, [tricky])) == {"state": order_state(order), "fills": [fill_data(tricky)]}
     assert json.loads(order_row(order)) == {"state": order_state(order)}
+
+
+async def test_checkpoints_run_off_the_order_path(journal):
+    assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] >= 10_000  # only a fallback
+    assert journal._checkpointer is None  # nothing written yet: no thread
+    for _ in range(50):
+        journal.record_intent(make_order())
+    checkpointer = journal._checkpointer
+    assert checkpointer is not None
+    deadline = time.monotonic() + 10
+    while checkpointer.done == 0:
+        assert time.monotonic() < deadline, "no checkpoint ran"
+        await asyncio.sleep(0.05)
+    other = sqlite3.connect(journal.path)
+    busy, log_frames, checkpointed = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    other.close()
+    assert busy == 0 and log_frames == checkpointed
+    journal.close()
+    assert not checkpointer._thread.is_alive()
