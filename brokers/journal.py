@@ -295,13 +295,16 @@ class Journal:
     def flush(self) -> None:
         """Write the follow-up rows still waiting (it happens by itself; see the module text)."""
         with self._lock:
-            if self._closed or not self._waiting:
-                return
+            self._write_waiting("yet; they go with the next row written")
+
+    def _write_waiting(self, otherwise: str) -> None:
+        """Write what is waiting, if anything; on failure the rows stay waiting and the log says
+        so, ending with ``otherwise``. Holding the lock."""
+        if self._waiting and not self._closed:
             try:
                 self._write()
             except sqlite3.Error:
-                # They stay waiting, and go with the next row written.
-                log.exception("%d journal rows could not be written yet; will try again", len(self._waiting))
+                log.exception("%d journal rows could not be written %s", len(self._waiting), otherwise)
 
     def record_order(self, kind: str, order: Order, *, fills: list[Fill] | None = None,
                      soon: bool = False, **extra: Any) -> int | None:
@@ -344,7 +347,7 @@ class Journal:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id"
         with self._lock:
-            self._write_waiting_for_a_read()
+            self._write_waiting("now; this read goes without them")
             rows = self._db.execute(query, params).fetchall()
         return [
             JournalEvent(row[0], datetime.fromtimestamp(row[1] / 1_000_000, UTC), row[2], row[3], row[4],
@@ -356,7 +359,7 @@ class Journal:
         """The last known state of every order, by client_order_id, in the order first seen."""
         result: dict[str, Order] = {}
         with self._lock:
-            self._write_waiting_for_a_read()
+            self._write_waiting("now; this read goes without them")
             rows = self._db.execute(
                 "SELECT ts, kind, client_order_id, account, data FROM events "
                 "WHERE client_order_id IS NOT NULL ORDER BY id").fetchall()
@@ -367,14 +370,6 @@ class Journal:
                 log.exception("journal row for %s could not be read; skipped", client_order_id)
         return result
 
-    def _write_waiting_for_a_read(self) -> None:
-        if self._waiting and not self._closed:
-            try:
-                self._write()
-            except sqlite3.Error:
-                log.exception("%d journal rows could not be written; this read goes without them",
-                              len(self._waiting))
-
     def open_orders(self) -> list[Order]:
         """Orders whose last known state could still fill (including UNKNOWN)."""
         return [order for order in self.orders().values() if order.status.is_working]
@@ -382,12 +377,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             if not self._closed:
-                if self._waiting:
-                    try:
-                        self._write()
-                    except sqlite3.Error:
-                        log.exception("%d journal rows could not be written on close; those orders "
-                                      "reconcile on restart", len(self._waiting))
+                self._write_waiting("on close; those orders reconcile on restart")
                 self._closed = True
                 if self._checkpointer is not None:
                     self._checkpointer.stop()
@@ -418,8 +408,7 @@ class _Checkpointer:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+        self._thread.join(timeout=30)
 
     def _run(self) -> None:
         try:

@@ -674,23 +674,24 @@ class Book:
         today = self._today()
         if today != self._day:
             self._new_day(today)
+        by_account = self._by_account
+        names: Iterable[str] = by_account if account is None else (account,)
         total = _ZERO
-        if account is None:
-            held: Iterable[tuple[tuple[str, str], _Holding]] = self.holdings.items()
-        else:
-            held = (((account, symbol), holding)
-                    for symbol, holding in self._by_account.get(account, {}).items())
-        for (name, symbol), holding in held:
-            pnl = holding.realized
-            if holding.quantity:
-                last = self._last(symbol, name)
-                if last is not None:
-                    pnl += (last - holding.basis) * holding.quantity
-            if pnl:
-                converted = self.to_base(pnl, self.account_currency(name))
-                if converted is None:
-                    return None  # cannot add it up honestly
-                total += converted
+        for name in names:
+            currency = None
+            for symbol, holding in by_account.get(name, {}).items():
+                pnl = holding.realized
+                if holding.quantity:
+                    last = self._last(symbol, name)
+                    if last is not None:
+                        pnl += (last - holding.basis) * holding.quantity
+                if pnl:
+                    if currency is None:
+                        currency = self.account_currency(name)
+                    converted = self.to_base(pnl, currency)
+                    if converted is None:
+                        return None  # cannot add it up honestly
+                    total += converted
         return total
 
     def _new_day(self, today: date) -> None:
