@@ -28,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
+import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -121,7 +124,14 @@ async def run(n: int = 20_000, *, rounds: int = 3, halted_n: int = 5_000, warmup
                          "cpu_us_per_order": figures["cpu_us_per_order"],
                          "submit_p99_us": figures["submit_p99_us"],
                          "halted_p99_us": figures["halted_p99_us"]} for figures in results]
+    median["python"] = _interpreter()
     return median
+
+
+def _interpreter() -> str:
+    # The same code runs about a quarter slower on a CPython built as a shared library without
+    # profile feedback (see the README): a figure means little without the interpreter.
+    return f"{platform.python_implementation()} {platform.python_version()} ({os.path.realpath(sys.executable)})"
 
 
 async def _round(n: int, *, halted_n: int, warmup: int, yield_every: int, synchronous: str,
