@@ -170,7 +170,7 @@ class _Relay:
             return  # stopped (kept for start()) or removed (dropped)
         events, self.pending = self.pending, []
         now = manager._now()
-        publish = manager._publish
+        publish = manager._hub.publish  # _publish(), without the call in between
         for event in events:  # _forward(), written out: this runs for every update
             if isinstance(event, Fill):
                 publish(FillEvent(name, event, now))

@@ -191,7 +191,12 @@ _FRESH_PRIVATE: dict[str, Any] = {"_fill_ids": _NO_FILL_IDS}
 # For building models from values known to be valid, as pydantic's own ``model_construct``
 # does (which, for ``Order``, costs more than validating).
 _new_object = object.__new__
-_set_slot = object.__setattr__
+# BaseModel's four slots, each set through its own descriptor: object.__setattr__ looks the
+# descriptor up by name on every call, which costs a third more, several times per model.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,7 +471,7 @@ class Fill(BaseModel):
                        broker_order_id=broker_order_id, client_order_id=client_order_id,
                        timestamp=timestamp)
         fill = _new_object(cls)
-        _set_slot(fill, "__dict__", {
+        _set_dict(fill, {
             "fill_id": fill_id, "account": account, "symbol": symbol, "side": side, "quantity": quantity,
             "price": price, "commission": commission, "currency": currency,
             "broker_order_id": broker_order_id, "client_order_id": client_order_id, "timestamp": timestamp,
@@ -474,9 +479,9 @@ class Fill(BaseModel):
         # Every field was given; a fill is frozen, so nothing adds to this set (``model_copy``
         # copies it first): one set shared by all such fills is one object fewer per fill for
         # the cyclic collector to track.
-        _set_slot(fill, "__pydantic_fields_set__", _ALL_FILL_FIELDS)
-        _set_slot(fill, "__pydantic_extra__", None)
-        _set_slot(fill, "__pydantic_private__", None)
+        _set_fields_set(fill, _ALL_FILL_FIELDS)
+        _set_extra(fill, None)
+        _set_private(fill, None)
         return fill
 
 
@@ -544,7 +549,7 @@ class Order(BaseModel):
             raise TypeError(f"request must be an OrderRequest, not {type(request).__name__}")
         now = at if at is not None else utcnow()
         order = _new_object(cls)
-        _set_slot(order, "__dict__", {
+        _set_dict(order, {
             "request": request,
             "account": request.account if account is None else account,
             "broker_order_id": broker_order_id,
@@ -557,9 +562,9 @@ class Order(BaseModel):
             "updated_at": now,
             "fills": [],
         })
-        _set_slot(order, "__pydantic_fields_set__", _NEW_ORDER_FIELDS_SET)
-        _set_slot(order, "__pydantic_extra__", None)
-        _set_slot(order, "__pydantic_private__", _FRESH_PRIVATE)
+        _set_fields_set(order, _NEW_ORDER_FIELDS_SET)
+        _set_extra(order, None)
+        _set_private(order, _FRESH_PRIVATE)
         return order
 
     def snapshot(self) -> Order:
@@ -569,9 +574,9 @@ class Order(BaseModel):
         copy = _new_object(type(self))
         values = self.__dict__.copy()
         values["fills"] = list(values["fills"])
-        _set_slot(copy, "__dict__", values)
-        _set_slot(copy, "__pydantic_fields_set__", self.__pydantic_fields_set__)  # see _mark_set
-        _set_slot(copy, "__pydantic_extra__", None)
+        _set_dict(copy, values)
+        _set_fields_set(copy, self.__pydantic_fields_set__)  # see _mark_set
+        _set_extra(copy, None)
         private = self.__pydantic_private__
         if private is not _FRESH_PRIVATE:
             private = dict(private or ())
@@ -579,7 +584,7 @@ class Order(BaseModel):
             private["_fill_ids"] = set(seen) if type(seen) is set else _NO_FILL_IDS
             if len(private) == 1 and private["_fill_ids"] is _NO_FILL_IDS:
                 private = _FRESH_PRIVATE
-        _set_slot(copy, "__pydantic_private__", private)
+        _set_private(copy, private)
         return copy
 
     # Flattened view of the request, so callers need not reach through ``request``.
@@ -757,7 +762,7 @@ def _mark_set(order: Order, names: frozenset[str]) -> None:
         target = _shared_fields_set(key)
         if _FIELD_SETS.get(frozenset(current)) is current:
             _FIELD_SET_STEPS[(id(current), names)] = (current, target)
-    _set_slot(order, "__pydantic_fields_set__", target)
+    _set_fields_set(order, target)
 
 
 _NEW_ORDER_FIELDS_SET = _shared_fields_set(
@@ -769,7 +774,7 @@ def _own_private(order: Order) -> dict[str, Any]:
     private = order.__pydantic_private__
     if private is None or private is _FRESH_PRIVATE:
         private = dict(private or ())
-        _set_slot(order, "__pydantic_private__", private)
+        _set_private(order, private)
     return private
 
 
