@@ -129,7 +129,7 @@ async def run(n: int = 20_000, *, rounds: int = 3, halted_n: int = 5_000, warmup
 
 
 def _interpreter() -> str:
-    # The same code runs about a quarter slower on a CPython built as a shared library without
+    # The same code runs about a fifth slower on a CPython built as a shared library without
     # profile feedback (see the README): a figure means little without the interpreter.
     return f"{platform.python_implementation()} {platform.python_version()} ({os.path.realpath(sys.executable)})"
 
