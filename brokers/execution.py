@@ -37,6 +37,7 @@ from .errors import (
     OrderRejectedError,
 )
 from .events import FillEvent, OrderEvent
+from .fanout import CancelAllResult, describe_error
 from .killswitch import HaltInfo, HaltSettings, KillSwitch
 from .models import (
     TERMINAL_STATUSES,
@@ -84,12 +85,9 @@ _REJECT_CODES = frozenset(code.value for code in RejectCode)
 OrderCallback = Callable[[Order], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class CancelOutcome:
-    account: str
-    ok: bool
-    cancelled: int = 0
-    error: str | None = None
+# What ``cancel_all`` returns per account: the manager's own result (``ok``, ``cancelled``,
+# ``error``), under the name this module has always exported.
+CancelOutcome = CancelAllResult
 
 
 @dataclass(slots=True)
@@ -226,11 +224,6 @@ def _shell(raw: Mapping[str, Any]) -> OrderRequest:
             if name == "quantity":
                 values[name] = _ZERO
     return OrderRequest.model_construct(**values)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
 
 
 class ExecutionService:
@@ -428,7 +421,7 @@ class ExecutionService:
             except Exception as exc:
                 log.exception("journal write failed; order %s not sent", request.client_order_id)
                 return self._refuse(order, RejectCode.JOURNAL_ERROR,
-                                    f"the order journal could not be written ({_describe(exc)}); "
+                                    f"the order journal could not be written ({describe_error(exc)}); "
                                     f"nothing was sent")
         # From here to the broker call: no await.
         state = switch.state
@@ -473,8 +466,11 @@ class ExecutionService:
         except Exception as exc:  # the broker took the call but its answer makes no sense
             log.error("unreadable answer from %s to order %s", order.account, request.client_order_id,
                       exc_info=exc)
-            return self._lost(order, f"the broker's answer could not be read ({_describe(exc)})")
-        if order.is_working and switch.state is _HALTED and self.halt_settings.cancel_open_orders:
+            return self._lost(order, f"the broker's answer could not be read ({describe_error(exc)})")
+        # The state as last reported, not another look at the flag: a halt in this process is
+        # reported at once, and one from elsewhere is seen at the next poll, whose cancel-all
+        # takes this order too.
+        if order.is_working and self._switch_state is _HALTED and self.halt_settings.cancel_open_orders:
             await self._cancel_after_halt(order)
         return order
 
@@ -487,7 +483,7 @@ class ExecutionService:
             await self.cancel(order.account, order.broker_order_id)
         except Exception as exc:
             log.error("order %s at %s was acknowledged after the halt and could not be cancelled: %s",
-                      order.client_order_id, order.account, _describe(exc))
+                      order.client_order_id, order.account, describe_error(exc))
 
     def _failed(self, order: Order, exc: BaseException, *, expired: bool) -> Order:
         """Classify a failed ``place_order``: a definite refusal is REJECTED; anything that
@@ -497,7 +493,7 @@ class ExecutionService:
         if not isinstance(exc, Exception):  # cancelled, interrupted: note it, then let it go on
             self._lost(order, "the submit was interrupted while the broker call was in flight")
             raise exc
-        reason = _describe(exc)
+        reason = describe_error(exc)
         if isinstance(exc, BrokerTimeoutError):
             return self._lost(order, reason)
         if isinstance(exc, BrokerConnectionError):
@@ -744,28 +740,13 @@ class ExecutionService:
         return known
 
     async def cancel_all(self) -> dict[str, CancelOutcome]:
-        """Cancel every working order at every connected broker, all at once."""
-        names = list(self.manager.names())
-
-        async def one(name: str) -> CancelOutcome:
-            try:
-                broker = self.manager.get(name)
-                if not broker.is_connected():
-                    return CancelOutcome(name, False, 0, "not connected")
-                async with asyncio.timeout(self.call_timeout):
-                    asked = await broker.cancel_all_orders()
-                return CancelOutcome(name, True, len(asked), None)
-            except TimeoutError:
-                return CancelOutcome(name, False, 0, f"no answer within {self.call_timeout:g}s")
-            except Exception as exc:
-                return CancelOutcome(name, False, 0, _describe(exc))
-
-        results = await asyncio.gather(*(one(name) for name in names))
-        outcome = {result.account: result for result in results}
+        """Cancel every working order at every connected broker, all at once, each under the
+        call timeout; a broker that ignores the limit is given up on rather than waited for."""
+        outcome = await self.manager.cancel_all_orders(per_broker_timeout=self.call_timeout)
         self._safe_record(jr.CANCEL, None, None, {
             "cancel_all": {name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error}
                            for name, r in outcome.items()}})
-        for result in results:
+        for result in outcome.values():
             if not result.ok:
                 log.warning("cancel all at %s failed: %s", result.account, result.error)
         return outcome
@@ -842,7 +823,7 @@ class ExecutionService:
                 async with asyncio.timeout(self.call_timeout):
                     snapshot = await broker.get_order_by_client_id(order.client_order_id)
             except Exception as exc:
-                report.unresolved[order.client_order_id] = _describe(exc) or "no answer"
+                report.unresolved[order.client_order_id] = describe_error(exc)
                 continue
             if snapshot is None:
                 if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING) \
@@ -864,7 +845,7 @@ class ExecutionService:
             async with asyncio.timeout(self.call_timeout):
                 positions = await broker.get_positions()
         except Exception as exc:
-            report.errors[name] = f"positions not read: {_describe(exc) or 'no answer'}"
+            report.errors[name] = f"positions not read: {describe_error(exc)}"
             return
         report.positions.extend(self.book.seed(name, positions))
 
@@ -948,7 +929,7 @@ class ExecutionService:
                 async with asyncio.timeout(self.call_timeout):
                     positions = await broker.get_positions()
             except Exception as exc:
-                log.warning("positions at %s not read: %s", name, _describe(exc))
+                log.warning("positions at %s not read: %s", name, describe_error(exc))
                 return
             self.book.seed(name, positions)
 
