@@ -178,7 +178,7 @@ class KillSwitch:
                           exc.strerror or exc)
         self._journal("halt", info)
         log.warning("trading HALTED by %s: %s", info.source, info.reason)
-        self._changed()
+        self._changed(info)
         return info
 
     def reduce_only(self, reason: str = "", source: str = "api") -> HaltInfo:
@@ -260,14 +260,16 @@ class KillSwitch:
         """Re-read the flag; tell subscribers if another process changed the state."""
         return self._changed()
 
-    def _changed(self) -> bool:
+    def _changed(self, halted: HaltInfo | None = None) -> bool:
+        """Tell subscribers if the state moved. ``halted``: the halt just written, so that the
+        halt path does not read back and parse the flag it has only now put on disk."""
         with self._lock:
             state = self.state
             if state is self._notified:
                 return False
             self._notified = state
             callbacks = tuple(self._callbacks)
-        info = self.info
+        info = halted if halted is not None and state is _HALTED else self.info
         for callback in callbacks:
             try:
                 callback(state, info)

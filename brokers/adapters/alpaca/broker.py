@@ -410,7 +410,7 @@ class AlpacaBroker(Broker):
         except (BrokerAPIError, ValueError, KeyError, TypeError) as exc:
             raise BrokerConnectionError(f"Alpaca's answer to the order cannot be read{_MAYBE_PLACED}: "
                                         f"{redact(exc)[:200]}", broker=self.name) from None
-        return order.model_copy(deep=True)
+        return order.snapshot()
 
     async def cancel_order(self, broker_order_id: str) -> Order:
         client = self._require_client()
@@ -442,7 +442,7 @@ class AlpacaBroker(Broker):
         client = self._require_client()
         check_order_id(broker_order_id, self.name)
         payload = await self._read(client.get_order_by_id, broker_order_id, what="read the order")
-        return self._ingest(payload_dict(payload, "order"), history=False).model_copy(deep=True)
+        return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         client = self._require_client()
@@ -450,7 +450,7 @@ class AlpacaBroker(Broker):
             payload = await self._read(client.get_order_by_client_id, client_order_id, what="find the order")
         except OrderNotFoundError:
             return None
-        return self._ingest(payload_dict(payload, "order"), history=False).model_copy(deep=True)
+        return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
 
     async def get_open_orders(self) -> list[Order]:
         client = self._require_client()
@@ -459,7 +459,7 @@ class AlpacaBroker(Broker):
                                   what="list open orders")
         orders = [self._ingest_quietly(payload, history=False) for payload in listed]
         self.last_refresh = utcnow()
-        return [order.model_copy(deep=True) for order in orders if order is not None and order.is_working]
+        return [order.snapshot() for order in orders if order is not None and order.is_working]
 
     # -- account --------------------------------------------------------------------------
     async def get_balance(self) -> Balance:
@@ -551,7 +551,7 @@ class AlpacaBroker(Broker):
         for fill in fills:
             self._emit(fill)
         if fresh or changed:
-            self._emit(order.model_copy(deep=True))
+            self._emit(order.snapshot())
         return order
 
     def _apply(self, order: Order, payload: dict[str, Any], event: dict[str, Any] | None, *,

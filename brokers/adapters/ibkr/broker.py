@@ -740,7 +740,7 @@ class IBKRBroker(Broker):
         self._notify(tracked)
 
     def _snapshot(self, tracked: _Tracked) -> Order:
-        return tracked.order.model_copy(deep=True)
+        return tracked.order.snapshot()
 
     def _reconcile(self) -> None:
         """After a (re)connect or refresh: match every trade TWS reported, then take every fill

@@ -426,7 +426,7 @@ class ZerodhaBroker(Broker):
             order = Order(request=request, account=self.name, broker_order_id=order_id)
             order.transition(OrderStatus.SUBMITTED)
             tracked = self._tracked[order_id] = _Tracked(order, self._variety, None)
-            self._emit(order.model_copy(deep=True))
+            self._emit(order.snapshot())
         try:
             # Kite answers a placement before its risk checks run; one read shows an RMS refusal.
             history = await self._call("order_history", order_id)
@@ -434,7 +434,7 @@ class ZerodhaBroker(Broker):
                 self._absorb_and_emit(history[-1])
         except BrokerError as exc:
             log.info("%s: could not read order %s back after placing it: %s", self.name, order_id, exc)
-        return tracked.order.model_copy(deep=True)
+        return tracked.order.snapshot()
 
     async def cancel_order(self, broker_order_id: str) -> Order:
         return await self._cancel(str(broker_order_id), refresh=True)
@@ -445,7 +445,7 @@ class ZerodhaBroker(Broker):
             await self.get_order(order_id)
             tracked = self._tracked[order_id]
         if tracked.order.is_terminal:
-            return tracked.order.model_copy(deep=True)
+            return tracked.order.snapshot()
         try:
             await self._call("cancel_order", tracked.variety, order_id,
                              parent_order_id=tracked.parent_order_id, op="cancel")
@@ -457,7 +457,7 @@ class ZerodhaBroker(Broker):
         if refresh:
             with contextlib.suppress(BrokerError):
                 return await self.get_order(order_id)
-        return tracked.order.model_copy(deep=True)
+        return tracked.order.snapshot()
 
     async def cancel_all_orders(self) -> list[str]:
         """Kite has no bulk cancel: every working order is cancelled on its own, a few at a time."""
@@ -485,7 +485,7 @@ class ZerodhaBroker(Broker):
         history = await self._read("order_history", str(broker_order_id))
         if not history:
             raise OrderNotFoundError(f"Kite has no order {broker_order_id}", broker=self.name)
-        return self._absorb_and_emit(history[-1]).model_copy(deep=True)
+        return self._absorb_and_emit(history[-1]).snapshot()
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         tag = tag_for(client_order_id)
@@ -499,14 +499,14 @@ class ZerodhaBroker(Broker):
             tracked.order.request = tracked.order.request.model_copy(update={"client_order_id": client_order_id})
         order = self._absorb_and_emit(data, client_order_id=client_order_id)
         self._requests.setdefault(tag, order.request)
-        return order.model_copy(deep=True)
+        return order.snapshot()
 
     async def get_open_orders(self) -> list[Order]:
         result = []
         for data in await self._read("orders"):
             order = self._absorb_safely(data, emit=True)
             if order is not None and order.is_working:
-                result.append(order.model_copy(deep=True))
+                result.append(order.snapshot())
         return result
 
     async def get_fills(self) -> list[Fill]:
@@ -563,7 +563,7 @@ class ZerodhaBroker(Broker):
             log.warning("%s: skipped an order Kite sent that could not be read: %s", self.name, unreadable(exc))
             return None
         if changed and emit:
-            self._emit(order.model_copy(deep=True))
+            self._emit(order.snapshot())
         return order
 
     def _absorb_and_emit(self, data: dict[str, Any], client_order_id: str | None = None) -> Order:
@@ -573,7 +573,7 @@ class ZerodhaBroker(Broker):
             raise BrokerAPIError(f"Kite sent an order that could not be read: {unreadable(exc)}",
                                  broker=self.name) from None
         if changed:
-            self._emit(order.model_copy(deep=True))
+            self._emit(order.snapshot())
         return order
 
     def _fill_from(self, data: dict[str, Any]) -> Fill | None:
@@ -623,7 +623,7 @@ class ZerodhaBroker(Broker):
                 for fill in fills:
                     self._emit(fill)
                 for order in changed.values():
-                    self._emit(order.model_copy(deep=True))
+                    self._emit(order.snapshot())
 
     async def _poll_loop(self) -> None:
         while True:
