@@ -94,23 +94,6 @@ def _positions_signature(manager: Any) -> Any:
     )
 
 
-class _BuyingPowerView:
-    """The buying-power part of the manager's totals, shaped like its ``BuyingPower``."""
-
-    def __init__(self, per_account: dict[str, Any], per_account_base: dict[str, Any], total: Any) -> None:
-        self.per_account = per_account
-        self.per_account_base = per_account_base
-        self.total = total
-
-    @classmethod
-    def from_totals(cls, totals: Any) -> _BuyingPowerView:
-        return cls(
-            {name: t.native.buying_power for name, t in totals.per_account.items()},
-            {name: t.base.buying_power for name, t in totals.per_account.items()},
-            totals.total.buying_power,
-        )
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -717,6 +700,9 @@ class TradingConsoleApp(App[int]):
         second, so it runs in a thread, and only when quantities changed (prices are the
         tick's business); the table is then filled a slice at a time. The halt key and the
         price ticks never wait behind it."""
+        # Loaded with the runtime, after the first frame.
+        from brokers.consolidation import consolidate_buying_power
+
         if self._snapshot_lock is None:
             self._snapshot_lock = asyncio.Lock()
         async with self._snapshot_lock:
@@ -737,7 +723,7 @@ class TradingConsoleApp(App[int]):
                 self._shown_signature = signature
             with self.batch_update():
                 self.positions.show_totals(totals.total.market_value, totals.total.unrealized_pnl)
-                self.buying_power.show_buying_power(_BuyingPowerView.from_totals(totals))
+                self.buying_power.show_buying_power(consolidate_buying_power(totals))
                 self._show_statuses()
         self.post_message(SnapshotRefreshed())
 
