@@ -357,6 +357,8 @@ class TradingConsoleApp(App[int]):
     @_while_on_screen
     def on_trading_state_changed(self, message: TradingStateChanged) -> None:
         previous = self.trading_state
+        if message.state is previous and message.info == self.banner.info:
+            return  # already shown: the halt key draws its own halt in the same frame
         self._show_state(message.state, message.info)
         if message.state is not previous:
             level = "halt" if message.state is TradingState.HALTED else "warning"
