@@ -8,7 +8,6 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from .base import Broker
 from .events import PositionDiff
@@ -69,7 +68,6 @@ class AccountRecord:
     broker: Broker
     weight: float
     status: AccountStatus
-    queue: asyncio.Queue[Any]
     balance: Balance | None = None
     positions: list[Position] = field(default_factory=list)
     data_at: datetime | None = None
@@ -82,6 +80,5 @@ class AccountRecord:
     next_retry_at: datetime | None = None
     diffs: tuple[PositionDiff, ...] = ()
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pump: asyncio.Task[None] | None = None
     reconnect: asyncio.Task[None] | None = None
     reading: asyncio.Task[None] | None = None

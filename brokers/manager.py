@@ -171,13 +171,13 @@ class _Relay:
         events, self.pending = self.pending, []
         now = manager._now()
         publish = manager._hub.publish  # _publish(), without the call in between
-        for event in events:  # _forward(), written out: this runs for every update
+        for event in events:
             if isinstance(event, Fill):
                 publish(FillEvent(name, event, now))
             elif isinstance(event, Order):
                 publish(OrderEvent(name, event, now))
             else:
-                manager._forward(name, event, now)
+                log.warning("%s sent an update of unknown kind %s", name, type(event).__name__)
 
 
 class MultiBrokerManager:
@@ -251,8 +251,7 @@ class MultiBrokerManager:
         )
         # Listen from now on so nothing the broker reports before start() is lost: until the
         # manager runs, updates wait in the relay.
-        # (The record's queue is unused: the relay below buffers instead.)
-        account = AccountRecord(name, broker, _check_weight(weight), status, asyncio.Queue())
+        account = AccountRecord(name, broker, _check_weight(weight), status)
         self._accounts[name] = account
         relay = self._relays[name] = _Relay(self, account)
         broker.add_listener(relay)
@@ -270,7 +269,7 @@ class MultiBrokerManager:
         relay = self._relays.pop(account.name, None)
         if relay is not None:
             account.broker.remove_listener(relay)
-        for task in (account.pump, account.reconnect, account.reading):
+        for task in (account.reconnect, account.reading):
             if task is not None:
                 task.cancel()
         if account.broker.is_connected() and _running_loop() is not None:
@@ -754,14 +753,6 @@ class MultiBrokerManager:
     def _publish(self, event: ManagerEvent) -> None:
         self._hub.publish(event)
 
-    def _forward(self, name: str, event: Any, now: datetime) -> None:
-        if isinstance(event, Fill):
-            self._publish(FillEvent(name, event, now))
-        elif isinstance(event, Order):
-            self._publish(OrderEvent(name, event, now))
-        else:
-            log.warning("%s sent an update of unknown kind %s", name, type(event).__name__)
-
     # -- lifecycle --------------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -787,10 +778,10 @@ class MultiBrokerManager:
             tasks.append(self._heartbeat)
             self._heartbeat = None
         for account in self._accounts.values():
-            for task in (account.pump, account.reconnect, account.reading):
+            for task in (account.reconnect, account.reading):
                 if task is not None:
                     tasks.append(task)
-            account.pump = account.reconnect = account.reading = None
+            account.reconnect = account.reading = None
         for task in (*tasks, *self._calls.abandoned):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
