@@ -51,14 +51,6 @@ class SubmitRequested(Message):
         self.distributed = distributed
 
 
-class CancelRequested(Message):
-    """The trader asked to cancel this order."""
-
-    def __init__(self, order: Order) -> None:
-        super().__init__()
-        self.order = order
-
-
 class CancelAllFinished(Message):
     """The cancel-all that follows a halt finished: account -> outcome."""
 

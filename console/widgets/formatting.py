@@ -91,12 +91,6 @@ def without_prefix(name: str, text: str) -> str:
     return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
 
 
-def signed_amount_cell(value: Decimal | None) -> Text:
-    if value is None:
-        return Text(DASH, justify="right")
-    return Text(amount(value), style="green" if value > 0 else "red" if value < 0 else "", justify="right")
-
-
 def right(text: str, style: str = "") -> Text:
     return Text(text, style=style, justify="right")
 
