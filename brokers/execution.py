@@ -179,11 +179,6 @@ def _carry_on(call: Any, step: Any) -> Generator[Any, Any, Any]:
                 return done.value
 
 
-def new_order(request: OrderRequest, account: str | None = None) -> Order:
-    """``Order(request=request)`` without validating ``request`` again (see ``Order.for_request``)."""
-    return Order.for_request(request, account)
-
-
 def _sanity(request: OrderRequest) -> str | None:
     """Cheap checks for a request built without validation (``model_construct``)."""
     quantity = request.quantity
@@ -318,7 +313,7 @@ class ExecutionService:
             if isinstance(request_or_order, Order):
                 return request_or_order
             request = request_or_order
-        order = new_order(request)
+        order = Order.for_request(request)
         quantity = request.quantity
         if not (type(quantity) is Decimal and quantity > 0 and quantity.is_finite()
                 and request.limit_price is None and request.stop_price is None):  # else: all is checked
@@ -367,7 +362,7 @@ class ExecutionService:
             return OrderRequest.model_validate(dict(raw))
         except ValidationError as exc:
             shell = _shell(raw)
-            order = new_order(shell, shell.account)
+            order = Order.for_request(shell, shell.account)
             return self._refuse(order, RejectCode.INVALID_ORDER, describe_validation_error(exc))
 
     def _route(self, order: Order) -> tuple[str, str] | None:
@@ -1062,7 +1057,7 @@ class ExecutionService:
             if isinstance(coerced, Order):
                 return [coerced]
             request = coerced
-        parent = new_order(request)
+        parent = Order.for_request(request)
         if self.kill_switch.state is _HALTED:
             return [self._refuse(parent, RejectCode.SYSTEM_HALTED, self._halted_sentence())]
         chosen = dict(weights) if weights is not None else self.manager.weights()

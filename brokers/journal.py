@@ -307,14 +307,8 @@ class Journal:
                 log.exception("%d journal rows could not be written %s", len(self._waiting), otherwise)
 
     def record_order(self, kind: str, order: Order, *, fills: list[Fill] | None = None,
-                     soon: bool = False, **extra: Any) -> int | None:
+                     soon: bool = False) -> int | None:
         """One row with the order's resulting state, and the fills that led to it."""
-        if extra:
-            data = {"state": order_state(order), **extra}
-            if fills:
-                data["fills"] = [fill_data(fill) for fill in fills]
-            return self.record(kind, client_order_id=order.client_order_id, account=order.account, data=data,
-                               soon=soon)
         return self._insert(kind, order.client_order_id, order.account, order_row(order, fills), soon)
 
     def record_intent(self, order: Order) -> int | None:
