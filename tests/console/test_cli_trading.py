@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from decimal import Decimal
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 import brokers.runtime
 from brokers.errors import BrokerAPIError
 from brokers.journal import Journal
-from brokers.models import OrderRequest
+from brokers.models import OrderRequest, OrderStatus
 from brokers.paths import state_dir
 from brokers.registry import BrokerFactory
 from brokers.sim import SimBroker
@@ -347,36 +348,51 @@ def test_cancel_all_reports_each_account():
     assert all(o == {"ok": True, "cancelled": 0, "error": None} for o in outcomes.values())
 
 
-def test_cancel_all_works_while_halted():
-    invoke("halt")
-    assert invoke("cancel", "--all", "--json").exit_code == 0
-
-
-def test_cancel_one_order(monkeypatch):
+def resting_order_at_paper_us(monkeypatch) -> tuple[SimBroker, str]:
+    """paper-us, in every runtime the commands build, holds a resting limit order: (broker, its id)."""
     broker = SimBroker("paper-us", prices={"AAPL": "227.50"})
     real_build = brokers.runtime.build_runtime
-    placed: list[str] = []
 
     def with_a_resting_order(config, **kwargs):
         built = {a.name: BrokerFactory.create(a.broker_config()) for a in config.accounts}
         built["paper-us"] = broker
         return real_build(config, brokers=built, **kwargs)
 
-    async def place() -> None:
+    async def place() -> str:
         await broker.connect()
         order = await broker.place_order(OrderRequest(symbol="AAPL", side="BUY", quantity=3, order_type="LIMIT",
                                                       limit_price="200"))
-        placed.append(order.broker_order_id)
+        return order.broker_order_id
 
-    import asyncio
-
-    asyncio.run(place())
+    broker_order_id = asyncio.run(place())
     monkeypatch.setattr(brokers.runtime, "build_runtime", with_a_resting_order)
-    result = invoke("cancel", "paper-us", placed[0], "--json")
+    return broker, broker_order_id
+
+
+def test_cancel_all_works_while_halted(monkeypatch):
+    broker, broker_order_id = resting_order_at_paper_us(monkeypatch)
+    assert invoke("halt").exit_code == 0
+    flag = state_dir() / "SYSTEM_HALTED"
+    assert flag.exists()
+    result = invoke("cancel", "--all", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["paper-us"] == {"ok": True, "cancelled": 1, "error": None}
+
+    async def at_the_broker() -> OrderStatus:
+        await broker.connect()  # the command's runtime disconnected it on the way out
+        return (await broker.get_order(broker_order_id)).status
+
+    assert asyncio.run(at_the_broker()) is OrderStatus.CANCELLED
+    assert flag.exists()  # cancelling does not resume
+
+
+def test_cancel_one_order(monkeypatch):
+    _, broker_order_id = resting_order_at_paper_us(monkeypatch)
+    result = invoke("cancel", "paper-us", broker_order_id, "--json")
     assert result.exit_code == 0, result.output
     order = json.loads(result.stdout)
     assert order["status"] == "CANCELLED"
-    assert order["broker_order_id"] == placed[0]
+    assert order["broker_order_id"] == broker_order_id
 
 
 def test_cancel_an_order_the_broker_does_not_know_is_a_broker_error():

@@ -109,13 +109,16 @@ def test_a_flag_that_cannot_be_checked_counts_as_halted(folder, monkeypatch):
 def test_halt_that_cannot_be_written_still_halts_this_process(folder, monkeypatch):
     switch = KillSwitch(folder, env={})
 
-    def fail(info):
+    def full(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(switch, "_write_flag", fail)
+    monkeypatch.setattr(os, "replace", full)  # the rename that would publish the flag
     info = switch.halt("disk full", source="test")
     assert not info.persisted
     assert switch.state is TradingState.HALTED
+    assert not (folder / FLAG_NAME).exists()
+    assert [p.name for p in folder.iterdir() if p.name.startswith(f".{FLAG_NAME}.")] == []  # no temp file left
+    monkeypatch.undo()
     switch.resume("disk cleaned", source="test")
     assert switch.state is TradingState.ACTIVE
 
