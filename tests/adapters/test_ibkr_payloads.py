@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,7 +67,7 @@ async def test_documented_system_messages_set_the_connection_state(tws_peer, ibk
         await until(lambda: ibkr.status().state.value == "DEGRADED")
     tws_peer.send_error(entry["code"], entry["text"])
     await until(lambda: ibkr.status().state.value == entry["state"])
-    await asyncio.sleep(0.05)
+    await ibkr.ping()  # answered on the same socket after the message: the message has been read
     assert ibkr.status().state.value == entry["state"] and ibkr.is_connected()
 
 
