@@ -521,7 +521,7 @@ class TradingConsoleApp(App[int]):
     # -- orders ------------------------------------------------------------------------------
     def on_submit_requested(self, message: SubmitRequested) -> None:
         request, distributed = message.request, message.distributed
-        targets = self._targets(request, distributed)
+        targets = self.config.order_targets(request, distributed)
         live = [name for name in targets if name in self.live_accounts]
         notional = self._notional(request, targets)
         reasons: list[str] = []
@@ -547,19 +547,6 @@ class TradingConsoleApp(App[int]):
                              self.event_log.add(f"not sent: {fmt.describe_request(request)}"))
             return
         self._send(request, distributed)
-
-    def _targets(self, request: OrderRequest, distributed: bool) -> list[str]:
-        if distributed:
-            return list(self.account_names)
-        if request.account:
-            return [request.account]
-        try:
-            from brokers.routing import Router
-
-            routed = Router(self.config.routing, self.config.default_account).route(request, self.account_names)
-        except Exception:
-            routed = self.config.default_account
-        return [routed] if routed else []
 
     def _notional(self, request: OrderRequest, targets: list[str]) -> Decimal | None:
         """Quantity times the order's own price, else the last price, in the base currency."""

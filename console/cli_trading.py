@@ -98,17 +98,12 @@ def _describe_request(request: OrderRequest) -> str:
 
 
 def _confirm(config: Config, request: OrderRequest, distribute: bool) -> None:
-    from brokers.routing import Router
-
-    names = [a.name for a in config.accounts]
+    names = config.order_targets(request, distribute)
+    targets = [a for a in config.accounts if a.name in names]
     if distribute:
-        targets = [a for a in config.accounts if a.weight > 0]
         where = "split by weight across " + ", ".join(f"{a.name} ({a.weight:g})" for a in targets)
     else:
-        target = request.account or Router(config.routing, config.default_account).route(request, names) \
-            or config.default_account
-        targets = [a for a in config.accounts if a.name == target]
-        where = f"to {target}" if target else "with no account to take it"
+        where = f"to {names[0]}" if names else "with no account to take it"
     live = [a.name for a in targets if a.live]
     typer.echo(f"{_describe_request(request)} {where}")
     if live:

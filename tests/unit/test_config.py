@@ -4,6 +4,7 @@ import pytest
 
 from brokers.config import demo_config, is_secret_key, load_config, parse_config
 from brokers.errors import ConfigError
+from brokers.models import OrderRequest
 
 
 def write(tmp_path, text):
@@ -116,3 +117,22 @@ def test_demo_has_two_currencies_and_a_default():
 def test_routing_rule_to_unknown_account_is_refused():
     with pytest.raises(ConfigError):
         parse_config({"routing": [{"account": "ghost"}]})
+
+
+def test_order_targets_name_where_an_order_would_go():
+    config = parse_config({
+        "accounts": [
+            {"name": "us", "type": "sim", "currency": "USD", "default": True, "weight": 2},
+            {"name": "idle", "type": "sim", "currency": "USD", "weight": 0},
+            {"name": "in", "type": "sim", "currency": "INR"},
+        ],
+        "routing": [{"account": "in", "currency": "INR"}],
+    })
+
+    def request(**fields):
+        return OrderRequest(symbol="X", side="BUY", quantity=1, **fields)
+
+    assert config.order_targets(request(), distributed=True) == ["us", "in"]  # no zero-weight account
+    assert config.order_targets(request()) == ["us"]  # the default
+    assert config.order_targets(request(currency="INR")) == ["in"]  # a routing rule
+    assert config.order_targets(request(account="idle")) == ["idle"]  # the trader's choice
