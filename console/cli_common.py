@@ -276,6 +276,25 @@ async def started_runtime(config: Config, *, connect: bool = True) -> AsyncItera
         await runtime.stop()
 
 
+@library_errors
+def cancel_everywhere(config: Config) -> dict[str, dict[str, Any]]:
+    """Every working order at every account cancelled: per account ``ok``, ``cancelled`` and
+    ``error``, as ``--json`` prints it."""
+
+    async def go() -> dict[str, dict[str, Any]]:
+        async with started_runtime(config) as runtime:
+            outcomes = await runtime.execution.cancel_all()
+        return {name: {"ok": o.ok, "cancelled": o.cancelled, "error": o.error} for name, o in outcomes.items()}
+
+    return run(go())
+
+
+def print_cancel_outcomes(outcomes: dict[str, dict[str, Any]]) -> None:
+    from .render import cancel_outcomes_table
+
+    console().print(cancel_outcomes_table(outcomes))
+
+
 def cli_source() -> str:
     """Who acted, for the journal: the command line and the local user."""
     import getpass

@@ -21,13 +21,12 @@ from .cli_common import (
     ExitCode,
     JsonOption,
     bad_argument,
+    cancel_everywhere,
     cli_source,
     describe,
     fail,
-    library_errors,
+    print_cancel_outcomes,
     print_json,
-    run,
-    started_runtime,
     state_of,
     warn,
 )
@@ -128,7 +127,7 @@ def halt(
         fail(f"could not write {flag}; nothing outside this command is halted", ExitCode.FAILED)
     outcomes: dict[str, Any] | None = None
     if cancel:
-        outcomes = _cancel_everywhere(state)
+        outcomes = cancel_everywhere(state.config())
     if as_json:
         print_json({"state": "HALTED", "already_halted": already, **info_json(info), "flag": flag,
                     "cancel": outcomes})
@@ -140,33 +139,11 @@ def halt(
         if outcomes is None:
             typer.echo("Running consoles cancel their own working orders; `halt --cancel` cancels from here.")
         else:
-            _print_outcomes(outcomes)
+            print_cancel_outcomes(outcomes)
     if not certain:
         raise typer.Exit(ExitCode.CONFIG)
     if outcomes is not None and not all(o["ok"] for o in outcomes.values()):
         raise typer.Exit(ExitCode.FAILED)
-
-
-@library_errors
-def _cancel_everywhere(state: CliState) -> dict[str, Any]:
-    config = state.config()
-
-    async def go() -> dict[str, Any]:
-        async with started_runtime(config) as runtime:
-            result = await runtime.execution.cancel_all()
-        return {name: {"ok": o.ok, "cancelled": o.cancelled, "error": o.error} for name, o in result.items()}
-
-    return run(go())
-
-
-def _print_outcomes(outcomes: dict[str, Any]) -> None:
-    if not outcomes:
-        typer.echo("No accounts to cancel at.")
-    for name, outcome in outcomes.items():
-        if outcome["ok"]:
-            typer.echo(f"  {name}: cancelled {outcome['cancelled']} working order(s)")
-        else:
-            typer.secho(f"  {name}: cancel FAILED: {outcome['error']}", fg=typer.colors.RED)
 
 
 def resume(

@@ -13,9 +13,11 @@ from .cli_common import (
     ExitCode,
     JsonOption,
     bad_argument,
+    cancel_everywhere,
     console,
     fail,
     library_errors,
+    print_cancel_outcomes,
     print_json,
     run,
     started_runtime,
@@ -223,12 +225,6 @@ async def _cancel_one(config: Config, account: str, order_id: str) -> Order:
         return await execution.cancel(account, order_id)
 
 
-async def _cancel_all(config: Config) -> dict[str, Any]:
-    async with started_runtime(config) as runtime:
-        outcomes = await runtime.execution.cancel_all()
-    return {name: {"ok": o.ok, "cancelled": o.cancelled, "error": o.error} for name, o in outcomes.items()}
-
-
 @library_errors
 def cancel(
     ctx: typer.Context,
@@ -243,13 +239,11 @@ def cancel(
     if cancel_all:
         if account is not None:
             bad_argument("give either ACCOUNT ORDER_ID or --all, not both", "--all")
-        outcomes = run(_cancel_all(config))
+        outcomes = cancel_everywhere(config)
         if as_json:
             print_json(outcomes)
         else:
-            from .render import cancel_outcomes_table
-
-            console().print(cancel_outcomes_table(outcomes))
+            print_cancel_outcomes(outcomes)
         if not all(o["ok"] for o in outcomes.values()):
             raise typer.Exit(ExitCode.FAILED)
         return
