@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from brokers.config import Config
+    from brokers.config import AccountConfig, Config
     from brokers.runtime import Runtime
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -166,6 +166,15 @@ def warn(message: str) -> None:
 
 def bad_argument(message: str, param_hint: str) -> Any:
     raise typer.BadParameter(message, param_hint=f"'{param_hint}'")
+
+
+def account_named(config: Config, name: str, param_hint: str) -> AccountConfig:
+    """The configured account called ``name``, or a usage error that lists the accounts there are."""
+    for account in config.accounts:
+        if account.name == name:
+            return account
+    known = ", ".join(a.name for a in config.accounts) or "none configured"
+    return bad_argument(f"no account named {name!r}; accounts: {known}", param_hint)
 
 
 def to_jsonable(value: Any) -> Any:

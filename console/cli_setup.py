@@ -11,7 +11,17 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .cli_common import ExitCode, JsonOption, bad_argument, console, describe, fail, print_json, state_of
+from .cli_common import (
+    ExitCode,
+    JsonOption,
+    account_named,
+    bad_argument,
+    console,
+    describe,
+    fail,
+    print_json,
+    state_of,
+)
 
 T = TypeVar("T")
 
@@ -473,11 +483,7 @@ def set_creds(
 ) -> None:
     """Store an account's secrets in the system keyring. Input is not echoed."""
     config = state_of(ctx).config()
-    try:
-        account = config.account(name)
-    except Exception:
-        known = ", ".join(a.name for a in config.accounts) or "none configured"
-        return bad_argument(f"no account named {name!r}; accounts: {known}", "NAME")
+    account = account_named(config, name, "NAME")
     keys = [k for k, _ in secret_keys(account.type)]
     if not keys:
         typer.echo(f"{name} is a {account.type} account: it needs no secrets.")

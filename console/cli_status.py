@@ -12,7 +12,7 @@ from .cli_common import (
     EXIT_CODES_HELP,
     ExitCode,
     JsonOption,
-    bad_argument,
+    account_named,
     console,
     describe,
     exit_code_for,
@@ -153,11 +153,7 @@ def check_account(
     as_json: JsonOption = False,
 ) -> None:
     config = state_of(ctx).config()
-    try:
-        account = config.account(name)
-    except Exception:
-        known = ", ".join(a.name for a in config.accounts) or "none configured"
-        bad_argument(f"no account named {name!r}; accounts: {known}", "NAME")
+    account = account_named(config, name, "NAME")
     steps: list[dict[str, Any]] = []
     code, error = ExitCode.OK, None
     try:

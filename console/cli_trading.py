@@ -12,6 +12,7 @@ import typer
 from .cli_common import (
     ExitCode,
     JsonOption,
+    account_named,
     bad_argument,
     cancel_everywhere,
     console,
@@ -153,10 +154,8 @@ def _place(ctx: typer.Context, side: str, symbol: str, quantity: str, limit: str
     config = state_of(ctx).config()
     request = build_request(side, symbol, quantity, limit=limit, stop=stop, trail=trail, tif=tif,
                             account=account, exchange=exchange, currency=currency)
-    names = [a.name for a in config.accounts]
-    if account is not None and request.account not in names:
-        bad_argument(f"no account named {account!r}; accounts: {', '.join(names) or 'none configured'}",
-                     "--account")
+    if request.account is not None:
+        account_named(config, request.account, "--account")
     if distribute and account is not None:
         bad_argument("--distribute splits across every account; leave out --account", "--distribute")
     if not yes:
@@ -249,10 +248,7 @@ def cancel(
         return
     if account is None:
         bad_argument("give ACCOUNT ORDER_ID, or --all", "ACCOUNT")
-    names = [a.name for a in config.accounts]
-    if account not in names:
-        bad_argument(f"no account named {account!r}; accounts: {', '.join(names) or 'none configured'}",
-                     "ACCOUNT")
+    account_named(config, account, "ACCOUNT")
     if not order_id:
         bad_argument("which order? give its id (see `trading-console journal`)", "ORDER_ID")
     order = run(_cancel_one(config, account, order_id))
