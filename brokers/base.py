@@ -20,6 +20,11 @@ BrokerEvent = Order | Fill
 BrokerListener = Callable[[BrokerEvent], object]
 
 
+# An account's config keys that are the manager's business, not the broker's: every adapter's
+# ``from_config`` passes over them.
+ACCOUNT_KEYS = frozenset({"type", "default", "weight", "risk", "label"})
+
+
 class Broker(ABC):
     """One account at one broker. All I/O is async; nothing here may block the event loop.
 

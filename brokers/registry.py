@@ -51,8 +51,8 @@ class BrokerFactory:
     def create(cls, config: dict[str, Any] | Any) -> Broker:
         """Build a broker from a config mapping (``type``, ``name`` and type-specific settings)
         or from an ``AccountConfig``."""
-        if hasattr(config, "model_dump"):
-            config = config.model_dump()
+        if hasattr(config, "broker_config"):  # an AccountConfig: only what the broker takes
+            config = config.broker_config()
         settings = dict(config)
         type_name = settings.pop("type", None)
         if not type_name:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from ..base import Broker
+from ..base import ACCOUNT_KEYS, Broker
 from ..errors import BrokerConnectionError, BrokerError, BrokerTimeoutError, ConfigError, OrderRejectedError
 from ..models import (
     AssetClass,
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Account keys every broker type accepts; these are the manager's business, not the broker's.
-_ACCOUNT_KEYS = frozenset({"type", "default", "weight", "risk", "label", "broker_type"})
+_ACCOUNT_KEYS = ACCOUNT_KEYS | {"broker_type"}
 
 Amount = Decimal | int | float | str
 

@@ -25,7 +25,7 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ...base import Broker
+from ...base import ACCOUNT_KEYS, Broker
 from ...credentials import redact, register_secret, require_secret
 from ...errors import (
     BrokerAPIError,
@@ -79,7 +79,6 @@ PAPER_STREAM_URL = "wss://paper-api.alpaca.markets/stream"
 LIVE_STREAM_URL = "wss://api.alpaca.markets/stream"
 
 _GENERIC_KEYS = {"name", "live", "currency"}
-_IGNORED_KEYS = {"default", "weight", "risk", "label", "type"}
 _OWN_KEYS = {"base_url", "stream_url", "timeout", "key_env", "secret_env", "crypto", "reconnect_delay"}
 
 _READ_ATTEMPTS = 3
@@ -159,7 +158,7 @@ class AlpacaBroker(Broker):
 
     @classmethod
     def from_config(cls, settings: dict[str, Any]) -> AlpacaBroker:
-        unknown = sorted(set(settings) - _GENERIC_KEYS - _IGNORED_KEYS - _OWN_KEYS)
+        unknown = sorted(set(settings) - _GENERIC_KEYS - ACCOUNT_KEYS - _OWN_KEYS)
         if unknown:
             allowed = ", ".join(sorted(_GENERIC_KEYS | _OWN_KEYS))
             hint = ""

@@ -18,7 +18,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ...base import Broker
+from ...base import ACCOUNT_KEYS, Broker
 from ...errors import (
     BrokerAPIError,
     BrokerConnectionError,
@@ -75,7 +75,6 @@ PAPER_PORT = 7497
 LIVE_PORT = 7496
 _WAITING_STATUSES = frozenset({"PendingSubmit", "ApiPending", ""})
 _SETTINGS = ("name", "live", "currency", "host", "port", "client_id", "account", "timeout", "readonly")
-_IGNORED_SETTINGS = frozenset({"type", "default", "weight", "risk", "label"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +168,7 @@ class IBKRBroker(Broker):
 
     @classmethod
     def from_config(cls, settings: dict[str, Any]) -> IBKRBroker:
-        unknown = sorted(set(settings) - set(_SETTINGS) - _IGNORED_SETTINGS)
+        unknown = sorted(set(settings) - set(_SETTINGS) - ACCOUNT_KEYS)
         if unknown:
             raise ConfigError(f"unknown ibkr setting {unknown[0]!r}; allowed: {', '.join(_SETTINGS)}")
         name = settings.get("name")

@@ -26,7 +26,7 @@ from typing import Any
 import requests
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ...base import Broker
+from ...base import ACCOUNT_KEYS, Broker
 from ...credentials import redact, register_secret, require_secret
 from ...errors import (
     AuthenticationError,
@@ -57,7 +57,6 @@ from ...models import (
 from .account import UNREADABLE, balance_from, margin_from, positions_from, unreadable
 from .failures import TOKEN_REFUSED, CallFailed, transient, translate
 from .settings import (
-    GENERIC_IGNORED,
     MIN_POLL_INTERVAL,
     SECRET_KEYS,
     SETTINGS,
@@ -185,7 +184,7 @@ class ZerodhaBroker(Broker):
     def from_config(cls, settings: dict[str, Any]) -> ZerodhaBroker:
         given = dict(settings)
         for key in list(given):
-            if key in GENERIC_IGNORED:
+            if key in ACCOUNT_KEYS:
                 given.pop(key)
             elif key.lower() in SECRET_KEYS:
                 raise ConfigError(

@@ -11,7 +11,6 @@ from .wire import IST
 MIN_POLL_INTERVAL = 0.2  # Kite allows about 10 requests a second per user; a poll costs one or two
 SETTINGS = ("name", "live", "currency", "root", "exchange", "product", "variety", "poll_interval",
             "timeout", "token_issued_at")
-GENERIC_IGNORED = frozenset({"default", "weight", "risk", "label", "type"})
 SECRET_KEYS = frozenset({"api_key", "access_token", "api_secret", "secret"})
 
 
