@@ -37,13 +37,15 @@ class BrokerError(TradingConsoleError):
         """The broker gave a final answer: do not retry."""
         return not self.retryable
 
-    @property
-    def transient(self) -> bool:
-        return self.retryable
-
     def __str__(self) -> str:
         prefix = f"{self.broker}: " if self.broker else ""
         return f"{prefix}{self.message}" if self.message else prefix.rstrip(": ") or type(self).__name__
+
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth trying again: one of ours that says it may pass (network, timeout)."""
+    return isinstance(exc, BrokerError) and exc.retryable
 
 
 class BrokerConnectionError(BrokerError):

@@ -23,7 +23,6 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ...base import ACCOUNT_KEYS, Broker
 from ...credentials import redact, register_secret, require_secret
@@ -53,6 +52,7 @@ from ...models import (
     can_transition,
     utcnow,
 )
+from ..retry import read_retrying
 from .stream import StreamThread, TimeoutSession, UpdateStream
 from .wire import (
     alpaca_refusal,
@@ -629,12 +629,7 @@ class AlpacaBroker(Broker):
 
     async def _read(self, fn: Callable[..., Any], *args: Any, what: str) -> Any:
         """A read: retried with backoff, on transient failures only."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda exc: isinstance(exc, BrokerError) and exc.retryable),
-            stop=stop_after_attempt(_READ_ATTEMPTS),
-            wait=wait_exponential(multiplier=0.2, max=2),
-            reraise=True,
-        ):
+        async for attempt in read_retrying(_READ_ATTEMPTS, first_wait=0.2):
             with attempt:
                 return await self._call(fn, *args, op="read", what=what)
         raise AssertionError("unreachable")  # pragma: no cover

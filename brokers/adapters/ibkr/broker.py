@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
-
 from ...base import ACCOUNT_KEYS, Broker
 from ...errors import (
     BrokerAPIError,
@@ -46,6 +44,7 @@ from ...models import (
     TimeInForce,
     utcnow,
 )
+from ..retry import read_retrying
 from .api import ib_api
 from .codes import (
     CANCEL_FAILED,
@@ -599,11 +598,7 @@ class IBKRBroker(Broker):
         self._require_ib()  # no point waiting out the retries while nothing is connected
         lock = self._locks.setdefault(what, asyncio.Lock())
         async with lock:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.read_attempts), wait=wait_exponential(multiplier=0.2, max=2),
-                retry=retry_if_exception(lambda exc: isinstance(exc, BrokerError) and exc.retryable),
-                reraise=True,
-            ):
+            async for attempt in read_retrying(self.read_attempts, first_wait=0.2):
                 with attempt:
                     self._require_ib()
                     try:

@@ -24,7 +24,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ...base import ACCOUNT_KEYS, Broker
 from ...credentials import redact, register_secret, require_secret
@@ -38,6 +37,7 @@ from ...errors import (
     InvalidSymbolError,
     OrderNotFoundError,
     OrderRejectedError,
+    is_transient,
 )
 from ...models import (
     AccountStatus,
@@ -54,8 +54,9 @@ from ...models import (
     TimeInForce,
     utcnow,
 )
+from ..retry import read_retrying
 from .account import UNREADABLE, balance_from, margin_from, positions_from, unreadable
-from .failures import TOKEN_REFUSED, CallFailed, transient, translate
+from .failures import TOKEN_REFUSED, CallFailed, translate
 from .settings import (
     MIN_POLL_INTERVAL,
     SECRET_KEYS,
@@ -355,9 +356,7 @@ class ZerodhaBroker(Broker):
 
     async def _read_retrying(self, method_name: str, *args: Any) -> Any:
         result = None
-        async for attempt in AsyncRetrying(stop=stop_after_attempt(self._read_attempts),
-                                           wait=wait_exponential(multiplier=0.1, max=2),
-                                           retry=retry_if_exception(transient), reraise=True):
+        async for attempt in read_retrying(self._read_attempts, first_wait=0.1):
             with attempt:
                 result = await self._call(method_name, *args)
         return result
@@ -477,7 +476,7 @@ class ZerodhaBroker(Broker):
         if failures:
             detail = "; ".join(f"{oid}: {redact(exc)}" for oid, exc in failures)
             raise BrokerAPIError(f"cancel failed for {len(failures)} of {len(working)} orders ({detail})",
-                                 broker=self.name, retryable=any(transient(exc) for _, exc in failures))
+                                 broker=self.name, retryable=any(is_transient(exc) for _, exc in failures))
         return working
 
     async def get_order(self, broker_order_id: str) -> Order:

@@ -30,10 +30,6 @@ class CallFailed(Exception):
         self.error_type = error_type
 
 
-def transient(exc: BaseException) -> bool:
-    return isinstance(exc, BrokerError) and exc.retryable
-
-
 def _unreadable_body(exc: BaseException, text: str) -> str:
     if isinstance(exc, ValueError):
         return "it is not JSON"
