@@ -601,6 +601,8 @@ class ExecutionService:
             order.broker_order_id = snapshot.broker_order_id
             changed = True
         new_fills = [fill for fill in snapshot.fills if self._take_fill(order, fill)]
+        if new_fills:
+            self._count_fills(order)
         if snapshot.filled_quantity > order.filled_quantity:
             order.filled_quantity = snapshot.filled_quantity
             if snapshot.avg_fill_price is not None:
@@ -632,21 +634,26 @@ class ExecutionService:
         return changed
 
     def _take_fill(self, order: Order, fill: Fill) -> bool:
-        """Record a fill on the order and the book once. Quantities add up from fills, but
-        never fall below what a broker snapshot already reported."""
+        """Record a fill on the order and the book, once."""
         if not order.take_fill(fill):
             return False
-        fills = order.fills
         self.book.add_fill(order.account or fill.account, fill)
+        return True
+
+    @staticmethod
+    def _count_fills(order: Order) -> None:
+        """Filled quantity and average price as the fills add up, but never below what a broker
+        snapshot already reported. Once per batch of new fills, not per fill: an order filled
+        in many pieces stays linear."""
+        fills = order.fills
         if len(fills) == 1:
-            from_fills, cost = fill.quantity, fill.quantity * fill.price
+            from_fills, cost = fills[0].quantity, fills[0].quantity * fills[0].price
         else:
             from_fills = sum((f.quantity for f in fills), _ZERO)
             cost = sum((f.quantity * f.price for f in fills), _ZERO)
         if from_fills > order.filled_quantity:
             order.filled_quantity = from_fills
             order.avg_fill_price = cost / from_fills
-        return True
 
     def _status_from_fills(self, order: Order) -> None:
         if order.status.is_terminal:
@@ -669,6 +676,7 @@ class ExecutionService:
             return
         if not self._take_fill(order, fill):
             return
+        self._count_fills(order)
         self._status_from_fills(order)
         self._remember(order)
         self._journal_order(jr.FILL, order, fills=[fill])
