@@ -813,9 +813,10 @@ class ExecutionService:
         except KeyError:
             report.errors[name] = "unknown account"
             return
-        pending = [o for o in self._orders.values()
-                   if o.account == name and o.status.is_working and o.client_order_id not in self._in_flight
-                   and (only is None or o.client_order_id in only)]
+        # The periodic sweep names a handful of orders: look those up, not every order of the day.
+        candidates = self._orders.values() if only is None else filter(None, map(self._orders.get, only))
+        pending = [o for o in candidates
+                   if o.account == name and o.status.is_working and o.client_order_id not in self._in_flight]
         if not broker.is_connected():
             report.errors[name] = "not connected"
             for order in pending:

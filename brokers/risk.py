@@ -590,8 +590,8 @@ class Book:
         reported: dict[str, Any] = {}
         for position in positions:
             reported[position.symbol] = position
-        for (name, symbol), holding in self.holdings.items():
-            if name == account and symbol not in reported and holding.quantity != 0:
+        for symbol, holding in self._by_account.get(account, {}).items():
+            if symbol not in reported and holding.quantity != 0:
                 mismatches.append(PositionMismatch(account, symbol, holding.quantity, _ZERO))
                 holding.quantity = _ZERO
         for symbol, position in reported.items():

@@ -35,9 +35,10 @@ from ..models import (
     TimeInForce,
     describe_validation_error,
     to_decimal,
+    utcnow,
 )
 from .account import CommissionSchedule, SimAccount
-from .clock import Clock, utc_now
+from .clock import Clock
 from .faults import SimFaults
 from .feed import DEFAULT_VOLATILITY, RandomWalkFeed
 from .settings import SimSettings, normalize_symbol
@@ -108,7 +109,7 @@ class SimBroker(Broker):
         self.settings = settings
         self.latency = settings.latency
         self.faults: SimFaults = settings.faults if settings.faults is not None else SimFaults()
-        self._clock: Clock = settings.clock or utc_now
+        self._clock: Clock = settings.clock or utcnow
         if self._clock().tzinfo is None:
             raise ValueError("clock must return timezone-aware datetimes")
         self._connected = False

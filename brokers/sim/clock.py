@@ -9,10 +9,6 @@ Clock = Callable[[], datetime]
 """Anything that returns the current time as an aware datetime."""
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class ManualClock:
     """A clock that stands still until told to move, so timestamps and session closes in tests
     and recorded demos come out the same on every run."""
