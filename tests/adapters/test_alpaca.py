@@ -120,6 +120,15 @@ async def test_connect_reports_health_and_runs_the_stream_off_the_event_loop(bro
     assert peer.count("GET", "/v2/account") == 1
 
 
+async def test_balance_and_positions_read_together_send_one_positions_request(broker, peer):
+    before = peer.count("GET", "/v2/positions")
+    balance, positions = await asyncio.gather(broker.get_balance(), broker.get_positions())
+    assert peer.count("GET", "/v2/positions") == before + 1
+    assert balance.account == broker.name and isinstance(positions, list)
+    await broker.get_positions()  # a later read is a new request
+    assert peer.count("GET", "/v2/positions") == before + 2
+
+
 async def test_trading_stream_run_is_never_called(peer, keys, monkeypatch):
     from alpaca.trading.stream import TradingStream
 

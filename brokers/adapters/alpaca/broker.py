@@ -52,7 +52,7 @@ from ...models import (
     can_transition,
     utcnow,
 )
-from ..retry import read_retrying
+from ..retry import SharedReads, read_retrying
 from .stream import StreamThread, TimeoutSession, UpdateStream
 from .wire import (
     alpaca_refusal,
@@ -120,6 +120,7 @@ class AlpacaBroker(Broker):
         self._secret_key = secret_key
         self._key_env = key_env
         self._secret_env = secret_env
+        self._reads = SharedReads()
         self.base_url = (base_url or (LIVE_URL if live else PAPER_URL)).rstrip("/")
         if stream_url:
             self.stream_url = stream_url
@@ -628,7 +629,11 @@ class AlpacaBroker(Broker):
         return self._client
 
     async def _read(self, fn: Callable[..., Any], *args: Any, what: str) -> Any:
-        """A read: retried with backoff, on transient failures only."""
+        """A read: retried with backoff, on transient failures only; the same read asked for
+        twice at once (``get_balance`` and ``get_positions`` both list positions) is sent once."""
+        return await self._reads.read(what + repr(args), lambda: self._read_retrying(fn, *args, what=what))
+
+    async def _read_retrying(self, fn: Callable[..., Any], *args: Any, what: str) -> Any:
         async for attempt in read_retrying(_READ_ATTEMPTS, first_wait=0.2):
             with attempt:
                 return await self._call(fn, *args, op="read", what=what)

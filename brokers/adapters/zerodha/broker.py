@@ -54,7 +54,7 @@ from ...models import (
     TimeInForce,
     utcnow,
 )
-from ..retry import read_retrying
+from ..retry import SharedReads, read_retrying
 from .account import UNREADABLE, balance_from, margin_from, positions_from, unreadable
 from .failures import TOKEN_REFUSED, CallFailed, translate
 from .settings import (
@@ -168,7 +168,7 @@ class ZerodhaBroker(Broker):
         self._seen_fills: set[str] = set()
         self._traded: dict[str, Decimal] = {}  # order_id -> quantity of the trades seen
         self._prices: dict[tuple[str, str], Decimal] = {}
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._reads = SharedReads()
         self._capabilities = BrokerCapabilities(
             order_types=frozenset(KITE_ORDER_TYPE),
             time_in_force=frozenset({TimeInForce.DAY, TimeInForce.IOC}),
@@ -344,15 +344,7 @@ class ZerodhaBroker(Broker):
     async def _read(self, method_name: str, *args: Any) -> Any:
         """A read, retried with backoff on transient failures; concurrent identical reads share
         one request so a refresh that asks for balance and positions at once costs no extra."""
-        key = method_name + repr(args)
-        shared = self._inflight.get(key)
-        if shared is not None:
-            return await asyncio.shield(shared)
-        future = asyncio.ensure_future(self._read_retrying(method_name, *args))
-        self._inflight[key] = future
-        future.add_done_callback(lambda done: (self._inflight.pop(key, None),
-                                               done.cancelled() or done.exception()))
-        return await asyncio.shield(future)
+        return await self._reads.read(method_name + repr(args), lambda: self._read_retrying(method_name, *args))
 
     async def _read_retrying(self, method_name: str, *args: Any) -> Any:
         result = None
