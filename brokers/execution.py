@@ -643,8 +643,8 @@ class ExecutionService:
     @staticmethod
     def _count_fills(order: Order) -> None:
         """Filled quantity and average price as the fills add up, but never below what a broker
-        snapshot already reported. Once per batch of new fills, not per fill: an order filled
-        in many pieces stays linear."""
+        snapshot already reported. Run once for a batch of new fills (a snapshot may bring
+        many), not once for each fill in it."""
         fills = order.fills
         if len(fills) == 1:
             from_fills, cost = fills[0].quantity, fills[0].quantity * fills[0].price
