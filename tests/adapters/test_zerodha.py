@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from decimal import Decimal
 
 import pytest
@@ -437,6 +438,28 @@ async def test_cancel_all_reports_the_orders_it_could_not_cancel(broker, kite_pe
 
 
 # -- the update stream, disconnects and resync -------------------------------------------------
+
+
+async def test_disconnect_ends_the_poll_even_when_a_cancel_is_lost(broker):
+    """asyncio.wait_for (before 3.12) can lose a cancel when its call finishes in that instant,
+    and the poll loop goes on: disconnect must still end it."""
+    async def loses_one_cancel() -> None:
+        lost = False
+        while True:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost = True
+
+    broker._poller.cancel()
+    broker._poller = poller = asyncio.create_task(loses_one_cancel())
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await asyncio.wait_for(broker.disconnect(), 5)
+    assert time.monotonic() - started < 3  # ended by asking again, not by the outer time limit
+    assert poller.cancelled()
 
 
 async def test_each_fill_is_streamed_once(broker, kite_peer):  # noqa: F811

@@ -269,10 +269,15 @@ class ZerodhaBroker(Broker):
 
     async def _stop_poller(self) -> None:
         poller, self._poller = self._poller, None
-        if poller is not None and poller is not asyncio.current_task():
+        if poller is None or poller is asyncio.current_task():
+            return
+        # Asked until it has ended: a cancel can be lost when the call it interrupts finishes in
+        # the same instant (asyncio.wait_for before Python 3.12), and the poll would go on.
+        while not poller.done():
             poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await poller
+            await asyncio.wait([poller], timeout=1.0)
+        if not poller.cancelled():
+            poller.exception()  # retrieved: an error in the last poll is not "never retrieved"
 
     async def health_check(self) -> float:
         """Round-trip time of a cheap authenticated call, in milliseconds."""
