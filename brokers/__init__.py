@@ -13,9 +13,22 @@ _EXPORTS: dict[str, str] = {
     **{
         name: "brokers.models"
         for name in (
-            "Side", "OrderType", "TimeInForce", "AssetClass", "OrderStatus", "TradingState",
-            "ConnectionState", "OrderRequest", "Order", "Fill", "Position", "Balance",
-            "MarginInfo", "BrokerCapabilities", "AccountStatus", "can_transition",
+            "Side",
+            "OrderType",
+            "TimeInForce",
+            "AssetClass",
+            "OrderStatus",
+            "TradingState",
+            "ConnectionState",
+            "OrderRequest",
+            "Order",
+            "Fill",
+            "Position",
+            "Balance",
+            "MarginInfo",
+            "BrokerCapabilities",
+            "AccountStatus",
+            "can_transition",
             "describe_validation_error",
         )
     },
@@ -23,10 +36,20 @@ _EXPORTS: dict[str, str] = {
     **{
         name: "brokers.errors"
         for name in (
-            "TradingConsoleError", "ConfigError", "CredentialsError", "BrokerError",
-            "BrokerConnectionError", "BrokerAPIError", "AuthenticationError", "BrokerTimeoutError",
-            "OrderRejectedError", "OrderNotFoundError", "InsufficientFundsError",
-            "InvalidSymbolError", "MarketClosedError", "UnknownAccountError",
+            "TradingConsoleError",
+            "ConfigError",
+            "CredentialsError",
+            "BrokerError",
+            "BrokerConnectionError",
+            "BrokerAPIError",
+            "AuthenticationError",
+            "BrokerTimeoutError",
+            "OrderRejectedError",
+            "OrderNotFoundError",
+            "InsufficientFundsError",
+            "InvalidSymbolError",
+            "MarketClosedError",
+            "UnknownAccountError",
         )
     },
     "Broker": "brokers.base",

@@ -64,9 +64,7 @@ class UISettings(BaseModel):
     def _known_actions(cls, keymap: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(keymap) - set(DEFAULT_KEYMAP))
         if unknown:
-            raise ValueError(
-                f"unknown action {unknown[0]!r}; allowed: {', '.join(sorted(DEFAULT_KEYMAP))}"
-            )
+            raise ValueError(f"unknown action {unknown[0]!r}; allowed: {', '.join(sorted(DEFAULT_KEYMAP))}")
         for action, keys in keymap.items():
             if not keys or not all(part.strip() for part in keys.split(",")):
                 raise ValueError(f"keys for {action!r} must be key names like 'f12' or 'ctrl+k,f12'")
@@ -117,8 +115,13 @@ class AccountConfig(BaseModel):
 
     def broker_config(self) -> dict[str, Any]:
         """What ``BrokerFactory.create`` takes."""
-        return {"type": self.type, "name": self.name, "live": self.live, "currency": self.currency,
-                **self.settings}
+        return {
+            "type": self.type,
+            "name": self.name,
+            "live": self.live,
+            "currency": self.currency,
+            **self.settings,
+        }
 
 
 class Config(BaseModel):
@@ -233,8 +236,10 @@ def _explain(exc: ValidationError, data: Any, where: str) -> ConfigError:
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if error.get("type") == "extra_forbidden":
             message = "unknown key (check the spelling against config.example.toml)"
-        elif "input" in error and error.get("type") not in ("missing",) and not isinstance(
-            error["input"], (dict, list)
+        elif (
+            "input" in error
+            and error.get("type") not in ("missing",)
+            and not isinstance(error["input"], (dict, list))
         ):
             message = f"{message} (got {error['input']!r})"
         lines.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
@@ -274,36 +279,76 @@ def load_config(path: str | Path) -> Config:
 
 def demo_config(*, seed: int | None = 7, tick_interval: float | None = 0.5) -> Config:
     """The no-config demo: three paper accounts in two currencies with moving prices."""
-    us_prices = {"AAPL": "227.50", "MSFT": "415.20", "NVDA": "138.40", "SPY": "590.10",
-                 "TSLA": "342.00", "AMZN": "201.30"}
+    us_prices = {
+        "AAPL": "227.50",
+        "MSFT": "415.20",
+        "NVDA": "138.40",
+        "SPY": "590.10",
+        "TSLA": "342.00",
+        "AMZN": "201.30",
+    }
     in_prices = {"INFY": "1875.40", "RELIANCE": "1290.55", "TCS": "4120.00", "HDFCBANK": "1745.25"}
     feed = {"seed": seed, "tick_interval": tick_interval}
     data = {
         "base_currency": "USD",
         "demo": True,
         "accounts": [
-            {"name": "paper-us", "type": "sim", "currency": "USD", "default": True, "weight": 2.0,
-             "initial_cash": 100_000, "prices": us_prices, "account_type": "margin", "leverage": 2,
-             "initial_positions": {"AAPL": ["50", "210.00"], "MSFT": ["20", "400.00"],
-                                   "NVDA": ["-30", "145.00"]},
-             **feed},
-            {"name": "paper-us-cash", "type": "sim", "currency": "USD", "weight": 1.0,
-             "initial_cash": 50_000, "prices": us_prices, "account_type": "cash", "allow_short": False,
-             "initial_positions": {"AAPL": ["25", "190.00"], "SPY": ["10", "560.00"]},
-             **{**feed, "seed": None if seed is None else seed + 1}},
-            {"name": "paper-in", "type": "sim", "currency": "INR", "weight": 1.0,
-             "initial_cash": 5_000_000, "prices": in_prices, "account_type": "cash", "allow_short": False,
-             "initial_positions": {"INFY": ["100", "1790.00"], "RELIANCE": ["200", "1310.00"]},
-             **{**feed, "seed": None if seed is None else seed + 2}},
+            {
+                "name": "paper-us",
+                "type": "sim",
+                "currency": "USD",
+                "default": True,
+                "weight": 2.0,
+                "initial_cash": 100_000,
+                "prices": us_prices,
+                "account_type": "margin",
+                "leverage": 2,
+                "initial_positions": {
+                    "AAPL": ["50", "210.00"],
+                    "MSFT": ["20", "400.00"],
+                    "NVDA": ["-30", "145.00"],
+                },
+                **feed,
+            },
+            {
+                "name": "paper-us-cash",
+                "type": "sim",
+                "currency": "USD",
+                "weight": 1.0,
+                "initial_cash": 50_000,
+                "prices": us_prices,
+                "account_type": "cash",
+                "allow_short": False,
+                "initial_positions": {"AAPL": ["25", "190.00"], "SPY": ["10", "560.00"]},
+                **{**feed, "seed": None if seed is None else seed + 1},
+            },
+            {
+                "name": "paper-in",
+                "type": "sim",
+                "currency": "INR",
+                "weight": 1.0,
+                "initial_cash": 5_000_000,
+                "prices": in_prices,
+                "account_type": "cash",
+                "allow_short": False,
+                "initial_positions": {"INFY": ["100", "1790.00"], "RELIANCE": ["200", "1310.00"]},
+                **{**feed, "seed": None if seed is None else seed + 2},
+            },
         ],
         "routing": [
             {"account": "paper-in", "currency": "INR"},
             {"account": "paper-in", "exchange": "NSE"},
             {"account": "paper-in", "exchange": "BSE"},
         ],
-        "risk": {"max_order_quantity": 10_000, "max_order_notional": 1_000_000,
-                 "price_band_percent": 10, "max_orders_per_second": 20, "burst": 40,
-                 "max_open_orders": 200, "duplicate_window_seconds": 2},
+        "risk": {
+            "max_order_quantity": 10_000,
+            "max_order_notional": 1_000_000,
+            "price_band_percent": 10,
+            "max_orders_per_second": 20,
+            "burst": 40,
+            "max_open_orders": 200,
+            "duplicate_window_seconds": 2,
+        },
         "fx": {"rates": {"USDINR": "84.10"}},
     }
     return parse_config(data, where="demo")

@@ -131,9 +131,7 @@ def consolidate_positions(snapshot: Snapshot, fx: FxRates, mark: MarkPrice) -> l
         for position in positions:
             if position.quantity == 0:
                 continue
-            groups.setdefault((position.symbol, position.asset_class, position.currency), []).append(
-                position
-            )
+            groups.setdefault((position.symbol, position.asset_class, position.currency), []).append(position)
     rows = [
         _consolidate(symbol, asset_class, currency, legs, snapshot, fx, mark)
         for (symbol, asset_class, currency), legs in groups.items()
@@ -142,8 +140,15 @@ def consolidate_positions(snapshot: Snapshot, fx: FxRates, mark: MarkPrice) -> l
     return rows
 
 
-def _consolidate(symbol: str, asset_class: AssetClass, currency: str, legs: list[Position],
-                 snapshot: Snapshot, fx: FxRates, mark: MarkPrice) -> ConsolidatedPosition:
+def _consolidate(
+    symbol: str,
+    asset_class: AssetClass,
+    currency: str,
+    legs: list[Position],
+    snapshot: Snapshot,
+    fx: FxRates,
+    mark: MarkPrice,
+) -> ConsolidatedPosition:
     quantity = sum((leg.quantity for leg in legs), Decimal(0))
     stale = any(leg.account in snapshot.stale for leg in legs)
     last = next((p for p in (mark(leg) for leg in legs) if p is not None), None)
@@ -190,8 +195,9 @@ def average_price(legs: Iterable[Position]) -> Decimal | None:
     return sum((abs(leg.quantity) * leg.avg_price for leg in side), Decimal(0)) / weight
 
 
-def compare_positions(account: str, book: dict[tuple[str, str], Decimal],
-                      positions: Iterable[Position]) -> tuple[PositionDiff, ...]:
+def compare_positions(
+    account: str, book: dict[tuple[str, str], Decimal], positions: Iterable[Position]
+) -> tuple[PositionDiff, ...]:
     """Holdings where the journal's book and the broker's report for ``account`` disagree."""
     held: dict[str, Decimal] = {}
     for position in positions:
@@ -212,8 +218,9 @@ def compare_positions(account: str, book: dict[tuple[str, str], Decimal],
 # Money
 
 
-def account_totals(name: str, account_currency: str, snapshot: Snapshot, fx: FxRates,
-                   mark: MarkPrice) -> AccountTotals:
+def account_totals(
+    name: str, account_currency: str, snapshot: Snapshot, fx: FxRates, mark: MarkPrice
+) -> AccountTotals:
     """One account's figures in its own currency and in the base currency.
 
     ``account_currency`` is used only while the account has not reported a balance yet.
@@ -257,8 +264,9 @@ def account_totals(name: str, account_currency: str, snapshot: Snapshot, fx: FxR
     return AccountTotals(name, currency, native, base, stale)
 
 
-def consolidate_totals(accounts: Mapping[str, str], snapshot: Snapshot, fx: FxRates, mark: MarkPrice,
-                       base: str) -> Totals:
+def consolidate_totals(
+    accounts: Mapping[str, str], snapshot: Snapshot, fx: FxRates, mark: MarkPrice, base: str
+) -> Totals:
     """Figures for each of ``accounts`` (name -> the account's own currency) and their sum in
     ``base``."""
     per_account = {

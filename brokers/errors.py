@@ -23,8 +23,14 @@ class CredentialsError(TradingConsoleError):
 class BrokerError(TradingConsoleError):
     retryable: bool = False
 
-    def __init__(self, message: str = "", *, broker: str | None = None, code: str | int | None = None,
-                 retryable: bool | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        broker: str | None = None,
+        code: str | int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.broker = broker
@@ -40,7 +46,6 @@ class BrokerError(TradingConsoleError):
     def __str__(self) -> str:
         prefix = f"{self.broker}: " if self.broker else ""
         return f"{prefix}{self.message}" if self.message else prefix.rstrip(": ") or type(self).__name__
-
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -153,7 +153,9 @@ class _Deadlines:
                 self._expired.add(token)
                 task.cancel()
         if self._calls:
-            self._timer = loop.call_at(min(deadline for deadline, _ in self._calls.values()), self._fire, loop)
+            self._timer = loop.call_at(
+                min(deadline for deadline, _ in self._calls.values()), self._fire, loop
+            )
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -191,7 +193,12 @@ def _sanity(request: OrderRequest) -> str | None:
     return None
 
 
-_SHELL_ENUMS = {"side": Side, "order_type": OrderType, "time_in_force": TimeInForce, "asset_class": AssetClass}
+_SHELL_ENUMS = {
+    "side": Side,
+    "order_type": OrderType,
+    "time_in_force": TimeInForce,
+    "asset_class": AssetClass,
+}
 
 
 def _shell(raw: Mapping[str, Any]) -> OrderRequest:
@@ -315,14 +322,22 @@ class ExecutionService:
             request = request_or_order
         order = Order.for_request(request)
         quantity = request.quantity
-        if not (type(quantity) is Decimal and quantity > 0 and quantity.is_finite()
-                and request.limit_price is None and request.stop_price is None):  # else: all is checked
+        if not (
+            type(quantity) is Decimal
+            and quantity > 0
+            and quantity.is_finite()
+            and request.limit_price is None
+            and request.stop_price is None
+        ):  # else: all is checked
             problem = _sanity(request)
             if problem is not None:
                 return self._refuse(order, RejectCode.INVALID_ORDER, problem)
         if request.client_order_id in self._intents:
-            return self._refuse(order, RejectCode.DUPLICATE_ORDER,
-                                f"an order with client id {request.client_order_id} was already sent")
+            return self._refuse(
+                order,
+                RejectCode.DUPLICATE_ORDER,
+                f"an order with client id {request.client_order_id} was already sent",
+            )
         # 2. kill switch: one stat per order is spent on the final check, so this one goes by
         # the last reported state, confirmed with the switch itself when that is not ACTIVE (a
         # resume in another process is only seen at the next poll). A halt not reported yet
@@ -375,9 +390,11 @@ class ExecutionService:
             if account is None:
                 account = self.manager.default_account
         if account is None:
-            return (RejectCode.NO_ROUTE,
-                    f"no account takes {request.symbol}: no routing rule matches and there is no "
-                    f"default account; choose an account")
+            return (
+                RejectCode.NO_ROUTE,
+                f"no account takes {request.symbol}: no routing rule matches and there is no "
+                f"default account; choose an account",
+            )
         order.account = account
         if account not in names:
             known = ", ".join(names) or "none are configured"
@@ -389,12 +406,20 @@ class ExecutionService:
             return None
         info = self.kill_switch.info
         why = f" ({info.reason})" if info is not None and info.reason else ""
-        code = (RejectCode.DAILY_LOSS if info is not None and info.source == DAILY_LOSS_SOURCE
-                else RejectCode.REDUCE_ONLY)
-        return (code, f"trading is reduce-only{why}: only orders that shrink the position in "
-                      f"{request.symbol} at {account} are accepted")
+        code = (
+            RejectCode.DAILY_LOSS
+            if info is not None and info.source == DAILY_LOSS_SOURCE
+            else RejectCode.REDUCE_ONLY
+        )
+        return (
+            code,
+            f"trading is reduce-only{why}: only orders that shrink the position in "
+            f"{request.symbol} at {account} are accepted",
+        )
 
-    def _usable_broker(self, request: OrderRequest, account: str) -> tuple[Broker | None, tuple[str, str] | None]:
+    def _usable_broker(
+        self, request: OrderRequest, account: str
+    ) -> tuple[Broker | None, tuple[str, str] | None]:
         manager = self.manager
         if not manager.is_available(account):
             explain = getattr(manager, "unavailable_reason", None)
@@ -415,14 +440,17 @@ class ExecutionService:
                 self.journal.record_intent(order)
             except Exception as exc:
                 log.exception("journal write failed; order %s not sent", request.client_order_id)
-                return self._refuse(order, RejectCode.JOURNAL_ERROR,
-                                    f"the order journal could not be written ({describe_error(exc)}); "
-                                    f"nothing was sent")
+                return self._refuse(
+                    order,
+                    RejectCode.JOURNAL_ERROR,
+                    f"the order journal could not be written ({describe_error(exc)}); nothing was sent",
+                )
         # From here to the broker call: no await.
         state = switch.state
         if state is not _ACTIVE:
             refusal = (
-                (RejectCode.SYSTEM_HALTED, self._halted_sentence()) if state is _HALTED
+                (RejectCode.SYSTEM_HALTED, self._halted_sentence())
+                if state is _HALTED
                 else self._reducing_refusal(request, order.account)  # type: ignore[arg-type]
             )
             if refusal is not None:
@@ -459,8 +487,9 @@ class ExecutionService:
         try:
             self._absorb(order, placed, jr.ACK, force=True)
         except Exception as exc:  # the broker took the call but its answer makes no sense
-            log.error("unreadable answer from %s to order %s", order.account, request.client_order_id,
-                      exc_info=exc)
+            log.error(
+                "unreadable answer from %s to order %s", order.account, request.client_order_id, exc_info=exc
+            )
             return self._lost(order, f"the broker's answer could not be read ({describe_error(exc)})")
         # The state as last reported, not another look at the flag: a halt in this process is
         # reported at once, and one from elsewhere is seen at the next poll, whose cancel-all
@@ -477,8 +506,12 @@ class ExecutionService:
         try:
             await self.cancel(order.account, order.broker_order_id)
         except Exception as exc:
-            log.error("order %s at %s was acknowledged after the halt and could not be cancelled: %s",
-                      order.client_order_id, order.account, describe_error(exc))
+            log.error(
+                "order %s at %s was acknowledged after the halt and could not be cancelled: %s",
+                order.client_order_id,
+                order.account,
+                describe_error(exc),
+            )
 
     def _failed(self, order: Order, exc: BaseException, *, expired: bool) -> Order:
         """Classify a failed ``place_order``: a definite refusal is REJECTED; anything that
@@ -511,8 +544,10 @@ class ExecutionService:
         return self._refuse(order, code, reason, journal_kind=jr.ACK)
 
     def _lost(self, order: Order, detail: str) -> Order:
-        order.reject_reason = (f"{detail}; the order may or may not be at the broker - it is UNKNOWN "
-                               f"until reconciled by client id, and is not retried")
+        order.reject_reason = (
+            f"{detail}; the order may or may not be at the broker - it is UNKNOWN "
+            f"until reconciled by client id, and is not retried"
+        )
         order.transition(OrderStatus.UNKNOWN)
         self._unsettled.add(order.client_order_id)
         self.book.track(order)
@@ -538,10 +573,12 @@ class ExecutionService:
         self._refuse(order, rejection.code, rejection.reason)
         if self.journal is not None:
             try:
-                self.journal.record(jr.RISK_REJECT, client_order_id=order.client_order_id,
-                                    account=order.account,
-                                    data={"request": jr.request_data(order.request),
-                                          "state": jr.order_state(order)})
+                self.journal.record(
+                    jr.RISK_REJECT,
+                    client_order_id=order.client_order_id,
+                    account=order.account,
+                    data={"request": jr.request_data(order.request), "state": jr.order_state(order)},
+                )
             except Exception:
                 log.exception("could not journal the risk decision for %s", order.client_order_id)
         return order
@@ -557,8 +594,10 @@ class ExecutionService:
             sentence = "trading is halted; no new orders are accepted"
         else:
             reason = f": {info.reason}" if info.reason else ""
-            sentence = (f"trading is halted (by {info.source} at {info.time:%H:%M:%S} UTC{reason}); "
-                        f"no new orders are accepted until trading is resumed")
+            sentence = (
+                f"trading is halted (by {info.source} at {info.time:%H:%M:%S} UTC{reason}); "
+                f"no new orders are accepted until trading is resumed"
+            )
         self._halt_sentence = (info, sentence)
         return sentence
 
@@ -591,10 +630,13 @@ class ExecutionService:
         """Merge a broker's view of an order into ours; journal and notify if anything changed."""
         status = snapshot.status
         current = order.status
-        if not force and (status is current or not can_transition(current, status)) \
-                and snapshot.filled_quantity <= order.filled_quantity \
-                and len(snapshot.fills) <= len(order.fills) \
-                and snapshot.broker_order_id in (None, order.broker_order_id):
+        if (
+            not force
+            and (status is current or not can_transition(current, status))
+            and snapshot.filled_quantity <= order.filled_quantity
+            and len(snapshot.fills) <= len(order.fills)
+            and snapshot.broker_order_id in (None, order.broker_order_id)
+        ):
             return False  # old news: the usual case for updates that trail the broker's answer
         changed = False
         if snapshot.broker_order_id and snapshot.broker_order_id != order.broker_order_id:
@@ -616,16 +658,21 @@ class ExecutionService:
             elif status is OrderStatus.UNKNOWN:
                 # The broker's own word for the order could not be read: ask it again, as for a
                 # lost answer.
-                order.reject_reason = (f"{order.account} reported a status that cannot be read; the order "
-                                       f"is UNKNOWN until asked again by client id")
+                order.reject_reason = (
+                    f"{order.account} reported a status that cannot be read; the order "
+                    f"is UNKNOWN until asked again by client id"
+                )
                 self._unsettled.add(order.client_order_id)
             order.transition(status, at=snapshot.updated_at)
             changed = True
         elif new_fills:
             self._status_from_fills(order)
         changed = changed or bool(new_fills)
-        if order.reject_reason is not None and order.reject_code is None \
-                and order.status is not OrderStatus.UNKNOWN:
+        if (
+            order.reject_reason is not None
+            and order.reject_code is None
+            and order.status is not OrderStatus.UNKNOWN
+        ):
             order.reject_reason = None  # the UNKNOWN explanation no longer applies
         if changed or force:
             self._remember(order)
@@ -658,8 +705,9 @@ class ExecutionService:
     def _status_from_fills(self, order: Order) -> None:
         if order.status.is_terminal:
             return
-        target = (OrderStatus.FILLED if order.filled_quantity >= order.quantity
-                  else OrderStatus.PARTIALLY_FILLED)
+        target = (
+            OrderStatus.FILLED if order.filled_quantity >= order.quantity else OrderStatus.PARTIALLY_FILLED
+        )
         if can_transition(order.status, target):
             order.transition(target)
 
@@ -688,13 +736,17 @@ class ExecutionService:
             order = self._by_broker_id.get((account, snapshot.broker_order_id))
         if order is None or order.account != account:
             return
-        if order.status in TERMINAL_STATUSES and snapshot.filled_quantity <= order.filled_quantity \
-                and len(snapshot.fills) <= len(order.fills):
+        if (
+            order.status in TERMINAL_STATUSES
+            and snapshot.filled_quantity <= order.filled_quantity
+            and len(snapshot.fills) <= len(order.fills)
+        ):
             return  # trailing news of an order already settled (the common case after an ack)
         self._absorb(order, snapshot, jr.UPDATE)
 
-    def _safe_record(self, kind: str, client_order_id: str | None, account: str | None,
-                     data: dict[str, Any]) -> None:
+    def _safe_record(
+        self, kind: str, client_order_id: str | None, account: str | None, data: dict[str, Any]
+    ) -> None:
         if self.journal is None:
             return
         try:
@@ -726,14 +778,19 @@ class ExecutionService:
         """Cancel one order. Never held back by the kill switch. Broker failures raise."""
         broker = self.manager.get(account)
         known = self._by_broker_id.get((account, broker_order_id))
-        self._safe_record(jr.CANCEL, known.client_order_id if known else None, account,
-                          {"broker_order_id": broker_order_id, "requested": True})
+        self._safe_record(
+            jr.CANCEL,
+            known.client_order_id if known else None,
+            account,
+            {"broker_order_id": broker_order_id, "requested": True},
+        )
         try:
             async with asyncio.timeout(self.call_timeout):
                 snapshot = await broker.cancel_order(broker_order_id)
         except TimeoutError:
-            raise BrokerTimeoutError(f"no answer to the cancel within {self.call_timeout:g}s",
-                                     broker=account) from None
+            raise BrokerTimeoutError(
+                f"no answer to the cancel within {self.call_timeout:g}s", broker=account
+            ) from None
         if known is None:
             known = self._orders.get(snapshot.client_order_id)
         if known is None:
@@ -746,9 +803,17 @@ class ExecutionService:
         """Cancel every working order at every connected broker, all at once, each under the
         call timeout; a broker that ignores the limit is given up on rather than waited for."""
         outcome = await self.manager.cancel_all_orders(per_broker_timeout=self.call_timeout)
-        self._safe_record(jr.CANCEL, None, None, {
-            "cancel_all": {name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error}
-                           for name, r in outcome.items()}})
+        self._safe_record(
+            jr.CANCEL,
+            None,
+            None,
+            {
+                "cancel_all": {
+                    name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error}
+                    for name, r in outcome.items()
+                }
+            },
+        )
         for result in outcome.values():
             if not result.ok:
                 log.warning("cancel all at %s failed: %s", result.account, result.error)
@@ -804,8 +869,9 @@ class ExecutionService:
             log.warning("positions differed from the brokers: %s", report.positions)
         return report
 
-    async def _reconcile_account(self, name: str, report: ReconcileReport, *,
-                                 only: set[str] | None = None) -> None:
+    async def _reconcile_account(
+        self, name: str, report: ReconcileReport, *, only: set[str] | None = None
+    ) -> None:
         """Settle the account's working orders (or just those named in ``only``) and, for a full
         reconcile, compare its positions."""
         try:
@@ -815,8 +881,11 @@ class ExecutionService:
             return
         # The periodic sweep names a handful of orders: look those up, not every order of the day.
         candidates = self._orders.values() if only is None else filter(None, map(self._orders.get, only))
-        pending = [o for o in candidates
-                   if o.account == name and o.status.is_working and o.client_order_id not in self._in_flight]
+        pending = [
+            o
+            for o in candidates
+            if o.account == name and o.status.is_working and o.client_order_id not in self._in_flight
+        ]
         if not broker.is_connected():
             report.errors[name] = "not connected"
             for order in pending:
@@ -830,11 +899,13 @@ class ExecutionService:
                 report.unresolved[order.client_order_id] = describe_error(exc)
                 continue
             if snapshot is None:
-                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING) \
-                        and self._may_still_arrive(order, broker):
+                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING) and self._may_still_arrive(
+                    order, broker
+                ):
                     report.unresolved[order.client_order_id] = (
                         f"{name} does not show this order yet; a submit whose answer was lost can still "
-                        f"arrive, so it is asked again")
+                        f"arrive, so it is asked again"
+                    )
                 elif order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
                     self._refuse_unsent(order)
                     report.resolved.append(order)
@@ -863,8 +934,10 @@ class ExecutionService:
 
     def _refuse_unsent(self, order: Order) -> None:
         order.reject_code = RejectCode.BROKER_REJECTED.value
-        order.reject_reason = (f"{order.account} has no order with client id {order.client_order_id}: "
-                               f"it never reached the broker")
+        order.reject_reason = (
+            f"{order.account} has no order with client id {order.client_order_id}: "
+            f"it never reached the broker"
+        )
         order.transition(OrderStatus.REJECTED)
         self._remember(order)
         self._journal_order(jr.RECONCILE, order)
@@ -874,11 +947,16 @@ class ExecutionService:
         """Called by the manager while ``name`` is RESYNCING after a (re)connect."""
         report = ReconcileReport()
         await self._reconcile_account(name, report)
-        self._safe_record(jr.RECONNECT, None, name, {
-            "resolved": [o.client_order_id for o in report.resolved],
-            "unresolved": report.unresolved,
-            "positions": [[m.symbol, str(m.book), str(m.broker)] for m in report.positions],
-        })
+        self._safe_record(
+            jr.RECONNECT,
+            None,
+            name,
+            {
+                "resolved": [o.client_order_id for o in report.resolved],
+                "unresolved": report.unresolved,
+                "positions": [[m.symbol, str(m.book), str(m.broker)] for m in report.positions],
+            },
+        )
 
     # -- running -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -1038,14 +1116,18 @@ class ExecutionService:
         if self._sweep_task is not None and not self._sweep_task.done():
             return
         orders = self._orders
-        self._unsettled = {coid for coid in self._unsettled
-                           if (order := orders.get(coid)) is not None
-                           and order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING)}
+        self._unsettled = {
+            coid
+            for coid in self._unsettled
+            if (order := orders.get(coid)) is not None
+            and order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING)
+        }
         wanted = self._unsettled - self._in_flight
         accounts = sorted({orders[coid].account for coid in wanted if orders[coid].account is not None})
         if accounts:
-            self._sweep_task = asyncio.get_running_loop().create_task(self._sweep(accounts, wanted),
-                                                                      name="execution-sweep")
+            self._sweep_task = asyncio.get_running_loop().create_task(
+                self._sweep(accounts, wanted), name="execution-sweep"
+            )
 
     async def _sweep(self, accounts: list[str], wanted: set[str]) -> None:
         report = ReconcileReport()
@@ -1055,8 +1137,9 @@ class ExecutionService:
             log.exception("asking the brokers about unsettled orders failed")
 
     # -- several accounts at once --------------------------------------------------------
-    async def submit_distributed(self, request: OrderRequest,
-                                 weights: Mapping[str, float] | None = None) -> list[Order]:
+    async def submit_distributed(
+        self, request: OrderRequest, weights: Mapping[str, float] | None = None
+    ) -> list[Order]:
         """Split ``request`` across accounts by weight (largest remainder, whole units where an
         account cannot trade fractions). The parent is risk-checked on its total first; then
         every child runs the full order path. Returns every child with its outcome, or the
@@ -1073,8 +1156,13 @@ class ExecutionService:
         names = self.manager.names()
         unknown = [name for name in chosen if name not in names]
         if unknown:
-            return [self._refuse(parent, RejectCode.UNKNOWN_ACCOUNT,
-                                 f"unknown account {unknown[0]!r} (accounts: {', '.join(names)})")]
+            return [
+                self._refuse(
+                    parent,
+                    RejectCode.UNKNOWN_ACCOUNT,
+                    f"unknown account {unknown[0]!r} (accounts: {', '.join(names)})",
+                )
+            ]
         if self.risk is not None:
             rejection = self.risk.check_parent(request, self.book)
             if rejection is not None:
@@ -1088,11 +1176,21 @@ class ExecutionService:
         except ValueError as exc:
             return [self._refuse(parent, RejectCode.UNSUPPORTED, f"cannot split the order: {exc}")]
         children = [
-            request.model_copy(update={"account": name, "quantity": quantity,
-                                       "client_order_id": new_client_order_id()})
+            request.model_copy(
+                update={"account": name, "quantity": quantity, "client_order_id": new_client_order_id()}
+            )
             for name, quantity in parts.items()
         ]
-        self._safe_record(jr.RISK, request.client_order_id, None, {
-            "event": "split", "request": jr.request_data(request),
-            "children": {child.client_order_id: [child.account, str(child.quantity)] for child in children}})
+        self._safe_record(
+            jr.RISK,
+            request.client_order_id,
+            None,
+            {
+                "event": "split",
+                "request": jr.request_data(request),
+                "children": {
+                    child.client_order_id: [child.account, str(child.quantity)] for child in children
+                },
+            },
+        )
         return list(await asyncio.gather(*(self.submit(child) for child in children)))

@@ -98,8 +98,16 @@ class BoundedCalls:
         try:
             value = await self.bounded(start(), limit)
         except TimeoutError:
-            return CallResult(account, False, None, f"no answer within {limit:g} s",
-                              (time.perf_counter() - started) * 1000, True)
+            return CallResult(
+                account,
+                False,
+                None,
+                f"no answer within {limit:g} s",
+                (time.perf_counter() - started) * 1000,
+                True,
+            )
         except Exception as exc:
-            return CallResult(account, False, None, describe_error(exc), (time.perf_counter() - started) * 1000)
+            return CallResult(
+                account, False, None, describe_error(exc), (time.perf_counter() - started) * 1000
+            )
         return CallResult(account, True, value, None, (time.perf_counter() - started) * 1000)

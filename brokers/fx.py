@@ -174,8 +174,9 @@ class FxRates:
     no direct rate is converted through one intermediate currency when both legs are known.
     """
 
-    def __init__(self, base: str = "USD", settings: FxSettings | None = None, *,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, base: str = "USD", settings: FxSettings | None = None, *, clock: Clock | None = None
+    ) -> None:
         self.base = _currency_code(base, "base currency")
         self.settings = settings or FxSettings()
         self._clock: Clock = clock or utcnow
@@ -190,8 +191,13 @@ class FxRates:
     def now(self) -> datetime:
         return self._clock()
 
-    def set_rate(self, pair: str, rate: Decimal | str | float | int, as_of: datetime | None = None,
-                 source: str = "broker") -> Rate:
+    def set_rate(
+        self,
+        pair: str,
+        rate: Decimal | str | float | int,
+        as_of: datetime | None = None,
+        source: str = "broker",
+    ) -> Rate:
         """Record that 1 of the pair's first currency buys ``rate`` of its second.
 
         ``as_of`` defaults to now; a rate set with ``as_of=None`` by the config stays undated.

@@ -147,8 +147,10 @@ def order_state(order: Order) -> dict[str, Any]:
     }
 
 
-_STATE = ('{"status":"%s","broker_order_id":%s,"filled_quantity":%s,"avg_fill_price":%s,'
-          '"reject_code":%s,"reject_reason":%s}')
+_STATE = (
+    '{"status":"%s","broker_order_id":%s,"filled_quantity":%s,"avg_fill_price":%s,'
+    '"reject_code":%s,"reject_reason":%s}'
+)
 _FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"}'
 
 
@@ -173,10 +175,20 @@ def order_row(order: Order, fills: list[Fill] | None = None) -> str:
     )
     if not fills:
         return '{"state":' + state + "}"
-    rows = ",".join([
-        _FILL % (_quote(f.fill_id), f.quantity, f.price, f.commission, _quote(f.currency), f.timestamp.isoformat())
-        for f in fills
-    ])
+    rows = ",".join(
+        [
+            _FILL
+            % (
+                _quote(f.fill_id),
+                f.quantity,
+                f.price,
+                f.commission,
+                _quote(f.currency),
+                f.timestamp.isoformat(),
+            )
+            for f in fills
+        ]
+    )
     return '{"state":' + state + ',"fills":[' + rows + "]}"
 
 
@@ -189,8 +201,10 @@ def request_json(request: OrderRequest) -> str:
     it is on every order's path. Every string goes through JSON quoting, so a request built
     without validation (``model_construct``) still gives valid JSON."""
     values = request.__dict__
-    text = (f'{{"symbol":{_quote(values["symbol"])},"side":"{values["side"]._value_}",'
-            f'"quantity":{_quote(str(values["quantity"]))},"order_type":"{values["order_type"]._value_}"')
+    text = (
+        f'{{"symbol":{_quote(values["symbol"])},"side":"{values["side"]._value_}",'
+        f'"quantity":{_quote(str(values["quantity"]))},"order_type":"{values["order_type"]._value_}"'
+    )
     for name in ("limit_price", "stop_price", "trail_percent", "trail_amount"):
         if values[name] is not None:
             text += f',"{name}":{_quote(str(values[name]))}'
@@ -202,7 +216,6 @@ def request_json(request: OrderRequest) -> str:
         if values[name] is not None:
             text += f',"{name}":{_quote(values[name])}'
     return text + f',"client_order_id":{_quote(values["client_order_id"])}}}'
-
 
 
 def fill_data(fill: Fill) -> dict[str, Any]:
@@ -218,16 +231,16 @@ def fill_data(fill: Fill) -> dict[str, Any]:
 
 
 class Journal:
-    def __init__(self, path: Path | str | None = None, *,
-                 synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+    def __init__(
+        self, path: Path | str | None = None, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         self.path = Path(path) if path is not None else default_state_dir() / "journal.sqlite"
         ensure_dir(self.path.parent)
         self._lock = threading.Lock()
         # Autocommit: every row is its own transaction, committed before ``record`` returns.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=10.0)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
@@ -243,15 +256,23 @@ class Journal:
         self._checkpointer: _Checkpointer | None = None  # started by the first write
 
     # -- writing -------------------------------------------------------------------------
-    def record(self, kind: str, *, client_order_id: str | None = None, account: str | None = None,
-               data: dict[str, Any] | None = None, soon: bool = False) -> int | None:
+    def record(
+        self,
+        kind: str,
+        *,
+        client_order_id: str | None = None,
+        account: str | None = None,
+        data: dict[str, Any] | None = None,
+        soon: bool = False,
+    ) -> int | None:
         """Append one event and commit it; returns the row id. With ``soon`` the row may wait for
         the next one or the end of this turn of the event loop (see the module text), and then
         None is returned."""
         return self._insert(kind, client_order_id, account, _dumps(data or {}), soon)
 
-    def _insert(self, kind: str, client_order_id: str | None, account: str | None, payload: str,
-                soon: bool = False) -> int | None:
+    def _insert(
+        self, kind: str, client_order_id: str | None, account: str | None, payload: str, soon: bool = False
+    ) -> int | None:
         row = (time.time_ns() // 1000, kind, client_order_id, account, payload)
         with self._lock:
             if self._closed:
@@ -274,10 +295,10 @@ class Journal:
             rows = [*waiting, row] if row is not None else list(waiting)
             for at in range(0, len(rows), _ROWS_PER_STATEMENT):
                 # One statement, so one transaction and one set of locks, for all of them.
-                chunk = rows[at:at + _ROWS_PER_STATEMENT]
+                chunk = rows[at : at + _ROWS_PER_STATEMENT]
                 self._writer.execute(_insert_rows(len(chunk)), [value for each in chunk for value in each])
                 # Written: not to be written again if a later chunk fails.
-                del waiting[:len(chunk)]
+                del waiting[: len(chunk)]
         elif row is not None:
             self._writer.execute(_INSERT, row)
         else:
@@ -306,8 +327,9 @@ class Journal:
             except sqlite3.Error:
                 log.exception("%d journal rows could not be written %s", len(self._waiting), otherwise)
 
-    def record_order(self, kind: str, order: Order, *, fills: list[Fill] | None = None,
-                     soon: bool = False) -> int | None:
+    def record_order(
+        self, kind: str, order: Order, *, fills: list[Fill] | None = None, soon: bool = False
+    ) -> int | None:
         """One row with the order's resulting state, and the fills that led to it."""
         return self._insert(kind, order.client_order_id, order.account, order_row(order, fills), soon)
 
@@ -320,8 +342,9 @@ class Journal:
         return self._insert(INTENT, order.client_order_id, order.account, payload)
 
     # -- reading -------------------------------------------------------------------------
-    def events(self, since: datetime | None = None, order: str | None = None,
-               kinds: list[str] | None = None) -> list[JournalEvent]:
+    def events(
+        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
+    ) -> list[JournalEvent]:
         """History, oldest first, optionally from ``since`` on and for one client_order_id."""
         query = "SELECT id, ts, kind, client_order_id, account, data FROM events"
         where: list[str] = []
@@ -344,8 +367,14 @@ class Journal:
             self._write_waiting("now; this read goes without them")
             rows = self._db.execute(query, params).fetchall()
         return [
-            JournalEvent(row[0], datetime.fromtimestamp(row[1] / 1_000_000, UTC), row[2], row[3], row[4],
-                         json.loads(row[5]))
+            JournalEvent(
+                row[0],
+                datetime.fromtimestamp(row[1] / 1_000_000, UTC),
+                row[2],
+                row[3],
+                row[4],
+                json.loads(row[5]),
+            )
             for row in rows
         ]
 
@@ -356,7 +385,8 @@ class Journal:
             self._write_waiting("now; this read goes without them")
             rows = self._db.execute(
                 "SELECT ts, kind, client_order_id, account, data FROM events "
-                "WHERE client_order_id IS NOT NULL ORDER BY id").fetchall()
+                "WHERE client_order_id IS NOT NULL ORDER BY id"
+            ).fetchall()
         for ts, kind, client_order_id, account, raw in rows:
             try:
                 _replay(result, ts, kind, client_order_id, account, json.loads(raw))
@@ -431,8 +461,14 @@ class _Checkpointer:
             db.close()
 
 
-def _replay(result: dict[str, Order], ts: int, kind: str, client_order_id: str, account: str | None,
-            data: dict[str, Any]) -> None:
+def _replay(
+    result: dict[str, Order],
+    ts: int,
+    kind: str,
+    client_order_id: str,
+    account: str | None,
+    data: dict[str, Any],
+) -> None:
     at = datetime.fromtimestamp(ts / 1_000_000, UTC)
     order = result.get(client_order_id)
     request = data.get("request")
@@ -440,16 +476,24 @@ def _replay(result: dict[str, Order], ts: int, kind: str, client_order_id: str, 
         # An intent starts the order afresh (an id refused before it reached a broker may be
         # sent again); the entry moves to the end, as the newest order.
         result.pop(client_order_id, None)
-        order = Order(request=OrderRequest.model_validate(request), account=account, created_at=at,
-                      updated_at=at)
+        order = Order(
+            request=OrderRequest.model_validate(request), account=account, created_at=at, updated_at=at
+        )
         result[client_order_id] = order
     if order is None:
         return  # an event for an order this journal never saw the intent of
     request = order.request
     for raw in data.get("fills") or ():
-        parsed = Fill.model_validate({
-            "account": order.account or account or "", "symbol": request.symbol, "side": request.side,
-            "broker_order_id": order.broker_order_id, "client_order_id": client_order_id, **raw})
+        parsed = Fill.model_validate(
+            {
+                "account": order.account or account or "",
+                "symbol": request.symbol,
+                "side": request.side,
+                "broker_order_id": order.broker_order_id,
+                "client_order_id": client_order_id,
+                **raw,
+            }
+        )
         order.take_fill(parsed)
     state = data.get("state")
     if state is not None:

@@ -63,8 +63,9 @@ StateCallback = Callable[[TradingState, "HaltInfo | None"], Any]
 
 
 class KillSwitch:
-    def __init__(self, state_dir: Path | None = None, *, journal: Any = None,
-                 env: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self, state_dir: Path | None = None, *, journal: Any = None, env: Mapping[str, str] = os.environ
+    ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.flag_path = self.state_dir / FLAG_NAME
         self._flag = str(self.flag_path)
@@ -127,8 +128,9 @@ class KillSwitch:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            return HaltInfo(utcnow(), f"cannot check the halt flag ({exc.strerror}); treated as halted",
-                            "unknown"), False
+            return HaltInfo(
+                utcnow(), f"cannot check the halt flag ({exc.strerror}); treated as halted", "unknown"
+            ), False
         key = (st.st_mtime_ns, st.st_ino, st.st_size)
         with self._lock:
             if key == self._flag_key and self._flag_info is not None:
@@ -148,14 +150,16 @@ class KillSwitch:
             when = datetime.fromisoformat(str(data.get("time")))
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-            return HaltInfo(when.astimezone(UTC), str(data.get("reason") or ""),
-                            str(data.get("source") or "unknown")), True
+            return HaltInfo(
+                when.astimezone(UTC), str(data.get("reason") or ""), str(data.get("source") or "unknown")
+            ), True
         except FileNotFoundError:
             # Removed between stat and open (a resume elsewhere): not a halt to rely on.
             return HaltInfo(written, "halt flag present", "unknown"), False
         except (OSError, ValueError, TypeError):
-            return HaltInfo(written, f"{FLAG_NAME} flag file present but unreadable; treated as halted",
-                            "unknown"), False
+            return HaltInfo(
+                written, f"{FLAG_NAME} flag file present but unreadable; treated as halted", "unknown"
+            ), False
 
     # -- changing ------------------------------------------------------------------------
     def halt(self, reason: str = "", source: str = "api") -> HaltInfo:
@@ -174,8 +178,11 @@ class KillSwitch:
             except OSError as exc:
                 info = HaltInfo(info.time, info.reason, info.source, persisted=False)
                 self._memory_halt = info
-                log.error("could not write %s (%s); halted in this process only", self.flag_path,
-                          exc.strerror or exc)
+                log.error(
+                    "could not write %s (%s); halted in this process only",
+                    self.flag_path,
+                    exc.strerror or exc,
+                )
         self._journal("halt", info)
         log.warning("trading HALTED by %s: %s", info.source, info.reason)
         self._changed(info)
@@ -240,8 +247,15 @@ class KillSwitch:
         if self.journal is None:
             return
         try:
-            self.journal.record(kind, data={"time": info.time.isoformat(), "reason": info.reason,
-                                            "source": info.source, "persisted": info.persisted})
+            self.journal.record(
+                kind,
+                data={
+                    "time": info.time.isoformat(),
+                    "reason": info.reason,
+                    "source": info.source,
+                    "persisted": info.persisted,
+                },
+            )
         except Exception:  # the flag is what matters; a journal fault must not undo a halt
             log.exception("could not journal %s", kind)
 

@@ -103,7 +103,9 @@ def _check_name(name: Any) -> str:
         raise ValueError("account name must be non-empty text")
     text = name.strip()
     if len(text) > 64 or not all(ch.isalnum() or ch in "-_." for ch in text):
-        raise ValueError(f"account name may hold letters, digits, '-', '_' and '.' (64 at most), not {name!r}")
+        raise ValueError(
+            f"account name may hold letters, digits, '-', '_' and '.' (64 at most), not {name!r}"
+        )
     return text
 
 
@@ -232,8 +234,15 @@ class MultiBrokerManager:
         self._calls = BoundedCalls()
 
     # -- accounts ---------------------------------------------------------------------------
-    def add_broker(self, name: str, broker: Broker, default: bool = False, weight: float = 1.0, *,
-                   broker_type: str | None = None) -> None:
+    def add_broker(
+        self,
+        name: str,
+        broker: Broker,
+        default: bool = False,
+        weight: float = 1.0,
+        *,
+        broker_type: str | None = None,
+    ) -> None:
         name = _check_name(name)
         if name in self._accounts:
             raise ValueError(f"an account named {name!r} already exists")
@@ -540,7 +549,9 @@ class MultiBrokerManager:
             return
         if account.reconnect is not None and not account.reconnect.done():
             return
-        account.reconnect = asyncio.create_task(self._reconnect_loop(account), name=f"reconnect:{account.name}")
+        account.reconnect = asyncio.create_task(
+            self._reconnect_loop(account), name=f"reconnect:{account.name}"
+        )
 
     async def _reconnect_loop(self, account: AccountRecord) -> None:
         attempt = 0
@@ -644,7 +655,9 @@ class MultiBrokerManager:
         else:
             self._set_state(account, _CS.DEGRADED, error)
 
-    def _store(self, account: AccountRecord, balance: Balance, positions: list[Position], latency_ms: float) -> None:
+    def _store(
+        self, account: AccountRecord, balance: Balance, positions: list[Position], latency_ms: float
+    ) -> None:
         now = self._now()
         account.balance = balance
         account.positions = [
@@ -707,8 +720,9 @@ class MultiBrokerManager:
         self._publish(PositionDiffEvent(account.name, account.diffs, self._now()))
 
     # -- cancel -----------------------------------------------------------------------------
-    async def cancel_all_orders(self, accounts: Iterable[str] | None = None, *,
-                                per_broker_timeout: float | None = None) -> dict[str, CancelAllResult]:
+    async def cancel_all_orders(
+        self, accounts: Iterable[str] | None = None, *, per_broker_timeout: float | None = None
+    ) -> dict[str, CancelAllResult]:
         """Ask every account (or those named) to cancel all working orders, all at once.
 
         Cancels are never held back by health: an account that says it is connected is asked,
@@ -716,15 +730,18 @@ class MultiBrokerManager:
         """
         names = list(self._accounts) if accounts is None else [self._account(n).name for n in accounts]
         connected = [n for n in names if self._accounts[n].broker.is_connected()]
-        results = await self.call_each(lambda broker: broker.cancel_all_orders(), connected,
-                                      per_broker_timeout=per_broker_timeout)
+        results = await self.call_each(
+            lambda broker: broker.cancel_all_orders(), connected, per_broker_timeout=per_broker_timeout
+        )
         outcome: dict[str, CancelAllResult] = {}
         for name in names:
             result = results.get(name)
             if result is None:
                 outcome[name] = CancelAllResult(name, False, (), "not connected")
             elif result.ok:
-                outcome[name] = CancelAllResult(name, True, tuple(result.value or ()), None, result.elapsed_ms)
+                outcome[name] = CancelAllResult(
+                    name, True, tuple(result.value or ()), None, result.elapsed_ms
+                )
             else:
                 outcome[name] = CancelAllResult(name, False, (), result.error, result.elapsed_ms)
         return outcome

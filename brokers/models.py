@@ -144,22 +144,26 @@ WORKING_STATUSES = frozenset(
 _S = OrderStatus
 LEGAL_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     _S.PENDING: frozenset(
-        {_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED,
-         _S.EXPIRED, _S.UNKNOWN}
+        {
+            _S.SUBMITTED,
+            _S.ACCEPTED,
+            _S.PARTIALLY_FILLED,
+            _S.FILLED,
+            _S.CANCELLED,
+            _S.REJECTED,
+            _S.EXPIRED,
+            _S.UNKNOWN,
+        }
     ),
     _S.SUBMITTED: frozenset(
-        {_S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED, _S.EXPIRED,
-         _S.UNKNOWN}
+        {_S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED, _S.EXPIRED, _S.UNKNOWN}
     ),
     _S.ACCEPTED: frozenset(
         {_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED, _S.EXPIRED, _S.UNKNOWN}
     ),
-    _S.PARTIALLY_FILLED: frozenset(
-        {_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.EXPIRED, _S.UNKNOWN}
-    ),
+    _S.PARTIALLY_FILLED: frozenset({_S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.EXPIRED, _S.UNKNOWN}),
     _S.UNKNOWN: frozenset(
-        {_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED,
-         _S.EXPIRED}
+        {_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED, _S.REJECTED, _S.EXPIRED}
     ),
     _S.FILLED: frozenset(),
     _S.CANCELLED: frozenset(),
@@ -459,23 +463,54 @@ class Fill(BaseModel):
     timestamp: AwareDatetime = Field(default_factory=utcnow)
 
     @classmethod
-    def unchecked(cls, fill_id: str, account: str, symbol: str, side: Side, quantity: Decimal, price: Decimal,
-                  commission: Decimal, currency: str, broker_order_id: str | None,
-                  client_order_id: str | None, timestamp: datetime) -> Fill:
+    def unchecked(
+        cls,
+        fill_id: str,
+        account: str,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        price: Decimal,
+        commission: Decimal,
+        currency: str,
+        broker_order_id: str | None,
+        client_order_id: str | None,
+        timestamp: datetime,
+    ) -> Fill:
         """A fill from values that are already of the right types (a venue's own arithmetic),
         without validation: about a third of the cost of the constructor. Quantity and price
         are still refused unless positive, as the constructor would."""
         if not (quantity > 0 and price > 0):
-            return cls(fill_id=fill_id, account=account, symbol=symbol, side=side, quantity=quantity,
-                       price=price, commission=commission, currency=currency,
-                       broker_order_id=broker_order_id, client_order_id=client_order_id,
-                       timestamp=timestamp)
+            return cls(
+                fill_id=fill_id,
+                account=account,
+                symbol=symbol,
+                side=side,
+                quantity=quantity,
+                price=price,
+                commission=commission,
+                currency=currency,
+                broker_order_id=broker_order_id,
+                client_order_id=client_order_id,
+                timestamp=timestamp,
+            )
         fill = _new_object(cls)
-        _set_dict(fill, {
-            "fill_id": fill_id, "account": account, "symbol": symbol, "side": side, "quantity": quantity,
-            "price": price, "commission": commission, "currency": currency,
-            "broker_order_id": broker_order_id, "client_order_id": client_order_id, "timestamp": timestamp,
-        })
+        _set_dict(
+            fill,
+            {
+                "fill_id": fill_id,
+                "account": account,
+                "symbol": symbol,
+                "side": side,
+                "quantity": quantity,
+                "price": price,
+                "commission": commission,
+                "currency": currency,
+                "broker_order_id": broker_order_id,
+                "client_order_id": client_order_id,
+                "timestamp": timestamp,
+            },
+        )
         # Every field was given; a fill is frozen, so nothing adds to this set (``model_copy``
         # copies it first): one set shared by all such fills is one object fewer per fill for
         # the cyclic collector to track.
@@ -518,8 +553,11 @@ class Order(BaseModel):
         # and not others.
         if not isinstance(other, BaseModel):
             return NotImplemented
-        return (type(other) is type(self) and self.__dict__ == other.__dict__
-                and (self.__pydantic_extra__ or {}) == (other.__pydantic_extra__ or {}))
+        return (
+            type(other) is type(self)
+            and self.__dict__ == other.__dict__
+            and (self.__pydantic_extra__ or {}) == (other.__pydantic_extra__ or {})
+        )
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Fields are set straight into ``__dict__``, as pydantic itself does when assignment is
@@ -537,8 +575,14 @@ class Order(BaseModel):
         super().__delattr__(name)
 
     @classmethod
-    def for_request(cls, request: OrderRequest, account: str | None = None, *,
-                    broker_order_id: str | None = None, at: datetime | None = None) -> Order:
+    def for_request(
+        cls,
+        request: OrderRequest,
+        account: str | None = None,
+        *,
+        broker_order_id: str | None = None,
+        at: datetime | None = None,
+    ) -> Order:
         """``Order(request=request, account=..., broker_order_id=..., created_at=at,
         updated_at=at)``, PENDING, without validating ``request`` again.
 
@@ -549,19 +593,22 @@ class Order(BaseModel):
             raise TypeError(f"request must be an OrderRequest, not {type(request).__name__}")
         now = at if at is not None else utcnow()
         order = _new_object(cls)
-        _set_dict(order, {
-            "request": request,
-            "account": request.account if account is None else account,
-            "broker_order_id": broker_order_id,
-            "status": _PENDING,
-            "filled_quantity": _ZERO,
-            "avg_fill_price": None,
-            "reject_code": None,
-            "reject_reason": None,
-            "created_at": now,
-            "updated_at": now,
-            "fills": [],
-        })
+        _set_dict(
+            order,
+            {
+                "request": request,
+                "account": request.account if account is None else account,
+                "broker_order_id": broker_order_id,
+                "status": _PENDING,
+                "filled_quantity": _ZERO,
+                "avg_fill_price": None,
+                "reject_code": None,
+                "reject_reason": None,
+                "created_at": now,
+                "updated_at": now,
+                "fills": [],
+            },
+        )
         _set_fields_set(order, _NEW_ORDER_FIELDS_SET)
         _set_extra(order, None)
         _set_private(order, _FRESH_PRIVATE)
@@ -650,7 +697,9 @@ class Order(BaseModel):
         if new not in LEGAL_TRANSITIONS[current]:
             log.warning(
                 "refused illegal status change %s -> %s for order %s",
-                current.value, new.value, self.client_order_id,
+                current.value,
+                new.value,
+                self.client_order_id,
             )
             return False
         values["status"] = new
@@ -714,11 +763,14 @@ class Order(BaseModel):
         if not _FILL_FIELDS <= self.__pydantic_fields_set__:
             _mark_set(self, _FILL_FIELDS)
         if values["status"] not in TERMINAL_STATUSES:
-            self.transition(_FILLED if total >= values["request"].quantity else _PARTIALLY_FILLED,
-                            at=fill.timestamp)
+            self.transition(
+                _FILLED if total >= values["request"].quantity else _PARTIALLY_FILLED, at=fill.timestamp
+            )
         else:
             # A fill after a cancel confirmation is real money: count it, keep the final status.
-            log.warning("fill %s arrived for %s order %s", fill_id, values["status"].value, self.client_order_id)
+            log.warning(
+                "fill %s arrived for %s order %s", fill_id, values["status"].value, self.client_order_id
+            )
             values["updated_at"] = fill.timestamp
             if "updated_at" not in self.__pydantic_fields_set__:
                 _mark_set(self, _JUST["updated_at"])
@@ -766,7 +818,8 @@ def _mark_set(order: Order, names: frozenset[str]) -> None:
 
 
 _NEW_ORDER_FIELDS_SET = _shared_fields_set(
-    frozenset(("request", "account", "broker_order_id", "created_at", "updated_at")))
+    frozenset(("request", "account", "broker_order_id", "created_at", "updated_at"))
+)
 
 
 def _own_private(order: Order) -> dict[str, Any]:
@@ -855,7 +908,9 @@ class BrokerCapabilities(BaseModel):
             return f"this broker does not take {request.order_type.value} orders (it takes {allowed})"
         if request.time_in_force not in self.time_in_force:
             allowed = ", ".join(sorted(t.value for t in self.time_in_force))
-            return f"this broker does not take time in force {request.time_in_force.value} (it takes {allowed})"
+            return (
+                f"this broker does not take time in force {request.time_in_force.value} (it takes {allowed})"
+            )
         if request.asset_class not in self.asset_classes:
             allowed = ", ".join(sorted(a.value for a in self.asset_classes))
             return f"this broker does not trade {request.asset_class.value} (it trades {allowed})"

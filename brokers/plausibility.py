@@ -33,8 +33,12 @@ def implausible(balance: Balance, positions: Iterable[Position]) -> str | None:
         if problem is not None:
             return problem
     for position in positions:
-        for name, ceiling in (("quantity", MAX_AMOUNT), ("avg_price", MAX_PRICE), ("last_price", MAX_PRICE),
-                              ("multiplier", MAX_AMOUNT)):
+        for name, ceiling in (
+            ("quantity", MAX_AMOUNT),
+            ("avg_price", MAX_PRICE),
+            ("last_price", MAX_PRICE),
+            ("multiplier", MAX_AMOUNT),
+        ):
             what = f"the reported {name.replace('_', ' ')} of {position.symbol}"
             problem = _problem(getattr(position, name), what, ceiling)
             if problem is not None:

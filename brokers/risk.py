@@ -153,8 +153,7 @@ class Check:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
 
-    def check(self, request: OrderRequest, account: str, limits: RiskLimits,
-              ctx: RiskContext) -> str | None:
+    def check(self, request: OrderRequest, account: str, limits: RiskLimits, ctx: RiskContext) -> str | None:
         raise NotImplementedError
 
     def accept(self, request: OrderRequest, account: str, limits: RiskLimits) -> None:
@@ -189,8 +188,10 @@ class MaxQuantityCheck(Check):
     def check(self, request, account, limits, ctx):
         cap = limits.max_order_quantity
         if request.quantity > cap:
-            return (f"quantity {_num(request.quantity)} is above the limit of {_num(cap)} per order "
-                    f"for {_scope(account)}")
+            return (
+                f"quantity {_num(request.quantity)} is above the limit of {_num(cap)} per order "
+                f"for {_scope(account)}"
+            )
         return None
 
 
@@ -206,16 +207,20 @@ class PriceBandCheck(Check):
             return None
         last = ctx.last_price(request.symbol, account)
         if last is None or last <= 0:
-            return (f"no last price for {request.symbol} to check the order price against, "
-                    f"so it is refused (price band {_num(limits.price_band_percent)}%)")
+            return (
+                f"no last price for {request.symbol} to check the order price against, "
+                f"so it is refused (price band {_num(limits.price_band_percent)}%)"
+            )
         band = limits.price_band_percent
         for name, price in (("limit price", request.limit_price), ("stop price", request.stop_price)):
             if price is None:
                 continue
             off = abs(price - last) * 100 / last
             if off > band:
-                return (f"{name} {_num(price)} is {off:.1f}% away from the last price {_num(last)} of "
-                        f"{request.symbol}; the band is {_num(band)}%")
+                return (
+                    f"{name} {_num(price)} is {off:.1f}% away from the last price {_num(last)} of "
+                    f"{request.symbol}; the band is {_num(band)}%"
+                )
         return None
 
 
@@ -232,15 +237,19 @@ class MaxNotionalCheck(Check):
         notional = request.quantity * price
         base = ctx.to_base(notional, currency)
         if base is None:
-            return (f"cannot value the order in {ctx.base_currency}: no exchange rate for {currency}, "
-                    f"so the notional limit cannot be checked")
+            return (
+                f"cannot value the order in {ctx.base_currency}: no exchange rate for {currency}, "
+                f"so the notional limit cannot be checked"
+            )
         cap = limits.max_order_notional
         if base > cap:
             shown = _money(base, ctx.base_currency)
             if currency != ctx.base_currency:
                 shown = f"{_money(notional, currency)} ({shown})"
-            return (f"order value {shown} is above the limit of {_money(cap, ctx.base_currency)} "
-                    f"per order for {_scope(account)}")
+            return (
+                f"order value {shown} is above the limit of {_money(cap, ctx.base_currency)} "
+                f"per order for {_scope(account)}"
+            )
         return None
 
 
@@ -258,8 +267,10 @@ class MaxPositionCheck(Check):
         cap = limits.max_position
         # An order that brings an oversized position back towards the limit is always welcome.
         if abs(projected) > cap and abs(projected) > abs(current):
-            return (f"the position in {request.symbol} at {_scope(account)} would reach {_num(projected)} "
-                    f"(now {_num(current)}, working {_num(pending)}); the limit is {_num(cap)}")
+            return (
+                f"the position in {request.symbol} at {_scope(account)} would reach {_num(projected)} "
+                f"(now {_num(current)}, working {_num(pending)}); the limit is {_num(cap)}"
+            )
         return None
 
 
@@ -270,7 +281,9 @@ class MaxOpenOrdersCheck(Check):
     def check(self, request, account, limits, ctx):
         count = ctx.open_orders(account)
         if count >= limits.max_open_orders:
-            return f"{_scope(account)} already has {count} working orders; the limit is {limits.max_open_orders}"
+            return (
+                f"{_scope(account)} already has {count} working orders; the limit is {limits.max_open_orders}"
+            )
         return None
 
 
@@ -295,8 +308,10 @@ def daily_loss_message(account: str, limits: RiskLimits, ctx: RiskContext) -> st
     pnl = ctx.daily_pnl(account)
     if pnl is None or pnl > -cap:
         return None
-    return (f"daily loss limit reached at {_scope(account)}: loss {_money(-pnl, ctx.base_currency)} against "
-            f"a limit of {_money(cap, ctx.base_currency)}")
+    return (
+        f"daily loss limit reached at {_scope(account)}: loss {_money(-pnl, ctx.base_currency)} against "
+        f"a limit of {_money(cap, ctx.base_currency)}"
+    )
 
 
 class DuplicateOrderCheck(Check):
@@ -314,8 +329,15 @@ class DuplicateOrderCheck(Check):
 
     @staticmethod
     def _key(request: OrderRequest, account: str) -> tuple[Any, ...]:
-        return (account, request.symbol, request.side, request.quantity, request.order_type,
-                request.limit_price, request.stop_price)
+        return (
+            account,
+            request.symbol,
+            request.side,
+            request.quantity,
+            request.order_type,
+            request.limit_price,
+            request.stop_price,
+        )
 
     def _prune(self, now: float) -> None:
         seen = self._seen
@@ -331,8 +353,10 @@ class DuplicateOrderCheck(Check):
         at = self._seen.get(self._key(request, account))
         window = float(limits.duplicate_window_seconds)
         if at is not None and now - at <= window:
-            return (f"the same order ({request.side.value} {_num(request.quantity)} {request.symbol}) "
-                    f"was sent to {account} {now - at:.1f}s ago; wait {window:g}s to send it again")
+            return (
+                f"the same order ({request.side.value} {_num(request.quantity)} {request.symbol}) "
+                f"was sent to {account} {now - at:.1f}s ago; wait {window:g}s to send it again"
+            )
         return None
 
     def accept(self, request, account, limits):
@@ -372,8 +396,10 @@ class RateLimitCheck(Check):
     def check(self, request, account, limits, ctx):
         if self._tokens(account, limits)[0] < 1:
             rate, capacity = self._shape(limits)
-            return (f"{account} is sending orders faster than {rate:g} per second "
-                    f"(burst {capacity:g}); try again in a moment")
+            return (
+                f"{account} is sending orders faster than {rate:g} per second "
+                f"(burst {capacity:g}); try again in a moment"
+            )
         return None
 
     def accept(self, request, account, limits):
@@ -399,10 +425,14 @@ def _enabled(check: Check, limits: RiskLimits) -> bool:
 
 
 class RiskEngine:
-    def __init__(self, global_limits: RiskLimits | None = None,
-                 per_account: dict[str, RiskLimits] | None = None, *,
-                 clock: Callable[[], float] | None = None,
-                 checks: tuple[type[Check], ...] = CHECKS) -> None:
+    def __init__(
+        self,
+        global_limits: RiskLimits | None = None,
+        per_account: dict[str, RiskLimits] | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        checks: tuple[type[Check], ...] = CHECKS,
+    ) -> None:
         self.global_limits = global_limits or RiskLimits()
         self.per_account = dict(per_account or {})
         self.clock = clock or time.monotonic
@@ -422,8 +452,9 @@ class RiskEngine:
             self._plans[key] = plan
         return plan
 
-    def set_limits(self, global_limits: RiskLimits | None = None,
-                   per_account: dict[str, RiskLimits] | None = None) -> None:
+    def set_limits(
+        self, global_limits: RiskLimits | None = None, per_account: dict[str, RiskLimits] | None = None
+    ) -> None:
         """Replace limits at run time; counters (rate, recent orders) are kept."""
         if global_limits is not None:
             self.global_limits = global_limits
@@ -469,7 +500,8 @@ class RiskEngine:
     @property
     def watches_daily_loss(self) -> bool:
         return self.global_limits.daily_loss_limit is not None or any(
-            limits.daily_loss_limit is not None for limits in self.per_account.values())
+            limits.daily_loss_limit is not None for limits in self.per_account.values()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,8 +562,9 @@ class Book:
     """Positions and working orders per account, kept from broker reads and fills, so risk
     checks never wait for a broker. Implements ``brokers.risk.RiskContext``."""
 
-    def __init__(self, manager: Any, fx: Any, base_currency: str,
-                 today: Callable[[], date] | None = None) -> None:
+    def __init__(
+        self, manager: Any, fx: Any, base_currency: str, today: Callable[[], date] | None = None
+    ) -> None:
         self.manager = manager
         self.fx = fx
         self.base_currency = base_currency

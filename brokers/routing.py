@@ -60,8 +60,9 @@ class Router:
         return None
 
 
-def split_quantity(quantity: Decimal, weights: Mapping[str, float | Decimal],
-                   fractional: Mapping[str, bool] | None = None) -> dict[str, Decimal]:
+def split_quantity(
+    quantity: Decimal, weights: Mapping[str, float | Decimal], fractional: Mapping[str, bool] | None = None
+) -> dict[str, Decimal]:
     """Split ``quantity`` by weight with the largest-remainder method.
 
     Accounts that cannot trade fractions get whole units; the rest get amounts at the finest

@@ -115,5 +115,12 @@ def build_runtime(
         fx=fx,
     )
     manager.book_provider = execution.book_positions
-    return Runtime(config=config, manager=manager, kill_switch=kill_switch, journal=journal,
-                   execution=execution, fx=fx, state_dir=root)
+    return Runtime(
+        config=config,
+        manager=manager,
+        kill_switch=kill_switch,
+        journal=journal,
+        execution=execution,
+        fx=fx,
+        state_dir=root,
+    )

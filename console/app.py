@@ -55,8 +55,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIONS = (
-    "halt", "resume", "reduce_only", "submit", "cancel_order", "focus_order_entry",
-    "focus_blotter", "focus_positions", "quit",
+    "halt",
+    "resume",
+    "reduce_only",
+    "submit",
+    "cancel_order",
+    "focus_order_entry",
+    "focus_blotter",
+    "focus_positions",
+    "quit",
 )
 
 STATE_STYLE = {
@@ -178,8 +185,9 @@ class TradingConsoleApp(App[int]):
         # The first resize would add the breakpoint class and so restyle every widget once more
         # before the first frame; the screen starts with the class that size calls for.
         width = self.size.width
-        classes = next((name for edge, name in sorted(self.HORIZONTAL_BREAKPOINTS, reverse=True)
-                        if width >= edge), "")
+        classes = next(
+            (name for edge, name in sorted(self.HORIZONTAL_BREAKPOINTS, reverse=True) if width >= edge), ""
+        )
         return Screen(id="_default", classes=classes)
 
     def compose(self) -> ComposeResult:
@@ -295,8 +303,9 @@ class TradingConsoleApp(App[int]):
             error = status.last_error and fmt.without_prefix(name, fmt.one_line(status.last_error, 200))
             error = f": {error}" if error else ""
             self.post_message(LogEvent(f"{name} {state}{error}", "info" if state == "CONNECTED" else "error"))
-        self.run_worker(self._pump_manager_events(), name="manager-events", group="events",
-                        exit_on_error=False)
+        self.run_worker(
+            self._pump_manager_events(), name="manager-events", group="events", exit_on_error=False
+        )
         await self._refresh_once()
         for order in self.runtime.execution.orders():
             self.post_message(OrderChanged(order))
@@ -397,8 +406,13 @@ class TradingConsoleApp(App[int]):
             self.event_log.add(self._state_line(TradingState.HALTED, info), "halt")
         if self.config.halt.cancel_open_orders:
             self.banner.cancel_all_started()
-            self.run_worker(self._halt_and_cancel(), name="halt-cancel-all", group="halt",
-                            exclusive=True, exit_on_error=False)
+            self.run_worker(
+                self._halt_and_cancel(),
+                name="halt-cancel-all",
+                group="halt",
+                exclusive=True,
+                exit_on_error=False,
+            )
 
     async def _halt_and_cancel(self) -> None:
         try:
@@ -412,8 +426,7 @@ class TradingConsoleApp(App[int]):
     def on_cancel_all_finished(self, message: CancelAllFinished) -> None:
         self.banner.show_outcomes(message.outcomes, message.error)
         failed = message.error or any(not getattr(o, "ok", False) for o in message.outcomes.values())
-        self.event_log.add(outcome_text(message.outcomes, message.error).plain,
-                           "error" if failed else "info")
+        self.event_log.add(outcome_text(message.outcomes, message.error).plain, "error" if failed else "info")
         self._refresh_soon()
 
     def action_resume(self) -> None:
@@ -477,8 +490,12 @@ class TradingConsoleApp(App[int]):
             self.notify("The broker has not acknowledged this order yet", severity="warning", timeout=3)
             return
         self.event_log.add(f"cancel requested: {fmt.describe_request(order.request)} at {order.account}")
-        self.run_worker(self._cancel(order.account, order.broker_order_id), name="cancel",
-                        group="orders", exit_on_error=False)
+        self.run_worker(
+            self._cancel(order.account, order.broker_order_id),
+            name="cancel",
+            group="orders",
+            exit_on_error=False,
+        )
 
     async def _cancel(self, account: str, broker_order_id: str) -> None:
         try:
@@ -501,20 +518,30 @@ class TradingConsoleApp(App[int]):
         self.order_entry.action_submit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("HALT trading", f"Halt and cancel open orders ({self._key_label('halt')})",
-                            self.action_halt)
-        yield SystemCommand("Resume trading", f"Type RESUME and a reason ({self._key_label('resume')})",
-                            self.action_resume)
-        yield SystemCommand("Reduce-only", f"Accept only orders that shrink a position "
-                            f"({self._key_label('reduce_only')})", self.action_reduce_only)
+        yield SystemCommand(
+            "HALT trading", f"Halt and cancel open orders ({self._key_label('halt')})", self.action_halt
+        )
+        yield SystemCommand(
+            "Resume trading", f"Type RESUME and a reason ({self._key_label('resume')})", self.action_resume
+        )
+        yield SystemCommand(
+            "Reduce-only",
+            f"Accept only orders that shrink a position ({self._key_label('reduce_only')})",
+            self.action_reduce_only,
+        )
         yield SystemCommand("Submit order", "Send the order in the order entry", self.action_submit)
-        yield SystemCommand("Cancel selected order", f"Cancel the order selected in the blotter "
-                            f"({self._key_label('cancel_order')})", self.action_cancel_order)
-        yield SystemCommand("Focus order entry", self._key_label("focus_order_entry"),
-                            self.action_focus_order_entry)
+        yield SystemCommand(
+            "Cancel selected order",
+            f"Cancel the order selected in the blotter ({self._key_label('cancel_order')})",
+            self.action_cancel_order,
+        )
+        yield SystemCommand(
+            "Focus order entry", self._key_label("focus_order_entry"), self.action_focus_order_entry
+        )
         yield SystemCommand("Focus blotter", self._key_label("focus_blotter"), self.action_focus_blotter)
-        yield SystemCommand("Focus positions", self._key_label("focus_positions"),
-                            self.action_focus_positions)
+        yield SystemCommand(
+            "Focus positions", self._key_label("focus_positions"), self.action_focus_positions
+        )
         yield SystemCommand("Refresh accounts", "Re-read balances and positions now", self._refresh_soon)
         yield from super().get_system_commands(screen)
 
@@ -543,8 +570,14 @@ class TradingConsoleApp(App[int]):
                 distributed=distributed,
                 halt_keys=self.keys["halt"],
             )
-            self.push_screen(screen, lambda send: self._send(request, distributed) if send else
-                             self.event_log.add(f"not sent: {fmt.describe_request(request)}"))
+            self.push_screen(
+                screen,
+                lambda send: (
+                    self._send(request, distributed)
+                    if send
+                    else self.event_log.add(f"not sent: {fmt.describe_request(request)}")
+                ),
+            )
             return
         self._send(request, distributed)
 
@@ -564,10 +597,12 @@ class TradingConsoleApp(App[int]):
         return getattr(money, "amount", None)
 
     def _send(self, request: OrderRequest, distributed: bool) -> None:
-        self.event_log.add(f"sending: {fmt.describe_request(request)}"
-                           f"{' split across accounts' if distributed else ''}")
-        self.run_worker(self._submit(request, distributed), name="submit", group="orders",
-                        exit_on_error=False)
+        self.event_log.add(
+            f"sending: {fmt.describe_request(request)}{' split across accounts' if distributed else ''}"
+        )
+        self.run_worker(
+            self._submit(request, distributed), name="submit", group="orders", exit_on_error=False
+        )
 
     async def _submit(self, request: OrderRequest, distributed: bool) -> None:
         execution = self.runtime.execution
@@ -603,7 +638,9 @@ class TradingConsoleApp(App[int]):
             )
         elif shown is None or shown[0] != order.status or shown[1] != order.filled_quantity:
             filled = f" filled {fmt.quantity(order.filled_quantity)}" if order.filled_quantity else ""
-            self.event_log.add(f"{order.status.value}: {fmt.describe_request(order.request)} → {where}{filled}")
+            self.event_log.add(
+                f"{order.status.value}: {fmt.describe_request(order.request)} → {where}{filled}"
+            )
         if before is None or order.filled_quantity or order.is_terminal:
             self._refresh_soon()
 
@@ -642,8 +679,7 @@ class TradingConsoleApp(App[int]):
         self._refresh_timer = self.set_timer(interval, self._periodic_refresh, name="refresh")
 
     def _periodic_refresh(self) -> None:
-        self.run_worker(self._refresh_then_reschedule(), name="refresh", group="refresh",
-                        exit_on_error=False)
+        self.run_worker(self._refresh_then_reschedule(), name="refresh", group="refresh", exit_on_error=False)
 
     async def _refresh_then_reschedule(self) -> None:
         # The next refresh is scheduled only after this one finishes, so slow brokers never
@@ -666,8 +702,9 @@ class TradingConsoleApp(App[int]):
 
         def go() -> None:
             self._refresh_soon_pending = False
-            self.run_worker(self._refresh_once(), name="refresh-now", group="refresh-now",
-                            exit_on_error=False)
+            self.run_worker(
+                self._refresh_once(), name="refresh-now", group="refresh-now", exit_on_error=False
+            )
 
         self.set_timer(0.05, go)
 
@@ -735,7 +772,8 @@ class TradingConsoleApp(App[int]):
         if self._connecting:
             statuses = {
                 name: status.model_copy(update={"state": ConnectionState.CONNECTING})
-                if status.state is ConnectionState.DISCONNECTED and not status.last_error else status
+                if status.state is ConnectionState.DISCONNECTED and not status.last_error
+                else status
                 for name, status in statuses.items()
             }
         self.connections.show_statuses(statuses, self.clock())

@@ -43,8 +43,13 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", metavar="PATH", dir_okay=False,
-                     help="Config file. Default: the user config if it exists, else the demo."),
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="PATH",
+            dir_okay=False,
+            help="Config file. Default: the user config if it exists, else the demo.",
+        ),
     ] = None,
     demo: Annotated[
         bool, typer.Option("--demo", help="Use the built-in demo accounts, whatever config exists.")

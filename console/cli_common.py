@@ -229,7 +229,9 @@ def exit_code_for(exc: BaseException) -> ExitCode | None:
         return ExitCode.CONFIG
     if isinstance(exc, errors.CredentialsError | errors.AuthenticationError):
         return ExitCode.CREDENTIALS
-    if isinstance(exc, errors.BrokerConnectionError | errors.BrokerTimeoutError | TimeoutError | ConnectionError):
+    if isinstance(
+        exc, errors.BrokerConnectionError | errors.BrokerTimeoutError | TimeoutError | ConnectionError
+    ):
         return ExitCode.NETWORK
     if isinstance(exc, errors.BrokerError):
         return ExitCode.BROKER
@@ -293,7 +295,9 @@ def cancel_everywhere(config: Config) -> dict[str, dict[str, Any]]:
     async def go() -> dict[str, dict[str, Any]]:
         async with started_runtime(config) as runtime:
             outcomes = await runtime.execution.cancel_all()
-        return {name: {"ok": o.ok, "cancelled": o.cancelled, "error": o.error} for name, o in outcomes.items()}
+        return {
+            name: {"ok": o.ok, "cancelled": o.cancelled, "error": o.error} for name, o in outcomes.items()
+        }
 
     return run(go())
 

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from brokers.killswitch import HaltInfo, KillSwitch
 
 
-
 def flag_state_dir(state: CliState) -> tuple[Path, str | None, bool]:
     """(state dir, warning, certain). A config with errors must not stop a halt: its
     ``state_dir`` is read from the raw TOML; if even that fails the default is used and
@@ -61,8 +60,12 @@ def flag_state_dir(state: CliState) -> tuple[Path, str | None, bool]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8")).get("state_dir")
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return (state_dir(), f"{problem}; using the default state directory {state_dir()}, which a "
-                "console started with another state_dir will not see", False)
+        return (
+            state_dir(),
+            f"{problem}; using the default state directory {state_dir()}, which a "
+            "console started with another state_dir will not see",
+            False,
+        )
     if isinstance(raw, str) and raw.strip():
         return Path(raw), f"{problem}; using its state_dir {raw}", True
     return state_dir(), f"{problem}; using the default state directory", True
@@ -99,11 +102,15 @@ def info_json(info: HaltInfo | None) -> dict[str, Any]:
 
 def halt(
     ctx: typer.Context,
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the flag and the journal.")] = "",
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why; kept in the flag and the journal.")
+    ] = "",
     cancel: Annotated[
         bool,
-        typer.Option("--cancel", help="Also connect to every account and cancel its working orders "
-                     "(after the flag is written)."),
+        typer.Option(
+            "--cancel",
+            help="Also connect to every account and cancel its working orders (after the flag is written).",
+        ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -129,12 +136,22 @@ def halt(
     if cancel:
         outcomes = cancel_everywhere(state.config())
     if as_json:
-        print_json({"state": "HALTED", "already_halted": already, **info_json(info), "flag": flag,
-                    "cancel": outcomes})
+        print_json(
+            {
+                "state": "HALTED",
+                "already_halted": already,
+                **info_json(info),
+                "flag": flag,
+                "cancel": outcomes,
+            }
+        )
     else:
         word = "Already halted" if already else "Trading HALTED"
-        typer.secho(f"{word} since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
-                    fg=typer.colors.RED, bold=True)
+        typer.secho(
+            f"{word} since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
+            fg=typer.colors.RED,
+            bold=True,
+        )
         typer.echo(f"Flag: {flag}")
         if outcomes is None:
             typer.echo("Running consoles cancel their own working orders; `halt --cancel` cancels from here.")
@@ -148,7 +165,9 @@ def halt(
 
 def resume(
     ctx: typer.Context,
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why trading may resume (required; journaled).")],
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why trading may resume (required; journaled).")
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Resume trading: remove the SYSTEM_HALTED flag. A reason is required and journaled."""
@@ -183,12 +202,16 @@ def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         info = switch.info if halted else None
         flag = switch.flag_path
     if as_json:
-        print_json({"state": "HALTED" if halted else "ACTIVE", "halted": halted, **info_json(info),
-                    "flag": flag})
+        print_json(
+            {"state": "HALTED" if halted else "ACTIVE", "halted": halted, **info_json(info), "flag": flag}
+        )
         return
     if halted and info is not None:
-        typer.secho(f"HALTED since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
-                    fg=typer.colors.RED, bold=True)
+        typer.secho(
+            f"HALTED since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
+            fg=typer.colors.RED,
+            bold=True,
+        )
     else:
         typer.secho("ACTIVE: trading is not halted", fg=typer.colors.GREEN)
     typer.echo(f"Flag: {flag}")

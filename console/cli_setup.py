@@ -73,8 +73,10 @@ def init(
     except ConfigError as exc:  # the example is tested; this guards a hand-edited installation
         fail(f"the example config does not load: {exc}", ExitCode.CONFIG)
     typer.echo(f"Wrote {target}")
-    typer.echo("It has one paper account. Next: `trading-console add` to add a broker account, "
-               "`trading-console accounts` to check, `trading-console` to open the console.")
+    typer.echo(
+        "It has one paper account. Next: `trading-console add` to add a broker account, "
+        "`trading-console accounts` to check, `trading-console` to open the console."
+    )
 
 
 # -- accounts ---------------------------------------------------------------------------------
@@ -83,8 +85,9 @@ def init(
 def _env_name(account: Any, key: str, default_env: str) -> str:
     # Alpaca accounts may name their own variables (key_env / secret_env).
     if account.type == "alpaca":
-        return str(account.settings.get({"api_key": "key_env", "secret_key": "secret_env"}.get(key, ""),
-                                        default_env))
+        return str(
+            account.settings.get({"api_key": "key_env", "secret_key": "secret_env"}.get(key, ""), default_env)
+        )
     return default_env
 
 
@@ -117,17 +120,29 @@ def accounts(ctx: typer.Context, as_json: JsonOption = False) -> None:
     config = state_of(ctx).config()
     rows = []
     for account in config.accounts:
-        rows.append({
-            "name": account.name, "type": account.type, "live": account.live,
-            "currency": account.currency, "default": account.name == config.default_account,
-            "weight": account.weight, "label": account.label,
-            "credentials": _credential_status(account),
-            "settings_error": _settings_problem(account),
-        })
+        rows.append(
+            {
+                "name": account.name,
+                "type": account.type,
+                "live": account.live,
+                "currency": account.currency,
+                "default": account.name == config.default_account,
+                "weight": account.weight,
+                "label": account.label,
+                "credentials": _credential_status(account),
+                "settings_error": _settings_problem(account),
+            }
+        )
     problems = [f"{row['name']}: {row['settings_error']}" for row in rows if row["settings_error"]]
     if as_json:
-        print_json({"demo": config.demo, "source": config.source, "base_currency": config.base_currency,
-                    "accounts": rows})
+        print_json(
+            {
+                "demo": config.demo,
+                "source": config.source,
+                "base_currency": config.base_currency,
+                "accounts": rows,
+            }
+        )
         if problems:
             raise typer.Exit(ExitCode.CONFIG)
         return
@@ -174,12 +189,14 @@ def broker_types(as_json: JsonOption = False) -> None:
     rows = []
     for name in BrokerFactory.types():
         caps, error = _capabilities_of(name)
-        rows.append({
-            "type": name,
-            "secrets": [key for key, _ in secret_keys(name)],
-            "capabilities": None if caps is None else caps.model_dump(),
-            "error": error,
-        })
+        rows.append(
+            {
+                "type": name,
+                "secrets": [key for key, _ in secret_keys(name)],
+                "capabilities": None if caps is None else caps.model_dump(),
+                "error": error,
+            }
+        )
     if as_json:
         print_json(rows)
         return
@@ -250,32 +267,73 @@ def _text(field: str, pattern: str, hint: str) -> Callable[[str], str]:
 
 TYPE_SETTINGS: dict[str, tuple[Setting, ...]] = {
     "sim": (
-        Setting("initial_cash", "Starting cash", _positive_decimal("initial_cash"), lambda a: 100_000,
-                "starting cash in the account currency"),
-        Setting("account_type", "Account type (margin, cash)", _choice("account_type", ("margin", "cash")),
-                lambda a: "margin", "a cash account cannot short or borrow"),
-        Setting("tick_interval", "Seconds between price moves", _positive_decimal("tick_interval", Decimal(3600)),
-                lambda a: 0.5, "random-walk prices"),
+        Setting(
+            "initial_cash",
+            "Starting cash",
+            _positive_decimal("initial_cash"),
+            lambda a: 100_000,
+            "starting cash in the account currency",
+        ),
+        Setting(
+            "account_type",
+            "Account type (margin, cash)",
+            _choice("account_type", ("margin", "cash")),
+            lambda a: "margin",
+            "a cash account cannot short or borrow",
+        ),
+        Setting(
+            "tick_interval",
+            "Seconds between price moves",
+            _positive_decimal("tick_interval", Decimal(3600)),
+            lambda a: 0.5,
+            "random-walk prices",
+        ),
     ),
     "alpaca": (
-        Setting("timeout", "Seconds per REST call", _positive_decimal("timeout", Decimal(120)), lambda a: 10,
-                "seconds per REST call"),
+        Setting(
+            "timeout",
+            "Seconds per REST call",
+            _positive_decimal("timeout", Decimal(120)),
+            lambda a: 10,
+            "seconds per REST call",
+        ),
     ),
     "ibkr": (
-        Setting("host", "TWS / IB Gateway host", _text("host", r"[A-Za-z0-9_.:-]{1,253}", "a host name or address"),
-                lambda a: "127.0.0.1"),
-        Setting("port", "TWS / IB Gateway port", _integer("port", 1, 65535),
-                lambda a: 7496 if a.get("live") else 7497,
-                "TWS paper 7497, TWS live 7496, Gateway paper 4002, Gateway live 4001"),
-        Setting("client_id", "API client id", _integer("client_id", 0, 2**31 - 1), lambda a: 1,
-                "unique per connection to the same gateway"),
+        Setting(
+            "host",
+            "TWS / IB Gateway host",
+            _text("host", r"[A-Za-z0-9_.:-]{1,253}", "a host name or address"),
+            lambda a: "127.0.0.1",
+        ),
+        Setting(
+            "port",
+            "TWS / IB Gateway port",
+            _integer("port", 1, 65535),
+            lambda a: 7496 if a.get("live") else 7497,
+            "TWS paper 7497, TWS live 7496, Gateway paper 4002, Gateway live 4001",
+        ),
+        Setting(
+            "client_id",
+            "API client id",
+            _integer("client_id", 0, 2**31 - 1),
+            lambda a: 1,
+            "unique per connection to the same gateway",
+        ),
     ),
     "zerodha": (
-        Setting("exchange", "Exchange for plain symbols (NSE, BSE, NFO, BFO, CDS, BCD, MCX)",
-                _choice("exchange", ("NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"), upper=True),
-                lambda a: "NSE"),
-        Setting("product", "Product (CNC, MIS, NRML)", _choice("product", ("CNC", "MIS", "NRML"), upper=True),
-                lambda a: "CNC", "CNC delivery, MIS intraday, NRML F&O"),
+        Setting(
+            "exchange",
+            "Exchange for plain symbols (NSE, BSE, NFO, BFO, CDS, BCD, MCX)",
+            _choice("exchange", ("NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"), upper=True),
+            lambda a: "NSE",
+        ),
+        Setting(
+            "product",
+            "Product (CNC, MIS, NRML)",
+            _choice("product", ("CNC", "MIS", "NRML"), upper=True),
+            lambda a: "CNC",
+            "CNC delivery, MIS intraday, NRML F&O",
+        ),
     ),
 }
 
@@ -308,7 +366,9 @@ def _account_name(taken: set[str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip()
         if not ACCOUNT_NAME.fullmatch(value):
-            raise ValueError("name must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit")
+            raise ValueError(
+                "name must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            )
         if value in taken:
             raise ValueError(f"an account named {value!r} already exists")
         return value
@@ -346,11 +406,13 @@ def add(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Account name.")] = None,
     currency: Annotated[str | None, typer.Option("--currency", help="Account currency.")] = None,
     live: Annotated[bool | None, typer.Option("--live/--paper", help="Real money or paper.")] = None,
-    default: Annotated[bool | None, typer.Option("--default/--not-default",
-                                                 help="Make it the default account.")] = None,
+    default: Annotated[
+        bool | None, typer.Option("--default/--not-default", help="Make it the default account.")
+    ] = None,
     weight: Annotated[float | None, typer.Option("--weight", help="Share of distributed orders.")] = None,
-    settings: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE",
-                                                       help="A broker setting; repeatable.")] = None,
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="A broker setting; repeatable.")
+    ] = None,
     no_input: Annotated[bool, typer.Option("--no-input", help="Ask nothing; use defaults.")] = False,
 ) -> None:
     """Add an account to the config, asking for each setting (every answer is checked)."""
@@ -374,7 +436,9 @@ def add(
         if key in {"name", "type", "currency", "live", "default", "weight"}:
             bad_argument(f"use --{key} for {key!r}", "--set")
 
-    def value(option_value: Any, option: str, question: str, parse: Callable[[str], Any], fallback: Any) -> Any:
+    def value(
+        option_value: Any, option: str, question: str, parse: Callable[[str], Any], fallback: Any
+    ) -> Any:
         if option_value is not None:
             return _checked(parse, option_value, option)
         if no_input:
@@ -388,17 +452,35 @@ def add(
             return option_value
         return fallback if no_input else typer.confirm(question, default=fallback)
 
-    kind = value(broker_type, "--type", f"Broker type ({', '.join(types)})",
-                 _choice("type", types), None if no_input else "sim")
-    account: dict[str, Any] = {"name": value(name, "--name", "Account name", _account_name(taken),
-                                             None if no_input else _free_name(kind, taken))}
+    kind = value(
+        broker_type,
+        "--type",
+        f"Broker type ({', '.join(types)})",
+        _choice("type", types),
+        None if no_input else "sim",
+    )
+    account: dict[str, Any] = {
+        "name": value(
+            name,
+            "--name",
+            "Account name",
+            _account_name(taken),
+            None if no_input else _free_name(kind, taken),
+        )
+    }
     account["type"] = kind
-    account["currency"] = value(currency, "--currency", "Currency", _currency, DEFAULT_CURRENCY.get(kind, "USD"))
-    account["live"] = False if kind == "sim" else flag(live, "Live account (real money)?", DEFAULT_LIVE.get(kind, False))
+    account["currency"] = value(
+        currency, "--currency", "Currency", _currency, DEFAULT_CURRENCY.get(kind, "USD")
+    )
+    account["live"] = (
+        False if kind == "sim" else flag(live, "Live account (real money)?", DEFAULT_LIVE.get(kind, False))
+    )
     account["default"] = flag(default, "Make it the default account?", not taken)
     account["weight"] = value(weight, "--weight", "Weight for distributed orders", _weight, 1.0)
-    comments = {"live": "REAL MONEY: every order asks for confirmation" if account["live"] else "paper trading",
-                "weight": "share of a distributed order"}
+    comments = {
+        "live": "REAL MONEY: every order asks for confirmation" if account["live"] else "paper trading",
+        "weight": "share of a distributed order",
+    }
     for setting in TYPE_SETTINGS.get(kind, ()):
         fallback = setting.default(account)
         if setting.key in extra:
@@ -424,8 +506,10 @@ def add(
 
         if not keyring_available():
             env = " and ".join(env for _, env in secret_keys(kind))
-            typer.echo(f"No system keyring is available here: export {env} for this account, or set up a "
-                       f"keyring and run `trading-console set-creds {account['name']}`.")
+            typer.echo(
+                f"No system keyring is available here: export {env} for this account, or set up a "
+                f"keyring and run `trading-console set-creds {account['name']}`."
+            )
         elif not no_input and typer.confirm("Store its secrets in the keyring now?", default=True):
             _store_secrets(account["name"], kind, None)
         else:
@@ -479,7 +563,9 @@ def _store_secrets(name: str, kind: str, only: str | None) -> None:
 def set_creds(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Account name.")],
-    key: Annotated[str | None, typer.Option("--key", help="Store only this secret, e.g. access_token.")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Store only this secret, e.g. access_token.")
+    ] = None,
 ) -> None:
     """Store an account's secrets in the system keyring. Input is not echoed."""
     config = state_of(ctx).config()
@@ -499,4 +585,3 @@ def register(app: typer.Typer) -> None:
     app.command("broker-types")(broker_types)
     app.command("add")(add)
     app.command("set-creds")(set_creds)
-

@@ -60,16 +60,23 @@ def _status_rows(runtime: Runtime) -> dict[str, Any]:
     accounts = []
     for name, status in manager.statuses().items():
         figures = totals.per_account.get(name)
-        accounts.append({
-            "name": name, "type": status.broker_type, "live": status.live, "state": status.state,
-            "currency": status.currency, "latency_ms": status.latency_ms, "last_refresh": status.last_refresh,
-            "equity": figures.native.equity if figures else None,
-            "buying_power": figures.native.buying_power if figures else None,
-            "equity_base": figures.base.equity if figures else None,
-            "buying_power_base": figures.base.buying_power if figures else None,
-            "session_expires_at": status.session_expires_at,
-            "error": status.last_error,
-        })
+        accounts.append(
+            {
+                "name": name,
+                "type": status.broker_type,
+                "live": status.live,
+                "state": status.state,
+                "currency": status.currency,
+                "latency_ms": status.latency_ms,
+                "last_refresh": status.last_refresh,
+                "equity": figures.native.equity if figures else None,
+                "buying_power": figures.native.buying_power if figures else None,
+                "equity_base": figures.base.equity if figures else None,
+                "buying_power_base": figures.base.buying_power if figures else None,
+                "session_expires_at": status.session_expires_at,
+                "error": status.last_error,
+            }
+        )
     info = runtime.kill_switch.info
     return {
         "trading_state": runtime.kill_switch.state,
@@ -108,7 +115,9 @@ TEST_HELP = (
 )
 
 FAILURE_CLASS = {
-    ExitCode.CONFIG: "config", ExitCode.CREDENTIALS: "credentials", ExitCode.NETWORK: "network",
+    ExitCode.CONFIG: "config",
+    ExitCode.CREDENTIALS: "credentials",
+    ExitCode.NETWORK: "network",
     ExitCode.BROKER: "broker",
 }
 
@@ -122,21 +131,44 @@ async def _probe(broker: Any, step_seconds: float, steps: list[dict[str, Any]]) 
         try:
             result = await asyncio.wait_for(call(), step_seconds)
         except TimeoutError:
-            steps.append({"step": name, "ok": False, "ms": round((time.perf_counter() - started) * 1000, 1),
-                          "detail": f"no answer within {step_seconds:g} s"})
-            raise BrokerTimeoutError(f"{name}: no answer within {step_seconds:g} s", broker=broker.name) from None
+            steps.append(
+                {
+                    "step": name,
+                    "ok": False,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                    "detail": f"no answer within {step_seconds:g} s",
+                }
+            )
+            raise BrokerTimeoutError(
+                f"{name}: no answer within {step_seconds:g} s", broker=broker.name
+            ) from None
         except Exception as exc:
-            steps.append({"step": name, "ok": False, "ms": round((time.perf_counter() - started) * 1000, 1),
-                          "detail": describe(exc)})
+            steps.append(
+                {
+                    "step": name,
+                    "ok": False,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                    "detail": describe(exc),
+                }
+            )
             raise
-        steps.append({"step": name, "ok": True, "ms": round((time.perf_counter() - started) * 1000, 1),
-                      "detail": detail(result) if detail else None})
+        steps.append(
+            {
+                "step": name,
+                "ok": True,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "detail": detail(result) if detail else None,
+            }
+        )
         return result
 
     await step("connect", broker.connect)
     try:
-        await step("balance", broker.get_balance,
-                   lambda b: f"equity {b.equity:,.2f} {b.currency}, buying power {b.buying_power:,.2f}")
+        await step(
+            "balance",
+            broker.get_balance,
+            lambda b: f"equity {b.equity:,.2f} {b.currency}, buying power {b.buying_power:,.2f}",
+        )
         await step("positions", broker.get_positions, lambda p: f"{len(p)} position(s)")
         await step("open orders", broker.get_open_orders, lambda o: f"{len(o)} working order(s)")
     finally:
@@ -161,8 +193,14 @@ def check_account(
 
         started = time.perf_counter()
         broker = BrokerFactory.create(account.broker_config())
-        steps.append({"step": "config", "ok": True, "ms": round((time.perf_counter() - started) * 1000, 1),
-                      "detail": f"{account.type} account, {'LIVE' if account.live else 'paper'}"})
+        steps.append(
+            {
+                "step": "config",
+                "ok": True,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "detail": f"{account.type} account, {'LIVE' if account.live else 'paper'}",
+            }
+        )
         run(_probe(broker, timeout, steps))
     except Exception as exc:
         mapped = exit_code_for(exc)
@@ -171,8 +209,16 @@ def check_account(
         if not steps:
             steps.append({"step": "config", "ok": False, "ms": 0.0, "detail": describe(exc)})
         code, error = mapped, describe(exc)
-    result = {"account": name, "type": account.type, "live": account.live, "ok": code == ExitCode.OK,
-              "exit_code": int(code), "failure": FAILURE_CLASS.get(code), "error": error, "steps": steps}
+    result = {
+        "account": name,
+        "type": account.type,
+        "live": account.live,
+        "ok": code == ExitCode.OK,
+        "exit_code": int(code),
+        "failure": FAILURE_CLASS.get(code),
+        "error": error,
+        "steps": steps,
+    }
     if as_json:
         print_json(result)
     else:
@@ -191,23 +237,38 @@ def _position_rows(runtime: Runtime, by_account: bool) -> dict[str, Any]:
     positions = []
     for position in manager.consolidated_positions():
         row: dict[str, Any] = {
-            "symbol": position.symbol, "asset_class": position.asset_class, "currency": position.currency,
-            "quantity": position.quantity, "avg_price": position.avg_price, "last_price": position.last_price,
-            "market_value": position.market_value, "unrealized_pnl": position.unrealized_pnl,
+            "symbol": position.symbol,
+            "asset_class": position.asset_class,
+            "currency": position.currency,
+            "quantity": position.quantity,
+            "avg_price": position.avg_price,
+            "last_price": position.last_price,
+            "market_value": position.market_value,
+            "unrealized_pnl": position.unrealized_pnl,
             "market_value_base": position.market_value_base,
             "unrealized_pnl_base": position.unrealized_pnl_base,
             "accounts": position.accounts,
         }
         if by_account:
             row["legs"] = [
-                {"account": leg.account, "quantity": leg.quantity, "avg_price": leg.avg_price,
-                 "last_price": leg.last_price, "market_value": leg.market_value,
-                 "unrealized_pnl": leg.unrealized_pnl}
+                {
+                    "account": leg.account,
+                    "quantity": leg.quantity,
+                    "avg_price": leg.avg_price,
+                    "last_price": leg.last_price,
+                    "market_value": leg.market_value,
+                    "unrealized_pnl": leg.unrealized_pnl,
+                }
                 for leg in position.legs
             ]
         positions.append(row)
-    return {"base_currency": manager.base_currency, "positions": positions,
-            "stale_accounts": sorted(snapshot.stale), "errors": dict(snapshot.errors), "_snapshot": snapshot}
+    return {
+        "base_currency": manager.base_currency,
+        "positions": positions,
+        "stale_accounts": sorted(snapshot.stale),
+        "errors": dict(snapshot.errors),
+        "_snapshot": snapshot,
+    }
 
 
 @library_errors
@@ -218,12 +279,20 @@ def positions(ctx: typer.Context, by_account: ByAccountOption = False, as_json: 
 
 def _balance_rows(runtime: Runtime, by_account: bool) -> dict[str, Any]:
     totals = runtime.manager.totals()
-    data: dict[str, Any] = {"base_currency": totals.currency, "total": _figures(totals.total),
-                            "_snapshot": runtime.manager.snapshot}
+    data: dict[str, Any] = {
+        "base_currency": totals.currency,
+        "total": _figures(totals.total),
+        "_snapshot": runtime.manager.snapshot,
+    }
     if by_account:
         data["accounts"] = [
-            {"account": name, "currency": t.currency, "stale": t.stale, "native": _figures(t.native),
-             "base": _figures(t.base)}
+            {
+                "account": name,
+                "currency": t.currency,
+                "stale": t.stale,
+                "native": _figures(t.native),
+                "base": _figures(t.base),
+            }
             for name, t in totals.per_account.items()
         ]
     return data

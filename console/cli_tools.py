@@ -12,8 +12,18 @@ import typer
 from .cli_common import ExitCode, JsonOption, bad_argument, console, describe, fail, print_json, run, state_of
 
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|w|wk)s?", re.IGNORECASE)
-_UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "hr": "hours",
-          "d": "days", "day": "days", "w": "weeks", "wk": "weeks"}
+_UNITS = {
+    "s": "seconds",
+    "sec": "seconds",
+    "m": "minutes",
+    "min": "minutes",
+    "h": "hours",
+    "hr": "hours",
+    "d": "days",
+    "day": "days",
+    "w": "weeks",
+    "wk": "weeks",
+}
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -30,8 +40,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"expected a time such as 2024-06-03T09:30, 2024-06-03, 30m, 2h, 1d or today, "
-                         f"not {text!r}") from None
+        raise ValueError(
+            f"expected a time such as 2024-06-03T09:30, 2024-06-03, 30m, 2h, 1d or today, not {text!r}"
+        ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
@@ -64,8 +75,14 @@ def _summary(kind: str, data: dict[str, Any]) -> str:
     if isinstance(data.get("state"), dict):
         parts.append(_state_text(data["state"]))
     if isinstance(data.get("children"), dict):
-        parts.append("split: " + ", ".join(f"{child[0]} {child[1]}" for child in data["children"].values()
-                                           if isinstance(child, list | tuple) and len(child) == 2))
+        parts.append(
+            "split: "
+            + ", ".join(
+                f"{child[0]} {child[1]}"
+                for child in data["children"].values()
+                if isinstance(child, list | tuple) and len(child) == 2
+            )
+        )
     if parts:
         return "; ".join(part for part in parts if part)
     if isinstance(data.get("reason"), str):
@@ -76,11 +93,20 @@ def _summary(kind: str, data: dict[str, Any]) -> str:
 
 def journal(
     ctx: typer.Context,
-    since: Annotated[str | None, typer.Option("--since", metavar="TIME",
-                                              help="From this time: ISO 8601 (UTC), 30m, 2h, 1d or today.")] = None,
-    order: Annotated[str | None, typer.Option("--order", metavar="ID", help="Only this client order id.")] = None,
-    kind: Annotated[list[str] | None, typer.Option("--kind", help="Only these kinds (intent, ack, fill, "
-                                                   "reject, cancel, halt, resume, ...); repeatable.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="From this time: ISO 8601 (UTC), 30m, 2h, 1d or today."),
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option("--order", metavar="ID", help="Only this client order id.")
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            help="Only these kinds (intent, ack, fill, reject, cancel, halt, resume, ...); repeatable.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show the last N events; 0 for all.")] = 200,
     as_json: JsonOption = False,
 ) -> None:
@@ -103,8 +129,17 @@ def journal(
         except Exception as exc:
             fail(f"cannot read the journal {path}: {describe(exc)}", ExitCode.FAILED)
     shown = events[-limit:] if limit else events
-    rows = [{"id": e.id, "time": e.time, "kind": e.kind, "client_order_id": e.client_order_id,
-             "account": e.account, "data": e.data} for e in shown]
+    rows = [
+        {
+            "id": e.id,
+            "time": e.time,
+            "kind": e.kind,
+            "client_order_id": e.client_order_id,
+            "account": e.account,
+            "data": e.data,
+        }
+        for e in shown
+    ]
     if as_json:
         print_json(rows)
         return
@@ -146,8 +181,10 @@ async def render_svg(config: Any, size: tuple[int, int], *, settle: float = 15.0
 
 def screenshot(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE.svg", dir_okay=False,
-                                         help="Where to write the SVG.")] = Path("trading-console.svg"),
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", metavar="FILE.svg", dir_okay=False, help="Where to write the SVG."),
+    ] = Path("trading-console.svg"),
     size: Annotated[str, typer.Option("--size", metavar="WxH", help="Terminal size in cells.")] = "160x48",
 ) -> None:
     """Render the console headless (demo or configured) to an SVG file."""
@@ -167,8 +204,10 @@ def screenshot(
 
 
 def bench(
-    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these: execution, manager, ui, "
-                                                   "startup; repeatable.")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only these: execution, manager, ui, startup; repeatable."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the benchmarks and print each figure beside its target.

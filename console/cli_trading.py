@@ -38,8 +38,14 @@ order_app = typer.Typer(
 
 # OrderRequest field -> the command-line parameter a person typed.
 PARAMETERS = {
-    "symbol": "SYMBOL", "quantity": "QTY", "limit_price": "--limit", "stop_price": "--stop",
-    "trail_percent": "--trail", "time_in_force": "--tif", "account": "--account", "exchange": "--exchange",
+    "symbol": "SYMBOL",
+    "quantity": "QTY",
+    "limit_price": "--limit",
+    "stop_price": "--stop",
+    "trail_percent": "--trail",
+    "time_in_force": "--tif",
+    "account": "--account",
+    "exchange": "--exchange",
     "currency": "--currency",
 }
 
@@ -47,20 +53,40 @@ PARAMETERS = {
 def order_json(order: Order) -> dict[str, Any]:
     request = order.request
     return {
-        "client_order_id": order.client_order_id, "account": order.account,
-        "broker_order_id": order.broker_order_id, "symbol": request.symbol, "side": request.side,
-        "quantity": request.quantity, "order_type": request.order_type, "limit_price": request.limit_price,
-        "stop_price": request.stop_price, "trail_percent": request.trail_percent,
-        "time_in_force": request.time_in_force, "status": order.status,
-        "filled_quantity": order.filled_quantity, "avg_fill_price": order.avg_fill_price,
-        "reject_code": order.reject_code, "reject_reason": order.reject_reason,
-        "created_at": order.created_at, "updated_at": order.updated_at,
+        "client_order_id": order.client_order_id,
+        "account": order.account,
+        "broker_order_id": order.broker_order_id,
+        "symbol": request.symbol,
+        "side": request.side,
+        "quantity": request.quantity,
+        "order_type": request.order_type,
+        "limit_price": request.limit_price,
+        "stop_price": request.stop_price,
+        "trail_percent": request.trail_percent,
+        "time_in_force": request.time_in_force,
+        "status": order.status,
+        "filled_quantity": order.filled_quantity,
+        "avg_fill_price": order.avg_fill_price,
+        "reject_code": order.reject_code,
+        "reject_reason": order.reject_reason,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
     }
 
 
-def build_request(side: str, symbol: str, quantity: str, *, limit: str | None, stop: str | None,
-                  trail: str | None, tif: str, account: str | None, exchange: str | None,
-                  currency: str | None) -> OrderRequest:
+def build_request(
+    side: str,
+    symbol: str,
+    quantity: str,
+    *,
+    limit: str | None,
+    stop: str | None,
+    trail: str | None,
+    tif: str,
+    account: str | None,
+    exchange: str | None,
+    currency: str | None,
+) -> OrderRequest:
     """The order a person typed, or a usage error naming the parameter that is wrong."""
     from pydantic import ValidationError
 
@@ -79,9 +105,19 @@ def build_request(side: str, symbol: str, quantity: str, *, limit: str | None, s
     else:
         kind = OrderType.MARKET
     try:
-        return OrderRequest(symbol=symbol, side=side, quantity=quantity, order_type=kind, limit_price=limit,
-                            stop_price=stop, trail_percent=trail, time_in_force=tif, account=account,
-                            exchange=exchange, currency=currency)
+        return OrderRequest(
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            order_type=kind,
+            limit_price=limit,
+            stop_price=stop,
+            trail_percent=trail,
+            time_in_force=tif,
+            account=account,
+            exchange=exchange,
+            currency=currency,
+        )
     except ValidationError as exc:
         errors = field_errors(exc)
         field, message = next(iter(errors.items()))
@@ -110,8 +146,9 @@ def _confirm(config: Config, request: OrderRequest, distribute: bool) -> None:
     live = [a.name for a in targets if a.live]
     typer.echo(f"{_describe_request(request)} {where}")
     if live:
-        typer.secho(f"LIVE account ({', '.join(live)}): this order uses real money.", fg=typer.colors.RED,
-                    bold=True)
+        typer.secho(
+            f"LIVE account ({', '.join(live)}): this order uses real money.", fg=typer.colors.RED, bold=True
+        )
     if not typer.confirm("Send this order?", default=False):
         typer.echo("Not sent.")
         raise typer.Exit(ExitCode.FAILED)
@@ -148,12 +185,36 @@ async def _submit(config: Config, request: OrderRequest, distribute: bool, wait:
         return orders
 
 
-def _place(ctx: typer.Context, side: str, symbol: str, quantity: str, limit: str | None, stop: str | None,
-           trail: str | None, tif: str, account: str | None, exchange: str | None, currency: str | None,
-           distribute: bool, yes: bool, wait: float, as_json: bool) -> None:
+def _place(
+    ctx: typer.Context,
+    side: str,
+    symbol: str,
+    quantity: str,
+    limit: str | None,
+    stop: str | None,
+    trail: str | None,
+    tif: str,
+    account: str | None,
+    exchange: str | None,
+    currency: str | None,
+    distribute: bool,
+    yes: bool,
+    wait: float,
+    as_json: bool,
+) -> None:
     config = state_of(ctx).config()
-    request = build_request(side, symbol, quantity, limit=limit, stop=stop, trail=trail, tif=tif,
-                            account=account, exchange=exchange, currency=currency)
+    request = build_request(
+        side,
+        symbol,
+        quantity,
+        limit=limit,
+        stop=stop,
+        trail=trail,
+        tif=tif,
+        account=account,
+        exchange=exchange,
+        currency=currency,
+    )
     if request.account is not None:
         account_named(config, request.account, "--account")
     if distribute and account is not None:
@@ -163,7 +224,9 @@ def _place(ctx: typer.Context, side: str, symbol: str, quantity: str, limit: str
     orders = run(_submit(config, request, distribute, wait))
     rejected = [o for o in orders if o.status.value == "REJECTED"]
     if as_json:
-        print_json(order_json(orders[0]) if len(orders) == 1 and not distribute else [order_json(o) for o in orders])
+        print_json(
+            order_json(orders[0]) if len(orders) == 1 and not distribute else [order_json(o) for o in orders]
+        )
     else:
         from .render import orders_table
 
@@ -177,7 +240,9 @@ def _place(ctx: typer.Context, side: str, symbol: str, quantity: str, limit: str
 SymbolArg = Annotated[str, typer.Argument(metavar="SYMBOL", help="Ticker, e.g. AAPL.")]
 QtyArg = Annotated[str, typer.Argument(metavar="QTY", help="Quantity, e.g. 10 or 0.5.")]
 LimitOpt = Annotated[str | None, typer.Option("--limit", metavar="P", help="Limit price.")]
-StopOpt = Annotated[str | None, typer.Option("--stop", metavar="P", help="Stop price (with --limit: stop-limit).")]
+StopOpt = Annotated[
+    str | None, typer.Option("--stop", metavar="P", help="Stop price (with --limit: stop-limit).")
+]
 TrailOpt = Annotated[str | None, typer.Option("--trail", metavar="PCT", help="Trailing stop, percent.")]
 TifOpt = Annotated[str, typer.Option("--tif", metavar="T", help="Time in force: DAY, GTC, IOC or FOK.")]
 AccountOpt = Annotated[str | None, typer.Option("--account", metavar="A", help="Account (default: routing).")]
@@ -185,30 +250,85 @@ ExchangeOpt = Annotated[str | None, typer.Option("--exchange", help="Exchange, e
 CurrencyOpt = Annotated[str | None, typer.Option("--currency", help="Order currency (used by routing).")]
 DistributeOpt = Annotated[bool, typer.Option("--distribute", help="Split across accounts by their weights.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")]
-WaitOpt = Annotated[float, typer.Option("--wait", min=0, max=60,
-                                        help="Seconds to wait for a final status after the ack.")]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", min=0, max=60, help="Seconds to wait for a final status after the ack.")
+]
 
 
 @order_app.command("buy")
 @library_errors
-def buy(ctx: typer.Context, symbol: SymbolArg, quantity: QtyArg, limit: LimitOpt = None, stop: StopOpt = None,
-        trail: TrailOpt = None, tif: TifOpt = "DAY", account: AccountOpt = None, exchange: ExchangeOpt = None,
-        currency: CurrencyOpt = None, distribute: DistributeOpt = False, yes: YesOpt = False,
-        wait: WaitOpt = 1.0, as_json: JsonOption = False) -> None:
+def buy(
+    ctx: typer.Context,
+    symbol: SymbolArg,
+    quantity: QtyArg,
+    limit: LimitOpt = None,
+    stop: StopOpt = None,
+    trail: TrailOpt = None,
+    tif: TifOpt = "DAY",
+    account: AccountOpt = None,
+    exchange: ExchangeOpt = None,
+    currency: CurrencyOpt = None,
+    distribute: DistributeOpt = False,
+    yes: YesOpt = False,
+    wait: WaitOpt = 1.0,
+    as_json: JsonOption = False,
+) -> None:
     """Buy SYMBOL QTY: market, or --limit / --stop / --trail."""
-    _place(ctx, "BUY", symbol, quantity, limit, stop, trail, tif, account, exchange, currency, distribute, yes,
-           wait, as_json)
+    _place(
+        ctx,
+        "BUY",
+        symbol,
+        quantity,
+        limit,
+        stop,
+        trail,
+        tif,
+        account,
+        exchange,
+        currency,
+        distribute,
+        yes,
+        wait,
+        as_json,
+    )
 
 
 @order_app.command("sell")
 @library_errors
-def sell(ctx: typer.Context, symbol: SymbolArg, quantity: QtyArg, limit: LimitOpt = None, stop: StopOpt = None,
-         trail: TrailOpt = None, tif: TifOpt = "DAY", account: AccountOpt = None, exchange: ExchangeOpt = None,
-         currency: CurrencyOpt = None, distribute: DistributeOpt = False, yes: YesOpt = False,
-         wait: WaitOpt = 1.0, as_json: JsonOption = False) -> None:
+def sell(
+    ctx: typer.Context,
+    symbol: SymbolArg,
+    quantity: QtyArg,
+    limit: LimitOpt = None,
+    stop: StopOpt = None,
+    trail: TrailOpt = None,
+    tif: TifOpt = "DAY",
+    account: AccountOpt = None,
+    exchange: ExchangeOpt = None,
+    currency: CurrencyOpt = None,
+    distribute: DistributeOpt = False,
+    yes: YesOpt = False,
+    wait: WaitOpt = 1.0,
+    as_json: JsonOption = False,
+) -> None:
     """Sell SYMBOL QTY: market, or --limit / --stop / --trail."""
-    _place(ctx, "SELL", symbol, quantity, limit, stop, trail, tif, account, exchange, currency, distribute, yes,
-           wait, as_json)
+    _place(
+        ctx,
+        "SELL",
+        symbol,
+        quantity,
+        limit,
+        stop,
+        trail,
+        tif,
+        account,
+        exchange,
+        currency,
+        distribute,
+        yes,
+        wait,
+        as_json,
+    )
 
 
 # -- cancel -----------------------------------------------------------------------------------
@@ -227,10 +347,15 @@ async def _cancel_one(config: Config, account: str, order_id: str) -> Order:
 @library_errors
 def cancel(
     ctx: typer.Context,
-    account: Annotated[str | None, typer.Argument(metavar="ACCOUNT", help="Account holding the order.")] = None,
-    order_id: Annotated[str | None, typer.Argument(metavar="ORDER_ID",
-                                                   help="Broker order id (or client order id).")] = None,
-    cancel_all: Annotated[bool, typer.Option("--all", help="Cancel every working order at every account.")] = False,
+    account: Annotated[
+        str | None, typer.Argument(metavar="ACCOUNT", help="Account holding the order.")
+    ] = None,
+    order_id: Annotated[
+        str | None, typer.Argument(metavar="ORDER_ID", help="Broker order id (or client order id).")
+    ] = None,
+    cancel_all: Annotated[
+        bool, typer.Option("--all", help="Cancel every working order at every account.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel one order, or every working order with --all. Cancels work even while halted."""

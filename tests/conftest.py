@@ -42,8 +42,14 @@ def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "tc-home"
     home.mkdir()
     monkeypatch.setenv("TRADING_CONSOLE_HOME", str(home))
-    for name in ("SYSTEM_HALTED", "ALPACA_API_KEY", "ALPACA_SECRET_KEY", "KITE_API_KEY",
-                 "KITE_ACCESS_TOKEN", "KITE_API_SECRET"):
+    for name in (
+        "SYSTEM_HALTED",
+        "ALPACA_API_KEY",
+        "ALPACA_SECRET_KEY",
+        "KITE_API_KEY",
+        "KITE_ACCESS_TOKEN",
+        "KITE_API_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)
     return home
 

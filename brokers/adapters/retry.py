@@ -16,8 +16,12 @@ from ..errors import is_transient
 def read_retrying(attempts: int, first_wait: float) -> AsyncRetrying:
     """``async for attempt in read_retrying(...): with attempt: ...``: up to ``attempts`` tries,
     waiting ``first_wait`` seconds after the first failure, then doubling, at most 2 s."""
-    return AsyncRetrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(attempts),
-                         wait=wait_exponential(multiplier=first_wait, max=2), reraise=True)
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=first_wait, max=2),
+        reraise=True,
+    )
 
 
 class SharedReads:
@@ -33,7 +37,8 @@ class SharedReads:
         if shared is None:
             shared = asyncio.ensure_future(start())
             self._inflight[key] = shared
-            shared.add_done_callback(lambda done: (self._inflight.pop(key, None),
-                                                   done.cancelled() or done.exception()))
+            shared.add_done_callback(
+                lambda done: (self._inflight.pop(key, None), done.cancelled() or done.exception())
+            )
         # Shielded: one caller giving up does not cancel the request the others wait for.
         return await asyncio.shield(shared)

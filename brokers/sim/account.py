@@ -76,8 +76,14 @@ class Holding:
 
 
 class SimAccount:
-    def __init__(self, initial_cash: Decimal, *, account_type: str = MARGIN, leverage: Decimal = Decimal(2),
-                 allow_short: bool = True) -> None:
+    def __init__(
+        self,
+        initial_cash: Decimal,
+        *,
+        account_type: str = MARGIN,
+        leverage: Decimal = Decimal(2),
+        allow_short: bool = True,
+    ) -> None:
         self.initial_cash = initial_cash
         self.account_type = account_type
         self.leverage = leverage if account_type == MARGIN else Decimal(1)
@@ -98,13 +104,21 @@ class SimAccount:
         holding = self.holdings.get(symbol)
         return holding.quantity if holding is not None else _ZERO
 
-    def seed(self, symbol: str, quantity: Decimal, avg_price: Decimal,
-             asset_class: AssetClass = AssetClass.STOCK) -> None:
+    def seed(
+        self, symbol: str, quantity: Decimal, avg_price: Decimal, asset_class: AssetClass = AssetClass.STOCK
+    ) -> None:
         """Start with a position that cost nothing from this account's cash (a demo's holdings)."""
         self.holdings[symbol] = Holding(quantity, avg_price if quantity else _ZERO, _ZERO, asset_class)
 
-    def apply_fill(self, symbol: str, side: Side, quantity: Decimal, price: Decimal, commission: Decimal,
-                   asset_class: AssetClass = AssetClass.STOCK) -> Decimal:
+    def apply_fill(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        price: Decimal,
+        commission: Decimal,
+        asset_class: AssetClass = AssetClass.STOCK,
+    ) -> Decimal:
         signed = quantity if side is Side.BUY else -quantity
         holding = self.holdings.get(symbol)
         if holding is None:
@@ -154,8 +168,15 @@ class SimAccount:
         return max(self.leverage * (self.cash + value) - gross, _ZERO)
 
     # -- pre-trade checks -----------------------------------------------------------------
-    def refusal(self, symbol: str, side: Side, quantity: Decimal, price: Decimal, commission: Decimal,
-                prices: Mapping[str, Decimal]) -> tuple[str, str] | None:
+    def refusal(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        price: Decimal,
+        commission: Decimal,
+        prices: Mapping[str, Decimal],
+    ) -> tuple[str, str] | None:
         """(code, reason) if a trade of ``quantity`` at ``price`` is not allowed now, else None."""
         held = self.position(symbol)
         after = held + (quantity if side is Side.BUY else -quantity)

@@ -95,13 +95,30 @@ class SimBroker(Broker):
     ) -> None:
         try:
             settings = SimSettings(
-                name=name, currency=currency, initial_cash=initial_cash, prices=prices, latency=latency,
-                seed=seed, live=live, slippage_bps=slippage_bps, commission_per_share=commission_per_share,
-                commission_min=commission_min, commission_percent=commission_percent,
-                liquidity_per_tick=liquidity_per_tick, allow_short=allow_short, account_type=account_type,
-                leverage=leverage, clock=clock, faults=faults, tick_interval=tick_interval,
-                volatility=volatility, initial_positions=initial_positions, session_close=session_close,
-                session_timezone=session_timezone, tick_size=tick_size, history_limit=history_limit,
+                name=name,
+                currency=currency,
+                initial_cash=initial_cash,
+                prices=prices,
+                latency=latency,
+                seed=seed,
+                live=live,
+                slippage_bps=slippage_bps,
+                commission_per_share=commission_per_share,
+                commission_min=commission_min,
+                commission_percent=commission_percent,
+                liquidity_per_tick=liquidity_per_tick,
+                allow_short=allow_short,
+                account_type=account_type,
+                leverage=leverage,
+                clock=clock,
+                faults=faults,
+                tick_interval=tick_interval,
+                volatility=volatility,
+                initial_positions=initial_positions,
+                session_close=session_close,
+                session_timezone=session_timezone,
+                tick_size=tick_size,
+                history_limit=history_limit,
             )
         except ValidationError as exc:
             raise ValueError(describe_validation_error(exc)) from None
@@ -117,8 +134,12 @@ class SimBroker(Broker):
         self._tick_interval = settings.tick_interval
         self._feed_task: asyncio.Task[None] | None = None
 
-        account = SimAccount(settings.initial_cash, account_type=settings.account_type,
-                             leverage=settings.leverage, allow_short=settings.allow_short)
+        account = SimAccount(
+            settings.initial_cash,
+            account_type=settings.account_type,
+            leverage=settings.leverage,
+            allow_short=settings.allow_short,
+        )
         prices = settings.resolved_prices()
         for symbol, (quantity, avg_price) in (settings.initial_positions or {}).items():
             account.seed(symbol, quantity, avg_price)
@@ -131,8 +152,9 @@ class SimBroker(Broker):
             name=settings.name,
             currency=settings.currency,
             account=account,
-            commission=CommissionSchedule(settings.commission_per_share, settings.commission_min,
-                                          settings.commission_percent),
+            commission=CommissionSchedule(
+                settings.commission_per_share, settings.commission_min, settings.commission_percent
+            ),
             prices=prices,
             clock=self._clock,
             listening=self._listening,
@@ -159,7 +181,9 @@ class SimBroker(Broker):
     def from_config(cls, settings: Mapping[str, Any]) -> SimBroker:
         """Build from an account's config. The generic account keys that are not the broker's
         business (default, weight, risk, label) are ignored, and so is any key set to None."""
-        values = {key: value for key, value in settings.items() if key not in _ACCOUNT_KEYS and value is not None}
+        values = {
+            key: value for key, value in settings.items() if key not in _ACCOUNT_KEYS and value is not None
+        }
         name = values.get("name", "sim")
         unknown = sorted(set(values) - set(SimSettings.model_fields))
         if unknown:
@@ -340,7 +364,9 @@ class SimBroker(Broker):
         return await self._call("get_order", lambda: snapshot(self._venue.order(broker_order_id)))
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
-        return await self._call("get_order_by_client_id", lambda: self._venue.order_by_client(client_order_id))
+        return await self._call(
+            "get_order_by_client_id", lambda: self._venue.order_by_client(client_order_id)
+        )
 
     async def get_open_orders(self) -> list[Order]:
         return await self._call("get_open_orders", self._venue.open_orders)
@@ -376,9 +402,15 @@ class SimBroker(Broker):
         to the action alone, and ``place_order`` skips the checks below. Keep in step with
         ``_enter`` and the ``take_*`` methods of ``SimFaults``."""
         faults = self.faults
-        return (self._connected and not self.latency and faults.disconnect_after is None
-                and not faults.hang_next and not faults.timeout_next and not faults.reject_next
-                and self._venue.next_close is None)
+        return (
+            self._connected
+            and not self.latency
+            and faults.disconnect_after is None
+            and not faults.hang_next
+            and not faults.timeout_next
+            and not faults.reject_next
+            and self._venue.next_close is None
+        )
 
     def _enter(self, method: str) -> float:
         """Connection and fault checks of every call; returns how long to wait first."""

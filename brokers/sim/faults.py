@@ -14,11 +14,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-CALLS = frozenset({
-    "connect", "place_order", "cancel_order", "cancel_all_orders", "get_order",
-    "get_order_by_client_id", "get_open_orders", "get_balance", "get_positions", "get_margin",
-    "get_last_price", "get_fx_rates",
-})
+CALLS = frozenset(
+    {
+        "connect",
+        "place_order",
+        "cancel_order",
+        "cancel_all_orders",
+        "get_order",
+        "get_order_by_client_id",
+        "get_open_orders",
+        "get_balance",
+        "get_positions",
+        "get_margin",
+        "get_last_price",
+        "get_fx_rates",
+    }
+)
 """Names a timeout or hang may be limited to."""
 
 
@@ -65,8 +76,14 @@ class SimFaults:
             _count(getattr(self, name), name)
         if self.disconnect_after is not None:
             _count(self.disconnect_after, "disconnect_after")
-        if not isinstance(self.hang_seconds, (int, float)) or math.isnan(self.hang_seconds) or self.hang_seconds < 0:
-            raise ValueError(f"hang_seconds must be a number of seconds of at least 0, not {self.hang_seconds!r}")
+        if (
+            not isinstance(self.hang_seconds, (int, float))
+            or math.isnan(self.hang_seconds)
+            or self.hang_seconds < 0
+        ):
+            raise ValueError(
+                f"hang_seconds must be a number of seconds of at least 0, not {self.hang_seconds!r}"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SimFaults:
@@ -118,7 +135,7 @@ def _methods(value: Iterable[str] | str | None, name: str) -> frozenset[str] | N
     if isinstance(value, str):
         value = {value}
     if not isinstance(value, Iterable) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"{name} must be a list of method names such as [\"place_order\"], not {value!r}")
+        raise ValueError(f'{name} must be a list of method names such as ["place_order"], not {value!r}')
     names = frozenset(value)
     unknown = sorted(names - CALLS)
     if unknown:

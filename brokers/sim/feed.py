@@ -42,8 +42,9 @@ def round_down_to_tick(price: Decimal, tick: Decimal | None = None) -> Decimal:
 
 
 class RandomWalkFeed:
-    def __init__(self, seed: int | None = None, volatility: float = DEFAULT_VOLATILITY,
-                 tick: Decimal | None = None) -> None:
+    def __init__(
+        self, seed: int | None = None, volatility: float = DEFAULT_VOLATILITY, tick: Decimal | None = None
+    ) -> None:
         if not math.isfinite(volatility) or volatility < 0:
             raise ValueError(f"volatility must be a finite number of at least 0, not {volatility!r}")
         self.volatility = volatility

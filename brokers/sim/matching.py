@@ -91,8 +91,9 @@ def slipped(price: Decimal, side: Side, slippage_bps: Decimal, tick: Decimal | N
     return round_down_to_tick(price * (1 - slippage_bps / _BPS), tick)
 
 
-def execution_price(resting: RestingOrder, price: Decimal, slippage_bps: Decimal,
-                    tick: Decimal | None = None) -> Decimal | None:
+def execution_price(
+    resting: RestingOrder, price: Decimal, slippage_bps: Decimal, tick: Decimal | None = None
+) -> Decimal | None:
     """Where a triggered order executes at market price ``price``, or None if it cannot now."""
     request = resting.order.request
     side = request.side
@@ -109,8 +110,9 @@ def execution_price(resting: RestingOrder, price: Decimal, slippage_bps: Decimal
     return limit if resting.on_book else max(slipped(price, side, slippage_bps, tick), limit)
 
 
-def estimated_price(request: OrderRequest, price: Decimal, slippage_bps: Decimal,
-                    tick: Decimal | None = None) -> Decimal:
+def estimated_price(
+    request: OrderRequest, price: Decimal, slippage_bps: Decimal, tick: Decimal | None = None
+) -> Decimal:
     """A prudent guess at the execution price, for the buying-power check at submission."""
     side = request.side
     reference = price

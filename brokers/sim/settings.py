@@ -36,8 +36,14 @@ DEFAULT_PRICES: dict[str, Decimal] = {
 """The symbols a paper account trades when it is given no prices at all."""
 
 
-def _number(value: Any, key: str, *, minimum: Decimal = _ZERO, strict_minimum: bool = False,
-            ceiling: Decimal = MAX_PRICE) -> Decimal:
+def _number(
+    value: Any,
+    key: str,
+    *,
+    minimum: Decimal = _ZERO,
+    strict_minimum: bool = False,
+    ceiling: Decimal = MAX_PRICE,
+) -> Decimal:
     amount = to_decimal(value, key)
     if strict_minimum and amount <= minimum:
         raise ValueError(f"{key} must be greater than {minimum}, not {amount}")
@@ -239,7 +245,9 @@ class SimSettings(BaseModel):
     def _volatility(cls, value: Any) -> float:
         volatility = float(to_decimal(value, "volatility"))
         if not 0 <= volatility < 0.5:
-            raise ValueError(f"volatility must be at least 0 and below 0.5 (0.001 is 0.1 % a step), not {volatility}")
+            raise ValueError(
+                f"volatility must be at least 0 and below 0.5 (0.001 is 0.1 % a step), not {volatility}"
+            )
         return volatility
 
     @field_validator("clock", mode="before")
@@ -268,7 +276,9 @@ class SimSettings(BaseModel):
             try:
                 return time.fromisoformat(value.strip())
             except ValueError:
-                raise ValueError(f"session_close must be a time of day such as '16:00', not {value!r}") from None
+                raise ValueError(
+                    f"session_close must be a time of day such as '16:00', not {value!r}"
+                ) from None
         if value is not None and not isinstance(value, time):
             raise ValueError(f"session_close must be a time of day such as '16:00', not {value!r}")
         return value
@@ -277,7 +287,9 @@ class SimSettings(BaseModel):
     @classmethod
     def _timezone(cls, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"session_timezone must be a zone name such as 'America/New_York', not {value!r}")
+            raise ValueError(
+                f"session_timezone must be a zone name such as 'America/New_York', not {value!r}"
+            )
         try:
             ZoneInfo(value.strip())
         except (ZoneInfoNotFoundError, ValueError):
@@ -293,4 +305,3 @@ class SimSettings(BaseModel):
 
     def resolved_prices(self) -> dict[str, Decimal]:
         return dict(DEFAULT_PRICES) if self.prices is None else dict(self.prices)
-

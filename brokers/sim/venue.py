@@ -63,11 +63,22 @@ class SessionCalendar:
 
 
 class SimVenue:
-    def __init__(self, *, name: str, currency: str, account: SimAccount, commission: CommissionSchedule,
-                 prices: dict[str, Decimal], clock: Clock, listening: Callable[[], bool],
-                 slippage_bps: Decimal = _ZERO, liquidity_per_tick: Decimal | None = None,
-                 tick: Decimal | None = None, history_limit: int = 100_000,
-                 calendar: SessionCalendar | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        currency: str,
+        account: SimAccount,
+        commission: CommissionSchedule,
+        prices: dict[str, Decimal],
+        clock: Clock,
+        listening: Callable[[], bool],
+        slippage_bps: Decimal = _ZERO,
+        liquidity_per_tick: Decimal | None = None,
+        tick: Decimal | None = None,
+        history_limit: int = 100_000,
+        calendar: SessionCalendar | None = None,
+    ) -> None:
         self.name = name
         self.currency = currency
         self.account = account
@@ -99,18 +110,21 @@ class SimVenue:
             known = ", ".join(sorted(self.prices)[:10]) or "none"
             raise InvalidSymbolError(
                 f"unknown symbol {symbol}: this paper account has no price for it (it trades {known})",
-                broker=self.name, code="UNKNOWN_SYMBOL",
+                broker=self.name,
+                code="UNKNOWN_SYMBOL",
             )
         if request.client_order_id in self.by_client:
             raise OrderRejectedError(
                 f"client_order_id {request.client_order_id} was already used for order "
                 f"{self.by_client[request.client_order_id]}",
-                broker=self.name, code="DUPLICATE_CLIENT_ORDER_ID",
+                broker=self.name,
+                code="DUPLICATE_CLIENT_ORDER_ID",
             )
         if request.currency is not None and request.currency != self.currency:
             raise OrderRejectedError(
                 f"this paper account trades in {self.currency}, not {request.currency}",
-                broker=self.name, code="CURRENCY",
+                broker=self.name,
+                code="CURRENCY",
             )
         slippage = self.slippage_bps
         if request.order_type is _MARKET and not slippage:
@@ -118,7 +132,9 @@ class SimVenue:
         else:
             estimate = estimated_price(request, price, slippage, self.tick)
         commission = self.commission.total(request.quantity, request.quantity * estimate)
-        refusal = self.account.refusal(symbol, request.side, request.quantity, estimate, commission, self.prices)
+        refusal = self.account.refusal(
+            symbol, request.side, request.quantity, estimate, commission, self.prices
+        )
         if refusal is not None:
             code, text = refusal
             error = InsufficientFundsError if code == "INSUFFICIENT_FUNDS" else OrderRejectedError
@@ -213,8 +229,9 @@ class SimVenue:
     def order(self, broker_order_id: str) -> Order:
         order = self.orders.get(broker_order_id)
         if order is None:
-            raise OrderNotFoundError(f"no order {broker_order_id!r} at this account", broker=self.name,
-                                     code="NOT_FOUND")
+            raise OrderNotFoundError(
+                f"no order {broker_order_id!r} at this account", broker=self.name, code="NOT_FOUND"
+            )
         return order
 
     def order_by_client(self, client_order_id: str) -> Order | None:
@@ -266,8 +283,14 @@ class SimVenue:
         account, prices = self.account, self.prices
         if account.account_type != MARGIN:
             cash = max(account.cash, _ZERO)
-            return MarginInfo(account=self.name, currency=self.currency, available_funds=cash,
-                              excess_liquidity=cash, leverage=Decimal(1), timestamp=self.clock())
+            return MarginInfo(
+                account=self.name,
+                currency=self.currency,
+                available_funds=cash,
+                excess_liquidity=cash,
+                leverage=Decimal(1),
+                timestamp=self.clock(),
+            )
         equity = account.equity(prices)
         # Reg T style: initial margin is the leveraged share of gross exposure, maintenance half that.
         initial = account.gross_exposure(prices) / account.leverage
@@ -302,8 +325,9 @@ class SimVenue:
         for resting in list(book.values()):
             self._work(resting, price)
 
-    def _work(self, resting: RestingOrder, price: Decimal, *, check_funds: bool = True,
-              at: datetime | None = None) -> None:
+    def _work(
+        self, resting: RestingOrder, price: Decimal, *, check_funds: bool = True, at: datetime | None = None
+    ) -> None:
         """Give one working order its chance at ``price``."""
         order = resting.order
         if not resting.triggered and not update_trigger(resting, price):
@@ -326,11 +350,14 @@ class SimVenue:
         if not order.is_terminal:
             resting.on_book = True
 
-    def _fill_refusal(self, resting: RestingOrder, quantity: Decimal, price: Decimal) -> tuple[str, str] | None:
+    def _fill_refusal(
+        self, resting: RestingOrder, quantity: Decimal, price: Decimal
+    ) -> tuple[str, str] | None:
         order = resting.order
         commission = self._commission_for(resting, quantity, price)
-        return self.account.refusal(order.request.symbol, order.request.side, quantity, price, commission,
-                                    self.prices)
+        return self.account.refusal(
+            order.request.symbol, order.request.side, quantity, price, commission, self.prices
+        )
 
     def _commission_for(self, resting: RestingOrder, quantity: Decimal, price: Decimal) -> Decimal:
         """What a fill adds to its order's commission (the minimum is per order, not per fill)."""
@@ -340,7 +367,9 @@ class SimVenue:
         notional = (order.avg_fill_price or _ZERO) * order.filled_quantity + price * quantity
         return self.commission.total(order.filled_quantity + quantity, notional) - resting.commission_paid
 
-    def _fill(self, resting: RestingOrder, quantity: Decimal, price: Decimal, at: datetime | None = None) -> None:
+    def _fill(
+        self, resting: RestingOrder, quantity: Decimal, price: Decimal, at: datetime | None = None
+    ) -> None:
         order = resting.order
         request = order.request
         commission = self._commission_for(resting, quantity, price)
@@ -359,7 +388,9 @@ class SimVenue:
             request.client_order_id,
             self.clock() if at is None else at,
         )
-        self.account.apply_fill(request.symbol, request.side, quantity, price, commission, request.asset_class)
+        self.account.apply_fill(
+            request.symbol, request.side, quantity, price, commission, request.asset_class
+        )
         order.apply_fill(fill)
         if self.listening():
             self.events.append(fill)
@@ -377,17 +408,31 @@ class SimVenue:
         request = order.request
         quantity = request.quantity
         broker_order_id = order.broker_order_id
-        fill = Fill.unchecked(f"{broker_order_id}-1", self.name, request.symbol, request.side, quantity, price,
-                              commission, self.currency, broker_order_id, request.client_order_id, at)
-        self.account.apply_fill(request.symbol, request.side, quantity, price, commission, request.asset_class)
+        fill = Fill.unchecked(
+            f"{broker_order_id}-1",
+            self.name,
+            request.symbol,
+            request.side,
+            quantity,
+            price,
+            commission,
+            self.currency,
+            broker_order_id,
+            request.client_order_id,
+            at,
+        )
+        self.account.apply_fill(
+            request.symbol, request.side, quantity, price, commission, request.asset_class
+        )
         order.apply_fill(fill)
         if listening:
             self.events.append(fill)
             self.events.append(order.snapshot())
         self._finished(broker_order_id or "")
 
-    def _end(self, resting: RestingOrder, status: OrderStatus, code: str | None = None,
-             reason: str | None = None) -> None:
+    def _end(
+        self, resting: RestingOrder, status: OrderStatus, code: str | None = None, reason: str | None = None
+    ) -> None:
         order = resting.order
         if code is not None:
             order.reject_code = code

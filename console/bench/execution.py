@@ -88,12 +88,15 @@ class _GcWatch:
 
 def _requests(count: int) -> list[OrderRequest]:
     # Alternating sides keep the position (and so the buying power needed) bounded.
-    return [OrderRequest(symbol=SYMBOL, side=Side.BUY if i % 2 == 0 else Side.SELL, quantity=1)
-            for i in range(count)]
+    return [
+        OrderRequest(symbol=SYMBOL, side=Side.BUY if i % 2 == 0 else Side.SELL, quantity=1)
+        for i in range(count)
+    ]
 
 
-async def _timed_submits(service: ExecutionService, requests: list[OrderRequest],
-                         yield_every: int) -> tuple[float, float, list[int]]:
+async def _timed_submits(
+    service: ExecutionService, requests: list[OrderRequest], yield_every: int
+) -> tuple[float, float, list[int]]:
     clock = time.perf_counter_ns
     samples: list[int] = []
     record = samples.append
@@ -112,18 +115,40 @@ async def _timed_submits(service: ExecutionService, requests: list[OrderRequest]
     return (clock() - started) / 1e9, time.process_time() - cpu_started, samples
 
 
-async def run(n: int = 20_000, *, rounds: int = 3, halted_n: int = 5_000, warmup: int = 500,
-              yield_every: int = 10, synchronous: str = "NORMAL", with_risk: bool = True) -> dict[str, Any]:
+async def run(
+    n: int = 20_000,
+    *,
+    rounds: int = 3,
+    halted_n: int = 5_000,
+    warmup: int = 500,
+    yield_every: int = 10,
+    synchronous: str = "NORMAL",
+    with_risk: bool = True,
+) -> dict[str, Any]:
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
-    results = [await _round(n, halted_n=halted_n, warmup=warmup, yield_every=yield_every,
-                            synchronous=synchronous, with_risk=with_risk) for _ in range(rounds)]
+    results = [
+        await _round(
+            n,
+            halted_n=halted_n,
+            warmup=warmup,
+            yield_every=yield_every,
+            synchronous=synchronous,
+            with_risk=with_risk,
+        )
+        for _ in range(rounds)
+    ]
     ranked = sorted(results, key=lambda figures: figures["orders_per_second"])
     median = dict(ranked[len(ranked) // 2])
-    median["rounds"] = [{"orders_per_second": figures["orders_per_second"],
-                         "cpu_us_per_order": figures["cpu_us_per_order"],
-                         "submit_p99_us": figures["submit_p99_us"],
-                         "halted_p99_us": figures["halted_p99_us"]} for figures in results]
+    median["rounds"] = [
+        {
+            "orders_per_second": figures["orders_per_second"],
+            "cpu_us_per_order": figures["cpu_us_per_order"],
+            "submit_p99_us": figures["submit_p99_us"],
+            "halted_p99_us": figures["halted_p99_us"],
+        }
+        for figures in results
+    ]
     median["python"] = _interpreter()
     return median
 
@@ -131,11 +156,14 @@ async def run(n: int = 20_000, *, rounds: int = 3, halted_n: int = 5_000, warmup
 def _interpreter() -> str:
     # The same code runs about a fifth slower on a CPython built as a shared library without
     # profile feedback (see the README): a figure means little without the interpreter.
-    return f"{platform.python_implementation()} {platform.python_version()} ({os.path.realpath(sys.executable)})"
+    return (
+        f"{platform.python_implementation()} {platform.python_version()} ({os.path.realpath(sys.executable)})"
+    )
 
 
-async def _round(n: int, *, halted_n: int, warmup: int, yield_every: int, synchronous: str,
-                 with_risk: bool) -> dict[str, Any]:
+async def _round(
+    n: int, *, halted_n: int, warmup: int, yield_every: int, synchronous: str, with_risk: bool
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tc-bench-") as folder:
         root = Path(folder)
         manager = MultiBrokerManager(heartbeat_interval=3600)
@@ -148,9 +176,15 @@ async def _round(n: int, *, halted_n: int, warmup: int, yield_every: int, synchr
         risk = None
         if with_risk:
             # Limits that every order passes, so each check runs in full.
-            risk = RiskEngine(RiskLimits(max_order_quantity=Decimal(1000), max_order_notional=Decimal(10**6),
-                                         max_position=Decimal(10**6), max_open_orders=10_000,
-                                         daily_loss_limit=Decimal(10**9)))
+            risk = RiskEngine(
+                RiskLimits(
+                    max_order_quantity=Decimal(1000),
+                    max_order_notional=Decimal(10**6),
+                    max_position=Decimal(10**6),
+                    max_open_orders=10_000,
+                    daily_loss_limit=Decimal(10**9),
+                )
+            )
         service = ExecutionService(manager, kill_switch, risk=risk, journal=journal)
         await service.start()
         try:
@@ -167,11 +201,15 @@ async def _round(n: int, *, halted_n: int, warmup: int, yield_every: int, synchr
                 watch.on = False
                 statuses = Counter(order.status.value for order in service.orders()[-n:])
                 kill_switch.halt("benchmark", source="bench")
-                halted_elapsed, _, halted_samples = await _timed_submits(service, halted_requests, yield_every)
+                halted_elapsed, _, halted_samples = await _timed_submits(
+                    service, halted_requests, yield_every
+                )
             finally:
                 gc.callbacks.remove(watch)
                 tuning.restore()
-            rejected = sum(1 for order in service.orders()[-halted_n:] if order.reject_code == "SYSTEM_HALTED")
+            rejected = sum(
+                1 for order in service.orders()[-halted_n:] if order.reject_code == "SYSTEM_HALTED"
+            )
             rows = len(journal.events())
         finally:
             await service.stop()

@@ -38,21 +38,46 @@ class Spec:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("execution", "Order-path throughput", "orders/s", (("orders_per_second", 1),), ">=", 10_000,
-         ("goal_throughput_met",), "python"),
-    Spec("execution", "Order-path latency p99", "ms", (("submit_p99_us", 0.001),), "<", 1.0, ("goal_p99_met",)),
+    Spec(
+        "execution",
+        "Order-path throughput",
+        "orders/s",
+        (("orders_per_second", 1),),
+        ">=",
+        10_000,
+        ("goal_throughput_met",),
+        "python",
+    ),
+    Spec(
+        "execution", "Order-path latency p99", "ms", (("submit_p99_us", 0.001),), "<", 1.0, ("goal_p99_met",)
+    ),
     Spec("execution", "Halted-reject latency", "µs", (("halted_p99_us", 1),), "<", 50, ("goal_halted_met",)),
-    Spec("manager", "Fan-out refresh, 8 brokers at 100 ms", "ms",
-         (("refresh_median_ms", 1),), "<", 150, ("refresh_ok",)),
-    Spec("manager", "Cancel-all across 8 brokers at 100 ms", "ms",
-         (("cancel_all_ms", 1),), "<", 150, ("cancel_all_ok",)),
+    Spec(
+        "manager",
+        "Fan-out refresh, 8 brokers at 100 ms",
+        "ms",
+        (("refresh_median_ms", 1),),
+        "<",
+        150,
+        ("refresh_ok",),
+    ),
+    Spec(
+        "manager",
+        "Cancel-all across 8 brokers at 100 ms",
+        "ms",
+        (("cancel_all_ms", 1),),
+        "<",
+        150,
+        ("cancel_all_ok",),
+    ),
     Spec("ui", "Event-loop lag, 5,000 positions ticking", "ms", (("lag_max_ms", 1),), "<", 50, ("lag_ok",)),
     Spec("ui", "Halt-key reaction", "frames", (("halt_reaction_frames", 1),), "<=", 1, ("halt_reaction_ok",)),
     Spec("ui", "Halt-key reaction time", "ms", (("halt_reaction_ms", 1),)),
     Spec("startup", "Startup to usable screen", "ms", (("startup_ms", 1),), "<", 1000),
     Spec("startup", "Console import (cold, in a new process)", "ms", (("import_ms", 1),)),
-    Spec("startup", "`trading-console halt` (process start to flag written)", "ms",
-         (("halt_command_ms", 1),)),
+    Spec(
+        "startup", "`trading-console halt` (process start to flag written)", "ms", (("halt_command_ms", 1),)
+    ),
 )
 
 
@@ -79,8 +104,12 @@ class Report:
         return any(f.status in (FAIL, ERROR) for f in self.figures)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": not self.failed, "figures": [asdict(f) for f in self.figures],
-                "seconds": self.seconds, "raw": self.raw}
+        return {
+            "ok": not self.failed,
+            "figures": [asdict(f) for f in self.figures],
+            "seconds": self.seconds,
+            "raw": self.raw,
+        }
 
 
 def load(name: str) -> ModuleType | None:
@@ -97,6 +126,7 @@ def load(name: str) -> ModuleType | None:
 def call(run: Callable[[], Any]) -> Any:
     result = run()
     if inspect.isawaitable(result):
+
         async def wait() -> Any:
             return await result
 
@@ -124,14 +154,34 @@ def _declared(benchmark: str, result: dict[str, Any]) -> list[Figure]:
         value = item.get("value")
         op, target = item.get("op"), item.get("target")
         if not isinstance(value, int | float) or isinstance(value, bool):
-            figures.append(Figure(benchmark, str(item["name"]), str(item.get("unit", "")), None, op, target,
-                                  NOT_AVAILABLE, "not measured"))
+            figures.append(
+                Figure(
+                    benchmark,
+                    str(item["name"]),
+                    str(item.get("unit", "")),
+                    None,
+                    op,
+                    target,
+                    NOT_AVAILABLE,
+                    "not measured",
+                )
+            )
             continue
         status = verdict(float(value), op, target)
         if status == PASS and item.get("ok") is False:
             status = FAIL
-        figures.append(Figure(benchmark, str(item["name"]), str(item.get("unit", "")), round(float(value), 3),
-                              op, target, status, item.get("detail")))
+        figures.append(
+            Figure(
+                benchmark,
+                str(item["name"]),
+                str(item.get("unit", "")),
+                round(float(value), 3),
+                op,
+                target,
+                status,
+                item.get("detail"),
+            )
+        )
     return figures
 
 
@@ -150,8 +200,18 @@ def figures_for(benchmark: str, result: dict[str, Any]) -> list[Figure]:
                 break
         if value is None:
             if spec.op is not None:
-                figures.append(Figure(benchmark, spec.name, spec.unit, None, spec.op, spec.target, NOT_AVAILABLE,
-                                      "not reported by the benchmark"))
+                figures.append(
+                    Figure(
+                        benchmark,
+                        spec.name,
+                        spec.unit,
+                        None,
+                        spec.op,
+                        spec.target,
+                        NOT_AVAILABLE,
+                        "not reported by the benchmark",
+                    )
+                )
             continue
         status = verdict(value, spec.op, spec.target)
         note = result.get(spec.note_key) if spec.note_key else None
@@ -159,8 +219,9 @@ def figures_for(benchmark: str, result: dict[str, Any]) -> list[Figure]:
         refused = [key for key in spec.ok_keys if result.get(key) is False]
         if status == PASS and refused:
             status, detail = FAIL, f"the benchmark's own check ({refused[0]}) failed"
-        figures.append(Figure(benchmark, spec.name, spec.unit, round(value, 3), spec.op, spec.target, status,
-                              detail))
+        figures.append(
+            Figure(benchmark, spec.name, spec.unit, round(value, 3), spec.op, spec.target, status, detail)
+        )
     return figures
 
 
@@ -182,8 +243,9 @@ def run_all(names: Iterable[str] = BENCHMARKS, *, progress: Callable[[str], None
             result = call(module.run)
         except Exception as exc:
             last = traceback.extract_tb(exc.__traceback__)[-1]
-            report.figures.append(_whole(name, ERROR, f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:"
-                                                      f"{last.lineno})"))
+            report.figures.append(
+                _whole(name, ERROR, f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})")
+            )
             continue
         finally:
             report.seconds[name] = round(time.perf_counter() - started, 2)

@@ -112,8 +112,14 @@ def _one_start(mode: str, bytecode_cache: str | None = None) -> tuple[float, flo
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = bytecode_cache
         launched = time.time()
-        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
-                              env=env, timeout=120, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", code, mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
     if done.returncode != 0:
         raise RuntimeError(f"the console did not start: {done.stderr.strip()[-500:]}")
     line = done.stdout.strip().splitlines()[-1]
@@ -123,8 +129,14 @@ def _one_start(mode: str, bytecode_cache: str | None = None) -> tuple[float, flo
 
 def _halt_command(home: str) -> float:
     launched = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "console.cli", "halt", "--reason", "startup benchmark"],
-                          capture_output=True, text=True, env=_env(home), timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "console.cli", "halt", "--reason", "startup benchmark"],
+        capture_output=True,
+        text=True,
+        env=_env(home),
+        timeout=60,
+        check=False,
+    )
     elapsed = (time.perf_counter() - launched) * 1000
     if done.returncode != 0 or not (Path(home) / "state" / "SYSTEM_HALTED").exists():
         raise RuntimeError(f"`trading-console halt` failed: {done.stderr.strip()[-500:]}")

@@ -37,11 +37,19 @@ def bench_config(state_dir: Path) -> Any:
         symbols = [f"S{n:04d}" for n in range(first, first + POSITIONS_PER_ACCOUNT)]
         prices = {symbol: str(Decimal(50) + Decimal(n % 400)) for n, symbol in enumerate(symbols)}
         positions = {symbol: [str(10 + n % 90), prices[symbol]] for n, symbol in enumerate(symbols)}
-        accounts.append({
-            "name": f"bench-{index + 1}", "type": "sim", "currency": "USD", "default": index == 0,
-            "initial_cash": 10_000_000, "prices": prices, "initial_positions": positions,
-            "seed": 100 + index, "tick_interval": TICK_INTERVAL,
-        })
+        accounts.append(
+            {
+                "name": f"bench-{index + 1}",
+                "type": "sim",
+                "currency": "USD",
+                "default": index == 0,
+                "initial_cash": 10_000_000,
+                "prices": prices,
+                "initial_positions": positions,
+                "seed": 100 + index,
+                "tick_interval": TICK_INTERVAL,
+            }
+        )
     config = parse_config({"base_currency": "USD", "accounts": accounts}, where="bench")
     config.state_dir = state_dir
     return config

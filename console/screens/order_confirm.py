@@ -79,8 +79,9 @@ class OrderConfirmScreen(ModalScreen[bool]):
                 details.append("asking because: " + "; ".join(self.reasons), style="dim")
             yield Static(details, id="confirm-details")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Send order (y)", id="confirm-send", variant="error" if live else "success",
-                             compact=True)
+                yield Button(
+                    "Send order (y)", id="confirm-send", variant="error" if live else "success", compact=True
+                )
                 yield Button("Don't send (n/esc)", id="confirm-cancel", compact=True)
         yield HaltKeyHint(self.halt_keys, classes="screen-halt-hint")
 

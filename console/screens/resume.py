@@ -31,8 +31,9 @@ class ResumeScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "abandon", "Keep halted")]
 
-    def __init__(self, *, state: str = "HALTED", halt_keys: str = "f12", cursor_blink: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, state: str = "HALTED", halt_keys: str = "f12", cursor_blink: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.state_name = state
         self.halt_keys = halt_keys
@@ -40,7 +41,9 @@ class ResumeScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="resume-dialog", classes="dialog"):
-            yield Static(Text(f"Resume trading (now {self.state_name})", style="bold"), classes="dialog-title")
+            yield Static(
+                Text(f"Resume trading (now {self.state_name})", style="bold"), classes="dialog-title"
+            )
             yield Static(
                 f"Orders will be accepted again. Type {CONFIRM_WORD} and the reason; "
                 "the journal records who, when and why.",
@@ -52,8 +55,9 @@ class ResumeScreen(ModalScreen[str | None]):
             yield Input(placeholder="why it is safe to trade again", id="resume-reason", compact=True)
             yield Static("", id="resume-problem", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Resume trading", id="resume-confirm", variant="warning", compact=True,
-                             disabled=True)
+                yield Button(
+                    "Resume trading", id="resume-confirm", variant="warning", compact=True, disabled=True
+                )
                 yield Button("Keep halted (esc)", id="resume-cancel", compact=True)
         yield HaltKeyHint(self.halt_keys, classes="screen-halt-hint")
 

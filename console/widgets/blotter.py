@@ -112,8 +112,10 @@ class BlotterPane(Vertical):
                 "side": Text(order.side.value, style=side_style),
                 "quantity": fmt.right(fmt.quantity(order.quantity)),
                 "order": f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip(),
-                "status": Text(STATUS_SHORT.get(order.status, order.status.value),
-                               style=STATUS_STYLE.get(order.status, "")),
+                "status": Text(
+                    STATUS_SHORT.get(order.status, order.status.value),
+                    style=STATUS_STYLE.get(order.status, ""),
+                ),
                 "result": result,
             },
         )

@@ -24,9 +24,7 @@ STATE_STYLE: dict[ConnectionState, str] = {
     ConnectionState.FAILED: "bold white on red",
 }
 
-PROBLEM_STATES = frozenset(
-    {ConnectionState.FAILED, ConnectionState.DEGRADED, ConnectionState.DISCONNECTED}
-)
+PROBLEM_STATES = frozenset({ConnectionState.FAILED, ConnectionState.DEGRADED, ConnectionState.DISCONNECTED})
 
 
 def mode_cell(live: bool) -> Text:
@@ -52,7 +50,8 @@ class ConnectionsTable(KeyedTable):
     def show_statuses(self, statuses: Mapping[str, AccountStatus], now: datetime) -> None:
         for name, status in statuses.items():
             session_left = (
-                None if status.session_expires_at is None
+                None
+                if status.session_expires_at is None
                 else (status.session_expires_at - now).total_seconds()
             )
             error = fmt.without_prefix(name, fmt.one_line(status.last_error))

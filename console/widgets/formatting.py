@@ -88,7 +88,7 @@ def marks_legend(moneys: Iterable[Any]) -> str:
 
 def without_prefix(name: str, text: str) -> str:
     """Broker errors often start with the account name, which the screen already shows."""
-    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
+    return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
 
 
 def right(text: str, style: str = "") -> Text:

@@ -120,7 +120,6 @@ class HaltBanner(Static):
             text.append_text(outcome_text(self.outcomes, self.outcome_error))
         self.update(text)
 
-
     def _compact_text(self) -> Text:
         """Two lines for small terminals: what, since when, who, why; how to resume and what
         the cancel-all did, with the detail in the event log."""

@@ -100,9 +100,14 @@ def _form_errors(exc: ValidationError, kind: OrderType | None) -> dict[str, str]
 
 def _plain(message: str) -> str:
     """Library messages name model fields (limit_price); the form calls them by their labels."""
-    for name, label in (("limit_price", "limit price"), ("stop_price", "stop price"),
-                        ("trail_percent", "trail percent"), ("trail_amount", "trail amount"),
-                        ("time_in_force", "TIF"), ("order_type", "type")):
+    for name, label in (
+        ("limit_price", "limit price"),
+        ("stop_price", "stop price"),
+        ("trail_percent", "trail percent"),
+        ("trail_amount", "trail amount"),
+        ("time_in_force", "TIF"),
+        ("order_type", "type"),
+    ):
         message = message.replace(name, label)
     return message
 
@@ -110,8 +115,9 @@ def _plain(message: str) -> str:
 class FieldBox(Vertical):
     """Label, input, and the message for that input right under it."""
 
-    def __init__(self, name: str, label: str, control: Widget, short_label: str | None = None,
-                 *, unused: bool = False) -> None:
+    def __init__(
+        self, name: str, label: str, control: Widget, short_label: str | None = None, *, unused: bool = False
+    ) -> None:
         super().__init__(id=f"field-{name}", classes="field -unused" if unused else "field")
         self.message: str | None = None
         self.field_name = name
@@ -167,32 +173,81 @@ class OrderEntry(Vertical):
         ]
 
         def text(name: str, placeholder: str, *, unused: bool = False) -> Input:
-            return Input(placeholder=placeholder, id=f"order-{name}", compact=True,
-                         select_on_focus=False, disabled=unused)
+            return Input(
+                placeholder=placeholder,
+                id=f"order-{name}",
+                compact=True,
+                select_on_focus=False,
+                disabled=unused,
+            )
 
         with Grid(id="order-form"):
-            yield FieldBox("account", "Account", short_label="Acct", control=Select(
-                account_options, value=AUTO_ROUTE, allow_blank=False, compact=True, id="order-account"))
+            yield FieldBox(
+                "account",
+                "Account",
+                short_label="Acct",
+                control=Select(
+                    account_options, value=AUTO_ROUTE, allow_blank=False, compact=True, id="order-account"
+                ),
+            )
             yield FieldBox("symbol", "Symbol", short_label="Sym", control=text("symbol", "ticker"))
-            yield FieldBox("side", "Side", short_label="Side", control=Select(
-                [(side.value, side.value) for side in Side], value=Side.BUY.value, allow_blank=False,
-                compact=True, id="order-side"))
+            yield FieldBox(
+                "side",
+                "Side",
+                short_label="Side",
+                control=Select(
+                    [(side.value, side.value) for side in Side],
+                    value=Side.BUY.value,
+                    allow_blank=False,
+                    compact=True,
+                    id="order-side",
+                ),
+            )
             yield FieldBox("quantity", "Qty", short_label="Qty", control=text("quantity", "shares"))
-            yield FieldBox("type", "Type", short_label="Type", control=Select(
-                [(kind.value.replace("_", " "), kind.value) for kind in OrderType],
-                value=OrderType.MARKET.value, allow_blank=False, compact=True, id="order-type"))
+            yield FieldBox(
+                "type",
+                "Type",
+                short_label="Type",
+                control=Select(
+                    [(kind.value.replace("_", " "), kind.value) for kind in OrderType],
+                    value=OrderType.MARKET.value,
+                    allow_blank=False,
+                    compact=True,
+                    id="order-type",
+                ),
+            )
             # A MARKET order to start with: the price fields start out unused.
-            yield FieldBox("limit", "Limit", short_label="Lmt", control=text("limit", "price", unused=True),
-                           unused=True)
-            yield FieldBox("stop", "Stop", short_label="Stp", control=text("stop", "price", unused=True),
-                           unused=True)
-            yield FieldBox("trail", "Trail amt/%", short_label="Trl",
-                           control=text("trail", "amt or %", unused=True), unused=True)
-            yield FieldBox("tif", "TIF", short_label="TIF", control=Select(
-                [(tif.value, tif.value) for tif in TimeInForce], value=TimeInForce.DAY.value,
-                allow_blank=False, compact=True, id="order-tif"))
-            yield Checkbox("Split", id="order-split", compact=True,
-                           tooltip="Split the quantity across all accounts by weight")
+            yield FieldBox(
+                "limit", "Limit", short_label="Lmt", control=text("limit", "price", unused=True), unused=True
+            )
+            yield FieldBox(
+                "stop", "Stop", short_label="Stp", control=text("stop", "price", unused=True), unused=True
+            )
+            yield FieldBox(
+                "trail",
+                "Trail amt/%",
+                short_label="Trl",
+                control=text("trail", "amt or %", unused=True),
+                unused=True,
+            )
+            yield FieldBox(
+                "tif",
+                "TIF",
+                short_label="TIF",
+                control=Select(
+                    [(tif.value, tif.value) for tif in TimeInForce],
+                    value=TimeInForce.DAY.value,
+                    allow_blank=False,
+                    compact=True,
+                    id="order-tif",
+                ),
+            )
+            yield Checkbox(
+                "Split",
+                id="order-split",
+                compact=True,
+                tooltip="Split the quantity across all accounts by weight",
+            )
             yield Button("Submit", id="order-submit", variant="primary", compact=True)
         yield Static("", id="order-status", markup=False)
         yield Static("", id="order-errors", markup=False)
@@ -325,10 +380,15 @@ class OrderEntry(Vertical):
             if first is not None:
                 self.query_one(f"#field-{first}", FieldBox).control.focus()
             count = len(self.errors)
-            self.notify(f"Order not sent: {count} field{'s' if count != 1 else ''} to fix",
-                        severity="warning", timeout=3)
+            self.notify(
+                f"Order not sent: {count} field{'s' if count != 1 else ''} to fix",
+                severity="warning",
+                timeout=3,
+            )
             return
-        self.post_message(SubmitRequested(request, distributed=self.query_one("#order-split", Checkbox).value))
+        self.post_message(
+            SubmitRequested(request, distributed=self.query_one("#order-split", Checkbox).value)
+        )
 
     def _apply_type(self) -> None:
         value = self.query_one("#order-type", Select).value
@@ -336,8 +396,11 @@ class OrderEntry(Vertical):
             kind = OrderType(value)
         except ValueError:
             kind = OrderType.MARKET
-        for name, used in (("limit", kind in USES_LIMIT), ("stop", kind in USES_STOP),
-                           ("trail", kind in USES_TRAIL)):
+        for name, used in (
+            ("limit", kind in USES_LIMIT),
+            ("stop", kind in USES_STOP),
+            ("trail", kind in USES_TRAIL),
+        ):
             field = self.query_one(f"#order-{name}", Input)
             if field.disabled == used:
                 field.disabled = not used

@@ -112,7 +112,7 @@ class PositionsPane(Vertical):
                 await asyncio.sleep(0)
                 visible = self._visible_keys()
             with self.app.batch_update():
-                for position in rows[start:start + chunk]:
+                for position in rows[start : start + chunk]:
                     self._show_position(position, visible)
         seen = [position_key(position) for position in rows]
         wanted = set(seen)
@@ -129,10 +129,15 @@ class PositionsPane(Vertical):
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = _Row(
-                symbol=position.symbol, currency=position.currency, quantity=position.quantity,
+                symbol=position.symbol,
+                currency=position.currency,
+                quantity=position.quantity,
                 avg_price=position.avg_price,
                 multiplier=getattr(legs[0], "multiplier", Decimal(1)) if legs else Decimal(1),
-                last_price=position.last_price, market_value=market_value, pnl=pnl, legs=legs,
+                last_price=position.last_price,
+                market_value=market_value,
+                pnl=pnl,
+                legs=legs,
             )
         else:
             row.quantity, row.avg_price, row.legs = position.quantity, position.avg_price, legs
@@ -178,9 +183,12 @@ class PositionsPane(Vertical):
             price = last_price(row.symbol, account)
             if price is not None and price != row.last_price and row.avg_price is not None:
                 row.last_price = price
-                row.market_value = _marked(convert(row.quantity * price * row.multiplier, row.currency), row.stale)
-                row.pnl = _marked(convert((price - row.avg_price) * row.quantity * row.multiplier, row.currency),
-                                  row.stale)
+                row.market_value = _marked(
+                    convert(row.quantity * price * row.multiplier, row.currency), row.stale
+                )
+                row.pnl = _marked(
+                    convert((price - row.avg_price) * row.quantity * row.multiplier, row.currency), row.stale
+                )
             if row.shown_price != row.last_price:
                 table.upsert(key, self._price_cells(row))
                 row.shown_price = row.last_price

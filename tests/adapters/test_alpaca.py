@@ -82,13 +82,15 @@ async def reach_state(broker, state: ConnectionState, within: float = 3.0) -> No
 
 
 async def order_status(broker, broker_order_id: str, status: OrderStatus) -> Order:
-    return await next_event(broker, lambda e: isinstance(e, Order) and e.broker_order_id == broker_order_id
-                            and e.status is status)
+    return await next_event(
+        broker, lambda e: isinstance(e, Order) and e.broker_order_id == broker_order_id and e.status is status
+    )
 
 
 async def fill_of(broker, broker_order_id: str, within: float = 3.0) -> Fill:
-    return await next_event(broker, lambda e: isinstance(e, Fill) and e.broker_order_id == broker_order_id,
-                            within)
+    return await next_event(
+        broker, lambda e: isinstance(e, Fill) and e.broker_order_id == broker_order_id, within
+    )
 
 
 def drain(broker) -> list:
@@ -103,7 +105,9 @@ async def settle(seconds: float = 0.2) -> None:
 
 
 def limit(symbol="AAPL", qty="10", price="189.5", side="BUY", **extra) -> OrderRequest:
-    return OrderRequest(symbol=symbol, side=side, quantity=qty, order_type="LIMIT", limit_price=price, **extra)
+    return OrderRequest(
+        symbol=symbol, side=side, quantity=qty, order_type="LIMIT", limit_price=price, **extra
+    )
 
 
 # -- connection -------------------------------------------------------------------------------
@@ -191,8 +195,13 @@ async def test_secrets_never_reach_logs_errors_or_reprs(peer, keys, caplog):
         peer.fail_next("POST", "/v2/orders", 500, f"upstream echoed {SECRET_KEY}")
         with pytest.raises(BrokerConnectionError) as caught:
             await broker.place_order(limit())
-        texts = [str(caught.value), repr(caught.value), repr(broker), str(broker.account_status()),
-                 caplog.text]
+        texts = [
+            str(caught.value),
+            repr(caught.value),
+            repr(broker),
+            str(broker.account_status()),
+            caplog.text,
+        ]
     finally:
         await broker.disconnect()
     assert any("authenticate" in r.getMessage() for r in caplog.records), "the auth frame was not logged"
@@ -212,11 +221,18 @@ async def test_secrets_never_reach_logs_errors_or_reprs(peer, keys, caplog):
         ({"order_type": "MARKET"}, {"type": "market"}),
         ({"order_type": "LIMIT", "limit_price": "189.55"}, {"type": "limit", "limit_price": "189.55"}),
         ({"order_type": "STOP", "stop_price": "185"}, {"type": "stop", "stop_price": "185"}),
-        ({"order_type": "STOP_LIMIT", "stop_price": "185", "limit_price": "184.5"},
-         {"type": "stop_limit", "stop_price": "185", "limit_price": "184.5"}),
-        ({"order_type": "TRAILING_STOP", "trail_percent": "2.5", "time_in_force": "GTC"},
-         {"type": "trailing_stop", "trail_percent": "2.5", "time_in_force": "gtc"}),
-        ({"order_type": "TRAILING_STOP", "trail_amount": "1.25"}, {"type": "trailing_stop", "trail_price": "1.25"}),
+        (
+            {"order_type": "STOP_LIMIT", "stop_price": "185", "limit_price": "184.5"},
+            {"type": "stop_limit", "stop_price": "185", "limit_price": "184.5"},
+        ),
+        (
+            {"order_type": "TRAILING_STOP", "trail_percent": "2.5", "time_in_force": "GTC"},
+            {"type": "trailing_stop", "trail_percent": "2.5", "time_in_force": "gtc"},
+        ),
+        (
+            {"order_type": "TRAILING_STOP", "trail_amount": "1.25"},
+            {"type": "trailing_stop", "trail_price": "1.25"},
+        ),
     ],
     ids=["market", "limit", "stop", "stop_limit", "trailing_percent", "trailing_amount"],
 )
@@ -226,7 +242,9 @@ async def test_life_cycle_with_partial_fills(broker, peer, fields, wire):
     assert placed.status in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED)
     assert placed.client_order_id == request.client_order_id and placed.account == "alpaca-test"
     body = peer.bodies[-1]
-    assert body["qty"] == "10" and body["side"] == "buy" and body["client_order_id"] == request.client_order_id
+    assert (
+        body["qty"] == "10" and body["side"] == "buy" and body["client_order_id"] == request.client_order_id
+    )
     assert {key: body[key] for key in {"time_in_force", *wire}} == {"time_in_force": "day", **wire}
 
     await order_status(broker, placed.broker_order_id, OrderStatus.ACCEPTED)
@@ -252,8 +270,9 @@ async def test_life_cycle_with_partial_fills(broker, peer, fields, wire):
 
 async def test_fractional_crypto_order_fills_and_shows_as_a_pair(broker, peer):
     peer.auto_fill = True
-    request = OrderRequest(symbol="BTC/USD", side="BUY", quantity="0.0015", time_in_force="GTC",
-                           asset_class="CRYPTO")
+    request = OrderRequest(
+        symbol="BTC/USD", side="BUY", quantity="0.0015", time_in_force="GTC", asset_class="CRYPTO"
+    )
     placed = await broker.place_order(request)
     fill = await fill_of(broker, placed.broker_order_id)
     assert fill.quantity == Decimal("0.0015") and fill.price == Decimal(60000)
@@ -304,12 +323,26 @@ async def test_venue_rejection_and_expiry_arrive_on_the_stream(broker, peer):
 @pytest.mark.parametrize(
     ("request_fields", "expected", "fragment"),
     [
-        ({"symbol": "SPY", "quantity": "1000", "order_type": "MARKET"}, InsufficientFundsError,
-         "insufficient buying power"),
-        ({"symbol": "ZZZZ", "quantity": "1", "order_type": "MARKET"}, InvalidSymbolError, "could not find asset"),
-        ({"symbol": "AAPL", "quantity": "1", "order_type": "LIMIT", "limit_price": "190.001"},
-         OrderRejectedError, "sub-penny"),
-        ({"symbol": "GME", "quantity": "0.5", "order_type": "MARKET"}, OrderRejectedError, "not fractionable"),
+        (
+            {"symbol": "SPY", "quantity": "1000", "order_type": "MARKET"},
+            InsufficientFundsError,
+            "insufficient buying power",
+        ),
+        (
+            {"symbol": "ZZZZ", "quantity": "1", "order_type": "MARKET"},
+            InvalidSymbolError,
+            "could not find asset",
+        ),
+        (
+            {"symbol": "AAPL", "quantity": "1", "order_type": "LIMIT", "limit_price": "190.001"},
+            OrderRejectedError,
+            "sub-penny",
+        ),
+        (
+            {"symbol": "GME", "quantity": "0.5", "order_type": "MARKET"},
+            OrderRejectedError,
+            "not fractionable",
+        ),
     ],
     ids=["buying_power_403", "unknown_symbol_422", "sub_penny_422", "not_fractionable_422"],
 )
@@ -326,8 +359,11 @@ async def test_definite_refusals_map_to_the_right_error(broker, peer, request_fi
     ("status", "body", "expected"),
     [
         (403, {"code": 40310000, "message": "new orders are rejected by user request"}, OrderRejectedError),
-        (422, {"code": 42210000, "message": "market orders are not accepted outside market hours"},
-         MarketClosedError),
+        (
+            422,
+            {"code": 42210000, "message": "market orders are not accepted outside market hours"},
+            MarketClosedError,
+        ),
         (429, {"code": 42910000, "message": "rate limit exceeded"}, OrderRejectedError),
         (400, {"code": 40010000, "message": "request body format is invalid"}, OrderRejectedError),
     ],
@@ -346,8 +382,16 @@ async def test_injected_refusals(broker, peer, status, body, expected):
 @pytest.mark.parametrize(
     ("request_fields", "fragment"),
     [
-        ({"symbol": "BTC/USD", "asset_class": "CRYPTO", "order_type": "TRAILING_STOP", "trail_percent": "1",
-          "time_in_force": "GTC"}, "crypto orders of type"),
+        (
+            {
+                "symbol": "BTC/USD",
+                "asset_class": "CRYPTO",
+                "order_type": "TRAILING_STOP",
+                "trail_percent": "1",
+                "time_in_force": "GTC",
+            },
+            "crypto orders of type",
+        ),
         ({"symbol": "BTC/USD", "asset_class": "CRYPTO", "time_in_force": "FOK"}, "GTC or IOC"),
         ({"symbol": "AAPL250321P00200000", "asset_class": "OPTION"}, "does not trade OPTION"),
         ({"symbol": "AAPL", "quantity": "0.5", "time_in_force": "GTC"}, "fractional quantities"),
@@ -505,7 +549,10 @@ async def test_reconnect_resyncs_without_losing_or_duplicating_fills(broker, pee
     resynced = drain(broker)
     fills = {f.broker_order_id: f for f in resynced if isinstance(f, Fill)}
     assert set(fills) == {working.broker_order_id, during.broker_order_id, elsewhere["id"]}
-    assert (fills[working.broker_order_id].quantity, fills[working.broker_order_id].price) == (4, Decimal("189.30"))
+    assert (fills[working.broker_order_id].quantity, fills[working.broker_order_id].price) == (
+        4,
+        Decimal("189.30"),
+    )
     assert fills[during.broker_order_id].quantity == 2 and fills[elsewhere["id"]].quantity == 1
     assert len([f for f in resynced if isinstance(f, Fill)]) == 3
 
@@ -581,14 +628,20 @@ async def test_documented_stream_examples_over_the_wire(broker, peer):
     await peer.replay(load("trade_update_crypto_fill.json"))
     fill = await fill_of(broker, "a5be8f5e-fdfa-41f5-a644-7a74fe947a8f")
     assert (fill.symbol, fill.side.value, fill.quantity, fill.price) == (
-        "SOL/USD", "SELL", Decimal("1790.86"), Decimal("105.8988475"))
+        "SOL/USD",
+        "SELL",
+        Decimal("1790.86"),
+        Decimal("105.8988475"),
+    )
     assert fill.timestamp.isoformat() == "2022-04-19T17:45:05.024916+00:00"
     order = await order_status(broker, "a5be8f5e-fdfa-41f5-a644-7a74fe947a8f", OrderStatus.FILLED)
     assert order.request.asset_class is AssetClass.CRYPTO
     assert order.client_order_id == "4642fd68-d59a-47d7-a9ac-e22f536828d1"
     assert broker.connection_state is ConnectionState.CONNECTED
-    assert not any(isinstance(e, Order) and e.broker_order_id == "31cd620f-3bd5-41b7-8bb2-6834524679d0"
-                   for e in drain(broker))
+    assert not any(
+        isinstance(e, Order) and e.broker_order_id == "31cd620f-3bd5-41b7-8bb2-6834524679d0"
+        for e in drain(broker)
+    )
 
 
 async def test_documented_account_and_positions_over_the_wire(broker, peer):
@@ -596,7 +649,10 @@ async def test_documented_account_and_positions_over_the_wire(broker, peer):
     peer.answer_next("GET", "/v2/positions", load("positions.json"), times=2)
     balance = await broker.get_balance()
     assert (balance.cash, balance.equity, balance.buying_power) == (
-        Decimal("-23140.2"), Decimal("103820.56"), Decimal("262113.632"))
+        Decimal("-23140.2"),
+        Decimal("103820.56"),
+        Decimal("262113.632"),
+    )
     assert balance.unrealized_pnl == Decimal("100.0") + Decimal("399.48") - Decimal("223.275")
     margin = await broker.get_margin()
     assert margin.initial_margin == Decimal("63480.38") and margin.maintenance_margin == Decimal("38088.228")

@@ -87,15 +87,25 @@ def test_every_alpaca_status_maps_to_ours(alpaca, filled, expected):
 
 
 def test_nanosecond_timestamps_and_offsets_are_read_as_utc():
-    assert parse_time("2022-04-19T13:45:04.981350886-04:00") == datetime(2022, 4, 19, 17, 45, 4, 981350, tzinfo=UTC)
+    assert parse_time("2022-04-19T13:45:04.981350886-04:00") == datetime(
+        2022, 4, 19, 17, 45, 4, 981350, tzinfo=UTC
+    )
     assert parse_time("2019-06-12T22:47:07.99658Z") == datetime(2019, 6, 12, 22, 47, 7, 996580, tzinfo=UTC)
     assert parse_time("2021-03-16T18:38:01Z") == datetime(2021, 3, 16, 18, 38, 1, tzinfo=UTC)
     assert parse_time(None) is None
     assert parse_time("yesterday") is None
 
 
-@pytest.mark.parametrize(("raw", "ours"), [("BTCUSD", "BTC/USD"), ("SOLUSD", "SOL/USD"),
-                                           ("ETHBTC", "ETH/BTC"), ("ETH/USD", "ETH/USD"), ("USDTUSD", "USDT/USD")])
+@pytest.mark.parametrize(
+    ("raw", "ours"),
+    [
+        ("BTCUSD", "BTC/USD"),
+        ("SOLUSD", "SOL/USD"),
+        ("ETHBTC", "ETH/BTC"),
+        ("ETH/USD", "ETH/USD"),
+        ("USDTUSD", "USDT/USD"),
+    ],
+)
 def test_crypto_symbols_are_written_with_a_slash(raw, ours):
     assert crypto_symbol(raw) == ours
 
@@ -115,15 +125,40 @@ def test_documented_positions_are_read():
 
 
 def test_short_and_crypto_positions():
-    short = position_from_payload({"symbol": "TSLA", "qty": "-3", "side": "short", "asset_class": "us_equity",
-                                   "avg_entry_price": "200", "current_price": "190"}, "acct")
+    short = position_from_payload(
+        {
+            "symbol": "TSLA",
+            "qty": "-3",
+            "side": "short",
+            "asset_class": "us_equity",
+            "avg_entry_price": "200",
+            "current_price": "190",
+        },
+        "acct",
+    )
     assert short.quantity == Decimal(-3) and short.unrealized_pnl == Decimal(30)
-    crypto = position_from_payload({"symbol": "BTCUSD", "qty": "0.0015", "side": "long",
-                                    "asset_class": "crypto", "avg_entry_price": "60000"}, "acct")
+    crypto = position_from_payload(
+        {
+            "symbol": "BTCUSD",
+            "qty": "0.0015",
+            "side": "long",
+            "asset_class": "crypto",
+            "avg_entry_price": "60000",
+        },
+        "acct",
+    )
     assert crypto.symbol == "BTC/USD" and crypto.asset_class is AssetClass.CRYPTO
-    option = position_from_payload({"symbol": "AAPL250321P00200000", "qty": "2", "side": "long",
-                                    "asset_class": "us_option", "avg_entry_price": "1.6",
-                                    "current_price": "2.0"}, "acct")
+    option = position_from_payload(
+        {
+            "symbol": "AAPL250321P00200000",
+            "qty": "2",
+            "side": "long",
+            "asset_class": "us_option",
+            "avg_entry_price": "1.6",
+            "current_price": "2.0",
+        },
+        "acct",
+    )
     assert option.multiplier == 100 and option.market_value == Decimal("400.0")
 
 
@@ -148,9 +183,19 @@ def test_documented_crypto_fill_update_is_read():
 
 
 def test_trailing_stop_payloads_keep_only_the_trail():
-    payload = {"id": "0b7b9a3e-1f1c-4b57-9c6d-6a1f8d7e0c11", "client_order_id": "TC0123456789ABCDEF01",
-               "symbol": "AAPL", "qty": "3", "side": "sell", "type": "trailing_stop", "time_in_force": "gtc",
-               "trail_price": "2.5", "stop_price": "187.5", "hwm": "190", "asset_class": "us_equity"}
+    payload = {
+        "id": "0b7b9a3e-1f1c-4b57-9c6d-6a1f8d7e0c11",
+        "client_order_id": "TC0123456789ABCDEF01",
+        "symbol": "AAPL",
+        "qty": "3",
+        "side": "sell",
+        "type": "trailing_stop",
+        "time_in_force": "gtc",
+        "trail_price": "2.5",
+        "stop_price": "187.5",
+        "hwm": "190",
+        "asset_class": "us_equity",
+    }
     request = request_from_payload(payload)
     assert request.trail_amount == Decimal("2.5") and request.stop_price is None
     assert request.client_order_id == "TC0123456789ABCDEF01"
@@ -170,10 +215,18 @@ def test_a_client_order_id_we_cannot_hold_falls_back_to_alpacas_id():
         ({"order_type": "MARKET"}, {"type": "market"}),
         ({"order_type": "LIMIT", "limit_price": "189.55"}, {"type": "limit", "limit_price": "189.55"}),
         ({"order_type": "STOP", "stop_price": "180"}, {"type": "stop", "stop_price": "180"}),
-        ({"order_type": "STOP_LIMIT", "stop_price": "180", "limit_price": "179.5"},
-         {"type": "stop_limit", "stop_price": "180", "limit_price": "179.5"}),
-        ({"order_type": "TRAILING_STOP", "trail_percent": "1.5"}, {"type": "trailing_stop", "trail_percent": "1.5"}),
-        ({"order_type": "TRAILING_STOP", "trail_amount": "0.35"}, {"type": "trailing_stop", "trail_price": "0.35"}),
+        (
+            {"order_type": "STOP_LIMIT", "stop_price": "180", "limit_price": "179.5"},
+            {"type": "stop_limit", "stop_price": "180", "limit_price": "179.5"},
+        ),
+        (
+            {"order_type": "TRAILING_STOP", "trail_percent": "1.5"},
+            {"type": "trailing_stop", "trail_percent": "1.5"},
+        ),
+        (
+            {"order_type": "TRAILING_STOP", "trail_amount": "0.35"},
+            {"type": "trailing_stop", "trail_price": "0.35"},
+        ),
     ],
 )
 def test_order_body_carries_exact_decimal_strings(fields, expected):
@@ -191,11 +244,22 @@ def test_order_body_carries_exact_decimal_strings(fields, expected):
 @pytest.mark.parametrize(
     ("fields", "refused"),
     [
-        ({"asset_class": "CRYPTO", "symbol": "BTC/USD", "order_type": "STOP", "stop_price": "1",
-          "time_in_force": "GTC"}, "crypto orders of type"),
+        (
+            {
+                "asset_class": "CRYPTO",
+                "symbol": "BTC/USD",
+                "order_type": "STOP",
+                "stop_price": "1",
+                "time_in_force": "GTC",
+            },
+            "crypto orders of type",
+        ),
         ({"asset_class": "CRYPTO", "symbol": "BTC/USD", "time_in_force": "DAY"}, "GTC or IOC"),
         ({"quantity": "1.5", "time_in_force": "GTC"}, "fractional quantities with time in force DAY"),
-        ({"quantity": "1.5", "order_type": "TRAILING_STOP", "trail_percent": "1"}, "fractional quantities on"),
+        (
+            {"quantity": "1.5", "order_type": "TRAILING_STOP", "trail_percent": "1"},
+            "fractional quantities on",
+        ),
         ({"order_type": "TRAILING_STOP", "trail_percent": "1", "time_in_force": "IOC"}, "DAY or GTC"),
         ({"asset_class": "CRYPTO", "symbol": "BTC/USD", "quantity": "0.001", "time_in_force": "IOC"}, None),
         ({"quantity": "1.5", "order_type": "STOP_LIMIT", "stop_price": "2", "limit_price": "2"}, None),
@@ -253,8 +317,9 @@ def test_documented_error_bodies_map_to_our_hierarchy(name, op, expected):
     ],
 )
 def test_status_codes_map_by_operation(status, op, expected, retryable):
-    error = api_error(http_error(status, {"code": status * 100000, "message": "boom"}), broker="a", op=op,
-                      what="do it")
+    error = api_error(
+        http_error(status, {"code": status * 100000, "message": "boom"}), broker="a", op=op, what="do it"
+    )
     assert type(error) is expected and error.retryable is retryable
 
 
@@ -281,11 +346,23 @@ def test_paper_and_live_endpoints():
 
 
 def test_from_config_takes_own_keys_and_ignores_generic_ones():
-    broker = BrokerFactory.create({
-        "type": "alpaca", "name": "main", "live": True, "currency": "USD", "default": True, "weight": 2.0,
-        "risk": {"max_quantity": 5}, "label": "Main", "timeout": 3, "crypto": False,
-        "stream_url": "wss://example.invalid/stream", "key_env": "MY_KEY", "secret_env": "MY_SECRET",
-    })
+    broker = BrokerFactory.create(
+        {
+            "type": "alpaca",
+            "name": "main",
+            "live": True,
+            "currency": "USD",
+            "default": True,
+            "weight": 2.0,
+            "risk": {"max_quantity": 5},
+            "label": "Main",
+            "timeout": 3,
+            "crypto": False,
+            "stream_url": "wss://example.invalid/stream",
+            "key_env": "MY_KEY",
+            "secret_env": "MY_SECRET",
+        }
+    )
     assert isinstance(broker, AlpacaBroker) and broker.live and broker.timeout == 3.0
     assert broker.base_url == LIVE_URL and broker.stream_url == "wss://example.invalid/stream"
     assert AssetClass.CRYPTO not in broker.capabilities.asset_classes

@@ -35,20 +35,49 @@ from brokers.registry import BrokerFactory
 
 def test_defaults_are_a_paper_tws_on_this_machine():
     broker = IBKRBroker.from_config({"name": "ib-paper"})
-    assert (broker.host, broker.port, broker.client_id, broker.account_code) == ("127.0.0.1", PAPER_PORT, 1, None)
+    assert (broker.host, broker.port, broker.client_id, broker.account_code) == (
+        "127.0.0.1",
+        PAPER_PORT,
+        1,
+        None,
+    )
     assert (broker.timeout, broker.readonly, broker.live, broker.currency) == (10.0, False, False, "USD")
     assert IBKRBroker.from_config({"name": "ib-live", "live": True}).port == LIVE_PORT
 
 
 def test_every_setting_is_taken_and_generic_keys_are_ignored():
-    broker = BrokerFactory.create({
-        "type": "ibkr", "name": "ib-gw", "live": True, "currency": "eur", "host": "gateway.local",
-        "port": 4001, "client_id": 17, "account": "U1234567", "timeout": 2.5, "readonly": True,
-        "default": True, "weight": 2.0, "risk": {"max_quantity": 10}, "label": "IB gateway",
-    })
+    broker = BrokerFactory.create(
+        {
+            "type": "ibkr",
+            "name": "ib-gw",
+            "live": True,
+            "currency": "eur",
+            "host": "gateway.local",
+            "port": 4001,
+            "client_id": 17,
+            "account": "U1234567",
+            "timeout": 2.5,
+            "readonly": True,
+            "default": True,
+            "weight": 2.0,
+            "risk": {"max_quantity": 10},
+            "label": "IB gateway",
+        }
+    )
     assert isinstance(broker, IBKRBroker)
-    assert (broker.name, broker.live, broker.currency, broker.host, broker.port) == ("ib-gw", True, "EUR", "gateway.local", 4001)
-    assert (broker.client_id, broker.account_code, broker.timeout, broker.readonly) == (17, "U1234567", 2.5, True)
+    assert (broker.name, broker.live, broker.currency, broker.host, broker.port) == (
+        "ib-gw",
+        True,
+        "EUR",
+        "gateway.local",
+        4001,
+    )
+    assert (broker.client_id, broker.account_code, broker.timeout, broker.readonly) == (
+        17,
+        "U1234567",
+        2.5,
+        True,
+    )
     assert repr(broker) == "<IBKRBroker 'ib-gw' LIVE>"
 
 
@@ -93,7 +122,9 @@ def test_capabilities_are_what_ib_takes():
     assert caps.bulk_cancel and caps.streaming_updates and caps.short_selling
     assert not caps.fractional_quantities and not caps.session_expiry
     assert IBKRBroker("ib").session_expires_at is None
-    assert "CRYPTO" in caps.supports(OrderRequest(symbol="BTC/USD", side="BUY", quantity=1, asset_class="CRYPTO"))
+    assert "CRYPTO" in caps.supports(
+        OrderRequest(symbol="BTC/USD", side="BUY", quantity=1, asset_class="CRYPTO")
+    )
     assert "whole" in caps.supports(OrderRequest(symbol="AAPL", side="BUY", quantity="0.5"))
 
 
@@ -108,22 +139,41 @@ def order(**fields) -> OrderRequest:
     ("fields", "expected"),
     [
         ({}, ("STK", "AAPL", "", 0.0, "", "SMART", "USD", "")),
-        ({"symbol": "BRK B", "exchange": "NYSE", "currency": "usd"}, ("STK", "BRK B", "", 0.0, "", "NYSE", "USD", "")),
-        ({"symbol": "SPY   251219P00450500", "asset_class": "OPTION"},
-         ("OPT", "SPY", "20251219", 450.5, "P", "SMART", "USD", "")),
-        ({"symbol": "AAPL 20240119 150 CALL", "asset_class": "OPTION", "exchange": "CBOE"},
-         ("OPT", "AAPL", "20240119", 150.0, "C", "CBOE", "USD", "")),
-        ({"symbol": "ES 202503", "asset_class": "FUTURE", "exchange": "CME"},
-         ("FUT", "ES", "202503", 0.0, "", "CME", "USD", "")),
-        ({"symbol": "FGBLH5", "asset_class": "FUTURE", "exchange": "EUREX", "currency": "EUR"},
-         ("FUT", "", "", 0.0, "", "EUREX", "EUR", "FGBLH5")),
+        (
+            {"symbol": "BRK B", "exchange": "NYSE", "currency": "usd"},
+            ("STK", "BRK B", "", 0.0, "", "NYSE", "USD", ""),
+        ),
+        (
+            {"symbol": "SPY   251219P00450500", "asset_class": "OPTION"},
+            ("OPT", "SPY", "20251219", 450.5, "P", "SMART", "USD", ""),
+        ),
+        (
+            {"symbol": "AAPL 20240119 150 CALL", "asset_class": "OPTION", "exchange": "CBOE"},
+            ("OPT", "AAPL", "20240119", 150.0, "C", "CBOE", "USD", ""),
+        ),
+        (
+            {"symbol": "ES 202503", "asset_class": "FUTURE", "exchange": "CME"},
+            ("FUT", "ES", "202503", 0.0, "", "CME", "USD", ""),
+        ),
+        (
+            {"symbol": "FGBLH5", "asset_class": "FUTURE", "exchange": "EUREX", "currency": "EUR"},
+            ("FUT", "", "", 0.0, "", "EUREX", "EUR", "FGBLH5"),
+        ),
         ({"symbol": "GBP/JPY", "asset_class": "FOREX"}, ("CASH", "GBP", "", 0.0, "", "IDEALPRO", "JPY", "")),
     ],
 )
 def test_contract_for(fields, expected):
     c = contract_for(order(**fields))
-    assert (c.secType, c.symbol, c.lastTradeDateOrContractMonth, c.strike, c.right, c.exchange, c.currency,
-            c.localSymbol) == expected
+    assert (
+        c.secType,
+        c.symbol,
+        c.lastTradeDateOrContractMonth,
+        c.strike,
+        c.right,
+        c.exchange,
+        c.currency,
+        c.localSymbol,
+    ) == expected
 
 
 def test_option_contract_carries_the_multiplier():
@@ -149,7 +199,12 @@ def test_ib_order_for(fields, expected):
     def value(x):
         return None if x == unset else x
 
-    assert (ib_order.orderType, value(ib_order.lmtPrice), value(ib_order.auxPrice), value(ib_order.trailingPercent)) == expected
+    assert (
+        ib_order.orderType,
+        value(ib_order.lmtPrice),
+        value(ib_order.auxPrice),
+        value(ib_order.trailingPercent),
+    ) == expected
     assert (ib_order.action, ib_order.totalQuantity, ib_order.tif) == ("BUY", 1.0, "GTC")
     assert (ib_order.orderRef, ib_order.account, ib_order.transmit) == (wanted.client_order_id, "DU1", True)
 
@@ -158,12 +213,27 @@ def test_ib_order_for(fields, expected):
     ("contract", "expected"),
     [
         (ib_api.Contract(secType="STK", symbol="AAPL", currency="USD"), ("AAPL", AssetClass.STOCK)),
-        (ib_api.Contract(secType="OPT", symbol="SPY", lastTradeDateOrContractMonth="20251219", strike=450.5,
-                         right="P", multiplier="100"), ("SPY251219P00450500", AssetClass.OPTION)),
-        (ib_api.Contract(secType="FUT", symbol="ES", lastTradeDateOrContractMonth="20250321", localSymbol="ESH5"),
-         ("ES 202503", AssetClass.FUTURE)),
-        (ib_api.Contract(secType="CASH", symbol="EUR", currency="USD", localSymbol="EUR.USD"),
-         ("EUR.USD", AssetClass.FOREX)),
+        (
+            ib_api.Contract(
+                secType="OPT",
+                symbol="SPY",
+                lastTradeDateOrContractMonth="20251219",
+                strike=450.5,
+                right="P",
+                multiplier="100",
+            ),
+            ("SPY251219P00450500", AssetClass.OPTION),
+        ),
+        (
+            ib_api.Contract(
+                secType="FUT", symbol="ES", lastTradeDateOrContractMonth="20250321", localSymbol="ESH5"
+            ),
+            ("ES 202503", AssetClass.FUTURE),
+        ),
+        (
+            ib_api.Contract(secType="CASH", symbol="EUR", currency="USD", localSymbol="EUR.USD"),
+            ("EUR.USD", AssetClass.FOREX),
+        ),
         (ib_api.Contract(secType="CRYPTO", symbol="BTC", currency="USD"), ("BTC", AssetClass.CRYPTO)),
         (ib_api.Contract(secType="CFD", symbol="IBDE40", currency="EUR"), ("IBDE40", AssetClass.STOCK)),
     ],
@@ -178,8 +248,10 @@ def test_symbol_for(contract, expected):
         ({"orderType": "MKT"}, (OrderType.MARKET, None, None, None)),
         ({"orderType": "LMT", "lmtPrice": 148.5}, (OrderType.LIMIT, Decimal("148.5"), None, None)),
         ({"orderType": "STP", "auxPrice": 140.0}, (OrderType.STOP, None, Decimal(140), None)),
-        ({"orderType": "STP LMT", "lmtPrice": 139.0, "auxPrice": 140.0},
-         (OrderType.STOP_LIMIT, Decimal(139), Decimal(140), None)),
+        (
+            {"orderType": "STP LMT", "lmtPrice": 139.0, "auxPrice": 140.0},
+            (OrderType.STOP_LIMIT, Decimal(139), Decimal(140), None),
+        ),
         ({"orderType": "TRAIL", "trailingPercent": 2.0}, (OrderType.TRAILING_STOP, None, None, Decimal(2))),
         ({"orderType": "REL", "lmtPrice": 150.0}, (OrderType.LIMIT, Decimal(150), None, None)),
         ({"orderType": "MOC"}, (OrderType.MARKET, None, None, None)),
@@ -194,8 +266,13 @@ def test_request_from_ib_for_orders_placed_elsewhere(ib_fields, expected):
 
 
 def test_request_from_ib_keeps_our_client_order_id():
-    ib_order = ib_api.Order(action="BUY", totalQuantity=1.0, orderType="MKT", tif="DAY", orderRef="TC0123456789ABCDEF01")
-    assert request_from_ib(ib_api.Contract(secType="STK", symbol="AAPL"), ib_order).client_order_id == "TC0123456789ABCDEF01"
+    ib_order = ib_api.Order(
+        action="BUY", totalQuantity=1.0, orderType="MKT", tif="DAY", orderRef="TC0123456789ABCDEF01"
+    )
+    assert (
+        request_from_ib(ib_api.Contract(secType="STK", symbol="AAPL"), ib_order).client_order_id
+        == "TC0123456789ABCDEF01"
+    )
 
 
 # -- statuses and errors ----------------------------------------------------------------------
@@ -203,16 +280,24 @@ def test_request_from_ib_keeps_our_client_order_id():
 
 def trade(status: str, *log: tuple[str, int]):
     now = datetime.now(UTC)
-    return ib_api.Trade(orderStatus=ib_api.OrderStatus(status=status),
-                        log=[ib_api.TradeLogEntry(now, s, "", code) for s, code in log])
+    return ib_api.Trade(
+        orderStatus=ib_api.OrderStatus(status=status),
+        log=[ib_api.TradeLogEntry(now, s, "", code) for s, code in log],
+    )
 
 
 def test_effective_status_skips_what_the_library_made_up():
     # A refused cancel and a notice do not end a working order, whatever the library set.
     assert effective_status(trade("Cancelled", ("Submitted", 0), ("Cancelled", 10148))) == ("Submitted", 0)
     assert effective_status(trade("Cancelled", ("Submitted", 0), ("Cancelled", 161))) == ("Submitted", 0)
-    assert effective_status(trade("ValidationError", ("Submitted", 0), ("ValidationError", 399))) == ("Submitted", 0)
-    assert effective_status(trade("Cancelled", ("PendingSubmit", 0), ("Cancelled", 201))) == ("Cancelled", 201)
+    assert effective_status(trade("ValidationError", ("Submitted", 0), ("ValidationError", 399))) == (
+        "Submitted",
+        0,
+    )
+    assert effective_status(trade("Cancelled", ("PendingSubmit", 0), ("Cancelled", 201))) == (
+        "Cancelled",
+        201,
+    )
     assert effective_status(trade("Filled")) == ("Filled", 0)
 
 
@@ -220,10 +305,18 @@ def test_effective_status_skips_what_the_library_made_up():
     ("code", "text", "error"),
     [
         (200, "No security definition has been found for the request", InvalidSymbolError),
-        (201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR "
-              "EQUITY WITH LOAN VALUE [1000.00 USD] MUST EXCEED THE INITIAL MARGIN [1500.00 USD]", InsufficientFundsError),
+        (
+            201,
+            "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR "
+            "EQUITY WITH LOAN VALUE [1000.00 USD] MUST EXCEED THE INITIAL MARGIN [1500.00 USD]",
+            InsufficientFundsError,
+        ),
         (201, "Order rejected - reason:The contract is not available for short sale.", OrderRejectedError),
-        (110, "The price does not conform to the minimum price variation for this contract.", OrderRejectedError),
+        (
+            110,
+            "The price does not conform to the minimum price variation for this contract.",
+            OrderRejectedError,
+        ),
         (10147, "OrderId 12 that needs to be cancelled is not found.", OrderNotFoundError),
         (10148, "OrderId 12 that needs to be cancelled cannot be cancelled, state: Filled.", BrokerAPIError),
     ],

@@ -34,7 +34,12 @@ async def test_connect_reports_health_and_disconnect_closes_the_socket(tws_peer)
     await broker.connect()  # already connected: nothing happens
     status = broker.status()
     assert broker.is_connected() and tws_peer.connected_client_ids == [5]
-    assert (status.state, status.broker_type, status.live, status.last_error) == (ConnectionState.CONNECTED, "ibkr", False, None)
+    assert (status.state, status.broker_type, status.live, status.last_error) == (
+        ConnectionState.CONNECTED,
+        "ibkr",
+        False,
+        None,
+    )
     assert await broker.ping() > 0 and broker.status().latency_ms is not None
 
     await broker.disconnect()
@@ -185,15 +190,19 @@ async def test_1100_degrades_and_1102_restores(tws_peer, ibkr):
     await until(lambda: ibkr.status().state is ConnectionState.DEGRADED)
     assert "1100" in ibkr.status().last_error and ibkr.is_connected()
 
-    tws_peer.send_error(1102, "Connectivity between IB and Trader Workstation has been restored - data maintained.")
+    tws_peer.send_error(
+        1102, "Connectivity between IB and Trader Workstation has been restored - data maintained."
+    )
     await until(lambda: ibkr.status().state is ConnectionState.CONNECTED)
     order = await ibkr.place_order(request(order_type="LIMIT", limit_price="100"))
     assert order.status is OrderStatus.ACCEPTED
 
 
 async def test_2110_degrades(tws_peer, ibkr):
-    tws_peer.send_error(2110, "Connectivity between Trader Workstation and server is broken. "
-                              "It will be restored automatically.")
+    tws_peer.send_error(
+        2110,
+        "Connectivity between Trader Workstation and server is broken. It will be restored automatically.",
+    )
     await until(lambda: ibkr.status().state is ConnectionState.DEGRADED)
 
 
@@ -237,15 +246,26 @@ async def test_positions_after_fills_in_every_asset_class(tws_peer, ibkr):
     ]
     for wanted in orders:
         placed = await ibkr.place_order(wanted)
-        await next_event(updates, Order, lambda o, p=placed: o.client_order_id == p.client_order_id and o.is_terminal)
+        await next_event(
+            updates, Order, lambda o, p=placed: o.client_order_id == p.client_order_id and o.is_terminal
+        )
 
     positions = {p.symbol: p for p in await ibkr.get_positions()}
 
     assert set(positions) == {"AAPL", "AAPL240119C00150000", "ES 202503", "EUR.USD", "MSFT"}
     option = positions["AAPL240119C00150000"]
-    assert (option.quantity, option.avg_price, option.multiplier, option.asset_class.value) == (2, 5, 100, "OPTION")
+    assert (option.quantity, option.avg_price, option.multiplier, option.asset_class.value) == (
+        2,
+        5,
+        100,
+        "OPTION",
+    )
     future = positions["ES 202503"]
-    assert (future.avg_price, future.multiplier, future.asset_class.value) == (Decimal("5000.25"), 50, "FUTURE")
+    assert (future.avg_price, future.multiplier, future.asset_class.value) == (
+        Decimal("5000.25"),
+        50,
+        "FUTURE",
+    )
     assert positions["EUR.USD"].asset_class.value == "FOREX" and positions["EUR.USD"].quantity == 20000
     assert positions["MSFT"].quantity == -10 and positions["AAPL"].last_price == 150
     assert all(p.account == "ib-paper" for p in positions.values())
@@ -260,7 +280,12 @@ async def test_balance_margin_and_fx_rates_from_the_account(tws_peer, ibkr):
     margin = await ibkr.get_margin()
 
     # 100 AAPL at 150 plus 1 USD commission out of 100,000
-    assert (balance.cash, balance.equity, balance.currency, balance.account) == (84999, 99999, "USD", "ib-paper")
+    assert (balance.cash, balance.equity, balance.currency, balance.account) == (
+        84999,
+        99999,
+        "USD",
+        "ib-paper",
+    )
     assert balance.buying_power == (99999 - 7500) * 2
     assert (margin.initial_margin, margin.maintenance_margin, margin.available_funds) == (7500, 3750, 92499)
     assert margin.leverage == Decimal("0.15")

@@ -39,7 +39,9 @@ def request(**fields) -> OrderRequest:
 
 
 async def final(queue, order: Order, status: OrderStatus) -> Order:
-    return await next_event(queue, Order, lambda o: o.client_order_id == order.client_order_id and o.status is status)
+    return await next_event(
+        queue, Order, lambda o: o.client_order_id == order.client_order_id and o.status is status
+    )
 
 
 # -- life cycle per order type ----------------------------------------------------------------
@@ -57,8 +59,14 @@ async def test_market_order_fills_once_with_its_commission(tws_peer, ibkr):
     assert fill.fill_id == tws_peer.executions[0].exec_id
     assert (fill.quantity, fill.price, fill.commission, fill.side.value) == (100, 150, Decimal("1"), "BUY")
     assert fill.client_order_id == order.client_order_id and fill.broker_order_id == order.broker_order_id
-    assert fill.timestamp.tzinfo is not None and abs(fill.timestamp - datetime.now(UTC)) < timedelta(minutes=1)
-    assert (done.filled_quantity, done.avg_fill_price, [f.fill_id for f in done.fills]) == (100, 150, [fill.fill_id])
+    assert fill.timestamp.tzinfo is not None and abs(fill.timestamp - datetime.now(UTC)) < timedelta(
+        minutes=1
+    )
+    assert (done.filled_quantity, done.avg_fill_price, [f.fill_id for f in done.fills]) == (
+        100,
+        150,
+        [fill.fill_id],
+    )
     await asyncio.sleep(0.4)
     assert not [e for e in drain(updates) if isinstance(e, Fill)]
 
@@ -103,7 +111,9 @@ async def test_stop_order_waits_for_its_trigger(tws_peer, ibkr):
 async def test_stop_limit_order_sends_both_prices_and_fills_within_the_limit(tws_peer, ibkr):
     updates = ibkr.subscribe()
     await ibkr.place_order(request(quantity=200))  # something to sell
-    order = await ibkr.place_order(request(side="SELL", order_type="STOP_LIMIT", stop_price="140", limit_price="139"))
+    order = await ibkr.place_order(
+        request(side="SELL", order_type="STOP_LIMIT", stop_price="140", limit_price="139")
+    )
     sent = tws_peer.order(order.client_order_id)
     assert (sent.order_type, sent.aux, sent.limit) == ("STP LMT", 140, 139)
 
@@ -232,7 +242,9 @@ async def test_other_201_rejection_is_a_plain_rejection(tws_peer, ibkr):
 
 
 async def test_price_increment_error_rejects_a_new_order(tws_peer, ibkr):
-    tws_peer.react(reject(110, "The price does not conform to the minimum price variation for this contract."))
+    tws_peer.react(
+        reject(110, "The price does not conform to the minimum price variation for this contract.")
+    )
     with pytest.raises(OrderRejectedError) as caught:
         await ibkr.place_order(request(order_type="LIMIT", limit_price="100.001"))
     assert caught.value.code == 110
@@ -247,7 +259,9 @@ async def test_new_order_cancelled_by_ib_comes_back_cancelled(tws_peer, ibkr):
 async def test_margin_error_on_a_working_order_rejects_it(tws_peer, ibkr):
     updates = ibkr.subscribe()
     order = await ibkr.place_order(request(order_type="LIMIT", limit_price="100"))
-    tws_peer.send_error(201, "Order rejected - reason:Available funds are insufficient", int(order.broker_order_id))
+    tws_peer.send_error(
+        201, "Order rejected - reason:Available funds are insufficient", int(order.broker_order_id)
+    )
     rejected = await final(updates, order, OrderStatus.REJECTED)
     assert "201" in rejected.reject_reason
 
@@ -395,7 +409,9 @@ async def test_cancel_all_uses_one_global_cancel(tws_peer, ibkr):
 
         asked = await ibkr.cancel_all_orders()
 
-        assert set(asked) == {o.broker_order_id for o in mine} | {f"P{tws_peer.order(theirs.client_order_id).perm_id}"}
+        assert set(asked) == {o.broker_order_id for o in mine} | {
+            f"P{tws_peer.order(theirs.client_order_id).perm_id}"
+        }
         await until(lambda: tws_peer.requests(REQ_GLOBAL_CANCEL))
         cancelled: set[str] = set()
         while cancelled != {o.client_order_id for o in mine}:
@@ -415,14 +431,29 @@ async def test_orders_placed_elsewhere_are_listed_with_our_symbols(tws_peer, ibk
     other = IBKRBroker("ib-other", port=tws_peer.port, client_id=9, timeout=2)
     await other.connect()
     try:
-        placed = await other.place_order(request(symbol="AAPL 20240119 150 C", asset_class="OPTION", quantity=3,
-                                                 order_type="LIMIT", limit_price="4.5"))
+        placed = await other.place_order(
+            request(
+                symbol="AAPL 20240119 150 C",
+                asset_class="OPTION",
+                quantity=3,
+                order_type="LIMIT",
+                limit_price="4.5",
+            )
+        )
     finally:
         await other.disconnect()
     [listed] = await ibkr.get_open_orders()
     assert listed.client_order_id == placed.client_order_id
-    assert (listed.symbol, listed.request.asset_class.value, listed.quantity) == ("AAPL240119C00150000", "OPTION", 3)
-    assert (listed.order_type, listed.limit_price, listed.status) == (OrderType.LIMIT, Decimal("4.5"), OrderStatus.ACCEPTED)
+    assert (listed.symbol, listed.request.asset_class.value, listed.quantity) == (
+        "AAPL240119C00150000",
+        "OPTION",
+        3,
+    )
+    assert (listed.order_type, listed.limit_price, listed.status) == (
+        OrderType.LIMIT,
+        Decimal("4.5"),
+        OrderStatus.ACCEPTED,
+    )
     assert listed.broker_order_id.startswith("P")
     with pytest.raises(BrokerAPIError, match="another API client"):
         await ibkr.cancel_order(listed.broker_order_id)

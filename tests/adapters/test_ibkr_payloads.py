@@ -54,8 +54,11 @@ async def test_documented_order_errors_reject_a_new_order(tws_peer, ibkr, entry)
 @pytest.mark.parametrize("entry", CODES["order_notices"], ids=label)
 async def test_documented_notices_about_a_new_order(tws_peer, ibkr, entry):
     status = OrderStatus(entry["status"])
-    tws_peer.react(reject(entry["code"], entry["text"]) if status is OrderStatus.CANCELLED
-                   else notice(entry["code"], entry["text"]))
+    tws_peer.react(
+        reject(entry["code"], entry["text"])
+        if status is OrderStatus.CANCELLED
+        else notice(entry["code"], entry["text"])
+    )
     order = await ibkr.place_order(resting_order())
     assert order.status is status
 
@@ -76,9 +79,19 @@ async def test_an_order_entered_in_tws_and_its_fill(tws_peer, ibkr):
     manual = WIRE["manual_order"]
     tws_peer.send_raw(*manual["open_order"])
     shown = await next_event(updates, Order)
-    assert (shown.client_order_id, shown.broker_order_id, shown.account) == ("IB1791224376", "P1791224376", "ib-paper")
+    assert (shown.client_order_id, shown.broker_order_id, shown.account) == (
+        "IB1791224376",
+        "P1791224376",
+        "ib-paper",
+    )
     assert (shown.symbol, shown.side, shown.quantity, shown.order_type, shown.limit_price, shown.status) == (
-        "AAPL", Side.BUY, 50, OrderType.LIMIT, Decimal("148.5"), OrderStatus.ACCEPTED)
+        "AAPL",
+        Side.BUY,
+        50,
+        OrderType.LIMIT,
+        Decimal("148.5"),
+        OrderStatus.ACCEPTED,
+    )
 
     for name in ("order_status", "exec_details", "commission_report"):
         tws_peer.send_raw(*manual[name])
@@ -88,7 +101,12 @@ async def test_an_order_entered_in_tws_and_its_fill(tws_peer, ibkr):
     assert fill.fill_id == "0000e0d5.6596a4e1.01.01" and fill.broker_order_id == "P1791224376"
     assert fill.timestamp == datetime(2024, 1, 19, 15, 15, 3, tzinfo=UTC)  # 10:15:03 New York, winter
     assert (fill.side, fill.quantity, fill.price, fill.commission, fill.currency) == (
-        Side.BUY, 20, Decimal("148.45"), 1, "USD")
+        Side.BUY,
+        20,
+        Decimal("148.45"),
+        1,
+        "USD",
+    )
     assert (partial.filled_quantity, partial.avg_fill_price) == (20, Decimal("148.45"))
 
 
@@ -97,10 +115,20 @@ async def test_documented_positions(tws_peer, ibkr):
     positions = {p.symbol: p for p in await ibkr.get_positions()}
     assert set(positions) == {"AAPL", "AAPL240119C00150000", "EUR.USD"}  # DU7654321 is another account
     stock, option, pair = positions["AAPL"], positions["AAPL240119C00150000"], positions["EUR.USD"]
-    assert (stock.quantity, stock.avg_price, stock.exchange, stock.asset_class) == (100, Decimal("150.25"), "NASDAQ", AssetClass.STOCK)
+    assert (stock.quantity, stock.avg_price, stock.exchange, stock.asset_class) == (
+        100,
+        Decimal("150.25"),
+        "NASDAQ",
+        AssetClass.STOCK,
+    )
     assert (option.quantity, option.avg_price, option.multiplier) == (-2, Decimal("5.205"), 100)
     assert option.cost_basis == Decimal("-1041")
-    assert (pair.quantity, pair.avg_price, pair.currency, pair.asset_class) == (20000, Decimal("1.0845"), "USD", AssetClass.FOREX)
+    assert (pair.quantity, pair.avg_price, pair.currency, pair.asset_class) == (
+        20000,
+        Decimal("1.0845"),
+        "USD",
+        AssetClass.FOREX,
+    )
 
 
 async def test_documented_account_summary(tws_peer, ibkr):
@@ -108,8 +136,15 @@ async def test_documented_account_summary(tws_peer, ibkr):
     balance = await ibkr.get_balance()
     margin = await ibkr.get_margin()
     assert (balance.cash, balance.equity, balance.buying_power, balance.currency) == (
-        Decimal("85230.10"), Decimal("100250.75"), Decimal("370000"), "USD")
+        Decimal("85230.10"),
+        Decimal("100250.75"),
+        Decimal("370000"),
+        "USD",
+    )
     assert (balance.realized_pnl, balance.unrealized_pnl) == (Decimal("120.5"), Decimal("-35"))
     assert (margin.initial_margin, margin.maintenance_margin) == (Decimal("7750.25"), Decimal("3875.15"))
     assert (margin.available_funds, margin.excess_liquidity, margin.leverage) == (
-        Decimal("92500.5"), Decimal("96375.6"), Decimal("0.15"))
+        Decimal("92500.5"),
+        Decimal("96375.6"),
+        Decimal("0.15"),
+    )

@@ -36,8 +36,9 @@ from brokers.models import (
 
 
 def make_broker(peer: KitePeer, **settings) -> ZerodhaBroker:
-    return ZerodhaBroker.from_config({"name": "kite", "root": peer.root, "poll_interval": 0.2,
-                                      "timeout": 2, **settings})
+    return ZerodhaBroker.from_config(
+        {"name": "kite", "root": peer.root, "poll_interval": 0.2, "timeout": 2, **settings}
+    )
 
 
 @pytest.fixture
@@ -162,9 +163,18 @@ async def test_market_order_fills_and_streams_the_fill(broker, kite_peer):  # no
     assert order.filled_quantity == 3 and order.avg_fill_price == Decimal(1500)
     assert order.client_order_id == request.client_order_id
     form = kite_peer.form_posts[-1]
-    assert form == {"variety": "regular", "exchange": "NSE", "tradingsymbol": "INFY", "transaction_type": "BUY",
-                    "quantity": "3", "product": "CNC", "order_type": "MARKET", "validity": "DAY",
-                    "tag": request.client_order_id, "market_protection": "-1"}
+    assert form == {
+        "variety": "regular",
+        "exchange": "NSE",
+        "tradingsymbol": "INFY",
+        "transaction_type": "BUY",
+        "quantity": "3",
+        "product": "CNC",
+        "order_type": "MARKET",
+        "validity": "DAY",
+        "tag": request.client_order_id,
+        "market_protection": "-1",
+    }
     fill = await next_event(events, lambda e: isinstance(e, Fill))
     assert (fill.quantity, fill.price, fill.currency) == (Decimal(3), Decimal(1500), "INR")
     assert fill.client_order_id == request.client_order_id and fill.broker_order_id == order.broker_order_id
@@ -187,7 +197,9 @@ async def test_limit_order_rests_then_fills_when_the_price_comes(broker, kite_pe
 
 async def test_stop_order_waits_for_its_trigger(broker, kite_peer):  # noqa: F811
     events = broker.subscribe()
-    request = OrderRequest(symbol="SBIN", side=Side.SELL, quantity=4, order_type=OrderType.STOP, stop_price="790")
+    request = OrderRequest(
+        symbol="SBIN", side=Side.SELL, quantity=4, order_type=OrderType.STOP, stop_price="790"
+    )
     order = await broker.place_order(request)
     form = kite_peer.form_posts[-1]
     assert (form["order_type"], form["trigger_price"], "price" in form) == ("SL-M", "790", False)
@@ -211,8 +223,9 @@ async def test_stop_limit_order_sends_price_and_trigger(broker, kite_peer):  # n
 
 
 async def test_ioc_limit_that_cannot_trade_is_cancelled(broker, kite_peer):  # noqa: F811
-    order = await broker.place_order(buy(quantity=1, order_type="LIMIT", limit_price="1400",
-                                         time_in_force=TimeInForce.IOC))
+    order = await broker.place_order(
+        buy(quantity=1, order_type="LIMIT", limit_price="1400", time_in_force=TimeInForce.IOC)
+    )
     assert kite_peer.form_posts[-1]["validity"] == "IOC"
     assert order.status is OrderStatus.CANCELLED and order.filled_quantity == 0
 
@@ -228,10 +241,18 @@ async def test_ioc_limit_that_cannot_trade_is_cancelled(broker, kite_peer):  # n
         ({"asset_class": "FUTURE"}, "not NSE"),
         ({"symbol": "NASDAQ:AAPL"}, "no exchange NASDAQ"),
         ({"symbol": "BSE:INFY", "exchange": "NSE"}, "names exchange BSE"),
-        ({"symbol": "MCX:GOLDM24DECFUT", "asset_class": "FUTURE", "time_in_force": "IOC"}, "MCX takes no IOC"),
+        (
+            {"symbol": "MCX:GOLDM24DECFUT", "asset_class": "FUTURE", "time_in_force": "IOC"},
+            "MCX takes no IOC",
+        ),
     ],
 )
-async def test_unsupported_orders_are_refused_before_any_network_call(broker, kite_peer, request_fields, needle):  # noqa: F811
+async def test_unsupported_orders_are_refused_before_any_network_call(
+    broker,
+    kite_peer,  # noqa: F811
+    request_fields,
+    needle,
+):
     fields = {"symbol": "INFY", "side": "BUY", "quantity": 1, **request_fields}
     with pytest.raises(OrderRejectedError) as caught:
         await broker.place_order(OrderRequest(**fields))
@@ -252,7 +273,10 @@ async def test_capabilities_are_honest(broker):
 
 async def test_symbol_forms_and_derivative_products(broker, kite_peer):  # noqa: F811
     await broker.place_order(buy("NSE:SBIN", 1))
-    assert (kite_peer.form_posts[-1]["exchange"], kite_peer.form_posts[-1]["tradingsymbol"]) == ("NSE", "SBIN")
+    assert (kite_peer.form_posts[-1]["exchange"], kite_peer.form_posts[-1]["tradingsymbol"]) == (
+        "NSE",
+        "SBIN",
+    )
     await broker.place_order(buy("INFY", 1, exchange="BSE"))
     assert kite_peer.form_posts[-1]["exchange"] == "BSE"
     order = await broker.place_order(buy("NIFTY24DECFUT", 75, exchange="NFO", asset_class="FUTURE"))
@@ -301,11 +325,25 @@ async def test_rms_rejection_comes_back_as_a_rejected_order(broker, kite_peer): 
 @pytest.mark.parametrize(
     ("error_type", "http_status", "message", "expected"),
     [
-        ("MarginException", 400, "Insufficient funds. Required margin is 95417.84 but available margin is 1.2.",
-         InsufficientFundsError),
+        (
+            "MarginException",
+            400,
+            "Insufficient funds. Required margin is 95417.84 but available margin is 1.2.",
+            InsufficientFundsError,
+        ),
         ("InputException", 400, "Invalid `tradingsymbol`.", InvalidSymbolError),
-        ("OrderException", 400, "Your order could not be placed due to a price band violation.", OrderRejectedError),
-        ("HoldingException", 400, "Insufficient stock holding or there are pending sell orders.", OrderRejectedError),
+        (
+            "OrderException",
+            400,
+            "Your order could not be placed due to a price band violation.",
+            OrderRejectedError,
+        ),
+        (
+            "HoldingException",
+            400,
+            "Insufficient stock holding or there are pending sell orders.",
+            OrderRejectedError,
+        ),
         ("GeneralException", 429, "Too many requests", OrderRejectedError),
         ("TokenException", 403, "Token is invalid or has expired.", AuthenticationError),
         ("NetworkException", 503, "Unable to reach the OMS.", BrokerConnectionError),
@@ -313,7 +351,14 @@ async def test_rms_rejection_comes_back_as_a_rejected_order(broker, kite_peer): 
         ("GeneralException", 500, "Something went wrong.", BrokerConnectionError),
     ],
 )
-async def test_place_errors_map_to_our_hierarchy(broker, kite_peer, error_type, http_status, message, expected):  # noqa: F811
+async def test_place_errors_map_to_our_hierarchy(
+    broker,
+    kite_peer,  # noqa: F811
+    error_type,
+    http_status,
+    message,
+    expected,
+):
     kite_peer.plan("error", error_type=error_type, http_status=http_status, message=message)
     with pytest.raises(expected) as caught:
         await broker.place_order(buy(quantity=1))
@@ -374,7 +419,9 @@ async def test_reads_retry_transient_errors_but_not_definite_ones(broker, kite_p
     margin = await broker.get_margin()
     assert margin.available_funds > 0
     assert kite_peer.count("GET", "/user/margins") == 2
-    kite_peer.fail("GET", "/user/margins", error_type="InputException", http_status=400, message="Bad segment")
+    kite_peer.fail(
+        "GET", "/user/margins", error_type="InputException", http_status=400, message="Bad segment"
+    )
     with pytest.raises(BrokerAPIError) as caught:
         await broker.get_margin()
     assert caught.value.definite
@@ -409,8 +456,10 @@ async def test_cancelling_an_order_that_already_filled_returns_it_filled(broker,
 
 
 async def test_cancel_all_cancels_every_working_order_one_by_one(broker, kite_peer):  # noqa: F811
-    resting = [await broker.place_order(buy(quantity=1, order_type="LIMIT", limit_price=str(1300 + i)))
-               for i in range(3)]
+    resting = [
+        await broker.place_order(buy(quantity=1, order_type="LIMIT", limit_price=str(1300 + i)))
+        for i in range(3)
+    ]
     filled = await broker.place_order(buy(quantity=1))
     assert filled.status is OrderStatus.FILLED
     kite_peer.plan("rest")
@@ -428,8 +477,14 @@ async def test_cancel_all_cancels_every_working_order_one_by_one(broker, kite_pe
 async def test_cancel_all_reports_the_orders_it_could_not_cancel(broker, kite_peer):  # noqa: F811
     first = await broker.place_order(buy(quantity=1, order_type="LIMIT", limit_price="1300"))
     second = await broker.place_order(buy(quantity=1, order_type="LIMIT", limit_price="1301"))
-    kite_peer.fail("DELETE", f"/orders/regular/{second.broker_order_id}", error_type="NetworkException",
-                   http_status=503, message="OMS unreachable", times=5)
+    kite_peer.fail(
+        "DELETE",
+        f"/orders/regular/{second.broker_order_id}",
+        error_type="NetworkException",
+        http_status=503,
+        message="OMS unreachable",
+        times=5,
+    )
     with pytest.raises(BrokerAPIError) as caught:
         await broker.cancel_all_orders()
     assert second.broker_order_id in str(caught.value) and first.broker_order_id not in str(caught.value)
@@ -443,6 +498,7 @@ async def test_cancel_all_reports_the_orders_it_could_not_cancel(broker, kite_pe
 async def test_disconnect_ends_the_poll_even_when_a_cancel_is_lost(broker):
     """asyncio.wait_for (before 3.12) can lose a cancel when its call finishes in that instant,
     and the poll loop goes on: disconnect must still end it."""
+
     async def loses_one_cancel() -> None:
         lost = False
         while True:
@@ -506,7 +562,9 @@ async def test_reconnect_resyncs_without_losing_or_repeating_fills(broker, kite_
     await asyncio.sleep(0.5)
     assert not [e for e in drain(events) if isinstance(e, Fill)]
     assert kite_peer.count("POST", "/orders") == posts  # nothing was sent again
-    assert (await broker.get_order_by_client_id(order.client_order_id)).broker_order_id == order.broker_order_id
+    assert (
+        await broker.get_order_by_client_id(order.client_order_id)
+    ).broker_order_id == order.broker_order_id
 
 
 async def test_dropped_link_degrades_then_recovers_with_the_missed_fill(broker, kite_peer):  # noqa: F811
@@ -604,8 +662,9 @@ async def test_secrets_never_reach_logs_errors_or_reprs(kite_peer, kite_env, cap
     adapter = make_broker(kite_peer)
     with caplog.at_level(logging.DEBUG):
         await adapter.connect()
-        kite_peer.plan("error", error_type="InputException", http_status=400,
-                       message=f"echoed {kite_peer.access_token}")
+        kite_peer.plan(
+            "error", error_type="InputException", http_status=400, message=f"echoed {kite_peer.access_token}"
+        )
         with pytest.raises(OrderRejectedError) as caught:
             await adapter.place_order(buy(quantity=1))
         await adapter.disconnect()

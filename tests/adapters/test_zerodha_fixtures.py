@@ -33,8 +33,9 @@ def fixture(name: str):
 async def broker(kite_peer, monkeypatch):  # noqa: F811
     monkeypatch.setenv("KITE_API_KEY", kite_peer.api_key)
     monkeypatch.setenv("KITE_ACCESS_TOKEN", kite_peer.access_token)
-    adapter = ZerodhaBroker.from_config({"name": "kite", "root": kite_peer.root, "poll_interval": 0.2,
-                                         "timeout": 2})
+    adapter = ZerodhaBroker.from_config(
+        {"name": "kite", "root": kite_peer.root, "poll_interval": 0.2, "timeout": 2}
+    )
     await adapter.connect()
     yield adapter
     await adapter.disconnect()
@@ -62,13 +63,20 @@ async def test_order_book_fixture(broker, kite_peer):  # noqa: F811
     assert complete.status is OrderStatus.FILLED
     assert (complete.filled_quantity, complete.avg_fill_price) == (Decimal(12), Decimal("1794.875"))
     assert complete.client_order_id == "TC00112233445566AABB"
-    assert (complete.symbol, complete.order_type, complete.limit_price) == ("HDFCBANK", OrderType.LIMIT,
-                                                                           Decimal("1795.5"))
+    assert (complete.symbol, complete.order_type, complete.limit_price) == (
+        "HDFCBANK",
+        OrderType.LIMIT,
+        Decimal("1795.5"),
+    )
     assert complete.request.exchange == "NSE" and complete.request.currency == "INR"
     assert complete.created_at == datetime(2024, 12, 10, 3, 50, 14, tzinfo=UTC)
 
     cancelled = orders["241210000123402"]
-    assert (cancelled.status, cancelled.filled_quantity, cancelled.side) == (OrderStatus.CANCELLED, 3, Side.SELL)
+    assert (cancelled.status, cancelled.filled_quantity, cancelled.side) == (
+        OrderStatus.CANCELLED,
+        3,
+        Side.SELL,
+    )
     assert cancelled.client_order_id == "KITE-241210000123402"
 
     rejected = orders["241210000123403"]
@@ -78,12 +86,19 @@ async def test_order_book_fixture(broker, kite_peer):  # noqa: F811
     stop_limit = orders["241210000123404"]
     assert stop_limit.status is OrderStatus.ACCEPTED
     assert (stop_limit.order_type, stop_limit.stop_price, stop_limit.limit_price) == (
-        OrderType.STOP_LIMIT, Decimal(24400), Decimal(24380))
+        OrderType.STOP_LIMIT,
+        Decimal(24400),
+        Decimal(24380),
+    )
     assert stop_limit.request.asset_class is AssetClass.FUTURE and stop_limit.request.exchange == "NFO"
     assert stop_limit.client_order_id == "KITE-241210000123404"  # "hedge leg" is not one of our ids
 
     partial = orders["241210000123405"]
-    assert (partial.status, partial.filled_quantity, partial.symbol) == (OrderStatus.PARTIALLY_FILLED, 5, "M&M")
+    assert (partial.status, partial.filled_quantity, partial.symbol) == (
+        OrderStatus.PARTIALLY_FILLED,
+        5,
+        "M&M",
+    )
 
     hdfc = sorted((f for f in fills if f.broker_order_id == "241210000123401"), key=lambda f: f.quantity)
     assert [(f.quantity, f.price) for f in hdfc] == [(4, Decimal("1795.25")), (8, Decimal("1794.7"))]
@@ -102,8 +117,9 @@ async def test_order_history_fixture_walks_the_state_machine(broker, kite_peer, 
     statuses = [map_status(row["status"], Decimal(row["filled_quantity"])) for row in document["data"]]
     assert statuses == [OrderStatus.SUBMITTED] * 3 + [OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED]
     for cut in range(1, len(document["data"]) + 1):
-        kite_peer.serve_fixture("GET", "/orders/241211000555001",
-                                {"status": "success", "data": document["data"][:cut]})
+        kite_peer.serve_fixture(
+            "GET", "/orders/241211000555001", {"status": "success", "data": document["data"][:cut]}
+        )
         with caplog.at_level(logging.WARNING):
             order = await broker.get_order("241211000555001")
         assert order.status is statuses[cut - 1]
@@ -122,7 +138,11 @@ async def test_positions_holdings_margins_and_ltp_fixtures(broker, kite_peer):  
     assert set(positions) == {"NIFTY24DECFUT", "ITC", "HDFCBANK", "GOLDBEES"}  # flat SBIN is left out
     future = positions["NIFTY24DECFUT"]
     assert (future.quantity, future.avg_price, future.asset_class, future.exchange) == (
-        Decimal(75), Decimal("24210.4"), AssetClass.FUTURE, "NFO")
+        Decimal(75),
+        Decimal("24210.4"),
+        AssetClass.FUTURE,
+        "NFO",
+    )
     assert positions["ITC"].quantity == -3 and positions["ITC"].last_price == Decimal("469.8")
     # 20 held at 1650.25 and 12 bought today at 1794.875
     hdfc = positions["HDFCBANK"]

@@ -29,8 +29,18 @@ ROOT = "http://127.0.0.1:9"
 
 
 def test_factory_builds_it_and_ignores_the_generic_keys():
-    broker = BrokerFactory.create({"type": "zerodha", "name": "kite", "root": ROOT, "default": True,
-                                   "weight": 2.0, "risk": None, "label": "Kite", "currency": "USD"})
+    broker = BrokerFactory.create(
+        {
+            "type": "zerodha",
+            "name": "kite",
+            "root": ROOT,
+            "default": True,
+            "weight": 2.0,
+            "risk": None,
+            "label": "Kite",
+            "currency": "USD",
+        }
+    )
     assert isinstance(broker, ZerodhaBroker)
     assert (broker.name, broker.live, broker.currency) == ("kite", False, "INR")
     assert broker.session_expires_at is None  # no token loaded yet
@@ -73,8 +83,17 @@ def test_paper_is_refused_without_a_test_server_because_kite_has_none():
 
 
 def test_settings_are_normalised():
-    broker = ZerodhaBroker.from_config({"name": "kite", "root": ROOT, "exchange": "nfo", "product": "nrml",
-                                        "variety": "AMO", "poll_interval": "0.5", "timeout": 3})
+    broker = ZerodhaBroker.from_config(
+        {
+            "name": "kite",
+            "root": ROOT,
+            "exchange": "nfo",
+            "product": "nrml",
+            "variety": "AMO",
+            "poll_interval": "0.5",
+            "timeout": 3,
+        }
+    )
     assert broker.capabilities.short_selling  # NRML may sell short
     assert broker.instrument("NIFTY24DECFUT") == ("NFO", "NIFTY24DECFUT")
     assert broker.instrument("nse:infy") == ("NSE", "INFY")
@@ -100,7 +119,9 @@ def test_token_expiry_is_the_next_six_am_in_india(issued_utc, expires_utc):
 
 
 def test_configured_issue_time_drives_the_expiry_and_bare_times_are_ist():
-    broker = ZerodhaBroker.from_config({"name": "kite", "root": ROOT, "token_issued_at": "2024-12-10T08:15:00"})
+    broker = ZerodhaBroker.from_config(
+        {"name": "kite", "root": ROOT, "token_issued_at": "2024-12-10T08:15:00"}
+    )
     broker._adopt_token("tok-one")
     assert broker.session_expires_at == datetime(2024, 12, 11, 0, 30, tzinfo=UTC)
     broker._adopt_token("tok-one")  # reconnecting with the same token changes nothing
@@ -109,7 +130,9 @@ def test_configured_issue_time_drives_the_expiry_and_bare_times_are_ist():
 
 def test_a_new_token_is_timed_from_when_it_was_loaded():
     now = datetime(2024, 12, 12, 4, 0, tzinfo=UTC)  # 09:30 IST
-    broker = ZerodhaBroker.from_config({"name": "kite", "root": ROOT, "token_issued_at": "2024-12-10T08:15:00"})
+    broker = ZerodhaBroker.from_config(
+        {"name": "kite", "root": ROOT, "token_issued_at": "2024-12-10T08:15:00"}
+    )
     broker._clock = lambda: now
     broker._adopt_token("tok-one")
     broker._adopt_token("tok-two")
@@ -143,10 +166,17 @@ def test_kite_statuses_map_to_ours(status, filled, expected):
 
 def test_refusals_are_classified_by_error_type_and_message():
     assert refusal_class("anything", "MarginException") is InsufficientFundsError
-    assert refusal_class("Insufficient funds. Required margin is 10", "GeneralException") is InsufficientFundsError
+    assert (
+        refusal_class("Insufficient funds. Required margin is 10", "GeneralException")
+        is InsufficientFundsError
+    )
     assert refusal_class("Invalid `tradingsymbol`.", "InputException") is InvalidSymbolError
-    assert refusal_class("Markets are closed right now. Use GTT for placing long standing orders.",
-                         "InputException") is MarketClosedError
+    assert (
+        refusal_class(
+            "Markets are closed right now. Use GTT for placing long standing orders.", "InputException"
+        )
+        is MarketClosedError
+    )
     assert refusal_class("Insufficient stock holding", "HoldingException") is OrderRejectedError
 
 

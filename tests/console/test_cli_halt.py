@@ -65,8 +65,14 @@ def test_halt_is_idempotent_and_keeps_the_first_reason():
 
 def test_halt_status_json_shapes():
     active = json.loads(invoke("halt-status", "--json").stdout)
-    assert active == {"state": "ACTIVE", "halted": False, "time": None, "reason": None, "source": None,
-                      "flag": str(flag())}
+    assert active == {
+        "state": "ACTIVE",
+        "halted": False,
+        "time": None,
+        "reason": None,
+        "source": None,
+        "flag": str(flag()),
+    }
     invoke("halt", "-r", "maintenance")
     halted = invoke("halt-status", "--json")
     assert halted.exit_code == 0
@@ -92,8 +98,12 @@ def test_resume_removes_the_flag_and_journals_who_and_why():
     invoke("halt", "--reason", "feed down")
     result = invoke("resume", "--reason", "feed back", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"state": "ACTIVE", "was_halted": True, "reason": "feed back",
-                                         "flag": str(flag())}
+    assert json.loads(result.stdout) == {
+        "state": "ACTIVE",
+        "was_halted": True,
+        "reason": "feed back",
+        "flag": str(flag()),
+    }
     assert not flag().exists()
     events = journal_kinds()
     assert [kind for kind, _ in events] == ["halt", "resume"]
@@ -172,8 +182,14 @@ def test_halt_loads_no_broker_sdk_and_no_ui():
         "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
         "print(' '.join(sorted(sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=60,
+        check=True,
+    )
     modules = done.stdout.split()
     assert "console.cli" in modules and "brokers.killswitch" in modules
     assert not {m.split(".")[0] for m in modules} & {"textual", "rich", "alpaca", "ib_async", "kiteconnect"}
@@ -185,16 +201,29 @@ async def test_halt_from_another_shell_is_obeyed_by_a_running_execution_service(
     runtime = build_runtime(demo_config(tick_interval=None))
     await runtime.start()
     seen: list[float] = []
-    runtime.kill_switch.subscribe(lambda state, info: seen.append(time.monotonic())
-                                  if state is TradingState.HALTED else None)
+    runtime.kill_switch.subscribe(
+        lambda state, info: seen.append(time.monotonic()) if state is TradingState.HALTED else None
+    )
     try:
         resting = await runtime.execution.submit(
-            OrderRequest(symbol="AAPL", side="BUY", quantity=5, order_type="LIMIT", limit_price="220",
-                         account="paper-us"))
+            OrderRequest(
+                symbol="AAPL",
+                side="BUY",
+                quantity=5,
+                order_type="LIMIT",
+                limit_price="220",
+                account="paper-us",
+            )
+        )
         assert resting.status in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED)
         done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "console.cli", "halt", "--reason", "from the shell"],
-            capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+            subprocess.run,
+            [sys.executable, "-m", "console.cli", "halt", "--reason", "from the shell"],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=60,
+        )
         written = time.monotonic()
         assert done.returncode == 0, done.stderr
         for _ in range(50):

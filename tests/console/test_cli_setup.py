@@ -47,8 +47,21 @@ def test_example_config_loads_and_documents_every_setting():
     for section in (config.risk, config.halt, config.fx, config.ui):
         for field in type(section).model_fields:
             assert field in commented, f"{field} is not described in config.example.toml"
-    for key in ("base_currency", "state_dir", "live", "default", "weight", "label", "routing", "host", "port",
-                "client_id", "product", "key_env", "secret_env"):
+    for key in (
+        "base_currency",
+        "state_dir",
+        "live",
+        "default",
+        "weight",
+        "label",
+        "routing",
+        "host",
+        "port",
+        "client_id",
+        "product",
+        "key_env",
+        "secret_env",
+    ):
         assert key in text, key
 
 
@@ -202,16 +215,27 @@ def test_broker_types_lists_each_type_with_capabilities():
 
 
 def test_add_asks_again_after_each_bad_answer():
-    answers = "\n".join([
-        "robinhood", "sim",          # unknown type, then a real one
-        "bad name!", "desk",         # invalid name, then a good one
-        "dollars", "usd",            # not a code, then lower-case USD
-        "n",                         # default account?
-        "-1", "2",                   # negative weight, then 2
-        "0", "25000",                # zero cash, then 25,000
-        "futures", "cash",           # account type
-        "0.25",                      # tick interval
-    ]) + "\n"
+    answers = (
+        "\n".join(
+            [
+                "robinhood",
+                "sim",  # unknown type, then a real one
+                "bad name!",
+                "desk",  # invalid name, then a good one
+                "dollars",
+                "usd",  # not a code, then lower-case USD
+                "n",  # default account?
+                "-1",
+                "2",  # negative weight, then 2
+                "0",
+                "25000",  # zero cash, then 25,000
+                "futures",
+                "cash",  # account type
+                "0.25",  # tick interval
+            ]
+        )
+        + "\n"
+    )
     result = invoke("add", input=answers)
     assert result.exit_code == 0, result.output
     assert "type must be one of" in result.output
@@ -228,8 +252,9 @@ def test_add_asks_again_after_each_bad_answer():
 
 def test_add_appends_to_an_existing_config_keeping_its_comments():
     invoke("init")
-    result = invoke("add", "--type", "ibkr", "--name", "ib", "--paper", "--default", "--no-input",
-                    "--set", "client_id=42")
+    result = invoke(
+        "add", "--type", "ibkr", "--name", "ib", "--paper", "--default", "--no-input", "--set", "client_id=42"
+    )
     assert result.exit_code == 0, result.output
     text = default_config_path().read_text(encoding="utf-8")
     assert text.startswith(EXAMPLE.read_text(encoding="utf-8").splitlines()[0])
@@ -278,8 +303,16 @@ def test_add_offers_to_store_secrets(memory_keyring):
     result = invoke("add", "--type", "alpaca", "--name", "alp", "--paper", "--not-default", "--no-input")
     assert result.exit_code == 0, result.output
     assert "set-creds alp" in result.output
-    interactive = invoke("add", "--type", "zerodha", "--name", "kite", "--live", "--default",
-                         input="\n\n\n\ny\nKEY-abcdef\nTOKEN-abcdef\n")
+    interactive = invoke(
+        "add",
+        "--type",
+        "zerodha",
+        "--name",
+        "kite",
+        "--live",
+        "--default",
+        input="\n\n\n\ny\nKEY-abcdef\nTOKEN-abcdef\n",
+    )
     assert interactive.exit_code == 0, interactive.output
     assert memory_keyring.secrets[(SERVICE, "kite:api_key")] == "KEY-abcdef"
     assert memory_keyring.secrets[(SERVICE, "kite:access_token")] == "TOKEN-abcdef"
@@ -303,7 +336,9 @@ def test_set_creds_prompts_without_echo_and_stores_in_the_keyring(tmp_path, memo
 
 
 def test_set_creds_one_key(tmp_path, memory_keyring):
-    path = write_config(tmp_path, '[[accounts]]\nname = "kite"\ntype = "zerodha"\nlive = true\ncurrency = "INR"\n')
+    path = write_config(
+        tmp_path, '[[accounts]]\nname = "kite"\ntype = "zerodha"\nlive = true\ncurrency = "INR"\n'
+    )
     result = invoke("--config", str(path), "set-creds", "kite", "--key", "access_token", input="TOKEN-2468\n")
     assert result.exit_code == 0, result.output
     assert memory_keyring.secrets == {(SERVICE, "kite:access_token"): "TOKEN-2468"}
@@ -337,7 +372,9 @@ def test_set_creds_without_a_keyring_says_what_to_do(tmp_path):
 
 
 def test_set_creds_asks_again_for_an_empty_secret(tmp_path, memory_keyring):
-    path = write_config(tmp_path, '[[accounts]]\nname = "kite"\ntype = "zerodha"\nlive = true\ncurrency = "INR"\n')
+    path = write_config(
+        tmp_path, '[[accounts]]\nname = "kite"\ntype = "zerodha"\nlive = true\ncurrency = "INR"\n'
+    )
     result = invoke("--config", str(path), "set-creds", "kite", "--key", "api_key", input="\nVALUE-1234\n")
     assert result.exit_code == 0, result.output
     assert memory_keyring.secrets[(SERVICE, "kite:api_key")] == "VALUE-1234"

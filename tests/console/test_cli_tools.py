@@ -112,8 +112,11 @@ def test_screenshot_of_the_demo_is_an_svg_of_the_console(tmp_path):
 
 @pytest.mark.parametrize(
     ("args", "named"),
-    [(["--size", "big"], "--size"), (["--output", "shot.png"], "--output"),
-     (["--output", "/no/such/folder/shot.svg"], "--output")],
+    [
+        (["--size", "big"], "--size"),
+        (["--output", "shot.png"], "--output"),
+        (["--output", "/no/such/folder/shot.svg"], "--output"),
+    ],
 )
 def test_screenshot_bad_arguments(args, named):
     result = invoke("screenshot", *args)
@@ -142,10 +145,18 @@ def fake_module(result=None, error: Exception | None = None, is_async: bool = Fa
 @pytest.fixture
 def fake_benchmarks(monkeypatch):
     modules = {
-        "execution": fake_module({"orders_per_second": 12_500, "submit_p99_us": 1_400.0, "halted_p99_us": 12.0,
-                                  "goal_throughput_met": True}, is_async=True),
-        "manager": fake_module({"refresh_median_ms": 101.0, "refresh_ok": True, "cancel_all_ms": 104.0,
-                                "cancel_all_ok": False}),
+        "execution": fake_module(
+            {
+                "orders_per_second": 12_500,
+                "submit_p99_us": 1_400.0,
+                "halted_p99_us": 12.0,
+                "goal_throughput_met": True,
+            },
+            is_async=True,
+        ),
+        "manager": fake_module(
+            {"refresh_median_ms": 101.0, "refresh_ok": True, "cancel_all_ms": 104.0, "cancel_all_ok": False}
+        ),
         "ui": None,
         "startup": fake_module(error=RuntimeError("the console did not start")),
     }
@@ -254,17 +265,39 @@ def test_version():
 
 def test_help_lists_exit_codes_and_every_command():
     text = plain(invoke("--help").output)
-    for command in ("init", "accounts", "broker-types", "add", "set-creds", "status", "test", "positions",
-                    "balances", "order", "cancel", "halt", "resume", "halt-status", "journal", "screenshot",
-                    "bench"):
+    for command in (
+        "init",
+        "accounts",
+        "broker-types",
+        "add",
+        "set-creds",
+        "status",
+        "test",
+        "positions",
+        "balances",
+        "order",
+        "cancel",
+        "halt",
+        "resume",
+        "halt-status",
+        "journal",
+        "screenshot",
+        "bench",
+    ):
         assert re.search(rf"\b{re.escape(command)}\b", text), command
     assert "7 order rejected" in text
 
 
 def test_importing_the_command_line_stays_cheap():
     code = "import sys, console.cli\nprint(' '.join(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=60,
+        check=True,
+    )
     modules = done.stdout.split()
     heavy = {"textual", "rich", "pydantic", "alpaca", "ib_async", "kiteconnect", "sqlite3", "keyring"}
     assert not {m.split(".")[0] for m in modules} & heavy
@@ -272,12 +305,18 @@ def test_importing_the_command_line_stays_cheap():
 
 
 def test_bench_module_may_describe_its_own_figures():
-    result = {"figures": [
-        {"name": "Event-loop lag", "value": 12.5, "unit": "ms", "op": "<", "target": 50},
-        {"name": "Halt-key reaction", "value": 2, "unit": "frames", "op": "<=", "target": 1},
-        {"name": "Rows", "value": 5000, "unit": "rows"},
-        {"name": "Not run", "value": None, "unit": "ms", "op": "<", "target": 1},
-    ]}
+    result = {
+        "figures": [
+            {"name": "Event-loop lag", "value": 12.5, "unit": "ms", "op": "<", "target": 50},
+            {"name": "Halt-key reaction", "value": 2, "unit": "frames", "op": "<=", "target": 1},
+            {"name": "Rows", "value": 5000, "unit": "rows"},
+            {"name": "Not run", "value": None, "unit": "ms", "op": "<", "target": 1},
+        ]
+    }
     statuses = [(f.name, f.status) for f in runner.figures_for("ui", result)]
-    assert statuses == [("Event-loop lag", "PASS"), ("Halt-key reaction", "FAIL"), ("Rows", "INFO"),
-                        ("Not run", "NOT AVAILABLE")]
+    assert statuses == [
+        ("Event-loop lag", "PASS"),
+        ("Halt-key reaction", "FAIL"),
+        ("Rows", "INFO"),
+        ("Not run", "NOT AVAILABLE"),
+    ]

@@ -79,7 +79,9 @@ def test_status_json_shape_for_the_demo():
 
 
 def test_status_exits_1_and_shows_the_error_when_an_account_is_down(tmp_path):
-    path = write_config(tmp_path, """
+    path = write_config(
+        tmp_path,
+        """
 [[accounts]]
 name = "good"
 type = "sim"
@@ -88,7 +90,8 @@ name = "flaky"
 type = "sim"
 [accounts.faults]
 fail_connects = 1000
-""")
+""",
+    )
     result = invoke("--config", str(path), "status", "--json")
     assert result.exit_code == 1
     rows = {row["name"]: row for row in json.loads(result.stdout)["accounts"]}
@@ -142,7 +145,9 @@ type = "suspended"
         ("frozen", 6, "broker", "balance"),
     ],
 )
-def test_test_command_exit_code_per_failure_class(tmp_path, suspended_type, account, code, failure, failed_step):
+def test_test_command_exit_code_per_failure_class(
+    tmp_path, suspended_type, account, code, failure, failed_step
+):
     path = write_config(tmp_path, CHECK_CONFIG)
     result = invoke("--config", str(path), "test", account, "--json")
     assert result.exit_code == code, result.output
@@ -160,7 +165,9 @@ def test_test_command_exit_code_per_failure_class(tmp_path, suspended_type, acco
 
 
 def test_test_command_times_out_as_a_network_failure(tmp_path):
-    path = write_config(tmp_path, """
+    path = write_config(
+        tmp_path,
+        """
 [[accounts]]
 name = "slow"
 type = "sim"
@@ -168,7 +175,8 @@ type = "sim"
 hang_next = 1
 hang_seconds = 30
 hang_methods = ["get_balance"]
-""")
+""",
+    )
     result = invoke("--config", str(path), "test", "slow", "--timeout", "0.2", "--json")
     assert result.exit_code == 5
     data = json.loads(result.stdout)
@@ -294,8 +302,9 @@ def test_order_types_follow_the_prices_given():
 
     def kind(**prices):
         values = {"limit": None, "stop": None, "trail": None} | prices
-        return build_request("BUY", "AAPL", "1", tif="GTC", account=None, exchange=None, currency=None,
-                             **values).order_type.value
+        return build_request(
+            "BUY", "AAPL", "1", tif="GTC", account=None, exchange=None, currency=None, **values
+        ).order_type.value
 
     assert kind() == "MARKET"
     assert kind(limit="10") == "LIMIT"
@@ -360,8 +369,9 @@ def resting_order_at_paper_us(monkeypatch) -> tuple[SimBroker, str]:
 
     async def place() -> str:
         await broker.connect()
-        order = await broker.place_order(OrderRequest(symbol="AAPL", side="BUY", quantity=3, order_type="LIMIT",
-                                                      limit_price="200"))
+        order = await broker.place_order(
+            OrderRequest(symbol="AAPL", side="BUY", quantity=3, order_type="LIMIT", limit_price="200")
+        )
         return order.broker_order_id
 
     broker_order_id = asyncio.run(place())

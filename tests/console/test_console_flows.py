@@ -34,7 +34,9 @@ async def test_submitted_order_fills_in_blotter_and_positions():
         before = app.positions.rows["MSFT|STOCK|USD"].quantity
         await type_order(pilot, "msft", "5")
         await pilot.press("enter")
-        await wait_for(lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot)
+        await wait_for(
+            lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot
+        )
         order = next(iter(app.blotter.orders.values()))
         assert order.symbol == "MSFT" and order.filled_quantity == Decimal(5)
         assert order.account == "paper-us"  # auto-routed to the default account
@@ -64,7 +66,9 @@ async def test_halt_key_while_typing_then_submit_is_rejected_system_halted(isola
         # Focus stayed in the input: typing goes on, and Enter still reaches the library.
         assert isinstance(app.focused, Input) and app.focused.value == "1"
         await pilot.press("enter")
-        await wait_for(lambda: any(o.status is OrderStatus.REJECTED for o in app.blotter.orders.values()), pilot)
+        await wait_for(
+            lambda: any(o.status is OrderStatus.REJECTED for o in app.blotter.orders.values()), pilot
+        )
         order = next(iter(app.blotter.orders.values()))
         assert order.reject_code == "SYSTEM_HALTED"
         assert "SYSTEM_HALTED" in app.blotter.table.shown(order.client_order_id, "result").plain
@@ -125,7 +129,12 @@ async def test_resume_modal_refuses_anything_but_resume():
         await pilot.press("ctrl+r")
         assert isinstance(app.screen, ResumeScreen)
         confirm = app.screen.query_one("#resume-confirm", Button)
-        for word, reason in (("resume", "checked"), ("RESUM", "checked"), ("RESUME!", "ok"), ("RESUME", "  ")):
+        for word, reason in (
+            ("resume", "checked"),
+            ("RESUM", "checked"),
+            ("RESUME!", "ok"),
+            ("RESUME", "  "),
+        ):
             app.screen.query_one("#resume-word", Input).value = word
             app.screen.query_one("#resume-reason", Input).value = reason
             await pilot.pause()
@@ -169,11 +178,15 @@ async def test_cancel_selected_order_from_the_blotter():
         entry.set_values(limit="220")  # below the 227.50 market, inside the price band: it rests
         await pilot.pause()
         entry.action_submit()
-        await wait_for(lambda: any(o.status is OrderStatus.ACCEPTED for o in app.blotter.orders.values()), pilot)
+        await wait_for(
+            lambda: any(o.status is OrderStatus.ACCEPTED for o in app.blotter.orders.values()), pilot
+        )
         await pilot.press("ctrl+b")
         assert app.focused is app.blotter.table
         await pilot.press("ctrl+x")
-        await wait_for(lambda: all(o.status is OrderStatus.CANCELLED for o in app.blotter.orders.values()), pilot)
+        await wait_for(
+            lambda: all(o.status is OrderStatus.CANCELLED for o in app.blotter.orders.values()), pilot
+        )
         key = next(iter(app.blotter.orders))
         assert app.blotter.table.shown(key, "status").plain == "CANCELLED"
 
@@ -193,7 +206,9 @@ async def test_a_failing_broker_says_why_while_the_others_keep_working():
         assert any(level == "error" and "paper-in" in text for level, text in app.event_log.entries)
         await type_order(pilot, "spy", "2")
         await pilot.press("enter")
-        await wait_for(lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot)
+        await wait_for(
+            lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot
+        )
         assert "INFY|STOCK|INR" not in app.positions.rows  # the failed account has no data to show
 
 
@@ -235,9 +250,17 @@ async def test_every_action_is_in_the_command_palette():
     async with app.run_test(size=SIZE) as pilot:
         await settled(app, pilot)
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        for title in ("HALT trading", "Resume trading", "Reduce-only", "Submit order",
-                      "Cancel selected order", "Focus order entry", "Focus blotter", "Focus positions",
-                      "Quit"):
+        for title in (
+            "HALT trading",
+            "Resume trading",
+            "Reduce-only",
+            "Submit order",
+            "Cancel selected order",
+            "Focus order entry",
+            "Focus blotter",
+            "Focus positions",
+            "Quit",
+        ):
             assert title in titles
         halt = next(c for c in app.get_system_commands(app.screen) if c.title == "HALT trading")
         halt.callback()
@@ -259,7 +282,9 @@ async def test_live_account_order_asks_for_confirmation_and_n_does_not_send():
         await pilot.press("ctrl+o", "enter")
         await wait_for(lambda: isinstance(app.screen, OrderConfirmScreen), pilot)
         await pilot.press("y")
-        await wait_for(lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot)
+        await wait_for(
+            lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot
+        )
 
 
 async def test_large_notional_asks_for_confirmation():
@@ -292,7 +317,8 @@ async def test_prices_tick_into_the_positions_table():
         broker = app.runtime.manager.get("paper-us")
         broker.set_price("NVDA", "150.00")
         # At most 10 repaints a second: the new price shows within a couple of ticks.
-        await wait_for(lambda: app.positions.table.shown("NVDA|STOCK|USD", "last").plain == "150.00", pilot,
-                       within=2)
+        await wait_for(
+            lambda: app.positions.table.shown("NVDA|STOCK|USD", "last").plain == "150.00", pilot, within=2
+        )
         pnl = app.positions.table.shown("NVDA|STOCK|USD", "pnl").plain.strip()
         assert pnl == "-150.00"  # short 30 from 145.00

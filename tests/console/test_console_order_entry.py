@@ -12,8 +12,17 @@ from textual.widgets import Input, Static
 from brokers.models import OrderType, Side, TimeInForce
 from console.widgets.order_entry import AUTO_ROUTE, FieldBox, build_request, parse_trail
 
-BASE = {"account": AUTO_ROUTE, "symbol": "AAPL", "side": "BUY", "quantity": "10", "type": "MARKET",
-        "limit": "", "stop": "", "trail": "", "tif": "DAY"}
+BASE = {
+    "account": AUTO_ROUTE,
+    "symbol": "AAPL",
+    "side": "BUY",
+    "quantity": "10",
+    "type": "MARKET",
+    "limit": "",
+    "stop": "",
+    "trail": "",
+    "tif": "DAY",
+}
 
 
 def form(**changes: str) -> dict[str, str]:
@@ -21,13 +30,25 @@ def form(**changes: str) -> dict[str, str]:
 
 
 def test_a_valid_form_builds_the_request_it_shows():
-    request, errors = build_request(form(symbol=" msft ", quantity="1,500", type="LIMIT", limit="415.25",
-                                         side="SELL", tif="GTC", account="paper-us"))
+    request, errors = build_request(
+        form(
+            symbol=" msft ",
+            quantity="1,500",
+            type="LIMIT",
+            limit="415.25",
+            side="SELL",
+            tif="GTC",
+            account="paper-us",
+        )
+    )
     assert errors == {}
     assert request is not None
     assert (request.symbol, request.quantity, request.side) == ("MSFT", Decimal(1500), Side.SELL)
     assert (request.order_type, request.limit_price, request.time_in_force) == (
-        OrderType.LIMIT, Decimal("415.25"), TimeInForce.GTC)
+        OrderType.LIMIT,
+        Decimal("415.25"),
+        TimeInForce.GTC,
+    )
     assert request.account == "paper-us"
 
 

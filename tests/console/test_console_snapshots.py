@@ -31,8 +31,9 @@ def write_halt_flag(home) -> None:
     state = home / "state"
     state.mkdir(parents=True, exist_ok=True)
     (state / FLAG_NAME).write_text(
-        json.dumps({"time": "2025-01-02T14:29:05+00:00", "reason": "risk desk: market gapped",
-                    "source": "cli"}),
+        json.dumps(
+            {"time": "2025-01-02T14:29:05+00:00", "reason": "risk desk: market gapped", "source": "cli"}
+        ),
         encoding="utf-8",
     )
 

@@ -71,7 +71,8 @@ def test_money_cells_never_pass_a_guess_off_as_a_figure():
     assert fmt.money_cell(Money(Decimal("10"), missing=True)).plain == "10.00?"
     assert fmt.money_cell(Money(None, missing=True)).plain == "n/a "
     assert fmt.marks_legend([Money(Decimal(1), stale=True), Money(None, missing=True)]) == (
-        "~ stale FX rate · ? incomplete")
+        "~ stale FX rate · ? incomplete"
+    )
     assert fmt.marks_legend([Money(Decimal(1))]) == ""
 
 

@@ -34,9 +34,20 @@ from aiohttp import WSMsgType, web
 API_KEY = "PKPEERTESTKEY0000001"
 SECRET_KEY = "peer-secret-key-do-not-log-0001"
 
-OPEN_STATUSES = {"new", "accepted", "pending_new", "partially_filled", "held", "pending_cancel",
-                 "pending_replace", "accepted_for_bidding", "stopped", "suspended", "calculated",
-                 "done_for_day"}
+OPEN_STATUSES = {
+    "new",
+    "accepted",
+    "pending_new",
+    "partially_filled",
+    "held",
+    "pending_cancel",
+    "pending_replace",
+    "accepted_for_bidding",
+    "stopped",
+    "suspended",
+    "calculated",
+    "done_for_day",
+}
 
 ASSETS: dict[str, dict[str, Any]] = {
     "AAPL": {"class": "us_equity", "exchange": "NASDAQ", "fractionable": True},
@@ -85,10 +96,16 @@ class AlpacaPeer:
     api_key: str = API_KEY
     secret_key: str = SECRET_KEY
     cash: Decimal = Decimal("100000")
-    prices: dict[str, Decimal] = field(default_factory=lambda: {
-        "AAPL": Decimal("190.00"), "SPY": Decimal("500.00"), "MSFT": Decimal("410.00"),
-        "GME": Decimal("20.00"), "BTC/USD": Decimal("60000.00"), "ETH/USD": Decimal("3000.00"),
-    })
+    prices: dict[str, Decimal] = field(
+        default_factory=lambda: {
+            "AAPL": Decimal("190.00"),
+            "SPY": Decimal("500.00"),
+            "MSFT": Decimal("410.00"),
+            "GME": Decimal("20.00"),
+            "BTC/USD": Decimal("60000.00"),
+            "ETH/USD": Decimal("3000.00"),
+        }
+    )
     auto_fill: bool = False
     stream_online: bool = True
     stream_refuses_auth: bool = False
@@ -143,8 +160,14 @@ class AlpacaPeer:
 
     def settings(self, name: str = "alpaca-test", **extra: Any) -> dict[str, Any]:
         """An account config table pointing at this peer."""
-        return {"type": "alpaca", "name": name, "base_url": self.base_url, "timeout": 2,
-                "reconnect_delay": 0.05, **extra}
+        return {
+            "type": "alpaca",
+            "name": name,
+            "base_url": self.base_url,
+            "timeout": 2,
+            "reconnect_delay": 0.05,
+            **extra,
+        }
 
     # -- steering -------------------------------------------------------------------------
     def fail_next(self, method: str, path: str, status: int, body: Any, times: int = 1) -> None:
@@ -166,8 +189,9 @@ class AlpacaPeer:
     def order_by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
         return next((o for o in self.orders.values() if o["client_order_id"] == client_order_id), None)
 
-    async def fill(self, order_id: str, qty: Decimal | str | None = None,
-                   price: Decimal | str | None = None) -> dict[str, Any]:
+    async def fill(
+        self, order_id: str, qty: Decimal | str | None = None, price: Decimal | str | None = None
+    ) -> dict[str, Any]:
         order = self.orders[order_id]
         remaining = Decimal(order["qty"]) - Decimal(order["filled_qty"])
         amount = Decimal(str(qty)) if qty is not None else remaining
@@ -186,8 +210,15 @@ class AlpacaPeer:
             order["filled_at"] = timestamp
         position = self._book(order["symbol"], order["side"], amount, at)
         event = "fill" if order["status"] == "filled" else "partial_fill"
-        await self._publish(event, order, execution_id=str(uuid.uuid4()), price=money(at),
-                            qty=money(amount), position_qty=money(position.qty), timestamp=timestamp)
+        await self._publish(
+            event,
+            order,
+            execution_id=str(uuid.uuid4()),
+            price=money(at),
+            qty=money(amount),
+            position_qty=money(position.qty),
+            timestamp=timestamp,
+        )
         return order
 
     async def reject(self, order_id: str) -> None:
@@ -222,8 +253,10 @@ class AlpacaPeer:
         path = request.path
         self.requests.append((request.method, path))
         if path != "/stream":
-            if (request.headers.get("APCA-API-KEY-ID") != self.api_key
-                    or request.headers.get("APCA-API-SECRET-KEY") != self.secret_key):
+            if (
+                request.headers.get("APCA-API-KEY-ID") != self.api_key
+                or request.headers.get("APCA-API-SECRET-KEY") != self.secret_key
+            ):
                 return error(401, 40110000, "request is not authorized")
         fault = next((f for f in self.faults if f.matches(request.method, path)), None)
         if fault is not None:
@@ -246,26 +279,51 @@ class AlpacaPeer:
 
     async def _account(self, request: web.Request) -> web.Response:
         long_value = sum((p.qty * self.prices[s] for s, p in self.positions.items() if p.qty > 0), Decimal(0))
-        short_value = sum((p.qty * self.prices[s] for s, p in self.positions.items() if p.qty < 0), Decimal(0))
+        short_value = sum(
+            (p.qty * self.prices[s] for s, p in self.positions.items() if p.qty < 0), Decimal(0)
+        )
         equity = self.cash + long_value + short_value
-        return web.json_response({
-            "id": self.account_id, "account_number": "PA3PEERTEST1", "status": "ACTIVE",
-            "crypto_status": "ACTIVE", "currency": "USD", "buying_power": money(self.buying_power()),
-            "regt_buying_power": money(self.buying_power()), "daytrading_buying_power": "0",
-            "non_marginable_buying_power": money(max(self.cash, Decimal(0))),
-            "cash": money(self.cash), "accrued_fees": "0", "pending_transfer_in": "0",
-            "portfolio_value": money(equity), "pattern_day_trader": False, "trading_blocked": False,
-            "transfers_blocked": False, "account_blocked": False, "created_at": "2024-01-02T15:04:05.123456Z",
-            "trade_suspended_by_user": False, "multiplier": "1", "shorting_enabled": True,
-            "equity": money(equity), "last_equity": money(equity), "long_market_value": money(long_value),
-            "short_market_value": money(short_value), "initial_margin": money(long_value / 2),
-            "maintenance_margin": money(long_value * Decimal("0.3")), "last_maintenance_margin": "0",
-            "sma": "0", "daytrade_count": 0,
-        })
+        return web.json_response(
+            {
+                "id": self.account_id,
+                "account_number": "PA3PEERTEST1",
+                "status": "ACTIVE",
+                "crypto_status": "ACTIVE",
+                "currency": "USD",
+                "buying_power": money(self.buying_power()),
+                "regt_buying_power": money(self.buying_power()),
+                "daytrading_buying_power": "0",
+                "non_marginable_buying_power": money(max(self.cash, Decimal(0))),
+                "cash": money(self.cash),
+                "accrued_fees": "0",
+                "pending_transfer_in": "0",
+                "portfolio_value": money(equity),
+                "pattern_day_trader": False,
+                "trading_blocked": False,
+                "transfers_blocked": False,
+                "account_blocked": False,
+                "created_at": "2024-01-02T15:04:05.123456Z",
+                "trade_suspended_by_user": False,
+                "multiplier": "1",
+                "shorting_enabled": True,
+                "equity": money(equity),
+                "last_equity": money(equity),
+                "long_market_value": money(long_value),
+                "short_market_value": money(short_value),
+                "initial_margin": money(long_value / 2),
+                "maintenance_margin": money(long_value * Decimal("0.3")),
+                "last_maintenance_margin": "0",
+                "sma": "0",
+                "daytrade_count": 0,
+            }
+        )
 
     def buying_power(self) -> Decimal:
-        reserved = sum((Decimal(o["qty"]) - Decimal(o["filled_qty"])) * self._reference_price(o)
-                       for o in self.orders.values() if o["status"] in OPEN_STATUSES and o["side"] == "buy")
+        reserved = sum(
+            (Decimal(o["qty"]) - Decimal(o["filled_qty"])) * self._reference_price(o)
+            for o in self.orders.values()
+            if o["status"] in OPEN_STATUSES and o["side"] == "buy"
+        )
         return max(self.cash - reserved, Decimal(0))
 
     async def _positions(self, request: web.Request) -> web.Response:
@@ -275,17 +333,28 @@ class AlpacaPeer:
                 continue
             asset = ASSETS[symbol]
             price = self.prices[symbol]
-            rows.append({
-                "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
-                "symbol": symbol.replace("/", "") if asset["class"] == "crypto" else symbol,
-                "exchange": asset["exchange"], "asset_class": asset["class"], "asset_marginable": True,
-                "avg_entry_price": money(position.avg), "qty": money(position.qty),
-                "qty_available": money(position.qty), "side": "long" if position.qty > 0 else "short",
-                "market_value": money(position.qty * price), "cost_basis": money(position.qty * position.avg),
-                "unrealized_pl": money((price - position.avg) * position.qty),
-                "unrealized_plpc": "0", "unrealized_intraday_pl": "0", "unrealized_intraday_plpc": "0",
-                "current_price": money(price), "lastday_price": money(price), "change_today": "0",
-            })
+            rows.append(
+                {
+                    "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
+                    "symbol": symbol.replace("/", "") if asset["class"] == "crypto" else symbol,
+                    "exchange": asset["exchange"],
+                    "asset_class": asset["class"],
+                    "asset_marginable": True,
+                    "avg_entry_price": money(position.avg),
+                    "qty": money(position.qty),
+                    "qty_available": money(position.qty),
+                    "side": "long" if position.qty > 0 else "short",
+                    "market_value": money(position.qty * price),
+                    "cost_basis": money(position.qty * position.avg),
+                    "unrealized_pl": money((price - position.avg) * position.qty),
+                    "unrealized_plpc": "0",
+                    "unrealized_intraday_pl": "0",
+                    "unrealized_intraday_plpc": "0",
+                    "current_price": money(price),
+                    "lastday_price": money(price),
+                    "change_today": "0",
+                }
+            )
         return web.json_response(rows)
 
     async def _list_orders(self, request: web.Request) -> web.Response:
@@ -332,12 +401,18 @@ class AlpacaPeer:
         kind = body.get("type")
         tif = body.get("time_in_force")
         side = body.get("side")
-        if kind not in ("market", "limit", "stop", "stop_limit", "trailing_stop") or side not in ("buy", "sell"):
+        if kind not in ("market", "limit", "stop", "stop_limit", "trailing_stop") or side not in (
+            "buy",
+            "sell",
+        ):
             return error(422, 40010001, "invalid order type or side")
         try:
             qty = Decimal(str(body["qty"]))
-            prices = {key: Decimal(str(body[key])) for key in ("limit_price", "stop_price", "trail_price",
-                                                                "trail_percent") if key in body}
+            prices = {
+                key: Decimal(str(body[key]))
+                for key in ("limit_price", "stop_price", "trail_price", "trail_percent")
+                if key in body
+            }
         except Exception:
             return error(422, 40010001, "qty and prices must be numbers")
         if qty <= 0:
@@ -359,26 +434,55 @@ class AlpacaPeer:
             if key in prices and asset["class"] == "us_equity":
                 places = -prices[key].normalize().as_tuple().exponent
                 if places > (2 if prices[key] >= 1 else 4):
-                    return error(422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria")
+                    return error(
+                        422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria"
+                    )
         if side == "buy":
             cost = qty * (prices.get("limit_price") or prices.get("stop_price") or self.prices[symbol])
             if cost > self.buying_power():
-                return error(403, 40310000, "insufficient buying power",
-                             buying_power=money(self.buying_power()), cost_basis=money(cost))
+                return error(
+                    403,
+                    40310000,
+                    "insufficient buying power",
+                    buying_power=money(self.buying_power()),
+                    cost_basis=money(cost),
+                )
         timestamp = now_text()
         order_id = str(uuid.uuid4())
         order = {
-            "id": order_id, "client_order_id": client_id, "created_at": timestamp, "updated_at": timestamp,
-            "submitted_at": timestamp, "filled_at": None, "expired_at": None, "canceled_at": None,
-            "failed_at": None, "replaced_at": None, "replaced_by": None, "replaces": None,
-            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)), "symbol": symbol,
-            "asset_class": asset["class"], "notional": None, "qty": money(qty), "filled_qty": "0",
-            "filled_avg_price": None, "order_class": "", "order_type": kind, "type": kind, "side": side,
+            "id": order_id,
+            "client_order_id": client_id,
+            "created_at": timestamp,
+            "updated_at": timestamp,
+            "submitted_at": timestamp,
+            "filled_at": None,
+            "expired_at": None,
+            "canceled_at": None,
+            "failed_at": None,
+            "replaced_at": None,
+            "replaced_by": None,
+            "replaces": None,
+            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
+            "symbol": symbol,
+            "asset_class": asset["class"],
+            "notional": None,
+            "qty": money(qty),
+            "filled_qty": "0",
+            "filled_avg_price": None,
+            "order_class": "",
+            "order_type": kind,
+            "type": kind,
+            "side": side,
             "position_intent": ("buy_to_open" if side == "buy" else "sell_to_close"),
-            "time_in_force": tif, "limit_price": _opt(prices.get("limit_price")),
-            "stop_price": _opt(prices.get("stop_price")), "status": "accepted", "extended_hours": False,
-            "legs": None, "trail_percent": _opt(prices.get("trail_percent")),
-            "trail_price": _opt(prices.get("trail_price")), "hwm": None,
+            "time_in_force": tif,
+            "limit_price": _opt(prices.get("limit_price")),
+            "stop_price": _opt(prices.get("stop_price")),
+            "status": "accepted",
+            "extended_hours": False,
+            "legs": None,
+            "trail_percent": _opt(prices.get("trail_percent")),
+            "trail_price": _opt(prices.get("trail_price")),
+            "hwm": None,
         }
         self.orders[order_id] = order
         answer = dict(order)
@@ -435,8 +539,9 @@ class AlpacaPeer:
                 try:
                     data = json.loads(message.data)
                 except ValueError:
-                    await ws.send_bytes(json.dumps({"action": "error", "data": {
-                        "error_message": "invalid syntax"}}).encode())
+                    await ws.send_bytes(
+                        json.dumps({"action": "error", "data": {"error_message": "invalid syntax"}}).encode()
+                    )
                     break
                 action = data.get("action")
                 if action in ("authenticate", "auth"):
@@ -444,17 +549,27 @@ class AlpacaPeer:
                     inner = data.get("data") or {}
                     key = inner.get("key_id") or data.get("key")
                     secret = inner.get("secret_key") or data.get("secret")
-                    authorized = (key == self.api_key and secret == self.secret_key
-                                  and not self.stream_refuses_auth)
+                    authorized = (
+                        key == self.api_key and secret == self.secret_key and not self.stream_refuses_auth
+                    )
                     status = "authorized" if authorized else "unauthorized"
-                    await ws.send_bytes(json.dumps({"stream": "authorization", "data": {
-                        "status": status, "action": "authenticate"}}).encode())
+                    await ws.send_bytes(
+                        json.dumps(
+                            {"stream": "authorization", "data": {"status": status, "action": "authenticate"}}
+                        ).encode()
+                    )
                     if not authorized:
                         break
                 elif action == "listen":
                     if not authorized:
-                        await ws.send_bytes(json.dumps({"stream": "authorization", "data": {
-                            "status": "unauthorized", "action": "listen"}}).encode())
+                        await ws.send_bytes(
+                            json.dumps(
+                                {
+                                    "stream": "authorization",
+                                    "data": {"status": "unauthorized", "action": "listen"},
+                                }
+                            ).encode()
+                        )
                         break
                     streams = [s for s in (data.get("data") or {}).get("streams", []) if s == "trade_updates"]
                     if streams:
@@ -462,7 +577,9 @@ class AlpacaPeer:
                         self._listen_changed.set()
                     else:
                         self.listening.discard(ws)
-                    await ws.send_bytes(json.dumps({"stream": "listening", "data": {"streams": streams}}).encode())
+                    await ws.send_bytes(
+                        json.dumps({"stream": "listening", "data": {"streams": streams}}).encode()
+                    )
         finally:
             self.sockets.discard(ws)
             self.listening.discard(ws)
@@ -528,7 +645,7 @@ def _parse(value: str | None) -> datetime | None:
     head, _, rest = text.partition(".")
     if rest:
         digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits):]
+        zone = rest[len(digits) :]
         text = f"{head}.{digits[:6]}{zone}"
     return datetime.fromisoformat(text)
 

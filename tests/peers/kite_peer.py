@@ -43,8 +43,16 @@ DEFAULT_PRICES = {
     "MCX:GOLDM24DECFUT": Decimal("76000"),
 }
 DEFAULT_HOLDINGS = (
-    {"tradingsymbol": "TCS", "exchange": "NSE", "isin": "INE467B01029", "quantity": 4,
-     "t1_quantity": 1, "average_price": 3300.0, "last_price": 3500.0, "close_price": 3490.0},
+    {
+        "tradingsymbol": "TCS",
+        "exchange": "NSE",
+        "isin": "INE467B01029",
+        "quantity": 4,
+        "t1_quantity": 1,
+        "average_price": 3300.0,
+        "last_price": 3500.0,
+        "close_price": 3490.0,
+    },
 )
 
 
@@ -181,8 +189,14 @@ def error(http_status: int, error_type: str, message: str) -> web.Response:
 class KitePeer:
     """The server and its book. ``await start()`` / ``await stop()``; ``root`` for ``KiteConnect``."""
 
-    def __init__(self, *, api_key: str = "peerkey01", access_token: str = "peertoken0123456789",
-                 cash: Decimal = Decimal("500000"), prices: dict[str, Decimal] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "peerkey01",
+        access_token: str = "peertoken0123456789",
+        cash: Decimal = Decimal("500000"),
+        prices: dict[str, Decimal] | None = None,
+    ) -> None:
         self.api_key = api_key
         self.access_token = access_token
         self.cash = cash
@@ -336,13 +350,21 @@ class KitePeer:
 
     # -- handlers -------------------------------------------------------------------------
     async def _profile(self, request: web.Request) -> web.Response:
-        return envelope({
-            "user_id": "PEER01", "user_type": "individual", "email": "peer@example.invalid",
-            "user_name": "Peer Trader", "user_shortname": "Peer", "broker": "ZERODHA",
-            "exchanges": ["NSE", "BSE", "NFO", "MCX"], "products": ["CNC", "NRML", "MIS"],
-            "order_types": ["MARKET", "LIMIT", "SL", "SL-M"], "avatar_url": None,
-            "meta": {"demat_consent": "physical"},
-        })
+        return envelope(
+            {
+                "user_id": "PEER01",
+                "user_type": "individual",
+                "email": "peer@example.invalid",
+                "user_name": "Peer Trader",
+                "user_shortname": "Peer",
+                "broker": "ZERODHA",
+                "exchanges": ["NSE", "BSE", "NFO", "MCX"],
+                "products": ["CNC", "NRML", "MIS"],
+                "order_types": ["MARKET", "LIMIT", "SL", "SL-M"],
+                "avatar_url": None,
+                "meta": {"demat_consent": "physical"},
+            }
+        )
 
     async def _place(self, request: web.Request) -> web.StreamResponse:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
@@ -415,15 +437,24 @@ class KitePeer:
             if value:
                 amount = Decimal(value)
                 if amount <= 0 or amount % TICK:
-                    return error(400, "InputException",
-                                 f"Tick size for this script is {TICK}. Kindly enter {key.replace('_', ' ')} "
-                                 "in the multiple of tick size for this script.")
+                    return error(
+                        400,
+                        "InputException",
+                        f"Tick size for this script is {TICK}. Kindly enter {key.replace('_', ' ')} "
+                        "in the multiple of tick size for this script.",
+                    )
         protection = form.get("market_protection")
-        if protection is not None and not (protection == "-1" or protection.isdigit() and int(protection) <= 100):
+        if protection is not None and not (
+            protection == "-1" or protection.isdigit() and int(protection) <= 100
+        ):
             return error(400, "InputException", "Invalid `market_protection`.")
         if form["order_type"] in ("MARKET", "SL-M") and protection in (None, "0"):
-            return error(400, "InputException", "Market orders without market protection are not allowed via "
-                                                "API. Please set market protection or use a Limit order.")
+            return error(
+                400,
+                "InputException",
+                "Market orders without market protection are not allowed via "
+                "API. Please set market protection or use a Limit order.",
+            )
         return None
 
     def _route(self, order: PeerOrder, plan: Plan | None) -> None:
@@ -433,7 +464,8 @@ class KitePeer:
         required, available = self._required_margin(order), self._available(excluding=order)
         if order.transaction_type == "BUY" and required > available:
             self._set_status(
-                order, "REJECTED",
+                order,
+                "REJECTED",
                 f"Insufficient funds. Required margin is {required:.2f} but available margin is "
                 f"{available:.2f}. Check the orderbook for open orders.",
             )
@@ -474,21 +506,23 @@ class KitePeer:
         now = datetime.now(UTC)
         order.filled_quantity += quantity
         order.filled_value += price * quantity
-        self.trades.append({
-            "trade_id": f"{next(self._trade_ids) + 50_000_000}",
-            "order_id": order.order_id,
-            "exchange": order.exchange,
-            "tradingsymbol": order.tradingsymbol,
-            "instrument_token": instrument_token(order.exchange, order.tradingsymbol),
-            "product": order.product,
-            "average_price": _num(price),
-            "quantity": quantity,
-            "exchange_order_id": order.exchange_order_id,
-            "transaction_type": order.transaction_type,
-            "fill_timestamp": kite_time(now),
-            "order_timestamp": now.astimezone(IST).strftime("%H:%M:%S"),
-            "exchange_timestamp": kite_time(now),
-        })
+        self.trades.append(
+            {
+                "trade_id": f"{next(self._trade_ids) + 50_000_000}",
+                "order_id": order.order_id,
+                "exchange": order.exchange,
+                "tradingsymbol": order.tradingsymbol,
+                "instrument_token": instrument_token(order.exchange, order.tradingsymbol),
+                "product": order.product,
+                "average_price": _num(price),
+                "quantity": quantity,
+                "exchange_order_id": order.exchange_order_id,
+                "transaction_type": order.transaction_type,
+                "fill_timestamp": kite_time(now),
+                "order_timestamp": now.astimezone(IST).strftime("%H:%M:%S"),
+                "exchange_timestamp": kite_time(now),
+            }
+        )
         self._set_status(order, "COMPLETE" if order.filled_quantity == order.quantity else "OPEN")
 
     def _set_status(self, order: PeerOrder, status: str, message: str | None = None) -> None:
@@ -529,8 +563,10 @@ class KitePeer:
         for instrument in request.query.getall("i", []):
             if instrument in self.prices:
                 exchange, _, symbol = instrument.partition(":")
-                data[instrument] = {"instrument_token": instrument_token(exchange, symbol),
-                                    "last_price": _num(self.prices[instrument])}
+                data[instrument] = {
+                    "instrument_token": instrument_token(exchange, symbol),
+                    "last_price": _num(self.prices[instrument]),
+                }
         return envelope(data)
 
     async def _positions(self, request: web.Request) -> web.Response:
@@ -541,18 +577,27 @@ class KitePeer:
         rows = []
         for holding in self.holdings:
             quantity = holding["quantity"] + holding["t1_quantity"]
-            rows.append({
-                **holding,
-                "instrument_token": instrument_token(holding["exchange"], holding["tradingsymbol"]),
-                "product": "CNC", "price": 0, "used_quantity": 0, "realised_quantity": holding["quantity"],
-                "authorised_quantity": 0, "authorised_date": "2024-12-09 00:00:00",
-                "opening_quantity": quantity, "collateral_quantity": 0, "collateral_type": "",
-                "discrepancy": False,
-                "pnl": round((holding["last_price"] - holding["average_price"]) * quantity, 2),
-                "day_change": round(holding["last_price"] - holding["close_price"], 2),
-                "day_change_percentage": round(
-                    (holding["last_price"] - holding["close_price"]) / holding["close_price"] * 100, 4),
-            })
+            rows.append(
+                {
+                    **holding,
+                    "instrument_token": instrument_token(holding["exchange"], holding["tradingsymbol"]),
+                    "product": "CNC",
+                    "price": 0,
+                    "used_quantity": 0,
+                    "realised_quantity": holding["quantity"],
+                    "authorised_quantity": 0,
+                    "authorised_date": "2024-12-09 00:00:00",
+                    "opening_quantity": quantity,
+                    "collateral_quantity": 0,
+                    "collateral_type": "",
+                    "discrepancy": False,
+                    "pnl": round((holding["last_price"] - holding["average_price"]) * quantity, 2),
+                    "day_change": round(holding["last_price"] - holding["close_price"], 2),
+                    "day_change_percentage": round(
+                        (holding["last_price"] - holding["close_price"]) / holding["close_price"] * 100, 4
+                    ),
+                }
+            )
         return envelope(rows)
 
     async def _margins(self, request: web.Request) -> web.Response:
@@ -572,7 +617,9 @@ class KitePeer:
         books: dict[tuple[str, str, str], dict[str, Decimal]] = {}
         for trade in self.trades:
             key = (trade["exchange"], trade["tradingsymbol"], trade["product"])
-            book = books.setdefault(key, {"bq": Decimal(0), "bv": Decimal(0), "sq": Decimal(0), "sv": Decimal(0)})
+            book = books.setdefault(
+                key, {"bq": Decimal(0), "bv": Decimal(0), "sq": Decimal(0), "sv": Decimal(0)}
+            )
             value = Decimal(str(trade["average_price"])) * trade["quantity"]
             side = "b" if trade["transaction_type"] == "BUY" else "s"
             book[side + "q"] += trade["quantity"]
@@ -586,23 +633,39 @@ class KitePeer:
             average = buy_price if quantity > 0 else sell_price if quantity < 0 else Decimal(0)
             pnl = b["sv"] - b["bv"] + quantity * last
             unrealised = (last - average) * quantity if quantity else Decimal(0)
-            rows.append({
-                "tradingsymbol": symbol, "exchange": exchange,
-                "instrument_token": instrument_token(exchange, symbol), "product": product,
-                "quantity": _num(quantity), "overnight_quantity": 0, "multiplier": 1,
-                "average_price": _num(average.quantize(Decimal("0.01"))), "close_price": 0,
-                "last_price": _num(last), "value": _num(b["sv"] - b["bv"]),
-                "pnl": _num(pnl.quantize(Decimal("0.01"))), "m2m": _num(pnl.quantize(Decimal("0.01"))),
-                "unrealised": _num(unrealised.quantize(Decimal("0.01"))),
-                "realised": _num((pnl - unrealised).quantize(Decimal("0.01"))),
-                "buy_quantity": _num(b["bq"]), "buy_price": _num(buy_price.quantize(Decimal("0.01"))),
-                "buy_value": _num(b["bv"]), "buy_m2m_value": _num(b["bv"]),
-                "sell_quantity": _num(b["sq"]), "sell_price": _num(sell_price.quantize(Decimal("0.01"))),
-                "sell_value": _num(b["sv"]), "sell_m2m_value": _num(b["sv"]),
-                "day_buy_quantity": _num(b["bq"]), "day_buy_price": _num(buy_price.quantize(Decimal("0.01"))),
-                "day_buy_value": _num(b["bv"]), "day_sell_quantity": _num(b["sq"]),
-                "day_sell_price": _num(sell_price.quantize(Decimal("0.01"))), "day_sell_value": _num(b["sv"]),
-            })
+            rows.append(
+                {
+                    "tradingsymbol": symbol,
+                    "exchange": exchange,
+                    "instrument_token": instrument_token(exchange, symbol),
+                    "product": product,
+                    "quantity": _num(quantity),
+                    "overnight_quantity": 0,
+                    "multiplier": 1,
+                    "average_price": _num(average.quantize(Decimal("0.01"))),
+                    "close_price": 0,
+                    "last_price": _num(last),
+                    "value": _num(b["sv"] - b["bv"]),
+                    "pnl": _num(pnl.quantize(Decimal("0.01"))),
+                    "m2m": _num(pnl.quantize(Decimal("0.01"))),
+                    "unrealised": _num(unrealised.quantize(Decimal("0.01"))),
+                    "realised": _num((pnl - unrealised).quantize(Decimal("0.01"))),
+                    "buy_quantity": _num(b["bq"]),
+                    "buy_price": _num(buy_price.quantize(Decimal("0.01"))),
+                    "buy_value": _num(b["bv"]),
+                    "buy_m2m_value": _num(b["bv"]),
+                    "sell_quantity": _num(b["sq"]),
+                    "sell_price": _num(sell_price.quantize(Decimal("0.01"))),
+                    "sell_value": _num(b["sv"]),
+                    "sell_m2m_value": _num(b["sv"]),
+                    "day_buy_quantity": _num(b["bq"]),
+                    "day_buy_price": _num(buy_price.quantize(Decimal("0.01"))),
+                    "day_buy_value": _num(b["bv"]),
+                    "day_sell_quantity": _num(b["sq"]),
+                    "day_sell_price": _num(sell_price.quantize(Decimal("0.01"))),
+                    "day_sell_value": _num(b["sv"]),
+                }
+            )
         return rows
 
     def _required_margin(self, order: PeerOrder) -> Decimal:
@@ -613,11 +676,23 @@ class KitePeer:
         return price * order.quantity / leverage
 
     def _debits(self, excluding: PeerOrder | None = None) -> Decimal:
-        spent = sum((Decimal(str(t["average_price"])) * t["quantity"] * (1 if t["transaction_type"] == "BUY" else -1)
-                     for t in self.trades), Decimal(0))
-        blocked = sum((self._required_margin(o) * (o.quantity - o.filled_quantity) / o.quantity
-                       for o in self.orders.values()
-                       if o.working and o.transaction_type == "BUY" and o is not excluding), Decimal(0))
+        spent = sum(
+            (
+                Decimal(str(t["average_price"]))
+                * t["quantity"]
+                * (1 if t["transaction_type"] == "BUY" else -1)
+                for t in self.trades
+            ),
+            Decimal(0),
+        )
+        blocked = sum(
+            (
+                self._required_margin(o) * (o.quantity - o.filled_quantity) / o.quantity
+                for o in self.orders.values()
+                if o.working and o.transaction_type == "BUY" and o is not excluding
+            ),
+            Decimal(0),
+        )
         return max(Decimal(0), spent) + blocked
 
     def _available(self, excluding: PeerOrder | None = None) -> Decimal:
@@ -628,11 +703,28 @@ class KitePeer:
         return {
             "enabled": True,
             "net": _num(cash - debits),
-            "available": {"adhoc_margin": 0, "cash": _num(cash), "opening_balance": _num(cash),
-                          "live_balance": _num(cash - debits), "collateral": 0, "intraday_payin": 0},
-            "utilised": {"debits": _num(debits), "exposure": 0, "m2m_realised": 0, "m2m_unrealised": 0,
-                         "option_premium": 0, "payout": 0, "span": 0, "holding_sales": 0, "turnover": 0,
-                         "liquid_collateral": 0, "stock_collateral": 0, "delivery": 0},
+            "available": {
+                "adhoc_margin": 0,
+                "cash": _num(cash),
+                "opening_balance": _num(cash),
+                "live_balance": _num(cash - debits),
+                "collateral": 0,
+                "intraday_payin": 0,
+            },
+            "utilised": {
+                "debits": _num(debits),
+                "exposure": 0,
+                "m2m_realised": 0,
+                "m2m_unrealised": 0,
+                "option_premium": 0,
+                "payout": 0,
+                "span": 0,
+                "holding_sales": 0,
+                "turnover": 0,
+                "liquid_collateral": 0,
+                "stock_collateral": 0,
+                "delivery": 0,
+            },
         }
 
 

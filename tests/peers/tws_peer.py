@@ -50,8 +50,10 @@ ACCOUNT_SUMMARY, ACCOUNT_SUMMARY_END, ACCOUNT_UPDATE_MULTI, ACCOUNT_UPDATE_MULTI
 COMPLETED_ORDER, COMPLETED_ORDERS_END = 101, 102
 
 WORKING = ("PendingSubmit", "PreSubmitted", "Submitted")
-MARGIN_TEXT = ("Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION "
-               "YOUR EQUITY WITH LOAN VALUE [{equity} USD] MUST EXCEED THE INITIAL MARGIN [{margin} USD]")
+MARGIN_TEXT = (
+    "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION "
+    "YOUR EQUITY WITH LOAN VALUE [{equity} USD] MUST EXCEED THE INITIAL MARGIN [{margin} USD]"
+)
 
 
 def text(value: object) -> str:
@@ -97,31 +99,94 @@ class Instrument:
     @property
     def margin_rate(self) -> Decimal:
         """Initial margin as a share of the position's value (Reg T stocks, roughly SPAN futures)."""
-        return {"STK": Decimal("0.5"), "OPT": Decimal(1), "FUT": Decimal("0.05")}.get(self.sec_type, Decimal("0.03"))
+        return {"STK": Decimal("0.5"), "OPT": Decimal(1), "FUT": Decimal("0.05")}.get(
+            self.sec_type, Decimal("0.03")
+        )
 
     def contract(self, exchange: str | None = None) -> list[object]:
         """conId .. tradingClass as openOrder, execDetails and position carry them."""
-        return [self.con_id, self.symbol, self.sec_type, self.expiry, self.strike, self.right,
-                self.multiplier, exchange or self.exchange, self.currency, self.local_symbol, self.trading_class]
+        return [
+            self.con_id,
+            self.symbol,
+            self.sec_type,
+            self.expiry,
+            self.strike,
+            self.right,
+            self.multiplier,
+            exchange or self.exchange,
+            self.currency,
+            self.local_symbol,
+            self.trading_class,
+        ]
 
     def portfolio_contract(self) -> list[object]:
-        return [self.con_id, self.symbol, self.sec_type, self.expiry, self.strike, self.right,
-                self.multiplier, self.primary_exchange or self.exchange, self.currency, self.local_symbol,
-                self.trading_class]
+        return [
+            self.con_id,
+            self.symbol,
+            self.sec_type,
+            self.expiry,
+            self.strike,
+            self.right,
+            self.multiplier,
+            self.primary_exchange or self.exchange,
+            self.currency,
+            self.local_symbol,
+            self.trading_class,
+        ]
 
 
 def default_instruments() -> list[Instrument]:
     return [
-        Instrument("STK", "AAPL", Decimal("150"), 265598, primary_exchange="NASDAQ", local_symbol="AAPL",
-                   trading_class="NMS"),
-        Instrument("STK", "MSFT", Decimal("300"), 272093, primary_exchange="NASDAQ", local_symbol="MSFT",
-                   trading_class="NMS"),
-        Instrument("OPT", "AAPL", Decimal("5"), 650001, expiry="20240119", strike=Decimal("150"), right="C",
-                   multiplier="100", local_symbol="AAPL  240119C00150000", trading_class="AAPL"),
-        Instrument("FUT", "ES", Decimal("5000.25"), 620731, expiry="20250321", multiplier="50", exchange="CME",
-                   local_symbol="ESH5", trading_class="ES"),
-        Instrument("CASH", "EUR", Decimal("1.085"), 12087792, exchange="IDEALPRO", local_symbol="EUR.USD",
-                   trading_class="EUR.USD"),
+        Instrument(
+            "STK",
+            "AAPL",
+            Decimal("150"),
+            265598,
+            primary_exchange="NASDAQ",
+            local_symbol="AAPL",
+            trading_class="NMS",
+        ),
+        Instrument(
+            "STK",
+            "MSFT",
+            Decimal("300"),
+            272093,
+            primary_exchange="NASDAQ",
+            local_symbol="MSFT",
+            trading_class="NMS",
+        ),
+        Instrument(
+            "OPT",
+            "AAPL",
+            Decimal("5"),
+            650001,
+            expiry="20240119",
+            strike=Decimal("150"),
+            right="C",
+            multiplier="100",
+            local_symbol="AAPL  240119C00150000",
+            trading_class="AAPL",
+        ),
+        Instrument(
+            "FUT",
+            "ES",
+            Decimal("5000.25"),
+            620731,
+            expiry="20250321",
+            multiplier="50",
+            exchange="CME",
+            local_symbol="ESH5",
+            trading_class="ES",
+        ),
+        Instrument(
+            "CASH",
+            "EUR",
+            Decimal("1.085"),
+            12087792,
+            exchange="IDEALPRO",
+            local_symbol="EUR.USD",
+            trading_class="EUR.USD",
+        ),
     ]
 
 
@@ -209,7 +274,9 @@ def rest() -> Reaction:
     return Reaction("rest")
 
 
-def reject(code: int = 201, message: str = "Order rejected - reason:Order size exceeds the limit") -> Reaction:
+def reject(
+    code: int = 201, message: str = "Order rejected - reason:Order size exceeds the limit"
+) -> Reaction:
     return Reaction("reject", code=code, message=message)
 
 
@@ -248,10 +315,17 @@ class _Client:
 
 
 class TwsPeer:
-    def __init__(self, accounts: tuple[str, ...] = ("DU1234567",), *, cash: Decimal | int = 100_000,
-                 instruments: list[Instrument] | None = None, next_order_id: int = 1,
-                 commission_per_unit: Decimal = Decimal("0.005"), min_commission: Decimal = Decimal("1"),
-                 fx_rates: dict[str, Decimal] | None = None) -> None:
+    def __init__(
+        self,
+        accounts: tuple[str, ...] = ("DU1234567",),
+        *,
+        cash: Decimal | int = 100_000,
+        instruments: list[Instrument] | None = None,
+        next_order_id: int = 1,
+        commission_per_unit: Decimal = Decimal("0.005"),
+        min_commission: Decimal = Decimal("1"),
+        fx_rates: dict[str, Decimal] | None = None,
+    ) -> None:
         self.accounts = {code: PeerAccount(code, Decimal(cash)) for code in accounts}
         self.instruments = default_instruments() if instruments is None else list(instruments)
         self.orders: list[PeerOrder] = []
@@ -328,7 +402,9 @@ class TwsPeer:
         for client in self._clients:
             client.send(*fields)
 
-    def send_summary_value(self, tag: str, value: object, currency: str = "USD", account: str | None = None) -> int:
+    def send_summary_value(
+        self, tag: str, value: object, currency: str = "USD", account: str | None = None
+    ) -> int:
         """Push one account summary value to every live summary subscription, as TWS does when a
         figure changes. Returns how many subscriptions it went to."""
         code = account or next(iter(self.accounts))
@@ -356,8 +432,14 @@ class TwsPeer:
             self._work(order)
         self._push_account_updates()
 
-    def fill(self, order: PeerOrder, quantity: Decimal | int | str | None = None,
-             price: Decimal | str | None = None, *, notify: bool = True) -> PeerExecution:
+    def fill(
+        self,
+        order: PeerOrder,
+        quantity: Decimal | int | str | None = None,
+        price: Decimal | str | None = None,
+        *,
+        notify: bool = True,
+    ) -> PeerExecution:
         """Execute (part of) a working order. notify=False keeps it from the client, as when
         TWS loses its connection to IB and the client must resync to learn of it."""
         assert order.working, f"order {order.order_id} is {order.status}"
@@ -376,9 +458,16 @@ class TwsPeer:
         commission = max(self.min_commission, (self.commission_per_unit * shares).quantize(Decimal("0.01")))
         realized = self._book(order, shares, at, commission)
         execution = PeerExecution(
-            exec_id=f"0000e0d5.{order.perm_id:08x}.{len(self.executions) + 1:02d}.01", order=order,
-            time=datetime.now(UTC), shares=shares, price=at, cum_qty=order.filled,
-            avg_price=order.avg_price, commission=commission, realized_pnl=realized)
+            exec_id=f"0000e0d5.{order.perm_id:08x}.{len(self.executions) + 1:02d}.01",
+            order=order,
+            time=datetime.now(UTC),
+            shares=shares,
+            price=at,
+            cum_qty=order.filled,
+            avg_price=order.avg_price,
+            commission=commission,
+            realized_pnl=realized,
+        )
         self.executions.append(execution)
         if notify:
             owner = self._owner(order)
@@ -453,15 +542,24 @@ class TwsPeer:
         if msg_id == START_API:
             client_id = int(fields[2])
             if client_id in self.connected_client_ids:
-                client.send(ERR_MSG, 2, -1, 326, "Unable to connect as the client id is already in use. "
-                            "Retry with a unique client id.", "")
+                client.send(
+                    ERR_MSG,
+                    2,
+                    -1,
+                    326,
+                    "Unable to connect as the client id is already in use. Retry with a unique client id.",
+                    "",
+                )
                 return False
             client.client_id = client_id
             self._clients.append(client)
             client.send(MANAGED_ACCTS, 1, ",".join(self.accounts))
             client.send(NEXT_VALID_ID, 1, self._next_order_id)
-            for farm in ("Market data farm connection is OK:usfarm", "HMDS data farm connection is OK:ushmds",
-                         "Sec-def data farm connection is OK:secdefil"):
+            for farm in (
+                "Market data farm connection is OK:usfarm",
+                "HMDS data farm connection is OK:ushmds",
+                "Sec-def data farm connection is OK:secdefil",
+            ):
                 code = 2104 if farm.startswith("Market") else 2106 if farm.startswith("HMDS") else 2158
                 client.send(ERR_MSG, 2, -1, code, farm, "")
         elif client.client_id < 0:
@@ -543,7 +641,9 @@ class TwsPeer:
             return True
         instrument = self._find_instrument(parsed)
         if instrument is None:
-            client.send(ERR_MSG, 2, order_id, 200, "No security definition has been found for the request", "")
+            client.send(
+                ERR_MSG, 2, order_id, 200, "No security definition has been found for the request", ""
+            )
             return True
         if kind in ("reject", "notice"):
             assert reaction is not None
@@ -552,17 +652,34 @@ class TwsPeer:
                 return True
         account = self.accounts.get(parsed["account"]) or next(iter(self.accounts.values()))
         order = PeerOrder(
-            order_id=order_id, client_id=client.client_id, perm_id=self._next_perm_id, instrument=instrument,
-            exchange=parsed["exchange"] or instrument.exchange, action=parsed["action"],
-            quantity=Decimal(parsed["quantity"]), order_type=parsed["order_type"],
-            limit=_decimal(parsed["lmt_price"]), aux=_decimal(parsed["aux_price"]),
-            trailing_percent=_decimal(parsed["trailing_percent"]), tif=parsed["tif"] or "DAY",
-            account=account.code, order_ref=parsed["order_ref"], fields=fields, anchor=instrument.price)
+            order_id=order_id,
+            client_id=client.client_id,
+            perm_id=self._next_perm_id,
+            instrument=instrument,
+            exchange=parsed["exchange"] or instrument.exchange,
+            action=parsed["action"],
+            quantity=Decimal(parsed["quantity"]),
+            order_type=parsed["order_type"],
+            limit=_decimal(parsed["lmt_price"]),
+            aux=_decimal(parsed["aux_price"]),
+            trailing_percent=_decimal(parsed["trailing_percent"]),
+            tif=parsed["tif"] or "DAY",
+            account=account.code,
+            order_ref=parsed["order_ref"],
+            fields=fields,
+            anchor=instrument.price,
+        )
         required = self._initial_margin(account, order)
         equity = self._net_liquidation(account)
         if order.sign > 0 and required > equity:
-            client.send(ERR_MSG, 2, order_id, 201,
-                        MARGIN_TEXT.format(equity=f"{equity:.2f}", margin=f"{required:.2f}"), "")
+            client.send(
+                ERR_MSG,
+                2,
+                order_id,
+                201,
+                MARGIN_TEXT.format(equity=f"{equity:.2f}", margin=f"{required:.2f}"),
+                "",
+            )
             return True
         self._next_perm_id += 1
         self._next_order_id = max(self._next_order_id, order_id + 1)
@@ -584,12 +701,27 @@ class TwsPeer:
         return True
 
     def _cancel_request(self, client: _Client, order_id: int) -> None:
-        order = next((o for o in self.orders if o.client_id == client.client_id and o.order_id == order_id), None)
+        order = next(
+            (o for o in self.orders if o.client_id == client.client_id and o.order_id == order_id), None
+        )
         if order is None:
-            client.send(ERR_MSG, 2, order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found.", "")
+            client.send(
+                ERR_MSG,
+                2,
+                order_id,
+                10147,
+                f"OrderId {order_id} that needs to be cancelled is not found.",
+                "",
+            )
         elif not order.working:
-            client.send(ERR_MSG, 2, order_id, 10148,
-                        f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {order.status}.", "")
+            client.send(
+                ERR_MSG,
+                2,
+                order_id,
+                10148,
+                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {order.status}.",
+                "",
+            )
         else:
             self.cancel(order)
 
@@ -601,7 +733,11 @@ class TwsPeer:
         if kind == "TRAIL":
             anchor = order.anchor or price
             order.anchor = min(anchor, price) if buy else max(anchor, price)
-            offset = order.anchor * order.trailing_percent / 100 if order.trailing_percent else order.aux or Decimal(0)
+            offset = (
+                order.anchor * order.trailing_percent / 100
+                if order.trailing_percent
+                else order.aux or Decimal(0)
+            )
             stop = order.anchor + offset if buy else order.anchor - offset
             triggered = price >= stop if buy else price <= stop
         elif kind in ("STP", "STP LMT"):
@@ -643,7 +779,8 @@ class TwsPeer:
             if parsed["symbol"] != instrument.symbol or (parsed["currency"] or "USD") != instrument.currency:
                 continue
             if sec_type == "OPT" and (
-                parsed["expiry"] != instrument.expiry or parsed["right"][:1] != instrument.right
+                parsed["expiry"] != instrument.expiry
+                or parsed["right"][:1] != instrument.right
                 or Decimal(parsed["strike"] or 0) != instrument.strike
             ):
                 continue
@@ -692,11 +829,18 @@ class TwsPeer:
         return account.cash + self._market_value(account)[0]
 
     def _initial_margin(self, account: PeerAccount, order: PeerOrder | None = None) -> Decimal:
-        margin = sum((abs(quantity) * instrument.price * instrument.mult * instrument.margin_rate
-                      for instrument, quantity, _ in account.positions.values()), Decimal(0))
+        margin = sum(
+            (
+                abs(quantity) * instrument.price * instrument.mult * instrument.margin_rate
+                for instrument, quantity, _ in account.positions.values()
+            ),
+            Decimal(0),
+        )
         if order is not None:
             instrument = order.instrument
-            margin += order.quantity * (order.limit or instrument.price) * instrument.mult * instrument.margin_rate
+            margin += (
+                order.quantity * (order.limit or instrument.price) * instrument.mult * instrument.margin_rate
+            )
         return margin
 
     def _account_values(self, account: PeerAccount) -> list[tuple[str, str, str]]:
@@ -705,10 +849,17 @@ class TwsPeer:
         initial = self._initial_margin(account)
         maintenance = initial / 2
         money = {
-            "NetLiquidation": liquidation, "TotalCashValue": account.cash, "BuyingPower": (liquidation - initial) * 2,
-            "AvailableFunds": liquidation - initial, "ExcessLiquidity": liquidation - maintenance,
-            "InitMarginReq": initial, "MaintMarginReq": maintenance, "GrossPositionValue": gross,
-            "EquityWithLoanValue": liquidation, "RealizedPnL": account.realized, "UnrealizedPnL": unrealized,
+            "NetLiquidation": liquidation,
+            "TotalCashValue": account.cash,
+            "BuyingPower": (liquidation - initial) * 2,
+            "AvailableFunds": liquidation - initial,
+            "ExcessLiquidity": liquidation - maintenance,
+            "InitMarginReq": initial,
+            "MaintMarginReq": maintenance,
+            "GrossPositionValue": gross,
+            "EquityWithLoanValue": liquidation,
+            "RealizedPnL": account.realized,
+            "UnrealizedPnL": unrealized,
         }
         values = [(tag, f"{value:.2f}", account.currency) for tag, value in money.items()]
         leverage = gross / liquidation if liquidation > 0 else Decimal(0)
@@ -742,8 +893,18 @@ class TwsPeer:
         for instrument, quantity, cost in account.positions.values():
             mult = instrument.mult
             value = quantity * instrument.price * mult
-            client.send(PORTFOLIO_VALUE, 8, *instrument.portfolio_contract(), quantity, instrument.price,
-                        f"{value:.2f}", cost * mult, f"{value - cost * quantity * mult:.2f}", "0", account.code)
+            client.send(
+                PORTFOLIO_VALUE,
+                8,
+                *instrument.portfolio_contract(),
+                quantity,
+                instrument.price,
+                f"{value:.2f}",
+                cost * mult,
+                f"{value - cost * quantity * mult:.2f}",
+                "0",
+                account.code,
+            )
         client.send(ACCT_UPDATE_TIME, 1, datetime.now(TWS_ZONE).strftime("%H:%M"))
 
     def _send_summary(self, client: _Client, req_id: int) -> None:
@@ -755,41 +916,107 @@ class TwsPeer:
             if "$LEDGER:ALL" in tags:
                 _, _, unrealized = self._market_value(account)
                 for currency in ("BASE", account.currency):
-                    client.send(ACCOUNT_SUMMARY, 1, req_id, account.code, "CashBalance", f"{account.cash:.2f}", currency)
-                    client.send(ACCOUNT_SUMMARY, 1, req_id, account.code, "RealizedPnL", f"{account.realized:.2f}", currency)
-                    client.send(ACCOUNT_SUMMARY, 1, req_id, account.code, "UnrealizedPnL", f"{unrealized:.2f}", currency)
+                    client.send(
+                        ACCOUNT_SUMMARY,
+                        1,
+                        req_id,
+                        account.code,
+                        "CashBalance",
+                        f"{account.cash:.2f}",
+                        currency,
+                    )
+                    client.send(
+                        ACCOUNT_SUMMARY,
+                        1,
+                        req_id,
+                        account.code,
+                        "RealizedPnL",
+                        f"{account.realized:.2f}",
+                        currency,
+                    )
+                    client.send(
+                        ACCOUNT_SUMMARY,
+                        1,
+                        req_id,
+                        account.code,
+                        "UnrealizedPnL",
+                        f"{unrealized:.2f}",
+                        currency,
+                    )
                     client.send(ACCOUNT_SUMMARY, 1, req_id, account.code, "ExchangeRate", "1.00", currency)
 
     # -- message builders ---------------------------------------------------------------
-    def _position(self, account: PeerAccount, instrument: Instrument, quantity: Decimal, cost: Decimal) -> list[object]:
+    def _position(
+        self, account: PeerAccount, instrument: Instrument, quantity: Decimal, cost: Decimal
+    ) -> list[object]:
         return [POSITION_DATA, 3, account.code, *instrument.contract(), quantity, cost * instrument.mult]
 
     def _order_status(self, order: PeerOrder) -> list[object]:
-        return [ORDER_STATUS, order.order_id, order.status, order.filled, order.remaining,
-                order.avg_price, order.perm_id, 0, order.last_fill_price, order.client_id, "", 0]
+        return [
+            ORDER_STATUS,
+            order.order_id,
+            order.status,
+            order.filled,
+            order.remaining,
+            order.avg_price,
+            order.perm_id,
+            0,
+            order.last_fill_price,
+            order.client_id,
+            "",
+            0,
+        ]
 
     def _exec_details(self, req_id: int, execution: PeerExecution) -> list[object]:
         order = execution.order
-        return [EXECUTION_DATA, req_id, order.order_id, *order.instrument.contract(order.exchange),
-                execution.exec_id, tws_time(execution.time), order.account,
-                order.instrument.exchange if order.exchange == "SMART" else order.exchange,
-                "BOT" if order.sign > 0 else "SLD", execution.shares, execution.price, order.perm_id,
-                order.client_id, 0, execution.cum_qty, execution.avg_price, order.order_ref, "", "", "", 1]
+        return [
+            EXECUTION_DATA,
+            req_id,
+            order.order_id,
+            *order.instrument.contract(order.exchange),
+            execution.exec_id,
+            tws_time(execution.time),
+            order.account,
+            order.instrument.exchange if order.exchange == "SMART" else order.exchange,
+            "BOT" if order.sign > 0 else "SLD",
+            execution.shares,
+            execution.price,
+            order.perm_id,
+            order.client_id,
+            0,
+            execution.cum_qty,
+            execution.avg_price,
+            order.order_ref,
+            "",
+            "",
+            "",
+            1,
+        ]
 
     def _commission_report(self, execution: PeerExecution) -> list[object]:
         realized = UNSET_DOUBLE if execution.realized_pnl is None else f"{execution.realized_pnl:.2f}"
-        return [COMMISSION_REPORT, 1, execution.exec_id, execution.commission, execution.order.instrument.currency,
-                realized, "", ""]
+        return [
+            COMMISSION_REPORT,
+            1,
+            execution.exec_id,
+            execution.commission,
+            execution.order.instrument.currency,
+            realized,
+            "",
+            "",
+        ]
 
     def _executions_request(self, client: _Client, fields: list[str]) -> None:
         req_id, client_filter, account, _since, symbol, sec_type, _exchange, side = fields[2:10]
         for execution in self.executions:
             order = execution.order
-            if ((client_filter not in ("", "0") and int(client_filter) != order.client_id)
-                    or (account and account != order.account)
-                    or (symbol and symbol != order.instrument.symbol)
-                    or (sec_type and sec_type != order.instrument.sec_type)
-                    or (side and side[:1] != order.action[:1])):
+            if (
+                (client_filter not in ("", "0") and int(client_filter) != order.client_id)
+                or (account and account != order.account)
+                or (symbol and symbol != order.instrument.symbol)
+                or (sec_type and sec_type != order.instrument.sec_type)
+                or (side and side[:1] != order.action[:1])
+            ):
                 continue
             client.send(*self._exec_details(int(req_id), execution))
             if self.send_commission_reports:
@@ -798,43 +1025,210 @@ class TwsPeer:
 
     def _order_fields(self, order: PeerOrder) -> list[object]:
         """action .. orderRef, shared by openOrder and completedOrder."""
-        return [order.action, order.quantity, order.order_type, order.limit, order.aux, order.tif, "",
-                order.account, "", 0, order.order_ref]
+        return [
+            order.action,
+            order.quantity,
+            order.order_type,
+            order.limit,
+            order.aux,
+            order.tif,
+            "",
+            order.account,
+            "",
+            0,
+            order.order_ref,
+        ]
 
     def _open_order(self, order: PeerOrder, version: int) -> list[object]:
         fa_profile = [""] if version < 177 else []
         return [
-            OPEN_ORDER, order.order_id, *order.instrument.contract(order.exchange), *self._order_fields(order),
-            order.client_id, order.perm_id, 0, 0, "", "", "", "", "", "", *fa_profile,
+            OPEN_ORDER,
+            order.order_id,
+            *order.instrument.contract(order.exchange),
+            *self._order_fields(order),
+            order.client_id,
+            order.perm_id,
+            0,
+            0,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            *fa_profile,
             # modelCode .. deltaNeutralAuxPrice
-            "", "", "", "", "", 0, "", "", "", "", "", "", "", "", "", 0, 0, 0, "", 0, 0, 0, "", 0, 0, "", "", "", "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
+            0,
+            "",
+            0,
+            0,
+            0,
+            "",
+            0,
+            0,
+            "",
+            "",
+            "",
+            "",
             # continuousUpdate .. comboLegsDescrip, then no legs, order legs or smart-combo params
-            0, "", "", order.trailing_percent, "", "", "", 0, 0, 0,
+            0,
+            "",
+            "",
+            order.trailing_percent,
+            "",
+            "",
+            "",
+            0,
+            0,
+            0,
             # scale (no increment), hedgeType, optOutSmartRouting .. notHeld, no delta-neutral contract
-            "", "", "", "", 0, "", "", 0, 0,
+            "",
+            "",
+            "",
+            "",
+            0,
+            "",
+            "",
+            0,
+            0,
             "",  # algoStrategy
-            0, 0, order.status, *[""] * 9, "", "", "", "", "", 0, 0,  # solicited .. randomizePrice
+            0,
+            0,
+            order.status,
+            *[""] * 9,
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,  # solicited .. randomizePrice
             0,  # conditions
-            "", "", "", "", "", "", "", 0, "", "", "", "", 0, 0, "", 0,  # adjustedOrderType .. usePriceMgmtAlgo
-            "", 0, 0,  # duration, postToAts, autoCancelParent
-            "", "", "", "", "",  # minTradeQty .. midOffsetAtHalf
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
+            "",
+            0,  # adjustedOrderType .. usePriceMgmtAlgo
+            "",
+            0,
+            0,  # duration, postToAts, autoCancelParent
+            "",
+            "",
+            "",
+            "",
+            "",  # minTradeQty .. midOffsetAtHalf
         ]
 
     def _completed_order(self, order: PeerOrder, version: int) -> list[object]:
         fa_profile = [""] if version < 177 else []
         completed_status = f"Filled Size: {text(order.filled)}" if order.status == "Filled" else order.status
         return [
-            COMPLETED_ORDER, *order.instrument.contract(order.exchange), *self._order_fields(order),
-            order.perm_id, 0, 0, "", "", "", "", "", *fa_profile,
+            COMPLETED_ORDER,
+            *order.instrument.contract(order.exchange),
+            *self._order_fields(order),
+            order.perm_id,
+            0,
+            0,
+            "",
+            "",
+            "",
+            "",
+            "",
+            *fa_profile,
             # modelCode .. deltaNeutralAuxPrice
-            "", "", "", "", "", 0, "", "", "", "", "", "", "", "", 0, 0, "", 0, 0, "", 0, "", "",
-            0, "", "", order.trailing_percent, "", 0, 0, 0,  # continuousUpdate .. legs and params
-            "", "", "", "", "", "", 0, 0,  # scale, hedgeType, clearing .. notHeld, no delta-neutral contract
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
+            "",
+            0,
+            0,
+            "",
+            0,
+            "",
+            "",
+            0,
+            "",
+            "",
+            order.trailing_percent,
+            "",
+            0,
+            0,
+            0,  # continuousUpdate .. legs and params
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,  # scale, hedgeType, clearing .. notHeld, no delta-neutral contract
             "",  # algoStrategy
-            0, order.status, 0, 0,  # solicited, status, randomizeSize, randomizePrice
+            0,
+            order.status,
+            0,
+            0,  # solicited, status, randomizeSize, randomizePrice
             0,  # conditions
-            "", "", "", 0, 0, "", order.filled, 0, 0, "", 0, 0, 0, order.completed_time, completed_status,
-            "", "", "", "", "",  # minTradeQty .. midOffsetAtHalf
+            "",
+            "",
+            "",
+            0,
+            0,
+            "",
+            order.filled,
+            0,
+            0,
+            "",
+            0,
+            0,
+            0,
+            order.completed_time,
+            completed_status,
+            "",
+            "",
+            "",
+            "",
+            "",  # minTradeQty .. midOffsetAtHalf
         ]
 
 
@@ -845,11 +1239,40 @@ def _decimal(value: str) -> Decimal | None:
 
 
 _PLACE_ORDER_HEAD = (
-    "order_id", "con_id", "symbol", "sec_type", "expiry", "strike", "right", "multiplier", "exchange",
-    "primary_exchange", "currency", "local_symbol", "trading_class", "sec_id_type", "sec_id", "action",
-    "quantity", "order_type", "lmt_price", "aux_price", "tif", "oca_group", "account", "open_close", "origin",
-    "order_ref", "transmit", "parent_id", "block_order", "sweep_to_fill", "display_size", "trigger_method",
-    "outside_rth", "hidden",
+    "order_id",
+    "con_id",
+    "symbol",
+    "sec_type",
+    "expiry",
+    "strike",
+    "right",
+    "multiplier",
+    "exchange",
+    "primary_exchange",
+    "currency",
+    "local_symbol",
+    "trading_class",
+    "sec_id_type",
+    "sec_id",
+    "action",
+    "quantity",
+    "order_type",
+    "lmt_price",
+    "aux_price",
+    "tif",
+    "oca_group",
+    "account",
+    "open_close",
+    "origin",
+    "order_ref",
+    "transmit",
+    "parent_id",
+    "block_order",
+    "sweep_to_fill",
+    "display_size",
+    "trigger_method",
+    "outside_rth",
+    "hidden",
 )
 
 
@@ -936,4 +1359,3 @@ def drain(queue: asyncio.Queue) -> list:
     while not queue.empty():
         events.append(queue.get_nowait())
     return events
-

@@ -34,7 +34,9 @@ _CATEGORY_OF: dict[str, str] = {}
 def _category(module: object) -> str:
     category = getattr(module, "CATEGORY", None)
     if category not in CATEGORY_ORDER:
-        raise AssertionError(f"{getattr(module, '__name__', module)} must set CATEGORY to one of {CATEGORY_ORDER}")
+        raise AssertionError(
+            f"{getattr(module, '__name__', module)} must set CATEGORY to one of {CATEGORY_ORDER}"
+        )
     return category
 
 
@@ -88,8 +90,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def summary_lines() -> list[str]:
-    return [f"reliability {category}: {TRIED[category]:,} cases tried, {FAILED[category]:,} failures"
-            for category in CATEGORY_ORDER if TRIED[category] or FAILED[category]]
+    return [
+        f"reliability {category}: {TRIED[category]:,} cases tried, {FAILED[category]:,} failures"
+        for category in CATEGORY_ORDER
+        if TRIED[category] or FAILED[category]
+    ]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -17,16 +17,31 @@ from brokers.config import Config, parse_config
 from brokers.models import OrderRequest, OrderStatus
 from brokers.runtime import build_runtime
 
-ACKNOWLEDGED = {OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
-                OrderStatus.CANCELLED}
+ACKNOWLEDGED = {
+    OrderStatus.SUBMITTED,
+    OrderStatus.ACCEPTED,
+    OrderStatus.PARTIALLY_FILLED,
+    OrderStatus.FILLED,
+    OrderStatus.CANCELLED,
+}
 
 
 def config_for(state_dir: str, base_url: str) -> Config:
-    return parse_config({
-        "state_dir": state_dir,
-        "accounts": [{"name": "alpaca", "type": "alpaca", "base_url": base_url, "timeout": 5,
-                      "reconnect_delay": 0.05}],
-    }, where="crash test")
+    return parse_config(
+        {
+            "state_dir": state_dir,
+            "accounts": [
+                {
+                    "name": "alpaca",
+                    "type": "alpaca",
+                    "base_url": base_url,
+                    "timeout": 5,
+                    "reconnect_delay": 0.05,
+                }
+            ],
+        },
+        where="crash test",
+    )
 
 
 def say(text: str) -> None:
@@ -39,8 +54,9 @@ async def burst(runtime, count: int) -> None:
         side = "SELL" if n % 3 == 0 else "BUY"
         # One order in five rests far from the market, so some are still working at the kill.
         away = {"order_type": "LIMIT", "limit_price": "150" if side == "BUY" else "250"} if n % 5 == 0 else {}
-        order = await runtime.execution.submit(OrderRequest(symbol="AAPL", side=side, quantity=1 + n % 4,
-                                                            **away))
+        order = await runtime.execution.submit(
+            OrderRequest(symbol="AAPL", side=side, quantity=1 + n % 4, **away)
+        )
         if order.status in ACKNOWLEDGED:
             say(order.client_order_id)
 
@@ -51,8 +67,9 @@ async def burst(runtime, count: int) -> None:
 
 async def halt(runtime, count: int) -> None:
     for n in range(count):
-        order = await runtime.execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1 + n,
-                                                            order_type="LIMIT", limit_price="150"))
+        order = await runtime.execution.submit(
+            OrderRequest(symbol="AAPL", side="BUY", quantity=1 + n, order_type="LIMIT", limit_price="150")
+        )
         if order.status in ACKNOWLEDGED:
             say(order.client_order_id)
     await runtime.execution.halt("halted before the crash", source="crash test")

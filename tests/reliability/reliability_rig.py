@@ -66,22 +66,39 @@ class CountingSim(SimBroker):
 class Rig:
     """Manager + kill switch + journal + execution service, started and stopped as one."""
 
-    def __init__(self, root: Path, brokers: dict[str, Broker], *, default: str | None = None,
-                 risk: Any = None, halt_settings: HaltSettings | None = None, submit_timeout: float = 10.0,
-                 call_timeout: float | None = None, backoff: Backoff | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] | None = None, manager_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        brokers: dict[str, Broker],
+        *,
+        default: str | None = None,
+        risk: Any = None,
+        halt_settings: HaltSettings | None = None,
+        submit_timeout: float = 10.0,
+        call_timeout: float | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        manager_timeout: float = 5.0,
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.brokers = brokers
-        self.manager = MultiBrokerManager(heartbeat_interval=3600, timeout=manager_timeout, backoff=backoff,
-                                          sleep=sleep)
+        self.manager = MultiBrokerManager(
+            heartbeat_interval=3600, timeout=manager_timeout, backoff=backoff, sleep=sleep
+        )
         for name, broker in brokers.items():
             self.manager.add_broker(name, broker, default=(name == default))
         self.journal = Journal(root / "journal.sqlite")
         self.switch = KillSwitch(root, journal=self.journal, env={})
-        self.service = ExecutionService(self.manager, self.switch, risk=risk, journal=self.journal,
-                                        halt_settings=halt_settings, submit_timeout=submit_timeout,
-                                        call_timeout=call_timeout)
+        self.service = ExecutionService(
+            self.manager,
+            self.switch,
+            risk=risk,
+            journal=self.journal,
+            halt_settings=halt_settings,
+            submit_timeout=submit_timeout,
+            call_timeout=call_timeout,
+        )
         self.manager.book_provider = self.service.book_positions
         self.history: dict[str, list[tuple[OrderStatus, Decimal]]] = defaultdict(list)
         self.service.subscribe(self._seen)
@@ -137,7 +154,9 @@ def regressions(history: dict[str, list[tuple[OrderStatus, Decimal]]]) -> list[s
     return found
 
 
-def journal_positions(journal: Journal, accounts: Iterable[str] | None = None) -> dict[tuple[str, str], Decimal]:
+def journal_positions(
+    journal: Journal, accounts: Iterable[str] | None = None
+) -> dict[tuple[str, str], Decimal]:
     """(account, symbol) -> signed quantity filled, from the journal's last word on each order."""
     wanted = set(accounts) if accounts is not None else None
     totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
@@ -232,7 +251,9 @@ class AlpacaSide(PeerSide):
             self.peer.delay_next("POST", "/v2/orders", self.timeout + 0.5)
 
     def refuse_next(self) -> None:
-        self.peer.fail_next("POST", "/v2/orders", 403, {"code": 40310000, "message": "insufficient buying power"})
+        self.peer.fail_next(
+            "POST", "/v2/orders", 403, {"code": 40310000, "message": "insufficient buying power"}
+        )
 
 
 class KiteSide(PeerSide):
@@ -258,8 +279,13 @@ class KiteSide(PeerSide):
 
     def settings(self, name: str) -> dict[str, Any]:
         self.store_keys(name)
-        return {"type": "zerodha", "name": name, "root": self.peer.root, "poll_interval": 0.2,
-                "timeout": self.timeout}
+        return {
+            "type": "zerodha",
+            "name": name,
+            "root": self.peer.root,
+            "poll_interval": 0.2,
+            "timeout": self.timeout,
+        }
 
     def orders_with(self, client_order_id: str) -> int:
         from brokers.adapters.zerodha import tag_for
@@ -277,8 +303,10 @@ class KiteSide(PeerSide):
             self.peer.plan("delay", seconds=self.timeout + 0.5)
 
     def refuse_next(self) -> None:
-        self.peer.plan("reject", message="Insufficient funds. Required margin is 95417.84 but available "
-                                         "margin is 74251.80.")
+        self.peer.plan(
+            "reject",
+            message="Insufficient funds. Required margin is 95417.84 but available margin is 74251.80.",
+        )
 
 
 class TwsSide(PeerSide):
@@ -322,9 +350,14 @@ class TwsSide(PeerSide):
     def refuse_next(self) -> None:
         from tests.peers.tws_peer import reject
 
-        self.peer.react(reject(201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN "
-                                    "THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE [1000 USD] MUST EXCEED "
-                                    "THE INITIAL MARGIN [5000 USD]"))
+        self.peer.react(
+            reject(
+                201,
+                "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN "
+                "THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE [1000 USD] MUST EXCEED "
+                "THE INITIAL MARGIN [5000 USD]",
+            )
+        )
 
 
 PEER_SIDES: dict[str, type[PeerSide]] = {"alpaca": AlpacaSide, "zerodha": KiteSide, "ibkr": TwsSide}

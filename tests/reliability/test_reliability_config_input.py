@@ -30,28 +30,82 @@ LINE_LIMIT = 600
 BASE: dict[str, Any] = {
     "base_currency": "USD",
     "accounts": [
-        {"name": "paper", "type": "sim", "currency": "USD", "default": True, "weight": 2.0, "label": "Paper",
-         "initial_cash": 100000, "account_type": "margin", "leverage": 2, "allow_short": True, "seed": 7,
-         "latency": 0.0, "slippage_bps": 1, "commission_per_share": 0.005, "session_close": "16:00",
-         "session_timezone": "America/New_York", "prices": {"AAPL": 190.0, "MSFT": 410.0},
-         "initial_positions": {"AAPL": [10, 180.0]}, "risk": {"max_order_quantity": 1000},
-         "faults": {"reject_next": 0, "timeout_methods": ["place_order"]}},
-        {"name": "alpaca-paper", "type": "alpaca", "live": False, "currency": "USD", "crypto": True,
-         "timeout": 10, "reconnect_delay": 1.0, "key_env": "ALPACA_API_KEY"},
-        {"name": "ibkr", "type": "ibkr", "host": "127.0.0.1", "port": 7497, "client_id": 1,
-         "account": "DU1234567", "timeout": 10, "readonly": False},
-        {"name": "kite", "type": "zerodha", "live": True, "currency": "INR", "exchange": "NSE", "product": "CNC",
-         "variety": "regular", "poll_interval": 1.0, "timeout": 7,
-         "token_issued_at": datetime(2024, 12, 10, 3, 0, tzinfo=UTC)},
+        {
+            "name": "paper",
+            "type": "sim",
+            "currency": "USD",
+            "default": True,
+            "weight": 2.0,
+            "label": "Paper",
+            "initial_cash": 100000,
+            "account_type": "margin",
+            "leverage": 2,
+            "allow_short": True,
+            "seed": 7,
+            "latency": 0.0,
+            "slippage_bps": 1,
+            "commission_per_share": 0.005,
+            "session_close": "16:00",
+            "session_timezone": "America/New_York",
+            "prices": {"AAPL": 190.0, "MSFT": 410.0},
+            "initial_positions": {"AAPL": [10, 180.0]},
+            "risk": {"max_order_quantity": 1000},
+            "faults": {"reject_next": 0, "timeout_methods": ["place_order"]},
+        },
+        {
+            "name": "alpaca-paper",
+            "type": "alpaca",
+            "live": False,
+            "currency": "USD",
+            "crypto": True,
+            "timeout": 10,
+            "reconnect_delay": 1.0,
+            "key_env": "ALPACA_API_KEY",
+        },
+        {
+            "name": "ibkr",
+            "type": "ibkr",
+            "host": "127.0.0.1",
+            "port": 7497,
+            "client_id": 1,
+            "account": "DU1234567",
+            "timeout": 10,
+            "readonly": False,
+        },
+        {
+            "name": "kite",
+            "type": "zerodha",
+            "live": True,
+            "currency": "INR",
+            "exchange": "NSE",
+            "product": "CNC",
+            "variety": "regular",
+            "poll_interval": 1.0,
+            "timeout": 7,
+            "token_issued_at": datetime(2024, 12, 10, 3, 0, tzinfo=UTC),
+        },
     ],
-    "risk": {"max_order_quantity": 10000, "max_order_notional": 1000000, "price_band_percent": 10,
-             "max_orders_per_second": 20, "burst": 40, "max_open_orders": 200, "duplicate_window_seconds": 2,
-             "daily_loss_limit": 5000, "allowed_symbols": ["AAPL", "*.NS"], "denied_symbols": ["GME"]},
+    "risk": {
+        "max_order_quantity": 10000,
+        "max_order_notional": 1000000,
+        "price_band_percent": 10,
+        "max_orders_per_second": 20,
+        "burst": 40,
+        "max_open_orders": 200,
+        "duplicate_window_seconds": 2,
+        "daily_loss_limit": 5000,
+        "allowed_symbols": ["AAPL", "*.NS"],
+        "denied_symbols": ["GME"],
+    },
     "routing": [{"account": "kite", "currency": "INR"}, {"account": "alpaca-paper", "asset_class": "CRYPTO"}],
     "halt": {"cancel_open_orders": True, "poll_interval_ms": 100},
     "fx": {"rates": {"USDINR": 84.1}, "stale_after_seconds": 86400},
-    "ui": {"keymap": {"halt": "f12,ctrl+k"}, "confirm_notional_above": 50000, "price_refresh_hz": 10,
-           "refresh_interval_seconds": 2.0},
+    "ui": {
+        "keymap": {"halt": "f12,ctrl+k"},
+        "confirm_notional_above": 50000,
+        "price_refresh_hz": 10,
+        "refresh_interval_seconds": 2.0,
+    },
 }
 # Tables whose keys are data (symbols, currency pairs), where any new key is a value, not a typo.
 OPEN_TABLES = {"prices", "initial_positions", "rates"}
@@ -94,12 +148,18 @@ def named_key(path: tuple) -> str:
 
 
 toml_values = st.one_of(
-    st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, -1, 10**18, 2**63 - 1]),
-    st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-    st.text(max_size=20), st.sampled_from(["", " ", "abc", "1e999", "NaN", "-5", "USD", "sim", "CASH"]),
-    st.lists(st.integers(-3, 3), max_size=3), st.lists(st.text(max_size=3), max_size=2),
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([0, -1, 10**18, 2**63 - 1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=20),
+    st.sampled_from(["", " ", "abc", "1e999", "NaN", "-5", "USD", "sim", "CASH"]),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.lists(st.text(max_size=3), max_size=2),
     st.dictionaries(st.sampled_from(["a", "b", "AAPL"]), st.integers(-3, 3), max_size=2),
-    st.just(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)), st.just(date(2024, 1, 2)), st.just(time(9, 30)),
+    st.just(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    st.just(date(2024, 1, 2)),
+    st.just(time(9, 30)),
 )
 
 
@@ -129,8 +189,11 @@ def outcome(path: Path) -> tuple[Config | None, ConfigError | None]:
 
 
 def generated(cases: int) -> settings:
-    return settings(max_examples=cases, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=cases,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 def test_the_base_config_and_the_example_load():
@@ -143,9 +206,39 @@ def test_the_base_config_and_the_example_load():
 # -- malformed TOML --------------------------------------------------------------------------------
 
 EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
-TOML_BITS = st.sampled_from(["[", "]", "[[", "]]", "=", '"', "'", '"""', "\n", "#", "{", "}", ",", ".", "-",
-                             "0", "1e", "inf", "nan", "true", "x", " ", "\\", "\t", "[accounts]", "name = ",
-                             "\x00", "\u2028", "é"])
+TOML_BITS = st.sampled_from(
+    [
+        "[",
+        "]",
+        "[[",
+        "]]",
+        "=",
+        '"',
+        "'",
+        '"""',
+        "\n",
+        "#",
+        "{",
+        "}",
+        ",",
+        ".",
+        "-",
+        "0",
+        "1e",
+        "inf",
+        "nan",
+        "true",
+        "x",
+        " ",
+        "\\",
+        "\t",
+        "[accounts]",
+        "name = ",
+        "\x00",
+        "\u2028",
+        "é",
+    ]
+)
 
 
 @st.composite
@@ -157,7 +250,7 @@ def damaged_text(draw) -> str | bytes:
         if how == "insert":
             text = text[:where] + draw(TOML_BITS) + text[where:]
         elif how == "delete":
-            text = text[:where] + text[where + draw(st.integers(1, 40)):]
+            text = text[:where] + text[where + draw(st.integers(1, 40)) :]
         elif how == "duplicate":
             end = text.find("\n", where) + 1 or len(text)
             text = text[:end] + text[where:end] + text[end:]
@@ -209,10 +302,15 @@ def test_wrong_types_load_or_are_refused_naming_the_key(path, value, tmp_path, t
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e308, -0.0, 10**18])
-@pytest.mark.parametrize("path", [p for p in LEAVES if isinstance(at(BASE, p), int | float)
-                                  and not isinstance(at(BASE, p), bool)
-                                  and "faults" not in p],  # a fault counter of inf means "every call"
-                         ids=lambda p: ".".join(map(str, p)))
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in LEAVES
+        if isinstance(at(BASE, p), int | float) and not isinstance(at(BASE, p), bool) and "faults" not in p
+    ],  # a fault counter of inf means "every call"
+    ids=lambda p: ".".join(map(str, p)),
+)
 def test_every_number_refuses_nan_infinity_and_absurd_sizes_by_name(path, value, tmp_path):
     data = copy.deepcopy(BASE)
     at(data, path[:-1])[path[-1]] = value
@@ -225,9 +323,12 @@ def test_every_number_refuses_nan_infinity_and_absurd_sizes_by_name(path, value,
 
 # -- unknown keys ----------------------------------------------------------------------------------
 
-misspelt = st.one_of(st.sampled_from(["colour", "max_order_qty", "defualt", "timeout_s", "Name", "prices2",
-                                      "halt_on_start", "api_url"]),
-                     st.from_regex(r"[a-z][a-z_]{2,12}", fullmatch=True))
+misspelt = st.one_of(
+    st.sampled_from(
+        ["colour", "max_order_qty", "defualt", "timeout_s", "Name", "prices2", "halt_on_start", "api_url"]
+    ),
+    st.from_regex(r"[a-z][a-z_]{2,12}", fullmatch=True),
+)
 
 
 @generated(250)
@@ -245,8 +346,22 @@ def test_unknown_keys_are_refused_by_name(table, key, value, tmp_path, tally):
 
 # -- secrets in the file ---------------------------------------------------------------------------
 
-SECRET_KEYS = ["api_key", "secret_key", "secret", "password", "access_token", "token", "api_secret",
-               "API_KEY", "Secret", "private_key", "passphrase", "alpaca_secret_key", "totp", "pin"]
+SECRET_KEYS = [
+    "api_key",
+    "secret_key",
+    "secret",
+    "password",
+    "access_token",
+    "token",
+    "api_secret",
+    "API_KEY",
+    "Secret",
+    "private_key",
+    "passphrase",
+    "alpaca_secret_key",
+    "totp",
+    "pin",
+]
 
 
 @generated(150)
@@ -265,14 +380,18 @@ def test_secrets_in_the_file_are_refused_and_never_echoed(table, key, tmp_path, 
 # -- through the command line ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    "accounts = [",
-    "[[accounts]]\nname = 'x'\ntype = 'sim'\ninitial_cash = 'lots'\n",
-    "[[accounts]]\nname = 'x'\ntype = 'sim'\ncolour = 'blue'\n",
-    f"[[accounts]]\nname = 'x'\ntype = 'alpaca'\nsecret_key = '{CANARY}'\n",
-    "base_currency = 12\n",
-    "[risk]\nmax_order_quantity = nan\n",
-], ids=["malformed", "wrong-type", "unknown-key", "secret", "base-currency", "nan"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "accounts = [",
+        "[[accounts]]\nname = 'x'\ntype = 'sim'\ninitial_cash = 'lots'\n",
+        "[[accounts]]\nname = 'x'\ntype = 'sim'\ncolour = 'blue'\n",
+        f"[[accounts]]\nname = 'x'\ntype = 'alpaca'\nsecret_key = '{CANARY}'\n",
+        "base_currency = 12\n",
+        "[risk]\nmax_order_quantity = nan\n",
+    ],
+    ids=["malformed", "wrong-type", "unknown-key", "secret", "base-currency", "nan"],
+)
 def test_the_command_line_reports_a_bad_config_without_a_traceback(text, tmp_path):
     from console.cli import app
 

@@ -32,19 +32,38 @@ KILL_AFTER = 298  # acknowledged orders seen before the kill: mid-way through a 
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
-_PEER_STATUS = {"filled": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLED,
-                "new": OrderStatus.ACCEPTED, "accepted": OrderStatus.SUBMITTED}
+_PEER_STATUS = {
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELLED,
+    "new": OrderStatus.ACCEPTED,
+    "accepted": OrderStatus.SUBMITTED,
+}
 
 
-async def run_child(state: Path, side: AlpacaSide, mode: str, count: int, until_line) -> tuple[list[str], int]:
+async def run_child(
+    state: Path, side: AlpacaSide, mode: str, count: int, until_line
+) -> tuple[list[str], int]:
     """Start the child, read its lines until ``until_line(lines)`` says enough, kill -9 it.
     Returns every line it wrote (including those still in the pipe) and its exit status."""
     # Keys from the environment; the null keyring keeps the child away from the real one.
-    env = {**os.environ, "ALPACA_API_KEY": side.peer.api_key, "ALPACA_SECRET_KEY": side.peer.secret_key,
-           "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "ALPACA_API_KEY": side.peer.api_key,
+        "ALPACA_SECRET_KEY": side.peer.secret_key,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        "PYTHONUNBUFFERED": "1",
+    }
     child = await asyncio.create_subprocess_exec(
-        sys.executable, str(CHILD), str(state), side.peer.base_url, mode, str(count),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
+        sys.executable,
+        str(CHILD),
+        str(state),
+        side.peer.base_url,
+        mode,
+        str(count),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
     lines: list[str] = []
     try:
         async with asyncio.timeout(60):
@@ -71,7 +90,9 @@ def journal_intents_and_acks(path: Path) -> Counter:
     finally:
         check.close()
     with Journal(path) as journal:
-        return Counter((event.client_order_id, event.kind) for event in journal.events(kinds=["intent", "ack"]))
+        return Counter(
+            (event.client_order_id, event.kind) for event in journal.events(kinds=["intent", "ack"])
+        )
 
 
 async def restarted(state: Path, side: AlpacaSide):
@@ -148,11 +169,14 @@ async def test_kill_9_during_a_burst_of_1000_orders_then_restart(tmp_path):
             settled = {e.client_order_id for e in runtime.journal.events(kinds=["reconcile"])}
             assert unanswered <= settled
             working = sum(o.is_working for o in journal.values())
-            note(CATEGORY, f"kill -9 after {len(acknowledged)} of {BURST} orders acknowledged: "
-                           f"{len(at_peer)} at the broker, all in the journal; {len(settled)} brought up to "
-                           f"date by reconciliation at restart, {working} still working there and here, "
-                           f"{in_flight} in flight that never reached it; 0 sent again; position "
-                           f"{peer_position} in journal, book and broker alike")
+            note(
+                CATEGORY,
+                f"kill -9 after {len(acknowledged)} of {BURST} orders acknowledged: "
+                f"{len(at_peer)} at the broker, all in the journal; {len(settled)} brought up to "
+                f"date by reconciliation at restart, {working} still working there and here, "
+                f"{in_flight} in flight that never reached it; 0 sent again; position "
+                f"{peer_position} in journal, book and broker alike",
+            )
         finally:
             await runtime.stop()
     finally:
@@ -165,7 +189,9 @@ async def test_kill_9_while_halted_restarts_halted(tmp_path):
     side.store_keys("alpaca")
     await side.start()
     try:
-        lines, code = await run_child(state, side, "halt", 5, lambda seen: "HALTED" in seen and len(seen) >= 6)
+        lines, code = await run_child(
+            state, side, "halt", 5, lambda seen: "HALTED" in seen and len(seen) >= 6
+        )
         assert code == -signal.SIGKILL
         assert not any(line.startswith("NOT REFUSED") for line in lines)
         resting = [line for line in lines if line.startswith("TC")]
@@ -194,7 +220,10 @@ async def test_kill_9_while_halted_restarts_halted(tmp_path):
             assert runtime.kill_switch.is_halted
         finally:
             await runtime.stop()
-        note(CATEGORY, f"kill -9 while halted: restarted halted twice, {len(resting)} resting orders "
-                       f"cancelled by the halt, 0 orders sent after it")
+        note(
+            CATEGORY,
+            f"kill -9 while halted: restarted halted twice, {len(resting)} resting orders "
+            f"cancelled by the halt, 0 orders sent after it",
+        )
     finally:
         await side.stop()

@@ -40,8 +40,9 @@ def buy(symbol: str = "AAPL", quantity: int | str = 1, **fields) -> OrderRequest
 
 
 def resting(symbol: str = "AAPL", side: str = "BUY", quantity: int | str = 1, price: str = "50", **fields):
-    return OrderRequest(symbol=symbol, side=side, quantity=quantity, order_type="LIMIT", limit_price=price,
-                        **fields)
+    return OrderRequest(
+        symbol=symbol, side=side, quantity=quantity, order_type="LIMIT", limit_price=price, **fields
+    )
 
 
 def sim(name: str, **options) -> CountingSim:
@@ -72,8 +73,7 @@ def last_journaled(root, client_order_id: str):
 
 async def test_connection_lost_before_the_order_reached_the_broker(tmp_path):
     broker = sim("a", latency=0.05)
-    async with Rig(tmp_path, {"a": broker}, default="a",
-                   backoff=Backoff(initial=0.01, maximum=0.05)) as rig:
+    async with Rig(tmp_path, {"a": broker}, default="a", backoff=Backoff(initial=0.01, maximum=0.05)) as rig:
         request = buy()
         submit = asyncio.create_task(rig.service.submit(request))
         await until(lambda: request.client_order_id in broker.placed)
@@ -97,8 +97,13 @@ async def test_answer_lost_after_the_peer_took_the_order(tmp_path, kind, how):
     side = await PEER_SIDES[kind]().start()
     try:
         broker = side.broker("acct")
-        async with Rig(tmp_path, {"acct": broker}, default="acct", submit_timeout=5,
-                       backoff=Backoff(initial=0.05, maximum=0.2)) as rig:
+        async with Rig(
+            tmp_path,
+            {"acct": broker},
+            default="acct",
+            submit_timeout=5,
+            backoff=Backoff(initial=0.05, maximum=0.2),
+        ) as rig:
             assert rig.manager.state("acct") is ConnectionState.CONNECTED
             request = side.request(order_type="LIMIT", limit_price="100")
             side.lose_next_answer(how)
@@ -189,8 +194,9 @@ async def test_peer_refusals_are_rejections_with_a_reason(tmp_path, kind):
             side.refuse_next()
             order = await rig.service.submit(side.request(order_type="LIMIT", limit_price="100"))
             if order.status is not OrderStatus.REJECTED:  # Kite refuses after taking the order
-                await until(lambda: rig.service.get_order(order.client_order_id).status
-                            is OrderStatus.REJECTED)
+                await until(
+                    lambda: rig.service.get_order(order.client_order_id).status is OrderStatus.REJECTED
+                )
             assert order.reject_code in ("INSUFFICIENT_FUNDS", "BROKER_REJECTED")
             assert order.reject_reason and len(order.reject_reason) < 400
             assert side.submits() == 1
@@ -203,12 +209,16 @@ async def test_peer_refusals_are_rejections_with_a_reason(tmp_path, kind):
 # -- partial, doubled and reordered fills ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("faults", [
-    {},
-    {"duplicate_fills": True},
-    {"out_of_order_fills": True},
-    {"duplicate_fills": True, "out_of_order_fills": True},
-], ids=["plain", "duplicated", "reordered", "duplicated-and-reordered"])
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {},
+        {"duplicate_fills": True},
+        {"out_of_order_fills": True},
+        {"duplicate_fills": True, "out_of_order_fills": True},
+    ],
+    ids=["plain", "duplicated", "reordered", "duplicated-and-reordered"],
+)
 async def test_partial_fills_count_once_whatever_order_they_arrive_in(tmp_path, faults):
     rng = random.Random(8)
     broker = sim("a", liquidity_per_tick=3, faults=SimFaults(**faults), prices={"AAPL": 100, "MSFT": 200})
@@ -219,11 +229,14 @@ async def test_partial_fills_count_once_whatever_order_they_arrive_in(tmp_path, 
             side = rng.choice(["BUY", "SELL"])
             quantity = rng.randint(1, 12)
             if rng.random() < 0.5:
-                orders.append(await rig.service.submit(OrderRequest(symbol=symbol, side=side,
-                                                                    quantity=quantity)))
+                orders.append(
+                    await rig.service.submit(OrderRequest(symbol=symbol, side=side, quantity=quantity))
+                )
             else:
                 price = broker.prices[symbol] * (D("1.01") if side == "BUY" else D("0.99"))
-                orders.append(await rig.service.submit(resting(symbol, side, quantity, str(price.quantize(D("0.01"))))))
+                orders.append(
+                    await rig.service.submit(resting(symbol, side, quantity, str(price.quantize(D("0.01")))))
+                )
         for _ in range(8):  # the market moves: each tick fills up to 3 more of every order
             broker.step()
             await rig.settle()
@@ -298,9 +311,12 @@ async def test_one_broker_down_for_a_long_stretch_while_the_others_trade(tmp_pat
         assert reconnects in (len(waits), len(waits) - 1), (down.connects, len(waits))
         assert down.most_connecting == 1
 
-        note(CATEGORY, f"one broker down for {len(waits)} reconnect attempts (waits {min(waits):.2f}-"
-                       f"{max(waits):.1f} s, capped at 30 s) while 3 others filled 225 of 225 orders; "
-                       f"75 orders to it refused BROKER_UNAVAILABLE, 0 reached it")
+        note(
+            CATEGORY,
+            f"one broker down for {len(waits)} reconnect attempts (waits {min(waits):.2f}-"
+            f"{max(waits):.1f} s, capped at 30 s) while 3 others filled 225 of 225 orders; "
+            f"75 orders to it refused BROKER_UNAVAILABLE, 0 reached it",
+        )
         down.faults.fail_connects = 0
         await until(lambda: rig.manager.state("d") is ConnectionState.CONNECTED)
         assert (await rig.service.submit(buy(account="d"))).status is OrderStatus.FILLED
@@ -356,9 +372,12 @@ async def test_reconnect_storm_keeps_one_reconnect_per_account_and_the_backoff(t
             filled = sum(1 for o in outcomes if o.account == name and o.status is OrderStatus.FILLED)
             assert await broker_positions(broker) == ({"AAPL": filled} if filled else {})
             assert len(broker.placed) == filled
-        note(CATEGORY, f"reconnect storm: 15 drops of 4 brokers at once, each noticed 10 times over: "
-                       f"{sum(b.connects - 1 for b in brokers.values())} connects, each after one backoff wait, "
-                       f"never two at once per broker; {len(outcomes)} orders filled or refused, none lost")
+        note(
+            CATEGORY,
+            f"reconnect storm: 15 drops of 4 brokers at once, each noticed 10 times over: "
+            f"{sum(b.connects - 1 for b in brokers.values())} connects, each after one backoff wait, "
+            f"never two at once per broker; {len(outcomes)} orders filled or refused, none lost",
+        )
 
 
 # -- a halt while orders are in flight -------------------------------------------------------------
@@ -369,9 +388,14 @@ async def test_halt_while_100_orders_are_in_flight_across_4_brokers(tmp_path):
     brokers = {}
     for index, name in enumerate("abcd"):
         # Orders travel slower than cancels, and every broker at its own pace.
-        broker = sim(name, latency=0.01 * (index + 1), log=log,
-                     faults=SimFaults(hang_next=math.inf, hang_seconds=0.02 * (index + 1),
-                                      hang_methods={"place_order"}))
+        broker = sim(
+            name,
+            latency=0.01 * (index + 1),
+            log=log,
+            faults=SimFaults(
+                hang_next=math.inf, hang_seconds=0.02 * (index + 1), hang_methods={"place_order"}
+            ),
+        )
         brokers[name] = broker
     async with Rig(tmp_path, brokers, default="a") as rig:
         rng = random.Random(100)
@@ -379,18 +403,23 @@ async def test_halt_while_100_orders_are_in_flight_across_4_brokers(tmp_path):
         for n in range(100):
             name = "abcd"[n % 4]
             if rng.random() < 0.7:
-                requests.append(resting(account=name, side=rng.choice(["BUY", "SELL"]),
-                                        price=rng.choice(["50", "150"])))
+                requests.append(
+                    resting(account=name, side=rng.choice(["BUY", "SELL"]), price=rng.choice(["50", "150"]))
+                )
             else:
                 requests.append(buy(account=name))
+
         async def staggered(index: int, request: OrderRequest):
             await asyncio.sleep(0.001 * index)
             return await rig.service.submit(request)
 
         submits = [asyncio.create_task(staggered(i, r)) for i, r in enumerate(requests)]
         # Halt once a few answers are back (resting orders for the cancel-all) and many are not.
-        await until(lambda: sum(kind == "place" for kind, _, _ in log) >= 50
-                    and sum(task.done() for task in submits) >= 3)
+        await until(
+            lambda: (
+                sum(kind == "place" for kind, _, _ in log) >= 50 and sum(task.done() for task in submits) >= 3
+            )
+        )
         outcome = await rig.service.halt("risk desk", source="test")
         halted_at = len(log)
         results = await asyncio.gather(*submits)
@@ -412,13 +441,19 @@ async def test_halt_while_100_orders_are_in_flight_across_4_brokers(tmp_path):
         for order in results:
             assert not rig.service.get_order(order.client_order_id).is_working, order
         assert regressions(rig.history) == []
-        late = {e.client_order_id for e in rig.journal.events(kinds=["cancel"])
-                if e.client_order_id and e.data.get("requested")}
-        note(CATEGORY, f"halt with 100 orders on their way to 4 brokers: {len(placed)} reached a broker "
-                       f"before halt() returned, {100 - len(placed)} refused SYSTEM_HALTED, "
-                       f"{sum(o.status is OrderStatus.CANCELLED for o in results)} cancelled "
-                       f"({len(late)} of them acknowledged after the cancel-all and cancelled then), "
-                       f"0 left working")
+        late = {
+            e.client_order_id
+            for e in rig.journal.events(kinds=["cancel"])
+            if e.client_order_id and e.data.get("requested")
+        }
+        note(
+            CATEGORY,
+            f"halt with 100 orders on their way to 4 brokers: {len(placed)} reached a broker "
+            f"before halt() returned, {100 - len(placed)} refused SYSTEM_HALTED, "
+            f"{sum(o.status is OrderStatus.CANCELLED for o in results)} cancelled "
+            f"({len(late)} of them acknowledged after the cancel-all and cancelled then), "
+            f"0 left working",
+        )
 
 
 # -- lost answers settle on their own -------------------------------------------------------------
@@ -426,8 +461,9 @@ async def test_halt_while_100_orders_are_in_flight_across_4_brokers(tmp_path):
 
 async def test_an_order_lost_on_its_way_settles_without_a_reconnect(tmp_path):
     broker = sim("a")
-    async with Rig(tmp_path, {"a": broker}, default="a",
-                   halt_settings=HaltSettings(poll_interval_ms=10)) as rig:
+    async with Rig(
+        tmp_path, {"a": broker}, default="a", halt_settings=HaltSettings(poll_interval_ms=10)
+    ) as rig:
         broker.faults.timeout_next, broker.faults.timeout_methods = 1, frozenset({"place_order"})
         order = await rig.service.submit(buy())
         assert order.status is OrderStatus.UNKNOWN
@@ -442,8 +478,9 @@ async def test_a_network_broker_is_given_time_before_an_order_counts_as_never_pl
     try:
         broker = side.broker("kite")
         broker.late_order_window = 0.6
-        async with Rig(tmp_path, {"kite": broker}, default="kite",
-                       halt_settings=HaltSettings(poll_interval_ms=10)) as rig:
+        async with Rig(
+            tmp_path, {"kite": broker}, default="kite", halt_settings=HaltSettings(poll_interval_ms=10)
+        ) as rig:
             side.peer.plan("drop")  # the connection is cut before Kite reads the order
             order = await rig.service.submit(side.request(order_type="LIMIT", limit_price="1400"))
             assert order.status is OrderStatus.UNKNOWN
@@ -466,23 +503,52 @@ def true_events(order, quantities: list[int], prices: list[Decimal], cancel_afte
     events, fills, done = [], [], D(0)
     count = len(quantities) if cancel_after is None else cancel_after
     for index in range(count):
-        fill = Fill(fill_id=f"{order.broker_order_id}-{index + 1}", account="a", symbol=order.symbol,
-                    side=order.side, quantity=quantities[index], price=prices[index],
-                    broker_order_id=order.broker_order_id, client_order_id=order.client_order_id)
+        fill = Fill(
+            fill_id=f"{order.broker_order_id}-{index + 1}",
+            account="a",
+            symbol=order.symbol,
+            side=order.side,
+            quantity=quantities[index],
+            price=prices[index],
+            broker_order_id=order.broker_order_id,
+            client_order_id=order.client_order_id,
+        )
         fills.append(fill)
         done += fill.quantity
         status = OrderStatus.FILLED if done == order.quantity else OrderStatus.PARTIALLY_FILLED
         cost = sum((f.quantity * f.price for f in fills), D(0))
         events.append(FillEvent("a", fill))
-        events.append(OrderEvent("a", Order(request=order.request, account="a", status=status,
-                                            broker_order_id=order.broker_order_id, filled_quantity=done,
-                                            avg_fill_price=cost / done, fills=list(fills))))
+        events.append(
+            OrderEvent(
+                "a",
+                Order(
+                    request=order.request,
+                    account="a",
+                    status=status,
+                    broker_order_id=order.broker_order_id,
+                    filled_quantity=done,
+                    avg_fill_price=cost / done,
+                    fills=list(fills),
+                ),
+            )
+        )
     if cancel_after is not None:
-        events.append(OrderEvent("a", Order(request=order.request, account="a", status=OrderStatus.CANCELLED,
-                                            broker_order_id=order.broker_order_id, filled_quantity=done,
-                                            avg_fill_price=(sum((f.quantity * f.price for f in fills), D(0))
-                                                            / done) if done else None,
-                                            fills=list(fills))))
+        events.append(
+            OrderEvent(
+                "a",
+                Order(
+                    request=order.request,
+                    account="a",
+                    status=OrderStatus.CANCELLED,
+                    broker_order_id=order.broker_order_id,
+                    filled_quantity=done,
+                    avg_fill_price=(sum((f.quantity * f.price for f in fills), D(0)) / done)
+                    if done
+                    else None,
+                    fills=list(fills),
+                ),
+            )
+        )
     return events, fills
 
 
@@ -509,19 +575,23 @@ async def replay(root, quantities, prices, cancel_after, arrange):
     cancel=st.booleans(),
     data=st.data(),
 )
-def test_fill_events_in_any_order_and_any_number_of_times_count_once(quantities, cents, cancel, data,
-                                                                      tally, tmp_path_factory):
+def test_fill_events_in_any_order_and_any_number_of_times_count_once(
+    quantities, cents, cancel, data, tally, tmp_path_factory
+):
     with tally.case():
         prices = [D(c) / 100 for c in cents]
-        cancel_after = data.draw(st.integers(0, len(quantities) - 1)) if cancel and len(quantities) > 1 else None
+        cancel_after = (
+            data.draw(st.integers(0, len(quantities) - 1)) if cancel and len(quantities) > 1 else None
+        )
 
         def arrange(events):
             shuffled = data.draw(st.permutations(events))
             repeats = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
             return list(shuffled) + repeats
 
-        order, fills, seen, book = asyncio.run(replay(tmp_path_factory.mktemp("replay"), quantities, prices,
-                                                      cancel_after, arrange))
+        order, fills, seen, book = asyncio.run(
+            replay(tmp_path_factory.mktemp("replay"), quantities, prices, cancel_after, arrange)
+        )
         expected = sum((f.quantity for f in fills), D(0))
         assert order.filled_quantity == expected
         assert sorted(f.fill_id for f in order.fills) == sorted(f.fill_id for f in fills)

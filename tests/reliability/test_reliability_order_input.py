@@ -35,37 +35,94 @@ MESSAGE_LIMIT = 300
 
 
 def generated(cases: int) -> settings:
-    return settings(max_examples=cases, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=cases,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
 
 # -- values ----------------------------------------------------------------------------------------
 
 junk = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.integers(min_value=10**300, max_value=10**4000),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.binary(max_size=6),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.integers(min_value=10**300, max_value=10**4000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.binary(max_size=6),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     st.just(object()),
 )
 
 # Decimals built from an integer and a scale: st.decimals() costs several times as much to draw.
-scaled = st.builds(lambda digits, places: Decimal(digits).scaleb(-places),
-                   st.integers(-(10**14), 10**14), st.integers(-3, 12))
+scaled = st.builds(
+    lambda digits, places: Decimal(digits).scaleb(-places),
+    st.integers(-(10**14), 10**14),
+    st.integers(-3, 12),
+)
 
 number_text = st.one_of(
     scaled.map(str),
-    st.sampled_from(["10", " 5 ", "1,000", "1_000", "1e3", "1E+999999", "-1E+999999", "1e-999999", "NaN",
-                     "sNaN", "-Infinity", "inf", "0", "-0", "0.000000001", "12.3456789", "0x10", "٣", "1/2",
-                     "", "   ", "10 shares", "1.2.3", "+7", "9" * 60, "0." + "0" * 40 + "1",
-                     "1.00000000000000000000000000001", "999999999.000000000000000000001", "2.500000000",
-                     "12345678.12345678", "x" * 5000]),
+    st.sampled_from(
+        [
+            "10",
+            " 5 ",
+            "1,000",
+            "1_000",
+            "1e3",
+            "1E+999999",
+            "-1E+999999",
+            "1e-999999",
+            "NaN",
+            "sNaN",
+            "-Infinity",
+            "inf",
+            "0",
+            "-0",
+            "0.000000001",
+            "12.3456789",
+            "0x10",
+            "٣",
+            "1/2",
+            "",
+            "   ",
+            "10 shares",
+            "1.2.3",
+            "+7",
+            "9" * 60,
+            "0." + "0" * 40 + "1",
+            "1.00000000000000000000000000001",
+            "999999999.000000000000000000001",
+            "2.500000000",
+            "12345678.12345678",
+            "x" * 5000,
+        ]
+    ),
 )
 
 amount = st.one_of(
-    st.integers(-5, 10**10), st.integers(min_value=10**20), st.integers(max_value=-(10**20)),
+    st.integers(-5, 10**10),
+    st.integers(min_value=10**20),
+    st.integers(max_value=-(10**20)),
     st.floats(allow_nan=True, allow_infinity=True),
     scaled,
-    st.sampled_from([Decimal("sNaN"), Decimal("NaN"), Decimal("-Infinity"), Decimal("1E+999999"), Decimal("1E-999999"), Decimal("-0"),
-                     Decimal("0.123456789"), MAX_QUANTITY, MAX_QUANTITY + 1, Decimal("1e-8")]),
+    st.sampled_from(
+        [
+            Decimal("sNaN"),
+            Decimal("NaN"),
+            Decimal("-Infinity"),
+            Decimal("1E+999999"),
+            Decimal("1E-999999"),
+            Decimal("-0"),
+            Decimal("0.123456789"),
+            MAX_QUANTITY,
+            MAX_QUANTITY + 1,
+            Decimal("1e-8"),
+        ]
+    ),
     number_text,
 )
 
@@ -81,19 +138,37 @@ def enum_values(enum) -> st.SearchStrategy[Any]:
 
 
 symbols = st.one_of(
-    st.sampled_from(["AAPL", "brk.b", " msft ", "RELIANCE", "NIFTY24DECFUT", "BTC/USD", "ES=F", "^GSPC",
-                     "EUR.USD", "7203:T"]),
+    st.sampled_from(
+        [
+            "AAPL",
+            "brk.b",
+            " msft ",
+            "RELIANCE",
+            "NIFTY24DECFUT",
+            "BTC/USD",
+            "ES=F",
+            "^GSPC",
+            "EUR.USD",
+            "7203:T",
+        ]
+    ),
     st.text(min_size=0, max_size=60),
     st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789./:-_^=& ", min_size=1, max_size=45),
     st.sampled_from(["", " ", "\x00AAPL", "AAPL\n", "ＡＡＰＬ", "AAPL;DROP", "-AAPL", ".X", "A" * 41]),
 )
 
-names = st.one_of(st.none(), st.sampled_from(["paper-us", "alpaca_main", "kite.1", "", "  ", "a" * 65,
-                                               "bad name", "naïve", "acct/1"]), st.text(max_size=70))
-currencies = st.one_of(st.none(), st.sampled_from(["USD", "inr", " eur ", "US", "DOLLARS", "12$", ""]),
-                       st.text(max_size=4))
-client_ids = st.one_of(st.sampled_from(["TC0001", "my-order_1", "", "a" * 48, "a" * 49, "id with space",
-                                        "ÆØÅ", "x\n"]), st.text(max_size=50))
+names = st.one_of(
+    st.none(),
+    st.sampled_from(["paper-us", "alpaca_main", "kite.1", "", "  ", "a" * 65, "bad name", "naïve", "acct/1"]),
+    st.text(max_size=70),
+)
+currencies = st.one_of(
+    st.none(), st.sampled_from(["USD", "inr", " eur ", "US", "DOLLARS", "12$", ""]), st.text(max_size=4)
+)
+client_ids = st.one_of(
+    st.sampled_from(["TC0001", "my-order_1", "", "a" * 48, "a" * 49, "id with space", "ÆØÅ", "x\n"]),
+    st.text(max_size=50),
+)
 
 
 def either(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any] = junk) -> st.SearchStrategy[Any]:
@@ -149,10 +224,13 @@ def wild_order_fields(draw) -> dict[str, Any]:
     return data
 
 
-good_amount = st.one_of(st.integers(1, 10**6), st.sampled_from(["1", "0.5", " 250 ", "1,000", "1_000", "12.5",
-                                                                 "0.00000001", "999999999"]),
-                        st.builds(lambda digits, places: Decimal(digits).scaleb(-places),
-                                  st.integers(1, 10**9), st.integers(0, 8)).filter(lambda d: d <= MAX_PRICE))
+good_amount = st.one_of(
+    st.integers(1, 10**6),
+    st.sampled_from(["1", "0.5", " 250 ", "1,000", "1_000", "12.5", "0.00000001", "999999999"]),
+    st.builds(
+        lambda digits, places: Decimal(digits).scaleb(-places), st.integers(1, 10**9), st.integers(0, 8)
+    ).filter(lambda d: d <= MAX_PRICE),
+)
 GOOD = {
     "symbol": st.sampled_from(["AAPL", "brk.b", " msft ", "RELIANCE", "BTC/USD", "ES=F", "EUR.USD"]),
     "side": enum_values(Side),
@@ -164,8 +242,12 @@ GOOD = {
     "currency": st.sampled_from([None, "USD", "inr", " eur "]),
     "client_order_id": st.sampled_from(["TC0001", "my-order_1", "a" * 48]),
 }
-PRICES = {OrderType.MARKET: (), OrderType.LIMIT: ("limit_price",), OrderType.STOP: ("stop_price",),
-          OrderType.STOP_LIMIT: ("limit_price", "stop_price")}
+PRICES = {
+    OrderType.MARKET: (),
+    OrderType.LIMIT: ("limit_price",),
+    OrderType.STOP: ("stop_price",),
+    OrderType.STOP_LIMIT: ("limit_price", "stop_price"),
+}
 BAD = {**REQUIRED, **OPTIONAL, "order_type": ORDER_TYPES}
 
 
@@ -174,8 +256,12 @@ def nearly_valid_order_fields(draw) -> dict[str, Any]:
     """A valid order, then (two times in three) one field spoilt: the rule for that one field
     is what gets tested."""
     kind = draw(st.sampled_from(list(OrderType)))
-    data: dict[str, Any] = {"symbol": draw(GOOD["symbol"]), "side": draw(GOOD["side"]),
-                            "quantity": draw(GOOD["quantity"]), "order_type": kind}
+    data: dict[str, Any] = {
+        "symbol": draw(GOOD["symbol"]),
+        "side": draw(GOOD["side"]),
+        "quantity": draw(GOOD["quantity"]),
+        "order_type": kind,
+    }
     for key in ("time_in_force", "account", "asset_class", "exchange", "currency", "client_order_id"):
         if draw(st.booleans()):
             data[key] = draw(GOOD[key])
@@ -233,8 +319,13 @@ def check_refusal(exc: ValidationError, data: dict[str, Any]) -> None:
 
 def check_valid(request: OrderRequest) -> None:
     """What a valid request promises everyone downstream."""
-    for name, ceiling in (("quantity", MAX_QUANTITY), ("limit_price", MAX_PRICE), ("stop_price", MAX_PRICE),
-                          ("trail_amount", MAX_PRICE), ("trail_percent", Decimal(100))):
+    for name, ceiling in (
+        ("quantity", MAX_QUANTITY),
+        ("limit_price", MAX_PRICE),
+        ("stop_price", MAX_PRICE),
+        ("trail_amount", MAX_PRICE),
+        ("trail_percent", Decimal(100)),
+    ):
         value = getattr(request, name)
         if value is None:
             continue
@@ -272,8 +363,11 @@ OUTCOMES = {"valid": 0, "refused": 0}
 def outcomes():
     OUTCOMES.update(valid=0, refused=0)
     yield OUTCOMES
-    note(CATEGORY, f"OrderRequest: {OUTCOMES['valid']:,} generated cases valid, {OUTCOMES['refused']:,} "
-                   f"refused naming the field, 0 crashes")
+    note(
+        CATEGORY,
+        f"OrderRequest: {OUTCOMES['valid']:,} generated cases valid, {OUTCOMES['refused']:,} "
+        f"refused naming the field, 0 crashes",
+    )
 
 
 @generated(10_000)
@@ -284,13 +378,20 @@ def test_10000_generated_order_requests_are_valid_or_refused_by_field(data, tall
 
 
 @generated(300)
-@given(text=st.one_of(st.text(max_size=30), number_text), field=st.sampled_from(
-    ["quantity", "limit_price", "stop_price", "trail_percent", "trail_amount"]))
+@given(
+    text=st.one_of(st.text(max_size=30), number_text),
+    field=st.sampled_from(["quantity", "limit_price", "stop_price", "trail_percent", "trail_amount"]),
+)
 def test_a_number_field_typed_as_text_is_read_or_refused_by_name(text, field, tally):
     with tally.case():
         data = {"symbol": "AAPL", "side": "BUY", "quantity": "1"}
-        data["order_type"] = {"limit_price": "LIMIT", "stop_price": "STOP", "trail_percent": "TRAILING_STOP",
-                              "trail_amount": "TRAILING_STOP", "quantity": "MARKET"}[field]
+        data["order_type"] = {
+            "limit_price": "LIMIT",
+            "stop_price": "STOP",
+            "trail_percent": "TRAILING_STOP",
+            "trail_amount": "TRAILING_STOP",
+            "quantity": "MARKET",
+        }[field]
         data[field] = text
         try:
             request = OrderRequest.model_validate(data)
@@ -329,6 +430,7 @@ def form_values(draw) -> dict[str, Any]:
 @given(values=form_values())
 def test_order_entry_fields_as_typed_are_read_or_refused_next_to_the_field(values, tally):
     import console.widgets.order_entry as order_entry
+
     with tally.case():
         request, errors = order_entry.build_request(values)
         if request is not None:
@@ -374,7 +476,9 @@ def test_bad_orders_never_reach_the_journal_or_a_broker(data, order_path, tally)
         order = loop.run_until_complete(rig.service.submit(data))
         if valid is None:
             assert order.status is OrderStatus.REJECTED and order.reject_code == "INVALID_ORDER", order
-            assert order.reject_reason and any(name in order.reject_reason for name in (*FIELDS, *map(str, data)))
+            assert order.reject_reason and any(
+                name in order.reject_reason for name in (*FIELDS, *map(str, data))
+            )
             assert len(rig.journal.events()) == rows_before, "a refused order reached the journal"
             assert len(broker.placed) == placed_before, "a refused order reached the broker"
         else:
@@ -383,8 +487,22 @@ def test_bad_orders_never_reach_the_journal_or_a_broker(data, order_path, tally)
                 assert len(broker.placed) == placed_before, order.reject_code
 
 
-@pytest.mark.parametrize("field", ["symbol", "side", "quantity", "order_type", "limit_price", "time_in_force",
-                                   "account", "asset_class", "exchange", "currency", "client_order_id"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "symbol",
+        "side",
+        "quantity",
+        "order_type",
+        "limit_price",
+        "time_in_force",
+        "account",
+        "asset_class",
+        "exchange",
+        "currency",
+        "client_order_id",
+    ],
+)
 def test_a_number_too_long_to_print_is_refused_by_name(field):
     """Python refuses to turn an int of more than 4,300 digits into text; the message must not."""
     data = {"symbol": "AAPL", "side": "BUY", "quantity": 1, "order_type": "LIMIT", "limit_price": 10}
@@ -396,7 +514,9 @@ def test_the_generated_cases_reach_both_outcomes():
     """The generators are not so wild that everything is refused, nor so tame that nothing is."""
     from hypothesis import find
 
-    assert find(order_fields, lambda d: validate(d) is not None, settings=settings(max_examples=2_000,
-                                                                                       database=None))
-    assert find(order_fields, lambda d: validate(d) is None, settings=settings(max_examples=200,
-                                                                                  database=None))
+    assert find(
+        order_fields, lambda d: validate(d) is not None, settings=settings(max_examples=2_000, database=None)
+    )
+    assert find(
+        order_fields, lambda d: validate(d) is None, settings=settings(max_examples=200, database=None)
+    )

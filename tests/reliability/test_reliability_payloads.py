@@ -26,23 +26,62 @@ from brokers.plausibility import MAX_AMOUNT, implausible
 
 CATEGORY = "bad input: payloads"
 # What a person should never have to read on an account's status line.
-INTERNALS = re.compile(r"Traceback|object has no attribute|is not subscriptable|object is not|NoneType|"
-                       r"unsupported operand|invalid literal|KeyError|IndexError|decimal\.|InvalidOperation|"
-                       r"<class ")
+INTERNALS = re.compile(
+    r"Traceback|object has no attribute|is not subscriptable|object is not|NoneType|"
+    r"unsupported operand|invalid literal|KeyError|IndexError|decimal\.|InvalidOperation|"
+    r"<class "
+)
 
 
 def generated(cases: int) -> settings:
-    return settings(max_examples=cases, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=cases,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
-json_junk = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False),
-                      st.text(max_size=8), st.lists(st.integers(), max_size=2),
-                      st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-huge = st.sampled_from(["1e400", "-1e400", "9" * 400, 1e308, -1e308, 10**40, "NaN", "Infinity", "-Infinity",
-                        "0.000000000000000000000000001", "-0", "1e-400"])
-strange_status = st.sampled_from(["frobnicated", "", "NEW", "filled ", "partially-filled", "CANCELLED", None, 7,
-                                  "rejected\n", "OPEN PENDING", "Submitted", "PendingCancel"])
+json_junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+huge = st.sampled_from(
+    [
+        "1e400",
+        "-1e400",
+        "9" * 400,
+        1e308,
+        -1e308,
+        10**40,
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "0.000000000000000000000000001",
+        "-0",
+        "1e-400",
+    ]
+)
+strange_status = st.sampled_from(
+    [
+        "frobnicated",
+        "",
+        "NEW",
+        "filled ",
+        "partially-filled",
+        "CANCELLED",
+        None,
+        7,
+        "rejected\n",
+        "OPEN PENDING",
+        "Submitted",
+        "PendingCancel",
+    ]
+)
 
 
 @st.composite
@@ -58,8 +97,11 @@ def spoilt(draw, payload: Any, status_key: str | None = None, keys: list[str] | 
     for _ in range(draw(st.integers(1, 3))):
         wanted = [k for k in keys or () if k in target]
         key = draw(st.sampled_from(wanted if wanted and draw(st.integers(0, 4)) else sorted(target)))
-        how = draw(st.sampled_from(["missing", "type", "huge", "status"] if status_key else
-                                   ["missing", "type", "huge"]))
+        how = draw(
+            st.sampled_from(
+                ["missing", "type", "huge", "status"] if status_key else ["missing", "type", "huge"]
+            )
+        )
         if how == "missing":
             target.pop(key, None)
         elif how == "type":
@@ -85,8 +127,9 @@ class Harness:
         self.paper = CountingSim("paper", prices={"AAPL": 100}, initial_cash=10**9)
         self.run(side.start())
         self.broker = side.broker("peer")
-        self.rig = Rig(tmp_path, {"peer": self.broker, "paper": self.paper}, default="paper",
-                       manager_timeout=2.0)
+        self.rig = Rig(
+            tmp_path, {"peer": self.broker, "paper": self.paper}, default="paper", manager_timeout=2.0
+        )
         self.rig.manager.degraded_limit = 10**6  # one bad read after another stays DEGRADED
         self.run(self.rig.start())
         assert self.rig.manager.state("peer") is ConnectionState.CONNECTED
@@ -96,10 +139,13 @@ class Harness:
 
     def close(self) -> None:
         if self.seen:
-            note(CATEGORY, f"{self.label}: {sum(self.seen.values())} reads after bad payloads: "
-                           f"{self.seen[ConnectionState.DEGRADED]} marked DEGRADED with a reason, "
-                           f"{self.seen[ConnectionState.CONNECTED]} read as valid; the paper account traded "
-                           f"after every one")
+            note(
+                CATEGORY,
+                f"{self.label}: {sum(self.seen.values())} reads after bad payloads: "
+                f"{self.seen[ConnectionState.DEGRADED]} marked DEGRADED with a reason, "
+                f"{self.seen[ConnectionState.CONNECTED]} read as valid; the paper account traded "
+                f"after every one",
+            )
         self.run(self.rig.stop())
         self.run(self.side.stop())
         self.loop.run_until_complete(self.loop.shutdown_default_executor())
@@ -117,23 +163,29 @@ class Harness:
             assert status.last_error and len(status.last_error) <= 300, status.last_error
             assert not INTERNALS.search(status.last_error), status.last_error
             # Stale data, unless the reads worked and only the adapter's own feed is in trouble.
-            assert "peer" in manager.snapshot.stale or self.broker.connection_state is ConnectionState.DEGRADED
+            assert (
+                "peer" in manager.snapshot.stale or self.broker.connection_state is ConnectionState.DEGRADED
+            )
         else:
             # Read cleanly: then every figure is one a real account could show.
-            assert implausible(manager.snapshot.balances["peer"], manager.snapshot.positions.get("peer", [])) \
+            assert (
+                implausible(manager.snapshot.balances["peer"], manager.snapshot.positions.get("peer", []))
                 is None
+            )
         manager.totals()
         manager.buying_power()
         manager.consolidated_positions()
         assert manager.state("paper") is ConnectionState.CONNECTED
-        order = self.run(self.rig.service.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1,
-                                                              account="paper")))
+        order = self.run(
+            self.rig.service.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="paper"))
+        )
         assert order.status is OrderStatus.FILLED
         return status.state
 
     def recover(self, within: float = 5.0) -> None:
         """Good data again: the account comes back by itself (an adapter repairing its own feed
         may take a poll or two)."""
+
         async def back() -> None:
             async with asyncio.timeout(within):
                 while True:
@@ -167,10 +219,25 @@ async def fetch(url: str, headers: dict[str, str]) -> Any:
 # -- Alpaca ----------------------------------------------------------------------------------------
 
 
-ACCOUNT_KEYS = ["cash", "equity", "buying_power", "currency", "initial_margin", "maintenance_margin",
-                "multiplier"]
-POSITION_KEYS = ["symbol", "qty", "avg_entry_price", "current_price", "side", "asset_class", "unrealized_pl",
-                 "exchange"]
+ACCOUNT_KEYS = [
+    "cash",
+    "equity",
+    "buying_power",
+    "currency",
+    "initial_margin",
+    "maintenance_margin",
+    "multiplier",
+]
+POSITION_KEYS = [
+    "symbol",
+    "qty",
+    "avg_entry_price",
+    "current_price",
+    "side",
+    "asset_class",
+    "unrealized_pl",
+    "exchange",
+]
 
 
 def alpaca_headers(side: AlpacaSide) -> dict[str, str]:
@@ -195,11 +262,13 @@ def test_alpaca_account_and_positions_payloads(data, alpaca, tally):
     harness, account, positions = alpaca
     with tally.case():
         if data.draw(st.booleans()):
-            harness.side.peer.answer_next("GET", "/v2/account", data.draw(spoilt(account, keys=ACCOUNT_KEYS)),
-                                          times=3)
+            harness.side.peer.answer_next(
+                "GET", "/v2/account", data.draw(spoilt(account, keys=ACCOUNT_KEYS)), times=3
+            )
         else:
-            harness.side.peer.answer_next("GET", "/v2/positions",
-                                          data.draw(spoilt(positions, keys=POSITION_KEYS)), times=6)
+            harness.side.peer.answer_next(
+                "GET", "/v2/positions", data.draw(spoilt(positions, keys=POSITION_KEYS)), times=6
+            )
         try:
             harness.refresh_and_check()
         finally:
@@ -213,19 +282,33 @@ def test_alpaca_order_updates_on_the_stream(data, alpaca, tally):
     harness, _, _ = alpaca
     peer = harness.side.peer
     with tally.case():
-        order = harness.run(harness.rig.service.submit(OrderRequest(
-            symbol="AAPL", side="BUY", quantity=10, order_type="LIMIT", limit_price="150", account="peer")))
+        order = harness.run(
+            harness.rig.service.submit(
+                OrderRequest(
+                    symbol="AAPL",
+                    side="BUY",
+                    quantity=10,
+                    order_type="LIMIT",
+                    limit_price="150",
+                    account="peer",
+                )
+            )
+        )
         assert order.status in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED), order
-        original = next(m for m in peer.sent_updates if m["data"]["order"]["client_order_id"]
-                        == order.client_order_id)
-        bad = {"stream": "trade_updates", "data": {**original["data"],
-                                                   "order": data.draw(spoilt(original["data"]["order"],
-                                                                             "status"))}}
+        original = next(
+            m for m in peer.sent_updates if m["data"]["order"]["client_order_id"] == order.client_order_id
+        )
+        bad = {
+            "stream": "trade_updates",
+            "data": {**original["data"], "order": data.draw(spoilt(original["data"]["order"], "status"))},
+        }
         if data.draw(st.booleans()):
             bad["data"] = data.draw(spoilt(bad["data"], "event"))
         harness.run(peer.replay(bad))
         harness.run(asyncio.sleep(0.05))
-        broker_id = next(o["id"] for o in peer.orders.values() if o["client_order_id"] == order.client_order_id)
+        broker_id = next(
+            o["id"] for o in peer.orders.values() if o["client_order_id"] == order.client_order_id
+        )
         harness.run(peer.fill(broker_id, "4", "149.5"))  # the stream still works after the bad update
         harness.run(until(lambda: order.filled_quantity == 4, within=3))
         # Whatever the bad update claimed, 4 of 10 filled is not FILLED. (A final status it
@@ -245,12 +328,18 @@ def test_alpaca_unreadable_answer_to_a_submit(data, alpaca, tally):
     peer = harness.side.peer
     harness.broker.late_order_window = 0
     with tally.case():
-        request = OrderRequest(symbol="AAPL", side="BUY", quantity=3, order_type="LIMIT", limit_price="150",
-                               account="peer")
+        request = OrderRequest(
+            symbol="AAPL", side="BUY", quantity=3, order_type="LIMIT", limit_price="150", account="peer"
+        )
         template = next(iter(peer.orders.values()))
-        answer = {**template, "id": str(uuid.uuid4()),
-                  "client_order_id": request.client_order_id, "qty": "3", "filled_qty": "0",
-                  "status": "accepted"}
+        answer = {
+            **template,
+            "id": str(uuid.uuid4()),
+            "client_order_id": request.client_order_id,
+            "qty": "3",
+            "filled_qty": "0",
+            "status": "accepted",
+        }
         peer.answer_next("POST", "/v2/orders", data.draw(spoilt(answer, "status")))
         try:
             order = harness.run(harness.rig.service.submit(request))
@@ -276,11 +365,14 @@ def kite_headers(side: KiteSide) -> dict[str, str]:
 def kite(harness_for):
     side = KiteSide()
     harness = harness_for(side)
-    order = harness.run(harness.rig.service.submit(OrderRequest(symbol="INFY", side="BUY", quantity=2,
-                                                                account="peer")))
+    order = harness.run(
+        harness.rig.service.submit(OrderRequest(symbol="INFY", side="BUY", quantity=2, account="peer"))
+    )
     harness.run(until(lambda: order.status is OrderStatus.FILLED, within=5))
-    docs = {path: harness.run(fetch(side.peer.root + path, kite_headers(side)))
-            for path in ("/user/margins", "/portfolio/positions", "/orders")}
+    docs = {
+        path: harness.run(fetch(side.peer.root + path, kite_headers(side)))
+        for path in ("/user/margins", "/portfolio/positions", "/orders")
+    }
     harness.recover()
     return harness, docs
 
@@ -324,8 +416,11 @@ def test_kite_order_book_payloads(data, kite, tally):
             harness.run(asyncio.sleep(0.5))  # two polls see it
             harness.refresh_and_check()
             if not harness.broker.is_connected():
-                held = harness.run(harness.rig.service.submit(OrderRequest(symbol="INFY", side="BUY",
-                                                                           quantity=1, account="peer")))
+                held = harness.run(
+                    harness.rig.service.submit(
+                        OrderRequest(symbol="INFY", side="BUY", quantity=1, account="peer")
+                    )
+                )
                 assert held.reject_code == "BROKER_UNAVAILABLE", held
         finally:
             peer.fixtures.clear()
@@ -335,8 +430,9 @@ def test_kite_order_book_payloads(data, kite, tally):
 
 # -- TWS -------------------------------------------------------------------------------------------
 
-WIRE = json.loads((Path(__file__).parents[1] / "adapters" / "fixtures" / "ibkr" / "wire_messages.json")
-                  .read_text())
+WIRE = json.loads(
+    (Path(__file__).parents[1] / "adapters" / "fixtures" / "ibkr" / "wire_messages.json").read_text()
+)
 
 
 @pytest.fixture
@@ -352,7 +448,9 @@ def spoilt_fields(draw, message: list[str], hot: tuple[int, ...] = ()) -> list[A
     fields = list(message)
     for _ in range(draw(st.integers(1, 3))):
         usable = [i for i in hot if i < len(fields)]
-        index = draw(st.sampled_from(usable) if usable and draw(st.booleans()) else st.integers(2, len(fields) - 1))
+        index = draw(
+            st.sampled_from(usable) if usable and draw(st.booleans()) else st.integers(2, len(fields) - 1)
+        )
         how = draw(st.sampled_from(["missing", "type", "huge"]))
         if how == "missing":
             del fields[index]
@@ -365,8 +463,15 @@ def spoilt_fields(draw, message: list[str], hot: tuple[int, ...] = ()) -> list[A
     return fields
 
 
-SUMMARY_TAGS = ["NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds", "UnrealizedPnL",
-                "RealizedPnL", "InitMarginReq"]
+SUMMARY_TAGS = [
+    "NetLiquidation",
+    "TotalCashValue",
+    "BuyingPower",
+    "AvailableFunds",
+    "UnrealizedPnL",
+    "RealizedPnL",
+    "InitMarginReq",
+]
 # The tags a balance is read from (the others feed margins, or arrive again per currency).
 BALANCE_TAGS = {"NetLiquidation", "TotalCashValue", "BuyingPower"}
 
@@ -381,6 +486,8 @@ def unusable(value: Any) -> bool:
     except InvalidOperation:
         return True
     return not number.is_finite() or abs(number) > MAX_AMOUNT
+
+
 bad_field = st.one_of(st.sampled_from(["abc", "", "1.2.3", "-", "None", "[]", "\u00e9", "1,000"]), huge)
 
 
@@ -424,13 +531,34 @@ def test_tws_position_messages(data, tws, tally):
 def test_tws_unsolicited_messages_with_bad_fields(data, tws, tally):
     peer = tws.side.peer
     with tally.case():
-        order = tws.run(tws.rig.service.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=5,
-                                                            order_type="LIMIT", limit_price="100",
-                                                            account="peer")))
+        order = tws.run(
+            tws.rig.service.submit(
+                OrderRequest(
+                    symbol="AAPL",
+                    side="BUY",
+                    quantity=5,
+                    order_type="LIMIT",
+                    limit_price="100",
+                    account="peer",
+                )
+            )
+        )
         assert order.status is OrderStatus.ACCEPTED, order
         sent = peer.order(order.client_order_id)
-        status = ["3", sent.order_id, data.draw(strange_status.map(lambda s: "" if s is None else str(s))),
-                  "0", "5", "0", sent.perm_id, "0", "0", sent.client_id, "", "0"]
+        status = [
+            "3",
+            sent.order_id,
+            data.draw(strange_status.map(lambda s: "" if s is None else str(s))),
+            "0",
+            "5",
+            "0",
+            sent.perm_id,
+            "0",
+            "0",
+            sent.client_id,
+            "",
+            "0",
+        ]
         peer.send_raw(*spoilt_fields(data.draw, status))
         tws.run(asyncio.sleep(0.05))
         peer.fill(sent, 2)
@@ -451,7 +579,9 @@ async def test_a_broken_order_book_marks_the_account_degraded_with_the_reason(tm
         paper = CountingSim("paper", prices={"AAPL": 100}, initial_cash=10**9)
         async with Rig(tmp_path, {"kite": side.broker("kite"), "paper": paper}, default="paper") as rig:
             side.peer.serve_fixture("GET", "/orders", {"status": "success", "data": {"not": "a list"}})
-            await until(lambda: rig.manager.get("kite").connection_state is ConnectionState.DEGRADED, within=5)
+            await until(
+                lambda: rig.manager.get("kite").connection_state is ConnectionState.DEGRADED, within=5
+            )
             await rig.manager.refresh()
             status = rig.manager.status("kite")
             assert status.state is ConnectionState.DEGRADED and "Kite" in status.last_error
@@ -462,7 +592,9 @@ async def test_a_broken_order_book_marks_the_account_degraded_with_the_reason(tm
             assert traded.status is OrderStatus.FILLED
             assert side.submits() == 0
             side.peer.fixtures.clear()
-            await until(lambda: rig.manager.get("kite").connection_state is ConnectionState.CONNECTED, within=5)
+            await until(
+                lambda: rig.manager.get("kite").connection_state is ConnectionState.CONNECTED, within=5
+            )
             await rig.manager.refresh()
             assert rig.manager.status("kite").state is ConnectionState.CONNECTED
     finally:
@@ -476,14 +608,19 @@ async def test_a_dropped_update_stream_marks_the_account_degraded_with_the_reaso
         async with Rig(tmp_path, {"alpaca": side.broker("alpaca"), "paper": paper}, default="paper") as rig:
             side.peer.stream_online = False
             await side.peer.drop_streams()
-            await until(lambda: rig.manager.get("alpaca").connection_state is ConnectionState.DEGRADED, within=5)
+            await until(
+                lambda: rig.manager.get("alpaca").connection_state is ConnectionState.DEGRADED, within=5
+            )
             await rig.manager.refresh()
             status = rig.manager.status("alpaca")
             assert status.state is ConnectionState.DEGRADED and "stream" in status.last_error
-            assert (await rig.service.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1))).status \
-                is OrderStatus.FILLED
+            assert (
+                await rig.service.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
+            ).status is OrderStatus.FILLED
             side.peer.stream_online = True
-            await until(lambda: rig.manager.get("alpaca").connection_state is ConnectionState.CONNECTED, within=5)
+            await until(
+                lambda: rig.manager.get("alpaca").connection_state is ConnectionState.CONNECTED, within=5
+            )
             await rig.manager.refresh()
             assert rig.manager.status("alpaca").state is ConnectionState.CONNECTED
     finally:
@@ -500,15 +637,24 @@ async def test_the_console_carries_on_through_bad_payloads(tmp_path):
     side = await AlpacaSide().start()
     try:
         side.store_keys("alpaca")
-        config = parse_config({"accounts": [
-            {"name": "paper", "type": "sim", "default": True, "prices": {"AAPL": 100}},
-            {"name": "alpaca", "type": "alpaca", "base_url": side.peer.base_url, "timeout": 2},
-        ]}, where="payload test")
+        config = parse_config(
+            {
+                "accounts": [
+                    {"name": "paper", "type": "sim", "default": True, "prices": {"AAPL": 100}},
+                    {"name": "alpaca", "type": "alpaca", "base_url": side.peer.base_url, "timeout": 2},
+                ]
+            },
+            where="payload test",
+        )
         app = app_module.make_app(config, start_feed=False, cursor_blink=False)
         async with app.run_test(size=(160, 48)) as pilot:
             await app.wait_until_ready()
-            for bad in ({"cash": "lots", "equity": "1e400", "currency": "USD"}, None, ["not", "an", "account"],
-                        {"cash": "1e308", "equity": "1", "buying_power": "1", "currency": "USD"}):
+            for bad in (
+                {"cash": "lots", "equity": "1e400", "currency": "USD"},
+                None,
+                ["not", "an", "account"],
+                {"cash": "1e308", "equity": "1", "buying_power": "1", "currency": "USD"},
+            ):
                 side.peer.answer_next("GET", "/v2/account", bad, times=3)
                 await app.refresh_now()
                 side.peer.faults.clear()
@@ -516,7 +662,9 @@ async def test_the_console_carries_on_through_bad_payloads(tmp_path):
                 assert app.is_running
                 status = app.runtime.manager.status("alpaca")
                 assert status.state is ConnectionState.DEGRADED and not INTERNALS.search(status.last_error)
-                order = await app.runtime.execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
+                order = await app.runtime.execution.submit(
+                    OrderRequest(symbol="AAPL", side="BUY", quantity=1)
+                )
                 assert order.status is OrderStatus.FILLED  # the paper account trades on
                 await pilot.pause(0.1)
                 screen = app.export_screenshot()

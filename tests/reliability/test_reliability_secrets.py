@@ -42,8 +42,20 @@ def leaks(text: str) -> list[str]:
 def every_logger_at_debug(caplog):
     caplog.set_level(logging.DEBUG)
     loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)]
-    loggers += [logging.getLogger(name) for name in ("websockets", "websockets.client", "urllib3", "aiohttp",
-                                                     "ib_async", "kiteconnect", "alpaca", "requests", "asyncio")]
+    loggers += [
+        logging.getLogger(name)
+        for name in (
+            "websockets",
+            "websockets.client",
+            "urllib3",
+            "aiohttp",
+            "ib_async",
+            "kiteconnect",
+            "alpaca",
+            "requests",
+            "asyncio",
+        )
+    ]
     before = [(logger, logger.level, logger.disabled) for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.DEBUG)
@@ -80,15 +92,23 @@ async def peers(memory_keyring, monkeypatch):
 
 
 def config_for(alpaca, stranger, kite):
-    return parse_config({
-        "accounts": [
-            {"name": "paper", "type": "sim", "default": True, "prices": {"AAPL": 100}},
-            {"name": "alpaca", "type": "alpaca", "base_url": alpaca.base_url, "timeout": 2,
-             "reconnect_delay": 0.05},
-            {"name": "alpaca-refused", "type": "alpaca", "base_url": stranger.base_url, "timeout": 2},
-            {"name": "kite", "type": "zerodha", "root": kite.root, "poll_interval": 0.2, "timeout": 2},
-        ],
-    }, where="secrets test")
+    return parse_config(
+        {
+            "accounts": [
+                {"name": "paper", "type": "sim", "default": True, "prices": {"AAPL": 100}},
+                {
+                    "name": "alpaca",
+                    "type": "alpaca",
+                    "base_url": alpaca.base_url,
+                    "timeout": 2,
+                    "reconnect_delay": 0.05,
+                },
+                {"name": "alpaca-refused", "type": "alpaca", "base_url": stranger.base_url, "timeout": 2},
+                {"name": "kite", "type": "zerodha", "root": kite.root, "poll_interval": 0.2, "timeout": 2},
+            ],
+        },
+        where="secrets test",
+    )
 
 
 async def exercise(runtime, alpaca, kite, errors: list[BaseException]) -> list[str]:
@@ -106,20 +126,40 @@ async def exercise(runtime, alpaca, kite, errors: list[BaseException]) -> list[s
 
     orders = [
         await execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=2, account="alpaca")),
-        await execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1, order_type="LIMIT",
-                                            limit_price="150", account="alpaca")),
-        await execution.submit(OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT",
-                                            limit_price="1400", account="kite")),
+        await execution.submit(
+            OrderRequest(
+                symbol="AAPL", side="BUY", quantity=1, order_type="LIMIT", limit_price="150", account="alpaca"
+            )
+        ),
+        await execution.submit(
+            OrderRequest(
+                symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", limit_price="1400", account="kite"
+            )
+        ),
         await execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="alpaca-refused")),
     ]
     # Brokers that echo the request back in an error, as some gateways do.
-    alpaca.fail_next("POST", "/v2/orders", 500, f"upstream rejected key {KEYRING_KEY} secret {KEYRING_SECRET}")
-    orders.append(await execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="alpaca")))
-    kite.fail("POST", "/orders", http_status=400, error_type="InputException",
-              message=f"Invalid api_key {ENV_KEY} or access_token {ENV_TOKEN}")
+    alpaca.fail_next(
+        "POST", "/v2/orders", 500, f"upstream rejected key {KEYRING_KEY} secret {KEYRING_SECRET}"
+    )
+    orders.append(
+        await execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="alpaca"))
+    )
+    kite.fail(
+        "POST",
+        "/orders",
+        http_status=400,
+        error_type="InputException",
+        message=f"Invalid api_key {ENV_KEY} or access_token {ENV_TOKEN}",
+    )
     orders.append(await execution.submit(OrderRequest(symbol="INFY", side="BUY", quantity=1, account="kite")))
-    kite.fail("GET", "/portfolio/positions", http_status=500, error_type="GeneralException",
-              message=f"token {ENV_TOKEN} is not valid for this request")
+    kite.fail(
+        "GET",
+        "/portfolio/positions",
+        http_status=500,
+        error_type="GeneralException",
+        message=f"token {ENV_TOKEN} is not valid for this request",
+    )
     await attempt(manager.refresh())
     await attempt(execution.reconcile())
     for order in orders:
@@ -143,7 +183,9 @@ def journal_bytes(state_dir: Path) -> bytes:
     return b"".join(path.read_bytes() for path in sorted(state_dir.glob("journal.sqlite*")))
 
 
-async def test_canaries_never_reach_logs_the_journal_or_exception_text(peers, every_logger_at_debug, tmp_path):
+async def test_canaries_never_reach_logs_the_journal_or_exception_text(
+    peers, every_logger_at_debug, tmp_path
+):
     caplog = every_logger_at_debug
     alpaca, stranger, kite = peers
     config = config_for(alpaca, stranger, kite)
@@ -186,8 +228,9 @@ async def test_missing_and_refused_credentials_say_what_to_do_without_the_secret
     with pytest.raises(CredentialsError) as caught:
         await broker.connect()
     assert "set-creds" in str(caught.value) and "KITE_ACCESS_TOKEN" in str(caught.value)
-    refused = BrokerFactory.create({"type": "alpaca", "name": "alpaca-refused", "base_url": stranger.base_url,
-                                    "timeout": 2})
+    refused = BrokerFactory.create(
+        {"type": "alpaca", "name": "alpaca-refused", "base_url": stranger.base_url, "timeout": 2}
+    )
     with pytest.raises(AuthenticationError) as caught:
         await refused.connect()
     assert stranger.count("GET", "/v2/account") >= 1  # the peer itself said no, not a dead socket
@@ -197,6 +240,7 @@ async def test_missing_and_refused_credentials_say_what_to_do_without_the_secret
 
 async def test_the_console_screen_never_shows_a_canary(peers, tmp_path):
     import console.app as app_module
+
     alpaca, stranger, kite = peers
     config = config_for(alpaca, stranger, kite)
     app = app_module.make_app(config, start_feed=False, cursor_blink=False)
@@ -204,15 +248,27 @@ async def test_the_console_screen_never_shows_a_canary(peers, tmp_path):
         await app.wait_until_ready()
         await app.runtime.manager.refresh()
         # Errors that echo the secrets, on the account list, the blotter and the event log.
-        kite.fail("GET", "/portfolio/positions", http_status=400, error_type="InputException",
-                  message=f"token {ENV_TOKEN} of {ENV_KEY} is not valid for this request", times=3)
+        kite.fail(
+            "GET",
+            "/portfolio/positions",
+            http_status=400,
+            error_type="InputException",
+            message=f"token {ENV_TOKEN} of {ENV_KEY} is not valid for this request",
+            times=3,
+        )
         await app.runtime.manager.refresh()
-        alpaca.fail_next("POST", "/v2/orders", 422, {"code": 42210000,
-                                                     "message": f"key {KEYRING_KEY} / {KEYRING_SECRET} refused"})
-        echoed = await app.runtime.execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1,
-                                                                 account="alpaca"))
-        refused = await app.runtime.execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1,
-                                                                  account="alpaca-refused"))
+        alpaca.fail_next(
+            "POST",
+            "/v2/orders",
+            422,
+            {"code": 42210000, "message": f"key {KEYRING_KEY} / {KEYRING_SECRET} refused"},
+        )
+        echoed = await app.runtime.execution.submit(
+            OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="alpaca")
+        )
+        refused = await app.runtime.execution.submit(
+            OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="alpaca-refused")
+        )
         assert "***" in echoed.reject_reason and refused.reject_reason
         await pilot.pause(0.3)
         svg = app.export_screenshot()

@@ -14,7 +14,9 @@ def write(tmp_path, text):
 
 
 def test_full_config_loads(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 base_currency = "usd"
 [[accounts]]
 name = "alpaca-main"
@@ -40,7 +42,8 @@ cancel_open_orders = false
 USDINR = 84.1
 [ui.keymap]
 halt = "f12,ctrl+k,ctrl+h"
-""")
+""",
+    )
     config = load_config(path)
     assert config.base_currency == "USD"
     assert config.default_account == "alpaca-main"
@@ -59,13 +62,22 @@ halt = "f12,ctrl+k,ctrl+h"
     ("text", "expected"),
     [
         ("base_currency = 'US'", ["base_currency", "3-letter currency code", "'US'"]),
-        ("[[accounts]]\nname='a'\ntype='etrade'", ["accounts[0: a].type", "unknown broker type 'etrade'", "alpaca"]),
+        (
+            "[[accounts]]\nname='a'\ntype='etrade'",
+            ["accounts[0: a].type", "unknown broker type 'etrade'", "alpaca"],
+        ),
         ("[risk]\nmax_order_quantity = -5", ["risk.max_order_quantity", "greater than 0", "-5"]),
         ("[risk]\nmax_qty = 5", ["risk.max_qty", "unknown key"]),
         ("colour = 'red'", ["colour", "unknown key"]),
         ("[halt]\ncancel_open_orders = 'maybe'", ["halt.cancel_open_orders", "'maybe'"]),
-        ("[[accounts]]\nname='a'\ntype='sim'\n[[accounts]]\nname='a'\ntype='sim'", ["'a' is used more than once"]),
-        ("[[accounts]]\nname='a'\ntype='sim'\n[[routing]]\naccount='b'", ["routing[0].account 'b' is not a configured account"]),
+        (
+            "[[accounts]]\nname='a'\ntype='sim'\n[[accounts]]\nname='a'\ntype='sim'",
+            ["'a' is used more than once"],
+        ),
+        (
+            "[[accounts]]\nname='a'\ntype='sim'\n[[routing]]\naccount='b'",
+            ["routing[0].account 'b' is not a configured account"],
+        ),
         ("[ui.keymap]\nexplode = 'x'", ["ui.keymap", "unknown action 'explode'", "halt"]),
         ("[[accounts]]\nname='bad name!'\ntype='sim'", ["accounts[0: bad name!].name", "letters, digits"]),
     ],
@@ -120,14 +132,16 @@ def test_routing_rule_to_unknown_account_is_refused():
 
 
 def test_order_targets_name_where_an_order_would_go():
-    config = parse_config({
-        "accounts": [
-            {"name": "us", "type": "sim", "currency": "USD", "default": True, "weight": 2},
-            {"name": "idle", "type": "sim", "currency": "USD", "weight": 0},
-            {"name": "in", "type": "sim", "currency": "INR"},
-        ],
-        "routing": [{"account": "in", "currency": "INR"}],
-    })
+    config = parse_config(
+        {
+            "accounts": [
+                {"name": "us", "type": "sim", "currency": "USD", "default": True, "weight": 2},
+                {"name": "idle", "type": "sim", "currency": "USD", "weight": 0},
+                {"name": "in", "type": "sim", "currency": "INR"},
+            ],
+            "routing": [{"account": "in", "currency": "INR"}],
+        }
+    )
 
     def request(**fields):
         return OrderRequest(symbol="X", side="BUY", quantity=1, **fields)

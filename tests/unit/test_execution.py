@@ -56,8 +56,9 @@ class Rig:
     def __init__(self, root):
         usd = {"AAPL": 200, "MSFT": 400}
         Rig.brokers = self.brokers = {
-            "us": RecordingSim("us", prices=usd, initial_cash=1_000_000,
-                               initial_positions={"AAPL": ("50", "190")}),
+            "us": RecordingSim(
+                "us", prices=usd, initial_cash=1_000_000, initial_positions={"AAPL": ("50", "190")}
+            ),
             "us2": RecordingSim("us2", prices=usd, initial_cash=1_000_000),
             "us3": WholeSharesSim("us3", prices=usd, initial_cash=1_000_000),
             "in": RecordingSim("in", currency="INR", prices={"INFY": 1800}, initial_cash=100_000_000),
@@ -73,8 +74,13 @@ class Rig:
         self.service = self.make_service()
 
     def make_service(self, **kwargs):
-        options = {"journal": self.journal, "router": Router([RoutingRule(account="in", currency="INR")], "us"),
-                   "fx": self.fx, "halt_settings": HaltSettings(), **kwargs}
+        options = {
+            "journal": self.journal,
+            "router": Router([RoutingRule(account="in", currency="INR")], "us"),
+            "fx": self.fx,
+            "halt_settings": HaltSettings(),
+            **kwargs,
+        }
         return ExecutionService(self.manager, self.switch, **options)
 
     @staticmethod
@@ -85,8 +91,9 @@ class Rig:
         return sum(len(b.placed) for b in self.brokers.values())
 
     async def submit(self, **fields):
-        return await self.service.submit(OrderRequest(**{"symbol": "AAPL", "side": "BUY", "quantity": 1,
-                                                         **fields}))
+        return await self.service.submit(
+            OrderRequest(**{"symbol": "AAPL", "side": "BUY", "quantity": 1, **fields})
+        )
 
     def risk(self, **limits):
         self.service.risk = RiskEngine(RiskLimits(**limits))
@@ -215,7 +222,9 @@ async def test_max_quantity(rig):
 async def test_max_notional_in_base_currency(rig):
     rig.risk(max_order_notional=10_000)
     # 500 x 1,800 INR = 900,000 INR = 10,714 USD
-    assert_refused(await rig.submit(symbol="INFY", currency="INR", quantity=500), "MAX_NOTIONAL", "INR", "USD")
+    assert_refused(
+        await rig.submit(symbol="INFY", currency="INR", quantity=500), "MAX_NOTIONAL", "INR", "USD"
+    )
     assert (await rig.submit(symbol="INFY", currency="INR", quantity=400)).status is OrderStatus.FILLED
 
 
@@ -314,8 +323,9 @@ async def test_invalid_order_from_a_mapping(rig):
     assert_refused(order, "INVALID_ORDER", "quantity")
     with pytest.raises(TypeError):
         await rig.service.submit("buy 5 AAPL")  # type: ignore[arg-type]
-    assert (await rig.service.submit({"symbol": "aapl", "side": "buy", "quantity": "2"})).status \
-        is OrderStatus.FILLED
+    assert (
+        await rig.service.submit({"symbol": "aapl", "side": "buy", "quantity": "2"})
+    ).status is OrderStatus.FILLED
 
 
 async def test_invalid_order_built_without_validation(rig):
@@ -346,10 +356,28 @@ async def test_journal_error_sends_nothing(rig):
 
 
 async def test_every_reject_code_is_listed():
-    expected = {"SYSTEM_HALTED", "REDUCE_ONLY", "MAX_QUANTITY", "MAX_NOTIONAL", "MAX_POSITION", "PRICE_BAND",
-                "RATE_LIMIT", "MAX_OPEN_ORDERS", "DAILY_LOSS", "SYMBOL_NOT_ALLOWED", "DUPLICATE_ORDER",
-                "BROKER_UNAVAILABLE", "NO_ROUTE", "UNKNOWN_ACCOUNT", "UNSUPPORTED", "INVALID_ORDER",
-                "BROKER_REJECTED", "INSUFFICIENT_FUNDS", "INVALID_SYMBOL", "JOURNAL_ERROR"}
+    expected = {
+        "SYSTEM_HALTED",
+        "REDUCE_ONLY",
+        "MAX_QUANTITY",
+        "MAX_NOTIONAL",
+        "MAX_POSITION",
+        "PRICE_BAND",
+        "RATE_LIMIT",
+        "MAX_OPEN_ORDERS",
+        "DAILY_LOSS",
+        "SYMBOL_NOT_ALLOWED",
+        "DUPLICATE_ORDER",
+        "BROKER_UNAVAILABLE",
+        "NO_ROUTE",
+        "UNKNOWN_ACCOUNT",
+        "UNSUPPORTED",
+        "INVALID_ORDER",
+        "BROKER_REJECTED",
+        "INSUFFICIENT_FUNDS",
+        "INVALID_SYMBOL",
+        "JOURNAL_ERROR",
+    }
     assert {code.value for code in RejectCode} == expected  # a new code needs its test above
 
 
@@ -374,8 +402,10 @@ async def test_final_check_catches_a_halt_after_the_intent(rig, monkeypatch):
 
 async def test_halt_written_by_a_subprocess_blocks_the_next_submit(rig):
     assert (await rig.submit()).status is OrderStatus.FILLED
-    code = ("import sys; from pathlib import Path; from brokers.killswitch import KillSwitch; "
-            "KillSwitch(Path(sys.argv[1]), env={}).halt('from another shell', source='cli')")
+    code = (
+        "import sys; from pathlib import Path; from brokers.killswitch import KillSwitch; "
+        "KillSwitch(Path(sys.argv[1]), env={}).halt('from another shell', source='cli')"
+    )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(rig.root))
     assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
     assert_refused(await rig.submit(), "SYSTEM_HALTED", "from another shell")
@@ -463,16 +493,19 @@ async def test_distributed_uses_the_account_weights_by_default(rig):
 
 async def test_distributed_whole_shares_where_fractions_are_not_allowed(rig):
     children = await rig.service.submit_distributed(
-        OrderRequest(symbol="AAPL", side="BUY", quantity="10.5"), {"us": 1, "us3": 1})
+        OrderRequest(symbol="AAPL", side="BUY", quantity="10.5"), {"us": 1, "us3": 1}
+    )
     by_account = {c.account: c.quantity for c in children}
     assert by_account == {"us3": D(5), "us": D("5.5")}
 
 
 async def test_distributed_checks_the_parent_total_first(rig):
-    rig.service.risk = RiskEngine(RiskLimits(max_order_quantity=50),
-                                  {name: RiskLimits(max_order_quantity=1000) for name in rig.brokers})
-    result = await rig.service.submit_distributed(OrderRequest(symbol="AAPL", side="BUY", quantity=100),
-                                                  {"us": 1, "us2": 1, "us3": 1})
+    rig.service.risk = RiskEngine(
+        RiskLimits(max_order_quantity=50), {name: RiskLimits(max_order_quantity=1000) for name in rig.brokers}
+    )
+    result = await rig.service.submit_distributed(
+        OrderRequest(symbol="AAPL", side="BUY", quantity=100), {"us": 1, "us2": 1, "us3": 1}
+    )
     assert len(result) == 1
     assert_refused(result[0], "MAX_QUANTITY", "all accounts together")
     assert rig.placed() == 0
@@ -480,8 +513,9 @@ async def test_distributed_checks_the_parent_total_first(rig):
 
 async def test_distributed_returns_every_child_with_its_outcome(rig):
     await rig.brokers["us3"].disconnect()
-    children = await rig.service.submit_distributed(OrderRequest(symbol="AAPL", side="BUY", quantity=9),
-                                                    {"us": 1, "us2": 1, "us3": 1})
+    children = await rig.service.submit_distributed(
+        OrderRequest(symbol="AAPL", side="BUY", quantity=9), {"us": 1, "us2": 1, "us3": 1}
+    )
     assert [c.status for c in children] == [OrderStatus.FILLED, OrderStatus.FILLED, OrderStatus.REJECTED]
     assert children[2].reject_code == "BROKER_UNAVAILABLE"
 
@@ -490,8 +524,9 @@ async def test_distributed_refusals_before_the_split(rig):
     request = OrderRequest(symbol="AAPL", side="BUY", quantity=10)
     (unknown,) = await rig.service.submit_distributed(request, {"nowhere": 1})
     assert_refused(unknown, "UNKNOWN_ACCOUNT")
-    (whole,) = await rig.service.submit_distributed(OrderRequest(symbol="AAPL", side="BUY", quantity="0.5"),
-                                                    {"us3": 1})
+    (whole,) = await rig.service.submit_distributed(
+        OrderRequest(symbol="AAPL", side="BUY", quantity="0.5"), {"us3": 1}
+    )
     assert_refused(whole, "UNSUPPORTED", "whole units")
     rig.switch.halt("x")
     (halted,) = await rig.service.submit_distributed(request)
@@ -618,4 +653,3 @@ async def test_reconcile_reports_position_differences(rig):
     assert [(m.symbol, m.book, m.broker) for m in report.positions] == [("AAPL", D(45), D(50))]
     assert rig.service.book.position("us", "AAPL") == 50
     assert rig.service.book_positions()[("us", "AAPL")] == 50
-

@@ -57,8 +57,9 @@ SEEN_BEFORE_KILL = 300
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_kill_9_mid_burst_keeps_every_acknowledged_order(tmp_path):
     root = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-c", BURST, str(root)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BURST, str(root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     acknowledged: list[str] = []
     try:
         deadline = time.monotonic() + 90
@@ -84,7 +85,9 @@ def test_kill_9_mid_burst_keeps_every_acknowledged_order(tmp_path):
     check.close()
     with Journal(path) as journal:
         orders = journal.orders()
-        rows = Counter((event.client_order_id, event.kind) for event in journal.events(kinds=["intent", "ack"]))
+        rows = Counter(
+            (event.client_order_id, event.kind) for event in journal.events(kinds=["intent", "ack"])
+        )
     assert len(acknowledged) == len(set(acknowledged)) >= SEEN_BEFORE_KILL
     for client_order_id in acknowledged:
         assert rows[(client_order_id, "intent")] == 1, client_order_id

@@ -21,8 +21,18 @@ from brokers.manager import MultiBrokerManager
 from brokers.models import OrderRequest, OrderStatus
 from brokers.sim import SimBroker
 
-OPS = ["submit", "submit", "submit", "limit", "distributed", "halt", "halt_switch", "halt_file", "resume",
-       "yield"]
+OPS = [
+    "submit",
+    "submit",
+    "submit",
+    "limit",
+    "distributed",
+    "halt",
+    "halt_switch",
+    "halt_file",
+    "resume",
+    "yield",
+]
 
 
 class RecordingSim(SimBroker):
@@ -91,11 +101,17 @@ async def scenario(root: Path, programs: list[list[str]], suspend: bool) -> tupl
             if op == "submit":
                 results.append(await service.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1)))
             elif op == "limit":
-                results.append(await service.submit(OrderRequest(symbol="AAPL", side="SELL", quantity=1,
-                                                                 order_type="LIMIT", limit_price=150)))
+                results.append(
+                    await service.submit(
+                        OrderRequest(
+                            symbol="AAPL", side="SELL", quantity=1, order_type="LIMIT", limit_price=150
+                        )
+                    )
+                )
             elif op == "distributed":
-                results.extend(await service.submit_distributed(
-                    OrderRequest(symbol="AAPL", side="BUY", quantity=2)))
+                results.extend(
+                    await service.submit_distributed(OrderRequest(symbol="AAPL", side="BUY", quantity=2))
+                )
             elif op == "halt":
                 await halting(lambda: service.halt("property", source="test"))
             elif op == "halt_switch":
@@ -148,5 +164,7 @@ def test_a_halt_in_the_middle_of_a_busy_burst(tmp_path):
 
 def test_the_checker_catches_a_late_order():
     assert violations([("halt_called", 1), ("halt_returned", 1), ("place", "X")]) == [2]
-    assert violations([("halt_called", 1), ("resume_called", None), ("halt_returned", 1), ("place", "X")]) == []
+    assert (
+        violations([("halt_called", 1), ("resume_called", None), ("halt_returned", 1), ("place", "X")]) == []
+    )
     assert violations([("halt_called", 1), ("place", "X"), ("halt_returned", 1)]) == []

@@ -28,8 +28,16 @@ def make_order(**fields):
 
 
 def fill(order, fill_id, quantity, price):
-    return Fill(fill_id=fill_id, account="us", symbol=order.symbol, side=order.side, quantity=quantity,
-                price=price, broker_order_id=order.broker_order_id, client_order_id=order.client_order_id)
+    return Fill(
+        fill_id=fill_id,
+        account="us",
+        symbol=order.symbol,
+        side=order.side,
+        quantity=quantity,
+        price=price,
+        broker_order_id=order.broker_order_id,
+        client_order_id=order.client_order_id,
+    )
 
 
 def test_default_path_is_in_the_state_dir():
@@ -194,9 +202,15 @@ def test_orders_lists_unknown_and_working_as_open(journal):
 def test_a_risk_rejection_then_a_resend_with_the_same_id(journal):
     order = make_order()
     order.reject("MAX_QUANTITY", "too big")
-    journal.record("risk_reject", client_order_id=order.client_order_id, account="us",
-                   data={"request": order.request.model_dump(mode="json"),
-                         "state": {"status": "REJECTED", "reject_code": "MAX_QUANTITY"}})
+    journal.record(
+        "risk_reject",
+        client_order_id=order.client_order_id,
+        account="us",
+        data={
+            "request": order.request.model_dump(mode="json"),
+            "state": {"status": "REJECTED", "reject_code": "MAX_QUANTITY"},
+        },
+    )
     assert journal.orders()[order.client_order_id].status is OrderStatus.REJECTED
     resent = Order(request=order.request, account="us")
     journal.record_intent(resent)
@@ -226,8 +240,15 @@ def test_a_corrupt_row_is_skipped_not_fatal(journal):
 
 
 def test_values_are_journaled_as_text(journal):
-    journal.record("risk", data={"amount": Decimal("1.10"), "when": datetime(2024, 1, 2, tzinfo=UTC),
-                                 "status": OrderStatus.FILLED, "ids": {"a"}})
+    journal.record(
+        "risk",
+        data={
+            "amount": Decimal("1.10"),
+            "when": datetime(2024, 1, 2, tzinfo=UTC),
+            "status": OrderStatus.FILLED,
+            "ids": {"a"},
+        },
+    )
     data = journal.events()[0].data
     assert data == {"amount": "1.10", "when": "2024-01-02T00:00:00+00:00", "status": "FILLED", "ids": ["a"]}
     with pytest.raises(TypeError):
@@ -249,10 +270,12 @@ def test_events_since_a_day_ago_includes_everything(journal):
 
 def test_a_journal_written_by_another_process_is_read_whole(tmp_path):
     path = tmp_path / "j.sqlite"
-    code = ("import sys; from brokers.journal import Journal; from brokers.models import Order, OrderRequest; "
-            "j = Journal(sys.argv[1]); "
-            "j.record_intent(Order(request=OrderRequest(symbol='AAPL', side='BUY', quantity=1, "
-            "client_order_id='FROMCHILD'), account='us'))")
+    code = (
+        "import sys; from brokers.journal import Journal; from brokers.models import Order, OrderRequest; "
+        "j = Journal(sys.argv[1]); "
+        "j.record_intent(Order(request=OrderRequest(symbol='AAPL', side='BUY', quantity=1, "
+        "client_order_id='FROMCHILD'), account='us'))"
+    )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
     with Journal(path) as journal:
         assert list(journal.orders()) == ["FROMCHILD"]
@@ -262,11 +285,22 @@ def test_hand_written_order_rows_are_the_json_of_the_dicts():
     order = make_order()
     order.broker_order_id = 'B"7\\x'
     order.transition(OrderStatus.ACCEPTED)
-    tricky = Fill(fill_id='F"1\n', account="us", symbol="AAPL", side="BUY", quantity=Decimal("1.5"),
-                  price=Decimal("1E+2"), commission=Decimal("0.01"), currency="USD")
+    tricky = Fill(
+        fill_id='F"1\n',
+        account="us",
+        symbol="AAPL",
+        side="BUY",
+        quantity=Decimal("1.5"),
+        price=Decimal("1E+2"),
+        commission=Decimal("0.01"),
+        currency="USD",
+    )
     order.apply_fill(tricky)
     order.reject_reason = 'a "quoted" reason, é and a\nnewline'
-    assert json.loads(order_row(order, [tricky])) == {"state": order_state(order), "fills": [fill_data(tricky)]}
+    assert json.loads(order_row(order, [tricky])) == {
+        "state": order_state(order),
+        "fills": [fill_data(tricky)],
+    }
     assert json.loads(order_row(order)) == {"state": order_state(order)}
 
 

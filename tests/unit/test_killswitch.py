@@ -117,7 +117,9 @@ def test_halt_that_cannot_be_written_still_halts_this_process(folder, monkeypatc
     assert not info.persisted
     assert switch.state is TradingState.HALTED
     assert not (folder / FLAG_NAME).exists()
-    assert [p.name for p in folder.iterdir() if p.name.startswith(f".{FLAG_NAME}.")] == []  # no temp file left
+    assert [
+        p.name for p in folder.iterdir() if p.name.startswith(f".{FLAG_NAME}.")
+    ] == []  # no temp file left
     monkeypatch.undo()
     switch.resume("disk cleaned", source="test")
     assert switch.state is TradingState.ACTIVE
@@ -220,8 +222,10 @@ def test_a_plain_touch_halts(folder):
 
 def test_halt_from_a_subprocess(folder):
     switch = KillSwitch(folder, env={})
-    code = ("import sys; from pathlib import Path; from brokers.killswitch import KillSwitch; "
-            "KillSwitch(Path(sys.argv[1]), env={}).halt('from a shell', source='cli')")
+    code = (
+        "import sys; from pathlib import Path; from brokers.killswitch import KillSwitch; "
+        "KillSwitch(Path(sys.argv[1]), env={}).halt('from a shell', source='cli')"
+    )
     subprocess.run([sys.executable, "-c", code, str(folder)], check=True, timeout=60)
     assert switch.state is TradingState.HALTED
     assert switch.info.reason == "from a shell"

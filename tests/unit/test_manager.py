@@ -45,9 +45,17 @@ D = Decimal
 class FakeBroker(Broker):
     broker_type = "fake"
 
-    def __init__(self, name: str, *, currency: str = "USD", latency: float = 0.0,
-                 cash: str = "1000", equity: str = "1000", buying_power: str = "2000",
-                 positions: list[Position] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        currency: str = "USD",
+        latency: float = 0.0,
+        cash: str = "1000",
+        equity: str = "1000",
+        buying_power: str = "2000",
+        positions: list[Position] | None = None,
+    ) -> None:
         super().__init__(name, currency=currency)
         self.latency = latency
         self.connected = False
@@ -56,8 +64,9 @@ class FakeBroker(Broker):
         self.gate: asyncio.Event | None = None
         self.ignore_cancel = False
         self.calls: list[str] = []
-        self.balance = Balance(account=name, currency=currency, cash=D(cash), equity=D(equity),
-                               buying_power=D(buying_power))
+        self.balance = Balance(
+            account=name, currency=currency, cash=D(cash), equity=D(equity), buying_power=D(buying_power)
+        )
         self.positions = list(positions or [])
         self.open_orders: list[Order] = []
         self.prices: dict[str, Decimal] = {}
@@ -480,10 +489,13 @@ async def test_failing_resync_hook_keeps_orders_blocked():
 async def test_resync_reports_open_orders_and_position_differences():
     book = {("a", "AAPL"): D(100), ("a", "MSFT"): D(5), ("b", "AAPL"): D(7)}
     m = manager(book_provider=lambda: book)
-    a = FakeBroker("a", positions=[
-        Position(symbol="AAPL", quantity=D(100), avg_price=D(1)),
-        Position(symbol="TSLA", quantity=D(-3), avg_price=D(1)),
-    ])
+    a = FakeBroker(
+        "a",
+        positions=[
+            Position(symbol="AAPL", quantity=D(100), avg_price=D(1)),
+            Position(symbol="TSLA", quantity=D(-3), avg_price=D(1)),
+        ],
+    )
     a.open_orders = [order()]
     m.add_broker("a", a)
     events = m.subscribe()
@@ -611,15 +623,35 @@ def test_average_price_of_the_side_that_remains():
 
 async def test_long_and_short_net_out_and_stay_visible_per_account():
     m = manager()
-    m.add_broker("a", FakeBroker("a", positions=[
-        Position(symbol="AAPL", quantity=D(100), avg_price=D(150), last_price=D(160))]))
-    m.add_broker("b", FakeBroker("b", positions=[
-        Position(symbol="AAPL", quantity=D(-40), avg_price=D(170), last_price=D(160)),
-        Position(symbol="AAPL", quantity=D(5), avg_price=D(1), asset_class=AssetClass.OPTION,
-                 multiplier=D(100), last_price=D(2))]))
+    m.add_broker(
+        "a",
+        FakeBroker(
+            "a", positions=[Position(symbol="AAPL", quantity=D(100), avg_price=D(150), last_price=D(160))]
+        ),
+    )
+    m.add_broker(
+        "b",
+        FakeBroker(
+            "b",
+            positions=[
+                Position(symbol="AAPL", quantity=D(-40), avg_price=D(170), last_price=D(160)),
+                Position(
+                    symbol="AAPL",
+                    quantity=D(5),
+                    avg_price=D(1),
+                    asset_class=AssetClass.OPTION,
+                    multiplier=D(100),
+                    last_price=D(2),
+                ),
+            ],
+        ),
+    )
     await m.connect_all()
     rows = m.consolidated_positions()
-    assert [(r.symbol, r.asset_class) for r in rows] == [("AAPL", AssetClass.OPTION), ("AAPL", AssetClass.STOCK)]
+    assert [(r.symbol, r.asset_class) for r in rows] == [
+        ("AAPL", AssetClass.OPTION),
+        ("AAPL", AssetClass.STOCK),
+    ]
     option, stock = rows
     assert stock.quantity == D(60) and stock.avg_price == D(150) and stock.last_price == D(160)
     assert [(leg.account, leg.quantity) for leg in stock.legs] == [("a", D(100)), ("b", D(-40))]
@@ -632,9 +664,13 @@ async def test_long_and_short_net_out_and_stay_visible_per_account():
 
 async def test_live_price_beats_snapshot_and_missing_price_is_marked():
     m = manager()
-    broker = FakeBroker("a", positions=[
-        Position(symbol="AAPL", quantity=D(10), avg_price=D(100), last_price=D(110)),
-        Position(symbol="ZZZ", quantity=D(1), avg_price=D(5))])
+    broker = FakeBroker(
+        "a",
+        positions=[
+            Position(symbol="AAPL", quantity=D(10), avg_price=D(100), last_price=D(110)),
+            Position(symbol="ZZZ", quantity=D(1), avg_price=D(5)),
+        ],
+    )
     m.add_broker("a", broker)
     await m.connect_all()
     broker.prices["AAPL"] = D(120)
@@ -660,14 +696,35 @@ class Clock:
         return self.now
 
 
-def usd_inr_manager(clock: Clock, rates: dict[str, int] | None = None) -> tuple[MultiBrokerManager, FakeBroker]:
-    fx = FxRates("USD", FxSettings(rates=rates if rates is not None else {"USDINR": 80}, as_of=T0,
-                                   stale_after_seconds=3600), clock=clock)
+def usd_inr_manager(
+    clock: Clock, rates: dict[str, int] | None = None
+) -> tuple[MultiBrokerManager, FakeBroker]:
+    fx = FxRates(
+        "USD",
+        FxSettings(rates=rates if rates is not None else {"USDINR": 80}, as_of=T0, stale_after_seconds=3600),
+        clock=clock,
+    )
     m = manager(fx=fx, clock=clock)
-    m.add_broker("us", FakeBroker("us", cash="10000", equity="30000", buying_power="20000", positions=[
-        Position(symbol="AAPL", quantity=D(100), avg_price=D(150), last_price=D(200))]))
-    india = FakeBroker("in", currency="INR", cash="800000", equity="1600000", buying_power="1200000", positions=[
-        Position(symbol="RELIANCE", quantity=D(10), avg_price=D(2500), last_price=D(2900), currency="INR")])
+    m.add_broker(
+        "us",
+        FakeBroker(
+            "us",
+            cash="10000",
+            equity="30000",
+            buying_power="20000",
+            positions=[Position(symbol="AAPL", quantity=D(100), avg_price=D(150), last_price=D(200))],
+        ),
+    )
+    india = FakeBroker(
+        "in",
+        currency="INR",
+        cash="800000",
+        equity="1600000",
+        buying_power="1200000",
+        positions=[
+            Position(symbol="RELIANCE", quantity=D(10), avg_price=D(2500), last_price=D(2900), currency="INR")
+        ],
+    )
     m.add_broker("in", india)
     return m, india
 
@@ -772,7 +829,9 @@ async def test_next_retry_is_known_while_waiting_to_reconnect():
         await gate.wait()
 
     now = datetime(2024, 5, 1, tzinfo=UTC)
-    m = manager(backoff=Backoff(initial=4, jitter=0), sleep=held_sleep, clock=lambda: now, heartbeat_interval=60)
+    m = manager(
+        backoff=Backoff(initial=4, jitter=0), sleep=held_sleep, clock=lambda: now, heartbeat_interval=60
+    )
     broker = FakeBroker("a")
     broker.connect_failures = [BrokerConnectionError("refused")]
     m.add_broker("a", broker)

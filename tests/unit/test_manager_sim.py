@@ -26,7 +26,9 @@ def sim(name: str, **kwargs) -> SimBroker:
     return SimBroker(name, **kwargs)
 
 
-async def wait_for_state(m: MultiBrokerManager, name: str, state: ConnectionState, limit: float = 2.0) -> None:
+async def wait_for_state(
+    m: MultiBrokerManager, name: str, state: ConnectionState, limit: float = 2.0
+) -> None:
     deadline = time.perf_counter() + limit
     while m.state(name) is not state:
         assert time.perf_counter() < deadline, f"{name} is {m.state(name)}, expected {state}"
@@ -59,8 +61,9 @@ async def test_refresh_fans_out_concurrently_against_the_sum_of_latencies():
 async def test_connect_failures_and_a_hang_do_not_block_the_others():
     m = MultiBrokerManager(timeout=0.2)
     m.add_broker("refused", sim("refused", faults=SimFaults(fail_connects=1)))
-    m.add_broker("hangs", sim("hangs", faults=SimFaults(hang_next=1, hang_seconds=math.inf,
-                                                        hang_methods={"connect"})))
+    m.add_broker(
+        "hangs", sim("hangs", faults=SimFaults(hang_next=1, hang_seconds=math.inf, hang_methods={"connect"}))
+    )
     m.add_broker("times-out", sim("times-out", faults=SimFaults(timeout_next=1, timeout_methods={"connect"})))
     m.add_broker("good", sim("good", latency=LATENCY))
     started = time.perf_counter()
@@ -70,7 +73,10 @@ async def test_connect_failures_and_a_hang_do_not_block_the_others():
     assert elapsed < 1.5  # bounded by the hang's timeout, not by the hang
     assert statuses["good"].state is CS.CONNECTED and m.is_available("good")
     assert statuses["refused"].state is CS.FAILED and "connection refused" in statuses["refused"].last_error
-    assert statuses["hangs"].state is CS.FAILED and "did not connect within 0.2 s" in statuses["hangs"].last_error
+    assert (
+        statuses["hangs"].state is CS.FAILED
+        and "did not connect within 0.2 s" in statuses["hangs"].last_error
+    )
     assert statuses["times-out"].state is CS.FAILED and "timed out" in statuses["times-out"].last_error
     snapshot = await m.refresh()
     assert list(snapshot.balances) == ["good"]
@@ -111,8 +117,12 @@ async def test_drop_mid_session_reconnects_on_the_backoff_schedule_and_resyncs()
 
     drops = sim("drops")
     steady = sim("steady")
-    m = MultiBrokerManager(timeout=0.5, heartbeat_interval=60, sleep=fake_sleep,
-                           backoff=Backoff(initial=0.25, maximum=1, multiplier=2, jitter=0))
+    m = MultiBrokerManager(
+        timeout=0.5,
+        heartbeat_interval=60,
+        sleep=fake_sleep,
+        backoff=Backoff(initial=0.25, maximum=1, multiplier=2, jitter=0),
+    )
     m.add_broker("drops", drops)
     m.add_broker("steady", steady)
     await m.connect_all()
@@ -161,8 +171,12 @@ async def test_resyncing_blocks_orders_to_that_broker_only():
 async def test_position_sync_after_reconnect_reports_what_the_book_missed():
     book = {("drops", "AAPL"): D(10)}
     drops = sim("drops", initial_positions={"AAPL": (10, 150)})
-    m = MultiBrokerManager(timeout=0.5, heartbeat_interval=60, book_provider=lambda: book,
-                           backoff=Backoff(initial=0.01, jitter=0))
+    m = MultiBrokerManager(
+        timeout=0.5,
+        heartbeat_interval=60,
+        book_provider=lambda: book,
+        backoff=Backoff(initial=0.01, jitter=0),
+    )
     m.add_broker("drops", drops)
     queue = m.subscribe()
     await m.connect_all()
@@ -190,8 +204,9 @@ async def test_order_and_fill_events_flow_from_every_broker():
     await m.start()
     queue = m.subscribe()
     await a.place_order(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
-    await b.place_order(OrderRequest(symbol="AAPL", side="SELL", quantity=2, order_type="LIMIT",
-                                     limit_price=500))
+    await b.place_order(
+        OrderRequest(symbol="AAPL", side="SELL", quantity=2, order_type="LIMIT", limit_price=500)
+    )
     got = []
     while True:
         try:
@@ -219,13 +234,24 @@ T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
 async def test_usd_and_inr_paper_accounts_hand_checked():
     now = [T0]
-    fx = FxRates("USD", FxSettings(rates={"USDINR": 80}, as_of=T0, stale_after_seconds=3600),
-                 clock=lambda: now[0])
+    fx = FxRates(
+        "USD", FxSettings(rates={"USDINR": 80}, as_of=T0, stale_after_seconds=3600), clock=lambda: now[0]
+    )
     m = MultiBrokerManager(timeout=0.5, fx=fx, clock=lambda: now[0])
-    m.add_broker("us", sim("us", initial_cash=10_000, account_type="cash",
-                           initial_positions={"AAPL": (100, 150)}))
-    m.add_broker("in", sim("in", currency="INR", initial_cash=800_000, account_type="cash",
-                           prices={"RELIANCE": 2900}, initial_positions={"RELIANCE": (10, 2500)}))
+    m.add_broker(
+        "us", sim("us", initial_cash=10_000, account_type="cash", initial_positions={"AAPL": (100, 150)})
+    )
+    m.add_broker(
+        "in",
+        sim(
+            "in",
+            currency="INR",
+            initial_cash=800_000,
+            account_type="cash",
+            prices={"RELIANCE": 2900},
+            initial_positions={"RELIANCE": (10, 2500)},
+        ),
+    )
     await m.connect_all()
 
     # us: cash 10,000 + 100 AAPL at 200 = 30,000 USD; in: 800,000 + 10 * 2,900 = 829,000 INR.

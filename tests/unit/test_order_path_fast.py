@@ -70,8 +70,17 @@ def test_a_snapshot_is_independent_and_equal():
 def test_a_trusted_fill_equals_a_validated_one_and_still_refuses_nonsense():
     now = utcnow()
     fast = Fill.unchecked("F", "a", "AAPL", Side.BUY, D(1), D(10), D(0), "USD", "B", "C", now)
-    slow = Fill(fill_id="F", account="a", symbol="AAPL", side="BUY", quantity=1, price=10,
-                broker_order_id="B", client_order_id="C", timestamp=now)
+    slow = Fill(
+        fill_id="F",
+        account="a",
+        symbol="AAPL",
+        side="BUY",
+        quantity=1,
+        price=10,
+        broker_order_id="B",
+        client_order_id="C",
+        timestamp=now,
+    )
     assert fast == slow and fast.model_dump() == slow.model_dump()
     with pytest.raises(ValueError):
         Fill.unchecked("F", "a", "AAPL", Side.BUY, D(0), D(10), D(0), "USD", None, None, now)
@@ -81,12 +90,27 @@ amounts = st.decimals(min_value=D("0.00000001"), max_value=D(10**9), places=8).f
 
 
 @settings(max_examples=300, deadline=None)
-@given(kind=st.sampled_from(list(OrderType)), quantity=amounts, price=amounts, percent=st.integers(1, 99),
-       account=st.one_of(st.none(), st.text("abXY09-_.", min_size=1, max_size=8)),
-       currency=st.sampled_from([None, "usd"]), exchange=st.sampled_from([None, "nyse"]))
-def test_the_hand_written_intent_is_pydantics_json(kind, quantity, price, percent, account, currency, exchange):
-    fields = {"symbol": "brk.b", "side": "sell", "quantity": quantity, "order_type": kind,
-              "account": account, "currency": currency, "exchange": exchange}
+@given(
+    kind=st.sampled_from(list(OrderType)),
+    quantity=amounts,
+    price=amounts,
+    percent=st.integers(1, 99),
+    account=st.one_of(st.none(), st.text("abXY09-_.", min_size=1, max_size=8)),
+    currency=st.sampled_from([None, "usd"]),
+    exchange=st.sampled_from([None, "nyse"]),
+)
+def test_the_hand_written_intent_is_pydantics_json(
+    kind, quantity, price, percent, account, currency, exchange
+):
+    fields = {
+        "symbol": "brk.b",
+        "side": "sell",
+        "quantity": quantity,
+        "order_type": kind,
+        "account": account,
+        "currency": currency,
+        "exchange": exchange,
+    }
     if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         fields["limit_price"] = price
     if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
@@ -100,15 +124,19 @@ def test_the_hand_written_intent_is_pydantics_json(kind, quantity, price, percen
 
 async def test_a_market_order_fills_at_once_exactly_as_on_the_book():
     quick = SimBroker("s", prices={"AAPL": 100}, commission_per_share="0.01", commission_min=1)
-    booked = SimBroker("s", prices={"AAPL": 100}, commission_per_share="0.01", commission_min=1,
-                       liquidity_per_tick=10**6)  # takes the general path
+    booked = SimBroker(
+        "s", prices={"AAPL": 100}, commission_per_share="0.01", commission_min=1, liquidity_per_tick=10**6
+    )  # takes the general path
     for broker in (quick, booked):
         await broker.connect()
     request = OrderRequest(symbol="AAPL", side="BUY", quantity=3, client_order_id="SAME")
     a, b = await quick.place_order(request), await booked.place_order(request)
     assert a.status is b.status is OrderStatus.FILLED
-    assert (a.filled_quantity, a.avg_fill_price, a.fills[0].commission) == \
-        (b.filled_quantity, b.avg_fill_price, b.fills[0].commission)
+    assert (a.filled_quantity, a.avg_fill_price, a.fills[0].commission) == (
+        b.filled_quantity,
+        b.avg_fill_price,
+        b.fills[0].commission,
+    )
     assert (await quick.get_balance()).cash == (await booked.get_balance()).cash
 
 
@@ -126,11 +154,15 @@ async def test_manager_events_keep_their_order_and_reach_listeners_and_queues():
             await broker.place_order(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
         await asyncio.sleep(0)
         queued = [queue.get_nowait() for _ in range(queue.qsize())]
-        kinds = [type(getattr(e, "order", None) or getattr(e, "fill", None)).__name__ for e in heard
-                 if hasattr(e, "order") or hasattr(e, "fill")]
+        kinds = [
+            type(getattr(e, "order", None) or getattr(e, "fill", None)).__name__
+            for e in heard
+            if hasattr(e, "order") or hasattr(e, "fill")
+        ]
         assert kinds == ["Order", "Fill", "Order"] * 3
-        assert [id(e) for e in queued if hasattr(e, "order") or hasattr(e, "fill")] == \
-            [id(e) for e in heard if hasattr(e, "order") or hasattr(e, "fill")]
+        assert [id(e) for e in queued if hasattr(e, "order") or hasattr(e, "fill")] == [
+            id(e) for e in heard if hasattr(e, "order") or hasattr(e, "fill")
+        ]
         manager.remove_listener(heard.append)
     finally:
         await manager.stop()

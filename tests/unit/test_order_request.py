@@ -24,8 +24,15 @@ def refused(**changes) -> str:
 
 
 def test_text_input_is_normalised():
-    request = OrderRequest(symbol=" aapl ", side="buy", quantity="1,000", order_type="stop limit",
-                           limit_price="10.50", stop_price="10.4", time_in_force="gtc")
+    request = OrderRequest(
+        symbol=" aapl ",
+        side="buy",
+        quantity="1,000",
+        order_type="stop limit",
+        limit_price="10.50",
+        stop_price="10.4",
+        time_in_force="gtc",
+    )
     assert request.symbol == "AAPL"
     assert request.side is Side.BUY
     assert request.quantity == Decimal(1000) and str(request.quantity) == "1000"

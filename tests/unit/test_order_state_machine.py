@@ -19,14 +19,20 @@ T0 = datetime(2024, 1, 2, 15, 0, tzinfo=UTC)
 # but PENDING; nothing goes back to PENDING; a partial fill can repeat but cannot be rejected),
 # so a change to the table has to be made in two places on purpose.
 EXPECTED = {
-    S.PENDING: {S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED,
-                S.EXPIRED, S.UNKNOWN},
-    S.SUBMITTED: {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED,
-                  S.UNKNOWN},
+    S.PENDING: {
+        S.SUBMITTED,
+        S.ACCEPTED,
+        S.PARTIALLY_FILLED,
+        S.FILLED,
+        S.CANCELLED,
+        S.REJECTED,
+        S.EXPIRED,
+        S.UNKNOWN,
+    },
+    S.SUBMITTED: {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED, S.UNKNOWN},
     S.ACCEPTED: {S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED, S.UNKNOWN},
     S.PARTIALLY_FILLED: {S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED, S.UNKNOWN},
-    S.UNKNOWN: {S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED,
-                S.EXPIRED},
+    S.UNKNOWN: {S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED},
     S.FILLED: set(),
     S.CANCELLED: set(),
     S.REJECTED: set(),
@@ -42,8 +48,15 @@ def make_order(status: OrderStatus = S.PENDING, quantity: str = "10") -> Order:
 
 
 def make_fill(fill_id: str, quantity: str, price: str, at: datetime = T0) -> Fill:
-    return Fill(fill_id=fill_id, account="sim", symbol="AAPL", side=Side.BUY, quantity=D(quantity),
-                price=D(price), timestamp=at)
+    return Fill(
+        fill_id=fill_id,
+        account="sim",
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=D(quantity),
+        price=D(price),
+        timestamp=at,
+    )
 
 
 def test_the_table_covers_every_status_and_matches_the_rules():

@@ -51,7 +51,9 @@ class Context:
 
     def is_reducing(self, request, account):
         current = self.position(account, request.symbol)
-        return current != 0 and (current > 0) != (request.side is Side.BUY) and request.quantity <= abs(current)
+        return (
+            current != 0 and (current > 0) != (request.side is Side.BUY) and request.quantity <= abs(current)
+        )
 
 
 class Clock:
@@ -230,8 +232,11 @@ def test_duplicate_order_guard():
 
 
 def test_account_limits_replace_global_ones_field_by_field():
-    risk = RiskEngine(RiskLimits(max_order_quantity=100, max_open_orders=5),
-                      {"big": RiskLimits(max_order_quantity=10_000)}, clock=Clock())
+    risk = RiskEngine(
+        RiskLimits(max_order_quantity=100, max_open_orders=5),
+        {"big": RiskLimits(max_order_quantity=10_000)},
+        clock=Clock(),
+    )
     ctx = Context(open_counts={"big": 5})
     assert risk.limits_for("big").max_order_quantity == 10_000
     assert risk.limits_for("big").max_open_orders == 5
@@ -242,8 +247,11 @@ def test_account_limits_replace_global_ones_field_by_field():
 
 def test_parent_order_checked_against_global_limits_without_counting():
     clock = Clock()
-    risk = RiskEngine(RiskLimits(max_order_quantity=50, max_orders_per_second=1, max_open_orders=1),
-                      {"us": RiskLimits(max_order_quantity=500)}, clock=clock)
+    risk = RiskEngine(
+        RiskLimits(max_order_quantity=50, max_orders_per_second=1, max_open_orders=1),
+        {"us": RiskLimits(max_order_quantity=500)},
+        clock=clock,
+    )
     busy = Context(open_counts={"us": 5, "in": 5})
     for _ in range(3):
         assert risk.check_parent(order(quantity=50), busy) is None  # account state is the children's
@@ -303,8 +311,15 @@ class Rates:
 
 
 def fill(fill_id, side, quantity, price, account="us", symbol="AAPL", commission=0):
-    return Fill(fill_id=fill_id, account=account, symbol=symbol, side=side, quantity=quantity, price=price,
-                commission=commission)
+    return Fill(
+        fill_id=fill_id,
+        account=account,
+        symbol=symbol,
+        side=side,
+        quantity=quantity,
+        price=price,
+        commission=commission,
+    )
 
 
 def test_book_realised_and_unrealised_pnl_through_a_flip():
@@ -352,17 +367,28 @@ def test_book_seed_takes_the_brokers_word_and_reports_differences():
     book = Book(FakeManager({}, {"us": "USD"}), None, "USD")
     book.add_fill("us", fill("1", "BUY", 10, 100))
     book.add_fill("us", fill("2", "BUY", 3, 50, symbol="MSFT"))
-    mismatches = book.seed("us", [Position(symbol="AAPL", quantity=D(12), account="us"),
-                                  Position(symbol="TSLA", quantity=D(-1), account="us")])
-    assert {(m.symbol, m.book, m.broker) for m in mismatches} == {("AAPL", D(10), D(12)), ("MSFT", D(3), D(0))}
+    mismatches = book.seed(
+        "us",
+        [
+            Position(symbol="AAPL", quantity=D(12), account="us"),
+            Position(symbol="TSLA", quantity=D(-1), account="us"),
+        ],
+    )
+    assert {(m.symbol, m.book, m.broker) for m in mismatches} == {
+        ("AAPL", D(10), D(12)),
+        ("MSFT", D(3), D(0)),
+    }
     assert book.positions() == {("us", "AAPL"): D(12), ("us", "TSLA"): D(-1)}
 
 
 def test_book_reducing_counts_working_orders_on_the_same_side():
     book = Book(FakeManager({}, {"us": "USD"}), None, "USD")
     book.add_fill("us", fill("1", "BUY", 10, 100))
-    working = Order(request=OrderRequest(symbol="AAPL", side="SELL", quantity=6, order_type="LIMIT",
-                                         limit_price=120), account="us", status=OrderStatus.ACCEPTED)
+    working = Order(
+        request=OrderRequest(symbol="AAPL", side="SELL", quantity=6, order_type="LIMIT", limit_price=120),
+        account="us",
+        status=OrderStatus.ACCEPTED,
+    )
     book.track(working)
     assert book.open_orders("us") == 1 and book.pending("us", "AAPL", Side.SELL) == 6
     assert book.is_reducing(order(side="SELL", quantity=4), "us")

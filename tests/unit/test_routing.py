@@ -51,8 +51,9 @@ def test_first_matching_rule_wins():
 
 
 def test_rule_with_every_criterion_needs_all_of_them():
-    rule = RoutingRule(account="india", asset_class=AssetClass.STOCK, exchange="NSE", currency="INR",
-                       symbol="INF*")
+    rule = RoutingRule(
+        account="india", asset_class=AssetClass.STOCK, exchange="NSE", currency="INR", symbol="INF*"
+    )
     assert rule.matches(request(symbol="INFY", exchange="NSE", currency="INR"))
     assert not rule.matches(request(symbol="TCS", exchange="NSE", currency="INR"))
     assert not rule.matches(request(symbol="INFY", exchange="BSE", currency="INR"))
@@ -74,7 +75,10 @@ def test_split_one_one_one_of_one_hundred():
 def test_split_by_weight_largest_remainder():
     assert split_quantity(Decimal(7), {"a": 2, "b": 1}) == {"a": Decimal(5), "b": Decimal(2)}
     assert split_quantity(Decimal(10), {"a": 0.5, "b": 0.3, "c": 0.2}) == {
-        "a": Decimal(5), "b": Decimal(3), "c": Decimal(2)}
+        "a": Decimal(5),
+        "b": Decimal(3),
+        "c": Decimal(2),
+    }
 
 
 def test_split_remainder_tie_goes_to_larger_weight():

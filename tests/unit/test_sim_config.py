@@ -18,23 +18,44 @@ def test_defaults():
     broker = SimBroker()
     assert (broker.name, broker.currency, broker.live, broker.broker_type) == ("sim", "USD", False, "sim")
     assert (broker.initial_cash, broker.account_type, broker.leverage, broker.latency) == (
-        D(100_000), "margin", D(2), 0.0
+        D(100_000),
+        "margin",
+        D(2),
+        0.0,
     )
     assert "AAPL" in broker.symbols  # a small default universe when no prices are given
     assert SimBroker(prices={}).symbols == []
 
 
 def test_factory_builds_from_a_config_mapping_and_ignores_account_keys():
-    broker = BrokerFactory.create({
-        "type": "sim", "name": "paper-eu", "currency": "eur", "live": False, "default": True,
-        "weight": 2.5, "label": "Paper EUR", "risk": {"max_order_quantity": 10}, "broker_type": "sim",
-        "initial_cash": "50000", "prices": {"sap": 180.5}, "seed": 3, "slippage_bps": 2,
-        "commission_per_share": "0.01", "commission_min": 1, "liquidity_per_tick": 500,
-        "account_type": "CASH", "tick_interval": 0.5, "volatility": 0.002,
-        "initial_positions": {"SAP": [10, 170]}, "session_close": "17:30",
-        "session_timezone": "Europe/Berlin", "faults": {"fail_connects": 1},
-        "api_host": None,  # a key left unset by a generic account model
-    })
+    broker = BrokerFactory.create(
+        {
+            "type": "sim",
+            "name": "paper-eu",
+            "currency": "eur",
+            "live": False,
+            "default": True,
+            "weight": 2.5,
+            "label": "Paper EUR",
+            "risk": {"max_order_quantity": 10},
+            "broker_type": "sim",
+            "initial_cash": "50000",
+            "prices": {"sap": 180.5},
+            "seed": 3,
+            "slippage_bps": 2,
+            "commission_per_share": "0.01",
+            "commission_min": 1,
+            "liquidity_per_tick": 500,
+            "account_type": "CASH",
+            "tick_interval": 0.5,
+            "volatility": 0.002,
+            "initial_positions": {"SAP": [10, 170]},
+            "session_close": "17:30",
+            "session_timezone": "Europe/Berlin",
+            "faults": {"fail_connects": 1},
+            "api_host": None,  # a key left unset by a generic account model
+        }
+    )
     assert isinstance(broker, SimBroker)
     assert (broker.name, broker.currency, broker.initial_cash) == ("paper-eu", "EUR", D(50_000))
     assert broker.last_price_nowait("SAP") == D("180.5")
@@ -44,8 +65,13 @@ def test_factory_builds_from_a_config_mapping_and_ignores_account_keys():
 
 
 async def test_from_config_positions_are_usable():
-    broker = SimBroker.from_config({"name": "demo", "prices": {"AAPL": 200},
-                                    "initial_positions": {"AAPL": {"quantity": 5, "avg_price": 150}}})
+    broker = SimBroker.from_config(
+        {
+            "name": "demo",
+            "prices": {"AAPL": 200},
+            "initial_positions": {"AAPL": {"quantity": 5, "avg_price": 150}},
+        }
+    )
     await broker.connect()
     (held,) = await broker.get_positions()
     assert (held.symbol, held.quantity, held.avg_price, held.account) == ("AAPL", D(5), D(150), "demo")

@@ -138,8 +138,9 @@ async def test_connect_can_time_out():
 
 
 async def test_hang_on_one_method_trips_the_callers_timeout():
-    broker = await connected(faults=SimFaults(hang_next=1, hang_seconds=math.inf,
-                                              hang_methods={"get_positions"}))
+    broker = await connected(
+        faults=SimFaults(hang_next=1, hang_seconds=math.inf, hang_methods={"get_positions"})
+    )
     assert (await asyncio.wait_for(broker.get_balance(), 1)).cash == D(100_000)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(broker.get_positions(), 0.05)

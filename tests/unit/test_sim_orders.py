@@ -21,8 +21,9 @@ D = Decimal
 S = OrderStatus
 
 
-def request(side: str = "BUY", quantity="10", order_type: str = "MARKET", symbol: str = "AAPL",
-            **kwargs) -> OrderRequest:
+def request(
+    side: str = "BUY", quantity="10", order_type: str = "MARKET", symbol: str = "AAPL", **kwargs
+) -> OrderRequest:
     return OrderRequest(symbol=symbol, side=side, quantity=quantity, order_type=order_type, **kwargs)
 
 
@@ -224,8 +225,9 @@ async def test_partially_filled_day_order_expires_with_its_fills(broker):
 
 async def test_day_orders_expire_when_the_clock_passes_the_session_close():
     clock = ManualClock(datetime(2024, 1, 2, 20, 0, tzinfo=UTC))  # 15:00 in New York
-    sim = SimBroker(prices={"AAPL": 200}, clock=clock, session_close="16:00",
-                    session_timezone="America/New_York")
+    sim = SimBroker(
+        prices={"AAPL": 200}, clock=clock, session_close="16:00", session_timezone="America/New_York"
+    )
     await sim.connect()
     day = await sim.place_order(request(order_type="LIMIT", limit_price=150))
     gtc = await sim.place_order(request(order_type="LIMIT", limit_price=150, time_in_force="GTC"))
@@ -293,7 +295,11 @@ async def test_market_order_larger_than_liquidity_fills_over_several_updates():
     sim.set_price("AAPL", 202)
     done = await sim.get_order(order.broker_order_id)
     assert done.status is S.FILLED
-    assert [(f.quantity, f.price) for f in done.fills] == [(D(100), D(200)), (D(100), D(201)), (D(50), D(202))]
+    assert [(f.quantity, f.price) for f in done.fills] == [
+        (D(100), D(200)),
+        (D(100), D(201)),
+        (D(50), D(202)),
+    ]
     assert done.avg_fill_price == D("200.8")  # (20,000 + 20,100 + 10,100) / 250
     assert [f.fill_id for f in done.fills] == [f"{done.broker_order_id}-{n}" for n in (1, 2, 3)]
 

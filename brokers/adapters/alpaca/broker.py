@@ -178,27 +178,33 @@ class AlpacaBroker(Broker):
                 kwargs[key] = settings[key]
         currency = settings.get("currency", "USD")
         if not isinstance(currency, str) or currency.strip().upper() != "USD":
-            raise ConfigError(f"{prefix}: 'currency' must be USD (Alpaca accounts are in USD), not {currency!r}")
+            raise ConfigError(
+                f"{prefix}: 'currency' must be USD (Alpaca accounts are in USD), not {currency!r}"
+            )
         for key, schemes in (("base_url", ("http://", "https://")), ("stream_url", ("ws://", "wss://"))):
             if key in settings:
                 value = settings[key]
                 if not isinstance(value, str) or not value.startswith(schemes) or len(value) > 300:
-                    raise ConfigError(f"{prefix}: {key!r} must be a URL starting with "
-                                      f"{' or '.join(schemes)}, not {value!r}")
+                    raise ConfigError(
+                        f"{prefix}: {key!r} must be a URL starting with {' or '.join(schemes)}, not {value!r}"
+                    )
                 kwargs[key] = value
         for key, low, high in (("timeout", 0.1, 120.0), ("reconnect_delay", 0.01, 60.0)):
             if key in settings:
                 value = settings[key]
                 if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-                    raise ConfigError(f"{prefix}: {key!r} must be a number of seconds from {low} to {high}, "
-                                      f"not {value!r}")
+                    raise ConfigError(
+                        f"{prefix}: {key!r} must be a number of seconds from {low} to {high}, not {value!r}"
+                    )
                 kwargs[key] = float(value)
         for key in ("key_env", "secret_env"):
             if key in settings:
                 value = settings[key]
                 if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
-                    raise ConfigError(f"{prefix}: {key!r} must be an environment variable name such as "
-                                      f"ALPACA_API_KEY, not {value!r}")
+                    raise ConfigError(
+                        f"{prefix}: {key!r} must be an environment variable name such as "
+                        f"ALPACA_API_KEY, not {value!r}"
+                    )
                 kwargs[key] = value
         return cls(**kwargs)
 
@@ -216,9 +222,15 @@ class AlpacaBroker(Broker):
 
     def account_status(self) -> AccountStatus:
         return AccountStatus(
-            name=self.name, broker_type=self.broker_type, live=self.live, state=self._state,
-            last_error=self.last_error, last_refresh=self.last_refresh, latency_ms=self.latency_ms,
-            session_expires_at=None, currency=self.currency,
+            name=self.name,
+            broker_type=self.broker_type,
+            live=self.live,
+            state=self._state,
+            last_error=self.last_error,
+            last_refresh=self.last_refresh,
+            latency_ms=self.latency_ms,
+            session_expires_at=None,
+            currency=self.currency,
         )
 
     async def connect(self) -> None:
@@ -230,16 +242,22 @@ class AlpacaBroker(Broker):
         try:
             api_key = self._api_key or require_secret(self.name, "api_key", self._key_env)
             secret_key = self._secret_key or require_secret(self.name, "secret_key", self._secret_env)
-            client = TradingClient(api_key=api_key, secret_key=secret_key, paper=not self.live,
-                                   raw_data=True, url_override=self.base_url)
+            client = TradingClient(
+                api_key=api_key,
+                secret_key=secret_key,
+                paper=not self.live,
+                raw_data=True,
+                url_override=self.base_url,
+            )
             # alpaca-py would otherwise sleep 3 s in our worker thread and send again on 429 and
             # 504, which for a submit can place the same order twice.
             client._retry = 0
             client._retry_codes = []
             client._session = TimeoutSession(self.timeout)
             self._client = client
-            self._note_account_flags(payload_dict(await self._read(client.get_account, what="read the account"),
-                                                  "account"))
+            self._note_account_flags(
+                payload_dict(await self._read(client.get_account, what="read the account"), "account")
+            )
         except BaseException as exc:
             self._client = None
             self._state = ConnectionState.FAILED
@@ -288,17 +306,29 @@ class AlpacaBroker(Broker):
         self._state = ConnectionState.DISCONNECTED
 
     def _note_account_flags(self, account: dict[str, Any]) -> None:
-        blocked = [flag for flag in ("account_blocked", "trading_blocked", "trade_suspended_by_user")
-                   if account.get(flag)]
+        blocked = [
+            flag
+            for flag in ("account_blocked", "trading_blocked", "trade_suspended_by_user")
+            if account.get(flag)
+        ]
         if blocked:
             self.last_error = f"Alpaca reports {', '.join(blocked)} on this account"
             log.warning("%s: %s", self.name, self.last_error)
 
     def _start_stream(self, api_key: str, secret_key: str) -> None:
         stream = UpdateStream(
-            api_key, secret_key, paper=not self.live, raw_data=True, url_override=self.stream_url,
-            websocket_params={"ping_interval": 10, "ping_timeout": 20, "max_queue": 1024,
-                              "open_timeout": self.timeout, "close_timeout": 1},
+            api_key,
+            secret_key,
+            paper=not self.live,
+            raw_data=True,
+            url_override=self.stream_url,
+            websocket_params={
+                "ping_interval": 10,
+                "ping_timeout": 20,
+                "max_queue": 1024,
+                "open_timeout": self.timeout,
+                "close_timeout": 1,
+            },
             on_up=lambda: self._post(self._stream_up),
             on_down=lambda reason: self._post(self._stream_down, reason),
             reconnect_delay=self.reconnect_delay,
@@ -368,14 +398,20 @@ class AlpacaBroker(Broker):
         orders placed after it are listed too, and their fills are news."""
         client = self._require_client()
         history = since is not None
-        listed = await self._read(client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN,
-                                                                     limit=_LIST_LIMIT),
-                                  what="list open orders")
+        listed = await self._read(
+            client.get_orders,
+            GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_LIST_LIMIT),
+            what="list open orders",
+        )
         if since is not None:
             listed += await self._read(
                 client.get_orders,
-                GetOrdersRequest(status=QueryOrderStatus.ALL, limit=_LIST_LIMIT, after=since - _CLOCK_SLACK,
-                                 direction="asc"),
+                GetOrdersRequest(
+                    status=QueryOrderStatus.ALL,
+                    limit=_LIST_LIMIT,
+                    after=since - _CLOCK_SLACK,
+                    direction="asc",
+                ),
                 what="list recent orders",
             )
         seen: set[str] = set()
@@ -408,8 +444,10 @@ class AlpacaBroker(Broker):
         try:
             order = self._ingest(payload_dict(payload, "order"), request=request, history=True)
         except (BrokerAPIError, ValueError, KeyError, TypeError) as exc:
-            raise BrokerConnectionError(f"Alpaca's answer to the order cannot be read{_MAYBE_PLACED}: "
-                                        f"{redact(exc)[:200]}", broker=self.name) from None
+            raise BrokerConnectionError(
+                f"Alpaca's answer to the order cannot be read{_MAYBE_PLACED}: {redact(exc)[:200]}",
+                broker=self.name,
+            ) from None
         return order.snapshot()
 
     async def cancel_order(self, broker_order_id: str) -> Order:
@@ -454,9 +492,11 @@ class AlpacaBroker(Broker):
 
     async def get_open_orders(self) -> list[Order]:
         client = self._require_client()
-        listed = await self._read(client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN,
-                                                                     limit=_LIST_LIMIT),
-                                  what="list open orders")
+        listed = await self._read(
+            client.get_orders,
+            GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_LIST_LIMIT),
+            what="list open orders",
+        )
         orders = [self._ingest_quietly(payload, history=False) for payload in listed]
         self.last_refresh = utcnow()
         return [order.snapshot() for order in orders if order is not None and order.is_working]
@@ -471,13 +511,22 @@ class AlpacaBroker(Broker):
         account = payload_dict(account, "account")
         if not isinstance(positions, list):
             raise BrokerAPIError("Alpaca sent positions that are not a list", broker=self.name)
-        unrealized = sum((dec(p.get("unrealized_pl"), "unrealized_pl") or Decimal(0)
-                          for p in positions if isinstance(p, dict)), Decimal(0))
+        unrealized = sum(
+            (
+                dec(p.get("unrealized_pl"), "unrealized_pl") or Decimal(0)
+                for p in positions
+                if isinstance(p, dict)
+            ),
+            Decimal(0),
+        )
         self.last_refresh = utcnow()
         return Balance(
-            account=self.name, currency=currency_of(account),
-            cash=required(account, "cash"), equity=required(account, "equity"),
-            buying_power=required(account, "buying_power"), unrealized_pnl=unrealized,
+            account=self.name,
+            currency=currency_of(account),
+            cash=required(account, "cash"),
+            equity=required(account, "equity"),
+            buying_power=required(account, "buying_power"),
+            unrealized_pnl=unrealized,
         )
 
     async def get_margin(self) -> MarginInfo:
@@ -488,9 +537,12 @@ class AlpacaBroker(Broker):
         maintenance = dec(account.get("maintenance_margin"), "maintenance_margin") or Decimal(0)
         self.last_refresh = utcnow()
         return MarginInfo(
-            account=self.name, currency=currency_of(account),
-            initial_margin=initial, maintenance_margin=maintenance,
-            available_funds=equity - initial, excess_liquidity=equity - maintenance,
+            account=self.name,
+            currency=currency_of(account),
+            initial_margin=initial,
+            maintenance_margin=maintenance,
+            available_funds=equity - initial,
+            excess_liquidity=equity - maintenance,
             leverage=dec(account.get("multiplier"), "multiplier") or Decimal(1),
         )
 
@@ -502,8 +554,9 @@ class AlpacaBroker(Broker):
         try:
             positions = [position_from_payload(payload_dict(p, "position"), self.name) for p in listed]
         except (ValueError, KeyError, TypeError) as exc:
-            raise BrokerAPIError(f"Alpaca sent a position that cannot be read: {unreadable(exc)}",
-                                 broker=self.name) from None
+            raise BrokerAPIError(
+                f"Alpaca sent a position that cannot be read: {unreadable(exc)}", broker=self.name
+            ) from None
         self.last_refresh = utcnow()
         return positions
 
@@ -515,7 +568,9 @@ class AlpacaBroker(Broker):
             return
         self._ingest_quietly(data["order"], history=True, event=data)
 
-    def _ingest_quietly(self, payload: Any, *, history: bool, event: dict[str, Any] | None = None) -> Order | None:
+    def _ingest_quietly(
+        self, payload: Any, *, history: bool, event: dict[str, Any] | None = None
+    ) -> Order | None:
         """``_ingest`` for lists and the stream, where one unreadable payload must not stop the rest."""
         try:
             return self._ingest(payload_dict(payload, "order"), history=history, event=event)
@@ -523,8 +578,14 @@ class AlpacaBroker(Broker):
             log.warning("%s: ignored an order Alpaca sent that cannot be read: %s", self.name, redact(exc))
             return None
 
-    def _ingest(self, payload: dict[str, Any], *, history: bool, request: OrderRequest | None = None,
-                event: dict[str, Any] | None = None) -> Order:
+    def _ingest(
+        self,
+        payload: dict[str, Any],
+        *,
+        history: bool,
+        request: OrderRequest | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> Order:
         """Apply one order payload; emit each new fill, then the order if it changed.
 
         ``history`` says whether the fills already on an order we have never seen are news: they
@@ -544,8 +605,12 @@ class AlpacaBroker(Broker):
             if request is None:
                 request = request_from_payload(payload)
             self._pending.pop(request.client_order_id, None)
-            order = Order(request=request, account=self.name, broker_order_id=broker_id,
-                          created_at=parse_time(payload.get("created_at")) or utcnow())
+            order = Order(
+                request=request,
+                account=self.name,
+                broker_order_id=broker_id,
+                created_at=parse_time(payload.get("created_at")) or utcnow(),
+            )
             self._remember(broker_id, order)
         fills, changed = self._apply(order, payload, event, history=history)
         for fill in fills:
@@ -554,13 +619,16 @@ class AlpacaBroker(Broker):
             self._emit(order.snapshot())
         return order
 
-    def _apply(self, order: Order, payload: dict[str, Any], event: dict[str, Any] | None, *,
-               history: bool) -> tuple[list[Fill], bool]:
+    def _apply(
+        self, order: Order, payload: dict[str, Any], event: dict[str, Any] | None, *, history: bool
+    ) -> tuple[list[Fill], bool]:
         """Returns the new fills and whether the order changed at all."""
         cumulative = dec(payload.get("filled_qty"), "filled_qty") or Decimal(0)
         if cumulative > order.quantity:
-            raise BrokerAPIError(f"Alpaca reported {cumulative} filled of order {order.broker_order_id} "
-                                 f"for {order.quantity}", broker=self.name)
+            raise BrokerAPIError(
+                f"Alpaca reported {cumulative} filled of order {order.broker_order_id} for {order.quantity}",
+                broker=self.name,
+            )
         average = dec(payload.get("filled_avg_price"), "filled_avg_price")
         at = parse_time(payload.get("updated_at")) or utcnow()
         fills: list[Fill] = []
@@ -583,12 +651,23 @@ class AlpacaBroker(Broker):
             changed = order.transition(target, at=at) or changed
         elif target is not order.status:
             # A listing older than an update already applied: the newer state stands.
-            log.debug("%s: kept %s for %s over a stale %s", self.name, order.status.value,
-                      order.broker_order_id, target.value)
+            log.debug(
+                "%s: kept %s for %s over a stale %s",
+                self.name,
+                order.status.value,
+                order.broker_order_id,
+                target.value,
+            )
         return fills, changed or bool(fills)
 
-    def _fill_for(self, order: Order, cumulative: Decimal, average: Decimal | None,
-                  event: dict[str, Any] | None, at: datetime) -> Fill | None:
+    def _fill_for(
+        self,
+        order: Order,
+        cumulative: Decimal,
+        average: Decimal | None,
+        event: dict[str, Any] | None,
+        at: datetime,
+    ) -> Fill | None:
         """The execution(s) that took the order from what we knew to ``cumulative``."""
         known = order.filled_quantity
         delta = cumulative - known
@@ -603,14 +682,23 @@ class AlpacaBroker(Broker):
             derived = (average * cumulative - known_cost) / delta
             price = derived if derived > 0 else average
         if price is None or price <= 0:
-            log.warning("%s: %s filled %s but Alpaca sent no price yet", self.name, order.broker_order_id, delta)
+            log.warning(
+                "%s: %s filled %s but Alpaca sent no price yet", self.name, order.broker_order_id, delta
+            )
             return None
         if price.as_tuple().exponent < -9:  # type: ignore[operator]
             price = price.quantize(Decimal("1e-9")).normalize()
         return Fill(
-            fill_id=f"{order.broker_order_id}:{wire_decimal(cumulative)}", account=self.name,
-            symbol=order.symbol, side=order.side, quantity=delta, price=price, currency="USD",
-            broker_order_id=order.broker_order_id, client_order_id=order.client_order_id, timestamp=at,
+            fill_id=f"{order.broker_order_id}:{wire_decimal(cumulative)}",
+            account=self.name,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=delta,
+            price=price,
+            currency="USD",
+            broker_order_id=order.broker_order_id,
+            client_order_id=order.client_order_id,
+            timestamp=at,
         )
 
     def _remember(self, broker_id: str, order: Order) -> None:
@@ -649,13 +737,19 @@ class AlpacaBroker(Broker):
             raise api_error(exc, broker=self.name, op=op, what=what) from None
         except ValueError as exc:  # a 2xx answer that is not JSON
             error_cls = BrokerConnectionError if op == "submit" else BrokerAPIError
-            raise error_cls(f"Alpaca's answer cannot be read when asked to {what}{maybe}: "
-                            f"{redact(exc)[:200]}", broker=self.name) from None
+            raise error_cls(
+                f"Alpaca's answer cannot be read when asked to {what}{maybe}: {redact(exc)[:200]}",
+                broker=self.name,
+            ) from None
         except requests.Timeout:
-            raise BrokerTimeoutError(f"Alpaca did not answer within {self.timeout:g} s when asked to "
-                                     f"{what}{maybe}", broker=self.name) from None
+            raise BrokerTimeoutError(
+                f"Alpaca did not answer within {self.timeout:g} s when asked to {what}{maybe}",
+                broker=self.name,
+            ) from None
         except requests.RequestException as exc:
-            raise BrokerConnectionError(f"lost the connection to Alpaca when asked to {what}{maybe} "
-                                        f"({type(exc).__name__})", broker=self.name) from None
+            raise BrokerConnectionError(
+                f"lost the connection to Alpaca when asked to {what}{maybe} ({type(exc).__name__})",
+                broker=self.name,
+            ) from None
         finally:
             self.latency_ms = round((time.monotonic() - started) * 1000, 1)

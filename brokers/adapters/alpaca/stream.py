@@ -45,8 +45,14 @@ for _name in ("websockets.client", "websockets.protocol", "alpaca.trading.stream
 class UpdateStream(TradingStream):
     """alpaca-py's TradingStream, telling us when its connection comes up and goes down."""
 
-    def __init__(self, *args: Any, on_up: Callable[[], None], on_down: Callable[[str], None],
-                 reconnect_delay: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        on_up: Callable[[], None],
+        on_down: Callable[[str], None],
+        reconnect_delay: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._on_up = on_up
         self._on_down = on_down

@@ -50,16 +50,35 @@ from ...models import (
 )
 
 _SUBMITTED = {"accepted", "pending_new", "accepted_for_bidding"}
-_WORKING = {"new", "partially_filled", "done_for_day", "pending_cancel", "pending_replace", "held",
-            "stopped", "suspended", "calculated"}
-_FINAL = {"filled": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLED,
-          "cancelled": OrderStatus.CANCELLED, "expired": OrderStatus.EXPIRED,
-          "rejected": OrderStatus.REJECTED,
-          # A replaced order stops working; its replacement arrives as an order of its own.
-          "replaced": OrderStatus.CANCELLED}
+_WORKING = {
+    "new",
+    "partially_filled",
+    "done_for_day",
+    "pending_cancel",
+    "pending_replace",
+    "held",
+    "stopped",
+    "suspended",
+    "calculated",
+}
+_FINAL = {
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELLED,
+    "cancelled": OrderStatus.CANCELLED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+    # A replaced order stops working; its replacement arrives as an order of its own.
+    "replaced": OrderStatus.CANCELLED,
+}
 ASSET_CLASSES = {"us_equity": AssetClass.STOCK, "crypto": AssetClass.CRYPTO, "us_option": AssetClass.OPTION}
-_TIME_IN_FORCE = {"day": TimeInForce.DAY, "gtc": TimeInForce.GTC, "ioc": TimeInForce.IOC,
-                  "fok": TimeInForce.FOK, "opg": TimeInForce.DAY, "cls": TimeInForce.DAY}
+_TIME_IN_FORCE = {
+    "day": TimeInForce.DAY,
+    "gtc": TimeInForce.GTC,
+    "ioc": TimeInForce.IOC,
+    "fok": TimeInForce.FOK,
+    "opg": TimeInForce.DAY,
+    "cls": TimeInForce.DAY,
+}
 _CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$")
 _OUR_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,48}")
@@ -125,8 +144,15 @@ def wire_decimal(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-_JSON_KINDS = {type(None): "null", bool: "true or false", int: "a number", float: "a number", str: "text",
-               list: "a list", dict: "an object"}
+_JSON_KINDS = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    str: "text",
+    list: "a list",
+    dict: "an object",
+}
 
 
 def payload_dict(payload: Any, what: str) -> dict[str, Any]:
@@ -185,8 +211,10 @@ def alpaca_refusal(request: OrderRequest) -> str | None:
 
 
 _REQUEST_MODELS = {
-    OrderType.MARKET: MarketOrderRequest, OrderType.LIMIT: LimitOrderRequest,
-    OrderType.STOP: StopOrderRequest, OrderType.STOP_LIMIT: StopLimitOrderRequest,
+    OrderType.MARKET: MarketOrderRequest,
+    OrderType.LIMIT: LimitOrderRequest,
+    OrderType.STOP: StopOrderRequest,
+    OrderType.STOP_LIMIT: StopLimitOrderRequest,
     OrderType.TRAILING_STOP: TrailingStopOrderRequest,
 }
 
@@ -194,8 +222,12 @@ _REQUEST_MODELS = {
 def order_fields(request: OrderRequest) -> dict[str, Any]:
     """The POST /v2/orders body. alpaca-py's request model checks the combination of fields;
     it holds numbers as floats, so the body then gets our exact decimals as strings."""
-    prices = {"limit_price": request.limit_price, "stop_price": request.stop_price,
-              "trail_percent": request.trail_percent, "trail_price": request.trail_amount}
+    prices = {
+        "limit_price": request.limit_price,
+        "stop_price": request.stop_price,
+        "trail_percent": request.trail_percent,
+        "trail_price": request.trail_amount,
+    }
     given = {key: value for key, value in prices.items() if value is not None}
     model = _REQUEST_MODELS[request.order_type](
         symbol=request.symbol,
@@ -307,8 +339,9 @@ def api_error(exc: APIError, *, broker: str, op: str, what: str) -> BrokerError:
         return AuthenticationError(detail, **kw) if status == 403 else BrokerAPIError(detail, **kw)
     if status == 403 and "buying power" in lowered:
         return InsufficientFundsError(detail, **kw)
-    if op == "submit" and any(words in lowered for words in
-                              ("not found", "could not find", "invalid symbol", "not tradable")):
+    if op == "submit" and any(
+        words in lowered for words in ("not found", "could not find", "invalid symbol", "not tradable")
+    ):
         return InvalidSymbolError(detail, **kw)
     if op == "submit" and ("market hours" in lowered or "market is closed" in lowered):
         return MarketClosedError(detail, **kw)

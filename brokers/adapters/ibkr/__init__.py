@@ -4,5 +4,14 @@ from .broker import LIVE_PORT, PAPER_PORT, IBKRBroker
 from .codes import effective_status, error_for
 from .instruments import contract_for, ib_order_for, request_from_ib, symbol_for
 
-__all__ = ["LIVE_PORT", "PAPER_PORT", "IBKRBroker", "contract_for", "effective_status", "error_for",
-           "ib_order_for", "request_from_ib", "symbol_for"]
+__all__ = [
+    "LIVE_PORT",
+    "PAPER_PORT",
+    "IBKRBroker",
+    "contract_for",
+    "effective_status",
+    "error_for",
+    "ib_order_for",
+    "request_from_ib",
+    "symbol_for",
+]

@@ -106,8 +106,32 @@ CAPABILITIES = BrokerCapabilities(
     bulk_cancel=True,
     streaming_updates=True,
     session_expiry=False,
-    currencies=frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "HKD", "SEK", "NOK", "DKK",
-                          "SGD", "NZD", "MXN", "CNH", "KRW", "INR", "ZAR", "PLN", "CZK", "HUF", "ILS"}),
+    currencies=frozenset(
+        {
+            "USD",
+            "EUR",
+            "GBP",
+            "CHF",
+            "JPY",
+            "CAD",
+            "AUD",
+            "HKD",
+            "SEK",
+            "NOK",
+            "DKK",
+            "SGD",
+            "NZD",
+            "MXN",
+            "CNH",
+            "KRW",
+            "INR",
+            "ZAR",
+            "PLN",
+            "CZK",
+            "HUF",
+            "ILS",
+        }
+    ),
 )
 
 
@@ -136,9 +160,19 @@ class IBKRBroker(Broker):
     commission_grace = 0.5
     read_attempts = 3
 
-    def __init__(self, name: str = "ibkr", *, live: bool = False, currency: str = "USD",
-                 host: str = "127.0.0.1", port: int | None = None, client_id: int = 1,
-                 account: str | None = None, timeout: float = 10.0, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        name: str = "ibkr",
+        *,
+        live: bool = False,
+        currency: str = "USD",
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        client_id: int = 1,
+        account: str | None = None,
+        timeout: float = 10.0,
+        readonly: bool = False,
+    ) -> None:
         super().__init__(name, live=live, currency=currency)
         self.host = host
         self.port = port if port is not None else (LIVE_PORT if live else PAPER_PORT)
@@ -176,21 +210,34 @@ class IBKRBroker(Broker):
         live = _setting_bool(settings, "live", False)
         currency = settings.get("currency", "USD")
         if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
-            raise ConfigError(f"ibkr setting 'currency' must be a 3-letter code such as USD, not {currency!r}")
+            raise ConfigError(
+                f"ibkr setting 'currency' must be a 3-letter code such as USD, not {currency!r}"
+            )
         host = settings.get("host", "127.0.0.1")
         if not isinstance(host, str) or not host.strip() or any(ch.isspace() for ch in host.strip()):
             raise ConfigError(f"ibkr setting 'host' must be a host name or IP address, not {host!r}")
         account = settings.get("account")
-        if account is not None and (not isinstance(account, str) or not re.fullmatch(r"[A-Za-z0-9]{1,32}", account)):
-            raise ConfigError(f"ibkr setting 'account' must be an IB account code such as DU1234567, not {account!r}")
+        if account is not None and (
+            not isinstance(account, str) or not re.fullmatch(r"[A-Za-z0-9]{1,32}", account)
+        ):
+            raise ConfigError(
+                f"ibkr setting 'account' must be an IB account code such as DU1234567, not {account!r}"
+            )
         timeout = settings.get("timeout", 10)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-            raise ConfigError(f"ibkr setting 'timeout' must be a number of seconds above 0 and at most 300, not {timeout!r}")
+            raise ConfigError(
+                f"ibkr setting 'timeout' must be a number of seconds above 0 and at most 300, not {timeout!r}"
+            )
         return cls(
-            name.strip(), live=live, currency=currency.upper(), host=host.strip(),
+            name.strip(),
+            live=live,
+            currency=currency.upper(),
+            host=host.strip(),
             port=_setting_int(settings, "port", LIVE_PORT if live else PAPER_PORT, 1, 65535),
             client_id=_setting_int(settings, "client_id", 1, 0, 2**31 - 1),
-            account=account, timeout=float(timeout), readonly=_setting_bool(settings, "readonly", False),
+            account=account,
+            timeout=float(timeout),
+            readonly=_setting_bool(settings, "readonly", False),
         )
 
     # -- connection -----------------------------------------------------------------------
@@ -207,13 +254,25 @@ class IBKRBroker(Broker):
         return self._last_error
 
     def is_connected(self) -> bool:
-        return (self._ib is not None and self._ib.isConnected() and not self._closing
-                and self._state in (ConnectionState.CONNECTED, ConnectionState.RESYNCING, ConnectionState.DEGRADED))
+        return (
+            self._ib is not None
+            and self._ib.isConnected()
+            and not self._closing
+            and self._state
+            in (ConnectionState.CONNECTED, ConnectionState.RESYNCING, ConnectionState.DEGRADED)
+        )
 
     def status(self) -> AccountStatus:
-        return AccountStatus(name=self.name, broker_type=self.broker_type, live=self.live, state=self._state,
-                             last_error=self._last_error, last_refresh=self._last_refresh,
-                             latency_ms=self._latency_ms, currency=self.currency)
+        return AccountStatus(
+            name=self.name,
+            broker_type=self.broker_type,
+            live=self.live,
+            state=self._state,
+            last_error=self._last_error,
+            last_refresh=self._last_refresh,
+            latency_ms=self._latency_ms,
+            currency=self.currency,
+        )
 
     async def connect(self) -> None:
         if self.is_connected():
@@ -262,14 +321,24 @@ class IBKRBroker(Broker):
         where = f"TWS/IB Gateway at {self.host}:{self.port}"
         self._connecting = True
         try:
-            await ib.connectAsync(self.host, self.port, clientId=self.client_id, timeout=self.timeout,
-                                  readonly=self.readonly, account=self.account_code or "")
+            await ib.connectAsync(
+                self.host,
+                self.port,
+                clientId=self.client_id,
+                timeout=self.timeout,
+                readonly=self.readonly,
+                account=self.account_code or "",
+            )
         except TimeoutError:
             raise BrokerTimeoutError(
                 f"{where} did not finish the API handshake within {self.timeout:g} s "
-                f"(is the API enabled and client id {self.client_id} free?)", broker=self.name) from None
+                f"(is the API enabled and client id {self.client_id} free?)",
+                broker=self.name,
+            ) from None
         except OSError as exc:
-            raise BrokerConnectionError(f"cannot reach {where}: {exc.strerror or exc}", broker=self.name) from None
+            raise BrokerConnectionError(
+                f"cannot reach {where}: {exc.strerror or exc}", broker=self.name
+            ) from None
         finally:
             self._connecting = False
         try:
@@ -286,19 +355,25 @@ class IBKRBroker(Broker):
     def _choose_account(self, accounts: list[str]) -> None:
         if self.account_code:
             if self.account_code not in accounts:
-                raise ConfigError(f"IB account {self.account_code} is not managed by this TWS login "
-                                  f"(it manages {', '.join(accounts) or 'none'}); fix the 'account' setting")
+                raise ConfigError(
+                    f"IB account {self.account_code} is not managed by this TWS login "
+                    f"(it manages {', '.join(accounts) or 'none'}); fix the 'account' setting"
+                )
             code = self.account_code
         elif len(accounts) == 1:
             code = accounts[0]
         else:
-            raise ConfigError(f"this TWS login manages several accounts ({', '.join(accounts)}); "
-                              f"set 'account' for {self.name!r} to one of them")
+            raise ConfigError(
+                f"this TWS login manages several accounts ({', '.join(accounts)}); "
+                f"set 'account' for {self.name!r} to one of them"
+            )
         # IB paper accounts are the D-prefixed ones (DU..., DF...): refuse to trade real money
         # from an account the config calls paper.
         if not self.live and not code.upper().startswith("D"):
-            raise ConfigError(f"account {self.name!r} is configured as paper (live = false) but TWS is "
-                              f"logged in to live account {code}; log TWS in to paper or set live = true")
+            raise ConfigError(
+                f"account {self.name!r} is configured as paper (live = false) but TWS is "
+                f"logged in to live account {code}; log TWS in to paper or set live = true"
+            )
         if self.live and code.upper().startswith("D"):
             log.warning("%s is configured as live but TWS is logged in to paper account %s", self.name, code)
         self._ib_account = code
@@ -314,8 +389,9 @@ class IBKRBroker(Broker):
 
     def _require_ib(self) -> Any:
         if self._ib is None or not self._ib.isConnected() or self._closing:
-            raise BrokerConnectionError(f"not connected to TWS/IB Gateway ({self._state.value.lower()})",
-                                        broker=self.name)
+            raise BrokerConnectionError(
+                f"not connected to TWS/IB Gateway ({self._state.value.lower()})", broker=self.name
+            )
         return self._ib
 
     def _on_disconnected(self) -> None:
@@ -382,13 +458,17 @@ class IBKRBroker(Broker):
             return self._snapshot(existing)
         ib = self._require_ib()
         if self._state is not ConnectionState.CONNECTED:
-            raise BrokerConnectionError(f"TWS is {self._state.value.lower()}; order not sent", broker=self.name)
+            raise BrokerConnectionError(
+                f"TWS is {self._state.value.lower()}; order not sent", broker=self.name
+            )
         ib_order = ib_order_for(request, self._ib_account)
         try:
             trade = ib.placeOrder(contract, ib_order)
         except ConnectionError as exc:
             raise BrokerConnectionError(f"order not sent: {exc}", broker=self.name) from None
-        tracked = _Tracked(order=Order(request=request, account=self.name), order_id=ib_order.orderId, trade=trade)
+        tracked = _Tracked(
+            order=Order(request=request, account=self.name), order_id=ib_order.orderId, trade=trade
+        )
         tracked.order.broker_order_id = str(ib_order.orderId)
         tracked.order.transition(OrderStatus.SUBMITTED)
         self._index(tracked)
@@ -397,13 +477,19 @@ class IBKRBroker(Broker):
         except BrokerTimeoutError:
             tracked.order.transition(OrderStatus.UNKNOWN)
             self._changed(tracked)
-            raise BrokerTimeoutError(f"no answer from TWS within {self.timeout:g} s to order "
-                                     f"{request.client_order_id}; its outcome is unknown", broker=self.name) from None
+            raise BrokerTimeoutError(
+                f"no answer from TWS within {self.timeout:g} s to order "
+                f"{request.client_order_id}; its outcome is unknown",
+                broker=self.name,
+            ) from None
         except BrokerConnectionError:
             tracked.order.transition(OrderStatus.UNKNOWN)
             self._changed(tracked)
-            raise BrokerConnectionError(f"connection lost before TWS answered order {request.client_order_id}; "
-                                        "its outcome is unknown", broker=self.name) from None
+            raise BrokerConnectionError(
+                f"connection lost before TWS answered order {request.client_order_id}; "
+                "its outcome is unknown",
+                broker=self.name,
+            ) from None
         if tracked.order.status is OrderStatus.REJECTED:
             code, message = self._reject_error(tracked)
             raise error_for(code, message, self.name)
@@ -422,10 +508,15 @@ class IBKRBroker(Broker):
             return self._snapshot(tracked)
         if not tracked.order_id:
             # TWS takes a cancel by order id only from the client that placed the order.
-            raise BrokerAPIError(f"order {broker_order_id} was placed in TWS or by another API client; "
-                                 "cancel it there, or cancel all orders", broker=self.name)
+            raise BrokerAPIError(
+                f"order {broker_order_id} was placed in TWS or by another API client; "
+                "cancel it there, or cancel all orders",
+                broker=self.name,
+            )
         ib = self._require_ib()
-        ib_order = tracked.trade.order if tracked.trade is not None else ib_api.Order(orderId=tracked.order_id)
+        ib_order = (
+            tracked.trade.order if tracked.trade is not None else ib_api.Order(orderId=tracked.order_id)
+        )
         errors_before = len(tracked.errors)
         try:
             ib.cancelOrder(ib_order)
@@ -450,8 +541,11 @@ class IBKRBroker(Broker):
         ib = self._require_ib()
         for trade in ib.openTrades():
             self._sync_trade(trade)
-        asked = [t.order.broker_order_id for t in self._orders.values()
-                 if t.order.is_working and t.order.broker_order_id]
+        asked = [
+            t.order.broker_order_id
+            for t in self._orders.values()
+            if t.order.is_working and t.order.broker_order_id
+        ]
         # reqGlobalCancel cancels every working order of this TWS login, whichever client placed it.
         try:
             ib.reqGlobalCancel()
@@ -487,8 +581,11 @@ class IBKRBroker(Broker):
         listed = {id(tracked) for tracked in map(self._sync_trade, trades) if tracked is not None}
         self._flush()
         in_flight = (OrderStatus.PENDING, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
-        return [self._snapshot(t) for t in self._orders.values()
-                if t.order.is_working and (id(t) in listed or t.order.status in in_flight)]
+        return [
+            self._snapshot(t)
+            for t in self._orders.values()
+            if t.order.is_working and (id(t) in listed or t.order.status in in_flight)
+        ]
 
     async def _refresh_orders(self, *, executions: bool = False) -> None:
         """Ask TWS for every open and completed order (and fills), then bring ours up to date."""
@@ -523,10 +620,13 @@ class IBKRBroker(Broker):
     async def get_balance(self) -> Balance:
         tags, currency = await self._summary()
         return Balance(
-            account=self.name, currency=currency, cash=self._figure(tags, "TotalCashValue"),
+            account=self.name,
+            currency=currency,
+            cash=self._figure(tags, "TotalCashValue"),
             equity=self._figure(tags, "NetLiquidation"),
             buying_power=self._figure(tags, "BuyingPower" if "BuyingPower" in tags else "AvailableFunds"),
-            realized_pnl=self._figure(tags, "RealizedPnL"), unrealized_pnl=self._figure(tags, "UnrealizedPnL"),
+            realized_pnl=self._figure(tags, "RealizedPnL"),
+            unrealized_pnl=self._figure(tags, "UnrealizedPnL"),
         )
 
     def _figure(self, tags: dict[str, str], tag: str) -> Decimal:
@@ -537,10 +637,13 @@ class IBKRBroker(Broker):
         equity, gross = to_amount(tags.get("NetLiquidation")), to_amount(tags.get("GrossPositionValue"))
         leverage = to_amount(tags.get("Leverage")) or (gross / equity if equity > 0 else Decimal(0))
         return MarginInfo(
-            account=self.name, currency=currency, initial_margin=to_amount(tags.get("InitMarginReq")),
+            account=self.name,
+            currency=currency,
+            initial_margin=to_amount(tags.get("InitMarginReq")),
             maintenance_margin=to_amount(tags.get("MaintMarginReq")),
             available_funds=to_amount(tags.get("AvailableFunds")),
-            excess_liquidity=to_amount(tags.get("ExcessLiquidity")), leverage=leverage,
+            excess_liquidity=to_amount(tags.get("ExcessLiquidity")),
+            leverage=leverage,
         )
 
     async def get_positions(self) -> list[Position]:
@@ -555,16 +658,23 @@ class IBKRBroker(Broker):
             symbol, asset = symbol_for(contract)
             multiplier = to_amount(contract.multiplier) or Decimal(1)
             mark = marks.get(contract.conId)
-            result.append(Position(
-                symbol=symbol, quantity=figure(held.position, f"a position in {symbol} of", self.name),
-                # IB's average cost includes the multiplier; ours is per unit of price.
-                avg_price=to_amount(figure(held.avgCost, f"an average cost for {symbol} of", self.name)
-                                    / multiplier),
-                account=self.name, asset_class=asset, currency=contract.currency or self.currency,
-                last_price=price_or_none(mark.marketPrice) if mark else None,
-                realized_pnl=to_amount(mark.realizedPNL) if mark else Decimal(0),
-                multiplier=multiplier, exchange=contract.exchange or contract.primaryExchange or None,
-            ))
+            result.append(
+                Position(
+                    symbol=symbol,
+                    quantity=figure(held.position, f"a position in {symbol} of", self.name),
+                    # IB's average cost includes the multiplier; ours is per unit of price.
+                    avg_price=to_amount(
+                        figure(held.avgCost, f"an average cost for {symbol} of", self.name) / multiplier
+                    ),
+                    account=self.name,
+                    asset_class=asset,
+                    currency=contract.currency or self.currency,
+                    last_price=price_or_none(mark.marketPrice) if mark else None,
+                    realized_pnl=to_amount(mark.realizedPNL) if mark else Decimal(0),
+                    multiplier=multiplier,
+                    exchange=contract.exchange or contract.primaryExchange or None,
+                )
+            )
         self._last_refresh = utcnow()
         return result
 
@@ -604,10 +714,13 @@ class IBKRBroker(Broker):
                     try:
                         result = await asyncio.wait_for(request(), self.timeout)
                     except TimeoutError:
-                        raise BrokerTimeoutError(f"no answer to the {what} request within {self.timeout:g} s",
-                                                 broker=self.name) from None
+                        raise BrokerTimeoutError(
+                            f"no answer to the {what} request within {self.timeout:g} s", broker=self.name
+                        ) from None
                     except ConnectionError as exc:
-                        raise BrokerConnectionError(f"{what} request failed: {exc}", broker=self.name) from None
+                        raise BrokerConnectionError(
+                            f"{what} request failed: {exc}", broker=self.name
+                        ) from None
         return result
 
     # -- keeping our orders in step with TWS ------------------------------------------------
@@ -653,14 +766,21 @@ class IBKRBroker(Broker):
             except ValueError as exc:
                 log.warning("%s: cannot show IB order %s: %s", self.name, ib_order.permId, exc)
                 return None
-            tracked = self._orders.get(request.client_order_id) or _Tracked(order=Order(request=request, account=self.name))
+            tracked = self._orders.get(request.client_order_id) or _Tracked(
+                order=Order(request=request, account=self.name)
+            )
         tracked.trade = trade
         if ib_order.clientId == self.client_id and ib_order.orderId > 0:
             tracked.order_id = ib_order.orderId
         tracked.perm_id = ib_order.permId or tracked.perm_id
         if tracked.order.broker_order_id is None:
-            tracked.order.broker_order_id = (str(tracked.order_id) if tracked.order_id
-                                             else f"P{tracked.perm_id}" if tracked.perm_id else None)
+            tracked.order.broker_order_id = (
+                str(tracked.order_id)
+                if tracked.order_id
+                else f"P{tracked.perm_id}"
+                if tracked.perm_id
+                else None
+            )
         self._index(tracked)
         self._mark_dirty(tracked)
         return tracked
@@ -702,14 +822,18 @@ class IBKRBroker(Broker):
                 ib_status, code = "Cancelled", last
         if ib_status not in _WAITING_STATUSES:
             tracked.acked = tracked.seen_by_broker = True
-        if any(fill.execution.permId == tracked.perm_id or fill.execution.orderRef == order.client_order_id
-               for fill, _ in self._pending_fills.values()):
+        if any(
+            fill.execution.permId == tracked.perm_id or fill.execution.orderRef == order.client_order_id
+            for fill, _ in self._pending_fills.values()
+        ):
             return False  # the fill goes first, or FILLED would come before its quantity
         before = (order.status, order.reject_reason)
         if ib_status in ("PendingSubmit", "ApiPending"):
             order.transition(OrderStatus.SUBMITTED)
         elif ib_status in ("PreSubmitted", "Submitted"):
-            order.transition(OrderStatus.PARTIALLY_FILLED if order.filled_quantity > 0 else OrderStatus.ACCEPTED)
+            order.transition(
+                OrderStatus.PARTIALLY_FILLED if order.filled_quantity > 0 else OrderStatus.ACCEPTED
+            )
         elif ib_status == "Filled":
             order.transition(OrderStatus.FILLED)
         elif ib_status in ("Cancelled", "ApiCancelled", "Inactive"):
@@ -790,12 +914,16 @@ class IBKRBroker(Broker):
         when = execution.time if isinstance(execution.time, datetime) else utcnow()
         try:
             fill = Fill(
-                fill_id=execution.execId, account=self.name, symbol=tracked.order.symbol,
+                fill_id=execution.execId,
+                account=self.name,
+                symbol=tracked.order.symbol,
                 side=Side.BUY if execution.side in ("BOT", "BUY") else Side.SELL,
-                quantity=to_amount(execution.shares), price=to_amount(execution.price),
+                quantity=to_amount(execution.shares),
+                price=to_amount(execution.price),
                 commission=to_amount(report.commission) if report.execId else Decimal(0),
                 currency=ib_fill.contract.currency or self.currency,
-                broker_order_id=tracked.order.broker_order_id, client_order_id=tracked.order.client_order_id,
+                broker_order_id=tracked.order.broker_order_id,
+                client_order_id=tracked.order.client_order_id,
                 timestamp=when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC),
             )
         except ValueError as exc:
@@ -818,7 +946,9 @@ class IBKRBroker(Broker):
         try:
             await asyncio.wait_for(future, self.timeout)
         except TimeoutError:
-            raise BrokerTimeoutError(f"no answer from TWS within {self.timeout:g} s", broker=self.name) from None
+            raise BrokerTimeoutError(
+                f"no answer from TWS within {self.timeout:g} s", broker=self.name
+            ) from None
         finally:
             if waiter in tracked.waiters:
                 tracked.waiters.remove(waiter)

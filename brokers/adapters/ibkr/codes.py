@@ -42,8 +42,11 @@ def error_for(code: int, message: str, broker: str) -> BrokerError:
     if code == ORDER_REJECTED and any(word in message.lower() for word in MARGIN_WORDS):
         return InsufficientFundsError(text, broker=broker, code=code)
     if code in CANCEL_FAILED:
-        return OrderNotFoundError(text, broker=broker, code=code) if code == 10147 else \
-            BrokerAPIError(text, broker=broker, code=code)
+        return (
+            OrderNotFoundError(text, broker=broker, code=code)
+            if code == 10147
+            else BrokerAPIError(text, broker=broker, code=code)
+        )
     return OrderRejectedError(text, broker=broker, code=code)
 
 

@@ -35,8 +35,14 @@ ORDER_TYPES = {
     OrderType.TRAILING_STOP: "TRAIL",
 }
 _IB_ORDER_TYPES = {value: key for key, value in ORDER_TYPES.items()}
-_SEC_TYPES = {"STK": AssetClass.STOCK, "OPT": AssetClass.OPTION, "FOP": AssetClass.OPTION,
-              "FUT": AssetClass.FUTURE, "CASH": AssetClass.FOREX, "CRYPTO": AssetClass.CRYPTO}
+_SEC_TYPES = {
+    "STK": AssetClass.STOCK,
+    "OPT": AssetClass.OPTION,
+    "FOP": AssetClass.OPTION,
+    "FUT": AssetClass.FUTURE,
+    "CASH": AssetClass.FOREX,
+    "CRYPTO": AssetClass.CRYPTO,
+}
 
 _OCC = re.compile(r"^([A-Z0-9.]{1,6})\s*(\d{6})([CP])(\d{8})$")
 _SPACED_OPTION = re.compile(r"^([A-Z0-9.]{1,6})\s+(\d{8})\s+(\d+(?:\.\d+)?)\s*(C|P|CALL|PUT)$")
@@ -62,9 +68,17 @@ def contract_for(request: OrderRequest) -> Any:
         else:
             raise InvalidSymbolError(
                 f"option symbol {symbol!r} is not OCC ('AAPL  240119C00150000') "
-                "or 'ROOT YYYYMMDD STRIKE C|P' ('AAPL 20240119 150 C')")
-        return ib_api.Option(root, expiry, float(strike), right, request.exchange or "SMART",
-                             multiplier="100", currency=currency)
+                "or 'ROOT YYYYMMDD STRIKE C|P' ('AAPL 20240119 150 C')"
+            )
+        return ib_api.Option(
+            root,
+            expiry,
+            float(strike),
+            right,
+            request.exchange or "SMART",
+            multiplier="100",
+            currency=currency,
+        )
     if asset is AssetClass.FUTURE:
         if not request.exchange:
             raise InvalidSymbolError(f"future {symbol!r} needs an exchange such as CME, CBOT or EUREX")
@@ -74,8 +88,9 @@ def contract_for(request: OrderRequest) -> Any:
             return ib_api.Future(root, expiry, request.exchange, currency=currency)
         if _FUTURE_LOCAL.match(symbol):
             return ib_api.Future(exchange=request.exchange, localSymbol=symbol, currency=currency)
-        raise InvalidSymbolError(f"future symbol {symbol!r} is not 'ROOT YYYYMM' ('ES 202503') "
-                                 "or a local symbol ('ESH5')")
+        raise InvalidSymbolError(
+            f"future symbol {symbol!r} is not 'ROOT YYYYMM' ('ES 202503') or a local symbol ('ESH5')"
+        )
     if asset is AssetClass.FOREX:
         pair = _FOREX.match(symbol)
         if not pair:
@@ -177,12 +192,19 @@ def request_from_ib(contract: Any, order: Any) -> OrderRequest:
     if order_type is OrderType.TRAILING_STOP:
         fields["trail_percent" if percent else "trail_amount"] = percent or aux
     ref = order.orderRef or ""
-    client_order_id = ref if re.fullmatch(r"[A-Za-z0-9_-]{1,48}", ref) else f"IB{order.permId or order.orderId}"
+    client_order_id = (
+        ref if re.fullmatch(r"[A-Za-z0-9_-]{1,48}", ref) else f"IB{order.permId or order.orderId}"
+    )
     tif = order.tif if order.tif in TimeInForce.__members__ else ("GTC" if order.tif == "GTD" else "DAY")
     return OrderRequest(
-        symbol=symbol, side=Side.BUY if order.action == "BUY" else Side.SELL,
-        quantity=to_amount(order.totalQuantity), order_type=order_type, time_in_force=tif,
-        asset_class=asset, currency=contract.currency or None,
+        symbol=symbol,
+        side=Side.BUY if order.action == "BUY" else Side.SELL,
+        quantity=to_amount(order.totalQuantity),
+        order_type=order_type,
+        time_in_force=tif,
+        asset_class=asset,
+        currency=contract.currency or None,
         exchange=(contract.exchange or None) if asset is not AssetClass.STOCK else None,
-        client_order_id=client_order_id, **fields,
+        client_order_id=client_order_id,
+        **fields,
     )

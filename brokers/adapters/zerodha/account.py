@@ -35,17 +35,27 @@ def _total(rows: Iterable[dict[str, Any]], key: str) -> Decimal:
     return sum((dec(row.get(key)) for row in rows), Decimal(0))
 
 
-def balance_from(account: str, segment: dict[str, Any], holdings: list[dict[str, Any]],
-                 positions: dict[str, Any], at: datetime) -> Balance:
+def balance_from(
+    account: str,
+    segment: dict[str, Any],
+    holdings: list[dict[str, Any]],
+    positions: dict[str, Any],
+    at: datetime,
+) -> Balance:
     cash = dec((segment.get("available") or {}).get("cash"), 2)
-    held = sum(((dec(h.get("quantity")) + dec(h.get("t1_quantity"))) * dec(h.get("last_price"))
-                for h in holdings), Decimal(0))
+    held = sum(
+        ((dec(h.get("quantity")) + dec(h.get("t1_quantity"))) * dec(h.get("last_price")) for h in holdings),
+        Decimal(0),
+    )
     net = positions.get("net") or []
     # Positions' P&L on top of holdings at market: a sale of held shares shows as a short
     # position against the holding, so its proceeds are counted once.
     return Balance(
-        account=account, currency="INR", cash=cash,
-        equity=dec(cash + held + _total(net, "pnl"), 2), buying_power=dec(segment.get("net"), 2),
+        account=account,
+        currency="INR",
+        cash=cash,
+        equity=dec(cash + held + _total(net, "pnl"), 2),
+        buying_power=dec(segment.get("net"), 2),
         realized_pnl=dec(_total(net, "realised"), 2),
         unrealized_pnl=dec(_total(net, "unrealised") + _total(holdings, "pnl"), 2),
         timestamp=at,
@@ -56,11 +66,15 @@ def margin_from(account: str, segment: dict[str, Any], at: datetime) -> MarginIn
     utilised = segment.get("utilised") or {}
     net = dec(segment.get("net"), 2)
     return MarginInfo(
-        account=account, currency="INR",
-        initial_margin=dec(dec(utilised.get("span")) + dec(utilised.get("exposure"))
-                           + dec(utilised.get("option_premium")), 2),
+        account=account,
+        currency="INR",
+        initial_margin=dec(
+            dec(utilised.get("span")) + dec(utilised.get("exposure")) + dec(utilised.get("option_premium")), 2
+        ),
         maintenance_margin=dec(utilised.get("span"), 2),
-        available_funds=net, excess_liquidity=net, timestamp=at,
+        available_funds=net,
+        excess_liquidity=net,
+        timestamp=at,
     )
 
 
@@ -71,14 +85,22 @@ def merge_positions(a: Position, b: Position) -> Position:
         avg = (a.avg_price * a.quantity + b.avg_price * b.quantity) / quantity
     else:  # one side reduces the other: what is left keeps the larger side's price
         avg = a.avg_price if abs(a.quantity) >= abs(b.quantity) else b.avg_price
-    return a.model_copy(update={
-        "quantity": quantity, "avg_price": dec(avg), "realized_pnl": a.realized_pnl + b.realized_pnl,
-        "last_price": b.last_price if b.last_price is not None else a.last_price,
-    })
+    return a.model_copy(
+        update={
+            "quantity": quantity,
+            "avg_price": dec(avg),
+            "realized_pnl": a.realized_pnl + b.realized_pnl,
+            "last_price": b.last_price if b.last_price is not None else a.last_price,
+        }
+    )
 
 
-def positions_from(account: str, holdings: list[dict[str, Any]], positions: dict[str, Any],
-                   prices: dict[tuple[str, str], Decimal]) -> list[Position]:
+def positions_from(
+    account: str,
+    holdings: list[dict[str, Any]],
+    positions: dict[str, Any],
+    prices: dict[tuple[str, str], Decimal],
+) -> list[Position]:
     """Holdings (T1 shares included) merged with the net positions; last prices go into ``prices``."""
     merged: dict[tuple[str, str], Position] = {}
     rows = [(h, True) for h in holdings] + [(p, False) for p in (positions.get("net") or [])]
@@ -92,13 +114,21 @@ def positions_from(account: str, holdings: list[dict[str, Any]], positions: dict
             if quantity == 0:
                 continue
             position = Position(
-                symbol=symbol, quantity=quantity, avg_price=dec(data.get("average_price")),
-                account=account, asset_class=asset_class_of(exchange, symbol), currency="INR",
-                last_price=last, realized_pnl=dec(data.get("realised"), 2),
-                multiplier=dec(data.get("multiplier")) or Decimal(1), exchange=exchange,
+                symbol=symbol,
+                quantity=quantity,
+                avg_price=dec(data.get("average_price")),
+                account=account,
+                asset_class=asset_class_of(exchange, symbol),
+                currency="INR",
+                last_price=last,
+                realized_pnl=dec(data.get("realised"), 2),
+                multiplier=dec(data.get("multiplier")) or Decimal(1),
+                exchange=exchange,
             )
         except UNREADABLE as exc:
-            log.warning("%s: skipped a position Kite sent that could not be read: %s", account, unreadable(exc))
+            log.warning(
+                "%s: skipped a position Kite sent that could not be read: %s", account, unreadable(exc)
+            )
             continue
         key = (exchange, symbol)
         merged[key] = merge_positions(merged[key], position) if key in merged else position

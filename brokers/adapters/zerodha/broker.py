@@ -199,7 +199,10 @@ class ZerodhaBroker(Broker):
 
     # -- connection -----------------------------------------------------------------------
     def is_connected(self) -> bool:
-        return self._kite is not None and self._state in (ConnectionState.CONNECTED, ConnectionState.RESYNCING)
+        return self._kite is not None and self._state in (
+            ConnectionState.CONNECTED,
+            ConnectionState.RESYNCING,
+        )
 
     @property
     def connection_state(self) -> ConnectionState:
@@ -224,9 +227,15 @@ class ZerodhaBroker(Broker):
 
     def status(self) -> AccountStatus:
         return AccountStatus(
-            name=self.name, broker_type=self.broker_type, live=self.live, state=self._state,
-            last_error=self._last_error, last_refresh=self._last_refresh, latency_ms=self._latency_ms,
-            session_expires_at=self.session_expires_at, currency=self.currency,
+            name=self.name,
+            broker_type=self.broker_type,
+            live=self.live,
+            state=self._state,
+            last_error=self._last_error,
+            last_refresh=self._last_refresh,
+            latency_ms=self._latency_ms,
+            session_expires_at=self.session_expires_at,
+            currency=self.currency,
         )
 
     async def connect(self) -> None:
@@ -239,8 +248,9 @@ class ZerodhaBroker(Broker):
             kiteconnect = await asyncio.to_thread(importlib.import_module, "kiteconnect")
             self._adopt_token(token)
             self._close_client()
-            self._kite = kiteconnect.KiteConnect(api_key, access_token=token, root=self._root,
-                                                 timeout=self._timeout)
+            self._kite = kiteconnect.KiteConnect(
+                api_key, access_token=token, root=self._root, timeout=self._timeout
+            )
             self._kite.reqsession.hooks["response"].append(self._note_error_type)
             await self._call("profile")  # proves the token before anything else is read
             self._token_refused_at = None
@@ -297,7 +307,7 @@ class ZerodhaBroker(Broker):
         first = self._token_digest is None
         self._token_digest = digest
         self._token_refused_at = None
-        self._token_issued = (self._configured_issue if first and self._configured_issue else self._clock())
+        self._token_issued = self._configured_issue if first and self._configured_issue else self._clock()
 
     def _close_client(self) -> None:
         kite, self._kite = self._kite, None
@@ -331,7 +341,9 @@ class ZerodhaBroker(Broker):
                 self._timeout * 2 + 1,
             )
         except TimeoutError:
-            raise BrokerTimeoutError(f"Kite did not answer within {self._timeout:g} s", broker=self.name) from None
+            raise BrokerTimeoutError(
+                f"Kite did not answer within {self._timeout:g} s", broker=self.name
+            ) from None
         except CallFailed as failed:
             error = translate(failed.cause, failed.error_type, op, broker=self.name, timeout=self._timeout)
             if error.code == TOKEN_REFUSED:
@@ -349,7 +361,9 @@ class ZerodhaBroker(Broker):
     async def _read(self, method_name: str, *args: Any) -> Any:
         """A read, retried with backoff on transient failures; concurrent identical reads share
         one request so a refresh that asks for balance and positions at once costs no extra."""
-        return await self._reads.read(method_name + repr(args), lambda: self._read_retrying(method_name, *args))
+        return await self._reads.read(
+            method_name + repr(args), lambda: self._read_retrying(method_name, *args)
+        )
 
     async def _read_retrying(self, method_name: str, *args: Any) -> Any:
         result = None
@@ -367,12 +381,14 @@ class ZerodhaBroker(Broker):
         """(exchange, tradingsymbol) for "INFY", "NSE:INFY" or "INFY" with exchange="NSE"."""
         prefix, _, rest = symbol.strip().upper().rpartition(":")
         if prefix and exchange and prefix != exchange.upper():
-            raise InvalidSymbolError(f"symbol {symbol} names exchange {prefix} but the order says {exchange}",
-                                     broker=self.name)
+            raise InvalidSymbolError(
+                f"symbol {symbol} names exchange {prefix} but the order says {exchange}", broker=self.name
+            )
         venue = (prefix or exchange or self._exchange).upper()
         if venue not in EXCHANGES:
-            raise InvalidSymbolError(f"Kite has no exchange {venue}; it has {', '.join(sorted(EXCHANGES))}",
-                                     broker=self.name)
+            raise InvalidSymbolError(
+                f"Kite has no exchange {venue}; it has {', '.join(sorted(EXCHANGES))}", broker=self.name
+            )
         if not rest or not re.fullmatch(r"[A-Z0-9][A-Z0-9&_.-]*", rest):
             raise InvalidSymbolError(f"{symbol!r} is not a Kite trading symbol", broker=self.name)
         return venue, rest
@@ -384,16 +400,22 @@ class ZerodhaBroker(Broker):
         if exchange in CASH_EXCHANGES and request.asset_class in (AssetClass.FUTURE, AssetClass.OPTION):
             raise OrderRejectedError(
                 f"{request.asset_class.value} contracts trade on NFO, BFO, MCX or CDS, not {exchange}",
-                broker=self.name)
+                broker=self.name,
+            )
         if exchange == "MCX" and request.time_in_force is TimeInForce.IOC:
             raise OrderRejectedError("MCX takes no IOC orders from algorithms; use DAY", broker=self.name)
         # CNC is delivery of shares; on a derivatives segment its counterpart is NRML.
         product = "NRML" if self._product == "CNC" and exchange not in CASH_EXCHANGES else self._product
         kite_type = KITE_ORDER_TYPE[request.order_type]
         params: dict[str, Any] = {
-            "variety": self._variety, "exchange": exchange, "tradingsymbol": tradingsymbol,
-            "transaction_type": request.side.value, "quantity": int(request.quantity), "product": product,
-            "order_type": kite_type, "validity": request.time_in_force.value,
+            "variety": self._variety,
+            "exchange": exchange,
+            "tradingsymbol": tradingsymbol,
+            "transaction_type": request.side.value,
+            "quantity": int(request.quantity),
+            "product": product,
+            "order_type": kite_type,
+            "validity": request.time_in_force.value,
             "tag": tag_for(request.client_order_id),
         }
         if request.limit_price is not None:
@@ -442,8 +464,13 @@ class ZerodhaBroker(Broker):
         if tracked.order.is_terminal:
             return tracked.order.snapshot()
         try:
-            await self._call("cancel_order", tracked.variety, order_id,
-                             parent_order_id=tracked.parent_order_id, op="cancel")
+            await self._call(
+                "cancel_order",
+                tracked.variety,
+                order_id,
+                parent_order_id=tracked.parent_order_id,
+                op="cancel",
+            )
         except BrokerAPIError:
             current = await self.get_order(order_id)
             if current.is_terminal:  # filled or gone before the cancel arrived: nothing to cancel
@@ -472,8 +499,11 @@ class ZerodhaBroker(Broker):
         failures = [(oid, r) for oid, r in zip(working, results, strict=True) if isinstance(r, BaseException)]
         if failures:
             detail = "; ".join(f"{oid}: {redact(exc)}" for oid, exc in failures)
-            raise BrokerAPIError(f"cancel failed for {len(failures)} of {len(working)} orders ({detail})",
-                                 broker=self.name, retryable=any(is_transient(exc) for _, exc in failures))
+            raise BrokerAPIError(
+                f"cancel failed for {len(failures)} of {len(working)} orders ({detail})",
+                broker=self.name,
+                retryable=any(is_transient(exc) for _, exc in failures),
+            )
         return working
 
     async def get_order(self, broker_order_id: str) -> Order:
@@ -484,14 +514,17 @@ class ZerodhaBroker(Broker):
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         tag = tag_for(client_order_id)
-        matches = [d for d in await self._read("orders")
-                   if d.get("tag") == tag or tag in (d.get("tags") or ())]
+        matches = [
+            d for d in await self._read("orders") if d.get("tag") == tag or tag in (d.get("tags") or ())
+        ]
         if not matches:
             return None
         data = matches[-1]
         tracked = self._tracked.get(str(data.get("order_id")))
         if tracked is not None and tracked.order.client_order_id != client_order_id:
-            tracked.order.request = tracked.order.request.model_copy(update={"client_order_id": client_order_id})
+            tracked.order.request = tracked.order.request.model_copy(
+                update={"client_order_id": client_order_id}
+            )
         order = self._absorb_and_emit(data, client_order_id=client_order_id)
         self._requests.setdefault(tag, order.request)
         return order.snapshot()
@@ -527,9 +560,12 @@ class ZerodhaBroker(Broker):
         tracked = self._tracked.get(order_id)
         created = tracked is None
         if tracked is None:
-            order = Order(request=self._request_from(data, client_order_id), account=self.name,
-                          broker_order_id=order_id,
-                          created_at=kite_time(data.get("order_timestamp")) or self._clock())
+            order = Order(
+                request=self._request_from(data, client_order_id),
+                account=self.name,
+                broker_order_id=order_id,
+                created_at=kite_time(data.get("order_timestamp")) or self._clock(),
+            )
             tracked = self._tracked[order_id] = _Tracked(order, self._variety, None)
         order = tracked.order
         tracked.variety = str(data.get("variety") or tracked.variety)
@@ -555,7 +591,9 @@ class ZerodhaBroker(Broker):
         try:
             order, changed = self._absorb(data)
         except UNREADABLE as exc:
-            log.warning("%s: skipped an order Kite sent that could not be read: %s", self.name, unreadable(exc))
+            log.warning(
+                "%s: skipped an order Kite sent that could not be read: %s", self.name, unreadable(exc)
+            )
             return None
         if changed and emit:
             self._emit(order.snapshot())
@@ -565,8 +603,9 @@ class ZerodhaBroker(Broker):
         try:
             order, changed = self._absorb(data, client_order_id)
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite sent an order that could not be read: {unreadable(exc)}",
-                                 broker=self.name) from None
+            raise BrokerAPIError(
+                f"Kite sent an order that could not be read: {unreadable(exc)}", broker=self.name
+            ) from None
         if changed:
             self._emit(order.snapshot())
         return order
@@ -575,10 +614,17 @@ class ZerodhaBroker(Broker):
         try:
             tracked = self._tracked.get(str(data["order_id"]))
             order = tracked.order if tracked else None
-            return fill_from_trade(data, self.name, order.symbol if order else None,
-                                   order.client_order_id if order else None, self._clock())
+            return fill_from_trade(
+                data,
+                self.name,
+                order.symbol if order else None,
+                order.client_order_id if order else None,
+                self._clock(),
+            )
         except UNREADABLE as exc:
-            log.warning("%s: skipped a trade Kite sent that could not be read: %s", self.name, unreadable(exc))
+            log.warning(
+                "%s: skipped a trade Kite sent that could not be read: %s", self.name, unreadable(exc)
+            )
             return None
 
     async def _sync(self, *, emit: bool, force_trades: bool = False) -> None:
@@ -594,17 +640,25 @@ class ZerodhaBroker(Broker):
                 try:
                     order, did = self._absorb(data)
                 except UNREADABLE as exc:
-                    log.warning("%s: skipped an order Kite sent that could not be read: %s", self.name, unreadable(exc))
+                    log.warning(
+                        "%s: skipped an order Kite sent that could not be read: %s",
+                        self.name,
+                        unreadable(exc),
+                    )
                     continue
                 if did:
                     changed[str(order.broker_order_id)] = order
-            owed = any(t.order.filled_quantity > self._traded.get(oid, Decimal(0))
-                       for oid, t in self._tracked.items())
+            owed = any(
+                t.order.filled_quantity > self._traded.get(oid, Decimal(0))
+                for oid, t in self._tracked.items()
+            )
             fills = []
             if owed or force_trades:
                 trades = await self._call("trades")
                 if not isinstance(trades, list):
-                    raise BrokerAPIError("Kite sent a trade book that is not a list of trades", broker=self.name)
+                    raise BrokerAPIError(
+                        "Kite sent a trade book that is not a list of trades", broker=self.name
+                    )
                 for data in trades:
                     fill = self._fill_from(data)
                     if fill is None or fill.fill_id in self._seen_fills:
@@ -622,7 +676,7 @@ class ZerodhaBroker(Broker):
 
     async def _poll_loop(self) -> None:
         while True:
-            backoff = min(self._poll_interval * 2 ** self._poll_failures, 30.0)
+            backoff = min(self._poll_interval * 2**self._poll_failures, 30.0)
             await asyncio.sleep(backoff)
             try:
                 # After failures this poll is the resync: it re-reads the whole trade book, and the
@@ -637,10 +691,12 @@ class ZerodhaBroker(Broker):
                 self._poll_failures += 1
                 self._last_error = redact(exc)
                 # One lost poll is noise; two in a row mean the link is down.
-                self._state = (ConnectionState.DEGRADED if self._poll_failures >= 2
-                               else ConnectionState.CONNECTED)
-                log.warning("%s: order poll failed (%d in a row): %s", self.name, self._poll_failures,
-                            redact(exc))
+                self._state = (
+                    ConnectionState.DEGRADED if self._poll_failures >= 2 else ConnectionState.CONNECTED
+                )
+                log.warning(
+                    "%s: order poll failed (%d in a row): %s", self.name, self._poll_failures, redact(exc)
+                )
                 continue
             self._poll_failures = 0
             self._state = ConnectionState.CONNECTED
@@ -659,25 +715,32 @@ class ZerodhaBroker(Broker):
 
     async def get_balance(self) -> Balance:
         segment, holdings, positions = await asyncio.gather(
-            self._margins(), self._read("holdings"), self._read("positions"))
+            self._margins(), self._read("holdings"), self._read("positions")
+        )
         try:
             return balance_from(self.name, segment, holdings, positions, self._clock())
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite balance could not be read: {unreadable(exc)}", broker=self.name) from None
+            raise BrokerAPIError(
+                f"Kite balance could not be read: {unreadable(exc)}", broker=self.name
+            ) from None
 
     async def get_margin(self) -> MarginInfo:
         segment = await self._margins()
         try:
             return margin_from(self.name, segment, self._clock())
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite margins could not be read: {unreadable(exc)}", broker=self.name) from None
+            raise BrokerAPIError(
+                f"Kite margins could not be read: {unreadable(exc)}", broker=self.name
+            ) from None
 
     async def get_positions(self) -> list[Position]:
         holdings, positions = await asyncio.gather(self._read("holdings"), self._read("positions"))
         try:
             return positions_from(self.name, holdings, positions, self._prices)
         except UNREADABLE as exc:
-            raise BrokerAPIError(f"Kite positions could not be read: {unreadable(exc)}", broker=self.name) from None
+            raise BrokerAPIError(
+                f"Kite positions could not be read: {unreadable(exc)}", broker=self.name
+            ) from None
 
     async def get_last_price(self, symbol: str) -> Decimal | None:
         try:

@@ -38,7 +38,9 @@ def _unreadable_body(exc: BaseException, text: str) -> str:
     return text
 
 
-def translate(exc: BaseException, error_type: str | None, op: str, *, broker: str, timeout: float) -> BrokerError:
+def translate(
+    exc: BaseException, error_type: str | None, op: str, *, broker: str, timeout: float
+) -> BrokerError:
     """``op`` is "read", "place" or "cancel": a place whose outcome is unknown must say so, and
     only reads and cancels can be about an order that does not exist."""
     text = redact(exc)
@@ -58,11 +60,17 @@ def translate(exc: BaseException, error_type: str | None, op: str, *, broker: st
     if kind == TOKEN_REFUSED:
         return AuthenticationError(
             f"Kite refused the access token ({text}); log in to Kite and store the new token with "
-            f"`trading-console set-creds {broker}` or KITE_ACCESS_TOKEN", broker=broker, code=kind)
+            f"`trading-console set-creds {broker}` or KITE_ACCESS_TOKEN",
+            broker=broker,
+            code=kind,
+        )
     if kind in ("NetworkException", "DataException") or (isinstance(code, int) and code >= 500):
         if op == "place":  # Kite took the request but cannot say what its OMS did with it
-            return BrokerConnectionError(f"Kite could not confirm the order, so its outcome is unknown "
-                                         f"({kind}: {text})", broker=broker, code=kind)
+            return BrokerConnectionError(
+                f"Kite could not confirm the order, so its outcome is unknown ({kind}: {text})",
+                broker=broker,
+                code=kind,
+            )
         return BrokerAPIError(f"{kind}: {text}", broker=broker, code=kind, retryable=True)
     if code == 429:
         if op == "place":

@@ -9,8 +9,18 @@ from ...errors import ConfigError
 from .wire import IST
 
 MIN_POLL_INTERVAL = 0.2  # Kite allows about 10 requests a second per user; a poll costs one or two
-SETTINGS = ("name", "live", "currency", "root", "exchange", "product", "variety", "poll_interval",
-            "timeout", "token_issued_at")
+SETTINGS = (
+    "name",
+    "live",
+    "currency",
+    "root",
+    "exchange",
+    "product",
+    "variety",
+    "poll_interval",
+    "timeout",
+    "token_issued_at",
+)
 SECRET_KEYS = frozenset({"api_key", "access_token", "api_secret", "secret"})
 
 
@@ -46,10 +56,10 @@ def issued_at(value: Any) -> datetime | None:
         try:
             when = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise setting_error("token_issued_at", "an ISO date and time such as 2024-12-10T08:30:00+05:30",
-                                 value) from None
+            raise setting_error(
+                "token_issued_at", "an ISO date and time such as 2024-12-10T08:30:00+05:30", value
+            ) from None
     if not isinstance(when, datetime):
         raise setting_error("token_issued_at", "a date and time", value)
     # A bare time is read as IST: that is the clock a Kite login happens on.
     return (when.replace(tzinfo=IST) if when.tzinfo is None else when).astimezone(UTC)
-

@@ -30,8 +30,9 @@ KITE_ORDER_TYPE = {
 }
 ORDER_TYPE_FROM_KITE = {v: k for k, v in KITE_ORDER_TYPE.items()}
 # Statuses of an order the OMS holds but the exchange has not confirmed yet.
-_BEFORE_EXCHANGE = frozenset({"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING",
-                              "AMO REQ RECEIVED"})
+_BEFORE_EXCHANGE = frozenset(
+    {"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "AMO REQ RECEIVED"}
+)
 FUNDS = re.compile(r"insufficient (funds|margin)|margin exceeds|required margin", re.I)
 SYMBOL = re.compile(r"tradingsymbol|instrument", re.I)
 CLOSED = re.compile(r"market (is )?closed|markets are closed|outside (the )?market hours|after market", re.I)
@@ -117,23 +118,37 @@ def request_from_order(data: dict[str, Any], account: str, client_order_id: str 
     order_type = ORDER_TYPE_FROM_KITE.get(str(data.get("order_type")), OrderType.MARKET)
     exchange, symbol = str(data["exchange"]), str(data["tradingsymbol"])
     return OrderRequest(
-        symbol=symbol, side=data["transaction_type"], quantity=data["quantity"], order_type=order_type,
+        symbol=symbol,
+        side=data["transaction_type"],
+        quantity=data["quantity"],
+        order_type=order_type,
         limit_price=data.get("price") if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
-        stop_price=data.get("trigger_price") if order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
+        stop_price=data.get("trigger_price")
+        if order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        else None,
         time_in_force=TimeInForce.IOC if data.get("validity") == "IOC" else TimeInForce.DAY,
-        account=account, asset_class=asset_class_of(exchange, symbol), exchange=exchange, currency="INR",
+        account=account,
+        asset_class=asset_class_of(exchange, symbol),
+        exchange=exchange,
+        currency="INR",
         client_order_id=client_order_id or (tag if tag.isalnum() else f"KITE-{data['order_id']}"),
     )
 
 
-def fill_from_trade(data: dict[str, Any], account: str, symbol: str | None, client_order_id: str | None,
-                    now: datetime) -> Fill:
+def fill_from_trade(
+    data: dict[str, Any], account: str, symbol: str | None, client_order_id: str | None, now: datetime
+) -> Fill:
     """One Kite trade as a Fill; its id joins order and trade ids, which Kite keeps unique."""
     order_id, trade_id = str(data["order_id"]), str(data["trade_id"])
     return Fill(
-        fill_id=f"{order_id}:{trade_id}", account=account, symbol=symbol or str(data["tradingsymbol"]),
-        side=Side(data["transaction_type"]), quantity=dec(data.get("quantity")),
-        price=dec(data.get("average_price")), currency="INR", broker_order_id=order_id,
+        fill_id=f"{order_id}:{trade_id}",
+        account=account,
+        symbol=symbol or str(data["tradingsymbol"]),
+        side=Side(data["transaction_type"]),
+        quantity=dec(data.get("quantity")),
+        price=dec(data.get("average_price")),
+        currency="INR",
+        broker_order_id=order_id,
         client_order_id=client_order_id,
         timestamp=kite_time(data.get("fill_timestamp")) or kite_time(data.get("exchange_timestamp")) or now,
     )
