@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from brokers.config import Config, demo_config, parse_config
-from console.app import TradingConsoleApp, make_app
+from console.tui.app import TradingConsoleApp, make_app
 
 FROZEN = datetime(2025, 1, 2, 14, 30, 0, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ from brokers.journal import Journal
 from brokers.models import OrderRequest, OrderStatus, TradingState
 from brokers.paths import state_dir
 from brokers.runtime import build_runtime
-from console.cli import app
+from console.cli.main import app
 
 
 def invoke(*args: str, input: str | None = None):
@@ -177,7 +177,7 @@ def test_halt_cancel_reports_each_account():
 def test_halt_loads_no_broker_sdk_and_no_ui():
     code = (
         "import sys\n"
-        "from console.cli import app\n"
+        "from console.cli.main import app\n"
         "try:\n    app(['halt', '--reason', 'x'], prog_name='trading-console')\n"
         "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
         "print(' '.join(sorted(sys.modules)))\n"
@@ -191,9 +191,11 @@ def test_halt_loads_no_broker_sdk_and_no_ui():
         check=True,
     )
     modules = done.stdout.split()
-    assert "console.cli" in modules and "brokers.killswitch" in modules
+    assert "console.cli.main" in modules and "brokers.killswitch" in modules
     assert not {m.split(".")[0] for m in modules} & {"textual", "rich", "alpaca", "ib_async", "kiteconnect"}
-    assert not [m for m in modules if m.startswith(("console.app", "console.widgets", "brokers.runtime"))]
+    assert not [
+        m for m in modules if m.startswith(("console.tui.app", "console.tui.widgets", "brokers.runtime"))
+    ]
     assert flag().exists()
 
 
@@ -218,7 +220,7 @@ async def test_halt_from_another_shell_is_obeyed_by_a_running_execution_service(
         assert resting.status in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED)
         done = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "console.cli", "halt", "--reason", "from the shell"],
+            [sys.executable, "-m", "console.cli.main", "halt", "--reason", "from the shell"],
             capture_output=True,
             text=True,
             env=os.environ.copy(),

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from brokers.config import load_config
 from brokers.credentials import SERVICE
 from brokers.paths import default_config_path
-from console.cli import app
-from console.config_file import example_path
+from console.cli.config_file import example_path
+from console.cli.main import app
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

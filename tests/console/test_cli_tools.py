@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from brokers.paths import state_dir
-from console.bench import runner
-from console.cli import app
-from console.cli_tools import parse_since, parse_size
+from console.cli.bench import runner
+from console.cli.main import app
+from console.cli.tools import parse_since, parse_size
 
 
 def invoke(*args: str, input: str | None = None):
@@ -208,7 +208,7 @@ def test_bench_loader_reports_a_missing_module():
 
 
 def test_startup_benchmark_measures_a_real_launch():
-    from console.bench import startup
+    from console.cli.bench import startup
 
     result = startup.run(runs=1)
     assert result["runs"] == 1
@@ -223,7 +223,7 @@ def test_startup_benchmark_measures_a_real_launch():
 
 @pytest.fixture
 def launched(monkeypatch):
-    import console.app
+    import console.tui.app
 
     seen = []
 
@@ -231,7 +231,7 @@ def launched(monkeypatch):
         seen.append(config)
         return 0
 
-    monkeypatch.setattr(console.app, "run_console", fake_run_console)
+    monkeypatch.setattr(console.tui.app, "run_console", fake_run_console)
     return seen
 
 
@@ -251,9 +251,9 @@ def test_no_subcommand_uses_the_config_and_demo_overrides_it(launched, tmp_path)
 
 
 def test_console_exit_code_is_passed_on(monkeypatch):
-    import console.app
+    import console.tui.app
 
-    monkeypatch.setattr(console.app, "run_console", lambda config: 3)
+    monkeypatch.setattr(console.tui.app, "run_console", lambda config: 3)
     assert invoke().exit_code == 3
 
 
@@ -289,7 +289,7 @@ def test_help_lists_exit_codes_and_every_command():
 
 
 def test_importing_the_command_line_stays_cheap():
-    code = "import sys, console.cli\nprint(' '.join(sorted(sys.modules)))"
+    code = "import sys, console.cli.main\nprint(' '.join(sorted(sys.modules)))"
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -301,7 +301,7 @@ def test_importing_the_command_line_stays_cheap():
     modules = done.stdout.split()
     heavy = {"textual", "rich", "pydantic", "alpaca", "ib_async", "kiteconnect", "sqlite3", "keyring"}
     assert not {m.split(".")[0] for m in modules} & heavy
-    assert not [m for m in modules if m.startswith(("brokers.", "console.app"))]
+    assert not [m for m in modules if m.startswith(("brokers.", "console.tui.app"))]
 
 
 def test_bench_module_may_describe_its_own_figures():

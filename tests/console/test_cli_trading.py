@@ -18,7 +18,7 @@ from brokers.models import OrderRequest, OrderStatus
 from brokers.paths import state_dir
 from brokers.registry import BrokerFactory
 from brokers.sim import SimBroker
-from console.cli import app
+from console.cli.main import app
 
 
 def invoke(*args: str, input: str | None = None):
@@ -298,7 +298,7 @@ def test_distributed_order_returns_every_child():
 
 
 def test_order_types_follow_the_prices_given():
-    from console.cli_trading import build_request
+    from console.cli.trading import build_request
 
     def kind(**prices):
         values = {"limit": None, "stop": None, "trail": None} | prices

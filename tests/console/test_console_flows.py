@@ -12,9 +12,9 @@ from textual.widgets import Button, Input
 
 from brokers.killswitch import FLAG_NAME
 from brokers.models import OrderStatus, TradingState
-from console.screens.order_confirm import OrderConfirmScreen
-from console.screens.resume import ResumeScreen
-from console.widgets.halt_banner import HaltKeyHint
+from console.tui.screens.order_confirm import OrderConfirmScreen
+from console.tui.screens.resume import ResumeScreen
+from console.tui.widgets.halt_banner import HaltKeyHint
 
 SIZE = (160, 48)
 

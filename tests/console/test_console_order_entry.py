@@ -10,7 +10,7 @@ from console_support import console, settled
 from textual.widgets import Input, Static
 
 from brokers.models import OrderType, Side, TimeInForce
-from console.widgets.order_entry import AUTO_ROUTE, FieldBox, build_request, parse_trail
+from console.tui.widgets.order_entry import AUTO_ROUTE, FieldBox, build_request, parse_trail
 
 BASE = {
     "account": AUTO_ROUTE,

@@ -15,8 +15,8 @@ from console_support import console, demo, settled, wait_for
 from textual.widgets import Input
 
 from brokers.killswitch import FLAG_NAME
-from console.screens.order_confirm import OrderConfirmScreen
-from console.screens.resume import ResumeScreen
+from console.tui.screens.order_confirm import OrderConfirmScreen
+from console.tui.screens.resume import ResumeScreen
 
 WIDE = (160, 48)
 NARROW = (100, 30)

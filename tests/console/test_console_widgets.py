@@ -3,16 +3,18 @@ banner's text."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from textual.app import App, ComposeResult
 
+from brokers.fanout import CancelAllResult
+from brokers.fx import Money
+from brokers.killswitch import HaltInfo
 from brokers.models import TradingState
-from console.widgets import formatting as fmt
-from console.widgets.halt_banner import HaltBanner, compact_outcome, outcome_text
-from console.widgets.keyed_table import KeyedTable
+from console import formatting as fmt
+from console.tui.widgets.halt_banner import HaltBanner, compact_outcome, outcome_text
+from console.tui.widgets.keyed_table import KeyedTable
 
 
 class Table(KeyedTable):
@@ -50,30 +52,22 @@ async def test_upsert_touches_only_changed_cells_and_row_order_follows_removals(
         assert table.get_row_at(1) == ["c", "2"]
         table.move_cursor(row=3)
         assert table.selected_key() == "g"
-        table.remove("a")
-        table.remove("a")  # already gone: nothing happens
+        table.drop("a")
+        table.drop("a")  # already gone: nothing happens
         await pilot.pause()
         assert [row.key.value for row in table.ordered_rows] == ["c", "f", "g"]
         assert table.get_row_at(0) == ["c", "2"]
 
 
-@dataclass
-class Money:
-    amount: Decimal | None
-    currency: str = "USD"
-    stale: bool = False
-    missing: bool = False
-
-
 def test_money_cells_never_pass_a_guess_off_as_a_figure():
-    assert fmt.money_cell(Money(Decimal("1234.5"))).plain == "1,234.50 "
-    assert fmt.money_cell(Money(Decimal("1234.5"), stale=True)).plain == "1,234.50~"
-    assert fmt.money_cell(Money(Decimal("10"), missing=True)).plain == "10.00?"
-    assert fmt.money_cell(Money(None, missing=True)).plain == "n/a "
-    assert fmt.marks_legend([Money(Decimal(1), stale=True), Money(None, missing=True)]) == (
+    assert fmt.money_cell(Money(Decimal("1234.5"), "USD")).plain == "1,234.50 "
+    assert fmt.money_cell(Money(Decimal("1234.5"), "USD", stale=True)).plain == "1,234.50~"
+    assert fmt.money_cell(Money(Decimal("10"), "USD", missing=True)).plain == "10.00?"
+    assert fmt.money_cell(Money(None, "USD", missing=True)).plain == "n/a "
+    assert fmt.marks_legend([Money(Decimal(1), "USD", stale=True), Money(None, "USD", missing=True)]) == (
         "~ stale FX rate · ? incomplete"
     )
-    assert fmt.marks_legend([Money(Decimal(1))]) == ""
+    assert fmt.marks_legend([Money(Decimal(1), "USD")]) == ""
 
 
 def test_number_and_time_formats():
@@ -89,27 +83,16 @@ def test_number_and_time_formats():
     assert fmt.without_prefix("paper-in", "paper-in: refused") == "refused"
 
 
-@dataclass
-class Outcome:
-    account: str
-    ok: bool
-    cancelled: int = 0
-    error: str | None = None
+def outcome(account: str, ok: bool, cancelled: int = 0, error: str | None = None) -> CancelAllResult:
+    return CancelAllResult(account, ok, tuple(f"{account}-{n}" for n in range(cancelled)), error)
 
 
 def test_cancel_all_outcome_names_each_broker_and_its_failure():
-    outcomes = {"b": Outcome("b", False, error="timed out"), "a": Outcome("a", True, 3)}
+    outcomes = {"b": outcome("b", False, error="timed out"), "a": outcome("a", True, 3)}
     assert outcome_text(outcomes).plain == "cancel-all: a: 3 cancelled · b: FAILED (timed out)"
     assert compact_outcome(outcomes).plain == "cancel-all: FAILED at b; 3 cancelled"
-    assert compact_outcome({"a": Outcome("a", True, 2)}).plain == "cancel-all: 1 brokers ok, 2 cancelled"
+    assert compact_outcome({"a": outcome("a", True, 2)}).plain == "cancel-all: 1 brokers ok, 2 cancelled"
     assert outcome_text(None).plain.startswith("cancel-all: cancelling")
-
-
-@dataclass
-class Info:
-    time: datetime
-    reason: str
-    source: str
 
 
 class BannerApp(App[None]):
@@ -122,12 +105,12 @@ async def test_banner_shows_who_when_and_why_and_hides_when_active():
     async with app.run_test(size=(160, 10)) as pilot:
         banner = app.query_one(HaltBanner)
         assert not banner.display
-        banner.show_state(TradingState.HALTED, Info(datetime(2025, 1, 2, 9, 5, tzinfo=UTC), "gap", "cli"))
+        banner.show_state(TradingState.HALTED, HaltInfo(datetime(2025, 1, 2, 9, 5, tzinfo=UTC), "gap", "cli"))
         await pilot.pause()
         text = str(banner.render())
         assert banner.display and "SYSTEM HALTED" in text
         assert "09:05:00 UTC" in text and "source: cli" in text and "reason: gap" in text
-        banner.show_outcomes({"a": Outcome("a", True, 1)})
+        banner.show_outcomes({"a": outcome("a", True, 1)})
         assert "a: 1 cancelled" in str(banner.render())
         banner.show_state(TradingState.ACTIVE, None)
         assert not banner.display and banner.outcomes is None

@@ -1,0 +1,223 @@
+"""halt, resume and halt-status: the SYSTEM_HALTED flag from the shell.
+
+These touch the flag file (and the journal) only. ``halt`` connects to nothing unless asked
+with ``--cancel``: every running console sees the flag within its poll interval and cancels its
+own working orders (``halt.cancel_open_orders``), so the halt itself is instant and works with
+the network down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import (
+    CliState,
+    ExitCode,
+    JsonOption,
+    bad_argument,
+    cancel_everywhere,
+    cli_source,
+    describe,
+    fail,
+    print_cancel_outcomes,
+    print_json,
+    state_of,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from brokers.killswitch import HaltInfo, KillSwitch
+
+
+def flag_state_dir(state: CliState) -> tuple[Path, str | None, bool]:
+    """(state dir, warning, certain). A config with errors must not stop a halt: its
+    ``state_dir`` is read from the raw TOML; if even that fails the default is used and
+    ``certain`` is False."""
+    from brokers.config import load_config
+    from brokers.errors import ConfigError
+    from brokers.paths import default_config_path, state_dir
+
+    if state.demo:
+        return state_dir(), None, True
+    if state.config_path is not None:
+        path = state.config_path.expanduser()
+        if not path.is_file():
+            bad_argument(f"no config file at {path}", "--config")
+    else:
+        path = default_config_path()
+        if not path.is_file():
+            return state_dir(), None, True
+    try:
+        return load_config(path).resolved_state_dir(), None, True
+    except ConfigError as exc:
+        problem = str(exc).splitlines()[0]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8")).get("state_dir")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return (
+            state_dir(),
+            f"{problem}; using the default state directory {state_dir()}, which a "
+            "console started with another state_dir will not see",
+            False,
+        )
+    if isinstance(raw, str) and raw.strip():
+        return Path(raw), f"{problem}; using its state_dir {raw}", True
+    return state_dir(), f"{problem}; using the default state directory", True
+
+
+@contextlib.contextmanager
+def kill_switch_at(state_dir: Path) -> Iterator[KillSwitch]:
+    """A KillSwitch that journals to the state dir's journal when one can be opened.
+
+    SYSTEM_HALTED=1 in this shell is ignored: it must not make ``halt-status`` write the flag,
+    and it would make ``halt`` report someone else's halt instead of this one."""
+    from brokers.killswitch import KillSwitch
+
+    journal = None
+    try:
+        from brokers.journal import Journal
+
+        journal = Journal(state_dir / "journal.sqlite")
+    except Exception as exc:  # the flag is what matters; the journal is a record of it
+        warn(f"the journal could not be opened ({describe(exc)}); the flag still works")
+    try:
+        yield KillSwitch(state_dir, journal=journal, env={})
+    finally:
+        if journal is not None:
+            with contextlib.suppress(Exception):
+                journal.close()
+
+
+def info_json(info: HaltInfo | None) -> dict[str, Any]:
+    if info is None:
+        return {"time": None, "reason": None, "source": None}
+    return {"time": info.time, "reason": info.reason, "source": info.source}
+
+
+def halt(
+    ctx: typer.Context,
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why; kept in the flag and the journal.")
+    ] = "",
+    cancel: Annotated[
+        bool,
+        typer.Option(
+            "--cancel",
+            help="Also connect to every account and cancel its working orders (after the flag is written).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Halt trading everywhere: write the SYSTEM_HALTED flag that every console and script obeys.
+
+    Instant and offline: running consoles see the flag within their poll interval and cancel
+    their own working orders. Idempotent. A config with errors does not stop a halt; one that
+    cannot be read at all halts the default state directory and exits 3.
+    """
+    state = state_of(ctx)
+    directory, warning, certain = flag_state_dir(state)
+    with kill_switch_at(directory) as switch:
+        before = switch.info if switch.is_halted else None
+        info = switch.halt(reason, source=cli_source())
+        # An unreadable flag is rewritten by halt(), so only an unchanged one means "already".
+        already = before is not None and info == before
+        flag = switch.flag_path
+    if warning:
+        warn(warning)
+    if not info.persisted:
+        fail(f"could not write {flag}; nothing outside this command is halted", ExitCode.FAILED)
+    outcomes: dict[str, Any] | None = None
+    if cancel:
+        outcomes = cancel_everywhere(state.config())
+    if as_json:
+        print_json(
+            {
+                "state": "HALTED",
+                "already_halted": already,
+                **info_json(info),
+                "flag": flag,
+                "cancel": outcomes,
+            }
+        )
+    else:
+        word = "Already halted" if already else "Trading HALTED"
+        typer.secho(
+            f"{word} since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
+            fg=typer.colors.RED,
+            bold=True,
+        )
+        typer.echo(f"Flag: {flag}")
+        if outcomes is None:
+            typer.echo("Running consoles cancel their own working orders; `halt --cancel` cancels from here.")
+        else:
+            print_cancel_outcomes(outcomes)
+    if not certain:
+        raise typer.Exit(ExitCode.CONFIG)
+    if outcomes is not None and not all(o["ok"] for o in outcomes.values()):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def resume(
+    ctx: typer.Context,
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why trading may resume (required; journaled).")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Resume trading: remove the SYSTEM_HALTED flag. A reason is required and journaled."""
+    if not reason.strip():
+        bad_argument("a reason is required, e.g. --reason 'feed fixed'", "--reason")
+    directory, warning, _ = flag_state_dir(state_of(ctx))
+    if warning:
+        warn(warning)
+    with kill_switch_at(directory) as switch:
+        was_halted = switch.is_halted
+        if was_halted:
+            try:
+                switch.resume(reason, source=cli_source())
+            except OSError as exc:
+                fail(f"could not remove {switch.flag_path} ({describe(exc)}); still halted")
+        flag = switch.flag_path
+    if as_json:
+        print_json({"state": "ACTIVE", "was_halted": was_halted, "reason": reason.strip(), "flag": flag})
+    elif was_halted:
+        typer.secho(f"Trading resumed: {reason.strip()}", fg=typer.colors.GREEN, bold=True)
+    else:
+        typer.echo("Trading was not halted; nothing to resume.")
+
+
+def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show whether trading is halted, since when, by whom and why."""
+    directory, warning, _ = flag_state_dir(state_of(ctx))
+    if warning:
+        warn(warning)
+    with kill_switch_at(directory) as switch:
+        halted = switch.is_halted
+        info = switch.info if halted else None
+        flag = switch.flag_path
+    if as_json:
+        print_json(
+            {"state": "HALTED" if halted else "ACTIVE", "halted": halted, **info_json(info), "flag": flag}
+        )
+        return
+    if halted and info is not None:
+        typer.secho(
+            f"HALTED since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
+            fg=typer.colors.RED,
+            bold=True,
+        )
+    else:
+        typer.secho("ACTIVE: trading is not halted", fg=typer.colors.GREEN)
+    typer.echo(f"Flag: {flag}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("halt")(halt)
+    app.command("resume")(resume)
+    app.command("halt-status")(halt_status)

@@ -1,0 +1,397 @@
+"""order buy|sell and cancel: through the same ExecutionService as the console, so every check
+(kill switch, routing, broker health, risk, journal) applies exactly as it does on screen."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import (
+    ExitCode,
+    JsonOption,
+    account_named,
+    bad_argument,
+    cancel_everywhere,
+    console,
+    fail,
+    library_errors,
+    print_cancel_outcomes,
+    print_json,
+    run,
+    started_runtime,
+    state_of,
+)
+
+if TYPE_CHECKING:
+    from brokers.config import Config
+    from brokers.models import Order, OrderRequest
+
+
+order_app = typer.Typer(
+    name="order",
+    help="Place an order through the same checks as the console. Exits 7 when it is rejected.",
+    no_args_is_help=True,
+)
+
+# OrderRequest field -> the command-line parameter a person typed.
+PARAMETERS = {
+    "symbol": "SYMBOL",
+    "quantity": "QTY",
+    "limit_price": "--limit",
+    "stop_price": "--stop",
+    "trail_percent": "--trail",
+    "time_in_force": "--tif",
+    "account": "--account",
+    "exchange": "--exchange",
+    "currency": "--currency",
+}
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    request = order.request
+    return {
+        "client_order_id": order.client_order_id,
+        "account": order.account,
+        "broker_order_id": order.broker_order_id,
+        "symbol": request.symbol,
+        "side": request.side,
+        "quantity": request.quantity,
+        "order_type": request.order_type,
+        "limit_price": request.limit_price,
+        "stop_price": request.stop_price,
+        "trail_percent": request.trail_percent,
+        "time_in_force": request.time_in_force,
+        "status": order.status,
+        "filled_quantity": order.filled_quantity,
+        "avg_fill_price": order.avg_fill_price,
+        "reject_code": order.reject_code,
+        "reject_reason": order.reject_reason,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+def build_request(
+    side: str,
+    symbol: str,
+    quantity: str,
+    *,
+    limit: str | None,
+    stop: str | None,
+    trail: str | None,
+    tif: str,
+    account: str | None,
+    exchange: str | None,
+    currency: str | None,
+) -> OrderRequest:
+    """The order a person typed, or a usage error naming the parameter that is wrong."""
+    from pydantic import ValidationError
+
+    from brokers.models import OrderRequest, OrderType, field_errors
+
+    if trail is not None and (limit is not None or stop is not None):
+        bad_argument("a trailing stop takes no --limit or --stop", "--trail")
+    if trail is not None:
+        kind = OrderType.TRAILING_STOP
+    elif limit is not None and stop is not None:
+        kind = OrderType.STOP_LIMIT
+    elif limit is not None:
+        kind = OrderType.LIMIT
+    elif stop is not None:
+        kind = OrderType.STOP
+    else:
+        kind = OrderType.MARKET
+    try:
+        # As typed: the model's own validation reads the text and names what is wrong.
+        return OrderRequest.model_validate(
+            {
+                "symbol": symbol,
+                "side": side,
+                "quantity": quantity,
+                "order_type": kind,
+                "limit_price": limit,
+                "stop_price": stop,
+                "trail_percent": trail,
+                "time_in_force": tif,
+                "account": account,
+                "exchange": exchange,
+                "currency": currency,
+            }
+        )
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        field, message = next(iter(errors.items()))
+        return bad_argument(message, PARAMETERS.get(field, "SYMBOL"))
+
+
+def _describe_request(request: OrderRequest) -> str:
+    parts = [request.side.value, f"{request.quantity}", request.symbol, request.order_type.value]
+    if request.limit_price is not None:
+        parts.append(f"limit {request.limit_price}")
+    if request.stop_price is not None:
+        parts.append(f"stop {request.stop_price}")
+    if request.trail_percent is not None:
+        parts.append(f"trail {request.trail_percent}%")
+    parts.append(request.time_in_force.value)
+    return " ".join(parts)
+
+
+def _confirm(config: Config, request: OrderRequest, distribute: bool) -> None:
+    names = config.order_targets(request, distribute)
+    targets = [a for a in config.accounts if a.name in names]
+    if distribute:
+        where = "split by weight across " + ", ".join(f"{a.name} ({a.weight:g})" for a in targets)
+    else:
+        where = f"to {names[0]}" if names else "with no account to take it"
+    live = [a.name for a in targets if a.live]
+    typer.echo(f"{_describe_request(request)} {where}")
+    if live:
+        typer.secho(
+            f"LIVE account ({', '.join(live)}): this order uses real money.", fg=typer.colors.RED, bold=True
+        )
+    if not typer.confirm("Send this order?", default=False):
+        typer.echo("Not sent.")
+        raise typer.Exit(ExitCode.FAILED)
+
+
+async def _submit(config: Config, request: OrderRequest, distribute: bool, wait: float) -> list[Order]:
+    async with started_runtime(config) as runtime:
+        execution = runtime.execution
+        if distribute:
+            orders = await execution.submit_distributed(request)
+        else:
+            orders = [await execution.submit(request)]
+        # A market order usually fills a moment after the broker's ack; show that rather than
+        # "ACCEPTED" when it comes within --wait.
+        changed = asyncio.Event()
+
+        def on_change(_order: Order) -> None:
+            changed.set()
+
+        execution.subscribe(on_change)
+        deadline = time.monotonic() + wait
+        try:
+            while any(not o.is_terminal and o.broker_order_id for o in orders):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    break
+        finally:
+            execution.unsubscribe(on_change)
+        return orders
+
+
+def _place(
+    ctx: typer.Context,
+    side: str,
+    symbol: str,
+    quantity: str,
+    limit: str | None,
+    stop: str | None,
+    trail: str | None,
+    tif: str,
+    account: str | None,
+    exchange: str | None,
+    currency: str | None,
+    distribute: bool,
+    yes: bool,
+    wait: float,
+    as_json: bool,
+) -> None:
+    config = state_of(ctx).config()
+    request = build_request(
+        side,
+        symbol,
+        quantity,
+        limit=limit,
+        stop=stop,
+        trail=trail,
+        tif=tif,
+        account=account,
+        exchange=exchange,
+        currency=currency,
+    )
+    if request.account is not None:
+        account_named(config, request.account, "--account")
+    if distribute and account is not None:
+        bad_argument("--distribute splits across every account; leave out --account", "--distribute")
+    if not yes:
+        _confirm(config, request, distribute)
+    orders = run(_submit(config, request, distribute, wait))
+    rejected = [o for o in orders if o.status.value == "REJECTED"]
+    if as_json:
+        print_json(
+            order_json(orders[0]) if len(orders) == 1 and not distribute else [order_json(o) for o in orders]
+        )
+    else:
+        from .tables import orders_table
+
+        console().print(orders_table([order_json(o) for o in orders]))
+    for order in rejected:
+        typer.secho(f"Rejected [{order.reject_code}]: {order.reject_reason}", err=True, fg=typer.colors.RED)
+    if rejected:
+        raise typer.Exit(ExitCode.REJECTED)
+
+
+SymbolArg = Annotated[str, typer.Argument(metavar="SYMBOL", help="Ticker, e.g. AAPL.")]
+QtyArg = Annotated[str, typer.Argument(metavar="QTY", help="Quantity, e.g. 10 or 0.5.")]
+LimitOpt = Annotated[str | None, typer.Option("--limit", metavar="P", help="Limit price.")]
+StopOpt = Annotated[
+    str | None, typer.Option("--stop", metavar="P", help="Stop price (with --limit: stop-limit).")
+]
+TrailOpt = Annotated[str | None, typer.Option("--trail", metavar="PCT", help="Trailing stop, percent.")]
+TifOpt = Annotated[str, typer.Option("--tif", metavar="T", help="Time in force: DAY, GTC, IOC or FOK.")]
+AccountOpt = Annotated[str | None, typer.Option("--account", metavar="A", help="Account (default: routing).")]
+ExchangeOpt = Annotated[str | None, typer.Option("--exchange", help="Exchange, e.g. NSE (used by routing).")]
+CurrencyOpt = Annotated[str | None, typer.Option("--currency", help="Order currency (used by routing).")]
+DistributeOpt = Annotated[bool, typer.Option("--distribute", help="Split across accounts by their weights.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", min=0, max=60, help="Seconds to wait for a final status after the ack.")
+]
+
+
+@order_app.command("buy")
+@library_errors
+def buy(
+    ctx: typer.Context,
+    symbol: SymbolArg,
+    quantity: QtyArg,
+    limit: LimitOpt = None,
+    stop: StopOpt = None,
+    trail: TrailOpt = None,
+    tif: TifOpt = "DAY",
+    account: AccountOpt = None,
+    exchange: ExchangeOpt = None,
+    currency: CurrencyOpt = None,
+    distribute: DistributeOpt = False,
+    yes: YesOpt = False,
+    wait: WaitOpt = 1.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Buy SYMBOL QTY: market, or --limit / --stop / --trail."""
+    _place(
+        ctx,
+        "BUY",
+        symbol,
+        quantity,
+        limit,
+        stop,
+        trail,
+        tif,
+        account,
+        exchange,
+        currency,
+        distribute,
+        yes,
+        wait,
+        as_json,
+    )
+
+
+@order_app.command("sell")
+@library_errors
+def sell(
+    ctx: typer.Context,
+    symbol: SymbolArg,
+    quantity: QtyArg,
+    limit: LimitOpt = None,
+    stop: StopOpt = None,
+    trail: TrailOpt = None,
+    tif: TifOpt = "DAY",
+    account: AccountOpt = None,
+    exchange: ExchangeOpt = None,
+    currency: CurrencyOpt = None,
+    distribute: DistributeOpt = False,
+    yes: YesOpt = False,
+    wait: WaitOpt = 1.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Sell SYMBOL QTY: market, or --limit / --stop / --trail."""
+    _place(
+        ctx,
+        "SELL",
+        symbol,
+        quantity,
+        limit,
+        stop,
+        trail,
+        tif,
+        account,
+        exchange,
+        currency,
+        distribute,
+        yes,
+        wait,
+        as_json,
+    )
+
+
+# -- cancel -----------------------------------------------------------------------------------
+
+
+async def _cancel_one(config: Config, account: str, order_id: str) -> Order:
+    async with started_runtime(config) as runtime:
+        execution = runtime.execution
+        # A client order id (what the journal shows) is translated to the broker's id.
+        known = execution.get_order(order_id)
+        if known is not None and known.broker_order_id and known.account == account:
+            order_id = known.broker_order_id
+        return await execution.cancel(account, order_id)
+
+
+@library_errors
+def cancel(
+    ctx: typer.Context,
+    account: Annotated[
+        str | None, typer.Argument(metavar="ACCOUNT", help="Account holding the order.")
+    ] = None,
+    order_id: Annotated[
+        str | None, typer.Argument(metavar="ORDER_ID", help="Broker order id (or client order id).")
+    ] = None,
+    cancel_all: Annotated[
+        bool, typer.Option("--all", help="Cancel every working order at every account.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel one order, or every working order with --all. Cancels work even while halted."""
+    config = state_of(ctx).config()
+    if cancel_all:
+        if account is not None:
+            bad_argument("give either ACCOUNT ORDER_ID or --all, not both", "--all")
+        outcomes = cancel_everywhere(config)
+        if as_json:
+            print_json(outcomes)
+        else:
+            print_cancel_outcomes(outcomes)
+        if not all(o["ok"] for o in outcomes.values()):
+            raise typer.Exit(ExitCode.FAILED)
+        return
+    if account is None:
+        bad_argument("give ACCOUNT ORDER_ID, or --all", "ACCOUNT")
+    account_named(config, account, "ACCOUNT")
+    if not order_id:
+        bad_argument("which order? give its id (see `trading-console journal`)", "ORDER_ID")
+    order = run(_cancel_one(config, account, order_id))
+    if as_json:
+        print_json(order_json(order))
+    else:
+        from .tables import orders_table
+
+        console().print(orders_table([order_json(order)]))
+    if order.status.value not in ("CANCELLED", "FILLED", "EXPIRED", "REJECTED"):
+        typer.echo("Cancel requested; the broker has not confirmed it yet.")
+    elif order.status.value != "CANCELLED":
+        fail(f"the order is already {order.status.value}; nothing was cancelled", ExitCode.FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(order_app, name="order")
+    app.command("cancel")(cancel)

@@ -1,0 +1,820 @@
+"""The Textual app: wires the runtime (manager, kill switch, execution) to the main screen.
+
+Broker I/O runs in workers; library callbacks become Messages. The halt key writes the flag
+synchronously in its key handler, so the banner is on screen before any broker is asked to
+cancel anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Hashable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+
+from rich.text import Text
+from textual import events
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from brokers.events import ConnectionEvent, FillEvent, ManagerEvent, PositionDiffEvent
+from brokers.killswitch import HaltInfo
+from brokers.manager import MultiBrokerManager
+from brokers.models import ConnectionState, Order, OrderRequest, OrderStatus, TradingState
+from console import formatting as fmt
+
+from .messages import (
+    CancelAllFinished,
+    LogEvent,
+    LogLevel,
+    ManagerEventReceived,
+    OrderChanged,
+    SnapshotRefreshed,
+    SubmitRequested,
+    TradingStateChanged,
+)
+from .widgets.blotter import BlotterPane
+from .widgets.buying_power import BuyingPowerTable
+from .widgets.connections import ConnectionsPane, LatencyOf, measured_latency
+from .widgets.event_log import EventLog
+from .widgets.halt_banner import HaltBanner, HaltKeyHint, outcome_text
+from .widgets.key_footer import KeyFooter
+from .widgets.order_entry import OrderEntry
+from .widgets.positions import PositionsPane
+
+if TYPE_CHECKING:
+    from brokers.config import Config
+    from brokers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ACTIONS = (
+    "halt",
+    "resume",
+    "reduce_only",
+    "submit",
+    "cancel_order",
+    "focus_order_entry",
+    "focus_blotter",
+    "focus_positions",
+    "quit",
+)
+
+W = TypeVar("W", bound=Widget)
+
+CONNECTION_LEVEL: dict[ConnectionState, LogLevel] = {
+    ConnectionState.CONNECTED: "info",
+    ConnectionState.CONNECTING: "info",
+    ConnectionState.DEGRADED: "warning",
+    ConnectionState.RESYNCING: "warning",
+}
+
+STATE_STYLE = {
+    TradingState.ACTIVE: "bold green",
+    TradingState.REDUCING: "bold black on yellow",
+    TradingState.HALTED: "bold white on red",
+}
+
+
+P = ParamSpec("P")
+
+
+def _while_on_screen(
+    method: Callable[Concatenate[TradingConsoleApp, P], None],
+) -> Callable[Concatenate[TradingConsoleApp, P], None]:
+    """Timers and messages can still arrive while the app is closing and its widgets are
+    already gone; there is nothing left to update then."""
+
+    def guarded(self: TradingConsoleApp, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except NoMatches:
+            if self.is_running:
+                raise
+
+    functools.update_wrapper(guarded, method)
+    return guarded
+
+
+def _positions_signature(manager: MultiBrokerManager) -> Hashable:
+    """What the positions table shows apart from prices: who holds what, at what average, and
+    which accounts' data is stale. Cheap next to consolidating."""
+    snapshot = manager.snapshot
+    return (
+        snapshot.stale,
+        tuple(
+            (account, tuple((p.symbol, p.quantity, p.avg_price) for p in positions))
+            for account, positions in snapshot.positions.items()
+        ),
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _EventLogHandler(logging.Handler):
+    """Library errors go to the Events pane; the terminal belongs to the screen."""
+
+    def __init__(self, app: App[int]) -> None:
+        super().__init__(level=logging.ERROR)
+        self._app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text = f"{text}: {record.exc_info[1]}"
+        # post_message is thread-safe: adapter callback threads log too.
+        self._app.post_message(LogEvent(fmt.one_line(text, 300), "error"))
+
+
+class TradingConsoleApp(App[int]):
+    CSS_PATH = "console.tcss"
+    TITLE = "Trading console"
+    # ctrl+p belongs to "focus positions" in the default keymap.
+    COMMAND_PALETTE_BINDING = "f1"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
+    BINDINGS = [
+        Binding("f12,ctrl+k", "halt", "HALT", priority=True, id="halt", show=False),
+        Binding("ctrl+r", "resume", "Resume", priority=True, id="resume"),
+        Binding("ctrl+y", "reduce_only", "Reduce-only", priority=True, id="reduce_only"),
+        Binding("ctrl+x", "cancel_order", "Cancel order", id="cancel_order"),
+        Binding("ctrl+o", "focus_order_entry", "Order", id="focus_order_entry"),
+        Binding("ctrl+b", "focus_blotter", "Blotter", id="focus_blotter"),
+        Binding("ctrl+p", "focus_positions", "Positions", id="focus_positions"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        start_feed: bool = True,
+        cursor_blink: bool = True,
+        latency: LatencyOf = measured_latency,
+        on_accounts_loaded: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.runtime = runtime
+        self.clock = clock or _utc_now
+        self.start_feed = start_feed
+        self.cursor_blink = cursor_blink
+        self.latency = latency
+        self._on_accounts_loaded = on_accounts_loaded
+        self.keys = {action: config.ui.keys_for(action) for action in ACTIONS}
+        self.set_keymap(dict(self.keys))
+        self.account_names = [account.name for account in config.accounts]
+        self.live_accounts = {account.name for account in config.accounts if account.live}
+        self.account_currency = {account.name: account.currency for account in config.accounts}
+        self.trading_state = TradingState.ACTIVE
+        self.runtime_ready = asyncio.Event()
+        self.runtime_error: str | None = None
+        self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
+        self._refresh_timer: Timer | None = None
+        self._refresh_soon_pending = False
+        self._snapshot_lock: asyncio.Lock | None = None
+        self._shown_signature: Hashable = None
+        self._last_statuses: dict[str, tuple[OrderStatus, Decimal]] = {}
+        self._subscribed = False
+        # Until the runtime's first connect attempt is over, an account not yet tried is on its
+        # way up, not down.
+        self._connecting = True
+        self._log_handler = _EventLogHandler(self)
+        self._widgets: dict[str, Widget] = {}
+
+    # -- layout ------------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        # The first resize would add the breakpoint class and so restyle every widget once more
+        # before the first frame; the screen starts with the class that size calls for.
+        width = self.size.width
+        classes = next(
+            (name for edge, name in sorted(self.HORIZONTAL_BREAKPOINTS, reverse=True) if width >= edge), ""
+        )
+        return Screen(id="_default", classes=classes)
+
+    def compose(self) -> ComposeResult:
+        base = self.config.base_currency
+        yield Static("", id="title-bar", markup=False)
+        yield HaltBanner(id="halt-banner", resume_key=self._key_label("resume"))
+        with Grid(id="main"):
+            yield ConnectionsPane(id="connections", classes="pane")
+            yield BuyingPowerTable(id="buying-power", classes="pane", base_currency=base)
+            yield PositionsPane(id="positions", classes="pane", base_currency=base)
+            yield OrderEntry(
+                self.account_names,
+                live_accounts=self.live_accounts,
+                default_account=self.config.default_account,
+                submit_keys=self.keys["submit"],
+                cursor_blink=self.cursor_blink,
+                id="order-entry",
+                classes="pane",
+            )
+            yield BlotterPane(id="blotter", classes="pane")
+            yield EventLog(id="events", classes="pane", clock=self.clock)
+        with Horizontal(id="footer-bar"):
+            yield HaltKeyHint(self.keys["halt"], id="halt-hint")
+            yield KeyFooter(show_command_palette=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Every key hint must fit on one line in an 80-column terminal.
+        narrow = event.size.width < 120
+        self._widget("Footer", Footer).compact = narrow
+        self.buying_power.set_compact(narrow)
+
+    def _key_label(self, action: str) -> str:
+        return " / ".join(part.strip() for part in self.keys[action].split(","))
+
+    # Widgets are looked up once: timers may still fire while the app is closing and its
+    # screen is already being taken apart.
+    @property
+    def banner(self) -> HaltBanner:
+        return self._widget("#halt-banner", HaltBanner)
+
+    @property
+    def event_log(self) -> EventLog:
+        return self._widget("#events", EventLog)
+
+    @property
+    def order_entry(self) -> OrderEntry:
+        return self._widget("#order-entry", OrderEntry)
+
+    @property
+    def blotter(self) -> BlotterPane:
+        return self._widget("#blotter", BlotterPane)
+
+    @property
+    def positions(self) -> PositionsPane:
+        return self._widget("#positions", PositionsPane)
+
+    @property
+    def connections(self) -> ConnectionsPane:
+        return self._widget("#connections", ConnectionsPane)
+
+    @property
+    def buying_power(self) -> BuyingPowerTable:
+        return self._widget("#buying-power", BuyingPowerTable)
+
+    def _widget(self, selector: str, kind: type[W]) -> W:
+        widget = self._widgets.get(selector)
+        if not isinstance(widget, kind):
+            widget = self.query_one(selector, kind)
+            self._widgets[selector] = widget
+        return widget
+
+    # -- start and stop ----------------------------------------------------------------------
+    def on_mount(self) -> None:
+        logging.getLogger("brokers").addHandler(self._log_handler)
+        kill_switch = self.runtime.kill_switch
+        kill_switch.subscribe(self._on_kill_switch)
+        self.runtime.execution.subscribe(self._on_order)
+        self._subscribed = True
+        self._show_state(kill_switch.state, kill_switch.info)
+        interval = max(0.01, min(0.1, self.config.halt.poll_interval_ms / 1000))
+        self.set_interval(interval, self._poll_kill_switch, name="kill-switch-poll")
+        self.set_interval(1.0, self._tick_second, name="clock")
+        self._show_statuses()
+        self._update_title()
+        mode = "demo (paper accounts)" if self.config.demo else f"{len(self.account_names)} account(s)"
+        self.event_log.add(f"console started: {mode}, base currency {self.config.base_currency}")
+        if kill_switch.state is TradingState.HALTED:
+            self.event_log.add(self._state_line(TradingState.HALTED, kill_switch.info), "halt")
+        self.query_one("#positions-table").focus()
+        # Connect after the first frame so the screen is usable at once.
+        self.call_after_refresh(self._start_runtime)
+
+    def _start_runtime(self) -> None:
+        self.run_worker(self._run_runtime(), name="runtime-start", group="runtime", exit_on_error=False)
+
+    async def _run_runtime(self) -> None:
+        try:
+            await self.runtime.start()
+        except Exception as exc:
+            self.runtime_error = fmt.one_line(str(exc) or type(exc).__name__, 300)
+            self.post_message(LogEvent(f"start-up failed: {self.runtime_error}", "error"))
+        finally:
+            self._connecting = False
+        self._manager_queue = self.runtime.manager.subscribe()
+        for name, status in self.runtime.manager.statuses().items():
+            state = status.state.value
+            error = status.last_error and fmt.without_prefix(name, fmt.one_line(status.last_error, 200))
+            error = f": {error}" if error else ""
+            self.post_message(LogEvent(f"{name} {state}{error}", "info" if state == "CONNECTED" else "error"))
+        self.run_worker(
+            self._pump_manager_events(), name="manager-events", group="events", exit_on_error=False
+        )
+        await self._refresh_once()
+        for order in self.runtime.execution.orders():
+            self.post_message(OrderChanged(order))
+        if self._on_accounts_loaded is not None:
+            self._on_accounts_loaded()
+        self.runtime_ready.set()
+        if self.start_feed:
+            hz = self.config.ui.price_refresh_hz
+            self.set_interval(1 / hz, self._tick_prices, name="prices")
+            self._schedule_refresh()
+
+    async def on_unmount(self) -> None:
+        logging.getLogger("brokers").removeHandler(self._log_handler)
+        if self._subscribed:
+            self.runtime.kill_switch.unsubscribe(self._on_kill_switch)
+            self.runtime.execution.unsubscribe(self._on_order)
+            self._subscribed = False
+        if self._manager_queue is not None:
+            self.runtime.manager.unsubscribe(self._manager_queue)
+        try:
+            await asyncio.wait_for(self.runtime.stop(), timeout=5)
+        except Exception:
+            log.exception("stopping the runtime failed")
+
+    async def wait_until_ready(self, within: float = 10.0) -> None:
+        """For tests and the screenshot command: the runtime started and the first data shows."""
+        await asyncio.wait_for(self.runtime_ready.wait(), within)
+
+    # -- library callbacks -> messages -------------------------------------------------------
+    def _on_kill_switch(self, state: TradingState, info: HaltInfo | None) -> None:
+        self.post_message(TradingStateChanged(state, info))
+
+    def _on_order(self, order: Order) -> None:
+        self.post_message(OrderChanged(order))
+
+    async def _pump_manager_events(self) -> None:
+        queue = self._manager_queue
+        if queue is None:
+            return
+        while True:
+            event = await queue.get()
+            self.post_message(ManagerEventReceived(event))
+
+    def _poll_kill_switch(self) -> None:
+        self.runtime.kill_switch.poll()
+
+    # -- trading state -----------------------------------------------------------------------
+    @_while_on_screen
+    def on_trading_state_changed(self, message: TradingStateChanged) -> None:
+        previous = self.trading_state
+        if message.state is previous and message.info == self.banner.info:
+            return  # already shown: the halt key draws its own halt in the same frame
+        self._show_state(message.state, message.info)
+        if message.state is not previous:
+            level = "halt" if message.state is TradingState.HALTED else "warning"
+            self.event_log.add(self._state_line(message.state, message.info), level)
+
+    def _state_line(self, state: TradingState, info: HaltInfo | None) -> str:
+        reason = (info.reason if info else "") or ""
+        source = (info.source if info else "") or "unknown"
+        if state is TradingState.HALTED:
+            return f"SYSTEM HALTED by {source}: {reason}"
+        if state is TradingState.REDUCING:
+            return f"REDUCE-ONLY by {source}: {reason}"
+        return "trading ACTIVE again"
+
+    def _show_state(self, state: TradingState, info: HaltInfo | None) -> None:
+        self.trading_state = state
+        self.banner.show_state(state, info)
+        self._update_title()
+        # Restyling the whole order form costs most of a frame: the banner goes out first.
+        self.call_after_refresh(self._show_entry_state)
+
+    @_while_on_screen
+    def _show_entry_state(self) -> None:
+        halted = self.trading_state is TradingState.HALTED
+        if self.order_entry.halted != halted:
+            self.order_entry.set_halted(halted)
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_halt(self) -> None:
+        kill_switch = self.runtime.kill_switch
+        already = kill_switch.state is TradingState.HALTED
+        # Persist first: if anything below fails, trading is still halted.
+        info = kill_switch.halt(reason="halt key", source="console")
+        self._show_state(TradingState.HALTED, info)
+        if not already:
+            self.event_log.add(self._state_line(TradingState.HALTED, info), "halt")
+        if self.config.halt.cancel_open_orders:
+            self.banner.cancel_all_started()
+            self.run_worker(
+                self._halt_and_cancel(),
+                name="halt-cancel-all",
+                group="halt",
+                exclusive=True,
+                exit_on_error=False,
+            )
+
+    async def _halt_and_cancel(self) -> None:
+        try:
+            outcomes = await self.runtime.execution.halt(reason="halt key", source="console")
+        except Exception as exc:
+            self.post_message(CancelAllFinished({}, error=str(exc) or type(exc).__name__))
+            return
+        self.post_message(CancelAllFinished(dict(outcomes)))
+
+    @_while_on_screen
+    def on_cancel_all_finished(self, message: CancelAllFinished) -> None:
+        self.banner.show_outcomes(message.outcomes, message.error)
+        failed = message.error or any(not outcome.ok for outcome in message.outcomes.values())
+        self.event_log.add(outcome_text(message.outcomes, message.error).plain, "error" if failed else "info")
+        self._refresh_soon()
+
+    def action_resume(self) -> None:
+        # Modal screens are imported when first opened: the main screen must not wait for them.
+        from .screens.resume import ResumeScreen
+
+        if isinstance(self.screen, ResumeScreen):
+            return
+        state = self.runtime.kill_switch.state
+        if state is TradingState.ACTIVE:
+            self.notify("Trading is already active", timeout=3)
+            return
+        self.push_screen(
+            ResumeScreen(state=state.value, halt_keys=self.keys["halt"], cursor_blink=self.cursor_blink),
+            self._resume_with,
+        )
+
+    def _resume_with(self, reason: str | None) -> None:
+        if reason is None:
+            self.event_log.add("resume abandoned; trading stays halted", "warning")
+            return
+        self.run_worker(self._resume(reason), name="resume", group="state", exit_on_error=False)
+
+    async def _resume(self, reason: str) -> None:
+        try:
+            await self.runtime.execution.resume(reason, "console")
+        except Exception as exc:
+            self.post_message(LogEvent(f"resume failed: {exc}", "error", toast=True))
+            return
+        self.post_message(LogEvent(f"resumed from the console: {reason}"))
+        self.runtime.kill_switch.poll()
+
+    def action_reduce_only(self) -> None:
+        kill_switch = self.runtime.kill_switch
+        state = kill_switch.state
+        if state is TradingState.HALTED:
+            self.notify("Trading is halted: resume first", severity="warning", timeout=3)
+            return
+        if state is TradingState.REDUCING:
+            self.notify("Already reduce-only; resume to trade freely", timeout=3)
+            return
+        info = kill_switch.reduce_only(reason="reduce-only key", source="console")
+        self._show_state(TradingState.REDUCING, info)
+        self.run_worker(self._reduce_only(), name="reduce-only", group="state", exit_on_error=False)
+
+    async def _reduce_only(self) -> None:
+        try:
+            await self.runtime.execution.reduce_only("reduce-only key", "console")
+        except Exception as exc:
+            self.post_message(LogEvent(f"reduce-only failed: {exc}", "error", toast=True))
+
+    def action_cancel_order(self) -> None:
+        order = self.blotter.selected_order()
+        if order is None:
+            self.notify("Select an order in the blotter first", timeout=3)
+            return
+        if order.is_terminal:
+            self.notify(f"Order is already {order.status.value}", timeout=3)
+            return
+        if not order.broker_order_id or not order.account:
+            self.notify("The broker has not acknowledged this order yet", severity="warning", timeout=3)
+            return
+        self.event_log.add(f"cancel requested: {fmt.describe_request(order.request)} at {order.account}")
+        self.run_worker(
+            self._cancel(order.account, order.broker_order_id),
+            name="cancel",
+            group="orders",
+            exit_on_error=False,
+        )
+
+    async def _cancel(self, account: str, broker_order_id: str) -> None:
+        try:
+            order = await self.runtime.execution.cancel(account, broker_order_id)
+        except Exception as exc:
+            self.post_message(LogEvent(f"cancel failed at {account}: {exc}", "error", toast=True))
+            return
+        self.post_message(OrderChanged(order))
+
+    def action_focus_order_entry(self) -> None:
+        self.order_entry.focus_first()
+
+    def action_focus_blotter(self) -> None:
+        self.query_one("#blotter-table").focus()
+
+    def action_focus_positions(self) -> None:
+        self.query_one("#positions-table").focus()
+
+    def action_submit(self) -> None:
+        self.order_entry.action_submit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "HALT trading", f"Halt and cancel open orders ({self._key_label('halt')})", self.action_halt
+        )
+        yield SystemCommand(
+            "Resume trading", f"Type RESUME and a reason ({self._key_label('resume')})", self.action_resume
+        )
+        yield SystemCommand(
+            "Reduce-only",
+            f"Accept only orders that shrink a position ({self._key_label('reduce_only')})",
+            self.action_reduce_only,
+        )
+        yield SystemCommand("Submit order", "Send the order in the order entry", self.action_submit)
+        yield SystemCommand(
+            "Cancel selected order",
+            f"Cancel the order selected in the blotter ({self._key_label('cancel_order')})",
+            self.action_cancel_order,
+        )
+        yield SystemCommand(
+            "Focus order entry", self._key_label("focus_order_entry"), self.action_focus_order_entry
+        )
+        yield SystemCommand("Focus blotter", self._key_label("focus_blotter"), self.action_focus_blotter)
+        yield SystemCommand(
+            "Focus positions", self._key_label("focus_positions"), self.action_focus_positions
+        )
+        yield SystemCommand("Refresh accounts", "Re-read balances and positions now", self._refresh_soon)
+        yield from super().get_system_commands(screen)
+
+    # -- orders ------------------------------------------------------------------------------
+    def on_submit_requested(self, message: SubmitRequested) -> None:
+        request, distributed = message.request, message.distributed
+        targets = self.config.order_targets(request, distributed)
+        live = [name for name in targets if name in self.live_accounts]
+        notional = self._notional(request, targets)
+        reasons: list[str] = []
+        if live:
+            reasons.append("LIVE account")
+        threshold = self.config.ui.confirm_notional_above
+        if threshold is not None and notional is not None and notional > threshold:
+            reasons.append(f"notional above {fmt.amount(threshold)} {self.config.base_currency}")
+        if reasons:
+            from .screens.order_confirm import OrderConfirmScreen
+
+            screen = OrderConfirmScreen(
+                request,
+                accounts=targets,
+                live_accounts=live,
+                notional=notional,
+                base_currency=self.config.base_currency,
+                reasons=reasons,
+                distributed=distributed,
+                halt_keys=self.keys["halt"],
+            )
+            self.push_screen(
+                screen,
+                lambda send: (
+                    self._send(request, distributed)
+                    if send
+                    else self.event_log.add(f"not sent: {fmt.describe_request(request)}")
+                ),
+            )
+            return
+        self._send(request, distributed)
+
+    def _notional(self, request: OrderRequest, targets: list[str]) -> Decimal | None:
+        """Quantity times the order's own price, else the last price, in the base currency."""
+        price = request.reference_price
+        account = targets[0] if len(targets) == 1 else None
+        if price is None:
+            try:
+                price = self.runtime.manager.last_price(request.symbol, account)
+            except Exception:
+                price = None
+        if price is None:
+            return None
+        currency = request.currency or self.account_currency.get(account or "", self.config.base_currency)
+        return self.runtime.fx.convert(request.quantity * price, currency).amount
+
+    def _send(self, request: OrderRequest, distributed: bool) -> None:
+        self.event_log.add(
+            f"sending: {fmt.describe_request(request)}{' split across accounts' if distributed else ''}"
+        )
+        self.run_worker(
+            self._submit(request, distributed), name="submit", group="orders", exit_on_error=False
+        )
+
+    async def _submit(self, request: OrderRequest, distributed: bool) -> None:
+        execution = self.runtime.execution
+        try:
+            if distributed:
+                orders = await execution.submit_distributed(request)
+            else:
+                orders = [await execution.submit(request)]
+        except Exception as exc:
+            self.post_message(LogEvent(f"submit failed: {exc or type(exc).__name__}", "error", toast=True))
+            return
+        for order in orders:
+            self.post_message(OrderChanged(order))
+
+    @_while_on_screen
+    def on_order_changed(self, message: OrderChanged) -> None:
+        order = message.order
+        key = order.client_order_id
+        before = self.blotter.orders.get(key)
+        # The same object may come back mutated: compare what was last shown.
+        shown = self._last_statuses.get(key)
+        now = (order.status, order.filled_quantity)
+        self.blotter.show_order(order)
+        if shown == now:
+            return
+        self._last_statuses[key] = now
+        where = order.account or "auto"
+        if order.reject_code and (shown is None or shown[0] != order.status):
+            self.event_log.add(
+                f"REJECTED {order.reject_code}: {fmt.describe_request(order.request)} → {where}: "
+                f"{order.reject_reason or ''}",
+                "error",
+            )
+        elif shown is None or shown[0] != order.status or shown[1] != order.filled_quantity:
+            filled = f" filled {fmt.quantity(order.filled_quantity)}" if order.filled_quantity else ""
+            self.event_log.add(
+                f"{order.status.value}: {fmt.describe_request(order.request)} → {where}{filled}"
+            )
+        if before is None or order.filled_quantity or order.is_terminal:
+            self._refresh_soon()
+
+    @_while_on_screen
+    def on_log_event(self, message: LogEvent) -> None:
+        self.event_log.add(message.text, message.level)
+        if message.toast:
+            self.notify(message.text, severity="error", timeout=5)
+
+    # -- manager events and data -------------------------------------------------------------
+    @_while_on_screen
+    def on_manager_event_received(self, message: ManagerEventReceived) -> None:
+        event = message.event
+        if isinstance(event, ConnectionEvent):
+            state = event.state
+            error = event.error and fmt.without_prefix(event.account, fmt.one_line(event.error, 200))
+            error = f": {error}" if error else ""
+            level = CONNECTION_LEVEL.get(state, "error")
+            self.event_log.add(f"{event.account} {state.value}{error}", level)
+            self._show_statuses()
+        elif isinstance(event, FillEvent):
+            self._refresh_soon()
+        elif isinstance(event, PositionDiffEvent) and event.diffs:
+            for diff in event.diffs:
+                self.event_log.add(
+                    f"{event.account} {diff.symbol}: journal says {fmt.quantity(diff.book)}, "
+                    f"broker says {fmt.quantity(diff.broker)}",
+                    "warning",
+                )
+
+    def _schedule_refresh(self) -> None:
+        interval = self.config.ui.refresh_interval_seconds
+        self._refresh_timer = self.set_timer(interval, self._periodic_refresh, name="refresh")
+
+    def _periodic_refresh(self) -> None:
+        self.run_worker(self._refresh_then_reschedule(), name="refresh", group="refresh", exit_on_error=False)
+
+    async def _refresh_then_reschedule(self) -> None:
+        # The next refresh is scheduled only after this one finishes, so slow brokers never
+        # pile up overlapping reads. The manager's own heartbeat also reads every account: a
+        # snapshot younger than the interval is shown as it is rather than read again.
+        try:
+            taken_at = self.runtime.manager.snapshot.taken_at
+            age = (datetime.now(UTC) - taken_at).total_seconds()
+            if age >= self.config.ui.refresh_interval_seconds * 0.9:
+                await self._refresh_once()
+            else:
+                await self.show_snapshot()
+        finally:
+            self._schedule_refresh()
+
+    def _refresh_soon(self) -> None:
+        if self._refresh_soon_pending:
+            return
+        self._refresh_soon_pending = True
+
+        def go() -> None:
+            self._refresh_soon_pending = False
+            self.run_worker(
+                self._refresh_once(), name="refresh-now", group="refresh-now", exit_on_error=False
+            )
+
+        self.set_timer(0.05, go)
+
+    async def _refresh_once(self) -> None:
+        try:
+            await self.runtime.manager.refresh()
+        except Exception as exc:
+            self.post_message(LogEvent(f"refresh failed: {exc}", "error"))
+        await self.show_snapshot()
+
+    async def refresh_now(self) -> None:
+        """Re-read every account and show the result (tests and screenshots call this)."""
+        await self._refresh_once()
+
+    async def show_snapshot(self, *, force: bool = False) -> None:
+        """Show the manager's last snapshot.
+
+        Consolidating thousands of positions is pure computation that takes a good part of a
+        second, so it runs in a thread, and only when quantities changed (prices are the
+        tick's business); the table is then filled a slice at a time. The halt key and the
+        price ticks never wait behind it."""
+        # Loaded with the runtime, after the first frame.
+        from brokers.consolidation import consolidate_buying_power
+
+        if self._snapshot_lock is None:
+            self._snapshot_lock = asyncio.Lock()
+        async with self._snapshot_lock:
+            manager = self.runtime.manager
+            signature = _positions_signature(manager)
+            try:
+                positions = None
+                if force or signature != self._shown_signature:
+                    positions = await asyncio.to_thread(manager.consolidated_positions)
+                totals = await asyncio.to_thread(manager.totals)
+            except Exception as exc:
+                self.post_message(LogEvent(f"consolidating positions failed: {exc}", "error"))
+                return
+            if not self.is_running:
+                return
+            if positions is not None:
+                await self.positions.show_positions(positions)
+                self._shown_signature = signature
+            with self.batch_update():
+                self.positions.show_totals(totals.total.market_value, totals.total.unrealized_pnl)
+                self.buying_power.show_buying_power(consolidate_buying_power(totals))
+                self._show_statuses()
+        self.post_message(SnapshotRefreshed())
+
+    @_while_on_screen
+    def _tick_prices(self) -> None:
+        manager = self.runtime.manager
+        with self.batch_update():
+            self.positions.tick(manager.last_price, self.runtime.fx.convert)
+
+    @_while_on_screen
+    def _tick_second(self) -> None:
+        self._show_statuses()
+        self._update_title()
+
+    def _show_statuses(self) -> None:
+        try:
+            statuses = self.runtime.manager.statuses()
+        except Exception:
+            return
+        if self._connecting:
+            statuses = {
+                name: status.model_copy(update={"state": ConnectionState.CONNECTING})
+                if status.state is ConnectionState.DISCONNECTED and not status.last_error
+                else status
+                for name, status in statuses.items()
+            }
+        self.connections.show_statuses(statuses, self.clock(), self.latency)
+
+    def _update_title(self) -> None:
+        state = self.trading_state
+        text = Text()
+        text.append(" TRADING CONSOLE ", style="bold reverse")
+        if self.live_accounts:
+            text.append(f" LIVE: {', '.join(sorted(self.live_accounts))} ", style="bold white on red")
+        if self.config.demo:
+            text.append(" DEMO ", style="bold cyan")
+        text.append(f" base {self.config.base_currency} ")
+        text.append(f" {state.value} ", style=STATE_STYLE.get(state, ""))
+        if self.runtime_error:
+            text.append(" start-up failed, see Events ", style="bold red")
+        text.append(f" {self.clock().astimezone(UTC).strftime('%H:%M:%S')} UTC")
+        self._widget("#title-bar", Static).update(text)
+
+
+def make_app(
+    config: Config,
+    *,
+    runtime: Runtime | None = None,
+    clock: Callable[[], datetime] | None = None,
+    start_feed: bool = True,
+    cursor_blink: bool = True,
+    latency: LatencyOf = measured_latency,
+    on_accounts_loaded: Callable[[], None] | None = None,
+) -> TradingConsoleApp:
+    """Build the app. ``start_feed=False`` leaves out the periodic price and account refresh
+    (snapshots and tests refresh on demand); ``cursor_blink=False`` and a fixed ``latency``
+    keep screenshots stable; ``on_accounts_loaded`` runs once the first account data is in."""
+    if runtime is None:
+        from brokers.runtime import build_runtime
+
+        runtime = build_runtime(config)
+    return TradingConsoleApp(
+        config,
+        runtime,
+        clock=clock,
+        start_feed=start_feed,
+        cursor_blink=cursor_blink,
+        latency=latency,
+        on_accounts_loaded=on_accounts_loaded,
+    )

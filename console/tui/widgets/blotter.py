@@ -1,0 +1,159 @@
+"""Orders and fills: live status, reject code and reason, fills. The selected order's full detail
+(reason text, every fill) shows under the table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from brokers.models import Order, OrderStatus, OrderType, Side
+from console import formatting as fmt
+
+from .keyed_table import KeyedTable
+
+STATUS_STYLE: dict[OrderStatus, str] = {
+    OrderStatus.PENDING: "yellow",
+    OrderStatus.SUBMITTED: "yellow",
+    OrderStatus.ACCEPTED: "cyan",
+    OrderStatus.PARTIALLY_FILLED: "bold cyan",
+    OrderStatus.FILLED: "bold green",
+    OrderStatus.CANCELLED: "dim",
+    OrderStatus.REJECTED: "bold red",
+    OrderStatus.EXPIRED: "dim",
+    OrderStatus.UNKNOWN: "bold white on dark_orange",
+}
+
+# Short enough for a narrow column; the detail line under the table spells them out.
+STATUS_SHORT = {
+    OrderStatus.SUBMITTED: "SENT",
+    OrderStatus.PARTIALLY_FILLED: "PARTIAL",
+}
+
+_TYPE_SHORT = {
+    OrderType.MARKET: "MKT",
+    OrderType.LIMIT: "LMT",
+    OrderType.STOP: "STP",
+    OrderType.STOP_LIMIT: "STP LMT",
+    OrderType.TRAILING_STOP: "TRAIL",
+}
+
+
+def order_price(order: Order) -> str:
+    request = order.request
+    if request.order_type is OrderType.STOP_LIMIT:
+        return f"{fmt.price(request.stop_price)}/{fmt.price(request.limit_price)}"
+    if request.order_type is OrderType.TRAILING_STOP:
+        if request.trail_percent is not None:
+            return f"{request.trail_percent.normalize():f}%"
+        return fmt.price(request.trail_amount)
+    return fmt.price(request.reference_price) if request.reference_price is not None else ""
+
+
+def filled_text(order: Order) -> str:
+    if not order.filled_quantity:
+        return fmt.DASH
+    return f"{fmt.quantity(order.filled_quantity)} @ {fmt.price(order.avg_fill_price)}"
+
+
+class BlotterTable(KeyedTable):
+    COLUMNS = (
+        ("account", "Account", 13),
+        ("symbol", "Symbol", 8),
+        ("side", "Side", 4),
+        ("quantity", "Qty", 7),
+        ("order", "Order", 12),
+        ("status", "Status", 9),
+        ("result", "Result", 24),
+        ("time", "Time", 8),
+    )
+
+
+class BlotterPane(Vertical):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._orders: dict[str, Order] = {}
+
+    def compose(self) -> ComposeResult:
+        yield BlotterTable(id="blotter-table")
+        yield Static("", id="order-detail", markup=False)
+
+    def on_mount(self) -> None:
+        self.border_title = "Orders & fills"
+        self._show_detail()
+
+    @property
+    def table(self) -> BlotterTable:
+        return self.query_one(BlotterTable)
+
+    @property
+    def orders(self) -> dict[str, Order]:
+        return self._orders
+
+    def show_order(self, order: Order) -> None:
+        key = order.client_order_id
+        is_new = key not in self._orders
+        self._orders[key] = order
+        side_style = "green" if order.side is Side.BUY else "red"
+        if order.reject_code:
+            result = Text(f"{order.reject_code}: {fmt.one_line(order.reject_reason, 120)}", style="red")
+        else:
+            result = Text(filled_text(order))
+        table = self.table
+        table.upsert(
+            key,
+            {
+                "time": fmt.clock_time(order.created_at),
+                "account": order.account or "auto",
+                "symbol": Text(order.symbol, style="bold"),
+                "side": Text(order.side.value, style=side_style),
+                "quantity": fmt.right(fmt.quantity(order.quantity)),
+                "order": f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip(),
+                "status": Text(
+                    STATUS_SHORT.get(order.status, order.status.value),
+                    style=STATUS_STYLE.get(order.status, ""),
+                ),
+                "result": result,
+            },
+        )
+        if is_new and not table.has_focus:
+            # Follow the newest order unless the trader is working in the blotter.
+            table.move_cursor(row=table.row_count - 1, animate=False)
+        self._show_detail()
+        working = sum(1 for o in self._orders.values() if o.is_working)
+        self.border_subtitle = f"{working} working · {len(self._orders)} total"
+
+    def selected_order(self) -> Order | None:
+        key = self.table.selected_key()
+        return self._orders.get(key) if key else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        box = self.query_one("#order-detail", Static)
+        order = self.selected_order()
+        if order is None:
+            box.update(Text("No orders yet", style="dim"))
+            return
+        text = Text()
+        text.append(f"{order.side.value} {fmt.quantity(order.quantity)} {order.symbol} ", style="bold")
+        text.append(f"{order.order_type.value} {order.time_in_force.value} ")
+        text.append(order.status.value, style=STATUS_STYLE.get(order.status, ""))
+        text.append(f"  id {order.client_order_id}", style="dim")
+        if order.reject_code:
+            text.append(f"\n{order.reject_code}: ", style="bold red")
+            text.append(fmt.one_line(order.reject_reason, 400), style="red")
+        if order.fills:
+            text.append("\nfills: ")
+            text.append(
+                ", ".join(
+                    f"{fmt.quantity(fill.quantity)} @ {fmt.price(fill.price)} {fmt.clock_time(fill.timestamp)}"
+                    for fill in order.fills[-5:]
+                )
+            )
+        box.update(text)

@@ -1,0 +1,421 @@
+"""Order entry: account (or auto-route), symbol, side, quantity, type, limit/stop/trail, TIF.
+
+Every keystroke re-validates through ``OrderRequest`` itself, so the form and the library can
+never disagree about what a valid order is; the message for a bad field sits under that field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+from pydantic import ValidationError
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from brokers.models import OrderRequest, OrderType, Side, TimeInForce, field_errors
+from console.tui.messages import SubmitRequested
+
+AUTO_ROUTE = "__auto__"
+
+# OrderRequest field -> the form field that holds it.
+_FIELD_FOR = {
+    "account": "account",
+    "symbol": "symbol",
+    "side": "side",
+    "quantity": "quantity",
+    "order_type": "type",
+    "limit_price": "limit",
+    "stop_price": "stop",
+    "trail_percent": "trail",
+    "trail_amount": "trail",
+    "time_in_force": "tif",
+}
+# Checked longest first so "trail_percent" wins over a bare "trail".
+_NAMES_IN_MESSAGES = sorted(_FIELD_FOR, key=len, reverse=True)
+
+USES_LIMIT = {OrderType.LIMIT, OrderType.STOP_LIMIT}
+USES_STOP = {OrderType.STOP, OrderType.STOP_LIMIT}
+USES_TRAIL = {OrderType.TRAILING_STOP}
+
+TEXT_FIELDS = ("symbol", "quantity", "limit", "stop", "trail")
+
+
+def parse_trail(text: str) -> dict[str, str]:
+    """``2.5%`` is a trail percent, ``1.20`` a trail amount."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.endswith("%"):
+        return {"trail_percent": text[:-1]}
+    return {"trail_amount": text}
+
+
+def build_request(values: Mapping[str, Any]) -> tuple[OrderRequest | None, dict[str, str]]:
+    """Form values -> (request, {}) or (None, {form field: message})."""
+    order_type = values.get("type") or OrderType.MARKET
+    data: dict[str, Any] = {
+        "symbol": values.get("symbol", ""),
+        "side": values.get("side") or Side.BUY,
+        "quantity": values.get("quantity", ""),
+        "order_type": order_type,
+        "time_in_force": values.get("tif") or TimeInForce.DAY,
+    }
+    account = values.get("account")
+    if account and account != AUTO_ROUTE:
+        data["account"] = account
+    try:
+        kind = OrderType(order_type)
+    except ValueError:
+        kind = None
+    if kind in USES_LIMIT:
+        data["limit_price"] = values.get("limit") or None
+    if kind in USES_STOP:
+        data["stop_price"] = values.get("stop") or None
+    if kind in USES_TRAIL:
+        data.update(parse_trail(values.get("trail") or ""))
+    try:
+        return OrderRequest(**data), {}
+    except ValidationError as exc:
+        return None, _form_errors(exc, kind)
+
+
+def _form_errors(exc: ValidationError, kind: OrderType | None) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for field, message in field_errors(exc).items():
+        target = _FIELD_FOR.get(field)
+        if target is None:
+            # Whole-order rules (a LIMIT order needs a limit price) name the field in the text.
+            target = next((_FIELD_FOR[name] for name in _NAMES_IN_MESSAGES if name in message), "form")
+        if kind in USES_TRAIL and target == "trail" and "exactly one" in message:
+            message = "enter a trail amount (1.50) or percent (2%)"
+        errors.setdefault(target, _plain(message))
+    return errors
+
+
+def _plain(message: str) -> str:
+    """Library messages name model fields (limit_price); the form calls them by their labels."""
+    for name, label in (
+        ("limit_price", "limit price"),
+        ("stop_price", "stop price"),
+        ("trail_percent", "trail percent"),
+        ("trail_amount", "trail amount"),
+        ("time_in_force", "TIF"),
+        ("order_type", "type"),
+    ):
+        message = message.replace(name, label)
+    return message
+
+
+class FieldBox(Vertical):
+    """Label, input, and the message for that input right under it."""
+
+    def __init__(
+        self, name: str, label: str, control: Widget, short_label: str | None = None, *, unused: bool = False
+    ) -> None:
+        super().__init__(id=f"field-{name}", classes="field -unused" if unused else "field")
+        self.message: str | None = None
+        self.field_name = name
+        self.long_label = label
+        self.short_label = short_label or label
+        self.control = control
+
+    def compose(self) -> ComposeResult:
+        # Narrow terminals put the label beside the input and use the short one.
+        yield Label(self.long_label, classes="field-label -long")
+        yield Label(self.short_label, classes="field-label -short")
+        yield self.control
+        yield Static("", classes="field-error", markup=False)
+
+    def show_error(self, message: str | None) -> None:
+        if (message or None) == self.message:
+            return  # restyling costs: touch nothing when nothing changed
+        self.message = message or None
+        error = self.query_one(".field-error", Static)
+        error.update(message or "")
+        error.set_class(bool(message), "-shown")
+        self.set_class(bool(message), "-invalid")
+
+
+class OrderEntry(Vertical):
+    """Posts ``SubmitRequested`` with a valid request; the app confirms, sends and reports."""
+
+    BINDINGS = [Binding("enter", "submit", "Submit", id="submit", show=False)]
+
+    def __init__(
+        self,
+        accounts: Iterable[str] = (),
+        *,
+        live_accounts: Iterable[str] = (),
+        default_account: str | None = None,
+        submit_keys: str = "enter",
+        cursor_blink: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.accounts = list(accounts)
+        self.live_accounts = set(live_accounts)
+        self.default_account = default_account
+        self.submit_keys = {key.strip() for key in submit_keys.split(",")}
+        self.cursor_blink = cursor_blink
+        self.touched: set[str] = set()
+        self.errors: dict[str, str] = {}
+        self.halted = False
+
+    def compose(self) -> ComposeResult:
+        account_options = [("auto-route", AUTO_ROUTE)] + [
+            (f"{name} LIVE" if name in self.live_accounts else name, name) for name in self.accounts
+        ]
+
+        def text(name: str, placeholder: str, *, unused: bool = False) -> Input:
+            return Input(
+                placeholder=placeholder,
+                id=f"order-{name}",
+                compact=True,
+                select_on_focus=False,
+                disabled=unused,
+            )
+
+        with Grid(id="order-form"):
+            yield FieldBox(
+                "account",
+                "Account",
+                short_label="Acct",
+                control=Select(
+                    account_options, value=AUTO_ROUTE, allow_blank=False, compact=True, id="order-account"
+                ),
+            )
+            yield FieldBox("symbol", "Symbol", short_label="Sym", control=text("symbol", "ticker"))
+            yield FieldBox(
+                "side",
+                "Side",
+                short_label="Side",
+                control=Select(
+                    [(side.value, side.value) for side in Side],
+                    value=Side.BUY.value,
+                    allow_blank=False,
+                    compact=True,
+                    id="order-side",
+                ),
+            )
+            yield FieldBox("quantity", "Qty", short_label="Qty", control=text("quantity", "shares"))
+            yield FieldBox(
+                "type",
+                "Type",
+                short_label="Type",
+                control=Select(
+                    [(kind.value.replace("_", " "), kind.value) for kind in OrderType],
+                    value=OrderType.MARKET.value,
+                    allow_blank=False,
+                    compact=True,
+                    id="order-type",
+                ),
+            )
+            # A MARKET order to start with: the price fields start out unused.
+            yield FieldBox(
+                "limit", "Limit", short_label="Lmt", control=text("limit", "price", unused=True), unused=True
+            )
+            yield FieldBox(
+                "stop", "Stop", short_label="Stp", control=text("stop", "price", unused=True), unused=True
+            )
+            yield FieldBox(
+                "trail",
+                "Trail amt/%",
+                short_label="Trl",
+                control=text("trail", "amt or %", unused=True),
+                unused=True,
+            )
+            yield FieldBox(
+                "tif",
+                "TIF",
+                short_label="TIF",
+                control=Select(
+                    [(tif.value, tif.value) for tif in TimeInForce],
+                    value=TimeInForce.DAY.value,
+                    allow_blank=False,
+                    compact=True,
+                    id="order-tif",
+                ),
+            )
+            yield Checkbox(
+                "Split",
+                id="order-split",
+                compact=True,
+                tooltip="Split the quantity across all accounts by weight",
+            )
+            yield Button("Submit", id="order-submit", variant="primary", compact=True)
+        yield Static("", id="order-status", markup=False)
+        yield Static("", id="order-errors", markup=False)
+
+    def on_mount(self) -> None:
+        self.border_title = "Order entry"
+        for field in self.query(Input):
+            field.cursor_blink = self.cursor_blink
+        if self.default_account:
+            self.border_subtitle = f"auto-route default: {self.default_account}"
+        self._set_status(None)
+
+    # -- reading the form ----------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in TEXT_FIELDS:
+            values[name] = self.query_one(f"#order-{name}", Input).value
+        for name in ("account", "side", "type", "tif"):
+            value = self.query_one(f"#order-{name}", Select).value
+            values[name] = None if value is Select.NULL else value
+        values["split"] = self.query_one("#order-split", Checkbox).value
+        return values
+
+    def set_values(self, **values: Any) -> None:
+        """Fill fields by name (symbol="AAPL", quantity="10", type="LIMIT", split=True, ...)."""
+        for name, value in values.items():
+            if name in TEXT_FIELDS:
+                self.query_one(f"#order-{name}", Input).value = str(value)
+            elif name == "split":
+                self.query_one("#order-split", Checkbox).value = bool(value)
+            else:
+                self.query_one(f"#order-{name}", Select).value = (
+                    value.value if isinstance(value, Enum) else value
+                )
+            self.touched.add(name)
+
+    def validate(self, *, show_all: bool = False) -> OrderRequest | None:
+        request, errors = build_request(self.values())
+        if request is not None and request.account is not None and request.account not in self.accounts:
+            errors["account"] = f"unknown account {request.account!r}"
+            request = None
+        self.errors = errors
+        if show_all:
+            self.touched.update(_FIELD_FOR.values())
+        shown = Text()
+        for box in self.query(FieldBox):
+            name = box.field_name
+            message = errors.get(name) if name in self.touched else None
+            box.show_error(message)
+            if message:
+                if shown:
+                    shown.append(" · ")
+                shown.append(f"{box.short_label}: ", style="bold")
+                shown.append(message)
+        if errors.get("form") and show_all:
+            if shown:
+                shown.append(" · ")
+            shown.append(errors["form"])
+        self.query_one("#order-errors", Static).update(shown)
+        form_error = errors.get("form")
+        if form_error and show_all:
+            self._set_status(Text(form_error, style="red"))
+        elif request is not None:
+            self._set_status(self._summary(request))
+        elif not show_all:
+            self._set_status(None)
+        return request
+
+    def _summary(self, request: OrderRequest) -> Text:
+        where = request.account or "auto-route"
+        text = Text()
+        text.append(f"{request.side.value} {request.quantity:f} {request.symbol} ", style="bold")
+        text.append(f"{request.order_type.value.replace('_', ' ')} {request.time_in_force.value} → {where}")
+        if request.account in self.live_accounts:
+            text.append("  LIVE", style="bold white on red")
+        if self.query_one("#order-split", Checkbox).value:
+            text.append("  split by weight", style="cyan")
+        return text
+
+    def _set_status(self, text: Text | None) -> None:
+        status = self.query_one("#order-status", Static)
+        if self.halted:
+            banner = Text("DISABLED: SYSTEM HALTED — orders will be rejected", style="bold white on red")
+            if text is not None:
+                banner.append("\n")
+                banner.append_text(text)
+            status.update(banner)
+        else:
+            status.update(text if text is not None else Text("Enter submits", style="dim"))
+
+    # -- reacting to the trader ----------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        name = (event.input.id or "").removeprefix("order-")
+        if name == "symbol" and event.value != event.value.upper():
+            # Show the ticker the way it will be sent; the change comes back as a new event.
+            event.input.value = event.value.upper()
+            return
+        if name and event.value.strip():
+            self.touched.add(name)
+        self.validate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.select.id == "order-type":
+            self._apply_type()
+        self.validate()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        account = self.query_one("#order-account", Select)
+        if event.value:
+            # A split order goes to every account by weight; a chosen account would contradict it.
+            account.value = AUTO_ROUTE
+        account.disabled = event.value
+        self.validate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if "enter" in self.submit_keys:
+            self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "order-submit":
+            self.action_submit()
+
+    def action_submit(self) -> None:
+        request = self.validate(show_all=True)
+        if request is None:
+            first = next((name for name in _FIELD_FOR.values() if name in self.errors), None)
+            if first is not None:
+                self.query_one(f"#field-{first}", FieldBox).control.focus()
+            count = len(self.errors)
+            self.notify(
+                f"Order not sent: {count} field{'s' if count != 1 else ''} to fix",
+                severity="warning",
+                timeout=3,
+            )
+            return
+        self.post_message(
+            SubmitRequested(request, distributed=self.query_one("#order-split", Checkbox).value)
+        )
+
+    def _apply_type(self) -> None:
+        value = self.query_one("#order-type", Select).value
+        try:
+            kind = OrderType(value)
+        except ValueError:
+            kind = OrderType.MARKET
+        for name, used in (
+            ("limit", kind in USES_LIMIT),
+            ("stop", kind in USES_STOP),
+            ("trail", kind in USES_TRAIL),
+        ):
+            field = self.query_one(f"#order-{name}", Input)
+            if field.disabled == used:
+                field.disabled = not used
+                self.query_one(f"#field-{name}", FieldBox).set_class(not used, "-unused")
+
+    def set_halted(self, halted: bool) -> None:
+        self.halted = halted
+        self.set_class(halted, "-halted")
+        self.border_title = "Order entry — DISABLED (halted)" if halted else "Order entry"
+        button = self.query_one("#order-submit", Button)
+        button.label = "HALTED" if halted else "Submit"
+        button.variant = "error" if halted else "primary"
+        self.validate()
+
+    def focus_first(self) -> None:
+        self.query_one("#order-symbol", Input).focus()
