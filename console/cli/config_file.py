@@ -23,8 +23,8 @@ NEW_FILE_HEADER = (
 
 def example_path() -> Path | None:
     """The commented example: packaged beside the console, or at the top of a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / EXAMPLE_NAME, here.parent / EXAMPLE_NAME):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / EXAMPLE_NAME, package.parent / EXAMPLE_NAME):
         if candidate.is_file():
             return candidate
     return None

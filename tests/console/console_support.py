@@ -1,5 +1,5 @@
-"""Console test helpers: the demo config without a price feed, a frozen clock, and an app
-factory; ``settled`` waits until the accounts are connected and read."""
+"""Console test helpers: the demo config without a price feed, a frozen clock, a fixed latency
+and an app factory; ``settled`` waits until the accounts are connected and read."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from brokers.config import Config, demo_config, parse_config
+from brokers.models import AccountStatus
 from console.tui.app import TradingConsoleApp, make_app
 
 FROZEN = datetime(2025, 1, 2, 14, 30, 0, tzinfo=UTC)
@@ -26,23 +27,26 @@ def demo(**account_changes: dict[str, Any]) -> Config:
     return parse_config(data, where="test")
 
 
+FIXED_LATENCY_MS = 0.4
+
+
+def fixed_latency(status: AccountStatus) -> float | None:
+    """What a quick broker shows, whatever the machine's load made the real call take; an
+    account never measured still shows none."""
+    return None if status.latency_ms is None else FIXED_LATENCY_MS
+
+
 def console(config: Config | None = None, **kwargs: Any) -> TradingConsoleApp:
     kwargs.setdefault("clock", frozen_clock)
+    kwargs.setdefault("latency", fixed_latency)
     kwargs.setdefault("start_feed", False)
     kwargs.setdefault("cursor_blink", False)
     return make_app(config or demo(), **kwargs)
 
 
 async def settled(app: TradingConsoleApp, pilot: Any) -> None:
-    """Runtime started, first refresh shown, and every account's latency reads "<1 ms" so
-    screenshots do not depend on how busy the machine was at start-up."""
+    """Runtime started and the first refresh shown."""
     await app.wait_until_ready()
-    manager = app.runtime.manager
-    for _ in range(20):
-        statuses = manager.statuses().values()
-        if all(s.latency_ms is None or s.latency_ms < 1 for s in statuses):
-            break
-        await manager.refresh()
     await app.show_snapshot()
     await pilot.pause()
 

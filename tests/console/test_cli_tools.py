@@ -223,7 +223,7 @@ def test_startup_benchmark_measures_a_real_launch():
 
 @pytest.fixture
 def launched(monkeypatch):
-    import console.tui.app
+    import console.tui.run
 
     seen = []
 
@@ -231,7 +231,7 @@ def launched(monkeypatch):
         seen.append(config)
         return 0
 
-    monkeypatch.setattr(console.tui.app, "run_console", fake_run_console)
+    monkeypatch.setattr(console.tui.run, "run_console", fake_run_console)
     return seen
 
 
@@ -251,9 +251,9 @@ def test_no_subcommand_uses_the_config_and_demo_overrides_it(launched, tmp_path)
 
 
 def test_console_exit_code_is_passed_on(monkeypatch):
-    import console.tui.app
+    import console.tui.run
 
-    monkeypatch.setattr(console.tui.app, "run_console", lambda config: 3)
+    monkeypatch.setattr(console.tui.run, "run_console", lambda config: 3)
     assert invoke().exit_code == 3
 
 

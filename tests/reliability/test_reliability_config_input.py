@@ -393,7 +393,7 @@ def test_secrets_in_the_file_are_refused_and_never_echoed(table, key, tmp_path, 
     ids=["malformed", "wrong-type", "unknown-key", "secret", "base-currency", "nan"],
 )
 def test_the_command_line_reports_a_bad_config_without_a_traceback(text, tmp_path):
-    from console.cli import app
+    from console.cli.main import app
 
     path = write(tmp_path, text)
     result = CliRunner().invoke(app, ["--config", str(path), "status"])

@@ -429,7 +429,7 @@ def form_values(draw) -> dict[str, Any]:
 @generated(600)
 @given(values=form_values())
 def test_order_entry_fields_as_typed_are_read_or_refused_next_to_the_field(values, tally):
-    import console.widgets.order_entry as order_entry
+    import console.tui.widgets.order_entry as order_entry
 
     with tally.case():
         request, errors = order_entry.build_request(values)

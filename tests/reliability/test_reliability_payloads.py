@@ -631,7 +631,7 @@ async def test_a_dropped_update_stream_marks_the_account_degraded_with_the_reaso
 
 
 async def test_the_console_carries_on_through_bad_payloads(tmp_path):
-    import console.app as app_module
+    import console.tui.app as app_module
     from brokers.config import parse_config
 
     side = await AlpacaSide().start()

@@ -239,7 +239,7 @@ async def test_missing_and_refused_credentials_say_what_to_do_without_the_secret
 
 
 async def test_the_console_screen_never_shows_a_canary(peers, tmp_path):
-    import console.app as app_module
+    import console.tui.app as app_module
 
     alpaca, stranger, kite = peers
     config = config_for(alpaca, stranger, kite)
