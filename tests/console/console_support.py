@@ -51,11 +51,15 @@ async def settled(app: TradingConsoleApp, pilot: Any) -> None:
     await pilot.pause()
 
 
-async def wait_for(predicate: Callable[[], bool], pilot: Any, within: float = 5.0) -> None:
-    """Let the app run until ``predicate()`` holds; fail after ``within`` seconds."""
+async def wait_for(predicate: Callable[[], bool], pilot: Any = None, within: float = 5.0) -> None:
+    """Let the app (or, without a pilot, the event loop) run until ``predicate()`` holds; fail
+    after ``within`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
+        if pilot is None:
+            await asyncio.sleep(0.02)
+        else:
+            await pilot.pause(0.02)

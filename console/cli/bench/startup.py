@@ -43,12 +43,17 @@ import asyncio, json, sys, time
 started = time.perf_counter()
 import console.cli.main
 from console.tui.app import make_app
+from console.tui.tuning import ProcessTuning
 from brokers.config import demo_config
 imported = time.perf_counter() - started
 MODE = sys.argv[1]
 PANES = ("#title-bar", "#connections", "#buying-power", "#positions", "#order-entry",
          "#blotter", "#events", "#halt-hint", "Footer")
-app = make_app(demo_config(), start_feed=False, cursor_blink=False)
+# Tuned as the console's launcher tunes its process.
+tuning = ProcessTuning()
+app = make_app(demo_config(), start_feed=False, cursor_blink=False,
+               on_accounts_loaded=tuning.accounts_loaded)
+tuning.loaded()
 marks = {}
 display = app._display
 
