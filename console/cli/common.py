@@ -155,7 +155,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return to_jsonable(value.model_dump())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return to_jsonable(dataclasses.asdict(value))
     return value
 
 

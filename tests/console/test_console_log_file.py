@@ -10,7 +10,6 @@ import os
 import pty
 import signal
 import struct
-import subprocess
 import sys
 import termios
 from collections.abc import Iterator
@@ -106,8 +105,8 @@ async def test_a_console_session_leaves_a_redacted_log_with_the_library_warnings
     )
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [_console_script()],
+    process = await asyncio.create_subprocess_exec(
+        _console_script(),
         stdin=secondary,
         stdout=secondary,
         stderr=secondary,
@@ -136,14 +135,14 @@ async def test_a_console_session_leaves_a_redacted_log_with_the_library_warnings
         os.write(primary, F12)
         await wait_for(lambda: logged("WARNING brokers.killswitch: trading HALTED by console"), within=30)
         os.write(primary, CTRL_Q)
-        await wait_for(lambda: process.poll() is not None, within=30)
+        await asyncio.wait_for(process.wait(), 30)
         assert process.returncode == 0, bytes(screen[-2000:]).decode(errors="replace")
     finally:
         loop.remove_reader(primary)
         os.close(primary)
-        if process.poll() is None:
+        if process.returncode is None:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            await process.wait()
         await peer.stop()
     logs: dict[str, Any] = {
         path.name: path.read_text(encoding="utf-8") for path in log_file.parent.glob(f"{LOG_FILE_NAME}*")
