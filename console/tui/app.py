@@ -10,35 +10,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from brokers.events import ConnectionEvent, FillEvent, ManagerEvent, PositionDiffEvent
 from brokers.killswitch import HaltInfo
-from brokers.manager import MultiBrokerManager
-from brokers.models import ConnectionState, Order, OrderRequest, OrderStatus, TradingState
+from brokers.models import ConnectionState, Order, OrderRequest, TradingState
 from console import formatting as fmt
 
+from .account_data import AccountData
+from .commands import console_commands
+from .confirmation import confirmation_for
+from .event_lines import ShownOrder, connection_line, diff_lines, first_status_line, order_line, state_line
+from .log_handler import EventLogHandler
 from .messages import (
     CancelAllFinished,
     LogEvent,
-    LogLevel,
     ManagerEventReceived,
     OrderChanged,
-    SnapshotRefreshed,
     SubmitRequested,
     TradingStateChanged,
 )
@@ -50,6 +49,7 @@ from .widgets.halt_banner import HaltBanner, HaltKeyHint, outcome_text
 from .widgets.key_footer import KeyFooter
 from .widgets.order_entry import OrderEntry
 from .widgets.positions import PositionsPane
+from .widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
     from brokers.config import Config
@@ -71,20 +71,6 @@ ACTIONS = (
 
 W = TypeVar("W", bound=Widget)
 
-CONNECTION_LEVEL: dict[ConnectionState, LogLevel] = {
-    ConnectionState.CONNECTED: "info",
-    ConnectionState.CONNECTING: "info",
-    ConnectionState.DEGRADED: "warning",
-    ConnectionState.RESYNCING: "warning",
-}
-
-STATE_STYLE = {
-    TradingState.ACTIVE: "bold green",
-    TradingState.REDUCING: "bold black on yellow",
-    TradingState.HALTED: "bold white on red",
-}
-
-
 P = ParamSpec("P")
 
 
@@ -105,39 +91,8 @@ def _while_on_screen(
     return guarded
 
 
-def _positions_signature(manager: MultiBrokerManager) -> Hashable:
-    """What the positions table shows apart from prices: who holds what, at what average, and
-    which accounts' data is stale. Cheap next to consolidating."""
-    snapshot = manager.snapshot
-    return (
-        snapshot.stale,
-        tuple(
-            (account, tuple((p.symbol, p.quantity, p.avg_price) for p in positions))
-            for account, positions in snapshot.positions.items()
-        ),
-    )
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class _EventLogHandler(logging.Handler):
-    """Library errors go to the Events pane; the terminal belongs to the screen."""
-
-    def __init__(self, app: App[int]) -> None:
-        super().__init__(level=logging.ERROR)
-        self._app = app
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-        except Exception:
-            text = str(record.msg)
-        if record.exc_info and record.exc_info[1] is not None:
-            text = f"{text}: {record.exc_info[1]}"
-        # post_message is thread-safe: adapter callback threads log too.
-        self._app.post_message(LogEvent(fmt.one_line(text, 300), "error"))
 
 
 class TradingConsoleApp(App[int]):
@@ -186,16 +141,13 @@ class TradingConsoleApp(App[int]):
         self.runtime_ready = asyncio.Event()
         self.runtime_error: str | None = None
         self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
-        self._refresh_timer: Timer | None = None
-        self._refresh_soon_pending = False
-        self._snapshot_lock: asyncio.Lock | None = None
-        self._shown_signature: Hashable = None
-        self._last_statuses: dict[str, tuple[OrderStatus, Decimal]] = {}
+        self.account_data = AccountData(self)
+        self._last_statuses: dict[str, ShownOrder] = {}
         self._subscribed = False
         # Until the runtime's first connect attempt is over, an account not yet tried is on its
         # way up, not down.
         self._connecting = True
-        self._log_handler = _EventLogHandler(self)
+        self._log_handler = EventLogHandler(self)
         self._widgets: dict[str, Widget] = {}
 
     # -- layout ------------------------------------------------------------------------------
@@ -210,8 +162,10 @@ class TradingConsoleApp(App[int]):
 
     def compose(self) -> ComposeResult:
         base = self.config.base_currency
-        yield Static("", id="title-bar", markup=False)
-        yield HaltBanner(id="halt-banner", resume_key=self._key_label("resume"))
+        yield TitleBar(
+            base_currency=base, demo=self.config.demo, live_accounts=self.live_accounts, id="title-bar"
+        )
+        yield HaltBanner(id="halt-banner", resume_key=self.key_label("resume"))
         with Grid(id="main"):
             yield ConnectionsPane(id="connections", classes="pane")
             yield BuyingPowerTable(id="buying-power", classes="pane", base_currency=base)
@@ -237,7 +191,7 @@ class TradingConsoleApp(App[int]):
         self._widget("Footer", Footer).compact = narrow
         self.buying_power.set_compact(narrow)
 
-    def _key_label(self, action: str) -> str:
+    def key_label(self, action: str) -> str:
         return " / ".join(part.strip() for part in self.keys[action].split(","))
 
     # Widgets are looked up once: timers may still fire while the app is closing and its
@@ -288,12 +242,12 @@ class TradingConsoleApp(App[int]):
         interval = max(0.01, min(0.1, self.config.halt.poll_interval_ms / 1000))
         self.set_interval(interval, self._poll_kill_switch, name="kill-switch-poll")
         self.set_interval(1.0, self._tick_second, name="clock")
-        self._show_statuses()
+        self.show_statuses()
         self._update_title()
         mode = "demo (paper accounts)" if self.config.demo else f"{len(self.account_names)} account(s)"
         self.event_log.add(f"console started: {mode}, base currency {self.config.base_currency}")
         if kill_switch.state is TradingState.HALTED:
-            self.event_log.add(self._state_line(TradingState.HALTED, kill_switch.info), "halt")
+            self.event_log.add(state_line(TradingState.HALTED, kill_switch.info), "halt")
         self.query_one("#positions-table").focus()
         # Connect after the first frame so the screen is usable at once.
         self.call_after_refresh(self._start_runtime)
@@ -311,14 +265,11 @@ class TradingConsoleApp(App[int]):
             self._connecting = False
         self._manager_queue = self.runtime.manager.subscribe()
         for name, status in self.runtime.manager.statuses().items():
-            state = status.state.value
-            error = status.last_error and fmt.without_prefix(name, fmt.one_line(status.last_error, 200))
-            error = f": {error}" if error else ""
-            self.post_message(LogEvent(f"{name} {state}{error}", "info" if state == "CONNECTED" else "error"))
+            self.post_message(LogEvent(*first_status_line(name, status)))
         self.run_worker(
             self._pump_manager_events(), name="manager-events", group="events", exit_on_error=False
         )
-        await self._refresh_once()
+        await self.account_data.read()
         for order in self.runtime.execution.orders():
             self.post_message(OrderChanged(order))
         if self._on_accounts_loaded is not None:
@@ -327,7 +278,7 @@ class TradingConsoleApp(App[int]):
         if self.start_feed:
             hz = self.config.ui.price_refresh_hz
             self.set_interval(1 / hz, self._tick_prices, name="prices")
-            self._schedule_refresh()
+            self.account_data.schedule()
 
     async def on_unmount(self) -> None:
         logging.getLogger("brokers").removeHandler(self._log_handler)
@@ -373,16 +324,7 @@ class TradingConsoleApp(App[int]):
         self._show_state(message.state, message.info)
         if message.state is not previous:
             level = "halt" if message.state is TradingState.HALTED else "warning"
-            self.event_log.add(self._state_line(message.state, message.info), level)
-
-    def _state_line(self, state: TradingState, info: HaltInfo | None) -> str:
-        reason = (info.reason if info else "") or ""
-        source = (info.source if info else "") or "unknown"
-        if state is TradingState.HALTED:
-            return f"SYSTEM HALTED by {source}: {reason}"
-        if state is TradingState.REDUCING:
-            return f"REDUCE-ONLY by {source}: {reason}"
-        return "trading ACTIVE again"
+            self.event_log.add(state_line(message.state, message.info), level)
 
     def _show_state(self, state: TradingState, info: HaltInfo | None) -> None:
         self.trading_state = state
@@ -405,7 +347,7 @@ class TradingConsoleApp(App[int]):
         info = kill_switch.halt(reason="halt key", source="console")
         self._show_state(TradingState.HALTED, info)
         if not already:
-            self.event_log.add(self._state_line(TradingState.HALTED, info), "halt")
+            self.event_log.add(state_line(TradingState.HALTED, info), "halt")
         if self.config.halt.cancel_open_orders:
             self.banner.cancel_all_started()
             self.run_worker(
@@ -429,7 +371,7 @@ class TradingConsoleApp(App[int]):
         self.banner.show_outcomes(message.outcomes, message.error)
         failed = message.error or any(not outcome.ok for outcome in message.outcomes.values())
         self.event_log.add(outcome_text(message.outcomes, message.error).plain, "error" if failed else "info")
-        self._refresh_soon()
+        self.refresh_soon()
 
     def action_resume(self) -> None:
         # Modal screens are imported when first opened: the main screen must not wait for them.
@@ -520,82 +462,36 @@ class TradingConsoleApp(App[int]):
         self.order_entry.action_submit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand(
-            "HALT trading", f"Halt and cancel open orders ({self._key_label('halt')})", self.action_halt
-        )
-        yield SystemCommand(
-            "Resume trading", f"Type RESUME and a reason ({self._key_label('resume')})", self.action_resume
-        )
-        yield SystemCommand(
-            "Reduce-only",
-            f"Accept only orders that shrink a position ({self._key_label('reduce_only')})",
-            self.action_reduce_only,
-        )
-        yield SystemCommand("Submit order", "Send the order in the order entry", self.action_submit)
-        yield SystemCommand(
-            "Cancel selected order",
-            f"Cancel the order selected in the blotter ({self._key_label('cancel_order')})",
-            self.action_cancel_order,
-        )
-        yield SystemCommand(
-            "Focus order entry", self._key_label("focus_order_entry"), self.action_focus_order_entry
-        )
-        yield SystemCommand("Focus blotter", self._key_label("focus_blotter"), self.action_focus_blotter)
-        yield SystemCommand(
-            "Focus positions", self._key_label("focus_positions"), self.action_focus_positions
-        )
-        yield SystemCommand("Refresh accounts", "Re-read balances and positions now", self._refresh_soon)
+        yield from console_commands(self)
         yield from super().get_system_commands(screen)
 
     # -- orders ------------------------------------------------------------------------------
     def on_submit_requested(self, message: SubmitRequested) -> None:
         request, distributed = message.request, message.distributed
-        targets = self.config.order_targets(request, distributed)
-        live = [name for name in targets if name in self.live_accounts]
-        notional = self._notional(request, targets)
-        reasons: list[str] = []
-        if live:
-            reasons.append("LIVE account")
-        threshold = self.config.ui.confirm_notional_above
-        if threshold is not None and notional is not None and notional > threshold:
-            reasons.append(f"notional above {fmt.amount(threshold)} {self.config.base_currency}")
-        if reasons:
-            from .screens.order_confirm import OrderConfirmScreen
-
-            screen = OrderConfirmScreen(
-                request,
-                accounts=targets,
-                live_accounts=live,
-                notional=notional,
-                base_currency=self.config.base_currency,
-                reasons=reasons,
-                distributed=distributed,
-                halt_keys=self.keys["halt"],
-            )
-            self.push_screen(
-                screen,
-                lambda send: (
-                    self._send(request, distributed)
-                    if send
-                    else self.event_log.add(f"not sent: {fmt.describe_request(request)}")
-                ),
-            )
+        check = confirmation_for(self.config, self.runtime, request, distributed)
+        if not check.needed:
+            self._send(request, distributed)
             return
-        self._send(request, distributed)
+        from .screens.order_confirm import OrderConfirmScreen
 
-    def _notional(self, request: OrderRequest, targets: list[str]) -> Decimal | None:
-        """Quantity times the order's own price, else the last price, in the base currency."""
-        price = request.reference_price
-        account = targets[0] if len(targets) == 1 else None
-        if price is None:
-            try:
-                price = self.runtime.manager.last_price(request.symbol, account)
-            except Exception:
-                price = None
-        if price is None:
-            return None
-        currency = request.currency or self.account_currency.get(account or "", self.config.base_currency)
-        return self.runtime.fx.convert(request.quantity * price, currency).amount
+        screen = OrderConfirmScreen(
+            request,
+            accounts=check.targets,
+            live_accounts=check.live,
+            notional=check.notional,
+            base_currency=self.config.base_currency,
+            reasons=check.reasons,
+            distributed=distributed,
+            halt_keys=self.keys["halt"],
+        )
+        self.push_screen(
+            screen,
+            lambda send: (
+                self._send(request, distributed)
+                if send
+                else self.event_log.add(f"not sent: {fmt.describe_request(request)}")
+            ),
+        )
 
     def _send(self, request: OrderRequest, distributed: bool) -> None:
         self.event_log.add(
@@ -630,20 +526,11 @@ class TradingConsoleApp(App[int]):
         if shown == now:
             return
         self._last_statuses[key] = now
-        where = order.account or "auto"
-        if order.reject_code and (shown is None or shown[0] != order.status):
-            self.event_log.add(
-                f"REJECTED {order.reject_code}: {fmt.describe_request(order.request)} → {where}: "
-                f"{order.reject_reason or ''}",
-                "error",
-            )
-        elif shown is None or shown[0] != order.status or shown[1] != order.filled_quantity:
-            filled = f" filled {fmt.quantity(order.filled_quantity)}" if order.filled_quantity else ""
-            self.event_log.add(
-                f"{order.status.value}: {fmt.describe_request(order.request)} → {where}{filled}"
-            )
+        line = order_line(order, shown)
+        if line is not None:
+            self.event_log.add(*line)
         if before is None or order.filled_quantity or order.is_terminal:
-            self._refresh_soon()
+            self.refresh_soon()
 
     @_while_on_screen
     def on_log_event(self, message: LogEvent) -> None:
@@ -656,113 +543,36 @@ class TradingConsoleApp(App[int]):
     def on_manager_event_received(self, message: ManagerEventReceived) -> None:
         event = message.event
         if isinstance(event, ConnectionEvent):
-            state = event.state
-            error = event.error and fmt.without_prefix(event.account, fmt.one_line(event.error, 200))
-            error = f": {error}" if error else ""
-            level = CONNECTION_LEVEL.get(state, "error")
-            self.event_log.add(f"{event.account} {state.value}{error}", level)
-            self._show_statuses()
+            self.event_log.add(*connection_line(event))
+            self.show_statuses()
         elif isinstance(event, FillEvent):
-            self._refresh_soon()
-        elif isinstance(event, PositionDiffEvent) and event.diffs:
-            for diff in event.diffs:
-                self.event_log.add(
-                    f"{event.account} {diff.symbol}: journal says {fmt.quantity(diff.book)}, "
-                    f"broker says {fmt.quantity(diff.broker)}",
-                    "warning",
-                )
+            self.refresh_soon()
+        elif isinstance(event, PositionDiffEvent):
+            for line in diff_lines(event):
+                self.event_log.add(line, "warning")
 
-    def _schedule_refresh(self) -> None:
-        interval = self.config.ui.refresh_interval_seconds
-        self._refresh_timer = self.set_timer(interval, self._periodic_refresh, name="refresh")
-
-    def _periodic_refresh(self) -> None:
-        self.run_worker(self._refresh_then_reschedule(), name="refresh", group="refresh", exit_on_error=False)
-
-    async def _refresh_then_reschedule(self) -> None:
-        # The next refresh is scheduled only after this one finishes, so slow brokers never
-        # pile up overlapping reads. The manager's own heartbeat also reads every account: a
-        # snapshot younger than the interval is shown as it is rather than read again.
-        try:
-            taken_at = self.runtime.manager.snapshot.taken_at
-            age = (datetime.now(UTC) - taken_at).total_seconds()
-            if age >= self.config.ui.refresh_interval_seconds * 0.9:
-                await self._refresh_once()
-            else:
-                await self.show_snapshot()
-        finally:
-            self._schedule_refresh()
-
-    def _refresh_soon(self) -> None:
-        if self._refresh_soon_pending:
-            return
-        self._refresh_soon_pending = True
-
-        def go() -> None:
-            self._refresh_soon_pending = False
-            self.run_worker(
-                self._refresh_once(), name="refresh-now", group="refresh-now", exit_on_error=False
-            )
-
-        self.set_timer(0.05, go)
-
-    async def _refresh_once(self) -> None:
-        try:
-            await self.runtime.manager.refresh()
-        except Exception as exc:
-            self.post_message(LogEvent(f"refresh failed: {exc}", "error"))
-        await self.show_snapshot()
+    def refresh_soon(self) -> None:
+        """Read the accounts again shortly, once for a burst of fills."""
+        self.account_data.read_soon()
 
     async def refresh_now(self) -> None:
         """Re-read every account and show the result (tests and screenshots call this)."""
-        await self._refresh_once()
+        await self.account_data.read()
 
     async def show_snapshot(self, *, force: bool = False) -> None:
-        """Show the manager's last snapshot.
-
-        Consolidating thousands of positions is pure computation that takes a good part of a
-        second, so it runs in a thread, and only when quantities changed (prices are the
-        tick's business); the table is then filled a slice at a time. The halt key and the
-        price ticks never wait behind it."""
-        # Loaded with the runtime, after the first frame.
-        from brokers.consolidation import consolidate_buying_power
-
-        if self._snapshot_lock is None:
-            self._snapshot_lock = asyncio.Lock()
-        async with self._snapshot_lock:
-            manager = self.runtime.manager
-            signature = _positions_signature(manager)
-            try:
-                positions = None
-                if force or signature != self._shown_signature:
-                    positions = await asyncio.to_thread(manager.consolidated_positions)
-                totals = await asyncio.to_thread(manager.totals)
-            except Exception as exc:
-                self.post_message(LogEvent(f"consolidating positions failed: {exc}", "error"))
-                return
-            if not self.is_running:
-                return
-            if positions is not None:
-                await self.positions.show_positions(positions)
-                self._shown_signature = signature
-            with self.batch_update():
-                self.positions.show_totals(totals.total.market_value, totals.total.unrealized_pnl)
-                self.buying_power.show_buying_power(consolidate_buying_power(totals))
-                self._show_statuses()
-        self.post_message(SnapshotRefreshed())
+        """Show the manager's last snapshot without reading the accounts again."""
+        await self.account_data.show(force=force)
 
     @_while_on_screen
     def _tick_prices(self) -> None:
-        manager = self.runtime.manager
-        with self.batch_update():
-            self.positions.tick(manager.last_price, self.runtime.fx.convert)
+        self.account_data.tick_prices()
 
     @_while_on_screen
     def _tick_second(self) -> None:
-        self._show_statuses()
+        self.show_statuses()
         self._update_title()
 
-    def _show_statuses(self) -> None:
+    def show_statuses(self) -> None:
         try:
             statuses = self.runtime.manager.statuses()
         except Exception:
@@ -777,19 +587,9 @@ class TradingConsoleApp(App[int]):
         self.connections.show_statuses(statuses, self.clock(), self.latency)
 
     def _update_title(self) -> None:
-        state = self.trading_state
-        text = Text()
-        text.append(" TRADING CONSOLE ", style="bold reverse")
-        if self.live_accounts:
-            text.append(f" LIVE: {', '.join(sorted(self.live_accounts))} ", style="bold white on red")
-        if self.config.demo:
-            text.append(" DEMO ", style="bold cyan")
-        text.append(f" base {self.config.base_currency} ")
-        text.append(f" {state.value} ", style=STATE_STYLE.get(state, ""))
-        if self.runtime_error:
-            text.append(" start-up failed, see Events ", style="bold red")
-        text.append(f" {self.clock().astimezone(UTC).strftime('%H:%M:%S')} UTC")
-        self._widget("#title-bar", Static).update(text)
+        self._widget("#title-bar", TitleBar).show(
+            self.trading_state, self.clock(), start_failed=self.runtime_error is not None
+        )
 
 
 def make_app(
