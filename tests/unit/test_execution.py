@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService, RejectCode
+from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService
 from brokers.fx import FxRates
 from brokers.journal import Journal
 from brokers.killswitch import HaltSettings, KillSwitch
 from brokers.manager import MultiBrokerManager
-from brokers.models import OrderRequest, OrderStatus, Side, TradingState
+from brokers.models import OrderRequest, OrderStatus, RejectCode, Side, TradingState
 from brokers.risk import RiskEngine, RiskLimits
 from brokers.routing import Router, RoutingRule
 from brokers.sim import SimBroker

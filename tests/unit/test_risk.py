@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.models import Fill, Order, OrderRequest, OrderStatus, Position, Side
-from brokers.risk import CHECKS, Book, Check, RejectCode, RiskEngine, RiskLimits
+from brokers.book import Book
+from brokers.models import Fill, Order, OrderRequest, OrderStatus, Position, RejectCode, Side
+from brokers.risk import CHECKS, Check, RiskEngine, RiskLimits
 
 D = Decimal
 
