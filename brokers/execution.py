@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import NamedTuple
@@ -75,6 +74,14 @@ _SWEEP_EVERY_POLLS = 20
 CancelOutcome = CancelAllResult
 CancelAllTask = asyncio.Task[dict[str, CancelOutcome]]
 
+# What ``place_order`` may raise that says for certain the broker did not take the order.
+_REFUSALS: tuple[tuple[type[Exception], RejectCode], ...] = (
+    (InsufficientFundsError, RejectCode.INSUFFICIENT_FUNDS),
+    (InvalidSymbolError, RejectCode.INVALID_SYMBOL),
+    (OrderRejectedError, RejectCode.BROKER_REJECTED),
+    (AuthenticationError, RejectCode.BROKER_UNAVAILABLE),
+)
+
 
 class HaltStart(NamedTuple):
     """What ``halt_now`` did: the halt in force (already on disk) and the cancel-all it started,
@@ -116,13 +123,7 @@ class ExecutionService:
         self.book = Book(manager, fx if fx is not None else manager.fx, base_currency)
         self.tracker = OrderTracker(self.book, journal)
         self.reconciler = Reconciler(manager, self.tracker, self.call_timeout)
-        # client_order_ids handed to a broker: it may hold them, so they are never sent again.
-        self._intents: set[str] = set()
         self._watch_task: asyncio.Task[None] | None = None
-        # Manager events waiting to be applied (see ``_receive``).
-        self._inbox: deque[ManagerEvent] = deque()
-        self._listening = False
-        self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_task: CancelAllTask | None = None
         self._halt_sentence: str | None = None
@@ -166,7 +167,7 @@ class ExecutionService:
         problem = sanity(request)
         if problem is not None:
             return self._refuse(order, RejectCode.INVALID_ORDER, problem)
-        if request.client_order_id in self._intents:
+        if request.client_order_id in self.tracker.sent:
             return self._refuse(
                 order,
                 RejectCode.DUPLICATE_ORDER,
@@ -265,7 +266,7 @@ class ExecutionService:
             )
             if refusal is not None:
                 return self._refuse(order, *refusal, journal_kind=jr.REJECT)
-        self._intents.add(coid)
+        tracker.sent.add(coid)
         # Working and in flight from here on, so that broker events and other submits that run
         # while the call is out find it (not before the check above, where it would count
         # against itself), and reconcile leaves it alone.
@@ -319,20 +320,12 @@ class ExecutionService:
             return self._lost(order, reason)
         if isinstance(exc, BrokerConnectionError):
             return self._lost(order, f"connection lost while sending ({reason})")
-        code: RejectCode
-        if isinstance(exc, InsufficientFundsError):
-            code = RejectCode.INSUFFICIENT_FUNDS
-        elif isinstance(exc, InvalidSymbolError):
-            code = RejectCode.INVALID_SYMBOL
-        elif isinstance(exc, OrderRejectedError):
+        code = next((code for kind, code in _REFUSALS if isinstance(exc, kind)), None)
+        if code is None and isinstance(exc, BrokerError):
+            if exc.retryable:
+                return self._lost(order, reason)
             code = RejectCode.BROKER_REJECTED
-        elif isinstance(exc, AuthenticationError):
-            code = RejectCode.BROKER_UNAVAILABLE
-        elif isinstance(exc, BrokerError) and not exc.retryable:
-            code = RejectCode.BROKER_REJECTED
-        elif isinstance(exc, BrokerError):
-            return self._lost(order, reason)
-        else:
+        if code is None:
             log.error("place_order at %s failed unexpectedly", order.account, exc_info=exc)
             return self._lost(order, f"unexpected error from the broker adapter ({reason})")
         return self._refuse(order, code, reason, journal_kind=jr.ACK)
@@ -356,7 +349,7 @@ class ExecutionService:
         coid = order.client_order_id
         tracker = self.tracker
         # A refused resend of an id already in flight must not displace the original.
-        if coid not in self._intents or tracker.get(coid) is order:
+        if coid not in tracker.sent or tracker.get(coid) is order:
             tracker.remember(order)
         if journal_kind is not None:
             tracker.journal_order(journal_kind, order)
@@ -459,41 +452,14 @@ class ExecutionService:
         if self._watch_task is not None:
             return
         self._loop = asyncio.get_running_loop()
-        tracker = self.tracker
-        if self.journal is not None:
-            for order in self.journal.open_orders():
-                if order.client_order_id not in tracker.orders:
-                    self._intents.add(order.client_order_id)
-                    tracker.remember(order)
-                    if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
-                        tracker.unsettled.add(order.client_order_id)
-            # Settled orders too: an id a broker has seen is never sent again, restart or not.
-            self._intents.update(self._sent_before())
+        self.tracker.restore()
         await self.reconciler.seed_positions()
-        self.manager.add_listener(self._receive)
-        self._listening = True
+        self.tracker.listen(self.manager)
         self.manager.add_resync_hook(self.reconciler.resync)
         self._watch_task = asyncio.create_task(self._watch(), name="execution-watch")
 
-    def _sent_before(self) -> set[str]:
-        """Client order ids the journal shows were handed to a broker: an intent that the final
-        kill-switch check did not refuse."""
-        sent: set[str] = set()
-        for event in self.journal.events(kinds=[jr.INTENT, jr.REJECT]) if self.journal is not None else ():
-            if event.client_order_id is None:
-                continue
-            if event.kind == jr.INTENT:
-                sent.add(event.client_order_id)
-            else:
-                sent.discard(event.client_order_id)
-        return sent
-
     async def stop(self) -> None:
-        if self._listening:
-            # First, as cancelling a consuming task would: nothing more is applied from here on.
-            self._listening = False
-            self._inbox.clear()
-            self.manager.remove_listener(self._receive)
+        if self.tracker.stop_listening(self.manager):
             self.manager.remove_resync_hook(self.reconciler.resync)
         tasks = [
             task for task in (self._watch_task, self._cancel_task) if task is not None and not task.done()
@@ -503,25 +469,6 @@ class ExecutionService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.reconciler.stop()
-
-    def _receive(self, event: ManagerEvent) -> None:
-        """The manager's listener: events are applied from a callback of their own, in arrival
-        order, all that arrived in between at once; the same turn of the loop a queue and a
-        task would take, without a queue operation and a task switch per event."""
-        self._inbox.append(event)
-        if not self._drain_scheduled and self._loop is not None:
-            self._loop.call_soon(self._drain)
-            self._drain_scheduled = True
-
-    def _drain(self) -> None:
-        self._drain_scheduled = False
-        inbox = self._inbox
-        while inbox and self._listening:
-            event = inbox.popleft()
-            try:
-                self.tracker.apply_event(event)
-            except Exception:
-                log.exception("could not apply broker event %r", type(event).__name__)
 
     def apply_event(self, event: ManagerEvent) -> None:
         """Apply one manager event now: an order update or a fill (other kinds are not ours)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -64,7 +65,7 @@ def refused_request(raw: Mapping[str, object]) -> OrderRequest:
     is shown, indexed and passed to subscribers like any order, and a missing symbol or an
     unhashable account must not break any of that. What was unusable reads as blank (the side
     as BUY); the reject reason says what was wrong."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each value is checked below: model_construct checks none
     for name in ("symbol", "account", "exchange", "currency", "client_order_id"):
         value = raw.get(name)
         if isinstance(value, str) and value.strip():

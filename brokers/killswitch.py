@@ -20,12 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import EventRecorder
 from .models import TradingState, utcnow
-from .pubsub import EventHub
 from .paths import state_dir as default_state_dir
+from .pubsub import EventHub
 
 log = logging.getLogger(__name__)
 

@@ -102,7 +102,7 @@ def _money(value: Decimal, currency: str) -> str:
     return f"{value:,.2f} {currency}"
 
 
-def notional_price(request: OrderRequest, account: str, ctx: RiskContext) -> Decimal | None:
+def notional_price(request: OrderRequest, account: str | None, ctx: RiskContext) -> Decimal | None:
     """The price an order is valued at: the one the trader named, else the last price."""
     price = request.limit_price if request.limit_price is not None else request.stop_price
     return price if price is not None else ctx.last_price(request.symbol, account)
@@ -167,7 +167,7 @@ class MaxQuantityCheck(Check):
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
         cap = limits.max_order_quantity
-        if request.quantity > cap:
+        if cap is not None and request.quantity > cap:
             return (
                 f"quantity {_num(request.quantity)} is above the limit of {_num(cap)} per order "
                 f"for {_scope(account)}"
@@ -185,15 +185,15 @@ class PriceBandCheck(Check):
     def check(
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
-        if request.limit_price is None and request.stop_price is None:
+        band = limits.price_band_percent
+        if band is None or (request.limit_price is None and request.stop_price is None):
             return None
         last = ctx.last_price(request.symbol, account)
         if last is None or last <= 0:
             return (
                 f"no last price for {request.symbol} to check the order price against, "
-                f"so it is refused (price band {_num(limits.price_band_percent)}%)"
+                f"so it is refused (price band {_num(band)}%)"
             )
-        band = limits.price_band_percent
         for name, price in (("limit price", request.limit_price), ("stop price", request.stop_price)):
             if price is None:
                 continue
@@ -214,6 +214,9 @@ class MaxNotionalCheck(Check):
     def check(
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
+        cap = limits.max_order_notional
+        if cap is None:
+            return None
         price = notional_price(request, account, ctx)
         if price is None:
             return f"no price for {request.symbol} to value the order against the notional limit"
@@ -225,7 +228,6 @@ class MaxNotionalCheck(Check):
                 f"cannot value the order in {ctx.base_currency}: no exchange rate for {currency}, "
                 f"so the notional limit cannot be checked"
             )
-        cap = limits.max_order_notional
         if base > cap:
             shown = _money(base, ctx.base_currency)
             if currency != ctx.base_currency:
@@ -252,7 +254,7 @@ class MaxPositionCheck(Check):
         projected = current + pending + quantity
         cap = limits.max_position
         # An order that brings an oversized position back towards the limit is always welcome.
-        if abs(projected) > cap and abs(projected) > abs(current):
+        if cap is not None and abs(projected) > cap and abs(projected) > abs(current):
             return (
                 f"the position in {request.symbol} at {_scope(account)} would reach {_num(projected)} "
                 f"(now {_num(current)}, working {_num(pending)}); the limit is {_num(cap)}"
@@ -267,11 +269,10 @@ class MaxOpenOrdersCheck(Check):
     def check(
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
+        cap = limits.max_open_orders
         count = ctx.open_orders(account)
-        if count >= limits.max_open_orders:
-            return (
-                f"{_scope(account)} already has {count} working orders; the limit is {limits.max_open_orders}"
-            )
+        if cap is not None and count >= cap:
+            return f"{_scope(account)} already has {count} working orders; the limit is {cap}"
         return None
 
 
@@ -291,7 +292,7 @@ class DailyLossCheck(Check):
         return f"{message}; only orders that reduce a position are accepted"
 
 
-def daily_loss_message(account: str, limits: RiskLimits, ctx: RiskContext) -> str | None:
+def daily_loss_message(account: str | None, limits: RiskLimits, ctx: RiskContext) -> str | None:
     cap = limits.daily_loss_limit
     if cap is None:
         return None
@@ -343,7 +344,7 @@ class DuplicateOrderCheck(Check):
         now = self.clock()
         self._prune(now)
         at = self._seen.get(self._key(request, account))
-        window = float(limits.duplicate_window_seconds)
+        window = float(limits.duplicate_window_seconds or 0)
         if at is not None and now - at <= window:
             return (
                 f"the same order ({request.side.value} {_num(request.quantity)} {request.symbol}) "
@@ -353,7 +354,7 @@ class DuplicateOrderCheck(Check):
 
     def accept(self, request: OrderRequest, account: str | None, limits: RiskLimits) -> None:
         key = self._key(request, account)
-        self._longest = max(self._longest, float(limits.duplicate_window_seconds))
+        self._longest = max(self._longest, float(limits.duplicate_window_seconds or 0))
         self._seen.pop(key, None)
         self._seen[key] = self.clock()
 
@@ -371,7 +372,7 @@ class RateLimitCheck(Check):
 
     @staticmethod
     def _shape(limits: RiskLimits) -> tuple[float, float]:
-        rate = float(limits.max_orders_per_second)
+        rate = float(limits.max_orders_per_second or 0)
         return rate, float(limits.burst) if limits.burst else max(1.0, rate)
 
     def _tokens(self, account: str | None, limits: RiskLimits) -> list[float]:

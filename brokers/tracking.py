@@ -7,11 +7,14 @@ to subscribers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 
 from . import journal as jr
+from .base import AccountDirectory
 from .book import Book
 from .events import FillEvent, ManagerEvent, OrderEvent
 from .models import TERMINAL_STATUSES, Fill, Order, OrderStatus, RejectCode, can_transition
@@ -39,7 +42,37 @@ class OrderTracker:
         self.unsettled: set[str] = set()
         # Orders whose place_order has not answered yet: reconcile must not judge them.
         self.in_flight: set[str] = set()
+        # client_order_ids handed to a broker: it may hold them, so they are never sent again.
+        self.sent: set[str] = set()
         self.hub: EventHub[Order] = EventHub("execution")
+        # Manager events waiting to be applied (see ``receive``).
+        self._inbox: deque[ManagerEvent] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_scheduled = False
+
+    def restore(self) -> None:
+        """Take up the journal's working orders, and remember every client id it shows was
+        handed to a broker (an intent the final kill-switch check did not refuse): an id a
+        broker has seen is never sent again, restart or not."""
+        journal = self.journal
+        if journal is None:
+            return
+        for order in journal.open_orders():
+            coid = order.client_order_id
+            if coid not in self.orders:
+                self.sent.add(coid)
+                self.remember(order)
+                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
+                    self.unsettled.add(coid)
+        sent: set[str] = set()
+        for event in journal.events(kinds=[jr.INTENT, jr.REJECT]):
+            if event.client_order_id is None:
+                continue
+            if event.kind == jr.INTENT:
+                sent.add(event.client_order_id)
+            else:
+                sent.discard(event.client_order_id)
+        self.sent |= sent
 
     # -- finding and remembering ---------------------------------------------------------
     def get(self, client_order_id: str) -> Order | None:
@@ -90,6 +123,42 @@ class OrderTracker:
             log.exception("could not journal %s", kind)
 
     # -- what brokers say ----------------------------------------------------------------
+    def listen(self, manager: AccountDirectory) -> None:
+        """Apply the manager's events from now on. Call on the event loop."""
+        self._loop = asyncio.get_running_loop()
+        manager.add_listener(self.receive)
+
+    def stop_listening(self, manager: AccountDirectory) -> bool:
+        """Apply nothing more, not even what has arrived; False if not listening."""
+        if self._loop is None:
+            return False
+        self._loop = None
+        self._inbox.clear()
+        manager.remove_listener(self.receive)
+        return True
+
+    def receive(self, event: ManagerEvent) -> None:
+        """The manager's listener: events are applied from a callback of their own, in arrival
+        order, all that arrived in between at once; the same turn of the loop a queue and a
+        task would take, without a queue operation and a task switch per event."""
+        loop = self._loop
+        if loop is None:
+            return
+        self._inbox.append(event)
+        if not self._drain_scheduled:
+            loop.call_soon(self._drain)
+            self._drain_scheduled = True
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox and self._loop is not None:
+            event = inbox.popleft()
+            try:
+                self.apply_event(event)
+            except Exception:
+                log.exception("could not apply broker event %r", type(event).__name__)
+
     def apply_event(self, event: ManagerEvent) -> None:
         """Apply one manager event: an order update or a fill (other kinds are not ours)."""
         match event:
