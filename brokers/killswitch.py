@@ -85,6 +85,7 @@ class KillSwitch:
         self._dir = str(self.state_dir)
         self.journal = journal
         self._lock = threading.RLock()
+        # Listeners only, no queues: a halt may be published from any thread.
         self.hub: EventHub[StateChange] = EventHub("kill switch")
         # subscribe() callback -> the hub listener that calls it, so unsubscribe finds it.
         self._listeners: dict[StateCallback, Callable[[StateChange], object]] = {}
