@@ -6,7 +6,56 @@ Names are imported on first use so that ``import brokers`` stays cheap.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the names below resolve to, for type checkers and editors
+    from .base import Broker
+    from .config import Config, load_config
+    from .errors import (
+        AuthenticationError,
+        BrokerAPIError,
+        BrokerConnectionError,
+        BrokerError,
+        BrokerTimeoutError,
+        ConfigError,
+        CredentialsError,
+        InsufficientFundsError,
+        InvalidSymbolError,
+        MarketClosedError,
+        OrderNotFoundError,
+        OrderRejectedError,
+        TradingConsoleError,
+        UnknownAccountError,
+    )
+    from .execution import ExecutionService
+    from .fx import FxRates
+    from .journal import Journal
+    from .killswitch import KillSwitch
+    from .manager import MultiBrokerManager
+    from .models import (
+        AccountStatus,
+        AssetClass,
+        Balance,
+        BrokerCapabilities,
+        ConnectionState,
+        Fill,
+        MarginInfo,
+        Order,
+        OrderRequest,
+        OrderStatus,
+        OrderType,
+        Position,
+        RejectCode,
+        Side,
+        TimeInForce,
+        TradingState,
+        can_transition,
+        describe_validation_error,
+    )
+    from .registry import BrokerFactory
+    from .risk import RiskEngine
+    from .routing import Router
+    from .sim import SimBroker
 
 _EXPORTS: dict[str, str] = {
     # models
@@ -30,6 +79,7 @@ _EXPORTS: dict[str, str] = {
             "AccountStatus",
             "can_transition",
             "describe_validation_error",
+            "RejectCode",
         )
     },
     # errors
@@ -66,7 +116,53 @@ _EXPORTS: dict[str, str] = {
     "load_config": "brokers.config",
 }
 
-__all__ = sorted(_EXPORTS)
+# Spelled out (not derived from _EXPORTS) so that tools reading the source see the re-exports.
+__all__ = [
+    "AccountStatus",
+    "AssetClass",
+    "AuthenticationError",
+    "Balance",
+    "Broker",
+    "BrokerAPIError",
+    "BrokerCapabilities",
+    "BrokerConnectionError",
+    "BrokerError",
+    "BrokerFactory",
+    "BrokerTimeoutError",
+    "Config",
+    "ConfigError",
+    "ConnectionState",
+    "CredentialsError",
+    "ExecutionService",
+    "Fill",
+    "FxRates",
+    "InsufficientFundsError",
+    "InvalidSymbolError",
+    "Journal",
+    "KillSwitch",
+    "MarginInfo",
+    "MarketClosedError",
+    "MultiBrokerManager",
+    "Order",
+    "OrderNotFoundError",
+    "OrderRejectedError",
+    "OrderRequest",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "RejectCode",
+    "RiskEngine",
+    "Router",
+    "Side",
+    "SimBroker",
+    "TimeInForce",
+    "TradingConsoleError",
+    "TradingState",
+    "UnknownAccountError",
+    "can_transition",
+    "describe_validation_error",
+    "load_config",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -79,4 +175,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return list(__all__)

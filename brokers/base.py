@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
+from .events import ManagerEvent
+from .fanout import CancelAllResult
+from .fx import Money
 from .models import Balance, BrokerCapabilities, Fill, MarginInfo, Order, OrderRequest, Position
 from .pubsub import EventHub
 
@@ -34,6 +38,8 @@ class Broker(ABC):
     """
 
     broker_type: str = "base"
+    # Seconds after a lost submit answer during which "no such order" may still mean "not yet".
+    late_order_window: float = 0.0
 
     def __init__(self, name: str, *, live: bool = False, currency: str = "USD") -> None:
         self.name = name
@@ -134,3 +140,61 @@ class Broker(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}{' LIVE' if self.live else ''}>"
+
+
+# -- what the execution layer relies on ------------------------------------------------------
+# Structural types, so that the execution layer states what it uses of its collaborators and
+# any object with those members (the manager, a test double) will do.
+
+
+class FxSource(Protocol):
+    """Converts money into the base currency (``brokers.fx.FxRates``)."""
+
+    def convert(self, amount: Decimal | None, currency: str, to: str | None = None) -> Money: ...
+
+
+class PriceSource(Protocol):
+    """Prices held in memory and the accounts they belong to: what the book values positions
+    with. Must not do I/O: it is read on the order path."""
+
+    def last_price(self, symbol: str, account: str | None = None) -> Decimal | None:
+        """Raises ``KeyError`` for an unknown account."""
+
+    def get(self, name: str) -> Broker:
+        """Raises ``KeyError`` for an unknown account."""
+
+
+class AccountDirectory(PriceSource, Protocol):
+    """What the execution layer uses of ``brokers.manager.MultiBrokerManager``."""
+
+    @property
+    def fx(self) -> FxSource: ...
+
+    @property
+    def default_account(self) -> str | None: ...
+
+    def names(self) -> list[str]: ...
+
+    def weights(self) -> dict[str, float]: ...
+
+    def is_available(self, name: str) -> bool: ...
+
+    def unavailable_reason(self, name: str) -> str | None: ...
+
+    async def cancel_all_orders(
+        self, accounts: Iterable[str] | None = None, *, per_broker_timeout: float | None = None
+    ) -> dict[str, CancelAllResult]: ...
+
+    def add_listener(self, listener: Callable[[ManagerEvent], object]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[ManagerEvent], object]) -> None: ...
+
+    def add_resync_hook(self, hook: Callable[[str], Awaitable[object]]) -> None: ...
+
+    def remove_resync_hook(self, hook: Callable[[str], Awaitable[object]]) -> None: ...
+
+
+class EventRecorder(Protocol):
+    """Where the kill switch writes halts and resumes (``brokers.journal.Journal``)."""
+
+    def record(self, kind: str, *, data: dict[str, object] | None = None) -> object: ...

@@ -20,12 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .base import EventRecorder
 from .models import TradingState, utcnow
 from .paths import state_dir as default_state_dir
+from .pubsub import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,24 @@ class HaltInfo:
         return json.dumps({"time": self.time.isoformat(), "reason": self.reason, "source": self.source})
 
 
-StateCallback = Callable[[TradingState, "HaltInfo | None"], Any]
+StateCallback = Callable[[TradingState, "HaltInfo | None"], object]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """What the switch's listeners hear: the new state and why (None when ACTIVE)."""
+
+    state: TradingState
+    info: HaltInfo | None
 
 
 class KillSwitch:
     def __init__(
-        self, state_dir: Path | None = None, *, journal: Any = None, env: Mapping[str, str] = os.environ
+        self,
+        state_dir: Path | None = None,
+        *,
+        journal: EventRecorder | None = None,
+        env: Mapping[str, str] = os.environ,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.flag_path = self.state_dir / FLAG_NAME
@@ -72,7 +85,10 @@ class KillSwitch:
         self._dir = str(self.state_dir)
         self.journal = journal
         self._lock = threading.RLock()
-        self._callbacks: list[StateCallback] = []
+        # Listeners only, no queues: a halt may be published from any thread.
+        self.hub: EventHub[StateChange] = EventHub("kill switch")
+        # subscribe() callback -> the hub listener that calls it, so unsubscribe finds it.
+        self._listeners: dict[StateCallback, Callable[[StateChange], object]] = {}
         # A halt that could not be written to disk still holds here.
         self._memory_halt: HaltInfo | None = None
         self._reduce: HaltInfo | None = None
@@ -261,14 +277,19 @@ class KillSwitch:
 
     # -- watching ------------------------------------------------------------------------
     def subscribe(self, callback: StateCallback) -> None:
+        """Call ``callback(state, info)`` after every change of state, made here or seen by
+        ``poll``; on the thread that made or saw the change."""
         with self._lock:
-            if callback not in self._callbacks:
-                self._callbacks.append(callback)
+            if callback in self._listeners:
+                return
+            listener = self._listeners[callback] = lambda change: callback(change.state, change.info)
+        self.hub.add_listener(listener)
 
     def unsubscribe(self, callback: StateCallback) -> None:
         with self._lock:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
+            listener = self._listeners.pop(callback, None)
+        if listener is not None:
+            self.hub.remove_listener(listener)
 
     def poll(self) -> bool:
         """Re-read the flag; tell subscribers if another process changed the state."""
@@ -282,13 +303,8 @@ class KillSwitch:
             if state is self._notified:
                 return False
             self._notified = state
-            callbacks = tuple(self._callbacks)
         info = halted if halted is not None and state is _HALTED else self.info
-        for callback in callbacks:
-            try:
-                callback(state, info)
-            except Exception:
-                log.exception("kill switch subscriber failed")
+        self.hub.publish(StateChange(state, info))
         return True
 
     async def watch(self, interval: float = 0.1) -> None:

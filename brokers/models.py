@@ -937,3 +937,31 @@ class AccountStatus(BaseModel):
         if self.session_expires_at is None:
             return None
         return (self.session_expires_at - utcnow()).total_seconds()
+
+
+class RejectCode(str, Enum):
+    """Why an order was refused, for programs to act on; ``Order.reject_reason`` says it in words."""
+
+    SYSTEM_HALTED = "SYSTEM_HALTED"
+    REDUCE_ONLY = "REDUCE_ONLY"
+    MAX_QUANTITY = "MAX_QUANTITY"
+    MAX_NOTIONAL = "MAX_NOTIONAL"
+    MAX_POSITION = "MAX_POSITION"
+    PRICE_BAND = "PRICE_BAND"
+    RATE_LIMIT = "RATE_LIMIT"
+    MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
+    DAILY_LOSS = "DAILY_LOSS"
+    SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
+    DUPLICATE_ORDER = "DUPLICATE_ORDER"
+    BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
+    NO_ROUTE = "NO_ROUTE"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    UNSUPPORTED = "UNSUPPORTED"
+    INVALID_ORDER = "INVALID_ORDER"
+    BROKER_REJECTED = "BROKER_REJECTED"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    INVALID_SYMBOL = "INVALID_SYMBOL"
+    JOURNAL_ERROR = "JOURNAL_ERROR"
+
+    def __str__(self) -> str:
+        return self.value

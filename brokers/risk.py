@@ -4,8 +4,8 @@ Each check is one small class: it says which limit turns it on and, given an ord
 ``None`` or a sentence a trader understands. ``CHECKS`` lists them in the order they run;
 adding a check means writing a class and naming it there.
 
-``Book`` is what the checks read: positions and working orders per account, kept in memory from
-broker reads and fills so that a check never waits for a broker.
+``RiskContext`` is what the checks read (``brokers.book.Book`` in the service): positions and
+working orders per account, kept in memory so that a check never waits for a broker.
 
 Limits are per account. The global ``[risk]`` table is the default every account inherits; an
 account's own ``risk`` table replaces those values field by field (so a larger account can be
@@ -16,45 +16,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Callable
 from decimal import Decimal
-from enum import Enum
 from fnmatch import fnmatchcase
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Side
+from .models import OrderRequest, RejectCode, Side
 
 _ZERO = Decimal(0)
-
-
-class RejectCode(str, Enum):
-    SYSTEM_HALTED = "SYSTEM_HALTED"
-    REDUCE_ONLY = "REDUCE_ONLY"
-    MAX_QUANTITY = "MAX_QUANTITY"
-    MAX_NOTIONAL = "MAX_NOTIONAL"
-    MAX_POSITION = "MAX_POSITION"
-    PRICE_BAND = "PRICE_BAND"
-    RATE_LIMIT = "RATE_LIMIT"
-    MAX_OPEN_ORDERS = "MAX_OPEN_ORDERS"
-    DAILY_LOSS = "DAILY_LOSS"
-    SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
-    DUPLICATE_ORDER = "DUPLICATE_ORDER"
-    BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
-    NO_ROUTE = "NO_ROUTE"
-    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
-    UNSUPPORTED = "UNSUPPORTED"
-    INVALID_ORDER = "INVALID_ORDER"
-    BROKER_REJECTED = "BROKER_REJECTED"
-    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
-    INVALID_SYMBOL = "INVALID_SYMBOL"
-    JOURNAL_ERROR = "JOURNAL_ERROR"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Rejection(NamedTuple):
@@ -100,23 +71,23 @@ class RiskContext(Protocol):
 
     base_currency: str
 
-    def position(self, account: str, symbol: str) -> Decimal: ...
+    def position(self, account: str | None, symbol: str) -> Decimal: ...
 
-    def pending(self, account: str, symbol: str, side: Side) -> Decimal:
+    def pending(self, account: str | None, symbol: str, side: Side) -> Decimal:
         """Remaining quantity of working orders on that side, not counting this one."""
 
-    def open_orders(self, account: str) -> int: ...
+    def open_orders(self, account: str | None) -> int: ...
 
-    def last_price(self, symbol: str, account: str) -> Decimal | None: ...
+    def last_price(self, symbol: str, account: str | None) -> Decimal | None: ...
 
-    def order_currency(self, request: OrderRequest, account: str) -> str: ...
+    def order_currency(self, request: OrderRequest, account: str | None) -> str: ...
 
     def to_base(self, amount: Decimal, currency: str) -> Decimal | None: ...
 
-    def daily_pnl(self, account: str) -> Decimal | None:
+    def daily_pnl(self, account: str | None) -> Decimal | None:
         """Realised plus unrealised profit since the start of the day, in the base currency."""
 
-    def is_reducing(self, request: OrderRequest, account: str) -> bool: ...
+    def is_reducing(self, request: OrderRequest, account: str | None) -> bool: ...
 
 
 def _num(value: Decimal | float) -> str:
@@ -131,7 +102,7 @@ def _money(value: Decimal, currency: str) -> str:
     return f"{value:,.2f} {currency}"
 
 
-def notional_price(request: OrderRequest, account: str, ctx: RiskContext) -> Decimal | None:
+def notional_price(request: OrderRequest, account: str | None, ctx: RiskContext) -> Decimal | None:
     """The price an order is valued at: the one the trader named, else the last price."""
     price = request.limit_price if request.limit_price is not None else request.stop_price
     return price if price is not None else ctx.last_price(request.symbol, account)
@@ -153,10 +124,16 @@ class Check:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
 
-    def check(self, request: OrderRequest, account: str, limits: RiskLimits, ctx: RiskContext) -> str | None:
+    def enabled(self, limits: RiskLimits) -> bool:
+        """Whether ``limits`` switch this check on: by default, when its ``limit`` is set."""
+        return limits.model_dump(include={self.limit})[self.limit] is not None
+
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
         raise NotImplementedError
 
-    def accept(self, request: OrderRequest, account: str, limits: RiskLimits) -> None:
+    def accept(self, request: OrderRequest, account: str | None, limits: RiskLimits) -> None:
         """The order passed every check: remember it (rate and duplicate checks do)."""
 
 
@@ -165,11 +142,12 @@ class SymbolListCheck(Check):
     limit = "allowed_symbols"
     about_the_order = True
 
-    @staticmethod
-    def enabled(limits: RiskLimits) -> bool:
+    def enabled(self, limits: RiskLimits) -> bool:
         return limits.allowed_symbols is not None or bool(limits.denied_symbols)
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
         symbol = request.symbol
         for pattern in limits.denied_symbols or ():
             if fnmatchcase(symbol, pattern):
@@ -185,9 +163,11 @@ class MaxQuantityCheck(Check):
     limit = "max_order_quantity"
     about_the_order = True
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
         cap = limits.max_order_quantity
-        if request.quantity > cap:
+        if cap is not None and request.quantity > cap:
             return (
                 f"quantity {_num(request.quantity)} is above the limit of {_num(cap)} per order "
                 f"for {_scope(account)}"
@@ -202,16 +182,18 @@ class PriceBandCheck(Check):
     limit = "price_band_percent"
     about_the_order = True
 
-    def check(self, request, account, limits, ctx):
-        if request.limit_price is None and request.stop_price is None:
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
+        band = limits.price_band_percent
+        if band is None or (request.limit_price is None and request.stop_price is None):
             return None
         last = ctx.last_price(request.symbol, account)
         if last is None or last <= 0:
             return (
                 f"no last price for {request.symbol} to check the order price against, "
-                f"so it is refused (price band {_num(limits.price_band_percent)}%)"
+                f"so it is refused (price band {_num(band)}%)"
             )
-        band = limits.price_band_percent
         for name, price in (("limit price", request.limit_price), ("stop price", request.stop_price)):
             if price is None:
                 continue
@@ -229,7 +211,12 @@ class MaxNotionalCheck(Check):
     limit = "max_order_notional"
     about_the_order = True
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
+        cap = limits.max_order_notional
+        if cap is None:
+            return None
         price = notional_price(request, account, ctx)
         if price is None:
             return f"no price for {request.symbol} to value the order against the notional limit"
@@ -241,7 +228,6 @@ class MaxNotionalCheck(Check):
                 f"cannot value the order in {ctx.base_currency}: no exchange rate for {currency}, "
                 f"so the notional limit cannot be checked"
             )
-        cap = limits.max_order_notional
         if base > cap:
             shown = _money(base, ctx.base_currency)
             if currency != ctx.base_currency:
@@ -257,7 +243,9 @@ class MaxPositionCheck(Check):
     code = RejectCode.MAX_POSITION
     limit = "max_position"
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
         symbol, side, quantity = request.symbol, request.side, request.quantity
         current = ctx.position(account, symbol)
         pending = ctx.pending(account, symbol, side)
@@ -266,7 +254,7 @@ class MaxPositionCheck(Check):
         projected = current + pending + quantity
         cap = limits.max_position
         # An order that brings an oversized position back towards the limit is always welcome.
-        if abs(projected) > cap and abs(projected) > abs(current):
+        if cap is not None and abs(projected) > cap and abs(projected) > abs(current):
             return (
                 f"the position in {request.symbol} at {_scope(account)} would reach {_num(projected)} "
                 f"(now {_num(current)}, working {_num(pending)}); the limit is {_num(cap)}"
@@ -278,12 +266,13 @@ class MaxOpenOrdersCheck(Check):
     code = RejectCode.MAX_OPEN_ORDERS
     limit = "max_open_orders"
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
+        cap = limits.max_open_orders
         count = ctx.open_orders(account)
-        if count >= limits.max_open_orders:
-            return (
-                f"{_scope(account)} already has {count} working orders; the limit is {limits.max_open_orders}"
-            )
+        if cap is not None and count >= cap:
+            return f"{_scope(account)} already has {count} working orders; the limit is {cap}"
         return None
 
 
@@ -294,14 +283,16 @@ class DailyLossCheck(Check):
     code = RejectCode.DAILY_LOSS
     limit = "daily_loss_limit"
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
         message = daily_loss_message(account, limits, ctx)
         if message is None or ctx.is_reducing(request, account):
             return None
         return f"{message}; only orders that reduce a position are accepted"
 
 
-def daily_loss_message(account: str, limits: RiskLimits, ctx: RiskContext) -> str | None:
+def daily_loss_message(account: str | None, limits: RiskLimits, ctx: RiskContext) -> str | None:
     cap = limits.daily_loss_limit
     if cap is None:
         return None
@@ -324,11 +315,11 @@ class DuplicateOrderCheck(Check):
 
     def __init__(self, clock: Callable[[], float]) -> None:
         super().__init__(clock)
-        self._seen: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+        self._seen: OrderedDict[tuple[object, ...], float] = OrderedDict()
         self._longest = 0.0
 
     @staticmethod
-    def _key(request: OrderRequest, account: str) -> tuple[Any, ...]:
+    def _key(request: OrderRequest, account: str | None) -> tuple[object, ...]:
         return (
             account,
             request.symbol,
@@ -347,11 +338,13 @@ class DuplicateOrderCheck(Check):
                 break
             seen.popitem(last=False)
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
         now = self.clock()
         self._prune(now)
         at = self._seen.get(self._key(request, account))
-        window = float(limits.duplicate_window_seconds)
+        window = float(limits.duplicate_window_seconds or 0)
         if at is not None and now - at <= window:
             return (
                 f"the same order ({request.side.value} {_num(request.quantity)} {request.symbol}) "
@@ -359,9 +352,9 @@ class DuplicateOrderCheck(Check):
             )
         return None
 
-    def accept(self, request, account, limits):
+    def accept(self, request: OrderRequest, account: str | None, limits: RiskLimits) -> None:
         key = self._key(request, account)
-        self._longest = max(self._longest, float(limits.duplicate_window_seconds))
+        self._longest = max(self._longest, float(limits.duplicate_window_seconds or 0))
         self._seen.pop(key, None)
         self._seen[key] = self.clock()
 
@@ -375,14 +368,14 @@ class RateLimitCheck(Check):
 
     def __init__(self, clock: Callable[[], float]) -> None:
         super().__init__(clock)
-        self._buckets: dict[str, list[float]] = {}  # account -> [tokens, at]
+        self._buckets: dict[str | None, list[float]] = {}  # account -> [tokens, at]
 
     @staticmethod
     def _shape(limits: RiskLimits) -> tuple[float, float]:
-        rate = float(limits.max_orders_per_second)
+        rate = float(limits.max_orders_per_second or 0)
         return rate, float(limits.burst) if limits.burst else max(1.0, rate)
 
-    def _tokens(self, account: str, limits: RiskLimits) -> list[float]:
+    def _tokens(self, account: str | None, limits: RiskLimits) -> list[float]:
         rate, capacity = self._shape(limits)
         now = self.clock()
         bucket = self._buckets.get(account)
@@ -393,7 +386,9 @@ class RateLimitCheck(Check):
             bucket[1] = now
         return bucket
 
-    def check(self, request, account, limits, ctx):
+    def check(
+        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+    ) -> str | None:
         if self._tokens(account, limits)[0] < 1:
             rate, capacity = self._shape(limits)
             return (
@@ -402,7 +397,7 @@ class RateLimitCheck(Check):
             )
         return None
 
-    def accept(self, request, account, limits):
+    def accept(self, request: OrderRequest, account: str | None, limits: RiskLimits) -> None:
         self._tokens(account, limits)[0] -= 1
 
 
@@ -420,8 +415,7 @@ CHECKS: tuple[type[Check], ...] = (
 
 
 def _enabled(check: Check, limits: RiskLimits) -> bool:
-    custom = getattr(check, "enabled", None)
-    return custom(limits) if custom is not None else getattr(limits, check.limit) is not None
+    return check.enabled(limits)
 
 
 class RiskEngine:
@@ -484,7 +478,7 @@ class RiskEngine:
         limits, checks = self._plan(None)
         for check in checks:
             if check.about_the_order:
-                reason = check.check(request, None, limits, ctx)  # type: ignore[arg-type]
+                reason = check.check(request, None, limits, ctx)
                 if reason is not None:
                     return Rejection(check.code.value, reason)
         return None
@@ -502,235 +496,3 @@ class RiskEngine:
         return self.global_limits.daily_loss_limit is not None or any(
             limits.daily_loss_limit is not None for limits in self.per_account.values()
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PositionMismatch:
-    account: str
-    symbol: str
-    book: Decimal
-    broker: Decimal
-
-
-class _Holding:
-    """One position as the execution layer tracks it. ``basis`` is the average price for the
-    day's P&L: positions carried in from before are marked at the price when first seen."""
-
-    __slots__ = ("basis", "quantity", "realized")
-
-    def __init__(self, quantity: Decimal = _ZERO, basis: Decimal = _ZERO) -> None:
-        self.quantity = quantity
-        self.basis = basis
-        self.realized = _ZERO
-
-    def apply(self, signed: Decimal, price: Decimal, commission: Decimal) -> None:
-        quantity = self.quantity
-        self.realized -= commission
-        if quantity == 0 or (quantity > 0) == (signed > 0):
-            total = abs(quantity) + abs(signed)
-            self.basis = (self.basis * abs(quantity) + price * abs(signed)) / total
-            self.quantity = quantity + signed
-            return
-        closed = min(abs(signed), abs(quantity))
-        self.realized += closed * (price - self.basis) * (1 if quantity > 0 else -1)
-        self.quantity = quantity + signed
-        if self.quantity == 0:
-            self.basis = _ZERO
-        elif (self.quantity > 0) != (quantity > 0):
-            self.basis = price  # flipped: the remainder was opened at this price
-
-
-class _UtcToday:
-    """Today's date in UTC. Asked for every order (the daily loss check), so the date is kept
-    until the next midnight rather than built from the clock each time."""
-
-    __slots__ = ("_date", "_until")
-
-    def __init__(self) -> None:
-        self._date: date | None = None
-        self._until = 0.0
-
-    def __call__(self) -> date:
-        now = time.time()
-        if self._date is None or now >= self._until:
-            self._date = datetime.fromtimestamp(now, UTC).date()
-            self._until = (now // 86_400 + 1) * 86_400
-        return self._date
-
-
-class Book:
-    """Positions and working orders per account, kept from broker reads and fills, so risk
-    checks never wait for a broker. Implements ``brokers.risk.RiskContext``."""
-
-    def __init__(
-        self, manager: Any, fx: Any, base_currency: str, today: Callable[[], date] | None = None
-    ) -> None:
-        self.manager = manager
-        self.fx = fx
-        self.base_currency = base_currency
-        self._today = today or _UtcToday()
-        self.holdings: dict[tuple[str, str], _Holding] = {}
-        # The same holdings by account, then symbol: the daily loss check re-values one
-        # account's positions for every order to it, and must not walk everybody's.
-        self._by_account: dict[str, dict[str, _Holding]] = {}
-        self.open: dict[str, dict[str, Order]] = {}  # account -> working orders by client id
-        self._open_by_key: dict[tuple[str, str, Side], dict[str, Order]] = {}
-        self._seen_fills: set[tuple[str, str]] = set()
-        self._day = self._today()
-
-    # -- keeping it ----------------------------------------------------------------------
-    def track(self, order: Order) -> None:
-        """Index ``order`` as working or not, after any change to it."""
-        account = order.account
-        if account is None:
-            return
-        request = order.request
-        key = (account, request.symbol, request.side)
-        coid = request.client_order_id
-        # Written out (no setdefault with a fresh dict, no loop over the two indexes): this runs
-        # twice for every order.
-        by_account = self.open.get(account)
-        by_key = self._open_by_key.get(key)
-        if order.status in WORKING_STATUSES:
-            if by_account is None:
-                by_account = self.open[account] = {}
-            by_account[coid] = order
-            if by_key is None:
-                by_key = self._open_by_key[key] = {}
-            by_key[coid] = order
-        else:
-            if by_account is not None:
-                by_account.pop(coid, None)
-            if by_key is not None:
-                by_key.pop(coid, None)
-
-    def add_fill(self, account: str, fill: Fill) -> bool:
-        """Move the position by a fill, once per fill id. Returns whether it was new."""
-        key = (account, fill.fill_id)
-        if key in self._seen_fills:
-            return False
-        self._seen_fills.add(key)
-        holding = self.holdings.get((account, fill.symbol))
-        if holding is None:
-            holding = self._add_holding(account, fill.symbol, _Holding())
-        quantity = fill.quantity
-        holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
-        return True
-
-    def seed(self, account: str, positions: Iterable[Any]) -> list[PositionMismatch]:
-        """Take the broker's positions as the truth; returns where the book disagreed."""
-        mismatches: list[PositionMismatch] = []
-        reported: dict[str, Any] = {}
-        for position in positions:
-            reported[position.symbol] = position
-        for symbol, holding in self._by_account.get(account, {}).items():
-            if symbol not in reported and holding.quantity != 0:
-                mismatches.append(PositionMismatch(account, symbol, holding.quantity, _ZERO))
-                holding.quantity = _ZERO
-        for symbol, position in reported.items():
-            holding = self.holdings.get((account, symbol))
-            if holding is None:
-                mark = self._last(symbol, account) or position.avg_price or _ZERO
-                self._add_holding(account, symbol, _Holding(position.quantity, mark))
-            elif holding.quantity != position.quantity:
-                mismatches.append(PositionMismatch(account, symbol, holding.quantity, position.quantity))
-                holding.quantity = position.quantity
-        return mismatches
-
-    def _add_holding(self, account: str, symbol: str, holding: _Holding) -> _Holding:
-        self.holdings[(account, symbol)] = holding
-        by_symbol = self._by_account.get(account)
-        if by_symbol is None:
-            by_symbol = self._by_account[account] = {}
-        by_symbol[symbol] = holding
-        return holding
-
-    def positions(self) -> dict[tuple[str, str], Decimal]:
-        """(account, symbol) -> signed quantity, as the execution layer believes it."""
-        return {key: holding.quantity for key, holding in self.holdings.items() if holding.quantity}
-
-    # -- RiskContext ---------------------------------------------------------------------
-    def position(self, account: str | None, symbol: str) -> Decimal:
-        if account is None:
-            return sum((h.quantity for (_, s), h in self.holdings.items() if s == symbol), _ZERO)
-        holding = self.holdings.get((account, symbol))
-        return holding.quantity if holding is not None else _ZERO
-
-    def pending(self, account: str | None, symbol: str, side: Side) -> Decimal:
-        if account is not None:
-            working = self._open_by_key.get((account, symbol, side))
-            return sum((o.remaining_quantity for o in working.values()), _ZERO) if working else _ZERO
-        return sum((self.pending(name, symbol, side) for name in self.open), _ZERO)
-
-    def open_orders(self, account: str | None) -> int:
-        if account is not None:
-            return len(self.open.get(account, ()))
-        return sum(len(orders) for orders in self.open.values())
-
-    def _last(self, symbol: str, account: str | None) -> Decimal | None:
-        try:
-            return self.manager.last_price(symbol, account)
-        except KeyError:
-            return None
-
-    def last_price(self, symbol: str, account: str | None) -> Decimal | None:
-        return self._last(symbol, account)
-
-    def account_currency(self, account: str | None) -> str:
-        if account is None:
-            return self.base_currency
-        try:
-            return self.manager.get(account).currency
-        except KeyError:
-            return self.base_currency
-
-    def order_currency(self, request: OrderRequest, account: str | None) -> str:
-        return request.currency or self.account_currency(account)
-
-    def to_base(self, amount: Decimal, currency: str) -> Decimal | None:
-        if currency == self.base_currency:
-            return amount
-        if self.fx is None:
-            return None
-        return self.fx.convert(amount, currency).amount
-
-    def is_reducing(self, request: OrderRequest, account: str | None) -> bool:
-        """Would this order shrink the position without flipping it, counting the working
-        orders already on the same side?"""
-        current = self.position(account, request.symbol)
-        if current == 0 or (current > 0) == (request.side is Side.BUY):
-            return False
-        already = self.pending(account, request.symbol, request.side)
-        return already + request.quantity <= abs(current)
-
-    def daily_pnl(self, account: str | None) -> Decimal | None:
-        today = self._today()
-        if today != self._day:
-            self._new_day(today)
-        by_account = self._by_account
-        names: Iterable[str] = by_account if account is None else (account,)
-        total = _ZERO
-        for name in names:
-            currency = None
-            for symbol, holding in by_account.get(name, {}).items():
-                pnl = holding.realized
-                if holding.quantity:
-                    last = self._last(symbol, name)
-                    if last is not None:
-                        pnl += (last - holding.basis) * holding.quantity
-                if pnl:
-                    if currency is None:
-                        currency = self.account_currency(name)
-                    converted = self.to_base(pnl, currency)
-                    if converted is None:
-                        return None  # cannot add it up honestly
-                    total += converted
-        return total
-
-    def _new_day(self, today: date) -> None:
-        self._day = today
-        for (name, symbol), holding in self.holdings.items():
-            holding.realized = _ZERO
-            last = self._last(symbol, name)
-            if last is not None:
-                holding.basis = last

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import ROUND_DOWN, Decimal
 from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .models import MAX_DECIMALS, AssetClass, OrderRequest
+from .base import AccountDirectory
+from .models import MAX_DECIMALS, AssetClass, OrderRequest, RejectCode
 
 
 class RoutingRule(BaseModel):
@@ -114,3 +115,56 @@ def split_quantity(
 
 def _canonical(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+class Routes:
+    """Where orders go among the accounts ``accounts`` knows: ``router``'s rules, else the
+    default account; a parent order split by weight. Shared by the order path and the preview,
+    so that what a confirmation names is what the order reaches."""
+
+    def __init__(self, accounts: AccountDirectory, router: Router | None) -> None:
+        self.accounts = accounts
+        self.router = router
+
+    def account_for(self, request: OrderRequest) -> str | None:
+        """The explicit account, else the first matching rule, else the default account (the
+        account may be unknown: ``unknown_account`` says so by name)."""
+        if request.account is not None:
+            return request.account
+        router = self.router
+        account = router.route(request, self.accounts.names()) if router is not None else None
+        return account if account is not None else self.accounts.default_account
+
+    @staticmethod
+    def no_route(request: OrderRequest) -> tuple[RejectCode, str]:
+        return (
+            RejectCode.NO_ROUTE,
+            f"no account takes {request.symbol}: no routing rule matches and there is no "
+            f"default account; choose an account",
+        )
+
+    def unknown_account(self, names: Iterable[str]) -> tuple[RejectCode, str] | None:
+        """The refusal for the first name that is not an account, or None."""
+        known = self.accounts.names()
+        unknown = next((name for name in names if name not in known), None)
+        if unknown is None:
+            return None
+        return (
+            RejectCode.UNKNOWN_ACCOUNT,
+            f"unknown account {unknown!r} (accounts: {', '.join(known) or 'none are configured'})",
+        )
+
+    def split(
+        self, request: OrderRequest, weights: Mapping[str, float] | None = None
+    ) -> dict[str, Decimal] | tuple[RejectCode, str]:
+        """account -> quantity by weight (the accounts' own weights by default), leaving out
+        the accounts that get nothing; or why the order cannot be split."""
+        chosen = dict(weights) if weights is not None else self.accounts.weights()
+        unknown = self.unknown_account(chosen)
+        if unknown is not None:
+            return unknown
+        fractional = {name: self.accounts.get(name).capabilities.fractional_quantities for name in chosen}
+        try:
+            return split_quantity(request.quantity, chosen, fractional)
+        except ValueError as exc:
+            return RejectCode.UNSUPPORTED, f"cannot split the order: {exc}"

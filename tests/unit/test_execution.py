@@ -7,12 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService, RejectCode
+from brokers.events import ConnectionEvent
+from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService
 from brokers.fx import FxRates
 from brokers.journal import Journal
-from brokers.killswitch import HaltSettings, KillSwitch
+from brokers.killswitch import FLAG_NAME, HaltSettings, KillSwitch
 from brokers.manager import MultiBrokerManager
-from brokers.models import OrderRequest, OrderStatus, Side, TradingState
+from brokers.models import ConnectionState, OrderRequest, OrderStatus, RejectCode, Side, TradingState
 from brokers.risk import RiskEngine, RiskLimits
 from brokers.routing import Router, RoutingRule
 from brokers.sim import SimBroker
@@ -653,3 +654,129 @@ async def test_reconcile_reports_position_differences(rig):
     assert [(m.symbol, m.book, m.broker) for m in report.positions] == [("AAPL", D(45), D(50))]
     assert rig.service.book.position("us", "AAPL") == 50
     assert rig.service.book_positions()[("us", "AAPL")] == 50
+
+
+# -- the halt key -----------------------------------------------------------------------
+
+
+async def test_halt_now_writes_the_flag_and_starts_cancel_all_entering_the_switch_once(rig, monkeypatch):
+    resting = await rig.submit(order_type="LIMIT", limit_price=150)
+    entered = []
+    real_halt = rig.switch.halt
+
+    def counting_halt(reason="", source="api"):
+        entered.append(reason)
+        return real_halt(reason, source)
+
+    monkeypatch.setattr(rig.switch, "halt", counting_halt)
+    started = rig.service.halt_now("halt key", source="console")
+    # Synchronous: the flag is on disk and the cancel-all is under way before any await.
+    assert (rig.root / FLAG_NAME).exists()
+    assert started.info.reason == "halt key" and started.info.source == "console"
+    assert started.cancel_all is not None and not started.cancel_all.done()
+    assert entered == ["halt key"]
+    outcome = await started.cancel_all
+    assert outcome["us"].ok and outcome["us"].cancelled == 1
+    await until(lambda: resting.status is OrderStatus.CANCELLED)
+    assert len(rig.journal.events(kinds=["halt"])) == 1
+    assert [b.cancel_alls for b in rig.brokers.values()] == [1, 1, 1, 1]  # once at each broker
+    assert_refused(await rig.submit(), "SYSTEM_HALTED", "halt key")
+
+
+async def test_halt_now_again_while_halted_keeps_the_halt_and_cancels_again(rig):
+    first = rig.service.halt_now("first", source="console")
+    await first.cancel_all
+    resting_elsewhere = await rig.brokers["us2"].place_order(
+        OrderRequest(symbol="AAPL", side="BUY", quantity=1, order_type="LIMIT", limit_price=150)
+    )
+    again = rig.service.halt_now("second", source="console")
+    assert again.info == first.info  # the halt in force, not a new one
+    assert again.cancel_all is not None and again.cancel_all is not first.cancel_all
+    assert (await again.cancel_all)["us2"].cancelled == 1
+    assert (
+        await rig.brokers["us2"].get_order(resting_elsewhere.broker_order_id)
+    ).status is OrderStatus.CANCELLED
+    assert len(rig.journal.events(kinds=["halt"])) == 1
+
+
+async def test_halt_now_without_cancel_open_orders_starts_nothing(rig):
+    rig.service.halt_settings = HaltSettings(cancel_open_orders=False)
+    started = rig.service.halt_now("quiet", source="test")
+    assert started.cancel_all is None and rig.switch.state is TradingState.HALTED
+
+
+async def test_a_halt_seen_by_the_poll_starts_cancel_all_through_the_same_task(rig):
+    KillSwitch(rig.root, env={}).halt("other console", source="cli")
+    await until(lambda: [b.cancel_alls for b in rig.brokers.values()] == [1, 1, 1, 1])
+    # Pressing halt here while that cancel-all runs or after it joins or repeats it; the
+    # switch is not halted a second time.
+    started = rig.service.halt_now("halt key", source="console")
+    assert started.info.reason == "other console"
+    await started.cancel_all
+
+
+# -- preview ----------------------------------------------------------------------------
+
+
+async def test_preview_names_the_routed_account_and_the_notional_in_base_currency(rig):
+    preview = rig.service.preview(OrderRequest(symbol="INFY", side="BUY", quantity=10, currency="INR"))
+    assert preview.targets == {"in": D(10)} and preview.accounts == ["in"]
+    assert preview.notional == D(18_000) / 84 and preview.notional_note is None
+    assert not preview.needs_confirmation and preview.reasons == () and preview.problem is None
+    explicit = rig.service.preview(OrderRequest(symbol="AAPL", side="BUY", quantity=5, account="us2"))
+    assert explicit.targets == {"us2": D(5)} and explicit.notional == D(1000)
+
+
+async def test_preview_asks_for_confirmation_above_the_threshold_and_for_live_accounts(rig):
+    big = OrderRequest(symbol="AAPL", side="BUY", quantity=300)  # 60,000 USD at 200
+    preview = rig.service.preview(big)
+    assert preview.needs_confirmation and preview.reasons == ("notional above 50,000.00 USD",)
+    priced = OrderRequest(symbol="AAPL", side="BUY", quantity=300, order_type="LIMIT", limit_price=100)
+    assert not rig.service.preview(priced).needs_confirmation  # valued at its own price
+    rig.brokers["us2"].live = True
+    live = rig.service.preview(OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="us2"))
+    assert live.live_accounts == ("us2",) and live.reasons == ("LIVE account",)
+    unlimited = rig.make_service(confirm_notional_above=None)
+    assert not unlimited.preview(big).needs_confirmation
+
+
+async def test_preview_of_a_split_order_lists_each_account_and_its_part(rig):
+    rig.manager.set_weight("in", 0)
+    rig.manager.set_weight("us2", 2)
+    preview = rig.service.preview(OrderRequest(symbol="AAPL", side="BUY", quantity=9), distributed=True)
+    assert preview.targets == {"us": D(2), "us2": D(5), "us3": D(2)}  # "in" has no weight: left out
+    assert preview.distributed and preview.notional == D(1800)
+    children = await rig.service.submit_distributed(OrderRequest(symbol="AAPL", side="BUY", quantity=9))
+    assert {c.account: c.quantity for c in children} == preview.targets
+
+
+async def test_preview_says_why_there_is_no_notional_or_no_account(rig):
+    no_price = rig.service.preview(OrderRequest(symbol="ZZZZ", side="BUY", quantity=1))
+    assert no_price.notional is None and "no price for ZZZZ" in no_price.notional_note
+    assert not no_price.needs_confirmation
+    rig.fx = FxRates("USD")
+    no_rate = rig.make_service().preview(OrderRequest(symbol="INFY", side="BUY", quantity=1, currency="INR"))
+    assert no_rate.notional is None and "exchange rate" in no_rate.notional_note
+    unknown = rig.service.preview(OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="nowhere"))
+    assert unknown.targets == {} and "unknown account 'nowhere'" in unknown.problem
+    unrouted = rig.make_service(router=Router([], None))
+    rig.manager.set_default(None)
+    lost = unrouted.preview(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
+    assert lost.targets == {} and "no account takes AAPL" in lost.problem
+
+
+# -- subscribers and events -------------------------------------------------------------
+
+
+async def test_a_failing_order_subscriber_does_not_stop_the_others(rig):
+    seen = []
+    rig.service.subscribe(lambda order: 1 / 0)
+    rig.service.subscribe(lambda order: seen.append(order.status))
+    assert (await rig.submit()).status is OrderStatus.FILLED
+    assert seen and seen[-1] is OrderStatus.FILLED
+
+
+async def test_events_that_are_not_about_orders_are_ignored(rig):
+    before = rig.service.orders()
+    rig.service.apply_event(ConnectionEvent("us", ConnectionState.CONNECTED))
+    assert rig.service.orders() == before

@@ -254,3 +254,20 @@ def test_halt_settings_bounds():
 def test_repr_names_the_state(folder):
     switch = KillSwitch(folder, env={})
     assert "ACTIVE" in repr(switch)
+
+
+def test_a_callback_subscribed_twice_hears_each_change_once(folder):
+    switch = KillSwitch(folder, env={})
+    seen = []
+
+    def record(state, info):
+        seen.append(state)
+
+    switch.subscribe(record)
+    switch.subscribe(record)
+    switch.halt("once")
+    switch.unsubscribe(record)
+    switch.unsubscribe(record)  # already gone: nothing to do
+    switch.resume("back")
+    assert seen == [TradingState.HALTED]
+    assert switch.hub.listeners == ()

@@ -6,8 +6,12 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.models import Fill, Order, OrderRequest, OrderStatus, Position, Side
-from brokers.risk import CHECKS, Book, Check, RejectCode, RiskEngine, RiskLimits
+from brokers.base import Broker
+from brokers.book import Book
+from brokers.fx import Money
+from brokers.models import Fill, Order, OrderRequest, OrderStatus, Position, RejectCode, Side
+from brokers.risk import CHECKS, Check, RiskEngine, RiskLimits
+from brokers.sim import SimBroker
 
 D = Decimal
 
@@ -288,26 +292,30 @@ def test_limits_validation():
 
 
 class FakeManager:
-    def __init__(self, prices, currencies):
-        self.prices = prices
-        self.currencies = currencies
+    """The book's ``PriceSource``: prices the test sets, and real paper brokers for currencies."""
 
-    def last_price(self, symbol, account=None):
+    def __init__(self, prices: dict[str, Decimal], currencies: dict[str, str]) -> None:
+        self.prices = prices
+        self.brokers = {name: SimBroker(name, currency=currency) for name, currency in currencies.items()}
+
+    def last_price(self, symbol: str, account: str | None = None) -> Decimal | None:
         return self.prices.get(symbol)
 
-    def get(self, account):
-        if account not in self.currencies:
-            raise KeyError(account)
-        return type("B", (), {"currency": self.currencies[account]})()
+    def get(self, name: str) -> Broker:
+        return self.brokers[name]  # a KeyError for an unknown account, as the manager's
 
 
 class Rates:
-    def __init__(self, rates):
+    """The book's ``FxSource``: fixed rates into USD; a currency without one has no figure."""
+
+    def __init__(self, rates: dict[str, Decimal]) -> None:
         self.rates = rates
 
-    def convert(self, amount, currency):
+    def convert(self, amount: Decimal | None, currency: str, to: str | None = None) -> Money:
         rate = self.rates.get(currency)
-        return type("M", (), {"amount": None if rate is None else amount * rate})()
+        if amount is None or rate is None:
+            return Money(None, to or "USD", missing=True)
+        return Money(amount * rate, to or "USD")
 
 
 def fill(fill_id, side, quantity, price, account="us", symbol="AAPL", commission=0):

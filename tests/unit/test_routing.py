@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brokers.models import AssetClass, OrderRequest
-from brokers.routing import Router, RoutingRule, split_quantity
+from brokers.manager import MultiBrokerManager
+from brokers.models import AssetClass, OrderRequest, RejectCode
+from brokers.routing import Router, Routes, RoutingRule, split_quantity
+from brokers.sim import SimBroker
 
 ACCOUNTS = ["us", "india", "crypto", "fx"]
 
@@ -132,3 +134,27 @@ def test_split_properties(quantity, weights, fractional):
         exact = quantity * weight_map[name] / total
         # Largest remainder: nobody is more than one unit (plus any leftover fraction) off.
         assert abs(part - exact) < 2
+
+
+def test_routes_pick_and_split_as_the_order_path_does():
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("us", SimBroker("us"), default=True)
+    manager.add_broker("in", SimBroker("in", currency="INR"), weight=0)
+    routes = Routes(manager, Router([RoutingRule(account="in", currency="INR")]))
+    assert routes.account_for(OrderRequest(symbol="INFY", side="BUY", quantity=1, currency="INR")) == "in"
+    assert routes.account_for(OrderRequest(symbol="AAPL", side="BUY", quantity=1)) == "us"  # the default
+    assert routes.account_for(OrderRequest(symbol="AAPL", side="BUY", quantity=1, account="elsewhere")) == (
+        "elsewhere"
+    )
+    code, reason = routes.unknown_account(["us", "elsewhere"])
+    assert code is RejectCode.UNKNOWN_ACCOUNT and "'elsewhere'" in reason and "us, in" in reason
+    assert routes.unknown_account(["us", "in"]) is None
+    assert routes.split(OrderRequest(symbol="AAPL", side="BUY", quantity=3)) == {"us": Decimal(3)}
+    assert routes.split(OrderRequest(symbol="AAPL", side="BUY", quantity=3), {"nowhere": 1})[0] is (
+        RejectCode.UNKNOWN_ACCOUNT
+    )
+    code, reason = routes.split(OrderRequest(symbol="AAPL", side="BUY", quantity=3), {"us": 0})
+    assert code is RejectCode.UNSUPPORTED and "cannot split" in reason
+    manager.set_default(None)
+    assert Routes(manager, None).account_for(OrderRequest(symbol="AAPL", side="BUY", quantity=1)) is None
+    assert Routes.no_route(OrderRequest(symbol="AAPL", side="BUY", quantity=1))[0] is RejectCode.NO_ROUTE

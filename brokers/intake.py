@@ -1,0 +1,87 @@
+"""What callers hand the order path, turned into an ``OrderRequest`` or a reason to refuse it.
+
+An ``OrderRequest`` is validated when built; one built without validation (``model_construct``)
+or a plain mapping is checked here, so that the execution layer validates whatever it receives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import (
+    AssetClass,
+    OrderRequest,
+    OrderType,
+    Side,
+    TimeInForce,
+    describe_validation_error,
+    new_client_order_id,
+    to_decimal,
+)
+
+__all__ = ["refused_request", "sanity", "validate"]
+
+_ZERO = Decimal(0)
+
+
+def validate(raw: object) -> OrderRequest | tuple[OrderRequest, str]:
+    """``raw`` as a valid request, or a stand-in for it (see ``refused_request``) and why it is
+    not one. Anything but a mapping is a programming error."""
+    if isinstance(raw, OrderRequest):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"submit takes an OrderRequest or a mapping, not {type(raw).__name__}")
+    try:
+        return OrderRequest.model_validate(dict(raw))
+    except ValidationError as exc:
+        return refused_request(raw), describe_validation_error(exc)
+
+
+def sanity(request: OrderRequest) -> str | None:
+    """Cheap checks for a request built without validation (``model_construct``)."""
+    quantity = request.quantity
+    if not isinstance(quantity, Decimal) or not quantity.is_finite() or quantity <= 0:
+        return f"quantity must be a number greater than 0, not {quantity!r}"
+    for name, price in (("limit_price", request.limit_price), ("stop_price", request.stop_price)):
+        if price is not None and (not isinstance(price, Decimal) or not price.is_finite() or price <= 0):
+            return f"{name} must be a number greater than 0, not {price!r}"
+    return None
+
+
+_ENUMS: dict[str, type[Side] | type[OrderType] | type[TimeInForce] | type[AssetClass]] = {
+    "side": Side,
+    "order_type": OrderType,
+    "time_in_force": TimeInForce,
+    "asset_class": AssetClass,
+}
+
+
+def refused_request(raw: Mapping[str, object]) -> OrderRequest:
+    """A refused request, built without validation, holding only values of the right types: it
+    is shown, indexed and passed to subscribers like any order, and a missing symbol or an
+    unhashable account must not break any of that. What was unusable reads as blank (the side
+    as BUY); the reject reason says what was wrong."""
+    values: dict[str, Any] = {}  # each value is checked below: model_construct checks none
+    for name in ("symbol", "account", "exchange", "currency", "client_order_id"):
+        value = raw.get(name)
+        if isinstance(value, str) and value.strip():
+            values[name] = value.strip()
+    values.setdefault("symbol", "")
+    values.setdefault("client_order_id", new_client_order_id())
+    for name, enum in _ENUMS.items():
+        try:
+            values[name] = enum(raw[name])
+        except (KeyError, ValueError, TypeError):
+            if name == "side":
+                values[name] = Side.BUY
+    for name in ("quantity", "limit_price", "stop_price", "trail_percent", "trail_amount"):
+        try:
+            values[name] = to_decimal(raw[name], name)
+        except (KeyError, ValueError, TypeError):
+            if name == "quantity":
+                values[name] = _ZERO
+    return OrderRequest.model_construct(**values)

@@ -1,0 +1,285 @@
+"""Every order the execution layer knows, kept up to date from what the brokers report.
+
+Orders are found by client order id and by (account, broker order id); broker snapshots and
+fills are merged into them along the order state machine, counted once, journaled, and passed
+to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+
+from . import journal as jr
+from .base import AccountDirectory
+from .book import Book
+from .events import FillEvent, ManagerEvent, OrderEvent
+from .models import TERMINAL_STATUSES, Fill, Order, OrderStatus, RejectCode, can_transition
+from .pubsub import EventHub
+
+__all__ = ["OrderCallback", "OrderTracker"]
+
+log = logging.getLogger(__name__)
+
+_ZERO = Decimal(0)
+_REJECT_CODES = frozenset(code.value for code in RejectCode)
+
+OrderCallback = Callable[[Order], object]
+
+
+class OrderTracker:
+    """Orders by client id and broker id, the book they move, and who hears of changes."""
+
+    def __init__(self, book: Book, journal: jr.Journal | None) -> None:
+        self.book = book
+        self.journal = journal
+        self.orders: dict[str, Order] = {}
+        self.by_broker_id: dict[tuple[str, str], Order] = {}
+        # Orders whose submit lost its answer (UNKNOWN, or PENDING after a crash), until settled.
+        self.unsettled: set[str] = set()
+        # Orders whose place_order has not answered yet: reconcile must not judge them.
+        self.in_flight: set[str] = set()
+        # client_order_ids handed to a broker: it may hold them, so they are never sent again.
+        self.sent: set[str] = set()
+        self.hub: EventHub[Order] = EventHub("execution")
+        # Manager events waiting to be applied (see ``receive``).
+        self._inbox: deque[ManagerEvent] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_scheduled = False
+
+    def restore(self) -> None:
+        """Take up the journal's working orders, and remember every client id it shows was
+        handed to a broker (an intent the final kill-switch check did not refuse): an id a
+        broker has seen is never sent again, restart or not."""
+        journal = self.journal
+        if journal is None:
+            return
+        for order in journal.open_orders():
+            coid = order.client_order_id
+            if coid not in self.orders:
+                self.sent.add(coid)
+                self.remember(order)
+                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
+                    self.unsettled.add(coid)
+        sent: set[str] = set()
+        for event in journal.events(kinds=[jr.INTENT, jr.REJECT]):
+            if event.client_order_id is None:
+                continue
+            if event.kind == jr.INTENT:
+                sent.add(event.client_order_id)
+            else:
+                sent.discard(event.client_order_id)
+        self.sent |= sent
+
+    # -- finding and remembering ---------------------------------------------------------
+    def get(self, client_order_id: str) -> Order | None:
+        return self.orders.get(client_order_id)
+
+    def find(self, account: str, broker_order_id: str) -> Order | None:
+        return self.by_broker_id.get((account, broker_order_id))
+
+    def register(self, order: Order) -> None:
+        """Index ``order`` by its ids; a resubmitted client id moves to the end."""
+        coid = order.client_order_id
+        known = self.orders.get(coid)
+        if known is not order:
+            if known is not None:
+                del self.orders[coid]
+            self.orders[coid] = order
+        if order.broker_order_id is not None and order.account is not None:
+            self.by_broker_id[(order.account, order.broker_order_id)] = order
+
+    def remember(self, order: Order) -> None:
+        """Index ``order`` and count it as working or not in the book, after any change."""
+        self.register(order)
+        self.book.track(order)
+
+    def notify(self, order: Order) -> None:
+        self.hub.publish(order)
+
+    # -- journal -------------------------------------------------------------------------
+    def journal_order(self, kind: str, order: Order, fills: list[Fill] | None = None) -> None:
+        """What became of an order whose intent is committed: these rows commit by the end of
+        the loop's turn or with the next intent, whichever is first (see ``brokers.journal``)."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.record_order(kind, order, fills=fills, soon=True)
+        except Exception:
+            log.exception("could not journal %s for order %s", kind, order.client_order_id)
+
+    def record(
+        self, kind: str, client_order_id: str | None, account: str | None, data: dict[str, object]
+    ) -> None:
+        """Journal an event that is not one order's state; a journal fault is logged, not raised."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.record(kind, client_order_id=client_order_id, account=account, data=data)
+        except Exception:
+            log.exception("could not journal %s", kind)
+
+    # -- what brokers say ----------------------------------------------------------------
+    def listen(self, manager: AccountDirectory) -> None:
+        """Apply the manager's events from now on. Call on the event loop."""
+        self._loop = asyncio.get_running_loop()
+        manager.add_listener(self.receive)
+
+    def stop_listening(self, manager: AccountDirectory) -> bool:
+        """Apply nothing more, not even what has arrived; False if not listening."""
+        if self._loop is None:
+            return False
+        self._loop = None
+        self._inbox.clear()
+        manager.remove_listener(self.receive)
+        return True
+
+    def receive(self, event: ManagerEvent) -> None:
+        """The manager's listener: events are applied from a callback of their own, in arrival
+        order, all that arrived in between at once; the same turn of the loop a queue and a
+        task would take, without a queue operation and a task switch per event."""
+        loop = self._loop
+        if loop is None:
+            return
+        self._inbox.append(event)
+        if not self._drain_scheduled:
+            loop.call_soon(self._drain)
+            self._drain_scheduled = True
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox and self._loop is not None:
+            event = inbox.popleft()
+            try:
+                self.apply_event(event)
+            except Exception:
+                log.exception("could not apply broker event %r", type(event).__name__)
+
+    def apply_event(self, event: ManagerEvent) -> None:
+        """Apply one manager event: an order update or a fill (other kinds are not ours)."""
+        match event:
+            case OrderEvent(account=account, order=snapshot):
+                self.on_order(account, snapshot)
+            case FillEvent(account=account, fill=fill):
+                self.on_fill(account, fill)
+            case _:
+                pass
+
+    def absorb(self, order: Order, snapshot: Order, kind: str, *, force: bool = False) -> bool:
+        """Merge a broker's view of an order into ours; journal and notify if anything changed."""
+        status = snapshot.status
+        current = order.status
+        if (
+            not force
+            and (status is current or not can_transition(current, status))
+            and snapshot.filled_quantity <= order.filled_quantity
+            and len(snapshot.fills) <= len(order.fills)
+            and snapshot.broker_order_id in (None, order.broker_order_id)
+        ):
+            return False  # old news: the usual case for updates that trail the broker's answer
+        changed = False
+        if snapshot.broker_order_id and snapshot.broker_order_id != order.broker_order_id:
+            order.broker_order_id = snapshot.broker_order_id
+            changed = True
+        new_fills = [fill for fill in snapshot.fills if self._take_fill(order, fill)]
+        if new_fills:
+            self._count_fills(order)
+        if snapshot.filled_quantity > order.filled_quantity:
+            order.filled_quantity = snapshot.filled_quantity
+            if snapshot.avg_fill_price is not None:
+                order.avg_fill_price = snapshot.avg_fill_price
+            changed = True
+        if status is not order.status and can_transition(order.status, status):
+            if status is OrderStatus.REJECTED:
+                code = snapshot.reject_code
+                order.reject_code = code if code in _REJECT_CODES else RejectCode.BROKER_REJECTED.value
+                order.reject_reason = snapshot.reject_reason or f"{order.account} refused the order"
+            elif status is OrderStatus.UNKNOWN:
+                # The broker's own word for the order could not be read: ask it again, as for a
+                # lost answer.
+                order.reject_reason = (
+                    f"{order.account} reported a status that cannot be read; the order "
+                    f"is UNKNOWN until asked again by client id"
+                )
+                self.unsettled.add(order.client_order_id)
+            order.transition(status, at=snapshot.updated_at)
+            changed = True
+        elif new_fills:
+            self._status_from_fills(order)
+        changed = changed or bool(new_fills)
+        if (
+            order.reject_reason is not None
+            and order.reject_code is None
+            and order.status is not OrderStatus.UNKNOWN
+        ):
+            order.reject_reason = None  # the UNKNOWN explanation no longer applies
+        if changed or force:
+            self.remember(order)
+            self.journal_order(kind, order, fills=new_fills)
+            self.notify(order)
+        return changed
+
+    def on_fill(self, account: str, fill: Fill) -> None:
+        order = None
+        if fill.client_order_id is not None:
+            order = self.orders.get(fill.client_order_id)
+        if order is None and fill.broker_order_id is not None:
+            order = self.by_broker_id.get((account, fill.broker_order_id))
+        if order is None:
+            # Placed elsewhere (the broker's own app): it still moves the position.
+            if self.book.add_fill(account, fill):
+                self.record(jr.FILL, None, account, {"foreign_fill": fill})
+            return
+        if not self._take_fill(order, fill):
+            return
+        self._count_fills(order)
+        self._status_from_fills(order)
+        self.remember(order)
+        self.journal_order(jr.FILL, order, fills=[fill])
+        self.notify(order)
+
+    def on_order(self, account: str, snapshot: Order) -> None:
+        order = self.orders.get(snapshot.client_order_id)
+        if order is None and snapshot.broker_order_id is not None:
+            order = self.by_broker_id.get((account, snapshot.broker_order_id))
+        if order is None or order.account != account:
+            return
+        if (
+            order.status in TERMINAL_STATUSES
+            and snapshot.filled_quantity <= order.filled_quantity
+            and len(snapshot.fills) <= len(order.fills)
+        ):
+            return  # trailing news of an order already settled (the common case after an ack)
+        self.absorb(order, snapshot, jr.UPDATE)
+
+    def _take_fill(self, order: Order, fill: Fill) -> bool:
+        """Record a fill on the order and the book, once."""
+        if not order.take_fill(fill):
+            return False
+        self.book.add_fill(order.account or fill.account, fill)
+        return True
+
+    @staticmethod
+    def _count_fills(order: Order) -> None:
+        """Filled quantity and average price as the fills add up, but never below what a broker
+        snapshot already reported. Run once for a batch of new fills (a snapshot may bring
+        many), not once for each fill in it."""
+        fills = order.fills
+        from_fills = sum((f.quantity for f in fills), _ZERO)
+        if from_fills > order.filled_quantity:
+            order.filled_quantity = from_fills
+            order.avg_fill_price = sum((f.quantity * f.price for f in fills), _ZERO) / from_fills
+
+    @staticmethod
+    def _status_from_fills(order: Order) -> None:
+        if order.status.is_terminal:
+            return
+        target = (
+            OrderStatus.FILLED if order.filled_quantity >= order.quantity else OrderStatus.PARTIALLY_FILLED
+        )
+        if can_transition(order.status, target):
+            order.transition(target)
