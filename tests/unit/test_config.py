@@ -61,7 +61,7 @@ halt = "f12,ctrl+k,ctrl+h"
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("base_currency = 'US'", ["base_currency", "3-letter currency code", "'US'"]),
+        ("base_currency = 'US'", ["base_currency", "3-letter code", "'US'"]),
         (
             "[[accounts]]\nname='a'\ntype='etrade'",
             ["accounts[0: a].type", "unknown broker type 'etrade'", "alpaca"],
