@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,10 @@ class AccountConfig(BaseModel):
         return value.lower()
 
     @property
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, object]:
         return dict(self.model_extra or {})
 
-    def broker_config(self) -> dict[str, Any]:
+    def broker_config(self) -> dict[str, object]:
         """What ``BrokerFactory.create`` takes."""
         return {
             "type": self.type,
@@ -224,7 +225,7 @@ def _explain(exc: ValidationError, data: Any, where: str) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
-def parse_config(data: dict[str, Any], where: str = "config") -> Config:
+def parse_config(data: Mapping[str, object], where: str = "config") -> Config:
     secrets = _find_secret_keys(data)
     if secrets:
         raise ConfigError(
