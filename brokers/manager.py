@@ -20,10 +20,8 @@ from typing import TypeVar
 from .accounts import AccountRecord, default_account
 from .base import Broker, BrokerEvent
 from .consolidation import (
-    AccountTotals,
     BuyingPower,
     ConsolidatedPosition,
-    Figures,
     Snapshot,
     Totals,
     compare_positions,
@@ -32,18 +30,8 @@ from .consolidation import (
     consolidate_totals,
     empty_snapshot,
 )
-
-# Re-exported for code that imports it from brokers.manager.
-from .consolidation import average_price as average_price
 from .errors import UnknownAccountError
-from .events import (
-    ConnectionEvent,
-    FillEvent,
-    ManagerEvent,
-    OrderEvent,
-    PositionDiff,
-    PositionDiffEvent,
-)
+from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent, PositionDiff, PositionDiffEvent
 from .fanout import BoundedCalls, CallResult, CancelAllResult
 from .fx import FxRates, Money
 from .health import ORDERABLE, Backoff, adapter_orderable
@@ -60,28 +48,7 @@ from .models import (
 from .pubsub import EventHub, TurnBatch
 from .upkeep import ResyncHook, Sleep, Upkeep
 
-__all__ = [
-    "AccountTotals",
-    "Backoff",
-    "BookProvider",
-    "BuyingPower",
-    "CallResult",
-    "CancelAllResult",
-    "ConnectionEvent",
-    "ConsolidatedPosition",
-    "Figures",
-    "FillEvent",
-    "ManagerEvent",
-    "Money",
-    "MultiBrokerManager",
-    "OrderEvent",
-    "PositionDiff",
-    "PositionDiffEvent",
-    "ResyncHook",
-    "Snapshot",
-    "Totals",
-    "UnknownAccountError",
-]
+__all__ = ["BookProvider", "ManagerListener", "MultiBrokerManager"]
 
 log = logging.getLogger(__name__)
 

@@ -72,8 +72,13 @@ class SimFaults:
     def __post_init__(self) -> None:
         self.timeout_methods = _methods(self.timeout_methods, "timeout_methods")
         self.hang_methods = _methods(self.hang_methods, "hang_methods")
-        for name in ("fail_connects", "timeout_next", "hang_next", "reject_next"):
-            _count(getattr(self, name), name)
+        for value, name in (
+            (self.fail_connects, "fail_connects"),
+            (self.timeout_next, "timeout_next"),
+            (self.hang_next, "hang_next"),
+            (self.reject_next, "reject_next"),
+        ):
+            _count(value, name)
         if self.disconnect_after is not None:
             _count(self.disconnect_after, "disconnect_after")
         if (

@@ -11,19 +11,12 @@ from decimal import Decimal
 import pytest
 
 from brokers.base import Broker
+from brokers.consolidation import average_price, compare_positions
 from brokers.errors import AuthenticationError, BrokerAPIError, BrokerConnectionError, UnknownAccountError
+from brokers.events import ConnectionEvent, FillEvent, OrderEvent, PositionDiff, PositionDiffEvent
 from brokers.fx import FxRates, FxSettings, Money
-from brokers.manager import (
-    Backoff,
-    ConnectionEvent,
-    FillEvent,
-    MultiBrokerManager,
-    OrderEvent,
-    PositionDiff,
-    PositionDiffEvent,
-    average_price,
-    compare_positions,
-)
+from brokers.health import Backoff
+from brokers.manager import MultiBrokerManager
 from brokers.models import (
     AssetClass,
     Balance,
