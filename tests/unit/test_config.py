@@ -150,3 +150,13 @@ def test_order_targets_name_where_an_order_would_go():
     assert config.order_targets(request()) == ["us"]  # the default
     assert config.order_targets(request(currency="INR")) == ["in"]  # a routing rule
     assert config.order_targets(request(account="idle")) == ["idle"]  # the trader's choice
+
+
+def test_default_account_is_the_one_marked_or_a_lone_one_never_the_first_of_several():
+    def config(*accounts):
+        return parse_config({"accounts": [{"type": "sim", **account} for account in accounts]})
+
+    assert config({"name": "only"}).default_account == "only"
+    assert config({"name": "a"}, {"name": "b"}).default_account is None
+    assert config({"name": "a"}, {"name": "b", "default": True}).default_account == "b"
+    assert config().default_account is None

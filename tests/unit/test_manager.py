@@ -196,6 +196,16 @@ def test_accounts_by_name_default_and_weights():
         m.get("nope")
 
 
+def test_a_broker_that_reports_nothing_of_its_own_health_follows_is_connected():
+    broker = FakeBroker("plain")
+    assert broker.connection_state is ConnectionState.DISCONNECTED
+    broker.connected = True
+    assert broker.connection_state is ConnectionState.CONNECTED
+    assert broker.last_error is None and broker.late_order_window == 0.0
+    built = FakeBroker.from_config({"name": "built", "currency": "EUR", "cash": "5"})
+    assert (built.name, built.currency, built.balance.cash) == ("built", "EUR", Decimal(5))
+
+
 async def test_remove_broker_disconnects_it_and_drops_its_data():
     m = manager()
     broker = FakeBroker("a", positions=[Position(symbol="AAPL", quantity=D(1), avg_price=D(1))])
