@@ -10,7 +10,7 @@ changed at any time through ``broker.faults``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -91,13 +91,14 @@ class SimFaults:
             )
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> SimFaults:
-        """From config: unknown keys are refused by name."""
+    def from_mapping(cls, values: Mapping[str, object]) -> SimFaults:
+        """From config: unknown keys are refused by name; ``__post_init__`` checks the values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown fault {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
-        return cls(**values)
+        factory: Callable[..., SimFaults] = cls
+        return factory(**values)
 
     def clear(self) -> None:
         """Back to a well-behaved broker."""

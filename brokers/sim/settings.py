@@ -66,7 +66,7 @@ def _seconds(value: Any, key: str, *, positive: bool, ceiling: float) -> float:
     return seconds
 
 
-def normalize_symbol(value: Any, key: str) -> str:
+def normalize_symbol(value: object, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{key}: a symbol must be non-empty text such as AAPL, not {value!r}")
     return value.strip().upper()
