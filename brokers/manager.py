@@ -35,7 +35,7 @@ from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent, Positi
 from .fanout import BoundedCalls, CallResult, CancelAllResult
 from .fx import FxRates, Money
 from .health import ORDERABLE, Backoff, adapter_orderable
-from .identifiers import account_name
+from .identifiers import account_name, currency_code
 from .models import (
     AccountStatus,
     Balance,
@@ -138,7 +138,7 @@ class MultiBrokerManager:
             raise ValueError("heartbeat_interval must be a positive number of seconds")
         self._clock: Clock = clock or utcnow
         self.fx = fx if fx is not None else FxRates(base_currency, clock=self._clock)
-        if self.fx.base != base_currency.strip().upper():
+        if self.fx.base != currency_code(base_currency, "base_currency"):
             raise ValueError(
                 f"fx converts into {self.fx.base} but base_currency is {base_currency}; they must match"
             )
@@ -391,6 +391,7 @@ class MultiBrokerManager:
         results = await asyncio.gather(*(one(name) for name in names))
         return {result.account: result for result in results}
 
+    # -- snapshot ---------------------------------------------------------------------------
     def _rebuild_snapshot(self) -> Snapshot:
         balances: dict[str, Balance] = {}
         positions: dict[str, list[Position]] = {}
@@ -400,9 +401,9 @@ class MultiBrokerManager:
         for name, account in self._accounts.items():
             if account.status.last_error:
                 errors[name] = account.status.last_error
-            if account.data_at is None:
-                continue
-            balances[name] = account.balance  # type: ignore[assignment]
+            if account.data_at is None or account.balance is None:
+                continue  # never read
+            balances[name] = account.balance
             positions[name] = list(account.positions)
             as_of[name] = account.data_at
             if not account.fresh:

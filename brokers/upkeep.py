@@ -88,7 +88,7 @@ class Upkeep:
         self.running = True
         for account in self._accounts.values():
             if account.status.state in (_CS.FAILED, _CS.DISCONNECTED):
-                self.schedule_reconnect(account)
+                self._schedule_reconnect(account)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="manager-heartbeat")
 
     async def stop(self) -> None:
@@ -120,10 +120,10 @@ class Upkeep:
                 log.exception("heartbeat refresh failed")
             for account in list(self._accounts.values()):
                 if account.status.state in (_CS.FAILED, _CS.DISCONNECTED):
-                    self.schedule_reconnect(account)
+                    self._schedule_reconnect(account)
 
     # -- state ------------------------------------------------------------------------------
-    def set_state(self, account: AccountRecord, state: ConnectionState, error: str | None = None) -> None:
+    def _set_state(self, account: AccountRecord, state: ConnectionState, error: str | None = None) -> None:
         status = account.status
         if state in (_CS.CONNECTING, _CS.FAILED, _CS.DISCONNECTED):
             account.fresh = False
@@ -149,7 +149,7 @@ class Upkeep:
             return
         await self._attempt(account)
         if not self._is_up(account) and account.name in self._accounts:
-            self.schedule_reconnect(account)
+            self._schedule_reconnect(account)
 
     def _is_up(self, account: AccountRecord) -> bool:
         return account.status.state in READABLE
@@ -159,19 +159,19 @@ class Upkeep:
         async with account.lock:
             if account.status.state in READABLE and account.broker.is_connected():
                 return True
-            self.set_state(account, _CS.CONNECTING, account.status.last_error)
+            self._set_state(account, _CS.CONNECTING, account.status.last_error)
             try:
                 if not account.broker.is_connected():
                     await self._calls.bounded(account.broker.connect(), self.connect_timeout)
             except TimeoutError:
-                self.set_state(account, _CS.FAILED, f"did not connect within {self.connect_timeout:g} s")
+                self._set_state(account, _CS.FAILED, f"did not connect within {self.connect_timeout:g} s")
                 return False
             except AuthenticationError as exc:
                 account.blocked = describe_error(exc)
-                self.set_state(account, _CS.FAILED, account.blocked)
+                self._set_state(account, _CS.FAILED, account.blocked)
                 return False
             except Exception as exc:
-                self.set_state(account, _CS.FAILED, describe_error(exc))
+                self._set_state(account, _CS.FAILED, describe_error(exc))
                 return False
             return await self._resync_locked(account)
 
@@ -181,7 +181,7 @@ class Upkeep:
             await self._resync_locked(account)
 
     async def _resync_locked(self, account: AccountRecord) -> bool:
-        self.set_state(account, _CS.RESYNCING)
+        self._set_state(account, _CS.RESYNCING)
         broker = account.broker
         started = time.perf_counter()
         try:
@@ -190,11 +190,11 @@ class Upkeep:
                 self.timeout,
             )
         except TimeoutError:
-            self.set_state(account, _CS.FAILED, f"resync got no answer within {self.timeout:g} s")
+            self._set_state(account, _CS.FAILED, f"resync got no answer within {self.timeout:g} s")
             account.fresh = False
             return False
         except Exception as exc:
-            self.set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
+            self._set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
             account.fresh = False
             return False
         problem = implausible(balance, positions)
@@ -210,12 +210,12 @@ class Upkeep:
                 await self._calls.bounded(hook(account.name), self.timeout)
             except Exception as exc:
                 log.exception("resync hook failed for %s", account.name)
-                self.set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
+                self._set_state(account, _CS.FAILED, f"resync failed: {describe_error(exc)}")
                 return False
         if problem is None:
             self._compare_positions(account)
         account.failed_reads = 0
-        self.set_state(account, _CS.CONNECTED if problem is None else _CS.DEGRADED, problem)
+        self._set_state(account, _CS.CONNECTED if problem is None else _CS.DEGRADED, problem)
         self._changed()
         return True
 
@@ -234,7 +234,7 @@ class Upkeep:
         except Exception as exc:
             error = f"disconnect: {describe_error(exc)}"
         account.fresh = False
-        self.set_state(account, _CS.DISCONNECTED, error)
+        self._set_state(account, _CS.DISCONNECTED, error)
         self._changed()
 
     async def quiet_disconnect(self, broker: Broker) -> None:
@@ -247,10 +247,10 @@ class Upkeep:
     # -- reconnect --------------------------------------------------------------------------
     def _lost(self, account: AccountRecord, error: str) -> None:
         account.fresh = False
-        self.set_state(account, _CS.DISCONNECTED, error)
-        self.schedule_reconnect(account)
+        self._set_state(account, _CS.DISCONNECTED, error)
+        self._schedule_reconnect(account)
 
-    def schedule_reconnect(self, account: AccountRecord) -> None:
+    def _schedule_reconnect(self, account: AccountRecord) -> None:
         if not (self.running and account.wanted and account.blocked is None):
             return
         if account.reconnect is not None and not account.reconnect.done():
@@ -308,7 +308,7 @@ class Upkeep:
         if account.session_expired(self._now()):
             account.blocked = "the broker session has expired; log in again"
             account.fresh = False
-            self.set_state(account, _CS.FAILED, account.blocked)
+            self._set_state(account, _CS.FAILED, account.blocked)
             return
         broker = account.broker
         if not broker.is_connected():
@@ -316,7 +316,7 @@ class Upkeep:
             if trouble is not None:
                 # The adapter is up but holds orders back while it repairs its own feed.
                 account.fresh = False
-                self.set_state(account, _CS.DEGRADED, trouble)
+                self._set_state(account, _CS.DEGRADED, trouble)
                 return
             self._lost(account, account.status.last_error or "connection lost")
             return
@@ -335,7 +335,7 @@ class Upkeep:
         except AuthenticationError as exc:
             account.blocked = describe_error(exc)
             account.fresh = False
-            self.set_state(account, _CS.FAILED, account.blocked)
+            self._set_state(account, _CS.FAILED, account.blocked)
             return
         except Exception as exc:
             self._read_failed(account, describe_error(exc))
@@ -350,7 +350,7 @@ class Upkeep:
         self._take_rates(account, rates)
         account.failed_reads = 0
         trouble = adapter_trouble(broker)
-        self.set_state(account, _CS.CONNECTED if trouble is None else _CS.DEGRADED, trouble)
+        self._set_state(account, _CS.CONNECTED if trouble is None else _CS.DEGRADED, trouble)
 
     def _read_failed(self, account: AccountRecord, error: str) -> None:
         account.fresh = False
@@ -359,7 +359,7 @@ class Upkeep:
             # A connection that has stopped answering altogether is as good as dropped.
             self._lost(account, f"{error} ({account.failed_reads} times in a row)")
         else:
-            self.set_state(account, _CS.DEGRADED, error)
+            self._set_state(account, _CS.DEGRADED, error)
 
     def _store(
         self, account: AccountRecord, balance: Balance, positions: list[Position], latency_ms: float
