@@ -503,7 +503,7 @@ class MultiBrokerManager:
         """Stop every background task the manager runs. Connections stay as they are."""
         for relay in self._relays.values():
             relay.batch.pause()
-        for task in self._calls.abandoned:
+        for task in tuple(self._calls.abandoned):
             task.cancel()
         await self._upkeep.stop()
         # Background disconnects may finish; broker calls that ignore cancellation are given up
