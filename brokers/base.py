@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, Self
 
 from .events import ManagerEvent
 from .fanout import CancelAllResult
 from .fx import Money
-from .models import Balance, BrokerCapabilities, Fill, MarginInfo, Order, OrderRequest, Position
+from .models import (
+    Balance,
+    BrokerCapabilities,
+    ConnectionState,
+    Fill,
+    MarginInfo,
+    Order,
+    OrderRequest,
+    Position,
+)
 from .pubsub import EventHub
 
 log = logging.getLogger(__name__)
@@ -38,14 +47,24 @@ class Broker(ABC):
     """
 
     broker_type: str = "base"
-    # Seconds after a lost submit answer during which "no such order" may still mean "not yet".
+    """The name this adapter is registered under (``type`` in an account's config)."""
+
     late_order_window: float = 0.0
+    """Seconds after a lost submit during which the broker may still report the order: only
+    once they have passed does "the broker never saw it" count as an answer."""
 
     def __init__(self, name: str, *, live: bool = False, currency: str = "USD") -> None:
         self.name = name
         self.live = live
         self.currency = currency
         self._hub: EventHub[BrokerEvent] = EventHub(name)
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, object]) -> Self:
+        """Build from an account's config (``type`` already removed). By default every setting
+        is passed to the constructor by keyword; adapters with their own rules override this."""
+        factory: Callable[..., Self] = cls
+        return factory(**settings)
 
     # -- connection -----------------------------------------------------------------------
     @abstractmethod
@@ -56,6 +75,18 @@ class Broker(ABC):
 
     @abstractmethod
     def is_connected(self) -> bool: ...
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        """The adapter's own view of its connection. Adapters that repair their own feed (a
+        stream reconnect, an order-book poll) report RESYNCING or DEGRADED here while they do;
+        the default follows ``is_connected``."""
+        return ConnectionState.CONNECTED if self.is_connected() else ConnectionState.DISCONNECTED
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the adapter last reported trouble, in a sentence free of secrets; None if it has not."""
+        return None
 
     @property
     def session_expires_at(self) -> datetime | None:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .accounts import default_account
 from .errors import ConfigError
 from .fx import FxSettings
+from .identifiers import AccountName, CurrencyCode
 from .killswitch import HaltSettings
 from .models import OrderRequest
 from .paths import state_dir
@@ -39,12 +42,6 @@ DEFAULT_KEYMAP: dict[str, str] = {
     "focus_positions": "ctrl+p",
     "quit": "ctrl+q",
 }
-
-
-def _currency_code(value: Any) -> Any:
-    if isinstance(value, str) and len(value.strip()) == 3 and value.strip().isalpha():
-        return value.strip().upper()
-    raise ValueError("must be a 3-letter currency code such as USD or INR")
 
 
 def is_secret_key(name: str) -> bool:
@@ -79,26 +76,14 @@ class AccountConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str
+    name: AccountName
     type: str
     live: bool = False
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    currency: CurrencyCode = "USD"
     default: bool = False
     weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     label: str | None = None
     risk: RiskLimits | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
-            raise ValueError("must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit")
-        return value
-
-    @field_validator("currency", mode="before")
-    @classmethod
-    def _currency(cls, value: Any) -> Any:
-        return _currency_code(value)
 
     @field_validator("type")
     @classmethod
@@ -110,10 +95,10 @@ class AccountConfig(BaseModel):
         return value.lower()
 
     @property
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, object]:
         return dict(self.model_extra or {})
 
-    def broker_config(self) -> dict[str, Any]:
+    def broker_config(self) -> dict[str, object]:
         """What ``BrokerFactory.create`` takes."""
         return {
             "type": self.type,
@@ -127,7 +112,7 @@ class AccountConfig(BaseModel):
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    base_currency: CurrencyCode = "USD"
     accounts: list[AccountConfig] = Field(default_factory=list)
     risk: RiskLimits = Field(default_factory=RiskLimits)
     routing: list[RoutingRule] = Field(default_factory=list)
@@ -137,11 +122,6 @@ class Config(BaseModel):
     state_dir: Path | None = None
     demo: bool = False
     source: Path | None = Field(default=None, exclude=True)
-
-    @field_validator("base_currency", mode="before")
-    @classmethod
-    def _base_currency(cls, value: Any) -> Any:
-        return _currency_code(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -162,10 +142,9 @@ class Config(BaseModel):
 
     @property
     def default_account(self) -> str | None:
-        for account in self.accounts:
-            if account.default:
-                return account.name
-        return self.accounts[0].name if self.accounts else None
+        """The account marked ``default = true``; see ``brokers.accounts.default_account``."""
+        marked = next((account.name for account in self.accounts if account.default), None)
+        return default_account((account.name for account in self.accounts), marked)
 
     def account(self, name: str) -> AccountConfig:
         for account in self.accounts:
@@ -246,7 +225,7 @@ def _explain(exc: ValidationError, data: Any, where: str) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
-def parse_config(data: dict[str, Any], where: str = "config") -> Config:
+def parse_config(data: Mapping[str, object], where: str = "config") -> Config:
     secrets = _find_secret_keys(data)
     if secrets:
         raise ConfigError(

@@ -273,15 +273,15 @@ def consolidate_totals(
         name: account_totals(name, currency, snapshot, fx, mark) for name, currency in accounts.items()
     }
 
-    def total(attr: str) -> Money:
-        return Money.total((getattr(a.base, attr) for a in per_account.values()), base)
+    def total(figure: Callable[[Figures], Money]) -> Money:
+        return Money.total((figure(a.base) for a in per_account.values()), base)
 
     figures = Figures(
-        cash=total("cash"),
-        equity=total("equity"),
-        buying_power=total("buying_power"),
-        market_value=total("market_value"),
-        unrealized_pnl=total("unrealized_pnl"),
+        cash=total(lambda f: f.cash),
+        equity=total(lambda f: f.equity),
+        buying_power=total(lambda f: f.buying_power),
+        market_value=total(lambda f: f.market_value),
+        unrealized_pnl=total(lambda f: f.unrealized_pnl),
     )
     return Totals(base, figures, per_account)
 

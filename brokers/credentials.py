@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+from collections.abc import Iterable
 
 import keyring
 import keyring.backends.fail
@@ -101,11 +103,23 @@ def delete_secret(account: str, key: str) -> None:
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs registered secrets from every record that passes through a handler."""
+    """Scrubs registered secrets from every record that passes through a handler or logger.
+
+    ``fields`` names JSON fields whose values are masked as well, whatever they hold: a client
+    library that logs its authentication frame may do so before the secrets in it are
+    registered, or cut the line short in the middle of one.
+    """
+
+    def __init__(self, fields: Iterable[str] = ()) -> None:
+        super().__init__()
+        names = "|".join(re.escape(name) for name in fields)
+        self._fields = re.compile(rf'("(?:{names})"\s*:\s*")[^"]*') if names else None
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
+        if self._fields is not None:
+            cleaned = self._fields.sub(lambda match: match.group(1) + MASK, cleaned)
         if cleaned != message:
             record.msg, record.args = cleaned, ()
         return True

@@ -71,7 +71,7 @@ class BoundedCalls:
             self.abandon(task)
             raise
 
-    def abandon(self, task: asyncio.Future[Any]) -> None:
+    def abandon(self, task: asyncio.Future[T]) -> None:
         if task.done():
             if not task.cancelled():
                 task.exception()  # retrieved: no "exception was never retrieved" noise
@@ -79,14 +79,14 @@ class BoundedCalls:
         task.cancel()
         self.abandoned.add(task)
 
-        def _forget(done: asyncio.Future[Any]) -> None:
+        def _forget(done: asyncio.Future[T]) -> None:
             self.abandoned.discard(done)
             if not done.cancelled():
                 done.exception()
 
         task.add_done_callback(_forget)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[object, object, T], name: str) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self.background.add(task)
         task.add_done_callback(self.background.discard)

@@ -16,15 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .identifiers import currency_code
 from .models import to_decimal, utcnow
 
 Clock = Callable[[], datetime]
-
-
-def _currency_code(value: Any, field: str = "currency") -> str:
-    if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
-        raise ValueError(f"{field} must be a 3-letter code such as USD, not {value!r}")
-    return value.strip().upper()
 
 
 def split_pair(pair: str) -> tuple[str, str]:
@@ -177,7 +172,7 @@ class FxRates:
     def __init__(
         self, base: str = "USD", settings: FxSettings | None = None, *, clock: Clock | None = None
     ) -> None:
-        self.base = _currency_code(base, "base currency")
+        self.base = currency_code(base, "base currency")
         self.settings = settings or FxSettings()
         self._clock: Clock = clock or utcnow
         self._rates: dict[frozenset[str], Rate] = {}
@@ -232,8 +227,8 @@ class FxRates:
 
     def conversion(self, source: str, target: str | None = None) -> Conversion | None:
         """How many ``target`` one ``source`` buys, or None when no known rate links them."""
-        source = _currency_code(source)
-        target = self.base if target is None else _currency_code(target)
+        source = currency_code(source)
+        target = self.base if target is None else currency_code(target)
         if source == target:
             return Conversion(source, target, False, ())
         direct = self._direct(source, target)
@@ -256,7 +251,7 @@ class FxRates:
 
     def convert(self, amount: Decimal | None, currency: str, to: str | None = None) -> Money:
         """``amount`` of ``currency`` in the base currency (or ``to``), marked stale or missing."""
-        target = self.base if to is None else _currency_code(to)
+        target = self.base if to is None else currency_code(to)
         if amount is None:
             return Money(None, target, missing=True)
         if not isinstance(amount, Decimal):

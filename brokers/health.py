@@ -1,25 +1,37 @@
-"""Account health: which connection states allow what, the reconnect schedule, and the record
-the manager keeps for each account."""
+"""Account health: which connection states allow what, and the reconnect schedule."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from .base import Broker
-from .events import PositionDiff
-from .models import AccountStatus, Balance, ConnectionState, Position
+from .models import ConnectionState
 
-__all__ = ["ORDERABLE", "READABLE", "AccountRecord", "Backoff"]
+__all__ = ["ORDERABLE", "READABLE", "Backoff", "adapter_orderable", "adapter_trouble"]
 
 # States in which new orders may go to the broker. DEGRADED is connected but slow to answer
 # reads: an order there can still be placed (a lost answer becomes UNKNOWN and is reconciled).
 ORDERABLE = frozenset({ConnectionState.CONNECTED, ConnectionState.DEGRADED})
 # States in which the broker is up and its data is worth reading on a heartbeat.
 READABLE = frozenset({ConnectionState.CONNECTED, ConnectionState.DEGRADED})
+# States an adapter that repairs its own feed reports while orders must wait for it.
+_ADAPTER_BLOCKING = frozenset({ConnectionState.RESYNCING, ConnectionState.CONNECTING})
+
+
+def adapter_orderable(broker: Broker) -> bool:
+    """Adapters that resync on their own (a stream reconnect) report it in ``connection_state``;
+    orders wait for that too, not only for the manager's own resync."""
+    return broker.connection_state not in _ADAPTER_BLOCKING
+
+
+def adapter_trouble(broker: Broker) -> str | None:
+    """Why an adapter that watches its own feed (a stream, an order-book poll) reports itself
+    DEGRADED, or None: reads can succeed while updates have stopped arriving."""
+    if broker.connection_state is not ConnectionState.DEGRADED:
+        return None
+    return broker.last_error or "the broker's update feed is not working"
 
 
 @dataclass
@@ -57,28 +69,3 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         base = self.base_delay(attempt)
         return base * (1 - self.jitter * self.rng.random())
-
-
-@dataclass(eq=False)
-class AccountRecord:
-    """One account as the manager holds it: the broker, its health, its last data and the
-    tasks watching it."""
-
-    name: str
-    broker: Broker
-    weight: float
-    status: AccountStatus
-    balance: Balance | None = None
-    positions: list[Position] = field(default_factory=list)
-    data_at: datetime | None = None
-    fresh: bool = False
-    # The trader asked for this account to be connected; the manager keeps it so.
-    wanted: bool = False
-    # Why the manager stopped reconnecting on its own (credentials refused, session expired).
-    blocked: str | None = None
-    failed_reads: int = 0
-    next_retry_at: datetime | None = None
-    diffs: tuple[PositionDiff, ...] = ()
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    reconnect: asyncio.Task[None] | None = None
-    reading: asyncio.Task[None] | None = None

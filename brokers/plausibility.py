@@ -7,7 +7,7 @@ with a sentence saying what was wrong, and its last good figures stay on screen,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from .models import MAX_PRICE, Balance, Position
@@ -26,21 +26,27 @@ def _problem(value: Decimal | None, what: str, ceiling: Decimal) -> str | None:
     return None
 
 
+def _figures(
+    balance: Balance, positions: Iterable[Position]
+) -> Iterator[tuple[Decimal | None, str, Decimal]]:
+    """Each reported figure, what to call it, and the most it can plausibly be."""
+    yield balance.cash, "the reported cash", MAX_AMOUNT
+    yield balance.equity, "the reported equity", MAX_AMOUNT
+    yield balance.buying_power, "the reported buying power", MAX_AMOUNT
+    yield balance.realized_pnl, "the reported realized pnl", MAX_AMOUNT
+    yield balance.unrealized_pnl, "the reported unrealized pnl", MAX_AMOUNT
+    for position in positions:
+        of = position.symbol
+        yield position.quantity, f"the reported quantity of {of}", MAX_AMOUNT
+        yield position.avg_price, f"the reported avg price of {of}", MAX_PRICE
+        yield position.last_price, f"the reported last price of {of}", MAX_PRICE
+        yield position.multiplier, f"the reported multiplier of {of}", MAX_AMOUNT
+
+
 def implausible(balance: Balance, positions: Iterable[Position]) -> str | None:
     """A sentence naming the first figure that cannot be right, or None when all can be."""
-    for name in ("cash", "equity", "buying_power", "realized_pnl", "unrealized_pnl"):
-        problem = _problem(getattr(balance, name), f"the reported {name.replace('_', ' ')}", MAX_AMOUNT)
+    for value, what, ceiling in _figures(balance, positions):
+        problem = _problem(value, what, ceiling)
         if problem is not None:
             return problem
-    for position in positions:
-        for name, ceiling in (
-            ("quantity", MAX_AMOUNT),
-            ("avg_price", MAX_PRICE),
-            ("last_price", MAX_PRICE),
-            ("multiplier", MAX_AMOUNT),
-        ):
-            what = f"the reported {name.replace('_', ' ')} of {position.symbol}"
-            problem = _problem(getattr(position, name), what, ceiling)
-            if problem is not None:
-                return problem
     return None

@@ -7,10 +7,18 @@ config asks for that type.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Protocol
 
 from .base import Broker
 from .errors import ConfigError
+
+
+class BrokerSettings(Protocol):
+    """An account's settings that can say what its broker takes (``AccountConfig``)."""
+
+    def broker_config(self) -> Mapping[str, object]: ...
+
 
 _BUILTIN: dict[str, str] = {
     "sim": "brokers.sim.broker:SimBroker",
@@ -43,22 +51,18 @@ class BrokerFactory:
             raise ConfigError(f"unknown broker type {type_name!r}; allowed: {allowed}") from None
         if isinstance(target, str):
             module_name, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module_name), attr)
-            cls._types[type_name.lower()] = target
+            loaded: object = getattr(importlib.import_module(module_name), attr)
+            if not (isinstance(loaded, type) and issubclass(loaded, Broker)):
+                raise ConfigError(f"broker type {type_name!r} names {target}, which is not a Broker")
+            target = cls._types[type_name.lower()] = loaded
         return target
 
     @classmethod
-    def create(cls, config: dict[str, Any] | Any) -> Broker:
+    def create(cls, config: Mapping[str, object] | BrokerSettings) -> Broker:
         """Build a broker from a config mapping (``type``, ``name`` and type-specific settings)
         or from an ``AccountConfig``."""
-        if hasattr(config, "broker_config"):  # an AccountConfig: only what the broker takes
-            config = config.broker_config()
-        settings = dict(config)
+        settings = dict(config if isinstance(config, Mapping) else config.broker_config())
         type_name = settings.pop("type", None)
         if not type_name:
             raise ConfigError("broker config needs a 'type'; allowed: " + ", ".join(cls.types()))
-        broker_cls = cls.get(str(type_name))
-        from_config = getattr(broker_cls, "from_config", None)
-        if from_config is not None:
-            return from_config(settings)
-        return broker_cls(**settings)
+        return cls.get(str(type_name)).from_config(settings)

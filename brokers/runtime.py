@@ -95,7 +95,7 @@ def build_runtime(
             broker,
             default=(name == config.default_account) if account else False,
             weight=account.weight if account else 1.0,
-            broker_type=account.type if account else getattr(broker, "broker_type", None),
+            broker_type=account.type if account else broker.broker_type,
         )
     journal = Journal(root / "journal.sqlite")
     kill_switch = KillSwitch(root, journal=journal)

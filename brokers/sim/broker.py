@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, time
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -94,31 +94,33 @@ class SimBroker(Broker):
         history_limit: int = 100_000,
     ) -> None:
         try:
-            settings = SimSettings(
-                name=name,
-                currency=currency,
-                initial_cash=initial_cash,
-                prices=prices,
-                latency=latency,
-                seed=seed,
-                live=live,
-                slippage_bps=slippage_bps,
-                commission_per_share=commission_per_share,
-                commission_min=commission_min,
-                commission_percent=commission_percent,
-                liquidity_per_tick=liquidity_per_tick,
-                allow_short=allow_short,
-                account_type=account_type,
-                leverage=leverage,
-                clock=clock,
-                faults=faults,
-                tick_interval=tick_interval,
-                volatility=volatility,
-                initial_positions=initial_positions,
-                session_close=session_close,
-                session_timezone=session_timezone,
-                tick_size=tick_size,
-                history_limit=history_limit,
+            settings = SimSettings.model_validate(
+                {
+                    "name": name,
+                    "currency": currency,
+                    "initial_cash": initial_cash,
+                    "prices": prices,
+                    "latency": latency,
+                    "seed": seed,
+                    "live": live,
+                    "slippage_bps": slippage_bps,
+                    "commission_per_share": commission_per_share,
+                    "commission_min": commission_min,
+                    "commission_percent": commission_percent,
+                    "liquidity_per_tick": liquidity_per_tick,
+                    "allow_short": allow_short,
+                    "account_type": account_type,
+                    "leverage": leverage,
+                    "clock": clock,
+                    "faults": faults,
+                    "tick_interval": tick_interval,
+                    "volatility": volatility,
+                    "initial_positions": initial_positions,
+                    "session_close": session_close,
+                    "session_timezone": session_timezone,
+                    "tick_size": tick_size,
+                    "history_limit": history_limit,
+                }
             )
         except ValidationError as exc:
             raise ValueError(describe_validation_error(exc)) from None
@@ -178,7 +180,7 @@ class SimBroker(Broker):
         )
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any]) -> SimBroker:
+    def from_config(cls, settings: Mapping[str, object]) -> SimBroker:
         """Build from an account's config. The generic account keys that are not the broker's
         business (default, weight, risk, label) are ignored, and so is any key set to None."""
         values = {
@@ -193,7 +195,7 @@ class SimBroker(Broker):
             validated = SimSettings.model_validate(values)
         except ValidationError as exc:
             raise ConfigError(f"sim account {name!r}: {describe_validation_error(exc)}") from None
-        return cls(**{key: getattr(validated, key) for key in SimSettings.model_fields})
+        return cls(**dict(validated))
 
     # -- settings that may change while running ---------------------------------------------
     @property

@@ -10,7 +10,7 @@ changed at any time through ``broker.faults``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -72,8 +72,13 @@ class SimFaults:
     def __post_init__(self) -> None:
         self.timeout_methods = _methods(self.timeout_methods, "timeout_methods")
         self.hang_methods = _methods(self.hang_methods, "hang_methods")
-        for name in ("fail_connects", "timeout_next", "hang_next", "reject_next"):
-            _count(getattr(self, name), name)
+        for value, name in (
+            (self.fail_connects, "fail_connects"),
+            (self.timeout_next, "timeout_next"),
+            (self.hang_next, "hang_next"),
+            (self.reject_next, "reject_next"),
+        ):
+            _count(value, name)
         if self.disconnect_after is not None:
             _count(self.disconnect_after, "disconnect_after")
         if (
@@ -86,13 +91,14 @@ class SimFaults:
             )
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> SimFaults:
-        """From config: unknown keys are refused by name."""
+    def from_mapping(cls, values: Mapping[str, object]) -> SimFaults:
+        """From config: unknown keys are refused by name; ``__post_init__`` checks the values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown fault {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
-        return cls(**values)
+        factory: Callable[..., SimFaults] = cls
+        return factory(**values)
 
     def clear(self) -> None:
         """Back to a well-behaved broker."""

@@ -67,6 +67,7 @@ def update_trigger(resting: RestingOrder, price: Decimal) -> bool:
         return True
     request = resting.order.request
     buy = request.side is Side.BUY
+    stop: Decimal | None
     if request.order_type is OrderType.TRAILING_STOP:
         extreme = resting.extreme if resting.extreme is not None else price
         if (buy and price < extreme) or (not buy and price > extreme):

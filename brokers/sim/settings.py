@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from ..identifiers import AccountName, CurrencyCode
 from ..models import MAX_PRICE, MAX_QUANTITY, to_decimal
 from .account import CASH, MARGIN
 from .faults import SimFaults
@@ -65,7 +66,7 @@ def _seconds(value: Any, key: str, *, positive: bool, ceiling: float) -> float:
     return seconds
 
 
-def normalize_symbol(value: Any, key: str) -> str:
+def normalize_symbol(value: object, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{key}: a symbol must be non-empty text such as AAPL, not {value!r}")
     return value.strip().upper()
@@ -95,8 +96,8 @@ class SimSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
-    name: str = "sim"
-    currency: str = "USD"
+    name: AccountName = "sim"
+    currency: CurrencyCode = "USD"
     initial_cash: Decimal = Decimal(100_000)
     prices: dict[str, Decimal] | None = None
     latency: float = 0.0
@@ -119,20 +120,6 @@ class SimSettings(BaseModel):
     session_timezone: str = "UTC"
     tick_size: Decimal | None = None
     history_limit: int = 100_000
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name(cls, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"name must be non-empty text, not {value!r}")
-        return value.strip()
-
-    @field_validator("currency", mode="before")
-    @classmethod
-    def _currency(cls, value: Any) -> str:
-        if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
-            raise ValueError(f"currency must be a 3-letter code such as USD, not {value!r}")
-        return value.strip().upper()
 
     @field_validator("initial_cash", mode="before")
     @classmethod

@@ -61,7 +61,7 @@ halt = "f12,ctrl+k,ctrl+h"
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("base_currency = 'US'", ["base_currency", "3-letter currency code", "'US'"]),
+        ("base_currency = 'US'", ["base_currency", "3-letter code", "'US'"]),
         (
             "[[accounts]]\nname='a'\ntype='etrade'",
             ["accounts[0: a].type", "unknown broker type 'etrade'", "alpaca"],
@@ -150,3 +150,13 @@ def test_order_targets_name_where_an_order_would_go():
     assert config.order_targets(request()) == ["us"]  # the default
     assert config.order_targets(request(currency="INR")) == ["in"]  # a routing rule
     assert config.order_targets(request(account="idle")) == ["idle"]  # the trader's choice
+
+
+def test_default_account_is_the_one_marked_or_a_lone_one_never_the_first_of_several():
+    def config(*accounts):
+        return parse_config({"accounts": [{"type": "sim", **account} for account in accounts]})
+
+    assert config({"name": "only"}).default_account == "only"
+    assert config({"name": "a"}, {"name": "b"}).default_account is None
+    assert config({"name": "a"}, {"name": "b", "default": True}).default_account == "b"
+    assert config().default_account is None

@@ -42,3 +42,14 @@ def test_no_keyring_backend_gives_instructions():
     assert "no system keyring" in str(caught.value)
     assert "environment variables" in str(caught.value)
     assert "abcd-secret" not in str(caught.value)
+
+
+def test_named_json_fields_are_masked_even_in_a_frame_cut_short(caplog):
+    logger = logging.getLogger("redaction-fields-test")
+    with caplog.at_level(logging.DEBUG, logger="redaction-fields-test"):
+        caplog.handler.addFilter(credentials.RedactingFilter(fields=("key_id", "secret_key")))
+        logger.debug('> TEXT \'{"action": "auth", "key_id": "PK-unregistered", "secret_key": "sk-cut')
+        logger.debug('{"key_id_hint": "visible", "symbol": "AAPL"}')
+    assert "PK-unregistered" not in caplog.text and "sk-cut" not in caplog.text
+    assert '"key_id": "***"' in caplog.text and '"secret_key": "***' in caplog.text
+    assert "visible" in caplog.text and "AAPL" in caplog.text

@@ -11,19 +11,12 @@ from decimal import Decimal
 import pytest
 
 from brokers.base import Broker
+from brokers.consolidation import average_price, compare_positions
 from brokers.errors import AuthenticationError, BrokerAPIError, BrokerConnectionError, UnknownAccountError
+from brokers.events import ConnectionEvent, FillEvent, OrderEvent, PositionDiff, PositionDiffEvent
 from brokers.fx import FxRates, FxSettings, Money
-from brokers.manager import (
-    Backoff,
-    ConnectionEvent,
-    FillEvent,
-    MultiBrokerManager,
-    OrderEvent,
-    PositionDiff,
-    PositionDiffEvent,
-    average_price,
-    compare_positions,
-)
+from brokers.health import Backoff
+from brokers.manager import MultiBrokerManager
 from brokers.models import (
     AssetClass,
     Balance,
@@ -201,6 +194,16 @@ def test_accounts_by_name_default_and_weights():
         m.get("ib")
     with pytest.raises(KeyError):
         m.get("nope")
+
+
+def test_a_broker_that_reports_nothing_of_its_own_health_follows_is_connected():
+    broker = FakeBroker("plain")
+    assert broker.connection_state is ConnectionState.DISCONNECTED
+    broker.connected = True
+    assert broker.connection_state is ConnectionState.CONNECTED
+    assert broker.last_error is None and broker.late_order_window == 0.0
+    built = FakeBroker.from_config({"name": "built", "currency": "EUR", "cash": "5"})
+    assert (built.name, built.currency, built.balance.cash) == ("built", "EUR", Decimal(5))
 
 
 async def test_remove_broker_disconnects_it_and_drops_its_data():

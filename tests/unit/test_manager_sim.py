@@ -8,10 +8,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from brokers.events import ConnectionEvent, OrderEvent, PositionDiffEvent
 from brokers.execution import ExecutionService
 from brokers.fx import FxRates, FxSettings, Money
+from brokers.health import Backoff
 from brokers.killswitch import KillSwitch
-from brokers.manager import Backoff, ConnectionEvent, MultiBrokerManager, OrderEvent, PositionDiffEvent
+from brokers.manager import MultiBrokerManager
 from brokers.models import ConnectionState, OrderRequest
 from brokers.sim import SimBroker, SimFaults
 

@@ -13,12 +13,13 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import requests
+from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
@@ -35,6 +36,7 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
+from ...identifiers import account_name
 from ...models import (
     AccountStatus,
     AssetClass,
@@ -145,7 +147,7 @@ class AlpacaBroker(Broker):
         self._stream: StreamThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = ConnectionState.DISCONNECTED
-        self.last_error: str | None = None
+        self._last_error: str | None = None
         self.last_refresh: datetime | None = None
         self.latency_ms: float | None = None
         self._stream_live = asyncio.Event()
@@ -158,7 +160,7 @@ class AlpacaBroker(Broker):
         self._pending: dict[str, OrderRequest] = {}
 
     @classmethod
-    def from_config(cls, settings: dict[str, Any]) -> AlpacaBroker:
+    def from_config(cls, settings: Mapping[str, object]) -> AlpacaBroker:
         unknown = sorted(set(settings) - _GENERIC_KEYS - ACCOUNT_KEYS - _OWN_KEYS)
         if unknown:
             allowed = ", ".join(sorted(_GENERIC_KEYS | _OWN_KEYS))
@@ -166,11 +168,12 @@ class AlpacaBroker(Broker):
             if any("key" in key or "secret" in key for key in unknown):
                 hint = " (secrets belong in the keyring: run `trading-console set-creds ACCOUNT`)"
             raise ConfigError(f"alpaca account: unknown setting {unknown[0]!r}{hint}; allowed: {allowed}")
-        name = settings.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError("alpaca account: 'name' must be non-empty text")
+        try:
+            name = account_name(settings.get("name"), "'name'")
+        except ValueError as exc:
+            raise ConfigError(f"alpaca account: {exc}") from None
         prefix = f"alpaca account {name!r}"
-        kwargs: dict[str, Any] = {"name": name.strip()}
+        kwargs: dict[str, Any] = {"name": name}
         for key in ("live", "crypto"):
             if key in settings:
                 if not isinstance(settings[key], bool):
@@ -217,6 +220,10 @@ class AlpacaBroker(Broker):
     def connection_state(self) -> ConnectionState:
         return self._state
 
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
     def is_connected(self) -> bool:
         return self._state in (ConnectionState.CONNECTED, ConnectionState.RESYNCING, ConnectionState.DEGRADED)
 
@@ -226,7 +233,7 @@ class AlpacaBroker(Broker):
             broker_type=self.broker_type,
             live=self.live,
             state=self._state,
-            last_error=self.last_error,
+            last_error=self._last_error,
             last_refresh=self.last_refresh,
             latency_ms=self.latency_ms,
             session_expires_at=None,
@@ -238,7 +245,7 @@ class AlpacaBroker(Broker):
             return
         self._loop = asyncio.get_running_loop()
         self._state = ConnectionState.CONNECTING
-        self.last_error = None
+        self._last_error = None
         try:
             api_key = self._api_key or require_secret(self.name, "api_key", self._key_env)
             secret_key = self._secret_key or require_secret(self.name, "secret_key", self._secret_env)
@@ -261,7 +268,7 @@ class AlpacaBroker(Broker):
         except BaseException as exc:
             self._client = None
             self._state = ConnectionState.FAILED
-            self.last_error = redact(exc)
+            self._last_error = redact(exc)
             raise
         self._stream_live = asyncio.Event()  # bound to this loop; a later connect may use another
         self._stream_seen = False
@@ -274,13 +281,13 @@ class AlpacaBroker(Broker):
             try:
                 await asyncio.wait_for(self._stream_live.wait(), self.timeout)
             except TimeoutError:
-                self.last_error = self.last_error or "order update stream did not connect in time"
+                self._last_error = self._last_error or "order update stream did not connect in time"
             self._state = ConnectionState.RESYNCING
             await self._resync(since=None)
         except BaseException as exc:
             await self.disconnect()
             self._state = ConnectionState.FAILED
-            self.last_error = redact(exc)
+            self._last_error = redact(exc)
             raise
         finally:
             self._connecting = False
@@ -312,8 +319,8 @@ class AlpacaBroker(Broker):
             if account.get(flag)
         ]
         if blocked:
-            self.last_error = f"Alpaca reports {', '.join(blocked)} on this account"
-            log.warning("%s: %s", self.name, self.last_error)
+            self._last_error = f"Alpaca reports {', '.join(blocked)} on this account"
+            log.warning("%s: %s", self.name, self._last_error)
 
     def _start_stream(self, api_key: str, secret_key: str) -> None:
         stream = UpdateStream(
@@ -369,7 +376,7 @@ class AlpacaBroker(Broker):
         if self._client is None:
             return
         self._stream_live.clear()
-        self.last_error = reason
+        self._last_error = reason
         if self._stream_down_at is None:
             self._stream_down_at = utcnow()
         if self._state in (ConnectionState.CONNECTED, ConnectionState.RESYNCING):
@@ -384,14 +391,14 @@ class AlpacaBroker(Broker):
                 await self._resync(since=self._stream_down_at or utcnow())
             except BrokerError as exc:
                 self._resync_wanted = True
-                self.last_error = f"resync after reconnect failed: {exc}"
+                self._last_error = f"resync after reconnect failed: {exc}"
                 self._state = ConnectionState.DEGRADED
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         if self._client is not None and self._stream_live.is_set():
             self._stream_down_at = None
             self._state = ConnectionState.CONNECTED
-            self.last_error = None
+            self._last_error = None
 
     async def _resync(self, since: datetime | None) -> None:
         """Bring every order we know up to date. ``since`` marks the start of a stream gap:
@@ -410,7 +417,7 @@ class AlpacaBroker(Broker):
                     status=QueryOrderStatus.ALL,
                     limit=_LIST_LIMIT,
                     after=since - _CLOCK_SLACK,
-                    direction="asc",
+                    direction=Sort.ASC,
                 ),
                 what="list recent orders",
             )

@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import requests
 from alpaca.trading.stream import TradingStream
 
-from ...credentials import redact
+from ...credentials import RedactingFilter, redact
 
 log = logging.getLogger(__name__)
 
 
-# The key fields of the stream's authentication frame, even when a log line cuts the frame short.
-_AUTH_FIELDS = re.compile(r'("(?:key_id|secret_key|key|secret)"\s*:\s*")[^"]*')
-
-
-class _RedactingFilter(logging.Filter):
-    """The websocket library logs frames at DEBUG, and our first frame carries the keys."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _AUTH_FIELDS.sub(r"\1***", redact(message))
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
-        return True
-
-
-_REDACTING_FILTER = _RedactingFilter()
+# The websocket library logs frames at DEBUG, and the stream's first frame carries the keys.
+_REDACTING_FILTER = RedactingFilter(fields=("key_id", "secret_key", "key", "secret"))
 for _name in ("websockets.client", "websockets.protocol", "alpaca.trading.stream"):
     logging.getLogger(_name).addFilter(_REDACTING_FILTER)
 
@@ -59,24 +44,28 @@ class UpdateStream(TradingStream):
         self._reconnect_min_backoff = reconnect_delay
         self._reconnect_max_backoff = max(30.0, reconnect_delay)
 
+    # alpaca-py leaves these three untyped; each is bound to a typed name before it is called.
     async def _start_ws(self) -> None:
+        start: Callable[[], Awaitable[None]] = super()._start_ws
         try:
-            await super()._start_ws()
+            await start()
         except Exception as exc:
             self._on_down(f"order update stream could not connect: {redact(exc) or type(exc).__name__}")
             raise
         self._on_up()
 
     async def _consume(self) -> None:
+        consume: Callable[[], Awaitable[None]] = super()._consume
         try:
-            await super()._consume()
+            await consume()
         except Exception as exc:
             self._on_down(f"order update stream dropped: {redact(exc) or type(exc).__name__}")
             raise
 
     async def serve(self) -> None:
         """Connect, listen and reconnect with backoff until cancelled."""
-        await self._run_forever()
+        run_forever: Callable[[], Awaitable[None]] = self._run_forever
+        await run_forever()
 
 
 class StreamThread:
@@ -137,6 +126,6 @@ class TimeoutSession(requests.Session):
         super().__init__()
         self.request_timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.request_timeout)
         return super().request(method, url, *args, **kwargs)

@@ -37,6 +37,7 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
+from ...identifiers import currency_code
 from ...models import (
     AssetClass,
     OrderRequest,
@@ -175,9 +176,12 @@ def unreadable(exc: Exception) -> str:
 def currency_of(payload: dict[str, Any]) -> str:
     """The account's currency: a 3-letter code, USD when Alpaca leaves it out."""
     value = payload.get("currency") or "USD"
-    if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
-        raise BrokerAPIError(f"Alpaca sent currency {str(value)[:20]!r}, which is not a 3-letter code")
-    return value.strip().upper()
+    try:
+        return currency_code(value)
+    except ValueError:
+        raise BrokerAPIError(
+            f"Alpaca sent currency {str(value)[:20]!r}, which is not a 3-letter code"
+        ) from None
 
 
 def check_order_id(broker_order_id: str, broker: str) -> None:

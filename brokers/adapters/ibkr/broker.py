@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,6 +27,7 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
+from ...identifiers import account_name, currency_code
 from ...models import (
     AccountStatus,
     AssetClass,
@@ -44,6 +45,7 @@ from ...models import (
     TimeInForce,
     utcnow,
 )
+from ...pubsub import TurnBatch
 from ..retry import read_retrying
 from .api import ib_api
 from .codes import (
@@ -80,7 +82,7 @@ _SETTINGS = ("name", "live", "currency", "host", "port", "client_id", "account",
 # Settings
 
 
-def _setting_int(settings: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+def _setting_int(settings: Mapping[str, object], key: str, default: int, low: int, high: int) -> int:
     value = settings.get(key, default)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
@@ -89,7 +91,7 @@ def _setting_int(settings: dict[str, Any], key: str, default: int, low: int, hig
     return value
 
 
-def _setting_bool(settings: dict[str, Any], key: str, default: bool) -> bool:
+def _setting_bool(settings: Mapping[str, object], key: str, default: bool) -> bool:
     value = settings.get(key, default)
     if not isinstance(value, bool):
         raise ConfigError(f"ibkr setting {key!r} must be true or false, not {value!r}")
@@ -194,25 +196,23 @@ class IBKRBroker(Broker):
         self._by_perm_id: dict[int, str] = {}
         self._seen_exec_ids: set[str] = set()
         self._pending_fills: dict[str, tuple[Any, asyncio.TimerHandle]] = {}
-        self._dirty: set[str] = set()
-        self._flush_handle: asyncio.Handle | None = None
+        # Statuses are applied at the end of the loop turn: the client library marks an order
+        # Cancelled just *before* it reports the error that explains why.
+        self._dirty: TurnBatch[str] = TurnBatch(self._apply_dirty)
         self._resync_task: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
-    def from_config(cls, settings: dict[str, Any]) -> IBKRBroker:
+    def from_config(cls, settings: Mapping[str, object]) -> IBKRBroker:
         unknown = sorted(set(settings) - set(_SETTINGS) - ACCOUNT_KEYS)
         if unknown:
             raise ConfigError(f"unknown ibkr setting {unknown[0]!r}; allowed: {', '.join(_SETTINGS)}")
-        name = settings.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError("ibkr setting 'name' must be the account's name, such as 'ib-paper'")
+        try:
+            name = account_name(settings.get("name"), "ibkr setting 'name'")
+            currency = currency_code(settings.get("currency", "USD"), "ibkr setting 'currency'")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         live = _setting_bool(settings, "live", False)
-        currency = settings.get("currency", "USD")
-        if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
-            raise ConfigError(
-                f"ibkr setting 'currency' must be a 3-letter code such as USD, not {currency!r}"
-            )
         host = settings.get("host", "127.0.0.1")
         if not isinstance(host, str) or not host.strip() or any(ch.isspace() for ch in host.strip()):
             raise ConfigError(f"ibkr setting 'host' must be a host name or IP address, not {host!r}")
@@ -229,9 +229,9 @@ class IBKRBroker(Broker):
                 f"ibkr setting 'timeout' must be a number of seconds above 0 and at most 300, not {timeout!r}"
             )
         return cls(
-            name.strip(),
+            name,
             live=live,
-            currency=currency.upper(),
+            currency=currency,
             host=host.strip(),
             port=_setting_int(settings, "port", LIVE_PORT if live else PAPER_PORT, 1, 65535),
             client_id=_setting_int(settings, "client_id", 1, 0, 2**31 - 1),
@@ -579,7 +579,7 @@ class IBKRBroker(Broker):
         else:
             trades = await self._read("open orders", ib.reqAllOpenOrdersAsync)
         listed = {id(tracked) for tracked in map(self._sync_trade, trades) if tracked is not None}
-        self._flush()
+        self._dirty.flush()
         in_flight = (OrderStatus.PENDING, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
         return [
             self._snapshot(t)
@@ -790,17 +790,9 @@ class IBKRBroker(Broker):
 
     def _mark_dirty(self, tracked: _Tracked) -> None:
         self._dirty.add(tracked.order.client_order_id)
-        if self._flush_handle is None:
-            # Deferred to the end of this batch: the client library marks an order Cancelled just
-            # *before* it reports the error that explains why.
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        dirty, self._dirty = self._dirty, set()
-        for key in dirty:
+    def _apply_dirty(self, keys: list[str]) -> None:
+        for key in dict.fromkeys(keys):
             tracked = self._orders.get(key)
             if tracked is not None and self._apply_status(tracked):
                 self._changed(tracked)
@@ -869,7 +861,7 @@ class IBKRBroker(Broker):
             self._sync_trade(trade)
         for ib_fill in self._ib.fills():
             self._take_fill(ib_fill)
-        self._flush()
+        self._dirty.flush()
 
     # -- fills ----------------------------------------------------------------------------
     def _on_exec_details(self, trade: Any, ib_fill: Any) -> None:
@@ -891,7 +883,7 @@ class IBKRBroker(Broker):
         if pending is not None:
             pending[1].cancel()
             self._take_fill(pending[0])
-            self._flush()
+            self._dirty.flush()
 
     def _release_all_fills(self) -> None:
         for exec_id in list(self._pending_fills):

@@ -195,7 +195,10 @@ def request_from_ib(contract: Any, order: Any) -> OrderRequest:
     client_order_id = (
         ref if re.fullmatch(r"[A-Za-z0-9_-]{1,48}", ref) else f"IB{order.permId or order.orderId}"
     )
-    tif = order.tif if order.tif in TimeInForce.__members__ else ("GTC" if order.tif == "GTD" else "DAY")
+    if order.tif in TimeInForce.__members__:
+        tif = TimeInForce[order.tif]
+    else:
+        tif = TimeInForce.GTC if order.tif == "GTD" else TimeInForce.DAY
     return OrderRequest(
         symbol=symbol,
         side=Side.BUY if order.action == "BUY" else Side.SELL,

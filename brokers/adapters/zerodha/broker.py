@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -39,6 +39,7 @@ from ...errors import (
     OrderRejectedError,
     is_transient,
 )
+from ...identifiers import ACCOUNT_NAME_RULE, account_name
 from ...models import (
     AccountStatus,
     AssetClass,
@@ -123,8 +124,10 @@ class ZerodhaBroker(Broker):
         read_attempts: int = 3,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise setting_error("name", "a non-empty account name", name)
+        try:
+            name = account_name(name)
+        except ValueError:
+            raise setting_error("name", ACCOUNT_NAME_RULE, name) from None
         if not isinstance(live, bool):
             raise setting_error("live", "true or false", live)
         if root is not None and (not isinstance(root, str) or not re.match(r"https?://[^\s/]+", root)):
@@ -136,7 +139,7 @@ class ZerodhaBroker(Broker):
             )
         if isinstance(currency, str) and currency.strip().upper() != "INR":
             log.debug("zerodha account %s holds INR; ignoring currency %s", name, currency)
-        super().__init__(name.strip(), live=live, currency="INR")
+        super().__init__(name, live=live, currency="INR")
         self._root = root.rstrip("/") if root else None
         self._exchange = choice("exchange", exchange, EXCHANGES)
         self._product = choice("product", product, PRODUCTS)
@@ -182,7 +185,7 @@ class ZerodhaBroker(Broker):
         )
 
     @classmethod
-    def from_config(cls, settings: dict[str, Any]) -> ZerodhaBroker:
+    def from_config(cls, settings: Mapping[str, object]) -> ZerodhaBroker:
         given = dict(settings)
         for key in list(given):
             if key in ACCOUNT_KEYS:
@@ -195,7 +198,7 @@ class ZerodhaBroker(Broker):
                 )
             elif key not in SETTINGS:
                 raise ConfigError(f"unknown zerodha setting {key!r}; allowed: {', '.join(SETTINGS)}")
-        return cls(**given)
+        return super().from_config(given)
 
     # -- connection -----------------------------------------------------------------------
     def is_connected(self) -> bool:
