@@ -472,7 +472,8 @@ class Order:
     fills: list[Fill] = dataclasses.field(default_factory=list)
     # The ids among ``fills``, so that an order filled in thousands of pieces need not look
     # through all of them for each new one. Built by the first look-up that has fills to look
-    # through (an order filled at once never needs it), then kept by ``take_fill``.
+    # through (the first fill has none, so an order filled at once seldom needs it), then kept
+    # by ``take_fill``.
     _fill_ids: set[str] | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -504,8 +505,8 @@ class Order:
         )
 
     def snapshot(self) -> Order:
-        """A copy that later changes to this order cannot reach: its own fill list and fill
-        ids (the fills themselves are frozen and shared, as is the request)."""
+        """A copy that later changes to this order cannot reach: its own fill list, and so its
+        own fill ids (the fills themselves are frozen and shared, as is the request)."""
         # Every field written out (``dataclasses.replace`` does the same, several times slower):
         # brokers take one per stream update. A test checks that none is left out.
         return Order(
