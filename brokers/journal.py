@@ -157,18 +157,16 @@ _FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency"
 def order_row(order: Order, fills: list[Fill] | None = None) -> str:
     """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
     by hand: this runs for every acknowledgement and fill, and ``json`` on dicts costs several
-    times as much. (Values are read from the instance dicts and enums by ``_value_``, which
-    skips a descriptor call each. A finite Decimal's str() holds only digits, '.', '-' and 'E':
-    safe inside quotes as it is.)"""
-    values = order.__dict__
-    broker_order_id = values["broker_order_id"]
-    average = values["avg_fill_price"]
-    code = values["reject_code"]
-    reason = values["reject_reason"]
+    times as much. (A finite Decimal's str() holds only digits, '.', '-' and 'E': safe inside
+    quotes as it is.)"""
+    broker_order_id = order.broker_order_id
+    average = order.avg_fill_price
+    code = order.reject_code
+    reason = order.reject_reason
     state = _STATE % (
-        values["status"]._value_,
+        order.status.value,
         "null" if broker_order_id is None else _quote(broker_order_id),
-        '"' + str(values["filled_quantity"]) + '"',
+        '"' + str(order.filled_quantity) + '"',
         "null" if average is None else '"' + str(average) + '"',
         "null" if code is None else _quote(str(code)),
         "null" if reason is None else _quote(reason),

@@ -6,20 +6,21 @@ broker can type is validated here, so a bad value never gets as far as the journ
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
-from typing import Any
+from typing import Self
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -41,8 +42,10 @@ def utcnow() -> datetime:
 class _CaseInsensitiveEnum(str, Enum):
     """A ``str`` enum that also accepts its value in any case ("buy", "Buy", "BUY")."""
 
+    _value_: str
+
     @classmethod
-    def _missing_(cls, value: object) -> Any:
+    def _missing_(cls, value: object) -> Self | None:
         if isinstance(value, str):
             wanted = value.strip().upper().replace("-", "_").replace(" ", "_")
             for member in cls:
@@ -177,30 +180,7 @@ def can_transition(current: OrderStatus, new: OrderStatus) -> bool:
     return new in LEGAL_TRANSITIONS[current]
 
 
-_PENDING = OrderStatus.PENDING
-_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
-_FILLED = OrderStatus.FILLED
-_REJECTED = OrderStatus.REJECTED
 _ZERO = Decimal(0)
-# Fill ids an order has applied, for ``take_fill`` to refuse a repeat. An order with a few
-# fills finds a repeat by looking through them; one with more keeps a set of their ids (the
-# private ``_fill_ids``), so that an order filled in thousands of pieces stays linear. Most
-# orders never get the set: that is two objects fewer per order to make and, as long as the
-# order is kept, for the cyclic collector to walk.
-_FILL_SCAN_LIMIT = 8
-_NO_FILL_IDS: frozenset[str] = frozenset()
-# The private store of an order without that set, shared until something is written to it
-# (``_own_private``): nothing may write into this dict itself.
-_FRESH_PRIVATE: dict[str, Any] = {"_fill_ids": _NO_FILL_IDS}
-# For building models from values known to be valid, as pydantic's own ``model_construct``
-# does (which, for ``Order``, costs more than validating).
-_new_object = object.__new__
-# BaseModel's four slots, each set through its own descriptor: object.__setattr__ looks the
-# descriptor up by name on every call, which costs a third more, several times per model.
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +190,7 @@ _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _SHOWN_MAX_LEN = 40
 
 
-def shown(value: Any) -> str:
+def shown(value: object) -> str:
     """A value as an error message quotes it: short enough to read whatever was typed or sent
     (a megabyte of text, a number with a million digits)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
@@ -225,7 +205,7 @@ def shown(value: Any) -> str:
     return text if len(text) <= _SHOWN_MAX_LEN else text[: _SHOWN_MAX_LEN - 1] + "…"
 
 
-def to_decimal(value: Any, field: str) -> Decimal:
+def to_decimal(value: object, field: str) -> Decimal:
     """Turn user or broker input into a finite Decimal, or raise ValueError naming the field."""
     if isinstance(value, bool):
         raise ValueError(f"{field} must be a number, not {value!r}")
@@ -261,7 +241,7 @@ def decimal_places(value: Decimal) -> int:
     return max(0, -(exponent + trailing_zeros))
 
 
-def check_positive_amount(value: Any, field: str, ceiling: Decimal) -> Decimal:
+def check_positive_amount(value: object, field: str, ceiling: Decimal) -> Decimal:
     amount = to_decimal(value, field)
     if amount <= 0:
         raise ValueError(f"{field} must be greater than 0, not {shown(amount)}")
@@ -307,6 +287,15 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
 # Orders
 
 
+# The enum behind each enum field of ``OrderRequest``, for its error messages.
+_ENUM_FIELDS: dict[str, type[_CaseInsensitiveEnum]] = {
+    "side": Side,
+    "order_type": OrderType,
+    "time_in_force": TimeInForce,
+    "asset_class": AssetClass,
+}
+
+
 class OrderRequest(BaseModel):
     """What a trader asks for. Frozen: once journaled, an intent never changes."""
 
@@ -329,7 +318,7 @@ class OrderRequest(BaseModel):
 
     @field_validator("symbol", mode="before")
     @classmethod
-    def _symbol(cls, value: Any) -> str:
+    def _symbol(cls, value: object) -> str:
         if not isinstance(value, str):
             raise ValueError("symbol must be text such as AAPL")
         symbol = value.strip().upper()
@@ -346,34 +335,30 @@ class OrderRequest(BaseModel):
 
     @field_validator("side", "order_type", "time_in_force", "asset_class", mode="before")
     @classmethod
-    def _enum_text(cls, value: Any, info: Any) -> Any:
-        enum = {
-            "side": Side,
-            "order_type": OrderType,
-            "time_in_force": TimeInForce,
-            "asset_class": AssetClass,
-        }[info.field_name]
+    def _enum_text(cls, value: object, info: ValidationInfo) -> _CaseInsensitiveEnum:
+        field = info.field_name or "value"
+        enum = _ENUM_FIELDS[field]
         try:
             return enum(value)
         except ValueError:
             allowed = ", ".join(member.value for member in enum)
-            raise ValueError(f"{info.field_name} must be one of {allowed}, not {shown(value)}") from None
+            raise ValueError(f"{field} must be one of {allowed}, not {shown(value)}") from None
 
     @field_validator("quantity", mode="before")
     @classmethod
-    def _quantity(cls, value: Any) -> Decimal:
+    def _quantity(cls, value: object) -> Decimal:
         return check_positive_amount(value, "quantity", MAX_QUANTITY)
 
     @field_validator("limit_price", "stop_price", "trail_amount", mode="before")
     @classmethod
-    def _price(cls, value: Any, info: Any) -> Decimal | None:
+    def _price(cls, value: object, info: ValidationInfo) -> Decimal | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        return check_positive_amount(value, info.field_name, MAX_PRICE)
+        return check_positive_amount(value, info.field_name or "price", MAX_PRICE)
 
     @field_validator("trail_percent", mode="before")
     @classmethod
-    def _trail_percent(cls, value: Any) -> Decimal | None:
+    def _trail_percent(cls, value: object) -> Decimal | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         percent = check_positive_amount(value, "trail_percent", Decimal(100))
@@ -383,7 +368,7 @@ class OrderRequest(BaseModel):
 
     @field_validator("account", "exchange", mode="before")
     @classmethod
-    def _optional_name(cls, value: Any, info: Any) -> str | None:
+    def _optional_name(cls, value: object, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         if not isinstance(value, str):
@@ -397,7 +382,7 @@ class OrderRequest(BaseModel):
 
     @field_validator("currency", mode="before")
     @classmethod
-    def _currency(cls, value: Any) -> str | None:
+    def _currency(cls, value: object) -> str | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if not isinstance(value, str) or len(value.strip()) != 3 or not value.strip().isalpha():
@@ -406,7 +391,7 @@ class OrderRequest(BaseModel):
 
     @field_validator("client_order_id", mode="before")
     @classmethod
-    def _client_order_id(cls, value: Any) -> str:
+    def _client_order_id(cls, value: object) -> str:
         if not isinstance(value, str) or not value:
             raise ValueError("client_order_id must be non-empty text")
         if len(value) > CLIENT_ORDER_ID_MAX_LEN or not all(ch.isalnum() or ch in "-_" for ch in value):
@@ -462,117 +447,42 @@ class Fill(BaseModel):
     client_order_id: str | None = None
     timestamp: AwareDatetime = Field(default_factory=utcnow)
 
-    @classmethod
-    def unchecked(
-        cls,
-        fill_id: str,
-        account: str,
-        symbol: str,
-        side: Side,
-        quantity: Decimal,
-        price: Decimal,
-        commission: Decimal,
-        currency: str,
-        broker_order_id: str | None,
-        client_order_id: str | None,
-        timestamp: datetime,
-    ) -> Fill:
-        """A fill from values that are already of the right types (a venue's own arithmetic),
-        without validation: about a third of the cost of the constructor. Quantity and price
-        are still refused unless positive, as the constructor would."""
-        if not (quantity > 0 and price > 0):
-            return cls(
-                fill_id=fill_id,
-                account=account,
-                symbol=symbol,
-                side=side,
-                quantity=quantity,
-                price=price,
-                commission=commission,
-                currency=currency,
-                broker_order_id=broker_order_id,
-                client_order_id=client_order_id,
-                timestamp=timestamp,
-            )
-        fill = _new_object(cls)
-        _set_dict(
-            fill,
-            {
-                "fill_id": fill_id,
-                "account": account,
-                "symbol": symbol,
-                "side": side,
-                "quantity": quantity,
-                "price": price,
-                "commission": commission,
-                "currency": currency,
-                "broker_order_id": broker_order_id,
-                "client_order_id": client_order_id,
-                "timestamp": timestamp,
-            },
-        )
-        # Every field was given; a fill is frozen, so nothing adds to this set (``model_copy``
-        # copies it first): one set shared by all such fills is one object fewer per fill for
-        # the cyclic collector to track.
-        _set_fields_set(fill, _ALL_FILL_FIELDS)
-        _set_extra(fill, None)
-        _set_private(fill, None)
-        return fill
 
+@dataclasses.dataclass(slots=True, kw_only=True)
+class Order:
+    """A request as it lives at a broker. Status changes only along ``LEGAL_TRANSITIONS``.
 
-_ALL_FILL_FIELDS = set(Fill.model_fields)
-
-
-class Order(BaseModel):
-    """A request as it lives at a broker. Status changes only along ``LEGAL_TRANSITIONS``."""
-
-    model_config = ConfigDict(validate_assignment=False)
+    A slotted dataclass, not a pydantic model: the order path makes and copies several orders
+    for every request, and what an order holds comes from a validated ``OrderRequest``, from
+    validated ``Fill`` objects, or from the code that follows the order at its broker. Fills
+    are added through ``take_fill`` or ``apply_fill``, never to ``fills`` directly: those two
+    keep the index of fill ids that refuses a repeat.
+    """
 
     request: OrderRequest
     account: str | None = None
     broker_order_id: str | None = None
     status: OrderStatus = OrderStatus.PENDING
-    filled_quantity: Decimal = Decimal(0)
+    filled_quantity: Decimal = _ZERO
     avg_fill_price: Decimal | None = None
     reject_code: str | None = None
     reject_reason: str | None = None
-    created_at: AwareDatetime = Field(default_factory=utcnow)
-    updated_at: AwareDatetime = Field(default_factory=utcnow)
-    fills: list[Fill] = Field(default_factory=list)
+    created_at: datetime = dataclasses.field(default_factory=utcnow)
+    updated_at: datetime = dataclasses.field(default_factory=utcnow)
+    fills: list[Fill] = dataclasses.field(default_factory=list)
+    # The ids among ``fills``, so that an order filled in thousands of pieces need not look
+    # through all of them for each new one. Built by the first look-up that has fills to look
+    # through (the first fill has none, so an order filled at once seldom needs it), then kept
+    # by ``take_fill``.
+    _fill_ids: set[str] | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
-    _fill_ids: frozenset[str] | set[str] = PrivateAttr(default=_NO_FILL_IDS)
-
-    def model_post_init(self, context: Any) -> None:
+    def __post_init__(self) -> None:
+        if not isinstance(self.request, OrderRequest):
+            raise TypeError(f"request must be an OrderRequest, not {type(self.request).__name__}")
+        if self.created_at.tzinfo is None or self.updated_at.tzinfo is None:
+            raise ValueError("created_at and updated_at must be timezone-aware")
         if self.account is None:
             self.account = self.request.account
-        if len(self.fills) >= _FILL_SCAN_LIMIT:
-            _own_private(self)["_fill_ids"] = {fill.fill_id for fill in self.fills}
-
-    def __eq__(self, other: object) -> bool:
-        # By fields alone: the private fill-id set is an index of ``fills``, kept by some orders
-        # and not others.
-        if not isinstance(other, BaseModel):
-            return NotImplemented
-        return (
-            type(other) is type(self)
-            and self.__dict__ == other.__dict__
-            and (self.__pydantic_extra__ or {}) == (other.__pydantic_extra__ or {})
-        )
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Fields are set straight into ``__dict__``, as pydantic itself does when assignment is
-        # not validated, without its handler look-up: the order path sets a handful per order.
-        if name in _ORDER_FIELDS:
-            self.__dict__[name] = value
-            if name not in self.__pydantic_fields_set__:
-                _mark_set(self, _JUST[name])
-        else:
-            _own_private(self)
-            super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        _own_private(self)
-        super().__delattr__(name)
 
     @classmethod
     def for_request(
@@ -583,56 +493,35 @@ class Order(BaseModel):
         broker_order_id: str | None = None,
         at: datetime | None = None,
     ) -> Order:
-        """``Order(request=request, account=..., broker_order_id=..., created_at=at,
-        updated_at=at)``, PENDING, without validating ``request`` again.
-
-        The constructor re-runs the request's validators and builds every default through
-        pydantic; this runs once per order on the order path, where that is a measurable share.
-        """
-        if not isinstance(request, OrderRequest):
-            raise TypeError(f"request must be an OrderRequest, not {type(request).__name__}")
-        now = at if at is not None else utcnow()
-        order = _new_object(cls)
-        _set_dict(
-            order,
-            {
-                "request": request,
-                "account": request.account if account is None else account,
-                "broker_order_id": broker_order_id,
-                "status": _PENDING,
-                "filled_quantity": _ZERO,
-                "avg_fill_price": None,
-                "reject_code": None,
-                "reject_reason": None,
-                "created_at": now,
-                "updated_at": now,
-                "fills": [],
-            },
+        """A new PENDING order for ``request``, at ``account`` (else the request's own), created
+        and updated ``at`` (else now)."""
+        now = utcnow() if at is None else at
+        return cls(
+            request=request,
+            account=account,
+            broker_order_id=broker_order_id,
+            created_at=now,
+            updated_at=now,
         )
-        _set_fields_set(order, _NEW_ORDER_FIELDS_SET)
-        _set_extra(order, None)
-        _set_private(order, _FRESH_PRIVATE)
-        return order
 
     def snapshot(self) -> Order:
-        """A copy that later changes to this order cannot reach (its fill list and known fill
-        ids included; the fills themselves are frozen and shared). ``model_copy`` with those
-        two copied as well, at a fraction of its cost: brokers take one per stream update."""
-        copy = _new_object(type(self))
-        values = self.__dict__.copy()
-        values["fills"] = list(values["fills"])
-        _set_dict(copy, values)
-        _set_fields_set(copy, self.__pydantic_fields_set__)  # see _mark_set
-        _set_extra(copy, None)
-        private = self.__pydantic_private__
-        if private is not _FRESH_PRIVATE:
-            private = dict(private or ())
-            seen = private.get("_fill_ids")
-            private["_fill_ids"] = set(seen) if type(seen) is set else _NO_FILL_IDS
-            if len(private) == 1 and private["_fill_ids"] is _NO_FILL_IDS:
-                private = _FRESH_PRIVATE
-        _set_private(copy, private)
-        return copy
+        """A copy that later changes to this order cannot reach: its own fill list, and so its
+        own fill ids (the fills themselves are frozen and shared, as is the request)."""
+        # Every field written out (``dataclasses.replace`` does the same, several times slower):
+        # brokers take one per stream update. A test checks that none is left out.
+        return Order(
+            request=self.request,
+            account=self.account,
+            broker_order_id=self.broker_order_id,
+            status=self.status,
+            filled_quantity=self.filled_quantity,
+            avg_fill_price=self.avg_fill_price,
+            reject_code=self.reject_code,
+            reject_reason=self.reject_reason,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            fills=list(self.fills),
+        )
 
     # Flattened view of the request, so callers need not reach through ``request``.
     @property
@@ -669,7 +558,7 @@ class Order(BaseModel):
 
     @property
     def remaining_quantity(self) -> Decimal:
-        return max(Decimal(0), self.request.quantity - self.filled_quantity)
+        return max(_ZERO, self.request.quantity - self.filled_quantity)
 
     @property
     def is_terminal(self) -> bool:
@@ -679,22 +568,18 @@ class Order(BaseModel):
     def is_working(self) -> bool:
         return self.status.is_working
 
-    # The methods below write fields straight into ``__dict__`` (and note them in the fields
-    # set) rather than through pydantic's ``__setattr__``: assignment is not validated on this
-    # model, so the result is the same, and these run several times per order.
-    def transition(self, new: OrderStatus, *, at: datetime | None = None) -> bool:
+    def transition(self, new: OrderStatus | str, *, at: datetime | None = None) -> bool:
         """Move to ``new`` if the state machine allows it. Returns whether anything changed.
 
         An illegal move (FILLED -> ACCEPTED, ...) is logged and refused, never applied: late or
         reordered broker events must not make an order look alive again.
         """
-        if type(new) is not OrderStatus:
+        if not isinstance(new, OrderStatus):
             new = OrderStatus(new)
-        values = self.__dict__
-        current = values["status"]
-        if new is current and new is not _PARTIALLY_FILLED:
+        current = self.status
+        if new is current and new is not OrderStatus.PARTIALLY_FILLED:
             return False
-        if new not in LEGAL_TRANSITIONS[current]:
+        if not can_transition(current, new):
             log.warning(
                 "refused illegal status change %s -> %s for order %s",
                 current.value,
@@ -702,133 +587,53 @@ class Order(BaseModel):
                 self.client_order_id,
             )
             return False
-        values["status"] = new
-        values["updated_at"] = at or utcnow()
-        if not _STATUS_FIELDS <= self.__pydantic_fields_set__:
-            _mark_set(self, _STATUS_FIELDS)
+        self.status = new
+        self.updated_at = utcnow() if at is None else at
         return True
 
     def reject(self, code: str, reason: str) -> Order:
-        values = self.__dict__
-        values["reject_code"] = code
-        values["reject_reason"] = reason
-        if not _REJECT_FIELDS <= self.__pydantic_fields_set__:
-            _mark_set(self, _REJECT_FIELDS)
-        self.transition(_REJECTED)
+        self.reject_code = code
+        self.reject_reason = reason
+        self.transition(OrderStatus.REJECTED)
         return self
 
     def has_fill(self, fill_id: str) -> bool:
         """Whether a fill with this id is among ``fills``."""
-        private = self.__pydantic_private__
-        seen = private.get("_fill_ids") if private is not None else None
-        if type(seen) is set:
-            return fill_id in seen
-        return any(fill.fill_id == fill_id for fill in self.__dict__["fills"])
+        if not self.fills:
+            return False
+        if self._fill_ids is None:
+            self._fill_ids = {fill.fill_id for fill in self.fills}
+        return fill_id in self._fill_ids
 
     def take_fill(self, fill: Fill) -> bool:
         """Append ``fill`` to ``fills`` unless one with its id is there already; returns whether
         it was added. Quantities are left alone (``apply_fill`` does both)."""
-        fill_id = fill.fill_id
-        fills = self.__dict__["fills"]
-        private = self.__pydantic_private__
-        seen = private.get("_fill_ids") if private is not None else None
-        if type(seen) is set:
-            if fill_id in seen:
-                return False
-            seen.add(fill_id)
-        else:
-            for known in fills:
-                if known.fill_id == fill_id:
-                    return False
-            if len(fills) >= _FILL_SCAN_LIMIT - 1:
-                ids = {known.fill_id for known in fills}
-                ids.add(fill_id)
-                _own_private(self)["_fill_ids"] = ids
-        fills.append(fill)
+        if self.has_fill(fill.fill_id):
+            return False
+        self.fills.append(fill)
+        if self._fill_ids is not None:
+            self._fill_ids.add(fill.fill_id)
         return True
 
     def apply_fill(self, fill: Fill) -> bool:
         """Add a fill once. Quantity and average price are sums, so arrival order does not matter."""
         if not self.take_fill(fill):
             return False
-        fill_id = fill.fill_id
-        values = self.__dict__
-        held = values["filled_quantity"]
-        average = values["avg_fill_price"]
-        quantity = fill.quantity
-        total = held + quantity
-        previous_cost = _ZERO if average is None else average * held
-        values["avg_fill_price"] = (previous_cost + fill.price * quantity) / total
-        values["filled_quantity"] = total
-        if not _FILL_FIELDS <= self.__pydantic_fields_set__:
-            _mark_set(self, _FILL_FIELDS)
-        if values["status"] not in TERMINAL_STATUSES:
-            self.transition(
-                _FILLED if total >= values["request"].quantity else _PARTIALLY_FILLED, at=fill.timestamp
-            )
-        else:
+        held = self.filled_quantity
+        total = held + fill.quantity
+        previous_cost = _ZERO if self.avg_fill_price is None else self.avg_fill_price * held
+        self.avg_fill_price = (previous_cost + fill.price * fill.quantity) / total
+        self.filled_quantity = total
+        if self.status.is_terminal:
             # A fill after a cancel confirmation is real money: count it, keep the final status.
             log.warning(
-                "fill %s arrived for %s order %s", fill_id, values["status"].value, self.client_order_id
+                "fill %s arrived for %s order %s", fill.fill_id, self.status.value, self.client_order_id
             )
-            values["updated_at"] = fill.timestamp
-            if "updated_at" not in self.__pydantic_fields_set__:
-                _mark_set(self, _JUST["updated_at"])
+            self.updated_at = fill.timestamp
+        else:
+            done = total >= self.request.quantity
+            self.transition(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED, at=fill.timestamp)
         return True
-
-
-_ORDER_FIELDS = frozenset(Order.model_fields)
-_JUST = {name: frozenset((name,)) for name in _ORDER_FIELDS}
-
-# Which fields of an order were set (``model_fields_set``) is one of a few dozen combinations.
-# Each combination is one shared set, and an order moves to another one rather than adding to
-# its own: one object fewer per order to make and, as long as the order is kept, for the
-# cyclic collector to walk. So nothing may add to an order's fields set in place; pydantic does
-# so only in ``model_copy(update=...)``, after copying it.
-_FIELD_SETS: dict[frozenset[str], set[str]] = {}
-_STATUS_FIELDS = frozenset(("status", "updated_at"))
-_REJECT_FIELDS = frozenset(("reject_code", "reject_reason"))
-_FILL_FIELDS = frozenset(("filled_quantity", "avg_fill_price"))
-
-
-def _shared_fields_set(names: frozenset[str]) -> set[str]:
-    shared = _FIELD_SETS.get(names)
-    if shared is None:
-        shared = _FIELD_SETS[names] = set(names)
-    return shared
-
-
-# (id of a shared set, names added) -> (that set, the shared set it leads to): the few steps
-# orders take, remembered. The set is kept alongside its id so that an id reused by another
-# object is never mistaken for it.
-_FIELD_SET_STEPS: dict[tuple[int, frozenset[str]], tuple[set[str], set[str]]] = {}
-
-
-def _mark_set(order: Order, names: frozenset[str]) -> None:
-    current = order.__pydantic_fields_set__
-    step = _FIELD_SET_STEPS.get((id(current), names))
-    if step is not None and step[0] is current:
-        target = step[1]
-    else:
-        key = names.union(current)
-        target = _shared_fields_set(key)
-        if _FIELD_SETS.get(frozenset(current)) is current:
-            _FIELD_SET_STEPS[(id(current), names)] = (current, target)
-    _set_fields_set(order, target)
-
-
-_NEW_ORDER_FIELDS_SET = _shared_fields_set(
-    frozenset(("request", "account", "broker_order_id", "created_at", "updated_at"))
-)
-
-
-def _own_private(order: Order) -> dict[str, Any]:
-    """The order's private store, made its own first if it is the one new orders share."""
-    private = order.__pydantic_private__
-    if private is None or private is _FRESH_PRIVATE:
-        private = dict(private or ())
-        _set_private(order, private)
-    return private
 
 
 # ---------------------------------------------------------------------------------------------

@@ -374,19 +374,18 @@ class SimVenue:
         request = order.request
         commission = self._commission_for(resting, quantity, price)
         resting.commission_paid += commission
-        # Every value below is the venue's own, already of the right type.
-        fill = Fill.unchecked(
-            f"{order.broker_order_id}-{len(order.fills) + 1}",
-            self.name,
-            request.symbol,
-            request.side,
-            quantity,
-            price,
-            commission,
-            self.currency,
-            order.broker_order_id,
-            request.client_order_id,
-            self.clock() if at is None else at,
+        fill = Fill(
+            fill_id=f"{order.broker_order_id}-{len(order.fills) + 1}",
+            account=self.name,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=quantity,
+            price=price,
+            commission=commission,
+            currency=self.currency,
+            broker_order_id=order.broker_order_id,
+            client_order_id=request.client_order_id,
+            timestamp=self.clock() if at is None else at,
         )
         self.account.apply_fill(
             request.symbol, request.side, quantity, price, commission, request.asset_class
@@ -408,18 +407,18 @@ class SimVenue:
         request = order.request
         quantity = request.quantity
         broker_order_id = order.broker_order_id
-        fill = Fill.unchecked(
-            f"{broker_order_id}-1",
-            self.name,
-            request.symbol,
-            request.side,
-            quantity,
-            price,
-            commission,
-            self.currency,
-            broker_order_id,
-            request.client_order_id,
-            at,
+        fill = Fill(
+            fill_id=f"{broker_order_id}-1",
+            account=self.name,
+            symbol=request.symbol,
+            side=request.side,
+            quantity=quantity,
+            price=price,
+            commission=commission,
+            currency=self.currency,
+            broker_order_id=broker_order_id,
+            client_order_id=request.client_order_id,
+            timestamp=at,
         )
         self.account.apply_fill(
             request.symbol, request.side, quantity, price, commission, request.asset_class

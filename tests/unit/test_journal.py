@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -94,7 +95,7 @@ async def test_follow_up_rows_commit_with_the_next_intent_or_at_the_end_of_the_t
 async def test_reading_the_journal_includes_rows_still_waiting(journal):
     order = make_order()
     journal.record_intent(order)
-    journal.record_order("ack", order.model_copy(update={"status": OrderStatus.ACCEPTED}), soon=True)
+    journal.record_order("ack", dataclasses.replace(order, status=OrderStatus.ACCEPTED), soon=True)
     assert journal.orders()[order.client_order_id].status is OrderStatus.ACCEPTED
     assert [event.kind for event in journal.events()] == ["intent", "ack"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from datetime import UTC, datetime, timedelta
@@ -153,9 +154,43 @@ def test_a_late_status_cannot_revive_a_filled_order():
     assert order.status is S.FILLED
 
 
-def test_known_fill_ids_survive_a_round_trip_through_the_model():
+def test_known_fill_ids_survive_a_round_trip_through_the_fields():
     order = make_order(S.ACCEPTED)
     order.apply_fill(make_fill("F1", "4", "100"))
-    copy = Order.model_validate(order.model_dump())
+    copy = Order(**{f.name: getattr(order, f.name) for f in dataclasses.fields(order) if f.init})
+    assert copy == order
     assert copy.apply_fill(make_fill("F1", "4", "100")) is False
     assert copy.filled_quantity == D(4)
+
+
+def test_a_snapshot_copies_every_field():
+    order = Order(
+        request=OrderRequest(symbol="AAPL", side="BUY", quantity="10", client_order_id="C1"),
+        account="acct",
+        broker_order_id="B1",
+        status=S.PARTIALLY_FILLED,
+        filled_quantity=D(4),
+        avg_fill_price=D(100),
+        reject_code="CODE",
+        reject_reason="why",
+        created_at=T0,
+        updated_at=T0 + timedelta(seconds=1),
+        fills=[make_fill("F1", "4", "100")],
+    )
+    defaults = Order(request=order.request)
+    init_fields = [f.name for f in dataclasses.fields(Order) if f.init]
+    # Every field differs from its default here, so one left out of the copy would show.
+    assert all(getattr(order, name) != getattr(defaults, name) for name in init_fields if name != "request")
+    copy = order.snapshot()
+    assert copy == order
+    assert all(getattr(copy, name) == getattr(order, name) for name in init_fields)
+    assert copy.fills is not order.fills and copy.has_fill("F1")
+
+
+def test_an_order_needs_a_request_and_aware_times():
+    request = OrderRequest(symbol="AAPL", side="BUY", quantity="1")
+    with pytest.raises(TypeError):
+        Order(request={"symbol": "AAPL"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Order(request=request, created_at=datetime(2024, 1, 2))
+    assert Order(request=OrderRequest(symbol="AAPL", side="BUY", quantity="1", account="a")).account == "a"
