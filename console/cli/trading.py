@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from console.typed_input import ungrouped
+
 from .common import (
     ExitCode,
     JsonOption,
@@ -104,17 +106,21 @@ def build_request(
         kind = OrderType.STOP
     else:
         kind = OrderType.MARKET
+    numbers = {"quantity": quantity, "limit_price": limit, "stop_price": stop, "trail_percent": trail}
+    for field, text in numbers.items():
+        if text is not None:
+            try:
+                numbers[field] = ungrouped(text, field.replace("_", " "))
+            except ValueError as exc:
+                bad_argument(str(exc), PARAMETERS[field])
     try:
         # As typed: the model's own validation reads the text and names what is wrong.
         return OrderRequest.model_validate(
             {
                 "symbol": symbol,
                 "side": side,
-                "quantity": quantity,
+                **numbers,
                 "order_type": kind,
-                "limit_price": limit,
-                "stop_price": stop,
-                "trail_percent": trail,
                 "time_in_force": tif,
                 "account": account,
                 "exchange": exchange,
