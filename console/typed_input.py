@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 _SHOWN_MAX = 40
-_GROUPED = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
+_GROUPED = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?")
 
 
 def ungrouped(text: str, field: str) -> str:

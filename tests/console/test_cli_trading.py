@@ -346,6 +346,7 @@ def test_bad_order_arguments_are_usage_errors_naming_the_argument(args, named):
         (["buy", "AAPL", "1,5"], "QTY", "1,5"),
         (["buy", "AAPL", "0,5"], "QTY", "0,5"),
         (["buy", "AAPL", "1,00"], "QTY", "1,00"),
+        (["buy", "AAPL", "0,125"], "QTY", "0,125"),
         (["buy", "AAPL", "10,00,0"], "QTY", "10,00,0"),
         (["buy", "AAPL", "1.000,5"], "QTY", "1.000,5"),
         (["buy", "AAPL", ",5"], "QTY", ",5"),
