@@ -48,7 +48,7 @@ def outcome_text(outcomes: Mapping[str, CancelAllResult] | None, error: str | No
 
 def working_by_account(orders: Iterable[Order]) -> dict[str, int]:
     """How many orders are still live at each account."""
-    return dict(Counter(order.account for order in orders if not order.is_terminal))
+    return dict(Counter(order.account or "no account" for order in orders if not order.is_terminal))
 
 
 def working_text(working: Mapping[str, int], cancel_key: str) -> Text:
