@@ -1,7 +1,8 @@
 """Where log records go: stderr for the commands (at ``-v``), a rotating file for the console.
 
 Both handlers carry the library's one redaction filter, so a secret the process loaded never
-reaches a terminal or a file. The levels live on the handlers; the root logger lets through
+reaches a terminal or a file; the filter cleans the message, and the handlers' formatter cleans
+what the filter cannot reach: an exception's traceback and a logged stack. The levels live on the handlers; the root logger lets through
 whatever the most talkative of them wants.
 """
 
@@ -11,9 +12,14 @@ import logging
 import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import TextIO
+from types import TracebackType
+from typing import TextIO, TypeAlias
 
-from brokers.credentials import RedactingFilter
+from brokers.credentials import RedactingFilter, redact
+
+_ExcInfo: TypeAlias = (
+    tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+)
 
 LOG_FILE_NAME = "console.log"
 LOG_FILE_BYTES = 5 * 1024 * 1024
@@ -24,6 +30,22 @@ _STDERR_FORMAT = "%(levelname)s %(name)s: %(message)s"
 _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats through redaction: a secret inside an exception's message or a frame's source
+    line is masked like one in the log message."""
+
+    def formatException(self, ei: _ExcInfo) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Another handler may have formatted the record first and left its own traceback text
+        # on it, which formatException never sees: the whole line is cleaned once more.
+        return redact(super().format(record))
+
+
 class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is at the time (a test runner swaps it per invocation)."""
 
@@ -31,7 +53,7 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         super().__init__(sys.stderr)
         self.setLevel(level)
         self.addFilter(RedactingFilter())
-        self.setFormatter(logging.Formatter(_STDERR_FORMAT))
+        self.setFormatter(RedactingFormatter(_STDERR_FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
@@ -46,7 +68,7 @@ class ConsoleFileHandler(RotatingFileHandler):
         super().__init__(path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8")
         self.setLevel(level)
         self.addFilter(RedactingFilter())
-        self.setFormatter(logging.Formatter(_FILE_FORMAT))
+        self.setFormatter(RedactingFormatter(_FILE_FORMAT))
 
 
 def verbosity_level(verbosity: int) -> int:

@@ -45,7 +45,8 @@ class ExitCode(IntEnum):
 
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 not done (declined, an account unhealthy, a cancel failed); "
+    "Exit codes: 0 ok; 1 not done (declined, an account unhealthy, a cancel failed, the journal "
+    "or state folder unusable); "
     "2 bad arguments; 3 configuration; 4 credentials (missing, refused, no keyring); "
     "5 network (connection lost or timed out); 6 broker error; 7 order rejected."
 )
@@ -96,6 +97,32 @@ class CliState:
             return load_config(path)
         except ConfigError as exc:
             fail(str(exc), ExitCode.CONFIG)
+        except Exception as exc:  # nothing a config file holds may end in a traceback
+            fail(f"{config_problem(path, exc)}; fix the file or name another with --config", ExitCode.CONFIG)
+
+
+def config_problem(path: Path, exc: BaseException) -> str:
+    """What is wrong with the config file at ``path``, in one line, whatever ``exc`` is."""
+    from brokers.errors import ConfigError
+
+    cause = exc.__context__
+    if isinstance(exc, ConfigError) and isinstance(cause, OSError | UnicodeDecodeError):
+        exc = cause  # the library names only the exception's class; say what it means
+    elif isinstance(exc, ConfigError):
+        return describe(exc).splitlines()[0]
+    if isinstance(exc, RecursionError):
+        why = "it is nested too deeply to read"
+    elif isinstance(exc, MemoryError):
+        why = "it is too large to read"
+    elif isinstance(exc, UnicodeDecodeError):
+        why = "it is not UTF-8 text"
+    elif isinstance(exc, IsADirectoryError):
+        why = "it is a directory"
+    elif isinstance(exc, OSError):
+        why = exc.strerror or describe(exc)
+    else:
+        why = describe(exc).splitlines()[0]
+    return f"cannot read the config {path}: {why}"
 
 
 def state_of(ctx: typer.Context) -> CliState:
@@ -220,6 +247,8 @@ def library_errors(func: Callable[..., T]) -> Callable[..., T]:
 
             if isinstance(exc, UnknownAccountError):
                 bad_argument(str(exc), "ACCOUNT")
+            if isinstance(exc, StateFolderError):
+                fail(str(exc), ExitCode.FAILED)
             code = exit_code_for(exc)
             if code is None:
                 raise
@@ -233,17 +262,64 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+class StateFolderError(Exception):
+    """The state folder or its journal cannot be used: the message says which, why and what
+    to do about it."""
+
+
+def state_problem(config: Config, exc: BaseException) -> StateFolderError | None:
+    """``exc``, raised while opening or using the state folder, as one line naming the file and
+    what to do; None when it is not about the state folder."""
+    import sqlite3
+
+    folder = config.resolved_state_dir()
+    journal = config.journal_path
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return StateFolderError(
+            f"the journal {journal} is damaged ({describe(exc)}): move it aside, keeping it for the "
+            "record, and run again to start a new one"
+        )
+    if isinstance(exc, sqlite3.Error):
+        return StateFolderError(
+            f"the journal {journal} cannot be used ({describe(exc)}): it must be a file this user "
+            "can read and write, in a folder this user can write"
+        )
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
+        where = exc.filename or folder
+        why = exc.strerror or describe(exc)
+        return StateFolderError(
+            f"the state folder {folder} cannot be used ({where}: {why}): it must be a folder this "
+            "user can read and write (state_dir in the config)"
+        )
+    return None
+
+
 @asynccontextmanager
 async def started_runtime(config: Config, *, connect: bool = True) -> AsyncIterator[Runtime]:
-    """The same runtime the console builds, started and always stopped."""
+    """The same runtime the console builds, started and always stopped. A journal or state
+    folder that cannot be used comes out as a StateFolderError."""
+    import sqlite3
+
     from brokers.runtime import build_runtime
 
-    runtime = build_runtime(config)
     try:
-        await runtime.start(connect=connect)
-        yield runtime
-    finally:
-        await runtime.stop()
+        runtime = build_runtime(config)
+    except Exception as exc:
+        problem = state_problem(config, exc)
+        if problem is None:
+            raise
+        raise problem from exc
+    try:
+        try:
+            await runtime.start(connect=connect)
+            yield runtime
+        finally:
+            await runtime.stop()
+    except sqlite3.Error as exc:
+        problem = state_problem(config, exc)
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 @library_errors

@@ -9,6 +9,7 @@ the network down.
 from __future__ import annotations
 
 import contextlib
+import os
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from .common import (
     bad_argument,
     cancel_everywhere,
     cli_source,
+    config_problem,
     describe,
     fail,
     print_cancel_outcomes,
@@ -36,39 +38,45 @@ if TYPE_CHECKING:
 
 
 def flag_state_dir(state: CliState) -> tuple[Path, str | None, bool]:
-    """(state dir, warning, certain). A config with errors must not stop a halt: its
-    ``state_dir`` is read from the raw TOML; if even that fails the default is used and
-    ``certain`` is False."""
+    """(state dir, what is wrong with the config, certain). A config with errors must not stop
+    a halt: its ``state_dir`` is read from the raw TOML; if even that fails, or there is no
+    config file where one was named, the default is used and ``certain`` is False."""
     from brokers.config import load_config
-    from brokers.errors import ConfigError
     from brokers.paths import default_config_path, state_dir
 
     if state.demo:
         return state_dir(), None, True
-    if state.config_path is not None:
-        path = state.config_path.expanduser()
-        if not path.is_file():
-            bad_argument(f"no config file at {path}", "--config")
-    else:
-        path = default_config_path()
-        if not path.is_file():
-            return state_dir(), None, True
+    path = state.config_path.expanduser() if state.config_path is not None else default_config_path()
+    if state.config_path is None and not path.exists():
+        return state_dir(), None, True
+    if not path.is_file():
+        return state_dir(), f"no config file at {path}", False
     try:
         return load_config(path).resolved_state_dir(), None, True
-    except ConfigError as exc:
-        problem = str(exc).splitlines()[0]
+    except Exception as exc:  # whatever is wrong with the config, the halt goes ahead
+        problem = config_problem(path, exc)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8")).get("state_dir")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return (
-            state_dir(),
-            f"{problem}; using the default state directory {state_dir()}, which a "
-            "console started with another state_dir will not see",
-            False,
-        )
+    except Exception:
+        return state_dir(), problem, False
     if isinstance(raw, str) and raw.strip():
-        return Path(raw), f"{problem}; using its state_dir {raw}", True
-    return state_dir(), f"{problem}; using the default state directory", True
+        folder = _anchored(raw.strip(), path.parent)
+        return folder, f"{problem}; using its state_dir {folder}", True
+    return state_dir(), f"{problem}; using the default state directory {state_dir()}", True
+
+
+def _anchored(raw: str, config_folder: Path) -> Path:
+    """A state_dir as the config means it: ``~`` and variables expanded, a relative one taken
+    from the config file's folder rather than from wherever the command was run."""
+    folder = Path(os.path.expandvars(raw)).expanduser()
+    return folder if folder.is_absolute() else config_folder.resolve() / folder
+
+
+def _not_certain(problem: str | None, flag: Path) -> str:
+    return (
+        f"{problem}; the halt was written to the default state directory instead ({flag}), "
+        "which a console started with another state_dir does not see"
+    )
 
 
 @contextlib.contextmanager
@@ -128,12 +136,23 @@ def halt(
         # An unreadable flag is rewritten by halt(), so only an unchanged one means "already".
         already = before is not None and info == before
         flag = switch.flag_path
-    if warning:
+    if warning and certain:
         warn(warning)
     if not info.persisted:
+        if not certain:
+            warn(warning or "the config cannot be read")
         fail(f"could not write {flag}; nothing outside this command is halted", ExitCode.FAILED)
+    if not as_json:
+        # Said before any cancel is tried: whatever happens next, the halt is on disk.
+        word = "Already halted" if already else "Trading HALTED"
+        typer.secho(
+            f"{word} since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
+            fg=typer.colors.RED,
+            bold=True,
+        )
+        typer.echo(f"Flag: {flag}")
     outcomes: dict[str, Any] | None = None
-    if cancel:
+    if cancel and certain:
         outcomes = cancel_everywhere(state.config())
     if as_json:
         print_json(
@@ -145,20 +164,12 @@ def halt(
                 "cancel": outcomes,
             }
         )
+    elif outcomes is None:
+        typer.echo("Running consoles cancel their own working orders; `halt --cancel` cancels from here.")
     else:
-        word = "Already halted" if already else "Trading HALTED"
-        typer.secho(
-            f"{word} since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
-            fg=typer.colors.RED,
-            bold=True,
-        )
-        typer.echo(f"Flag: {flag}")
-        if outcomes is None:
-            typer.echo("Running consoles cancel their own working orders; `halt --cancel` cancels from here.")
-        else:
-            print_cancel_outcomes(outcomes)
+        print_cancel_outcomes(outcomes)
     if not certain:
-        raise typer.Exit(ExitCode.CONFIG)
+        fail(_not_certain(warning, flag) + ("; nothing was cancelled" if cancel else ""), ExitCode.CONFIG)
     if outcomes is not None and not all(o["ok"] for o in outcomes.values()):
         raise typer.Exit(ExitCode.FAILED)
 
@@ -173,7 +184,13 @@ def resume(
     """Resume trading: remove the SYSTEM_HALTED flag. A reason is required and journaled."""
     if not reason.strip():
         bad_argument("a reason is required, e.g. --reason 'feed fixed'", "--reason")
-    directory, warning, _ = flag_state_dir(state_of(ctx))
+    directory, warning, certain = flag_state_dir(state_of(ctx))
+    if not certain:
+        # Resuming is deliberate: never a state folder guessed because the config is unreadable.
+        fail(
+            f"{warning}; nothing resumed: fix the config, or name the right one with --config",
+            ExitCode.CONFIG,
+        )
     if warning:
         warn(warning)
     with kill_switch_at(directory) as switch:
@@ -194,8 +211,8 @@ def resume(
 
 def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show whether trading is halted, since when, by whom and why."""
-    directory, warning, _ = flag_state_dir(state_of(ctx))
-    if warning:
+    directory, warning, certain = flag_state_dir(state_of(ctx))
+    if warning and certain:
         warn(warning)
     with kill_switch_at(directory) as switch:
         halted = switch.is_halted
@@ -205,8 +222,7 @@ def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         print_json(
             {"state": "HALTED" if halted else "ACTIVE", "halted": halted, **info_json(info), "flag": flag}
         )
-        return
-    if halted and info is not None:
+    elif halted and info is not None:
         typer.secho(
             f"HALTED since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
             fg=typer.colors.RED,
@@ -214,7 +230,12 @@ def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
     else:
         typer.secho("ACTIVE: trading is not halted", fg=typer.colors.GREEN)
-    typer.echo(f"Flag: {flag}")
+    if not as_json:
+        typer.echo(f"Flag: {flag}")
+    if not certain:
+        fail(
+            f"{warning}; this is the default state directory, not necessarily the console's", ExitCode.CONFIG
+        )
 
 
 def register(app: typer.Typer) -> None:

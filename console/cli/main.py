@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from . import halt, setup, status, tools, trading
-from .common import EXIT_CODES_HELP, CliState, ExitCode, fail
+from .common import EXIT_CODES_HELP, CliState, ExitCode, fail, state_problem
 
 app = typer.Typer(
     name="trading-console",
@@ -47,7 +47,6 @@ def root(
             "--config",
             "-c",
             metavar="PATH",
-            dir_okay=False,
             help="Config file. Default: the user config if it exists, else the demo.",
         ),
     ] = None,
@@ -81,7 +80,14 @@ def _open_console(state: CliState) -> None:
         fail(f"the console cannot start: {exc}", ExitCode.FAILED)
     finally:
         gc.enable()
-    raise typer.Exit(run_console(config) or 0)
+    try:
+        code = run_console(config)
+    except Exception as exc:
+        problem = state_problem(config, exc)
+        if problem is None:
+            raise
+        fail(str(problem), ExitCode.FAILED)
+    raise typer.Exit(code or 0)
 
 
 for module in (setup, status, trading, halt, tools):

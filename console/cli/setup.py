@@ -11,6 +11,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from console.typed_input import ungrouped
+
 from .common import (
     ExitCode,
     JsonOption,
@@ -222,7 +224,7 @@ class Setting:
 def _positive_decimal(field: str, ceiling: Decimal = Decimal("1e15")) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
-            value = Decimal(text.strip().replace(",", "").replace("_", ""))
+            value = Decimal(ungrouped(text, field).strip().replace("_", ""))
         except InvalidOperation:
             raise ValueError(f"{field} must be a number, not {text!r}") from None
         if not value.is_finite() or value <= 0 or value > ceiling:

@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import ExitCode, JsonOption, bad_argument, console, describe, fail, print_json, run, state_of
+from .common import (
+    ExitCode,
+    JsonOption,
+    bad_argument,
+    console,
+    describe,
+    fail,
+    print_json,
+    run,
+    state_of,
+    state_problem,
+)
 
 if TYPE_CHECKING:
     from brokers.config import Config
@@ -125,12 +136,28 @@ def journal(
     config = state_of(ctx).config()
     path = config.journal_path
     events: list[Any] = []
+    if path.parent.exists() and not path.parent.is_dir():
+        fail(
+            f"the state folder {path.parent} is not a folder, so there is no journal in it: "
+            "point state_dir in the config at the right folder",
+            ExitCode.FAILED,
+        )
+    if path.exists() and not path.is_file():
+        fail(
+            f"the journal {path} is not a file: move it aside so a journal can be written there "
+            "(or point state_dir in the config at the right folder)",
+            ExitCode.FAILED,
+        )
     if path.is_file():
         try:
             with Journal(path) as book:
                 events = book.events(since=start, order=order, kinds=kind or None)
         except Exception as exc:
-            fail(f"cannot read the journal {path}: {describe(exc)}", ExitCode.FAILED)
+            problem = state_problem(config, exc)
+            fail(
+                str(problem) if problem else f"cannot read the journal {path}: {describe(exc)}",
+                ExitCode.FAILED,
+            )
     shown = events[-limit:] if limit else events
     rows = [
         {

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from console.typed_input import ungrouped
+
 from .common import (
     ExitCode,
     JsonOption,
@@ -104,17 +106,21 @@ def build_request(
         kind = OrderType.STOP
     else:
         kind = OrderType.MARKET
+    numbers = {"quantity": quantity, "limit_price": limit, "stop_price": stop, "trail_percent": trail}
+    for field, text in numbers.items():
+        if text is not None:
+            try:
+                numbers[field] = ungrouped(text, field.replace("_", " "))
+            except ValueError as exc:
+                bad_argument(str(exc), PARAMETERS[field])
     try:
         # As typed: the model's own validation reads the text and names what is wrong.
         return OrderRequest.model_validate(
             {
                 "symbol": symbol,
                 "side": side,
-                "quantity": quantity,
+                **numbers,
                 "order_type": kind,
-                "limit_price": limit,
-                "stop_price": stop,
-                "trail_percent": trail,
                 "time_in_force": tif,
                 "account": account,
                 "exchange": exchange,
@@ -157,8 +163,25 @@ def _confirm(config: Config, request: OrderRequest, distribute: bool) -> None:
         raise typer.Exit(ExitCode.FAILED)
 
 
-async def _submit(config: Config, request: OrderRequest, distribute: bool, wait: float) -> list[Order]:
-    async with started_runtime(config) as runtime:
+def _halt_notice(config: Config) -> str | None:
+    """What to say before anything else when trading is halted; None when it is not."""
+    from brokers.killswitch import KillSwitch
+
+    switch = KillSwitch(config.resolved_state_dir(), env={})
+    if not switch.is_halted:
+        return None
+    info = switch.info
+    since = f" since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}" if info else ""
+    return (
+        f"Trading is HALTED{since}. This order will be rejected; "
+        "`trading-console resume --reason TEXT` resumes trading."
+    )
+
+
+async def _submit(
+    config: Config, request: OrderRequest, distribute: bool, wait: float, *, connect: bool = True
+) -> list[Order]:
+    async with started_runtime(config, connect=connect) as runtime:
         execution = runtime.execution
         if distribute:
             orders = await execution.submit_distributed(request)
@@ -222,9 +245,15 @@ def _place(
         account_named(config, request.account, "--account")
     if distribute and account is not None:
         bad_argument("--distribute splits across every account; leave out --account", "--distribute")
-    if not yes:
+    halted = _halt_notice(config)
+    if halted is not None:
+        # Asking to confirm an order that cannot go would be a question with no real answer.
+        typer.secho(halted, err=True, fg=typer.colors.RED, bold=True)
+    elif not yes:
         _confirm(config, request, distribute)
-    orders = run(_submit(config, request, distribute, wait))
+    # While halted the order still goes to the execution layer, which refuses and journals it,
+    # but no account is connected for it.
+    orders = run(_submit(config, request, distribute, wait, connect=halted is None))
     rejected = [o for o in orders if o.status.value == "REJECTED"]
     if as_json:
         print_json(

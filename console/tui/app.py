@@ -45,7 +45,7 @@ from .widgets.blotter import BlotterPane
 from .widgets.buying_power import BuyingPowerTable
 from .widgets.connections import ConnectionsPane, LatencyOf, measured_latency
 from .widgets.event_log import EventLog
-from .widgets.halt_banner import HaltBanner, HaltKeyHint, outcome_text
+from .widgets.halt_banner import HaltBanner, HaltKeyHint, outcome_text, working_by_account
 from .widgets.key_footer import KeyFooter
 from .widgets.order_entry import OrderEntry
 from .widgets.positions import PositionsPane
@@ -165,7 +165,9 @@ class TradingConsoleApp(App[int]):
         yield TitleBar(
             base_currency=base, demo=self.config.demo, live_accounts=self.live_accounts, id="title-bar"
         )
-        yield HaltBanner(id="halt-banner", resume_key=self.key_label("resume"))
+        yield HaltBanner(
+            id="halt-banner", resume_key=self.key_label("resume"), cancel_key=self.key_label("cancel_order")
+        )
         with Grid(id="main"):
             yield ConnectionsPane(id="connections", classes="pane")
             yield BuyingPowerTable(id="buying-power", classes="pane", base_currency=base)
@@ -329,6 +331,7 @@ class TradingConsoleApp(App[int]):
     def _show_state(self, state: TradingState, info: HaltInfo | None) -> None:
         self.trading_state = state
         self.banner.show_state(state, info)
+        self._show_working()
         self._update_title()
         # Restyling the whole order form costs most of a frame: the banner goes out first.
         self.call_after_refresh(self._show_entry_state)
@@ -366,9 +369,14 @@ class TradingConsoleApp(App[int]):
             return
         self.post_message(CancelAllFinished(dict(outcomes)))
 
+    def _show_working(self) -> None:
+        halted = self.trading_state is TradingState.HALTED
+        self.banner.show_working(working_by_account(self.runtime.execution.orders()) if halted else {})
+
     @_while_on_screen
     def on_cancel_all_finished(self, message: CancelAllFinished) -> None:
         self.banner.show_outcomes(message.outcomes, message.error)
+        self._show_working()
         failed = message.error or any(not outcome.ok for outcome in message.outcomes.values())
         self.event_log.add(outcome_text(message.outcomes, message.error).plain, "error" if failed else "info")
         self.refresh_soon()
@@ -525,6 +533,8 @@ class TradingConsoleApp(App[int]):
         self.blotter.show_order(order)
         if shown == now:
             return
+        if self.trading_state is TradingState.HALTED:
+            self._show_working()
         self._last_statuses[key] = now
         line = order_line(order, shown)
         if line is not None:

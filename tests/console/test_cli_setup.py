@@ -250,6 +250,16 @@ def test_add_asks_again_after_each_bad_answer():
     assert desk.settings == {"initial_cash": 25000, "account_type": "cash", "tick_interval": 0.25}
 
 
+def test_add_refuses_a_decimal_comma_and_reads_thousands_separators():
+    answers = "\n".join(["sim", "desk", "USD", "n", "1", "25000,5", "25,000", "cash", "0,25", "0.25"]) + "\n"
+    result = invoke("add", input=answers)
+    assert result.exit_code == 0, result.output
+    assert "initial_cash may use a comma only to separate thousands" in result.output
+    assert "tick_interval may use a comma only to separate thousands" in result.output
+    desk = load_config(default_config_path()).account("desk")
+    assert desk.settings == {"initial_cash": 25000, "account_type": "cash", "tick_interval": 0.25}
+
+
 def test_add_appends_to_an_existing_config_keeping_its_comments():
     invoke("init")
     result = invoke(

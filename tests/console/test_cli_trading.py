@@ -340,6 +340,62 @@ def test_bad_order_arguments_are_usage_errors_naming_the_argument(args, named):
     assert journal_events() == []
 
 
+@pytest.mark.parametrize(
+    ("args", "named", "typed"),
+    [
+        (["buy", "AAPL", "1,5"], "QTY", "1,5"),
+        (["buy", "AAPL", "0,5"], "QTY", "0,5"),
+        (["buy", "AAPL", "1,00"], "QTY", "1,00"),
+        (["buy", "AAPL", "0,125"], "QTY", "0,125"),
+        (["buy", "AAPL", "10,00,0"], "QTY", "10,00,0"),
+        (["buy", "AAPL", "1.000,5"], "QTY", "1.000,5"),
+        (["buy", "AAPL", ",5"], "QTY", ",5"),
+        (["buy", "AAPL", "1", "--limit", "190,5"], "--limit", "190,5"),
+        (["buy", "AAPL", "1", "--stop", "1,5"], "--stop", "1,5"),
+        (["sell", "AAPL", "1", "--trail", "2,5"], "--trail", "2,5"),
+    ],
+)
+def test_a_comma_that_is_not_a_thousands_separator_is_refused(args, named, typed):
+    result = invoke("order", *args, "--yes", "--json")
+    assert result.exit_code == 2, result.output
+    text = plain(result.output)
+    assert f"Invalid value for '{named}'" in text
+    assert "comma" in text and typed in text
+    assert journal_events() == []
+
+
+@pytest.mark.parametrize(("typed", "quantity"), [("1,000", "1000"), ("12,345.5", "12345.5")])
+def test_a_thousands_separator_in_the_right_place_is_read_as_one(typed, quantity):
+    from console.cli.trading import build_request
+
+    request = build_request(
+        "BUY",
+        "AAPL",
+        typed,
+        limit=None,
+        stop=None,
+        trail=None,
+        tif="DAY",
+        account=None,
+        exchange=None,
+        currency=None,
+    )
+    assert request.quantity == Decimal(quantity)
+    priced = build_request(
+        "BUY",
+        "AAPL",
+        "1",
+        limit="1,234.5",
+        stop=None,
+        trail=None,
+        tif="DAY",
+        account=None,
+        exchange=None,
+        currency=None,
+    )
+    assert priced.limit_price == Decimal("1234.5")
+
+
 def test_order_needs_a_side():
     result = invoke("order", "hold", "AAPL", "1")
     assert result.exit_code == 2

@@ -11,7 +11,7 @@ from console_support import console, demo, settled, wait_for
 from textual.widgets import Button, Input
 
 from brokers.killswitch import FLAG_NAME
-from brokers.models import OrderStatus, TradingState
+from brokers.models import OrderRequest, OrderStatus, TradingState
 from console.tui.screens.order_confirm import OrderConfirmScreen
 from console.tui.screens.resume import ResumeScreen
 from console.tui.widgets.halt_banner import HaltKeyHint
@@ -322,3 +322,50 @@ async def test_prices_tick_into_the_positions_table():
         )
         pnl = app.positions.table.shown("NVDA|STOCK|USD", "pnl").plain.strip()
         assert pnl == "-150.00"  # short 30 from 145.00
+
+
+async def test_a_halt_that_leaves_orders_working_says_how_many_and_where():
+    config = demo()
+    config.halt.cancel_open_orders = False
+    app = console(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        resting = OrderRequest(
+            symbol="AAPL", side="BUY", quantity=2, order_type="LIMIT", limit_price="215", account="paper-us"
+        )
+        order = await app.runtime.execution.submit(resting)
+        assert not order.is_terminal, order
+        await pilot.press("f12")
+        await wait_for(lambda: app.banner.has_class("-halted"), pilot)
+        await wait_for(lambda: "still working" in str(app.banner.render()), pilot)
+        text = " ".join(str(app.banner.render()).split())
+        assert "1 order still working (they can fill): paper-us 1" in text
+        assert "cancel --all" in text
+        # Nothing was cancelled: the order is still live at the broker.
+        assert not app.runtime.execution.get_order(order.client_order_id).is_terminal
+        await app.runtime.execution.cancel("paper-us", order.broker_order_id)
+        await wait_for(lambda: "still working" not in str(app.banner.render()), pilot)
+        assert app.banner.has_class("-halted")
+
+
+async def test_the_narrow_halt_banner_also_counts_the_orders_still_working():
+    config = demo()
+    config.halt.cancel_open_orders = False
+    app = console(config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(app, pilot)
+        for account in ("paper-us", "paper-us-cash"):
+            await app.runtime.execution.submit(
+                OrderRequest(
+                    symbol="AAPL",
+                    side="BUY",
+                    quantity=1,
+                    order_type="LIMIT",
+                    limit_price="215",
+                    account=account,
+                )
+            )
+        await pilot.press("f12")
+        await wait_for(lambda: "still working" in str(app.banner.render()), pilot)
+        text = " ".join(str(app.banner.render()).split())
+        assert "2 still working: paper-us 1, paper-us-cash 1" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import io
 import logging
 import os
 import pty
@@ -61,6 +62,50 @@ def test_the_log_file_keeps_library_warnings_after_the_command_line_set_up_stder
     assert all(any(isinstance(f, RedactingFilter) for f in h.filters) for h in ours)
     log_to_file(tmp_path / "state")  # again: replaced, not doubled
     assert len([h for h in root_logging.handlers if isinstance(h, RotatingFileHandler)]) == 1
+
+
+def test_a_secret_in_an_exception_never_reaches_the_log_file(
+    tmp_path: Path, root_logging: logging.Logger
+) -> None:
+    canary = "canary-secret-in-a-traceback-0043"
+    register_secret(canary)
+    path = log_to_file(tmp_path / "state")
+    log = logging.getLogger("brokers.adapters.alpaca")
+
+    def refuse(key: str) -> None:
+        raise PermissionError(f"401 from the broker for key {key}")
+
+    try:
+        refuse(canary)
+    except PermissionError:
+        log.exception("the account refused the request")
+    log.error("stack while the key was %s", "set", stack_info=True)
+    text = path.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in text
+    assert "PermissionError: 401 from the broker for key ***" in text
+    assert "Stack (most recent call last)" in text
+    assert canary not in text
+
+
+def test_a_traceback_another_handler_formatted_first_is_still_redacted(
+    tmp_path: Path, root_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary = "canary-secret-in-a-traceback-0044"
+    register_secret(canary)
+    # A plain handler ahead of ours leaves its unredacted traceback text cached on the record.
+    plain = logging.StreamHandler(io.StringIO())
+    root_logging.handlers.insert(0, plain)
+    log_to_stderr(1)
+    path = log_to_file(tmp_path / "state")
+    try:
+        raise ValueError(f"bad token {canary}")
+    except ValueError:
+        logging.getLogger("brokers.execution").exception("submit failed")
+    root_logging.removeHandler(plain)
+    text = path.read_text(encoding="utf-8")
+    assert "ValueError: bad token ***" in text and canary not in text
+    err = capsys.readouterr().err
+    assert "ValueError: bad token ***" in err and canary not in err
 
 
 class BlockedAlpaca(AlpacaPeer):

@@ -52,6 +52,39 @@ def test_a_valid_form_builds_the_request_it_shows():
     assert request.account == "paper-us"
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"quantity": "1,5"}, "quantity"),
+        ({"quantity": "0,5"}, "quantity"),
+        ({"quantity": "1,00"}, "quantity"),
+        ({"quantity": "1.000,5"}, "quantity"),
+        ({"type": "LIMIT", "limit": "190,5"}, "limit"),
+        ({"type": "STOP", "stop": "1,5"}, "stop"),
+        ({"type": "TRAILING_STOP", "trail": "2,5%"}, "trail"),
+        ({"type": "TRAILING_STOP", "trail": "1,20"}, "trail"),
+    ],
+)
+def test_a_comma_that_is_not_a_thousands_separator_is_refused_under_its_field(changes, field):
+    request, errors = build_request(form(**changes))
+    assert request is None
+    assert set(errors) == {field}
+    assert "comma" in errors[field]
+
+
+def test_a_comma_error_does_not_hide_the_other_fields_errors():
+    request, errors = build_request(form(symbol="", quantity="1,5"))
+    assert request is None
+    assert set(errors) == {"symbol", "quantity"}
+
+
+def test_thousands_separators_in_prices_are_read_as_one():
+    request, errors = build_request(form(quantity="12,345.5", type="LIMIT", limit="1,234.25"))
+    assert errors == {}
+    assert request is not None
+    assert (request.quantity, request.limit_price) == (Decimal("12345.5"), Decimal("1234.25"))
+
+
 def test_auto_route_leaves_the_account_to_the_router():
     request, _ = build_request(form())
     assert request is not None and request.account is None
@@ -144,3 +177,17 @@ async def test_narrow_terminal_lists_errors_under_the_form():
         line = app.query_one("#order-errors", Static)
         assert line.region.height == 1
         assert "Qty: quantity must be greater than 0" in str(line.render())
+
+
+async def test_a_decimal_comma_typed_in_the_order_pane_is_refused_and_nothing_is_sent():
+    app = console()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settled(app, pilot)
+        await pilot.press("ctrl+o", "A", "A", "P", "L")
+        app.query_one("#order-quantity", Input).focus()
+        await pilot.press("1", ",", "5")
+        assert "comma" in shown_error(app, "quantity")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.blotter.orders == {}
+        assert app.runtime.execution.orders() == []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.text import Text
@@ -10,7 +11,7 @@ from textual.widgets import Static
 
 from brokers.fanout import CancelAllResult
 from brokers.killswitch import HaltInfo
-from brokers.models import TradingState
+from brokers.models import Order, TradingState
 from console import formatting as fmt
 
 COMPACT_BELOW = 120
@@ -45,6 +46,22 @@ def outcome_text(outcomes: Mapping[str, CancelAllResult] | None, error: str | No
     return text
 
 
+def working_by_account(orders: Iterable[Order]) -> dict[str, int]:
+    """How many orders are still live at each account."""
+    return dict(Counter(order.account or "no account" for order in orders if not order.is_terminal))
+
+
+def working_text(working: Mapping[str, int], cancel_key: str) -> Text:
+    """Orders a halt left live, per account: ``2 orders still working (they can fill): ...``."""
+    total = sum(working.values())
+    text = Text(
+        f"{total} order{'s' if total != 1 else ''} still working (they can fill): ", style="bold yellow"
+    )
+    text.append(" · ".join(f"{account} {count}" for account, count in sorted(working.items())), style="bold")
+    text.append(f" — {cancel_key} cancels the selected one, `trading-console cancel --all` every one")
+    return text
+
+
 class HaltBanner(Static):
     """Hidden while trading is ACTIVE. Red and unmissable when HALTED; amber when REDUCE-ONLY."""
 
@@ -53,9 +70,12 @@ class HaltBanner(Static):
     HaltBanner.-halted, HaltBanner.-reducing { display: block; }
     """
 
-    def __init__(self, *, resume_key: str = "ctrl+r", **kwargs: Any) -> None:
+    def __init__(self, *, resume_key: str = "ctrl+r", cancel_key: str = "ctrl+x", **kwargs: Any) -> None:
         super().__init__("", markup=False, **kwargs)
         self.resume_key = resume_key
+        self.cancel_key = cancel_key
+        # Working orders per account: a halt that does not cancel them must not hide them.
+        self.working: dict[str, int] = {}
         self.state = TradingState.ACTIVE
         self.info: HaltInfo | None = None
         self.outcomes: Mapping[str, CancelAllResult] | None = None
@@ -86,6 +106,17 @@ class HaltBanner(Static):
         self.outcome_error = error
         self._render_text()
 
+    def show_working(self, working: Mapping[str, int]) -> None:
+        counts = {account: count for account, count in working.items() if count}
+        if counts == self.working:
+            return
+        self.working = counts
+        self._render_text()
+
+    def _shows_working(self) -> bool:
+        # While a cancel-all runs the count is about to change; its outcome line says what it did.
+        return self.state is TradingState.HALTED and bool(self.working) and not self.cancel_all_running
+
     def on_resize(self) -> None:
         self._render_text()
 
@@ -113,6 +144,9 @@ class HaltBanner(Static):
         if halted and (self.cancel_all_running or self.outcomes is not None or self.outcome_error):
             text.append("\n")
             text.append_text(outcome_text(self.outcomes, self.outcome_error))
+        if self._shows_working():
+            text.append("\n")
+            text.append_text(working_text(self.working, self.cancel_key))
         self.update(text)
 
     def _compact_text(self) -> Text:
@@ -129,6 +163,10 @@ class HaltBanner(Static):
         if halted and (self.cancel_all_running or self.outcomes is not None or self.outcome_error):
             text.append(" · ")
             text.append_text(compact_outcome(self.outcomes, self.outcome_error))
+        if self._shows_working():
+            total = sum(self.working.values())
+            where = ", ".join(f"{account} {count}" for account, count in sorted(self.working.items()))
+            text.append(f" · {total} still working: {where}", style="bold yellow")
         return text
 
 

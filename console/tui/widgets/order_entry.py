@@ -20,6 +20,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from brokers.models import OrderRequest, OrderType, Side, TimeInForce, field_errors
 from console.tui.messages import SubmitRequested
+from console.typed_input import ungrouped
 
 AUTO_ROUTE = "__auto__"
 
@@ -79,10 +80,23 @@ def build_request(values: Mapping[str, Any]) -> tuple[OrderRequest | None, dict[
         data["stop_price"] = values.get("stop") or None
     if kind in USES_TRAIL:
         data.update(parse_trail(values.get("trail") or ""))
+    # A comma the library would silently drop (1,5 read as 15) is refused here, by the field.
+    typed: dict[str, str] = {}
+    for name, field in _TYPED_NUMBERS.items():
+        text = data.get(name)
+        if isinstance(text, str):
+            try:
+                data[name] = ungrouped(text, _LABELS.get(name, name))
+            except ValueError as exc:
+                typed[field] = str(exc)
     try:
-        return OrderRequest(**data), {}
+        request: OrderRequest | None = OrderRequest(**data)
+        errors: dict[str, str] = {}
     except ValidationError as exc:
-        return None, _form_errors(exc, kind)
+        request, errors = None, _form_errors(exc, kind)
+    if typed:
+        return None, {**errors, **typed}
+    return request, errors
 
 
 def _form_errors(exc: ValidationError, kind: OrderType | None) -> dict[str, str]:
@@ -98,16 +112,24 @@ def _form_errors(exc: ValidationError, kind: OrderType | None) -> dict[str, str]
     return errors
 
 
+_LABELS = {
+    "limit_price": "limit price",
+    "stop_price": "stop price",
+    "trail_percent": "trail percent",
+    "trail_amount": "trail amount",
+    "time_in_force": "TIF",
+    "order_type": "type",
+}
+# The typed numbers: OrderRequest field -> form field.
+_TYPED_NUMBERS = {
+    name: _FIELD_FOR[name]
+    for name in ("quantity", "limit_price", "stop_price", "trail_percent", "trail_amount")
+}
+
+
 def _plain(message: str) -> str:
     """Library messages name model fields (limit_price); the form calls them by their labels."""
-    for name, label in (
-        ("limit_price", "limit price"),
-        ("stop_price", "stop price"),
-        ("trail_percent", "trail percent"),
-        ("trail_amount", "trail amount"),
-        ("time_in_force", "TIF"),
-        ("order_type", "type"),
-    ):
+    for name, label in _LABELS.items():
         message = message.replace(name, label)
     return message
 
