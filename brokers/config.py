@@ -13,7 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .accounts import default_account
 from .errors import ConfigError
@@ -21,9 +29,16 @@ from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
 from .killswitch import HaltSettings
 from .models import OrderRequest
-from .paths import state_dir
+from .paths import expand_path, state_dir
 from .risk import RiskLimits
 from .routing import Router, RoutingRule
+
+JOURNAL_FILE = "journal.sqlite"
+# The demo's orders never mix with a real configuration's: its journal is a file of its own in
+# the same state folder, whose SYSTEM_HALTED flag it shares (a halt must reach every process).
+DEMO_JOURNAL_FILE = "demo-journal.sqlite"
+# Validation context key: the folder a relative ``state_dir`` is anchored to.
+_CONFIG_DIR = "config_dir"
 
 # Key names that hold secrets; names ending in "_env" only name an environment variable.
 _SECRET_KEY = re.compile(
@@ -123,6 +138,17 @@ class Config(BaseModel):
     demo: bool = False
     source: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _anchor_state_dir(cls, value: object, info: ValidationInfo) -> object:
+        # Anchored once, here: a relative folder resolved against whatever directory a command
+        # happens to run from would let `trading-console halt` write a flag nobody reads.
+        if not isinstance(value, str | Path):
+            return value
+        context = info.context if isinstance(info.context, dict) else {}
+        base = context.get(_CONFIG_DIR)
+        return expand_path(value, base if isinstance(base, Path) else None)
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         names = [account.name for account in self.accounts]
@@ -165,8 +191,19 @@ class Config(BaseModel):
         return self.state_dir or state_dir()
 
     @property
+    def journal_name(self) -> str:
+        """The journal's file name in the state folder: the demo keeps its own."""
+        return DEMO_JOURNAL_FILE if self.demo else JOURNAL_FILE
+
+    @property
     def journal_path(self) -> Path:
-        return self.resolved_state_dir() / "journal.sqlite"
+        return self.resolved_state_dir() / self.journal_name
+
+    @property
+    def trading_state_journal_path(self) -> Path:
+        """Where halts, reduce-only and resumes are recorded: the state folder's main journal,
+        for the demo too, because the flag they describe is shared by every process."""
+        return self.resolved_state_dir() / JOURNAL_FILE
 
 
 def _find_secret_keys(data: Any, path: str = "") -> list[str]:
@@ -225,7 +262,11 @@ def _explain(exc: ValidationError, data: Any, where: str) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
-def parse_config(data: Mapping[str, object], where: str = "config") -> Config:
+def parse_config(
+    data: Mapping[str, object], where: str = "config", *, base_dir: Path | None = None
+) -> Config:
+    """Validate settings read from ``where``. A relative ``state_dir`` is anchored to
+    ``base_dir`` (the config file's folder), else to the current directory now."""
     secrets = _find_secret_keys(data)
     if secrets:
         raise ConfigError(
@@ -234,7 +275,7 @@ def parse_config(data: Mapping[str, object], where: str = "config") -> Config:
             "(ALPACA_API_KEY, ALPACA_SECRET_KEY, KITE_API_KEY, KITE_ACCESS_TOKEN), and remove the key"
         )
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={_CONFIG_DIR: base_dir})
     except ValidationError as exc:
         raise _explain(exc, data, where) from None
 
@@ -251,7 +292,7 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    config = parse_config(data, where=str(path))
+    config = parse_config(data, where=str(path), base_dir=path.absolute().parent)
     config.source = path
     return config
 
