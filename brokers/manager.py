@@ -46,7 +46,7 @@ from .models import (
     utcnow,
 )
 from .pubsub import EventHub, TurnBatch
-from .upkeep import ResyncHook, Sleep, Upkeep
+from .upkeep import HaltedCheck, ResyncHook, Sleep, Upkeep
 
 __all__ = ["BookProvider", "ManagerListener", "MultiBrokerManager"]
 
@@ -116,6 +116,9 @@ class MultiBrokerManager:
     a connect. ``heartbeat_interval`` is how often ``start()``'s loop refreshes every account;
     an account that fails ``degraded_limit`` heartbeats in a row is treated as dropped. Dropped
     accounts reconnect on the ``backoff`` schedule, waiting with ``sleep`` (tests pass a fake).
+    ``halted()`` tells whether trading is halted (and a halt cancels working orders): an account
+    that connects or reconnects meanwhile has its working orders cancelled before it is marked
+    CONNECTED, and a ``HaltCancelEvent`` says what was cancelled and what could not be.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class MultiBrokerManager:
         sleep: Sleep | None = None,
         book_provider: BookProvider | None = None,
         degraded_limit: int = 3,
+        halted: HaltedCheck | None = None,
     ) -> None:
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -164,6 +168,7 @@ class MultiBrokerManager:
             sleep=sleep or asyncio.sleep,
             heartbeat_interval=float(heartbeat_interval),
             degraded_limit=max(1, int(degraded_limit)),
+            halted=halted,
         )
 
     @property
