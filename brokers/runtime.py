@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import Broker
-from .config import Config
+from .config import JOURNAL_FILE, Config
 from .errors import ConfigError
 from .execution import ExecutionService
 from .fx import FxRates
@@ -34,6 +34,8 @@ class Runtime:
     execution: ExecutionService
     fx: FxRates
     state_dir: Path
+    # Where the kill switch records halts and resumes, when that is not ``journal`` (the demo).
+    trading_state_journal: Journal | None = None
     started: bool = field(default=False)
 
     async def start(self, *, connect: bool = True) -> None:
@@ -60,6 +62,8 @@ class Runtime:
         await self.manager.stop()
         await self.manager.disconnect_all()
         self.journal.close()
+        if self.trading_state_journal is not None:
+            self.trading_state_journal.close()
 
 
 def build_brokers(config: Config) -> dict[str, Broker]:
@@ -85,8 +89,20 @@ def build_runtime(
     """Build everything without connecting. ``brokers`` replaces the configured adapters
     (tests and benchmarks pass ready-made SimBrokers)."""
     root = ensure_dir(state_dir or config.resolved_state_dir())
+    journal = Journal(root / config.journal_name)
+    # The flag is shared by every process using this folder, demo or not, so the record of halts
+    # and resumes is too; only the orders are kept apart.
+    trading_state_journal = Journal(root / JOURNAL_FILE) if config.journal_name != JOURNAL_FILE else None
+    kill_switch = KillSwitch(root, journal=trading_state_journal or journal)
+    cancel_on_halt = config.halt.cancel_open_orders
+
+    def halted() -> bool:
+        return cancel_on_halt and kill_switch.is_halted
+
     fx = FxRates(base=config.base_currency, settings=config.fx)
-    manager = MultiBrokerManager(timeout=manager_timeout, fx=fx, base_currency=config.base_currency)
+    manager = MultiBrokerManager(
+        timeout=manager_timeout, fx=fx, base_currency=config.base_currency, halted=halted
+    )
     built = brokers if brokers is not None else build_brokers(config)
     for name, broker in built.items():
         account = next((a for a in config.accounts if a.name == name), None)
@@ -97,8 +113,6 @@ def build_runtime(
             weight=account.weight if account else 1.0,
             broker_type=account.type if account else broker.broker_type,
         )
-    journal = Journal(root / "journal.sqlite")
-    kill_switch = KillSwitch(root, journal=journal)
     risk = RiskEngine(
         config.risk,
         {account.name: account.risk for account in config.accounts if account.risk is not None},
@@ -113,6 +127,7 @@ def build_runtime(
         halt_settings=config.halt,
         base_currency=config.base_currency,
         fx=fx,
+        confirm_notional_above=config.ui.confirm_notional_above,
     )
     manager.book_provider = execution.book_positions
     return Runtime(
@@ -123,4 +138,5 @@ def build_runtime(
         execution=execution,
         fx=fx,
         state_dir=root,
+        trading_state_journal=trading_state_journal,
     )
