@@ -200,10 +200,12 @@ class Config(BaseModel):
         return self.resolved_state_dir() / self.journal_name
 
     @property
-    def trading_state_journal_path(self) -> Path:
-        """Where halts, reduce-only and resumes are recorded: the state folder's main journal,
-        for the demo too, because the flag they describe is shared by every process."""
-        return self.resolved_state_dir() / JOURNAL_FILE
+    def halt_record_paths(self) -> tuple[Path, ...]:
+        """The journals that record halts, reduce-only and resumes: the state folder's main
+        journal always, because the flag they describe is shared by every process using the
+        folder, and the demo's own journal too, so its history shows them."""
+        root = self.resolved_state_dir()
+        return tuple(dict.fromkeys((root / JOURNAL_FILE, root / self.journal_name)))
 
 
 def _find_secret_keys(data: Any, path: str = "") -> list[str]:

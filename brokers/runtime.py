@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import Broker
+from .base import Broker, EventRecorder
 from .config import JOURNAL_FILE, Config
 from .errors import ConfigError
 from .execution import ExecutionService
@@ -23,6 +23,30 @@ from .risk import RiskEngine
 from .routing import Router
 
 log = logging.getLogger(__name__)
+
+
+class HaltRecord:
+    """Records each halt, reduce-only and resume in several journals. One that fails does not
+    stop the others; the first failure is raised after all were tried, for the kill switch to
+    log."""
+
+    def __init__(self, *journals: EventRecorder) -> None:
+        self.journals = journals
+
+    def record(self, kind: str, *, data: dict[str, object] | None = None) -> object:
+        first: object = None
+        failure: Exception | None = None
+        for index, journal in enumerate(self.journals):
+            try:
+                row = journal.record(kind, data=data)
+            except Exception as exc:
+                failure = failure or exc
+                continue
+            if index == 0:
+                first = row
+        if failure is not None:
+            raise failure
+        return first
 
 
 @dataclass
@@ -93,7 +117,9 @@ def build_runtime(
     # The flag is shared by every process using this folder, demo or not, so the record of halts
     # and resumes is too; only the orders are kept apart.
     trading_state_journal = Journal(root / JOURNAL_FILE) if config.journal_name != JOURNAL_FILE else None
-    kill_switch = KillSwitch(root, journal=trading_state_journal or journal)
+    kill_switch = KillSwitch(
+        root, journal=journal if trading_state_journal is None else HaltRecord(trading_state_journal, journal)
+    )
     cancel_on_halt = config.halt.cancel_open_orders
 
     def halted() -> bool:

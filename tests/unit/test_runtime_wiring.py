@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from brokers.config import demo_config, parse_config
 from brokers.journal import Journal
 from brokers.models import OrderRequest, OrderStatus
@@ -55,6 +57,13 @@ async def test_the_demo_and_a_real_config_keep_their_orders_apart_but_share_the_
         assert [e.kind for e in journal.events(kinds=["halt"])] == ["halt"]
     with Journal(state_dir() / "demo-journal.sqlite") as journal:
         assert set(journal.orders()) == {demo_order.client_order_id}
+        # ... and the demo's own history shows it as well.
+        assert [e.kind for e in journal.events(kinds=["halt"])] == ["halt"]
+    assert demo_config().halt_record_paths == (
+        state_dir() / "journal.sqlite",
+        state_dir() / "demo-journal.sqlite",
+    )
+    assert real_config().halt_record_paths == (state_dir() / "journal.sqlite",)
 
     again = build_runtime(real_config())
     await again.start()
@@ -80,3 +89,17 @@ async def test_confirmation_threshold_comes_from_the_config():
     never = build_runtime(real_config(ui={"confirm_notional_above": None}))
     assert never.execution.confirm_notional_above is None
     never.journal.close()
+
+
+def test_a_halt_record_that_fails_in_one_journal_still_reaches_the_others(tmp_path):
+    from brokers.runtime import HaltRecord
+
+    class Broken:
+        def record(self, kind: str, *, data: dict[str, object] | None = None) -> object:
+            raise OSError("disk full")
+
+    with Journal(tmp_path / "a.sqlite") as first, Journal(tmp_path / "b.sqlite") as second:
+        record = HaltRecord(first, Broken(), second)
+        with pytest.raises(OSError, match="disk full"):
+            record.record("halt", data={"reason": "x"})
+        assert [e.kind for e in first.events()] == [e.kind for e in second.events()] == ["halt"]
