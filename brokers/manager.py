@@ -31,7 +31,15 @@ from .consolidation import (
     empty_snapshot,
 )
 from .errors import UnknownAccountError
-from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent, PositionDiff, PositionDiffEvent
+from .events import (
+    ConnectionEvent,
+    FillEvent,
+    HaltCancelEvent,
+    ManagerEvent,
+    OrderEvent,
+    PositionDiff,
+    PositionDiffEvent,
+)
 from .fanout import BoundedCalls, CallResult, CancelAllResult
 from .fx import FxRates, Money
 from .health import ORDERABLE, Backoff, adapter_orderable
@@ -329,6 +337,15 @@ class MultiBrokerManager:
     def position_diffs(self) -> dict[str, tuple[PositionDiff, ...]]:
         """The differences found by the last position sync of each account."""
         return {name: account.diffs for name, account in self._accounts.items()}
+
+    def halt_cancels(self) -> dict[str, HaltCancelEvent]:
+        """Per account that (re)connected while trading was halted, the last such sweep: the
+        working orders it cancelled and those it could not, with the reason."""
+        return {
+            name: account.halt_cancel
+            for name, account in self._accounts.items()
+            if account.halt_cancel is not None
+        }
 
     def add_resync_hook(self, hook: ResyncHook) -> None:
         """``await hook(account)`` runs while the account is RESYNCING after every (re)connect, so

@@ -243,6 +243,8 @@ class Upkeep:
         one), publish what happened, and say what is left working, or None."""
         working = [order for order in orders if order.is_working]
         if not working:
+            # Nothing to do; an earlier sweep's leftovers no longer stand.
+            account.halt_cancel = HaltCancelEvent(account.name, (), (), self._now())
             return None
         error: str | None = None
         try:
@@ -259,7 +261,8 @@ class Upkeep:
             for o in working
             if not (o.broker_order_id and o.broker_order_id in asked)
         )
-        self._publish(HaltCancelEvent(account.name, cancelled, left, self._now()))
+        account.halt_cancel = HaltCancelEvent(account.name, cancelled, left, self._now())
+        self._publish(account.halt_cancel)
         if not left:
             log.warning(
                 "%s came back while trading is halted: cancelled %d working order(s)",

@@ -136,6 +136,16 @@ async def test_an_order_the_cancel_cannot_reach_is_reported_and_the_account_is_n
         assert "could not be cancelled" in (status.last_error or "")
         assert ("state", CS.CONNECTED) not in timeline.entries
         assert [o.broker_order_id for o in await broker.get_open_orders()] == [order.broker_order_id]
+        assert m.halt_cancels() == {"paper": event}
+
+        # Cancelled meanwhile by other means: the next reconnect while halted finds nothing
+        # working, becomes CONNECTED and no longer reports the order.
+        await broker.cancel_order(str(order.broker_order_id))
+        broker.faults.disconnect_after = 0
+        await m.refresh()
+        await wait_for_state(m, "paper", CS.CONNECTED)
+        assert len(timeline.halt_events()) == 1
+        assert m.halt_cancels()["paper"].ok and m.halt_cancels()["paper"].not_cancelled == ()
     finally:
         await m.stop()
 
@@ -151,7 +161,7 @@ async def test_reconnecting_while_trading_goes_on_leaves_working_orders_alone():
         broker.faults.disconnect_after = 0
         await m.refresh()
         await wait_for_state(m, "paper", CS.CONNECTED)
-        assert timeline.halt_events() == []
+        assert timeline.halt_events() == [] and m.halt_cancels() == {}
         assert [o.broker_order_id for o in await broker.get_open_orders()] == [order.broker_order_id]
     finally:
         await m.stop()
