@@ -464,7 +464,8 @@ class MultiBrokerManager:
         """Ask every account (or those named) to cancel all working orders, all at once.
 
         Cancels are never held back by health: an account that says it is connected is asked,
-        whatever its state; one that is not is reported as such.
+        whatever its state; one that is not is reported as such (and, while halted, as one
+        whose working orders are cancelled when it reconnects).
         """
         names = list(self._accounts) if accounts is None else [self._account(n).name for n in accounts]
         connected = [n for n in names if self._accounts[n].broker.is_connected()]
@@ -472,10 +473,13 @@ class MultiBrokerManager:
             lambda broker: broker.cancel_all_orders(), connected, per_broker_timeout=per_broker_timeout
         )
         outcome: dict[str, CancelAllResult] = {}
+        down = "not connected"
+        if len(connected) < len(names) and self._upkeep.halted_now():
+            down = "not connected; its working orders are cancelled when it reconnects"
         for name in names:
             result = results.get(name)
             if result is None:
-                outcome[name] = CancelAllResult(name, False, (), "not connected")
+                outcome[name] = CancelAllResult(name, False, (), down)
             elif result.ok:
                 outcome[name] = CancelAllResult(
                     name, True, tuple(result.value or ()), None, result.elapsed_ms

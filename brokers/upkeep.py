@@ -219,7 +219,7 @@ class Upkeep:
                 return False
         if problem is None:
             self._compare_positions(account)
-        if self._halted_now():
+        if self.halted_now():
             # Last, after the hooks and right before the account becomes usable, so an order
             # the reconciliation found working is cancelled too.
             left = await self._cancel_while_halted(account, orders)
@@ -229,7 +229,8 @@ class Upkeep:
         self._changed()
         return True
 
-    def _halted_now(self) -> bool:
+    def halted_now(self) -> bool:
+        """Whether a (re)connect now must cancel working orders first; an error counts as yes."""
         if self._halted is None:
             return False
         try:

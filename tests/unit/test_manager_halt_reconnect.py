@@ -79,7 +79,8 @@ async def test_runtime_cancels_a_working_order_at_an_account_reconnecting_while_
         await runtime.manager.refresh()
         assert runtime.manager.state("paper") is CS.DISCONNECTED
         outcome = await runtime.execution.halt("test", source="test")
-        assert not outcome["paper"].ok and outcome["paper"].error == "not connected"
+        assert not outcome["paper"].ok
+        assert outcome["paper"].error == "not connected; its working orders are cancelled when it reconnects"
 
         await wait_for_state(runtime.manager, "paper", CS.CONNECTED)
         assert ("order", OrderStatus.CANCELLED) in timeline.entries
