@@ -264,11 +264,38 @@ def _explain(exc: ValidationError, data: Any, where: str) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
+# No setting nests deeper than a few tables; a file nested far deeper is not a config file, and
+# walking it recursively would exhaust the interpreter's stack.
+MAX_NESTING = 32
+
+
+def _too_deep(data: object, limit: int = MAX_NESTING) -> bool:
+    """Whether lists and tables in ``data`` nest more than ``limit`` levels (walked without
+    recursion)."""
+    stack: list[tuple[object, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: list[object] = list(node.values())
+        elif isinstance(node, list | tuple):
+            children = list(node)
+        else:
+            continue
+        if depth >= limit and children:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_config(
     data: Mapping[str, object], where: str = "config", *, base_dir: Path | None = None
 ) -> Config:
     """Validate settings read from ``where``. A relative ``state_dir`` is anchored to
     ``base_dir`` (the config file's folder), else to the current directory now."""
+    if _too_deep(data):
+        raise ConfigError(
+            f"{where}: tables or lists nest more than {MAX_NESTING} levels deep; not a config file"
+        )
     secrets = _find_secret_keys(data)
     if secrets:
         raise ConfigError(
@@ -294,6 +321,9 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib reads nested arrays and inline tables recursively.
+        raise ConfigError(f"{path}: tables or lists nest too deeply to be read; not a config file") from None
     config = parse_config(data, where=str(path), base_dir=path.absolute().parent)
     config.source = path
     return config
