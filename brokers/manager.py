@@ -347,6 +347,11 @@ class MultiBrokerManager:
             if account.halt_cancel is not None
         }
 
+    def set_halted_check(self, halted: HaltedCheck | None) -> None:
+        """Tell the manager how to learn whether trading is halted (see the class text), for a
+        kill switch built after the manager; None stops cancelling on (re)connect."""
+        self._upkeep.halted = halted
+
     def add_resync_hook(self, hook: ResyncHook) -> None:
         """``await hook(account)`` runs while the account is RESYNCING after every (re)connect, so
         orders stay blocked until it returns (the execution layer reconciles its orders here)."""

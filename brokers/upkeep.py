@@ -70,7 +70,7 @@ class Upkeep:
         halted: HaltedCheck | None = None,
     ) -> None:
         self._accounts = accounts
-        self._halted = halted
+        self.halted = halted
         self._calls = calls
         self.fx = fx
         self._now = clock
@@ -231,10 +231,10 @@ class Upkeep:
 
     def halted_now(self) -> bool:
         """Whether a (re)connect now must cancel working orders first; an error counts as yes."""
-        if self._halted is None:
+        if self.halted is None:
             return False
         try:
-            return bool(self._halted())
+            return bool(self.halted())
         except Exception:
             log.exception("could not tell whether trading is halted; treating it as halted")
             return True

@@ -184,3 +184,17 @@ async def test_a_first_connect_while_halted_cancels_too_and_a_broken_check_count
     assert (await broker.get_order(str(order.broker_order_id))).status is OrderStatus.CANCELLED
     assert order.quantity == Decimal(5)
     await m.stop()
+
+
+async def test_the_halted_check_can_be_given_after_the_manager_is_built():
+    broker = SimBroker("paper", prices={"AAPL": 200}, seed=1)
+    await broker.connect()
+    order = await broker.place_order(resting_limit())
+    await broker.disconnect()
+    m = MultiBrokerManager(timeout=0.5, heartbeat_interval=60)
+    m.add_broker("paper", broker)
+    m.set_halted_check(lambda: True)
+    await m.connect_all()
+    assert (await broker.get_order(str(order.broker_order_id))).status is OrderStatus.CANCELLED
+    assert m.halt_cancels()["paper"].cancelled == (order.broker_order_id,)
+    await m.stop()
