@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .base import Broker
-from .events import PositionDiff
+from .events import HaltCancelEvent, PositionDiff
 from .models import AccountStatus, Balance, Position
 
 __all__ = ["AccountRecord", "default_account"]
@@ -47,6 +47,8 @@ class AccountRecord:
     failed_reads: int = 0
     next_retry_at: datetime | None = None
     diffs: tuple[PositionDiff, ...] = ()
+    # What the last (re)connect while trading was halted cancelled here, and what it could not.
+    halt_cancel: HaltCancelEvent | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reconnect: asyncio.Task[None] | None = None
     reading: asyncio.Task[None] | None = None

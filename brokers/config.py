@@ -13,7 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .accounts import default_account
 from .errors import ConfigError
@@ -21,9 +29,16 @@ from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
 from .killswitch import HaltSettings
 from .models import OrderRequest
-from .paths import state_dir
+from .paths import expand_path, state_dir
 from .risk import RiskLimits
 from .routing import Router, RoutingRule
+
+JOURNAL_FILE = "journal.sqlite"
+# The demo's orders never mix with a real configuration's: its journal is a file of its own in
+# the same state folder, whose SYSTEM_HALTED flag it shares (a halt must reach every process).
+DEMO_JOURNAL_FILE = "demo-journal.sqlite"
+# Validation context key: the folder a relative ``state_dir`` is anchored to.
+_CONFIG_DIR = "config_dir"
 
 # Key names that hold secrets; names ending in "_env" only name an environment variable.
 _SECRET_KEY = re.compile(
@@ -123,6 +138,17 @@ class Config(BaseModel):
     demo: bool = False
     source: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _anchor_state_dir(cls, value: object, info: ValidationInfo) -> object:
+        # Anchored once, here: a relative folder resolved against whatever directory a command
+        # happens to run from would let `trading-console halt` write a flag nobody reads.
+        if not isinstance(value, str | Path):
+            return value
+        context = info.context if isinstance(info.context, dict) else {}
+        base = context.get(_CONFIG_DIR)
+        return expand_path(value, base if isinstance(base, Path) else None)
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         names = [account.name for account in self.accounts]
@@ -165,8 +191,21 @@ class Config(BaseModel):
         return self.state_dir or state_dir()
 
     @property
+    def journal_name(self) -> str:
+        """The journal's file name in the state folder: the demo keeps its own."""
+        return DEMO_JOURNAL_FILE if self.demo else JOURNAL_FILE
+
+    @property
     def journal_path(self) -> Path:
-        return self.resolved_state_dir() / "journal.sqlite"
+        return self.resolved_state_dir() / self.journal_name
+
+    @property
+    def halt_record_paths(self) -> tuple[Path, ...]:
+        """The journals that record halts, reduce-only and resumes: the state folder's main
+        journal always, because the flag they describe is shared by every process using the
+        folder, and the demo's own journal too, so its history shows them."""
+        root = self.resolved_state_dir()
+        return tuple(dict.fromkeys((root / JOURNAL_FILE, root / self.journal_name)))
 
 
 def _find_secret_keys(data: Any, path: str = "") -> list[str]:
@@ -225,7 +264,38 @@ def _explain(exc: ValidationError, data: Any, where: str) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
-def parse_config(data: Mapping[str, object], where: str = "config") -> Config:
+# No setting nests deeper than a few tables; a file nested far deeper is not a config file, and
+# walking it recursively would exhaust the interpreter's stack.
+MAX_NESTING = 32
+
+
+def _too_deep(data: object, limit: int = MAX_NESTING) -> bool:
+    """Whether lists and tables in ``data`` nest more than ``limit`` levels (walked without
+    recursion)."""
+    stack: list[tuple[object, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: list[object] = list(node.values())
+        elif isinstance(node, list | tuple):
+            children = list(node)
+        else:
+            continue
+        if depth >= limit and children:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def parse_config(
+    data: Mapping[str, object], where: str = "config", *, base_dir: Path | None = None
+) -> Config:
+    """Validate settings read from ``where``. A relative ``state_dir`` is anchored to
+    ``base_dir`` (the config file's folder), else to the current directory now."""
+    if _too_deep(data):
+        raise ConfigError(
+            f"{where}: tables or lists nest more than {MAX_NESTING} levels deep; not a config file"
+        )
     secrets = _find_secret_keys(data)
     if secrets:
         raise ConfigError(
@@ -234,7 +304,7 @@ def parse_config(data: Mapping[str, object], where: str = "config") -> Config:
             "(ALPACA_API_KEY, ALPACA_SECRET_KEY, KITE_API_KEY, KITE_ACCESS_TOKEN), and remove the key"
         )
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={_CONFIG_DIR: base_dir})
     except ValidationError as exc:
         raise _explain(exc, data, where) from None
 
@@ -251,7 +321,10 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    config = parse_config(data, where=str(path))
+    except RecursionError:
+        # tomllib reads nested arrays and inline tables recursively.
+        raise ConfigError(f"{path}: tables or lists nest too deeply to be read; not a config file") from None
+    config = parse_config(data, where=str(path), base_dir=path.absolute().parent)
     config.source = path
     return config
 

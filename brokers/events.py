@@ -1,5 +1,6 @@
-"""What the manager tells its subscribers: connection changes, order and fill updates, and
-differences between the journal's book and what a broker reports holding."""
+"""What the manager tells its subscribers: connection changes, order and fill updates,
+differences between the journal's book and what a broker reports holding, and the working orders
+cancelled at an account that came back while trading was halted."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from .models import ConnectionState, Fill, Order, utcnow
 __all__ = [
     "ConnectionEvent",
     "FillEvent",
+    "HaltCancelEvent",
     "ManagerEvent",
     "OrderEvent",
     "PositionDiff",
     "PositionDiffEvent",
+    "UncancelledOrder",
 ]
 
 
@@ -65,4 +68,28 @@ class PositionDiffEvent:
     at: datetime = field(default_factory=utcnow)
 
 
-ManagerEvent = ConnectionEvent | OrderEvent | FillEvent | PositionDiffEvent
+@dataclass(frozen=True, slots=True)
+class UncancelledOrder:
+    """A working order a halt could not cancel, and why."""
+
+    order: Order
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HaltCancelEvent:
+    """An account connected or reconnected while trading was halted: the working orders found
+    there were cancelled before it was marked usable. ``cancelled`` are the broker order ids
+    the broker took; ``not_cancelled`` are the orders still working, each with the reason."""
+
+    account: str
+    cancelled: tuple[str, ...]
+    not_cancelled: tuple[UncancelledOrder, ...] = ()
+    at: datetime = field(default_factory=utcnow)
+
+    @property
+    def ok(self) -> bool:
+        return not self.not_cancelled
+
+
+ManagerEvent = ConnectionEvent | OrderEvent | FillEvent | PositionDiffEvent | HaltCancelEvent

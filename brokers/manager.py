@@ -31,7 +31,15 @@ from .consolidation import (
     empty_snapshot,
 )
 from .errors import UnknownAccountError
-from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent, PositionDiff, PositionDiffEvent
+from .events import (
+    ConnectionEvent,
+    FillEvent,
+    HaltCancelEvent,
+    ManagerEvent,
+    OrderEvent,
+    PositionDiff,
+    PositionDiffEvent,
+)
 from .fanout import BoundedCalls, CallResult, CancelAllResult
 from .fx import FxRates, Money
 from .health import ORDERABLE, Backoff, adapter_orderable
@@ -46,7 +54,7 @@ from .models import (
     utcnow,
 )
 from .pubsub import EventHub, TurnBatch
-from .upkeep import ResyncHook, Sleep, Upkeep
+from .upkeep import HaltedCheck, ResyncHook, Sleep, Upkeep
 
 __all__ = ["BookProvider", "ManagerListener", "MultiBrokerManager"]
 
@@ -116,6 +124,9 @@ class MultiBrokerManager:
     a connect. ``heartbeat_interval`` is how often ``start()``'s loop refreshes every account;
     an account that fails ``degraded_limit`` heartbeats in a row is treated as dropped. Dropped
     accounts reconnect on the ``backoff`` schedule, waiting with ``sleep`` (tests pass a fake).
+    ``halted()`` tells whether trading is halted (and a halt cancels working orders): an account
+    that connects or reconnects meanwhile has its working orders cancelled before it is marked
+    CONNECTED, and a ``HaltCancelEvent`` says what was cancelled and what could not be.
     """
 
     def __init__(
@@ -131,6 +142,7 @@ class MultiBrokerManager:
         sleep: Sleep | None = None,
         book_provider: BookProvider | None = None,
         degraded_limit: int = 3,
+        halted: HaltedCheck | None = None,
     ) -> None:
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -164,6 +176,7 @@ class MultiBrokerManager:
             sleep=sleep or asyncio.sleep,
             heartbeat_interval=float(heartbeat_interval),
             degraded_limit=max(1, int(degraded_limit)),
+            halted=halted,
         )
 
     @property
@@ -325,6 +338,20 @@ class MultiBrokerManager:
         """The differences found by the last position sync of each account."""
         return {name: account.diffs for name, account in self._accounts.items()}
 
+    def halt_cancels(self) -> dict[str, HaltCancelEvent]:
+        """Per account that (re)connected while trading was halted, the last such sweep: the
+        working orders it cancelled and those it could not, with the reason."""
+        return {
+            name: account.halt_cancel
+            for name, account in self._accounts.items()
+            if account.halt_cancel is not None
+        }
+
+    def set_halted_check(self, halted: HaltedCheck | None) -> None:
+        """Tell the manager how to learn whether trading is halted (see the class text), for a
+        kill switch built after the manager; None stops cancelling on (re)connect."""
+        self._upkeep.halted = halted
+
     def add_resync_hook(self, hook: ResyncHook) -> None:
         """``await hook(account)`` runs while the account is RESYNCING after every (re)connect, so
         orders stay blocked until it returns (the execution layer reconciles its orders here)."""
@@ -442,7 +469,8 @@ class MultiBrokerManager:
         """Ask every account (or those named) to cancel all working orders, all at once.
 
         Cancels are never held back by health: an account that says it is connected is asked,
-        whatever its state; one that is not is reported as such.
+        whatever its state; one that is not is reported as such (and, while halted, as one
+        whose working orders are cancelled when it reconnects).
         """
         names = list(self._accounts) if accounts is None else [self._account(n).name for n in accounts]
         connected = [n for n in names if self._accounts[n].broker.is_connected()]
@@ -450,10 +478,13 @@ class MultiBrokerManager:
             lambda broker: broker.cancel_all_orders(), connected, per_broker_timeout=per_broker_timeout
         )
         outcome: dict[str, CancelAllResult] = {}
+        down = "not connected"
+        if len(connected) < len(names) and self._upkeep.halted_now():
+            down = "not connected; its working orders are cancelled when it reconnects"
         for name in names:
             result = results.get(name)
             if result is None:
-                outcome[name] = CancelAllResult(name, False, (), "not connected")
+                outcome[name] = CancelAllResult(name, False, (), down)
             elif result.ok:
                 outcome[name] = CancelAllResult(
                     name, True, tuple(result.value or ()), None, result.elapsed_ms

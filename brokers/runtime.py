@@ -9,8 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import Broker
-from .config import Config
+from .base import Broker, EventRecorder
+from .config import JOURNAL_FILE, Config
 from .errors import ConfigError
 from .execution import ExecutionService
 from .fx import FxRates
@@ -25,6 +25,30 @@ from .routing import Router
 log = logging.getLogger(__name__)
 
 
+class HaltRecord:
+    """Records each halt, reduce-only and resume in several journals. One that fails does not
+    stop the others; the first failure is raised after all were tried, for the kill switch to
+    log."""
+
+    def __init__(self, *journals: EventRecorder) -> None:
+        self.journals = journals
+
+    def record(self, kind: str, *, data: dict[str, object] | None = None) -> object:
+        first: object = None
+        failure: Exception | None = None
+        for index, journal in enumerate(self.journals):
+            try:
+                row = journal.record(kind, data=data)
+            except Exception as exc:
+                failure = failure or exc
+                continue
+            if index == 0:
+                first = row
+        if failure is not None:
+            raise failure
+        return first
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -34,6 +58,8 @@ class Runtime:
     execution: ExecutionService
     fx: FxRates
     state_dir: Path
+    # Where the kill switch records halts and resumes, when that is not ``journal`` (the demo).
+    trading_state_journal: Journal | None = None
     started: bool = field(default=False)
 
     async def start(self, *, connect: bool = True) -> None:
@@ -60,6 +86,8 @@ class Runtime:
         await self.manager.stop()
         await self.manager.disconnect_all()
         self.journal.close()
+        if self.trading_state_journal is not None:
+            self.trading_state_journal.close()
 
 
 def build_brokers(config: Config) -> dict[str, Broker]:
@@ -85,8 +113,22 @@ def build_runtime(
     """Build everything without connecting. ``brokers`` replaces the configured adapters
     (tests and benchmarks pass ready-made SimBrokers)."""
     root = ensure_dir(state_dir or config.resolved_state_dir())
+    journal = Journal(root / config.journal_name)
+    # The flag is shared by every process using this folder, demo or not, so the record of halts
+    # and resumes is too; only the orders are kept apart.
+    trading_state_journal = Journal(root / JOURNAL_FILE) if config.journal_name != JOURNAL_FILE else None
+    kill_switch = KillSwitch(
+        root, journal=journal if trading_state_journal is None else HaltRecord(trading_state_journal, journal)
+    )
+    cancel_on_halt = config.halt.cancel_open_orders
+
+    def halted() -> bool:
+        return cancel_on_halt and kill_switch.is_halted
+
     fx = FxRates(base=config.base_currency, settings=config.fx)
-    manager = MultiBrokerManager(timeout=manager_timeout, fx=fx, base_currency=config.base_currency)
+    manager = MultiBrokerManager(
+        timeout=manager_timeout, fx=fx, base_currency=config.base_currency, halted=halted
+    )
     built = brokers if brokers is not None else build_brokers(config)
     for name, broker in built.items():
         account = next((a for a in config.accounts if a.name == name), None)
@@ -97,8 +139,6 @@ def build_runtime(
             weight=account.weight if account else 1.0,
             broker_type=account.type if account else broker.broker_type,
         )
-    journal = Journal(root / "journal.sqlite")
-    kill_switch = KillSwitch(root, journal=journal)
     risk = RiskEngine(
         config.risk,
         {account.name: account.risk for account in config.accounts if account.risk is not None},
@@ -113,6 +153,7 @@ def build_runtime(
         halt_settings=config.halt,
         base_currency=config.base_currency,
         fx=fx,
+        confirm_notional_above=config.ui.confirm_notional_above,
     )
     manager.book_provider = execution.book_positions
     return Runtime(
@@ -123,4 +164,5 @@ def build_runtime(
         execution=execution,
         fx=fx,
         state_dir=root,
+        trading_state_journal=trading_state_journal,
     )

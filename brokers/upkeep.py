@@ -19,20 +19,22 @@ from decimal import Decimal
 from .accounts import AccountRecord
 from .base import Broker
 from .errors import AuthenticationError, BrokerConnectionError
-from .events import ConnectionEvent, ManagerEvent, OrderEvent
+from .events import ConnectionEvent, HaltCancelEvent, ManagerEvent, OrderEvent, UncancelledOrder
 from .fanout import BoundedCalls, describe_error
 from .fx import FxRates
 from .health import READABLE, Backoff, adapter_trouble
-from .models import Balance, ConnectionState, Position
+from .models import Balance, ConnectionState, Order, Position
 from .plausibility import implausible
 
-__all__ = ["ResyncHook", "Sleep", "Upkeep"]
+__all__ = ["HaltedCheck", "ResyncHook", "Sleep", "Upkeep"]
 
 log = logging.getLogger(__name__)
 
 ResyncHook = Callable[[str], Awaitable[object]]
 """``await hook(account)`` while the account is RESYNCING after a (re)connect."""
 Sleep = Callable[[float], Awaitable[object]]
+HaltedCheck = Callable[[], bool]
+"""True while trading is halted and a halt cancels working orders."""
 
 _CS = ConnectionState
 
@@ -45,7 +47,8 @@ class Upkeep:
     and order event, ``changed`` after figures were read, and ``compare_positions`` after a
     resync read an account's positions. ``timeout`` bounds every call to one broker;
     ``connect_timeout`` a connect. An account that fails ``degraded_limit`` reads in a row is
-    treated as dropped.
+    treated as dropped. While ``halted()`` says so, an account that (re)connects has its working
+    orders cancelled before it is marked CONNECTED: a halt could not reach it while it was down.
     """
 
     def __init__(
@@ -64,8 +67,10 @@ class Upkeep:
         sleep: Sleep,
         heartbeat_interval: float,
         degraded_limit: int,
+        halted: HaltedCheck | None = None,
     ) -> None:
         self._accounts = accounts
+        self.halted = halted
         self._calls = calls
         self.fx = fx
         self._now = clock
@@ -214,10 +219,65 @@ class Upkeep:
                 return False
         if problem is None:
             self._compare_positions(account)
+        if self.halted_now():
+            # Last, after the hooks and right before the account becomes usable, so an order
+            # the reconciliation found working is cancelled too.
+            left = await self._cancel_while_halted(account, orders)
+            problem = "; ".join(p for p in (problem, left) if p) or None
         account.failed_reads = 0
         self._set_state(account, _CS.CONNECTED if problem is None else _CS.DEGRADED, problem)
         self._changed()
         return True
+
+    def halted_now(self) -> bool:
+        """Whether a (re)connect now must cancel working orders first; an error counts as yes."""
+        if self.halted is None:
+            return False
+        try:
+            return bool(self.halted())
+        except Exception:
+            log.exception("could not tell whether trading is halted; treating it as halted")
+            return True
+
+    async def _cancel_while_halted(self, account: AccountRecord, orders: list[Order]) -> str | None:
+        """Cancel the working orders found at ``account`` (the broker's bulk cancel where it has
+        one), publish what happened, and say what is left working, or None."""
+        working = [order for order in orders if order.is_working]
+        if not working:
+            # Nothing to do; an earlier sweep's leftovers no longer stand.
+            account.halt_cancel = HaltCancelEvent(account.name, (), (), self._now())
+            return None
+        error: str | None = None
+        try:
+            asked = set(await self._calls.bounded(account.broker.cancel_all_orders(), self.timeout))
+        except TimeoutError:
+            asked, error = set(), f"cancel-all got no answer within {self.timeout:g} s"
+        except Exception as exc:
+            asked, error = set(), f"cancel-all failed: {describe_error(exc)}"
+        cancelled = tuple(
+            o.broker_order_id for o in working if o.broker_order_id and o.broker_order_id in asked
+        )
+        left = tuple(
+            UncancelledOrder(o, error or "the broker's cancel-all did not include it")
+            for o in working
+            if not (o.broker_order_id and o.broker_order_id in asked)
+        )
+        account.halt_cancel = HaltCancelEvent(account.name, cancelled, left, self._now())
+        self._publish(account.halt_cancel)
+        if not left:
+            log.warning(
+                "%s came back while trading is halted: cancelled %d working order(s)",
+                account.name,
+                len(cancelled),
+            )
+            return None
+        log.error(
+            "%s came back while trading is halted: %d working order(s) could not be cancelled (%s)",
+            account.name,
+            len(left),
+            left[0].reason,
+        )
+        return f"trading is halted but {len(left)} working order(s) could not be cancelled: {left[0].reason}"
 
     async def disconnect_all(self) -> None:
         """Disconnect every account at once and stop reconnecting them."""
