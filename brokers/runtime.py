@@ -9,11 +9,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import Broker, EventRecorder
+from .base import Broker
 from .config import JOURNAL_FILE, Config
 from .errors import ConfigError
 from .execution import ExecutionService
 from .fx import FxRates
+from .halt_record import HaltRecord
 from .journal import Journal
 from .killswitch import KillSwitch
 from .manager import MultiBrokerManager
@@ -23,30 +24,6 @@ from .risk import RiskEngine
 from .routing import Router
 
 log = logging.getLogger(__name__)
-
-
-class HaltRecord:
-    """Records each halt, reduce-only and resume in several journals. One that fails does not
-    stop the others; the first failure is raised after all were tried, for the kill switch to
-    log."""
-
-    def __init__(self, *journals: EventRecorder) -> None:
-        self.journals = journals
-
-    def record(self, kind: str, *, data: dict[str, object] | None = None) -> object:
-        first: object = None
-        failure: Exception | None = None
-        for index, journal in enumerate(self.journals):
-            try:
-                row = journal.record(kind, data=data)
-            except Exception as exc:
-                failure = failure or exc
-                continue
-            if index == 0:
-                first = row
-        if failure is not None:
-            raise failure
-        return first
 
 
 @dataclass

@@ -330,9 +330,14 @@ def cancel_everywhere(config: Config) -> dict[str, dict[str, Any]]:
     async def go() -> dict[str, dict[str, Any]]:
         async with started_runtime(config) as runtime:
             outcomes = await runtime.execution.cancel_all()
-        return {
-            name: {"ok": o.ok, "cancelled": o.cancelled, "error": o.error} for name, o in outcomes.items()
-        }
+            # While halted, connecting already cancelled what was working at each account.
+            on_connect = runtime.manager.halt_cancels()
+        result: dict[str, dict[str, Any]] = {}
+        for name, o in outcomes.items():
+            swept = on_connect.get(name)
+            cancelled = o.cancelled + (len(swept.cancelled) if swept is not None else 0)
+            result[name] = {"ok": o.ok, "cancelled": cancelled, "error": o.error}
+        return result
 
     return run(go())
 

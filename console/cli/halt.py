@@ -9,7 +9,6 @@ the network down.
 from __future__ import annotations
 
 import contextlib
-import os
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,10 +65,14 @@ def flag_state_dir(state: CliState) -> tuple[Path, str | None, bool]:
 
 
 def _anchored(raw: str, config_folder: Path) -> Path:
-    """A state_dir as the config means it: ``~`` and variables expanded, a relative one taken
-    from the config file's folder rather than from wherever the command was run."""
-    folder = Path(os.path.expandvars(raw)).expanduser()
-    return folder if folder.is_absolute() else config_folder.resolve() / folder
+    """A state_dir as the config means it (``brokers.paths.expand_path``); one that cannot be
+    expanded falls back to the default state folder."""
+    from brokers.paths import expand_path, state_dir
+
+    try:
+        return expand_path(raw, config_folder)
+    except ValueError:
+        return state_dir()
 
 
 def _not_certain(problem: str | None, flag: Path) -> str:
@@ -79,25 +82,38 @@ def _not_certain(problem: str | None, flag: Path) -> str:
     )
 
 
+def halt_journals(state: CliState, directory: Path) -> tuple[Path, ...]:
+    """The journals that record a halt or resume: the state folder's main journal always (the
+    flag is shared by every process using the folder), and the demo's own journal when the
+    command runs the demo (``Config.halt_record_paths`` states the rule)."""
+    from brokers.config import DEMO_JOURNAL_FILE, JOURNAL_FILE
+    from brokers.paths import default_config_path
+
+    demo = state.demo or (state.config_path is None and not default_config_path().exists())
+    names = (JOURNAL_FILE, DEMO_JOURNAL_FILE) if demo else (JOURNAL_FILE,)
+    return tuple(directory / name for name in names)
+
+
 @contextlib.contextmanager
-def kill_switch_at(state_dir: Path) -> Iterator[KillSwitch]:
-    """A KillSwitch that journals to the state dir's journal when one can be opened.
+def kill_switch_at(state_dir: Path, journal_paths: tuple[Path, ...]) -> Iterator[KillSwitch]:
+    """A KillSwitch that journals to each of ``journal_paths`` that can be opened.
 
     SYSTEM_HALTED=1 in this shell is ignored: it must not make ``halt-status`` write the flag,
     and it would make ``halt`` report someone else's halt instead of this one."""
+    from brokers.halt_record import HaltRecord
+    from brokers.journal import Journal
     from brokers.killswitch import KillSwitch
 
-    journal = None
+    journals: list[Journal] = []
+    for path in journal_paths:
+        try:
+            journals.append(Journal(path))
+        except Exception as exc:  # the flag is what matters; the journal is a record of it
+            warn(f"the journal {path} could not be opened ({describe(exc)}); the flag still works")
     try:
-        from brokers.journal import Journal
-
-        journal = Journal(state_dir / "journal.sqlite")
-    except Exception as exc:  # the flag is what matters; the journal is a record of it
-        warn(f"the journal could not be opened ({describe(exc)}); the flag still works")
-    try:
-        yield KillSwitch(state_dir, journal=journal, env={})
+        yield KillSwitch(state_dir, journal=HaltRecord(*journals) if journals else None, env={})
     finally:
-        if journal is not None:
+        for journal in journals:
             with contextlib.suppress(Exception):
                 journal.close()
 
@@ -130,7 +146,7 @@ def halt(
     """
     state = state_of(ctx)
     directory, warning, certain = flag_state_dir(state)
-    with kill_switch_at(directory) as switch:
+    with kill_switch_at(directory, halt_journals(state, directory)) as switch:
         before = switch.info if switch.is_halted else None
         info = switch.halt(reason, source=cli_source())
         # An unreadable flag is rewritten by halt(), so only an unchanged one means "already".
@@ -184,7 +200,8 @@ def resume(
     """Resume trading: remove the SYSTEM_HALTED flag. A reason is required and journaled."""
     if not reason.strip():
         bad_argument("a reason is required, e.g. --reason 'feed fixed'", "--reason")
-    directory, warning, certain = flag_state_dir(state_of(ctx))
+    state = state_of(ctx)
+    directory, warning, certain = flag_state_dir(state)
     if not certain:
         # Resuming is deliberate: never a state folder guessed because the config is unreadable.
         fail(
@@ -193,7 +210,7 @@ def resume(
         )
     if warning:
         warn(warning)
-    with kill_switch_at(directory) as switch:
+    with kill_switch_at(directory, halt_journals(state, directory)) as switch:
         was_halted = switch.is_halted
         if was_halted:
             try:
@@ -211,10 +228,11 @@ def resume(
 
 def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show whether trading is halted, since when, by whom and why."""
-    directory, warning, certain = flag_state_dir(state_of(ctx))
+    state = state_of(ctx)
+    directory, warning, certain = flag_state_dir(state)
     if warning and certain:
         warn(warning)
-    with kill_switch_at(directory) as switch:
+    with kill_switch_at(directory, halt_journals(state, directory)) as switch:
         halted = switch.is_halted
         info = switch.info if halted else None
         flag = switch.flag_path

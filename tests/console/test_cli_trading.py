@@ -36,7 +36,8 @@ def write_config(tmp_path: Path, text: str) -> Path:
 
 
 def journal_events() -> list:
-    path = state_dir() / "journal.sqlite"
+    # With no config the command line runs the demo, which keeps its own journal.
+    path = state_dir() / "demo-journal.sqlite"
     if not path.exists():
         return []
     with Journal(path) as journal:
