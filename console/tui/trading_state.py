@@ -43,8 +43,9 @@ class TradingStateControl:
     def __init__(self, app: TradingConsoleApp) -> None:
         self.app = app
         self.state = TradingState.ACTIVE
-        # True once the runtime's start returned: the execution service watches the flag.
-        self.service_started = False
+        # True once the runtime's start is over, whether or not it succeeded: brokers that could
+        # connect have, and the halt key goes through the execution service.
+        self.startup_over = False
         self._startup_poll: Timer | None = None
         # The halt key was pressed before the brokers were connected: cancel once they are.
         self._cancel_when_started = False
@@ -66,7 +67,7 @@ class TradingStateControl:
 
     def runtime_started(self, *, ok: bool) -> None:
         """The runtime's start is over; ``ok``: it started, so its service now polls the flag."""
-        self.service_started = True
+        self.startup_over = True
         if ok and self._startup_poll is not None:
             self._startup_poll.stop()
             self._startup_poll = None
@@ -131,7 +132,7 @@ class TradingStateControl:
         """Halt now: the flag is on disk before this returns, and the banner says so."""
         already = self.state is _HALTED
         cancel_all: CancelAllTask | None = None
-        if self.service_started:
+        if self.startup_over:
             info, cancel_all = self.app.runtime.execution.halt_now(reason, SOURCE)
         else:
             # Brokers still connecting: the flag goes on disk now, the cancel-all waits for them.

@@ -33,7 +33,7 @@ async def test_the_service_polls_the_flag_once_started_and_the_console_stops_its
     app = console()
     async with app.run_test(size=SIZE) as pilot:
         await settled(app, pilot)
-        assert app.trading.service_started
+        assert app.trading.startup_over
         assert not app.trading.startup_polling
         (app.runtime.state_dir / FLAG_NAME).touch()
         await wait_for(lambda: app.banner.has_class("-halted"), pilot, within=1)
@@ -48,7 +48,7 @@ async def test_halt_key_while_the_brokers_connect_writes_the_flag_then_cancels_o
     app = console(config, runtime=runtime)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert not app.trading.service_started and app.trading.startup_polling
+        assert not app.trading.startup_over and app.trading.startup_polling
         await pilot.press("f12")
         # On disk and on screen before any broker is connected.
         assert (runtime.state_dir / FLAG_NAME).exists()
@@ -88,7 +88,7 @@ async def test_a_runtime_that_fails_to_start_leaves_the_console_polling_the_flag
     monkeypatch.setattr(runtime, "start", failing_start)
     app = console(config, runtime=runtime)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: app.runtime_error is not None and app.trading.service_started, pilot)
+        await wait_for(lambda: app.runtime_error is not None and app.trading.startup_over, pilot)
         assert app.trading.startup_polling
         (runtime.state_dir / FLAG_NAME).touch()
         await wait_for(lambda: app.banner.has_class("-halted"), pilot, within=1)
