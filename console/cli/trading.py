@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,6 +31,7 @@ from .common import (
 if TYPE_CHECKING:
     from brokers.config import Config
     from brokers.models import Order, OrderRequest
+    from brokers.preview import OrderPreview
 
 
 order_app = typer.Typer(
@@ -145,22 +147,49 @@ def _describe_request(request: OrderRequest) -> str:
     return " ".join(parts)
 
 
-def _confirm(config: Config, request: OrderRequest, distribute: bool) -> None:
-    names = config.order_targets(request, distribute)
-    targets = [a for a in config.accounts if a.name in names]
-    if distribute:
-        where = "split by weight across " + ", ".join(f"{a.name} ({a.weight:g})" for a in targets)
-    else:
-        where = f"to {names[0]}" if names else "with no account to take it"
-    live = [a.name for a in targets if a.live]
-    typer.echo(f"{_describe_request(request)} {where}")
-    if live:
-        typer.secho(
-            f"LIVE account ({', '.join(live)}): this order uses real money.", fg=typer.colors.RED, bold=True
+def _show_preview(preview: OrderPreview) -> None:
+    """Where the order goes, what it is worth and why it asks: what the console's modal shows."""
+    from console import formatting as fmt
+
+    if preview.problem is not None:
+        where = f"with no account to take it ({preview.problem})"
+    elif preview.distributed:
+        where = "split by weight across " + ", ".join(
+            f"{name} {fmt.quantity(quantity)}" for name, quantity in preview.targets.items()
         )
-    if not typer.confirm("Send this order?", default=False):
-        typer.echo("Not sent.")
-        raise typer.Exit(ExitCode.FAILED)
+    else:
+        where = f"to {preview.accounts[0]}"
+    typer.echo(f"{_describe_request(preview.request)} {where}")
+    if preview.notional is not None:
+        typer.echo(f"notional ≈ {fmt.amount(preview.notional)} {preview.base_currency}")
+    else:
+        typer.echo(f"notional: unknown ({preview.notional_note or 'no price yet'})")
+    if preview.live_accounts:
+        typer.secho(
+            f"LIVE account ({', '.join(preview.live_accounts)}): this order uses real money.",
+            fg=typer.colors.RED,
+            bold=True,
+        )
+    if preview.reasons:
+        typer.echo("Asking because: " + "; ".join(preview.reasons))
+
+
+async def _confirmed(question: str) -> bool:
+    """The answer to a yes/no question, read while the event loop (brokers' connections,
+    heartbeats) goes on. A daemon thread: ctrl+c at the question must not wait for a line."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
+
+    def ask() -> None:
+        try:
+            result = typer.confirm(question, default=False)
+        except BaseException as exc:  # click's Abort on end of input, handed to the caller
+            loop.call_soon_threadsafe(answer.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(answer.set_result, result)
+
+    threading.Thread(target=ask, name="confirm", daemon=True).start()
+    return await answer
 
 
 def _halt_notice(config: Config) -> str | None:
@@ -179,10 +208,24 @@ def _halt_notice(config: Config) -> str | None:
 
 
 async def _submit(
-    config: Config, request: OrderRequest, distribute: bool, wait: float, *, connect: bool = True
-) -> list[Order]:
+    config: Config,
+    request: OrderRequest,
+    distribute: bool,
+    wait: float,
+    *,
+    connect: bool = True,
+    ask: bool = True,
+) -> list[Order] | None:
+    """Send the order and wait up to ``wait`` for its final status. With ``ask``, show the
+    execution layer's preview first and send only if the trader agrees (None if not)."""
     async with started_runtime(config, connect=connect) as runtime:
         execution = runtime.execution
+        if ask:
+            preview = execution.preview(request, distributed=distribute)
+            _show_preview(preview)
+            # An order nothing would take is sent without a question: the refusal says why.
+            if preview.problem is None and not await _confirmed("Send this order?"):
+                return None
         if distribute:
             orders = await execution.submit_distributed(request)
         else:
@@ -249,11 +292,15 @@ def _place(
     if halted is not None:
         # Asking to confirm an order that cannot go would be a question with no real answer.
         typer.secho(halted, err=True, fg=typer.colors.RED, bold=True)
-    elif not yes:
-        _confirm(config, request, distribute)
     # While halted the order still goes to the execution layer, which refuses and journals it,
     # but no account is connected for it.
-    orders = run(_submit(config, request, distribute, wait, connect=halted is None))
+    sent = run(
+        _submit(config, request, distribute, wait, connect=halted is None, ask=halted is None and not yes)
+    )
+    if sent is None:
+        typer.echo("Not sent.")
+        raise typer.Exit(ExitCode.FAILED)
+    orders = sent
     rejected = [o for o in orders if o.status.value == "REJECTED"]
     if as_json:
         print_json(

@@ -24,14 +24,13 @@ from textual.widget import Widget
 from textual.widgets import Footer
 
 from brokers.events import ConnectionEvent, FillEvent, ManagerEvent, PositionDiffEvent
-from brokers.killswitch import HaltInfo
 from brokers.models import ConnectionState, Order, OrderRequest, TradingState
+from brokers.preview import OrderPreview
 from console import formatting as fmt
 
 from .account_data import AccountData
 from .commands import console_commands
-from .confirmation import confirmation_for
-from .event_lines import ShownOrder, connection_line, diff_lines, first_status_line, order_line, state_line
+from .event_lines import ShownOrder, connection_line, diff_lines, first_status_line, order_line
 from .log_handler import EventLogHandler
 from .messages import (
     CancelAllFinished,
@@ -41,11 +40,12 @@ from .messages import (
     SubmitRequested,
     TradingStateChanged,
 )
+from .trading_state import TradingStateControl
 from .widgets.blotter import BlotterPane
 from .widgets.buying_power import BuyingPowerTable
 from .widgets.connections import ConnectionsPane, LatencyOf, measured_latency
 from .widgets.event_log import EventLog
-from .widgets.halt_banner import HaltBanner, HaltKeyHint, outcome_text, working_by_account
+from .widgets.halt_banner import HaltBanner, HaltKeyHint
 from .widgets.key_footer import KeyFooter
 from .widgets.order_entry import OrderEntry
 from .widgets.positions import PositionsPane
@@ -137,7 +137,7 @@ class TradingConsoleApp(App[int]):
         self.account_names = [account.name for account in config.accounts]
         self.live_accounts = {account.name for account in config.accounts if account.live}
         self.account_currency = {account.name: account.currency for account in config.accounts}
-        self.trading_state = TradingState.ACTIVE
+        self.trading = TradingStateControl(self)
         self.runtime_ready = asyncio.Event()
         self.runtime_error: str | None = None
         self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
@@ -236,20 +236,13 @@ class TradingConsoleApp(App[int]):
     # -- start and stop ----------------------------------------------------------------------
     def on_mount(self) -> None:
         logging.getLogger("brokers").addHandler(self._log_handler)
-        kill_switch = self.runtime.kill_switch
-        kill_switch.subscribe(self._on_kill_switch)
         self.runtime.execution.subscribe(self._on_order)
         self._subscribed = True
-        self._show_state(kill_switch.state, kill_switch.info)
-        interval = max(0.01, min(0.1, self.config.halt.poll_interval_ms / 1000))
-        self.set_interval(interval, self._poll_kill_switch, name="kill-switch-poll")
         self.set_interval(1.0, self._tick_second, name="clock")
         self.show_statuses()
-        self._update_title()
         mode = "demo (paper accounts)" if self.config.demo else f"{len(self.account_names)} account(s)"
         self.event_log.add(f"console started: {mode}, base currency {self.config.base_currency}")
-        if kill_switch.state is TradingState.HALTED:
-            self.event_log.add(state_line(TradingState.HALTED, kill_switch.info), "halt")
+        self.trading.mount()
         self.query_one("#positions-table").focus()
         # Connect after the first frame so the screen is usable at once.
         self.call_after_refresh(self._start_runtime)
@@ -265,6 +258,7 @@ class TradingConsoleApp(App[int]):
             self.post_message(LogEvent(f"start-up failed: {self.runtime_error}", "error"))
         finally:
             self._connecting = False
+        self.trading.runtime_started(ok=self.runtime_error is None)
         self._manager_queue = self.runtime.manager.subscribe()
         for name, status in self.runtime.manager.statuses().items():
             self.post_message(LogEvent(*first_status_line(name, status)))
@@ -285,7 +279,7 @@ class TradingConsoleApp(App[int]):
     async def on_unmount(self) -> None:
         logging.getLogger("brokers").removeHandler(self._log_handler)
         if self._subscribed:
-            self.runtime.kill_switch.unsubscribe(self._on_kill_switch)
+            self.trading.unmount()
             self.runtime.execution.unsubscribe(self._on_order)
             self._subscribed = False
         if self._manager_queue is not None:
@@ -300,9 +294,6 @@ class TradingConsoleApp(App[int]):
         await asyncio.wait_for(self.runtime_ready.wait(), within)
 
     # -- library callbacks -> messages -------------------------------------------------------
-    def _on_kill_switch(self, state: TradingState, info: HaltInfo | None) -> None:
-        self.post_message(TradingStateChanged(state, info))
-
     def _on_order(self, order: Order) -> None:
         self.post_message(OrderChanged(order))
 
@@ -314,121 +305,28 @@ class TradingConsoleApp(App[int]):
             event = await queue.get()
             self.post_message(ManagerEventReceived(event))
 
-    def _poll_kill_switch(self) -> None:
-        self.runtime.kill_switch.poll()
+    # -- trading state (see trading_state.py) ------------------------------------------------
+    @property
+    def trading_state(self) -> TradingState:
+        return self.trading.state
 
-    # -- trading state -----------------------------------------------------------------------
     @_while_on_screen
     def on_trading_state_changed(self, message: TradingStateChanged) -> None:
-        previous = self.trading_state
-        if message.state is previous and message.info == self.banner.info:
-            return  # already shown: the halt key draws its own halt in the same frame
-        self._show_state(message.state, message.info)
-        if message.state is not previous:
-            level = "halt" if message.state is TradingState.HALTED else "warning"
-            self.event_log.add(state_line(message.state, message.info), level)
-
-    def _show_state(self, state: TradingState, info: HaltInfo | None) -> None:
-        self.trading_state = state
-        self.banner.show_state(state, info)
-        self._show_working()
-        self._update_title()
-        # Restyling the whole order form costs most of a frame: the banner goes out first.
-        self.call_after_refresh(self._show_entry_state)
-
-    @_while_on_screen
-    def _show_entry_state(self) -> None:
-        halted = self.trading_state is TradingState.HALTED
-        if self.order_entry.halted != halted:
-            self.order_entry.set_halted(halted)
-
-    # -- actions -----------------------------------------------------------------------------
-    def action_halt(self) -> None:
-        kill_switch = self.runtime.kill_switch
-        already = kill_switch.state is TradingState.HALTED
-        # Persist first: if anything below fails, trading is still halted.
-        info = kill_switch.halt(reason="halt key", source="console")
-        self._show_state(TradingState.HALTED, info)
-        if not already:
-            self.event_log.add(state_line(TradingState.HALTED, info), "halt")
-        if self.config.halt.cancel_open_orders:
-            self.banner.cancel_all_started()
-            self.run_worker(
-                self._halt_and_cancel(),
-                name="halt-cancel-all",
-                group="halt",
-                exclusive=True,
-                exit_on_error=False,
-            )
-
-    async def _halt_and_cancel(self) -> None:
-        try:
-            outcomes = await self.runtime.execution.halt(reason="halt key", source="console")
-        except Exception as exc:
-            self.post_message(CancelAllFinished({}, error=str(exc) or type(exc).__name__))
-            return
-        self.post_message(CancelAllFinished(dict(outcomes)))
-
-    def _show_working(self) -> None:
-        halted = self.trading_state is TradingState.HALTED
-        self.banner.show_working(working_by_account(self.runtime.execution.orders()) if halted else {})
+        self.trading.changed(message.state, message.info)
 
     @_while_on_screen
     def on_cancel_all_finished(self, message: CancelAllFinished) -> None:
-        self.banner.show_outcomes(message.outcomes, message.error)
-        self._show_working()
-        failed = message.error or any(not outcome.ok for outcome in message.outcomes.values())
-        self.event_log.add(outcome_text(message.outcomes, message.error).plain, "error" if failed else "info")
-        self.refresh_soon()
+        self.trading.cancel_all_finished(message)
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_halt(self) -> None:
+        self.trading.halt()
 
     def action_resume(self) -> None:
-        # Modal screens are imported when first opened: the main screen must not wait for them.
-        from .screens.resume import ResumeScreen
-
-        if isinstance(self.screen, ResumeScreen):
-            return
-        state = self.runtime.kill_switch.state
-        if state is TradingState.ACTIVE:
-            self.notify("Trading is already active", timeout=3)
-            return
-        self.push_screen(
-            ResumeScreen(state=state.value, halt_keys=self.keys["halt"], cursor_blink=self.cursor_blink),
-            self._resume_with,
-        )
-
-    def _resume_with(self, reason: str | None) -> None:
-        if reason is None:
-            self.event_log.add("resume abandoned; trading stays halted", "warning")
-            return
-        self.run_worker(self._resume(reason), name="resume", group="state", exit_on_error=False)
-
-    async def _resume(self, reason: str) -> None:
-        try:
-            await self.runtime.execution.resume(reason, "console")
-        except Exception as exc:
-            self.post_message(LogEvent(f"resume failed: {exc}", "error", toast=True))
-            return
-        self.post_message(LogEvent(f"resumed from the console: {reason}"))
-        self.runtime.kill_switch.poll()
+        self.trading.ask_resume()
 
     def action_reduce_only(self) -> None:
-        kill_switch = self.runtime.kill_switch
-        state = kill_switch.state
-        if state is TradingState.HALTED:
-            self.notify("Trading is halted: resume first", severity="warning", timeout=3)
-            return
-        if state is TradingState.REDUCING:
-            self.notify("Already reduce-only; resume to trade freely", timeout=3)
-            return
-        info = kill_switch.reduce_only(reason="reduce-only key", source="console")
-        self._show_state(TradingState.REDUCING, info)
-        self.run_worker(self._reduce_only(), name="reduce-only", group="state", exit_on_error=False)
-
-    async def _reduce_only(self) -> None:
-        try:
-            await self.runtime.execution.reduce_only("reduce-only key", "console")
-        except Exception as exc:
-            self.post_message(LogEvent(f"reduce-only failed: {exc}", "error", toast=True))
+        self.trading.reduce_only()
 
     def action_cancel_order(self) -> None:
         order = self.blotter.selected_order()
@@ -476,30 +374,31 @@ class TradingConsoleApp(App[int]):
     # -- orders ------------------------------------------------------------------------------
     def on_submit_requested(self, message: SubmitRequested) -> None:
         request, distributed = message.request, message.distributed
-        check = confirmation_for(self.config, self.runtime, request, distributed)
-        if not check.needed:
+        try:
+            # The same routing, price and rate the order path uses: the modal names exactly the
+            # accounts the order will reach.
+            preview = self.runtime.execution.preview(request, distributed=distributed)
+        except Exception as exc:
+            log.exception("order preview failed")
+            text = f"not sent: {fmt.describe_request(request)}: could not tell where it would go ({exc})"
+            self.post_message(LogEvent(text, "error", toast=True))
+            return
+        # An order nothing would take goes straight on: the refusal says why, in the blotter.
+        if preview.problem is not None or not preview.needs_confirmation:
             self._send(request, distributed)
             return
         from .screens.order_confirm import OrderConfirmScreen
 
-        screen = OrderConfirmScreen(
-            request,
-            accounts=check.targets,
-            live_accounts=check.live,
-            notional=check.notional,
-            base_currency=self.config.base_currency,
-            reasons=check.reasons,
-            distributed=distributed,
-            halt_keys=self.keys["halt"],
-        )
         self.push_screen(
-            screen,
-            lambda send: (
-                self._send(request, distributed)
-                if send
-                else self.event_log.add(f"not sent: {fmt.describe_request(request)}")
-            ),
+            OrderConfirmScreen(preview, halt_keys=self.keys["halt"]),
+            lambda send: self._confirmed(preview, bool(send)),
         )
+
+    def _confirmed(self, preview: OrderPreview, send: bool) -> None:
+        if send:
+            self._send(preview.request, preview.distributed)
+        else:
+            self.event_log.add(f"not sent: {fmt.describe_request(preview.request)}")
 
     def _send(self, request: OrderRequest, distributed: bool) -> None:
         self.event_log.add(
@@ -534,7 +433,7 @@ class TradingConsoleApp(App[int]):
         if shown == now:
             return
         if self.trading_state is TradingState.HALTED:
-            self._show_working()
+            self.trading.show_working()
         self._last_statuses[key] = now
         line = order_line(order, shown)
         if line is not None:
@@ -580,7 +479,7 @@ class TradingConsoleApp(App[int]):
     @_while_on_screen
     def _tick_second(self) -> None:
         self.show_statuses()
-        self._update_title()
+        self.show_title()
 
     def show_statuses(self) -> None:
         try:
@@ -596,7 +495,7 @@ class TradingConsoleApp(App[int]):
             }
         self.connections.show_statuses(statuses, self.clock(), self.latency)
 
-    def _update_title(self) -> None:
+    def show_title(self) -> None:
         self._widget("#title-bar", TitleBar).show(
             self.trading_state, self.clock(), start_failed=self.runtime_error is not None
         )

@@ -481,3 +481,28 @@ def test_bad_cancel_arguments_are_usage_errors(args, named):
     result = invoke("cancel", *args)
     assert result.exit_code == 2
     assert f"Invalid value for '{named}'" in plain(result.output)
+
+
+def test_order_question_shows_the_notional_and_why_it_asks():
+    result = invoke("order", "buy", "MSFT", "200", input="n\n")
+    assert result.exit_code == 1
+    assert "BUY 200 MSFT MARKET DAY to paper-us" in result.output
+    assert "notional ≈ 83,040.00 USD" in result.output
+    assert "Asking because: notional above 50,000.00 USD" in result.output
+    assert "Not sent." in result.output
+    assert journal_events() == []
+
+
+def test_split_order_question_names_only_the_accounts_that_get_a_part(tmp_path):
+    path = write_config(
+        tmp_path,
+        '[[accounts]]\nname = "main"\ntype = "sim"\nweight = 2\n\n'
+        '[[accounts]]\nname = "real"\ntype = "sim"\nlive = true\n',
+    )
+    one = invoke("--config", str(path), "order", "buy", "AAPL", "1", "--distribute", input="n\n")
+    assert "split by weight across main 1" in one.output
+    assert "LIVE" not in one.output
+    three = invoke("--config", str(path), "order", "buy", "AAPL", "3", "--distribute", input="n\n")
+    assert "split by weight across main 2, real 1" in three.output
+    assert "LIVE account (real): this order uses real money." in three.output
+    assert three.exit_code == 1

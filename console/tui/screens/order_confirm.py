@@ -1,10 +1,9 @@
 """Confirm an order before it goes out: every order to a LIVE account, and any order whose
-notional is above the configured threshold."""
+notional is above the configured threshold. What it shows is the execution layer's preview:
+the accounts the order will reach, which of them are LIVE, its notional in the base currency."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from rich.text import Text
@@ -15,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from brokers.models import Order, OrderRequest
+from brokers.preview import OrderPreview
 from console import formatting as fmt
 from console.formatting import describe_request
 from console.tui.widgets.blotter import order_price
@@ -27,27 +27,12 @@ class OrderConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "abandon", "Don't send"),
     ]
 
-    def __init__(
-        self,
-        request: OrderRequest,
-        *,
-        accounts: Sequence[str],
-        live_accounts: Sequence[str] = (),
-        notional: Decimal | None = None,
-        base_currency: str = "USD",
-        reasons: Sequence[str] = (),
-        distributed: bool = False,
-        halt_keys: str = "f12",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, preview: OrderPreview, *, halt_keys: str = "f12", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.request = request
-        self.accounts = list(accounts)
-        self.live_accounts = list(live_accounts)
-        self.notional = notional
-        self.base_currency = base_currency
-        self.reasons = list(reasons)
-        self.distributed = distributed
+        self.preview = preview
+        self.request = preview.request
+        self.live_accounts = list(preview.live_accounts)
+        self.notional = preview.notional
         self.halt_keys = halt_keys
 
     def compose(self) -> ComposeResult:
@@ -62,20 +47,26 @@ class OrderConfirmScreen(ModalScreen[bool]):
             details = Text()
             price_text = order_price_text(self.request)
             details.append(f"price: {price_text}\n")
-            details.append(f"{'split across' if self.distributed else 'account'}: ")
-            for index, name in enumerate(self.accounts or ["auto-route"]):
+            preview = self.preview
+            split = preview.distributed
+            details.append(f"{'split across' if split else 'account'}: ")
+            for index, (name, quantity) in enumerate(preview.targets.items()):
                 if index:
                     details.append(", ")
-                details.append(name)
+                details.append(f"{name} {fmt.quantity(quantity)}" if split else name)
                 if name in self.live_accounts:
                     details.append(" LIVE", style="bold white on red")
+            if not preview.targets:
+                details.append(preview.problem or "no account would take it", style="yellow")
             details.append("\n")
             if self.notional is not None:
-                details.append(f"notional ≈ {fmt.amount(self.notional)} {self.base_currency}\n")
+                details.append(f"notional ≈ {fmt.amount(self.notional)} {preview.base_currency}\n")
             else:
-                details.append("notional: unknown (no price yet)\n", style="yellow")
-            if self.reasons:
-                details.append("asking because: " + "; ".join(self.reasons), style="dim")
+                details.append(
+                    f"notional: unknown ({preview.notional_note or 'no price yet'})\n", style="yellow"
+                )
+            if preview.reasons:
+                details.append("asking because: " + "; ".join(preview.reasons), style="dim")
             yield Static(details, id="confirm-details")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(
