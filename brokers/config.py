@@ -28,10 +28,9 @@ from .errors import ConfigError
 from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
 from .killswitch import HaltSettings
-from .models import OrderRequest
 from .paths import expand_path, state_dir
 from .risk import RiskLimits
-from .routing import Router, RoutingRule
+from .routing import RoutingRule
 
 JOURNAL_FILE = "journal.sqlite"
 # The demo's orders never mix with a real configuration's: its journal is a file of its own in
@@ -177,15 +176,6 @@ class Config(BaseModel):
             if account.name == name:
                 return account
         raise ConfigError(f"no account named {name!r}; accounts: {', '.join(a.name for a in self.accounts)}")
-
-    def order_targets(self, request: OrderRequest, distributed: bool = False) -> list[str]:
-        """The accounts an order would go to, for a confirmation to name before it is sent:
-        every account with a weight for a split order (``split_quantity`` leaves the others
-        out), else the one routing picks; empty when nothing takes it."""
-        if distributed:
-            return [account.name for account in self.accounts if account.weight > 0]
-        target = Router(self.routing, self.default_account).route(request, [a.name for a in self.accounts])
-        return [target] if target else []
 
     def resolved_state_dir(self) -> Path:
         return self.state_dir or state_dir()

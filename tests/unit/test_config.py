@@ -5,6 +5,7 @@ import pytest
 from brokers.config import demo_config, is_secret_key, load_config, parse_config
 from brokers.errors import ConfigError
 from brokers.models import OrderRequest
+from brokers.runtime import build_runtime
 
 
 def write(tmp_path, text):
@@ -131,7 +132,7 @@ def test_routing_rule_to_unknown_account_is_refused():
         parse_config({"routing": [{"account": "ghost"}]})
 
 
-def test_order_targets_name_where_an_order_would_go():
+def test_a_configs_routing_is_what_the_preview_names(tmp_path):
     config = parse_config(
         {
             "accounts": [
@@ -142,14 +143,19 @@ def test_order_targets_name_where_an_order_would_go():
             "routing": [{"account": "in", "currency": "INR"}],
         }
     )
+    runtime = build_runtime(config, state_dir=tmp_path)
 
-    def request(**fields):
-        return OrderRequest(symbol="X", side="BUY", quantity=1, **fields)
+    def targets(distributed=False, **fields):
+        request = OrderRequest(symbol="X", side="BUY", quantity=3, **fields)
+        return runtime.execution.preview(request, distributed=distributed).accounts
 
-    assert config.order_targets(request(), distributed=True) == ["us", "in"]  # no zero-weight account
-    assert config.order_targets(request()) == ["us"]  # the default
-    assert config.order_targets(request(currency="INR")) == ["in"]  # a routing rule
-    assert config.order_targets(request(account="idle")) == ["idle"]  # the trader's choice
+    try:
+        assert targets(distributed=True) == ["us", "in"]  # no zero-weight account
+        assert targets() == ["us"]  # the default
+        assert targets(currency="INR") == ["in"]  # a routing rule
+        assert targets(account="idle") == ["idle"]  # the trader's choice
+    finally:
+        runtime.journal.close()
 
 
 def test_default_account_is_the_one_marked_or_a_lone_one_never_the_first_of_several():
