@@ -118,7 +118,16 @@ def test_port_may_be_written_as_text():
 def test_capabilities_are_what_ib_takes():
     caps = IBKRBroker("ib").capabilities
     assert caps.order_types == frozenset(OrderType) and caps.time_in_force == frozenset(TimeInForce)
-    assert caps.asset_classes == {AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE, AssetClass.FOREX}
+    assert caps.asset_classes == {
+        AssetClass.STOCK,
+        AssetClass.OPTION,
+        AssetClass.FUTURE,
+        AssetClass.FOREX,
+        AssetClass.CFD,
+    }
+    assert "OTHER" in caps.supports(
+        OrderRequest(symbol="XYZ WAR", side="BUY", quantity=1, asset_class="OTHER")
+    )
     assert caps.bulk_cancel and caps.streaming_updates and caps.short_selling
     assert not caps.fractional_quantities and not caps.session_expiry
     assert IBKRBroker("ib").session_expires_at is None
@@ -160,6 +169,11 @@ def order(**fields) -> OrderRequest:
             ("FUT", "", "", 0.0, "", "EUREX", "EUR", "FGBLH5"),
         ),
         ({"symbol": "GBP/JPY", "asset_class": "FOREX"}, ("CASH", "GBP", "", 0.0, "", "IDEALPRO", "JPY", "")),
+        ({"symbol": "AAPL CFD", "asset_class": "CFD"}, ("CFD", "AAPL", "", 0.0, "", "SMART", "USD", "")),
+        (
+            {"symbol": "IBDE40", "asset_class": "CFD", "currency": "EUR"},
+            ("CFD", "IBDE40", "", 0.0, "", "SMART", "EUR", ""),
+        ),
     ],
 )
 def test_contract_for(fields, expected):
@@ -235,7 +249,11 @@ def test_ib_order_for(fields, expected):
             ("EUR.USD", AssetClass.FOREX),
         ),
         (ib_api.Contract(secType="CRYPTO", symbol="BTC", currency="USD"), ("BTC", AssetClass.CRYPTO)),
-        (ib_api.Contract(secType="CFD", symbol="IBDE40", currency="EUR"), ("IBDE40", AssetClass.STOCK)),
+        # A CFD is never its underlying, nor a security type nothing here models a stock.
+        (ib_api.Contract(secType="CFD", symbol="IBDE40", currency="EUR"), ("IBDE40 CFD", AssetClass.CFD)),
+        (ib_api.Contract(secType="CFD", symbol="AAPL", currency="USD"), ("AAPL CFD", AssetClass.CFD)),
+        (ib_api.Contract(secType="WAR", symbol="XYZ", currency="EUR"), ("XYZ WAR", AssetClass.OTHER)),
+        (ib_api.Contract(secType="BOND", symbol="912828YK0"), ("912828YK0 BOND", AssetClass.OTHER)),
     ],
 )
 def test_symbol_for(contract, expected):

@@ -102,7 +102,9 @@ def _setting_bool(settings: Mapping[str, object], key: str, default: bool) -> bo
 CAPABILITIES = BrokerCapabilities(
     order_types=frozenset(OrderType),
     time_in_force=frozenset(TimeInForce),
-    asset_classes=frozenset({AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE, AssetClass.FOREX}),
+    asset_classes=frozenset(
+        {AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE, AssetClass.FOREX, AssetClass.CFD}
+    ),
     fractional_quantities=False,
     short_selling=True,
     bulk_cancel=True,
@@ -148,6 +150,11 @@ class _Tracked:
     acked: bool = False
     seen_by_broker: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)
+    # TWS said Filled before the executions that make it so arrived: when they are overdue,
+    # the filled quantity and average price of the status are taken instead (see _apply_filled).
+    executions_due: asyncio.TimerHandle | None = None
+    trust_status: bool = False
+    status_filled: Decimal = Decimal(0)
     waiters: list[tuple[Callable[[_Tracked], bool], asyncio.Future[None]]] = field(default_factory=list)
 
 
@@ -160,6 +167,9 @@ class IBKRBroker(Broker):
     late_order_window = 30.0
     #: How long a fill waits for its commission report before it is reported without one.
     commission_grace = 0.5
+    #: How long a Filled status waits for its executions before they are asked for, and then
+    #: taken from the status if still missing.
+    execution_grace = 2.0
     read_attempts = 3
 
     def __init__(
@@ -195,6 +205,10 @@ class IBKRBroker(Broker):
         self._by_order_id: dict[int, str] = {}
         self._by_perm_id: dict[int, str] = {}
         self._seen_exec_ids: set[str] = set()
+        # An execution's id without its revision (what follows the last '.') -> the id it was
+        # first reported under and the revision applied to it (see _take_fill).
+        self._executions: dict[str, tuple[str, str]] = {}
+        self._settle_tasks: set[asyncio.Task[None]] = set()
         self._pending_fills: dict[str, tuple[Any, asyncio.TimerHandle]] = {}
         # Statuses are applied at the end of the loop turn: the client library marks an order
         # Cancelled just *before* it reports the error that explains why.
@@ -290,6 +304,12 @@ class IBKRBroker(Broker):
         if self._resync_task is not None:
             self._resync_task.cancel()
         self._release_all_fills()
+        for tracked in self._orders.values():
+            if tracked.executions_due is not None:
+                tracked.executions_due.cancel()
+                tracked.executions_due = None
+        for task in list(self._settle_tasks):
+            task.cancel()
         self._fail_waiters(BrokerConnectionError("disconnected", broker=self.name))
         if self._ib is not None:
             self._ib.disconnect()
@@ -770,6 +790,7 @@ class IBKRBroker(Broker):
                 order=Order(request=request, account=self.name)
             )
         tracked.trade = trade
+        modified = self._follow_modification(tracked, ib_order)
         if ib_order.clientId == self.client_id and ib_order.orderId > 0:
             tracked.order_id = ib_order.orderId
         tracked.perm_id = ib_order.permId or tracked.perm_id
@@ -782,8 +803,52 @@ class IBKRBroker(Broker):
                 else None
             )
         self._index(tracked)
+        if modified:
+            self._changed(tracked)
         self._mark_dirty(tracked)
         return tracked
+
+    def _follow_modification(self, tracked: _Tracked, ib_order: Any) -> bool:
+        """Take a new quantity or price from TWS's copy of the order. An order modified in TWS
+        (or by another client) keeps its order id and permId; TWS sends openOrder again with the
+        new totalQuantity and prices, and the client library copies them into the trade it
+        holds (https://interactivebrokers.github.io/tws-api/modifying_orders.html)."""
+        order = tracked.order
+        request = order.request
+        changes: dict[str, Decimal] = {}
+        quantity = to_amount(ib_order.totalQuantity)
+        if quantity > 0 and quantity != request.quantity:
+            changes["quantity"] = quantity
+        kind = request.order_type
+        if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            limit = price_or_none(ib_order.lmtPrice)
+            if limit is not None and limit != request.limit_price:
+                changes["limit_price"] = limit
+        if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
+            stop = price_or_none(ib_order.auxPrice)
+            if stop is not None and stop != request.stop_price:
+                changes["stop_price"] = stop
+        if kind is OrderType.TRAILING_STOP:
+            percent = price_or_none(ib_order.trailingPercent)
+            amount = price_or_none(ib_order.auxPrice)
+            if request.trail_percent is not None and percent is not None and percent != request.trail_percent:
+                changes["trail_percent"] = percent
+            if request.trail_amount is not None and amount is not None and amount != request.trail_amount:
+                changes["trail_amount"] = amount
+        if not changes:
+            return False
+        try:
+            order.request = OrderRequest.model_validate({**request.model_dump(), **changes})
+        except ValueError as exc:
+            log.warning("%s: cannot follow the change to order %s: %s", self.name, order.client_order_id, exc)
+            return False
+        log.info(
+            "%s: order %s was modified at IB: %s",
+            self.name,
+            order.client_order_id,
+            ", ".join(f"{key} {value}" for key, value in changes.items()),
+        )
+        return True
 
     def _on_trade(self, trade: Any) -> None:
         self._sync_trade(trade)
@@ -827,7 +892,7 @@ class IBKRBroker(Broker):
                 OrderStatus.PARTIALLY_FILLED if order.filled_quantity > 0 else OrderStatus.ACCEPTED
             )
         elif ib_status == "Filled":
-            order.transition(OrderStatus.FILLED)
+            self._apply_filled(tracked)
         elif ib_status in ("Cancelled", "ApiCancelled", "Inactive"):
             # Ended by an error (201 margin, ...) rather than by a cancel: a rejection, unless
             # part of it had already filled.
@@ -838,6 +903,76 @@ class IBKRBroker(Broker):
             else:
                 order.transition(OrderStatus.CANCELLED)
         return (order.status, order.reject_reason) != before
+
+    def _apply_filled(self, tracked: _Tracked) -> None:
+        """TWS says the order is Filled. orderStatus and execDetails are separate messages whose
+        relative order the TWS API does not promise
+        (https://interactivebrokers.github.io/tws-api/order_submission.html#order_status): the
+        status can come first. An order is FILLED only once its fills add up to its quantity;
+        until then it stays working, so that what it will buy still counts against the limits.
+        Executions that are overdue are asked for; if TWS has none to give (an order filled on
+        an earlier day), the status's own filled quantity and average price are taken."""
+        order, trade = tracked.order, tracked.trade
+        if order.filled_quantity < order.quantity and tracked.trust_status:
+            reported = to_amount(trade.orderStatus.filled)
+            if reported > order.filled_quantity:
+                tracked.status_filled = reported
+                order.filled_quantity = reported
+                order.avg_fill_price = price_or_none(trade.orderStatus.avgFillPrice) or order.avg_fill_price
+        if order.filled_quantity >= order.quantity or tracked.trust_status:
+            if tracked.executions_due is not None:
+                tracked.executions_due.cancel()
+                tracked.executions_due = None
+            order.transition(OrderStatus.FILLED)
+            return
+        order.transition(OrderStatus.PARTIALLY_FILLED if order.filled_quantity > 0 else OrderStatus.ACCEPTED)
+        if tracked.executions_due is None:
+            key = order.client_order_id
+            tracked.executions_due = asyncio.get_running_loop().call_later(
+                self.execution_grace, self._executions_overdue, key
+            )
+
+    def _executions_overdue(self, key: str) -> None:
+        task = asyncio.ensure_future(self._settle_filled(key))
+        self._settle_tasks.add(task)
+        task.add_done_callback(self._settle_tasks.discard)
+
+    async def _settle_filled(self, key: str) -> None:
+        tracked = self._orders.get(key)
+        if tracked is None:
+            return
+        tracked.executions_due = None
+        if self._closing or tracked.order.is_terminal:
+            return
+        try:
+            await self._refresh_orders(executions=True)
+        except BrokerConnectionError:
+            return  # the reconnect reconciles the order, and waits for its executions again
+        except BrokerError as exc:
+            # Ask again later: until TWS answers, the order keeps counting as working.
+            log.warning("%s: executions of filled order %s not read: %s", self.name, key, exc)
+            if tracked.executions_due is None:
+                tracked.executions_due = asyncio.get_running_loop().call_later(
+                    self.execution_grace, self._executions_overdue, key
+                )
+            return
+        if tracked.executions_due is not None:
+            tracked.executions_due.cancel()
+            tracked.executions_due = None
+        if tracked.order.is_terminal:
+            return
+        if tracked.order.filled_quantity < tracked.order.quantity:
+            log.warning(
+                "%s: TWS reports order %s filled but sent executions for %s of %s; "
+                "taking the filled quantity it reports",
+                self.name,
+                key,
+                tracked.order.filled_quantity,
+                tracked.order.quantity,
+            )
+            tracked.trust_status = True
+            self._mark_dirty(tracked)
+            self._dirty.flush()
 
     def _reject_error(self, tracked: _Tracked) -> tuple[int, str]:
         for code, message in reversed(tracked.errors):
@@ -923,10 +1058,70 @@ class IBKRBroker(Broker):
             return
         self._seen_exec_ids.add(fill.fill_id)
         tracked.acked = tracked.seen_by_broker = True
-        if tracked.order.apply_fill(fill):
-            self._emit(fill)
-            self._changed(tracked)
+        # A correction is sent as another execDetails identical but for the execId, which
+        # differs only after its last '.' (https://interactivebrokers.github.io/tws-api/
+        # executions_commissions.html): it replaces the execution it corrects, under the id
+        # that execution was first reported with, and is never a second fill.
+        base, _, revision = fill.fill_id.rpartition(".")
+        if not base:
+            base, revision = fill.fill_id, ""
+        known = self._executions.get(base)
+        if known is None:
+            self._executions[base] = (fill.fill_id, revision)
+            if self._add_fill(tracked, fill):
+                self._emit(fill)
+                self._changed(tracked)
+        elif _revision_key(revision) > _revision_key(known[1]):
+            self._executions[base] = (known[0], revision)
+            if self._correct_fill(tracked, fill.model_copy(update={"fill_id": known[0]})):
+                self._changed(tracked)
         self._mark_dirty(tracked)
+
+    def _add_fill(self, tracked: _Tracked, fill: Fill) -> bool:
+        order = tracked.order
+        if not order.take_fill(fill):
+            return False
+        self._recount(tracked)
+        if order.status.is_terminal:
+            # A fill after a cancel confirmation is real money: count it, keep the final status.
+            log.warning(
+                "%s: fill %s arrived for %s order %s",
+                self.name,
+                fill.fill_id,
+                order.status.value,
+                order.client_order_id,
+            )
+            order.updated_at = fill.timestamp
+        else:
+            done = order.filled_quantity >= order.quantity
+            order.transition(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED, at=fill.timestamp)
+        return True
+
+    def _correct_fill(self, tracked: _Tracked, fill: Fill) -> bool:
+        order = tracked.order
+        for index, earlier in enumerate(order.fills):
+            if earlier.fill_id == fill.fill_id:
+                if earlier == fill:
+                    return False
+                order.fills[index] = fill  # the same id: the order's index of fill ids holds
+                break
+        else:
+            return False
+        log.info("%s: execution %s corrected", self.name, fill.fill_id)
+        self._recount(tracked)
+        order.updated_at = fill.timestamp
+        return True
+
+    @staticmethod
+    def _recount(tracked: _Tracked) -> None:
+        """Filled quantity and average price from the fills; a Filled status taken without its
+        executions (see _apply_filled) is not undone by the fills that arrive after it."""
+        order = tracked.order
+        filled = sum((f.quantity for f in order.fills), Decimal(0))
+        if filled <= 0 or filled < tracked.status_filled:
+            return
+        order.filled_quantity = filled
+        order.avg_fill_price = sum((f.quantity * f.price for f in order.fills), Decimal(0)) / filled
 
     # -- waiting for TWS --------------------------------------------------------------------
     async def _wait(self, tracked: _Tracked, done: Callable[[_Tracked], bool]) -> None:
@@ -955,3 +1150,11 @@ class IBKRBroker(Broker):
             for _, future in tracked.waiters:
                 if not future.done():
                     future.set_exception(error)
+
+
+def _revision_key(revision: str) -> tuple[int, str]:
+    """Orders the revisions of an execution id (``01`` < ``02`` < ``0a``), hex as TWS writes them."""
+    try:
+        return int(revision, 16), revision
+    except ValueError:
+        return -1, revision
