@@ -189,6 +189,16 @@ async def test_filled_status_without_any_execution_takes_the_status_figures(tws_
     assert (done.filled_quantity, done.avg_fill_price) == (5, 150)
 
 
+async def test_cancel_of_an_order_tws_filled_unseen_answers_filled(tws_peer, ibkr):
+    tws_peer.react(fill_status_first())
+    order = await ibkr.place_order(request())
+    tws_peer.executions.clear()
+
+    done = await ibkr.cancel_order(order.broker_order_id)
+    assert tws_peer.requests(CANCEL_ORDER) and tws_peer.requests(REQ_EXECUTIONS)
+    assert (done.status, done.filled_quantity, done.avg_fill_price) == (OrderStatus.FILLED, 5, 150)
+
+
 async def test_execution_layer_sees_a_working_order_until_the_execution_arrives(tws_peer, ibkr, tmp_path):
     manager = MultiBrokerManager(heartbeat_interval=3600)
     manager.add_broker("ib-paper", ibkr, default=True)
@@ -302,3 +312,35 @@ async def test_informational_codes_about_a_new_order_leave_it_working(tws_peer, 
     tws_peer.react(notice(code, f"notice {code}", alone=True))
     order = await ibkr.place_order(resting())
     assert order.status is OrderStatus.ACCEPTED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OrderTracker.absorb keeps the request it sent: a broker snapshot with a new quantity "
+    "or price must replace it (brokers/tracking.py)",
+)
+async def test_execution_layer_follows_an_order_enlarged_in_tws(tws_peer, ibkr, tmp_path):
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("ib-paper", ibkr, default=True)
+    await manager.connect_all()
+    await manager.start()
+    service = ExecutionService(manager, KillSwitch(tmp_path, env={}))
+    await service.start()
+    try:
+        order = await service.submit(resting(quantity=10))
+        sent = tws_peer.order(order.client_order_id)
+        tws_peer.modify(sent, quantity=20)
+        tws_peer.fill(sent, 10)
+        await until(lambda: service.book.position("ib-paper", "AAPL") == 10)
+        await ibkr.ping()
+        tracked = service.tracker.get(order.client_order_id)
+        assert tracked is not None
+        assert (tracked.status, tracked.quantity, tracked.filled_quantity) == (
+            OrderStatus.PARTIALLY_FILLED,
+            20,
+            10,
+        )
+        assert service.book.pending("ib-paper", "AAPL", tracked.side) == 10
+    finally:
+        await service.stop()
+        await manager.stop()

@@ -550,6 +550,11 @@ class IBKRBroker(Broker):
         if not tracked.order.is_terminal:
             # Refused: most often the order filled or ended a moment ago. Ask before saying so.
             await self._refresh_orders(executions=True)
+        if not tracked.order.is_terminal and effective_status(tracked.trade)[0] == "Filled":
+            # Filled at TWS, and the executions it just listed do not show it all.
+            tracked.trust_status = True
+            self._mark_dirty(tracked)
+            self._dirty.flush()
         if not tracked.order.is_terminal:
             code, message = next((c, m) for c, m in tracked.errors[errors_before:] if c in CANCEL_FAILED)
             raise error_for(code, message, self.name)
