@@ -343,3 +343,19 @@ def test_error_for(code, text, error):
     raised = error_for(code, text, "ib")
     assert type(raised) is error and raised.code == code and raised.definite
     assert str(raised) == f"ib: IB {code}: {text}"
+
+
+# -- executions ---------------------------------------------------------------------------------
+
+
+def test_execution_ledger_takes_corrections_in_place_of_what_they_correct():
+    from brokers.adapters.ibkr.executions import ExecutionLedger
+
+    ledger = ExecutionLedger()
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.01") == "0000e0d5.6596a4e1.01.01"
+    assert ledger.counted_as("0000e0d5.6596a4e1.02.01") == "0000e0d5.6596a4e1.02.01"  # another execution
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.02") == "0000e0d5.6596a4e1.01.01"
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.0a") == "0000e0d5.6596a4e1.01.01"  # hex: 0a > 09
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.01") is None  # the original, replayed late
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.02") is None
+    assert ledger.counted_as("plain") == "plain"

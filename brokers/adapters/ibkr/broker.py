@@ -59,10 +59,12 @@ from .codes import (
     error_for,
     is_notice,
 )
+from .executions import ExecutionLedger, add_fill, replace_fill
 from .instruments import (
     contract_for,
     figure,
     ib_order_for,
+    modified_request,
     price_or_none,
     request_from_ib,
     symbol_for,
@@ -205,9 +207,7 @@ class IBKRBroker(Broker):
         self._by_order_id: dict[int, str] = {}
         self._by_perm_id: dict[int, str] = {}
         self._seen_exec_ids: set[str] = set()
-        # An execution's id without its revision (what follows the last '.') -> the id it was
-        # first reported under and the revision applied to it (see _take_fill).
-        self._executions: dict[str, tuple[str, str]] = {}
+        self._executions = ExecutionLedger()
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self._pending_fills: dict[str, tuple[Any, asyncio.TimerHandle]] = {}
         # Statuses are applied at the end of the loop turn: the client library marks an order
@@ -814,45 +814,23 @@ class IBKRBroker(Broker):
         return tracked
 
     def _follow_modification(self, tracked: _Tracked, ib_order: Any) -> bool:
-        """Take a new quantity or price from TWS's copy of the order. An order modified in TWS
-        (or by another client) keeps its order id and permId; TWS sends openOrder again with the
-        new totalQuantity and prices, and the client library copies them into the trade it
-        holds (https://interactivebrokers.github.io/tws-api/modifying_orders.html)."""
         order = tracked.order
-        request = order.request
-        changes: dict[str, Decimal] = {}
-        quantity = to_amount(ib_order.totalQuantity)
-        if quantity > 0 and quantity != request.quantity:
-            changes["quantity"] = quantity
-        kind = request.order_type
-        if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            limit = price_or_none(ib_order.lmtPrice)
-            if limit is not None and limit != request.limit_price:
-                changes["limit_price"] = limit
-        if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
-            stop = price_or_none(ib_order.auxPrice)
-            if stop is not None and stop != request.stop_price:
-                changes["stop_price"] = stop
-        if kind is OrderType.TRAILING_STOP:
-            percent = price_or_none(ib_order.trailingPercent)
-            amount = price_or_none(ib_order.auxPrice)
-            if request.trail_percent is not None and percent is not None and percent != request.trail_percent:
-                changes["trail_percent"] = percent
-            if request.trail_amount is not None and amount is not None and amount != request.trail_amount:
-                changes["trail_amount"] = amount
-        if not changes:
-            return False
         try:
-            order.request = OrderRequest.model_validate({**request.model_dump(), **changes})
+            changed = modified_request(order.request, ib_order)
         except ValueError as exc:
             log.warning("%s: cannot follow the change to order %s: %s", self.name, order.client_order_id, exc)
             return False
+        if changed is None:
+            return False
         log.info(
-            "%s: order %s was modified at IB: %s",
+            "%s: order %s was modified at IB: quantity %s, limit %s, stop %s",
             self.name,
             order.client_order_id,
-            ", ".join(f"{key} {value}" for key, value in changes.items()),
+            changed.quantity,
+            changed.limit_price,
+            changed.stop_price,
         )
+        order.request = changed
         return True
 
     def _on_trade(self, trade: Any) -> None:
@@ -1063,70 +1041,19 @@ class IBKRBroker(Broker):
             return
         self._seen_exec_ids.add(fill.fill_id)
         tracked.acked = tracked.seen_by_broker = True
-        # A correction is sent as another execDetails identical but for the execId, which
-        # differs only after its last '.' (https://interactivebrokers.github.io/tws-api/
-        # executions_commissions.html): it replaces the execution it corrects, under the id
-        # that execution was first reported with, and is never a second fill.
-        base, _, revision = fill.fill_id.rpartition(".")
-        if not base:
-            base, revision = fill.fill_id, ""
-        known = self._executions.get(base)
-        if known is None:
-            self._executions[base] = (fill.fill_id, revision)
-            if self._add_fill(tracked, fill):
+        # A correction replaces the execution it corrects, under the id that one was first
+        # reported with (see executions): never a second fill.
+        counted_as = self._executions.counted_as(fill.fill_id)
+        if counted_as == fill.fill_id:
+            if add_fill(tracked.order, fill, tracked.status_filled):
                 self._emit(fill)
                 self._changed(tracked)
-        elif _revision_key(revision) > _revision_key(known[1]):
-            self._executions[base] = (known[0], revision)
-            if self._correct_fill(tracked, fill.model_copy(update={"fill_id": known[0]})):
+        elif counted_as is not None:
+            corrected = fill.model_copy(update={"fill_id": counted_as})
+            if replace_fill(tracked.order, corrected, tracked.status_filled):
+                log.info("%s: execution %s corrected by %s", self.name, counted_as, fill.fill_id)
                 self._changed(tracked)
         self._mark_dirty(tracked)
-
-    def _add_fill(self, tracked: _Tracked, fill: Fill) -> bool:
-        order = tracked.order
-        if not order.take_fill(fill):
-            return False
-        self._recount(tracked)
-        if order.status.is_terminal:
-            # A fill after a cancel confirmation is real money: count it, keep the final status.
-            log.warning(
-                "%s: fill %s arrived for %s order %s",
-                self.name,
-                fill.fill_id,
-                order.status.value,
-                order.client_order_id,
-            )
-            order.updated_at = fill.timestamp
-        else:
-            done = order.filled_quantity >= order.quantity
-            order.transition(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED, at=fill.timestamp)
-        return True
-
-    def _correct_fill(self, tracked: _Tracked, fill: Fill) -> bool:
-        order = tracked.order
-        for index, earlier in enumerate(order.fills):
-            if earlier.fill_id == fill.fill_id:
-                if earlier == fill:
-                    return False
-                order.fills[index] = fill  # the same id: the order's index of fill ids holds
-                break
-        else:
-            return False
-        log.info("%s: execution %s corrected", self.name, fill.fill_id)
-        self._recount(tracked)
-        order.updated_at = fill.timestamp
-        return True
-
-    @staticmethod
-    def _recount(tracked: _Tracked) -> None:
-        """Filled quantity and average price from the fills; a Filled status taken without its
-        executions (see _apply_filled) is not undone by the fills that arrive after it."""
-        order = tracked.order
-        filled = sum((f.quantity for f in order.fills), Decimal(0))
-        if filled <= 0 or filled < tracked.status_filled:
-            return
-        order.filled_quantity = filled
-        order.avg_fill_price = sum((f.quantity * f.price for f in order.fills), Decimal(0)) / filled
 
     # -- waiting for TWS --------------------------------------------------------------------
     async def _wait(self, tracked: _Tracked, done: Callable[[_Tracked], bool]) -> None:
@@ -1155,11 +1082,3 @@ class IBKRBroker(Broker):
             for _, future in tracked.waiters:
                 if not future.done():
                     future.set_exception(error)
-
-
-def _revision_key(revision: str) -> tuple[int, str]:
-    """Orders the revisions of an execution id (``01`` < ``02`` < ``0a``), hex as TWS writes them."""
-    try:
-        return int(revision, 16), revision
-    except ValueError:
-        return -1, revision

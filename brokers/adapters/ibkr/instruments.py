@@ -219,3 +219,34 @@ def request_from_ib(contract: Any, order: Any) -> OrderRequest:
         client_order_id=client_order_id,
         **fields,
     )
+
+
+def modified_request(request: OrderRequest, ib_order: Any) -> OrderRequest | None:
+    """``request`` with the quantity and prices of TWS's copy of the order, or None if they are
+    the same. An order modified in TWS (or by another client) keeps its order id and permId;
+    TWS sends openOrder again with the new totalQuantity and prices, and the client library
+    copies them into the order it holds
+    (https://interactivebrokers.github.io/tws-api/modifying_orders.html). ValueError if the
+    result is not a valid request."""
+    changes: dict[str, Decimal] = {}
+    quantity = to_amount(ib_order.totalQuantity)
+    if quantity > 0 and quantity != request.quantity:
+        changes["quantity"] = quantity
+    kind = request.order_type
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        limit = price_or_none(ib_order.lmtPrice)
+        if limit is not None and limit != request.limit_price:
+            changes["limit_price"] = limit
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
+        stop = price_or_none(ib_order.auxPrice)
+        if stop is not None and stop != request.stop_price:
+            changes["stop_price"] = stop
+    if kind is OrderType.TRAILING_STOP:
+        percent, amount = price_or_none(ib_order.trailingPercent), price_or_none(ib_order.auxPrice)
+        if request.trail_percent is not None and percent is not None and percent != request.trail_percent:
+            changes["trail_percent"] = percent
+        if request.trail_amount is not None and amount is not None and amount != request.trail_amount:
+            changes["trail_amount"] = amount
+    if not changes:
+        return None
+    return OrderRequest.model_validate({**request.model_dump(), **changes})
