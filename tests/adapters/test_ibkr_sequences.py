@@ -189,6 +189,21 @@ async def test_filled_status_without_any_execution_takes_the_status_figures(tws_
     assert (done.filled_quantity, done.avg_fill_price) == (5, 150)
 
 
+async def test_an_order_filled_on_an_earlier_day_is_filled_after_a_restart(tws_peer, ibkr):
+    order = await ibkr.place_order(request())
+    await until(lambda: tws_peer.order(order.client_order_id).status == "Filled")
+    await ibkr.disconnect()
+    tws_peer.executions.clear()  # TWS lists the executions of the current day only
+
+    again = IBKRBroker("ib-paper", port=tws_peer.port, timeout=2.0)
+    await again.connect()
+    try:
+        found = await again.get_order_by_client_id(order.client_order_id)
+        assert found is not None and found.status is OrderStatus.FILLED and found.filled_quantity == 5
+    finally:
+        await again.disconnect()
+
+
 async def test_cancel_of_an_order_tws_filled_unseen_answers_filled(tws_peer, ibkr):
     tws_peer.react(fill_status_first())
     order = await ibkr.place_order(request())
