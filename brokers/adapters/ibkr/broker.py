@@ -84,10 +84,8 @@ class _Tracked:
     acked: bool = False
     seen_by_broker: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)
-    # TWS said Filled before the executions that make it so arrived: when they are overdue,
-    # the filled quantity and average price of the status are taken instead (see _apply_filled).
-    executions_due: asyncio.TimerHandle | None = None
-    trust_status: bool = False
+    # The filled quantity taken from a Filled status whose executions TWS did not list (see
+    # _apply_filled); fills that arrive later never count the order below it.
     status_filled: Decimal = Decimal(0)
     waiters: list[tuple[Callable[[_Tracked], bool], asyncio.Future[None]]] = field(default_factory=list)
 
@@ -140,7 +138,11 @@ class IBKRBroker(Broker):
         self._by_perm_id: dict[int, str] = {}
         self._seen_exec_ids: set[str] = set()
         self._executions = ExecutionLedger()
-        self._settle_tasks: set[asyncio.Task[None]] = set()
+        # Orders TWS reports Filled whose executions have not all arrived; checked together.
+        self._overdue: set[str] = set()
+        self._overdue_timer: asyncio.TimerHandle | None = None
+        self._overdue_task: asyncio.Task[None] | None = None
+        self._executions_current = False
         self._pending_fills: dict[str, tuple[Any, asyncio.TimerHandle]] = {}
         # Statuses are applied at the end of the loop turn: the client library marks an order
         # Cancelled just *before* it reports the error that explains why.
@@ -213,12 +215,11 @@ class IBKRBroker(Broker):
         if self._resync_task is not None:
             self._resync_task.cancel()
         self._release_all_fills()
-        for tracked in self._orders.values():
-            if tracked.executions_due is not None:
-                tracked.executions_due.cancel()
-                tracked.executions_due = None
-        for task in list(self._settle_tasks):
-            task.cancel()
+        if self._overdue_timer is not None:
+            self._overdue_timer.cancel()
+            self._overdue_timer = None
+        if self._overdue_task is not None:
+            self._overdue_task.cancel()
         self._fail_waiters(BrokerConnectionError("disconnected", broker=self.name))
         if self._ib is not None:
             self._ib.disconnect()
@@ -277,7 +278,7 @@ class IBKRBroker(Broker):
             ib.disconnect()
             raise
         self._set_state(ConnectionState.RESYNCING)
-        self._reconcile()
+        self._reconcile(executions_current=True)  # the client library asked for them on connecting
         self._set_state(ConnectionState.CONNECTED)
         self._last_refresh = utcnow()
 
@@ -459,11 +460,6 @@ class IBKRBroker(Broker):
         if not tracked.order.is_terminal:
             # Refused: most often the order filled or ended a moment ago. Ask before saying so.
             await self._refresh_orders(executions=True)
-        if not tracked.order.is_terminal and effective_status(tracked.trade)[0] == "Filled":
-            # Filled at TWS, and the executions it just listed do not show it all.
-            tracked.trust_status = True
-            self._mark_dirty(tracked)
-            self._dirty.flush()
         if not tracked.order.is_terminal:
             code, message = next((c, m) for c, m in tracked.errors[errors_before:] if c in CANCEL_FAILED)
             raise error_for(code, message, self.name)
@@ -529,7 +525,7 @@ class IBKRBroker(Broker):
             await self._read("completed orders", lambda: ib.reqCompletedOrdersAsync(False))
         if executions:
             await self._read("executions", ib.reqExecutionsAsync)
-        self._reconcile()
+        self._reconcile(executions_current=executions)
 
     # -- account --------------------------------------------------------------------------
     async def _summary(self) -> tuple[dict[str, str], str]:
@@ -801,70 +797,58 @@ class IBKRBroker(Broker):
         relative order the TWS API does not promise
         (https://interactivebrokers.github.io/tws-api/order_submission.html#order_status): the
         status can come first. An order is FILLED only once its fills add up to its quantity;
-        until then it stays working, so that what it will buy still counts against the limits.
-        Executions that are overdue are asked for; if TWS has none to give (an order filled on
-        an earlier day), the status's own filled quantity and average price are taken."""
+        until then it stays working, so that what it will buy still counts against the limits,
+        and its executions are asked for when overdue. Where TWS has just listed every
+        execution and they still fall short (an order filled on an earlier day), Filled means
+        the whole quantity, at the status's average price."""
         order, trade = tracked.order, tracked.trade
-        if order.filled_quantity < order.quantity and tracked.trust_status:
-            reported = to_amount(trade.orderStatus.filled)
-            if reported > order.filled_quantity:
-                tracked.status_filled = reported
-                order.filled_quantity = reported
-                order.avg_fill_price = price_or_none(trade.orderStatus.avgFillPrice) or order.avg_fill_price
-        if order.filled_quantity >= order.quantity or tracked.trust_status:
-            if tracked.executions_due is not None:
-                tracked.executions_due.cancel()
-                tracked.executions_due = None
+        if order.filled_quantity < order.quantity and self._executions_current:
+            status = trade.orderStatus
+            tracked.status_filled = max(order.quantity, to_amount(status.filled))
+            order.filled_quantity = tracked.status_filled
+            order.avg_fill_price = price_or_none(status.avgFillPrice) or order.avg_fill_price
+            log.warning(
+                "%s: TWS reports order %s filled but lists executions for less; taking the status's figures",
+                self.name,
+                order.client_order_id,
+            )
+        if order.filled_quantity >= order.quantity:
+            self._overdue.discard(order.client_order_id)
             order.transition(OrderStatus.FILLED)
             return
         order.transition(OrderStatus.PARTIALLY_FILLED if order.filled_quantity > 0 else OrderStatus.ACCEPTED)
-        if tracked.executions_due is None:
-            key = order.client_order_id
-            tracked.executions_due = asyncio.get_running_loop().call_later(
-                self.execution_grace, self._executions_overdue, key
+        self._overdue.add(order.client_order_id)
+        if self._overdue_timer is None:
+            self._overdue_timer = asyncio.get_running_loop().call_later(
+                self.execution_grace, self._executions_overdue
             )
 
-    def _executions_overdue(self, key: str) -> None:
-        task = asyncio.ensure_future(self._settle_filled(key))
-        self._settle_tasks.add(task)
-        task.add_done_callback(self._settle_tasks.discard)
+    def _executions_overdue(self) -> None:
+        self._overdue_timer = None
+        self._overdue = {
+            key
+            for key in self._overdue
+            if (t := self._orders.get(key)) is not None and not t.order.is_terminal
+        }
+        if self._overdue and (self._overdue_task is None or self._overdue_task.done()):
+            self._overdue_task = asyncio.ensure_future(self._ask_for_executions())
 
-    async def _settle_filled(self, key: str) -> None:
-        tracked = self._orders.get(key)
-        if tracked is None:
-            return
-        tracked.executions_due = None
-        if self._closing or tracked.order.is_terminal:
+    async def _ask_for_executions(self) -> None:
+        if self._closing:
             return
         try:
+            # Reconciled with every execution listed: an order still short takes its status.
             await self._refresh_orders(executions=True)
+            self._overdue.clear()
         except BrokerConnectionError:
-            return  # the reconnect reconciles the order, and waits for its executions again
+            return  # reconnecting reconciles every order with the executions TWS lists
         except BrokerError as exc:
-            # Ask again later: until TWS answers, the order keeps counting as working.
-            log.warning("%s: executions of filled order %s not read: %s", self.name, key, exc)
-            if tracked.executions_due is None:
-                tracked.executions_due = asyncio.get_running_loop().call_later(
-                    self.execution_grace, self._executions_overdue, key
+            # Until TWS answers, the orders keep counting as working; ask again later.
+            log.warning("%s: executions of filled orders not read: %s", self.name, exc)
+            if self._overdue_timer is None:
+                self._overdue_timer = asyncio.get_running_loop().call_later(
+                    self.execution_grace, self._executions_overdue
                 )
-            return
-        if tracked.executions_due is not None:
-            tracked.executions_due.cancel()
-            tracked.executions_due = None
-        if tracked.order.is_terminal:
-            return
-        if tracked.order.filled_quantity < tracked.order.quantity:
-            log.warning(
-                "%s: TWS reports order %s filled but sent executions for %s of %s; "
-                "taking the filled quantity it reports",
-                self.name,
-                key,
-                tracked.order.filled_quantity,
-                tracked.order.quantity,
-            )
-            tracked.trust_status = True
-            self._mark_dirty(tracked)
-            self._dirty.flush()
 
     def _reject_error(self, tracked: _Tracked) -> tuple[int, str]:
         for code, message in reversed(tracked.errors):
@@ -879,16 +863,21 @@ class IBKRBroker(Broker):
     def _snapshot(self, tracked: _Tracked) -> Order:
         return tracked.order.snapshot()
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, *, executions_current: bool = False) -> None:
         """After a (re)connect or refresh: match every trade TWS reported, then take every fill
-        it replayed (each at most once), then bring statuses up to date."""
+        it replayed (each at most once), then bring statuses up to date. executions_current:
+        TWS has just listed every execution of the day."""
         if self._ib is None:
             return
         for trade in self._ib.trades():
             self._sync_trade(trade)
         for ib_fill in self._ib.fills():
             self._take_fill(ib_fill)
-        self._dirty.flush()
+        self._executions_current = executions_current
+        try:
+            self._dirty.flush()
+        finally:
+            self._executions_current = False
 
     # -- fills ----------------------------------------------------------------------------
     def _on_exec_details(self, trade: Any, ib_fill: Any) -> None:
