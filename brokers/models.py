@@ -91,6 +91,11 @@ class AssetClass(_CaseInsensitiveEnum):
     FUTURE = "FUTURE"
     FOREX = "FOREX"
     CRYPTO = "CRYPTO"
+    # A contract for difference: priced like its underlying but never the underlying itself.
+    CFD = "CFD"
+    # A security type a broker reported that nothing here models (a bond, a warrant, a fund,
+    # ...): shown as held, never taken for a stock.
+    OTHER = "OTHER"
 
 
 class OrderStatus(_CaseInsensitiveEnum):

@@ -118,7 +118,16 @@ def test_port_may_be_written_as_text():
 def test_capabilities_are_what_ib_takes():
     caps = IBKRBroker("ib").capabilities
     assert caps.order_types == frozenset(OrderType) and caps.time_in_force == frozenset(TimeInForce)
-    assert caps.asset_classes == {AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE, AssetClass.FOREX}
+    assert caps.asset_classes == {
+        AssetClass.STOCK,
+        AssetClass.OPTION,
+        AssetClass.FUTURE,
+        AssetClass.FOREX,
+        AssetClass.CFD,
+    }
+    assert "OTHER" in caps.supports(
+        OrderRequest(symbol="XYZ WAR", side="BUY", quantity=1, asset_class="OTHER")
+    )
     assert caps.bulk_cancel and caps.streaming_updates and caps.short_selling
     assert not caps.fractional_quantities and not caps.session_expiry
     assert IBKRBroker("ib").session_expires_at is None
@@ -160,6 +169,11 @@ def order(**fields) -> OrderRequest:
             ("FUT", "", "", 0.0, "", "EUREX", "EUR", "FGBLH5"),
         ),
         ({"symbol": "GBP/JPY", "asset_class": "FOREX"}, ("CASH", "GBP", "", 0.0, "", "IDEALPRO", "JPY", "")),
+        ({"symbol": "AAPL CFD", "asset_class": "CFD"}, ("CFD", "AAPL", "", 0.0, "", "SMART", "USD", "")),
+        (
+            {"symbol": "IBDE40", "asset_class": "CFD", "currency": "EUR"},
+            ("CFD", "IBDE40", "", 0.0, "", "SMART", "EUR", ""),
+        ),
     ],
 )
 def test_contract_for(fields, expected):
@@ -235,7 +249,11 @@ def test_ib_order_for(fields, expected):
             ("EUR.USD", AssetClass.FOREX),
         ),
         (ib_api.Contract(secType="CRYPTO", symbol="BTC", currency="USD"), ("BTC", AssetClass.CRYPTO)),
-        (ib_api.Contract(secType="CFD", symbol="IBDE40", currency="EUR"), ("IBDE40", AssetClass.STOCK)),
+        # A CFD is never its underlying, nor a security type nothing here models a stock.
+        (ib_api.Contract(secType="CFD", symbol="IBDE40", currency="EUR"), ("IBDE40 CFD", AssetClass.CFD)),
+        (ib_api.Contract(secType="CFD", symbol="AAPL", currency="USD"), ("AAPL CFD", AssetClass.CFD)),
+        (ib_api.Contract(secType="WAR", symbol="XYZ", currency="EUR"), ("XYZ WAR", AssetClass.OTHER)),
+        (ib_api.Contract(secType="BOND", symbol="912828YK0"), ("912828YK0 BOND", AssetClass.OTHER)),
     ],
 )
 def test_symbol_for(contract, expected):
@@ -325,3 +343,19 @@ def test_error_for(code, text, error):
     raised = error_for(code, text, "ib")
     assert type(raised) is error and raised.code == code and raised.definite
     assert str(raised) == f"ib: IB {code}: {text}"
+
+
+# -- executions ---------------------------------------------------------------------------------
+
+
+def test_execution_ledger_takes_corrections_in_place_of_what_they_correct():
+    from brokers.adapters.ibkr.executions import ExecutionLedger
+
+    ledger = ExecutionLedger()
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.01") == "0000e0d5.6596a4e1.01.01"
+    assert ledger.counted_as("0000e0d5.6596a4e1.02.01") == "0000e0d5.6596a4e1.02.01"  # another execution
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.02") == "0000e0d5.6596a4e1.01.01"
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.0a") == "0000e0d5.6596a4e1.01.01"  # hex: 0a > 09
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.01") is None  # the original, replayed late
+    assert ledger.counted_as("0000e0d5.6596a4e1.01.02") is None
+    assert ledger.counted_as("plain") == "plain"

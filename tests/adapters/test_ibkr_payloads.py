@@ -57,7 +57,7 @@ async def test_documented_notices_about_a_new_order(tws_peer, ibkr, entry):
     tws_peer.react(
         reject(entry["code"], entry["text"])
         if status is OrderStatus.CANCELLED
-        else notice(entry["code"], entry["text"])
+        else notice(entry["code"], entry["text"], alone=True)
     )
     order = await ibkr.place_order(resting_order())
     assert order.status is status

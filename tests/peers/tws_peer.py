@@ -17,6 +17,16 @@ positions, account values and summary). Tests steer it with ``react()`` (what to
 next order), ``fill()``, ``cancel()``, ``set_status()``, ``set_price()``, ``send_error()``,
 ``send_raw()``, ``replies`` (canned answers), ``latency``, ``drop_connections()`` and
 ``stop_listening()`` / ``start_listening()``.
+
+It also plays the message sequences the TWS API documents and real sessions show:
+
+- an orderStatus(Filled) before the execDetails that make it so (``fill(..., status_first=True)``,
+  the ``fill_status_first()`` reaction, ``withhold=True`` and ``release_executions()``);
+- an execution correction: the same execDetails again with the execId's last part raised
+  (``correct()``);
+- informational codes about a working order (10349, 399, 404, ...: the ``notice()`` reaction);
+- an order modified in TWS: openOrder again with a new quantity or price (``modify()``);
+- CFD, option, future and forex contracts (``default_instruments()``).
 """
 
 from __future__ import annotations
@@ -179,6 +189,14 @@ def default_instruments() -> list[Instrument]:
             trading_class="ES",
         ),
         Instrument(
+            "CFD",
+            "AAPL",
+            Decimal("150"),
+            143631496,
+            local_symbol="AAPL",
+            trading_class="AAPL",
+        ),
+        Instrument(
             "CASH",
             "EUR",
             Decimal("1.085"),
@@ -280,9 +298,17 @@ def reject(
     return Reaction("reject", code=code, message=message)
 
 
-def notice(code: int, message: str) -> Reaction:
-    """Send a warning about the order (399, 404, ...), then treat it as usual."""
-    return Reaction("notice", code=code, message=message)
+def notice(code: int, message: str, *, alone: bool = False) -> Reaction:
+    """Send a warning about the order (399, 404, 10349, ...), then treat it as usual. alone=True
+    lets the client read the warning by itself before the order's openOrder and orderStatus
+    follow, as when TWS sends them a moment apart."""
+    return Reaction("notice", code=code, message=message, seconds=0.05 if alone else 0.0)
+
+
+def fill_status_first() -> Reaction:
+    """Fill the order at once, but say Filled before sending its execution, which is held back
+    until ``release_executions()``."""
+    return Reaction("fill_status_first")
 
 
 def silent() -> Reaction:
@@ -337,6 +363,8 @@ class TwsPeer:
         self.replies: dict[int, list[list[object]]] = {}
         self.latency = 0.0
         self.send_commission_reports = True
+        # Executions filled with withhold=True, sent by release_executions().
+        self.withheld: list[PeerExecution] = []
         self.fx_rates = dict(fx_rates or {"EUR": Decimal("1.085")})
         self.commission_per_unit = commission_per_unit
         self.min_commission = min_commission
@@ -439,9 +467,14 @@ class TwsPeer:
         price: Decimal | str | None = None,
         *,
         notify: bool = True,
+        status_first: bool = False,
+        withhold: bool = False,
     ) -> PeerExecution:
         """Execute (part of) a working order. notify=False keeps it from the client, as when
-        TWS loses its connection to IB and the client must resync to learn of it."""
+        TWS loses its connection to IB and the client must resync to learn of it.
+        status_first=True sends orderStatus and openOrder before execDetails (the API does not
+        order them); withhold=True also holds execDetails and the commission report back
+        until ``release_executions()`` (TWS still has the execution: reqExecutions lists it)."""
         assert order.working, f"order {order.order_id} is {order.status}"
         shares = order.remaining if quantity is None else Decimal(str(quantity))
         assert 0 < shares <= order.remaining
@@ -471,15 +504,83 @@ class TwsPeer:
         self.executions.append(execution)
         if notify:
             owner = self._owner(order)
-            if owner is not None:
+            if owner is not None and not (status_first or withhold):
                 owner.send(*self._exec_details(-1, execution))
                 owner.send(*self._order_status(order))
                 owner.send(*self._open_order(order, owner.version))
                 if self.send_commission_reports:
                     owner.send(*self._commission_report(execution))
+            elif owner is not None:
+                owner.send(*self._order_status(order))
+                owner.send(*self._open_order(order, owner.version))
+                if withhold:
+                    self.withheld.append(execution)
+                else:
+                    self._send_execution(owner, execution)
             self._push_positions(order.instrument, self.accounts[order.account])
             self._push_account_updates()
         return execution
+
+    def release_executions(self) -> None:
+        """Send the executions ``fill(..., withhold=True)`` held back."""
+        while self.withheld:
+            execution = self.withheld.pop(0)
+            owner = self._owner(execution.order)
+            if owner is not None:
+                self._send_execution(owner, execution)
+
+    def correct(
+        self,
+        execution: PeerExecution,
+        price: Decimal | str | None = None,
+        shares: Decimal | int | None = None,
+    ) -> PeerExecution:
+        """Publish a correction of ``execution``: "an additional execDetails callback with all
+        parameters identical except for the execID", which "will differ only in the digits after
+        the final period" (TWS API, Executions and Commissions). Optionally at a corrected
+        price or size (a trade bust or price adjustment); the order's figures follow."""
+        base, _, revision = execution.exec_id.rpartition(".")
+        order = execution.order
+        corrected = PeerExecution(
+            exec_id=f"{base}.{int(revision, 16) + 1:02x}",
+            order=order,
+            time=execution.time,
+            shares=execution.shares if shares is None else Decimal(str(shares)),
+            price=execution.price if price is None else Decimal(str(price)),
+            cum_qty=execution.cum_qty,
+            avg_price=execution.avg_price,
+            commission=execution.commission,
+            realized_pnl=execution.realized_pnl,
+        )
+        self.executions.append(corrected)
+        owner = self._owner(order)
+        if owner is not None:
+            self._send_execution(owner, corrected)
+        return corrected
+
+    def modify(
+        self,
+        order: PeerOrder,
+        quantity: Decimal | int | str | None = None,
+        limit: Decimal | str | None = None,
+    ) -> None:
+        """Change a working order from the TWS side: TWS sends openOrder again, with the same
+        order id and permId and the new totalQuantity or limit price, then its status."""
+        assert order.working, f"order {order.order_id} is {order.status}"
+        if quantity is not None:
+            order.quantity = Decimal(str(quantity))
+            assert order.quantity > order.filled
+        if limit is not None:
+            order.limit = Decimal(str(limit))
+        owner = self._owner(order)
+        if owner is not None:
+            owner.send(*self._open_order(order, owner.version))
+            owner.send(*self._order_status(order))
+
+    def _send_execution(self, client: _Client, execution: PeerExecution) -> None:
+        client.send(*self._exec_details(-1, execution))
+        if self.send_commission_reports:
+            client.send(*self._commission_report(execution))
 
     def set_status(self, order: PeerOrder, status: str) -> None:
         """Change an order's status from the TWS side (Inactive when IB deactivates it, ...)."""
@@ -650,6 +751,9 @@ class TwsPeer:
             client.send(ERR_MSG, 2, order_id, reaction.code, reaction.message, "")
             if kind == "reject":
                 return True
+            if reaction.seconds:
+                await client.writer.drain()
+                await asyncio.sleep(reaction.seconds)
         account = self.accounts.get(parsed["account"]) or next(iter(self.accounts.values()))
         order = PeerOrder(
             order_id=order_id,
@@ -693,6 +797,8 @@ class TwsPeer:
         client.send(*self._order_status(order))
         if kind == "fill":
             self.fill(order)
+        elif kind == "fill_status_first":
+            self.fill(order, withhold=True)
         elif kind == "partial":
             assert reaction is not None and reaction.quantity is not None
             self.fill(order, reaction.quantity)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ...base import ACCOUNT_KEYS, Broker
+from ...base import Broker
 from ...errors import (
     BrokerAPIError,
     BrokerConnectionError,
@@ -27,10 +26,8 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
-from ...identifiers import account_name, currency_code
 from ...models import (
     AccountStatus,
-    AssetClass,
     Balance,
     BrokerCapabilities,
     ConnectionState,
@@ -39,10 +36,8 @@ from ...models import (
     Order,
     OrderRequest,
     OrderStatus,
-    OrderType,
     Position,
     Side,
-    TimeInForce,
     utcnow,
 )
 from ...pubsub import TurnBatch
@@ -59,82 +54,23 @@ from .codes import (
     error_for,
     is_notice,
 )
+from .executions import ExecutionLedger, add_fill, replace_fill
 from .instruments import (
     contract_for,
     figure,
     ib_order_for,
+    modified_request,
     price_or_none,
     request_from_ib,
     symbol_for,
     to_amount,
 )
+from .settings import CAPABILITIES, LIVE_PORT, PAPER_PORT, read_settings
 
 log = logging.getLogger(__name__)
 
 REJECT_CODE = "BROKER_REJECTED"
-PAPER_PORT = 7497
-LIVE_PORT = 7496
 _WAITING_STATUSES = frozenset({"PendingSubmit", "ApiPending", ""})
-_SETTINGS = ("name", "live", "currency", "host", "port", "client_id", "account", "timeout", "readonly")
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-
-
-def _setting_int(settings: Mapping[str, object], key: str, default: int, low: int, high: int) -> int:
-    value = settings.get(key, default)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"ibkr setting {key!r} must be a whole number from {low} to {high}, not {value!r}")
-    return value
-
-
-def _setting_bool(settings: Mapping[str, object], key: str, default: bool) -> bool:
-    value = settings.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"ibkr setting {key!r} must be true or false, not {value!r}")
-    return value
-
-
-# Fractional shares need a separate IB permission and API flag, so whole quantities only.
-CAPABILITIES = BrokerCapabilities(
-    order_types=frozenset(OrderType),
-    time_in_force=frozenset(TimeInForce),
-    asset_classes=frozenset({AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE, AssetClass.FOREX}),
-    fractional_quantities=False,
-    short_selling=True,
-    bulk_cancel=True,
-    streaming_updates=True,
-    session_expiry=False,
-    currencies=frozenset(
-        {
-            "USD",
-            "EUR",
-            "GBP",
-            "CHF",
-            "JPY",
-            "CAD",
-            "AUD",
-            "HKD",
-            "SEK",
-            "NOK",
-            "DKK",
-            "SGD",
-            "NZD",
-            "MXN",
-            "CNH",
-            "KRW",
-            "INR",
-            "ZAR",
-            "PLN",
-            "CZK",
-            "HUF",
-            "ILS",
-        }
-    ),
-)
 
 
 @dataclass(eq=False)
@@ -148,6 +84,9 @@ class _Tracked:
     acked: bool = False
     seen_by_broker: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)
+    # The filled quantity taken from a Filled status whose executions TWS did not list (see
+    # _apply_filled); fills that arrive later never count the order below it.
+    status_filled: Decimal = Decimal(0)
     waiters: list[tuple[Callable[[_Tracked], bool], asyncio.Future[None]]] = field(default_factory=list)
 
 
@@ -160,6 +99,9 @@ class IBKRBroker(Broker):
     late_order_window = 30.0
     #: How long a fill waits for its commission report before it is reported without one.
     commission_grace = 0.5
+    #: How long a Filled status waits for its executions before they are asked for, and then
+    #: taken from the status if still missing.
+    execution_grace = 2.0
     read_attempts = 3
 
     def __init__(
@@ -195,6 +137,12 @@ class IBKRBroker(Broker):
         self._by_order_id: dict[int, str] = {}
         self._by_perm_id: dict[int, str] = {}
         self._seen_exec_ids: set[str] = set()
+        self._executions = ExecutionLedger()
+        # Orders TWS reports Filled whose executions have not all arrived; checked together.
+        self._overdue: set[str] = set()
+        self._overdue_timer: asyncio.TimerHandle | None = None
+        self._overdue_task: asyncio.Task[None] | None = None
+        self._executions_current = False
         self._pending_fills: dict[str, tuple[Any, asyncio.TimerHandle]] = {}
         # Statuses are applied at the end of the loop turn: the client library marks an order
         # Cancelled just *before* it reports the error that explains why.
@@ -204,40 +152,17 @@ class IBKRBroker(Broker):
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> IBKRBroker:
-        unknown = sorted(set(settings) - set(_SETTINGS) - ACCOUNT_KEYS)
-        if unknown:
-            raise ConfigError(f"unknown ibkr setting {unknown[0]!r}; allowed: {', '.join(_SETTINGS)}")
-        try:
-            name = account_name(settings.get("name"), "ibkr setting 'name'")
-            currency = currency_code(settings.get("currency", "USD"), "ibkr setting 'currency'")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        live = _setting_bool(settings, "live", False)
-        host = settings.get("host", "127.0.0.1")
-        if not isinstance(host, str) or not host.strip() or any(ch.isspace() for ch in host.strip()):
-            raise ConfigError(f"ibkr setting 'host' must be a host name or IP address, not {host!r}")
-        account = settings.get("account")
-        if account is not None and (
-            not isinstance(account, str) or not re.fullmatch(r"[A-Za-z0-9]{1,32}", account)
-        ):
-            raise ConfigError(
-                f"ibkr setting 'account' must be an IB account code such as DU1234567, not {account!r}"
-            )
-        timeout = settings.get("timeout", 10)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-            raise ConfigError(
-                f"ibkr setting 'timeout' must be a number of seconds above 0 and at most 300, not {timeout!r}"
-            )
+        read = read_settings(settings)
         return cls(
-            name,
-            live=live,
-            currency=currency,
-            host=host.strip(),
-            port=_setting_int(settings, "port", LIVE_PORT if live else PAPER_PORT, 1, 65535),
-            client_id=_setting_int(settings, "client_id", 1, 0, 2**31 - 1),
-            account=account,
-            timeout=float(timeout),
-            readonly=_setting_bool(settings, "readonly", False),
+            read.name,
+            live=read.live,
+            currency=read.currency,
+            host=read.host,
+            port=read.port,
+            client_id=read.client_id,
+            account=read.account,
+            timeout=read.timeout,
+            readonly=read.readonly,
         )
 
     # -- connection -----------------------------------------------------------------------
@@ -290,6 +215,11 @@ class IBKRBroker(Broker):
         if self._resync_task is not None:
             self._resync_task.cancel()
         self._release_all_fills()
+        if self._overdue_timer is not None:
+            self._overdue_timer.cancel()
+            self._overdue_timer = None
+        if self._overdue_task is not None:
+            self._overdue_task.cancel()
         self._fail_waiters(BrokerConnectionError("disconnected", broker=self.name))
         if self._ib is not None:
             self._ib.disconnect()
@@ -348,7 +278,7 @@ class IBKRBroker(Broker):
             ib.disconnect()
             raise
         self._set_state(ConnectionState.RESYNCING)
-        self._reconcile()
+        self._reconcile(executions_current=True)  # the client library asked for them on connecting
         self._set_state(ConnectionState.CONNECTED)
         self._last_refresh = utcnow()
 
@@ -595,7 +525,7 @@ class IBKRBroker(Broker):
             await self._read("completed orders", lambda: ib.reqCompletedOrdersAsync(False))
         if executions:
             await self._read("executions", ib.reqExecutionsAsync)
-        self._reconcile()
+        self._reconcile(executions_current=executions)
 
     # -- account --------------------------------------------------------------------------
     async def _summary(self) -> tuple[dict[str, str], str]:
@@ -770,6 +700,7 @@ class IBKRBroker(Broker):
                 order=Order(request=request, account=self.name)
             )
         tracked.trade = trade
+        modified = self._follow_modification(tracked, ib_order)
         if ib_order.clientId == self.client_id and ib_order.orderId > 0:
             tracked.order_id = ib_order.orderId
         tracked.perm_id = ib_order.permId or tracked.perm_id
@@ -782,8 +713,30 @@ class IBKRBroker(Broker):
                 else None
             )
         self._index(tracked)
+        if modified:
+            self._changed(tracked)
         self._mark_dirty(tracked)
         return tracked
+
+    def _follow_modification(self, tracked: _Tracked, ib_order: Any) -> bool:
+        order = tracked.order
+        try:
+            changed = modified_request(order.request, ib_order)
+        except ValueError as exc:
+            log.warning("%s: cannot follow the change to order %s: %s", self.name, order.client_order_id, exc)
+            return False
+        if changed is None:
+            return False
+        log.info(
+            "%s: order %s was modified at IB: quantity %s, limit %s, stop %s",
+            self.name,
+            order.client_order_id,
+            changed.quantity,
+            changed.limit_price,
+            changed.stop_price,
+        )
+        order.request = changed
+        return True
 
     def _on_trade(self, trade: Any) -> None:
         self._sync_trade(trade)
@@ -827,7 +780,7 @@ class IBKRBroker(Broker):
                 OrderStatus.PARTIALLY_FILLED if order.filled_quantity > 0 else OrderStatus.ACCEPTED
             )
         elif ib_status == "Filled":
-            order.transition(OrderStatus.FILLED)
+            self._apply_filled(tracked)
         elif ib_status in ("Cancelled", "ApiCancelled", "Inactive"):
             # Ended by an error (201 margin, ...) rather than by a cancel: a rejection, unless
             # part of it had already filled.
@@ -838,6 +791,64 @@ class IBKRBroker(Broker):
             else:
                 order.transition(OrderStatus.CANCELLED)
         return (order.status, order.reject_reason) != before
+
+    def _apply_filled(self, tracked: _Tracked) -> None:
+        """TWS says the order is Filled. orderStatus and execDetails are separate messages whose
+        relative order the TWS API does not promise
+        (https://interactivebrokers.github.io/tws-api/order_submission.html#order_status): the
+        status can come first. An order is FILLED only once its fills add up to its quantity;
+        until then it stays working, so that what it will buy still counts against the limits,
+        and its executions are asked for when overdue. Where TWS has just listed every
+        execution and they still fall short (an order filled on an earlier day), Filled means
+        the whole quantity, at the status's average price."""
+        order, trade = tracked.order, tracked.trade
+        if order.filled_quantity < order.quantity and self._executions_current:
+            status = trade.orderStatus
+            tracked.status_filled = max(order.quantity, to_amount(status.filled))
+            order.filled_quantity = tracked.status_filled
+            order.avg_fill_price = price_or_none(status.avgFillPrice) or order.avg_fill_price
+            log.warning(
+                "%s: TWS reports order %s filled but lists executions for less; taking the status's figures",
+                self.name,
+                order.client_order_id,
+            )
+        if order.filled_quantity >= order.quantity:
+            self._overdue.discard(order.client_order_id)
+            order.transition(OrderStatus.FILLED)
+            return
+        order.transition(OrderStatus.PARTIALLY_FILLED if order.filled_quantity > 0 else OrderStatus.ACCEPTED)
+        self._overdue.add(order.client_order_id)
+        if self._overdue_timer is None:
+            self._overdue_timer = asyncio.get_running_loop().call_later(
+                self.execution_grace, self._executions_overdue
+            )
+
+    def _executions_overdue(self) -> None:
+        self._overdue_timer = None
+        self._overdue = {
+            key
+            for key in self._overdue
+            if (t := self._orders.get(key)) is not None and not t.order.is_terminal
+        }
+        if self._overdue and (self._overdue_task is None or self._overdue_task.done()):
+            self._overdue_task = asyncio.ensure_future(self._ask_for_executions())
+
+    async def _ask_for_executions(self) -> None:
+        if self._closing:
+            return
+        try:
+            # Reconciled with every execution listed: an order still short takes its status.
+            await self._refresh_orders(executions=True)
+            self._overdue.clear()
+        except BrokerConnectionError:
+            return  # reconnecting reconciles every order with the executions TWS lists
+        except BrokerError as exc:
+            # Until TWS answers, the orders keep counting as working; ask again later.
+            log.warning("%s: executions of filled orders not read: %s", self.name, exc)
+            if self._overdue_timer is None:
+                self._overdue_timer = asyncio.get_running_loop().call_later(
+                    self.execution_grace, self._executions_overdue
+                )
 
     def _reject_error(self, tracked: _Tracked) -> tuple[int, str]:
         for code, message in reversed(tracked.errors):
@@ -852,16 +863,21 @@ class IBKRBroker(Broker):
     def _snapshot(self, tracked: _Tracked) -> Order:
         return tracked.order.snapshot()
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, *, executions_current: bool = False) -> None:
         """After a (re)connect or refresh: match every trade TWS reported, then take every fill
-        it replayed (each at most once), then bring statuses up to date."""
+        it replayed (each at most once), then bring statuses up to date. executions_current:
+        TWS has just listed every execution of the day."""
         if self._ib is None:
             return
         for trade in self._ib.trades():
             self._sync_trade(trade)
         for ib_fill in self._ib.fills():
             self._take_fill(ib_fill)
-        self._dirty.flush()
+        self._executions_current = executions_current
+        try:
+            self._dirty.flush()
+        finally:
+            self._executions_current = False
 
     # -- fills ----------------------------------------------------------------------------
     def _on_exec_details(self, trade: Any, ib_fill: Any) -> None:
@@ -923,9 +939,18 @@ class IBKRBroker(Broker):
             return
         self._seen_exec_ids.add(fill.fill_id)
         tracked.acked = tracked.seen_by_broker = True
-        if tracked.order.apply_fill(fill):
-            self._emit(fill)
-            self._changed(tracked)
+        # A correction replaces the execution it corrects, under the id that one was first
+        # reported with (see executions): never a second fill.
+        counted_as = self._executions.counted_as(fill.fill_id)
+        if counted_as == fill.fill_id:
+            if add_fill(tracked.order, fill, tracked.status_filled):
+                self._emit(fill)
+                self._changed(tracked)
+        elif counted_as is not None:
+            corrected = fill.model_copy(update={"fill_id": counted_as})
+            if replace_fill(tracked.order, corrected, tracked.status_filled):
+                log.info("%s: execution %s corrected by %s", self.name, counted_as, fill.fill_id)
+                self._changed(tracked)
         self._mark_dirty(tracked)
 
     # -- waiting for TWS --------------------------------------------------------------------

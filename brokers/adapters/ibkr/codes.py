@@ -5,6 +5,8 @@ See https://interactivebrokers.github.io/tws-api/message_codes.html.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ...errors import (
@@ -25,13 +27,33 @@ RESTORED_DATA_KEPT = 1102
 SERVER_CONNECTIVITY_BROKEN = 2110
 # A cancel that TWS refused; the order itself is unchanged by it.
 CANCEL_FAILED = frozenset({161, 10147, 10148})
-# Notices that say nothing about the order: market-data farm status, short-sale locate, ...
-NOTICES = frozenset({399, 404, 2100, 2101, 2102, 2103, 2104, 2105, 2106, 2107, 2108, 2119, 2158})
+
+# Messages that come with an order's id (or with -1) and leave the order working: the one table
+# of what does not end an order. TWS sends them through the error callback like any refusal,
+# and ib_async and ib_insync mark the order Cancelled on every code missing from their own
+# warning lists; the order nonetheless keeps working and fills (for 10349,
+# ib-api-reloaded/ib_async#191 and #217; for 404, erdewit/ib_insync#328). The status TWS sends
+# after the message is what counts. Codes and meanings:
+# https://interactivebrokers.github.io/tws-api/message_codes.html and
+# https://ibkrcampus.com/campus/ibkr-api-page/twsapi-doc/#api-error-codes
+INFORMATIONAL: Mapping[int, str] = MappingProxyType(
+    {
+        399: "order message: a warning about the order (it waits for the open, is held, ...)",
+        404: "shares for a short sale are being located; the order is held meanwhile",
+        10167: "market data is delayed",
+        10311: "the order is routed directly to an exchange, which may cost more",
+        10349: "the time in force was set from the order preset in TWS",
+        # 2100-2199: system notices (account data, data farms, order events such as 2109
+        # "outside regular trading hours is ignored"); 2110 also sets the connection state.
+        **{code: "system notice" for code in range(2100, 2200)},
+    }
+)
 MARGIN_WORDS = ("margin", "insufficient", "buying power", "equity with loan", "available funds")
 
 
 def is_notice(code: int) -> bool:
-    return code in NOTICES or (2100 <= code < 2200 and code != SERVER_CONNECTIVITY_BROKEN)
+    """Whether a message with this code leaves the order it names working (see INFORMATIONAL)."""
+    return code in INFORMATIONAL
 
 
 def error_for(code: int, message: str, broker: str) -> BrokerError:

@@ -7,14 +7,17 @@ Symbols (``OrderRequest.symbol`` with its ``asset_class``):
 - FUTURE: ``ES 202503`` (root and contract month or expiry date) or the local symbol ``ESH5``;
   the exchange (CME, ...) must be given.
 - FOREX: ``EUR.USD``, ``EUR/USD`` or ``EURUSD``; the quantity is in the first currency.
+- CFD: the underlying's IB symbol, with or without `` CFD`` after it (``AAPL`` or ``AAPL CFD``).
 
 Positions and orders placed elsewhere show options in compact OCC form (``AAPL240119C00150000``),
-futures as ``ROOT YYYYMM`` and currency pairs as ``EUR.USD``.
+futures as ``ROOT YYYYMM``, currency pairs as ``EUR.USD`` and CFDs as ``AAPL CFD``: a CFD is
+never its underlying, so it never shares the underlying's symbol. Any other security type (a
+bond, a warrant, a fund, ...) is OTHER, shown as ``SYMBOL SECTYPE`` (``XYZ WAR``) and not traded
+from here.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,8 +25,6 @@ from typing import Any
 from ...errors import BrokerAPIError, InvalidSymbolError
 from ...models import AssetClass, OrderRequest, OrderType, Side, TimeInForce
 from .api import ib_api
-
-log = logging.getLogger(__name__)
 
 UNSET_DOUBLE = 1.7976931348623157e308
 
@@ -42,6 +43,7 @@ _SEC_TYPES = {
     "FUT": AssetClass.FUTURE,
     "CASH": AssetClass.FOREX,
     "CRYPTO": AssetClass.CRYPTO,
+    "CFD": AssetClass.CFD,
 }
 
 _OCC = re.compile(r"^([A-Z0-9.]{1,6})\s*(\d{6})([CP])(\d{8})$")
@@ -49,6 +51,7 @@ _SPACED_OPTION = re.compile(r"^([A-Z0-9.]{1,6})\s+(\d{8})\s+(\d+(?:\.\d+)?)\s*(C
 _FUTURE = re.compile(r"^([A-Z0-9]{1,6})\s+(\d{6}|\d{8})$")
 _FUTURE_LOCAL = re.compile(r"^[A-Z0-9]{1,5}[FGHJKMNQUVXZ]\d{1,2}$")
 _FOREX = re.compile(r"^([A-Z]{3})[./]?([A-Z]{3})$")
+_CFD_SUFFIX = re.compile(r"\s+CFD$")
 
 
 def contract_for(request: OrderRequest) -> Any:
@@ -99,13 +102,15 @@ def contract_for(request: OrderRequest) -> Any:
         if request.currency and request.currency != quote:
             raise InvalidSymbolError(f"{symbol} is priced in {quote}, not {request.currency}")
         return ib_api.Forex(base + quote, exchange=request.exchange or "IDEALPRO")
+    if asset is AssetClass.CFD:
+        return ib_api.CFD(_CFD_SUFFIX.sub("", symbol), request.exchange or "SMART", currency)
     raise InvalidSymbolError(f"Interactive Brokers orders for {asset.value} are not supported here")
 
 
 def symbol_for(contract: Any) -> tuple[str, AssetClass]:
     """Our symbol and asset class for an IB contract (see the module docstring)."""
     sec_type = contract.secType
-    asset = _SEC_TYPES.get(sec_type, AssetClass.STOCK)
+    asset = _SEC_TYPES.get(sec_type, AssetClass.OTHER)
     if asset is AssetClass.OPTION and contract.lastTradeDateOrContractMonth and contract.strike:
         expiry = contract.lastTradeDateOrContractMonth[:8]
         strike = int((Decimal(str(contract.strike)) * 1000).to_integral_value())
@@ -114,9 +119,12 @@ def symbol_for(contract: Any) -> tuple[str, AssetClass]:
         return f"{contract.symbol} {contract.lastTradeDateOrContractMonth[:6]}", asset
     if asset is AssetClass.FOREX:
         return f"{contract.symbol}.{contract.currency}", asset
-    if sec_type not in _SEC_TYPES:
-        log.info("position in %s %s shown as a stock", sec_type, contract.localSymbol or contract.symbol)
-    return contract.symbol or contract.localSymbol, asset
+    name = contract.symbol or contract.localSymbol
+    if asset is AssetClass.CFD:
+        return f"{name} CFD", asset
+    if asset is AssetClass.OTHER:
+        return f"{name} {sec_type or '?'}".strip(), asset
+    return name, asset
 
 
 def ib_order_for(request: OrderRequest, account: str) -> Any:
@@ -211,3 +219,34 @@ def request_from_ib(contract: Any, order: Any) -> OrderRequest:
         client_order_id=client_order_id,
         **fields,
     )
+
+
+def modified_request(request: OrderRequest, ib_order: Any) -> OrderRequest | None:
+    """``request`` with the quantity and prices of TWS's copy of the order, or None if they are
+    the same. An order modified in TWS (or by another client) keeps its order id and permId;
+    TWS sends openOrder again with the new totalQuantity and prices, and the client library
+    copies them into the order it holds
+    (https://interactivebrokers.github.io/tws-api/modifying_orders.html). ValueError if the
+    result is not a valid request."""
+    changes: dict[str, Decimal] = {}
+    quantity = to_amount(ib_order.totalQuantity)
+    if quantity > 0 and quantity != request.quantity:
+        changes["quantity"] = quantity
+    kind = request.order_type
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        limit = price_or_none(ib_order.lmtPrice)
+        if limit is not None and limit != request.limit_price:
+            changes["limit_price"] = limit
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
+        stop = price_or_none(ib_order.auxPrice)
+        if stop is not None and stop != request.stop_price:
+            changes["stop_price"] = stop
+    if kind is OrderType.TRAILING_STOP:
+        percent, amount = price_or_none(ib_order.trailingPercent), price_or_none(ib_order.auxPrice)
+        if request.trail_percent is not None and percent is not None and percent != request.trail_percent:
+            changes["trail_percent"] = percent
+        if request.trail_amount is not None and amount is not None and amount != request.trail_amount:
+            changes["trail_amount"] = amount
+    if not changes:
+        return None
+    return OrderRequest.model_validate({**request.model_dump(), **changes})
