@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from .models import MAX_PRICE, Balance, Position
+from .models import MAX_PRICE, Balance, Position, shown
 
 # Far above any real account or holding, far below where Decimal arithmetic gets slow or overflows.
 MAX_AMOUNT = Decimal("1e15")
@@ -36,7 +36,7 @@ def _figures(
     yield balance.realized_pnl, "the reported realized pnl", MAX_AMOUNT
     yield balance.unrealized_pnl, "the reported unrealized pnl", MAX_AMOUNT
     for position in positions:
-        of = position.symbol
+        of = shown(position.symbol)  # a symbol is whatever the broker sent: quote it short
         yield position.quantity, f"the reported quantity of {of}", MAX_AMOUNT
         yield position.avg_price, f"the reported avg price of {of}", MAX_PRICE
         yield position.last_price, f"the reported last price of {of}", MAX_PRICE

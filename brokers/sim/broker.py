@@ -169,7 +169,7 @@ class SimBroker(Broker):
         self._capabilities = BrokerCapabilities(
             order_types=frozenset(OrderType),
             time_in_force=frozenset(TimeInForce),
-            asset_classes=frozenset(AssetClass),
+            asset_classes=frozenset(AssetClass) - {AssetClass.OTHER},  # OTHER: nothing is known to trade it
             fractional_quantities=True,
             # A cash account cannot borrow shares whatever allow_short says.
             short_selling=account.allow_short,

@@ -435,7 +435,7 @@ async def test_capabilities():
     caps = sim.capabilities
     assert caps.order_types == frozenset(OrderType)
     assert caps.time_in_force == frozenset(TimeInForce)
-    assert caps.asset_classes == frozenset(AssetClass)
+    assert caps.asset_classes == frozenset(AssetClass) - {AssetClass.OTHER}  # nothing trades OTHER
     assert caps.fractional_quantities and caps.short_selling and caps.bulk_cancel
     assert caps.currencies == frozenset({"EUR"})
     assert caps.supports(request(quantity="0.5", time_in_force="FOK")) is None
