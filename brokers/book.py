@@ -195,6 +195,10 @@ class Book:
         already = self.pending(account, request.symbol, request.side)
         return already + request.quantity <= abs(current)
 
+    def trading_day(self) -> date:
+        """The day the daily P&L is counted for."""
+        return self._today()
+
     def daily_pnl(self, account: str | None) -> Decimal | None:
         today = self._today()
         if today != self._day:

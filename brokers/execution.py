@@ -34,7 +34,7 @@ from .errors import (
 )
 from .events import ManagerEvent
 from .fanout import CancelAllResult, describe_error
-from .intake import sanity, validate
+from .intake import validate
 from .killswitch import HaltInfo, HaltSettings, KillSwitch
 from .models import (
     Order,
@@ -157,18 +157,15 @@ class ExecutionService:
     async def submit(self, request: OrderRequest | Mapping[str, object]) -> Order:
         """Send one order. Never raises for a refusal: the returned order is REJECTED with a
         ``reject_code`` and a ``reject_reason`` a trader can read."""
-        # 1. validation (an OrderRequest is already valid; only the cheap invariants are re-read)
-        if not isinstance(request, OrderRequest):
-            coerced = self._coerce(request)
-            if isinstance(coerced, Order):
-                return coerced
-            request = coerced
+        # 1. validation: whatever arrives, however it was built (``model_copy`` and
+        # ``model_construct`` skip the model's validators), goes through them again here.
+        coerced = self._coerce(request)
+        if isinstance(coerced, Order):
+            return coerced
+        request = coerced
         order = Order.for_request(request)
-        problem = sanity(request)
-        if problem is not None:
-            return self._refuse(order, RejectCode.INVALID_ORDER, problem)
         if request.client_order_id in self.tracker.sent:
-            return self._refuse(
+            return self._decline(
                 order,
                 RejectCode.DUPLICATE_ORDER,
                 f"an order with client id {request.client_order_id} was already sent",
@@ -180,23 +177,23 @@ class ExecutionService:
         if state is not _ACTIVE:
             state = self.kill_switch.state
             if state is _HALTED:
-                return self._refuse(order, RejectCode.SYSTEM_HALTED, self._halted_sentence())
+                return self._decline(order, RejectCode.SYSTEM_HALTED, self._halted_sentence())
         # 3. route (REDUCING needs the account to know what the position is)
         account = self.routes.account_for(request)
         if account is None:
-            return self._refuse(order, *self.routes.no_route(request))
+            return self._decline(order, *self.routes.no_route(request))
         order.account = account
         unknown = self.routes.unknown_account([account])
         if unknown is not None:
-            return self._refuse(order, *unknown)
+            return self._decline(order, *unknown)
         if state is _REDUCING:
             refusal = self._reducing_refusal(request, account)
             if refusal is not None:
-                return self._refuse(order, *refusal)
+                return self._decline(order, *refusal)
         # 4. broker health
         broker = self._usable_broker(request, account)
         if isinstance(broker, tuple):
-            return self._refuse(order, *broker)
+            return self._decline(order, *broker)
         # 5. risk
         if self.risk is not None:
             rejection = self.risk.check(request, account, self.book)
@@ -210,7 +207,9 @@ class ExecutionService:
         if isinstance(validated, OrderRequest):
             return validated
         shell, problem = validated
-        return self._refuse(Order.for_request(shell, shell.account), RejectCode.INVALID_ORDER, problem)
+        return self._decline(
+            Order.for_request(shell, shell.account), RejectCode.INVALID_ORDER, problem, valid=False
+        )
 
     def _reducing_refusal(self, request: OrderRequest, account: str) -> tuple[str, str] | None:
         if self.book.is_reducing(request, account):
@@ -359,13 +358,31 @@ class ExecutionService:
     def _risk_refuse(self, order: Order, rejection: Rejection) -> Order:
         if rejection.code == RejectCode.DAILY_LOSS:
             self.check_daily_loss()
-        self._refuse(order, rejection.code, rejection.reason)
-        self.tracker.record(
-            jr.RISK_REJECT,
-            order.client_order_id,
-            order.account,
-            {"request": jr.request_data(order.request), "state": jr.order_state(order)},
-        )
+        return self._decline(order, rejection.code, rejection.reason)
+
+    def _decline(self, order: Order, code: str, reason: str, *, valid: bool = True) -> Order:
+        """Refuse an order before its intent is journaled, with a row saying what was asked and
+        why it was refused: every refusal is in the audit trail. (``valid``: whether the request
+        passed validation; one that did not is kept under another key, so that reading the
+        journal back does not take it for an order.)"""
+        self._refuse(order, code, reason)
+        request = order.request
+        coid = order.client_order_id
+        try:
+            asked: object = (
+                jr.request_data(request)
+                if valid
+                else request.model_dump(mode="json", exclude_none=True, warnings=False)
+            )
+        except Exception:  # a request of the wrong types: say what can be said
+            asked = repr(request)[:2000]
+        data: dict[str, object] = {"state": jr.order_state(order)}
+        data["request" if valid else "submitted"] = asked
+        # A resend of an id already sent must not touch the original's journal rows.
+        sent = coid in self.tracker.sent
+        if sent:
+            data["client_order_id"] = coid
+        self.tracker.record(jr.RISK_REJECT, None if sent else coid, order.account, data, soon=True)
         return order
 
     def _halted_sentence(self) -> str:
@@ -400,31 +417,30 @@ class ExecutionService:
 
     # -- several accounts at once --------------------------------------------------------
     async def submit_distributed(
-        self, request: OrderRequest, weights: Mapping[str, float] | None = None
+        self, request: OrderRequest | Mapping[str, object], weights: Mapping[str, float] | None = None
     ) -> list[Order]:
         """Split ``request`` across accounts by weight (largest remainder, whole units where an
         account cannot trade fractions). The parent is risk-checked on its total first; then
         every child runs the full order path. Returns every child with its outcome, or the
         parent alone, REJECTED, if it failed before splitting."""
-        if not isinstance(request, OrderRequest):
-            coerced = self._coerce(request)
-            if isinstance(coerced, Order):
-                return [coerced]
-            request = coerced
+        coerced = self._coerce(request)
+        if isinstance(coerced, Order):
+            return [coerced]
+        request = coerced
         parent = Order.for_request(request)
         if self.kill_switch.state is _HALTED:
-            return [self._refuse(parent, RejectCode.SYSTEM_HALTED, self._halted_sentence())]
+            return [self._decline(parent, RejectCode.SYSTEM_HALTED, self._halted_sentence())]
         chosen = dict(weights) if weights is not None else self.manager.weights()
         unknown = self.routes.unknown_account(chosen)
         if unknown is not None:
-            return [self._refuse(parent, *unknown)]
+            return [self._decline(parent, *unknown)]
         if self.risk is not None:
             rejection = self.risk.check_parent(request, self.book)
             if rejection is not None:
                 return [self._risk_refuse(parent, rejection)]
         parts = self.routes.split(request, chosen)
         if isinstance(parts, tuple):
-            return [self._refuse(parent, *parts)]
+            return [self._decline(parent, *parts)]
         children = [
             request.model_copy(
                 update={"account": name, "quantity": quantity, "client_order_id": new_client_order_id()}
@@ -508,7 +524,8 @@ class ExecutionService:
             text = f"{message}; trading is now reduce-only"
             log.warning("%s", text)
             self.tracker.record(jr.RISK, None, None, {"event": "daily_loss", "message": text})
-            self.kill_switch.reduce_only(text, source=DAILY_LOSS_SOURCE)
+            # For the rest of the trading day, in every process and across restarts.
+            self.kill_switch.reduce_only(text, source=DAILY_LOSS_SOURCE, day=self.book.trading_day())
         return message
 
     # -- cancels and the kill switch -----------------------------------------------------
