@@ -112,6 +112,9 @@ class ExecutionService:
         self.manager = manager
         self.kill_switch = kill_switch
         self.risk = risk
+        if risk is not None:
+            # Rate buckets beside the kill switch's flag: one limit for every process there.
+            risk.share_state(kill_switch.state_dir)
         self.journal = journal
         self.router = router
         self.routes = Routes(manager, router)
