@@ -47,6 +47,7 @@ from .models import (
 from .preview import DEFAULT_CONFIRM_NOTIONAL_ABOVE, OrderPreview, preview_order
 from .reconcile import Reconciler, ReconcileReport
 from .risk import Rejection, RiskEngine
+from .riskstate import RISK_DB, DayStore
 from .routing import Router, Routes
 from .tracking import OrderCallback, OrderTracker
 
@@ -471,6 +472,9 @@ class ExecutionService:
         if self._watch_task is not None:
             return
         self._loop = asyncio.get_running_loop()
+        if self.risk is not None and self.risk.watches_daily_loss and self.book.store is None:
+            # The day's P&L is counted from where it was before a restart, in every process.
+            self.book.store = DayStore(self.kill_switch.state_dir / RISK_DB)
         self.tracker.restore()
         await self.reconciler.seed_positions()
         self.tracker.listen(self.manager)
@@ -488,6 +492,11 @@ class ExecutionService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.reconciler.stop()
+        store = self.book.store
+        if store is not None:
+            self.book.save_baseline()
+            store.close()
+            self.book.store = None
 
     def apply_event(self, event: ManagerEvent) -> None:
         """Apply one manager event now: an order update or a fill (other kinds are not ours)."""
@@ -503,6 +512,7 @@ class ExecutionService:
             if polls % _PNL_EVERY_POLLS == 0:
                 try:
                     self.check_daily_loss()
+                    self.book.save_baseline()
                 except Exception:
                     log.exception("daily loss check failed")
             if polls % _SWEEP_EVERY_POLLS == 0 and self.tracker.unsettled:
