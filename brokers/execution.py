@@ -211,9 +211,10 @@ class ExecutionService:
         if isinstance(validated, OrderRequest):
             return validated
         shell, problem = validated
-        return self._decline(
-            Order.for_request(shell, shell.account), RejectCode.INVALID_ORDER, problem, valid=False
-        )
+        # Not journaled: what is not an order (a script's garbage, a number of 5,000 digits) is
+        # answered and logged, and never grows the journal.
+        log.info("refused an invalid order: %s", problem)
+        return self._refuse(Order.for_request(shell, shell.account), RejectCode.INVALID_ORDER, problem)
 
     def _reducing_refusal(self, request: OrderRequest, account: str) -> tuple[str, str] | None:
         if self.book.is_reducing(request, account):
@@ -364,24 +365,13 @@ class ExecutionService:
             self.check_daily_loss()
         return self._decline(order, rejection.code, rejection.reason)
 
-    def _decline(self, order: Order, code: str, reason: str, *, valid: bool = True) -> Order:
-        """Refuse an order before its intent is journaled, with a row saying what was asked and
-        why it was refused: every refusal is in the audit trail. (``valid``: whether the request
-        passed validation; one that did not is kept under another key, so that reading the
-        journal back does not take it for an order.)"""
+    def _decline(self, order: Order, code: str, reason: str) -> Order:
+        """Refuse a valid request before its intent is journaled, with a row saying what was
+        asked and why it was refused: every refusal of an order is in the audit trail. (Input
+        that is not an order at all is refused before the journal: see ``_coerce``.)"""
         self._refuse(order, code, reason)
-        request = order.request
         coid = order.client_order_id
-        try:
-            asked: object = (
-                jr.request_data(request)
-                if valid
-                else request.model_dump(mode="json", exclude_none=True, warnings=False)
-            )
-        except Exception:  # a request of the wrong types: say what can be said
-            asked = repr(request)[:2000]
-        data: dict[str, object] = {"state": jr.order_state(order)}
-        data["request" if valid else "submitted"] = asked
+        data: dict[str, object] = {"request": jr.request_data(order.request), "state": jr.order_state(order)}
         # A resend of an id already sent must not touch the original's journal rows.
         sent = coid in self.tracker.sent
         if sent:
