@@ -449,7 +449,7 @@ class KillSwitch:
                 try:
                     self._write_json(self._flag, info.to_json())
                 except OSError as exc:
-                    if placed or self._flag_exists():
+                    if placed:
                         self._pending = info
                         log.error(
                             "could not write the details into %s (%s); the flag is on disk and "
@@ -478,7 +478,13 @@ class KillSwitch:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self._flag, _CREATE_FLAGS, 0o644)
         except OSError:
-            return self._flag_exists()  # a link, a FIFO, a directory: already a halt
+            # A link, a FIFO, a directory is already a halt; a path that cannot be looked at
+            # is not one another process would see.
+            try:
+                os.stat(self._flag, follow_symlinks=False)
+            except (OSError, ValueError):
+                return False
+            return True
         os.close(fd)
         return True
 

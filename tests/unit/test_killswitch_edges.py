@@ -206,3 +206,13 @@ def test_a_resume_that_cannot_be_journaled_leaves_trading_halted(folder, journal
         switch.resume("try", source="test")
     assert (folder / FLAG_NAME).exists()
     assert switch.state is TradingState.HALTED
+
+
+def test_a_state_folder_that_cannot_exist_halts_this_process_without_raising(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the state folder should be")
+    switch = KillSwitch(blocker / "state", env={})
+    info = switch.halt("nowhere to write", source="test")
+    assert not info.persisted
+    assert switch.state is TradingState.HALTED
+    assert switch.poll() is False
