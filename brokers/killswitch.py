@@ -38,8 +38,8 @@ import json
 import logging
 import os
 import stat
-import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -64,9 +64,6 @@ _MAX_FLAG_BYTES = 64 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _HALT_KINDS = ["halt", "resume"]
-# The journal row id a halt is pinned to when the journal could not be read: only a resume made
-# here lifts it.
-_UNKNOWN_ROW = sys.maxsize
 
 _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
@@ -162,13 +159,35 @@ def _read_regular(path: str) -> bytes | str:
 
 class _StateLock:
     """An ``flock`` on a lock file in the state folder, taken around every change of state.
-    A lock that cannot be taken is logged and done without: a halt must never wait on it."""
+    A lock that cannot be taken is logged and done without: a halt must never wait on it.
+
+    The file also holds a stamp that every resume renews: a switch holding a halt whose flag
+    was removed reads these few bytes at each poll, and the journal only when they change."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    @staticmethod
+    def stamp(fd: int | None) -> None:
+        """Renew the stamp; ``fd`` from ``hold``."""
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(fd, b"%020d" % time.time_ns(), 0)
+
+    def read_stamp(self) -> bytes:
+        try:
+            fd = os.open(self.path, _READ_FLAGS)
+        except OSError:
+            return b""
+        try:
+            return os.read(fd, 32)
+        except OSError:
+            return b""
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
-    def hold(self, *, shared: bool = False) -> Iterator[None]:
+    def hold(self, *, shared: bool = False) -> Iterator[int | None]:
         fd: int | None = None
         try:
             if not shared:
@@ -182,7 +201,7 @@ class _StateLock:
             if not (shared and isinstance(exc, FileNotFoundError)):
                 log.warning("could not lock %s (%s); going on without it", self.path, exc.strerror or exc)
         try:
-            yield
+            yield fd
         finally:
             if fd is not None:
                 os.close(fd)  # closing releases the lock
@@ -213,9 +232,12 @@ class KillSwitch:
         self._listeners: dict[StateCallback, Callable[[StateChange], object]] = {}
         # A halt that could not be put on disk at all still holds here.
         self._memory_halt: HaltInfo | None = None
-        # The journal's last halt/resume row id when this switch first saw the current halt;
-        # only a resume journaled after it lifts the halt once the flag is gone.
-        self._seen: int | None = None
+        # When this switch first saw the current halt (its own halt: once journaled). Once the
+        # flag is gone, only a resume journaled after that lifts the halt. A time, not a row id:
+        # noting it costs no read of the journal on the order path.
+        self._seen: datetime | None = None
+        # The lock file's stamp when a removed flag was noticed (see ``_StateLock``).
+        self._stamp = b""
         # The halt that holds because the flag went away without a journaled resume.
         self._removed: HaltInfo | None = None
         # A halt whose JSON details could not be written yet (the empty flag holds).
@@ -236,15 +258,16 @@ class KillSwitch:
         """At start: a flag on disk is a halt; without one, an unresumed halt in the journal is."""
         self._read_reduce()
         if self._flag_exists():
-            self._seen = self._last_row_id()
+            self._seen = utcnow()
             return
+        self._stamp = self._state_lock.read_stamp()
         try:
             row = self._last_row()
         except Exception:
             return
         if row is None or row.kind != "halt":
             return
-        self._seen = row.id
+        self._seen = row.time
         data = row.data
         said = str(data.get("reason") or "")
         self._removed = HaltInfo(
@@ -277,7 +300,7 @@ class KillSwitch:
     def state(self) -> TradingState:
         if self._flag_exists():
             if self._seen is None:
-                self._seen = self._last_row_id()
+                self._seen = utcnow()
             return _HALTED
         if self._memory_halt is not None or self._removed is not None:
             return _HALTED
@@ -313,12 +336,12 @@ class KillSwitch:
         with self._state_lock.hold(shared=True):
             if self._flag_exists():
                 return True
+            self._stamp = self._state_lock.read_stamp()
             try:
                 row = self._last_row()
             except Exception:
                 row = None  # cannot tell: fail closed
-        seen = self._seen
-        if row is not None and row.kind == "resume" and seen is not None and row.id > seen:
+        if self._resumed_since(row):
             self._seen = None
             return False
         if self._removed is None:
@@ -341,12 +364,11 @@ class KillSwitch:
             raise
         return rows[-1] if rows else None
 
-    def _last_row_id(self) -> int:
-        try:
-            row = self._last_row()
-        except Exception:
-            return _UNKNOWN_ROW
-        return row.id if row is not None else 0
+    def _resumed_since(self, row: RecordedEvent | None) -> bool:
+        """Whether ``row``, the journal's last halt or resume, is a resume journaled after this
+        switch saw the halt (rows are stamped with the same clock, microseconds apart)."""
+        seen = self._seen
+        return row is not None and row.kind == "resume" and (seen is None or row.time >= seen)
 
     def _read_flag(self) -> tuple[HaltInfo, bool] | None:
         """The halt the flag describes and whether it made sense; None if absent. Never raises."""
@@ -442,7 +464,7 @@ class KillSwitch:
                 existing = self._read_flag()
                 if existing is not None and existing[1]:
                     if self._seen is None:
-                        self._seen = self._last_row_id()
+                        self._seen = utcnow()
                     self._removed = None
                     return existing[0]
                 # An empty or unreadable flag (a bare ``touch``) is rewritten to say who and why.
@@ -466,7 +488,8 @@ class KillSwitch:
                             exc.strerror or exc,
                         )
                 self._journal("halt", info)
-                self._seen = self._last_row_id()
+                # After the row: a resume anywhere comes after it, once this lock is released.
+                self._seen = utcnow()
                 self._removed = None
         log.warning("trading HALTED by %s: %s", info.source, info.reason)
         self._changed(info)
@@ -523,7 +546,7 @@ class KillSwitch:
         flag is then put back): either way trading stays halted."""
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("resuming trading needs a reason")
-        with self._lock, self._state_lock.hold():
+        with self._lock, self._state_lock.hold() as lock_fd:
             before = self._read_flag()
             self._remove(self._flag)
             self._remove(self._reduce_file)
@@ -539,6 +562,7 @@ class KillSwitch:
                     raise OSError(
                         f"the resume could not be journaled, so trading stays halted: {exc}"
                     ) from exc
+            self._state_lock.stamp(lock_fd)
             self._memory_halt = self._removed = self._pending = None
             self._seen = None
             self._reduce, self._reduce_day, self._reduce_local, self._reduce_key = None, None, False, None
@@ -625,16 +649,18 @@ class KillSwitch:
         if self._flag_exists():
             self._removed = None
             return
-        journal = self.journal
-        if journal is None:
+        if self.journal is None:
             return
         with self._state_lock.hold(shared=True):
+            stamp = self._state_lock.read_stamp()
+            if stamp == self._stamp:
+                return  # no resume anywhere since
+            self._stamp = stamp
             try:
                 row = self._last_row()
             except Exception:
                 return
-        seen = self._seen
-        if row is not None and row.kind == "resume" and (seen is None or row.id > seen):
+        if self._resumed_since(row):
             self._removed = None
             self._seen = None
 
