@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, Self
@@ -225,7 +225,28 @@ class AccountDirectory(PriceSource, Protocol):
     def remove_resync_hook(self, hook: Callable[[str], Awaitable[object]]) -> None: ...
 
 
+class RecordedEvent(Protocol):
+    """One journal row as the kill switch reads it back (``brokers.journal.JournalEvent``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def time(self) -> datetime: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, object]: ...
+
+
 class EventRecorder(Protocol):
-    """Where the kill switch writes halts and resumes (``brokers.journal.Journal``)."""
+    """Where the kill switch writes halts and resumes, and reads back the last of them
+    (``brokers.journal.Journal``)."""
 
     def record(self, kind: str, *, data: dict[str, object] | None = None) -> object: ...
+
+    def events(
+        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
+    ) -> Sequence[RecordedEvent]: ...

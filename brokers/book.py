@@ -14,6 +14,7 @@ from decimal import Decimal
 from .base import FxSource, PriceSource
 from .events import PositionDiff
 from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
+from .riskstate import DayBaseline, DayStore
 
 __all__ = ["Book"]
 
@@ -76,6 +77,10 @@ class Book:
         self._open_by_key: dict[tuple[str, str, Side], dict[str, Order]] = {}
         self._seen_fills: set[tuple[str, str]] = set()
         self._day = self._today()
+        # Where the day's baseline is kept across restarts and processes, and the holdings
+        # changed since it was last written.
+        self.store: DayStore | None = None
+        self._dirty: set[tuple[str, str]] = set()
 
     # -- keeping it ----------------------------------------------------------------------
     def track(self, order: Order) -> None:
@@ -112,6 +117,7 @@ class Book:
             holding = self._add_holding(account, fill.symbol, _Holding())
         quantity = fill.quantity
         holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
+        self._dirty.add((account, fill.symbol))
         return True
 
     def seed(self, account: str, positions: Iterable[Position]) -> list[PositionDiff]:
@@ -122,11 +128,22 @@ class Book:
             if symbol not in reported and holding.quantity != 0:
                 diffs.append(PositionDiff(account, symbol, holding.quantity, _ZERO))
                 holding.quantity = _ZERO
+        stored = self.store.load(account, self._day) if self.store is not None else {}
+        for symbol, closed in stored.items():
+            if symbol not in reported and (account, symbol) not in self.holdings:
+                # Closed earlier today: its profit or loss still counts.
+                self._add_holding(account, symbol, _Holding(_ZERO, closed.basis)).realized = closed.realized
         for symbol, position in reported.items():
             known = self.holdings.get((account, symbol))
             if known is None:
+                kept = stored.get(symbol)
+                if kept is not None:
+                    holding = self._add_holding(account, symbol, _Holding(position.quantity, kept.basis))
+                    holding.realized = kept.realized
+                    continue
                 mark = self.last_price(symbol, account) or position.avg_price or _ZERO
                 self._add_holding(account, symbol, _Holding(position.quantity, mark))
+                self._dirty.add((account, symbol))
             elif known.quantity != position.quantity:
                 diffs.append(PositionDiff(account, symbol, known.quantity, position.quantity))
                 known.quantity = position.quantity
@@ -195,6 +212,10 @@ class Book:
         already = self.pending(account, request.symbol, request.side)
         return already + request.quantity <= abs(current)
 
+    def trading_day(self) -> date:
+        """The day the daily P&L is counted for."""
+        return self._today()
+
     def daily_pnl(self, account: str | None) -> Decimal | None:
         today = self._today()
         if today != self._day:
@@ -219,8 +240,26 @@ class Book:
                     total += converted
         return total
 
+    def save_baseline(self) -> None:
+        """Write the day's baseline of every holding changed since the last call (see
+        ``store``). Call now and then, off the order path."""
+        store = self.store
+        if store is None or not self._dirty:
+            return
+        if self._today() != self._day:
+            self._new_day(self._today())
+        dirty, self._dirty = self._dirty, set()
+        rows = [
+            (account, symbol, DayBaseline(holding.basis, holding.realized))
+            for account, symbol in dirty
+            if (holding := self.holdings.get((account, symbol))) is not None
+        ]
+        if not store.save(self._day, rows):
+            self._dirty |= dirty
+
     def _new_day(self, today: date) -> None:
         self._day = today
+        self._dirty.update(self.holdings)
         for (name, symbol), holding in self.holdings.items():
             holding.realized = _ZERO
             last = self.last_price(symbol, name)

@@ -34,7 +34,7 @@ from .errors import (
 )
 from .events import ManagerEvent
 from .fanout import CancelAllResult, describe_error
-from .intake import sanity, validate
+from .intake import validate
 from .killswitch import HaltInfo, HaltSettings, KillSwitch
 from .models import (
     Order,
@@ -47,6 +47,7 @@ from .models import (
 from .preview import DEFAULT_CONFIRM_NOTIONAL_ABOVE, OrderPreview, preview_order
 from .reconcile import Reconciler, ReconcileReport
 from .risk import Rejection, RiskEngine
+from .riskstate import RISK_DB, DayStore
 from .routing import Router, Routes
 from .tracking import OrderCallback, OrderTracker
 
@@ -112,6 +113,9 @@ class ExecutionService:
         self.manager = manager
         self.kill_switch = kill_switch
         self.risk = risk
+        if risk is not None:
+            # Rate buckets beside the kill switch's flag: one limit for every process there.
+            risk.share_state(kill_switch.state_dir)
         self.journal = journal
         self.router = router
         self.routes = Routes(manager, router)
@@ -157,18 +161,15 @@ class ExecutionService:
     async def submit(self, request: OrderRequest | Mapping[str, object]) -> Order:
         """Send one order. Never raises for a refusal: the returned order is REJECTED with a
         ``reject_code`` and a ``reject_reason`` a trader can read."""
-        # 1. validation (an OrderRequest is already valid; only the cheap invariants are re-read)
-        if not isinstance(request, OrderRequest):
-            coerced = self._coerce(request)
-            if isinstance(coerced, Order):
-                return coerced
-            request = coerced
+        # 1. validation: whatever arrives, however it was built (``model_copy`` and
+        # ``model_construct`` skip the model's validators), goes through them again here.
+        coerced = self._coerce(request)
+        if isinstance(coerced, Order):
+            return coerced
+        request = coerced
         order = Order.for_request(request)
-        problem = sanity(request)
-        if problem is not None:
-            return self._refuse(order, RejectCode.INVALID_ORDER, problem)
         if request.client_order_id in self.tracker.sent:
-            return self._refuse(
+            return self._decline(
                 order,
                 RejectCode.DUPLICATE_ORDER,
                 f"an order with client id {request.client_order_id} was already sent",
@@ -180,23 +181,23 @@ class ExecutionService:
         if state is not _ACTIVE:
             state = self.kill_switch.state
             if state is _HALTED:
-                return self._refuse(order, RejectCode.SYSTEM_HALTED, self._halted_sentence())
+                return self._decline(order, RejectCode.SYSTEM_HALTED, self._halted_sentence())
         # 3. route (REDUCING needs the account to know what the position is)
         account = self.routes.account_for(request)
         if account is None:
-            return self._refuse(order, *self.routes.no_route(request))
+            return self._decline(order, *self.routes.no_route(request))
         order.account = account
         unknown = self.routes.unknown_account([account])
         if unknown is not None:
-            return self._refuse(order, *unknown)
+            return self._decline(order, *unknown)
         if state is _REDUCING:
             refusal = self._reducing_refusal(request, account)
             if refusal is not None:
-                return self._refuse(order, *refusal)
+                return self._decline(order, *refusal)
         # 4. broker health
         broker = self._usable_broker(request, account)
         if isinstance(broker, tuple):
-            return self._refuse(order, *broker)
+            return self._decline(order, *broker)
         # 5. risk
         if self.risk is not None:
             rejection = self.risk.check(request, account, self.book)
@@ -210,6 +211,9 @@ class ExecutionService:
         if isinstance(validated, OrderRequest):
             return validated
         shell, problem = validated
+        # Not journaled: what is not an order (a script's garbage, a number of 5,000 digits) is
+        # answered and logged, and never grows the journal.
+        log.info("refused an invalid order: %s", problem)
         return self._refuse(Order.for_request(shell, shell.account), RejectCode.INVALID_ORDER, problem)
 
     def _reducing_refusal(self, request: OrderRequest, account: str) -> tuple[str, str] | None:
@@ -359,13 +363,20 @@ class ExecutionService:
     def _risk_refuse(self, order: Order, rejection: Rejection) -> Order:
         if rejection.code == RejectCode.DAILY_LOSS:
             self.check_daily_loss()
-        self._refuse(order, rejection.code, rejection.reason)
-        self.tracker.record(
-            jr.RISK_REJECT,
-            order.client_order_id,
-            order.account,
-            {"request": jr.request_data(order.request), "state": jr.order_state(order)},
-        )
+        return self._decline(order, rejection.code, rejection.reason)
+
+    def _decline(self, order: Order, code: str, reason: str) -> Order:
+        """Refuse a valid request before its intent is journaled, with a row saying what was
+        asked and why it was refused: every refusal of an order is in the audit trail. (Input
+        that is not an order at all is refused before the journal: see ``_coerce``.)"""
+        self._refuse(order, code, reason)
+        coid = order.client_order_id
+        data: dict[str, object] = {"request": jr.request_data(order.request), "state": jr.order_state(order)}
+        # A resend of an id already sent must not touch the original's journal rows.
+        sent = coid in self.tracker.sent
+        if sent:
+            data["client_order_id"] = coid
+        self.tracker.record(jr.RISK_REJECT, None if sent else coid, order.account, data, soon=True)
         return order
 
     def _halted_sentence(self) -> str:
@@ -400,31 +411,30 @@ class ExecutionService:
 
     # -- several accounts at once --------------------------------------------------------
     async def submit_distributed(
-        self, request: OrderRequest, weights: Mapping[str, float] | None = None
+        self, request: OrderRequest | Mapping[str, object], weights: Mapping[str, float] | None = None
     ) -> list[Order]:
         """Split ``request`` across accounts by weight (largest remainder, whole units where an
         account cannot trade fractions). The parent is risk-checked on its total first; then
         every child runs the full order path. Returns every child with its outcome, or the
         parent alone, REJECTED, if it failed before splitting."""
-        if not isinstance(request, OrderRequest):
-            coerced = self._coerce(request)
-            if isinstance(coerced, Order):
-                return [coerced]
-            request = coerced
+        coerced = self._coerce(request)
+        if isinstance(coerced, Order):
+            return [coerced]
+        request = coerced
         parent = Order.for_request(request)
         if self.kill_switch.state is _HALTED:
-            return [self._refuse(parent, RejectCode.SYSTEM_HALTED, self._halted_sentence())]
+            return [self._decline(parent, RejectCode.SYSTEM_HALTED, self._halted_sentence())]
         chosen = dict(weights) if weights is not None else self.manager.weights()
         unknown = self.routes.unknown_account(chosen)
         if unknown is not None:
-            return [self._refuse(parent, *unknown)]
+            return [self._decline(parent, *unknown)]
         if self.risk is not None:
             rejection = self.risk.check_parent(request, self.book)
             if rejection is not None:
                 return [self._risk_refuse(parent, rejection)]
         parts = self.routes.split(request, chosen)
         if isinstance(parts, tuple):
-            return [self._refuse(parent, *parts)]
+            return [self._decline(parent, *parts)]
         children = [
             request.model_copy(
                 update={"account": name, "quantity": quantity, "client_order_id": new_client_order_id()}
@@ -452,6 +462,9 @@ class ExecutionService:
         if self._watch_task is not None:
             return
         self._loop = asyncio.get_running_loop()
+        if self.risk is not None and self.risk.watches_daily_loss and self.book.store is None:
+            # The day's P&L is counted from where it was before a restart, in every process.
+            self.book.store = DayStore(self.kill_switch.state_dir / RISK_DB)
         self.tracker.restore()
         await self.reconciler.seed_positions()
         self.tracker.listen(self.manager)
@@ -469,6 +482,11 @@ class ExecutionService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.reconciler.stop()
+        store = self.book.store
+        if store is not None:
+            self.book.save_baseline()
+            store.close()
+            self.book.store = None
 
     def apply_event(self, event: ManagerEvent) -> None:
         """Apply one manager event now: an order update or a fill (other kinds are not ours)."""
@@ -484,6 +502,7 @@ class ExecutionService:
             if polls % _PNL_EVERY_POLLS == 0:
                 try:
                     self.check_daily_loss()
+                    self.book.save_baseline()
                 except Exception:
                     log.exception("daily loss check failed")
             if polls % _SWEEP_EVERY_POLLS == 0 and self.tracker.unsettled:
@@ -508,7 +527,8 @@ class ExecutionService:
             text = f"{message}; trading is now reduce-only"
             log.warning("%s", text)
             self.tracker.record(jr.RISK, None, None, {"event": "daily_loss", "message": text})
-            self.kill_switch.reduce_only(text, source=DAILY_LOSS_SOURCE)
+            # For the rest of the trading day, in every process and across restarts.
+            self.kill_switch.reduce_only(text, source=DAILY_LOSS_SOURCE, day=self.book.trading_day())
         return message
 
     # -- cancels and the kill switch -----------------------------------------------------

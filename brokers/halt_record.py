@@ -6,7 +6,10 @@ broker library.
 
 from __future__ import annotations
 
-from .base import EventRecorder
+from collections.abc import Sequence
+from datetime import datetime
+
+from .base import EventRecorder, RecordedEvent
 
 
 class HaltRecord:
@@ -31,3 +34,10 @@ class HaltRecord:
         if failure is not None:
             raise failure
         return first
+
+    def events(
+        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
+    ) -> Sequence[RecordedEvent]:
+        """Read back from the first journal: the state folder's main one, which every process
+        using the folder writes its halts and resumes to."""
+        return self.journals[0].events(since, order, kinds) if self.journals else []

@@ -30,9 +30,19 @@ _ZERO = Decimal(0)
 
 def validate(raw: object) -> OrderRequest | tuple[OrderRequest, str]:
     """``raw`` as a valid request, or a stand-in for it (see ``refused_request``) and why it is
-    not one. Anything but a mapping is a programming error."""
+    not one. Anything but a mapping or a request is a programming error.
+
+    A request is validated again from its values whatever it is: ``model_copy(update=...)`` and
+    ``model_construct`` build one without running the model's validators, and a frozen model's
+    fields can still be forced. What comes back is a new, validated request."""
     if isinstance(raw, OrderRequest):
-        return raw
+        values: Mapping[str, object] = raw.__dict__
+        try:
+            return OrderRequest.model_validate(values)
+        except ValidationError as exc:
+            return raw, describe_validation_error(exc)
+        except Exception as exc:  # a value whose own methods fail is no order either
+            return raw, f"the order could not be read ({type(exc).__name__})"
     if not isinstance(raw, Mapping):
         raise TypeError(f"submit takes an OrderRequest or a mapping, not {type(raw).__name__}")
     try:

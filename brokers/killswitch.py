@@ -2,28 +2,52 @@
 
 HALTED lives in a file so that every process sharing the state directory agrees on it: a halt
 from another shell, another console or a plain ``touch`` stops this process on its very next
-order. Reading the state is one ``stat`` call, cheap enough to do twice per order. Anything odd
-about the flag (unreadable, unparseable, a state directory we cannot look into) counts as
-HALTED: the switch fails closed.
+order. Reading the state is one ``access`` call that does not follow links, cheap enough to do
+twice per order.
+
+Fail closed. Anything at the flag path counts as HALTED, whatever it is: a regular file (a JSON
+halt, an empty one, garbage), a symbolic link (dangling or looping), a FIFO, a directory. The
+flag is examined with ``lstat`` and opened only with ``O_NOFOLLOW | O_NONBLOCK`` and only if it
+is a regular file (checked again with ``fstat`` once open), so nothing at the path can block the
+event loop; whatever cannot be read or parsed (times out of range included) is a halt whose
+reason says what was found. No read of the flag raises.
+
+A halt puts an empty file at the flag path before anything else (so a full disk still halts
+every process) and then writes the JSON details atomically; if they cannot be written yet, the
+next poll tries again. Halts, resumes and reduce-only changes are serialised across processes
+by an ``flock`` on a lock file in the state folder, so the flag and the journal's last halt or
+resume row always agree.
+
+A flag that disappears without a journaled resume (an ``rm``, a clean-up job) keeps trading
+HALTED, and a switch starting with no flag but an unresumed halt as the journal's last
+halt/resume row starts HALTED: resuming is deliberate and journaled. (A switch given no journal
+cannot tell a removal from a resume and trusts the flag.)
+
+REDUCING is kept beside the flag, in ``REDUCE_ONLY`` (JSON), so that it too is shared by every
+process and survives a restart; one tied to a trading day (the daily loss limit) lapses when the
+day ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
-import tempfile
+import stat
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import EventRecorder
+from .base import EventRecorder, RecordedEvent
 from .models import TradingState, utcnow
 from .paths import state_dir as default_state_dir
 from .pubsub import EventHub
@@ -31,8 +55,15 @@ from .pubsub import EventHub
 log = logging.getLogger(__name__)
 
 FLAG_NAME = "SYSTEM_HALTED"
+REDUCE_NAME = "REDUCE_ONLY"
+LOCK_NAME = "killswitch.lock"
 ENV_FLAG = "SYSTEM_HALTED"
+RESUME_HINT = "resume deliberately with ctrl+r in the console or `trading-console resume`"
 _TRUTHY = frozenset({"1", "true", "yes", "on", "y"})
+_MAX_FLAG_BYTES = 64 * 1024
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_HALT_KINDS = ["halt", "resume"]
 
 _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
@@ -48,8 +79,8 @@ class HaltSettings(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class HaltInfo:
-    """Why trading is halted or reduced. ``persisted`` is False only when the flag file could
-    not be written; the halt then holds in this process alone."""
+    """Why trading is halted or reduced. ``persisted`` is False only when nothing could be put
+    at the flag path; the halt then holds in this process alone."""
 
     time: datetime
     reason: str
@@ -71,6 +102,111 @@ class StateChange:
     info: HaltInfo | None
 
 
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _when(seconds: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return utcnow()
+
+
+def _odd_kind(mode: int) -> str | None:
+    """What a flag path holds that is not a regular file, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device or other special file"
+
+
+def _parse_info(raw: bytes) -> HaltInfo:
+    """The halt a flag's JSON describes. Raises for anything else (a time out of range too)."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    when = datetime.fromisoformat(str(data.get("time")))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return HaltInfo(when.astimezone(UTC), str(data.get("reason") or ""), str(data.get("source") or "unknown"))
+
+
+def _read_regular(path: str) -> bytes | str:
+    """The bytes of a regular file at ``path`` (links not followed, nothing that could block
+    opened), or what was found there instead, in words."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        return "a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened ({exc.strerror or exc})"
+    try:
+        kind = _odd_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            return kind
+        return os.read(fd, _MAX_FLAG_BYTES)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    finally:
+        os.close(fd)
+
+
+class _StateLock:
+    """An ``flock`` on a lock file in the state folder, taken around every change of state.
+    A lock that cannot be taken is logged and done without: a halt must never wait on it.
+
+    The file also holds a stamp that every resume renews: a switch holding a halt whose flag
+    was removed reads these few bytes at each poll, and the journal only when they change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @staticmethod
+    def stamp(fd: int | None) -> None:
+        """Renew the stamp; ``fd`` from ``hold``."""
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(fd, b"%020d" % time.time_ns(), 0)
+
+    def read_stamp(self) -> bytes:
+        try:
+            fd = os.open(self.path, _READ_FLAGS)
+        except OSError:
+            return b""
+        try:
+            return os.read(fd, 32)
+        except OSError:
+            return b""
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def hold(self, *, shared: bool = False) -> Iterator[int | None]:
+        fd: int | None = None
+        try:
+            if not shared:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        except OSError as exc:
+            if fd is not None:
+                os.close(fd)
+                fd = None
+            if not (shared and isinstance(exc, FileNotFoundError)):
+                log.warning("could not lock %s (%s); going on without it", self.path, exc.strerror or exc)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)  # closing releases the lock
+
+
 class KillSwitch:
     def __init__(
         self,
@@ -78,48 +214,97 @@ class KillSwitch:
         *,
         journal: EventRecorder | None = None,
         env: Mapping[str, str] = os.environ,
+        today: Callable[[], date] = _utc_today,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.flag_path = self.state_dir / FLAG_NAME
+        self.reduce_path = self.state_dir / REDUCE_NAME
         self._flag = str(self.flag_path)
+        self._reduce_file = str(self.reduce_path)
         self._dir = str(self.state_dir)
         self.journal = journal
+        self._today = today
         self._lock = threading.RLock()
+        self._state_lock = _StateLock(self.state_dir / LOCK_NAME)
         # Listeners only, no queues: a halt may be published from any thread.
         self.hub: EventHub[StateChange] = EventHub("kill switch")
         # subscribe() callback -> the hub listener that calls it, so unsubscribe finds it.
         self._listeners: dict[StateCallback, Callable[[StateChange], object]] = {}
-        # A halt that could not be written to disk still holds here.
+        # A halt that could not be put on disk at all still holds here.
         self._memory_halt: HaltInfo | None = None
+        # When this switch first saw the current halt (its own halt: once journaled). Once the
+        # flag is gone, only a resume journaled after that lifts the halt. A time, not a row id:
+        # noting it costs no read of the journal on the order path.
+        self._seen: datetime | None = None
+        # The lock file's stamp when a removed flag was noticed (see ``_StateLock``).
+        self._stamp = b""
+        # The halt that holds because the flag went away without a journaled resume.
+        self._removed: HaltInfo | None = None
+        # A halt whose JSON details could not be written yet (the empty flag holds).
+        self._pending: HaltInfo | None = None
         self._reduce: HaltInfo | None = None
+        self._reduce_day: date | None = None
+        self._reduce_local = False  # set here but not on disk
+        self._reduce_key: tuple[int, int, int] | None = None
         # (mtime_ns, inode, size) of the flag file last parsed, and what it said.
         self._flag_key: tuple[int, int, int] | None = None
         self._flag_info: tuple[HaltInfo, bool] | None = None
+        self._load()
         self._notified = self.state
         if env.get(ENV_FLAG, "").strip().lower() in _TRUTHY and not self._flag_exists():
             self.halt(f"{ENV_FLAG} is set in the environment", source="env")
 
+    def _load(self) -> None:
+        """At start: a flag on disk is a halt; without one, an unresumed halt in the journal is."""
+        self._read_reduce()
+        if self._flag_exists():
+            self._seen = utcnow()
+            return
+        self._stamp = self._state_lock.read_stamp()
+        try:
+            row = self._last_row()
+        except Exception:
+            return
+        if row is None or row.kind != "halt":
+            return
+        self._seen = row.time
+        data = row.data
+        said = str(data.get("reason") or "")
+        self._removed = HaltInfo(
+            row.time,
+            f"the journal's last halt ({said or 'no reason given'}) was never resumed and the "
+            f"{FLAG_NAME} flag is gone; trading stays halted: {RESUME_HINT}",
+            str(data.get("source") or "journal"),
+        )
+
     # -- reading -------------------------------------------------------------------------
     def _flag_exists(self) -> bool:
-        # os.access answers without raising, which matters on the order path (a stat that
-        # raises FileNotFoundError costs several microseconds). It cannot tell "absent" from
-        # "cannot look", so "absent" is believed only when the folder itself can be searched;
-        # otherwise a stat decides, failing closed.
-        if os.access(self._flag, os.F_OK):
+        # access() answers without raising, which matters on the order path (a stat that raises
+        # FileNotFoundError costs several microseconds); not following links, a dangling or
+        # looping link is seen as the entry it is. It cannot tell "absent" from "cannot look",
+        # so "absent" is believed only when the folder itself can be searched; otherwise a stat
+        # decides, failing closed.
+        if os.access(self._flag, os.F_OK, follow_symlinks=False):
             return True
         if os.access(self._dir, os.X_OK):
             return False
         try:
-            os.stat(self._flag)
+            os.stat(self._flag, follow_symlinks=False)
         except FileNotFoundError:
             return False  # no state folder yet: nothing was ever halted here
-        except OSError:
+        except (OSError, ValueError):
             return True  # cannot tell: fail closed
         return True
 
     @property
     def state(self) -> TradingState:
-        if self._memory_halt is not None or self._flag_exists():
+        if self._flag_exists():
+            if self._seen is None:
+                self._seen = utcnow()
+            return _HALTED
+        if self._memory_halt is not None or self._removed is not None:
+            return _HALTED
+        if self._seen is not None and self._flag_removed():
             return _HALTED
         return _REDUCING if self._reduce is not None else _ACTIVE
 
@@ -135,17 +320,66 @@ class KillSwitch:
         flag = self._read_flag()
         if flag is not None:
             return flag[0]
+        if self._removed is not None or (self._seen is not None and self._flag_removed()):
+            return self._removed
         return self._reduce
 
-    def _read_flag(self) -> tuple[HaltInfo, bool] | None:
-        """The halt the flag file describes and whether the file made sense; None if absent."""
+    def _flag_removed(self) -> bool:
+        """The flag has gone since this switch saw the halt: was a resume journaled after it?
+        If not, the halt holds (``_removed``); if so, it is over."""
+        journal = self.journal
+        if journal is None:
+            self._seen = None
+            return False
+        # A resume elsewhere removes the flag and writes its journal row under the lock: wait
+        # for it to finish before reading the journal.
+        with self._state_lock.hold(shared=True):
+            if self._flag_exists():
+                return True
+            self._stamp = self._state_lock.read_stamp()
+            try:
+                row = self._last_row()
+            except Exception:
+                row = None  # cannot tell: fail closed
+        if self._resumed_since(row):
+            self._seen = None
+            return False
+        if self._removed is None:
+            self._removed = HaltInfo(
+                utcnow(),
+                f"the {FLAG_NAME} flag was removed without a journaled resume; trading stays "
+                f"halted: {RESUME_HINT}",
+                "flag removed",
+            )
+            log.error("%s was removed without a journaled resume; trading stays halted", self.flag_path)
+        return True
+
+    def _last_row(self) -> RecordedEvent | None:
+        if self.journal is None:
+            return None
         try:
-            st = os.stat(self._flag)
+            rows = self.journal.events(kinds=_HALT_KINDS)
+        except Exception:
+            log.exception("could not read the last halt or resume from the journal")
+            raise
+        return rows[-1] if rows else None
+
+    def _resumed_since(self, row: RecordedEvent | None) -> bool:
+        """Whether ``row``, the journal's last halt or resume, is a resume journaled after this
+        switch saw the halt (rows are stamped with the same clock, microseconds apart)."""
+        seen = self._seen
+        return row is not None and row.kind == "resume" and (seen is None or row.time >= seen)
+
+    def _read_flag(self) -> tuple[HaltInfo, bool] | None:
+        """The halt the flag describes and whether it made sense; None if absent. Never raises."""
+        try:
+            st = os.stat(self._flag, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
             return HaltInfo(
-                utcnow(), f"cannot check the halt flag ({exc.strerror}); treated as halted", "unknown"
+                utcnow(), f"cannot check the halt flag ({why}); treated as halted", "unknown"
             ), False
         key = (st.st_mtime_ns, st.st_ino, st.st_size)
         with self._lock:
@@ -157,93 +391,209 @@ class KillSwitch:
         return parsed
 
     def _parse_flag(self, st: os.stat_result) -> tuple[HaltInfo, bool]:
-        written = datetime.fromtimestamp(st.st_mtime, UTC)
-        try:
-            with open(self._flag, encoding="utf-8") as handle:
-                data = json.load(handle)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            when = datetime.fromisoformat(str(data.get("time")))
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
+        written = _when(st.st_mtime)
+        kind = _odd_kind(st.st_mode)
+        raw = _read_regular(self._flag) if kind is None else kind
+        if isinstance(raw, str):
             return HaltInfo(
-                when.astimezone(UTC), str(data.get("reason") or ""), str(data.get("source") or "unknown")
-            ), True
-        except FileNotFoundError:
-            # Removed between stat and open (a resume elsewhere): not a halt to rely on.
-            return HaltInfo(written, "halt flag present", "unknown"), False
-        except (OSError, ValueError, TypeError):
-            return HaltInfo(
-                written, f"{FLAG_NAME} flag file present but unreadable; treated as halted", "unknown"
+                written, f"{FLAG_NAME} is {raw}, not a readable flag file; treated as halted", "unknown"
             ), False
+        if not raw.strip():
+            why = "empty: a halt whose details are not written"
+        else:
+            try:
+                return _parse_info(raw), True
+            except Exception as exc:  # anything a file can hold: fail closed, never raise
+                why = f"{type(exc).__name__}: {exc}"[:200]
+        return HaltInfo(
+            written, f"{FLAG_NAME} flag file present but unreadable ({why}); treated as halted", "unknown"
+        ), False
+
+    def _read_reduce(self) -> None:
+        """Take up a reduce-only state another process set or lifted (or one from before a
+        restart); one tied to a trading day that has ended has lapsed."""
+        try:
+            st = os.stat(self._reduce_file, follow_symlinks=False)
+        except FileNotFoundError:
+            if not self._reduce_local:
+                self._reduce, self._reduce_day, self._reduce_key = None, None, None
+            return
+        except (OSError, ValueError):
+            st = None
+        key = (st.st_mtime_ns, st.st_ino, st.st_size) if st is not None else None
+        if key is not None and key == self._reduce_key:
+            self._lapse_reduce()
+            return
+        raw = _read_regular(self._reduce_file) if st is not None and stat.S_ISREG(st.st_mode) else b""
+        info, day = self._parse_reduce(raw)
+        self._reduce, self._reduce_day, self._reduce_key = info, day, key
+        self._reduce_local = False
+        self._lapse_reduce()
+
+    @staticmethod
+    def _parse_reduce(raw: bytes | str) -> tuple[HaltInfo, date | None]:
+        try:
+            if isinstance(raw, str):
+                raise ValueError(raw)
+            data = json.loads(raw)
+            info = _parse_info(raw)
+            day = data.get("day")
+            return info, date.fromisoformat(day) if isinstance(day, str) else None
+        except Exception:
+            return HaltInfo(
+                utcnow(), f"{REDUCE_NAME} is present but unreadable; treated as reduce-only", "unknown"
+            ), None
+
+    def _lapse_reduce(self) -> None:
+        day = self._reduce_day
+        if day is not None and day != self._today():
+            log.warning("reduce-only for %s has lapsed with the end of that trading day", day)
+            self._reduce, self._reduce_day, self._reduce_local = None, None, False
 
     # -- changing ------------------------------------------------------------------------
     def halt(self, reason: str = "", source: str = "api") -> HaltInfo:
-        """Persist the flag, then journal and tell subscribers. Calling it again while halted
-        returns the halt already in force."""
+        """Put the flag on disk, then journal and tell subscribers. Calling it again while
+        halted returns the halt already in force. Never raises for a file that cannot be
+        written: a halt holds in this process at least."""
         with self._lock:
             if self._memory_halt is not None:
                 return self._memory_halt
-            existing = self._read_flag()
-            if existing is not None and existing[1]:
-                return existing[0]
-            # An unreadable flag (a bare ``touch``) is rewritten so it says who halted and why.
             info = HaltInfo(utcnow(), reason.strip() or "halted", source)
-            try:
-                self._write_flag(info)
-            except OSError as exc:
-                info = HaltInfo(info.time, info.reason, info.source, persisted=False)
-                self._memory_halt = info
-                log.error(
-                    "could not write %s (%s); halted in this process only",
-                    self.flag_path,
-                    exc.strerror or exc,
-                )
-        self._journal("halt", info)
+            placed = self._place_flag()  # before anything else, lock included
+            with self._state_lock.hold():
+                existing = self._read_flag()
+                if existing is not None and existing[1]:
+                    if self._seen is None:
+                        self._seen = utcnow()
+                    self._removed = None
+                    return existing[0]
+                # An empty or unreadable flag (a bare ``touch``) is rewritten to say who and why.
+                try:
+                    self._write_json(self._flag, info.to_json())
+                except OSError as exc:
+                    if placed:
+                        self._pending = info
+                        log.error(
+                            "could not write the details into %s (%s); the flag is on disk and "
+                            "halts every process, details follow when they can be written",
+                            self.flag_path,
+                            exc.strerror or exc,
+                        )
+                    else:
+                        info = replace(info, persisted=False)
+                        self._memory_halt = info
+                        log.error(
+                            "could not write %s (%s); halted in this process only",
+                            self.flag_path,
+                            exc.strerror or exc,
+                        )
+                self._journal("halt", info)
+                # After the row: a resume anywhere comes after it, once this lock is released.
+                self._seen = utcnow()
+                self._removed = None
         log.warning("trading HALTED by %s: %s", info.source, info.reason)
         self._changed(info)
         return info
 
-    def reduce_only(self, reason: str = "", source: str = "api") -> HaltInfo:
-        """Allow only orders that shrink a position. Held in this process; a halt outranks it."""
+    def _place_flag(self) -> bool:
+        """Create an empty flag unless something is there already; whether the path is taken."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._flag, _CREATE_FLAGS, 0o644)
+        except OSError:
+            # A link, a FIFO, a directory is already a halt; a path that cannot be looked at
+            # is not one another process would see.
+            try:
+                os.stat(self._flag, follow_symlinks=False)
+            except (OSError, ValueError):
+                return False
+            return True
+        os.close(fd)
+        return True
+
+    def reduce_only(self, reason: str = "", source: str = "api", *, day: date | None = None) -> HaltInfo:
+        """Allow only orders that shrink a position, in every process sharing the state folder,
+        until a resume (or, with ``day``, until that trading day ends). A halt outranks it."""
         with self._lock:
             if self._reduce is not None:
                 return self._reduce
             info = HaltInfo(utcnow(), reason.strip() or "reduce only", source)
-            self._reduce = info
-        self._journal("reduce_only", info)
+            self._reduce, self._reduce_day = info, day
+            with self._state_lock.hold():
+                data = json.loads(info.to_json())
+                if day is not None:
+                    data["day"] = day.isoformat()
+                try:
+                    self._write_json(self._reduce_file, json.dumps(data))
+                    self._reduce_local = False
+                    st = os.stat(self._reduce_file, follow_symlinks=False)
+                    self._reduce_key = (st.st_mtime_ns, st.st_ino, st.st_size)
+                except OSError as exc:
+                    self._reduce_local = True
+                    log.error(
+                        "could not write %s (%s); reduce-only in this process only",
+                        self.reduce_path,
+                        exc.strerror or exc,
+                    )
+                self._journal("reduce_only", info)
         log.warning("trading REDUCE-ONLY by %s: %s", info.source, info.reason)
         self._changed()
         return info
 
     def resume(self, reason: str, source: str = "api") -> None:
-        """Back to ACTIVE. A reason is required: the journal keeps who, when and why."""
+        """Back to ACTIVE. A reason is required: the journal keeps who, when and why. Raises
+        ``OSError`` if the flag cannot be removed, and if the resume cannot be journaled (the
+        flag is then put back): either way trading stays halted."""
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("resuming trading needs a reason")
-        with self._lock:
-            try:
-                os.unlink(self._flag)
-            except FileNotFoundError:
-                pass
-            # Any other OSError propagates: the flag is still there, so we stay halted.
+        with self._lock, self._state_lock.hold() as lock_fd:
+            before = self._read_flag()
+            self._remove(self._flag)
+            self._remove(self._reduce_file)
             self._fsync_dir()
-            self._memory_halt = None
-            self._reduce = None
-            self._flag_key = self._flag_info = None
             info = HaltInfo(utcnow(), reason.strip(), source)
-        self._journal("resume", info)
+            if self.journal is not None:
+                try:
+                    self.journal.record("resume", data=self._row(info))
+                except Exception as exc:
+                    with contextlib.suppress(OSError):
+                        held = before[0] if before is not None and before[1] else info
+                        self._write_json(self._flag, held.to_json())
+                    raise OSError(
+                        f"the resume could not be journaled, so trading stays halted: {exc}"
+                    ) from exc
+            self._state_lock.stamp(lock_fd)
+            self._memory_halt = self._removed = self._pending = None
+            self._seen = None
+            self._reduce, self._reduce_day, self._reduce_local, self._reduce_key = None, None, False, None
+            self._flag_key = self._flag_info = None
         log.warning("trading RESUMED by %s: %s", source, info.reason)
         self._changed()
 
-    def _write_flag(self, info: HaltInfo) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{FLAG_NAME}.", dir=self.state_dir)
+    @staticmethod
+    def _remove(path: str) -> None:
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(info.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._flag)
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            os.rmdir(path)  # a directory put there by hand; one with contents stays, and raises
+        # Any other OSError propagates: the flag is still there, so we stay halted.
+
+    def _write_json(self, path: str, text: str) -> None:
+        """Replace ``path`` atomically with ``text``: a temporary file, fsync, rename."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                data = text.encode()
+                while data:
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -259,21 +609,60 @@ class KillSwitch:
             finally:
                 os.close(fd)
 
+    @staticmethod
+    def _row(info: HaltInfo) -> dict[str, object]:
+        return {
+            "time": info.time.isoformat(),
+            "reason": info.reason,
+            "source": info.source,
+            "persisted": info.persisted,
+        }
+
     def _journal(self, kind: str, info: HaltInfo) -> None:
         if self.journal is None:
             return
         try:
-            self.journal.record(
-                kind,
-                data={
-                    "time": info.time.isoformat(),
-                    "reason": info.reason,
-                    "source": info.source,
-                    "persisted": info.persisted,
-                },
-            )
+            self.journal.record(kind, data=self._row(info))
         except Exception:  # the flag is what matters; a journal fault must not undo a halt
             log.exception("could not journal %s", kind)
+
+    def _retry_details(self) -> None:
+        """Write the details of a halt that could only leave an empty flag, if they can be now."""
+        with self._lock, self._state_lock.hold():
+            pending = self._pending
+            if pending is None:
+                return
+            existing = self._read_flag()
+            if existing is None or existing[1]:
+                self._pending = None  # resumed, or another halt wrote its own details
+                return
+            try:
+                self._write_json(self._flag, pending.to_json())
+            except OSError:
+                return
+            self._pending = None
+            log.warning("the details of the halt are now written to %s", self.flag_path)
+
+    def _recheck_removed(self) -> None:
+        """A halt held because the flag went: lifted by a resume journaled since, or taken over
+        by a flag on disk again."""
+        if self._flag_exists():
+            self._removed = None
+            return
+        if self.journal is None:
+            return
+        with self._state_lock.hold(shared=True):
+            stamp = self._state_lock.read_stamp()
+            if stamp == self._stamp:
+                return  # no resume anywhere since
+            self._stamp = stamp
+            try:
+                row = self._last_row()
+            except Exception:
+                return
+        if self._resumed_since(row):
+            self._removed = None
+            self._seen = None
 
     # -- watching ------------------------------------------------------------------------
     def subscribe(self, callback: StateCallback) -> None:
@@ -292,7 +681,16 @@ class KillSwitch:
             self.hub.remove_listener(listener)
 
     def poll(self) -> bool:
-        """Re-read the flag; tell subscribers if another process changed the state."""
+        """Re-read the flag and the reduce-only state; tell subscribers if another process
+        changed the state. Never raises."""
+        try:
+            if self._removed is not None:
+                self._recheck_removed()
+            if self._pending is not None:
+                self._retry_details()
+            self._read_reduce()
+        except Exception:  # the watch must go on whatever the state folder holds
+            log.exception("could not re-read the trading state")
         return self._changed()
 
     def _changed(self, halted: HaltInfo | None = None) -> bool:

@@ -19,11 +19,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import ClassVar, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .models import OrderRequest, RejectCode, Side
+from .riskstate import LocalBuckets, SharedBuckets, TokenBuckets, bucket_folder
 
 _ZERO = Decimal(0)
 
@@ -121,8 +123,9 @@ class Check:
     about_the_order: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], buckets: TokenBuckets | None = None) -> None:
         self.clock = clock
+        self.buckets: TokenBuckets = buckets if buckets is not None else LocalBuckets()
 
     def enabled(self, limits: RiskLimits) -> bool:
         """Whether ``limits`` switch this check on: by default, when its ``limit`` is set."""
@@ -313,8 +316,8 @@ class DuplicateOrderCheck(Check):
     limit = "duplicate_window_seconds"
     stateful = True
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        super().__init__(clock)
+    def __init__(self, clock: Callable[[], float], buckets: TokenBuckets | None = None) -> None:
+        super().__init__(clock, buckets)
         self._seen: OrderedDict[tuple[object, ...], float] = OrderedDict()
         self._longest = 0.0
 
@@ -360,45 +363,30 @@ class DuplicateOrderCheck(Check):
 
 
 class RateLimitCheck(Check):
-    """A token bucket per account: ``max_orders_per_second`` sustained, ``burst`` at once."""
+    """A token bucket per account: ``max_orders_per_second`` sustained, ``burst`` at once.
+
+    The token is taken by the check itself, in one step, so that processes sharing the buckets
+    (``brokers.riskstate.SharedBuckets``) cannot both spend the last one. It runs last, so an
+    order it passes passes every check."""
 
     code = RejectCode.RATE_LIMIT
     limit = "max_orders_per_second"
-    stateful = True
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        super().__init__(clock)
-        self._buckets: dict[str | None, list[float]] = {}  # account -> [tokens, at]
 
     @staticmethod
     def _shape(limits: RiskLimits) -> tuple[float, float]:
         rate = float(limits.max_orders_per_second or 0)
         return rate, float(limits.burst) if limits.burst else max(1.0, rate)
 
-    def _tokens(self, account: str | None, limits: RiskLimits) -> list[float]:
-        rate, capacity = self._shape(limits)
-        now = self.clock()
-        bucket = self._buckets.get(account)
-        if bucket is None:
-            bucket = self._buckets[account] = [capacity, now]
-        else:
-            bucket[0] = min(capacity, bucket[0] + (now - bucket[1]) * rate)
-            bucket[1] = now
-        return bucket
-
     def check(
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
-        if self._tokens(account, limits)[0] < 1:
-            rate, capacity = self._shape(limits)
-            return (
-                f"{account} is sending orders faster than {rate:g} per second "
-                f"(burst {capacity:g}); try again in a moment"
-            )
-        return None
-
-    def accept(self, request: OrderRequest, account: str | None, limits: RiskLimits) -> None:
-        self._tokens(account, limits)[0] -= 1
+        rate, capacity = self._shape(limits)
+        if self.buckets.take(account, rate, capacity, self.clock()):
+            return None
+        return (
+            f"{account} is sending orders faster than {rate:g} per second "
+            f"(burst {capacity:g}); try again in a moment"
+        )
 
 
 CHECKS: tuple[type[Check], ...] = (
@@ -426,13 +414,30 @@ class RiskEngine:
         *,
         clock: Callable[[], float] | None = None,
         checks: tuple[type[Check], ...] = CHECKS,
+        state_dir: Path | None = None,
     ) -> None:
+        """``state_dir``: keep the order-rate buckets there, shared by every process using the
+        folder (``clock`` must then be the machine's monotonic clock, the default)."""
         self.global_limits = global_limits or RiskLimits()
         self.per_account = dict(per_account or {})
         self.clock = clock or time.monotonic
-        self._checks = [check_cls(self.clock) for check_cls in checks]
+        self.buckets: TokenBuckets = (
+            SharedBuckets(bucket_folder(state_dir)) if state_dir is not None else LocalBuckets()
+        )
+        self.shared = state_dir is not None
+        self._checks = [check_cls(self.clock, self.buckets) for check_cls in checks]
         # account -> (limits, the checks they switch on); built once per account.
         self._plans: dict[str, tuple[RiskLimits, list[Check]]] = {}
+
+    def share_state(self, state_dir: Path) -> None:
+        """Keep the order-rate buckets in ``state_dir`` from now on (see ``__init__``); counts
+        so far are dropped. Nothing to do if they are kept in a folder already."""
+        if self.shared:
+            return
+        self.buckets = SharedBuckets(bucket_folder(state_dir))
+        self.shared = True
+        for check in self._checks:
+            check.buckets = self.buckets
 
     def limits_for(self, account: str | None) -> RiskLimits:
         return self._plan(account)[0]

@@ -112,13 +112,20 @@ class OrderTracker:
             log.exception("could not journal %s for order %s", kind, order.client_order_id)
 
     def record(
-        self, kind: str, client_order_id: str | None, account: str | None, data: dict[str, object]
+        self,
+        kind: str,
+        client_order_id: str | None,
+        account: str | None,
+        data: dict[str, object],
+        *,
+        soon: bool = False,
     ) -> None:
-        """Journal an event that is not one order's state; a journal fault is logged, not raised."""
+        """Journal an event that is not one order's state; a journal fault is logged, not raised.
+        ``soon``: the row may wait for the end of the loop's turn (see ``brokers.journal``)."""
         if self.journal is None:
             return
         try:
-            self.journal.record(kind, client_order_id=client_order_id, account=account, data=data)
+            self.journal.record(kind, client_order_id=client_order_id, account=account, data=data, soon=soon)
         except Exception:
             log.exception("could not journal %s", kind)
 

@@ -187,7 +187,11 @@ async def test_system_halted(rig):
     order = await rig.submit()
     assert_refused(order, "SYSTEM_HALTED", "halted", "lunch")
     assert rig.placed() == 0
-    assert kinds(rig.journal, order) == []  # refused before the journal
+    # Refused before any intent, and the refusal is in the audit trail.
+    assert kinds(rig.journal, order) == ["risk_reject"]
+    [row] = rig.journal.events(order=order.client_order_id)
+    assert row.data["state"]["reject_code"] == "SYSTEM_HALTED"
+    assert row.data["request"]["symbol"] == order.request.symbol
 
 
 async def test_reduce_only_lets_a_reducing_sell_through_and_refuses_a_buy(rig):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from brokers.journal import Journal
-from brokers.killswitch import FLAG_NAME, HaltSettings, KillSwitch
+from brokers.killswitch import FLAG_NAME, LOCK_NAME, HaltSettings, KillSwitch
 from brokers.models import TradingState
 from brokers.paths import state_dir
 
@@ -43,8 +43,9 @@ def test_halt_persists_json_flag_before_returning(folder):
     assert written.tzinfo is not None and abs((written - datetime.now(UTC)).total_seconds()) < 5
     assert switch.state is TradingState.HALTED
     assert info.reason == "fat finger" and info.persisted
-    # The temporary file went through os.replace: nothing else is left beside the flag.
-    assert sorted(p.name for p in folder.iterdir()) == [FLAG_NAME]
+    # The temporary file went through os.replace: nothing else is left beside the flag and the
+    # lock file that serialises changes of state across processes.
+    assert sorted(p.name for p in folder.iterdir()) == sorted([FLAG_NAME, LOCK_NAME])
 
 
 def test_halt_is_idempotent(folder):
@@ -106,20 +107,21 @@ def test_a_flag_that_cannot_be_checked_counts_as_halted(folder, monkeypatch):
     assert switch.state is TradingState.HALTED
 
 
-def test_halt_that_cannot_be_written_still_halts_this_process(folder, monkeypatch):
+def test_halt_where_nothing_can_be_created_still_halts_this_process(folder, monkeypatch):
     switch = KillSwitch(folder, env={})
+    real_open = os.open
 
-    def full(src, dst):
-        raise OSError(28, "No space left on device")
+    def full(path, *args, **kwargs):
+        if FLAG_NAME in str(path):
+            raise OSError(28, "No space left on device")
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "replace", full)  # the rename that would publish the flag
+    monkeypatch.setattr(os, "open", full)  # neither the empty flag nor the JSON can be created
     info = switch.halt("disk full", source="test")
     assert not info.persisted
     assert switch.state is TradingState.HALTED
     assert not (folder / FLAG_NAME).exists()
-    assert [
-        p.name for p in folder.iterdir() if p.name.startswith(f".{FLAG_NAME}.")
-    ] == []  # no temp file left
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []  # no temp file left
     monkeypatch.undo()
     switch.resume("disk cleaned", source="test")
     assert switch.state is TradingState.ACTIVE
