@@ -3,10 +3,11 @@ factory; ``settled`` waits until the accounts are connected and read."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from support import until
 
 from brokers.config import Config, demo_config, parse_config
 from console.app import TradingConsoleApp, make_app
@@ -49,9 +50,4 @@ async def settled(app: TradingConsoleApp, pilot: Any) -> None:
 
 async def wait_for(predicate: Callable[[], bool], pilot: Any, within: float = 5.0) -> None:
     """Let the app run until ``predicate()`` holds; fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
+    await until(predicate, within=within, step=0.02, pause=pilot.pause)
