@@ -1,37 +1,12 @@
 """The write-ahead journal: one SQLite row per order event, the intent written before the broker
 call, so that after any crash we know every order that might exist at a broker.
 
-Durability. The database runs in WAL mode. A row is committed - appended to the WAL with
-``write()`` - before ``record`` returns, and with ``synchronous="NORMAL"`` (the default) that
-survives the process being killed at any instant (kill -9, a crash, an OOM kill), because the
-bytes are already in the operating system. A power cut or kernel panic can lose the rows written
-since the WAL was last synced (at each checkpoint) that the operating system had not yet written
-back itself; the database stays consistent, and the broker, asked by ``client_order_id`` at
-reconcile, is the authority for those orders anyway. ``synchronous="FULL"`` fsyncs every commit
-as well and also survives a power cut, at the price of one fsync per commit (about 0.2 ms on a
-virtual disk: roughly a tenth of the order rate).
-
-Follow-up rows (``soon=True``): what a broker answered about an order whose intent is already
-committed. Such a row waits in memory and is written with the next row written without ``soon``
-(the next order's intent, before that order goes out), in one statement and so one transaction,
-or at the end of the current turn of the event loop, whichever comes first; with no event loop
-running in the thread it is written at once. Most of a commit's cost is fixed (six file locks
-and the page write): an intent and an answer cost about 16 µs in one statement here, 26 µs in
-two commits. Nothing is held open in between, so other processes writing to the journal never
-wait for a turn to end. A process killed in between loses at most the answers of that turn,
-never an intent: those orders reload as PENDING and reconcile asks the broker what became of
-them, as for any order whose answer was lost. Reading (``orders()``, ``events()``) writes what
-is waiting first; other processes see it a turn later.
-
-Checkpoints (copying the WAL into the database, with two fsyncs) run in a thread of the
-journal's own, on a connection of its own: a passive checkpoint, which never blocks a writer,
-every ``CHECKPOINT_SECONDS`` while rows are being written. Inside a commit, as SQLite does them
-by default, they stopped the event loop for 30-50 ms every few thousand orders of a burst (the
-cost is the writing back of the pages copied); in the thread the longest submit of a burst of
-20,000 fell to a few milliseconds, and the order rate stayed the same. Should the thread stop,
-a commit checkpoints by itself once the WAL reaches ``FALLBACK_CHECKPOINT_PAGES`` pages, so the
-WAL stays bounded. (1 KiB pages were tried as well: each commit then wrote three pages instead
-of one, which was slower.)
+In short: WAL mode, and a row committed before ``record`` returns, so it survives the process
+being killed at any instant (``synchronous="FULL"`` also survives a power cut, at one fsync per
+commit). A broker's answer about an order already journaled (``soon=True``) is written with the
+next intent or at the end of the event loop's turn; a process killed in between loses at most
+those answers, never an intent. Checkpoints run in a thread of the journal's own. Why each of
+these, and what it costs: "The journal's durability" in CONTRIBUTING.md.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     ibkr_fixture,
     next_event,
     tws_peer_fixture,
-    until,
 )
+from support import until
 
 from brokers.adapters.ibkr import IBKRBroker
 from brokers.errors import BrokerConnectionError, BrokerTimeoutError, ConfigError

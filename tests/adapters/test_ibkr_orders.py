@@ -18,8 +18,8 @@ from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     reject,
     silent,
     tws_peer_fixture,
-    until,
 )
+from support import until
 
 from brokers.adapters.ibkr import IBKRBroker
 from brokers.errors import (

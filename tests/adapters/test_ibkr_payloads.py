@@ -16,8 +16,8 @@ from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     notice,
     reject,
     tws_peer_fixture,
-    until,
 )
+from support import until
 
 from brokers import errors
 from brokers.adapters.ibkr import error_for

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from support import until
+
 from brokers.config import Config, demo_config, parse_config
 from brokers.models import AccountStatus
 from console.tui.app import TradingConsoleApp, make_app
@@ -54,12 +56,5 @@ async def settled(app: TradingConsoleApp, pilot: Any) -> None:
 async def wait_for(predicate: Callable[[], bool], pilot: Any = None, within: float = 5.0) -> None:
     """Let the app (or, without a pilot, the event loop) run until ``predicate()`` holds; fail
     after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        if pilot is None:
-            await asyncio.sleep(0.02)
-        else:
-            await pilot.pause(0.02)
+    pause = asyncio.sleep if pilot is None else pilot.pause
+    await until(predicate, within=within, step=0.02, pause=pause)

@@ -1451,15 +1451,6 @@ async def next_event(queue: asyncio.Queue, kind: type, where=lambda event: True,
                 return event
 
 
-async def until(condition, within: float = 3.0) -> None:
-    """Wait for ``condition()`` to hold (the peer and the client talk asynchronously)."""
-    async with asyncio.timeout(within):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.005)
-
-
 def drain(queue: asyncio.Queue) -> list:
     events = []
     while not queue.empty():

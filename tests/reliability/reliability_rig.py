@@ -132,15 +132,6 @@ class Rig:
         await asyncio.sleep(0.01)
 
 
-async def until(condition: Callable[[], bool], within: float = 5.0, step: float = 0.005) -> None:
-    """Wait for ``condition()`` to hold; brokers and peers answer on their own schedule."""
-    async with asyncio.timeout(within):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(step)
-
-
 def regressions(history: dict[str, list[tuple[OrderStatus, Decimal]]]) -> list[str]:
     """Every place an order's reported state went backwards: a status change the state machine
     forbids, or a filled quantity that shrank."""

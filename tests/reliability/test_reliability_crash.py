@@ -19,7 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from reliability_rig import AlpacaSide, journal_positions, note, until
+from reliability_rig import AlpacaSide, journal_positions, note
+from support import until
 
 from brokers.journal import Journal
 from brokers.models import OrderRequest, OrderStatus, TradingState

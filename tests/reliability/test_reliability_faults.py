@@ -21,8 +21,8 @@ from reliability_rig import (
     journal_positions,
     note,
     regressions,
-    until,
 )
+from support import until
 
 from brokers.events import FillEvent, OrderEvent
 from brokers.health import Backoff

@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_rig import AlpacaSide, CountingSim, KiteSide, Rig, TwsSide, note, regressions, until
+from reliability_rig import AlpacaSide, CountingSim, KiteSide, Rig, TwsSide, note, regressions
+from support import until
 
 from brokers.models import ConnectionState, OrderRequest, OrderStatus
 from brokers.plausibility import MAX_AMOUNT, implausible

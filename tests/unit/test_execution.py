@@ -6,6 +6,7 @@ import sys
 from decimal import Decimal
 
 import pytest
+from support import until
 
 from brokers.events import ConnectionEvent
 from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService
@@ -111,16 +112,6 @@ async def rig(tmp_path):
     await setup.manager.stop()
     await setup.manager.disconnect_all()
     setup.journal.close()
-
-
-async def until(condition, within=2.0):
-    """Let background tasks (the broker event stream) run until ``condition()`` holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.001)
 
 
 def kinds(journal, order):

@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from support import until
+
 from brokers.events import ConnectionEvent, OrderEvent, PositionDiffEvent
 from brokers.execution import ExecutionService
 from brokers.fx import FxRates, FxSettings, Money
@@ -31,10 +33,11 @@ def sim(name: str, **kwargs) -> SimBroker:
 async def wait_for_state(
     m: MultiBrokerManager, name: str, state: ConnectionState, limit: float = 2.0
 ) -> None:
-    deadline = time.perf_counter() + limit
-    while m.state(name) is not state:
-        assert time.perf_counter() < deadline, f"{name} is {m.state(name)}, expected {state}"
-        await asyncio.sleep(0.005)
+    await until(
+        lambda: m.state(name) is state,
+        within=limit,
+        failure=lambda: f"{name} is {m.state(name)}, expected {state}",
+    )
 
 
 async def test_refresh_fans_out_concurrently_against_the_sum_of_latencies():
