@@ -18,8 +18,8 @@ from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     next_event,
     notice,
     tws_peer_fixture,
-    until,
 )
+from support import until
 
 from brokers.adapters.ibkr import IBKRBroker
 from brokers.book import Book
