@@ -275,6 +275,7 @@ async def test_outside_fills_reach_the_book_and_journal(peer, keys, tmp_path):
         await service.stop()
         await manager.stop()
         await manager.disconnect_all()
+        journal.close()
 
 
 def drain(broker) -> list:
@@ -304,3 +305,43 @@ def test_a_missing_payload_folder_fails_the_test_and_says_where_it_was_looked_fo
     monkeypatch.setattr(broker_payloads, "PAYLOADS", tmp_path / "nowhere")
     with pytest.raises(pytest.fail.Exception, match="shared/fixtures/broker-payloads"):
         broker_payloads.payload("alpaca", "account.json")
+
+
+async def test_asking_for_an_outside_notional_order_is_an_api_error_not_a_crash(broker, peer):
+    body = alpaca("orders_open_sdk.json")[4]
+    peer.answer_next("GET", f"/v2/orders/{body['id']}", body)
+    with pytest.raises(BrokerAPIError, match="notional"):
+        await broker.get_order(body["id"])
+
+
+async def test_a_nine_decimal_order_of_ours_is_journaled_and_booked_to_the_last_digit(peer, keys, tmp_path):
+    peer.auto_fill = True
+    adapter = BrokerFactory.create(peer.settings())
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker(ACCOUNT, adapter, default=True)
+    await manager.connect_all()
+    await manager.start()
+    journal = Journal(tmp_path / "journal.sqlite")
+    service = ExecutionService(manager, KillSwitch(tmp_path, journal=journal, env={}), journal=journal)
+    await service.start()
+    try:
+        request = OrderRequest(symbol="AAPL", side="BUY", quantity="0.173011547")
+        placed = await service.submit(request)
+        assert placed.reject_code is None, placed.reject_reason
+        assert peer.bodies[-1]["qty"] == "0.173011547"
+        for _ in range(150):
+            if service.book.position(ACCOUNT, "AAPL") == Decimal("0.173011547"):
+                break
+            await asyncio.sleep(0.02)
+        assert service.book.position(ACCOUNT, "AAPL") == Decimal("0.173011547")
+        kept = journal.orders()[request.client_order_id]
+        assert kept.quantity == Decimal("0.173011547")
+    finally:
+        await service.stop()
+        await manager.stop()
+        await manager.disconnect_all()
+        journal.close()
+    again = Journal(tmp_path / "journal.sqlite")
+    reopened = again.orders()[request.client_order_id]
+    again.close()
+    assert reopened.quantity == Decimal("0.173011547") and reopened.filled_quantity == Decimal("0.173011547")

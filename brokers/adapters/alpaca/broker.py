@@ -498,7 +498,7 @@ class AlpacaBroker(Broker):
         client = self._require_client()
         check_order_id(broker_order_id, self.name)
         payload = await self._read(client.get_order_by_id, broker_order_id, what="read the order")
-        return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
+        return self._ingest_read(payload)
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         client = self._require_client()
@@ -506,7 +506,7 @@ class AlpacaBroker(Broker):
             payload = await self._read(client.get_order_by_client_id, client_order_id, what="find the order")
         except OrderNotFoundError:
             return None
-        return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
+        return self._ingest_read(payload)
 
     async def get_open_orders(self) -> list[Order]:
         client = self._require_client()
@@ -577,6 +577,15 @@ class AlpacaBroker(Broker):
             ) from None
         self.last_refresh = utcnow()
         return positions
+
+    def _ingest_read(self, payload: Any) -> Order:
+        """``_ingest`` for a single order asked for: what cannot be read is an API error."""
+        try:
+            return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokerAPIError(
+                f"Alpaca sent an order that cannot be shown: {unreadable(exc)}", broker=self.name
+            ) from None
 
     # -- the one path every order payload takes -------------------------------------------
     def _on_trade_update(self, message: Any) -> None:
