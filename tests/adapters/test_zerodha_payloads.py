@@ -15,6 +15,9 @@ import pytest
 from peers.kite_peer import KitePeer, kite_peer  # noqa: F401  (kite_peer is a fixture)
 
 from brokers.adapters.zerodha import ZerodhaBroker
+from brokers.execution import ExecutionService
+from brokers.killswitch import KillSwitch
+from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 from tests.adapters.broker_payloads import payload
 
@@ -31,12 +34,16 @@ def envelope(data) -> dict:
     return {"status": "success", "data": data}
 
 
-async def connected(peer: KitePeer, monkeypatch, **settings) -> ZerodhaBroker:
+def account(peer: KitePeer, monkeypatch, **settings) -> ZerodhaBroker:
     monkeypatch.setenv("KITE_API_KEY", peer.api_key)
     monkeypatch.setenv("KITE_ACCESS_TOKEN", peer.access_token)
-    adapter = ZerodhaBroker.from_config(
+    return ZerodhaBroker.from_config(
         {"name": "kite", "root": peer.root, "poll_interval": 0.2, "timeout": 2, **settings}
     )
+
+
+async def connected(peer: KitePeer, monkeypatch, **settings) -> ZerodhaBroker:
+    adapter = account(peer, monkeypatch, **settings)
     await adapter.connect()
     return adapter
 
@@ -94,6 +101,37 @@ async def test_a_partial_sale_keeps_one_row_with_what_is_left(broker, kite_peer)
     await broker.place_order(OrderRequest(symbol="SBIN", side="SELL", quantity=6, exchange="NSE"))
     [position] = await broker.get_positions()
     assert (position.symbol, position.quantity) == ("SBIN", 10)
+
+
+@pytest.mark.parametrize(("side", "quantity", "held"), [("SELL", 16, 0), ("BUY", 5, 21)])
+async def test_the_execution_book_holds_what_the_account_holds(
+    kite_peer,  # noqa: F811
+    monkeypatch,
+    tmp_path,
+    side,
+    quantity,
+    held,
+):
+    kite_peer.holdings = [sbin_on_bse()]
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("kite", account(kite_peer, monkeypatch), default=True)
+    await manager.connect_all()
+    await manager.start()
+    service = ExecutionService(manager, KillSwitch(tmp_path, env={}))
+    await service.start()
+    try:
+        assert service.book.position("kite", "SBIN") == 16
+        order = await service.submit(
+            OrderRequest(symbol="SBIN", side=side, quantity=quantity, exchange="NSE")
+        )
+        assert order.status is OrderStatus.FILLED, order.reject_reason
+        # Read back from Kite (as after a reconnect): BSE and NSE rows, one share.
+        await service.reconciler.seed_positions()
+        assert service.book.position("kite", "SBIN") == held
+    finally:
+        await service.stop()
+        await manager.stop()
+        await manager.disconnect_all()
 
 
 # -- orders modified outside the console --------------------------------------------------
