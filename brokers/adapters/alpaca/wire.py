@@ -297,7 +297,8 @@ def foreign_source(broker_id: str, payload: dict[str, Any]) -> FillSource:
     asset_class = ASSET_CLASSES.get(str(payload.get("asset_class") or "us_equity"), AssetClass.STOCK)
     symbol = str(payload.get("symbol") or "").strip().upper()
     if not symbol:
-        raise ValueError(f"order {broker_id} names no symbol")
+        # A multi-leg order: its executions are per leg, and only positions show them.
+        raise ValueError(f"order {broker_id} names no symbol; its legs' fills show in positions")
     return FillSource(
         broker_id,
         None,
