@@ -248,6 +248,24 @@ async def test_fills_of_an_outside_notional_order_reach_the_stream_once_each(bro
     assert not [e for e in drain(broker) if isinstance(e, Fill)]
 
 
+async def test_a_notional_order_that_gets_a_quantity_later_reports_nothing_twice(broker, peer):
+    theirs = await peer.place_external(symbol="AAPL", notional="500", side="buy")
+    await peer.fill(theirs["id"], qty="1.5", price="190")
+    first = await fill_of(broker, theirs["id"])
+    peer.orders[theirs["id"]]["qty"] = "2.5"  # the order now says how many shares it is for
+    await peer.fill(theirs["id"], price="200")
+    second = await fill_of(broker, theirs["id"])
+    assert (first.quantity, second.quantity) == (Decimal("1.5"), 1)
+    order = await broker.get_order(theirs["id"])
+    assert (order.quantity, order.filled_quantity, order.status) == (
+        Decimal("2.5"),
+        Decimal("2.5"),
+        OrderStatus.FILLED,
+    )
+    await asyncio.sleep(0.1)
+    assert not [e for e in drain(broker) if isinstance(e, Fill)]
+
+
 async def test_outside_fills_reach_the_book_and_journal(peer, keys, tmp_path):
     adapter = BrokerFactory.create(peer.settings())
     manager = MultiBrokerManager(heartbeat_interval=3600)

@@ -637,7 +637,6 @@ class AlpacaBroker(Broker):
                     # executions move the position all the same.
                     self._follow_foreign(broker_id, payload, event, history=history)
                     raise
-            self._foreign.pop(broker_id, None)
             self._pending.pop(request.client_order_id, None)
             order = Order(
                 request=request,
@@ -645,6 +644,11 @@ class AlpacaBroker(Broker):
                 broker_order_id=broker_id,
                 created_at=parse_time(payload.get("created_at")) or utcnow(),
             )
+            reported = self._foreign.pop(broker_id, None)
+            if reported is not None:
+                # Followed by its executions until now (a dollar amount that has since got a
+                # quantity): what was reported then is not reported again.
+                order.filled_quantity, order.avg_fill_price = reported.filled, reported.average
             self._remember(broker_id, order)
         fills, changed = self._apply(order, payload, event, history=history)
         for fill in fills:

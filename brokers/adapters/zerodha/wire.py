@@ -140,9 +140,9 @@ def as_modified(request: OrderRequest, data: dict[str, Any]) -> OrderRequest | N
     another program) to another quantity, type, price or trigger; None when it was not. Kite's
     order history shows such a change as MODIFY VALIDATION PENDING, MODIFIED, then the order
     again with the new values."""
-    order_type = ORDER_TYPE_FROM_KITE.get(str(data.get("order_type")), request.order_type)
     if request.order_type is OrderType.TRAILING_STOP:
         return None  # Kite has no such type: the request is not Kite's to restate
+    order_type = ORDER_TYPE_FROM_KITE.get(str(data.get("order_type")), request.order_type)
     price, trigger = dec(data.get("price")), dec(data.get("trigger_price"))
     wanted: dict[str, Any] = {
         "quantity": dec(data.get("quantity")) or request.quantity,
