@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 # Sanity ceilings: no real order is larger, and a value past them is a typo or an attack.
 MAX_QUANTITY = Decimal("1000000000")
 MAX_PRICE = Decimal("1000000000")
-MAX_DECIMALS = 8
+# Quantities and prices to 9 decimal places: Alpaca's fractional shares and crypto go that far.
+MAX_DECIMALS = 9
 SYMBOL_MAX_LEN = 40
 CLIENT_ORDER_ID_MAX_LEN = 48
 

@@ -321,7 +321,7 @@ def test_order_types_follow_the_prices_given():
         (["buy", "AAPL", "abc"], "QTY"),
         (["buy", "AAPL", "nan"], "QTY"),
         (["buy", "AAPL", "1e20"], "QTY"),
-        (["buy", "AAPL", "1.123456789"], "QTY"),
+        (["buy", "AAPL", "1.1234567891"], "QTY"),
         (["buy", "AA PL$", "1"], "SYMBOL"),
         (["buy", "AAPL", "1", "--limit", "-3"], "--limit"),
         (["buy", "AAPL", "1", "--limit", "inf"], "--limit"),

@@ -105,7 +105,7 @@ def test_fields_the_order_type_does_not_use_are_ignored():
         ({"quantity": "nan"}, "quantity", "finite"),
         ({"quantity": "inf"}, "quantity", "finite"),
         ({"quantity": "1e12"}, "quantity", "at most"),
-        ({"quantity": "0.123456789"}, "quantity", "decimal places"),
+        ({"quantity": "0.1234567891"}, "quantity", "decimal places"),
         ({"quantity": ""}, "quantity", "empty"),
         ({"symbol": ""}, "symbol", "empty"),
         ({"symbol": "$$$"}, "symbol", "letters, digits"),

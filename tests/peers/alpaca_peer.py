@@ -13,8 +13,8 @@ to accept, fill, partially fill, reject, expire and cancel orders. Tests steer i
 - ``drop_next(method, path)`` does the work, then closes the connection without answering;
 - ``drop_streams()`` cuts every websocket; ``stream_online = False`` refuses new ones, and
   ``stream_refuses_auth = True`` answers their authentication with "unauthorized";
-- ``place_external(...)`` places an order as another program would; ``replay(message)`` sends
-  a stream message again.
+- ``place_external(...)`` places an order as another program would (by quantity, to 9 decimals,
+  or by dollar amount with ``notional``); ``replay(message)`` sends a stream message again.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import pytest
@@ -34,10 +34,12 @@ from aiohttp import WSMsgType, web
 API_KEY = "PKPEERTESTKEY0000001"
 SECRET_KEY = "peer-secret-key-do-not-log-0001"
 
+NINE_PLACES = Decimal("1e-9")
 OPEN_STATUSES = {
     "new",
     "accepted",
     "pending_new",
+    "pending_review",
     "partially_filled",
     "held",
     "pending_cancel",
@@ -193,18 +195,23 @@ class AlpacaPeer:
         self, order_id: str, qty: Decimal | str | None = None, price: Decimal | str | None = None
     ) -> dict[str, Any]:
         order = self.orders[order_id]
-        remaining = Decimal(order["qty"]) - Decimal(order["filled_qty"])
+        at = Decimal(str(price)) if price is not None else self._fill_price(order)
+        if order["qty"] is None:
+            # A notional order: as many shares as the dollar amount buys, to 9 decimals.
+            order_qty = (Decimal(order["notional"]) / at).quantize(NINE_PLACES, ROUND_DOWN)
+        else:
+            order_qty = Decimal(order["qty"])
+        remaining = order_qty - Decimal(order["filled_qty"])
         amount = Decimal(str(qty)) if qty is not None else remaining
         if amount <= 0 or amount > remaining:
             raise ValueError(f"cannot fill {amount} of {remaining} remaining")
-        at = Decimal(str(price)) if price is not None else self._fill_price(order)
         filled = Decimal(order["filled_qty"])
         average = Decimal(order["filled_avg_price"] or 0)
         total = filled + amount
         order["filled_avg_price"] = money((average * filled + at * amount) / total)
         order["filled_qty"] = money(total)
         timestamp = now_text()
-        order["status"] = "filled" if total == Decimal(order["qty"]) else "partially_filled"
+        order["status"] = "filled" if total == order_qty else "partially_filled"
         order["updated_at"] = timestamp
         if order["status"] == "filled":
             order["filled_at"] = timestamp
@@ -320,7 +327,11 @@ class AlpacaPeer:
 
     def buying_power(self) -> Decimal:
         reserved = sum(
-            (Decimal(o["qty"]) - Decimal(o["filled_qty"])) * self._reference_price(o)
+            (
+                Decimal(o["notional"]) - Decimal(o["filled_qty"]) * Decimal(o["filled_avg_price"] or 0)
+                if o["qty"] is None
+                else (Decimal(o["qty"]) - Decimal(o["filled_qty"])) * self._reference_price(o)
+            )
             for o in self.orders.values()
             if o["status"] in OPEN_STATUSES and o["side"] == "buy"
         )
@@ -406,8 +417,17 @@ class AlpacaPeer:
             "sell",
         ):
             return error(422, 40010001, "invalid order type or side")
+        notional: Decimal | None = None
         try:
-            qty = Decimal(str(body["qty"]))
+            if body.get("notional") is not None and body.get("qty") is None:
+                notional = Decimal(str(body["notional"]))
+                if notional <= 0:
+                    return error(422, 40010001, "notional must be > 0")
+                if kind != "market" or tif != "day":
+                    return error(422, 40010001, "notional orders must be DAY market orders")
+                qty = notional / self.prices[symbol]
+            else:
+                qty = Decimal(str(body["qty"]))
             prices = {
                 key: Decimal(str(body[key]))
                 for key in ("limit_price", "stop_price", "trail_price", "trail_percent")
@@ -465,8 +485,8 @@ class AlpacaPeer:
             "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
             "symbol": symbol,
             "asset_class": asset["class"],
-            "notional": None,
-            "qty": money(qty),
+            "notional": _opt(notional),
+            "qty": None if notional is not None else money(qty),
             "filled_qty": "0",
             "filled_avg_price": None,
             "order_class": "",

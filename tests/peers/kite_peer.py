@@ -7,9 +7,9 @@ envelope with the HTTP status Kite uses. Behind it sits a small order book with 
 (each with its status history), trades, net positions, holdings and margins.
 
 Tests steer it: the next order can be filled, partly filled, left open, rejected by RMS, refused
-with an error envelope, or accepted with the answer lost; any endpoint can fail once with a given
-error, answers can be delayed, open connections dropped, and the listener stopped and restarted
-on the same port.
+with an error envelope, or accepted with the answer lost; a working order can be modified as
+Kite's own app would; any endpoint can fail once with a given error, answers can be delayed, open
+connections dropped, and the listener stopped and restarted on the same port.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class PeerOrder:
     filled_value: Decimal = Decimal(0)
     cancelled_quantity: int = 0
     updated_at: datetime | None = None
+    modified: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -146,7 +147,7 @@ class PeerOrder:
             "exchange_update_timestamp": exchange_time,
             "exchange_timestamp": exchange_time,
             "variety": self.variety,
-            "modified": False,
+            "modified": self.modified,
             "exchange": self.exchange,
             "tradingsymbol": self.tradingsymbol,
             "instrument_token": instrument_token(self.exchange, self.tradingsymbol),
@@ -287,6 +288,26 @@ class KitePeer:
         order = self.orders[order_id]
         assert order.working, f"order {order_id} is {order.status}"
         self._execute(order, quantity or order.quantity - order.filled_quantity, price)
+
+    def modify(
+        self, order_id: str, *, quantity: int | None = None, price: Decimal | str | None = None
+    ) -> None:
+        """A change made outside the adapter (Kite's web app, another program). The history shows
+        it as kiteconnect-mocks' order_info does: MODIFY VALIDATION PENDING, MODIFY PENDING,
+        MODIFIED, then the order again with its new values."""
+        order = self.orders[order_id]
+        assert order.working, f"order {order_id} is {order.status}"
+        resumed = order.status
+        for status in ("MODIFY VALIDATION PENDING", "MODIFY PENDING", "MODIFIED"):
+            self._set_status(order, status)
+        if quantity is not None:
+            assert quantity > order.filled_quantity
+            order.quantity = quantity
+        if price is not None:
+            order.price = Decimal(str(price))
+        order.modified = True
+        self._set_status(order, resumed)
+        self._match(order)
 
     def exchange_cancel(self, order_id: str, message: str | None = None) -> None:
         """The exchange drops what is left of an order (IOC remainder, end of day)."""

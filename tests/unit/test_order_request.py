@@ -55,7 +55,7 @@ def test_client_order_ids_are_unique_and_fit_every_broker():
         ({"quantity": "nan"}, "quantity", "finite"),
         ({"quantity": float("inf")}, "quantity", "finite"),
         ({"quantity": "1e12"}, "quantity", "at most"),
-        ({"quantity": "0.000000001"}, "quantity", "decimal places"),
+        ({"quantity": "0.0000000001"}, "quantity", "decimal places"),
         ({"quantity": "ten"}, "quantity", "must be a number"),
         ({"quantity": True}, "quantity", "must be a number"),
         ({"symbol": ""}, "symbol", "empty"),

@@ -14,6 +14,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -57,11 +58,13 @@ from ...models import (
 from ..retry import SharedReads, read_retrying
 from .stream import StreamThread, TimeoutSession, UpdateStream
 from .wire import (
+    FillSource,
     alpaca_refusal,
     api_error,
     check_order_id,
     currency_of,
     dec,
+    foreign_source,
     map_status,
     order_fields,
     parse_time,
@@ -89,6 +92,12 @@ _MAX_TRACKED = 10_000
 # Orders listed after a stream gap are asked for from a little before it: clocks disagree.
 _CLOCK_SLACK = timedelta(seconds=60)
 _MAYBE_PLACED = "; the order may or may not have been placed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    filled: Decimal
+    average: Decimal | None
 
 
 class AlpacaBroker(Broker):
@@ -157,6 +166,8 @@ class AlpacaBroker(Broker):
         self._resync_wanted = False
         self._resync_task: asyncio.Task[None] | None = None
         self._orders: OrderedDict[str, Order] = OrderedDict()
+        # Orders placed elsewhere that no ``Order`` can describe: how much of each has filled.
+        self._foreign: OrderedDict[str, _Progress] = OrderedDict()
         self._pending: dict[str, OrderRequest] = {}
 
     @classmethod
@@ -487,7 +498,7 @@ class AlpacaBroker(Broker):
         client = self._require_client()
         check_order_id(broker_order_id, self.name)
         payload = await self._read(client.get_order_by_id, broker_order_id, what="read the order")
-        return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
+        return self._ingest_read(payload)
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         client = self._require_client()
@@ -495,7 +506,7 @@ class AlpacaBroker(Broker):
             payload = await self._read(client.get_order_by_client_id, client_order_id, what="find the order")
         except OrderNotFoundError:
             return None
-        return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
+        return self._ingest_read(payload)
 
     async def get_open_orders(self) -> list[Order]:
         client = self._require_client()
@@ -567,6 +578,15 @@ class AlpacaBroker(Broker):
         self.last_refresh = utcnow()
         return positions
 
+    def _ingest_read(self, payload: Any) -> Order:
+        """``_ingest`` for a single order asked for: what cannot be read is an API error."""
+        try:
+            return self._ingest(payload_dict(payload, "order"), history=False).snapshot()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokerAPIError(
+                f"Alpaca sent an order that cannot be shown: {unreadable(exc)}", broker=self.name
+            ) from None
+
     # -- the one path every order payload takes -------------------------------------------
     def _on_trade_update(self, message: Any) -> None:
         data = message.get("data") if isinstance(message, dict) else None
@@ -610,7 +630,13 @@ class AlpacaBroker(Broker):
             request = request or self._pending.get(str(payload.get("client_order_id") or ""))
             history = history or request is not None
             if request is None:
-                request = request_from_payload(payload)
+                try:
+                    request = request_from_payload(payload)
+                except ValueError:
+                    # Not an order we can show (a dollar amount, a multi-leg order), but its
+                    # executions move the position all the same.
+                    self._follow_foreign(broker_id, payload, event, history=history)
+                    raise
             self._pending.pop(request.client_order_id, None)
             order = Order(
                 request=request,
@@ -618,6 +644,11 @@ class AlpacaBroker(Broker):
                 broker_order_id=broker_id,
                 created_at=parse_time(payload.get("created_at")) or utcnow(),
             )
+            reported = self._foreign.pop(broker_id, None)
+            if reported is not None:
+                # Followed by its executions until now (a dollar amount that has since got a
+                # quantity): what was reported then is not reported again.
+                order.filled_quantity, order.avg_fill_price = reported.filled, reported.average
             self._remember(broker_id, order)
         fills, changed = self._apply(order, payload, event, history=history)
         for fill in fills:
@@ -676,8 +707,25 @@ class AlpacaBroker(Broker):
         at: datetime,
     ) -> Fill | None:
         """The execution(s) that took the order from what we knew to ``cumulative``."""
-        known = order.filled_quantity
-        delta = cumulative - known
+        return self._execution(
+            _Progress(order.filled_quantity, order.avg_fill_price),
+            FillSource(str(order.broker_order_id), order.client_order_id, order.symbol, order.side),
+            cumulative,
+            average,
+            event,
+            at,
+        )
+
+    def _execution(
+        self,
+        known: _Progress,
+        source: FillSource,
+        cumulative: Decimal,
+        average: Decimal | None,
+        event: dict[str, Any] | None,
+        at: datetime,
+    ) -> Fill | None:
+        delta = cumulative - known.filled
         price: Decimal | None = None
         if event is not None and event.get("event") in ("fill", "partial_fill"):
             if dec(event.get("qty"), "qty") == delta:
@@ -685,28 +733,55 @@ class AlpacaBroker(Broker):
             at = parse_time(event.get("timestamp")) or at
         if price is None and average is not None:
             # Several executions seen at once (after a gap): their average price, from the totals.
-            known_cost = (order.avg_fill_price or Decimal(0)) * known
+            known_cost = (known.average or Decimal(0)) * known.filled
             derived = (average * cumulative - known_cost) / delta
             price = derived if derived > 0 else average
         if price is None or price <= 0:
-            log.warning(
-                "%s: %s filled %s but Alpaca sent no price yet", self.name, order.broker_order_id, delta
-            )
+            log.warning("%s: %s filled %s but Alpaca sent no price yet", self.name, source.broker_id, delta)
             return None
         if price.as_tuple().exponent < -9:  # type: ignore[operator]
             price = price.quantize(Decimal("1e-9")).normalize()
         return Fill(
-            fill_id=f"{order.broker_order_id}:{wire_decimal(cumulative)}",
+            # The same id whichever way the execution is seen: stream, listing, or both.
+            fill_id=f"{source.broker_id}:{wire_decimal(cumulative)}",
             account=self.name,
-            symbol=order.symbol,
-            side=order.side,
+            symbol=source.symbol,
+            side=source.side,
             quantity=delta,
             price=price,
             currency="USD",
-            broker_order_id=order.broker_order_id,
-            client_order_id=order.client_order_id,
+            broker_order_id=source.broker_id,
+            client_order_id=source.client_order_id,
             timestamp=at,
         )
+
+    def _follow_foreign(
+        self, broker_id: str, payload: dict[str, Any], event: dict[str, Any] | None, *, history: bool
+    ) -> None:
+        """Emit the new executions of an order placed elsewhere that no ``Order`` can describe."""
+        cumulative = dec(payload.get("filled_qty"), "filled_qty") or Decimal(0)
+        average = dec(payload.get("filled_avg_price"), "filled_avg_price")
+        known = self._foreign.get(broker_id)
+        if known is None:
+            # Found on a listing (placed before we connected): its past is not news.
+            known = _Progress(Decimal(0), None) if history else _Progress(cumulative, average)
+            self._foreign[broker_id] = known
+            while len(self._foreign) > _MAX_TRACKED:
+                self._foreign.popitem(last=False)
+        if cumulative <= known.filled:
+            return
+        fill = self._execution(
+            known,
+            foreign_source(broker_id, payload),
+            cumulative,
+            average,
+            event,
+            parse_time(payload.get("updated_at")) or utcnow(),
+        )
+        if fill is None:
+            return
+        self._foreign[broker_id] = _Progress(cumulative, average or fill.price)
+        self._emit(fill)
 
     def _remember(self, broker_id: str, order: Order) -> None:
         self._orders[broker_id] = order

@@ -9,7 +9,7 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from alpaca.common.exceptions import APIError
@@ -50,7 +50,9 @@ from ...models import (
     to_decimal,
 )
 
-_SUBMITTED = {"accepted", "pending_new", "accepted_for_bidding"}
+# Every value of alpaca-py's ``OrderStatus`` is named below. ``pending_review``: Alpaca is
+# reviewing the order before it goes to the market, and the order can still be cancelled or fill.
+_SUBMITTED = {"accepted", "pending_new", "accepted_for_bidding", "pending_review"}
 _WORKING = {
     "new",
     "partially_filled",
@@ -279,6 +281,30 @@ def request_from_payload(payload: dict[str, Any]) -> OrderRequest:
     # Alpaca allows 128 characters of anything; fall back to its own id when ours cannot hold it.
     fields["client_order_id"] = client_id if _OUR_CLIENT_ID.fullmatch(client_id) else str(payload["id"])
     return OrderRequest(**fields)
+
+
+class FillSource(NamedTuple):
+    """What a fill repeats of the order it belongs to."""
+
+    broker_id: str
+    client_order_id: str | None
+    symbol: str
+    side: Side
+
+
+def foreign_source(broker_id: str, payload: dict[str, Any]) -> FillSource:
+    """The order behind an execution of an order placed elsewhere that no request describes."""
+    asset_class = ASSET_CLASSES.get(str(payload.get("asset_class") or "us_equity"), AssetClass.STOCK)
+    symbol = str(payload.get("symbol") or "").strip().upper()
+    if not symbol:
+        # A multi-leg order: its executions are per leg, and only positions show them.
+        raise ValueError(f"order {broker_id} names no symbol; its legs' fills show in positions")
+    return FillSource(
+        broker_id,
+        None,
+        crypto_symbol(symbol) if asset_class is AssetClass.CRYPTO else symbol,
+        Side(str(payload.get("side") or "")),
+    )
 
 
 def position_from_payload(payload: dict[str, Any], account: str) -> Position:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ...credentials import redact
 from ...models import Balance, MarginInfo, Position, describe_validation_error
-from .wire import asset_class_of, dec
+from .wire import CASH_EXCHANGES, asset_class_of, dec, holding_key
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,20 @@ def positions_from(
     positions: dict[str, Any],
     prices: dict[tuple[str, str], Decimal],
 ) -> list[Position]:
-    """Holdings (T1 shares included) merged with the net positions; last prices go into ``prices``."""
+    """Holdings (T1 shares included) merged with the net positions, one row per instrument
+    (``holding_key``); last prices go into ``prices``."""
     merged: dict[tuple[str, str], Position] = {}
     rows = [(h, True) for h in holdings] + [(p, False) for p in (positions.get("net") or [])]
+    # Positions carry no ISIN: a share's is looked up by its trading symbol among the holdings.
+    isins = {
+        str(h.get("tradingsymbol")): str(h["isin"])
+        for h in holdings
+        if isinstance(h, dict) and h.get("isin") and h.get("exchange") in CASH_EXCHANGES
+    }
     for data, is_holding in rows:
         try:
             exchange, symbol = str(data["exchange"]), str(data["tradingsymbol"])
+            key = holding_key(exchange, symbol, str(data.get("isin") or "") or isins.get(symbol))
             quantity = dec(data.get("quantity")) + (dec(data.get("t1_quantity")) if is_holding else 0)
             last = dec(data.get("last_price")) or None
             if last is not None:
@@ -130,6 +138,5 @@ def positions_from(
                 "%s: skipped a position Kite sent that could not be read: %s", account, unreadable(exc)
             )
             continue
-        key = (exchange, symbol)
         merged[key] = merge_positions(merged[key], position) if key in merged else position
     return [p for p in merged.values() if p.quantity != 0]

@@ -74,6 +74,7 @@ from .wire import (
     KITE_ORDER_TYPE,
     PRODUCTS,
     VARIETIES,
+    as_modified,
     dec,
     fill_from_trade,
     kite_time,
@@ -574,6 +575,9 @@ class ZerodhaBroker(Broker):
         tracked.variety = str(data.get("variety") or tracked.variety)
         tracked.parent_order_id = data.get("parent_order_id") or None
         before = (order.status, order.filled_quantity, order.avg_fill_price, order.reject_reason)
+        modified = as_modified(order.request, data)
+        if modified is not None:
+            order.request = modified
         filled = dec(data.get("filled_quantity"))
         if filled > order.filled_quantity:  # never backwards: an older read may arrive late
             order.filled_quantity = filled
@@ -588,7 +592,7 @@ class ZerodhaBroker(Broker):
             order.reject_reason = reason
             order.reject_code = "INSUFFICIENT_FUNDS" if FUNDS.search(reason) else "BROKER_REJECTED"
         after = (order.status, order.filled_quantity, order.avg_fill_price, order.reject_reason)
-        return order, created or after != before
+        return order, created or after != before or modified is not None
 
     def _absorb_safely(self, data: Any, *, emit: bool) -> Order | None:
         try:

@@ -135,6 +135,41 @@ def request_from_order(data: dict[str, Any], account: str, client_order_id: str 
     )
 
 
+def as_modified(request: OrderRequest, data: dict[str, Any]) -> OrderRequest | None:
+    """The request as Kite now holds it, when the order was modified (in Kite's own app, by
+    another program) to another quantity, type, price or trigger; None when it was not. Kite's
+    order history shows such a change as MODIFY VALIDATION PENDING, MODIFIED, then the order
+    again with the new values."""
+    if request.order_type is OrderType.TRAILING_STOP:
+        return None  # Kite has no such type: the request is not Kite's to restate
+    order_type = ORDER_TYPE_FROM_KITE.get(str(data.get("order_type")), request.order_type)
+    price, trigger = dec(data.get("price")), dec(data.get("trigger_price"))
+    wanted: dict[str, Any] = {
+        "quantity": dec(data.get("quantity")) or request.quantity,
+        "order_type": order_type,
+        "limit_price": (price or request.limit_price)
+        if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        else None,
+        "stop_price": (trigger or request.stop_price)
+        if order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        else None,
+    }
+    if request.model_dump(include=set(wanted)) == wanted:
+        return None
+    return OrderRequest.model_validate({**request.model_dump(), **wanted})
+
+
+def holding_key(exchange: str, tradingsymbol: str, isin: str | None) -> tuple[str, str]:
+    """What makes two of Kite's rows one instrument. A share is one holding whichever cash
+    exchange lists it: Kite shows a demat holding under one exchange (its mock lists SBIN on
+    BSE) and nets a sale on the other against it, so NSE and BSE rows of one ISIN (or, where
+    Kite sends no ISIN, of one trading symbol) are one instrument. Derivatives are their
+    exchange's own."""
+    if exchange in CASH_EXCHANGES:
+        return ("EQ", isin or tradingsymbol)
+    return (exchange, tradingsymbol)
+
+
 def fill_from_trade(
     data: dict[str, Any], account: str, symbol: str | None, client_order_id: str | None, now: datetime
 ) -> Fill:
