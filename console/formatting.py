@@ -214,5 +214,16 @@ def connection_state(value: str) -> Text:
 
 
 def describe_request(request: OrderRequest) -> str:
-    kind = request.order_type.value.replace("_", " ")
-    return f"{request.side.value} {quantity(request.quantity)} {request.symbol} {kind} {request.time_in_force.value}"
+    """One line a trader reads back: side, quantity, symbol, type, its prices, time in force."""
+    parts = [request.side.value, quantity(request.quantity), request.symbol]
+    parts.append(request.order_type.value.replace("_", " "))
+    if request.limit_price is not None:
+        parts.append(f"@ {quantity(request.limit_price)}")  # as typed: every digit
+    if request.stop_price is not None:
+        parts.append(f"stop {quantity(request.stop_price)}")
+    if request.trail_percent is not None:
+        parts.append(f"trail {quantity(request.trail_percent)}%")
+    if request.trail_amount is not None:
+        parts.append(f"trail {quantity(request.trail_amount)}")
+    parts.append(request.time_in_force.value)
+    return " ".join(parts)

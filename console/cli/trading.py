@@ -135,18 +135,6 @@ def build_request(
         return bad_argument(message, PARAMETERS.get(field, "SYMBOL"))
 
 
-def _describe_request(request: OrderRequest) -> str:
-    parts = [request.side.value, f"{request.quantity}", request.symbol, request.order_type.value]
-    if request.limit_price is not None:
-        parts.append(f"limit {request.limit_price}")
-    if request.stop_price is not None:
-        parts.append(f"stop {request.stop_price}")
-    if request.trail_percent is not None:
-        parts.append(f"trail {request.trail_percent}%")
-    parts.append(request.time_in_force.value)
-    return " ".join(parts)
-
-
 def _show_preview(preview: OrderPreview) -> None:
     """Where the order goes, what it is worth and why it asks: what the console's modal shows."""
     from console import formatting as fmt
@@ -159,7 +147,7 @@ def _show_preview(preview: OrderPreview) -> None:
         )
     else:
         where = f"to {preview.accounts[0]}"
-    typer.echo(f"{_describe_request(preview.request)} {where}")
+    typer.echo(f"{fmt.describe_request(preview.request)} {where}")
     if preview.notional is not None:
         typer.echo(f"notional ≈ {fmt.amount(preview.notional)} {preview.base_currency}")
     else:

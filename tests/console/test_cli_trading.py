@@ -257,7 +257,7 @@ def test_market_order_fills_and_is_journaled():
 def test_order_asks_for_confirmation_and_sends_nothing_when_declined():
     result = invoke("order", "sell", "MSFT", "5", "--limit", "420", input="n\n")
     assert result.exit_code == 1
-    assert "SELL 5 MSFT LIMIT limit 420 DAY to paper-us" in result.output
+    assert "SELL 5 MSFT LIMIT @ 420 DAY to paper-us" in result.output
     assert "Send this order?" in result.output
     assert "Not sent." in result.output
     assert journal_events() == []
