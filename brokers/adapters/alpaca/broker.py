@@ -38,7 +38,7 @@ from .settings import (
     LIVE_URL,
     PAPER_STREAM_URL,
     PAPER_URL,
-    capabilities,
+    capabilities_for,
     endpoints,
     read_settings,
 )
@@ -76,7 +76,7 @@ class AlpacaBroker(Broker):
         self.base_url, self.stream_url = endpoints(live, base_url, stream_url)
         self.timeout = float(timeout)
         self.reconnect_delay = float(reconnect_delay)
-        self._capabilities = capabilities(crypto)
+        self._capabilities = capabilities_for(crypto)
         # The parts read the settings above from here each time they use them.
         self._mirror = OrderMirror(name, self._emit)
         self._session = AlpacaSession(

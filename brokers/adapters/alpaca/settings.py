@@ -115,7 +115,8 @@ def endpoints(live: bool, base_url: str | None, stream_url: str | None) -> tuple
     return base, LIVE_STREAM_URL if live else PAPER_STREAM_URL
 
 
-def capabilities(crypto: bool) -> BrokerCapabilities:
+def capabilities_for(crypto: bool) -> BrokerCapabilities:
+    """What the account can trade here: US stocks, and crypto pairs unless ``crypto`` is off."""
     return BrokerCapabilities(
         order_types=frozenset(OrderType),
         time_in_force=frozenset(TimeInForce),

@@ -29,7 +29,6 @@ from ...errors import ConfigError
 from ...identifiers import ACCOUNT_NAME_RULE, account_name
 from ...models import (
     AccountStatus,
-    AssetClass,
     Balance,
     BrokerCapabilities,
     ConnectionState,
@@ -38,16 +37,24 @@ from ...models import (
     Order,
     OrderRequest,
     Position,
-    TimeInForce,
     utcnow,
 )
 from .account import AccountReads
 from .mirror import OrderMirror
 from .orders import OrderDesk
 from .session import KiteSession
-from .settings import MIN_POLL_INTERVAL, SECRET_KEYS, SETTINGS, choice, issued_at, seconds, setting_error
+from .settings import (
+    MIN_POLL_INTERVAL,
+    SECRET_KEYS,
+    SETTINGS,
+    capabilities_for,
+    choice,
+    issued_at,
+    seconds,
+    setting_error,
+)
 from .updates import OrderPoller
-from .wire import EXCHANGES, KITE_ORDER_TYPE, PRODUCTS, VARIETIES, instrument
+from .wire import EXCHANGES, PRODUCTS, VARIETIES, instrument
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +108,7 @@ class ZerodhaBroker(Broker):
         poll_interval = seconds("poll_interval", poll_interval, MIN_POLL_INTERVAL, 60)
         timeout = seconds("timeout", timeout, 0.1, 60)
         self._clock = clock
-        self._capabilities = BrokerCapabilities(
-            order_types=frozenset(KITE_ORDER_TYPE),
-            time_in_force=frozenset({TimeInForce.DAY, TimeInForce.IOC}),
-            asset_classes=frozenset({AssetClass.STOCK, AssetClass.FUTURE, AssetClass.OPTION}),
-            fractional_quantities=False,
-            short_selling=product != "CNC",  # delivery sells need the shares in the demat
-            bulk_cancel=False,
-            streaming_updates=True,
-            session_expiry=True,
-            currencies=frozenset({"INR"}),
-        )
+        self._capabilities = capabilities_for(product)
         self._session = KiteSession(
             name,
             root=root.rstrip("/") if root else None,
