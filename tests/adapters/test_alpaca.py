@@ -519,6 +519,23 @@ async def test_open_orders_include_orders_placed_elsewhere(broker, peer):
     assert foreign.client_order_id == theirs["client_order_id"] and foreign.account == "alpaca-test"
 
 
+async def test_a_security_type_we_do_not_model_shows_as_other_never_as_a_stock(broker, peer):
+    peer.assets["XYZW"] = {"class": "us_warrant", "exchange": "NYSE", "fractionable": False}
+    peer.prices["XYZW"] = Decimal("1.25")
+    bought = await peer.place_external(symbol="XYZW", qty="100", side="buy", type="limit", limit_price="1.10")
+    await peer.fill(bought["id"], "100", "1.10")
+    fill = await fill_of(broker, bought["id"])
+    assert (fill.symbol, fill.quantity, fill.price) == ("XYZW", 100, Decimal("1.10"))
+    order = await broker.get_order(bought["id"])
+    assert order.status is OrderStatus.FILLED and order.request.asset_class is AssetClass.OTHER
+    working = await peer.place_external(symbol="XYZW", qty="40", side="sell", type="limit", limit_price="2")
+    [listed] = await broker.get_open_orders()
+    assert listed.broker_order_id == working["id"] and listed.request.asset_class is AssetClass.OTHER
+    [position] = await broker.get_positions()
+    assert (position.symbol, position.quantity, position.avg_price) == ("XYZW", 100, Decimal("1.10"))
+    assert position.asset_class is AssetClass.OTHER and position.last_price == Decimal("1.25")
+
+
 # -- reconnect and resync ---------------------------------------------------------------------
 
 

@@ -124,6 +124,18 @@ def test_documented_positions_are_read():
     assert all(p.asset_class is AssetClass.STOCK and p.account == "acct" for p in positions)
 
 
+def test_a_class_we_do_not_model_is_other_and_one_not_named_is_us_equity():
+    position = {"symbol": "XYZW", "qty": "100", "side": "long", "avg_entry_price": "1.1"}
+    assert (
+        position_from_payload({**position, "asset_class": "us_warrant"}, "acct").asset_class
+        is AssetClass.OTHER
+    )
+    assert position_from_payload(position, "acct").asset_class is AssetClass.STOCK
+    order = {"id": "o-1", "symbol": "XYZW", "qty": "100", "side": "buy", "type": "market"}
+    assert request_from_payload({**order, "asset_class": "us_warrant"}).asset_class is AssetClass.OTHER
+    assert request_from_payload(order).asset_class is AssetClass.STOCK
+
+
 def test_short_and_crypto_positions():
     short = position_from_payload(
         {

@@ -112,6 +112,8 @@ class AlpacaPeer:
     stream_online: bool = True
     stream_refuses_auth: bool = False
     account_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # What the peer trades, by symbol; a test may add one of a class the adapter does not model.
+    assets: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(ASSETS))
 
     def __post_init__(self) -> None:
         self.orders: dict[str, dict[str, Any]] = {}
@@ -342,7 +344,7 @@ class AlpacaPeer:
         for symbol, position in self.positions.items():
             if position.qty == 0:
                 continue
-            asset = ASSETS[symbol]
+            asset = self.assets[symbol]
             price = self.prices[symbol]
             rows.append(
                 {
@@ -406,9 +408,9 @@ class AlpacaPeer:
 
     def _create(self, body: dict[str, Any]) -> web.Response:
         symbol = str(body.get("symbol") or "").upper()
-        if symbol not in ASSETS:
+        if symbol not in self.assets:
             return error(422, 40010001, f'could not find asset "{symbol}"')
-        asset = ASSETS[symbol]
+        asset = self.assets[symbol]
         kind = body.get("type")
         tif = body.get("time_in_force")
         side = body.get("side")

@@ -252,12 +252,18 @@ def order_fields(request: OrderRequest) -> dict[str, Any]:
 # -- payloads in --------------------------------------------------------------------------
 
 
+def asset_class_of(payload: dict[str, Any]) -> AssetClass:
+    """The asset class of an order or position Alpaca sent (US equity when it names none). A
+    class we do not model is OTHER: shown as held, never taken for a stock."""
+    return ASSET_CLASSES.get(str(payload.get("asset_class") or "us_equity"), AssetClass.OTHER)
+
+
 def request_from_payload(payload: dict[str, Any]) -> OrderRequest:
     """An order placed elsewhere (the web dashboard, another program), as a request of ours.
     Raises ValueError for what we cannot represent (notional orders, multi-leg orders)."""
     if payload.get("qty") in (None, ""):
         raise ValueError(f"order {payload.get('id')} is a notional (dollar amount) order")
-    asset_class = ASSET_CLASSES.get(str(payload.get("asset_class") or "us_equity"), AssetClass.STOCK)
+    asset_class = asset_class_of(payload)
     symbol = str(payload.get("symbol") or "").strip()
     kind = OrderType(str(payload.get("type") or payload.get("order_type") or "market"))
     fields: dict[str, Any] = {
@@ -294,7 +300,7 @@ class FillSource(NamedTuple):
 
 def foreign_source(broker_id: str, payload: dict[str, Any]) -> FillSource:
     """The order behind an execution of an order placed elsewhere that no request describes."""
-    asset_class = ASSET_CLASSES.get(str(payload.get("asset_class") or "us_equity"), AssetClass.STOCK)
+    asset_class = asset_class_of(payload)
     symbol = str(payload.get("symbol") or "").strip().upper()
     if not symbol:
         # A multi-leg order: its executions are per leg, and only positions show them.
@@ -308,7 +314,7 @@ def foreign_source(broker_id: str, payload: dict[str, Any]) -> FillSource:
 
 
 def position_from_payload(payload: dict[str, Any], account: str) -> Position:
-    asset_class = ASSET_CLASSES.get(str(payload.get("asset_class")), AssetClass.STOCK)
+    asset_class = asset_class_of(payload)
     symbol = str(payload["symbol"]).strip()
     quantity = abs(required(payload, "qty"))
     if str(payload.get("side", "long")).lower() == "short":

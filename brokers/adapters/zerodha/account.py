@@ -1,9 +1,11 @@
-"""Kite's margins, holdings and positions as our Balance, MarginInfo and Position."""
+"""The account as Kite reports it: margins, holdings and positions read and turned into our
+Balance, MarginInfo and Position, and last prices."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...credentials import redact
+from ...errors import BrokerAPIError, BrokerError, InvalidSymbolError
 from ...models import Balance, MarginInfo, Position, describe_validation_error
-from .wire import CASH_EXCHANGES, asset_class_of, dec, holding_key
+from .session import KiteSession
+from .wire import CASH_EXCHANGES, asset_class_of, dec, holding_key, instrument
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +144,77 @@ def positions_from(
             continue
         merged[key] = merge_positions(merged[key], position) if key in merged else position
     return [p for p in merged.values() if p.quantity != 0]
+
+
+class AccountReads:
+    """Reads of one account's margins, holdings, positions and last prices through ``session``,
+    for the segment of its default exchange. ``clock`` is asked for the time on each use."""
+
+    def __init__(
+        self, account: str, session: KiteSession, *, exchange: str, clock: Callable[[], datetime]
+    ) -> None:
+        self._account = account
+        self._session = session
+        self._exchange = exchange
+        self._clock = clock
+        self._prices: dict[tuple[str, str], Decimal] = {}
+
+    def _segment(self) -> str:
+        return "commodity" if self._exchange == "MCX" else "equity"
+
+    async def _margins(self) -> dict[str, Any]:
+        data = await self._session.read("margins")
+        segment = data.get(self._segment()) if isinstance(data, dict) else None
+        if not isinstance(segment, dict):
+            raise BrokerAPIError(f"Kite margins had no {self._segment()} segment", broker=self._account)
+        return segment
+
+    async def balance(self) -> Balance:
+        read = self._session.read
+        segment, holdings, positions = await asyncio.gather(
+            self._margins(), read("holdings"), read("positions")
+        )
+        try:
+            return balance_from(self._account, segment, holdings, positions, self._clock())
+        except UNREADABLE as exc:
+            raise BrokerAPIError(
+                f"Kite balance could not be read: {unreadable(exc)}", broker=self._account
+            ) from None
+
+    async def margin(self) -> MarginInfo:
+        segment = await self._margins()
+        try:
+            return margin_from(self._account, segment, self._clock())
+        except UNREADABLE as exc:
+            raise BrokerAPIError(
+                f"Kite margins could not be read: {unreadable(exc)}", broker=self._account
+            ) from None
+
+    async def positions(self) -> list[Position]:
+        read = self._session.read
+        holdings, positions = await asyncio.gather(read("holdings"), read("positions"))
+        try:
+            return positions_from(self._account, holdings, positions, self._prices)
+        except UNREADABLE as exc:
+            raise BrokerAPIError(
+                f"Kite positions could not be read: {unreadable(exc)}", broker=self._account
+            ) from None
+
+    async def last_price(self, symbol: str) -> Decimal | None:
+        try:
+            exchange, tradingsymbol = instrument(symbol, None, self._exchange, self._account)
+            key = f"{exchange}:{tradingsymbol}"
+            quote = (await self._session.read("ltp", key)).get(key)
+            price = dec(quote["last_price"]) if quote else None
+        except (BrokerError, KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            log.debug("%s: no last price for %s: %s", self._account, symbol, redact(exc))
+            return None
+        if price:
+            self._prices[(exchange, tradingsymbol)] = price
+        return price or None
+
+    def last_price_nowait(self, symbol: str) -> Decimal | None:
+        try:
+            return self._prices.get(instrument(symbol, None, self._exchange, self._account))
+        except InvalidSymbolError:
+            return None

@@ -1,4 +1,5 @@
-"""Validation of a zerodha account's settings: every bad value names its key and what is allowed."""
+"""Validation of a zerodha account's settings (every bad value names its key and what is allowed),
+and what the account can trade through this adapter."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...errors import ConfigError
-from .wire import IST
+from ...models import AssetClass, BrokerCapabilities, TimeInForce
+from .wire import IST, KITE_ORDER_TYPE
 
 MIN_POLL_INTERVAL = 0.2  # Kite allows about 10 requests a second per user; a poll costs one or two
 SETTINGS = (
@@ -63,3 +65,18 @@ def issued_at(value: Any) -> datetime | None:
         raise setting_error("token_issued_at", "a date and time", value)
     # A bare time is read as IST: that is the clock a Kite login happens on.
     return (when.replace(tzinfo=IST) if when.tzinfo is None else when).astimezone(UTC)
+
+
+def capabilities_for(product: str) -> BrokerCapabilities:
+    """What the account can trade here; ``product`` decides whether it may sell short."""
+    return BrokerCapabilities(
+        order_types=frozenset(KITE_ORDER_TYPE),
+        time_in_force=frozenset({TimeInForce.DAY, TimeInForce.IOC}),
+        asset_classes=frozenset({AssetClass.STOCK, AssetClass.FUTURE, AssetClass.OPTION}),
+        fractional_quantities=False,
+        short_selling=product != "CNC",  # delivery sells need the shares in the demat
+        bulk_cancel=False,
+        streaming_updates=True,
+        session_expiry=True,
+        currencies=frozenset({"INR"}),
+    )

@@ -55,6 +55,24 @@ def tag_for(client_order_id: str) -> str:
     return "H" + hashlib.sha256(client_order_id.encode()).hexdigest()[: MAX_TAG_LEN - 1].upper()
 
 
+def instrument(symbol: str, exchange: str | None, default_exchange: str, broker: str) -> tuple[str, str]:
+    """(exchange, tradingsymbol) for "INFY", "NSE:INFY" or "INFY" with exchange="NSE"; a bare
+    symbol is on ``default_exchange``."""
+    prefix, _, rest = symbol.strip().upper().rpartition(":")
+    if prefix and exchange and prefix != exchange.upper():
+        raise InvalidSymbolError(
+            f"symbol {symbol} names exchange {prefix} but the order says {exchange}", broker=broker
+        )
+    venue = (prefix or exchange or default_exchange).upper()
+    if venue not in EXCHANGES:
+        raise InvalidSymbolError(
+            f"Kite has no exchange {venue}; it has {', '.join(sorted(EXCHANGES))}", broker=broker
+        )
+    if not rest or not re.fullmatch(r"[A-Z0-9][A-Z0-9&_.-]*", rest):
+        raise InvalidSymbolError(f"{symbol!r} is not a Kite trading symbol", broker=broker)
+    return venue, rest
+
+
 def dec(value: Any, places: int = 6) -> Decimal:
     """A Kite JSON number as a Decimal, without float noise or exponent notation."""
     if value is None or value == "":

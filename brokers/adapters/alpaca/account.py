@@ -1,0 +1,81 @@
+"""The account as Alpaca reports it: balance and margin from the account, positions with their
+marks."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from ...errors import BrokerAPIError
+from ...models import Balance, MarginInfo, Position
+from .session import AlpacaSession
+from .wire import currency_of, dec, payload_dict, position_from_payload, required, unreadable
+
+
+class AccountReads:
+    """Reads of the account ``session`` trades, as our Balance, MarginInfo and Position."""
+
+    def __init__(self, account: str, session: AlpacaSession) -> None:
+        self._account = account
+        self._session = session
+
+    async def balance(self) -> Balance:
+        session = self._session
+        client = session.require_client()
+        account, positions = await asyncio.gather(
+            session.read(client.get_account, what="read the account"),
+            session.read(client.get_all_positions, what="list positions"),
+        )
+        account = payload_dict(account, "account")
+        if not isinstance(positions, list):
+            raise BrokerAPIError("Alpaca sent positions that are not a list", broker=self._account)
+        unrealized = sum(
+            (
+                dec(p.get("unrealized_pl"), "unrealized_pl") or Decimal(0)
+                for p in positions
+                if isinstance(p, dict)
+            ),
+            Decimal(0),
+        )
+        session.refreshed()
+        return Balance(
+            account=self._account,
+            currency=currency_of(account),
+            cash=required(account, "cash"),
+            equity=required(account, "equity"),
+            buying_power=required(account, "buying_power"),
+            unrealized_pnl=unrealized,
+        )
+
+    async def margin(self) -> MarginInfo:
+        session = self._session
+        client = session.require_client()
+        account = payload_dict(await session.read(client.get_account, what="read the account"), "account")
+        equity = required(account, "equity")
+        initial = dec(account.get("initial_margin"), "initial_margin") or Decimal(0)
+        maintenance = dec(account.get("maintenance_margin"), "maintenance_margin") or Decimal(0)
+        session.refreshed()
+        return MarginInfo(
+            account=self._account,
+            currency=currency_of(account),
+            initial_margin=initial,
+            maintenance_margin=maintenance,
+            available_funds=equity - initial,
+            excess_liquidity=equity - maintenance,
+            leverage=dec(account.get("multiplier"), "multiplier") or Decimal(1),
+        )
+
+    async def positions(self) -> list[Position]:
+        session = self._session
+        client = session.require_client()
+        listed = await session.read(client.get_all_positions, what="list positions")
+        if not isinstance(listed, list):
+            raise BrokerAPIError("Alpaca sent positions that are not a list", broker=self._account)
+        try:
+            positions = [position_from_payload(payload_dict(p, "position"), self._account) for p in listed]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokerAPIError(
+                f"Alpaca sent a position that cannot be read: {unreadable(exc)}", broker=self._account
+            ) from None
+        session.refreshed()
+        return positions

@@ -1,0 +1,290 @@
+"""Our copy of every order at Alpaca, updated from what it reports.
+
+Every order payload, whether it came from REST or the stream, goes through ``ingest``: it moves
+the order along the state machine and emits each new fill exactly once. A fill's id is the order
+id plus the order's cumulative filled quantity, so the same execution seen twice (stream, then a
+resync after a reconnect) is recognised, and executions missed during a gap are not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ...base import BrokerEvent
+from ...credentials import redact
+from ...errors import BrokerAPIError
+from ...models import Fill, Order, OrderRequest, OrderStatus, can_transition, utcnow
+from .wire import (
+    FillSource,
+    dec,
+    foreign_source,
+    map_status,
+    parse_time,
+    payload_dict,
+    request_from_payload,
+    unreadable,
+    wire_decimal,
+)
+
+log = logging.getLogger(__name__)
+
+_MAX_TRACKED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    filled: Decimal
+    average: Decimal | None
+
+
+class OrderMirror:
+    """Every order of one account at Alpaca by Alpaca's order id; ``emit`` passes on each Order
+    snapshot and Fill.
+
+    ``expect`` announces an order about to be sent, so that it is known by its request whichever
+    answer arrives first: the REST reply or the stream.
+    """
+
+    def __init__(self, account: str, emit: Callable[[BrokerEvent], None]) -> None:
+        self._account = account
+        self._emit = emit
+        self._orders: OrderedDict[str, Order] = OrderedDict()
+        # Orders placed elsewhere that no ``Order`` can describe: how much of each has filled.
+        self._foreign: OrderedDict[str, _Progress] = OrderedDict()
+        self._pending: dict[str, OrderRequest] = {}
+
+    def expect(self, request: OrderRequest) -> None:
+        self._pending[request.client_order_id] = request
+
+    def forget(self, request: OrderRequest) -> None:
+        """The order was refused before it reached Alpaca: it will never turn up."""
+        self._pending.pop(request.client_order_id, None)
+
+    def followed(self) -> list[tuple[str, Order]]:
+        """The orders we follow, by Alpaca's id, as they stand now: a later payload still moves them."""
+        return list(self._orders.items())
+
+    # -- the ways in ----------------------------------------------------------------------
+    def on_trade_update(self, message: Any) -> None:
+        data = message.get("data") if isinstance(message, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("order"), dict):
+            log.warning("%s: ignored a trade update without an order", self._account)
+            return
+        self.ingest_quietly(data["order"], history=True, event=data)
+
+    def ingest_read(self, payload: Any) -> Order:
+        """``ingest`` for a single order asked for: what cannot be read is an API error."""
+        try:
+            return self.ingest(payload_dict(payload, "order"), history=False).snapshot()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokerAPIError(
+                f"Alpaca sent an order that cannot be shown: {unreadable(exc)}", broker=self._account
+            ) from None
+
+    def ingest_quietly(
+        self, payload: Any, *, history: bool, event: dict[str, Any] | None = None
+    ) -> Order | None:
+        """``ingest`` for lists and the stream, where one unreadable payload must not stop the rest."""
+        try:
+            return self.ingest(payload_dict(payload, "order"), history=history, event=event)
+        except (BrokerAPIError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "%s: ignored an order Alpaca sent that cannot be read: %s", self._account, redact(exc)
+            )
+            return None
+
+    # -- the one path every order payload takes -------------------------------------------
+    def ingest(
+        self,
+        payload: dict[str, Any],
+        *,
+        history: bool,
+        request: OrderRequest | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> Order:
+        """Apply one order payload; emit each new fill, then the order if it changed.
+
+        ``history`` says whether the fills already on an order we have never seen are news: they
+        are for our own orders, on the stream and for orders placed during a stream gap; an order
+        merely found on a listing (placed before we connected) reports none of its past.
+        """
+        broker_id = str(payload.get("id") or "")
+        if not broker_id:
+            raise BrokerAPIError("Alpaca sent an order without an id", broker=self._account)
+        order = self._orders.get(broker_id)
+        fresh = order is None
+        if not fresh:
+            history = True  # anything new on an order we already follow is news
+        if order is None:
+            request = request or self._pending.get(str(payload.get("client_order_id") or ""))
+            history = history or request is not None
+            if request is None:
+                try:
+                    request = request_from_payload(payload)
+                except ValueError:
+                    # Not an order we can show (a dollar amount, a multi-leg order), but its
+                    # executions move the position all the same.
+                    self._follow_foreign(broker_id, payload, event, history=history)
+                    raise
+            self._pending.pop(request.client_order_id, None)
+            order = Order(
+                request=request,
+                account=self._account,
+                broker_order_id=broker_id,
+                created_at=parse_time(payload.get("created_at")) or utcnow(),
+            )
+            reported = self._foreign.pop(broker_id, None)
+            if reported is not None:
+                # Followed by its executions until now (a dollar amount that has since got a
+                # quantity): what was reported then is not reported again.
+                order.filled_quantity, order.avg_fill_price = reported.filled, reported.average
+            self._remember(broker_id, order)
+        fills, changed = self._apply(order, payload, event, history=history)
+        for fill in fills:
+            self._emit(fill)
+        if fresh or changed:
+            self._emit(order.snapshot())
+        return order
+
+    def _apply(
+        self, order: Order, payload: dict[str, Any], event: dict[str, Any] | None, *, history: bool
+    ) -> tuple[list[Fill], bool]:
+        """Returns the new fills and whether the order changed at all."""
+        cumulative = dec(payload.get("filled_qty"), "filled_qty") or Decimal(0)
+        if cumulative > order.quantity:
+            raise BrokerAPIError(
+                f"Alpaca reported {cumulative} filled of order {order.broker_order_id} for {order.quantity}",
+                broker=self._account,
+            )
+        average = dec(payload.get("filled_avg_price"), "filled_avg_price")
+        at = parse_time(payload.get("updated_at")) or utcnow()
+        fills: list[Fill] = []
+        changed = False
+        if cumulative > order.filled_quantity and not history:
+            order.filled_quantity = cumulative
+            order.avg_fill_price = average
+            changed = True
+        elif cumulative > order.filled_quantity:
+            fill = self._fill_for(order, cumulative, average, event, at)
+            if fill is not None and order.apply_fill(fill):
+                fills.append(fill)
+        if average is not None and cumulative > 0 and order.filled_quantity == cumulative:
+            order.avg_fill_price = average  # Alpaca's own average is the one to show
+        target = map_status(str(payload.get("status") or ""), cumulative, order.quantity)
+        if target is not order.status and can_transition(order.status, target):
+            if target is OrderStatus.REJECTED:
+                order.reject_code = "BROKER_REJECTED"
+                order.reject_reason = str(payload.get("reject_reason") or "Alpaca rejected the order")
+            changed = order.transition(target, at=at) or changed
+        elif target is not order.status:
+            # A listing older than an update already applied: the newer state stands.
+            log.debug(
+                "%s: kept %s for %s over a stale %s",
+                self._account,
+                order.status.value,
+                order.broker_order_id,
+                target.value,
+            )
+        return fills, changed or bool(fills)
+
+    def _fill_for(
+        self,
+        order: Order,
+        cumulative: Decimal,
+        average: Decimal | None,
+        event: dict[str, Any] | None,
+        at: datetime,
+    ) -> Fill | None:
+        """The execution(s) that took the order from what we knew to ``cumulative``."""
+        return self._execution(
+            _Progress(order.filled_quantity, order.avg_fill_price),
+            FillSource(str(order.broker_order_id), order.client_order_id, order.symbol, order.side),
+            cumulative,
+            average,
+            event,
+            at,
+        )
+
+    def _execution(
+        self,
+        known: _Progress,
+        source: FillSource,
+        cumulative: Decimal,
+        average: Decimal | None,
+        event: dict[str, Any] | None,
+        at: datetime,
+    ) -> Fill | None:
+        delta = cumulative - known.filled
+        price: Decimal | None = None
+        if event is not None and event.get("event") in ("fill", "partial_fill"):
+            if dec(event.get("qty"), "qty") == delta:
+                price = dec(event.get("price"), "price")
+            at = parse_time(event.get("timestamp")) or at
+        if price is None and average is not None:
+            # Several executions seen at once (after a gap): their average price, from the totals.
+            known_cost = (known.average or Decimal(0)) * known.filled
+            derived = (average * cumulative - known_cost) / delta
+            price = derived if derived > 0 else average
+        if price is None or price <= 0:
+            log.warning(
+                "%s: %s filled %s but Alpaca sent no price yet", self._account, source.broker_id, delta
+            )
+            return None
+        if price.as_tuple().exponent < -9:  # type: ignore[operator]
+            price = price.quantize(Decimal("1e-9")).normalize()
+        return Fill(
+            # The same id whichever way the execution is seen: stream, listing, or both.
+            fill_id=f"{source.broker_id}:{wire_decimal(cumulative)}",
+            account=self._account,
+            symbol=source.symbol,
+            side=source.side,
+            quantity=delta,
+            price=price,
+            currency="USD",
+            broker_order_id=source.broker_id,
+            client_order_id=source.client_order_id,
+            timestamp=at,
+        )
+
+    def _follow_foreign(
+        self, broker_id: str, payload: dict[str, Any], event: dict[str, Any] | None, *, history: bool
+    ) -> None:
+        """Emit the new executions of an order placed elsewhere that no ``Order`` can describe."""
+        cumulative = dec(payload.get("filled_qty"), "filled_qty") or Decimal(0)
+        average = dec(payload.get("filled_avg_price"), "filled_avg_price")
+        known = self._foreign.get(broker_id)
+        if known is None:
+            # Found on a listing (placed before we connected): its past is not news.
+            known = _Progress(Decimal(0), None) if history else _Progress(cumulative, average)
+            self._foreign[broker_id] = known
+            while len(self._foreign) > _MAX_TRACKED:
+                self._foreign.popitem(last=False)
+        if cumulative <= known.filled:
+            return
+        fill = self._execution(
+            known,
+            foreign_source(broker_id, payload),
+            cumulative,
+            average,
+            event,
+            parse_time(payload.get("updated_at")) or utcnow(),
+        )
+        if fill is None:
+            return
+        self._foreign[broker_id] = _Progress(cumulative, average or fill.price)
+        self._emit(fill)
+
+    def _remember(self, broker_id: str, order: Order) -> None:
+        self._orders[broker_id] = order
+        if len(self._orders) > _MAX_TRACKED:
+            for old_id, old in list(self._orders.items()):
+                if len(self._orders) <= _MAX_TRACKED:
+                    break
+                if old.is_terminal:
+                    del self._orders[old_id]
