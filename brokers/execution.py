@@ -370,13 +370,8 @@ class ExecutionService:
         asked and why it was refused: every refusal of an order is in the audit trail. (Input
         that is not an order at all is refused before the journal: see ``_coerce``.)"""
         self._refuse(order, code, reason)
-        coid = order.client_order_id
-        data: dict[str, object] = {"request": jr.request_data(order.request), "state": jr.order_state(order)}
         # A resend of an id already sent must not touch the original's journal rows.
-        sent = coid in self.tracker.sent
-        if sent:
-            data["client_order_id"] = coid
-        self.tracker.record(jr.RISK_REJECT, None if sent else coid, order.account, data, soon=True)
+        self.tracker.journal_refusal(order, resent=order.client_order_id in self.tracker.sent)
         return order
 
     def _halted_sentence(self) -> str:

@@ -154,16 +154,15 @@ _STATE = (
 _FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"}'
 
 
-def order_row(order: Order, fills: list[Fill] | None = None) -> str:
-    """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
-    by hand: this runs for every acknowledgement and fill, and ``json`` on dicts costs several
-    times as much. (A finite Decimal's str() holds only digits, '.', '-' and 'E': safe inside
-    quotes as it is.)"""
+def state_json(order: Order) -> str:
+    """The JSON of ``order_state(order)``, written out by hand: it is in every acknowledgement,
+    fill and refusal row, and ``json`` on a dict costs several times as much. (A finite
+    Decimal's str() holds only digits, '.', '-' and 'E': safe inside quotes as it is.)"""
     broker_order_id = order.broker_order_id
     average = order.avg_fill_price
     code = order.reject_code
     reason = order.reject_reason
-    state = _STATE % (
+    return _STATE % (
         order.status.value,
         "null" if broker_order_id is None else _quote(broker_order_id),
         '"' + str(order.filled_quantity) + '"',
@@ -171,6 +170,12 @@ def order_row(order: Order, fills: list[Fill] | None = None) -> str:
         "null" if code is None else _quote(str(code)),
         "null" if reason is None else _quote(reason),
     )
+
+
+def order_row(order: Order, fills: list[Fill] | None = None) -> str:
+    """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
+    by hand like ``state_json``."""
+    state = state_json(order)
     if not fills:
         return '{"state":' + state + "}"
     rows = ",".join(
@@ -214,6 +219,13 @@ def request_json(request: OrderRequest) -> str:
         if values[name] is not None:
             text += f',"{name}":{_quote(values[name])}'
     return text + f',"client_order_id":{_quote(values["client_order_id"])}}}'
+
+
+def _request_text(request: OrderRequest) -> str:
+    try:
+        return request_json(request)
+    except (AttributeError, KeyError, TypeError):  # a request never validated, of the wrong types
+        return request.model_dump_json(exclude_none=True)
 
 
 def fill_data(fill: Fill) -> dict[str, Any]:
@@ -332,12 +344,20 @@ class Journal:
         return self._insert(kind, order.client_order_id, order.account, order_row(order, fills), soon)
 
     def record_intent(self, order: Order) -> int | None:
-        try:
-            request = request_json(order.request)
-        except (AttributeError, KeyError, TypeError):  # a request never validated, of the wrong types
-            request = order.request.model_dump_json(exclude_none=True)
-        payload = '{"request":' + request + "}"
+        payload = '{"request":' + _request_text(order.request) + "}"
         return self._insert(INTENT, order.client_order_id, order.account, payload)
+
+    def record_refusal(self, order: Order, *, resent: bool) -> None:
+        """A ``RISK_REJECT`` row for an order refused before its intent was written: what was
+        asked and the refused state. ``resent``: the client id belongs to an order already
+        sent, whose own rows this one must not join (the id goes into the data instead). The
+        row may wait for the end of the loop's turn, like a follow-up row: a script hammering
+        a halted switch costs no commit per order."""
+        coid = order.client_order_id
+        payload = '{"request":' + _request_text(order.request) + ',"state":' + state_json(order)
+        if resent:
+            payload += ',"client_order_id":' + _quote(coid)
+        self._insert(RISK_REJECT, None if resent else coid, order.account, payload + "}", True)
 
     # -- reading -------------------------------------------------------------------------
     def events(

@@ -111,6 +111,15 @@ class OrderTracker:
         except Exception:
             log.exception("could not journal %s for order %s", kind, order.client_order_id)
 
+    def journal_refusal(self, order: Order, *, resent: bool) -> None:
+        """An order refused before its intent was journaled (see ``Journal.record_refusal``)."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.record_refusal(order, resent=resent)
+        except Exception:
+            log.exception("could not journal the refusal of order %s", order.client_order_id)
+
     def record(
         self,
         kind: str,
