@@ -338,10 +338,21 @@ class Journal:
                 log.exception("%d journal rows could not be written %s", len(self._waiting), otherwise)
 
     def record_order(
-        self, kind: str, order: Order, *, fills: list[Fill] | None = None, soon: bool = False
+        self,
+        kind: str,
+        order: Order,
+        *,
+        fills: list[Fill] | None = None,
+        soon: bool = False,
+        with_request: bool = False,
     ) -> int | None:
-        """One row with the order's resulting state, and the fills that led to it."""
-        return self._insert(kind, order.client_order_id, order.account, order_row(order, fills), soon)
+        """One row with the order's resulting state, and the fills that led to it; with its
+        request too when ``with_request`` (an order modified at its broker), which replaces the
+        intent's on reading."""
+        payload = order_row(order, fills)
+        if with_request:
+            payload = '{"request":' + _request_text(order.request) + "," + payload[1:]
+        return self._insert(kind, order.client_order_id, order.account, payload, soon)
 
     def record_intent(self, order: Order) -> int | None:
         payload = '{"request":' + _request_text(order.request) + "}"
@@ -500,6 +511,9 @@ def _replay(
         result[client_order_id] = order
     if order is None:
         return  # an event for an order this journal never saw the intent of
+    if request is not None and kind != INTENT and kind != RISK_REJECT:
+        # Modified at the broker: the terms it holds now.
+        order.request = OrderRequest.model_validate(request)
     request = order.request
     for raw in data.get("fills") or ():
         parsed = Fill.model_validate(
