@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 
 from pydantic import ValidationError
@@ -55,6 +55,8 @@ class OrderTracker:
         self.in_flight: set[str] = set()
         # client_order_ids handed to a broker: it may hold them, so they are never sent again.
         self.sent: set[str] = set()
+        # Working orders in the journal whose account is not configured here (see ``restore``).
+        self.orphaned: set[str] = set()
         self.hub: EventHub[Order] = EventHub("execution")
         # Manager events waiting to be applied (see ``receive``).
         self._inbox: deque[ManagerEvent] = deque()
@@ -69,20 +71,29 @@ class OrderTracker:
         # already put in the book: those fills, should they still arrive, do not move it again.
         self.covered: dict[str, Decimal] = {}
 
-    def restore(self) -> None:
+    def restore(self, accounts: Collection[str]) -> None:
         """Take up the journal's working orders, and remember every client id it shows was
         handed to a broker (an intent the final kill-switch check did not refuse): an id a
-        broker has seen is never sent again, restart or not."""
+        broker has seen is never sent again, restart or not.
+
+        A working order of an account not among ``accounts`` is orphaned: known and shown, but
+        no account here can reach it, so it counts nowhere as working and is neither settled
+        nor cancelled (see ``orphan_note``)."""
         journal = self.journal
         if journal is None:
             return
         for order in journal.open_orders():
             coid = order.client_order_id
-            if coid not in self.orders:
-                self.sent.add(coid)
-                self.remember(order)
-                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
-                    self.unsettled.add(coid)
+            if coid in self.orders:
+                continue
+            self.sent.add(coid)
+            if order.account not in accounts:
+                self.orphaned.add(coid)
+                self.register(order)
+                continue
+            self.remember(order)
+            if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
+                self.unsettled.add(coid)
         sent: set[str] = set()
         for event in journal.events(kinds=[jr.INTENT, jr.REJECT]):
             if event.client_order_id is None:
@@ -96,6 +107,17 @@ class OrderTracker:
     # -- finding and remembering ---------------------------------------------------------
     def get(self, client_order_id: str) -> Order | None:
         return self.orders.get(client_order_id)
+
+    def orphan_note(self, order: Order) -> str | None:
+        """What to do about an orphaned order (see ``restore``); None for any other order."""
+        if order.client_order_id not in self.orphaned:
+            return None
+        return (
+            f"orphaned: account {order.account!r} is not in this configuration, so the order "
+            f"cannot be followed or cancelled from here; it may still be working at the broker. "
+            f"Add the account back to cancel it there, or it belongs to another configuration "
+            f"that shares this journal"
+        )
 
     def find(self, account: str, broker_order_id: str) -> Order | None:
         return self.by_broker_id.get((account, broker_order_id))
