@@ -70,7 +70,16 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 # No index on client_order_id: it would cost every write about a third more, and the reads that
-# want it (one order's history) are rare and still fast as a scan.
+# want it (one order's history) are rare and still fast as a scan. The halts and resumes have
+# an index of their own, partial, so that order rows never pay for it: the kill switch reads
+# the last of them without a scan of the day's orders (``last_halt_or_resume``). SQLite uses a
+# partial index only for a query that repeats its condition word for word (``_LAST_HALT``).
+_HALT_CONDITION = "kind IN ('halt', 'resume')"
+_HALT_INDEX = f"CREATE INDEX IF NOT EXISTS events_halts ON events (id) WHERE {_HALT_CONDITION};"
+_LAST_HALT = (
+    "SELECT id, ts, kind, client_order_id, account, data FROM events "
+    f"WHERE {_HALT_CONDITION} ORDER BY id DESC LIMIT 1"
+)
 _INSERT = "INSERT INTO events (ts, kind, client_order_id, account, data) VALUES (?, ?, ?, ?, ?)"
 _ROWS_PER_STATEMENT = 100  # 500 parameters, far below SQLite's limit
 
@@ -254,7 +263,7 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
-        self._db.executescript(SCHEMA)
+        self._db.executescript(SCHEMA + _HALT_INDEX)
         self._writer = self._db.cursor()  # reused: a cursor per row is measurable on the order path
         self.synchronous = synchronous
         self._closed = False
@@ -395,17 +404,14 @@ class Journal:
         with self._lock:
             self._write_waiting("now; this read goes without them")
             rows = self._db.execute(query, params).fetchall()
-        return [
-            JournalEvent(
-                row[0],
-                datetime.fromtimestamp(row[1] / 1_000_000, UTC),
-                row[2],
-                row[3],
-                row[4],
-                json.loads(row[5]),
-            )
-            for row in rows
-        ]
+        return [_event(row) for row in rows]
+
+    def last_halt_or_resume(self) -> JournalEvent | None:
+        """The newest ``halt`` or ``resume`` row, read through an index of their own: as cheap
+        with a million order rows as with none."""
+        with self._lock:
+            row = self._db.execute(_LAST_HALT).fetchone()
+        return None if row is None else _event(row)
 
     def orders(self) -> dict[str, Order]:
         """The last known state of every order, by client_order_id, in the order first seen."""
@@ -488,6 +494,12 @@ class _Checkpointer:
                     log.exception("journal checkpoint failed; will try again")
         finally:
             db.close()
+
+
+def _event(row: tuple[Any, ...]) -> JournalEvent:
+    return JournalEvent(
+        row[0], datetime.fromtimestamp(row[1] / 1_000_000, UTC), row[2], row[3], row[4], json.loads(row[5])
+    )
 
 
 def _replay(

@@ -88,8 +88,6 @@ def env_halt_reason(value: str | None) -> str | None:
 _MAX_FLAG_BYTES = 64 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_HALT_KINDS = ["halt", "resume"]
-
 _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
 _ACTIVE = TradingState.ACTIVE
@@ -384,11 +382,10 @@ class KillSwitch:
         if self.journal is None:
             return None
         try:
-            rows = self.journal.events(kinds=_HALT_KINDS)
+            return self.journal.last_halt_or_resume()
         except Exception:
             log.exception("could not read the last halt or resume from the journal")
             raise
-        return rows[-1] if rows else None
 
     def _resumed_since(self, row: RecordedEvent | None) -> bool:
         """Whether ``row``, the journal's last halt or resume, is a resume journaled after this
