@@ -254,6 +254,8 @@ def check_positive_amount(value: object, field: str, ceiling: Decimal) -> Decima
         raise ValueError(f"{field} must be greater than 0, not {shown(amount)}")
     if amount > ceiling:
         raise ValueError(f"{field} must be at most {ceiling:,}, not {shown(amount)}")
+    if amount.as_tuple().exponent == 0:
+        return amount  # a whole number written without a point or exponent: canonical already
     if decimal_places(amount) > MAX_DECIMALS:
         raise ValueError(f"{field} allows at most {MAX_DECIMALS} decimal places, not {shown(amount)}")
     # Canonical form: 10 not 1E+1 or 10.00, 10.5 not 10.50.
