@@ -65,6 +65,9 @@ class OrderTracker:
         # Called with an account whose positions moved by more than the fills seen (a final
         # snapshot filled beyond its fills: see ``absorb``), to read them from the broker.
         self.reseed: Callable[[str], object] | None = None
+        # Orders whose filled quantity a broker snapshot raised above what their fills add up
+        # to, until they are final: then the fills are counted once (see ``absorb``).
+        self._filled_by_word: set[str] = set()
         # Orders filled beyond their fills, until their account's positions are read again.
         self.gaps: set[str] = set()
         # client order id -> how much of the order's fills a reading of its account's positions
@@ -272,9 +275,11 @@ class OrderTracker:
         if new_fills:
             self._count_fills(order)
         if snapshot.filled_quantity > order.filled_quantity:
+            # More filled than the fills seen add up to (see ``_ask_reseed``).
             order.filled_quantity = snapshot.filled_quantity
             if snapshot.avg_fill_price is not None:
                 order.avg_fill_price = snapshot.avg_fill_price
+            self._filled_by_word.add(order.client_order_id)
             changed = True
         if status is not order.status and can_transition(order.status, status):
             if status is OrderStatus.REJECTED:
@@ -300,8 +305,10 @@ class OrderTracker:
             and order.status is not OrderStatus.UNKNOWN
         ):
             order.reject_reason = None  # the UNKNOWN explanation no longer applies
-        if order.status.is_terminal and order.account is not None and self._beyond_fills(order):
-            self._ask_reseed(order)
+        if order.status.is_terminal and order.client_order_id in self._filled_by_word:
+            self._filled_by_word.discard(order.client_order_id)
+            if self._beyond_fills(order):
+                self._ask_reseed(order)
         if changed or force:
             self.remember(order)
             self.journal_order(kind, order, fills=new_fills, with_request=modified is not None)

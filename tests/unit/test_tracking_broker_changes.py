@@ -133,3 +133,21 @@ async def test_an_order_filled_with_its_executions_needs_no_second_look(setup):
     assert order.status is OrderStatus.FILLED
     await until(lambda: service.book.position("us", "AAPL") == 3)
     assert broker.position_reads == reads and not service.tracker.gaps
+
+
+async def test_partly_filled_without_executions_then_cancelled_reads_the_positions_again(setup):
+    service, broker, _ = setup
+    order = await service.submit(resting(10))
+    broker.listed = [Position(symbol="AAPL", quantity=D(4), avg_price=D(150), account="us")]
+
+    partial = order.snapshot()
+    partial.status = OrderStatus.PARTIALLY_FILLED
+    partial.filled_quantity = D(4)
+    service.tracker.apply_event(OrderEvent("us", partial))
+    assert not service.tracker.gaps  # still working: its executions may yet come
+    cancelled = partial.snapshot()
+    cancelled.status = OrderStatus.CANCELLED
+    service.tracker.apply_event(OrderEvent("us", cancelled))
+
+    assert order.status is OrderStatus.CANCELLED and order.filled_quantity == 4
+    await until(lambda: service.book.position("us", "AAPL") == 4)
