@@ -145,6 +145,27 @@ class ExecutionService:
     def get_order(self, client_order_id: str) -> Order | None:
         return self.tracker.get(client_order_id)
 
+    def orphaned_orders(self) -> list[Order]:
+        """Working orders from the journal whose account is not configured here: nothing here
+        can reach them (see ``orphan_note``)."""
+        return [
+            order for order in self.tracker.orders.values() if order.client_order_id in self.tracker.orphaned
+        ]
+
+    def orphan_note(self, order: Order) -> str | None:
+        """For an orphaned order, what it means and what to do; None for any other order."""
+        return self.tracker.orphan_note(order)
+
+    def working_orders(self) -> list[Order]:
+        """Orders that can still fill at a configured account (orphaned ones are not among
+        them: see ``orphaned_orders``)."""
+        orphaned = self.tracker.orphaned
+        return [
+            order
+            for order in self.tracker.orders.values()
+            if order.status.is_working and order.client_order_id not in orphaned
+        ]
+
     def subscribe(self, callback: OrderCallback) -> None:
         """Call ``callback(order)`` after every change to an order, on the event loop thread."""
         self.tracker.hub.add_listener(callback)
@@ -370,13 +391,8 @@ class ExecutionService:
         asked and why it was refused: every refusal of an order is in the audit trail. (Input
         that is not an order at all is refused before the journal: see ``_coerce``.)"""
         self._refuse(order, code, reason)
-        coid = order.client_order_id
-        data: dict[str, object] = {"request": jr.request_data(order.request), "state": jr.order_state(order)}
         # A resend of an id already sent must not touch the original's journal rows.
-        sent = coid in self.tracker.sent
-        if sent:
-            data["client_order_id"] = coid
-        self.tracker.record(jr.RISK_REJECT, None if sent else coid, order.account, data, soon=True)
+        self.tracker.journal_refusal(order, resent=order.client_order_id in self.tracker.sent)
         return order
 
     def _halted_sentence(self) -> str:
@@ -465,7 +481,16 @@ class ExecutionService:
         if self.risk is not None and self.risk.watches_daily_loss and self.book.store is None:
             # The day's P&L is counted from where it was before a restart, in every process.
             self.book.store = DayStore(self.kill_switch.state_dir / RISK_DB)
-        self.tracker.restore()
+        self.tracker.restore(set(self.manager.names()))
+        orphans = self.orphaned_orders()
+        if orphans:
+            accounts = ", ".join(sorted({repr(o.account) for o in orphans}))
+            log.warning(
+                "%d working order(s) in the journal belong to accounts not in this configuration "
+                "(%s): shown as orphaned, not counted as working, not cancelled by a halt",
+                len(orphans),
+                accounts,
+            )
         await self.reconciler.seed_positions()
         self.tracker.listen(self.manager)
         self.manager.add_resync_hook(self.reconciler.resync)
@@ -562,17 +587,22 @@ class ExecutionService:
         """Cancel every working order at every connected broker, all at once, each under the
         call timeout; a broker that ignores the limit is given up on rather than waited for."""
         outcome = await self.manager.cancel_all_orders(per_broker_timeout=self.call_timeout)
-        self.tracker.record(
-            jr.CANCEL,
-            None,
-            None,
-            {
-                "cancel_all": {
-                    name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error}
-                    for name, r in outcome.items()
-                }
-            },
-        )
+        data: dict[str, object] = {
+            "cancel_all": {
+                name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()
+            }
+        }
+        orphans = [order for order in self.orphaned_orders() if order.is_working]
+        if orphans:
+            # Out of reach here, and so not cancelled: the record says so rather than nothing.
+            data["orphaned_not_cancelled"] = {o.client_order_id: o.account for o in orphans}
+            log.warning(
+                "cancel all: %d orphaned order(s) of accounts not in this configuration were not "
+                "cancelled (%s)",
+                len(orphans),
+                ", ".join(sorted({str(o.account) for o in orphans})),
+            )
+        self.tracker.record(jr.CANCEL, None, None, data)
         for result in outcome.values():
             if not result.ok:
                 log.warning("cancel all at %s failed: %s", result.account, result.error)

@@ -41,3 +41,7 @@ class HaltRecord:
         """Read back from the first journal: the state folder's main one, which every process
         using the folder writes its halts and resumes to."""
         return self.journals[0].events(since, order, kinds) if self.journals else []
+
+    def last_halt_or_resume(self) -> RecordedEvent | None:
+        """The newest halt or resume in the first journal (see ``events``)."""
+        return self.journals[0].last_halt_or_resume() if self.journals else None

@@ -45,7 +45,16 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 # No index on client_order_id: it would cost every write about a third more, and the reads that
-# want it (one order's history) are rare and still fast as a scan.
+# want it (one order's history) are rare and still fast as a scan. The halts and resumes have
+# an index of their own, partial, so that order rows never pay for it: the kill switch reads
+# the last of them without a scan of the day's orders (``last_halt_or_resume``). SQLite uses a
+# partial index only for a query that repeats its condition word for word (``_LAST_HALT``).
+_HALT_CONDITION = "kind IN ('halt', 'resume')"
+_HALT_INDEX = f"CREATE INDEX IF NOT EXISTS events_halts ON events (id) WHERE {_HALT_CONDITION};"
+_LAST_HALT = (
+    "SELECT id, ts, kind, client_order_id, account, data FROM events "
+    f"WHERE {_HALT_CONDITION} ORDER BY id DESC LIMIT 1"
+)
 _INSERT = "INSERT INTO events (ts, kind, client_order_id, account, data) VALUES (?, ?, ?, ?, ?)"
 _ROWS_PER_STATEMENT = 100  # 500 parameters, far below SQLite's limit
 
@@ -129,16 +138,15 @@ _STATE = (
 _FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"}'
 
 
-def order_row(order: Order, fills: list[Fill] | None = None) -> str:
-    """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
-    by hand: this runs for every acknowledgement and fill, and ``json`` on dicts costs several
-    times as much. (A finite Decimal's str() holds only digits, '.', '-' and 'E': safe inside
-    quotes as it is.)"""
+def state_json(order: Order) -> str:
+    """The JSON of ``order_state(order)``, written out by hand: it is in every acknowledgement,
+    fill and refusal row, and ``json`` on a dict costs several times as much. (A finite
+    Decimal's str() holds only digits, '.', '-' and 'E': safe inside quotes as it is.)"""
     broker_order_id = order.broker_order_id
     average = order.avg_fill_price
     code = order.reject_code
     reason = order.reject_reason
-    state = _STATE % (
+    return _STATE % (
         order.status.value,
         "null" if broker_order_id is None else _quote(broker_order_id),
         '"' + str(order.filled_quantity) + '"',
@@ -146,6 +154,12 @@ def order_row(order: Order, fills: list[Fill] | None = None) -> str:
         "null" if code is None else _quote(str(code)),
         "null" if reason is None else _quote(reason),
     )
+
+
+def order_row(order: Order, fills: list[Fill] | None = None) -> str:
+    """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
+    by hand like ``state_json``."""
+    state = state_json(order)
     if not fills:
         return '{"state":' + state + "}"
     rows = ",".join(
@@ -191,6 +205,13 @@ def request_json(request: OrderRequest) -> str:
     return text + f',"client_order_id":{_quote(values["client_order_id"])}}}'
 
 
+def _request_text(request: OrderRequest) -> str:
+    try:
+        return request_json(request)
+    except (AttributeError, KeyError, TypeError):  # a request never validated, of the wrong types
+        return request.model_dump_json(exclude_none=True)
+
+
 def fill_data(fill: Fill) -> dict[str, Any]:
     """A fill without what its order row already says (account, symbol, side, ids)."""
     return {
@@ -217,7 +238,7 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
-        self._db.executescript(SCHEMA)
+        self._db.executescript(SCHEMA + _HALT_INDEX)
         self._writer = self._db.cursor()  # reused: a cursor per row is measurable on the order path
         self.synchronous = synchronous
         self._closed = False
@@ -301,18 +322,37 @@ class Journal:
                 log.exception("%d journal rows could not be written %s", len(self._waiting), otherwise)
 
     def record_order(
-        self, kind: str, order: Order, *, fills: list[Fill] | None = None, soon: bool = False
+        self,
+        kind: str,
+        order: Order,
+        *,
+        fills: list[Fill] | None = None,
+        soon: bool = False,
+        with_request: bool = False,
     ) -> int | None:
-        """One row with the order's resulting state, and the fills that led to it."""
-        return self._insert(kind, order.client_order_id, order.account, order_row(order, fills), soon)
+        """One row with the order's resulting state, and the fills that led to it; with its
+        request too when ``with_request`` (an order modified at its broker), which replaces the
+        intent's on reading."""
+        payload = order_row(order, fills)
+        if with_request:
+            payload = '{"request":' + _request_text(order.request) + "," + payload[1:]
+        return self._insert(kind, order.client_order_id, order.account, payload, soon)
 
     def record_intent(self, order: Order) -> int | None:
-        try:
-            request = request_json(order.request)
-        except (AttributeError, KeyError, TypeError):  # a request never validated, of the wrong types
-            request = order.request.model_dump_json(exclude_none=True)
-        payload = '{"request":' + request + "}"
+        payload = '{"request":' + _request_text(order.request) + "}"
         return self._insert(INTENT, order.client_order_id, order.account, payload)
+
+    def record_refusal(self, order: Order, *, resent: bool) -> None:
+        """A ``RISK_REJECT`` row for an order refused before its intent was written: what was
+        asked and the refused state. ``resent``: the client id belongs to an order already
+        sent, whose own rows this one must not join (the id goes into the data instead). The
+        row may wait for the end of the loop's turn, like a follow-up row: a script hammering
+        a halted switch costs no commit per order."""
+        coid = order.client_order_id
+        payload = '{"request":' + _request_text(order.request) + ',"state":' + state_json(order)
+        if resent:
+            payload += ',"client_order_id":' + _quote(coid)
+        self._insert(RISK_REJECT, None if resent else coid, order.account, payload + "}", True)
 
     # -- reading -------------------------------------------------------------------------
     def events(
@@ -339,17 +379,14 @@ class Journal:
         with self._lock:
             self._write_waiting("now; this read goes without them")
             rows = self._db.execute(query, params).fetchall()
-        return [
-            JournalEvent(
-                row[0],
-                datetime.fromtimestamp(row[1] / 1_000_000, UTC),
-                row[2],
-                row[3],
-                row[4],
-                json.loads(row[5]),
-            )
-            for row in rows
-        ]
+        return [_event(row) for row in rows]
+
+    def last_halt_or_resume(self) -> JournalEvent | None:
+        """The newest ``halt`` or ``resume`` row, read through an index of their own: as cheap
+        with a million order rows as with none."""
+        with self._lock:
+            row = self._db.execute(_LAST_HALT).fetchone()
+        return None if row is None else _event(row)
 
     def orders(self) -> dict[str, Order]:
         """The last known state of every order, by client_order_id, in the order first seen."""
@@ -434,6 +471,12 @@ class _Checkpointer:
             db.close()
 
 
+def _event(row: tuple[Any, ...]) -> JournalEvent:
+    return JournalEvent(
+        row[0], datetime.fromtimestamp(row[1] / 1_000_000, UTC), row[2], row[3], row[4], json.loads(row[5])
+    )
+
+
 def _replay(
     result: dict[str, Order],
     ts: int,
@@ -455,6 +498,9 @@ def _replay(
         result[client_order_id] = order
     if order is None:
         return  # an event for an order this journal never saw the intent of
+    if request is not None and kind != INTENT and kind != RISK_REJECT:
+        # Modified at the broker: the terms it holds now.
+        order.request = OrderRequest.model_validate(request)
     request = order.request
     for raw in data.get("fills") or ():
         parsed = Fill.model_validate(

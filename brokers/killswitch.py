@@ -60,11 +60,34 @@ LOCK_NAME = "killswitch.lock"
 ENV_FLAG = "SYSTEM_HALTED"
 RESUME_HINT = "resume deliberately with ctrl+r in the console or `trading-console resume`"
 _TRUTHY = frozenset({"1", "true", "yes", "on", "y"})
+# The only values of SYSTEM_HALTED in the environment that do not halt: someone who set the
+# variable at all most likely meant to halt, so a value not understood ("2", "halt") halts too.
+_FALSY = frozenset({"", "0", "false", "no", "off", "n"})
+
+
+def env_halt_reason(value: str | None) -> str | None:
+    """Why a SYSTEM_HALTED value from the environment halts, or None when it does not. A value
+    that is not one of the usual spellings halts with a warning naming it."""
+    if value is None:
+        return None
+    word = value.strip().lower()
+    if word in _FALSY:
+        return None
+    if word in _TRUTHY:
+        return f"{ENV_FLAG} is set in the environment"
+    shown = value.strip() if len(value.strip()) <= 40 else value.strip()[:39] + "…"
+    log.warning(
+        "%s=%r in the environment is not a value this program knows; it halts trading, as any "
+        "value but 0, false, no or off does",
+        ENV_FLAG,
+        shown,
+    )
+    return f"{ENV_FLAG}={shown!r} is set in the environment (any value but 0, false, no or off halts)"
+
+
 _MAX_FLAG_BYTES = 64 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_HALT_KINDS = ["halt", "resume"]
-
 _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
 _ACTIVE = TradingState.ACTIVE
@@ -251,8 +274,9 @@ class KillSwitch:
         self._flag_info: tuple[HaltInfo, bool] | None = None
         self._load()
         self._notified = self.state
-        if env.get(ENV_FLAG, "").strip().lower() in _TRUTHY and not self._flag_exists():
-            self.halt(f"{ENV_FLAG} is set in the environment", source="env")
+        reason = env_halt_reason(env.get(ENV_FLAG))
+        if reason is not None and not self._flag_exists():
+            self.halt(reason, source="env")
 
     def _load(self) -> None:
         """At start: a flag on disk is a halt; without one, an unresumed halt in the journal is."""
@@ -358,11 +382,10 @@ class KillSwitch:
         if self.journal is None:
             return None
         try:
-            rows = self.journal.events(kinds=_HALT_KINDS)
+            return self.journal.last_halt_or_resume()
         except Exception:
             log.exception("could not read the last halt or resume from the journal")
             raise
-        return rows[-1] if rows else None
 
     def _resumed_since(self, row: RecordedEvent | None) -> bool:
         """Whether ``row``, the journal's last halt or resume, is a resume journaled after this

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -187,6 +188,7 @@ def can_transition(current: OrderStatus, new: OrderStatus) -> bool:
 
 
 _ZERO = Decimal(0)
+_ONE = Decimal(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,8 +243,8 @@ def decimal_places(value: Decimal) -> int:
     # Counted on the digits themselves: normalize() would first round to the context's 28
     # significant digits and let 1.00000000000000000000000000001 pass as 1.
     _, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int) or not any(digits):
-        return 0
+    if not isinstance(exponent, int) or exponent >= 0 or not any(digits):
+        return 0  # whole numbers, the usual quantity, need no counting
     trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
     return max(0, -(exponent + trailing_zeros))
 
@@ -253,10 +255,12 @@ def check_positive_amount(value: object, field: str, ceiling: Decimal) -> Decima
         raise ValueError(f"{field} must be greater than 0, not {shown(amount)}")
     if amount > ceiling:
         raise ValueError(f"{field} must be at most {ceiling:,}, not {shown(amount)}")
+    if amount.as_tuple().exponent == 0:
+        return amount  # a whole number written without a point or exponent: canonical already
     if decimal_places(amount) > MAX_DECIMALS:
         raise ValueError(f"{field} allows at most {MAX_DECIMALS} decimal places, not {shown(amount)}")
     # Canonical form: 10 not 1E+1 or 10.00, 10.5 not 10.50.
-    return amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount.normalize()
+    return amount.quantize(_ONE) if amount == amount.to_integral_value() else amount.normalize()
 
 
 def new_client_order_id() -> str:
@@ -300,6 +304,11 @@ _ENUM_FIELDS: dict[str, type[_CaseInsensitiveEnum]] = {
     "time_in_force": TimeInForce,
     "asset_class": AssetClass,
 }
+# Every request is validated again on the order path (see ``brokers.intake``), so these rules
+# are compiled once. Symbols are upper-cased before the match.
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9 ./:\-_^=&]*")
+# ``\w`` is what ``str.isalnum()`` accepts, and the underscore.
+_CLIENT_ORDER_ID = re.compile(rf"[\w-]{{1,{CLIENT_ORDER_ID_MAX_LEN}}}")
 
 
 class OrderRequest(BaseModel):
@@ -332,8 +341,7 @@ class OrderRequest(BaseModel):
             raise ValueError("symbol is empty; enter a ticker such as AAPL")
         if len(symbol) > SYMBOL_MAX_LEN:
             raise ValueError(f"symbol is longer than {SYMBOL_MAX_LEN} characters")
-        allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ./:-_^=&")
-        if not symbol[0].isalnum() or any(ch not in allowed for ch in symbol):
+        if _SYMBOL.fullmatch(symbol) is None:
             raise ValueError(
                 "symbol may hold letters, digits and . / : - _ ^ = & only, starting with a letter or digit"
             )
@@ -344,6 +352,8 @@ class OrderRequest(BaseModel):
     def _enum_text(cls, value: object, info: ValidationInfo) -> _CaseInsensitiveEnum:
         field = info.field_name or "value"
         enum = _ENUM_FIELDS[field]
+        if type(value) is enum:
+            return value  # a request validated again, or built from the enums themselves
         try:
             return enum(value)
         except ValueError:
@@ -400,7 +410,7 @@ class OrderRequest(BaseModel):
     def _client_order_id(cls, value: object) -> str:
         if not isinstance(value, str) or not value:
             raise ValueError("client_order_id must be non-empty text")
-        if len(value) > CLIENT_ORDER_ID_MAX_LEN or not all(ch.isalnum() or ch in "-_" for ch in value):
+        if _CLIENT_ORDER_ID.fullmatch(value) is None:
             raise ValueError(
                 f"client_order_id may hold letters, digits, '-' and '_' ({CLIENT_ORDER_ID_MAX_LEN} at most)"
             )

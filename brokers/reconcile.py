@@ -47,6 +47,8 @@ class Reconciler:
         self.tracker = tracker
         self.call_timeout = call_timeout
         self._sweep_task: asyncio.Task[None] | None = None
+        self._reseeds: dict[str, asyncio.Task[None]] = {}
+        tracker.reseed = self.reseed
 
     async def reconcile(self, accounts: Iterable[str] | None = None) -> ReconcileReport:
         """Settle every working order and compare positions at each account (all by default)."""
@@ -160,6 +162,48 @@ class Reconciler:
 
         await asyncio.gather(*(one(name) for name in self.manager.names()))
 
+    def reseed(self, account: str) -> None:
+        """Read ``account``'s positions into the book soon: an order there is reported filled
+        beyond the fills seen (a broker may report it filled without its executions, some of
+        which never come), so the book would miss part of the position until the next
+        reconcile. Fills of that order that do arrive later are not counted twice (see
+        ``OrderTracker.cover_gaps``)."""
+        running = self._reseeds.get(account)
+        if running is not None and not running.done():
+            return  # it reads again when it finds orders it was not asked about
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            log.warning("positions at %s are not read again: no event loop", account)
+            return
+        self._reseeds[account] = loop.create_task(self._reseed(account), name=f"execution-reseed-{account}")
+
+    async def _reseed(self, account: str) -> None:
+        tracker = self.tracker
+        while True:
+            wanted = {
+                coid for coid in tracker.gaps if (o := tracker.orders.get(coid)) and o.account == account
+            }
+            if not wanted:
+                return
+            try:
+                broker = self.manager.get(account)
+                async with asyncio.timeout(self.call_timeout):
+                    positions = await broker.get_positions()
+            except Exception as exc:
+                tracker.gaps -= wanted
+                log.warning(
+                    "positions at %s not read after an order filled beyond its fills: %s; the book "
+                    "follows them at the next reconcile",
+                    account,
+                    describe_error(exc),
+                )
+                return
+            diffs = tracker.book.seed(account, positions)
+            tracker.cover_gaps(account, wanted)
+            if diffs:
+                log.warning("positions at %s taken from the broker: %s", account, diffs)
+
     # -- the sweep -----------------------------------------------------------------------
     def sweep_unsettled(self) -> None:
         """Ask the brokers again about orders whose submit lost its answer, so that they settle
@@ -188,10 +232,12 @@ class Reconciler:
             log.exception("asking the brokers about unsettled orders failed")
 
     async def stop(self) -> None:
-        task, self._sweep_task = self._sweep_task, None
-        if task is not None and not task.done():
+        tasks = [task for task in (self._sweep_task, *self._reseeds.values()) if task is not None]
+        self._sweep_task = None
+        self._reseeds.clear()
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _may_still_arrive(order: Order, broker: Broker) -> bool:

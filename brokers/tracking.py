@@ -10,14 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
+
+from pydantic import ValidationError
 
 from . import journal as jr
 from .base import AccountDirectory
 from .book import Book
 from .events import FillEvent, ManagerEvent, OrderEvent
-from .models import TERMINAL_STATUSES, Fill, Order, OrderStatus, RejectCode, can_transition
+from .models import (
+    TERMINAL_STATUSES,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    RejectCode,
+    can_transition,
+    describe_validation_error,
+)
 from .pubsub import EventHub
 
 __all__ = ["OrderCallback", "OrderTracker"]
@@ -44,26 +55,48 @@ class OrderTracker:
         self.in_flight: set[str] = set()
         # client_order_ids handed to a broker: it may hold them, so they are never sent again.
         self.sent: set[str] = set()
+        # Working orders in the journal whose account is not configured here (see ``restore``).
+        self.orphaned: set[str] = set()
         self.hub: EventHub[Order] = EventHub("execution")
         # Manager events waiting to be applied (see ``receive``).
         self._inbox: deque[ManagerEvent] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_scheduled = False
+        # Called with an account whose positions moved by more than the fills seen (a final
+        # snapshot filled beyond its fills: see ``absorb``), to read them from the broker.
+        self.reseed: Callable[[str], object] | None = None
+        # Orders whose filled quantity a broker snapshot raised above what their fills add up
+        # to, until they are final: then the fills are counted once (see ``absorb``).
+        self._filled_by_word: set[str] = set()
+        # Orders filled beyond their fills, until their account's positions are read again.
+        self.gaps: set[str] = set()
+        # client order id -> how much of the order's fills a reading of its account's positions
+        # already put in the book: those fills, should they still arrive, do not move it again.
+        self.covered: dict[str, Decimal] = {}
 
-    def restore(self) -> None:
+    def restore(self, accounts: Collection[str]) -> None:
         """Take up the journal's working orders, and remember every client id it shows was
         handed to a broker (an intent the final kill-switch check did not refuse): an id a
-        broker has seen is never sent again, restart or not."""
+        broker has seen is never sent again, restart or not.
+
+        A working order of an account not among ``accounts`` is orphaned: known and shown, but
+        no account here can reach it, so it counts nowhere as working and is neither settled
+        nor cancelled (see ``orphan_note``)."""
         journal = self.journal
         if journal is None:
             return
         for order in journal.open_orders():
             coid = order.client_order_id
-            if coid not in self.orders:
-                self.sent.add(coid)
-                self.remember(order)
-                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
-                    self.unsettled.add(coid)
+            if coid in self.orders:
+                continue
+            self.sent.add(coid)
+            if order.account not in accounts:
+                self.orphaned.add(coid)
+                self.register(order)
+                continue
+            self.remember(order)
+            if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
+                self.unsettled.add(coid)
         sent: set[str] = set()
         for event in journal.events(kinds=[jr.INTENT, jr.REJECT]):
             if event.client_order_id is None:
@@ -77,6 +110,17 @@ class OrderTracker:
     # -- finding and remembering ---------------------------------------------------------
     def get(self, client_order_id: str) -> Order | None:
         return self.orders.get(client_order_id)
+
+    def orphan_note(self, order: Order) -> str | None:
+        """What to do about an orphaned order (see ``restore``); None for any other order."""
+        if order.client_order_id not in self.orphaned:
+            return None
+        return (
+            f"orphaned: account {order.account!r} is not in this configuration, so the order "
+            f"cannot be followed or cancelled from here; it may still be working at the broker. "
+            f"Add the account back to cancel it there, or it belongs to another configuration "
+            f"that shares this journal"
+        )
 
     def find(self, account: str, broker_order_id: str) -> Order | None:
         return self.by_broker_id.get((account, broker_order_id))
@@ -101,15 +145,27 @@ class OrderTracker:
         self.hub.publish(order)
 
     # -- journal -------------------------------------------------------------------------
-    def journal_order(self, kind: str, order: Order, fills: list[Fill] | None = None) -> None:
+    def journal_order(
+        self, kind: str, order: Order, fills: list[Fill] | None = None, *, with_request: bool = False
+    ) -> None:
         """What became of an order whose intent is committed: these rows commit by the end of
-        the loop's turn or with the next intent, whichever is first (see ``brokers.journal``)."""
+        the loop's turn or with the next intent, whichever is first (see ``brokers.journal``).
+        ``with_request``: the order was modified at its broker; the row carries the new request."""
         if self.journal is None:
             return
         try:
-            self.journal.record_order(kind, order, fills=fills, soon=True)
+            self.journal.record_order(kind, order, fills=fills, soon=True, with_request=with_request)
         except Exception:
             log.exception("could not journal %s for order %s", kind, order.client_order_id)
+
+    def journal_refusal(self, order: Order, *, resent: bool) -> None:
+        """An order refused before its intent was journaled (see ``Journal.record_refusal``)."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.record_refusal(order, resent=resent)
+        except Exception:
+            log.exception("could not journal the refusal of order %s", order.client_order_id)
 
     def record(
         self,
@@ -180,15 +236,38 @@ class OrderTracker:
         """Merge a broker's view of an order into ours; journal and notify if anything changed."""
         status = snapshot.status
         current = order.status
+        modified = _modification(order.request, snapshot.request)
         if (
             not force
             and (status is current or not can_transition(current, status))
             and snapshot.filled_quantity <= order.filled_quantity
             and len(snapshot.fills) <= len(order.fills)
             and snapshot.broker_order_id in (None, order.broker_order_id)
+            and modified is None
         ):
             return False  # old news: the usual case for updates that trail the broker's answer
         changed = False
+        if modified is not None:
+            # Changed at the broker (a quantity or price edited in the broker's own app): its
+            # word is the order now, and the book's working quantity follows it.
+            try:
+                order.request = OrderRequest.model_validate({**order.request.__dict__, **modified})
+            except ValidationError as exc:
+                log.error(
+                    "order %s at %s was modified at the broker into something that cannot be "
+                    "followed (%s); its terms here are the ones sent",
+                    order.client_order_id,
+                    order.account,
+                    describe_validation_error(exc),
+                )
+            else:
+                log.warning(
+                    "order %s at %s was modified at the broker: %s",
+                    order.client_order_id,
+                    order.account,
+                    ", ".join(f"{name} {value}" for name, value in modified.items()),
+                )
+                changed = True
         if snapshot.broker_order_id and snapshot.broker_order_id != order.broker_order_id:
             order.broker_order_id = snapshot.broker_order_id
             changed = True
@@ -196,9 +275,11 @@ class OrderTracker:
         if new_fills:
             self._count_fills(order)
         if snapshot.filled_quantity > order.filled_quantity:
+            # More filled than the fills seen add up to (see ``_ask_reseed``).
             order.filled_quantity = snapshot.filled_quantity
             if snapshot.avg_fill_price is not None:
                 order.avg_fill_price = snapshot.avg_fill_price
+            self._filled_by_word.add(order.client_order_id)
             changed = True
         if status is not order.status and can_transition(order.status, status):
             if status is OrderStatus.REJECTED:
@@ -224,11 +305,41 @@ class OrderTracker:
             and order.status is not OrderStatus.UNKNOWN
         ):
             order.reject_reason = None  # the UNKNOWN explanation no longer applies
+        if order.status.is_terminal and order.client_order_id in self._filled_by_word:
+            self._filled_by_word.discard(order.client_order_id)
+            if self._beyond_fills(order):
+                self._ask_reseed(order)
         if changed or force:
             self.remember(order)
-            self.journal_order(kind, order, fills=new_fills)
+            self.journal_order(kind, order, fills=new_fills, with_request=modified is not None)
             self.notify(order)
         return changed
+
+    @staticmethod
+    def _beyond_fills(order: Order) -> bool:
+        """Whether the order is filled beyond the fills seen: a broker may report an order
+        filled without its executions (some never come, for one filled on an earlier day)."""
+        filled = order.filled_quantity
+        return filled > 0 and filled > sum((f.quantity for f in order.fills), _ZERO)
+
+    def _ask_reseed(self, order: Order) -> None:
+        coid = order.client_order_id
+        if coid in self.gaps or coid in self.covered or self.reseed is None or order.account is None:
+            return
+        self.gaps.add(coid)
+        self.reseed(order.account)
+
+    def cover_gaps(self, account: str, coids: set[str]) -> None:
+        """``account``'s positions were just read into the book, after the orders ``coids``
+        were found filled beyond their fills: what those fills lack is in the book now."""
+        for coid in coids:
+            self.gaps.discard(coid)
+            order = self.orders.get(coid)
+            if order is None or order.account != account:
+                continue
+            missing = order.filled_quantity - sum((f.quantity for f in order.fills), _ZERO)
+            if missing > 0:
+                self.covered[coid] = missing
 
     def on_fill(self, account: str, fill: Fill) -> None:
         order = None
@@ -267,7 +378,21 @@ class OrderTracker:
         """Record a fill on the order and the book, once."""
         if not order.take_fill(fill):
             return False
-        self.book.add_fill(order.account or fill.account, fill)
+        account = order.account or fill.account
+        coid = order.client_order_id
+        covered = self.covered.get(coid)
+        if covered is None:
+            self.book.add_fill(account, fill)
+            return True
+        # Already in the book through a reading of the account's positions (see ``cover_gaps``):
+        # only what goes beyond that moves it.
+        if fill.quantity <= covered:
+            self.covered[coid] = covered - fill.quantity
+            if covered == fill.quantity:
+                del self.covered[coid]
+            return True
+        del self.covered[coid]
+        self.book.add_fill(account, fill.model_copy(update={"quantity": fill.quantity - covered}))
         return True
 
     @staticmethod
@@ -290,3 +415,28 @@ class OrderTracker:
         )
         if can_transition(order.status, target):
             order.transition(target)
+
+
+# What a broker may change on an order after it was placed (in its own app, say).
+_MODIFIABLE = ("quantity", "order_type", "limit_price", "stop_price", "trail_percent", "trail_amount")
+
+
+def _terms(request: OrderRequest) -> tuple[object, ...]:
+    return (
+        request.quantity,
+        request.order_type,
+        request.limit_price,
+        request.stop_price,
+        request.trail_percent,
+        request.trail_amount,
+    )
+
+
+def _modification(ours: OrderRequest, theirs: OrderRequest) -> dict[str, object] | None:
+    """The terms a broker's snapshot changed on the request we sent, or None."""
+    if theirs is ours:
+        return None
+    before, after = _terms(ours), _terms(theirs)
+    if before == after:
+        return None
+    return {name: new for name, old, new in zip(_MODIFIABLE, before, after, strict=True) if new != old}

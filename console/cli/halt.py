@@ -197,7 +197,8 @@ def resume(
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Resume trading: remove the SYSTEM_HALTED flag. A reason is required and journaled."""
+    """Resume trading: lift a halt (remove the SYSTEM_HALTED flag) or reduce-only, manual or
+    tripped by the daily loss limit. A reason is required and journaled."""
     if not reason.strip():
         bad_argument("a reason is required, e.g. --reason 'feed fixed'", "--reason")
     state = state_of(ctx)
@@ -210,50 +211,76 @@ def resume(
         )
     if warning:
         warn(warning)
+    from brokers.models import TradingState
+
     with kill_switch_at(directory, halt_journals(state, directory)) as switch:
-        was_halted = switch.is_halted
-        if was_halted:
+        before = switch.state
+        if before is not TradingState.ACTIVE:
             try:
                 switch.resume(reason, source=cli_source())
             except OSError as exc:
-                fail(f"could not remove {switch.flag_path} ({describe(exc)}); still halted")
+                fail(f"could not resume ({describe(exc)}); still {_STATE_WORDS[before.value]}")
         flag = switch.flag_path
     if as_json:
-        print_json({"state": "ACTIVE", "was_halted": was_halted, "reason": reason.strip(), "flag": flag})
-    elif was_halted:
-        typer.secho(f"Trading resumed: {reason.strip()}", fg=typer.colors.GREEN, bold=True)
+        print_json(
+            {
+                "state": "ACTIVE",
+                "was": before.value,
+                "was_halted": before is TradingState.HALTED,
+                "reason": reason.strip(),
+                "flag": flag,
+            }
+        )
+    elif before is not TradingState.ACTIVE:
+        typer.secho(
+            f"Trading resumed (was {_STATE_WORDS[before.value]}): {reason.strip()}",
+            fg=typer.colors.GREEN,
+            bold=True,
+        )
     else:
-        typer.echo("Trading was not halted; nothing to resume.")
+        typer.echo("Trading was not halted or reduce-only; nothing to resume.")
 
 
 def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show whether trading is halted, since when, by whom and why."""
+    """Show whether trading is halted or reduce-only, since when, by whom and why."""
+    from brokers.models import TradingState
+
     state = state_of(ctx)
     directory, warning, certain = flag_state_dir(state)
     if warning and certain:
         warn(warning)
     with kill_switch_at(directory, halt_journals(state, directory)) as switch:
-        halted = switch.is_halted
-        info = switch.info if halted else None
+        trading = switch.state
+        info = switch.info if trading is not TradingState.ACTIVE else None
         flag = switch.flag_path
+    halted = trading is TradingState.HALTED
     if as_json:
-        print_json(
-            {"state": "HALTED" if halted else "ACTIVE", "halted": halted, **info_json(info), "flag": flag}
-        )
-    elif halted and info is not None:
-        typer.secho(
-            f"HALTED since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}",
-            fg=typer.colors.RED,
-            bold=True,
-        )
-    else:
+        print_json({"state": trading.value, "halted": halted, **info_json(info), "flag": flag})
+    elif trading is TradingState.ACTIVE or info is None:
         typer.secho("ACTIVE: trading is not halted", fg=typer.colors.GREEN)
+    else:
+        since = f"since {info.time:%Y-%m-%d %H:%M:%S} UTC by {info.source}: {info.reason}"
+        if halted:
+            typer.secho(f"HALTED {since}", fg=typer.colors.RED, bold=True)
+        else:
+            typer.secho(f"REDUCE-ONLY {since}", fg=typer.colors.YELLOW, bold=True)
+            typer.echo(
+                "Only orders that shrink a position are accepted; "
+                "`trading-console resume --reason ...` lifts it."
+            )
     if not as_json:
         typer.echo(f"Flag: {flag}")
     if not certain:
         fail(
             f"{warning}; this is the default state directory, not necessarily the console's", ExitCode.CONFIG
         )
+
+
+_STATE_WORDS = {
+    "HALTED": "halted",
+    "REDUCING": "reduce-only",
+    "ACTIVE": "active",
+}
 
 
 def register(app: typer.Typer) -> None:

@@ -336,6 +336,10 @@ class TradingConsoleApp(App[int]):
         if order.is_terminal:
             self.notify(f"Order is already {order.status.value}", timeout=3)
             return
+        orphaned = self.blotter.orphan_note(order)
+        if orphaned is not None:
+            self.notify(orphaned, severity="warning", timeout=8)
+            return
         if not order.broker_order_id or not order.account:
             self.notify("The broker has not acknowledged this order yet", severity="warning", timeout=3)
             return
@@ -429,7 +433,7 @@ class TradingConsoleApp(App[int]):
         # The same object may come back mutated: compare what was last shown.
         shown = self._last_statuses.get(key)
         now = (order.status, order.filled_quantity)
-        self.blotter.show_order(order)
+        self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
         if shown == now:
             return
         if self.trading_state is TradingState.HALTED:

@@ -116,7 +116,7 @@ class TradingStateControl:
 
     def show_working(self) -> None:
         """The orders a halt left working, per account (none shown unless halted)."""
-        orders = self.app.runtime.execution.orders() if self.state is _HALTED else ()
+        orders = self.app.runtime.execution.working_orders() if self.state is _HALTED else ()
         self.app.banner.show_working(working_by_account(orders))
 
     def cancel_all_finished(self, message: CancelAllFinished) -> None:

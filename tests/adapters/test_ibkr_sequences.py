@@ -329,11 +329,6 @@ async def test_informational_codes_about_a_new_order_leave_it_working(tws_peer, 
     assert order.status is OrderStatus.ACCEPTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OrderTracker.absorb keeps the request it sent: a broker snapshot with a new quantity "
-    "or price must replace it (brokers/tracking.py)",
-)
 async def test_execution_layer_follows_an_order_enlarged_in_tws(tws_peer, ibkr, tmp_path):
     manager = MultiBrokerManager(heartbeat_interval=3600)
     manager.add_broker("ib-paper", ibkr, default=True)

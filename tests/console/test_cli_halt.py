@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def test_resume_removes_the_flag_and_journals_who_and_why():
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
         "state": "ACTIVE",
+        "was": "HALTED",
         "was_halted": True,
         "reason": "feed back",
         "flag": str(flag()),
@@ -247,3 +249,45 @@ async def test_halt_from_another_shell_is_obeyed_by_a_running_execution_service(
         assert resting.filled_quantity == Decimal(0)
     finally:
         await runtime.stop()
+
+
+def reduce_only_on_disk(reason: str = "daily loss limit reached at ib-live") -> None:
+    """Reduce-only as a console's daily-loss watch leaves it, for the rest of the day."""
+    from brokers.killswitch import KillSwitch
+
+    with Journal(state_dir() / "journal.sqlite") as journal:
+        KillSwitch(state_dir(), journal=journal, env={}).reduce_only(
+            reason, source="risk:daily_loss", day=datetime.now(UTC).date()
+        )
+
+
+def test_halt_status_shows_reduce_only_with_its_reason():
+    reduce_only_on_disk()
+    result = invoke("halt-status")
+    assert result.exit_code == 0, result.output
+    text = plain(result.output)
+    assert "REDUCE-ONLY since" in text and "risk:daily_loss" in text
+    assert "daily loss limit reached at ib-live" in text and "resume" in text
+    data = json.loads(invoke("halt-status", "--json").stdout)
+    assert data["state"] == "REDUCING" and data["halted"] is False
+    assert data["reason"] == "daily loss limit reached at ib-live"
+    assert data["source"] == "risk:daily_loss"
+
+
+def test_resume_lifts_a_persisted_reduce_only():
+    from brokers.killswitch import KillSwitch
+
+    reduce_only_on_disk()
+    result = invoke("resume", "--reason", "limit reviewed with risk desk")
+    assert result.exit_code == 0, result.output
+    assert "Trading resumed (was reduce-only)" in result.output
+    assert KillSwitch(state_dir(), env={}).state is TradingState.ACTIVE
+    assert json.loads(invoke("halt-status", "--json").stdout)["state"] == "ACTIVE"
+    kinds = [kind for kind, _ in journal_kinds()]
+    assert kinds[-2:] == ["reduce_only", "resume"]
+
+
+def test_resume_json_says_what_it_lifted():
+    reduce_only_on_disk()
+    data = json.loads(invoke("resume", "--reason", "ok", "--json").stdout)
+    assert (data["state"], data["was"], data["was_halted"]) == ("ACTIVE", "REDUCING", False)

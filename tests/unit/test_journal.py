@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.journal import Journal, fill_data, order_row, order_state
+from brokers.journal import _LAST_HALT, Journal, fill_data, order_row, order_state
 from brokers.models import Fill, Order, OrderRequest, OrderStatus
 from brokers.paths import state_dir
 
@@ -322,3 +322,34 @@ async def test_checkpoints_run_off_the_order_path(journal):
     assert busy == 0 and log_frames == checkpointed
     journal.close()
     assert not checkpointer._thread.is_alive()
+
+
+def test_the_last_halt_or_resume_is_read_through_its_own_index(journal):
+    assert journal.last_halt_or_resume() is None
+    journal.record("halt", data={"reason": "first"})
+    journal.record("resume", data={"reason": "back"})
+    journal.record("halt", data={"reason": "again"})
+    journal.record("reduce_only", data={"reason": "not a halt or resume"})
+    for n in range(50):
+        journal.record("intent", client_order_id=f"C{n}", data={"n": n})
+    last = journal.last_halt_or_resume()
+    assert last is not None and (last.kind, last.data["reason"]) == ("halt", "again")
+    assert last == journal.events(kinds=["halt", "resume"])[-1]
+    with sqlite3.connect(journal.path) as db:  # the read uses the index, not a scan of the table
+        plan = db.execute("EXPLAIN QUERY PLAN " + _LAST_HALT).fetchall()
+    assert "USING INDEX events_halts" in " ".join(str(step) for step in plan)
+
+
+def test_a_journal_from_before_the_index_gets_it_on_opening(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "client_order_id TEXT, account TEXT, data TEXT NOT NULL)"
+    )
+    db.execute("INSERT INTO events (ts, kind, data) VALUES (1, 'resume', '{\"reason\": \"old\"}')")
+    db.commit()
+    db.close()
+    with Journal(path) as journal:
+        last = journal.last_halt_or_resume()
+        assert last is not None and last.data == {"reason": "old"}

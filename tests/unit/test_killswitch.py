@@ -72,8 +72,28 @@ def test_environment_variable_starts_halted(folder, value):
     assert (folder / FLAG_NAME).exists()
 
 
-def test_environment_variable_zero_does_not_halt(folder):
-    assert KillSwitch(folder, env={"SYSTEM_HALTED": "0"}).state is TradingState.ACTIVE
+@pytest.mark.parametrize("value", ["0", "false", "FALSE", " no ", "off", "", "   "])
+def test_environment_variable_off_does_not_halt(folder, value, caplog):
+    assert KillSwitch(folder, env={"SYSTEM_HALTED": value}).state is TradingState.ACTIVE
+    assert "SYSTEM_HALTED" not in caplog.text
+
+
+@pytest.mark.parametrize("value", ["2", "halt", "HALTED", "-1", "stop now"])
+def test_environment_variable_not_understood_halts_and_says_so(folder, value, caplog):
+    with caplog.at_level("WARNING", logger="brokers.killswitch"):
+        switch = KillSwitch(folder, env={"SYSTEM_HALTED": value})
+    assert switch.state is TradingState.HALTED
+    assert switch.info is not None and switch.info.source == "env"
+    assert repr(value) in switch.info.reason
+    assert (folder / FLAG_NAME).exists()
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING" and "not a value" in r.getMessage()]
+    assert repr(value) in warning.getMessage() and "halts trading" in warning.getMessage()
+
+
+def test_environment_variable_understood_halts_without_a_warning(folder, caplog):
+    with caplog.at_level("WARNING", logger="brokers.killswitch"):
+        assert KillSwitch(folder, env={"SYSTEM_HALTED": "1"}).state is TradingState.HALTED
+    assert not [r for r in caplog.records if "not a value" in r.getMessage()]
 
 
 @pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b'{"time": "yesterday"}', b"\xff\xfe"])

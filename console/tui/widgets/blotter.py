@@ -72,10 +72,16 @@ class BlotterTable(KeyedTable):
     )
 
 
+ORPHANED_STYLE = "bold black on magenta"
+
+
 class BlotterPane(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._orders: dict[str, Order] = {}
+        # client order id -> what to do, for orders of accounts not in this configuration
+        # (``ExecutionService.orphan_note``): not working anywhere here, not cancellable.
+        self._orphans: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield BlotterTable(id="blotter-table")
@@ -93,15 +99,29 @@ class BlotterPane(Vertical):
     def orders(self) -> dict[str, Order]:
         return self._orders
 
-    def show_order(self, order: Order) -> None:
+    def orphan_note(self, order: Order) -> str | None:
+        return self._orphans.get(order.client_order_id)
+
+    def show_order(self, order: Order, orphan_note: str | None = None) -> None:
         key = order.client_order_id
         is_new = key not in self._orders
         self._orders[key] = order
-        side_style = "green" if order.side is Side.BUY else "red"
-        if order.reject_code:
-            result = Text(f"{order.reject_code}: {fmt.one_line(order.reject_reason, 120)}", style="red")
+        if orphan_note is not None:
+            self._orphans[key] = orphan_note
         else:
-            result = Text(filled_text(order))
+            self._orphans.pop(key, None)
+        side_style = "green" if order.side is Side.BUY else "red"
+        if orphan_note is not None:
+            status = Text("ORPHANED", style=ORPHANED_STYLE)
+            result = Text(f"account not configured: {order.account}", style="magenta")
+        else:
+            status = Text(
+                STATUS_SHORT.get(order.status, order.status.value), style=STATUS_STYLE.get(order.status, "")
+            )
+            if order.reject_code:
+                result = Text(f"{order.reject_code}: {fmt.one_line(order.reject_reason, 120)}", style="red")
+            else:
+                result = Text(filled_text(order))
         table = self.table
         table.upsert(
             key,
@@ -112,10 +132,7 @@ class BlotterPane(Vertical):
                 "side": Text(order.side.value, style=side_style),
                 "quantity": fmt.right(fmt.quantity(order.quantity)),
                 "order": f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip(),
-                "status": Text(
-                    STATUS_SHORT.get(order.status, order.status.value),
-                    style=STATUS_STYLE.get(order.status, ""),
-                ),
+                "status": status,
                 "result": result,
             },
         )
@@ -123,8 +140,10 @@ class BlotterPane(Vertical):
             # Follow the newest order unless the trader is working in the blotter.
             table.move_cursor(row=table.row_count - 1, animate=False)
         self._show_detail()
-        working = sum(1 for o in self._orders.values() if o.is_working)
-        self.border_subtitle = f"{working} working · {len(self._orders)} total"
+        orphans = self._orphans
+        working = sum(1 for k, o in self._orders.items() if o.is_working and k not in orphans)
+        orphaned = f" · {len(orphans)} orphaned" if orphans else ""
+        self.border_subtitle = f"{working} working{orphaned} · {len(self._orders)} total"
 
     def selected_order(self) -> Order | None:
         key = self.table.selected_key()
@@ -145,6 +164,10 @@ class BlotterPane(Vertical):
         text.append(f"{order.order_type.value} {order.time_in_force.value} ")
         text.append(order.status.value, style=STATUS_STYLE.get(order.status, ""))
         text.append(f"  id {order.client_order_id}", style="dim")
+        note = self._orphans.get(order.client_order_id)
+        if note is not None:
+            text.append("\n")
+            text.append(note, style="magenta")
         if order.reject_code:
             text.append(f"\n{order.reject_code}: ", style="bold red")
             text.append(fmt.one_line(order.reject_reason, 400), style="red")
