@@ -182,8 +182,8 @@ class ExecutionService:
     async def submit(self, request: OrderRequest | Mapping[str, object]) -> Order:
         """Send one order. Never raises for a refusal: the returned order is REJECTED with a
         ``reject_code`` and a ``reject_reason`` a trader can read."""
-        # 1. validation: whatever arrives, however it was built (``model_copy`` and
-        # ``model_construct`` skip the model's validators), goes through them again here.
+        # 1. validation: a request that did not come out of the model's validators (a mapping,
+        # ``model_copy``, ``model_construct``) goes through them here.
         coerced = self._coerce(request)
         if isinstance(coerced, Order):
             return coerced

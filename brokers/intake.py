@@ -32,10 +32,12 @@ def validate(raw: object) -> OrderRequest | tuple[OrderRequest, str]:
     """``raw`` as a valid request, or a stand-in for it (see ``refused_request``) and why it is
     not one. Anything but a mapping or a request is a programming error.
 
-    A request is validated again from its values whatever it is: ``model_copy(update=...)`` and
-    ``model_construct`` build one without running the model's validators, and a frozen model's
-    fields can still be forced. What comes back is a new, validated request."""
+    A request that came out of the model's validators is taken as it is; any other
+    (``model_copy(update=...)``, ``model_construct``, a subclass's doing) is validated again from
+    its values, and what comes back is a new, validated request."""
     if isinstance(raw, OrderRequest):
+        if raw.validated:
+            return raw
         values: Mapping[str, object] = raw.__dict__
         try:
             return OrderRequest.model_validate(values)

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import re
 import secrets
+import weakref
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -311,6 +312,11 @@ _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9 ./:\-_^=&]*")
 _CLIENT_ORDER_ID = re.compile(rf"[\w-]{{1,{CLIENT_ORDER_ID_MAX_LEN}}}")
 
 
+# Every OrderRequest that passed the validators, by identity: weak, so it holds nothing alive,
+# and keyed by id rather than by value, so a copy with the same fields is not taken for it.
+_VALIDATED: weakref.WeakValueDictionary[int, OrderRequest] = weakref.WeakValueDictionary()
+
+
 class OrderRequest(BaseModel):
     """What a trader asks for. Frozen: once journaled, an intent never changes."""
 
@@ -434,7 +440,15 @@ class OrderRequest(BaseModel):
             raise ValueError("a TRAILING_STOP order needs exactly one of trail_percent or trail_amount")
         if kind is not OrderType.TRAILING_STOP and trails:
             raise ValueError("trail_percent and trail_amount are only allowed for TRAILING_STOP orders")
+        _VALIDATED[id(self)] = self
         return self
+
+    @property
+    def validated(self) -> bool:
+        """Whether this very object came out of the model's validators. ``model_copy`` and
+        ``model_construct`` skip them, so their results say False and are validated again by
+        whoever must trust them (the execution layer)."""
+        return _VALIDATED.get(id(self)) is self
 
     @property
     def reference_price(self) -> Decimal | None:

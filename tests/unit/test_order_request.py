@@ -108,3 +108,12 @@ def test_request_is_frozen():
     request = OrderRequest(**BASE)
     with pytest.raises(ValidationError):
         request.quantity = Decimal(5)
+
+
+def test_only_what_came_out_of_the_validators_counts_as_validated():
+    request = OrderRequest(symbol="AAPL", side="BUY", quantity=1)
+    assert request.validated
+    assert not request.model_copy().validated  # same values, but never checked
+    assert not request.model_copy(update={"quantity": Decimal("5e9")}).validated
+    assert not OrderRequest.model_construct(**request.__dict__).validated
+    assert OrderRequest.model_validate(request.__dict__).validated

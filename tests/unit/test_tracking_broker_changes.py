@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from support import until
 
 from brokers.events import FillEvent, OrderEvent
 from brokers.execution import ExecutionService
@@ -14,7 +15,6 @@ from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import Fill, OrderRequest, OrderStatus, Position, Side
 from brokers.sim import SimBroker
-from tests.reliability.reliability_rig import until
 
 D = Decimal
 
