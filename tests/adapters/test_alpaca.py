@@ -25,52 +25,21 @@ from brokers.errors import (
     OrderRejectedError,
 )
 from brokers.models import AssetClass, ConnectionState, Fill, Order, OrderRequest, OrderStatus
-from brokers.registry import BrokerFactory
-from tests.peers.alpaca_peer import API_KEY, SECRET_KEY, AlpacaPeer
+from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    API_KEY,
+    KEYRING_SERVICE,
+    SECRET_KEY,
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+    next_event,
+)
 
-SERVICE = "trading-console"
 FIXTURES = Path(__file__).parent / "fixtures" / "alpaca"
 
 
 def load(name: str):
     return json.loads((FIXTURES / name).read_text())
-
-
-@pytest.fixture
-async def peer():
-    alpaca = await AlpacaPeer().start()
-    try:
-        yield alpaca
-    finally:
-        await alpaca.stop()
-
-
-@pytest.fixture
-def keys(memory_keyring):
-    memory_keyring.set_password(SERVICE, "alpaca-test:api_key", API_KEY)
-    memory_keyring.set_password(SERVICE, "alpaca-test:secret_key", SECRET_KEY)
-    return memory_keyring
-
-
-@pytest.fixture
-async def broker(peer, keys):
-    alpaca = BrokerFactory.create(peer.settings())
-    events = alpaca.subscribe()
-    alpaca.events = events  # type: ignore[attr-defined]
-    await alpaca.connect()
-    try:
-        yield alpaca
-    finally:
-        await alpaca.disconnect()
-
-
-async def next_event(broker, want, within: float = 3.0):
-    """The next event on the broker's stream for which ``want(event)`` holds."""
-    async with asyncio.timeout(within):
-        while True:
-            event = await broker.events.get()
-            if want(event):
-                return event
 
 
 async def reach_state(broker, state: ConnectionState, within: float = 3.0) -> None:
@@ -158,8 +127,8 @@ async def test_disconnect_stops_the_stream_and_refuses_orders(broker, peer):
 
 
 async def test_wrong_keys_fail_the_connection(peer, memory_keyring):
-    memory_keyring.set_password(SERVICE, "alpaca-test:api_key", "PKWRONGWRONGWRONG")
-    memory_keyring.set_password(SERVICE, "alpaca-test:secret_key", "wrong-secret-value")
+    memory_keyring.set_password(KEYRING_SERVICE, "alpaca-test:api_key", "PKWRONGWRONGWRONG")
+    memory_keyring.set_password(KEYRING_SERVICE, "alpaca-test:secret_key", "wrong-secret-value")
     broker = AlpacaBroker.from_config(peer.settings())
     with pytest.raises(AuthenticationError) as caught:
         await broker.connect()

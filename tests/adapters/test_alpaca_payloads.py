@@ -13,7 +13,6 @@ from decimal import Decimal
 import pytest
 from alpaca.trading.enums import OrderStatus as AlpacaOrderStatus
 
-from brokers.adapters.alpaca import AlpacaBroker
 from brokers.adapters.alpaca.wire import map_status
 from brokers.errors import BrokerAPIError, OrderRejectedError
 from brokers.execution import ExecutionService
@@ -23,50 +22,18 @@ from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, Fill, OrderRequest, OrderStatus, OrderType, Side
 from brokers.registry import BrokerFactory
 from tests.adapters.broker_payloads import payload
-from tests.peers.alpaca_peer import API_KEY, SECRET_KEY, AlpacaPeer
+from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+    next_event,
+)
 
-SERVICE = "trading-console"
 ACCOUNT = "alpaca-test"
 
 
 def alpaca(name: str):
     return payload("alpaca", name)
-
-
-@pytest.fixture
-async def peer():
-    server = await AlpacaPeer().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-def keys(memory_keyring):
-    memory_keyring.set_password(SERVICE, f"{ACCOUNT}:api_key", API_KEY)
-    memory_keyring.set_password(SERVICE, f"{ACCOUNT}:secret_key", SECRET_KEY)
-    return memory_keyring
-
-
-@pytest.fixture
-async def broker(peer, keys):
-    adapter = BrokerFactory.create(peer.settings())
-    assert isinstance(adapter, AlpacaBroker)
-    adapter.events = adapter.subscribe()  # type: ignore[attr-defined]
-    await adapter.connect()
-    try:
-        yield adapter
-    finally:
-        await adapter.disconnect()
-
-
-async def next_event(broker, want, within: float = 3.0):
-    async with asyncio.timeout(within):
-        while True:
-            event = await broker.events.get()
-            if want(event):
-                return event
 
 
 async def fill_of(broker, broker_order_id: str) -> Fill:
