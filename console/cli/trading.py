@@ -84,15 +84,16 @@ def build_request(
     symbol: str,
     quantity: str,
     *,
-    limit: str | None,
-    stop: str | None,
-    trail: str | None,
-    tif: str,
-    account: str | None,
-    exchange: str | None,
-    currency: str | None,
+    limit: str | None = None,
+    stop: str | None = None,
+    trail: str | None = None,
+    tif: str = "DAY",
+    account: str | None = None,
+    exchange: str | None = None,
+    currency: str | None = None,
 ) -> OrderRequest:
-    """The order a person typed, or a usage error naming the parameter that is wrong."""
+    """The order a person typed, or a usage error naming the parameter that is wrong. What is
+    left out takes the command's defaults."""
     from pydantic import ValidationError
 
     from brokers.models import OrderRequest, OrderType, field_errors
