@@ -371,26 +371,9 @@ class SimVenue:
         self, resting: RestingOrder, quantity: Decimal, price: Decimal, at: datetime | None = None
     ) -> None:
         order = resting.order
-        request = order.request
         commission = self._commission_for(resting, quantity, price)
         resting.commission_paid += commission
-        fill = Fill(
-            fill_id=f"{order.broker_order_id}-{len(order.fills) + 1}",
-            account=self.name,
-            symbol=request.symbol,
-            side=request.side,
-            quantity=quantity,
-            price=price,
-            commission=commission,
-            currency=self.currency,
-            broker_order_id=order.broker_order_id,
-            client_order_id=request.client_order_id,
-            timestamp=self.clock() if at is None else at,
-        )
-        self.account.apply_fill(
-            request.symbol, request.side, quantity, price, commission, request.asset_class
-        )
-        order.apply_fill(fill)
+        fill = self._book_fill(order, quantity, price, commission, self.clock() if at is None else at)
         if self.listening():
             self.events.append(fill)
             self.events.append(snapshot(order))
@@ -404,11 +387,19 @@ class SimVenue:
         listening = self.listening()
         if listening:
             self.events.append(order.snapshot())  # accepted
+        fill = self._book_fill(order, order.request.quantity, price, commission, at)
+        if listening:
+            self.events.append(fill)
+            self.events.append(order.snapshot())
+        self._finished(order.broker_order_id or "")
+
+    def _book_fill(
+        self, order: Order, quantity: Decimal, price: Decimal, commission: Decimal, at: datetime
+    ) -> Fill:
+        """Record an execution of ``order`` in the account and in the order itself."""
         request = order.request
-        quantity = request.quantity
-        broker_order_id = order.broker_order_id
         fill = Fill(
-            fill_id=f"{broker_order_id}-1",
+            fill_id=f"{order.broker_order_id}-{len(order.fills) + 1}",
             account=self.name,
             symbol=request.symbol,
             side=request.side,
@@ -416,7 +407,7 @@ class SimVenue:
             price=price,
             commission=commission,
             currency=self.currency,
-            broker_order_id=broker_order_id,
+            broker_order_id=order.broker_order_id,
             client_order_id=request.client_order_id,
             timestamp=at,
         )
@@ -424,10 +415,7 @@ class SimVenue:
             request.symbol, request.side, quantity, price, commission, request.asset_class
         )
         order.apply_fill(fill)
-        if listening:
-            self.events.append(fill)
-            self.events.append(order.snapshot())
-        self._finished(broker_order_id or "")
+        return fill
 
     def _end(
         self, resting: RestingOrder, status: OrderStatus, code: str | None = None, reason: str | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -83,15 +84,16 @@ def build_request(
     symbol: str,
     quantity: str,
     *,
-    limit: str | None,
-    stop: str | None,
-    trail: str | None,
-    tif: str,
-    account: str | None,
-    exchange: str | None,
-    currency: str | None,
+    limit: str | None = None,
+    stop: str | None = None,
+    trail: str | None = None,
+    tif: str = "DAY",
+    account: str | None = None,
+    exchange: str | None = None,
+    currency: str | None = None,
 ) -> OrderRequest:
-    """The order a person typed, or a usage error naming the parameter that is wrong."""
+    """The order a person typed, or a usage error naming the parameter that is wrong. What is
+    left out takes the command's defaults."""
     from pydantic import ValidationError
 
     from brokers.models import OrderRequest, OrderType, field_errors
@@ -322,80 +324,50 @@ WaitOpt = Annotated[
 ]
 
 
-@order_app.command("buy")
-@library_errors
-def buy(
-    ctx: typer.Context,
-    symbol: SymbolArg,
-    quantity: QtyArg,
-    limit: LimitOpt = None,
-    stop: StopOpt = None,
-    trail: TrailOpt = None,
-    tif: TifOpt = "DAY",
-    account: AccountOpt = None,
-    exchange: ExchangeOpt = None,
-    currency: CurrencyOpt = None,
-    distribute: DistributeOpt = False,
-    yes: YesOpt = False,
-    wait: WaitOpt = 1.0,
-    as_json: JsonOption = False,
-) -> None:
-    """Buy SYMBOL QTY: market, or --limit / --stop / --trail."""
-    _place(
-        ctx,
-        "BUY",
-        symbol,
-        quantity,
-        limit,
-        stop,
-        trail,
-        tif,
-        account,
-        exchange,
-        currency,
-        distribute,
-        yes,
-        wait,
-        as_json,
-    )
+def _order_command(side: str) -> Callable[..., None]:
+    """The ``order buy`` or ``order sell`` command: the same parameters, one side."""
+
+    def command(
+        ctx: typer.Context,
+        symbol: SymbolArg,
+        quantity: QtyArg,
+        limit: LimitOpt = None,
+        stop: StopOpt = None,
+        trail: TrailOpt = None,
+        tif: TifOpt = "DAY",
+        account: AccountOpt = None,
+        exchange: ExchangeOpt = None,
+        currency: CurrencyOpt = None,
+        distribute: DistributeOpt = False,
+        yes: YesOpt = False,
+        wait: WaitOpt = 1.0,
+        as_json: JsonOption = False,
+    ) -> None:
+        _place(
+            ctx,
+            side,
+            symbol,
+            quantity,
+            limit,
+            stop,
+            trail,
+            tif,
+            account,
+            exchange,
+            currency,
+            distribute,
+            yes,
+            wait,
+            as_json,
+        )
+
+    command.__name__ = side.lower()
+    command.__doc__ = f"{side.title()} SYMBOL QTY: market, or --limit / --stop / --trail."
+    return library_errors(command)
 
 
-@order_app.command("sell")
-@library_errors
-def sell(
-    ctx: typer.Context,
-    symbol: SymbolArg,
-    quantity: QtyArg,
-    limit: LimitOpt = None,
-    stop: StopOpt = None,
-    trail: TrailOpt = None,
-    tif: TifOpt = "DAY",
-    account: AccountOpt = None,
-    exchange: ExchangeOpt = None,
-    currency: CurrencyOpt = None,
-    distribute: DistributeOpt = False,
-    yes: YesOpt = False,
-    wait: WaitOpt = 1.0,
-    as_json: JsonOption = False,
-) -> None:
-    """Sell SYMBOL QTY: market, or --limit / --stop / --trail."""
-    _place(
-        ctx,
-        "SELL",
-        symbol,
-        quantity,
-        limit,
-        stop,
-        trail,
-        tif,
-        account,
-        exchange,
-        currency,
-        distribute,
-        yes,
-        wait,
-        as_json,
-    )
+buy = order_app.command("buy")(_order_command("BUY"))
+sell = order_app.command("sell")(_order_command("SELL"))
 
 
 # -- cancel -----------------------------------------------------------------------------------

@@ -25,52 +25,21 @@ from brokers.errors import (
     OrderRejectedError,
 )
 from brokers.models import AssetClass, ConnectionState, Fill, Order, OrderRequest, OrderStatus
-from brokers.registry import BrokerFactory
-from tests.peers.alpaca_peer import API_KEY, SECRET_KEY, AlpacaPeer
+from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    API_KEY,
+    KEYRING_SERVICE,
+    SECRET_KEY,
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+    next_event,
+)
 
-SERVICE = "trading-console"
 FIXTURES = Path(__file__).parent / "fixtures" / "alpaca"
 
 
 def load(name: str):
     return json.loads((FIXTURES / name).read_text())
-
-
-@pytest.fixture
-async def peer():
-    alpaca = await AlpacaPeer().start()
-    try:
-        yield alpaca
-    finally:
-        await alpaca.stop()
-
-
-@pytest.fixture
-def keys(memory_keyring):
-    memory_keyring.set_password(SERVICE, "alpaca-test:api_key", API_KEY)
-    memory_keyring.set_password(SERVICE, "alpaca-test:secret_key", SECRET_KEY)
-    return memory_keyring
-
-
-@pytest.fixture
-async def broker(peer, keys):
-    alpaca = BrokerFactory.create(peer.settings())
-    events = alpaca.subscribe()
-    alpaca.events = events  # type: ignore[attr-defined]
-    await alpaca.connect()
-    try:
-        yield alpaca
-    finally:
-        await alpaca.disconnect()
-
-
-async def next_event(broker, want, within: float = 3.0):
-    """The next event on the broker's stream for which ``want(event)`` holds."""
-    async with asyncio.timeout(within):
-        while True:
-            event = await broker.events.get()
-            if want(event):
-                return event
 
 
 async def reach_state(broker, state: ConnectionState, within: float = 3.0) -> None:
@@ -115,7 +84,7 @@ def limit(symbol="AAPL", qty="10", price="189.5", side="BUY", **extra) -> OrderR
 
 async def test_connect_reports_health_and_runs_the_stream_off_the_event_loop(broker, peer):
     assert broker.is_connected() and broker.connection_state is ConnectionState.CONNECTED
-    status = broker.account_status()
+    status = broker.status()
     assert status.state is ConnectionState.CONNECTED and status.broker_type == "alpaca"
     assert status.latency_ms is not None and status.last_error is None and not status.live
     streams = [t for t in threading.enumerate() if t.name == "alpaca-stream-alpaca-test"]
@@ -158,8 +127,8 @@ async def test_disconnect_stops_the_stream_and_refuses_orders(broker, peer):
 
 
 async def test_wrong_keys_fail_the_connection(peer, memory_keyring):
-    memory_keyring.set_password(SERVICE, "alpaca-test:api_key", "PKWRONGWRONGWRONG")
-    memory_keyring.set_password(SERVICE, "alpaca-test:secret_key", "wrong-secret-value")
+    memory_keyring.set_password(KEYRING_SERVICE, "alpaca-test:api_key", "PKWRONGWRONGWRONG")
+    memory_keyring.set_password(KEYRING_SERVICE, "alpaca-test:secret_key", "wrong-secret-value")
     broker = AlpacaBroker.from_config(peer.settings())
     with pytest.raises(AuthenticationError) as caught:
         await broker.connect()
@@ -199,7 +168,7 @@ async def test_secrets_never_reach_logs_errors_or_reprs(peer, keys, caplog):
             str(caught.value),
             repr(caught.value),
             repr(broker),
-            str(broker.account_status()),
+            str(broker.status()),
             caplog.text,
         ]
     finally:
@@ -548,7 +517,7 @@ async def test_reconnect_resyncs_without_losing_or_duplicating_fills(broker, pee
     peer.stream_online = False
     await peer.drop_streams()
     await reach_state(broker, ConnectionState.DEGRADED, within=3)
-    assert broker.is_connected() and "dropped" in broker.account_status().last_error
+    assert broker.is_connected() and "dropped" in broker.status().last_error
 
     # While the stream is down: fills on a known order, a new order of ours filled outright, and an
     # order placed elsewhere and filled. Alpaca never replays these on the stream.
@@ -628,14 +597,14 @@ async def test_stream_refusing_our_keys_leaves_the_account_degraded_until_it_rec
     await broker.connect()
     try:
         assert broker.connection_state is ConnectionState.DEGRADED and broker.is_connected()
-        assert "failed to authenticate" in broker.account_status().last_error
+        assert "failed to authenticate" in broker.status().last_error
         placed = await broker.place_order(limit())  # REST still works
         await peer.fill(placed.broker_order_id, "2", "189")  # nobody is listening
         peer.stream_refuses_auth = False
         fill = await fill_of(broker, placed.broker_order_id, within=8)
         assert fill.quantity == 2
         await reach_state(broker, ConnectionState.CONNECTED, within=3)
-        assert broker.account_status().last_error is None
+        assert broker.status().last_error is None
     finally:
         await broker.disconnect()
 
@@ -684,7 +653,7 @@ async def test_a_blocked_account_is_reported_on_connect(peer, keys):
     broker = AlpacaBroker.from_config(peer.settings())
     await broker.connect()
     try:
-        assert "trading_blocked" in broker.account_status().last_error
+        assert "trading_blocked" in broker.status().last_error
     finally:
         await broker.disconnect()
 

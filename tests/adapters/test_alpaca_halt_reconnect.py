@@ -3,31 +3,14 @@ loopback peer, cancelled with Alpaca's bulk cancel before the manager marks it C
 
 from __future__ import annotations
 
-import pytest
-
 from brokers.events import ConnectionEvent, HaltCancelEvent, ManagerEvent
 from brokers.manager import MultiBrokerManager
 from brokers.models import ConnectionState, OrderRequest, OrderStatus
 from brokers.registry import BrokerFactory
-from tests.peers.alpaca_peer import API_KEY, SECRET_KEY, AlpacaPeer
-
-SERVICE = "trading-console"
-
-
-@pytest.fixture
-async def peer():
-    alpaca = await AlpacaPeer().start()
-    try:
-        yield alpaca
-    finally:
-        await alpaca.stop()
-
-
-@pytest.fixture
-def keys(memory_keyring):
-    memory_keyring.set_password(SERVICE, "alpaca-test:api_key", API_KEY)
-    memory_keyring.set_password(SERVICE, "alpaca-test:secret_key", SECRET_KEY)
-    return memory_keyring
+from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+)
 
 
 async def test_working_orders_are_bulk_cancelled_before_the_account_is_connected(peer, keys):

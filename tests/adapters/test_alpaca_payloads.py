@@ -7,13 +7,14 @@ loopback peer; each test asserts what the adapter makes of every field it maps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 from alpaca.trading.enums import OrderStatus as AlpacaOrderStatus
 
-from brokers.adapters.alpaca import AlpacaBroker
 from brokers.adapters.alpaca.wire import map_status
 from brokers.errors import BrokerAPIError, OrderRejectedError
 from brokers.execution import ExecutionService
@@ -23,50 +24,18 @@ from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, Fill, OrderRequest, OrderStatus, OrderType, Side
 from brokers.registry import BrokerFactory
 from tests.adapters.broker_payloads import payload
-from tests.peers.alpaca_peer import API_KEY, SECRET_KEY, AlpacaPeer
+from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+    next_event,
+)
 
-SERVICE = "trading-console"
 ACCOUNT = "alpaca-test"
 
 
 def alpaca(name: str):
     return payload("alpaca", name)
-
-
-@pytest.fixture
-async def peer():
-    server = await AlpacaPeer().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-def keys(memory_keyring):
-    memory_keyring.set_password(SERVICE, f"{ACCOUNT}:api_key", API_KEY)
-    memory_keyring.set_password(SERVICE, f"{ACCOUNT}:secret_key", SECRET_KEY)
-    return memory_keyring
-
-
-@pytest.fixture
-async def broker(peer, keys):
-    adapter = BrokerFactory.create(peer.settings())
-    assert isinstance(adapter, AlpacaBroker)
-    adapter.events = adapter.subscribe()  # type: ignore[attr-defined]
-    await adapter.connect()
-    try:
-        yield adapter
-    finally:
-        await adapter.disconnect()
-
-
-async def next_event(broker, want, within: float = 3.0):
-    async with asyncio.timeout(within):
-        while True:
-            event = await broker.events.get()
-            if want(event):
-                return event
 
 
 async def fill_of(broker, broker_order_id: str) -> Fill:
@@ -266,7 +235,10 @@ async def test_a_notional_order_that_gets_a_quantity_later_reports_nothing_twice
     assert not [e for e in drain(broker) if isinstance(e, Fill)]
 
 
-async def test_outside_fills_reach_the_book_and_journal(peer, keys, tmp_path):
+@contextlib.asynccontextmanager
+async def execution_stack(peer, tmp_path) -> AsyncIterator[tuple[ExecutionService, Journal]]:
+    """The peer's account behind a running manager and ExecutionService, journaling to
+    ``tmp_path``; all of it stopped and closed on leaving."""
     adapter = BrokerFactory.create(peer.settings())
     manager = MultiBrokerManager(heartbeat_interval=3600)
     manager.add_broker(ACCOUNT, adapter, default=True)
@@ -276,6 +248,16 @@ async def test_outside_fills_reach_the_book_and_journal(peer, keys, tmp_path):
     service = ExecutionService(manager, KillSwitch(tmp_path, journal=journal, env={}), journal=journal)
     await service.start()
     try:
+        yield service, journal
+    finally:
+        await service.stop()
+        await manager.stop()
+        await manager.disconnect_all()
+        journal.close()
+
+
+async def test_outside_fills_reach_the_book_and_journal(peer, keys, tmp_path):
+    async with execution_stack(peer, tmp_path) as (service, journal):
         fractional = await peer.place_external(symbol="AAPL", qty="0.123456789", side="buy")
         notional = await peer.place_external(symbol="MSFT", notional="820", side="buy")
         await peer.fill(fractional["id"], price="190")
@@ -289,11 +271,6 @@ async def test_outside_fills_reach_the_book_and_journal(peer, keys, tmp_path):
         assert held == wanted
         fills = [e for e in journal.events() if e.kind == "fill"]
         assert len(fills) == 2
-    finally:
-        await service.stop()
-        await manager.stop()
-        await manager.disconnect_all()
-        journal.close()
 
 
 def drain(broker) -> list:
@@ -334,15 +311,7 @@ async def test_asking_for_an_outside_notional_order_is_an_api_error_not_a_crash(
 
 async def test_a_nine_decimal_order_of_ours_is_journaled_and_booked_to_the_last_digit(peer, keys, tmp_path):
     peer.auto_fill = True
-    adapter = BrokerFactory.create(peer.settings())
-    manager = MultiBrokerManager(heartbeat_interval=3600)
-    manager.add_broker(ACCOUNT, adapter, default=True)
-    await manager.connect_all()
-    await manager.start()
-    journal = Journal(tmp_path / "journal.sqlite")
-    service = ExecutionService(manager, KillSwitch(tmp_path, journal=journal, env={}), journal=journal)
-    await service.start()
-    try:
+    async with execution_stack(peer, tmp_path) as (service, journal):
         request = OrderRequest(symbol="AAPL", side="BUY", quantity="0.173011547")
         placed = await service.submit(request)
         assert placed.reject_code is None, placed.reject_reason
@@ -354,11 +323,6 @@ async def test_a_nine_decimal_order_of_ours_is_journaled_and_booked_to_the_last_
         assert service.book.position(ACCOUNT, "AAPL") == Decimal("0.173011547")
         kept = journal.orders()[request.client_order_id]
         assert kept.quantity == Decimal("0.173011547")
-    finally:
-        await service.stop()
-        await manager.stop()
-        await manager.disconnect_all()
-        journal.close()
     again = Journal(tmp_path / "journal.sqlite")
     reopened = again.orders()[request.client_order_id]
     again.close()

@@ -1,5 +1,6 @@
 """Console test helpers: the demo config without a price feed, a frozen clock, a fixed latency
-and an app factory; ``settled`` waits until the accounts are connected and read."""
+and an app factory; ``settled`` waits until the accounts are connected and read, ``submit``
+fills in the order pane and submits it."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ async def settled(app: TradingConsoleApp, pilot: Any) -> None:
     await app.wait_until_ready()
     await app.show_snapshot()
     await pilot.pause()
+
+
+async def submit(app: TradingConsoleApp, pilot: Any, **values: str | bool) -> None:
+    """Type ``values`` into the order pane, let it take them in, and submit it."""
+    app.order_entry.set_values(**values)
+    await pilot.pause()
+    app.order_entry.action_submit()
 
 
 async def wait_for(predicate: Callable[[], bool], pilot: Any = None, within: float = 5.0) -> None:

@@ -302,10 +302,7 @@ def test_order_types_follow_the_prices_given():
     from console.cli.trading import build_request
 
     def kind(**prices):
-        values = {"limit": None, "stop": None, "trail": None} | prices
-        return build_request(
-            "BUY", "AAPL", "1", tif="GTC", account=None, exchange=None, currency=None, **values
-        ).order_type.value
+        return build_request("BUY", "AAPL", "1", tif="GTC", **prices).order_type.value
 
     assert kind() == "MARKET"
     assert kind(limit="10") == "LIMIT"
@@ -369,31 +366,9 @@ def test_a_comma_that_is_not_a_thousands_separator_is_refused(args, named, typed
 def test_a_thousands_separator_in_the_right_place_is_read_as_one(typed, quantity):
     from console.cli.trading import build_request
 
-    request = build_request(
-        "BUY",
-        "AAPL",
-        typed,
-        limit=None,
-        stop=None,
-        trail=None,
-        tif="DAY",
-        account=None,
-        exchange=None,
-        currency=None,
-    )
+    request = build_request("BUY", "AAPL", typed)
     assert request.quantity == Decimal(quantity)
-    priced = build_request(
-        "BUY",
-        "AAPL",
-        "1",
-        limit="1,234.5",
-        stop=None,
-        trail=None,
-        tif="DAY",
-        account=None,
-        exchange=None,
-        currency=None,
-    )
+    priced = build_request("BUY", "AAPL", "1", limit="1,234.5")
     assert priced.limit_price == Decimal("1234.5")
 
 

@@ -7,7 +7,7 @@ import math
 import sys
 from decimal import Decimal
 
-from console_support import console, demo, settled, wait_for
+from console_support import console, demo, settled, submit, wait_for
 from textual.widgets import Button, Input
 
 from brokers.killswitch import FLAG_NAME
@@ -302,9 +302,7 @@ async def test_split_order_goes_to_every_account():
     app = console()
     async with app.run_test(size=SIZE) as pilot:
         await settled(app, pilot)
-        app.order_entry.set_values(symbol="AAPL", quantity="4", split=True)
-        await pilot.pause()
-        app.order_entry.action_submit()
+        await submit(app, pilot, symbol="AAPL", quantity="4", split=True)
         await wait_for(lambda: len(app.blotter.orders) >= 2, pilot)
         accounts = {o.account for o in app.blotter.orders.values()}
         assert {"paper-us", "paper-us-cash"} <= accounts

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from console_support import console, settled
+from console_support import console, settled, submit
 from textual.widgets import Input, Static
 
 from brokers.models import OrderType, Side, TimeInForce
@@ -159,9 +159,7 @@ async def test_messages_appear_under_the_field_as_you_type_and_nothing_is_sent()
         await pilot.pause()
         assert app.blotter.orders == {}
         assert app.runtime.execution.orders() == []
-        app.order_entry.set_values(quantity="5", type="LIMIT")
-        await pilot.pause()
-        app.order_entry.action_submit()
+        await submit(app, pilot, quantity="5", type="LIMIT")
         await pilot.pause()
         assert "limit price is required" in shown_error(app, "limit")
         assert app.focused is app.query_one("#order-limit", Input)

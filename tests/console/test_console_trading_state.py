@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from console_support import console, demo, settled, wait_for
+from console_support import console, demo, settled, submit, wait_for
 
 from brokers.killswitch import FLAG_NAME
 from brokers.runtime import Runtime, build_runtime
@@ -98,9 +98,7 @@ async def test_a_split_that_gives_a_live_account_nothing_does_not_ask():
     app = console(demo(paper_in={"live": True}))
     async with app.run_test(size=SIZE) as pilot:
         await settled(app, pilot)
-        app.order_entry.set_values(symbol="AAPL", quantity="1", split=True)
-        await pilot.pause()
-        app.order_entry.action_submit()
+        await submit(app, pilot, symbol="AAPL", quantity="1", split=True)
         # Sent at once: the whole share goes to paper-us, the LIVE paper-in gets no part.
         await wait_for(lambda: len(app.blotter.orders) == 1, pilot)
         assert not isinstance(app.screen, OrderConfirmScreen)
@@ -111,9 +109,7 @@ async def test_a_split_confirmation_names_each_part_and_the_live_account():
     app = console(demo(paper_in={"live": True}))
     async with app.run_test(size=SIZE) as pilot:
         await settled(app, pilot)
-        app.order_entry.set_values(symbol="AAPL", quantity="3", split=True)
-        await pilot.pause()
-        app.order_entry.action_submit()
+        await submit(app, pilot, symbol="AAPL", quantity="3", split=True)
         await wait_for(lambda: isinstance(app.screen, OrderConfirmScreen), pilot)
         screen = app.screen
         assert screen.live_accounts == ["paper-in"]

@@ -672,10 +672,48 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(text)
 
 
-@pytest.fixture
-async def alpaca_peer():
+# Registered under short names; the function names differ so that importing them into a test
+# module does not shadow the test functions' arguments.
+KEYRING_SERVICE = "trading-console"
+
+
+@pytest.fixture(name="peer")
+async def alpaca_peer_fixture():
     peer = await AlpacaPeer().start()
     try:
         yield peer
     finally:
         await peer.stop()
+
+
+@pytest.fixture(name="keys")
+def alpaca_keys_fixture(memory_keyring):
+    """The peer's keys in the (in-memory) keyring, for the account ``AlpacaPeer.settings()`` names."""
+    memory_keyring.set_password(KEYRING_SERVICE, "alpaca-test:api_key", API_KEY)
+    memory_keyring.set_password(KEYRING_SERVICE, "alpaca-test:secret_key", SECRET_KEY)
+    return memory_keyring
+
+
+@pytest.fixture(name="broker")
+async def alpaca_broker_fixture(peer, keys):
+    """An AlpacaBroker connected to ``peer``; ``broker.events`` receives its updates."""
+    from brokers.adapters.alpaca import AlpacaBroker
+    from brokers.registry import BrokerFactory
+
+    adapter = BrokerFactory.create(peer.settings())
+    assert isinstance(adapter, AlpacaBroker)
+    adapter.events = adapter.subscribe()  # type: ignore[attr-defined]
+    await adapter.connect()
+    try:
+        yield adapter
+    finally:
+        await adapter.disconnect()
+
+
+async def next_event(broker, want, within: float = 3.0):
+    """The next event on ``broker.events`` for which ``want(event)`` holds."""
+    async with asyncio.timeout(within):
+        while True:
+            event = await broker.events.get()
+            if want(event):
+                return event

@@ -68,18 +68,7 @@ def test_the_order_command_and_the_order_pane_refuse_the_same_typed_quantities(t
     import typer
 
     try:
-        cli_request(
-            "BUY",
-            "AAPL",
-            typed,
-            limit=None,
-            stop=None,
-            trail=None,
-            tif="DAY",
-            account=None,
-            exchange=None,
-            currency=None,
-        )
+        cli_request("BUY", "AAPL", typed)
     except typer.BadParameter as exc:
         assert "comma" in str(exc)
     else:

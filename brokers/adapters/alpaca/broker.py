@@ -17,18 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from ...base import Broker
 from ...credentials import register_secret
 from ...models import (
-    AccountStatus,
-    Balance,
     BrokerCapabilities,
-    ConnectionState,
-    MarginInfo,
     Order,
-    OrderRequest,
-    Position,
 )
+from ..composed import ComposedBroker
 from .account import AccountReads
 from .mirror import OrderMirror
 from .orders import OrderDesk
@@ -46,7 +40,7 @@ from .settings import (
 __all__ = ["LIVE_STREAM_URL", "LIVE_URL", "PAPER_STREAM_URL", "PAPER_URL", "AlpacaBroker"]
 
 
-class AlpacaBroker(Broker):
+class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
     """One Alpaca account, paper unless ``live``. Keys come from the keyring or environment."""
 
     broker_type = "alpaca"
@@ -109,37 +103,12 @@ class AlpacaBroker(Broker):
 
     # -- connection -----------------------------------------------------------------------
     @property
-    def connection_state(self) -> ConnectionState:
-        return self._session.state
-
-    @property
-    def last_error(self) -> str | None:
-        return self._session.last_error
-
-    @property
     def last_refresh(self) -> datetime | None:
         return self._session.last_refresh
 
     @property
     def latency_ms(self) -> float | None:
         return self._session.latency_ms
-
-    def is_connected(self) -> bool:
-        return self._session.is_connected()
-
-    def account_status(self) -> AccountStatus:
-        session = self._session
-        return AccountStatus(
-            name=self.name,
-            broker_type=self.broker_type,
-            live=self.live,
-            state=session.state,
-            last_error=session.last_error,
-            last_refresh=session.last_refresh,
-            latency_ms=session.latency_ms,
-            session_expires_at=None,
-            currency=self.currency,
-        )
 
     async def connect(self) -> None:
         await self._session.open()
@@ -151,30 +120,5 @@ class AlpacaBroker(Broker):
         await self._orders.resync(since)
 
     # -- orders ---------------------------------------------------------------------------
-    async def place_order(self, request: OrderRequest) -> Order:
-        return await self._orders.place(request)
-
     async def cancel_order(self, broker_order_id: str) -> Order:
         return await self._orders.cancel(broker_order_id)
-
-    async def cancel_all_orders(self) -> list[str]:
-        return await self._orders.cancel_all()
-
-    async def get_order(self, broker_order_id: str) -> Order:
-        return await self._orders.get(broker_order_id)
-
-    async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
-        return await self._orders.get_by_client_id(client_order_id)
-
-    async def get_open_orders(self) -> list[Order]:
-        return await self._orders.open_orders()
-
-    # -- account --------------------------------------------------------------------------
-    async def get_balance(self) -> Balance:
-        return await self._account.balance()
-
-    async def get_margin(self) -> MarginInfo:
-        return await self._account.margin()
-
-    async def get_positions(self) -> list[Position]:
-        return await self._account.positions()

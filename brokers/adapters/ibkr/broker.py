@@ -18,18 +18,13 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ...base import Broker
 from ...errors import BrokerConnectionError
 from ...models import (
-    AccountStatus,
-    Balance,
     BrokerCapabilities,
     ConnectionState,
-    MarginInfo,
     Order,
-    OrderRequest,
-    Position,
 )
+from ..composed import ComposedBroker
 from .account import AccountReads
 from .api import ib_api
 from .mirror import OrderMirror
@@ -40,7 +35,7 @@ from .settings import CAPABILITIES, LIVE_PORT, PAPER_PORT, read_settings
 log = logging.getLogger(__name__)
 
 
-class IBKRBroker(Broker):
+class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
     """One account at Interactive Brokers, reached through a running TWS or IB Gateway."""
 
     broker_type = "ibkr"
@@ -99,30 +94,6 @@ class IBKRBroker(Broker):
     @property
     def capabilities(self) -> BrokerCapabilities:
         return CAPABILITIES
-
-    @property
-    def connection_state(self) -> ConnectionState:
-        return self._session.state
-
-    @property
-    def last_error(self) -> str | None:
-        return self._session.last_error
-
-    def is_connected(self) -> bool:
-        return self._session.is_connected()
-
-    def status(self) -> AccountStatus:
-        session = self._session
-        return AccountStatus(
-            name=self.name,
-            broker_type=self.broker_type,
-            live=self.live,
-            state=session.state,
-            last_error=session.last_error,
-            last_refresh=session.last_refresh,
-            latency_ms=session.latency_ms,
-            currency=self.currency,
-        )
 
     async def connect(self) -> None:
         session = self._session
@@ -183,34 +154,10 @@ class IBKRBroker(Broker):
         return self._mirror.pending_fills
 
     # -- orders ---------------------------------------------------------------------------
-    async def place_order(self, request: OrderRequest) -> Order:
-        return await self._orders.place(request)
-
     async def cancel_order(self, broker_order_id: str) -> Order:
         return await self._orders.cancel(broker_order_id)
 
-    async def cancel_all_orders(self) -> list[str]:
-        return await self._orders.cancel_all()
-
-    async def get_order(self, broker_order_id: str) -> Order:
-        return await self._orders.get(broker_order_id)
-
-    async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
-        return await self._orders.get_by_client_id(client_order_id)
-
-    async def get_open_orders(self) -> list[Order]:
-        return await self._orders.open_orders()
-
     # -- account --------------------------------------------------------------------------
-    async def get_balance(self) -> Balance:
-        return await self._account.balance()
-
-    async def get_margin(self) -> MarginInfo:
-        return await self._account.margin()
-
-    async def get_positions(self) -> list[Position]:
-        return await self._account.positions()
-
     def last_price_nowait(self, symbol: str) -> Decimal | None:
         return self._account.last_price(symbol)
 

@@ -23,22 +23,18 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
-from ...base import ACCOUNT_KEYS, Broker
+from ...base import ACCOUNT_KEYS
 from ...credentials import redact
 from ...errors import ConfigError
 from ...identifiers import ACCOUNT_NAME_RULE, account_name
 from ...models import (
-    AccountStatus,
-    Balance,
     BrokerCapabilities,
     ConnectionState,
     Fill,
-    MarginInfo,
     Order,
-    OrderRequest,
-    Position,
     utcnow,
 )
+from ..composed import ComposedBroker
 from .account import AccountReads
 from .mirror import OrderMirror
 from .orders import OrderDesk
@@ -59,7 +55,7 @@ from .wire import EXCHANGES, PRODUCTS, VARIETIES, instrument
 log = logging.getLogger(__name__)
 
 
-class ZerodhaBroker(Broker):
+class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
     """One Kite Connect account. Credentials: "api_key" (KITE_API_KEY), "access_token"
     (KITE_ACCESS_TOKEN), from the keyring or the environment, loaded at ``connect``."""
 
@@ -162,17 +158,6 @@ class ZerodhaBroker(Broker):
         return instrument(symbol, exchange, self._exchange, self.name)
 
     # -- connection -----------------------------------------------------------------------
-    def is_connected(self) -> bool:
-        return self._session.is_connected()
-
-    @property
-    def connection_state(self) -> ConnectionState:
-        return self._session.state
-
-    @property
-    def last_error(self) -> str | None:
-        return self._session.last_error
-
     @property
     def session_expires_at(self) -> datetime | None:
         return self._session.expires_at
@@ -180,20 +165,6 @@ class ZerodhaBroker(Broker):
     @property
     def needs_new_token(self) -> bool:
         return self._session.needs_new_token
-
-    def status(self) -> AccountStatus:
-        session = self._session
-        return AccountStatus(
-            name=self.name,
-            broker_type=self.broker_type,
-            live=self.live,
-            state=session.state,
-            last_error=session.last_error,
-            last_refresh=session.last_refresh,
-            latency_ms=session.latency_ms,
-            session_expires_at=session.expires_at,
-            currency=self.currency,
-        )
 
     async def connect(self) -> None:
         session = self._session
@@ -246,38 +217,14 @@ class ZerodhaBroker(Broker):
         return self._session.latency_ms or 0.0
 
     # -- orders ---------------------------------------------------------------------------
-    async def place_order(self, request: OrderRequest) -> Order:
-        return await self._orders.place(request)
-
     async def cancel_order(self, broker_order_id: str) -> Order:
         return await self._orders.cancel(str(broker_order_id), refresh=True)
-
-    async def cancel_all_orders(self) -> list[str]:
-        return await self._orders.cancel_all()
-
-    async def get_order(self, broker_order_id: str) -> Order:
-        return await self._orders.get(broker_order_id)
-
-    async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
-        return await self._orders.get_by_client_id(client_order_id)
-
-    async def get_open_orders(self) -> list[Order]:
-        return await self._orders.open_orders()
 
     async def get_fills(self) -> list[Fill]:
         """Today's executions at Kite (its trade book), e.g. to reconcile after a restart."""
         return await self._orders.fills()
 
     # -- account --------------------------------------------------------------------------
-    async def get_balance(self) -> Balance:
-        return await self._account.balance()
-
-    async def get_margin(self) -> MarginInfo:
-        return await self._account.margin()
-
-    async def get_positions(self) -> list[Position]:
-        return await self._account.positions()
-
     async def get_last_price(self, symbol: str) -> Decimal | None:
         return await self._account.last_price(symbol)
 

@@ -203,39 +203,32 @@ class OrderEntry(Vertical):
                 disabled=unused,
             )
 
+        def choice(name: str, options: list[tuple[str, str]], value: str) -> Select[str]:
+            return Select(options, value=value, allow_blank=False, compact=True, id=f"order-{name}")
+
         with Grid(id="order-form"):
             yield FieldBox(
                 "account",
                 "Account",
                 short_label="Acct",
-                control=Select(
-                    account_options, value=AUTO_ROUTE, allow_blank=False, compact=True, id="order-account"
-                ),
+                control=choice("account", account_options, AUTO_ROUTE),
             )
             yield FieldBox("symbol", "Symbol", short_label="Sym", control=text("symbol", "ticker"))
             yield FieldBox(
                 "side",
                 "Side",
                 short_label="Side",
-                control=Select(
-                    [(side.value, side.value) for side in Side],
-                    value=Side.BUY.value,
-                    allow_blank=False,
-                    compact=True,
-                    id="order-side",
-                ),
+                control=choice("side", [(side.value, side.value) for side in Side], Side.BUY.value),
             )
             yield FieldBox("quantity", "Qty", short_label="Qty", control=text("quantity", "shares"))
             yield FieldBox(
                 "type",
                 "Type",
                 short_label="Type",
-                control=Select(
+                control=choice(
+                    "type",
                     [(kind.value.replace("_", " "), kind.value) for kind in OrderType],
-                    value=OrderType.MARKET.value,
-                    allow_blank=False,
-                    compact=True,
-                    id="order-type",
+                    OrderType.MARKET.value,
                 ),
             )
             # A MARKET order to start with: the price fields start out unused.
@@ -256,13 +249,7 @@ class OrderEntry(Vertical):
                 "tif",
                 "TIF",
                 short_label="TIF",
-                control=Select(
-                    [(tif.value, tif.value) for tif in TimeInForce],
-                    value=TimeInForce.DAY.value,
-                    allow_blank=False,
-                    compact=True,
-                    id="order-tif",
-                ),
+                control=choice("tif", [(tif.value, tif.value) for tif in TimeInForce], TimeInForce.DAY.value),
             )
             yield Checkbox(
                 "Split",
