@@ -132,8 +132,6 @@ WORKING_STATUSES = frozenset(
     }
 )
 
-# The order state machine. A status not listed as a target of the current one is refused.
-
 
 class RejectCode(str, Enum):
     """Why an order was refused, for programs to act on; ``Order.reject_reason`` says it in words."""
