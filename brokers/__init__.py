@@ -9,8 +9,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names below resolve to, for type checkers and editors
+    from .account_state import AccountStatus, Balance, Fill, MarginInfo, Position
     from .base import Broker
     from .config import Config, load_config
+    from .enums import (
+        AssetClass,
+        ConnectionState,
+        OrderStatus,
+        OrderType,
+        RejectCode,
+        Side,
+        TimeInForce,
+        TradingState,
+    )
     from .errors import (
         AuthenticationError,
         BrokerAPIError,
@@ -32,56 +43,35 @@ if TYPE_CHECKING:  # what the names below resolve to, for type checkers and edit
     from .journal import Journal
     from .killswitch import KillSwitch
     from .manager import MultiBrokerManager
-    from .models import (
-        AccountStatus,
-        AssetClass,
-        Balance,
-        BrokerCapabilities,
-        ConnectionState,
-        Fill,
-        MarginInfo,
-        Order,
-        OrderRequest,
-        OrderStatus,
-        OrderType,
-        Position,
-        RejectCode,
-        Side,
-        TimeInForce,
-        TradingState,
-        can_transition,
-        describe_validation_error,
-    )
+    from .order_request import BrokerCapabilities, OrderRequest
+    from .orders import Order, can_transition
     from .registry import BrokerFactory
     from .risk import RiskEngine
     from .routing import Router
     from .sim import SimBroker
+    from .validation import describe_validation_error
+
+_ENUMS = (
+    "Side",
+    "OrderType",
+    "TimeInForce",
+    "AssetClass",
+    "OrderStatus",
+    "TradingState",
+    "ConnectionState",
+    "RejectCode",
+)
+_ACCOUNT_STATE = ("Fill", "Position", "Balance", "MarginInfo", "AccountStatus")
 
 _EXPORTS: dict[str, str] = {
-    # models
-    **{
-        name: "brokers.models"
-        for name in (
-            "Side",
-            "OrderType",
-            "TimeInForce",
-            "AssetClass",
-            "OrderStatus",
-            "TradingState",
-            "ConnectionState",
-            "OrderRequest",
-            "Order",
-            "Fill",
-            "Position",
-            "Balance",
-            "MarginInfo",
-            "BrokerCapabilities",
-            "AccountStatus",
-            "can_transition",
-            "describe_validation_error",
-            "RejectCode",
-        )
-    },
+    # values (``brokers.models`` names them all; each is loaded from the module that defines it)
+    **{name: "brokers.enums" for name in _ENUMS},
+    **{name: "brokers.account_state" for name in _ACCOUNT_STATE},
+    "OrderRequest": "brokers.order_request",
+    "BrokerCapabilities": "brokers.order_request",
+    "Order": "brokers.orders",
+    "can_transition": "brokers.orders",
+    "describe_validation_error": "brokers.validation",
     # errors
     **{
         name: "brokers.errors"

@@ -18,6 +18,8 @@ __all__ = [
     "CURRENCY_CODE_RULE",
     "AccountName",
     "CurrencyCode",
+    "OptionalAccountName",
+    "OptionalCurrencyCode",
     "account_name",
     "currency_code",
 ]
@@ -92,3 +94,22 @@ AccountName = Annotated[str, BeforeValidator(_account_name)]
 
 CurrencyCode = Annotated[str, BeforeValidator(_currency_code)]
 """A currency code in a pydantic model: validated and upper-cased by ``currency_code``."""
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _optional_account_name(value: object, info: ValidationInfo) -> str | None:
+    return None if _blank(value) else _account_name(value, info)
+
+
+def _optional_currency_code(value: object, info: ValidationInfo) -> str | None:
+    return None if _blank(value) else _currency_code(value, info)
+
+
+OptionalAccountName = Annotated[str | None, BeforeValidator(_optional_account_name)]
+"""An account name that may be left out: None, or blank text, is None."""
+
+OptionalCurrencyCode = Annotated[str | None, BeforeValidator(_optional_currency_code)]
+"""A currency code that may be left out: None, or blank text, is None."""

@@ -243,7 +243,10 @@ class Journal:
         self.synchronous = synchronous
         self._closed = False
         # Follow-up rows not written yet (see the module text), and the loop whose end of turn
-        # will write them, if a callback is waiting there.
+        # will write them, if a callback is waiting there. Not a ``pubsub.TurnBatch``: these rows
+        # are also taken, under the lock and from any thread, by the next row written (in its
+        # statement, so one commit and ids in arrival order) and by every read, and a write
+        # that fails keeps them waiting; a TurnBatch is one loop's and gives its items up first.
         self._waiting: list[tuple[Any, ...]] = []
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0  # statements written, for the checkpoint thread to notice

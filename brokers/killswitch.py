@@ -5,12 +5,9 @@ from another shell, another console or a plain ``touch`` stops this process on i
 order. Reading the state is one ``access`` call that does not follow links, cheap enough to do
 twice per order.
 
-Fail closed. Anything at the flag path counts as HALTED, whatever it is: a regular file (a JSON
-halt, an empty one, garbage), a symbolic link (dangling or looping), a FIFO, a directory. The
-flag is examined with ``lstat`` and opened only with ``O_NOFOLLOW | O_NONBLOCK`` and only if it
-is a regular file (checked again with ``fstat`` once open), so nothing at the path can block the
-event loop; whatever cannot be read or parsed (times out of range included) is a halt whose
-reason says what was found. No read of the flag raises.
+Anything at the flag path counts as HALTED, whatever it is, and no read of it raises: how the
+files are read and written is ``brokers.haltfiles``; this module is the switch's states and how
+they change.
 
 A halt puts an empty file at the flag path before anything else (so a full disk still halts
 every process) and then writes the JSON details atomically; if they cannot be written yet, the
@@ -32,15 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
 import stat
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -48,15 +42,42 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import EventRecorder, RecordedEvent
-from .models import TradingState, utcnow
+from .clock import utcnow
+from .enums import TradingState
+from .haltfiles import (
+    FLAG_NAME,
+    LOCK_NAME,
+    REDUCE_NAME,
+    HaltInfo,
+    StateLock,
+    examine_flag,
+    flag_present,
+    fsync_dir,
+    parse_reduce,
+    place_flag,
+    read_regular,
+    remove,
+    write_json,
+)
 from .paths import state_dir as default_state_dir
 from .pubsub import EventHub
 
+__all__ = [
+    "ENV_FLAG",
+    "FLAG_NAME",
+    "LOCK_NAME",
+    "REDUCE_NAME",
+    "RESUME_HINT",
+    "HaltInfo",
+    "HaltSettings",
+    "KillSwitch",
+    "StateCallback",
+    "StateChange",
+    "env_halt_reason",
+]
+
 log = logging.getLogger(__name__)
 
-FLAG_NAME = "SYSTEM_HALTED"
-REDUCE_NAME = "REDUCE_ONLY"
-LOCK_NAME = "killswitch.lock"
 ENV_FLAG = "SYSTEM_HALTED"
 RESUME_HINT = "resume deliberately with ctrl+r in the console or `trading-console resume`"
 _TRUTHY = frozenset({"1", "true", "yes", "on", "y"})
@@ -85,9 +106,6 @@ def env_halt_reason(value: str | None) -> str | None:
     return f"{ENV_FLAG}={shown!r} is set in the environment (any value but 0, false, no or off halts)"
 
 
-_MAX_FLAG_BYTES = 64 * 1024
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
 _ACTIVE = TradingState.ACTIVE
@@ -98,20 +116,6 @@ class HaltSettings(BaseModel):
 
     cancel_open_orders: bool = True
     poll_interval_ms: int = Field(default=100, ge=10, le=250)
-
-
-@dataclass(frozen=True, slots=True)
-class HaltInfo:
-    """Why trading is halted or reduced. ``persisted`` is False only when nothing could be put
-    at the flag path; the halt then holds in this process alone."""
-
-    time: datetime
-    reason: str
-    source: str
-    persisted: bool = True
-
-    def to_json(self) -> str:
-        return json.dumps({"time": self.time.isoformat(), "reason": self.reason, "source": self.source})
 
 
 StateCallback = Callable[[TradingState, "HaltInfo | None"], object]
@@ -127,107 +131,6 @@ class StateChange:
 
 def _utc_today() -> date:
     return datetime.now(UTC).date()
-
-
-def _when(seconds: float) -> datetime:
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        return utcnow()
-
-
-def _odd_kind(mode: int) -> str | None:
-    """What a flag path holds that is not a regular file, in words; None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device or other special file"
-
-
-def _parse_info(raw: bytes) -> HaltInfo:
-    """The halt a flag's JSON describes. Raises for anything else (a time out of range too)."""
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    when = datetime.fromisoformat(str(data.get("time")))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return HaltInfo(when.astimezone(UTC), str(data.get("reason") or ""), str(data.get("source") or "unknown"))
-
-
-def _read_regular(path: str) -> bytes | str:
-    """The bytes of a regular file at ``path`` (links not followed, nothing that could block
-    opened), or what was found there instead, in words."""
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError as exc:
-        return "a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened ({exc.strerror or exc})"
-    try:
-        kind = _odd_kind(os.fstat(fd).st_mode)
-        if kind is not None:
-            return kind
-        return os.read(fd, _MAX_FLAG_BYTES)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    finally:
-        os.close(fd)
-
-
-class _StateLock:
-    """An ``flock`` on a lock file in the state folder, taken around every change of state.
-    A lock that cannot be taken is logged and done without: a halt must never wait on it.
-
-    The file also holds a stamp that every resume renews: a switch holding a halt whose flag
-    was removed reads these few bytes at each poll, and the journal only when they change."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @staticmethod
-    def stamp(fd: int | None) -> None:
-        """Renew the stamp; ``fd`` from ``hold``."""
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.pwrite(fd, b"%020d" % time.time_ns(), 0)
-
-    def read_stamp(self) -> bytes:
-        try:
-            fd = os.open(self.path, _READ_FLAGS)
-        except OSError:
-            return b""
-        try:
-            return os.read(fd, 32)
-        except OSError:
-            return b""
-        finally:
-            os.close(fd)
-
-    @contextlib.contextmanager
-    def hold(self, *, shared: bool = False) -> Iterator[int | None]:
-        fd: int | None = None
-        try:
-            if not shared:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        except OSError as exc:
-            if fd is not None:
-                os.close(fd)
-                fd = None
-            if not (shared and isinstance(exc, FileNotFoundError)):
-                log.warning("could not lock %s (%s); going on without it", self.path, exc.strerror or exc)
-        try:
-            yield fd
-        finally:
-            if fd is not None:
-                os.close(fd)  # closing releases the lock
 
 
 class KillSwitch:
@@ -248,7 +151,7 @@ class KillSwitch:
         self.journal = journal
         self._today = today
         self._lock = threading.RLock()
-        self._state_lock = _StateLock(self.state_dir / LOCK_NAME)
+        self._state_lock = StateLock(self.state_dir / LOCK_NAME)
         # Listeners only, no queues: a halt may be published from any thread.
         self.hub: EventHub[StateChange] = EventHub("kill switch")
         # subscribe() callback -> the hub listener that calls it, so unsubscribe finds it.
@@ -259,7 +162,7 @@ class KillSwitch:
         # flag is gone, only a resume journaled after that lifts the halt. A time, not a row id:
         # noting it costs no read of the journal on the order path.
         self._seen: datetime | None = None
-        # The lock file's stamp when a removed flag was noticed (see ``_StateLock``).
+        # The lock file's stamp when a removed flag was noticed (see ``StateLock``).
         self._stamp = b""
         # The halt that holds because the flag went away without a journaled resume.
         self._removed: HaltInfo | None = None
@@ -303,22 +206,7 @@ class KillSwitch:
 
     # -- reading -------------------------------------------------------------------------
     def _flag_exists(self) -> bool:
-        # access() answers without raising, which matters on the order path (a stat that raises
-        # FileNotFoundError costs several microseconds); not following links, a dangling or
-        # looping link is seen as the entry it is. It cannot tell "absent" from "cannot look",
-        # so "absent" is believed only when the folder itself can be searched; otherwise a stat
-        # decides, failing closed.
-        if os.access(self._flag, os.F_OK, follow_symlinks=False):
-            return True
-        if os.access(self._dir, os.X_OK):
-            return False
-        try:
-            os.stat(self._flag, follow_symlinks=False)
-        except FileNotFoundError:
-            return False  # no state folder yet: nothing was ever halted here
-        except (OSError, ValueError):
-            return True  # cannot tell: fail closed
-        return True
+        return flag_present(self._flag, self._dir)
 
     @property
     def state(self) -> TradingState:
@@ -408,29 +296,10 @@ class KillSwitch:
         with self._lock:
             if key == self._flag_key and self._flag_info is not None:
                 return self._flag_info
-        parsed = self._parse_flag(st)
+        parsed = examine_flag(self._flag, st)
         with self._lock:
             self._flag_key, self._flag_info = key, parsed
         return parsed
-
-    def _parse_flag(self, st: os.stat_result) -> tuple[HaltInfo, bool]:
-        written = _when(st.st_mtime)
-        kind = _odd_kind(st.st_mode)
-        raw = _read_regular(self._flag) if kind is None else kind
-        if isinstance(raw, str):
-            return HaltInfo(
-                written, f"{FLAG_NAME} is {raw}, not a readable flag file; treated as halted", "unknown"
-            ), False
-        if not raw.strip():
-            why = "empty: a halt whose details are not written"
-        else:
-            try:
-                return _parse_info(raw), True
-            except Exception as exc:  # anything a file can hold: fail closed, never raise
-                why = f"{type(exc).__name__}: {exc}"[:200]
-        return HaltInfo(
-            written, f"{FLAG_NAME} flag file present but unreadable ({why}); treated as halted", "unknown"
-        ), False
 
     def _read_reduce(self) -> None:
         """Take up a reduce-only state another process set or lifted (or one from before a
@@ -447,25 +316,11 @@ class KillSwitch:
         if key is not None and key == self._reduce_key:
             self._lapse_reduce()
             return
-        raw = _read_regular(self._reduce_file) if st is not None and stat.S_ISREG(st.st_mode) else b""
-        info, day = self._parse_reduce(raw)
+        raw = read_regular(self._reduce_file) if st is not None and stat.S_ISREG(st.st_mode) else b""
+        info, day = parse_reduce(raw)
         self._reduce, self._reduce_day, self._reduce_key = info, day, key
         self._reduce_local = False
         self._lapse_reduce()
-
-    @staticmethod
-    def _parse_reduce(raw: bytes | str) -> tuple[HaltInfo, date | None]:
-        try:
-            if isinstance(raw, str):
-                raise ValueError(raw)
-            data = json.loads(raw)
-            info = _parse_info(raw)
-            day = data.get("day")
-            return info, date.fromisoformat(day) if isinstance(day, str) else None
-        except Exception:
-            return HaltInfo(
-                utcnow(), f"{REDUCE_NAME} is present but unreadable; treated as reduce-only", "unknown"
-            ), None
 
     def _lapse_reduce(self) -> None:
         day = self._reduce_day
@@ -482,7 +337,7 @@ class KillSwitch:
             if self._memory_halt is not None:
                 return self._memory_halt
             info = HaltInfo(utcnow(), reason.strip() or "halted", source)
-            placed = self._place_flag()  # before anything else, lock included
+            placed = place_flag(self.state_dir, self._flag)  # before anything else, lock included
             with self._state_lock.hold():
                 existing = self._read_flag()
                 if existing is not None and existing[1]:
@@ -492,7 +347,7 @@ class KillSwitch:
                     return existing[0]
                 # An empty or unreadable flag (a bare ``touch``) is rewritten to say who and why.
                 try:
-                    self._write_json(self._flag, info.to_json())
+                    write_json(self.state_dir, self._flag, info.to_json())
                 except OSError as exc:
                     if placed:
                         self._pending = info
@@ -518,22 +373,6 @@ class KillSwitch:
         self._changed(info)
         return info
 
-    def _place_flag(self) -> bool:
-        """Create an empty flag unless something is there already; whether the path is taken."""
-        try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._flag, _CREATE_FLAGS, 0o644)
-        except OSError:
-            # A link, a FIFO, a directory is already a halt; a path that cannot be looked at
-            # is not one another process would see.
-            try:
-                os.stat(self._flag, follow_symlinks=False)
-            except (OSError, ValueError):
-                return False
-            return True
-        os.close(fd)
-        return True
-
     def reduce_only(self, reason: str = "", source: str = "api", *, day: date | None = None) -> HaltInfo:
         """Allow only orders that shrink a position, in every process sharing the state folder,
         until a resume (or, with ``day``, until that trading day ends). A halt outranks it."""
@@ -547,7 +386,7 @@ class KillSwitch:
                 if day is not None:
                     data["day"] = day.isoformat()
                 try:
-                    self._write_json(self._reduce_file, json.dumps(data))
+                    write_json(self.state_dir, self._reduce_file, json.dumps(data))
                     self._reduce_local = False
                     st = os.stat(self._reduce_file, follow_symlinks=False)
                     self._reduce_key = (st.st_mtime_ns, st.st_ino, st.st_size)
@@ -571,9 +410,9 @@ class KillSwitch:
             raise ValueError("resuming trading needs a reason")
         with self._lock, self._state_lock.hold() as lock_fd:
             before = self._read_flag()
-            self._remove(self._flag)
-            self._remove(self._reduce_file)
-            self._fsync_dir()
+            remove(self._flag)
+            remove(self._reduce_file)
+            fsync_dir(self.state_dir)
             info = HaltInfo(utcnow(), reason.strip(), source)
             if self.journal is not None:
                 try:
@@ -581,7 +420,7 @@ class KillSwitch:
                 except Exception as exc:
                     with contextlib.suppress(OSError):
                         held = before[0] if before is not None and before[1] else info
-                        self._write_json(self._flag, held.to_json())
+                        write_json(self.state_dir, self._flag, held.to_json())
                     raise OSError(
                         f"the resume could not be journaled, so trading stays halted: {exc}"
                     ) from exc
@@ -592,45 +431,6 @@ class KillSwitch:
             self._flag_key = self._flag_info = None
         log.warning("trading RESUMED by %s: %s", source, info.reason)
         self._changed()
-
-    @staticmethod
-    def _remove(path: str) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            os.rmdir(path)  # a directory put there by hand; one with contents stays, and raises
-        # Any other OSError propagates: the flag is still there, so we stay halted.
-
-    def _write_json(self, path: str, text: str) -> None:
-        """Replace ``path`` atomically with ``text``: a temporary file, fsync, rename."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        try:
-            try:
-                data = text.encode()
-                while data:
-                    data = data[os.write(fd, data) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        # Makes the rename itself survive a power cut; not possible on every platform.
-        with contextlib.suppress(OSError, AttributeError):
-            fd = os.open(self.state_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
     @staticmethod
     def _row(info: HaltInfo) -> dict[str, object]:
@@ -660,7 +460,7 @@ class KillSwitch:
                 self._pending = None  # resumed, or another halt wrote its own details
                 return
             try:
-                self._write_json(self._flag, pending.to_json())
+                write_json(self.state_dir, self._flag, pending.to_json())
             except OSError:
                 return
             self._pending = None

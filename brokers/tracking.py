@@ -7,9 +7,7 @@ to subscribers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Collection
 from decimal import Decimal
 
@@ -29,7 +27,7 @@ from .models import (
     can_transition,
     describe_validation_error,
 )
-from .pubsub import EventHub
+from .pubsub import EventHub, TurnBatch
 
 __all__ = ["OrderCallback", "OrderTracker"]
 
@@ -59,9 +57,8 @@ class OrderTracker:
         self.orphaned: set[str] = set()
         self.hub: EventHub[Order] = EventHub("execution")
         # Manager events waiting to be applied (see ``receive``).
-        self._inbox: deque[ManagerEvent] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._drain_scheduled = False
+        self._inbox: TurnBatch[ManagerEvent] = TurnBatch(self._apply_all)
+        self._listening = False
         # Called with an account whose positions moved by more than the fills seen (a final
         # snapshot filled beyond its fills: see ``absorb``), to read them from the broker.
         self.reseed: Callable[[str], object] | None = None
@@ -188,35 +185,29 @@ class OrderTracker:
     # -- what brokers say ----------------------------------------------------------------
     def listen(self, manager: AccountDirectory) -> None:
         """Apply the manager's events from now on. Call on the event loop."""
-        self._loop = asyncio.get_running_loop()
+        self._listening = True
         manager.add_listener(self.receive)
 
     def stop_listening(self, manager: AccountDirectory) -> bool:
         """Apply nothing more, not even what has arrived; False if not listening."""
-        if self._loop is None:
+        if not self._listening:
             return False
-        self._loop = None
-        self._inbox.clear()
+        self._listening = False
+        self._inbox.discard()
         manager.remove_listener(self.receive)
         return True
 
     def receive(self, event: ManagerEvent) -> None:
-        """The manager's listener: events are applied from a callback of their own, in arrival
-        order, all that arrived in between at once; the same turn of the loop a queue and a
-        task would take, without a queue operation and a task switch per event."""
-        loop = self._loop
-        if loop is None:
-            return
-        self._inbox.append(event)
-        if not self._drain_scheduled:
-            loop.call_soon(self._drain)
-            self._drain_scheduled = True
+        """The manager's listener: events are applied at the end of this turn of the loop, in
+        arrival order, all that arrived in the turn at once; the same turn a queue and a task
+        would take, without a queue operation and a task switch per event."""
+        if self._listening:
+            self._inbox.add(event)
 
-    def _drain(self) -> None:
-        self._drain_scheduled = False
-        inbox = self._inbox
-        while inbox and self._loop is not None:
-            event = inbox.popleft()
+    def _apply_all(self, events: list[ManagerEvent]) -> None:
+        for event in events:
+            if not self._listening:
+                return  # stopped by one of these events: the rest are not ours to apply
             try:
                 self.apply_event(event)
             except Exception:

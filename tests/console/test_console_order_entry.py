@@ -117,7 +117,7 @@ def test_fields_the_order_type_does_not_use_are_ignored():
         ({"type": "TRAILING_STOP"}, "trail", "trail amount (1.50) or percent (2%)"),
         ({"type": "TRAILING_STOP", "trail": "150%"}, "trail", "at most 100"),
         ({"type": "TRAILING_STOP", "trail": "x%"}, "trail", "must be a number"),
-        ({"account": "bad name!"}, "account", "may hold letters"),
+        ({"account": "bad name!"}, "account", "letters, digits"),
     ],
 )
 def test_bad_input_names_the_field(changes, field, words):

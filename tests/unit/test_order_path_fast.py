@@ -109,7 +109,7 @@ amounts = st.decimals(min_value=D("0.00000001"), max_value=D(10**9), places=8).f
     quantity=amounts,
     price=amounts,
     percent=st.integers(1, 99),
-    account=st.one_of(st.none(), st.text("abXY09-_.", min_size=1, max_size=8)),
+    account=st.one_of(st.none(), st.from_regex(r"[abXY09][abXY09_.-]{0,7}", fullmatch=True)),
     currency=st.sampled_from([None, "usd"]),
     exchange=st.sampled_from([None, "nyse"]),
 )

@@ -69,7 +69,7 @@ def test_the_table_covers_every_status_and_matches_the_rules():
 def test_transition(current: OrderStatus, new: OrderStatus, caplog):
     order = make_order(current)
     later = T0 + timedelta(seconds=5)
-    with caplog.at_level(logging.WARNING, logger="brokers.models"):
+    with caplog.at_level(logging.WARNING, logger="brokers.orders"):
         changed = order.transition(new, at=later)
     if new in EXPECTED[current]:
         assert changed is True
@@ -138,7 +138,7 @@ def test_partial_fills_walk_through_partially_filled_to_filled():
 def test_a_fill_after_cancel_is_counted_but_the_order_stays_cancelled(caplog):
     order = make_order(S.ACCEPTED)
     order.transition(S.CANCELLED)
-    with caplog.at_level(logging.WARNING, logger="brokers.models"):
+    with caplog.at_level(logging.WARNING, logger="brokers.orders"):
         assert order.apply_fill(make_fill("LATE", "2", "99")) is True
     assert order.status is S.CANCELLED
     assert order.filled_quantity == D(2)

@@ -1,0 +1,109 @@
+"""What a broker reports about an account: executions (``Fill``), positions, balances, margin,
+and the account's health as the manager sees it.
+
+Account names and currency codes follow the library's one rule for each
+(``brokers.identifiers``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from .clock import utcnow
+from .enums import AssetClass, ConnectionState, Side
+from .identifiers import AccountName, CurrencyCode
+
+__all__ = ["AccountStatus", "Balance", "Fill", "MarginInfo", "Position"]
+
+
+class Fill(BaseModel):
+    """One execution. ``fill_id`` is unique per broker: applying it twice changes nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fill_id: str
+    account: AccountName
+    symbol: str
+    side: Side
+    quantity: Decimal = Field(gt=0)
+    price: Decimal = Field(gt=0)
+    commission: Decimal = Decimal(0)
+    currency: CurrencyCode = "USD"
+    broker_order_id: str | None = None
+    client_order_id: str | None = None
+    timestamp: AwareDatetime = Field(default_factory=utcnow)
+
+
+class Position(BaseModel):
+    """Quantity is signed: negative is short."""
+
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal = Decimal(0)
+    account: AccountName = ""
+    asset_class: AssetClass = AssetClass.STOCK
+    currency: CurrencyCode = "USD"
+    last_price: Decimal | None = None
+    realized_pnl: Decimal = Decimal(0)
+    multiplier: Decimal = Decimal(1)
+    exchange: str | None = None
+
+    @property
+    def market_value(self) -> Decimal | None:
+        if self.last_price is None:
+            return None
+        return self.quantity * self.last_price * self.multiplier
+
+    @property
+    def unrealized_pnl(self) -> Decimal | None:
+        if self.last_price is None:
+            return None
+        return (self.last_price - self.avg_price) * self.quantity * self.multiplier
+
+    @property
+    def cost_basis(self) -> Decimal:
+        return self.quantity * self.avg_price * self.multiplier
+
+
+class Balance(BaseModel):
+    account: AccountName
+    currency: CurrencyCode = "USD"
+    cash: Decimal
+    equity: Decimal
+    buying_power: Decimal
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    timestamp: AwareDatetime = Field(default_factory=utcnow)
+
+
+class MarginInfo(BaseModel):
+    account: AccountName
+    currency: CurrencyCode = "USD"
+    initial_margin: Decimal = Decimal(0)
+    maintenance_margin: Decimal = Decimal(0)
+    available_funds: Decimal = Decimal(0)
+    excess_liquidity: Decimal = Decimal(0)
+    leverage: Decimal = Decimal(1)
+    timestamp: AwareDatetime = Field(default_factory=utcnow)
+
+
+class AccountStatus(BaseModel):
+    """Health of one account as the manager sees it."""
+
+    name: AccountName
+    broker_type: str = "sim"
+    live: bool = False
+    state: ConnectionState = ConnectionState.DISCONNECTED
+    last_error: str | None = None
+    last_refresh: AwareDatetime | None = None
+    latency_ms: float | None = None
+    session_expires_at: AwareDatetime | None = None
+    currency: CurrencyCode = "USD"
+
+    @property
+    def session_time_left(self) -> float | None:
+        if self.session_expires_at is None:
+            return None
+        return (self.session_expires_at - utcnow()).total_seconds()

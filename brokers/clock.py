@@ -1,0 +1,11 @@
+"""The library's clock: every timestamp it makes is timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
