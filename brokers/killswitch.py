@@ -177,6 +177,9 @@ class KillSwitch:
         self._flag_info: tuple[HaltInfo, bool] | None = None
         self._load()
         self._notified = self.state
+        self._notified_removed: HaltInfo | None = self._removed
+        if self._notified is _HALTED:
+            self._journal_observed()
         reason = env_halt_reason(env.get(ENV_FLAG))
         if reason is not None and not self._flag_exists():
             self.halt(reason, source="env")
@@ -441,6 +444,28 @@ class KillSwitch:
             "persisted": info.persisted,
         }
 
+    def _journal_observed(self) -> None:
+        """A flag this switch found rather than wrote (a ``touch``, a link, another program) is
+        journaled as a halt unless the journal's last halt/resume row already is one, so that
+        every process, the command line's ``halt-status`` and ``resume`` included, reads the
+        same state from the journal once the flag is gone, and the journal agrees with the flag.
+        Under the state lock, so that several processes finding the same flag journal it once."""
+        if self.journal is None or not self._flag_exists():
+            return
+        try:
+            with self._lock, self._state_lock.hold():
+                row = self._last_row()
+                if row is not None and row.kind == "halt":
+                    return
+                found = self._read_flag()
+                if found is None:
+                    return  # gone again meanwhile: nothing on disk to record
+                info = found[0]
+                self.journal.record("halt", data={**self._row(info), "observed": True})
+                self._seen = utcnow()  # a resume must come after this row to lift the halt
+        except Exception:  # the flag holds whatever the journal does
+            log.exception("could not journal the halt found in %s", self.flag_path)
+
     def _journal(self, kind: str, info: HaltInfo) -> None:
         if self.journal is None:
             return
@@ -521,9 +546,15 @@ class KillSwitch:
         halt path does not read back and parse the flag it has only now put on disk."""
         with self._lock:
             state = self.state
-            if state is self._notified:
+            # A halt that holds because its flag went away is news too: the reason changes.
+            removed = self._removed
+            if state is self._notified and removed is self._notified_removed:
                 return False
+            moved = state is not self._notified
             self._notified = state
+            self._notified_removed = removed
+        if halted is None and state is _HALTED and moved:
+            self._journal_observed()
         info = halted if halted is not None and state is _HALTED else self.info
         self.hub.publish(StateChange(state, info))
         return True

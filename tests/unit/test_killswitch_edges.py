@@ -144,9 +144,13 @@ def test_a_full_disk_still_halts_every_process_with_an_empty_flag(folder, monkey
 def test_a_removed_flag_keeps_trading_halted_until_a_journaled_resume(folder, journal):
     switch = KillSwitch(folder, journal=journal, env={})
     switch.halt("news", source="console")
+    heard = []
+    switch.subscribe(lambda state, info: heard.append((state, info.reason if info else None)))
     (folder / FLAG_NAME).unlink()
     assert switch.state is TradingState.HALTED
-    assert switch.poll() is False
+    switch.poll()  # listeners hear why the halt still holds, never that trading is ACTIVE
+    assert [state for state, _ in heard] == [TradingState.HALTED]
+    assert "removed" in heard[0][1]
     reason = switch.info.reason
     assert "removed" in reason and "ctrl+r" in reason and "trading-console resume" in reason
     # A process started now, with no flag, starts halted from the journal.
@@ -170,6 +174,35 @@ def test_a_touched_then_removed_flag_keeps_trading_halted(folder, journal):
     (folder / FLAG_NAME).unlink()
     assert switch.state is TradingState.HALTED
     assert "removed" in switch.info.reason
+
+
+def test_a_flag_found_rather_than_written_is_journaled_once_and_a_later_resume_lifts_it(folder, journal):
+    here = KillSwitch(folder, journal=journal, env={})
+    there = KillSwitch(folder, journal=Journal(folder / "journal.sqlite"), env={})
+    os.symlink(folder / "nowhere", folder / FLAG_NAME)  # nobody's halt(): a link appears
+    assert here.poll() and there.poll()
+    rows = journal.events(kinds=["halt", "resume"])
+    assert [row.kind for row in rows] == ["halt"] and rows[0].data["observed"] is True
+    assert "symbolic link" in str(rows[0].data["reason"])
+    (folder / FLAG_NAME).unlink()
+    # A process started now has no flag to see, but the journal says halted, as the others do.
+    started = KillSwitch(folder, journal=Journal(folder / "journal.sqlite"), env={})
+    assert started.state is TradingState.HALTED
+    started.resume("link was a mistake", source="cli")
+    here.poll()
+    there.poll()
+    assert (here.state, there.state) == (TradingState.ACTIVE, TradingState.ACTIVE)
+    last = journal.events(kinds=["halt", "resume"])[-1].kind
+    assert last == "resume" and not (folder / FLAG_NAME).exists()
+    there.journal.close()
+    started.journal.close()
+
+
+def test_a_switch_started_while_a_touched_flag_exists_journals_it(folder, journal):
+    (folder / FLAG_NAME).touch()
+    switch = KillSwitch(folder, journal=journal, env={})
+    assert switch.state is TradingState.HALTED
+    assert [row.kind for row in journal.events(kinds=["halt", "resume"])] == ["halt"]
 
 
 def test_a_resume_in_another_process_is_not_mistaken_for_a_removal(folder, journal):
