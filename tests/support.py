@@ -4,7 +4,11 @@ pytest configuration puts ``tests/`` on ``sys.path``, as it does for the loopbac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from brokers.execution import ExecutionService
+from brokers.manager import MultiBrokerManager
 
 
 async def until(
@@ -30,3 +34,17 @@ async def until(
         if loop.time() >= deadline:
             raise TimeoutError(failure() if callable(failure) else failure)
         await pause(step)
+
+
+@contextlib.asynccontextmanager
+async def running(manager: MultiBrokerManager, service: ExecutionService) -> AsyncIterator[None]:
+    """A manager and its execution service connected and started for a test, stopped after it."""
+    await manager.connect_all()
+    await manager.start()
+    await service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+        await manager.stop()
+        await manager.disconnect_all()

@@ -6,7 +6,7 @@ import sys
 from decimal import Decimal
 
 import pytest
-from support import until
+from support import running, until
 
 from brokers.events import ConnectionEvent
 from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService
@@ -104,13 +104,8 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path):
     setup = Rig(tmp_path / "state")
-    await setup.manager.connect_all()
-    await setup.manager.start()
-    await setup.service.start()
-    yield setup
-    await setup.service.stop()
-    await setup.manager.stop()
-    await setup.manager.disconnect_all()
+    async with running(setup.manager, setup.service):
+        yield setup
     setup.journal.close()
 
 

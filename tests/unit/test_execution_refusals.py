@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from support import running
 
 from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService
 from brokers.journal import Journal
@@ -47,13 +48,8 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path):
     setup = Rig(tmp_path / "state")
-    await setup.manager.connect_all()
-    await setup.manager.start()
-    await setup.service.start()
-    yield setup
-    await setup.service.stop()
-    await setup.manager.stop()
-    await setup.manager.disconnect_all()
+    async with running(setup.manager, setup.service):
+        yield setup
     setup.journal.close()
 
 
