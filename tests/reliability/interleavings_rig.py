@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from reliability_rig import until
 
 from brokers.config import parse_config
 from brokers.killswitch import FLAG_NAME
-from brokers.models import Order, OrderRequest, TradingState
+from brokers.models import Order, OrderRequest, OrderType, Side, TradingState
 from brokers.runtime import Runtime, build_runtime
 from brokers.sim import SimBroker
 
@@ -131,12 +132,17 @@ class Stack:
 def request(kind: str, account: str | None = None, side: str = "BUY") -> OrderRequest:
     """``market`` fills at once; ``rest`` rests far from the market (200), so it is still working
     when the next step comes."""
+    sell = Side(side) is Side.SELL
     if kind == "rest":
-        away = "100" if side == "BUY" else "300"
         return OrderRequest(
-            symbol=SYMBOL, side=side, quantity=1, order_type="LIMIT", limit_price=away, account=account
+            symbol=SYMBOL,
+            side=Side(side),
+            quantity=Decimal(1),
+            order_type=OrderType.LIMIT,
+            limit_price=Decimal(300 if sell else 100),
+            account=account,
         )
-    return OrderRequest(symbol=SYMBOL, side=side, quantity=1, account=account)
+    return OrderRequest(symbol=SYMBOL, side=Side(side), quantity=Decimal(1), account=account)
 
 
 # -- the flag, as someone other than the library leaves it ------------------------------------------

@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from interleavings_rig import (
     request,
     tamper,
 )
-from reliability_rig import until
+from reliability_rig import note, until
 
 from brokers.models import TradingState
 
@@ -75,7 +75,7 @@ RESTART = st.tuples(st.just("restart"), WHO)
 SLOW = st.tuples(st.just("slow"), WHO, ACCOUNT)
 WAIT = st.tuples(st.just("wait"))
 SLOW_SECONDS = 0.01
-FRESH_EVERY = 30
+FRESH_EVERY = 20
 # Tasks that run for as long as a stack does.
 BACKGROUND = frozenset({"execution-watch", "manager-heartbeat"})
 
@@ -92,11 +92,22 @@ LATENCY = st.sampled_from((0.0, 0.0, 0.0, 0.001))
 
 
 def program(family: str) -> st.SearchStrategy[list[Step]]:
-    return st.lists(st.one_of(*FAMILIES[family]), min_size=1, max_size=8)
+    return st.lists(st.one_of(*FAMILIES[family]), min_size=1, max_size=6)
 
 
 class InvariantBroken(AssertionError):
     pass
+
+
+# Tasks that run for as long as a stack does, whatever their names: those a start left running.
+LONG_LIVED: set[asyncio.Task[Any]] = set()
+
+
+async def started(start: Callable[[], Awaitable[object]]) -> None:
+    """Run a stack's start (or restart) and remember the tasks it leaves running."""
+    before = asyncio.all_tasks()
+    await start()
+    LONG_LIVED.update(task for task in asyncio.all_tasks() - before if not task.done())
 
 
 class Quiet:
@@ -109,9 +120,11 @@ class Quiet:
 
     def __call__(self) -> bool:
         me = asyncio.current_task()
+        LONG_LIVED.difference_update([task for task in LONG_LIVED if task.done()])
         idle = all(
             task is me
             or task.done()
+            or task in LONG_LIVED
             or task.get_name() in BACKGROUND
             or task.get_name().startswith("reconnect:")
             for task in asyncio.all_tasks()
@@ -145,11 +158,10 @@ class Bench:
         self.fifo_opened = 0
         self.tasks: list[asyncio.Task[object]] = []
         self.model = Model()
-        self.steps = 0
 
     async def start(self) -> None:
         for stack in self.stacks.values():
-            await stack.start()
+            await started(stack.start)
 
     async def stop(self) -> None:
         await self._drain()
@@ -237,13 +249,12 @@ class Bench:
             await self.stacks[who].runtime.manager.connect(account)
         elif what == "restart":
             who = args[0]
-            await self.stacks[who].restart()
+            await started(self.stacks[who].restart)
             if model.halted and not flag_present(self.root):
                 if last_trading_row(self.stacks[who].runtime, None) != "halt":
                     model.forgetful[who] = next_seq()
         else:
             raise ValueError(what)
-        self.steps += 1
 
     async def _race(self, halter: str, first: str) -> None:
         """One process halts while the other resumes. ``first`` changes the flag first, and its
@@ -379,12 +390,38 @@ IN_PROCESS = settings(
 )
 
 
+# Cases run and broken, by where they ran, for the line under the suite's summary.
+COUNTS: dict[str, list[int]] = {"in one process": [0, 0], "across two processes": [0, 0]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary() -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    parts = [f"{ran:,} {where} ({broken:,} broke an invariant)" for where, (ran, broken) in COUNTS.items()]
+    note(
+        "faults",
+        f"interleavings: {sum(ran for ran, _ in COUNTS.values()):,} generated cases, "
+        f"{'; '.join(parts)}, in {time.perf_counter() - started:.1f} s",
+    )
+
+
+def _counted(where: str, tally: Any, run: Callable[[], None]) -> None:
+    counts = COUNTS[where]
+    counts[0] += 1
+    try:
+        with tally.case():
+            run()
+    except AssertionError:
+        counts[1] += 1
+        raise
+
+
 def _run(bench: Bench, tally: Any, steps: list[Step], latency: float) -> None:
-    with tally.case():
-        bench.loop.run_until_complete(bench.case(steps, latency))
+    _counted("in one process", tally, lambda: bench.loop.run_until_complete(bench.case(steps, latency)))
 
 
-@settings(IN_PROCESS, max_examples=3000 // int(os.environ.get("IL_DIV", "1")))
+@settings(IN_PROCESS, max_examples=2500)
 @given(steps=program("orders and halts"), latency=LATENCY)
 def test_orders_halts_and_races_in_two_stacks(
     bench: Bench, tally: Any, steps: list[Step], latency: float
@@ -392,7 +429,7 @@ def test_orders_halts_and_races_in_two_stacks(
     _run(bench, tally, steps, latency)
 
 
-@settings(IN_PROCESS, max_examples=2500 // int(os.environ.get("IL_DIV", "1")))
+@settings(IN_PROCESS, max_examples=2500)
 @given(steps=program("tampering"), latency=LATENCY)
 def test_tampering_with_the_flag_never_resumes(
     bench: Bench, tally: Any, steps: list[Step], latency: float
@@ -400,7 +437,7 @@ def test_tampering_with_the_flag_never_resumes(
     _run(bench, tally, steps, latency)
 
 
-@settings(IN_PROCESS, max_examples=2500 // int(os.environ.get("IL_DIV", "1")))
+@settings(IN_PROCESS, max_examples=2500)
 @given(steps=program("connections"), latency=LATENCY)
 def test_disconnects_reconnects_and_restarts(
     bench: Bench, tally: Any, steps: list[Step], latency: float
@@ -408,7 +445,7 @@ def test_disconnects_reconnects_and_restarts(
     _run(bench, tally, steps, latency)
 
 
-@settings(IN_PROCESS, max_examples=2500 // int(os.environ.get("IL_DIV", "1")))
+@settings(IN_PROCESS, max_examples=2500)
 @given(steps=program("everything"), latency=LATENCY)
 def test_everything_interleaved(bench: Bench, tally: Any, steps: list[Step], latency: float) -> None:
     _run(bench, tally, steps, latency)
@@ -689,8 +726,11 @@ def cross_bench(fast_folder: Path) -> Iterator[CrossBench]:
         loop.close()
 
 
-@settings(IN_PROCESS, max_examples=300 // int(os.environ.get("IL_DIV", "1")))
+@settings(IN_PROCESS, max_examples=300)
 @given(steps=st.lists(st.one_of(*CROSS_STEPS), min_size=1, max_size=6), latency=LATENCY)
 def test_two_real_processes(cross_bench: CrossBench, tally: Any, steps: list[Step], latency: float) -> None:
-    with tally.case():
-        cross_bench.loop.run_until_complete(cross_bench.case(steps, latency))
+    _counted(
+        "across two processes",
+        tally,
+        lambda: cross_bench.loop.run_until_complete(cross_bench.case(steps, latency)),
+    )
