@@ -16,17 +16,18 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from reliability_rig import until
+from support import until
 
+from brokers.base import EventRecorder, RecordedEvent
 from brokers.config import parse_config
-from brokers.killswitch import FLAG_NAME
+from brokers.killswitch import FLAG_NAME, REDUCE_NAME
 from brokers.models import Order, OrderRequest, OrderType, Side, TradingState
 from brokers.runtime import Runtime, build_runtime
 from brokers.sim import SimBroker
@@ -231,9 +232,10 @@ class FifoWatch:
 class HeldRecord:
     """Stands in for a kill switch's journal for one trading-state row: the row waits until
     ``release`` (as on a slow disk), so another process's halt or resume can come in between
-    the flag's change and its journal row. Rows after the first go straight through."""
+    the flag's change and its journal row. Rows after the first go straight through; reads go
+    to the journal itself."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: EventRecorder) -> None:
         self.inner = inner
         self.reached = threading.Event()
         self._go = threading.Event()
@@ -245,6 +247,14 @@ class HeldRecord:
             self.reached.set()
             self._go.wait(5.0)
         return self.inner.record(kind, data=data)
+
+    def events(
+        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
+    ) -> Sequence[RecordedEvent]:
+        return self.inner.events(since, order, kinds)
+
+    def last_halt_or_resume(self) -> RecordedEvent | None:
+        return self.inner.last_halt_or_resume()
 
     def release(self) -> None:
         self._go.set()
@@ -310,17 +320,31 @@ def placed_during_halt(model: Model, places: Iterable[tuple[int, int, str, str]]
     return found
 
 
-def last_trading_row(runtime: Runtime, since: datetime | None) -> str | None:
-    rows = runtime.journal.events(since=since, kinds=TRADING_STATE_KINDS)
+def last_row(runtime: Runtime, since: datetime | None, kinds: list[str]) -> str | None:
+    rows = runtime.journal.events(since=since, kinds=kinds)
     return rows[-1].kind if rows else None
 
 
-def journal_disagreement(kind: str | None, flag: bool) -> str | None:
-    """A halt row needs a flag; a resume or reduce-only row needs none."""
-    if kind is None:
-        return None
-    if (kind == "halt") != flag:
-        return f"the journal's last trading-state row is {kind!r} but the flag is {'present' if flag else 'absent'}"
+def journal_disagreement(
+    runtime: Runtime, since: datetime | None, root: Path, *, tampered: bool
+) -> str | None:
+    """The journal's last trading-state rows against the files they describe: the last halt or
+    resume against the flag (unless someone else has changed the flag since), the last
+    reduce-only or resume against the reduce-only file beside it."""
+    rows = [row.kind for row in runtime.journal.events(since=since, kinds=TRADING_STATE_KINDS)]
+    halts = [kind for kind in rows if kind != "reduce_only"]
+    if halts and not tampered and (halts[-1] == "halt") != flag_present(root):
+        return (
+            f"the journal's last halt/resume row is {halts[-1]!r} but the flag is "
+            f"{'present' if flag_present(root) else 'absent'}"
+        )
+    reduces = [kind for kind in rows if kind != "halt"]
+    reducing = os.path.lexists(root / REDUCE_NAME)
+    if reduces and (reduces[-1] == "reduce_only") != reducing:
+        return (
+            f"the journal's last reduce-only/resume row is {reduces[-1]!r} but {REDUCE_NAME} is "
+            f"{'present' if reducing else 'absent'}"
+        )
     return None
 
 

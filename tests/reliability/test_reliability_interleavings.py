@@ -42,13 +42,14 @@ from interleavings_rig import (
     flag_present,
     holds_within,
     journal_disagreement,
-    last_trading_row,
+    last_row,
     next_seq,
     placed_during_halt,
     request,
     tamper,
 )
-from reliability_rig import note, until
+from reliability_rig import note
+from support import until
 
 from brokers.models import TradingState
 
@@ -251,7 +252,7 @@ class Bench:
             who = args[0]
             await started(self.stacks[who].restart)
             if model.halted and not flag_present(self.root):
-                if last_trading_row(self.stacks[who].runtime, None) != "halt":
+                if last_row(self.stacks[who].runtime, None, ["halt", "resume"]) != "halt":
                     model.forgetful[who] = next_seq()
         else:
             raise ValueError(what)
@@ -265,6 +266,7 @@ class Bench:
         resuming = self.stacks["B" if halter == "A" else "A"].runtime.kill_switch
         held_switch = halting if first == "halt" else resuming
         inner = held_switch.journal
+        assert inner is not None  # the runtime gives every switch its journal
         held = HeldRecord(inner)
         held_switch.journal = held
 
@@ -321,12 +323,11 @@ class Bench:
         early = placed_during_halt(model, (p for s in self.stacks.values() for p in s.places()))
         if early:
             raise InvariantBroken(f"an order reached a broker after the halt was on disk: {early[0]}")
-        if not model.tampered:
-            problem = journal_disagreement(
-                last_trading_row(self.stacks["A"].runtime, model.since), flag_present(self.root)
-            )
-            if problem is not None:
-                raise InvariantBroken(problem)
+        problem = journal_disagreement(
+            self.stacks["A"].runtime, model.since, self.root, tampered=model.tampered
+        )
+        if problem is not None:
+            raise InvariantBroken(problem)
         if not model.halted:
             return
         held = self._held()
@@ -454,6 +455,7 @@ def test_everything_interleaved(bench: Bench, tally: Any, steps: list[Step], lat
 # -- across two real processes ------------------------------------------------------------------
 
 CHILD = Path(__file__).with_name("interleavings_child.py")
+TESTS = Path(__file__).resolve().parent.parent
 CROSS_STEPS: tuple[st.SearchStrategy[Step], ...] = (
     *TRADING,
     HALT,
@@ -475,7 +477,9 @@ class Child:
 
     @classmethod
     async def start(cls, root: Path) -> Child:
-        env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+        # The child imports the rig, which imports ``support`` from tests/, as pytest's path does.
+        path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "PYTHONPATH": path}
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(CHILD),
@@ -656,7 +660,7 @@ class CrossBench:
             else:
                 await self.a.restart()
             if self.halted and not flag_present(self.root):
-                if last_trading_row(self.a.runtime, None) != "halt":
+                if last_row(self.a.runtime, None, ["halt", "resume"]) != "halt":
                     self.forgetful[who or "A"] = time.monotonic_ns()
         else:
             raise ValueError(what)
@@ -665,7 +669,6 @@ class CrossBench:
         if self.watch.opened != self.fifo_opened:
             self.fifo_opened = self.watch.opened
             raise InvariantBroken("a process opened the FIFO at the flag path")
-        flag = flag_present(self.root)
         if self.halted:
             states = {"A": self.a.state.value, "B": (await self.b.ask("state"))["state"]}
             held = {label: state for label, state in states.items() if label not in self.forgetful}
@@ -681,10 +684,9 @@ class CrossBench:
                 raise InvariantBroken(
                     f"an order reached a broker after the halt was on disk: {coid} at {where}"
                 )
-        if not self.tampered:
-            problem = journal_disagreement(last_trading_row(self.a.runtime, self.since), flag)
-            if problem is not None:
-                raise InvariantBroken(problem)
+        problem = journal_disagreement(self.a.runtime, self.since, self.root, tampered=self.tampered)
+        if problem is not None:
+            raise InvariantBroken(problem)
         if not self.halted:
             return
         left: list[str] = []
