@@ -230,22 +230,22 @@ class FifoWatch:
 
 
 class HeldRecord:
-    """Stands in for a kill switch's journal for one trading-state row: the row waits until
-    ``release`` (as on a slow disk), so another process's halt or resume can come in between
-    the flag's change and its journal row. Rows after the first go straight through; reads go
-    to the journal itself."""
+    """Stands in for a kill switch's journal: just before the first row is written, ``meanwhile``
+    starts on a thread of its own, and the row waits for it (``hold`` seconds at most, as behind
+    a slow disk or a lock), so another process's halt or resume can come in between the flag's change
+    and its journal row. Nothing here needs the event loop, which a lock may hold up."""
 
-    def __init__(self, inner: EventRecorder) -> None:
+    def __init__(self, inner: EventRecorder, meanwhile: Callable[[], object], hold: float = 0.005) -> None:
         self.inner = inner
-        self.reached = threading.Event()
-        self._go = threading.Event()
+        self.hold = hold
+        self.meanwhile = threading.Thread(target=meanwhile, name="race-meanwhile", daemon=True)
         self._armed = True
 
     def record(self, kind: str, *, data: dict[str, object] | None = None) -> object:
         if self._armed:
             self._armed = False
-            self.reached.set()
-            self._go.wait(5.0)
+            self.meanwhile.start()
+            self.meanwhile.join(self.hold)
         return self.inner.record(kind, data=data)
 
     def events(
@@ -255,9 +255,6 @@ class HeldRecord:
 
     def last_halt_or_resume(self) -> RecordedEvent | None:
         return self.inner.last_halt_or_resume()
-
-    def release(self) -> None:
-        self._go.set()
 
 
 # -- the model and the checks -------------------------------------------------------------------------
