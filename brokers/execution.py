@@ -130,6 +130,11 @@ class ExecutionService:
         self._watch_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel_task: CancelAllTask | None = None
+        # Orders handed to a broker so far, and how many there were when the running halt's
+        # cancel-all started: a sweep already under way may have passed a broker that took an
+        # order since (a resume between two halts), so a halt after that starts a new one.
+        self._handed_over = 0
+        self._cancel_covers = 0
         self._halt_sentence: str | None = None
         # The switch's state as its listener last reported it: changes made in this process
         # arrive at once, a flag written by another process within one poll. Only the early
@@ -292,6 +297,7 @@ class ExecutionService:
             if refusal is not None:
                 return self._refuse(order, *refusal, journal_kind=jr.REJECT)
         tracker.sent.add(coid)
+        self._handed_over += 1
         # Working and in flight from here on, so that broker events and other submits that run
         # while the call is out find it (not before the check above, where it would count
         # against itself), and reconcile leaves it alone.
@@ -632,12 +638,14 @@ class ExecutionService:
         return self.kill_switch.reduce_only(reason, source)
 
     def _start_cancel_all(self) -> CancelAllTask | None:
-        """The cancel-all of a halt: the one running, else a new one (None when halts leave
-        working orders alone). Call on the event loop."""
+        """The cancel-all of a halt: the one running if no order has gone to a broker since it
+        started, else a new one beside it (None when halts leave working orders alone). Call on
+        the event loop."""
         if not self.halt_settings.cancel_open_orders:
             return None
         task = self._cancel_task
-        if task is None or task.done():
+        if task is None or task.done() or self._cancel_covers != self._handed_over:
+            self._cancel_covers = self._handed_over
             task = asyncio.get_running_loop().create_task(self.cancel_all(), name="cancel-all-on-halt")
             self._cancel_task = task
         return task
