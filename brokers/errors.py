@@ -7,6 +7,8 @@ with backoff). A submit is never retried either way: a lost answer makes the ord
 
 from __future__ import annotations
 
+from .enums import RejectCode
+
 
 class TradingConsoleError(Exception):
     """Base of everything this library raises on purpose."""
@@ -106,3 +108,23 @@ class UnknownAccountError(TradingConsoleError, KeyError):
     def __str__(self) -> str:
         # KeyError would otherwise print the message in quotes.
         return self.message
+
+
+def refusal_code(exc: Exception) -> RejectCode | None:
+    """The reject code of a failed ``place_order`` that is a definite refusal; None when the
+    broker may still have taken the order (a lost answer, a dropped link, an error that says it
+    may pass, or one nobody classified)."""
+    for kind, code in _REFUSALS:
+        if isinstance(exc, kind):
+            return code
+    if isinstance(exc, BrokerError) and not exc.retryable:
+        return RejectCode.BROKER_REJECTED
+    return None
+
+
+_REFUSALS: tuple[tuple[type[Exception], RejectCode], ...] = (
+    (InsufficientFundsError, RejectCode.INSUFFICIENT_FUNDS),
+    (InvalidSymbolError, RejectCode.INVALID_SYMBOL),
+    (OrderRejectedError, RejectCode.BROKER_REJECTED),
+    (AuthenticationError, RejectCode.BROKER_UNAVAILABLE),
+)

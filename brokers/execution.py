@@ -23,15 +23,7 @@ from typing import NamedTuple
 from . import journal as jr
 from .base import AccountDirectory, Broker, FxSource
 from .book import Book
-from .errors import (
-    AuthenticationError,
-    BrokerConnectionError,
-    BrokerError,
-    BrokerTimeoutError,
-    InsufficientFundsError,
-    InvalidSymbolError,
-    OrderRejectedError,
-)
+from .errors import BrokerConnectionError, BrokerError, BrokerTimeoutError, refusal_code
 from .events import ManagerEvent
 from .fanout import CancelAllResult, describe_error
 from .intake import validate
@@ -39,7 +31,6 @@ from .killswitch import HaltInfo, HaltSettings, KillSwitch
 from .models import (
     Order,
     OrderRequest,
-    OrderStatus,
     RejectCode,
     TradingState,
     new_client_order_id,
@@ -75,15 +66,8 @@ _SWEEP_EVERY_POLLS = 20
 CancelOutcome = CancelAllResult
 CancelAllTask = asyncio.Task[dict[str, CancelOutcome]]
 
+
 # What ``place_order`` may raise that says for certain the broker did not take the order.
-_REFUSALS: tuple[tuple[type[Exception], RejectCode], ...] = (
-    (InsufficientFundsError, RejectCode.INSUFFICIENT_FUNDS),
-    (InvalidSymbolError, RejectCode.INVALID_SYMBOL),
-    (OrderRejectedError, RejectCode.BROKER_REJECTED),
-    (AuthenticationError, RejectCode.BROKER_UNAVAILABLE),
-)
-
-
 class HaltStart(NamedTuple):
     """What ``halt_now`` did: the halt in force (already on disk) and the cancel-all it started,
     None when ``halt.cancel_open_orders`` is off."""
@@ -240,7 +224,7 @@ class ExecutionService:
         # Not journaled: what is not an order (a script's garbage, a number of 5,000 digits) is
         # answered and logged, and never grows the journal.
         log.info("refused an invalid order: %s", problem)
-        return self._refuse(Order.for_request(shell, shell.account), RejectCode.INVALID_ORDER, problem)
+        return self.tracker.refuse(Order.for_request(shell, shell.account), RejectCode.INVALID_ORDER, problem)
 
     def _reducing_refusal(self, request: OrderRequest, account: str) -> tuple[str, str] | None:
         if self.book.is_reducing(request, account):
@@ -281,7 +265,7 @@ class ExecutionService:
                 self.journal.record_intent(order)
             except Exception as exc:
                 log.exception("journal write failed; order %s not sent", coid)
-                return self._refuse(
+                return self.tracker.refuse(
                     order,
                     RejectCode.JOURNAL_ERROR,
                     f"the order journal could not be written ({describe_error(exc)}); nothing was sent",
@@ -295,7 +279,7 @@ class ExecutionService:
                 else self._reducing_refusal(request, account)
             )
             if refusal is not None:
-                return self._refuse(order, *refusal, journal_kind=jr.REJECT)
+                return self.tracker.refuse(order, *refusal, journal_kind=jr.REJECT)
         tracker.sent.add(coid)
         self._handed_over += 1
         # Working and in flight from here on, so that broker events and other submits that run
@@ -315,7 +299,7 @@ class ExecutionService:
             tracker.absorb(order, placed, jr.ACK, force=True)
         except Exception as exc:  # the broker took the call but its answer makes no sense
             log.error("unreadable answer from %s to order %s", account, coid, exc_info=exc)
-            return self._lost(order, f"the broker's answer could not be read ({describe_error(exc)})")
+            return self.tracker.lose(order, f"the broker's answer could not be read ({describe_error(exc)})")
         # The state as last reported, not another look at the flag: a halt in this process is
         # reported at once, and one from elsewhere is seen at the next poll, whose cancel-all
         # takes this order too.
@@ -342,50 +326,20 @@ class ExecutionService:
         """Classify a failed ``place_order``: a definite refusal is REJECTED; anything that
         leaves open whether the broker took the order is UNKNOWN."""
         if expired:
-            return self._lost(order, f"no answer from {order.account} within {self.submit_timeout:g}s")
+            return self.tracker.lose(order, f"no answer from {order.account} within {self.submit_timeout:g}s")
         if not isinstance(exc, Exception):  # cancelled, interrupted: note it, then let it go on
-            self._lost(order, "the submit was interrupted while the broker call was in flight")
+            self.tracker.lose(order, "the submit was interrupted while the broker call was in flight")
             raise exc
         reason = describe_error(exc)
-        if isinstance(exc, BrokerTimeoutError):
-            return self._lost(order, reason)
         if isinstance(exc, BrokerConnectionError):
-            return self._lost(order, f"connection lost while sending ({reason})")
-        code = next((code for kind, code in _REFUSALS if isinstance(exc, kind)), None)
-        if code is None and isinstance(exc, BrokerError):
-            if exc.retryable:
-                return self._lost(order, reason)
-            code = RejectCode.BROKER_REJECTED
-        if code is None:
+            return self.tracker.lose(order, f"connection lost while sending ({reason})")
+        code = refusal_code(exc)
+        if code is not None:
+            return self.tracker.refuse(order, code, reason, journal_kind=jr.ACK)
+        if not isinstance(exc, BrokerError):
             log.error("place_order at %s failed unexpectedly", order.account, exc_info=exc)
-            return self._lost(order, f"unexpected error from the broker adapter ({reason})")
-        return self._refuse(order, code, reason, journal_kind=jr.ACK)
-
-    def _lost(self, order: Order, detail: str) -> Order:
-        order.reject_reason = (
-            f"{detail}; the order may or may not be at the broker - it is UNKNOWN "
-            f"until reconciled by client id, and is not retried"
-        )
-        order.transition(OrderStatus.UNKNOWN)
-        tracker = self.tracker
-        tracker.unsettled.add(order.client_order_id)
-        tracker.remember(order)
-        tracker.journal_order(jr.UNKNOWN, order)
-        log.warning("order %s at %s is UNKNOWN: %s", order.client_order_id, order.account, detail)
-        tracker.notify(order)
-        return order
-
-    def _refuse(self, order: Order, code: str, reason: str, *, journal_kind: str | None = None) -> Order:
-        order.reject(code.value if isinstance(code, RejectCode) else code, reason)
-        coid = order.client_order_id
-        tracker = self.tracker
-        # A refused resend of an id already in flight must not displace the original.
-        if coid not in tracker.sent or tracker.get(coid) is order:
-            tracker.remember(order)
-        if journal_kind is not None:
-            tracker.journal_order(journal_kind, order)
-        tracker.notify(order)
-        return order
+            return self.tracker.lose(order, f"unexpected error from the broker adapter ({reason})")
+        return self.tracker.lose(order, reason)
 
     def _risk_refuse(self, order: Order, rejection: Rejection) -> Order:
         if rejection.code == RejectCode.DAILY_LOSS:
@@ -396,7 +350,7 @@ class ExecutionService:
         """Refuse a valid request before its intent is journaled, with a row saying what was
         asked and why it was refused: every refusal of an order is in the audit trail. (Input
         that is not an order at all is refused before the journal: see ``_coerce``.)"""
-        self._refuse(order, code, reason)
+        self.tracker.refuse(order, code, reason)
         # A resend of an id already sent must not touch the original's journal rows.
         self.tracker.journal_refusal(order, resent=order.client_order_id in self.tracker.sent)
         return order

@@ -141,6 +141,35 @@ class OrderTracker:
     def notify(self, order: Order) -> None:
         self.hub.publish(order)
 
+    # -- outcomes ------------------------------------------------------------------------
+    def refuse(self, order: Order, code: str, reason: str, *, journal_kind: str | None = None) -> Order:
+        """``order`` REJECTED with ``code`` and a sentence, known and told to subscribers (and
+        journaled as ``journal_kind`` when its intent is already in the journal)."""
+        order.reject(code.value if isinstance(code, RejectCode) else code, reason)
+        coid = order.client_order_id
+        # A refused resend of an id already in flight must not displace the original.
+        if coid not in self.sent or self.get(coid) is order:
+            self.remember(order)
+        if journal_kind is not None:
+            self.journal_order(journal_kind, order)
+        self.notify(order)
+        return order
+
+    def lose(self, order: Order, detail: str) -> Order:
+        """``order`` UNKNOWN: the broker may or may not have it. Never retried; the sweep asks
+        the broker by client id until it is settled."""
+        order.reject_reason = (
+            f"{detail}; the order may or may not be at the broker - it is UNKNOWN "
+            f"until reconciled by client id, and is not retried"
+        )
+        order.transition(OrderStatus.UNKNOWN)
+        self.unsettled.add(order.client_order_id)
+        self.remember(order)
+        self.journal_order(jr.UNKNOWN, order)
+        log.warning("order %s at %s is UNKNOWN: %s", order.client_order_id, order.account, detail)
+        self.notify(order)
+        return order
+
     # -- journal -------------------------------------------------------------------------
     def journal_order(
         self, kind: str, order: Order, fills: list[Fill] | None = None, *, with_request: bool = False
