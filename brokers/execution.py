@@ -26,7 +26,7 @@ from .book import Book
 from .errors import BrokerConnectionError, BrokerError, BrokerTimeoutError, refusal_code
 from .events import ManagerEvent
 from .fanout import CancelAllResult, describe_error
-from .intake import validate
+from .intake import currency_refusal, validate
 from .killswitch import HaltInfo, HaltSettings, KillSwitch
 from .models import (
     Order,
@@ -253,6 +253,12 @@ class ExecutionService:
         unsupported = broker.capabilities.supports(request)
         if unsupported is not None:
             return RejectCode.UNSUPPORTED, f"{account}: {unsupported}"
+        # Before the risk checks: they value the order in its currency, and one the account does
+        # not trade would value it at a price the broker reads in another.
+        if request.currency is not None:
+            mismatch = currency_refusal(request, account, broker)
+            if mismatch is not None:
+                return RejectCode.CURRENCY_MISMATCH, mismatch
         return broker
 
     async def _place(self, order: Order, account: str, broker: Broker) -> Order:
@@ -404,11 +410,17 @@ class ExecutionService:
         unknown = self.routes.unknown_account(chosen)
         if unknown is not None:
             return [self._decline(parent, *unknown)]
+        parts = self.routes.split(request, chosen)
+        if not isinstance(parts, tuple) and request.currency is not None:
+            # Each child is refused at an account that cannot trade the currency; when none can,
+            # the parent is, before its total is valued in a currency no account would use.
+            mismatches = self._currency_mismatches(request, parts)
+            if len(mismatches) == len(parts):
+                return [self._decline(parent, RejectCode.CURRENCY_MISMATCH, "; ".join(mismatches.values()))]
         if self.risk is not None:
             rejection = self.risk.check_parent(request, self.book)
             if rejection is not None:
                 return [self._risk_refuse(parent, rejection)]
-        parts = self.routes.split(request, chosen)
         if isinstance(parts, tuple):
             return [self._decline(parent, *parts)]
         children = [
@@ -430,6 +442,15 @@ class ExecutionService:
             },
         )
         return list(await asyncio.gather(*(self.submit(child) for child in children)))
+
+    def _currency_mismatches(self, request: OrderRequest, accounts: Iterable[str]) -> dict[str, str]:
+        """account -> why it cannot trade the order's currency, for those that cannot."""
+        found: dict[str, str] = {}
+        for account in accounts:
+            mismatch = currency_refusal(request, account, self.manager.get(account))
+            if mismatch is not None:
+                found[account] = mismatch
+        return found
 
     # -- running -------------------------------------------------------------------------
     async def start(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .base import Broker
 from .models import (
     AssetClass,
     OrderRequest,
@@ -23,7 +24,7 @@ from .models import (
     to_decimal,
 )
 
-__all__ = ["refused_request", "sanity", "validate"]
+__all__ = ["currency_refusal", "refused_request", "sanity", "validate"]
 
 _ZERO = Decimal(0)
 
@@ -97,3 +98,26 @@ def refused_request(raw: Mapping[str, object]) -> OrderRequest:
             if name == "quantity":
                 values[name] = _ZERO
     return OrderRequest.model_construct(**values)
+
+
+def currency_refusal(request: OrderRequest, account: str, broker: Broker) -> str | None:
+    """Why ``account`` cannot take an order in ``request.currency``, or None when it can.
+
+    An account trades in its own currency and in those its capabilities list; nothing else. A
+    currency it does not trade would otherwise be believed by every check that values the order
+    (a limit of 190 "INR" is read as 190 USD by a USD broker), so it is refused before them."""
+    wanted = request.currency
+    if wanted is None:
+        return None
+    own = broker.currency
+    if wanted == own:
+        return None
+    traded = broker.capabilities.currencies
+    if wanted in traded:
+        return None
+    others = sorted(traded - {own})
+    also = f" (and {', '.join(others)})" if others else ""
+    return (
+        f"the order is in {wanted} but {account} trades in {own}{also}; "
+        f"it cannot be sent there or valued in {wanted}"
+    )

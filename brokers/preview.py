@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from .book import Book
+from .intake import currency_refusal
 from .models import OrderRequest
 from .routing import Routes
 
@@ -69,13 +70,45 @@ def preview_order(
             problem = refusal[1]
         elif account is not None:
             targets = {account: request.quantity}
+    refused: list[str] = []
+    if request.currency is not None and targets:
+        # What submit refuses before its risk checks, said here; a part is never valued in a
+        # currency its account does not trade.
+        mismatches = {
+            name: reason
+            for name in targets
+            if (reason := currency_refusal(request, name, routes.accounts.get(name))) is not None
+        }
+        if len(mismatches) == len(targets):
+            unvalued = f"not valued: no account it would go to trades {request.currency}"
+            problem = "; ".join(mismatches.values())
+            return _preview(request, distributed, {}, (), book, None, unvalued, (), problem)
+        # Some parts would go and the others be refused: sent only once the trader agrees.
+        targets = {name: quantity for name, quantity in targets.items() if name not in mismatches}
+        refused = [f"part refused: {reason}" for reason in mismatches.values()]
     live = tuple(name for name in targets if routes.accounts.get(name).live)
-    # A lone account values the order at its own price and in its own currency.
-    only = next(iter(targets)) if len(targets) == 1 else None
-    notional, note = _notional(request, only, book)
-    reasons = ["LIVE account"] if live else []
+    # Each account values its part at its own price and in the currency it trades.
+    if targets:
+        notional, note = _total(request, targets, book)
+    else:
+        notional, note = _notional(request, request.quantity, None, book)
+    reasons = ["LIVE account", *refused] if live else refused
     if confirm_notional_above is not None and notional is not None and notional > confirm_notional_above:
         reasons.append(f"notional above {confirm_notional_above:,.2f} {book.base_currency}")
+    return _preview(request, distributed, targets, live, book, notional, note, tuple(reasons), problem)
+
+
+def _preview(
+    request: OrderRequest,
+    distributed: bool,
+    targets: dict[str, Decimal],
+    live: tuple[str, ...],
+    book: Book,
+    notional: Decimal | None,
+    note: str | None,
+    reasons: tuple[str, ...],
+    problem: str | None,
+) -> OrderPreview:
     return OrderPreview(
         request=request,
         distributed=distributed,
@@ -84,19 +117,35 @@ def preview_order(
         base_currency=book.base_currency,
         notional=notional,
         notional_note=note,
-        reasons=tuple(reasons),
+        reasons=reasons,
         problem=problem,
     )
 
 
-def _notional(request: OrderRequest, account: str | None, book: Book) -> tuple[Decimal | None, str | None]:
+def _total(
+    request: OrderRequest, targets: dict[str, Decimal], book: Book
+) -> tuple[Decimal | None, str | None]:
+    """The parts' values summed in the base currency; None (and why) if one cannot be valued."""
+    total = Decimal(0)
+    for account, quantity in targets.items():
+        value, note = _notional(request, quantity, account, book)
+        if value is None:
+            return None, note
+        total += value
+    return total, None
+
+
+def _notional(
+    request: OrderRequest, quantity: Decimal, account: str | None, book: Book
+) -> tuple[Decimal | None, str | None]:
     price = request.reference_price
     if price is None:
         price = book.last_price(request.symbol, account)
     if price is None:
         return None, f"no price for {request.symbol} yet"
+    # The currency was checked against the account above: what it trades, else its own.
     currency = book.order_currency(request, account)
-    value = book.to_base(request.quantity * price, currency)
+    value = book.to_base(quantity * price, currency)
     if value is None:
         return None, f"no exchange rate from {currency} to {book.base_currency}"
     return value, None

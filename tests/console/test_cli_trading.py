@@ -481,3 +481,36 @@ def test_split_order_question_names_only_the_accounts_that_get_a_part(tmp_path):
     assert "split by weight across main 2, real 1" in three.output
     assert "LIVE account (real): this order uses real money." in three.output
     assert three.exit_code == 1
+
+
+CURRENCY_DESK = """
+[[accounts]]
+name = "paper-usd"
+type = "sim"
+currency = "USD"
+[accounts.prices]
+AAPL = 190.00
+[risk]
+max_order_notional = 10000
+[fx.rates]
+USDINR = 84
+"""
+
+
+def test_an_order_in_a_currency_the_account_does_not_trade_is_refused_not_valued_in_it(tmp_path):
+    path = write_config(tmp_path, CURRENCY_DESK)
+    order_args = ("--config", str(path), "order", "buy", "AAPL", "500", "--limit", "190", "--yes", "--json")
+    plain_order = invoke(*order_args)
+    assert plain_order.exit_code == 7, plain_order.output
+    assert json.loads(plain_order.stdout)["reject_code"] == "MAX_NOTIONAL"
+    in_inr = invoke(*order_args, "--currency", "INR")
+    assert in_inr.exit_code == 7, in_inr.output
+    order = json.loads(in_inr.stdout)
+    assert order["status"] == "REJECTED" and order["reject_code"] == "CURRENCY_MISMATCH"
+    assert "INR" in order["reject_reason"] and "USD" in order["reject_reason"]
+    assert order["filled_quantity"] in ("0", None) and order["broker_order_id"] is None
+    asked = invoke(
+        "--config", str(path), "order", "buy", "AAPL", "500", "--limit", "190", "--currency", "INR"
+    )
+    assert "INR" in asked.output and "USD" in asked.output
+    assert "notional ≈" not in asked.output

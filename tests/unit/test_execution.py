@@ -363,6 +363,7 @@ async def test_every_reject_code_is_listed():
         "NO_ROUTE",
         "UNKNOWN_ACCOUNT",
         "UNSUPPORTED",
+        "CURRENCY_MISMATCH",
         "INVALID_ORDER",
         "BROKER_REJECTED",
         "INSUFFICIENT_FUNDS",
