@@ -129,6 +129,14 @@ def _total(
     total = Decimal(0)
     for account, quantity in targets.items():
         value, note = _notional(request, quantity, account, book)
+        if (
+            value is None
+            and request.reference_price is None
+            and book.last_price(request.symbol, account) is None
+        ):
+            # No price at that account (a symbol it does not list, a feed not started yet): an
+            # estimate at the last price anywhere, as a single order without an account is.
+            value, note = _notional(request, quantity, None, book)
         if value is None:
             return None, note
         total += value
