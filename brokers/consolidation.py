@@ -198,10 +198,14 @@ def average_price(legs: Iterable[Position]) -> Decimal | None:
 def compare_positions(
     account: str, book: dict[tuple[str, str], Decimal], positions: Iterable[Position]
 ) -> tuple[PositionDiff, ...]:
-    """Holdings where the journal's book and the broker's report for ``account`` disagree."""
+    """Holdings where the journal's book and the broker's report for ``account`` disagree.
+
+    ``book`` is keyed by (account, ``Instrument.label``), as ``Book.positions`` gives it; the
+    broker's rows are added up per instrument the same way."""
     held: dict[str, Decimal] = {}
     for position in positions:
-        held[position.symbol] = held.get(position.symbol, Decimal(0)) + position.quantity
+        label = position.instrument.label
+        held[label] = held.get(label, Decimal(0)) + position.quantity
     expected: dict[str, Decimal] = {}
     for (name, symbol), quantity in book.items():
         if name == account:

@@ -168,7 +168,15 @@ class Instrument:
 
     @property
     def label(self) -> str:
-        """A short name for screens: the symbol, with the asset class unless it is a stock."""
-        if self.asset_class is AssetClass.STOCK:
-            return self.symbol
-        return f"{self.symbol} {self.asset_class.value}"
+        """A short name for screens and reports, one per identity: the symbol, then the contract
+        terms given apart from it, then the asset class unless it is a stock."""
+        parts = [self.symbol]
+        if self.expiry is not None:
+            parts.append(self.expiry.isoformat())
+        if self.strike is not None:
+            parts.append(f"{self.strike:f}")
+        if self.right is not None:
+            parts.append(self.right)
+        if self.asset_class is not AssetClass.STOCK:
+            parts.append(self.asset_class.value)
+        return " ".join(parts)
