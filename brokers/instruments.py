@@ -5,8 +5,9 @@ Two instruments are the same when their ``key`` is the same. The key is:
 
 - the asset class: a CFD on AAPL is never AAPL stock, an option is never its underlying;
 - the symbol in one spelling per asset class: a crypto or currency pair is ``BASE/QUOTE``
-  (``BTCUSD``, ``BTC-USD`` and ``btc/usd`` are ``BTC/USD``; ``EUR.USD`` is ``EUR/USD``), and a
-  share class is written with a dot (``BRK B`` and ``BRK/B`` are ``BRK.B``);
+  (``BTCUSD``, ``BTC-USD`` and ``btc/usd`` are ``BTC/USD``; ``EUR.USD`` is ``EUR/USD``), a
+  share class is written with a dot (``BRK B`` and ``BRK/B`` are ``BRK.B``), and a symbol
+  followed by its own asset class is the bare symbol (a CFD ``AAPL CFD`` is the CFD ``AAPL``);
 - for options and futures, the expiry, strike and right when the broker gives them apart from
   the symbol (a symbol such as an OCC option code or ``NIFTY24DECFUT`` names the contract alone).
 
@@ -81,6 +82,11 @@ def _pair(symbol: str) -> str:
 def normalize_symbol(symbol: str, asset_class: AssetClass) -> str:
     """The one spelling of ``symbol`` for ``asset_class`` that identities compare."""
     text = symbol.strip().upper()
+    # A symbol written with its asset class after it ("AAPL CFD", as screens and some adapters
+    # show it) names the same instrument as the bare symbol of that class.
+    suffix = f" {asset_class.value}"
+    if text.endswith(suffix) and len(text) > len(suffix):
+        text = text[: -len(suffix)].rstrip()
     if asset_class in _PAIRS:
         return _pair(text)
     if asset_class is AssetClass.STOCK or asset_class is AssetClass.CFD:

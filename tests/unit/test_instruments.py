@@ -17,6 +17,13 @@ def test_a_cfd_is_never_the_stock_of_the_same_symbol() -> None:
     assert len({stock, cfd}) == 2
 
 
+def test_a_symbol_written_with_its_asset_class_is_the_bare_symbol() -> None:
+    shown = Instrument("AAPL CFD", AssetClass.CFD)
+    assert shown == Instrument("AAPL", AssetClass.CFD)
+    assert shown.label == "AAPL CFD"
+    assert shown != Instrument("AAPL CFD", AssetClass.STOCK)
+
+
 def test_an_unknown_security_type_is_not_a_stock() -> None:
     assert Instrument("AAPL", AssetClass.OTHER) != Instrument("AAPL", AssetClass.STOCK)
 
