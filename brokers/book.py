@@ -142,24 +142,35 @@ class Book:
             return
         request = order.request
         coid = request.client_order_id
+        working = order.status in WORKING_STATUSES
         instrument = self._traded.get(coid)
         if instrument is None:
+            if not working and not request.validated:
+                # A refusal of input that never was a valid order: it names no instrument, and
+                # was never indexed as working.
+                self._untrack(account, coid, None)
+                return
             instrument = self._traded[coid] = request.instrument
+        if not working:
+            self._untrack(account, coid, (account, instrument, request.side))
+            return
         key = (account, instrument, request.side)
         by_account = self.open.get(account)
         by_key = self._open_by_key.get(key)
-        if order.status in WORKING_STATUSES:
-            if by_account is None:
-                by_account = self.open[account] = {}
-            by_account[coid] = order
-            if by_key is None:
-                by_key = self._open_by_key[key] = {}
-            by_key[coid] = order
-        else:
-            if by_account is not None:
-                by_account.pop(coid, None)
-            if by_key is not None:
-                by_key.pop(coid, None)
+        if by_account is None:
+            by_account = self.open[account] = {}
+        by_account[coid] = order
+        if by_key is None:
+            by_key = self._open_by_key[key] = {}
+        by_key[coid] = order
+
+    def _untrack(self, account: str, coid: str, key: tuple[str, Instrument, Side] | None) -> None:
+        by_account = self.open.get(account)
+        if by_account is not None:
+            by_account.pop(coid, None)
+        by_key = self._open_by_key.get(key) if key is not None else None
+        if by_key is not None:
+            by_key.pop(coid, None)
 
     def add_fill(self, account: str, fill: Fill) -> bool:
         """Move the position by a fill, once per fill id. Returns whether it was new."""

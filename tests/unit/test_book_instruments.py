@@ -140,3 +140,12 @@ def test_max_position_counts_the_instrument_not_the_symbol() -> None:
     refused = engine.check(OrderRequest(symbol="AAPL", side=Side.BUY, quantity=D(1)), "ib", the_book)
     assert refused is not None
     assert "AAPL" in refused.reason and "51" in refused.reason
+
+
+def test_a_refused_request_that_names_no_instrument_is_tracked_without_one() -> None:
+    the_book = book(us="USD")
+    shell = OrderRequest.model_construct(symbol="", side=Side.BUY, quantity=D(0), client_order_id="TCSHELL")
+    refused = Order.for_request(shell, "us")
+    refused.reject("INVALID_ORDER", "quantity must be positive")
+    the_book.track(refused)
+    assert the_book.open_orders("us") == 0
