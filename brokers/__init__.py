@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # what the names below resolve to, for type checkers and edit
     )
     from .execution import ExecutionService
     from .fx import FxRates
+    from .instruments import Instrument
     from .journal import Journal
     from .killswitch import KillSwitch
     from .manager import MultiBrokerManager
@@ -67,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     # values (``brokers.models`` names them all; each is loaded from the module that defines it)
     **{name: "brokers.enums" for name in _ENUMS},
     **{name: "brokers.account_state" for name in _ACCOUNT_STATE},
+    "Instrument": "brokers.instruments",
     "OrderRequest": "brokers.order_request",
     "BrokerCapabilities": "brokers.order_request",
     "Order": "brokers.orders",
@@ -126,6 +128,7 @@ __all__ = [
     "ExecutionService",
     "Fill",
     "FxRates",
+    "Instrument",
     "InsufficientFundsError",
     "InvalidSymbolError",
     "Journal",

@@ -7,6 +7,7 @@ Account names and currency codes follow the library's one rule for each
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -14,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from .clock import utcnow
 from .enums import AssetClass, ConnectionState, Side
 from .identifiers import AccountName, CurrencyCode
+from .instruments import Instrument
 
 __all__ = ["AccountStatus", "Balance", "Fill", "MarginInfo", "Position"]
 
@@ -37,7 +39,8 @@ class Fill(BaseModel):
 
 
 class Position(BaseModel):
-    """Quantity is signed: negative is short."""
+    """Quantity is signed: negative is short. For options and futures it counts contracts, and
+    money is quantity x price x ``multiplier``. What is held is ``instrument``."""
 
     symbol: str
     quantity: Decimal
@@ -49,6 +52,23 @@ class Position(BaseModel):
     realized_pnl: Decimal = Decimal(0)
     multiplier: Decimal = Decimal(1)
     exchange: str | None = None
+    # Contract terms of an option or future, where the broker gives them apart from the symbol.
+    expiry: date | None = None
+    strike: Decimal | None = None
+    right: str | None = None
+
+    @property
+    def instrument(self) -> Instrument:
+        return Instrument(
+            self.symbol,
+            self.asset_class,
+            exchange=self.exchange,
+            currency=self.currency,
+            multiplier=self.multiplier,
+            expiry=self.expiry,
+            strike=self.strike,
+            right=self.right,
+        )
 
     @property
     def market_value(self) -> Decimal | None:

@@ -3,6 +3,10 @@
 Kept in memory from broker reads and fills so that a risk check never waits for a broker; it is
 what ``brokers.risk`` checks read (it implements ``RiskContext``). The brokers' word wins: a
 reconcile seeds the book from their positions and reports where it differed.
+
+Holdings and working orders are keyed by (account, ``Instrument``), never by a bare symbol: a CFD
+and a stock of one symbol are two holdings, one equity reported on two exchanges is one. Where a
+symbol string is given (the ``RiskContext`` calls of older callers), it names a stock.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from decimal import Decimal
 
 from .base import FxSource, PriceSource
 from .events import PositionDiff
-from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
+from .instruments import Instrument
+from .models import WORKING_STATUSES, AssetClass, Fill, Order, OrderRequest, Position, Side
 from .riskstate import DayBaseline, DayStore
 
 __all__ = ["Book"]
@@ -53,8 +58,52 @@ def _utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+def _instrument(what: Instrument | str) -> Instrument:
+    return what if isinstance(what, Instrument) else Instrument.stock(what)
+
+
+def _stored(label: str) -> Instrument:
+    """The instrument a day-baseline row was saved under (``Instrument.label``)."""
+    symbol, _, kind = label.rpartition(" ")
+    if symbol and kind in AssetClass.__members__:
+        return Instrument(symbol, AssetClass(kind))
+    return Instrument.stock(label)
+
+
+class _Reported:
+    """The rows a broker reported for one instrument at one account, added up."""
+
+    __slots__ = ("instrument", "quantity", "weight", "weighted")
+
+    def __init__(self, position: Position) -> None:
+        self.instrument = position.instrument
+        self.quantity = _ZERO
+        self.weight = _ZERO
+        self.weighted = _ZERO
+        self.add(position)
+
+    def add(self, position: Position) -> None:
+        self.quantity += position.quantity
+        self.weight += abs(position.quantity)
+        self.weighted += abs(position.quantity) * position.avg_price
+
+    @property
+    def avg_price(self) -> Decimal:
+        return self.weighted / self.weight if self.weight else _ZERO
+
+
+def _unsummable(kept: Instrument, other: Instrument) -> str:
+    """How a row that cannot be added to ``kept`` is named in a mismatch report."""
+    terms = []
+    if other.currency != kept.currency:
+        terms.append(f"in {other.currency or 'the account currency'}, book holds {kept.currency}")
+    if other.multiplier != kept.multiplier:
+        terms.append(f"multiplier {other.multiplier}, book holds {kept.multiplier}")
+    return f"{other.label} ({'; '.join(terms)})"
+
+
 class Book:
-    """Positions and working orders per account. ``prices`` values positions and names each
+    """Positions and working orders per (account, instrument). ``prices`` values positions and names each
     account's currency; ``fx`` turns other currencies into ``base_currency`` (without it only
     amounts already in the base currency can be added up)."""
 
@@ -69,18 +118,21 @@ class Book:
         self.fx = fx
         self.base_currency = base_currency
         self._today = today
-        self.holdings: dict[tuple[str, str], _Holding] = {}
-        # The same holdings by account, then symbol: the daily loss check re-values one
+        self.holdings: dict[tuple[str, Instrument], _Holding] = {}
+        # The same holdings by account, then instrument: the daily loss check re-values one
         # account's positions for every order to it, and must not walk everybody's.
-        self._by_account: dict[str, dict[str, _Holding]] = {}
+        self._by_account: dict[str, dict[Instrument, _Holding]] = {}
         self.open: dict[str, dict[str, Order]] = {}  # account -> working orders by client id
-        self._open_by_key: dict[tuple[str, str, Side], dict[str, Order]] = {}
+        self._open_by_key: dict[tuple[str, Instrument, Side], dict[str, Order]] = {}
+        # What each tracked order trades, by client id: a fill names only a symbol, and the
+        # order it belongs to says whether that is a stock, a CFD or a contract.
+        self._traded: dict[str, Instrument] = {}
         self._seen_fills: set[tuple[str, str]] = set()
         self._day = self._today()
         # Where the day's baseline is kept across restarts and processes, and the holdings
         # changed since it was last written.
         self.store: DayStore | None = None
-        self._dirty: set[tuple[str, str]] = set()
+        self._dirty: set[tuple[str, Instrument]] = set()
 
     # -- keeping it ----------------------------------------------------------------------
     def track(self, order: Order) -> None:
@@ -89,22 +141,36 @@ class Book:
         if account is None:
             return
         request = order.request
-        key = (account, request.symbol, request.side)
         coid = request.client_order_id
+        working = order.status in WORKING_STATUSES
+        instrument = self._traded.get(coid)
+        if instrument is None:
+            if not working and not request.validated:
+                # A refusal of input that never was a valid order: it names no instrument, and
+                # was never indexed as working.
+                self._untrack(account, coid, None)
+                return
+            instrument = self._traded[coid] = request.instrument
+        if not working:
+            self._untrack(account, coid, (account, instrument, request.side))
+            return
+        key = (account, instrument, request.side)
         by_account = self.open.get(account)
         by_key = self._open_by_key.get(key)
-        if order.status in WORKING_STATUSES:
-            if by_account is None:
-                by_account = self.open[account] = {}
-            by_account[coid] = order
-            if by_key is None:
-                by_key = self._open_by_key[key] = {}
-            by_key[coid] = order
-        else:
-            if by_account is not None:
-                by_account.pop(coid, None)
-            if by_key is not None:
-                by_key.pop(coid, None)
+        if by_account is None:
+            by_account = self.open[account] = {}
+        by_account[coid] = order
+        if by_key is None:
+            by_key = self._open_by_key[key] = {}
+        by_key[coid] = order
+
+    def _untrack(self, account: str, coid: str, key: tuple[str, Instrument, Side] | None) -> None:
+        by_account = self.open.get(account)
+        if by_account is not None:
+            by_account.pop(coid, None)
+        by_key = self._open_by_key.get(key) if key is not None else None
+        if by_key is not None:
+            by_key.pop(coid, None)
 
     def add_fill(self, account: str, fill: Fill) -> bool:
         """Move the position by a fill, once per fill id. Returns whether it was new."""
@@ -112,67 +178,101 @@ class Book:
         if key in self._seen_fills:
             return False
         self._seen_fills.add(key)
-        holding = self.holdings.get((account, fill.symbol))
+        traded = self._traded.get(fill.client_order_id) if fill.client_order_id is not None else None
+        instrument = (traded or Instrument.stock(fill.symbol)).in_currency(fill.currency)
+        holding = self.holdings.get((account, instrument))
         if holding is None:
-            holding = self._add_holding(account, fill.symbol, _Holding())
+            holding = self._add_holding(account, instrument, _Holding())
         quantity = fill.quantity
         holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
-        self._dirty.add((account, fill.symbol))
+        self._dirty.add((account, instrument))
         return True
 
     def seed(self, account: str, positions: Iterable[Position]) -> list[PositionDiff]:
-        """Take the broker's positions as the truth; returns where the book disagreed."""
+        """Take the broker's positions as the truth; returns where the book disagreed.
+
+        Rows of one instrument are added up (one equity reported per exchange, a holding and
+        the day's trades in it). A row that cannot be added to the others (another currency or
+        multiplier) is not taken into the book and is reported on every seed, never dropped.
+        """
         diffs: list[PositionDiff] = []
-        reported = {position.symbol: position for position in positions}
-        for symbol, holding in self._by_account.get(account, {}).items():
-            if symbol not in reported and holding.quantity != 0:
-                diffs.append(PositionDiff(account, symbol, holding.quantity, _ZERO))
+        reported: dict[Instrument, _Reported] = {}
+        for position in positions:
+            instrument = position.instrument
+            row = reported.get(instrument)
+            if row is None:
+                reported[instrument] = _Reported(position)
+            elif row.instrument.summable(instrument):
+                row.add(position)
+            elif position.quantity:
+                diffs.append(
+                    PositionDiff(account, _unsummable(row.instrument, instrument), _ZERO, position.quantity)
+                )
+        for instrument, holding in self._by_account.get(account, {}).items():
+            if instrument not in reported and holding.quantity != 0:
+                diffs.append(PositionDiff(account, instrument.label, holding.quantity, _ZERO))
                 holding.quantity = _ZERO
         stored = self.store.load(account, self._day) if self.store is not None else {}
-        for symbol, closed in stored.items():
-            if symbol not in reported and (account, symbol) not in self.holdings:
+        labels = {instrument.label for instrument in reported}
+        for label, closed in stored.items():
+            instrument = _stored(label)
+            if label not in labels and (account, instrument) not in self.holdings:
                 # Closed earlier today: its profit or loss still counts.
-                self._add_holding(account, symbol, _Holding(_ZERO, closed.basis)).realized = closed.realized
-        for symbol, position in reported.items():
-            known = self.holdings.get((account, symbol))
+                self._add_holding(
+                    account, instrument, _Holding(_ZERO, closed.basis)
+                ).realized = closed.realized
+        for instrument, row in reported.items():
+            key = (account, instrument)
+            known = self.holdings.get(key)
             if known is None:
-                kept = stored.get(symbol)
+                kept = stored.get(instrument.label)
                 if kept is not None:
-                    holding = self._add_holding(account, symbol, _Holding(position.quantity, kept.basis))
+                    holding = self._add_holding(account, row.instrument, _Holding(row.quantity, kept.basis))
                     holding.realized = kept.realized
                     continue
-                mark = self.last_price(symbol, account) or position.avg_price or _ZERO
-                self._add_holding(account, symbol, _Holding(position.quantity, mark))
-                self._dirty.add((account, symbol))
-            elif known.quantity != position.quantity:
-                diffs.append(PositionDiff(account, symbol, known.quantity, position.quantity))
-                known.quantity = position.quantity
+                mark = self.last_price(instrument.symbol, account) or row.avg_price or _ZERO
+                self._add_holding(account, row.instrument, _Holding(row.quantity, mark))
+                self._dirty.add(key)
+            elif known.quantity != row.quantity:
+                diffs.append(PositionDiff(account, instrument.label, known.quantity, row.quantity))
+                known.quantity = row.quantity
         return diffs
 
-    def _add_holding(self, account: str, symbol: str, holding: _Holding) -> _Holding:
-        self.holdings[(account, symbol)] = holding
-        by_symbol = self._by_account.get(account)
-        if by_symbol is None:
-            by_symbol = self._by_account[account] = {}
-        by_symbol[symbol] = holding
+    def _add_holding(self, account: str, instrument: Instrument, holding: _Holding) -> _Holding:
+        self.holdings[(account, instrument)] = holding
+        by_instrument = self._by_account.get(account)
+        if by_instrument is None:
+            by_instrument = self._by_account[account] = {}
+        by_instrument[instrument] = holding
         return holding
 
     def positions(self) -> dict[tuple[str, str], Decimal]:
-        """(account, symbol) -> signed quantity, as the execution layer believes it."""
+        """(account, instrument label) -> signed quantity, as the execution layer believes it.
+        A stock's label is its symbol (``Instrument.label``)."""
+        return {
+            (account, instrument.label): holding.quantity
+            for (account, instrument), holding in self.holdings.items()
+            if holding.quantity
+        }
+
+    def instrument_positions(self) -> dict[tuple[str, Instrument], Decimal]:
+        """(account, instrument) -> signed quantity, as the execution layer believes it."""
         return {key: holding.quantity for key, holding in self.holdings.items() if holding.quantity}
 
     # -- RiskContext ---------------------------------------------------------------------
-    def position(self, account: str | None, symbol: str) -> Decimal:
+    def position(self, account: str | None, instrument: Instrument | str) -> Decimal:
+        wanted = _instrument(instrument)
         if account is None:
-            return sum((h.quantity for (_, s), h in self.holdings.items() if s == symbol), _ZERO)
-        holding = self.holdings.get((account, symbol))
+            return sum((h.quantity for (_, i), h in self.holdings.items() if i == wanted), _ZERO)
+        holding = self.holdings.get((account, wanted))
         return holding.quantity if holding is not None else _ZERO
 
-    def pending(self, account: str | None, symbol: str, side: Side) -> Decimal:
+    def pending(self, account: str | None, instrument: Instrument | str, side: Side) -> Decimal:
+        wanted = _instrument(instrument)
         if account is not None:
-            working = self._open_by_key.get((account, symbol, side))
+            working = self._open_by_key.get((account, wanted, side))
             return sum((o.remaining_quantity for o in working.values()), _ZERO) if working else _ZERO
-        return sum((self.pending(name, symbol, side) for name in self.open), _ZERO)
+        return sum((self.pending(name, wanted, side) for name in self.open), _ZERO)
 
     def open_orders(self, account: str | None) -> int:
         if account is not None:
@@ -206,10 +306,11 @@ class Book:
     def is_reducing(self, request: OrderRequest, account: str | None) -> bool:
         """Would this order shrink the position without flipping it, counting the working
         orders already on the same side?"""
-        current = self.position(account, request.symbol)
+        instrument = request.instrument
+        current = self.position(account, instrument)
         if current == 0 or (current > 0) == (request.side is Side.BUY):
             return False
-        already = self.pending(account, request.symbol, request.side)
+        already = self.pending(account, instrument, request.side)
         return already + request.quantity <= abs(current)
 
     def trading_day(self) -> date:
@@ -225,12 +326,12 @@ class Book:
         total = _ZERO
         for name in names:
             currency = None
-            for symbol, holding in by_account.get(name, {}).items():
+            for instrument, holding in by_account.get(name, {}).items():
                 pnl = holding.realized
                 if holding.quantity:
-                    last = self.last_price(symbol, name)
+                    last = self.last_price(instrument.symbol, name)
                     if last is not None:
-                        pnl += (last - holding.basis) * holding.quantity
+                        pnl += (last - holding.basis) * holding.quantity * instrument.multiplier
                 if pnl:
                     if currency is None:
                         currency = self.account_currency(name)
@@ -250,9 +351,9 @@ class Book:
             self._new_day(self._today())
         dirty, self._dirty = self._dirty, set()
         rows = [
-            (account, symbol, DayBaseline(holding.basis, holding.realized))
-            for account, symbol in dirty
-            if (holding := self.holdings.get((account, symbol))) is not None
+            (account, instrument.label, DayBaseline(holding.basis, holding.realized))
+            for account, instrument in dirty
+            if (holding := self.holdings.get((account, instrument))) is not None
         ]
         if not store.save(self._day, rows):
             self._dirty |= dirty
@@ -260,8 +361,8 @@ class Book:
     def _new_day(self, today: date) -> None:
         self._day = today
         self._dirty.update(self.holdings)
-        for (name, symbol), holding in self.holdings.items():
+        for (name, instrument), holding in self.holdings.items():
             holding.realized = _ZERO
-            last = self.last_price(symbol, name)
+            last = self.last_price(instrument.symbol, name)
             if last is not None:
                 holding.basis = last

@@ -1,7 +1,9 @@
 """One view of many accounts, computed without I/O from a snapshot of what they last reported.
 
-Positions are grouped by (symbol, asset class, currency); money is carried as ``Money`` so a
-figure built on stale data or a missing rate stays marked as such through every sum. Prices
+Positions are grouped by instrument (``brokers.instruments`` says when two rows are one
+instrument): a CFD beside a stock of the same symbol is two rows, one share held at a USD and at a
+EUR account is one. Each leg is valued in its own currency and multiplier; money is carried as
+``Money`` so a figure built on stale data or a missing rate stays marked as such through every sum. Prices
 come from a ``mark`` callable, so the caller decides whether a live feed beats the snapshot.
 """
 
@@ -14,6 +16,7 @@ from decimal import Decimal
 
 from .events import PositionDiff
 from .fx import FxRates, Money
+from .instruments import Instrument
 from .models import AccountStatus, AssetClass, Balance, Position, utcnow
 
 __all__ = [
@@ -61,8 +64,12 @@ def empty_snapshot() -> Snapshot:
 
 @dataclass(frozen=True)
 class ConsolidatedPosition:
-    """One instrument across accounts. ``quantity`` is the net; ``legs`` keep each account's
-    own holding (a long here and a short there both stay visible)."""
+    """One instrument across accounts. ``quantity`` is the net (contracts, for derivatives);
+    ``legs`` keep each account's own holding (a long here and a short there both stay visible).
+
+    Legs in one currency: ``currency`` is theirs, and ``avg_price`` and ``last_price`` are in
+    it. Legs in several: ``currency`` is the base currency, ``market_value`` is the base-currency
+    sum, and there is no one average or last price (each leg keeps its own)."""
 
     symbol: str
     asset_class: AssetClass
@@ -79,6 +86,15 @@ class ConsolidatedPosition:
     @property
     def accounts(self) -> list[str]:
         return [leg.account for leg in self.legs]
+
+    @property
+    def instrument(self) -> Instrument:
+        return self.legs[0].instrument
+
+    @property
+    def label(self) -> str:
+        """One per row: the instrument's label (``Instrument.label``)."""
+        return self.instrument.label
 
     @property
     def stale(self) -> bool:
@@ -125,56 +141,71 @@ class BuyingPower:
 
 
 def consolidate_positions(snapshot: Snapshot, fx: FxRates, mark: MarkPrice) -> list[ConsolidatedPosition]:
-    """Positions grouped by (symbol, asset class, currency)."""
-    groups: dict[tuple[str, AssetClass, str], list[Position]] = {}
+    """Positions grouped by instrument."""
+    groups: dict[Instrument, list[Position]] = {}
     for positions in snapshot.positions.values():
         for position in positions:
             if position.quantity == 0:
                 continue
-            groups.setdefault((position.symbol, position.asset_class, position.currency), []).append(position)
-    rows = [
-        _consolidate(symbol, asset_class, currency, legs, snapshot, fx, mark)
-        for (symbol, asset_class, currency), legs in groups.items()
-    ]
-    rows.sort(key=lambda row: (row.symbol, row.asset_class.value, row.currency))
+            groups.setdefault(position.instrument, []).append(position)
+    rows = [_consolidate(instrument, legs, snapshot, fx, mark) for instrument, legs in groups.items()]
+    rows.sort(key=lambda row: (row.symbol, row.asset_class.value, row.label))
     return rows
 
 
 def _consolidate(
-    symbol: str,
-    asset_class: AssetClass,
-    currency: str,
-    legs: list[Position],
-    snapshot: Snapshot,
-    fx: FxRates,
-    mark: MarkPrice,
+    instrument: Instrument, legs: list[Position], snapshot: Snapshot, fx: FxRates, mark: MarkPrice
 ) -> ConsolidatedPosition:
     quantity = sum((leg.quantity for leg in legs), Decimal(0))
     stale = any(leg.account in snapshot.stale for leg in legs)
-    last = next((p for p in (mark(leg) for leg in legs) if p is not None), None)
-    if last is None:
-        market_value = Money(None, currency, stale, missing=True)
-        unrealized = Money(None, currency, stale, missing=True)
+    currencies = {leg.currency for leg in legs}
+    marks = [mark(leg) for leg in legs]
+    values: list[Money] = []
+    pnls: list[Money] = []
+    for leg, price in zip(legs, marks, strict=True):
+        if price is None:
+            values.append(Money(None, leg.currency, stale, missing=True))
+            pnls.append(Money(None, leg.currency, stale, missing=True))
+        else:
+            values.append(Money(leg.quantity * leg.multiplier * price, leg.currency, stale))
+            pnls.append(Money((price - leg.avg_price) * leg.quantity * leg.multiplier, leg.currency, stale))
+    if len(currencies) == 1:
+        currency = legs[0].currency
+        last = next((price for price in marks if price is not None), None)
+        avg = average_price(legs)
+        if last is None:
+            market_value = Money(None, currency, stale, missing=True)
+            unrealized = Money(None, currency, stale, missing=True)
+        else:
+            # One currency: every leg at the one known price, so an account whose own feed has
+            # none is still valued.
+            market_value = Money(
+                sum((leg.quantity * leg.multiplier for leg in legs), Decimal(0)) * last, currency, stale
+            )
+            unrealized = Money(
+                sum(((last - leg.avg_price) * leg.quantity * leg.multiplier for leg in legs), Decimal(0)),
+                currency,
+                stale,
+            )
+        market_value_base = fx.convert_money(market_value)
+        unrealized_base = fx.convert_money(unrealized)
     else:
-        market_value = Money(
-            sum((leg.quantity * leg.multiplier for leg in legs), Decimal(0)) * last, currency, stale
-        )
-        unrealized = Money(
-            sum(((last - leg.avg_price) * leg.quantity * leg.multiplier for leg in legs), Decimal(0)),
-            currency,
-            stale,
-        )
+        # Prices in different currencies have no one average: the legs keep theirs.
+        currency, last, avg = fx.base, None, None
+        market_value_base = Money.total((fx.convert_money(v) for v in values), currency)
+        unrealized_base = Money.total((fx.convert_money(p) for p in pnls), currency)
+        market_value, unrealized = market_value_base, unrealized_base
     return ConsolidatedPosition(
-        symbol=symbol,
-        asset_class=asset_class,
+        symbol=instrument.symbol,
+        asset_class=instrument.asset_class,
         currency=currency,
         quantity=quantity,
-        avg_price=average_price(legs),
+        avg_price=avg,
         last_price=last,
         market_value=market_value,
         unrealized_pnl=unrealized,
-        market_value_base=fx.convert_money(market_value),
-        unrealized_pnl_base=fx.convert_money(unrealized),
+        market_value_base=market_value_base,
+        unrealized_pnl_base=unrealized_base,
         legs=sorted(legs, key=lambda leg: leg.account),
     )
 
@@ -198,10 +229,14 @@ def average_price(legs: Iterable[Position]) -> Decimal | None:
 def compare_positions(
     account: str, book: dict[tuple[str, str], Decimal], positions: Iterable[Position]
 ) -> tuple[PositionDiff, ...]:
-    """Holdings where the journal's book and the broker's report for ``account`` disagree."""
+    """Holdings where the journal's book and the broker's report for ``account`` disagree.
+
+    ``book`` is keyed by (account, ``Instrument.label``), as ``Book.positions`` gives it; the
+    broker's rows are added up per instrument the same way."""
     held: dict[str, Decimal] = {}
     for position in positions:
-        held[position.symbol] = held.get(position.symbol, Decimal(0)) + position.quantity
+        label = position.instrument.label
+        held[label] = held.get(label, Decimal(0)) + position.quantity
     expected: dict[str, Decimal] = {}
     for (name, symbol), quantity in book.items():
         if name == account:

@@ -589,7 +589,7 @@ class MultiBrokerManager:
         return position.last_price
 
     def consolidated_positions(self) -> list[ConsolidatedPosition]:
-        """Positions grouped by (symbol, asset class, currency), from the last snapshot."""
+        """Positions grouped by instrument, from the last snapshot."""
         return consolidate_positions(self._snapshot, self.fx, self._mark_price)
 
     def totals(self) -> Totals:

@@ -4,6 +4,7 @@ Money and quantities are ``Decimal``; datetimes are timezone-aware UTC. Each kin
 in a module of its own, and this one names them all:
 
 - ``brokers.enums``: sides, order types, statuses, trading and connection states, reject codes;
+- ``brokers.instruments``: ``Instrument``, what is held and traded, and when two are the same;
 - ``brokers.order_request``: ``OrderRequest`` (what a trader asks for) and ``BrokerCapabilities``;
 - ``brokers.orders``: ``Order`` and the state machine its status follows;
 - ``brokers.account_state``: fills, positions, balances, margin and account health;
@@ -27,6 +28,7 @@ from .enums import (
     TimeInForce,
     TradingState,
 )
+from .instruments import Instrument, InstrumentKey
 from .order_request import (
     CLIENT_ORDER_ID_MAX_LEN,
     SYMBOL_MAX_LEN,
@@ -62,6 +64,8 @@ __all__ = [
     "BrokerCapabilities",
     "ConnectionState",
     "Fill",
+    "Instrument",
+    "InstrumentKey",
     "MarginInfo",
     "Order",
     "OrderRequest",

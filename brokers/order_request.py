@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from .enums import AssetClass, CaseInsensitiveEnum, OrderType, Side, TimeInForce
 from .identifiers import OptionalAccountName, OptionalCurrencyCode
+from .instruments import Instrument
 from .validation import MAX_PRICE, MAX_QUANTITY, check_positive_amount, shown
 
 __all__ = [
@@ -183,6 +184,12 @@ class OrderRequest(BaseModel):
     def reference_price(self) -> Decimal | None:
         """The price the trader named, if any: limit first, then stop."""
         return self.limit_price if self.limit_price is not None else self.stop_price
+
+    @property
+    def instrument(self) -> Instrument:
+        """What this order trades. A plain symbol is a stock; with no ``currency`` it trades in
+        the currency of the account it goes to (``Instrument.in_currency``)."""
+        return Instrument(self.symbol, self.asset_class, exchange=self.exchange, currency=self.currency)
 
     @property
     def signed_quantity(self) -> Decimal:

@@ -24,6 +24,7 @@ from typing import ClassVar, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .instruments import Instrument
 from .models import OrderRequest, RejectCode, Side
 from .riskstate import LocalBuckets, SharedBuckets, TokenBuckets, bucket_folder
 
@@ -73,9 +74,9 @@ class RiskContext(Protocol):
 
     base_currency: str
 
-    def position(self, account: str | None, symbol: str) -> Decimal: ...
+    def position(self, account: str | None, instrument: Instrument) -> Decimal: ...
 
-    def pending(self, account: str | None, symbol: str, side: Side) -> Decimal:
+    def pending(self, account: str | None, instrument: Instrument, side: Side) -> Decimal:
         """Remaining quantity of working orders on that side, not counting this one."""
 
     def open_orders(self, account: str | None) -> int: ...
@@ -249,9 +250,9 @@ class MaxPositionCheck(Check):
     def check(
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
-        symbol, side, quantity = request.symbol, request.side, request.quantity
-        current = ctx.position(account, symbol)
-        pending = ctx.pending(account, symbol, side)
+        instrument, side, quantity = request.instrument, request.side, request.quantity
+        current = ctx.position(account, instrument)
+        pending = ctx.pending(account, instrument, side)
         if side is not Side.BUY:
             pending, quantity = -pending, -quantity
         projected = current + pending + quantity
@@ -259,7 +260,7 @@ class MaxPositionCheck(Check):
         # An order that brings an oversized position back towards the limit is always welcome.
         if cap is not None and abs(projected) > cap and abs(projected) > abs(current):
             return (
-                f"the position in {request.symbol} at {_scope(account)} would reach {_num(projected)} "
+                f"the position in {instrument.label} at {_scope(account)} would reach {_num(projected)} "
                 f"(now {_num(current)}, working {_num(pending)}); the limit is {_num(cap)}"
             )
         return None

@@ -31,7 +31,7 @@ async def test_submitted_order_fills_in_blotter_and_positions():
     app = console()
     async with app.run_test(size=SIZE) as pilot:
         await settled(app, pilot)
-        before = app.positions.rows["MSFT|STOCK|USD"].quantity
+        before = app.positions.rows["MSFT"].quantity
         await type_order(pilot, "msft", "5")
         await pilot.press("enter")
         await wait_for(
@@ -43,8 +43,8 @@ async def test_submitted_order_fills_in_blotter_and_positions():
         table = app.blotter.table
         assert table.shown(order.client_order_id, "status").plain == "FILLED"
         assert table.shown(order.client_order_id, "result").plain.startswith("5 @ ")
-        await wait_for(lambda: app.positions.rows["MSFT|STOCK|USD"].quantity == before + 5, pilot)
-        assert app.positions.table.shown("MSFT|STOCK|USD", "quantity").plain == f"{before + 5:,}"
+        await wait_for(lambda: app.positions.rows["MSFT"].quantity == before + 5, pilot)
+        assert app.positions.table.shown("MSFT", "quantity").plain == f"{before + 5:,}"
         assert any("FILLED" in text for _level, text in app.event_log.entries)
 
 
@@ -209,7 +209,7 @@ async def test_a_failing_broker_says_why_while_the_others_keep_working():
         await wait_for(
             lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot
         )
-        assert "INFY|STOCK|INR" not in app.positions.rows  # the failed account has no data to show
+        assert "INFY" not in app.positions.rows  # the failed account has no data to show
 
 
 async def test_reduce_only_key_shows_the_amber_banner():
@@ -315,10 +315,8 @@ async def test_prices_tick_into_the_positions_table():
         broker = app.runtime.manager.get("paper-us")
         broker.set_price("NVDA", "150.00")
         # At most 10 repaints a second: the new price shows within a couple of ticks.
-        await wait_for(
-            lambda: app.positions.table.shown("NVDA|STOCK|USD", "last").plain == "150.00", pilot, within=2
-        )
-        pnl = app.positions.table.shown("NVDA|STOCK|USD", "pnl").plain.strip()
+        await wait_for(lambda: app.positions.table.shown("NVDA", "last").plain == "150.00", pilot, within=2)
+        pnl = app.positions.table.shown("NVDA", "pnl").plain.strip()
         assert pnl == "-150.00"  # short 30 from 145.00
 
 

@@ -11,6 +11,7 @@ from support import running, until
 from brokers.events import ConnectionEvent
 from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService
 from brokers.fx import FxRates
+from brokers.instruments import Instrument
 from brokers.journal import Journal
 from brokers.killswitch import FLAG_NAME, HaltSettings, KillSwitch
 from brokers.manager import MultiBrokerManager
@@ -640,7 +641,7 @@ async def test_a_resync_after_reconnect_settles_unknown_orders(rig):
 
 
 async def test_reconcile_reports_position_differences(rig):
-    rig.service.book.holdings[("us", "AAPL")].quantity = D(45)
+    rig.service.book.holdings[("us", Instrument.stock("AAPL"))].quantity = D(45)
     report = await rig.service.reconcile(["us"])
     assert [(m.symbol, m.book, m.broker) for m in report.positions] == [("AAPL", D(45), D(50))]
     assert rig.service.book.position("us", "AAPL") == 50

@@ -9,6 +9,7 @@ import pytest
 from support import running
 
 from brokers.execution import DAILY_LOSS_SOURCE, ExecutionService
+from brokers.instruments import Instrument
 from brokers.journal import Journal
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
@@ -164,7 +165,7 @@ def test_manual_reduce_only_is_shared_and_lifted_by_a_resume(tmp_path):
 
 async def test_the_service_trips_reduce_only_for_every_process(rig):
     rig.service.risk = RiskEngine(RiskLimits(daily_loss_limit=D(1)))
-    rig.service.book.holdings[("us", "AAPL")].realized = D(-10)
+    rig.service.book.holdings[("us", Instrument.stock("AAPL"))].realized = D(-10)
     message = rig.service.check_daily_loss()
     assert message is not None
     other = KillSwitch(rig.root, env={})

@@ -29,11 +29,13 @@ class Context:
     rates: dict[str, Decimal] = field(default_factory=lambda: {"INR": D("0.012")})
     pnl: dict[str, Decimal] = field(default_factory=dict)
 
-    def position(self, account, symbol):
+    # Holdings are written by stock symbol; the checks ask by instrument.
+    def position(self, account, instrument):
+        symbol = instrument if isinstance(instrument, str) else instrument.symbol
         return self.positions.get((account, symbol), D(0))
 
-    def pending(self, account, symbol, side):
-        return self.working.get((account, symbol, side), D(0))
+    def pending(self, account, instrument, side):
+        return self.working.get((account, instrument.symbol, side), D(0))
 
     def open_orders(self, account):
         return self.open_counts.get(account, 0)

@@ -33,7 +33,8 @@ def _marked(money: Money, stale: bool) -> Money:
 
 
 def position_key(position: ConsolidatedPosition) -> str:
-    return f"{position.symbol}|{position.asset_class.value}|{position.currency}"
+    """One row per instrument (a CFD and the stock of its symbol are two)."""
+    return position.label
 
 
 _UNSHOWN = object()
