@@ -30,6 +30,7 @@ Quantities of options and futures are contracts; money is quantity x price x ``m
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -152,6 +153,8 @@ class Instrument:
         """This instrument traded in ``currency`` where it did not name one."""
         if self.currency is not None:
             return self
+        if self.multiplier == 1 and self.key[2:] == (None, None, None):
+            return plain_instrument(self.symbol, self.asset_class, self.exchange, currency)
         return Instrument(
             self.symbol,
             self.asset_class,
@@ -186,3 +189,12 @@ class Instrument:
         if self.asset_class is not AssetClass.STOCK:
             parts.append(self.asset_class.value)
         return " ".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def plain_instrument(
+    symbol: str, asset_class: AssetClass, exchange: str | None, currency: str | None
+) -> Instrument:
+    """The instrument of an order's plain terms (no contract terms, multiplier 1), built once:
+    an instrument never changes, and the order path asks for the same few over and over."""
+    return Instrument(symbol, asset_class, exchange=exchange, currency=currency)
