@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from .clock import utcnow
 from .enums import AssetClass, ConnectionState, Side
@@ -56,6 +56,14 @@ class Position(BaseModel):
     expiry: date | None = None
     strike: Decimal | None = None
     right: str | None = None
+
+    @model_validator(mode="after")
+    def _names_an_instrument(self) -> Position:
+        # At the edge, where a broker's row is read: a row that names no instrument (a blank
+        # symbol, a right that is neither call nor put) is refused there, with the reason, and
+        # never reaches the book or consolidation.
+        self.instrument  # noqa: B018  (built only to be checked)
+        return self
 
     @property
     def instrument(self) -> Instrument:

@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
 from brokers import AssetClass, Instrument, OrderRequest, Position, Side
 
@@ -154,3 +155,17 @@ def test_instruments_are_frozen() -> None:
     instrument = Instrument.stock("AAPL")
     with pytest.raises(AttributeError):
         instrument.symbol = "MSFT"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"symbol": " "},
+        {"symbol": "AAPL", "asset_class": "OPTION", "right": "X"},
+        {"symbol": "AAPL", "multiplier": 0},
+    ],
+)
+def test_a_broker_row_that_names_no_instrument_is_refused_where_it_is_read(fields):
+    # Refused when the row is built (the adapter's edge), so consolidation never meets it.
+    with pytest.raises(ValidationError):
+        Position(quantity=1, **fields)
