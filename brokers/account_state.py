@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from .clock import utcnow
 from .enums import AssetClass, ConnectionState, Side
 from .identifiers import AccountName, CurrencyCode
-from .instruments import Instrument
+from .instruments import Instrument, instrument_of
 
 __all__ = ["AccountStatus", "Balance", "Fill", "MarginInfo", "Position"]
 
@@ -67,15 +67,15 @@ class Position(BaseModel):
 
     @property
     def instrument(self) -> Instrument:
-        return Instrument(
+        return instrument_of(
             self.symbol,
             self.asset_class,
-            exchange=self.exchange,
-            currency=self.currency,
-            multiplier=self.multiplier,
-            expiry=self.expiry,
-            strike=self.strike,
-            right=self.right,
+            self.exchange,
+            self.currency,
+            self.multiplier,
+            self.expiry,
+            self.strike,
+            self.right,
         )
 
     @property

@@ -154,7 +154,7 @@ class Instrument:
         if self.currency is not None:
             return self
         if self.multiplier == 1 and self.key[2:] == (None, None, None):
-            return plain_instrument(self.symbol, self.asset_class, self.exchange, currency)
+            return instrument_of(self.symbol, self.asset_class, self.exchange, currency)
         return Instrument(
             self.symbol,
             self.asset_class,
@@ -191,10 +191,19 @@ class Instrument:
         return " ".join(parts)
 
 
-@functools.lru_cache(maxsize=4096)
-def plain_instrument(
-    symbol: str, asset_class: AssetClass, exchange: str | None, currency: str | None
+@functools.lru_cache(maxsize=65536)
+def instrument_of(
+    symbol: str,
+    asset_class: AssetClass,
+    exchange: str | None = None,
+    currency: str | None = None,
+    multiplier: Decimal = Decimal(1),
+    expiry: date | None = None,
+    strike: Decimal | None = None,
+    right: str | None = None,
 ) -> Instrument:
-    """The instrument of an order's plain terms (no contract terms, multiplier 1), built once:
-    an instrument never changes, and the order path asks for the same few over and over."""
-    return Instrument(symbol, asset_class, exchange=exchange, currency=currency)
+    """The instrument of these terms, built once: an instrument never changes, and orders and
+    position rows ask for the same few over and over (every order several times, every
+    position row at each read and each consolidation). Bounded, for a process fed endless
+    distinct symbols."""
+    return Instrument(symbol, asset_class, exchange, currency, multiplier, expiry, strike, right)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from .enums import AssetClass, CaseInsensitiveEnum, OrderType, Side, TimeInForce
 from .identifiers import OptionalAccountName, OptionalCurrencyCode
-from .instruments import Instrument, plain_instrument
+from .instruments import Instrument, instrument_of
 from .validation import MAX_PRICE, MAX_QUANTITY, check_positive_amount, shown
 
 __all__ = [
@@ -189,7 +189,7 @@ class OrderRequest(BaseModel):
     def instrument(self) -> Instrument:
         """What this order trades. A plain symbol is a stock; with no ``currency`` it trades in
         the currency of the account it goes to (``Instrument.in_currency``)."""
-        return plain_instrument(self.symbol, self.asset_class, self.exchange, self.currency)
+        return instrument_of(self.symbol, self.asset_class, self.exchange, self.currency)
 
     @property
     def signed_quantity(self) -> Decimal:
