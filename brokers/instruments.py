@@ -119,6 +119,8 @@ class Instrument:
     strike: Decimal | None = field(default=None, compare=False)
     right: str | None = field(default=None, compare=False)
     key: InstrumentKey = field(init=False, repr=False)
+    # Instruments key the book's dicts, looked up several times per order: hash the key once.
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         asset_class = AssetClass(self.asset_class)
@@ -144,6 +146,10 @@ class Instrument:
         object.__setattr__(self, "exchange", exchange)
         object.__setattr__(self, "currency", currency)
         object.__setattr__(self, "key", (asset_class, symbol, expiry, strike, right))
+        object.__setattr__(self, "_hash", hash(self.key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def stock(cls, symbol: str, currency: str | None = None, exchange: str | None = None) -> Instrument:
