@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, Self
@@ -246,9 +246,5 @@ class EventRecorder(Protocol):
     (``brokers.journal.Journal``)."""
 
     def record(self, kind: str, *, data: dict[str, object] | None = None) -> object: ...
-
-    def events(
-        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
-    ) -> Sequence[RecordedEvent]: ...
 
     def last_halt_or_resume(self) -> RecordedEvent | None: ...

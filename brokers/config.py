@@ -191,11 +191,8 @@ class Config(BaseModel):
 
     @property
     def halt_record_paths(self) -> tuple[Path, ...]:
-        """The journals that record halts, reduce-only and resumes: the state folder's main
-        journal always, because the flag they describe is shared by every process using the
-        folder, and the demo's own journal too, so its history shows them."""
         root = self.resolved_state_dir()
-        return tuple(dict.fromkeys((root / JOURNAL_FILE, root / self.journal_name)))
+        return tuple(root / name for name in halt_record_names(self.demo))
 
 
 def _find_secret_keys(data: Any, path: str = "") -> list[str]:
@@ -394,3 +391,11 @@ def demo_config(*, seed: int | None = 7, tick_interval: float | None = 0.5) -> C
         "fx": {"rates": {"USDINR": "84.10"}},
     }
     return parse_config(data, where="demo")
+
+
+def halt_record_names(demo: bool) -> tuple[str, ...]:
+    """The journals (file names in the state folder) that record halts, reduce-only and
+    resumes: the main journal always, because the flag they describe is shared by every process
+    using the folder, and the demo's own journal too, so its history shows them. The main one
+    comes first: it is the one read back."""
+    return (JOURNAL_FILE, DEMO_JOURNAL_FILE) if demo else (JOURNAL_FILE,)

@@ -6,9 +6,6 @@ broker library.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-
 from .base import EventRecorder, RecordedEvent
 
 
@@ -35,13 +32,7 @@ class HaltRecord:
             raise failure
         return first
 
-    def events(
-        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
-    ) -> Sequence[RecordedEvent]:
-        """Read back from the first journal: the state folder's main one, which every process
-        using the folder writes its halts and resumes to."""
-        return self.journals[0].events(since, order, kinds) if self.journals else []
-
     def last_halt_or_resume(self) -> RecordedEvent | None:
-        """The newest halt or resume in the first journal (see ``events``)."""
+        """The newest halt or resume in the first journal: the state folder's main one, which every
+        process using the folder writes its halts and resumes to."""
         return self.journals[0].last_halt_or_resume() if self.journals else None

@@ -24,7 +24,7 @@ from .models import (
     to_decimal,
 )
 
-__all__ = ["currency_refusal", "refused_request", "sanity", "validate"]
+__all__ = ["currency_refusal", "refused_request", "validate"]
 
 _ZERO = Decimal(0)
 
@@ -52,17 +52,6 @@ def validate(raw: object) -> OrderRequest | tuple[OrderRequest, str]:
         return OrderRequest.model_validate(dict(raw))
     except ValidationError as exc:
         return refused_request(raw), describe_validation_error(exc)
-
-
-def sanity(request: OrderRequest) -> str | None:
-    """Cheap checks for a request built without validation (``model_construct``)."""
-    quantity = request.quantity
-    if not isinstance(quantity, Decimal) or not quantity.is_finite() or quantity <= 0:
-        return f"quantity must be a number greater than 0, not {quantity!r}"
-    for name, price in (("limit_price", request.limit_price), ("stop_price", request.stop_price)):
-        if price is not None and (not isinstance(price, Decimal) or not price.is_finite() or price <= 0):
-            return f"{name} must be a number greater than 0, not {price!r}"
-    return None
 
 
 _ENUMS: dict[str, type[Side] | type[OrderType] | type[TimeInForce] | type[AssetClass]] = {

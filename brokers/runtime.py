@@ -93,6 +93,7 @@ def build_runtime(
     journal = Journal(root / config.journal_name)
     # The flag is shared by every process using this folder, demo or not, so the record of halts
     # and resumes is too; only the orders are kept apart.
+    # The demo records halts in the main journal too (``config.halt_record_names``).
     trading_state_journal = Journal(root / JOURNAL_FILE) if config.journal_name != JOURNAL_FILE else None
     kill_switch = KillSwitch(
         root, journal=journal if trading_state_journal is None else HaltRecord(trading_state_journal, journal)

@@ -85,13 +85,12 @@ def _not_certain(problem: str | None, flag: Path) -> str:
 def halt_journals(state: CliState, directory: Path) -> tuple[Path, ...]:
     """The journals that record a halt or resume: the state folder's main journal always (the
     flag is shared by every process using the folder), and the demo's own journal when the
-    command runs the demo (``Config.halt_record_paths`` states the rule)."""
-    from brokers.config import DEMO_JOURNAL_FILE, JOURNAL_FILE
+    command runs the demo (``brokers.config.halt_record_names``)."""
+    from brokers.config import halt_record_names
     from brokers.paths import default_config_path
 
     demo = state.demo or (state.config_path is None and not default_config_path().exists())
-    names = (JOURNAL_FILE, DEMO_JOURNAL_FILE) if demo else (JOURNAL_FILE,)
-    return tuple(directory / name for name in names)
+    return tuple(directory / name for name in halt_record_names(demo))
 
 
 @contextlib.contextmanager
