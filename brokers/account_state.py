@@ -21,7 +21,9 @@ __all__ = ["AccountStatus", "Balance", "Fill", "MarginInfo", "Position"]
 
 
 class Fill(BaseModel):
-    """One execution. ``fill_id`` is unique per broker: applying it twice changes nothing."""
+    """One execution. ``fill_id`` is unique per broker: applying it twice changes nothing.
+    What was traded is ``instrument``: a fill in an AAPL CFD or option is never a fill in AAPL
+    shares, whether or not the order behind it is known here."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -36,6 +38,30 @@ class Fill(BaseModel):
     broker_order_id: str | None = None
     client_order_id: str | None = None
     timestamp: AwareDatetime = Field(default_factory=utcnow)
+    asset_class: AssetClass = AssetClass.STOCK
+    multiplier: Decimal = Field(default=Decimal(1), gt=0)
+    exchange: str | None = None
+    expiry: date | None = None
+    strike: Decimal | None = None
+    right: str | None = None
+
+    @model_validator(mode="after")
+    def _names_an_instrument(self) -> Fill:
+        self.instrument  # noqa: B018  (built only to be checked, as for positions)
+        return self
+
+    @property
+    def instrument(self) -> Instrument:
+        return instrument_of(
+            self.symbol,
+            self.asset_class,
+            self.exchange,
+            self.currency,
+            self.multiplier,
+            self.expiry,
+            self.strike,
+            self.right,
+        )
 
 
 class Position(BaseModel):

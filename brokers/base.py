@@ -13,6 +13,7 @@ from typing import Protocol, Self
 from .events import ManagerEvent
 from .fanout import CancelAllResult
 from .fx import Money
+from .instruments import Instrument
 from .models import (
     Balance,
     BrokerCapabilities,
@@ -128,12 +129,14 @@ class Broker(ABC):
     @abstractmethod
     def capabilities(self) -> BrokerCapabilities: ...
 
-    async def get_last_price(self, symbol: str) -> Decimal | None:
-        """Last traded price if the adapter knows it cheaply; None otherwise."""
+    async def get_last_price(self, instrument: Instrument) -> Decimal | None:
+        """Last traded price of ``instrument`` if the adapter knows it cheaply; None otherwise."""
         return None
 
-    def last_price_nowait(self, symbol: str) -> Decimal | None:
-        """Last price already held in memory, without I/O (used on the order path)."""
+    def last_price_nowait(self, instrument: Instrument) -> Decimal | None:
+        """Last price of ``instrument`` already held in memory, without I/O (used on the order
+        path). Never the price of another instrument with the same symbol: an AAPL option or
+        CFD has its own price, not the share's."""
         return None
 
     async def get_fx_rates(self) -> dict[str, Decimal]:
@@ -188,8 +191,9 @@ class PriceSource(Protocol):
     """Prices held in memory and the accounts they belong to: what the book values positions
     with. Must not do I/O: it is read on the order path."""
 
-    def last_price(self, symbol: str, account: str | None = None) -> Decimal | None:
-        """Raises ``KeyError`` for an unknown account."""
+    def last_price(self, instrument: Instrument | str, account: str | None = None) -> Decimal | None:
+        """The price of ``instrument`` (a plain symbol is a stock). Raises ``KeyError`` for an
+        unknown account."""
 
     def get(self, name: str) -> Broker:
         """Raises ``KeyError`` for an unknown account."""

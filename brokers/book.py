@@ -18,7 +18,7 @@ from decimal import Decimal
 from .base import FxSource, PriceSource
 from .events import PositionDiff
 from .instruments import Instrument
-from .models import WORKING_STATUSES, AssetClass, Fill, Order, OrderRequest, Position, Side
+from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
 from .riskstate import DayBaseline, DayStore
 
 __all__ = ["Book"]
@@ -30,12 +30,15 @@ class _Holding:
     """One position as the execution layer tracks it. ``basis`` is the average price for the
     day's P&L: positions carried in from before are marked at the price when first seen."""
 
-    __slots__ = ("basis", "quantity", "realized")
+    __slots__ = ("basis", "multiplier", "quantity", "realized")
 
     def __init__(self, quantity: Decimal = _ZERO, basis: Decimal = _ZERO) -> None:
         self.quantity = quantity
         self.basis = basis
         self.realized = _ZERO
+        # Money per unit of price and quantity: contracts of an option or future move
+        # ``multiplier`` times the price (set from the instrument when the holding is added).
+        self.multiplier = Decimal(1)
 
     def apply(self, signed: Decimal, price: Decimal, commission: Decimal) -> None:
         quantity = self.quantity
@@ -46,7 +49,7 @@ class _Holding:
             self.quantity = quantity + signed
             return
         closed = min(abs(signed), abs(quantity))
-        self.realized += closed * (price - self.basis) * (1 if quantity > 0 else -1)
+        self.realized += closed * (price - self.basis) * self.multiplier * (1 if quantity > 0 else -1)
         self.quantity = quantity + signed
         if self.quantity == 0:
             self.basis = _ZERO
@@ -60,14 +63,6 @@ def _utc_today() -> date:
 
 def _instrument(what: Instrument | str) -> Instrument:
     return what if isinstance(what, Instrument) else Instrument.stock(what)
-
-
-def _stored(label: str) -> Instrument:
-    """The instrument a day-baseline row was saved under (``Instrument.label``)."""
-    symbol, _, kind = label.rpartition(" ")
-    if symbol and kind in AssetClass.__members__:
-        return Instrument(symbol, AssetClass(kind))
-    return Instrument.stock(label)
 
 
 class _Reported:
@@ -179,10 +174,13 @@ class Book:
             return False
         self._seen_fills.add(key)
         traded = self._traded.get(fill.client_order_id) if fill.client_order_id is not None else None
-        instrument = (traded or Instrument.stock(fill.symbol)).in_currency(fill.currency)
+        instrument = (traded or fill.instrument).in_currency(fill.currency)
         holding = self.holdings.get((account, instrument))
         if holding is None:
             holding = self._add_holding(account, instrument, _Holding())
+        if fill.multiplier != 1:
+            # An order names no multiplier; the broker's execution of a contract does.
+            holding.multiplier = fill.multiplier
         quantity = fill.quantity
         holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
         self._dirty.add((account, instrument))
@@ -215,7 +213,7 @@ class Book:
         stored = self.store.load(account, self._day) if self.store is not None else {}
         labels = {instrument.label for instrument in reported}
         for label, closed in stored.items():
-            instrument = _stored(label)
+            instrument = Instrument.from_label(label)
             if label not in labels and (account, instrument) not in self.holdings:
                 # Closed earlier today: its profit or loss still counts.
                 self._add_holding(
@@ -230,7 +228,7 @@ class Book:
                     holding = self._add_holding(account, row.instrument, _Holding(row.quantity, kept.basis))
                     holding.realized = kept.realized
                     continue
-                mark = self.last_price(instrument.symbol, account) or row.avg_price or _ZERO
+                mark = self.last_price(instrument, account) or row.avg_price or _ZERO
                 self._add_holding(account, row.instrument, _Holding(row.quantity, mark))
                 self._dirty.add(key)
             elif known.quantity != row.quantity:
@@ -239,6 +237,7 @@ class Book:
         return diffs
 
     def _add_holding(self, account: str, instrument: Instrument, holding: _Holding) -> _Holding:
+        holding.multiplier = instrument.multiplier
         self.holdings[(account, instrument)] = holding
         by_instrument = self._by_account.get(account)
         if by_instrument is None:
@@ -271,17 +270,32 @@ class Book:
         wanted = _instrument(instrument)
         if account is not None:
             working = self._open_by_key.get((account, wanted, side))
-            return sum((o.remaining_quantity for o in working.values()), _ZERO) if working else _ZERO
+            if not working:
+                return _ZERO
+            total = _ZERO
+            for order in working.values():
+                remaining = order.remaining_quantity
+                if remaining is not None:  # a notional order's size is money: pending_notional
+                    total += remaining
+            return total
         return sum((self.pending(name, wanted, side) for name in self.open), _ZERO)
+
+    def pending_notional(self, account: str | None, instrument: Instrument | str, side: Side) -> Decimal:
+        """Money that working notional orders on that side have still to spend."""
+        wanted = _instrument(instrument)
+        if account is not None:
+            working = self._open_by_key.get((account, wanted, side))
+            return sum((o.remaining_notional for o in working.values()), _ZERO) if working else _ZERO
+        return sum((self.pending_notional(name, wanted, side) for name in self.open), _ZERO)
 
     def open_orders(self, account: str | None) -> int:
         if account is not None:
             return len(self.open.get(account, ()))
         return sum(len(orders) for orders in self.open.values())
 
-    def last_price(self, symbol: str, account: str | None) -> Decimal | None:
+    def last_price(self, instrument: Instrument, account: str | None) -> Decimal | None:
         try:
-            return self.prices.last_price(symbol, account)
+            return self.prices.last_price(instrument, account)
         except KeyError:
             return None
 
@@ -308,9 +322,13 @@ class Book:
         orders already on the same side?"""
         instrument = request.instrument
         current = self.position(account, instrument)
-        if current == 0 or (current > 0) == (request.side is Side.BUY):
+        if current == 0 or (current > 0) == (request.side is Side.BUY) or request.quantity is None:
+            # A notional order's quantity is known only as it fills: it cannot be shown to stop
+            # at zero, so it never counts as reducing.
             return False
         already = self.pending(account, instrument, request.side)
+        if self.pending_notional(account, instrument, request.side):
+            return False  # the same, for notional orders already working on that side
         return already + request.quantity <= abs(current)
 
     def trading_day(self) -> date:
@@ -325,16 +343,21 @@ class Book:
         names: Iterable[str] = by_account if account is None else (account,)
         total = _ZERO
         for name in names:
-            currency = None
+            account_currency = None
             for instrument, holding in by_account.get(name, {}).items():
                 pnl = holding.realized
                 if holding.quantity:
-                    last = self.last_price(instrument.symbol, name)
+                    last = self.last_price(instrument, name)
                     if last is not None:
-                        pnl += (last - holding.basis) * holding.quantity * instrument.multiplier
+                        pnl += (last - holding.basis) * holding.quantity * holding.multiplier
                 if pnl:
+                    # Money of a holding is in its instrument's currency (a EUR listing at a USD
+                    # account), else in the account's.
+                    currency = instrument.currency
                     if currency is None:
-                        currency = self.account_currency(name)
+                        if account_currency is None:
+                            account_currency = self.account_currency(name)
+                        currency = account_currency
                     converted = self.to_base(pnl, currency)
                     if converted is None:
                         return None  # cannot add it up honestly
@@ -363,6 +386,6 @@ class Book:
         self._dirty.update(self.holdings)
         for (name, instrument), holding in self.holdings.items():
             holding.realized = _ZERO
-            last = self.last_price(instrument.symbol, name)
+            last = self.last_price(instrument, name)
             if last is not None:
                 holding.basis = last

@@ -8,8 +8,11 @@ Two instruments are the same when their ``key`` is the same. The key is:
   (``BTCUSD``, ``BTC-USD`` and ``btc/usd`` are ``BTC/USD``; ``EUR.USD`` is ``EUR/USD``), a
   share class is written with a dot (``BRK B`` and ``BRK/B`` are ``BRK.B``), and a symbol
   followed by its own asset class is the bare symbol (a CFD ``AAPL CFD`` is the CFD ``AAPL``);
-- for options and futures, the expiry, strike and right when the broker gives them apart from
-  the symbol (a symbol such as an OCC option code or ``NIFTY24DECFUT`` names the contract alone).
+- for options and futures, the expiry, strike and right. An option written as an OCC code
+  (``AAPL240119C00150000``, with or without the padding spaces) or as ``AAPL 20240119 150 C`` is
+  read into its root, expiry, strike and right, so every spelling of one contract is one
+  instrument whichever broker reported it. A symbol such as ``NIFTY24DECFUT`` or ``ES 202503``
+  names its contract alone.
 
 The exchange is not part of the key. A security listed on several venues is one holding: a Kite
 equity bought on NSE and sold on BSE nets to what the demat account holds (the Kite adapter
@@ -31,6 +34,7 @@ Quantities of options and futures are contracts; money is quantity x price x ``m
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -66,6 +70,9 @@ _QUOTES = (
 _PAIR_SEPARATORS = ("/", "-", ".", "_", ":", " ")
 _PAIRS = (AssetClass.CRYPTO, AssetClass.FOREX)
 _DERIVATIVES = (AssetClass.OPTION, AssetClass.FUTURE)
+# OCC option codes (root, YYMMDD, C or P, strike x 1000 in 8 digits) and the spaced form.
+_OCC = re.compile(r"([A-Z0-9.]{1,6})\s*(\d{2})(\d{2})(\d{2})([CP])(\d{8})")
+_SPACED_OPTION = re.compile(r"([A-Z0-9.]{1,6})\s+(\d{4})(\d{2})(\d{2})\s+(\d+(?:\.\d+)?)\s*(C|P|CALL|PUT)")
 _RIGHTS = {"C": "C", "CALL": "C", "CE": "C", "P": "P", "PUT": "P", "PE": "P"}
 
 
@@ -93,6 +100,25 @@ def normalize_symbol(symbol: str, asset_class: AssetClass) -> str:
     if asset_class is AssetClass.STOCK or asset_class is AssetClass.CFD:
         return text.replace(" ", ".").replace("/", ".")
     return text
+
+
+def _option_terms(symbol: str) -> tuple[str, date, Decimal, str] | None:
+    """Root, expiry, strike and right of an option symbol that spells them out, else None."""
+    occ = _OCC.fullmatch(symbol)
+    if occ is not None:
+        root, yy, mm, dd, right, strike = occ.groups()
+        terms = (root, 2000 + int(yy), int(mm), int(dd), Decimal(strike) / 1000, right)
+    else:
+        spaced = _SPACED_OPTION.fullmatch(symbol)
+        if spaced is None:
+            return None
+        root, yyyy, mm, dd, strike_text, right = spaced.groups()
+        terms = (root, int(yyyy), int(mm), int(dd), Decimal(strike_text), right[0])
+    try:
+        expiry = date(terms[1], terms[2], terms[3])
+    except ValueError:
+        return None  # not a date: the symbol is taken as it is written
+    return terms[0], expiry, terms[4].normalize(), terms[5]
 
 
 def _right(value: str | None) -> str | None:
@@ -134,6 +160,17 @@ class Instrument:
         expiry = self.expiry if derivative else None
         strike = Decimal(self.strike).normalize() if derivative and self.strike is not None else None
         right = _right(self.right) if asset_class is AssetClass.OPTION else None
+        terms = _option_terms(symbol) if asset_class is AssetClass.OPTION else None
+        if terms is not None:
+            root, spelled_expiry, spelled_strike, spelled_right = terms
+            given = (expiry, strike, right)
+            spelled = (spelled_expiry, spelled_strike, spelled_right)
+            if any(mine is not None and mine != theirs for mine, theirs in zip(given, spelled, strict=True)):
+                raise ValueError(
+                    f"option {self.symbol} names {spelled_expiry} {spelled_strike:f} {spelled_right}, "
+                    "which disagrees with the expiry, strike or right given beside it"
+                )
+            symbol, expiry, strike, right = root, spelled_expiry, spelled_strike, spelled_right
         exchange = self.exchange.strip().upper() or None if self.exchange is not None else None
         currency = self.currency.strip().upper() or None if self.currency is not None else None
         # Frozen: normalized values are set once, here, before anything can hash the instance.
@@ -181,10 +218,33 @@ class Instrument:
         paid for in the same currency, with the same multiplier."""
         return self == other and self.currency == other.currency and self.multiplier == other.multiplier
 
+    @classmethod
+    def from_label(cls, label: str) -> Instrument:
+        """The instrument a ``label`` was written for (labels name stored rows): the inverse of
+        ``label`` for every identity."""
+        symbol, _, kind = label.strip().rpartition(" ")
+        if not symbol or kind not in AssetClass.__members__:
+            return cls.stock(label)
+        asset_class = AssetClass(kind)
+        words = symbol.split(" ")
+        if asset_class is AssetClass.OPTION and len(words) >= 4:
+            try:
+                expiry, strike = date.fromisoformat(words[-3]), Decimal(words[-2])
+            except ValueError:
+                return cls(symbol, asset_class)
+            return cls(" ".join(words[:-3]), asset_class, expiry=expiry, strike=strike, right=words[-1])
+        if asset_class is AssetClass.FUTURE and len(words) >= 2:
+            try:
+                expiry = date.fromisoformat(words[-1])
+            except ValueError:
+                return cls(symbol, asset_class)
+            return cls(" ".join(words[:-1]), asset_class, expiry=expiry)
+        return cls(symbol, asset_class)
+
     @property
-    def label(self) -> str:
-        """A short name for screens and reports, one per identity: the symbol, then the contract
-        terms given apart from it, then the asset class unless it is a stock."""
+    def name(self) -> str:
+        """The symbol, then the contract terms (``AAPL 2027-01-15 190 C``): what a table shows
+        beside a column for the asset class."""
         parts = [self.symbol]
         if self.expiry is not None:
             parts.append(self.expiry.isoformat())
@@ -192,9 +252,15 @@ class Instrument:
             parts.append(f"{self.strike:f}")
         if self.right is not None:
             parts.append(self.right)
-        if self.asset_class is not AssetClass.STOCK:
-            parts.append(self.asset_class.value)
         return " ".join(parts)
+
+    @property
+    def label(self) -> str:
+        """A short name for screens and reports, one per identity: ``name``, then the asset
+        class unless it is a stock."""
+        if self.asset_class is AssetClass.STOCK:
+            return self.name
+        return f"{self.name} {self.asset_class.value}"
 
 
 @functools.lru_cache(maxsize=65536)

@@ -188,10 +188,11 @@ def request_json(request: OrderRequest) -> str:
     it is on every order's path. Every string goes through JSON quoting, so a request built
     without validation (``model_construct``) still gives valid JSON."""
     values = request.__dict__
-    text = (
-        f'{{"symbol":{_quote(values["symbol"])},"side":"{values["side"]._value_}",'
-        f'"quantity":{_quote(str(values["quantity"]))},"order_type":"{values["order_type"]._value_}"'
-    )
+    text = f'{{"symbol":{_quote(values["symbol"])},"side":"{values["side"]._value_}"'
+    for name in ("quantity", "notional"):
+        if values[name] is not None:
+            text += f',"{name}":{_quote(str(values[name]))}'
+    text += f',"order_type":"{values["order_type"]._value_}"'
     for name in ("limit_price", "stop_price", "trail_percent", "trail_amount"):
         if values[name] is not None:
             text += f',"{name}":{_quote(str(values[name]))}'
@@ -511,6 +512,7 @@ def _replay(
                 "account": order.account or account or "",
                 "symbol": request.symbol,
                 "side": request.side,
+                "asset_class": request.asset_class,
                 "broker_order_id": order.broker_order_id,
                 "client_order_id": client_order_id,
                 **raw,

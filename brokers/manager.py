@@ -44,8 +44,10 @@ from .fanout import BoundedCalls, CallResult, CancelAllResult
 from .fx import FxRates, Money
 from .health import ORDERABLE, Backoff, adapter_orderable
 from .identifiers import account_name, currency_code
+from .instruments import Instrument, instrument_of
 from .models import (
     AccountStatus,
+    AssetClass,
     Balance,
     ConnectionState,
     Fill,
@@ -553,14 +555,16 @@ class MultiBrokerManager:
         await self.disconnect_all()
 
     # -- consolidated view (no I/O) ---------------------------------------------------------
-    def last_price(self, symbol: str, account: str | None = None) -> Decimal | None:
-        """Last price held in memory: the brokers' own feeds first, then the last snapshot."""
-        symbol = symbol.strip().upper()
+    def last_price(self, instrument: Instrument | str, account: str | None = None) -> Decimal | None:
+        """Last price of ``instrument`` (a plain symbol is a stock) held in memory: the brokers'
+        own feeds first, then the last snapshot's positions in that very instrument."""
+        if not isinstance(instrument, Instrument):
+            instrument = instrument_of(instrument, AssetClass.STOCK)
         if account is not None:
             # The usual question (risk checks ask it for every order): one account's own feed.
             record = self._accounts.get(account)
             if record is not None:
-                price = record.broker.last_price_nowait(symbol)
+                price = record.broker.last_price_nowait(instrument)
                 if price is not None:
                     return price
             names = [self._account(account).name]
@@ -571,19 +575,19 @@ class MultiBrokerManager:
                 names.remove(default)
                 names.insert(0, default)
         for name in names:
-            price = self._accounts[name].broker.last_price_nowait(symbol)
+            price = self._accounts[name].broker.last_price_nowait(instrument)
             if price is not None:
                 return price
         for name in names:
             for position in self._snapshot.positions.get(name, ()):
-                if position.symbol == symbol and position.last_price is not None:
+                if position.last_price is not None and position.instrument == instrument:
                     return position.last_price
         return None
 
     def _mark_price(self, position: Position) -> Decimal | None:
         account = self._accounts.get(position.account)
         if account is not None:
-            live = account.broker.last_price_nowait(position.symbol)
+            live = account.broker.last_price_nowait(position.instrument)
             if live is not None:
                 return live
         return position.last_price

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from .enums import AssetClass, CaseInsensitiveEnum, OrderType, Side, TimeInForce
 from .identifiers import OptionalAccountName, OptionalCurrencyCode
 from .instruments import Instrument, instrument_of
-from .validation import MAX_PRICE, MAX_QUANTITY, check_positive_amount, shown
+from .validation import MAX_NOTIONAL, MAX_PRICE, MAX_QUANTITY, check_positive_amount, shown
 
 __all__ = [
     "CLIENT_ORDER_ID_MAX_LEN",
@@ -57,13 +57,19 @@ _VALIDATED: weakref.WeakValueDictionary[int, OrderRequest] = weakref.WeakValueDi
 
 
 class OrderRequest(BaseModel):
-    """What a trader asks for. Frozen: once journaled, an intent never changes."""
+    """What a trader asks for. Frozen: once journaled, an intent never changes.
+
+    An order names either a ``quantity`` (shares, coins, or contracts of an option or future)
+    or a ``notional``: an amount of money in the instrument's trading currency, for a MARKET
+    order at a broker that takes them (``BrokerCapabilities.notional_orders``; Alpaca calls them
+    dollar-amount orders). A notional order's quantity is known only as it fills."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     symbol: str
     side: Side
-    quantity: Decimal
+    quantity: Decimal | None = None
+    notional: Decimal | None = None
     order_type: OrderType = OrderType.MARKET
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
@@ -107,8 +113,18 @@ class OrderRequest(BaseModel):
 
     @field_validator("quantity", mode="before")
     @classmethod
-    def _quantity(cls, value: object) -> Decimal:
+    def _quantity(cls, value: object) -> Decimal | None:
+        # Absent is None (a notional order); a blank box is an empty quantity, said as such.
+        if value is None:
+            return None
         return check_positive_amount(value, "quantity", MAX_QUANTITY)
+
+    @field_validator("notional", mode="before")
+    @classmethod
+    def _notional(cls, value: object) -> Decimal | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return check_positive_amount(value, "notional", MAX_NOTIONAL)
 
     @field_validator("limit_price", "stop_price", "trail_amount", mode="before")
     @classmethod
@@ -155,6 +171,14 @@ class OrderRequest(BaseModel):
     @model_validator(mode="after")
     def _prices_fit_type(self) -> OrderRequest:
         kind = self.order_type
+        if self.quantity is None and self.notional is None:
+            raise ValueError("quantity is required (or notional, an amount of money to trade)")
+        if self.quantity is not None and self.notional is not None:
+            raise ValueError("give either quantity or notional (an amount of money), not both")
+        if self.notional is not None and kind is not OrderType.MARKET:
+            raise ValueError(
+                f"a notional (amount of money) order is a MARKET order; give a quantity for a {kind.value} order"
+            )
         needs_limit = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
         needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
         if needs_limit and self.limit_price is None:
@@ -192,8 +216,20 @@ class OrderRequest(BaseModel):
         return instrument_of(self.symbol, self.asset_class, self.exchange, self.currency)
 
     @property
-    def signed_quantity(self) -> Decimal:
-        return self.quantity * self.side.sign
+    def units(self) -> Decimal:
+        """The quantity, for code that only ever sees orders with one: a broker that takes no
+        notional orders is never sent one (``BrokerCapabilities.supports`` refuses them first).
+        Raises ``ValueError`` for a notional order rather than guess its size."""
+        if self.quantity is None:
+            raise ValueError(f"order {self.client_order_id} is a notional order; it has no quantity yet")
+        return self.quantity
+
+    @property
+    def size_text(self) -> str:
+        """The order's size as a person reads it: ``12.5`` or ``500 notional``."""
+        if self.quantity is not None:
+            return f"{self.quantity.normalize():f}"
+        return f"{self.notional or 0:f} notional"
 
 
 class BrokerCapabilities(BaseModel):
@@ -208,6 +244,8 @@ class BrokerCapabilities(BaseModel):
     streaming_updates: bool = True
     session_expiry: bool = False
     currencies: frozenset[str] = frozenset({"USD"})
+    # Takes orders for an amount of money rather than a quantity (``OrderRequest.notional``).
+    notional_orders: bool = False
 
     def supports(self, request: OrderRequest) -> str | None:
         """None if the broker can take this order, else a sentence saying why not."""
@@ -222,6 +260,10 @@ class BrokerCapabilities(BaseModel):
         if request.asset_class not in self.asset_classes:
             allowed = ", ".join(sorted(a.value for a in self.asset_classes))
             return f"this broker does not trade {request.asset_class.value} (it trades {allowed})"
-        if not self.fractional_quantities and request.quantity != request.quantity.to_integral_value():
-            return f"this broker takes whole quantities only, not {request.quantity}"
+        quantity = request.quantity
+        if quantity is None:
+            if not self.notional_orders:
+                return "this broker takes no notional (amount of money) orders; give a quantity"
+        elif not self.fractional_quantities and quantity != quantity.to_integral_value():
+            return f"this broker takes whole quantities only, not {quantity}"
         return None

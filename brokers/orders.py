@@ -151,8 +151,13 @@ class Order:
         return self.request.side
 
     @property
-    def quantity(self) -> Decimal:
+    def quantity(self) -> Decimal | None:
+        """None for a notional order (see ``notional``)."""
         return self.request.quantity
+
+    @property
+    def notional(self) -> Decimal | None:
+        return self.request.notional
 
     @property
     def order_type(self) -> OrderType:
@@ -171,8 +176,19 @@ class Order:
         return self.request.time_in_force
 
     @property
-    def remaining_quantity(self) -> Decimal:
-        return max(_ZERO, self.request.quantity - self.filled_quantity)
+    def remaining_quantity(self) -> Decimal | None:
+        """None for a notional order, whose size is money (``remaining_notional``)."""
+        quantity = self.request.quantity
+        return None if quantity is None else max(_ZERO, quantity - self.filled_quantity)
+
+    @property
+    def remaining_notional(self) -> Decimal:
+        """Money a notional order has still to spend; 0 for an order by quantity."""
+        notional = self.request.notional
+        if notional is None:
+            return _ZERO
+        spent = _ZERO if self.avg_fill_price is None else self.filled_quantity * self.avg_fill_price
+        return max(_ZERO, notional - spent)
 
     @property
     def is_terminal(self) -> bool:
@@ -245,6 +261,8 @@ class Order:
             )
             self.updated_at = fill.timestamp
         else:
-            done = total >= self.request.quantity
+            # A notional order is done when its broker says so: its quantity is not known here.
+            quantity = self.request.quantity
+            done = quantity is not None and total >= quantity
             self.transition(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED, at=fill.timestamp)
         return True

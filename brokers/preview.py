@@ -24,8 +24,9 @@ DEFAULT_CONFIRM_NOTIONAL_ABOVE = Decimal(50_000)
 class OrderPreview:
     request: OrderRequest
     distributed: bool
-    # account -> quantity it would receive, in routing order; for a split order only the
-    # accounts that get a part. Empty when nothing would take the order (``problem`` says why).
+    # account -> quantity it would receive (for a notional order, the amount of money), in
+    # routing order; for a split order only the accounts that get a part. Empty when nothing
+    # would take the order (``problem`` says why).
     targets: dict[str, Decimal]
     live_accounts: tuple[str, ...]
     base_currency: str
@@ -69,7 +70,7 @@ def preview_order(
         if refusal is not None:
             problem = refusal[1]
         elif account is not None:
-            targets = {account: request.quantity}
+            targets = {account: _size(request)}
     refused: list[str] = []
     if request.currency is not None and targets:
         # What submit refuses before its risk checks, said here; a part is never valued in a
@@ -91,7 +92,7 @@ def preview_order(
     if targets:
         notional, note = _total(request, targets, book)
     else:
-        notional, note = _notional(request, request.quantity, None, book)
+        notional, note = _notional(request, _size(request), None, book)
     reasons = ["LIVE account", *refused] if live else refused
     if confirm_notional_above is not None and notional is not None and notional > confirm_notional_above:
         reasons.append(f"notional above {confirm_notional_above:,.2f} {book.base_currency}")
@@ -132,7 +133,7 @@ def _total(
         if (
             value is None
             and request.reference_price is None
-            and book.last_price(request.symbol, account) is None
+            and book.last_price(request.instrument, account) is None
         ):
             # No price at that account (a symbol it does not list, a feed not started yet): an
             # estimate at the last price anywhere, as a single order without an account is.
@@ -143,12 +144,27 @@ def _total(
     return total, None
 
 
+def _size(request: OrderRequest) -> Decimal:
+    """The quantity, or for a notional order the amount of money."""
+    if request.quantity is not None:
+        return request.quantity
+    return request.notional or Decimal(0)
+
+
 def _notional(
     request: OrderRequest, quantity: Decimal, account: str | None, book: Book
 ) -> tuple[Decimal | None, str | None]:
+    """What ``quantity`` of the order (for a notional order, that amount of money) is worth in
+    the base currency."""
+    if request.notional is not None:
+        currency = book.order_currency(request, account)
+        value = book.to_base(quantity, currency)
+        if value is None:
+            return None, f"no exchange rate from {currency} to {book.base_currency}"
+        return value, None
     price = request.reference_price
     if price is None:
-        price = book.last_price(request.symbol, account)
+        price = book.last_price(request.instrument, account)
     if price is None:
         return None, f"no price for {request.symbol} yet"
     # The currency was checked against the account above: what it trades, else its own.

@@ -49,7 +49,12 @@ class RiskLimits(BaseModel):
     burst: int | None = Field(default=None, gt=0)
     max_open_orders: int | None = Field(default=None, gt=0)
     daily_loss_limit: Decimal | None = Field(default=None, gt=0)  # in the base currency
-    allowed_symbols: list[str] | None = None  # shell-style patterns, e.g. "AAPL", "*.NS"
+    # Shell-style patterns, e.g. "AAPL", "*.NS", "AAPL CFD", "* OPTION". A pattern is matched
+    # against the instrument's label (``Instrument.label``: a stock's is its symbol, a CFD's
+    # "AAPL CFD"), so allowing "AAPL" allows the shares, not a CFD or an option on them.
+    # Denying also matches the symbol as typed and the underlying's root: denying "AAPL" denies
+    # its CFD and its options too.
+    allowed_symbols: list[str] | None = None
     denied_symbols: list[str] | None = None
     duplicate_window_seconds: Decimal | None = Field(default=None, gt=0)
 
@@ -79,9 +84,12 @@ class RiskContext(Protocol):
     def pending(self, account: str | None, instrument: Instrument, side: Side) -> Decimal:
         """Remaining quantity of working orders on that side, not counting this one."""
 
+    def pending_notional(self, account: str | None, instrument: Instrument, side: Side) -> Decimal:
+        """Money that working notional orders on that side have still to spend."""
+
     def open_orders(self, account: str | None) -> int: ...
 
-    def last_price(self, symbol: str, account: str | None) -> Decimal | None: ...
+    def last_price(self, instrument: Instrument, account: str | None) -> Decimal | None: ...
 
     def order_currency(self, request: OrderRequest, account: str | None) -> str: ...
 
@@ -108,7 +116,18 @@ def _money(value: Decimal, currency: str) -> str:
 def notional_price(request: OrderRequest, account: str | None, ctx: RiskContext) -> Decimal | None:
     """The price an order is valued at: the one the trader named, else the last price."""
     price = request.limit_price if request.limit_price is not None else request.stop_price
-    return price if price is not None else ctx.last_price(request.symbol, account)
+    return price if price is not None else ctx.last_price(request.instrument, account)
+
+
+def order_quantity(request: OrderRequest, account: str | None, ctx: RiskContext) -> Decimal | None:
+    """The order's quantity; for a notional order, its amount at the last price (None without
+    one, and the check that needs it refuses the order rather than guess)."""
+    if request.quantity is not None:
+        return request.quantity
+    price = notional_price(request, account, ctx)
+    if price is None or price <= 0 or request.notional is None:
+        return None
+    return request.notional / price
 
 
 class Check:
@@ -152,13 +171,15 @@ class SymbolListCheck(Check):
     def check(
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
-        symbol = request.symbol
+        instrument = request.instrument
+        label = instrument.label
+        names = {request.symbol, instrument.symbol, label}
         for pattern in limits.denied_symbols or ():
-            if fnmatchcase(symbol, pattern):
-                return f"{symbol} is on the deny list for {_scope(account)}"
+            if any(fnmatchcase(name, pattern) for name in names):
+                return f"{label} is on the deny list for {_scope(account)} ({pattern})"
         allowed = limits.allowed_symbols
-        if allowed is not None and not any(fnmatchcase(symbol, pattern) for pattern in allowed):
-            return f"{symbol} is not on the allow list for {_scope(account)}"
+        if allowed is not None and not any(fnmatchcase(label, pattern) for pattern in allowed):
+            return f"{label} is not on the allow list for {_scope(account)}"
         return None
 
 
@@ -171,9 +192,15 @@ class MaxQuantityCheck(Check):
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
         cap = limits.max_order_quantity
-        if cap is not None and request.quantity > cap:
+        if cap is None:
+            return None
+        quantity = order_quantity(request, account, ctx)
+        if quantity is None:
+            return f"no price for {request.symbol} to size the notional order against the quantity limit"
+        if quantity > cap:
+            estimated = "" if request.quantity is not None else " (its notional at the last price)"
             return (
-                f"quantity {_num(request.quantity)} is above the limit of {_num(cap)} per order "
+                f"quantity {_num(quantity)}{estimated} is above the limit of {_num(cap)} per order "
                 f"for {_scope(account)}"
             )
         return None
@@ -192,7 +219,7 @@ class PriceBandCheck(Check):
         band = limits.price_band_percent
         if band is None or (request.limit_price is None and request.stop_price is None):
             return None
-        last = ctx.last_price(request.symbol, account)
+        last = ctx.last_price(request.instrument, account)
         if last is None or last <= 0:
             return (
                 f"no last price for {request.symbol} to check the order price against, "
@@ -221,11 +248,14 @@ class MaxNotionalCheck(Check):
         cap = limits.max_order_notional
         if cap is None:
             return None
-        price = notional_price(request, account, ctx)
-        if price is None:
-            return f"no price for {request.symbol} to value the order against the notional limit"
         currency = ctx.order_currency(request, account)
-        notional = request.quantity * price
+        if request.quantity is None:
+            notional = request.notional or Decimal(0)
+        else:
+            price = notional_price(request, account, ctx)
+            if price is None:
+                return f"no price for {request.symbol} to value the order against the notional limit"
+            notional = request.quantity * price
         base = ctx.to_base(notional, currency)
         if base is None:
             return (
@@ -250,9 +280,20 @@ class MaxPositionCheck(Check):
     def check(
         self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
     ) -> str | None:
-        instrument, side, quantity = request.instrument, request.side, request.quantity
+        instrument, side = request.instrument, request.side
         current = ctx.position(account, instrument)
         pending = ctx.pending(account, instrument, side)
+        quantity = order_quantity(request, account, ctx)
+        money = ctx.pending_notional(account, instrument, side)
+        price = ctx.last_price(instrument, account) if money else None
+        if money and price:
+            # Working notional orders count at what their money buys at the last price.
+            pending += money / price
+        if quantity is None or (money and not price):
+            return (
+                f"no price for {instrument.label} to size notional orders against the position "
+                f"limit at {_scope(account)}"
+            )
         if side is not Side.BUY:
             pending, quantity = -pending, -quantity
         projected = current + pending + quantity
@@ -326,9 +367,10 @@ class DuplicateOrderCheck(Check):
     def _key(request: OrderRequest, account: str | None) -> tuple[object, ...]:
         return (
             account,
-            request.symbol,
+            request.instrument,
             request.side,
             request.quantity,
+            request.notional,
             request.order_type,
             request.limit_price,
             request.stop_price,
@@ -351,7 +393,7 @@ class DuplicateOrderCheck(Check):
         window = float(limits.duplicate_window_seconds or 0)
         if at is not None and now - at <= window:
             return (
-                f"the same order ({request.side.value} {_num(request.quantity)} {request.symbol}) "
+                f"the same order ({request.side.value} {request.size_text} {request.symbol}) "
                 f"was sent to {account} {now - at:.1f}s ago; wait {window:g}s to send it again"
             )
         return None

@@ -163,6 +163,11 @@ class Routes:
         unknown = self.unknown_account(chosen)
         if unknown is not None:
             return unknown
+        if request.quantity is None:
+            return (
+                RejectCode.UNSUPPORTED,
+                "a notional (amount of money) order goes to one account; name the account",
+            )
         fractional = {name: self.accounts.get(name).capabilities.fractional_quantities for name in chosen}
         try:
             return split_quantity(request.quantity, chosen, fractional)

@@ -430,9 +430,10 @@ class OrderTracker:
     def _status_from_fills(order: Order) -> None:
         if order.status.is_terminal:
             return
-        target = (
-            OrderStatus.FILLED if order.filled_quantity >= order.quantity else OrderStatus.PARTIALLY_FILLED
-        )
+        quantity = order.quantity
+        # A notional order is FILLED only when its broker says so.
+        done = quantity is not None and order.filled_quantity >= quantity
+        target = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         if can_transition(order.status, target):
             order.transition(target)
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 __all__ = [
     "MAX_DECIMALS",
+    "MAX_NOTIONAL",
     "MAX_PRICE",
     "MAX_QUANTITY",
     "check_positive_amount",
@@ -26,6 +27,8 @@ __all__ = [
 # Sanity ceilings: no real order is larger, and a value past them is a typo or an attack.
 MAX_QUANTITY = Decimal("1000000000")
 MAX_PRICE = Decimal("1000000000")
+# An order for an amount of money (``OrderRequest.notional``), in its trading currency.
+MAX_NOTIONAL = Decimal("1000000000")
 # Quantities and prices to 9 decimal places: Alpaca's fractional shares and crypto go that far.
 MAX_DECIMALS = 9
 

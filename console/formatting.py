@@ -14,12 +14,30 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from brokers.enums import AssetClass
+
 if TYPE_CHECKING:
     from brokers.fx import Money
     from brokers.models import OrderRequest
 
 DASH = "—"
 _CENT = Decimal("0.01")
+
+
+_ASSET_CLASSES = {
+    AssetClass.STOCK: "Stock",
+    AssetClass.OPTION: "Option",
+    AssetClass.FUTURE: "Future",
+    AssetClass.FOREX: "FX",
+    AssetClass.CRYPTO: "Crypto",
+    AssetClass.CFD: "CFD",
+    AssetClass.OTHER: "Other",
+}
+
+
+def asset_class(value: AssetClass) -> str:
+    """What is held, in a word, for a table's type column."""
+    return _ASSET_CLASSES.get(value, value.value.title())
 
 
 def quantity(value: Decimal | None) -> str:
@@ -213,9 +231,23 @@ def connection_state(value: str) -> Text:
     return Text(value, style=CONNECTION_STYLES.get(value, ""))
 
 
+def size(request: OrderRequest) -> str:
+    """The quantity, or for a notional order the amount of money (``500.00 notional``)."""
+    if request.quantity is not None:
+        return quantity(request.quantity)
+    return f"{amount(request.notional)} notional"
+
+
+def describe_size(request: OrderRequest) -> str:
+    """Side, size and symbol: ``BUY 10 AAPL``, or ``BUY AAPL for 500.00`` for a notional order."""
+    if request.quantity is not None:
+        return f"{request.side.value} {quantity(request.quantity)} {request.symbol}"
+    return f"{request.side.value} {request.symbol} for {amount(request.notional)}"
+
+
 def describe_request(request: OrderRequest) -> str:
     """One line a trader reads back: side, quantity, symbol, type, its prices, time in force."""
-    parts = [request.side.value, quantity(request.quantity), request.symbol]
+    parts = [describe_size(request)]
     parts.append(request.order_type.value.replace("_", " "))
     if request.limit_price is not None:
         parts.append(f"@ {quantity(request.limit_price)}")  # as typed: every digit

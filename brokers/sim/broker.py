@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from ..base import ACCOUNT_KEYS, Broker
 from ..errors import BrokerConnectionError, BrokerError, BrokerTimeoutError, ConfigError, OrderRejectedError
+from ..instruments import Instrument, InstrumentKey, instrument_of
 from ..models import (
     AssetClass,
     Balance,
@@ -135,6 +136,9 @@ class SimBroker(Broker):
         self._feed = RandomWalkFeed(settings.seed, settings.volatility, settings.tick_size)
         self._tick_interval = settings.tick_interval
         self._feed_task: asyncio.Task[None] | None = None
+        # Identity of an instrument -> the venue's own spelling of its symbol (see last_price_nowait).
+        self._spellings: dict[InstrumentKey, str] = {}
+        self._spelled = 0
 
         account = SimAccount(
             settings.initial_cash,
@@ -387,13 +391,25 @@ class SimBroker(Broker):
     def capabilities(self) -> BrokerCapabilities:
         return self._capabilities
 
-    async def get_last_price(self, symbol: str) -> Decimal | None:
-        return await self._call("get_last_price", lambda: self.last_price_nowait(symbol))
+    async def get_last_price(self, instrument: Instrument) -> Decimal | None:
+        return await self._call("get_last_price", lambda: self.last_price_nowait(instrument))
 
-    def last_price_nowait(self, symbol: str) -> Decimal | None:
-        if not isinstance(symbol, str):
-            return None
-        return self._venue.prices.get(symbol.strip().upper())
+    def last_price_nowait(self, instrument: Instrument) -> Decimal | None:
+        """The venue quotes plain symbols (``AAPL``, ``BTC/USD``): the price of the one whose
+        spelling names ``instrument`` in its asset class. An option or future whose terms are
+        given apart from its root (an OCC code) is not quoted here, so never gets the root's
+        price."""
+        prices = self._venue.prices
+        if len(prices) != self._spelled:
+            # New symbols were priced in: spell each as every class the venue trades.
+            self._spellings = {
+                instrument_of(symbol, asset_class).key: symbol
+                for symbol in prices
+                for asset_class in self._capabilities.asset_classes
+            }
+            self._spelled = len(prices)
+        symbol = self._spellings.get(instrument.key)
+        return prices.get(symbol) if symbol is not None else None
 
     async def get_fx_rates(self) -> dict[str, Decimal]:
         return await self._call("get_fx_rates", dict)

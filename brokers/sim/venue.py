@@ -104,6 +104,12 @@ class SimVenue:
     # -- orders in ------------------------------------------------------------------------
     def place(self, request: OrderRequest) -> Order:
         """Accept and work a new order, or raise the broker's definite refusal."""
+        if request.quantity is None:
+            raise OrderRejectedError(
+                "this paper account takes orders by quantity only, not notional orders",
+                broker=self.name,
+                code="UNSUPPORTED",
+            )
         symbol = request.symbol
         price = self.prices.get(symbol)
         if price is None:
@@ -131,10 +137,9 @@ class SimVenue:
             estimate = price  # what estimated_price() comes to, without the calls
         else:
             estimate = estimated_price(request, price, slippage, self.tick)
-        commission = self.commission.total(request.quantity, request.quantity * estimate)
-        refusal = self.account.refusal(
-            symbol, request.side, request.quantity, estimate, commission, self.prices
-        )
+        quantity = request.quantity
+        commission = self.commission.total(quantity, quantity * estimate)
+        refusal = self.account.refusal(symbol, request.side, quantity, estimate, commission, self.prices)
         if refusal is not None:
             code, text = refusal
             error = InsufficientFundsError if code == "INSUFFICIENT_FUNDS" else OrderRejectedError
@@ -314,9 +319,10 @@ class SimVenue:
         fill_price = execution_price(resting, price, self.slippage_bps, self.tick)
         if fill_price is None:
             return False
-        if self.liquidity_per_tick is not None and self.liquidity_per_tick < order.remaining_quantity:
+        remaining = order.request.units - order.filled_quantity
+        if self.liquidity_per_tick is not None and self.liquidity_per_tick < remaining:
             return False
-        return self._fill_refusal(resting, order.remaining_quantity, fill_price) is None
+        return self._fill_refusal(resting, remaining, fill_price) is None
 
     def _match(self, symbol: str, price: Decimal) -> None:
         book = self.book.get(symbol)
@@ -336,7 +342,7 @@ class SimVenue:
         if fill_price is None:
             resting.on_book = True
             return
-        quantity = order.request.quantity - order.filled_quantity
+        quantity = order.request.units - order.filled_quantity
         liquidity = self.liquidity_per_tick
         if liquidity is not None and quantity > liquidity:
             quantity = liquidity
@@ -387,7 +393,7 @@ class SimVenue:
         listening = self.listening()
         if listening:
             self.events.append(order.snapshot())  # accepted
-        fill = self._book_fill(order, order.request.quantity, price, commission, at)
+        fill = self._book_fill(order, order.request.units, price, commission, at)
         if listening:
             self.events.append(fill)
             self.events.append(order.snapshot())
@@ -410,6 +416,7 @@ class SimVenue:
             broker_order_id=order.broker_order_id,
             client_order_id=request.client_order_id,
             timestamp=at,
+            asset_class=request.asset_class,
         )
         self.account.apply_fill(
             request.symbol, request.side, quantity, price, commission, request.asset_class

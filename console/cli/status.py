@@ -252,6 +252,7 @@ def _position_rows(runtime: Runtime, by_account: bool) -> dict[str, Any]:
     for position in manager.consolidated_positions():
         row: dict[str, Any] = {
             "symbol": position.symbol,
+            "instrument": position.instrument.name,
             "asset_class": position.asset_class,
             "currency": position.currency,
             "quantity": position.quantity,

@@ -177,7 +177,7 @@ def positions_table(data: dict[str, Any], by_account: bool) -> Table:
         table.add_row("no positions", "", "", "", "", "", "", "", "")
     for row in data["positions"]:
         table.add_row(
-            Text(row["symbol"], style="bold"),
+            Text(row["instrument"], style="bold"),
             str(row["asset_class"]),
             number(row["quantity"]),
             number(row["avg_price"], 2),

@@ -45,6 +45,7 @@ order_app = typer.Typer(
 PARAMETERS = {
     "symbol": "SYMBOL",
     "quantity": "QTY",
+    "notional": "--notional",
     "limit_price": "--limit",
     "stop_price": "--stop",
     "trail_percent": "--trail",
@@ -64,6 +65,7 @@ def order_json(order: Order) -> dict[str, Any]:
         "symbol": request.symbol,
         "side": request.side,
         "quantity": request.quantity,
+        "notional": request.notional,
         "order_type": request.order_type,
         "limit_price": request.limit_price,
         "stop_price": request.stop_price,
@@ -82,8 +84,9 @@ def order_json(order: Order) -> dict[str, Any]:
 def build_request(
     side: str,
     symbol: str,
-    quantity: str,
+    quantity: str | None,
     *,
+    notional: str | None = None,
     limit: str | None = None,
     stop: str | None = None,
     trail: str | None = None,
@@ -110,7 +113,17 @@ def build_request(
         kind = OrderType.STOP
     else:
         kind = OrderType.MARKET
-    numbers = {"quantity": quantity, "limit_price": limit, "stop_price": stop, "trail_percent": trail}
+    if quantity is not None and notional is not None:
+        bad_argument("give QTY or --notional (an amount of money), not both", "--notional")
+    if quantity is None and notional is None:
+        bad_argument("give QTY, or --notional for an amount of money", "QTY")
+    numbers = {
+        "quantity": quantity,
+        "notional": notional,
+        "limit_price": limit,
+        "stop_price": stop,
+        "trail_percent": trail,
+    }
     for field, text in numbers.items():
         if text is not None:
             try:
@@ -248,7 +261,8 @@ def _place(
     ctx: typer.Context,
     side: str,
     symbol: str,
-    quantity: str,
+    quantity: str | None,
+    notional: str | None,
     limit: str | None,
     stop: str | None,
     trail: str | None,
@@ -266,6 +280,7 @@ def _place(
         side,
         symbol,
         quantity,
+        notional=notional,
         limit=limit,
         stop=stop,
         trail=trail,
@@ -307,7 +322,17 @@ def _place(
 
 
 SymbolArg = Annotated[str, typer.Argument(metavar="SYMBOL", help="Ticker, e.g. AAPL.")]
-QtyArg = Annotated[str, typer.Argument(metavar="QTY", help="Quantity, e.g. 10 or 0.5.")]
+QtyArg = Annotated[
+    str | None, typer.Argument(metavar="QTY", help="Quantity, e.g. 10 or 0.5 (or give --notional).")
+]
+NotionalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--notional",
+        metavar="AMOUNT",
+        help="An amount of money instead of QTY: a market order, where the broker takes them (Alpaca).",
+    ),
+]
 LimitOpt = Annotated[str | None, typer.Option("--limit", metavar="P", help="Limit price.")]
 StopOpt = Annotated[
     str | None, typer.Option("--stop", metavar="P", help="Stop price (with --limit: stop-limit).")
@@ -330,7 +355,8 @@ def _order_command(side: str) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
         symbol: SymbolArg,
-        quantity: QtyArg,
+        quantity: QtyArg = None,
+        notional: NotionalOpt = None,
         limit: LimitOpt = None,
         stop: StopOpt = None,
         trail: TrailOpt = None,
@@ -348,6 +374,7 @@ def _order_command(side: str) -> Callable[..., None]:
             side,
             symbol,
             quantity,
+            notional,
             limit,
             stop,
             trail,
@@ -362,7 +389,10 @@ def _order_command(side: str) -> Callable[..., None]:
         )
 
     command.__name__ = side.lower()
-    command.__doc__ = f"{side.title()} SYMBOL QTY: market, or --limit / --stop / --trail."
+    command.__doc__ = (
+        f"{side.title()} SYMBOL QTY: market, or --limit / --stop / --trail; "
+        "SYMBOL --notional AMOUNT for an amount of money."
+    )
     return library_errors(command)
 
 

@@ -155,9 +155,17 @@ async def test_open_order_bodies(broker, peer):
     review = listed[bodies[3]["id"]]
     assert review.status is OrderStatus.SUBMITTED and review.is_working
 
-    # A dollar amount cannot be an order of ours; it is not passed off as one with a made-up size.
-    assert bodies[4]["id"] not in listed
-    assert len(listed) == 4
+    # A dollar amount is a notional order of ours: its money, never a made-up quantity.
+    dollars = listed[bodies[4]["id"]]
+    assert (dollars.symbol, dollars.side, dollars.quantity, dollars.notional) == (
+        "AAPL",
+        Side.BUY,
+        None,
+        Decimal(500),
+    )
+    assert dollars.remaining_quantity is None and dollars.remaining_notional == Decimal(500)
+    assert dollars.status is OrderStatus.SUBMITTED and dollars.is_working
+    assert len(listed) == 5
 
 
 async def test_pending_review_is_a_working_order_not_unknown(broker, peer):
@@ -226,8 +234,9 @@ async def test_a_notional_order_that_gets_a_quantity_later_reports_nothing_twice
     second = await fill_of(broker, theirs["id"])
     assert (first.quantity, second.quantity) == (Decimal("1.5"), 1)
     order = await broker.get_order(theirs["id"])
-    assert (order.quantity, order.filled_quantity, order.status) == (
-        Decimal("2.5"),
+    # Still the order for 500 dollars it was placed as; what it came to is its filled quantity.
+    assert (order.notional, order.filled_quantity, order.status) == (
+        Decimal(500),
         Decimal("2.5"),
         OrderStatus.FILLED,
     )
@@ -302,11 +311,11 @@ def test_a_missing_payload_folder_fails_the_test_and_says_where_it_was_looked_fo
         broker_payloads.payload("alpaca", "account.json")
 
 
-async def test_asking_for_an_outside_notional_order_is_an_api_error_not_a_crash(broker, peer):
+async def test_an_outside_notional_order_reads_as_one(broker, peer):
     body = alpaca("orders_open_sdk.json")[4]
     peer.answer_next("GET", f"/v2/orders/{body['id']}", body)
-    with pytest.raises(BrokerAPIError, match="notional"):
-        await broker.get_order(body["id"])
+    order = await broker.get_order(body["id"])
+    assert (order.quantity, order.notional, order.order_type) == (None, Decimal(500), OrderType.MARKET)
 
 
 async def test_a_nine_decimal_order_of_ours_is_journaled_and_booked_to_the_last_digit(peer, keys, tmp_path):
@@ -327,3 +336,45 @@ async def test_a_nine_decimal_order_of_ours_is_journaled_and_booked_to_the_last_
     reopened = again.orders()[request.client_order_id]
     again.close()
     assert reopened.quantity == Decimal("0.173011547") and reopened.filled_quantity == Decimal("0.173011547")
+
+
+async def test_a_notional_order_of_ours_goes_as_dollars_and_reaches_book_and_journal(peer, keys, tmp_path):
+    async with execution_stack(peer, tmp_path) as (service, journal):
+        request = OrderRequest(symbol="AAPL", side="BUY", notional="500")
+        placed = await service.submit(request)
+        assert placed.reject_code is None, placed.reject_reason
+        body = peer.bodies[-1]
+        assert body["notional"] == "500" and "qty" not in body  # Alpaca refuses a body with both
+        assert service.book.pending_notional(ACCOUNT, "AAPL", Side.BUY) == Decimal(500)
+        await peer.fill(placed.broker_order_id, price="200")
+        for _ in range(150):
+            if service.book.position(ACCOUNT, "AAPL") == Decimal("2.5"):
+                break
+            await asyncio.sleep(0.02)
+        assert service.book.position(ACCOUNT, "AAPL") == Decimal("2.5")
+        for _ in range(150):
+            done = service.get_order(request.client_order_id)
+            if done is not None and done.status is OrderStatus.FILLED:
+                break
+            await asyncio.sleep(0.02)
+        assert done is not None
+        assert (done.status, done.filled_quantity, done.notional) == (
+            OrderStatus.FILLED,
+            Decimal("2.5"),
+            Decimal(500),
+        )
+        assert service.book.pending_notional(ACCOUNT, "AAPL", Side.BUY) == 0
+    again = Journal(tmp_path / "journal.sqlite")
+    reopened = again.orders()[request.client_order_id]
+    again.close()
+    assert (reopened.quantity, reopened.notional, reopened.filled_quantity) == (None, 500, Decimal("2.5"))
+
+
+async def test_a_notional_order_outside_the_day_is_refused_before_the_network(peer, keys, tmp_path):
+    async with execution_stack(peer, tmp_path) as (service, _journal):
+        sent = len(peer.bodies)
+        order = await service.submit(
+            OrderRequest(symbol="AAPL", side="BUY", notional="500", time_in_force="GTC")
+        )
+        assert order.status is OrderStatus.REJECTED and "DAY" in (order.reject_reason or "")
+        assert len(peer.bodies) == sent

@@ -181,9 +181,17 @@ def test_documented_filled_order_becomes_a_request_of_ours():
     assert request.client_order_id == "aad67d06-380d-4221-9eaa-168d6357ac42"
 
 
-def test_documented_notional_order_cannot_be_represented():
-    with pytest.raises(ValueError, match="notional"):
-        request_from_payload(load("order_notional_accepted.json"))
+def test_documented_notional_order_becomes_a_notional_request():
+    payload = load("order_notional_accepted.json")
+    request = request_from_payload(payload)
+    assert request.quantity is None and request.notional == Decimal(str(payload["notional"]))
+    assert request.order_type is OrderType.MARKET
+
+
+def test_a_notional_order_that_is_not_a_market_order_cannot_be_represented():
+    payload = {**load("order_notional_accepted.json"), "type": "limit", "limit_price": "10"}
+    with pytest.raises(ValueError, match="MARKET"):
+        request_from_payload(payload)
 
 
 def test_documented_crypto_fill_update_is_read():

@@ -19,6 +19,7 @@ from support import until
 
 from brokers.adapters.ibkr import IBKRBroker
 from brokers.errors import BrokerConnectionError, BrokerTimeoutError, ConfigError
+from brokers.instruments import Instrument
 from brokers.models import ConnectionState, Fill, Order, OrderRequest, OrderStatus
 
 
@@ -290,7 +291,10 @@ async def test_balance_margin_and_fx_rates_from_the_account(tws_peer, ibkr):
     assert (margin.initial_margin, margin.maintenance_margin, margin.available_funds) == (7500, 3750, 92499)
     assert margin.leverage == Decimal("0.15")
     assert await ibkr.get_fx_rates() == {"EURUSD": Decimal("1.085")}
-    assert ibkr.last_price_nowait("AAPL") == 150 and ibkr.last_price_nowait("TSLA") is None
+    assert (
+        ibkr.last_price_nowait(Instrument.stock("AAPL")) == 150
+        and ibkr.last_price_nowait(Instrument.stock("TSLA")) is None
+    )
 
     sell = await ibkr.place_order(request(side="SELL", order_type="LIMIT", limit_price="152"))
     tws_peer.fill(tws_peer.order(sell.client_order_id), price="152")

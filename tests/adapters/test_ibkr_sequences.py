@@ -354,3 +354,49 @@ async def test_execution_layer_follows_an_order_enlarged_in_tws(tws_peer, ibkr, 
     finally:
         await service.stop()
         await manager.stop()
+
+
+async def test_option_future_and_forex_contracts_keep_their_identity_from_fill_to_book(tws_peer, ibkr):
+    from datetime import date
+
+    from brokers.instruments import Instrument
+
+    updates = ibkr.subscribe()
+    await ibkr.place_order(request(quantity=100))
+    await ibkr.place_order(request(symbol="AAPL 20240119 150 C", asset_class="OPTION", quantity=2))
+    await ibkr.place_order(request(symbol="ES 202503", asset_class="FUTURE", exchange="CME", quantity=1))
+    await ibkr.place_order(request(symbol="EUR.USD", asset_class="FOREX", quantity=20000))
+    got: list[Fill] = []
+    while len(got) < 4:
+        got.append(await next_event(updates, Fill))
+    option_fill = next(f for f in got if f.asset_class is AssetClass.OPTION)
+    future_fill = next(f for f in got if f.asset_class is AssetClass.FUTURE)
+    assert option_fill.multiplier == 100 and future_fill.multiplier == 50
+    call = Instrument("AAPL", AssetClass.OPTION, expiry=date(2024, 1, 19), strike=Decimal(150), right="C")
+    assert option_fill.instrument == call
+
+    positions = {p.instrument: p for p in await ibkr.get_positions()}
+    # Four instruments, none of them AAPL shares but the shares themselves.
+    assert set(positions) == {
+        Instrument.stock("AAPL"),
+        call,
+        Instrument("ES 202503", AssetClass.FUTURE),
+        Instrument("EUR/USD", AssetClass.FOREX),
+    }
+    held_call = positions[call]
+    assert (held_call.quantity, held_call.multiplier, held_call.instrument.expiry) == (
+        2,
+        100,
+        date(2024, 1, 19),
+    )
+    assert held_call.market_value == 2 * 5 * 100
+    # Each is priced as itself: the call's mark is 5, the shares' 150.
+    assert ibkr.last_price_nowait(Instrument.stock("AAPL")) == 150
+    assert ibkr.last_price_nowait(call) == 5
+    assert ibkr.last_price_nowait(Instrument("AAPL", AssetClass.CFD)) is None
+
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("ib-paper", ibkr, default=True)
+    book = Book(manager, None, "USD")
+    assert book.seed("ib-paper", await ibkr.get_positions()) == []
+    assert book.position("ib-paper", call) == 2 and book.position("ib-paper", "AAPL") == 100

@@ -22,6 +22,7 @@ from brokers.errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
+from brokers.instruments import Instrument
 from brokers.models import (
     AssetClass,
     ConnectionState,
@@ -628,10 +629,10 @@ async def test_balance_positions_margin_and_prices(broker, kite_peer):  # noqa: 
     assert all(p.currency == "INR" and p.account == "kite" for p in positions.values())
     margin = await broker.get_margin()
     assert margin.available_funds == Decimal(485000) and margin.currency == "INR"
-    assert await broker.get_last_price("NSE:RELIANCE") == Decimal(2500)
-    assert broker.last_price_nowait("RELIANCE") == Decimal(2500)
-    assert broker.last_price_nowait("INFY") == Decimal(1510)
-    assert await broker.get_last_price("NOSUCHCO") is None
+    assert await broker.get_last_price(Instrument.stock("NSE:RELIANCE")) == Decimal(2500)
+    assert broker.last_price_nowait(Instrument.stock("RELIANCE")) == Decimal(2500)
+    assert broker.last_price_nowait(Instrument.stock("INFY")) == Decimal(1510)
+    assert await broker.get_last_price(Instrument.stock("NOSUCHCO")) is None
     assert kite_peer.count("GET", "/quote/ltp") == 2
 
 

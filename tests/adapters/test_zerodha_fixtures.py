@@ -20,6 +20,7 @@ from brokers.errors import (
     InvalidSymbolError,
     OrderRejectedError,
 )
+from brokers.instruments import Instrument
 from brokers.models import AssetClass, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zerodha"
@@ -159,7 +160,7 @@ async def test_positions_holdings_margins_and_ltp_fixtures(broker, kite_peer):  
     assert margin.maintenance_margin == Decimal("41566.25")
     assert margin.available_funds == Decimal("151873.35")
 
-    assert await broker.get_last_price("HDFCBANK") == Decimal("1801.1")
+    assert await broker.get_last_price(Instrument.stock("HDFCBANK")) == Decimal("1801.1")
 
 
 ERROR_CASES = [

@@ -16,6 +16,7 @@ from peers.kite_peer import KitePeer, kite_peer  # noqa: F401  (kite_peer is a f
 
 from brokers.adapters.zerodha import ZerodhaBroker
 from brokers.execution import ExecutionService
+from brokers.instruments import Instrument
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
@@ -254,7 +255,9 @@ async def test_holdings_and_positions_bodies(broker, kite_peer):  # noqa: F811
         "MCX",
     )
     assert lead.market_value == Decimal("161.05") * 1000 and lead.cost_basis == Decimal("161050")
-    assert broker.last_price_nowait("MCX:LEADMINI17DECFUT") == Decimal("161.05")
+    assert broker.last_price_nowait(
+        Instrument("LEADMINI17DECFUT", AssetClass.FUTURE, exchange="MCX")
+    ) == Decimal("161.05")
 
 
 async def test_order_book_body(broker, kite_peer):  # noqa: F811
@@ -332,8 +335,8 @@ async def test_trade_book_body(broker, kite_peer):  # noqa: F811
 
 async def test_ltp_body(broker, kite_peer):  # noqa: F811
     kite_peer.serve_fixture("GET", "/quote/ltp", kite("ltp.json"))
-    assert await broker.get_last_price("INFY") == Decimal("1074.35")
-    assert broker.last_price_nowait("NSE:INFY") == Decimal("1074.35")
+    assert await broker.get_last_price(Instrument.stock("INFY")) == Decimal("1074.35")
+    assert broker.last_price_nowait(Instrument.stock("NSE:INFY")) == Decimal("1074.35")
 
 
 async def test_placement_and_cancel_answers(broker, kite_peer):  # noqa: F811

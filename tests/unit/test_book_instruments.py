@@ -25,8 +25,9 @@ class Prices:
         self.currencies = currencies
         self.prices = prices or {}
 
-    def last_price(self, symbol: str, account: str | None = None) -> Decimal | None:
-        return self.prices.get(symbol)
+    def last_price(self, instrument: Instrument | str, account: str | None = None) -> Decimal | None:
+        wanted = instrument if isinstance(instrument, Instrument) else Instrument.stock(instrument)
+        return self.prices.get(wanted.label)
 
     def get(self, name: str) -> Account:
         return Account(self.currencies[name])
@@ -149,3 +150,65 @@ def test_a_refused_request_that_names_no_instrument_is_tracked_without_one() -> 
     refused.reject("INVALID_ORDER", "quantity must be positive")
     the_book.track(refused)
     assert the_book.open_orders("us") == 0
+
+
+def test_a_fill_of_an_order_placed_elsewhere_moves_the_holding_of_what_it_traded() -> None:
+    # No order here says what was traded: the fill itself does (a CFD executed in TWS).
+    the_book = book(ib="USD")
+    the_book.seed("ib", [position("AAPL", 100, account="ib")])
+    cfd_fill = Fill(
+        fill_id="x1",
+        account="ib",
+        symbol="AAPL",
+        side=Side.SELL,
+        quantity=D(100),
+        price=D(190),
+        asset_class=AssetClass.CFD,
+    )
+    assert the_book.add_fill("ib", cfd_fill)
+    assert the_book.position("ib", "AAPL") == 100
+    assert the_book.position("ib", Instrument("AAPL", AssetClass.CFD)) == -100
+
+
+def test_realised_profit_of_contracts_takes_the_multiplier() -> None:
+    option = "AAPL270115C00190000"
+    the_book = book(ib="USD")
+    terms = {"account": "ib", "symbol": option, "asset_class": AssetClass.OPTION, "multiplier": D(100)}
+    the_book.add_fill("ib", Fill(fill_id="o1", side=Side.BUY, quantity=D(2), price=D(3), **terms))  # type: ignore[arg-type]
+    the_book.add_fill("ib", Fill(fill_id="o2", side=Side.SELL, quantity=D(2), price=D("3.5"), **terms))  # type: ignore[arg-type]
+    # Two contracts of 100 shares each, closed 0.50 higher: 100 dollars, not 1.
+    assert the_book.daily_pnl("ib") == D(100)
+
+
+def test_an_option_is_never_valued_at_its_underlyings_price() -> None:
+    option = Instrument("AAPL270115C00190000", AssetClass.OPTION, multiplier=D(100))
+    prices = Prices({"ib": "USD"}, {"AAPL": D(200), option.label: D(4)})
+    the_book = Book(prices, None, "USD")  # type: ignore[arg-type]
+    the_book.seed(
+        "ib",
+        [
+            position(
+                "AAPL270115C00190000",
+                1,
+                account="ib",
+                asset_class=AssetClass.OPTION,
+                multiplier=D(100),
+                avg_price=D(3),
+            )
+        ],
+    )
+    prices.prices[option.label] = D(5)
+    # Marked at 4 when first seen, 5 now: one contract of 100 is up 100, whatever AAPL does.
+    assert the_book.daily_pnl("ib") == D(100)
+
+
+def test_a_stored_baseline_label_names_the_instrument_it_was_written_for() -> None:
+    for instrument in (
+        Instrument.stock("BRK.B"),
+        Instrument("AAPL", AssetClass.CFD),
+        Instrument("AAPL270115C00190500", AssetClass.OPTION),
+        Instrument("ES 202503", AssetClass.FUTURE),
+        Instrument("BTC/USD", AssetClass.CRYPTO),
+        Instrument("XYZ WAR", AssetClass.OTHER),
+    ):
+        assert Instrument.from_label(instrument.label) == instrument, instrument.label

@@ -90,6 +90,30 @@ def test_option_terms_are_part_of_identity() -> None:
     assert call != Instrument("AAPL", AssetClass.STOCK)
 
 
+def test_every_spelling_of_an_option_contract_is_one_instrument() -> None:
+    # IB positions come back as compact OCC codes, Alpaca's as OCC, a trader types the spaced form
+    # or gives the terms apart: all four name the AAPL 15 Jan 2027 190 call.
+    terms = Instrument("AAPL", AssetClass.OPTION, expiry=date(2027, 1, 15), strike=Decimal(190), right="C")
+    spellings = ["AAPL270115C00190000", "AAPL  270115C00190000", "AAPL 20270115 190 CALL"]
+    for spelling in spellings:
+        option = Instrument(spelling, AssetClass.OPTION, multiplier=Decimal(100))
+        assert option == terms
+        assert (option.symbol, option.expiry, option.strike, option.right) == (
+            "AAPL",
+            date(2027, 1, 15),
+            Decimal(190),
+            "C",
+        )
+    assert Instrument("AAPL270115P00190000", AssetClass.OPTION) != terms
+    assert Instrument("AAPL270115C00190500", AssetClass.OPTION).strike == Decimal("190.5")
+    assert terms.label == "AAPL 2027-01-15 190 C OPTION"
+
+
+def test_an_option_code_that_disagrees_with_its_terms_is_refused() -> None:
+    with pytest.raises(ValueError, match="disagrees"):
+        Instrument("AAPL270115C00190000", AssetClass.OPTION, strike=Decimal(200))
+
+
 def test_a_bad_option_right_is_refused() -> None:
     with pytest.raises(ValueError, match="right"):
         Instrument("AAPL", AssetClass.OPTION, right="X")

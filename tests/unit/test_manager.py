@@ -16,6 +16,7 @@ from brokers.errors import AuthenticationError, BrokerAPIError, BrokerConnection
 from brokers.events import ConnectionEvent, FillEvent, OrderEvent, PositionDiff, PositionDiffEvent
 from brokers.fx import FxRates, FxSettings, Money
 from brokers.health import Backoff
+from brokers.instruments import Instrument
 from brokers.manager import MultiBrokerManager
 from brokers.models import (
     AssetClass,
@@ -143,8 +144,11 @@ class FakeBroker(Broker):
     def capabilities(self) -> BrokerCapabilities:
         return BrokerCapabilities()
 
-    def last_price_nowait(self, symbol: str) -> Decimal | None:
-        return self.prices.get(symbol)
+    def last_price_nowait(self, instrument: Instrument) -> Decimal | None:
+        # Keyed by symbol, for shares: what the fake's tests set.
+        if instrument.asset_class is not AssetClass.STOCK:
+            return None
+        return self.prices.get(instrument.symbol)
 
 
 def drain(queue: asyncio.Queue) -> list:

@@ -9,7 +9,8 @@ import pytest
 from brokers.base import Broker
 from brokers.book import Book
 from brokers.fx import Money
-from brokers.models import Fill, Order, OrderRequest, OrderStatus, Position, RejectCode, Side
+from brokers.instruments import Instrument
+from brokers.models import AssetClass, Fill, Order, OrderRequest, OrderStatus, Position, RejectCode, Side
 from brokers.risk import CHECKS, Check, RiskEngine, RiskLimits
 from brokers.sim import SimBroker
 
@@ -23,6 +24,7 @@ class Context:
     base_currency: str = "USD"
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     working: dict[tuple[str, str, Side], Decimal] = field(default_factory=dict)
+    working_notional: dict[tuple[str, str, Side], Decimal] = field(default_factory=dict)
     open_counts: dict[str, int] = field(default_factory=dict)
     prices: dict[str, Decimal] = field(default_factory=lambda: {"AAPL": D(200), "INFY": D(1800)})
     currencies: dict[str, str] = field(default_factory=lambda: {"us": "USD", "in": "INR"})
@@ -37,11 +39,17 @@ class Context:
     def pending(self, account, instrument, side):
         return self.working.get((account, instrument.symbol, side), D(0))
 
+    def pending_notional(self, account, instrument, side):
+        return self.working_notional.get((account, instrument.symbol, side), D(0))
+
     def open_orders(self, account):
         return self.open_counts.get(account, 0)
 
-    def last_price(self, symbol, account):
-        return self.prices.get(symbol)
+    # Prices are written by stock symbol too; only a stock has one here.
+    def last_price(self, instrument, account):
+        if instrument.asset_class is not AssetClass.STOCK:
+            return None
+        return self.prices.get(instrument.symbol)
 
     def order_currency(self, request, account):
         return request.currency or self.currencies.get(account, "USD")
@@ -215,6 +223,29 @@ def test_symbol_allow_and_deny_lists():
     assert deny_only.check(order(symbol="MSFT"), "us", ctx) is None
 
 
+def test_symbol_lists_name_instruments_not_bare_symbols():
+    ctx = Context()
+    shares_only = engine(allowed_symbols=["AAPL"])
+    assert shares_only.check(order(symbol="AAPL"), "us", ctx) is None
+    for other in ({"asset_class": "CFD"}, {"symbol": "AAPL270115C00190000", "asset_class": "OPTION"}):
+        rejection = shares_only.check(order(**other), "us", ctx)
+        assert rejection.code == RejectCode.SYMBOL_NOT_ALLOWED and "allow list" in rejection.reason
+    assert engine(allowed_symbols=["AAPL CFD"]).check(order(asset_class="CFD"), "us", ctx) is None
+    assert (
+        engine(allowed_symbols=["* OPTION"]).check(
+            order(symbol="AAPL270115C00190000", asset_class="OPTION"), "us", ctx
+        )
+        is None
+    )
+    # Denying a symbol denies what is derived from it too; denying its CFD leaves the shares.
+    never_aapl = engine(denied_symbols=["AAPL"])
+    for fields in ({}, {"asset_class": "CFD"}, {"symbol": "AAPL270115C00190000", "asset_class": "OPTION"}):
+        assert never_aapl.check(order(**fields), "us", ctx).code == RejectCode.SYMBOL_NOT_ALLOWED
+    no_cfds = engine(denied_symbols=["* CFD"])
+    assert no_cfds.check(order(asset_class="CFD"), "us", ctx).code == RejectCode.SYMBOL_NOT_ALLOWED
+    assert no_cfds.check(order(), "us", ctx) is None
+
+
 def test_empty_allow_list_allows_nothing():
     assert engine(allowed_symbols=[]).check(order(), "us", Context()).code == RejectCode.SYMBOL_NOT_ALLOWED
 
@@ -300,8 +331,12 @@ class FakeManager:
         self.prices = prices
         self.brokers = {name: SimBroker(name, currency=currency) for name, currency in currencies.items()}
 
-    def last_price(self, symbol: str, account: str | None = None) -> Decimal | None:
-        return self.prices.get(symbol)
+    def last_price(self, instrument: Instrument | str, account: str | None = None) -> Decimal | None:
+        if isinstance(instrument, str):
+            return self.prices.get(instrument)
+        if instrument.asset_class is not AssetClass.STOCK:
+            return None
+        return self.prices.get(instrument.symbol)
 
     def get(self, name: str) -> Broker:
         return self.brokers[name]  # a KeyError for an unknown account, as the manager's
@@ -348,13 +383,15 @@ def test_book_realised_and_unrealised_pnl_through_a_flip():
 def test_book_pnl_in_base_currency_and_missing_rates():
     manager = FakeManager({"INFY": D(1700)}, {"in": "INR"})
     book = Book(manager, Rates({"INR": D("0.01")}), "USD")
-    book.seed("in", [Position(symbol="INFY", quantity=D(10), avg_price=D(1500), account="in")])
+    book.seed(
+        "in", [Position(symbol="INFY", quantity=D(10), avg_price=D(1500), account="in", currency="INR")]
+    )
     manager.prices["INFY"] = D(1650)  # marked at 1,700 when first seen: -500 INR today
     assert book.daily_pnl("in") == D(-5)
     assert book.daily_pnl(None) == D(-5)
     assert Book(manager, None, "USD").daily_pnl("in") == 0  # nothing held there
     no_rates = Book(manager, Rates({}), "USD")
-    no_rates.seed("in", [Position(symbol="INFY", quantity=D(10), account="in")])
+    no_rates.seed("in", [Position(symbol="INFY", quantity=D(10), account="in", currency="INR")])
     manager.prices["INFY"] = D(1600)
     assert no_rates.daily_pnl("in") is None
 

@@ -27,8 +27,8 @@ class Prices:
     def __init__(self, prices: dict[str, Decimal]) -> None:
         self.prices = prices
 
-    def last_price(self, symbol, account=None):
-        return self.prices.get(symbol)
+    def last_price(self, instrument, account=None):
+        return self.prices.get(instrument.symbol)
 
     def get(self, name):
         raise KeyError(name)

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from brokers.errors import InsufficientFundsError, OrderRejectedError
+from brokers.instruments import Instrument
 from brokers.models import OrderRequest, OrderType
 from brokers.sim import SimBroker
 
@@ -255,7 +256,7 @@ async def test_initial_positions_and_reset_account():
     assert await broker.get_open_orders() == []
     balance = await broker.get_balance()
     assert (balance.cash, balance.equity, balance.realized_pnl) == (D(100_000), D(100_000), D(0))
-    assert broker.last_price_nowait("AAPL") == D(210)  # the market is not reset
+    assert broker.last_price_nowait(Instrument.stock("AAPL")) == D(210)  # the market is not reset
     again = await broker.place_order(market("BUY", 1))
     assert again.broker_order_id == "SIM-000003"  # ids are never reused
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from brokers.errors import ConfigError
+from brokers.instruments import Instrument
 from brokers.registry import BrokerFactory
 from brokers.sim import ManualClock, SimBroker, SimFaults
 
@@ -58,7 +59,7 @@ def test_factory_builds_from_a_config_mapping_and_ignores_account_keys():
     )
     assert isinstance(broker, SimBroker)
     assert (broker.name, broker.currency, broker.initial_cash) == ("paper-eu", "EUR", D(50_000))
-    assert broker.last_price_nowait("SAP") == D("180.5")
+    assert broker.last_price_nowait(Instrument.stock("SAP")) == D("180.5")
     assert broker.account_type == "cash" and broker.leverage == D(1)
     assert broker.faults.fail_connects == 1
     assert broker.capabilities.currencies == frozenset({"EUR"})

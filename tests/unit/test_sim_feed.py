@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from brokers.instruments import Instrument
 from brokers.sim import SimBroker
 from brokers.sim.feed import RandomWalkFeed, round_to_tick, tick_size
 
@@ -31,7 +32,7 @@ def test_step_moves_every_symbol_and_updates_last_prices():
     broker = SimBroker(prices=PRICES, seed=1, volatility=0.01)
     moved = broker.step()
     assert set(moved) == {"AAPL", "MSFT", "PENNY"}
-    assert {s: broker.last_price_nowait(s) for s in moved} == moved
+    assert {s: broker.last_price_nowait(Instrument.stock(s)) for s in moved} == moved
     assert moved["AAPL"] != D(200) or moved["MSFT"] != D(410)
 
 
@@ -72,15 +73,15 @@ async def test_start_and_stop_feed():
     assert broker.feed_running
     for _ in range(200):
         await asyncio.sleep(0.005)
-        if broker.last_price_nowait("AAPL") != D(200):
+        if broker.last_price_nowait(Instrument.stock("AAPL")) != D(200):
             break
-    assert broker.last_price_nowait("AAPL") != D(200)
+    assert broker.last_price_nowait(Instrument.stock("AAPL")) != D(200)
     broker.stop_feed()
     await asyncio.sleep(0)
     assert not broker.feed_running
-    frozen = broker.last_price_nowait("AAPL")
+    frozen = broker.last_price_nowait(Instrument.stock("AAPL"))
     await asyncio.sleep(0.03)
-    assert broker.last_price_nowait("AAPL") == frozen
+    assert broker.last_price_nowait(Instrument.stock("AAPL")) == frozen
 
 
 async def test_tick_interval_runs_the_feed_between_connect_and_disconnect():

@@ -14,6 +14,7 @@ from brokers.errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
+from brokers.instruments import Instrument
 from brokers.models import AssetClass, OrderRequest, OrderStatus, OrderType, TimeInForce
 from brokers.sim import ManualClock, SimBroker
 
@@ -324,14 +325,14 @@ async def test_unknown_symbol_is_refused(broker):
         await broker.place_order(request(symbol="ZZZZ"))
     assert refused.value.code == "UNKNOWN_SYMBOL" and "ZZZZ" in str(refused.value)
     assert refused.value.definite
-    assert await broker.get_last_price("ZZZZ") is None
+    assert await broker.get_last_price(Instrument.stock("ZZZZ")) is None
 
 
 async def test_new_symbols_can_be_priced_in(broker):
     broker.set_price("eurusd", "1.0850")
     order = await broker.place_order(request(symbol="EURUSD", quantity=1000, asset_class=AssetClass.FOREX))
     assert order.avg_fill_price == D("1.0850")
-    assert broker.last_price_nowait("EURUSD") == D("1.0850")
+    assert broker.last_price_nowait(Instrument.stock("EURUSD")) == D("1.0850")
 
 
 async def test_insufficient_funds_creates_no_order():
@@ -370,7 +371,7 @@ async def test_calls_while_disconnected_raise():
     await sim.disconnect()
     with pytest.raises(BrokerConnectionError):
         await sim.get_open_orders()
-    assert sim.last_price_nowait("AAPL") == D(200)  # in-memory reads need no connection
+    assert sim.last_price_nowait(Instrument.stock("AAPL")) == D(200)  # in-memory reads need no connection
 
 
 # -- lookups and cancels -------------------------------------------------------------------

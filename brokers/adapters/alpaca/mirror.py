@@ -19,7 +19,7 @@ from typing import Any
 from ...base import BrokerEvent
 from ...credentials import redact
 from ...errors import BrokerAPIError
-from ...models import Fill, Order, OrderRequest, OrderStatus, can_transition, utcnow
+from ...models import AssetClass, Fill, Order, OrderRequest, OrderStatus, can_transition, utcnow
 from .wire import (
     FillSource,
     dec,
@@ -157,7 +157,7 @@ class OrderMirror:
     ) -> tuple[list[Fill], bool]:
         """Returns the new fills and whether the order changed at all."""
         cumulative = dec(payload.get("filled_qty"), "filled_qty") or Decimal(0)
-        if cumulative > order.quantity:
+        if order.quantity is not None and cumulative > order.quantity:
             raise BrokerAPIError(
                 f"Alpaca reported {cumulative} filled of order {order.broker_order_id} for {order.quantity}",
                 broker=self._account,
@@ -204,7 +204,13 @@ class OrderMirror:
         """The execution(s) that took the order from what we knew to ``cumulative``."""
         return self._execution(
             _Progress(order.filled_quantity, order.avg_fill_price),
-            FillSource(str(order.broker_order_id), order.client_order_id, order.symbol, order.side),
+            FillSource(
+                str(order.broker_order_id),
+                order.client_order_id,
+                order.symbol,
+                order.side,
+                order.request.asset_class,
+            ),
             cumulative,
             average,
             event,
@@ -247,6 +253,9 @@ class OrderMirror:
             quantity=delta,
             price=price,
             currency="USD",
+            asset_class=source.asset_class,
+            # Alpaca's option contracts are standard US equity options: 100 shares each.
+            multiplier=Decimal(100) if source.asset_class is AssetClass.OPTION else Decimal(1),
             broker_order_id=source.broker_id,
             client_order_id=source.client_order_id,
             timestamp=at,

@@ -122,6 +122,7 @@ def capabilities_for(crypto: bool) -> BrokerCapabilities:
         time_in_force=frozenset(TimeInForce),
         asset_classes=frozenset({AssetClass.STOCK, AssetClass.CRYPTO} if crypto else {AssetClass.STOCK}),
         fractional_quantities=True,
+        notional_orders=True,
         short_selling=True,
         bulk_cancel=True,
         streaming_updates=True,

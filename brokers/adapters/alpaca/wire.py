@@ -87,9 +87,12 @@ _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(
 _OUR_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,48}")
 
 
-def map_status(alpaca_status: str, filled: Decimal, quantity: Decimal) -> OrderStatus:
-    """Alpaca's order status (plus how much has filled) as one of ours."""
+def map_status(alpaca_status: str, filled: Decimal, quantity: Decimal | None) -> OrderStatus:
+    """Alpaca's order status (plus how much has filled) as one of ours. A notional order
+    (``quantity`` None) is as filled as Alpaca says."""
     status = (alpaca_status or "").strip().lower()
+    if quantity is None:
+        quantity = Decimal(0)
     if status == "filled" and 0 < quantity and filled < quantity:
         # "filled" with less than the order filled contradicts itself: believe the quantities.
         return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.UNKNOWN
@@ -208,7 +211,14 @@ def alpaca_refusal(request: OrderRequest) -> str | None:
         return None
     if kind is OrderType.TRAILING_STOP and tif not in (TimeInForce.DAY, TimeInForce.GTC):
         return f"Alpaca takes TRAILING_STOP orders with time in force DAY or GTC only, not {tif.value}"
-    if request.quantity != request.quantity.to_integral_value():
+    quantity = request.quantity
+    if quantity is None:
+        # Notional equity orders are fractional orders: market orders for the day only
+        # (Alpaca's fractional trading rules).
+        if tif is not TimeInForce.DAY:
+            return f"Alpaca takes notional orders with time in force DAY only, not {tif.value}"
+        return None
+    if quantity != quantity.to_integral_value():
         if kind is OrderType.TRAILING_STOP:
             return "Alpaca takes fractional quantities on MARKET, LIMIT, STOP and STOP_LIMIT orders only"
         if tif is not TimeInForce.DAY:
@@ -235,16 +245,18 @@ def order_fields(request: OrderRequest) -> dict[str, Any]:
         "trail_price": request.trail_amount,
     }
     given = {key: value for key, value in prices.items() if value is not None}
+    # Exactly one of qty and notional: Alpaca refuses a body with both.
+    size = {"qty": request.quantity} if request.quantity is not None else {"notional": request.notional}
     model = _REQUEST_MODELS[request.order_type](
         symbol=request.symbol,
-        qty=float(request.quantity),
         side=OrderSide.BUY if request.side is Side.BUY else OrderSide.SELL,
         time_in_force=AlpacaTimeInForce(request.time_in_force.value.lower()),
         client_order_id=request.client_order_id,
+        **{key: float(value) for key, value in size.items() if value is not None},
         **{key: float(value) for key, value in given.items()},
     )
     fields = model.to_request_fields()
-    fields["qty"] = wire_decimal(request.quantity)
+    fields.update({key: wire_decimal(value) for key, value in size.items() if value is not None})
     fields.update({key: wire_decimal(value) for key, value in given.items()})
     return fields
 
@@ -260,16 +272,23 @@ def asset_class_of(payload: dict[str, Any]) -> AssetClass:
 
 def request_from_payload(payload: dict[str, Any]) -> OrderRequest:
     """An order placed elsewhere (the web dashboard, another program), as a request of ours.
-    Raises ValueError for what we cannot represent (notional orders, multi-leg orders)."""
-    if payload.get("qty") in (None, ""):
-        raise ValueError(f"order {payload.get('id')} is a notional (dollar amount) order")
+    Raises ValueError for what we cannot represent (multi-leg orders, a notional order that is
+    not a market order)."""
+    size: dict[str, Any]
+    if payload.get("qty") not in (None, ""):
+        size = {"quantity": payload["qty"]}
+    elif payload.get("notional") not in (None, ""):
+        # A dollar-amount order: Alpaca omits its qty and sends the notional.
+        size = {"notional": payload["notional"]}
+    else:
+        raise ValueError(f"order {payload.get('id')} names neither a quantity nor a notional")
     asset_class = asset_class_of(payload)
     symbol = str(payload.get("symbol") or "").strip()
     kind = OrderType(str(payload.get("type") or payload.get("order_type") or "market"))
     fields: dict[str, Any] = {
         "symbol": crypto_symbol(symbol) if asset_class is AssetClass.CRYPTO else symbol,
         "side": Side(str(payload.get("side") or "")),
-        "quantity": payload["qty"],
+        **size,
         "order_type": kind,
         "time_in_force": _TIME_IN_FORCE.get(str(payload.get("time_in_force") or "day"), TimeInForce.DAY),
         "asset_class": asset_class,
@@ -296,6 +315,7 @@ class FillSource(NamedTuple):
     client_order_id: str | None
     symbol: str
     side: Side
+    asset_class: AssetClass = AssetClass.STOCK
 
 
 def foreign_source(broker_id: str, payload: dict[str, Any]) -> FillSource:
@@ -310,6 +330,7 @@ def foreign_source(broker_id: str, payload: dict[str, Any]) -> FillSource:
         None,
         crypto_symbol(symbol) if asset_class is AssetClass.CRYPTO else symbol,
         Side(str(payload.get("side") or "")),
+        asset_class,
     )
 
 

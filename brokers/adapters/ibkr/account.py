@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from ...errors import BrokerAPIError
+from ...instruments import Instrument, instrument_of
 from ...models import Balance, MarginInfo, Position
 from .instruments import figure, price_or_none, symbol_for, to_amount
 from .session import IBSession
@@ -114,13 +115,15 @@ class AccountReads:
         session.refreshed()
         return result
 
-    def last_price(self, symbol: str) -> Decimal | None:
-        """The mark of a position in ``symbol``, as TWS last sent it; None if none is held."""
+    def last_price(self, instrument: Instrument) -> Decimal | None:
+        """The mark of a position in ``instrument``, as TWS last sent it; None if none is held.
+        Only that very instrument: an AAPL option's or CFD's mark is not the share's."""
         ib, account = self._session.client, self._session.account
         if ib is None or not account:
             return None
         for item in ib.portfolio(account):
-            if symbol_for(item.contract)[0] == symbol:
+            symbol, asset = symbol_for(item.contract)
+            if asset is instrument.asset_class and instrument_of(symbol, asset) == instrument:
                 return price_or_none(item.marketPrice)
         return None
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from ...errors import BrokerConnectionError
+from ...instruments import Instrument
 from ...models import (
     BrokerCapabilities,
     ConnectionState,
@@ -158,11 +159,11 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         return await self._orders.cancel(broker_order_id)
 
     # -- account --------------------------------------------------------------------------
-    def last_price_nowait(self, symbol: str) -> Decimal | None:
-        return self._account.last_price(symbol)
+    def last_price_nowait(self, instrument: Instrument) -> Decimal | None:
+        return self._account.last_price(instrument)
 
-    async def get_last_price(self, symbol: str) -> Decimal | None:
-        return self.last_price_nowait(symbol)
+    async def get_last_price(self, instrument: Instrument) -> Decimal | None:
+        return self.last_price_nowait(instrument)
 
     async def get_fx_rates(self) -> dict[str, Decimal]:
         """What TWS reports as ExchangeRate in the account values (1 unit in the base currency)."""

@@ -73,7 +73,7 @@ def add_fill(order: Order, fill: Fill, floor: Decimal = _ZERO) -> bool:
         )
         order.updated_at = fill.timestamp
     else:
-        done = order.filled_quantity >= order.quantity
+        done = order.filled_quantity >= order.request.units
         order.transition(OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED, at=fill.timestamp)
     return True
 

@@ -130,7 +130,7 @@ def symbol_for(contract: Any) -> tuple[str, AssetClass]:
 def ib_order_for(request: OrderRequest, account: str) -> Any:
     order = ib_api.Order()
     order.action = request.side.value
-    order.totalQuantity = float(request.quantity)
+    order.totalQuantity = float(request.units)
     order.orderType = ORDER_TYPES[request.order_type]
     order.tif = request.time_in_force.value
     order.orderRef = request.client_order_id

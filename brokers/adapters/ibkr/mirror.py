@@ -285,9 +285,10 @@ class OrderMirror:
         execution and they still fall short (an order filled on an earlier day), Filled means
         the whole quantity, at the status's average price."""
         order, trade = tracked.order, tracked.trade
-        if order.filled_quantity < order.quantity and self._executions_current:
+        quantity = order.request.units  # TWS orders are by quantity
+        if order.filled_quantity < quantity and self._executions_current:
             status = trade.orderStatus
-            tracked.status_filled = max(order.quantity, to_amount(status.filled))
+            tracked.status_filled = max(quantity, to_amount(status.filled))
             order.filled_quantity = tracked.status_filled
             order.avg_fill_price = price_or_none(status.avgFillPrice) or order.avg_fill_price
             log.warning(
@@ -295,7 +296,7 @@ class OrderMirror:
                 self._settings.name,
                 order.client_order_id,
             )
-        if order.filled_quantity >= order.quantity:
+        if order.filled_quantity >= quantity:
             self._overdue.discard(order.client_order_id)
             order.transition(OrderStatus.FILLED)
             return
@@ -440,6 +441,8 @@ class OrderMirror:
                 price=to_amount(execution.price),
                 commission=to_amount(report.commission) if report.execId else Decimal(0),
                 currency=ib_fill.contract.currency or settings.currency,
+                asset_class=tracked.order.request.asset_class,
+                multiplier=to_amount(ib_fill.contract.multiplier) or Decimal(1),
                 broker_order_id=tracked.order.broker_order_id,
                 client_order_id=tracked.order.client_order_id,
                 timestamp=when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC),

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from ...credentials import redact
 from ...errors import BrokerAPIError, BrokerError, InvalidSymbolError
-from ...models import Balance, MarginInfo, Position, describe_validation_error
+from ...instruments import Instrument
+from ...models import AssetClass, Balance, MarginInfo, Position, describe_validation_error
 from .session import KiteSession
 from .wire import CASH_EXCHANGES, asset_class_of, dec, holding_key, instrument
 
@@ -200,9 +201,10 @@ class AccountReads:
                 f"Kite positions could not be read: {unreadable(exc)}", broker=self._account
             ) from None
 
-    async def last_price(self, symbol: str) -> Decimal | None:
+    async def last_price(self, wanted: Instrument) -> Decimal | None:
+        symbol = wanted.symbol
         try:
-            exchange, tradingsymbol = instrument(symbol, None, self._exchange, self._account)
+            exchange, tradingsymbol = self._listing(wanted)
             key = f"{exchange}:{tradingsymbol}"
             quote = (await self._session.read("ltp", key)).get(key)
             price = dec(quote["last_price"]) if quote else None
@@ -213,8 +215,15 @@ class AccountReads:
             self._prices[(exchange, tradingsymbol)] = price
         return price or None
 
-    def last_price_nowait(self, symbol: str) -> Decimal | None:
+    def last_price_nowait(self, wanted: Instrument) -> Decimal | None:
         try:
-            return self._prices.get(instrument(symbol, None, self._exchange, self._account))
+            return self._prices.get(self._listing(wanted))
         except InvalidSymbolError:
             return None
+
+    def _listing(self, wanted: Instrument) -> tuple[str, str]:
+        """(exchange, tradingsymbol) of ``wanted``. A derivative is its exchange's own, so one
+        named without its exchange (NFO, MCX, ...) is not looked up on the cash default."""
+        if wanted.asset_class is not AssetClass.STOCK and wanted.exchange is None:
+            raise InvalidSymbolError(f"{wanted.label} names no Kite exchange", broker=self._account)
+        return instrument(wanted.symbol, wanted.exchange, self._exchange, self._account)

@@ -27,6 +27,7 @@ from ...base import ACCOUNT_KEYS
 from ...credentials import redact
 from ...errors import ConfigError
 from ...identifiers import ACCOUNT_NAME_RULE, account_name
+from ...instruments import Instrument
 from ...models import (
     BrokerCapabilities,
     ConnectionState,
@@ -225,8 +226,8 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         return await self._orders.fills()
 
     # -- account --------------------------------------------------------------------------
-    async def get_last_price(self, symbol: str) -> Decimal | None:
-        return await self._account.last_price(symbol)
+    async def get_last_price(self, instrument: Instrument) -> Decimal | None:
+        return await self._account.last_price(instrument)
 
-    def last_price_nowait(self, symbol: str) -> Decimal | None:
-        return self._account.last_price_nowait(symbol)
+    def last_price_nowait(self, instrument: Instrument) -> Decimal | None:
+        return self._account.last_price_nowait(instrument)

@@ -68,7 +68,7 @@ class OrderDesk:
             "exchange": exchange,
             "tradingsymbol": tradingsymbol,
             "transaction_type": request.side.value,
-            "quantity": int(request.quantity),
+            "quantity": int(request.units),
             "product": product,
             "order_type": kite_type,
             "validity": request.time_in_force.value,

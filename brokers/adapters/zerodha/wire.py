@@ -193,6 +193,7 @@ def fill_from_trade(
 ) -> Fill:
     """One Kite trade as a Fill; its id joins order and trade ids, which Kite keeps unique."""
     order_id, trade_id = str(data["order_id"]), str(data["trade_id"])
+    exchange, tradingsymbol = str(data.get("exchange") or ""), str(data["tradingsymbol"])
     return Fill(
         fill_id=f"{order_id}:{trade_id}",
         account=account,
@@ -201,6 +202,8 @@ def fill_from_trade(
         quantity=dec(data.get("quantity")),
         price=dec(data.get("average_price")),
         currency="INR",
+        asset_class=asset_class_of(exchange, tradingsymbol),
+        exchange=exchange or None,
         broker_order_id=order_id,
         client_order_id=client_order_id,
         timestamp=kite_time(data.get("fill_timestamp")) or kite_time(data.get("exchange_timestamp")) or now,

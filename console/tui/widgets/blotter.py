@@ -130,7 +130,7 @@ class BlotterPane(Vertical):
                 "account": order.account or "auto",
                 "symbol": Text(order.symbol, style="bold"),
                 "side": Text(order.side.value, style=side_style),
-                "quantity": fmt.right(fmt.quantity(order.quantity)),
+                "quantity": fmt.right(fmt.size(order.request)),
                 "order": f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip(),
                 "status": status,
                 "result": result,

@@ -19,6 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from brokers.models import OrderRequest, OrderType, Side, TimeInForce, field_errors
+from console import formatting as fmt
 from console.tui.messages import SubmitRequested
 from console.typed_input import ungrouped
 
@@ -328,7 +329,7 @@ class OrderEntry(Vertical):
     def _summary(self, request: OrderRequest) -> Text:
         where = request.account or "auto-route"
         text = Text()
-        text.append(f"{request.side.value} {request.quantity:f} {request.symbol} ", style="bold")
+        text.append(f"{fmt.describe_size(request)} ", style="bold")
         text.append(f"{request.order_type.value.replace('_', ' ')} {request.time_in_force.value} → {where}")
         if request.account in self.live_accounts:
             text.append("  LIVE", style="bold white on red")

@@ -16,13 +16,14 @@ from textual.widgets import DataTable, Static
 
 from brokers.consolidation import ConsolidatedPosition
 from brokers.fx import Money
+from brokers.instruments import Instrument
 from brokers.models import Position
 from console import formatting as fmt
 
 from .keyed_table import KeyedTable
 
-PriceLookup = Callable[[str, str | None], Decimal | None]
-"""(symbol, account or None) -> last price, without I/O."""
+PriceLookup = Callable[[Instrument, str | None], Decimal | None]
+"""(instrument, account or None) -> last price of that very instrument, without I/O."""
 Converter = Callable[[Decimal, str], Money]
 """(amount, currency) -> Money in the base currency."""
 
@@ -44,7 +45,7 @@ _UNSHOWN = object()
 class _Row:
     """One consolidated position, and what of it the table currently shows."""
 
-    symbol: str
+    instrument: Instrument
     currency: str
     quantity: Decimal
     avg_price: Decimal | None
@@ -61,6 +62,7 @@ class _Row:
 class PositionsTable(KeyedTable):
     COLUMNS = (
         ("symbol", "Symbol", 9),
+        ("kind", "Type", 6),
         ("currency", "Ccy", 3),
         ("quantity", "Qty", 8),
         ("avg", "Avg price", 9),
@@ -133,7 +135,7 @@ class PositionsPane(Vertical):
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = _Row(
-                symbol=position.symbol,
+                instrument=position.instrument,
                 currency=position.currency,
                 quantity=position.quantity,
                 avg_price=position.avg_price,
@@ -184,7 +186,7 @@ class PositionsPane(Vertical):
             if row is None:
                 continue
             account = row.legs[0].account if len(row.legs) == 1 else None
-            price = last_price(row.symbol, account)
+            price = last_price(row.instrument, account)
             if price is not None and price != row.last_price and row.avg_price is not None:
                 row.last_price = price
                 row.market_value = _marked(
@@ -205,8 +207,12 @@ class PositionsPane(Vertical):
 
     @staticmethod
     def _static_cells(row: _Row) -> dict[str, Text | str]:
+        instrument = row.instrument
         return {
-            "symbol": Text(row.symbol, style="bold"),
+            # The contract's name; its asset class has a column of its own, so an AAPL CFD and
+            # AAPL shares read as two different things.
+            "symbol": Text(instrument.name, style="bold"),
+            "kind": fmt.asset_class(instrument.asset_class),
             "currency": row.currency,
             "quantity": fmt.right(fmt.quantity(row.quantity), "red" if row.quantity < 0 else ""),
             "avg": fmt.right(fmt.average(row.avg_price)),
@@ -240,7 +246,7 @@ class PositionsPane(Vertical):
             box.update(Text("Select a row for the per-account breakdown", style="dim"))
             return
         text = Text()
-        text.append(f"{row.symbol}: ", style="bold")
+        text.append(f"{row.instrument.label}: ", style="bold")
         for index, leg in enumerate(row.legs):
             if index:
                 text.append(" · ")
