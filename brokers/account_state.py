@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .clock import utcnow
 from .enums import AssetClass, ConnectionState, Side
 from .identifiers import AccountName, CurrencyCode
-from .instruments import Instrument, instrument_of
+from .instruments import Instrument, instrument_of, option_right
 
 __all__ = ["AccountStatus", "Balance", "Fill", "MarginInfo", "Position"]
 
@@ -29,7 +29,9 @@ class Fill(BaseModel):
 
     fill_id: str
     account: AccountName
-    symbol: str
+    # Checked by field, not by building the instrument in a validator: fills are made on the
+    # order path, and a model validator costs more than every other check of a fill together.
+    symbol: str = Field(pattern=r"\S")
     side: Side
     quantity: Decimal = Field(gt=0)
     price: Decimal = Field(gt=0)
@@ -45,10 +47,10 @@ class Fill(BaseModel):
     strike: Decimal | None = None
     right: str | None = None
 
-    @model_validator(mode="after")
-    def _names_an_instrument(self) -> Fill:
-        self.instrument  # noqa: B018  (built only to be checked, as for positions)
-        return self
+    @field_validator("right")
+    @classmethod
+    def _right(cls, value: str | None) -> str | None:
+        return option_right(value)
 
     @property
     def instrument(self) -> Instrument:

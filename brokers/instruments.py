@@ -41,7 +41,7 @@ from decimal import Decimal
 
 from .enums import AssetClass
 
-__all__ = ["Instrument", "InstrumentKey", "normalize_symbol"]
+__all__ = ["Instrument", "InstrumentKey", "normalize_symbol", "option_right"]
 
 InstrumentKey = tuple[AssetClass, str, date | None, Decimal | None, str | None]
 """What makes two instruments the same: asset class, symbol, expiry, strike, right."""
@@ -121,7 +121,8 @@ def _option_terms(symbol: str) -> tuple[str, date, Decimal, str] | None:
     return terms[0], expiry, terms[4].normalize(), terms[5]
 
 
-def _right(value: str | None) -> str | None:
+def option_right(value: str | None) -> str | None:
+    """C or P for an option's right written any of the usual ways; None for none."""
     if value is None or not value.strip():
         return None
     text = value.strip().upper()
@@ -159,7 +160,7 @@ class Instrument:
         derivative = asset_class in _DERIVATIVES
         expiry = self.expiry if derivative else None
         strike = Decimal(self.strike).normalize() if derivative and self.strike is not None else None
-        right = _right(self.right) if asset_class is AssetClass.OPTION else None
+        right = option_right(self.right) if asset_class is AssetClass.OPTION else None
         terms = _option_terms(symbol) if asset_class is AssetClass.OPTION else None
         if terms is not None:
             root, spelled_expiry, spelled_strike, spelled_right = terms
