@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from .accounts import default_account
+from .desk.settings import DeskSettings
 from .errors import ConfigError
 from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
@@ -133,6 +134,8 @@ class Config(BaseModel):
     halt: HaltSettings = Field(default_factory=HaltSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    # Desk mode: the trading state shared through PostgreSQL by every process of the desk.
+    desk: DeskSettings | None = None
     state_dir: Path | None = None
     demo: bool = False
     source: Path | None = Field(default=None, exclude=True)

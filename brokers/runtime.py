@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .base import Broker
 from .config import JOURNAL_FILE, Config
+from .desk import DeskLink
 from .errors import ConfigError
 from .execution import ExecutionService
 from .fx import FxRates
@@ -37,6 +38,8 @@ class Runtime:
     state_dir: Path
     # Where the kill switch records halts and resumes, when that is not ``journal`` (the demo).
     trading_state_journal: Journal | None = None
+    # The kill switch kept in step with the desk (``[desk]`` in the config), else None.
+    desk: DeskLink | None = None
     started: bool = field(default=False)
 
     async def start(self, *, connect: bool = True) -> None:
@@ -45,6 +48,10 @@ class Runtime:
         if self.started:
             return
         self.started = True
+        if self.desk is not None:
+            # First: a halt on the desk holds before any account connects.
+            await self.desk.start()
+            await self.desk.wait_connected(self.desk.settings.fail_after)
         if connect:
             await self.manager.connect_all()
         await self.manager.start()
@@ -59,6 +66,8 @@ class Runtime:
         if not self.started:
             return
         self.started = False
+        if self.desk is not None:
+            await self.desk.stop()
         await self.execution.stop()
         await self.manager.stop()
         await self.manager.disconnect_all()
@@ -143,4 +152,5 @@ def build_runtime(
         fx=fx,
         state_dir=root,
         trading_state_journal=trading_state_journal,
+        desk=DeskLink(kill_switch, config.desk, name="console") if config.desk is not None else None,
     )

@@ -33,7 +33,44 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from brokers.desk import DeskSettings, DeskState
     from brokers.killswitch import HaltInfo, KillSwitch
+    from brokers.models import TradingState
+
+
+def desk_of(state: CliState, certain: bool) -> DeskSettings | None:
+    """The config's ``[desk]``, when the config can be read."""
+    if not certain or state.demo:
+        return None
+    try:
+        return state.config().desk
+    except Exception:  # the config's problems are reported by the command itself
+        return None
+
+
+def write_desk(settings: DeskSettings, trading: TradingState, reason: str) -> DeskState:
+    """Set the desk's state; raises ``DeskUnavailableError``."""
+    from brokers.desk.commands import desk_write
+
+    from .common import run
+
+    return run(desk_write(settings, trading, reason, cli_source()))
+
+
+def desk_json(desk: DeskState | None, error: str | None) -> dict[str, Any] | None:
+    if desk is None and error is None:
+        return None
+    if desk is None:
+        return {"reachable": False, "error": error}
+    return {
+        "reachable": True,
+        "state": desk.state.value,
+        "reason": desk.reason,
+        "source": desk.source,
+        "host": desk.host,
+        "version": desk.version,
+        "changed_at": desk.changed_at,
+    }
 
 
 def flag_state_dir(state: CliState) -> tuple[Path, str | None, bool]:
@@ -153,7 +190,18 @@ def halt(
         flag = switch.flag_path
     if warning and certain:
         warn(warning)
-    if not info.persisted:
+    desk_settings = desk_of(state, certain)
+    desk: DeskState | None = None
+    desk_error: str | None = None
+    if desk_settings is not None:
+        from brokers.desk import DeskUnavailableError
+        from brokers.models import TradingState
+
+        try:
+            desk = write_desk(desk_settings, TradingState.HALTED, info.reason)
+        except DeskUnavailableError as exc:
+            desk_error = str(exc)
+    if not info.persisted and desk is None:
         if not certain:
             warn(warning or "the config cannot be read")
         fail(f"could not write {flag}; nothing outside this command is halted", ExitCode.FAILED)
@@ -166,6 +214,13 @@ def halt(
             bold=True,
         )
         typer.echo(f"Flag: {flag}")
+        if desk is not None:
+            typer.secho(f"Desk: HALTED for every process of the desk (version {desk.version})", bold=True)
+    if desk_error is not None:
+        warn(
+            f"{desk_error}; halted on this machine only, until a console here reaches the desk "
+            "and passes the halt on"
+        )
     outcomes: dict[str, Any] | None = None
     if cancel and certain:
         outcomes = cancel_everywhere(state.config())
@@ -177,6 +232,7 @@ def halt(
                 **info_json(info),
                 "flag": flag,
                 "cancel": outcomes,
+                "desk": desk_json(desk, desk_error),
             }
         )
     elif outcomes is None:
@@ -186,6 +242,8 @@ def halt(
     if not certain:
         fail(_not_certain(warning, flag) + ("; nothing was cancelled" if cancel else ""), ExitCode.CONFIG)
     if outcomes is not None and not all(o["ok"] for o in outcomes.values()):
+        raise typer.Exit(ExitCode.FAILED)
+    if desk_error is not None:
         raise typer.Exit(ExitCode.FAILED)
 
 
@@ -212,6 +270,17 @@ def resume(
         warn(warning)
     from brokers.models import TradingState
 
+    desk_settings = desk_of(state, certain)
+    desk: DeskState | None = None
+    if desk_settings is not None:
+        from brokers.desk import DeskUnavailableError
+
+        # The desk first: a resume that cannot reach it would be undone by the next process
+        # that still sees the desk halted, and a process that lost the desk stays halted anyway.
+        try:
+            desk = write_desk(desk_settings, TradingState.ACTIVE, reason.strip())
+        except DeskUnavailableError as exc:
+            fail(f"{exc}; nothing resumed: a resume must reach the desk", ExitCode.FAILED)
     with kill_switch_at(directory, halt_journals(state, directory)) as switch:
         before = switch.state
         if before is not TradingState.ACTIVE:
@@ -228,9 +297,10 @@ def resume(
                 "was_halted": before is TradingState.HALTED,
                 "reason": reason.strip(),
                 "flag": flag,
+                "desk": desk_json(desk, None),
             }
         )
-    elif before is not TradingState.ACTIVE:
+    elif before is not TradingState.ACTIVE or desk is not None:
         typer.secho(
             f"Trading resumed (was {_STATE_WORDS[before.value]}): {reason.strip()}",
             fg=typer.colors.GREEN,
@@ -253,8 +323,36 @@ def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         info = switch.info if trading is not TradingState.ACTIVE else None
         flag = switch.flag_path
     halted = trading is TradingState.HALTED
+    desk_settings = desk_of(state, certain)
+    desk: DeskState | None = None
+    desk_error: str | None = None
+    processes: list[Any] = []
+    if desk_settings is not None:
+        from brokers.desk import DeskUnavailableError
+        from brokers.desk.commands import desk_status
+
+        from .common import run
+
+        try:
+            desk, processes = run(desk_status(desk_settings))
+        except DeskUnavailableError as exc:
+            desk_error = str(exc)
     if as_json:
-        print_json({"state": trading.value, "halted": halted, **info_json(info), "flag": flag})
+        desk_data = desk_json(desk, desk_error)
+        if desk_data is not None and desk is not None:
+            desk_data["processes"] = [
+                {"host": p.host, "pid": p.pid, "name": p.name, "state": p.state, "silent_for": p.silent_for}
+                for p in processes
+            ]
+        print_json(
+            {
+                "state": trading.value,
+                "halted": halted,
+                **info_json(info),
+                "flag": flag,
+                "desk": desk_data,
+            }
+        )
     elif trading is TradingState.ACTIVE or info is None:
         typer.secho("ACTIVE: trading is not halted", fg=typer.colors.GREEN)
     else:
@@ -269,6 +367,19 @@ def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             )
     if not as_json:
         typer.echo(f"Flag: {flag}")
+        if desk is not None:
+            typer.echo(
+                f"Desk: {desk.state.value} since {desk.changed_at:%Y-%m-%d %H:%M:%S %Z} by "
+                f"{desk.source or '?'} at {desk.host or '?'}: {desk.reason or '-'} (version {desk.version})"
+            )
+            typer.echo(f"Alive on the desk: {len(processes)} process(es)")
+            for process in processes:
+                typer.echo(
+                    f"  {process.host} pid {process.pid} {process.name} {process.state} "
+                    f"(heard {process.silent_for:.1f}s ago)"
+                )
+        elif desk_error is not None:
+            warn(f"{desk_error}; the desk's state is unknown")
     if not certain:
         fail(
             f"{warning}; this is the default state directory, not necessarily the console's", ExitCode.CONFIG

@@ -1,0 +1,285 @@
+"""``DeskLink``: one process's kill switch kept in step with the desk.
+
+- A halt, reduce-only or resume made in this process (a key, a command, the library, a flag
+  file another local process wrote) is written to the desk, which announces it.
+- A change announced by the desk, or found by the poll behind the announcements, is applied to
+  the local kill switch, whose flag file and final check before every order stay what they are:
+  the order path never waits on the database.
+- Fail closed: when the desk's state cannot be confirmed for ``fail_after_ms``, the process
+  halts itself (source ``desk-unreachable``). That halt is never written to the desk (one
+  process losing its network must not halt the others) and holds until a deliberate resume
+  once the desk answers again; resuming while it does not answer halts again at once.
+- A local halt made while the desk is down is written to it when it comes back.
+
+Which word wins when the process starts: the newer of the local halt and the desk's last change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..enums import TradingState
+from ..killswitch import HaltInfo, KillSwitch
+from .settings import DeskSettings
+from .store import DeskState, DeskStore, DeskUnavailableError
+
+__all__ = ["DESK_SOURCE", "UNREACHABLE_SOURCE", "DeskLink"]
+
+log = logging.getLogger(__name__)
+
+# Sources of local changes that came from the desk, or from losing it: never written back.
+DESK_SOURCE = "desk"
+UNREACHABLE_SOURCE = "desk-unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    state: TradingState
+    reason: str
+    source: str
+
+
+def _from_desk(info: HaltInfo | None) -> bool:
+    return info is not None and (info.source.startswith(DESK_SOURCE))
+
+
+class DeskLink:
+    def __init__(
+        self,
+        kill_switch: KillSwitch,
+        settings: DeskSettings,
+        *,
+        name: str = "process",
+        host: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kill_switch = kill_switch
+        self.settings = settings
+        self.name = name
+        self.host = host or socket.gethostname()
+        self.process_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._clock = clock
+        self._store: DeskStore | None = None
+        self._listener: DeskStore | None = None
+        self._applied: int | None = None  # the desk version this process is in step with
+        self._applying = False
+        self._outbox: _Change | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started_at = clock()
+        self._confirmed_at: float | None = None
+        self._heartbeat_at = 0.0
+        self.last_error: str | None = None
+        self.desk_state: DeskState | None = None
+        kill_switch.subscribe(self._on_local)
+
+    # -- what the rest of the process sees -----------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._store is not None and self._confirmed_at is not None
+
+    @property
+    def confirmed_age(self) -> float | None:
+        """Seconds since the desk's state was last read; None if it never was."""
+        return None if self._confirmed_at is None else self._clock() - self._confirmed_at
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._started_at = self._clock()
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="desk follow"),
+            asyncio.create_task(self._push_loop(), name="desk push"),
+            asyncio.create_task(self._guard(), name="desk guard"),
+        ]
+
+    async def stop(self) -> None:
+        self.kill_switch.unsubscribe(self._on_local)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        store, listener = self._store, self._listener
+        self._store = self._listener = None
+        if store is not None:
+            with contextlib.suppress(DeskUnavailableError):
+                await store.leave(self.process_id)
+            await store.close()
+        if listener is not None:
+            await listener.close()
+
+    async def wait_connected(self, within: float) -> bool:
+        """Whether the desk's state was read (and applied here) within ``within`` seconds."""
+        deadline = self._clock() + within
+        while self._clock() < deadline:
+            if self.connected and self._applied is not None:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    # -- local changes to the desk -------------------------------------------------------------
+    def _on_local(self, state: TradingState, info: HaltInfo | None) -> None:
+        """The kill switch changed (on whichever thread changed it)."""
+        if self._applying or _from_desk(info):
+            return
+        if info is not None and info.source == UNREACHABLE_SOURCE:
+            return
+        if state is TradingState.ACTIVE:
+            change = _Change(state, f"resumed at {self.host}", self.name)
+        else:
+            change = _Change(state, info.reason if info else state.value.lower(), info.source if info else "")
+        self._outbox = change
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            change, store = self._outbox, self._store
+            if change is None:
+                continue
+            if store is None:
+                continue  # pushed once connected (_follow wakes this loop again)
+            try:
+                written = await store.write(change.state, change.reason, change.source, self.host)
+            except DeskUnavailableError as exc:
+                self.last_error = str(exc)
+                continue
+            if self._outbox is change:
+                self._outbox = None
+            if written is not None:
+                self._applied = max(self._applied or 0, written.version)
+                self.desk_state = written
+                log.warning("desk: %s written for every process (%s)", change.state.value, change.reason)
+
+    # -- the desk to this process --------------------------------------------------------------
+    async def _connect(self) -> None:
+        store = await DeskStore.connect(self.settings)
+        try:
+            await store.migrate()
+            listener = await DeskStore.connect(self.settings)
+        except DeskUnavailableError:
+            await store.close()
+            raise
+        try:
+            await listener.listen()
+        except DeskUnavailableError:
+            await store.close()
+            await listener.close()
+            raise
+        self._store, self._listener = store, listener
+
+    async def _disconnect(self) -> None:
+        store, listener = self._store, self._listener
+        self._store = self._listener = None
+        for each in (store, listener):
+            if each is not None:
+                await each.close()
+
+    async def _follow(self) -> None:
+        poll = self.settings.poll_interval
+        while True:
+            try:
+                if self._store is None:
+                    await self._connect()
+                    self.last_error = None
+                    log.info("desk: connected to %s", self.settings.dsn)
+                store, listener = self._store, self._listener
+                assert store is not None and listener is not None
+                await self._sync(store)
+                if self._outbox is not None:
+                    self._wake.set()
+                await self._heartbeat(store)
+                await listener.wait_for_notice(poll)
+            except DeskUnavailableError as exc:
+                if self.last_error != str(exc):
+                    log.error("desk: %s", exc)
+                self.last_error = str(exc)
+                await self._disconnect()
+                await asyncio.sleep(poll)
+
+    async def _heartbeat(self, store: DeskStore) -> None:
+        now = self._clock()
+        if now - self._heartbeat_at < self.settings.heartbeat_ms / 1000 / 2:
+            return
+        self._heartbeat_at = now
+        await store.heartbeat(
+            self.process_id, self.host, os.getpid(), self.name, self.kill_switch.state.value
+        )
+
+    async def _sync(self, store: DeskStore) -> None:
+        desk = await store.read()
+        self._confirmed_at = self._clock()
+        self.desk_state = desk
+        if self._applied is None:
+            self._first_sync(desk)
+        elif desk.version > self._applied:
+            self._apply(desk)
+        self._applied = max(self._applied or 0, desk.version)
+
+    def _first_sync(self, desk: DeskState) -> None:
+        switch = self.kill_switch
+        local, info = switch.state, switch.info
+        if local is desk.state:
+            return
+        ours = info is not None and not _from_desk(info) and info.source != UNREACHABLE_SOURCE
+        if local is not TradingState.ACTIVE and ours and info is not None and info.time > desk.changed_at:
+            # Halted here (by a key, a command, a file) since the desk last changed: tell it.
+            self._outbox = _Change(local, info.reason, info.source)
+            return
+        self._apply(desk)
+
+    def _apply(self, desk: DeskState) -> None:
+        switch = self.kill_switch
+        source = f"{DESK_SOURCE} ({desk.source or '?'} at {desk.host or '?'})"
+        self._applying = True
+        try:
+            if desk.state is TradingState.HALTED:
+                if switch.state is not TradingState.HALTED:
+                    switch.halt(desk.reason, source=source)
+            elif desk.state is TradingState.REDUCING:
+                if switch.state is TradingState.ACTIVE:
+                    switch.reduce_only(desk.reason, source=source)
+            elif switch.state is not TradingState.ACTIVE:
+                switch.resume(f"the desk resumed ({desk.reason})", source=source)
+        except OSError as exc:
+            log.error("desk: could not apply the desk's %s here: %s", desk.state.value, exc)
+        finally:
+            self._applying = False
+
+    # -- fail closed ---------------------------------------------------------------------------
+    async def _guard(self) -> None:
+        limit = self.settings.fail_after
+        step = min(self.settings.poll_interval, limit / 4)
+        while True:
+            await asyncio.sleep(step)
+            self.check_confirmed()
+
+    def check_confirmed(self) -> None:
+        """Halt this process if the desk's state has not been confirmed within the limit."""
+        since = self._confirmed_at if self._confirmed_at is not None else self._started_at
+        age = self._clock() - since
+        if age <= self.settings.fail_after:
+            return
+        if self.kill_switch.state is TradingState.HALTED:
+            return
+        why = self.last_error or "no answer"
+        self.kill_switch.halt(
+            f"the desk's trading state could not be confirmed for {age:.1f}s ({why}); halted until "
+            "a deliberate resume once the desk answers again",
+            source=UNREACHABLE_SOURCE,
+        )

@@ -1,0 +1,252 @@
+"""The desk's tables in PostgreSQL and every statement that reads or writes them.
+
+One row holds the desk's trading state (ACTIVE, REDUCING or HALTED, with reason, source, host,
+a version that grows with every change, and when). A change is written and announced on the
+``desk_state`` channel in one transaction, so a listener hears of it only once it is there to
+read. Every process keeps a heartbeat row. The schema is created and migrated by the program,
+under an advisory lock so that processes starting together do not race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ..credentials import get_secret, redact
+from ..enums import TradingState
+from .settings import DeskSettings
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["CHANNEL", "DeskProcess", "DeskState", "DeskStore", "DeskUnavailableError"]
+
+CHANNEL = "desk_state"
+SCHEMA_VERSION = 1
+# Any fixed number: the lock that one process at a time holds while migrating.
+_MIGRATION_LOCK = 0x6465736B
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS desk.trading_state (
+            id boolean PRIMARY KEY DEFAULT true CHECK (id),
+            state text NOT NULL CHECK (state IN ('ACTIVE', 'REDUCING', 'HALTED')),
+            reason text NOT NULL DEFAULT '',
+            source text NOT NULL DEFAULT '',
+            host text NOT NULL DEFAULT '',
+            version bigint NOT NULL,
+            changed_at timestamptz NOT NULL DEFAULT now()
+        )""",
+        "INSERT INTO desk.trading_state (state, version) VALUES ('ACTIVE', 0) ON CONFLICT DO NOTHING",
+        """CREATE TABLE IF NOT EXISTS desk.processes (
+            id text PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            name text NOT NULL DEFAULT '',
+            state text NOT NULL DEFAULT '',
+            started_at timestamptz NOT NULL DEFAULT now(),
+            seen_at timestamptz NOT NULL DEFAULT now()
+        )""",
+    ),
+}
+
+
+class DeskUnavailableError(Exception):
+    """The desk's database could not be reached or answered in time. The message names the
+    server, never a password."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeskState:
+    state: TradingState
+    reason: str
+    source: str
+    host: str
+    version: int
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeskProcess:
+    id: str
+    host: str
+    pid: int
+    name: str
+    state: str
+    started_at: datetime
+    seen_at: datetime
+    # Seconds since its last heartbeat, by the database's clock (no two hosts' clocks compared).
+    silent_for: float
+
+
+def _unavailable(settings: DeskSettings, exc: BaseException) -> DeskUnavailableError:
+    detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return DeskUnavailableError(f"the desk database at {settings.dsn} is unreachable: {detail}")
+
+
+class DeskStore:
+    """One connection to the desk. ``timeout`` bounds every call: past it the call raises
+    ``DeskUnavailableError`` (the caller decides whether that halts anything)."""
+
+    def __init__(self, settings: DeskSettings, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        self.settings = settings
+        self.conn = conn
+
+    @classmethod
+    async def connect(cls, settings: DeskSettings) -> DeskStore:
+        import psycopg
+
+        limit = settings.fail_after
+        password = get_secret("desk", "password")  # else libpq reads PGPASSWORD itself
+        conninfo = psycopg.conninfo.make_conninfo(
+            settings.dsn,
+            connect_timeout=max(1, int(limit + 0.999)),
+            application_name="trading-console",
+            **({"password": password} if password else {}),
+        )
+        try:
+            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(conninfo, autocommit=True), limit)
+        except (TimeoutError, OSError, psycopg.Error) as exc:
+            raise _unavailable(settings, exc) from None
+        return cls(settings, conn)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.conn.close(), self.settings.fail_after)
+        except Exception:  # closing a connection to a server that went away may fail; it is gone
+            pass
+
+    async def _execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        import psycopg
+
+        async def run() -> list[tuple[object, ...]]:
+            cursor = await self.conn.execute(sql, params)
+            return await cursor.fetchall() if cursor.description is not None else []
+
+        try:
+            return await asyncio.wait_for(run(), self.settings.fail_after)
+        except (TimeoutError, OSError, psycopg.Error) as exc:
+            raise _unavailable(self.settings, exc) from None
+
+    async def migrate(self) -> None:
+        """Create or bring up to date the desk's schema."""
+        import psycopg
+
+        async def run() -> None:
+            async with self.conn.transaction():
+                await self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                await self.conn.execute("CREATE SCHEMA IF NOT EXISTS desk")
+                await self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS desk.schema_version (version integer NOT NULL)"
+                )
+                cursor = await self.conn.execute("SELECT max(version) FROM desk.schema_version")
+                row = await cursor.fetchone()
+                current = int(str(row[0])) if row is not None and row[0] is not None else 0
+                if current > SCHEMA_VERSION:
+                    raise DeskUnavailableError(
+                        f"the desk's schema is version {current}, newer than this program's "
+                        f"{SCHEMA_VERSION}; upgrade trading-console"
+                    )
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[version]:
+                        await self.conn.execute(statement)
+                    await self.conn.execute("INSERT INTO desk.schema_version VALUES (%s)", (version,))
+
+        try:
+            await asyncio.wait_for(run(), max(self.settings.fail_after, 5.0))
+        except (TimeoutError, OSError, psycopg.Error) as exc:
+            raise _unavailable(self.settings, exc) from None
+
+    async def read(self) -> DeskState:
+        rows = await self._execute(
+            "SELECT state, reason, source, host, version, changed_at FROM desk.trading_state"
+        )
+        if not rows:
+            raise DeskUnavailableError("the desk has no trading state row; run the program once to create it")
+        return _state(rows[0])
+
+    async def write(self, state: TradingState, reason: str, source: str, host: str) -> DeskState | None:
+        """Set the desk's state and announce it; None when the desk was in that state already
+        (nothing written, nobody woken)."""
+        import psycopg
+
+        async def run() -> DeskState | None:
+            async with self.conn.transaction():
+                cursor = await self.conn.execute(
+                    "UPDATE desk.trading_state SET state = %s, reason = %s, source = %s, host = %s, "
+                    "version = version + 1, changed_at = now() WHERE state <> %s "
+                    "RETURNING state, reason, source, host, version, changed_at",
+                    (state.value, reason, source, host, state.value),
+                )
+                row = await cursor.fetchone()
+                if row is None:
+                    return None
+                await self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(row[4])))
+                return _state(row)
+
+        try:
+            return await asyncio.wait_for(run(), self.settings.fail_after)
+        except (TimeoutError, OSError, psycopg.Error) as exc:
+            raise _unavailable(self.settings, exc) from None
+
+    async def heartbeat(self, process_id: str, host: str, pid: int, name: str, state: str) -> None:
+        await self._execute(
+            "INSERT INTO desk.processes (id, host, pid, name, state) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET seen_at = now(), state = EXCLUDED.state",
+            (process_id, host, pid, name, state),
+        )
+
+    async def leave(self, process_id: str) -> None:
+        await self._execute("DELETE FROM desk.processes WHERE id = %s", (process_id,))
+
+    async def processes(self) -> list[DeskProcess]:
+        rows = await self._execute(
+            "SELECT id, host, pid, name, state, started_at, seen_at, "
+            "extract(epoch FROM now() - seen_at)::float8 FROM desk.processes ORDER BY host, pid"
+        )
+        return [
+            DeskProcess(
+                str(r[0]),
+                str(r[1]),
+                int(str(r[2])),
+                str(r[3]),
+                str(r[4]),
+                _time(r[5]),
+                _time(r[6]),
+                float(str(r[7])),
+            )
+            for r in rows
+        ]
+
+    async def listen(self) -> None:
+        await self._execute(f"LISTEN {CHANNEL}")
+
+    async def wait_for_notice(self, within: float) -> bool:
+        """Whether a change was announced within ``within`` seconds (on a listening store)."""
+        import psycopg
+
+        try:
+            async for _notice in self.conn.notifies(timeout=within, stop_after=1):
+                return True
+        except (OSError, psycopg.Error) as exc:
+            raise _unavailable(self.settings, exc) from None
+        return False
+
+
+def _time(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise DeskUnavailableError(f"the desk sent {value!r} where a time belongs")
+    return value
+
+
+def _state(row: tuple[object, ...]) -> DeskState:
+    return DeskState(
+        TradingState(str(row[0])),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        int(str(row[4])),
+        _time(row[5]),
+    )
