@@ -88,6 +88,12 @@ class DeskLink:
         return self._store is not None and self._confirmed_at is not None
 
     @property
+    def unsent(self) -> TradingState | None:
+        """A state changed here that the desk has not been told of yet."""
+        change = self._outbox
+        return None if change is None else change.state
+
+    @property
     def confirmed_age(self) -> float | None:
         """Seconds since the desk's state was last read; None if it never was."""
         return None if self._confirmed_at is None else self._clock() - self._confirmed_at
@@ -108,9 +114,9 @@ class DeskLink:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # A database call being cancelled may wait on its server; never longer than this.
+            await asyncio.wait(tasks, timeout=self.settings.fail_after)
         store, listener = self._store, self._listener
         self._store = self._listener = None
         if store is not None:
@@ -132,9 +138,11 @@ class DeskLink:
     # -- local changes to the desk -------------------------------------------------------------
     def _on_local(self, state: TradingState, info: HaltInfo | None) -> None:
         """The kill switch changed (on whichever thread changed it)."""
-        if self._applying or _from_desk(info):
-            return
-        if info is not None and info.source == UNREACHABLE_SOURCE:
+        if self._applying or _from_desk(info) or (info is not None and info.source == UNREACHABLE_SOURCE):
+            # What holds here now came from the desk, or from losing it: nothing of ours is left
+            # to write (a resume tried while the desk was unreachable, and undone at once, must
+            # never reach it later).
+            self._outbox = None
             return
         if state is TradingState.ACTIVE:
             change = _Change(state, f"resumed at {self.host}", self.name)

@@ -125,7 +125,6 @@ _CHILD = textwrap.dedent(
     from pathlib import Path
     from brokers.desk import DeskLink, DeskSettings
     from brokers.killswitch import KillSwitch
-from console.cli.bench.postgres import Cluster, private_cluster
 
     async def main():
         switch = KillSwitch(Path(sys.argv[2]), env={})
@@ -197,9 +196,10 @@ async def test_losing_the_desk_halts_each_process_and_only_a_deliberate_resume_l
         assert a.info is not None and a.info.source == UNREACHABLE_SOURCE
         assert "could not be confirmed" in a.info.reason
 
-        # Resuming while the desk does not answer does not hold.
+        # Resuming while the desk does not answer does not hold, and is never told to the desk.
         a.resume("trying anyway", source="cli")
         await until(lambda: a.is_halted, within=3)
+        assert link_a.unsent is None
 
         # A halt made here while the desk is down goes to the desk when it is back.
         b.resume("b's own halt follows", source="cli")
@@ -217,3 +217,29 @@ async def test_losing_the_desk_halts_each_process_and_only_a_deliberate_resume_l
         b.resume("all clear", source="cli")
         await until(lambda: a.state is TradingState.ACTIVE and b.state is TradingState.ACTIVE, within=5)
         assert desk_row(dsn)[0] == "ACTIVE"
+
+
+async def test_a_halt_from_another_machine_stops_this_process_orders(desk_dsn: str, tmp_path: Path) -> None:
+    from brokers.config import AccountConfig, Config
+    from brokers.models import OrderRequest, OrderStatus, RejectCode
+    from brokers.runtime import build_runtime
+    from brokers.sim import SimBroker
+
+    config = Config(
+        accounts=[AccountConfig(name="paper", type="sim")],
+        desk=DeskSettings(dsn=desk_dsn, poll_ms=100),
+    )
+    runtime = build_runtime(config, brokers={"paper": SimBroker("paper")}, state_dir=tmp_path / "here")
+    await runtime.start()
+    try:
+        assert runtime.desk is not None and runtime.desk.connected
+        placed = await runtime.execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
+        assert placed.status is not OrderStatus.REJECTED, placed.reject_reason
+        async with linked(desk_dsn, tmp_path / "elsewhere", "elsewhere") as (elsewhere, link):
+            assert await link.wait_connected(5)
+            elsewhere.halt("the desk stops", source="key")
+            await until(lambda: runtime.kill_switch.is_halted, within=3)
+        refused = await runtime.execution.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
+        assert refused.reject_code == RejectCode.SYSTEM_HALTED
+    finally:
+        await runtime.stop()
