@@ -12,10 +12,12 @@ from pathlib import Path
 from .base import Broker
 from .config import JOURNAL_FILE, Config
 from .desk import DeskLink
-from .errors import ConfigError
+from .desk.store import WorkingOrder
+from .errors import ConfigError, UnknownAccountError
 from .execution import ExecutionService
 from .fx import FxRates
 from .halt_record import HaltRecord
+from .health import ORDERABLE
 from .journal import Journal
 from .killswitch import KillSwitch
 from .manager import MultiBrokerManager
@@ -25,6 +27,30 @@ from .risk import RiskEngine
 from .routing import Router
 
 log = logging.getLogger(__name__)
+
+
+class ExecutionOrders:
+    """The dead man's switch's view of this process's orders (``DeskOrders``)."""
+
+    def __init__(self, execution: ExecutionService, manager: MultiBrokerManager) -> None:
+        self.execution = execution
+        self.manager = manager
+
+    def working(self) -> list[WorkingOrder]:
+        return [
+            WorkingOrder(order.account, order.client_order_id, order.broker_order_id)
+            for order in self.execution.working_orders()
+            if order.account is not None
+        ]
+
+    def reaches(self, account: str) -> bool:
+        try:
+            return self.manager.status(account).state in ORDERABLE
+        except UnknownAccountError:
+            return False
+
+    async def cancel_for_desk(self, account: str, broker_order_id: str) -> None:
+        await self.execution.cancel(account, broker_order_id)
 
 
 @dataclass
@@ -152,5 +178,9 @@ def build_runtime(
         fx=fx,
         state_dir=root,
         trading_state_journal=trading_state_journal,
-        desk=DeskLink(kill_switch, config.desk, name="console") if config.desk is not None else None,
+        desk=(
+            DeskLink(kill_switch, config.desk, name="console", orders=ExecutionOrders(execution, manager))
+            if config.desk is not None
+            else None
+        ),
     )

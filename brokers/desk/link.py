@@ -10,6 +10,11 @@
   process losing its network must not halt the others) and holds until a deliberate resume
   once the desk answers again; resuming while it does not answer halts again at once.
 - A local halt made while the desk is down is written to it when it comes back.
+- The dead man's switch: every process tells the desk, with its heartbeat, which orders it has
+  working. One that stays silent past ``dead_after_ms`` is claimed by one live process, which
+  raises an alert and cancels the dead one's orders at every account it is connected to itself;
+  orders at accounts it cannot reach are named in the alert (the venue's own cancel-after timer
+  is what is left for them, where the adapter set one).
 
 Which word wins when the process starts: the newer of the local halt and the desk's last change.
 """
@@ -25,19 +30,34 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..enums import TradingState
 from ..killswitch import HaltInfo, KillSwitch
 from .settings import DeskSettings
-from .store import DeskState, DeskStore, DeskUnavailableError
+from .store import DeskProcess, DeskState, DeskStore, DeskUnavailableError, WorkingOrder
 
-__all__ = ["DESK_SOURCE", "UNREACHABLE_SOURCE", "DeskLink"]
+__all__ = ["DESK_SOURCE", "UNREACHABLE_SOURCE", "DeskLink", "DeskOrders"]
 
 log = logging.getLogger(__name__)
 
 # Sources of local changes that came from the desk, or from losing it: never written back.
 DESK_SOURCE = "desk"
 UNREACHABLE_SOURCE = "desk-unreachable"
+
+
+class DeskOrders(Protocol):
+    """What the dead man's switch needs of a process's orders (``ExecutionService`` and its
+    manager, through ``brokers.runtime``)."""
+
+    def working(self) -> list[WorkingOrder]:
+        """This process's working orders."""
+
+    def reaches(self, account: str) -> bool:
+        """Whether this process is connected to ``account`` now."""
+
+    async def cancel_for_desk(self, account: str, broker_order_id: str) -> None:
+        """Cancel an order another process left working; raises on failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +80,13 @@ class DeskLink:
         name: str = "process",
         host: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        orders: DeskOrders | None = None,
     ) -> None:
         self.kill_switch = kill_switch
+        self.orders = orders
+        self._published: list[WorkingOrder] | None = None
+        # Alerts raised here (a dead process taken over), newest last.
+        self.alerts: list[str] = []
         self.settings = settings
         self.name = name
         self.host = host or socket.gethostname()
@@ -228,6 +253,50 @@ class DeskLink:
         await store.heartbeat(
             self.process_id, self.host, os.getpid(), self.name, self.kill_switch.state.value
         )
+        if self.orders is None:
+            return
+        working = sorted(self.orders.working(), key=lambda o: (o.account, o.client_order_id))
+        if working != self._published:
+            await store.publish_orders(self.process_id, working)
+            self._published = working
+        for process, left in await store.take_over_silent(
+            self.process_id, self.settings.dead_after_ms / 1000
+        ):
+            await self._take_over(store, process, left)
+
+    async def _take_over(self, store: DeskStore, process: DeskProcess, left: list[WorkingOrder]) -> None:
+        """Cancel what a dead process left working, where this process can; say what it did."""
+        assert self.orders is not None
+        cancelled: list[str] = []
+        failed: list[str] = []
+        unreachable: list[str] = []
+        for order in left:
+            label = f"{order.account}:{order.broker_order_id or order.client_order_id}"
+            if order.broker_order_id is None or not self.orders.reaches(order.account):
+                unreachable.append(label)
+                continue
+            try:
+                await self.orders.cancel_for_desk(order.account, order.broker_order_id)
+            except Exception as exc:  # each order on its own; the alert names what failed
+                failed.append(f"{label} ({exc})")
+            else:
+                cancelled.append(label)
+        message = (
+            f"{process.name} on {process.host} (pid {process.pid}) went silent "
+            f"{process.silent_for:.1f}s ago with {len(left)} working order(s); "
+            f"cancelled from {self.host}: {', '.join(cancelled) or 'none'}"
+        )
+        if failed:
+            message += f"; could not cancel: {', '.join(failed)}"
+        if unreachable:
+            message += (
+                f"; not connected here: {', '.join(unreachable)} (left to the venue's own "
+                "cancel-after timer where the adapter set one)"
+            )
+        log.error("desk: %s", message)
+        self.alerts.append(message)
+        await store.alert(self.host, message)
+        await store.forget(process.id)
 
     async def _sync(self, store: DeskStore) -> None:
         desk = await store.read()

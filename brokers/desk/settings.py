@@ -23,8 +23,11 @@ class DeskSettings(BaseModel):
     # How often the desk is read even when no notification came (a listener that lost its
     # connection misses notifications; the poll does not).
     poll_ms: int = Field(default=250, ge=20, le=10_000)
-    # A process with no heartbeat for this long is reported as gone.
+    # How often a process tells the desk it is alive (and which orders it has working).
     heartbeat_ms: int = Field(default=1000, ge=100, le=60_000)
+    # Silent this long, a process is dead: the desk raises an alert, and another process
+    # connected to the same accounts cancels its working orders (the dead man's switch).
+    dead_after_ms: int = Field(default=5000, ge=500, le=600_000)
 
     @field_validator("dsn")
     @classmethod

@@ -21,10 +21,10 @@ from .settings import DeskSettings
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["CHANNEL", "DeskProcess", "DeskState", "DeskStore", "DeskUnavailableError"]
+__all__ = ["CHANNEL", "DeskProcess", "DeskState", "DeskStore", "DeskUnavailableError", "WorkingOrder"]
 
 CHANNEL = "desk_state"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Any fixed number: the lock that one process at a time holds while migrating.
 _MIGRATION_LOCK = 0x6465736B
 
@@ -50,6 +50,24 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             seen_at timestamptz NOT NULL DEFAULT now()
         )""",
     ),
+    # The dead man's switch: each process's working orders, who took over a silent process,
+    # and the alerts raised.
+    2: (
+        "ALTER TABLE desk.processes ADD COLUMN IF NOT EXISTS taken_by text",
+        """CREATE TABLE IF NOT EXISTS desk.working_orders (
+            process_id text NOT NULL,
+            account text NOT NULL,
+            client_order_id text NOT NULL,
+            broker_order_id text,
+            PRIMARY KEY (process_id, client_order_id)
+        )""",
+        """CREATE TABLE IF NOT EXISTS desk.alerts (
+            id bigserial PRIMARY KEY,
+            at timestamptz NOT NULL DEFAULT now(),
+            host text NOT NULL,
+            message text NOT NULL
+        )""",
+    ),
 }
 
 
@@ -66,6 +84,15 @@ class DeskState:
     host: str
     version: int
     changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingOrder:
+    """A working order a process told the desk of, for the dead man's switch."""
+
+    account: str
+    client_order_id: str
+    broker_order_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +226,92 @@ class DeskStore:
         )
 
     async def leave(self, process_id: str) -> None:
-        await self._execute("DELETE FROM desk.processes WHERE id = %s", (process_id,))
+        """A process that stops cleanly takes its rows with it: it is not dead, it is gone."""
+        import psycopg
+
+        async def run() -> None:
+            async with self.conn.transaction():
+                await self.conn.execute(
+                    "DELETE FROM desk.working_orders WHERE process_id = %s", (process_id,)
+                )
+                await self.conn.execute("DELETE FROM desk.processes WHERE id = %s", (process_id,))
+
+        try:
+            await asyncio.wait_for(run(), self.settings.fail_after)
+        except (TimeoutError, OSError, psycopg.Error) as exc:
+            raise _unavailable(self.settings, exc) from None
+
+    async def publish_orders(self, process_id: str, orders: list[WorkingOrder]) -> None:
+        """Replace the list of ``process_id``'s working orders."""
+        import psycopg
+
+        async def run() -> None:
+            async with self.conn.transaction():
+                await self.conn.execute(
+                    "DELETE FROM desk.working_orders WHERE process_id = %s", (process_id,)
+                )
+                if orders:
+                    async with self.conn.cursor() as cursor:
+                        await cursor.executemany(
+                            "INSERT INTO desk.working_orders VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                            [(process_id, o.account, o.client_order_id, o.broker_order_id) for o in orders],
+                        )
+
+        try:
+            await asyncio.wait_for(run(), self.settings.fail_after)
+        except (TimeoutError, OSError, psycopg.Error) as exc:
+            raise _unavailable(self.settings, exc) from None
+
+    async def take_over_silent(
+        self, process_id: str, silent_for: float
+    ) -> list[tuple[DeskProcess, list[WorkingOrder]]]:
+        """Claim every process silent for longer than ``silent_for`` seconds that nobody has
+        claimed yet (one claimer each, whatever the number of processes asking at once), with
+        its working orders."""
+        rows = await self._execute(
+            "UPDATE desk.processes SET taken_by = %s WHERE taken_by IS NULL AND id <> %s "
+            "AND seen_at < now() - make_interval(secs => %s) "
+            "RETURNING id, host, pid, name, state, started_at, seen_at, "
+            "extract(epoch FROM now() - seen_at)::float8",
+            (process_id, process_id, silent_for),
+        )
+        taken = []
+        for r in rows:
+            process = DeskProcess(
+                str(r[0]),
+                str(r[1]),
+                int(str(r[2])),
+                str(r[3]),
+                str(r[4]),
+                _time(r[5]),
+                _time(r[6]),
+                float(str(r[7])),
+            )
+            orders = await self._execute(
+                "SELECT account, client_order_id, broker_order_id FROM desk.working_orders "
+                "WHERE process_id = %s ORDER BY account, client_order_id",
+                (process.id,),
+            )
+            taken.append(
+                (
+                    process,
+                    [WorkingOrder(str(o[0]), str(o[1]), None if o[2] is None else str(o[2])) for o in orders],
+                )
+            )
+        return taken
+
+    async def forget(self, process_id: str) -> None:
+        """Drop a dead process once its orders were seen to."""
+        await self.leave(process_id)
+
+    async def alert(self, host: str, message: str) -> None:
+        await self._execute("INSERT INTO desk.alerts (host, message) VALUES (%s, %s)", (host, message))
+
+    async def alerts(self, limit: int = 20) -> list[tuple[datetime, str, str]]:
+        rows = await self._execute(
+            "SELECT at, host, message FROM desk.alerts ORDER BY id DESC LIMIT %s", (limit,)
+        )
+        return [(_time(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     async def processes(self) -> list[DeskProcess]:
         rows = await self._execute(
