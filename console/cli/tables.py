@@ -271,7 +271,9 @@ def orders_table(rows: Iterable[dict[str, Any]]) -> Table:
         table.add_row(
             row["account"] or DASH,
             str(row["side"]),
-            number(row["quantity"]),
+            number(row["quantity"])
+            if row.get("notional") is None
+            else f"{number(row['notional'], 2)} notional",
             row["symbol"],
             str(row["order_type"]),
             DASH if price is None else str(price),
