@@ -11,16 +11,16 @@ import textwrap
 from pathlib import Path
 
 import psycopg
+from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    API_KEY,
+    SECRET_KEY,
+    alpaca_peer_fixture,
+)
 from support import until
 
 from brokers.config import AccountConfig, Config
 from brokers.desk import DeskSettings
 from brokers.runtime import build_runtime
-from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
-    API_KEY,
-    SECRET_KEY,
-    alpaca_peer_fixture,
-)
 
 PROJECT = Path(__file__).resolve().parents[2]
 
