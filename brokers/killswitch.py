@@ -172,6 +172,9 @@ class KillSwitch:
         self._reduce_day: date | None = None
         self._reduce_local = False  # set here but not on disk
         self._reduce_key: tuple[int, int, int] | None = None
+        # The last resume made by this switch (its time, reason and who), for whoever passes
+        # it on (the desk link).
+        self.last_resume: HaltInfo | None = None
         # (mtime_ns, inode, size) of the flag file last parsed, and what it said.
         self._flag_key: tuple[int, int, int] | None = None
         self._flag_info: tuple[HaltInfo, bool] | None = None
@@ -432,6 +435,7 @@ class KillSwitch:
             self._seen = None
             self._reduce, self._reduce_day, self._reduce_local, self._reduce_key = None, None, False, None
             self._flag_key = self._flag_info = None
+            self.last_resume = info
         log.warning("trading RESUMED by %s: %s", source, info.reason)
         self._changed()
 

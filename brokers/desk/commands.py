@@ -18,7 +18,9 @@ async def desk_write(settings: DeskSettings, state: TradingState, reason: str, s
     store = await DeskStore.connect(settings)
     try:
         await store.migrate()
-        written = await store.write(state, reason, source, socket.gethostname())
+        written = await store.write(
+            state, reason, source, socket.gethostname(), always=state is TradingState.ACTIVE
+        )
         return written if written is not None else await store.read()
     finally:
         await store.close()

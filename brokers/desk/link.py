@@ -170,7 +170,9 @@ class DeskLink:
             self._outbox = None
             return
         if state is TradingState.ACTIVE:
-            change = _Change(state, f"resumed at {self.host}", self.name)
+            resumed = self.kill_switch.last_resume
+            reason = resumed.reason if resumed is not None else f"resumed at {self.host}"
+            change = _Change(state, reason, resumed.source if resumed is not None else self.name)
         else:
             change = _Change(state, info.reason if info else state.value.lower(), info.source if info else "")
         self._outbox = change
@@ -188,7 +190,13 @@ class DeskLink:
             if store is None:
                 continue  # pushed once connected (_follow wakes this loop again)
             try:
-                written = await store.write(change.state, change.reason, change.source, self.host)
+                written = await store.write(
+                    change.state,
+                    change.reason,
+                    change.source,
+                    self.host,
+                    always=change.state is TradingState.ACTIVE,
+                )
             except DeskUnavailableError as exc:
                 self.last_error = str(exc)
                 continue
@@ -313,10 +321,12 @@ class DeskLink:
         local, info = switch.state, switch.info
         if local is desk.state:
             return
-        ours = info is not None and not _from_desk(info) and info.source != UNREACHABLE_SOURCE
-        if local is not TradingState.ACTIVE and ours and info is not None and info.time > desk.changed_at:
-            # Halted here (by a key, a command, a file) since the desk last changed: tell it.
-            self._outbox = _Change(local, info.reason, info.source)
+        if local is not TradingState.ACTIVE and info is not None and info.time > desk.changed_at:
+            # Halted here since the desk last changed: the newer word holds. A halt of ours (a
+            # key, a command, a file) is told to the desk; one that losing the desk caused
+            # stays for a deliberate resume, whatever the desk says now.
+            if not _from_desk(info) and info.source != UNREACHABLE_SOURCE:
+                self._outbox = _Change(local, info.reason, info.source)
             return
         self._apply(desk)
 
@@ -356,7 +366,6 @@ class DeskLink:
             return
         why = self.last_error or "no answer"
         self.kill_switch.halt(
-            f"the desk's trading state could not be confirmed for {age:.1f}s ({why}); halted until "
-            "a deliberate resume once the desk answers again",
+            f"desk unreachable for {age:.1f}s: halted until a deliberate resume once it answers ({why})",
             source=UNREACHABLE_SOURCE,
         )

@@ -194,18 +194,22 @@ class DeskStore:
             raise DeskUnavailableError("the desk has no trading state row; run the program once to create it")
         return _state(rows[0])
 
-    async def write(self, state: TradingState, reason: str, source: str, host: str) -> DeskState | None:
+    async def write(
+        self, state: TradingState, reason: str, source: str, host: str, *, always: bool = False
+    ) -> DeskState | None:
         """Set the desk's state and announce it; None when the desk was in that state already
-        (nothing written, nobody woken)."""
+        (nothing written, nobody woken) unless ``always``: a deliberate resume is written and
+        announced even onto an ACTIVE desk, so that processes which halted themselves while
+        they could not reach it hear of it."""
         import psycopg
 
         async def run() -> DeskState | None:
             async with self.conn.transaction():
                 cursor = await self.conn.execute(
                     "UPDATE desk.trading_state SET state = %s, reason = %s, source = %s, host = %s, "
-                    "version = version + 1, changed_at = now() WHERE state <> %s "
+                    "version = version + 1, changed_at = now() WHERE state <> %s OR %s "
                     "RETURNING state, reason, source, host, version, changed_at",
-                    (state.value, reason, source, host, state.value),
+                    (state.value, reason, source, host, state.value, always),
                 )
                 row = await cursor.fetchone()
                 if row is None:

@@ -199,7 +199,7 @@ async def test_losing_the_desk_halts_each_process_and_only_a_deliberate_resume_l
         took = time.monotonic() - stopped
         assert took < 0.6 + 1.0, took
         assert a.info is not None and a.info.source == UNREACHABLE_SOURCE
-        assert "could not be confirmed" in a.info.reason
+        assert "desk unreachable" in a.info.reason
 
         # Resuming while the desk does not answer does not hold, and is never told to the desk.
         a.resume("trying anyway", source="cli")
@@ -248,3 +248,39 @@ async def test_a_halt_from_another_machine_stops_this_process_orders(desk_dsn: s
         assert refused.reject_code == RejectCode.SYSTEM_HALTED
     finally:
         await runtime.stop()
+
+
+async def test_one_deliberate_resume_lifts_every_halt_the_lost_desk_caused(
+    own_cluster: Cluster, tmp_path: Path
+) -> None:
+    dsn = own_cluster.dsn
+    async with (
+        linked(dsn, tmp_path / "a", "a", fail_after_ms=600) as (a, link_a),
+        linked(dsn, tmp_path / "b", "b", fail_after_ms=600) as (b, link_b),
+    ):
+        assert await link_a.wait_connected(5) and await link_b.wait_connected(5)
+        own_cluster.stop("immediate")
+        await until(lambda: a.is_halted and b.is_halted, within=5)
+        own_cluster.start()
+        await until(lambda: link_a.connected and link_b.connected, within=10)
+        # The desk answers again and is ACTIVE, yet both stay halted: nobody has resumed.
+        assert desk_row(dsn)[0] == "ACTIVE"
+        assert a.is_halted and b.is_halted
+        a.resume("network back, positions checked", source="cli")
+        await until(lambda: b.state is TradingState.ACTIVE, within=5)
+        assert b.info is None and a.last_resume is not None
+        with psycopg.connect(dsn) as conn:
+            reason = conn.execute("SELECT reason FROM desk.trading_state").fetchone()
+        assert reason == ("network back, positions checked",)
+
+
+async def test_a_halt_from_losing_the_desk_outlives_a_restart(desk_dsn: str, tmp_path: Path) -> None:
+    async with linked(desk_dsn, tmp_path / "a", "a") as (_a, link_a):
+        assert await link_a.wait_connected(5)  # the desk exists and is ACTIVE
+    earlier = KillSwitch(tmp_path / "b", env={})
+    earlier.halt("desk unreachable for 1.0s", source=UNREACHABLE_SOURCE)
+    async with linked(desk_dsn, tmp_path / "b", "b") as (b, link_b):
+        assert await link_b.wait_connected(5)
+        # In step with an ACTIVE desk, and still halted: only a deliberate resume lifts it.
+        assert b.is_halted and link_b.unsent is None
+        assert desk_row(desk_dsn)[0] == "ACTIVE"
