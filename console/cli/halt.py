@@ -232,7 +232,8 @@ def halt(
                 **info_json(info),
                 "flag": flag,
                 "cancel": outcomes,
-                "desk": desk_json(desk, desk_error),
+                # Only with a desk configured: without one the output is what it always was.
+                **({"desk": desk_json(desk, desk_error)} if desk_settings is not None else {}),
             }
         )
     elif outcomes is None:
@@ -297,7 +298,7 @@ def resume(
                 "was_halted": before is TradingState.HALTED,
                 "reason": reason.strip(),
                 "flag": flag,
-                "desk": desk_json(desk, None),
+                **({"desk": desk_json(desk, None)} if desk_settings is not None else {}),
             }
         )
     elif before is not TradingState.ACTIVE or desk is not None:
@@ -350,7 +351,7 @@ def halt_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
                 "halted": halted,
                 **info_json(info),
                 "flag": flag,
-                "desk": desk_data,
+                **({"desk": desk_data} if desk_settings is not None else {}),
             }
         )
     elif trading is TradingState.ACTIVE or info is None:
