@@ -1,0 +1,143 @@
+"""The journal's tables and indexes, and how a journal written before them is brought up to date.
+
+Besides the ``events`` rows themselves the database keeps what lets a restart and the reads that
+people make cost what is open or asked for, not what the journal holds:
+
+- ``open_orders``: the client ids of the orders whose last journaled state could still fill. Two
+  triggers keep it, inside the statement that inserts the row, so it is never out of step with
+  ``events`` (a crash loses both or neither). The row's ``status`` column says which way it moves.
+- ``events_orders``: one order's rows by client id (its history, and the replay of an open one).
+- ``events_time``: rows from a time on (``journal --since``).
+- ``archived_ids``: the client ids sent in days moved to the archive, so that an id a broker has
+  seen is still refused after its rows have left this file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .enums import TERMINAL_STATUSES, WORKING_STATUSES
+
+__all__ = ["SCHEMA_VERSION", "JournalEvent", "event_from_row", "prepare", "statements", "status_of"]
+
+SCHEMA_VERSION = 2
+
+EVENTS = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,            -- microseconds since the Unix epoch, UTC
+    kind TEXT NOT NULL,
+    client_order_id TEXT,
+    account TEXT,
+    data TEXT NOT NULL,             -- JSON
+    status TEXT                     -- the order's status after this row, where it says one
+);
+"""
+# The halts and resumes have a partial index of their own so that order rows never pay for it:
+# the kill switch reads the last of them without a scan (``last_halt_or_resume``). SQLite uses a
+# partial index only for a query that repeats its condition word for word.
+HALT_CONDITION = "kind IN ('halt', 'resume')"
+INDEXES = f"""
+CREATE INDEX IF NOT EXISTS events_halts ON events (id) WHERE {HALT_CONDITION};
+CREATE INDEX IF NOT EXISTS events_orders ON events (client_order_id) WHERE client_order_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_time ON events (ts);
+"""
+
+
+def _words(statuses: frozenset[Any]) -> str:
+    return ", ".join(f"'{status.value}'" for status in sorted(statuses, key=lambda s: s.value))
+
+
+OPEN_ORDERS = f"""
+CREATE TABLE IF NOT EXISTS open_orders (client_order_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS archived_ids (client_order_id TEXT PRIMARY KEY, day TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS open_orders_in AFTER INSERT ON events
+WHEN NEW.client_order_id IS NOT NULL AND NEW.status IN ({_words(WORKING_STATUSES)})
+BEGIN
+    INSERT OR IGNORE INTO open_orders (client_order_id) VALUES (NEW.client_order_id);
+END;
+CREATE TRIGGER IF NOT EXISTS open_orders_out AFTER INSERT ON events
+WHEN NEW.client_order_id IS NOT NULL AND NEW.status IN ({_words(TERMINAL_STATUSES)})
+BEGIN
+    DELETE FROM open_orders WHERE client_order_id = NEW.client_order_id;
+END;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEvent:
+    id: int
+    time: datetime
+    kind: str
+    client_order_id: str | None
+    account: str | None
+    data: dict[str, Any]
+
+
+COLUMNS = "id, ts, kind, client_order_id, account, data"
+
+
+def event_from_row(row: tuple[Any, ...]) -> JournalEvent:
+    """A ``JournalEvent`` from a row of ``SELECT {COLUMNS}``."""
+    return JournalEvent(
+        row[0], datetime.fromtimestamp(row[1] / 1_000_000, UTC), row[2], row[3], row[4], json.loads(row[5])
+    )
+
+
+def status_of(kind: str, data: dict[str, Any]) -> str | None:
+    """The order status a row leaves its order in, as replaying it would (see ``_replay``)."""
+    if kind == "intent":
+        return "PENDING"
+    state = data.get("state")
+    if isinstance(state, dict):
+        status = state.get("status")
+        if isinstance(status, str):
+            return status
+    return None
+
+
+def prepare(db: sqlite3.Connection, rebuild_open: Callable[[sqlite3.Connection], None]) -> None:
+    """Create what is missing; a journal from an earlier version gets its ``status`` column and
+    its ``open_orders`` table, filled once by ``rebuild_open(db)`` (a replay of its history),
+    in one transaction so that a second process opening it at the same time waits and finds it
+    done."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")
+            had_events = found.fetchone() is not None
+            for statement in statements(EVENTS):
+                db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+            if "status" not in columns:
+                db.execute("ALTER TABLE events ADD COLUMN status TEXT")
+            for statement in statements(INDEXES + OPEN_ORDERS):
+                db.execute(statement)
+            if had_events:
+                rebuild_open(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def statements(script: str) -> list[str]:
+    """The statements of ``script`` one by one (``executescript`` would commit a transaction)."""
+    found: list[str] = []
+    current = ""
+    for part in script.split(";"):
+        current += part + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                found.append(current.strip())
+            current = ""
+    return found

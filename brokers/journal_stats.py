@@ -1,0 +1,66 @@
+"""What the journal holds and what it takes on disk (``trading-console journal --stats``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .journal_archive import archive_path, archived_days
+
+__all__ = ["JournalStats", "read_stats"]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    path: Path
+    database_bytes: int  # the database file
+    wal_bytes: int  # its write-ahead log (bounded by the checkpoints)
+    shm_bytes: int  # the WAL's shared-memory index
+    archive_folder: Path
+    archive_bytes: int
+    archived_days: int
+    first_archived: datetime | None
+    events: int  # rows in the journal file (not counting the archive)
+    open_orders: int
+    first: datetime | None  # the oldest row in the journal file
+    last: datetime | None
+
+    @property
+    def total_bytes(self) -> int:
+        return self.database_bytes + self.wal_bytes + self.shm_bytes + self.archive_bytes
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _time(ts: int | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts / 1_000_000, UTC)
+
+
+def read_stats(db: sqlite3.Connection, path: Path, folder: Path) -> JournalStats:
+    """The figures, read on ``db`` (the caller holds whatever lock guards it)."""
+    events = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    first = db.execute("SELECT MIN(ts) FROM events").fetchone()[0]
+    last = db.execute("SELECT MAX(ts) FROM events").fetchone()[0]
+    open_orders = db.execute("SELECT COUNT(*) FROM open_orders").fetchone()[0]
+    days = archived_days(folder)
+    return JournalStats(
+        path=path,
+        database_bytes=_size(path),
+        wal_bytes=_size(path.with_name(path.name + "-wal")),
+        shm_bytes=_size(path.with_name(path.name + "-shm")),
+        archive_folder=folder,
+        archive_bytes=sum(_size(archive_path(folder, day)) for day in days),
+        archived_days=len(days),
+        first_archived=datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC) if days else None,
+        events=int(events),
+        open_orders=int(open_orders),
+        first=_time(first),
+        last=_time(last),
+    )
