@@ -33,6 +33,7 @@ from .journal_checkpoint import (
     WAL_SIZE_LIMIT,
     Checkpointer,
 )
+from .journal_index import BATCH_ROWS, index_rows
 from .journal_schema import COLUMNS, HALT_CONDITION, JournalEvent, prepare, status_of
 from .journal_schema import event_from_row as _event
 from .journal_stats import JournalStats, read_stats
@@ -68,14 +69,16 @@ def _insert_rows(count: int) -> str:
 # Whether a client id was handed to a broker: its last intent is not followed by a refusal at
 # the final kill-switch check (``REJECT``), here or in an archived day.
 _WAS_SENT = (
-    "SELECT COALESCE((SELECT kind = 'intent' FROM events WHERE client_order_id = ?1 "
+    "SELECT COALESCE((SELECT kind = 'intent' FROM order_rows WHERE client_order_id = ?1 "
     "AND kind IN ('intent', 'reject') ORDER BY id DESC LIMIT 1), "
     "(SELECT 1 FROM archived_ids WHERE client_order_id = ?1), 0)"
 )
 _OPEN_ROWS = (
-    "SELECT e.ts, e.kind, e.client_order_id, e.account, e.data FROM open_orders AS o "
-    "JOIN events AS e ON e.client_order_id = o.client_order_id ORDER BY e.id"
+    "SELECT ts, kind, client_order_id, account, data FROM events WHERE id IN (SELECT r.id "
+    "FROM open_orders AS o JOIN order_rows AS r ON r.client_order_id = o.client_order_id) ORDER BY id"
 )
+# The rows not filed in the lookup tables yet (see ``brokers.journal_index``).
+_NOT_INDEXED = "SELECT id FROM events WHERE id > (SELECT upto FROM indexed WHERE one = 1)"
 
 
 # Row kinds. Order rows other than INTENT carry the order's resulting "state".
@@ -95,6 +98,7 @@ RECONNECT = "reconnect"
 RISK = "risk"
 
 _PENDING = OrderStatus.PENDING.value
+_OPENING_BATCH = 20_000
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -243,9 +247,13 @@ class Journal:
         self._db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
         self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         prepare(self._db, _rebuild_open_orders)
+        # What a crash left unfiled, before anything reads the lookup tables.
+        while index_rows(self._db, _OPENING_BATCH):
+            pass
         self._writer = self._db.cursor()  # reused: a cursor per row is measurable on the order path
         self.synchronous = synchronous
         self._closed = False
+        self._released = False  # the connection closed
         # Follow-up rows not written yet (see the module text), and the loop whose end of turn
         # will write them, if a callback is waiting there. Not a ``pubsub.TurnBatch``: these rows
         # are also taken, under the lock and from any thread, by the next row written (in its
@@ -423,7 +431,7 @@ class Journal:
             return int(self._db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
 
     def order_history(self, client_order_id: str) -> list[JournalEvent]:
-        """Every row of one order, archived days included, through the client id's index."""
+        """Every row of one order, archived days included, through its client id's lookup table."""
         return self.events(order=client_order_id, archived=True)
 
     @property
@@ -455,14 +463,26 @@ class Journal:
         index): the cost follows what is open, not the history."""
         with self._lock:
             self._write_waiting("now; this read goes without them")
+            while index_rows(self._db, _OPENING_BATCH):
+                pass
             rows = self._db.execute(_OPEN_ROWS).fetchall()
         return [order for order in _replay_rows(rows).values() if order.status.is_working]
 
+    def index_pending(self, limit: int = BATCH_ROWS) -> int:
+        """File up to ``limit`` rows in the lookup tables (``brokers.journal_index``), holding
+        the journal's lock; how many were filed. The maintenance thread calls it."""
+        with self._lock:
+            if self._closed:
+                return 0
+            return index_rows(self._db, limit)
+
     def was_sent(self, client_order_id: str) -> bool:
         """Whether an order with this client id was handed to a broker, as far as this journal
-        knows (archived days included): one look-up in an index. A read that fails says no and
-        is logged; the intent written next for the order is then what fails, and nothing goes
-        out."""
+        knows (archived days included): one look-up in ``order_rows``. Rows this process wrote
+        and did not file yet are the ids it holds itself (``SentIds``); those another process
+        wrote in the last fraction of a second may not be seen yet. A read that fails says no
+        and is logged; the intent written next for the order is then what fails, and nothing
+        goes out."""
         with self._lock:
             if self._closed:
                 return False
@@ -498,8 +518,14 @@ class Journal:
             self._lock,
             today=today or datetime.now(UTC).date(),
             keep_days=keep_days,
-            flush=self.flush,
+            catch_up=self._catch_up,
         )
+
+    def _catch_up(self) -> None:
+        with self._lock:
+            self._write_waiting("now; the archive goes without them")
+            while index_rows(self._db, _OPENING_BATCH):
+                pass
 
     def setting(self, name: str) -> str | None:
         with self._lock:
@@ -515,8 +541,19 @@ class Journal:
             if not self._closed:
                 self._write_waiting("on close; those orders reconcile on restart")
                 self._closed = True
-                if self._checkpointer is not None:
-                    self._checkpointer.stop()
+        # Outside the lock: the thread may be waiting for it to file a batch.
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        with self._lock:
+            if not self._released:
+                self._released = True
+                try:
+                    while index_rows(self._db, _OPENING_BATCH):
+                        pass
+                except sqlite3.Error:
+                    log.exception(
+                        "the journal's lookup tables could not be brought up to date; the next opening will"
+                    )
                 self._db.close()
 
     def __enter__(self) -> Journal:
@@ -530,13 +567,24 @@ class Journal:
 
 
 def _conditions(since: datetime | None, order: str | None, kinds: list[str] | None) -> tuple[str, list[Any]]:
+    """The WHERE clause for these conditions. One order or a time goes through the lookup tables
+    (with the rows not filed yet), so the read follows the rows found, not the journal."""
     where: list[str] = []
     params: list[Any] = []
+    since_us = None
     if since is not None:
         if since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
+        since_us = int(since.timestamp() * 1_000_000)
+    if order is not None:
+        where.append(f"id IN (SELECT id FROM order_rows WHERE client_order_id = ? UNION ALL {_NOT_INDEXED})")
+        params.append(order)
+    elif since_us is not None:
+        where.append(f"id IN (SELECT id FROM row_times WHERE ts >= ? UNION ALL {_NOT_INDEXED})")
+        params.append(since_us)
+    if since_us is not None:
         where.append("ts >= ?")
-        params.append(int(since.timestamp() * 1_000_000))
+        params.append(since_us)
     if order is not None:
         where.append("client_order_id = ?")
         params.append(order)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 KEEP_DAYS_SETTING = "archive_keep_days"
 _DELETE_BATCH = 2_000
 _DAY_US = 86_400 * 1_000_000
+# The rows of one day, through the time lookup table (``?`` start and end, in microseconds).
+_DAY_IDS = "id IN (SELECT id FROM main.row_times WHERE ts >= ? AND ts < ?)"
 _ARCHIVE_INDEXES = """
 CREATE INDEX IF NOT EXISTS arch.events_orders ON events (client_order_id) WHERE client_order_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS arch.events_time ON events (ts);
@@ -112,7 +114,8 @@ def _cutoff(src: sqlite3.Connection, today: date) -> date:
     """The first day that must stay: today, or the first day of an open order or the last halt."""
     cutoff = today
     oldest_open = src.execute(
-        "SELECT MIN(e.ts) FROM open_orders AS o JOIN events AS e ON e.client_order_id = o.client_order_id"
+        "SELECT MIN(ts) FROM events WHERE id = (SELECT MIN(r.id) FROM open_orders AS o "
+        "JOIN order_rows AS r ON r.client_order_id = o.client_order_id)"
     ).fetchone()[0]
     if oldest_open is not None:
         cutoff = min(cutoff, _day(oldest_open))
@@ -132,15 +135,16 @@ def archive_closed_days(
     *,
     today: date | None = None,
     keep_days: int | None = None,
-    flush: Callable[[], None] | None = None,
+    catch_up: Callable[[], None] | None = None,
 ) -> ArchiveResult:
     """Move every closed day before the cut-off (see the module text) from the journal at
     ``path`` to ``folder``; then delete archive files older than ``keep_days`` days. ``writer``
-    is the journal's own connection, used only while holding ``lock``."""
+    is the journal's own connection, used only while holding ``lock``; ``catch_up`` writes what
+    waits and files every row in the lookup tables, which this reads."""
     result = ArchiveResult()
     today = today or datetime.now(UTC).date()
-    if flush is not None:
-        flush()
+    if catch_up is not None:
+        catch_up()
     folder.mkdir(parents=True, exist_ok=True)
     src = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     try:
@@ -148,7 +152,7 @@ def archive_closed_days(
         result.held_back_from = cutoff
         end = _start_us(cutoff)
         while True:
-            first = src.execute("SELECT MIN(ts) FROM events WHERE ts < ?", (end,)).fetchone()[0]
+            first = src.execute("SELECT MIN(ts) FROM row_times WHERE ts < ?", (end,)).fetchone()[0]
             if first is None:
                 break
             day = _day(first)
@@ -208,19 +212,39 @@ def _archive_day(src: sqlite3.Connection, folder: Path, day: date) -> list[int]:
 
 
 def _forget_day(writer: sqlite3.Connection, lock: threading.Lock, day: date, ids: list[int]) -> None:
-    """Keep the day's sent client ids, then delete its rows from the journal, in batches."""
-    start, end = _start_us(day), _start_us(day) + _DAY_US
-    with lock:
-        writer.execute(
-            "INSERT OR IGNORE INTO archived_ids (client_order_id, day) "
-            "SELECT client_order_id, ? FROM ("
-            "  SELECT client_order_id, kind, MAX(id) FROM events"
-            "  WHERE ts >= ? AND ts < ? AND client_order_id IS NOT NULL AND kind IN ('intent', 'reject')"
-            "  GROUP BY client_order_id"
-            ") WHERE kind = 'intent'",
-            (day.isoformat(), start, end),
-        )
+    """Keep the day's sent client ids, then delete its rows from the journal and its lookup
+    tables, in batches."""
     for at in range(0, len(ids), _DELETE_BATCH):
         batch = ids[at : at + _DELETE_BATCH]
+        marks = ", ".join("?" * len(batch))
         with lock:
-            writer.execute(f"DELETE FROM events WHERE id IN ({', '.join('?' * len(batch))})", batch)
+            rows = writer.execute(
+                f"SELECT id, ts, kind, client_order_id FROM events WHERE id IN ({marks})", batch
+            ).fetchall()
+            sent: dict[str, bool] = {}
+            for _id, _ts, kind, coid in sorted(rows):
+                if coid is not None and kind in ("intent", "reject"):
+                    sent[coid] = kind == "intent"
+            writer.execute("BEGIN")
+            try:
+                writer.executemany(
+                    "INSERT OR IGNORE INTO archived_ids (client_order_id, day) VALUES (?, ?)",
+                    [(coid, day.isoformat()) for coid, was in sent.items() if was],
+                )
+                writer.executemany(
+                    "DELETE FROM archived_ids WHERE client_order_id = ?",
+                    [(coid,) for coid, was in sent.items() if not was],
+                )
+                writer.executemany(
+                    "DELETE FROM order_rows WHERE client_order_id = ? AND id = ?",
+                    [(coid, row_id) for row_id, _ts, _kind, coid in rows if coid is not None],
+                )
+                writer.executemany(
+                    "DELETE FROM row_times WHERE ts = ? AND id = ?",
+                    [(ts, row_id) for row_id, ts, _k, _c in rows],
+                )
+                writer.execute(f"DELETE FROM events WHERE id IN ({marks})", batch)
+                writer.execute("COMMIT")
+            except BaseException:
+                writer.execute("ROLLBACK")
+                raise

@@ -1,6 +1,7 @@
-"""The journal's checkpoints: a thread and a connection of their own, so that copying the WAL into
-the database never runs inside a commit on the order path, and a WAL that stays bounded however
-long a burst lasts.
+"""The journal's upkeep thread: it files new rows in the lookup tables (``brokers.journal_index``)
+and runs the checkpoints, on a connection of its own, so that copying the WAL into the database
+never runs inside a commit on the order path, and the WAL stays bounded however long a burst
+lasts.
 
 A passive checkpoint never blocks a writer, but under a steady stream of commits it never
 catches up either: by the time it has copied the WAL, more has been appended, and SQLite only
@@ -22,6 +23,8 @@ import weakref
 from pathlib import Path
 from typing import Protocol
 
+from .journal_index import BATCH_ROWS
+
 __all__ = [
     "CHECKPOINT_SECONDS",
     "FALLBACK_CHECKPOINT_PAGES",
@@ -34,7 +37,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 0.25  # while idle, how often to look for rows written
-BUSY_CHECKPOINT_SECONDS = 0.05  # while rows are being written
+BUSY_CHECKPOINT_SECONDS = 0.1  # while rows are being written
 RESTART_FRAMES = 2_048  # 8 MiB of 4 KiB pages: the WAL is started over from here on
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # what the WAL file is cut back to when it starts over
 # Should the thread stop, a commit checkpoints by itself from this many pages on (inside the
@@ -43,10 +46,13 @@ FALLBACK_CHECKPOINT_PAGES = 12_000
 
 
 class CheckpointSource(Protocol):
-    """What the checkpoints need of a journal: how many statements it has written so far."""
+    """What the thread needs of a journal: how many statements it has written so far, and a way
+    to file a batch of rows in its lookup tables."""
 
     @property
     def writes(self) -> int: ...
+
+    def index_pending(self, limit: int = ...) -> int: ...
 
 
 class Checkpointer:
@@ -91,12 +97,17 @@ class Checkpointer:
                 if journal is None:
                     break
                 writes = journal.writes
-                del journal
                 if writes == seen:
+                    del journal
                     interval = CHECKPOINT_SECONDS
                     continue
                 seen = writes
                 interval = BUSY_CHECKPOINT_SECONDS
+                try:
+                    self._index(journal)
+                except sqlite3.Error:
+                    log.exception("journal rows could not be filed in its lookup tables; will try again")
+                del journal
                 try:
                     self._checkpoint(db)
                 except sqlite3.Error:
@@ -104,11 +115,20 @@ class Checkpointer:
         finally:
             db.close()
 
+    def _index(self, journal: CheckpointSource) -> None:
+        """File what is new, a batch per hold of the lock, letting the order path in between."""
+        while not self._stopping.is_set() and journal.index_pending() >= BATCH_ROWS:
+            time.sleep(0)
+
     def _checkpoint(self, db: sqlite3.Connection) -> None:
         _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.done += 1
         if frames < RESTART_FRAMES:
             return
+        # Again without the lock: it copies what was appended during the first, which was
+        # longer; what is left for the one under the lock is what a few milliseconds append.
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.done += 1
         with self._write_lock:
             started = time.perf_counter()
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

@@ -1,13 +1,17 @@
 """The journal's tables and indexes, and how a journal written before them is brought up to date.
 
-Besides the ``events`` rows themselves the database keeps what lets a restart and the reads that
-people make cost what is open or asked for, not what the journal holds:
+Besides the ``events`` rows the database keeps what lets a restart and the reads people make cost
+what is open or asked for, not what the journal holds. These are not SQLite indexes of
+``events``: kept inside every commit, those made each order cost twice as much (every commit
+rewrote a page of each, at random places for client ids). They are tables that
+``brokers.journal_index`` brings up to date in batches, off the order path, from the rows after
+``indexed.upto``; a read adds the few rows written since by a scan of the id range after it.
 
-- ``open_orders``: the client ids of the orders whose last journaled state could still fill. Two
-  triggers keep it, inside the statement that inserts the row, so it is never out of step with
-  ``events`` (a crash loses both or neither). The row's ``status`` column says which way it moves.
-- ``events_orders``: one order's rows by client id (its history, and the replay of an open one).
-- ``events_time``: rows from a time on (``journal --since``).
+- ``order_rows``: each order's rows by client id (its history, the replay of an open one, and
+  whether an id was sent).
+- ``row_times``: row ids by time (``journal --since``).
+- ``open_orders``: the client ids whose last journaled status could still fill, from the
+  ``status`` column each order row carries.
 - ``archived_ids``: the client ids sent in days moved to the archive, so that an id a broker has
   seen is still refused after its rows have left this file.
 """
@@ -20,8 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from .enums import TERMINAL_STATUSES, WORKING_STATUSES
 
 __all__ = ["SCHEMA_VERSION", "JournalEvent", "event_from_row", "prepare", "statements", "status_of"]
 
@@ -44,29 +46,20 @@ CREATE TABLE IF NOT EXISTS events (
 HALT_CONDITION = "kind IN ('halt', 'resume')"
 INDEXES = f"""
 CREATE INDEX IF NOT EXISTS events_halts ON events (id) WHERE {HALT_CONDITION};
-CREATE INDEX IF NOT EXISTS events_orders ON events (client_order_id) WHERE client_order_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_time ON events (ts);
 """
 
 
-def _words(statuses: frozenset[Any]) -> str:
-    return ", ".join(f"'{status.value}'" for status in sorted(statuses, key=lambda s: s.value))
-
-
-OPEN_ORDERS = f"""
+OPEN_ORDERS = """
+CREATE TABLE IF NOT EXISTS order_rows (
+    client_order_id TEXT NOT NULL, id INTEGER NOT NULL, kind TEXT NOT NULL,
+    PRIMARY KEY (client_order_id, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS row_times (ts INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ts, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS indexed (one INTEGER PRIMARY KEY CHECK (one = 1), upto INTEGER NOT NULL);
+INSERT OR IGNORE INTO indexed (one, upto) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS open_orders (client_order_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS archived_ids (client_order_id TEXT PRIMARY KEY, day TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS open_orders_in AFTER INSERT ON events
-WHEN NEW.client_order_id IS NOT NULL AND NEW.status IN ({_words(WORKING_STATUSES)})
-BEGIN
-    INSERT OR IGNORE INTO open_orders (client_order_id) VALUES (NEW.client_order_id);
-END;
-CREATE TRIGGER IF NOT EXISTS open_orders_out AFTER INSERT ON events
-WHEN NEW.client_order_id IS NOT NULL AND NEW.status IN ({_words(TERMINAL_STATUSES)})
-BEGIN
-    DELETE FROM open_orders WHERE client_order_id = NEW.client_order_id;
-END;
 """
 
 
@@ -104,9 +97,9 @@ def status_of(kind: str, data: dict[str, Any]) -> str | None:
 
 def prepare(db: sqlite3.Connection, rebuild_open: Callable[[sqlite3.Connection], None]) -> None:
     """Create what is missing; a journal from an earlier version gets its ``status`` column and
-    its ``open_orders`` table, filled once by ``rebuild_open(db)`` (a replay of its history),
-    in one transaction so that a second process opening it at the same time waits and finds it
-    done."""
+    its ``open_orders`` table, filled once by ``rebuild_open(db)`` (a replay of its history; its
+    rows carry no status, so the indexing that follows leaves that table as it is), in one
+    transaction so that a second process opening it at the same time waits and finds it done."""
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     db.execute("BEGIN IMMEDIATE")
