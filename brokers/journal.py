@@ -75,7 +75,8 @@ _WAS_SENT = (
 )
 _OPEN_ROWS = (
     "SELECT ts, kind, client_order_id, account, data FROM events WHERE id IN (SELECT r.id "
-    "FROM open_orders AS o JOIN order_rows AS r ON r.client_order_id = o.client_order_id) ORDER BY id"
+    "FROM open_orders AS o CROSS JOIN order_rows AS r ON r.client_order_id = o.client_order_id) "
+    "ORDER BY id"
 )
 # The rows not filed in the lookup tables yet (see ``brokers.journal_index``).
 _NOT_INDEXED = "SELECT id FROM events WHERE id > (SELECT upto FROM indexed WHERE one = 1)"
@@ -492,6 +493,12 @@ class Journal:
                 log.exception("could not look up client id %s in the journal", client_order_id)
                 return False
         return bool(row[0])
+
+    @property
+    def upkeep(self) -> Checkpointer | None:
+        """The thread that files rows and runs checkpoints (started by the first write), with
+        its counts: checkpoints run, WAL restarts, the longest it held the lock."""
+        return self._checkpointer
 
     def stats(self) -> JournalStats:
         """Rows, open orders and size on disk, the archive included."""

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 0.25  # while idle, how often to look for rows written
 BUSY_CHECKPOINT_SECONDS = 0.1  # while rows are being written
+IDLE_AFTER_SECONDS = 2.0  # and for this long after the last
 RESTART_FRAMES = 2_048  # 8 MiB of 4 KiB pages: the WAL is started over from here on
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # what the WAL file is cut back to when it starts over
 # Should the thread stop, a commit checkpoints by itself from this many pages on (inside the
@@ -88,7 +89,9 @@ class Checkpointer:
             log.exception("journal checkpoints could not start; commits will checkpoint by themselves")
             return
         seen = 0
-        interval = CHECKPOINT_SECONDS
+        # Started by a write: rows are being written.
+        interval = BUSY_CHECKPOINT_SECONDS
+        active = time.monotonic()  # when rows were last found written
         try:
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
@@ -97,11 +100,15 @@ class Checkpointer:
                 if journal is None:
                     break
                 writes = journal.writes
+                now = time.monotonic()
                 if writes == seen:
                     del journal
-                    interval = CHECKPOINT_SECONDS
+                    # A pause in a burst is not its end: look often for a while longer.
+                    if now - active > IDLE_AFTER_SECONDS:
+                        interval = CHECKPOINT_SECONDS
                     continue
                 seen = writes
+                active = now
                 interval = BUSY_CHECKPOINT_SECONDS
                 try:
                     self._index(journal)

@@ -45,9 +45,13 @@ def _time(ts: int | None) -> datetime | None:
 
 def read_stats(db: sqlite3.Connection, path: Path, folder: Path) -> JournalStats:
     """The figures, read on ``db`` (the caller holds whatever lock guards it)."""
-    events = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    first = db.execute("SELECT MIN(ts) FROM events").fetchone()[0]
-    last = db.execute("SELECT MAX(ts) FROM events").fetchone()[0]
+    # Counted in the narrow lookup table and the few rows not filed in it yet, not in the rows.
+    events = db.execute(
+        "SELECT (SELECT COUNT(*) FROM row_times) + (SELECT COUNT(*) FROM events "
+        "WHERE id > (SELECT upto FROM indexed WHERE one = 1))"
+    ).fetchone()[0]
+    first = db.execute("SELECT ts FROM events ORDER BY id LIMIT 1").fetchone()
+    last = db.execute("SELECT ts FROM events ORDER BY id DESC LIMIT 1").fetchone()
     open_orders = db.execute("SELECT COUNT(*) FROM open_orders").fetchone()[0]
     days = archived_days(folder)
     return JournalStats(
@@ -61,6 +65,6 @@ def read_stats(db: sqlite3.Connection, path: Path, folder: Path) -> JournalStats
         first_archived=datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC) if days else None,
         events=int(events),
         open_orders=int(open_orders),
-        first=_time(first),
-        last=_time(last),
+        first=_time(None if first is None else first[0]),
+        last=_time(None if last is None else last[0]),
     )
