@@ -26,7 +26,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .journal_archive import KEEP_DAYS_SETTING, ArchiveResult, archive_closed_days, archived_events
+from .journal_archive import (
+    KEEP_DAYS_SETTING,
+    ArchiveResult,
+    archive_closed_days,
+    archived_count,
+    archived_events,
+)
 from .journal_checkpoint import (
     CHECKPOINT_SECONDS,
     FALLBACK_CHECKPOINT_PAGES,
@@ -397,8 +403,9 @@ class Journal:
         archived: bool = False,
     ) -> list[JournalEvent]:
         """History, oldest first, optionally from ``since`` on, for one client_order_id, of
-        these kinds, only the ``last`` so many; with ``archived``, the archived days too. Each
-        condition is read through an index: the cost follows the rows found, not the journal."""
+        these kinds, only the ``last`` so many; with ``archived``, the archived days too. A time
+        or an order is read through the lookup tables: the cost follows the rows found, not the
+        journal."""
         where, params = _conditions(since, order, kinds)
         query = f"SELECT {COLUMNS} FROM events{where} ORDER BY id"
         if last is not None:
@@ -407,14 +414,14 @@ class Journal:
         with self._lock:
             self._write_waiting("now; this read goes without them")
             rows = self._db.execute(query, params).fetchall()
+            first = self._db.execute("SELECT MIN(id) FROM events").fetchone()[0] if archived else None
         if last is not None:
             rows.reverse()
         found = [_event(row) for row in rows]
-        if not archived:
+        if not archived or (last is not None and len(found) >= last):
             return found
         older = archived_events(self.archive_folder, since, order, kinds)
         if older:
-            first = found[0].id if found else None
             # A day archived by a run that stopped before deleting it is in both: once is enough.
             older = [event for event in older if first is None or event.id < first]
             found = older + found
@@ -423,13 +430,22 @@ class Journal:
         return found
 
     def count_events(
-        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
+        self,
+        since: datetime | None = None,
+        order: str | None = None,
+        kinds: list[str] | None = None,
+        *,
+        archived: bool = False,
     ) -> int:
-        """How many rows ``events`` would return without ``last`` (this file only)."""
+        """How many rows ``events`` would return without ``last``."""
         where, params = _conditions(since, order, kinds)
         with self._lock:
             self._write_waiting("now; this read goes without them")
-            return int(self._db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
+            count = int(self._db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
+            first = self._db.execute("SELECT MIN(id) FROM events").fetchone()[0]
+        if archived:
+            count += archived_count(self.archive_folder, since, order, kinds, first)
+        return count
 
     def order_history(self, client_order_id: str) -> list[JournalEvent]:
         """Every row of one order, archived days included, through its client id's lookup table."""

@@ -26,7 +26,14 @@ from typing import Any
 
 from .journal_schema import COLUMNS, EVENTS, HALT_CONDITION, JournalEvent, event_from_row, statements
 
-__all__ = ["KEEP_DAYS_SETTING", "ArchiveResult", "archive_closed_days", "archived_days", "archived_events"]
+__all__ = [
+    "KEEP_DAYS_SETTING",
+    "ArchiveResult",
+    "archive_closed_days",
+    "archived_count",
+    "archived_days",
+    "archived_events",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,28 @@ def archived_events(
             db.close()
         found.extend(event_from_row(row) for row in rows)
     return found
+
+
+def archived_count(
+    folder: Path, since: datetime | None, order: str | None, kinds: list[str] | None, below: int | None
+) -> int:
+    """How many archived rows ``archived_events`` would return, counting only ids below
+    ``below`` (the journal's first row: a day in both is counted once)."""
+    total = 0
+    first = since.astimezone(UTC).date() if since is not None else None
+    for day in archived_days(folder):
+        if first is not None and day < first:
+            continue
+        where, params = _where(since, order, kinds)
+        if below is not None:
+            where += (" AND " if where else " WHERE ") + "id < ?"
+            params.append(below)
+        db = sqlite3.connect(f"file:{archive_path(folder, day)}?mode=ro", uri=True)
+        try:
+            total += int(db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
+        finally:
+            db.close()
+    return total
 
 
 def _where(since: datetime | None, order: str | None, kinds: list[str] | None) -> tuple[str, list[Any]]:

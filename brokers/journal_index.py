@@ -42,15 +42,24 @@ def index_rows(db: sqlite3.Connection, limit: int = BATCH_ROWS) -> int:
     """File up to ``limit`` rows not filed yet, in one transaction on ``db`` (an autocommit
     connection whose writes the caller has to itself); how many were filed. All in SQL: no
     Python runs per row, so the thread holds the interpreter as briefly as the lock."""
-    upto = indexed_upto(db)
-    last, count = db.execute(
-        "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM events WHERE id > ? ORDER BY id LIMIT ?)",
-        (upto, limit),
-    ).fetchone()
+    if db.execute("SELECT 1 FROM events WHERE id > ? LIMIT 1", (indexed_upto(db),)).fetchone() is None:
+        return 0
+    # Immediate, and ``upto`` read again inside: another process filing the same journal at
+    # the same moment goes before or after this batch, never through the middle of it.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        upto = indexed_upto(db)
+        last, count = db.execute(
+            "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM events WHERE id > ? ORDER BY id LIMIT ?)",
+            (upto, limit),
+        ).fetchone()
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
     if not count:
+        db.execute("COMMIT")
         return 0
     span = (upto, last)
-    db.execute("BEGIN")
     try:
         db.execute(f"INSERT OR IGNORE INTO row_times (ts, id) SELECT ts, id FROM events WHERE {_SPAN}", span)
         db.execute(

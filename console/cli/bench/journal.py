@@ -43,7 +43,7 @@ from brokers.journal import Journal
 from brokers.journal_index import index_rows
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
-from brokers.models import Order, OrderRequest, OrderStatus
+from brokers.models import Order, OrderRequest, OrderStatus, Side
 from brokers.sim import SimBroker
 
 HISTORY_ORDERS = 1_000_000
@@ -197,7 +197,10 @@ async def _burst(root: Path, orders: int) -> dict[str, Any]:
 
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
-    requests = [OrderRequest(symbol="AAPL", side="BUY", quantity=1, account=ACCOUNT) for _ in range(orders)]
+    requests = [
+        OrderRequest(symbol="AAPL", side=Side.BUY, quantity=Decimal(1), account=ACCOUNT)
+        for _ in range(orders)
+    ]
     longest = 0.0
     started = time.perf_counter()
     try:
