@@ -39,7 +39,7 @@ from .journal_checkpoint import (
     WAL_SIZE_LIMIT,
     Checkpointer,
 )
-from .journal_index import BATCH_ROWS, index_rows
+from .journal_index import BATCH_ROWS, attach_lookup, index_rows, indexed_upto, lookup_path
 from .journal_schema import COLUMNS, HALT_CONDITION, JournalEvent, prepare, status_of
 from .journal_schema import event_from_row as _event
 from .journal_stats import JournalStats, read_stats
@@ -75,17 +75,19 @@ def _insert_rows(count: int) -> str:
 # Whether a client id was handed to a broker: its last intent is not followed by a refusal at
 # the final kill-switch check (``REJECT``), here or in an archived day.
 _WAS_SENT = (
-    "SELECT COALESCE((SELECT kind = 'intent' FROM order_rows WHERE client_order_id = ?1 "
+    "SELECT COALESCE((SELECT kind = 'intent' FROM lk.order_rows WHERE client_order_id = ?1 "
     "AND kind IN ('intent', 'reject') ORDER BY id DESC LIMIT 1), "
-    "(SELECT 1 FROM archived_ids WHERE client_order_id = ?1), 0)"
-)
-_OPEN_ROWS = (
-    "SELECT ts, kind, client_order_id, account, data FROM events WHERE id IN (SELECT r.id "
-    "FROM open_orders AS o CROSS JOIN order_rows AS r ON r.client_order_id = o.client_order_id) "
-    "ORDER BY id"
+    "(SELECT 1 FROM main.archived_ids WHERE client_order_id = ?1), 0)"
 )
 # The rows not filed in the lookup tables yet (see ``brokers.journal_index``).
-_NOT_INDEXED = "SELECT id FROM events WHERE id > (SELECT upto FROM indexed WHERE one = 1)"
+_NOT_INDEXED = "SELECT id FROM main.events WHERE id > (SELECT upto FROM lk.indexed WHERE one = 1)"
+# An open order's rows: those filed, and those written since. ``?1``: a JSON list of client ids.
+_OPEN_ROWS = (
+    "SELECT ts, kind, client_order_id, account, data FROM main.events WHERE id IN ("
+    "SELECT r.id FROM json_each(?1) AS c CROSS JOIN lk.order_rows AS r ON r.client_order_id = c.value "
+    "UNION ALL SELECT id FROM main.events WHERE id > ?2 AND client_order_id IN (SELECT value FROM json_each(?1))"
+    ") ORDER BY id"
+)
 
 
 # Row kinds. Order rows other than INTENT carry the order's resulting "state".
@@ -253,8 +255,10 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
         self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        prepare(self._db, _rebuild_open_orders)
-        # What a crash left unfiled, before anything reads the lookup tables.
+        self.journal_id = prepare(self._db)
+        attach_lookup(self._db, self.path, self.journal_id)
+        # What a crash left unfiled (or a journal from before the lookup tables); readers take
+        # the rows written since the last filing on their own, but not a whole history.
         while index_rows(self._db, _OPENING_BATCH):
             pass
         self._writer = self._db.cursor()  # reused: a cursor per row is measurable on the order path
@@ -330,7 +334,7 @@ class Journal:
             return None
         self.writes += 1
         if self._checkpointer is None:
-            self._checkpointer = Checkpointer(self, self.path, self.synchronous, self._lock)
+            self._checkpointer = Checkpointer(self, self.path, self.synchronous, self._lock, self.journal_id)
         return self._writer.lastrowid
 
     def _end_of_turn(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -452,6 +456,11 @@ class Journal:
         return self.events(order=client_order_id, archived=True)
 
     @property
+    def lookup_path(self) -> Path:
+        """The lookup tables' own database file (``brokers.journal_index``)."""
+        return lookup_path(self.path)
+
+    @property
     def archive_folder(self) -> Path:
         """Where closed days go (``brokers.journal_archive``): beside the journal."""
         return self.path.with_name(self.path.stem + "-archive")
@@ -476,18 +485,27 @@ class Journal:
 
     def open_orders(self) -> list[Order]:
         """Orders whose last known state could still fill (including UNKNOWN), in the order
-        ``orders`` gives them. Only their own rows are read (``open_orders`` and the client id's
-        index): the cost follows what is open, not the history."""
+        ``orders`` gives them. Only their own rows are read, found through ``open_orders`` and
+        ``order_rows`` and among the rows not filed yet: the cost follows what is open, not
+        the history."""
         with self._lock:
             self._write_waiting("now; this read goes without them")
-            while index_rows(self._db, _OPENING_BATCH):
-                pass
-            rows = self._db.execute(_OPEN_ROWS).fetchall()
+            db = self._db
+            upto = indexed_upto(db)
+            candidates = {row[0] for row in db.execute("SELECT client_order_id FROM lk.open_orders")}
+            for coid, status in db.execute(
+                "SELECT client_order_id, status FROM main.events WHERE id > ? AND client_order_id IS NOT NULL",
+                (upto,),
+            ):
+                if status is not None and OrderStatus(status).is_working:
+                    candidates.add(coid)
+            rows = db.execute(_OPEN_ROWS, (json.dumps(sorted(candidates)), upto)).fetchall()
         return [order for order in _replay_rows(rows).values() if order.status.is_working]
 
     def index_pending(self, limit: int = BATCH_ROWS) -> int:
-        """File up to ``limit`` rows in the lookup tables (``brokers.journal_index``), holding
-        the journal's lock; how many were filed. The maintenance thread calls it."""
+        """File up to ``limit`` rows in the lookup tables (``brokers.journal_index``), on this
+        journal's connection; how many were filed. The upkeep thread files on a connection of
+        its own; this is for a caller that wants them filed now."""
         with self._lock:
             if self._closed:
                 return 0
@@ -539,6 +557,7 @@ class Journal:
             self.archive_folder,
             self._db,
             self._lock,
+            self.journal_id,
             today=today or datetime.now(UTC).date(),
             keep_days=keep_days,
             catch_up=self._catch_up,
@@ -600,10 +619,12 @@ def _conditions(since: datetime | None, order: str | None, kinds: list[str] | No
             raise ValueError("since must be timezone-aware")
         since_us = int(since.timestamp() * 1_000_000)
     if order is not None:
-        where.append(f"id IN (SELECT id FROM order_rows WHERE client_order_id = ? UNION ALL {_NOT_INDEXED})")
+        where.append(
+            f"id IN (SELECT id FROM lk.order_rows WHERE client_order_id = ? UNION ALL {_NOT_INDEXED})"
+        )
         params.append(order)
     elif since_us is not None:
-        where.append(f"id IN (SELECT id FROM row_times WHERE ts >= ? UNION ALL {_NOT_INDEXED})")
+        where.append(f"id IN (SELECT id FROM lk.row_times WHERE ts >= ? UNION ALL {_NOT_INDEXED})")
         params.append(since_us)
     if since_us is not None:
         where.append("ts >= ?")
@@ -625,17 +646,6 @@ def _replay_rows(rows: list[tuple[Any, ...]]) -> dict[str, Order]:
         except (ValueError, TypeError, KeyError):
             log.exception("journal row for %s could not be read; skipped", client_order_id)
     return result
-
-
-def _rebuild_open_orders(db: sqlite3.Connection) -> None:
-    """Fill ``open_orders`` and the ``status`` column of a journal from before them: the one
-    time its whole history is replayed."""
-    rows = db.execute(
-        "SELECT ts, kind, client_order_id, account, data FROM events "
-        "WHERE client_order_id IS NOT NULL ORDER BY id"
-    ).fetchall()
-    working = [(coid,) for coid, order in _replay_rows(rows).items() if order.status.is_working]
-    db.executemany("INSERT OR IGNORE INTO open_orders (client_order_id) VALUES (?)", working)
 
 
 def _replay(

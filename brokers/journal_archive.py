@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .journal_index import attach_lookup
 from .journal_schema import COLUMNS, EVENTS, HALT_CONDITION, JournalEvent, event_from_row, statements
 
 __all__ = [
@@ -41,7 +42,7 @@ KEEP_DAYS_SETTING = "archive_keep_days"
 _DELETE_BATCH = 2_000
 _DAY_US = 86_400 * 1_000_000
 # The rows of one day, through the time lookup table (``?`` start and end, in microseconds).
-_DAY_IDS = "id IN (SELECT id FROM main.row_times WHERE ts >= ? AND ts < ?)"
+_DAY_IDS = "id IN (SELECT id FROM lk.row_times WHERE ts >= ? AND ts < ?)"
 _ARCHIVE_INDEXES = """
 CREATE INDEX IF NOT EXISTS arch.events_orders ON events (client_order_id) WHERE client_order_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS arch.events_time ON events (ts);
@@ -143,8 +144,8 @@ def _cutoff(src: sqlite3.Connection, today: date) -> date:
     """The first day that must stay: today, or the first day of an open order or the last halt."""
     cutoff = today
     oldest_open = src.execute(
-        "SELECT MIN(ts) FROM events WHERE id = (SELECT MIN(r.id) FROM open_orders AS o "
-        "JOIN order_rows AS r ON r.client_order_id = o.client_order_id)"
+        "SELECT MIN(ts) FROM main.events WHERE id = (SELECT MIN(r.id) FROM lk.open_orders AS o "
+        "CROSS JOIN lk.order_rows AS r ON r.client_order_id = o.client_order_id)"
     ).fetchone()[0]
     if oldest_open is not None:
         cutoff = min(cutoff, _day(oldest_open))
@@ -161,6 +162,7 @@ def archive_closed_days(
     folder: Path,
     writer: sqlite3.Connection,
     lock: threading.Lock,
+    journal_id: str,
     *,
     today: date | None = None,
     keep_days: int | None = None,
@@ -177,16 +179,21 @@ def archive_closed_days(
     folder.mkdir(parents=True, exist_ok=True)
     src = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     try:
+        attach_lookup(src, path, journal_id)
         cutoff = _cutoff(src, today)
         result.held_back_from = cutoff
         end = _start_us(cutoff)
         while True:
-            first = src.execute("SELECT MIN(ts) FROM row_times WHERE ts < ?", (end,)).fetchone()[0]
+            first = src.execute("SELECT MIN(ts) FROM lk.row_times WHERE ts < ?", (end,)).fetchone()[0]
             if first is None:
                 break
             day = _day(first)
+            if result.archived and day <= result.archived[-1]:
+                raise RuntimeError(
+                    f"the rows of {day} were archived but are still listed; nothing more was moved"
+                )
             moved = _archive_day(src, folder, day)
-            _forget_day(writer, lock, day, moved)
+            _forget_day(writer, lock, src, day, moved)
             result.archived.append(day)
             result.rows += len(moved)
     finally:
@@ -240,15 +247,17 @@ def _archive_day(src: sqlite3.Connection, folder: Path, day: date) -> list[int]:
     return ids
 
 
-def _forget_day(writer: sqlite3.Connection, lock: threading.Lock, day: date, ids: list[int]) -> None:
-    """Keep the day's sent client ids, then delete its rows from the journal and its lookup
-    tables, in batches."""
+def _forget_day(
+    writer: sqlite3.Connection, lock: threading.Lock, src: sqlite3.Connection, day: date, ids: list[int]
+) -> None:
+    """Keep the day's sent client ids, then delete its rows from the journal, in batches, each
+    under the journal's lock; then from the lookup tables, on ``src``, without it."""
     for at in range(0, len(ids), _DELETE_BATCH):
         batch = ids[at : at + _DELETE_BATCH]
         marks = ", ".join("?" * len(batch))
         with lock:
             rows = writer.execute(
-                f"SELECT id, ts, kind, client_order_id FROM events WHERE id IN ({marks})", batch
+                f"SELECT id, ts, kind, client_order_id FROM main.events WHERE id IN ({marks})", batch
             ).fetchall()
             sent: dict[str, bool] = {}
             for _id, _ts, kind, coid in sorted(rows):
@@ -257,23 +266,29 @@ def _forget_day(writer: sqlite3.Connection, lock: threading.Lock, day: date, ids
             writer.execute("BEGIN")
             try:
                 writer.executemany(
-                    "INSERT OR IGNORE INTO archived_ids (client_order_id, day) VALUES (?, ?)",
+                    "INSERT OR IGNORE INTO main.archived_ids (client_order_id, day) VALUES (?, ?)",
                     [(coid, day.isoformat()) for coid, was in sent.items() if was],
                 )
                 writer.executemany(
-                    "DELETE FROM archived_ids WHERE client_order_id = ?",
+                    "DELETE FROM main.archived_ids WHERE client_order_id = ?",
                     [(coid,) for coid, was in sent.items() if not was],
                 )
-                writer.executemany(
-                    "DELETE FROM order_rows WHERE client_order_id = ? AND id = ?",
-                    [(coid, row_id) for row_id, _ts, _kind, coid in rows if coid is not None],
-                )
-                writer.executemany(
-                    "DELETE FROM row_times WHERE ts = ? AND id = ?",
-                    [(ts, row_id) for row_id, ts, _k, _c in rows],
-                )
-                writer.execute(f"DELETE FROM events WHERE id IN ({marks})", batch)
+                writer.execute(f"DELETE FROM main.events WHERE id IN ({marks})", batch)
                 writer.execute("COMMIT")
             except BaseException:
                 writer.execute("ROLLBACK")
                 raise
+        src.execute("BEGIN")
+        try:
+            src.executemany(
+                "DELETE FROM lk.order_rows WHERE client_order_id = ? AND id = ?",
+                [(coid, row_id) for row_id, _ts, _kind, coid in rows if coid is not None],
+            )
+            src.executemany(
+                "DELETE FROM lk.row_times WHERE ts = ? AND id = ?",
+                [(ts, row_id) for row_id, ts, _k, _c in rows],
+            )
+            src.execute("COMMIT")
+        except BaseException:
+            src.execute("ROLLBACK")
+            raise

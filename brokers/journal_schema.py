@@ -1,31 +1,30 @@
-"""The journal's tables and indexes, and how a journal written before them is brought up to date.
+"""The journal's tables, and how a journal written before them is brought up to date.
 
-Besides the ``events`` rows the database keeps what lets a restart and the reads people make cost
-what is open or asked for, not what the journal holds. These are not SQLite indexes of
-``events``: kept inside every commit, those made each order cost twice as much (every commit
-rewrote a page of each, at random places for client ids). They are tables that
-``brokers.journal_index`` brings up to date in batches, off the order path, from the rows after
-``indexed.upto``; a read adds the few rows written since by a scan of the id range after it.
+``events`` holds the rows; each order row carries the order's ``status`` after it, from which
+the lookup tables (``brokers.journal_index``, in a file of their own) are filed. Beside them:
 
-- ``order_rows``: each order's rows by client id (its history, the replay of an open one, and
-  whether an id was sent).
-- ``row_times``: row ids by time (``journal --since``).
-- ``open_orders``: the client ids whose last journaled status could still fill, from the
-  ``status`` column each order row carries.
 - ``archived_ids``: the client ids sent in days moved to the archive, so that an id a broker has
-  seen is still refused after its rows have left this file.
+  seen is still refused after its rows have left this file;
+- ``settings``: the journal's own (its identity, the archive's retention).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "JournalEvent", "event_from_row", "prepare", "statements", "status_of"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "JournalEvent",
+    "event_from_row",
+    "prepare",
+    "statements",
+    "status_of",
+]
 
 SCHEMA_VERSION = 2
 
@@ -49,18 +48,11 @@ CREATE INDEX IF NOT EXISTS events_halts ON events (id) WHERE {HALT_CONDITION};
 """
 
 
-OPEN_ORDERS = """
-CREATE TABLE IF NOT EXISTS order_rows (
-    client_order_id TEXT NOT NULL, id INTEGER NOT NULL, kind TEXT NOT NULL,
-    PRIMARY KEY (client_order_id, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS row_times (ts INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ts, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS indexed (one INTEGER PRIMARY KEY CHECK (one = 1), upto INTEGER NOT NULL);
-INSERT OR IGNORE INTO indexed (one, upto) VALUES (1, 0);
-CREATE TABLE IF NOT EXISTS open_orders (client_order_id TEXT PRIMARY KEY) WITHOUT ROWID;
+TABLES = """
 CREATE TABLE IF NOT EXISTS archived_ids (client_order_id TEXT PRIMARY KEY, day TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
+JOURNAL_ID_SETTING = "journal_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,32 +87,52 @@ def status_of(kind: str, data: dict[str, Any]) -> str | None:
     return None
 
 
-def prepare(db: sqlite3.Connection, rebuild_open: Callable[[sqlite3.Connection], None]) -> None:
-    """Create what is missing; a journal from an earlier version gets its ``status`` column and
-    its ``open_orders`` table, filled once by ``rebuild_open(db)`` (a replay of its history; its
-    rows carry no status, so the indexing that follows leaves that table as it is), in one
-    transaction so that a second process opening it at the same time waits and finds it done."""
-    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")
-            had_events = found.fetchone() is not None
-            for statement in statements(EVENTS):
-                db.execute(statement)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-            if "status" not in columns:
-                db.execute("ALTER TABLE events ADD COLUMN status TEXT")
-            for statement in statements(INDEXES + OPEN_ORDERS):
-                db.execute(statement)
-            if had_events:
-                rebuild_open(db)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+def prepare(db: sqlite3.Connection) -> str:
+    """Create what is missing, and return the journal's identity (which its lookup file must
+    carry). A journal from an earlier version gets its ``status`` column, filled from its rows
+    once, in one transaction, so that a second process opening it at the same time waits and
+    finds it done."""
+    if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")
+                had_events = found.fetchone() is not None
+                for statement in statements(EVENTS + INDEXES + TABLES):
+                    db.execute(statement)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+                if "status" not in columns:
+                    db.execute("ALTER TABLE events ADD COLUMN status TEXT")
+                if had_events:
+                    _fill_status(db)
+                db.execute(
+                    "INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)",
+                    (JOURNAL_ID_SETTING, uuid.uuid4().hex),
+                )
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    row = db.execute("SELECT value FROM settings WHERE name = ?", (JOURNAL_ID_SETTING,)).fetchone()
+    return str(row[0])
+
+
+def _fill_status(db: sqlite3.Connection) -> None:
+    """The ``status`` of each order row of a journal written before the column."""
+    rows = db.execute(
+        "SELECT id, kind, data FROM events WHERE client_order_id IS NOT NULL AND status IS NULL"
+    ).fetchall()
+    found = []
+    for row_id, kind, raw in rows:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            continue
+        status = status_of(kind, data) if isinstance(data, dict) else None
+        if status is not None:
+            found.append((status, row_id))
+    db.executemany("UPDATE events SET status = ? WHERE id = ?", found)
 
 
 def statements(script: str) -> list[str]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .journal_archive import archive_path, archived_days
+from .journal_index import lookup_path
 
 __all__ = ["JournalStats", "read_stats"]
 
@@ -18,6 +19,7 @@ class JournalStats:
     database_bytes: int  # the database file
     wal_bytes: int  # its write-ahead log (bounded by the checkpoints)
     shm_bytes: int  # the WAL's shared-memory index
+    lookup_bytes: int  # the lookup tables' file, its WAL and index (``brokers.journal_index``)
     archive_folder: Path
     archive_bytes: int
     archived_days: int
@@ -29,7 +31,7 @@ class JournalStats:
 
     @property
     def total_bytes(self) -> int:
-        return self.database_bytes + self.wal_bytes + self.shm_bytes + self.archive_bytes
+        return self.database_bytes + self.wal_bytes + self.shm_bytes + self.lookup_bytes + self.archive_bytes
 
 
 def _size(path: Path) -> int:
@@ -47,18 +49,24 @@ def read_stats(db: sqlite3.Connection, path: Path, folder: Path) -> JournalStats
     """The figures, read on ``db`` (the caller holds whatever lock guards it)."""
     # Counted in the narrow lookup table and the few rows not filed in it yet, not in the rows.
     events = db.execute(
-        "SELECT (SELECT COUNT(*) FROM row_times) + (SELECT COUNT(*) FROM events "
-        "WHERE id > (SELECT upto FROM indexed WHERE one = 1))"
+        "SELECT (SELECT COUNT(*) FROM lk.row_times) + (SELECT COUNT(*) FROM main.events "
+        "WHERE id > (SELECT upto FROM lk.indexed WHERE one = 1))"
     ).fetchone()[0]
-    first = db.execute("SELECT ts FROM events ORDER BY id LIMIT 1").fetchone()
-    last = db.execute("SELECT ts FROM events ORDER BY id DESC LIMIT 1").fetchone()
-    open_orders = db.execute("SELECT COUNT(*) FROM open_orders").fetchone()[0]
+    first = db.execute("SELECT ts FROM main.events ORDER BY id LIMIT 1").fetchone()
+    last = db.execute("SELECT ts FROM main.events ORDER BY id DESC LIMIT 1").fetchone()
+    # Those filed, and those opened since (an order closed since is still counted).
+    open_orders = db.execute(
+        "SELECT COUNT(*) FROM (SELECT client_order_id FROM lk.open_orders UNION SELECT client_order_id "
+        "FROM main.events WHERE id > (SELECT upto FROM lk.indexed WHERE one = 1) AND status = 'PENDING')"
+    ).fetchone()[0]
     days = archived_days(folder)
+    lookup = lookup_path(path)
     return JournalStats(
         path=path,
         database_bytes=_size(path),
         wal_bytes=_size(path.with_name(path.name + "-wal")),
         shm_bytes=_size(path.with_name(path.name + "-shm")),
+        lookup_bytes=sum(_size(lookup.with_name(lookup.name + tail)) for tail in ("", "-wal", "-shm")),
         archive_folder=folder,
         archive_bytes=sum(_size(archive_path(folder, day)) for day in days),
         archived_days=len(days),

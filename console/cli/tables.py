@@ -363,6 +363,7 @@ def journal_stats_table(stats: JournalStats) -> Table:
     table.add_row("Database file", _size(stats.database_bytes))
     table.add_row("Write-ahead log", _size(stats.wal_bytes))
     table.add_row("WAL index", _size(stats.shm_bytes))
+    table.add_row("Lookup tables (file, WAL, index)", _size(stats.lookup_bytes))
     table.add_row(
         f"Archive ({stats.archived_days} day(s), {stats.archive_folder})", _size(stats.archive_bytes)
     )

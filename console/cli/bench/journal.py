@@ -40,7 +40,7 @@ from typing import Any
 from brokers.config import JOURNAL_FILE
 from brokers.execution import ExecutionService
 from brokers.journal import Journal
-from brokers.journal_index import index_rows
+from brokers.journal_index import attach_lookup, index_rows
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import Order, OrderRequest, OrderStatus, Side
@@ -134,8 +134,12 @@ def write_history(
         db.execute(_OUTCOMES, values)
         db.execute("COMMIT")
         if indexed:
+            journal_id = db.execute("SELECT value FROM settings WHERE name = 'journal_id'").fetchone()[0]
+            attach_lookup(db, path, journal_id)
+            db.execute("PRAGMA lk.synchronous=OFF")
             while index_rows(db, 4 * orders + 1):
                 pass
+            db.execute("PRAGMA lk.wal_checkpoint(TRUNCATE)")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         db.close()
