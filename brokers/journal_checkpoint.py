@@ -42,7 +42,7 @@ CHECKPOINT_SECONDS = 0.25  # while idle, how often to look for rows written
 BUSY_CHECKPOINT_SECONDS = 0.1  # while rows are being written
 IDLE_AFTER_SECONDS = 2.0  # and for this long after the last
 PAGE_BYTES = 4096
-RESTART_FRAMES = 4_096  # 16 MiB of 4 KiB pages: the WAL is started over from here on
+RESTART_FRAMES = 2_048  # 8 MiB of 4 KiB pages: the WAL is started over from here on
 LOOKUP_WAL_BYTES = 16 * 1024 * 1024  # the lookup file's WAL is copied back from here on
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # what the WAL file is cut back to when it starts over
 LOCKED_FRAMES = 256  # at most about this much left for the checkpoint under the lock
@@ -151,6 +151,9 @@ class Checkpointer:
             filed += count
             if count < BATCH_ROWS:
                 break
+            # A long backlog to file: the journal's WAL must not wait for the end of it.
+            if _size(self._wal) >= RESTART_FRAMES * PAGE_BYTES:
+                self._checkpoint(db)
         if filed and _size(self._lookup_wal) >= LOOKUP_WAL_BYTES:
             db.execute("PRAGMA lk.wal_checkpoint(PASSIVE)").fetchall()
 
