@@ -24,6 +24,8 @@ or describes another journal, is filled again from the rows.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -33,6 +35,8 @@ from .journal_schema import statements
 __all__ = ["BATCH_ROWS", "attach_lookup", "index_rows", "indexed_upto", "lookup_path"]
 
 BATCH_ROWS = 2_000
+
+log = logging.getLogger(__name__)
 
 _WORKING = ", ".join(f"'{status.value}'" for status in sorted(WORKING_STATUSES, key=str))
 _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES, key=str))
@@ -66,7 +70,23 @@ def lookup_path(path: Path) -> Path:
 def attach_lookup(db: sqlite3.Connection, path: Path, journal_id: str) -> None:
     """Attach the lookup file of the journal at ``path`` to ``db`` as ``lk``, creating it, and
     emptying it when it describes another journal (``journal_id``) or rows the journal no
-    longer has."""
+    longer has. A lookup file that is not a database any more (damaged) is deleted and made
+    again: it holds nothing the rows do not."""
+    try:
+        _attach(db, path, journal_id)
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError:
+        log.exception("the journal's lookup file %s is damaged; it is made again", lookup_path(path))
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("DETACH DATABASE lk")
+        lookup = lookup_path(path)
+        for tail in ("", "-wal", "-shm"):
+            lookup.with_name(lookup.name + tail).unlink(missing_ok=True)
+        _attach(db, path, journal_id)
+
+
+def _attach(db: sqlite3.Connection, path: Path, journal_id: str) -> None:
     db.execute("ATTACH DATABASE ? AS lk", (str(lookup_path(path)),))
     db.execute("PRAGMA lk.journal_mode=WAL")
     db.execute("PRAGMA lk.synchronous=NORMAL")

@@ -310,3 +310,31 @@ def test_archiving_keeps_the_day_of_the_last_halt(tmp_path: Path, clock: _Clock)
         assert result.held_back_from == date(2026, 3, 8)
         last = journal.last_halt_or_resume()
         assert last is not None and last.data == {"reason": "test"}
+
+
+def test_a_damaged_lookup_file_is_made_again_from_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as journal:
+        order = make_order()
+        journal.record_intent(order)
+        lookup = journal.lookup_path
+    for tail in ("-wal", "-shm"):
+        lookup.with_name(lookup.name + tail).unlink(missing_ok=True)
+    lookup.write_bytes(b"not a database" * 100)
+    with Journal(path) as journal:
+        assert [o.client_order_id for o in journal.open_orders()] == [order.client_order_id]
+        assert journal.was_sent(order.client_order_id)
+
+
+def test_a_lookup_file_of_another_journal_is_not_believed(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        kept = make_order()
+        journal.record_intent(kept)
+        lookup = journal.lookup_path
+    (tmp_path / "journal.sqlite").unlink()
+    for tail in ("-wal", "-shm"):
+        (tmp_path / f"journal.sqlite{tail}").unlink(missing_ok=True)
+    with Journal(tmp_path / "journal.sqlite") as journal:  # a new journal, the old lookup file
+        assert journal.lookup_path == lookup
+        assert journal.open_orders() == []
+        assert not journal.was_sent(kept.client_order_id)
