@@ -39,10 +39,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 0.25  # while idle, how often to look for rows written
-BUSY_CHECKPOINT_SECONDS = 0.1  # while rows are being written
+BUSY_CHECKPOINT_SECONDS = 0.05  # while rows are being written
 IDLE_AFTER_SECONDS = 2.0  # and for this long after the last
 PAGE_BYTES = 4096
-RESTART_FRAMES = 2_048  # 8 MiB of 4 KiB pages: the WAL is started over from here on
+RESTART_FRAMES = 1_536  # 6 MiB of 4 KiB pages: the WAL is started over from here on
 LOOKUP_WAL_BYTES = 16 * 1024 * 1024  # the lookup file's WAL is copied back from here on
 WAL_SIZE_LIMIT = 4 * 1024 * 1024  # what the WAL file is cut back to when it starts over
 LOCKED_FRAMES = 256  # at most about this much left for the checkpoint under the lock
@@ -165,7 +165,7 @@ class Checkpointer:
         # Again without the lock while the WAL grew by more than a little during the last one:
         # each copies what the one before it left, so what is left for the one under the lock
         # is what a few milliseconds append.
-        for _ in range(4):
+        for _ in range(2):
             _busy, now, _copied = db.execute("PRAGMA main.wal_checkpoint(PASSIVE)").fetchone()
             self.done += 1
             grown, frames = now - frames, now
