@@ -178,7 +178,7 @@ class ExecutionService:
             return coerced
         request = coerced
         order = Order.for_request(request)
-        if request.client_order_id in self.tracker.sent:
+        if self.tracker.sent.includes(request):
             return self._decline(
                 order,
                 RejectCode.DUPLICATE_ORDER,

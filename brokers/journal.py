@@ -18,9 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
-import weakref
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -28,44 +26,69 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from .journal_archive import (
+    KEEP_DAYS_SETTING,
+    ArchiveResult,
+    archive_closed_days,
+    archived_count,
+    archived_events,
+)
+from .journal_checkpoint import (
+    CHECKPOINT_SECONDS,
+    FALLBACK_CHECKPOINT_PAGES,
+    WAL_SIZE_LIMIT,
+    Checkpointer,
+)
+from .journal_index import BATCH_ROWS, attach_lookup, index_rows, indexed_upto, lookup_path
+from .journal_schema import COLUMNS, HALT_CONDITION, JournalEvent, prepare, status_of
+from .journal_schema import event_from_row as _event
+from .journal_stats import JournalStats, read_stats
 from .models import Fill, Order, OrderRequest, OrderStatus
 from .paths import ensure_dir
 from .paths import state_dir as default_state_dir
 
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "FALLBACK_CHECKPOINT_PAGES",
+    "ArchiveResult",
+    "Journal",
+    "JournalEvent",
+    "JournalStats",
+    "order_row",
+    "order_state",
+    "request_json",
+    "state_json",
+]
+
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    ts INTEGER NOT NULL,            -- microseconds since the Unix epoch, UTC
-    kind TEXT NOT NULL,
-    client_order_id TEXT,
-    account TEXT,
-    data TEXT NOT NULL              -- JSON
-);
-"""
-# No index on client_order_id: it would cost every write about a third more, and the reads that
-# want it (one order's history) are rare and still fast as a scan. The halts and resumes have
-# an index of their own, partial, so that order rows never pay for it: the kill switch reads
-# the last of them without a scan of the day's orders (``last_halt_or_resume``). SQLite uses a
-# partial index only for a query that repeats its condition word for word (``_LAST_HALT``).
-_HALT_CONDITION = "kind IN ('halt', 'resume')"
-_HALT_INDEX = f"CREATE INDEX IF NOT EXISTS events_halts ON events (id) WHERE {_HALT_CONDITION};"
-_LAST_HALT = (
-    "SELECT id, ts, kind, client_order_id, account, data FROM events "
-    f"WHERE {_HALT_CONDITION} ORDER BY id DESC LIMIT 1"
-)
-_INSERT = "INSERT INTO events (ts, kind, client_order_id, account, data) VALUES (?, ?, ?, ?, ?)"
-_ROWS_PER_STATEMENT = 100  # 500 parameters, far below SQLite's limit
+_LAST_HALT = f"SELECT {COLUMNS} FROM events WHERE {HALT_CONDITION} ORDER BY id DESC LIMIT 1"
+_INSERT = "INSERT INTO events (ts, kind, client_order_id, account, data, status) VALUES (?, ?, ?, ?, ?, ?)"
+_ROWS_PER_STATEMENT = 100  # 600 parameters, far below SQLite's limit
 
 
 @functools.lru_cache(maxsize=_ROWS_PER_STATEMENT)
 def _insert_rows(count: int) -> str:
-    return _INSERT + ", (?, ?, ?, ?, ?)" * (count - 1)
+    return _INSERT + ", (?, ?, ?, ?, ?, ?)" * (count - 1)
 
 
-CHECKPOINT_SECONDS = 0.25
-FALLBACK_CHECKPOINT_PAGES = 50_000
+# Whether a client id was handed to a broker: its last intent is not followed by a refusal at
+# the final kill-switch check (``REJECT``), here or in an archived day.
+_WAS_SENT = (
+    "SELECT COALESCE((SELECT kind = 'intent' FROM lk.order_rows WHERE client_order_id = ?1 "
+    "AND kind IN ('intent', 'reject') ORDER BY id DESC LIMIT 1), "
+    "(SELECT 1 FROM main.archived_ids WHERE client_order_id = ?1), 0)"
+)
+# The rows not filed in the lookup tables yet (see ``brokers.journal_index``).
+_NOT_INDEXED = "SELECT id FROM main.events WHERE id > (SELECT upto FROM lk.indexed WHERE one = 1)"
+# An open order's rows: those filed, and those written since. ``?1``: a JSON list of client ids.
+_OPEN_ROWS = (
+    "SELECT ts, kind, client_order_id, account, data FROM main.events WHERE id IN ("
+    "SELECT r.id FROM json_each(?1) AS c CROSS JOIN lk.order_rows AS r ON r.client_order_id = c.value "
+    "UNION ALL SELECT id FROM main.events WHERE id > ?2 AND client_order_id IN (SELECT value FROM json_each(?1))"
+    ") ORDER BY id"
+)
+
 
 # Row kinds. Order rows other than INTENT carry the order's resulting "state".
 INTENT = "intent"
@@ -83,15 +106,8 @@ REDUCE_ONLY = "reduce_only"
 RECONNECT = "reconnect"
 RISK = "risk"
 
-
-@dataclass(frozen=True, slots=True)
-class JournalEvent:
-    id: int
-    time: datetime
-    kind: str
-    client_order_id: str | None
-    account: str | None
-    data: dict[str, Any]
+_PENDING = OrderStatus.PENDING.value
+_OPENING_BATCH = 20_000
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -239,10 +255,17 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
-        self._db.executescript(SCHEMA + _HALT_INDEX)
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        self.journal_id = prepare(self._db)
+        attach_lookup(self._db, self.path, self.journal_id)
+        # What a crash left unfiled (or a journal from before the lookup tables); readers take
+        # the rows written since the last filing on their own, but not a whole history.
+        while index_rows(self._db, _OPENING_BATCH):
+            pass
         self._writer = self._db.cursor()  # reused: a cursor per row is measurable on the order path
         self.synchronous = synchronous
         self._closed = False
+        self._released = False  # the connection closed
         # Follow-up rows not written yet (see the module text), and the loop whose end of turn
         # will write them, if a callback is waiting there. Not a ``pubsub.TurnBatch``: these rows
         # are also taken, under the lock and from any thread, by the next row written (in its
@@ -251,7 +274,7 @@ class Journal:
         self._waiting: list[tuple[Any, ...]] = []
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0  # statements written, for the checkpoint thread to notice
-        self._checkpointer: _Checkpointer | None = None  # started by the first write
+        self._checkpointer: Checkpointer | None = None  # started by the first write
 
     # -- writing -------------------------------------------------------------------------
     def record(
@@ -266,12 +289,21 @@ class Journal:
         """Append one event and commit it; returns the row id. With ``soon`` the row may wait for
         the next one or the end of this turn of the event loop (see the module text), and then
         None is returned."""
-        return self._insert(kind, client_order_id, account, _dumps(data or {}), soon)
+        values = data or {}
+        status = None if client_order_id is None else status_of(kind, values)
+        return self._insert(kind, client_order_id, account, _dumps(values), soon, status)
 
     def _insert(
-        self, kind: str, client_order_id: str | None, account: str | None, payload: str, soon: bool = False
+        self,
+        kind: str,
+        client_order_id: str | None,
+        account: str | None,
+        payload: str,
+        soon: bool = False,
+        status: str | None = None,
     ) -> int | None:
-        row = (time.time_ns() // 1000, kind, client_order_id, account, payload)
+        """``status``: the order's status after this row, which keeps ``open_orders``."""
+        row = (time.time_ns() // 1000, kind, client_order_id, account, payload, status)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the journal is closed")
@@ -303,7 +335,7 @@ class Journal:
             return None
         self.writes += 1
         if self._checkpointer is None:
-            self._checkpointer = _Checkpointer(self)
+            self._checkpointer = Checkpointer(self, self.path, self.synchronous, self._lock, self.journal_id)
         return self._writer.lastrowid
 
     def _end_of_turn(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -340,11 +372,11 @@ class Journal:
         payload = order_row(order, fills)
         if with_request:
             payload = '{"request":' + _request_text(order.request) + "," + payload[1:]
-        return self._insert(kind, order.client_order_id, order.account, payload, soon)
+        return self._insert(kind, order.client_order_id, order.account, payload, soon, order.status._value_)
 
     def record_intent(self, order: Order) -> int | None:
         payload = '{"request":' + _request_text(order.request) + "}"
-        return self._insert(INTENT, order.client_order_id, order.account, payload)
+        return self._insert(INTENT, order.client_order_id, order.account, payload, False, _PENDING)
 
     def record_refusal(self, order: Order, *, resent: bool) -> None:
         """A ``RISK_REJECT`` row for an order refused before its intent was written: what was
@@ -356,34 +388,83 @@ class Journal:
         payload = '{"request":' + _request_text(order.request) + ',"state":' + state_json(order)
         if resent:
             payload += ',"client_order_id":' + _quote(coid)
-        self._insert(RISK_REJECT, None if resent else coid, order.account, payload + "}", True)
+        self._insert(
+            RISK_REJECT,
+            None if resent else coid,
+            order.account,
+            payload + "}",
+            True,
+            None if resent else order.status._value_,
+        )
 
     # -- reading -------------------------------------------------------------------------
     def events(
-        self, since: datetime | None = None, order: str | None = None, kinds: list[str] | None = None
+        self,
+        since: datetime | None = None,
+        order: str | None = None,
+        kinds: list[str] | None = None,
+        *,
+        last: int | None = None,
+        archived: bool = False,
     ) -> list[JournalEvent]:
-        """History, oldest first, optionally from ``since`` on and for one client_order_id."""
-        query = "SELECT id, ts, kind, client_order_id, account, data FROM events"
-        where: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            if since.tzinfo is None:
-                raise ValueError("since must be timezone-aware")
-            where.append("ts >= ?")
-            params.append(int(since.timestamp() * 1_000_000))
-        if order is not None:
-            where.append("client_order_id = ?")
-            params.append(order)
-        if kinds:
-            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
-            params.extend(kinds)
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY id"
+        """History, oldest first, optionally from ``since`` on, for one client_order_id, of
+        these kinds, only the ``last`` so many; with ``archived``, the archived days too. A time
+        or an order is read through the lookup tables: the cost follows the rows found, not the
+        journal."""
+        where, params = _conditions(since, order, kinds)
+        query = f"SELECT {COLUMNS} FROM events{where} ORDER BY id"
+        if last is not None:
+            query += " DESC LIMIT ?"
+            params.append(last)
         with self._lock:
             self._write_waiting("now; this read goes without them")
             rows = self._db.execute(query, params).fetchall()
-        return [_event(row) for row in rows]
+            first = self._db.execute("SELECT MIN(id) FROM events").fetchone()[0] if archived else None
+        if last is not None:
+            rows.reverse()
+        found = [_event(row) for row in rows]
+        if not archived or (last is not None and len(found) >= last):
+            return found
+        older = archived_events(self.archive_folder, since, order, kinds)
+        if older:
+            # A day archived by a run that stopped before deleting it is in both: once is enough.
+            older = [event for event in older if first is None or event.id < first]
+            found = older + found
+            if last is not None:
+                found = found[-last:] if last else []
+        return found
+
+    def count_events(
+        self,
+        since: datetime | None = None,
+        order: str | None = None,
+        kinds: list[str] | None = None,
+        *,
+        archived: bool = False,
+    ) -> int:
+        """How many rows ``events`` would return without ``last``."""
+        where, params = _conditions(since, order, kinds)
+        with self._lock:
+            self._write_waiting("now; this read goes without them")
+            count = int(self._db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
+            first = self._db.execute("SELECT MIN(id) FROM events").fetchone()[0]
+        if archived:
+            count += archived_count(self.archive_folder, since, order, kinds, first)
+        return count
+
+    def order_history(self, client_order_id: str) -> list[JournalEvent]:
+        """Every row of one order, archived days included, through its client id's lookup table."""
+        return self.events(order=client_order_id, archived=True)
+
+    @property
+    def lookup_path(self) -> Path:
+        """The lookup tables' own database file (``brokers.journal_index``)."""
+        return lookup_path(self.path)
+
+    @property
+    def archive_folder(self) -> Path:
+        """Where closed days go (``brokers.journal_archive``): beside the journal."""
+        return self.path.with_name(self.path.stem + "-archive")
 
     def last_halt_or_resume(self) -> JournalEvent | None:
         """The newest ``halt`` or ``resume`` row, read through an index of their own: as cheap
@@ -393,32 +474,129 @@ class Journal:
         return None if row is None else _event(row)
 
     def orders(self) -> dict[str, Order]:
-        """The last known state of every order, by client_order_id, in the order first seen."""
-        result: dict[str, Order] = {}
+        """The last known state of every order in this file, by client_order_id, in the order
+        first seen. It replays the whole file: for what a restart needs, ``open_orders``."""
         with self._lock:
             self._write_waiting("now; this read goes without them")
             rows = self._db.execute(
                 "SELECT ts, kind, client_order_id, account, data FROM events "
                 "WHERE client_order_id IS NOT NULL ORDER BY id"
             ).fetchall()
-        for ts, kind, client_order_id, account, raw in rows:
-            try:
-                _replay(result, ts, kind, client_order_id, account, json.loads(raw))
-            except (ValueError, TypeError, KeyError):
-                log.exception("journal row for %s could not be read; skipped", client_order_id)
-        return result
+        return _replay_rows(rows)
 
     def open_orders(self) -> list[Order]:
-        """Orders whose last known state could still fill (including UNKNOWN)."""
-        return [order for order in self.orders().values() if order.status.is_working]
+        """Orders whose last known state could still fill (including UNKNOWN), in the order
+        ``orders`` gives them. Only their own rows are read, found through ``open_orders`` and
+        ``order_rows`` and among the rows not filed yet: the cost follows what is open, not
+        the history."""
+        with self._lock:
+            self._write_waiting("now; this read goes without them")
+            db = self._db
+            upto = indexed_upto(db)
+            candidates = {row[0] for row in db.execute("SELECT client_order_id FROM lk.open_orders")}
+            for coid, status in db.execute(
+                "SELECT client_order_id, status FROM main.events WHERE id > ? AND client_order_id IS NOT NULL",
+                (upto,),
+            ):
+                if status is not None and OrderStatus(status).is_working:
+                    candidates.add(coid)
+            rows = db.execute(_OPEN_ROWS, (json.dumps(sorted(candidates)), upto)).fetchall()
+        return [order for order in _replay_rows(rows).values() if order.status.is_working]
+
+    def index_pending(self, limit: int = BATCH_ROWS) -> int:
+        """File up to ``limit`` rows in the lookup tables (``brokers.journal_index``), on this
+        journal's connection; how many were filed. The upkeep thread files on a connection of
+        its own; this is for a caller that wants them filed now."""
+        with self._lock:
+            if self._closed:
+                return 0
+            return index_rows(self._db, limit)
+
+    def was_sent(self, client_order_id: str) -> bool:
+        """Whether an order with this client id was handed to a broker, as far as this journal
+        knows (archived days included): one look-up in ``order_rows``. Rows this process wrote
+        and did not file yet are the ids it holds itself (``SentIds``); those another process
+        wrote in the last fraction of a second may not be seen yet. A read that fails says no
+        and is logged; the intent written next for the order is then what fails, and nothing
+        goes out."""
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                row = self._db.execute(_WAS_SENT, (client_order_id,)).fetchone()
+            except sqlite3.Error:
+                log.exception("could not look up client id %s in the journal", client_order_id)
+                return False
+        return bool(row[0])
+
+    @property
+    def upkeep(self) -> Checkpointer | None:
+        """The thread that files rows and runs checkpoints (started by the first write), with
+        its counts: checkpoints run, WAL restarts, the longest it held the lock."""
+        return self._checkpointer
+
+    def stats(self) -> JournalStats:
+        """Rows, open orders and size on disk, the archive included."""
+        with self._lock:
+            self._write_waiting("now; this read goes without them")
+            return read_stats(self._db, self.path, self.archive_folder)
+
+    # -- archive ---------------------------------------------------------------------------
+    def archive(self, *, today: date | None = None, keep_days: int | None = None) -> ArchiveResult:
+        """Move closed days to the archive (see ``brokers.journal_archive``) and delete archive
+        files older than ``keep_days`` days. ``keep_days`` is remembered in the journal for the
+        runs that do not give it; never given, archives are kept for good."""
+        if keep_days is not None:
+            if keep_days < 0:
+                raise ValueError("keep_days must be 0 or more days")
+            self._set_setting(KEEP_DAYS_SETTING, str(keep_days))
+        else:
+            stored = self.setting(KEEP_DAYS_SETTING)
+            keep_days = int(stored) if stored is not None and stored.isdigit() else None
+        return archive_closed_days(
+            self.path,
+            self.archive_folder,
+            self._db,
+            self._lock,
+            self.journal_id,
+            today=today or datetime.now(UTC).date(),
+            keep_days=keep_days,
+            catch_up=self._catch_up,
+        )
+
+    def _catch_up(self) -> None:
+        with self._lock:
+            self._write_waiting("now; the archive goes without them")
+            while index_rows(self._db, _OPENING_BATCH):
+                pass
+
+    def setting(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_setting(self, name: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", (name, value))
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._write_waiting("on close; those orders reconcile on restart")
                 self._closed = True
-                if self._checkpointer is not None:
-                    self._checkpointer.stop()
+        # Outside the lock: the thread may be waiting for it to file a batch.
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        with self._lock:
+            if not self._released:
+                self._released = True
+                try:
+                    while index_rows(self._db, _OPENING_BATCH):
+                        pass
+                except sqlite3.Error:
+                    log.exception(
+                        "the journal's lookup tables could not be brought up to date; the next opening will"
+                    )
                 self._db.close()
 
     def __enter__(self) -> Journal:
@@ -431,54 +609,44 @@ class Journal:
         return f"<Journal {self.path} synchronous={self.synchronous}>"
 
 
-class _Checkpointer:
-    """Passive checkpoints from a thread and a connection of their own (see the module text)."""
+def _conditions(since: datetime | None, order: str | None, kinds: list[str] | None) -> tuple[str, list[Any]]:
+    """The WHERE clause for these conditions. One order or a time goes through the lookup tables
+    (with the rows not filed yet), so the read follows the rows found, not the journal."""
+    where: list[str] = []
+    params: list[Any] = []
+    since_us = None
+    if since is not None:
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        since_us = int(since.timestamp() * 1_000_000)
+    if order is not None:
+        where.append(
+            f"id IN (SELECT id FROM lk.order_rows WHERE client_order_id = ? UNION ALL {_NOT_INDEXED})"
+        )
+        params.append(order)
+    elif since_us is not None:
+        where.append(f"id IN (SELECT id FROM lk.row_times WHERE ts >= ? UNION ALL {_NOT_INDEXED})")
+        params.append(since_us)
+    if since_us is not None:
+        where.append("ts >= ?")
+        params.append(since_us)
+    if order is not None:
+        where.append("client_order_id = ?")
+        params.append(order)
+    if kinds:
+        where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+        params.extend(kinds)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
 
-    def __init__(self, journal: Journal) -> None:
-        self._path = journal.path
-        self._synchronous = journal.synchronous
-        # Weak: a journal dropped without close() must not be kept alive by its own thread.
-        self._journal = weakref.ref(journal)
-        self._stopping = threading.Event()
-        self.done = 0  # checkpoints run
-        self._thread = threading.Thread(target=self._run, name="journal-checkpoints", daemon=True)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
+def _replay_rows(rows: list[tuple[Any, ...]]) -> dict[str, Order]:
+    result: dict[str, Order] = {}
+    for ts, kind, client_order_id, account, raw in rows:
         try:
-            db = sqlite3.connect(self._path, isolation_level=None, timeout=10.0)
-        except sqlite3.Error:
-            log.exception("journal checkpoints could not start; commits will checkpoint by themselves")
-            return
-        seen = 0
-        try:
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-            while not self._stopping.wait(CHECKPOINT_SECONDS):
-                journal = self._journal()
-                if journal is None:
-                    break
-                writes = journal.writes
-                del journal
-                if writes == seen:
-                    continue
-                seen = writes
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.done += 1
-                except sqlite3.Error:
-                    log.exception("journal checkpoint failed; will try again")
-        finally:
-            db.close()
-
-
-def _event(row: tuple[Any, ...]) -> JournalEvent:
-    return JournalEvent(
-        row[0], datetime.fromtimestamp(row[1] / 1_000_000, UTC), row[2], row[3], row[4], json.loads(row[5])
-    )
+            _replay(result, ts, kind, client_order_id, account, json.loads(raw))
+        except (ValueError, TypeError, KeyError):
+            log.exception("journal row for %s could not be read; skipped", client_order_id)
+    return result
 
 
 def _replay(

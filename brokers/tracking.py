@@ -29,7 +29,7 @@ from .models import (
 )
 from .pubsub import EventHub, TurnBatch
 
-__all__ = ["OrderCallback", "OrderTracker"]
+__all__ = ["OrderCallback", "OrderTracker", "SentIds"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,51 @@ _ZERO = Decimal(0)
 _REJECT_CODES = frozenset(code.value for code in RejectCode)
 
 OrderCallback = Callable[[Order], object]
+
+
+class SentIds:
+    """The client ids handed to a broker: those sent by this process, held here, and any other
+    the journal knows of, looked up there (``Journal.was_sent``) when asked about."""
+
+    __slots__ = ("_fresh", "_ids", "_journal")
+
+    def __init__(self, journal: jr.Journal | None) -> None:
+        self._ids: set[str] = set()
+        self._journal = journal
+        # The last id the journal did not know: a refused order asks about its id up to three
+        # times in one submit, and one look-up answers them all (an id sent since is in _ids).
+        self._fresh: str | None = None
+
+    def __contains__(self, client_order_id: object) -> bool:
+        if client_order_id in self._ids:
+            return True
+        journal = self._journal
+        if journal is None or not isinstance(client_order_id, str) or client_order_id == self._fresh:
+            return False
+        if journal.was_sent(client_order_id):
+            return True
+        self._fresh = client_order_id
+        return False
+
+    def includes(self, request: OrderRequest) -> bool:
+        """Whether ``request``'s client id was sent. An id the request model generated itself
+        (not given by the caller, so not among ``model_fields_set``) is 72 fresh random bits
+        that no journal holds: only this process may have sent it, and that is in memory. The
+        journal is asked only about ids given from outside (one look-up, a few microseconds)."""
+        client_order_id = request.client_order_id
+        if client_order_id in self._ids:
+            return True
+        if "client_order_id" in request.model_fields_set:
+            return client_order_id in self
+        self._fresh = client_order_id
+        return False
+
+    def add(self, client_order_id: str) -> None:
+        self._ids.add(client_order_id)
+
+    def __len__(self) -> int:
+        """How many were sent or found sent by this process (not the journal's history)."""
+        return len(self._ids)
 
 
 class OrderTracker:
@@ -52,7 +97,7 @@ class OrderTracker:
         # Orders whose place_order has not answered yet: reconcile must not judge them.
         self.in_flight: set[str] = set()
         # client_order_ids handed to a broker: it may hold them, so they are never sent again.
-        self.sent: set[str] = set()
+        self.sent = SentIds(journal)
         # Working orders in the journal whose account is not configured here (see ``restore``).
         self.orphaned: set[str] = set()
         self.hub: EventHub[Order] = EventHub("execution")
@@ -73,8 +118,8 @@ class OrderTracker:
 
     def restore(self, accounts: Collection[str]) -> None:
         """Take up the journal's working orders, and remember every client id it shows was
-        handed to a broker (an intent the final kill-switch check did not refuse): an id a
-        broker has seen is never sent again, restart or not.
+        handed to a broker (an intent the final kill-switch check did not refuse), through the
+        journal's indexes: an id a broker has seen is never sent again, restart or not.
 
         A working order of an account not among ``accounts`` is orphaned: known and shown, but
         no account here can reach it, so it counts nowhere as working and is neither settled
@@ -94,15 +139,8 @@ class OrderTracker:
             self.remember(order)
             if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING):
                 self.unsettled.add(coid)
-        sent: set[str] = set()
-        for event in journal.events(kinds=[jr.INTENT, jr.REJECT]):
-            if event.client_order_id is None:
-                continue
-            if event.kind == jr.INTENT:
-                sent.add(event.client_order_id)
-            else:
-                sent.discard(event.client_order_id)
-        self.sent |= sent
+        # The ids sent before this process are not loaded: ``sent`` asks the journal about an
+        # id it has not seen, through an index, so a restart costs what is open, not history.
 
     # -- finding and remembering ---------------------------------------------------------
     def get(self, client_order_id: str) -> Order | None:

@@ -22,6 +22,9 @@ from console.formatting import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from brokers.journal import JournalStats
     from console.cli.bench.runner import Report
 
 
@@ -333,6 +336,43 @@ def journal_table(rows: list[dict[str, Any]], summaries: list[str], path: Path) 
         )
     if not rows:
         table.add_row("no events", "", "", "", "")
+    return folded(table)
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count:,} bytes"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:,.1f} {unit}"
+
+
+def journal_stats_table(stats: JournalStats) -> Table:
+    table = Table(title=f"Journal {stats.path}", title_justify="left", show_header=False)
+    table.add_column("What")
+    table.add_column("Value", justify="right")
+
+    def when(value: datetime | None) -> str:
+        return DASH if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+
+    table.add_row("Events in the journal", f"{stats.events:,}")
+    table.add_row("Open orders", f"{stats.open_orders:,}")
+    table.add_row("Oldest event (UTC)", when(stats.first))
+    table.add_row("Newest event (UTC)", when(stats.last))
+    table.add_row("Database file", _size(stats.database_bytes))
+    table.add_row("Write-ahead log", _size(stats.wal_bytes))
+    table.add_row("WAL index", _size(stats.shm_bytes))
+    table.add_row("Lookup tables (file, WAL, index)", _size(stats.lookup_bytes))
+    table.add_row(
+        f"Archive ({stats.archived_days} day(s), {stats.archive_folder})", _size(stats.archive_bytes)
+    )
+    table.add_row(
+        "Oldest archived day", DASH if stats.first_archived is None else f"{stats.first_archived:%Y-%m-%d}"
+    )
+    table.add_row(Text("On disk in all", style="bold"), Text(_size(stats.total_bytes), style="bold"))
     return folded(table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from brokers.config import Config
+    from brokers.journal import ArchiveResult, JournalStats
 
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|w|wk)s?", re.IGNORECASE)
 _UNITS = {
@@ -122,11 +124,37 @@ def journal(
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show the last N events; 0 for all.")] = 200,
+    stats: Annotated[
+        bool, typer.Option("--stats", help="Rows, open orders and size on disk, the archive included.")
+    ] = False,
+    archive: Annotated[
+        bool,
+        typer.Option(
+            "--archive",
+            help="Move closed days to the archive folder beside the journal (never a day with an open order).",
+        ),
+    ] = False,
+    keep_days: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-days",
+            min=0,
+            metavar="DAYS",
+            help="With --archive: delete archive files older than DAYS days; remembered for later runs.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The event history (intents, risk decisions, broker answers, fills, cancels, halts), oldest first."""
+    """The event history (intents, risk decisions, broker answers, fills, cancels, halts), oldest
+    first, archived days included; or its size (--stats), or archive its closed days (--archive)."""
     from brokers.journal import Journal
 
+    if keep_days is not None and not archive:
+        bad_argument(
+            "--keep-days goes with --archive: it says how long archive files are kept", "--keep-days"
+        )
+    if stats and archive:
+        bad_argument("choose one of --stats and --archive", "--stats")
     start = None
     if since is not None:
         try:
@@ -136,6 +164,7 @@ def journal(
     config = state_of(ctx).config()
     path = config.journal_path
     events: list[Any] = []
+    total = 0
     if path.parent.exists() and not path.parent.is_dir():
         fail(
             f"the state folder {path.parent} is not a folder, so there is no journal in it: "
@@ -148,17 +177,32 @@ def journal(
             "(or point state_dir in the config at the right folder)",
             ExitCode.FAILED,
         )
+    if (stats or archive) and not path.is_file():
+        if as_json:
+            print_json({"path": str(path), "exists": False})
+        else:
+            console().print(f"No journal at {path} yet.")
+        return
     if path.is_file():
         try:
             with Journal(path) as book:
-                events = book.events(since=start, order=order, kinds=kind or None)
+                if stats:
+                    _print_stats(book.stats(), as_json)
+                    return
+                if archive:
+                    _print_archive(book.archive(keep_days=keep_days), book.archive_folder, as_json)
+                    return
+                kinds = kind or None
+                events = book.events(since=start, order=order, kinds=kinds, last=limit or None, archived=True)
+                total = len(events)
+                if limit and total >= limit:
+                    total = book.count_events(since=start, order=order, kinds=kinds, archived=True)
         except Exception as exc:
             problem = state_problem(config, exc)
             fail(
                 str(problem) if problem else f"cannot read the journal {path}: {describe(exc)}",
                 ExitCode.FAILED,
             )
-    shown = events[-limit:] if limit else events
     rows = [
         {
             "id": e.id,
@@ -168,7 +212,7 @@ def journal(
             "account": e.account,
             "data": e.data,
         }
-        for e in shown
+        for e in events
     ]
     if as_json:
         print_json(rows)
@@ -177,8 +221,54 @@ def journal(
 
     out = console()
     out.print(journal_table(rows, [_summary(r["kind"], r["data"]) for r in rows], path))
-    if len(shown) < len(events):
-        out.print(f"{len(events) - len(shown)} earlier event(s) not shown; use --limit 0 for all.")
+    if len(events) < total:
+        out.print(f"{total - len(events)} earlier event(s) not shown; use --limit 0 for all.")
+
+
+def _print_stats(stats: JournalStats, as_json: bool) -> None:
+    if as_json:
+        figures = dataclasses.asdict(stats)
+        print_json(
+            {
+                **figures,
+                "path": str(stats.path),
+                "archive_folder": str(stats.archive_folder),
+                "total_bytes": stats.total_bytes,
+            }
+        )
+        return
+    from .tables import journal_stats_table
+
+    console().print(journal_stats_table(stats))
+
+
+def _print_archive(result: ArchiveResult, folder: Path, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "folder": str(folder),
+                "archived": [day.isoformat() for day in result.archived],
+                "rows": result.rows,
+                "held_back_from": None
+                if result.held_back_from is None
+                else result.held_back_from.isoformat(),
+                "removed": [day.isoformat() for day in result.removed],
+            }
+        )
+        return
+    out = console()
+    if result.archived:
+        days = ", ".join(day.isoformat() for day in result.archived)
+        out.print(f"Archived {len(result.archived)} day(s), {result.rows} row(s), to {folder}: {days}.")
+    else:
+        out.print("No closed day to archive.")
+    if result.held_back_from is not None:
+        out.print(
+            f"Kept in the journal from {result.held_back_from.isoformat()} on: today, the first day "
+            "of an order still open, or the day of the last halt or resume."
+        )
+    if result.removed:
+        out.print(f"Deleted {len(result.removed)} archive file(s) past their retention.")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -232,7 +322,7 @@ def screenshot(
 def bench(
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help="Run only these: execution, manager, ui, startup; repeatable."),
+        typer.Option("--only", help="Run only these: execution, manager, ui, startup, journal; repeatable."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -241,7 +331,9 @@ def bench(
     Order-path throughput (>= 10,000 orders/s) and p99 (< 1 ms); halted-reject latency
     (< 50 µs); 8-broker fan-out refresh and cancel-all (< 150 ms with 100 ms brokers); event-loop
     lag with 5,000 ticking positions (< 50 ms) and halt-key reaction (one frame); startup to a
-    usable screen (< 1 s). Exits 1 when a figure misses its target or a benchmark fails.
+    usable screen (< 1 s); the journal: start-up with 1,000,000 orders of history (within 1.2x of
+    an empty journal), WAL peak in a 100,000-order burst (< 64 MiB), ``journal --since 1h``.
+    Exits 1 when a figure misses its target or a benchmark fails.
     """
     from .bench.runner import BENCHMARKS, run_all
 

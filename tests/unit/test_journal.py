@@ -132,7 +132,7 @@ async def test_follow_up_rows_that_cannot_be_written_wait_and_go_with_the_next_r
 
 def test_many_waiting_rows_are_written_in_order(journal):
     orders = [make_order() for _ in range(250)]
-    journal._waiting.extend((1, "ack", order.client_order_id, "us", "{}") for order in orders)
+    journal._waiting.extend((1, "ack", order.client_order_id, "us", "{}", None) for order in orders)
     journal.record("halt", data={})
     rows = [event.client_order_id for event in journal.events()]
     assert rows == [order.client_order_id for order in orders] + [None]
