@@ -56,6 +56,7 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
         base_url: str | None = None,
         timeout: float = 10.0,
         poll_interval: float = 2.0,
+        request_interval: float | None = None,
         cancel_after_seconds: int = 60,
         key_env: str = "CCXT_API_KEY",
         secret_env: str = "CCXT_SECRET_KEY",
@@ -66,6 +67,7 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
         check_paper(exchange, live, base_url, f"ccxt account {name!r}")
         self.base_url = base_url
         self.timeout = float(timeout)
+        self.request_interval = request_interval
         self.key_env = key_env
         self.secret_env = secret_env
         self._capabilities = capabilities_for(exchange).model_copy(
@@ -93,6 +95,7 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
             base_url=read.base_url,
             timeout=read.timeout,
             poll_interval=read.poll_interval,
+            request_interval=read.request_interval,
             cancel_after_seconds=read.cancel_after_seconds,
             key_env=read.key_env,
             secret_env=read.secret_env,
@@ -122,8 +125,9 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
         if self._switch is not None and self._session.is_connected():
             # A deliberate disconnect leaves working orders to the trader, not to the timer.
             try:
-                await self._switch.disarm()
-            except BrokerError as exc:
+                async with asyncio.timeout(self.timeout):
+                    await self._switch.disarm()
+            except (BrokerError, TimeoutError) as exc:
                 log.warning("%s: could not switch off the cancel-all-after timer: %s", self.name, redact(exc))
         await self._session.close()
 

@@ -83,6 +83,8 @@ class SessionSettings(Protocol):
     @property
     def timeout(self) -> float: ...
     @property
+    def request_interval(self) -> float | None: ...
+    @property
     def key_env(self) -> str: ...
     @property
     def secret_env(self) -> str: ...
@@ -184,15 +186,16 @@ class CcxtSession:
         module = importlib.import_module("ccxt.async_support")
         self._errors = _error_classes()
         factory = cast(Callable[[dict[str, Any]], Exchange], getattr(module, settings.exchange_id))
-        exchange = factory(
-            {
-                "apiKey": api_key,
-                "secret": secret,
-                "enableRateLimit": True,
-                "timeout": int(settings.timeout * 1000),
-                "options": {"warnOnFetchOpenOrdersWithoutSymbol": False},
-            }
-        )
+        config: dict[str, Any] = {
+            "apiKey": api_key,
+            "secret": secret,
+            "enableRateLimit": True,
+            "timeout": int(settings.timeout * 1000),
+            "options": {"warnOnFetchOpenOrdersWithoutSymbol": False},
+        }
+        if settings.request_interval is not None:
+            config["rateLimit"] = settings.request_interval * 1000
+        exchange = factory(config)
         root = settings.base_url or (None if settings.live else venue.sandbox_url)
         if root is not None:
             exchange.urls["api"] = pointed_at(exchange.urls["api"], root)
@@ -206,7 +209,8 @@ class CcxtSession:
 
     async def _close_quietly(self, exchange: Exchange) -> None:
         try:
-            await exchange.close()
+            async with asyncio.timeout(5.0):
+                await exchange.close()
         except Exception as exc:  # closing an HTTP session must not stop a disconnect
             log.debug("%s: closing the ccxt client: %s", self._settings.name, redact(exc))
 
@@ -217,7 +221,9 @@ class CcxtSession:
         name = self._settings.name
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._settings.timeout + 1.0):
+            # ccxt's own timeout covers the HTTP request; this guard adds room for its throttle,
+            # which may hold a call back behind others (Kraken: one a second).
+            async with asyncio.timeout(self._settings.timeout * 2 + 5.0):
                 result = await fn(*args)
         except TimeoutError:
             raise BrokerTimeoutError(

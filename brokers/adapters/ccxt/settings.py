@@ -21,6 +21,7 @@ _OWN_KEYS = {
     "base_url",
     "timeout",
     "poll_interval",
+    "request_interval",
     "cancel_after_seconds",
     "key_env",
     "secret_env",
@@ -93,6 +94,8 @@ class CcxtSettings:
     base_url: str | None = None
     timeout: float = 10.0
     poll_interval: float = 2.0
+    # Seconds between requests (ccxt's throttle); None keeps ccxt's figure for the venue.
+    request_interval: float | None = None
     cancel_after_seconds: int = 60
     key_env: str = "CCXT_API_KEY"
     secret_env: str = "CCXT_SECRET_KEY"
@@ -145,7 +148,11 @@ def read_settings(settings: Mapping[str, object]) -> CcxtSettings:
             f"{prefix}: 'base_url' must be a URL starting with http:// or https://, not {base_url!r}"
         )
     numbers: dict[str, float] = {}
-    for key, low, high in (("timeout", 0.1, 120.0), ("poll_interval", 0.05, 300.0)):
+    for key, low, high in (
+        ("timeout", 0.1, 120.0),
+        ("poll_interval", 0.05, 300.0),
+        ("request_interval", 0.0, 60.0),
+    ):
         if key in settings:
             value = settings[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
@@ -183,6 +190,7 @@ def read_settings(settings: Mapping[str, object]) -> CcxtSettings:
         base_url=base_url if isinstance(base_url, str) else None,
         timeout=numbers.get("timeout", defaults.timeout),
         poll_interval=numbers.get("poll_interval", defaults.poll_interval),
+        request_interval=numbers.get("request_interval"),
         cancel_after_seconds=cancel_after,
         key_env=variables.get("key_env", defaults.key_env),
         secret_env=variables.get("secret_env", defaults.secret_env),
