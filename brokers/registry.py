@@ -26,6 +26,7 @@ _BUILTIN: dict[str, str] = {
     "ibkr": "brokers.adapters.ibkr:IBKRBroker",
     "zerodha": "brokers.adapters.zerodha:ZerodhaBroker",
     "ccxt": "brokers.adapters.ccxt:CcxtBroker",
+    "csv": "brokers.adapters.csvfile:CsvBroker",
 }
 
 
