@@ -150,11 +150,11 @@ async def test_an_order_is_found_by_its_client_id(crypto):
 
 
 async def test_stop_orders_go_as_each_venue_takes_them(crypto, crypto_peer):
+    # Left working: the disconnect that follows meets a poll under way and must still finish.
     if crypto_peer.venue == "kraken":
         placed = await crypto.place_order(crypto_order(side="SELL", order_type="STOP", stop_price="55000"))
         order = crypto_peer.orders[placed.broker_order_id]
         assert (order.kind, order.stop) == ("stop-loss", D(55000))
-        assert (await crypto.cancel_order(placed.broker_order_id)).status is OrderStatus.CANCELLED
     else:
         with pytest.raises(OrderRejectedError, match="does not take STOP orders"):
             await crypto.place_order(crypto_order(side="SELL", order_type="STOP", stop_price="55000"))
@@ -163,7 +163,6 @@ async def test_stop_orders_go_as_each_venue_takes_them(crypto, crypto_peer):
         )
         order = crypto_peer.orders[placed.broker_order_id]
         assert (order.kind, order.stop, order.price) == ("stop-loss-limit", D(55000), D(54900))
-        assert (await crypto.cancel_order(placed.broker_order_id)).status is OrderStatus.CANCELLED
 
 
 async def test_kraken_cancel_all_after_timer_is_armed_while_orders_work(memory_keyring):

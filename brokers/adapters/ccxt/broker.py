@@ -119,9 +119,14 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
     async def disconnect(self) -> None:
         task, self._poll_task = self._poll_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._poller.stop()
+            try:
+                async with asyncio.timeout(self.timeout * 2 + 5.0):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._switch is not None and self._session.is_connected():
             # A deliberate disconnect leaves working orders to the trader, not to the timer.
             try:

@@ -70,13 +70,21 @@ class OrderPoller:
         self._poll_interval = poll_interval
         self._failures = 0
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def poke(self) -> None:
         """Poll now rather than at the next tick (after an order went out)."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """End ``run`` after the poll under way, if any: a ccxt call cancelled half-way can leave
+        its client unusable for the calls that follow (the timer switched off, the close)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
         session = self._session
+        self._stopping = False
         while True:
             delay = min(self._poll_interval * 2**self._failures, 30.0)
             try:
@@ -84,6 +92,8 @@ class OrderPoller:
             except TimeoutError:
                 pass
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 working = await self._desk.sync()
                 if self._switch is not None:
