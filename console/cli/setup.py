@@ -34,6 +34,8 @@ SECRETS: dict[str, tuple[tuple[str, str], ...]] = {
     "alpaca": (("api_key", "ALPACA_API_KEY"), ("secret_key", "ALPACA_SECRET_KEY")),
     "zerodha": (("api_key", "KITE_API_KEY"), ("access_token", "KITE_ACCESS_TOKEN")),
     "ibkr": (),
+    "ccxt": (("api_key", "CCXT_API_KEY"), ("secret_key", "CCXT_SECRET_KEY")),
+    "csv": (),
 }
 
 SECRET_LABELS = {"api_key": "API key", "secret_key": "API secret key", "access_token": "access token"}
@@ -42,6 +44,9 @@ DEFAULT_CURRENCY = {"zerodha": "INR"}
 
 # Kite has no paper-trading service: its accounts are live unless pointed at a test server.
 DEFAULT_LIVE = {"zerodha": True}
+
+# Types whose accounts can never trade real money: the question is not asked.
+NEVER_LIVE = frozenset({"sim", "csv"})
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -85,8 +90,8 @@ def init(
 
 
 def _env_name(account: Any, key: str, default_env: str) -> str:
-    # Alpaca accounts may name their own variables (key_env / secret_env).
-    if account.type == "alpaca":
+    # Alpaca and ccxt accounts may name their own variables (key_env / secret_env).
+    if account.type in ("alpaca", "ccxt"):
         return str(
             account.settings.get({"api_key": "key_env", "secret_key": "secret_env"}.get(key, ""), default_env)
         )
@@ -184,18 +189,43 @@ def _capabilities_of(broker_type: str) -> tuple[Any, str | None]:
     return None, describe(error) if error else "unknown"
 
 
-def broker_types(as_json: JsonOption = False) -> None:
-    """List the supported broker types and what each can do."""
-    from brokers.registry import BrokerFactory
+def _venue_rows() -> list[dict[str, Any]]:
+    """One row per crypto venue: what each can do through ccxt differs."""
+    from brokers.adapters.ccxt import VENUES, CcxtBroker
 
     rows = []
+    for venue in sorted(VENUES):
+        caps = CcxtBroker(name="ccxt-capabilities", exchange=venue, live=True).capabilities
+        rows.append(
+            {
+                "type": "ccxt",
+                "venue": venue,
+                "secrets": [key for key, _ in secret_keys("ccxt")],
+                "capabilities": caps.model_dump(mode="json")
+                | {"currencies": sorted(VENUES[venue].currencies)},
+                "paper": VENUES[venue].sandbox_url is not None,
+                "error": None,
+            }
+        )
+    return rows
+
+
+def broker_types(as_json: JsonOption = False) -> None:
+    """List the supported broker types and what each can do (crypto: each venue)."""
+    from brokers.registry import BrokerFactory
+
+    rows: list[dict[str, Any]] = []
     for name in BrokerFactory.types():
+        if name == "ccxt":
+            rows.extend(_venue_rows())
+            continue
         caps, error = _capabilities_of(name)
         rows.append(
             {
                 "type": name,
                 "secrets": [key for key, _ in secret_keys(name)],
                 "capabilities": None if caps is None else caps.model_dump(),
+                "read_only": name == "csv",
                 "error": error,
             }
         )
@@ -204,7 +234,14 @@ def broker_types(as_json: JsonOption = False) -> None:
         return
     from .tables import broker_types_table
 
-    console().print(broker_types_table(rows))
+    shown = []
+    for row in rows:
+        label = f"{row['type']} ({row['venue']})" if row.get("venue") else row["type"]
+        caps = row["capabilities"]
+        if row.get("read_only") and caps is not None:
+            caps = caps | {"order_types": ["none (read-only)"], "time_in_force": ["-"]}
+        shown.append(row | {"type": label, "capabilities": caps})
+    console().print(broker_types_table(shown))
 
 
 # -- add --------------------------------------------------------------------------------------
@@ -219,6 +256,8 @@ class Setting:
     parse: Callable[[str], Any]
     default: Callable[[dict[str, Any]], Any]
     comment: str = ""
+    # Whether the question is asked for the answers so far (a column map only for a generic file).
+    applies: Callable[[dict[str, Any]], bool] = lambda account: True
 
 
 def _positive_decimal(field: str, ceiling: Decimal = Decimal("1e15")) -> Callable[[str], Any]:
@@ -338,6 +377,96 @@ TYPE_SETTINGS: dict[str, tuple[Setting, ...]] = {
         ),
     ),
 }
+
+
+def _cancel_after(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"cancel_after_seconds must be a whole number, not {text!r}") from None
+    if value != 0 and not 10 <= value <= 86_400:
+        raise ValueError("cancel_after_seconds must be 0 (off) or from 10 to 86400")
+    return value
+
+
+def _columns(text: str) -> dict[str, str]:
+    """A column map typed as ``symbol=Ticker, quantity=Units, price=Mark``."""
+    from brokers.adapters.csvfile.layouts import COLUMN_KEYS, REQUIRED_COLUMNS
+
+    columns: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, header = part.partition("=")
+        key, header = key.strip(), header.strip()
+        if not sep or key not in COLUMN_KEYS or not header:
+            raise ValueError(
+                f"columns must be KEY=HEADER pairs separated by commas, KEY one of {', '.join(COLUMN_KEYS)}; "
+                f"not {part.strip()!r}"
+            )
+        columns[key] = header
+    missing = [key for key in REQUIRED_COLUMNS if key not in columns]
+    if missing or ("price" not in columns and "value" not in columns):
+        raise ValueError(f"columns needs {', '.join(missing) or 'price or value'}")
+    return columns
+
+
+def _export_path(text: str) -> str:
+    from pathlib import Path
+
+    value = text.strip()
+    if not value:
+        raise ValueError("path must name the position export, such as ~/Downloads/positions.csv")
+    if not Path(value).expanduser().is_file():
+        raise ValueError(f"path: no file at {value}")
+    return value
+
+
+TYPE_SETTINGS["ccxt"] = (
+    Setting(
+        "exchange",
+        "Venue (kraken, binanceus, coinbase)",
+        _choice("exchange", ("kraken", "binanceus", "coinbase")),
+        lambda a: "coinbase" if not a.get("live") else "kraken",
+        "paper trading: Coinbase's sandbox only; Kraken and Binance.US trade real money",
+    ),
+    Setting(
+        "poll_interval",
+        "Seconds between order polls",
+        _positive_decimal("poll_interval", Decimal(300)),
+        lambda a: 2,
+        "orders are polled: the venues' REST APIs",
+    ),
+    Setting(
+        "cancel_after_seconds",
+        "Cancel-all-after timer in seconds (0 = off)",
+        _cancel_after,
+        lambda a: 60,
+        "Kraken cancels every order if the console is silent this long while orders work",
+    ),
+)
+TYPE_SETTINGS["csv"] = (
+    Setting(
+        "format",
+        "Export format (fidelity, vanguard, generic)",
+        _choice("format", ("fidelity", "vanguard", "generic")),
+        lambda a: "fidelity",
+        "the broker whose position export this is",
+    ),
+    Setting(
+        "path",
+        "Path of the position export (CSV)",
+        _export_path,
+        lambda a: None,
+        "read again whenever the file changes",
+    ),
+    Setting(
+        "columns",
+        "Columns as KEY=HEADER pairs (symbol, quantity, price or value, average_cost)",
+        _columns,
+        lambda a: None,
+        "",
+        applies=lambda a: a.get("format") == "generic",
+    ),
+)
 
 
 def ask(question: str, parse: Callable[[str], T], default: Any = None) -> T:
@@ -475,7 +604,9 @@ def add(
         currency, "--currency", "Currency", _currency, DEFAULT_CURRENCY.get(kind, "USD")
     )
     account["live"] = (
-        False if kind == "sim" else flag(live, "Live account (real money)?", DEFAULT_LIVE.get(kind, False))
+        False
+        if kind in NEVER_LIVE
+        else flag(live, "Live account (real money)?", DEFAULT_LIVE.get(kind, False))
     )
     account["default"] = flag(default, "Make it the default account?", not taken)
     account["weight"] = value(weight, "--weight", "Weight for distributed orders", _weight, 1.0)
@@ -484,9 +615,16 @@ def add(
         "weight": "share of a distributed order",
     }
     for setting in TYPE_SETTINGS.get(kind, ()):
+        if not setting.applies(account):
+            continue
         fallback = setting.default(account)
         if setting.key in extra:
-            account[setting.key] = _checked(setting.parse, extra.pop(setting.key), "--set")
+            given = extra.pop(setting.key)
+            account[setting.key] = (
+                given if isinstance(given, dict) else _checked(setting.parse, given, "--set")
+            )
+        elif no_input and fallback is None:
+            bad_argument(f"required with --no-input: --set {setting.key}=...", "--set")
         else:
             account[setting.key] = fallback if no_input else ask(setting.question, setting.parse, fallback)
         if setting.comment:

@@ -42,6 +42,8 @@ class Venue:
     cancel_all_per_symbol: bool
     # The venue's cancel-all-after timer (a dead man's switch), through ccxt.
     cancel_after: bool
+    # Whether the venue cancels every order (or every order of a market) in one request.
+    bulk_cancel: bool
     sandbox_url: str | None = None
     # The fiat currencies an account can be kept in here: it trades the markets quoted in it.
     currencies: frozenset[str] = frozenset({"USD"})
@@ -57,6 +59,7 @@ VENUES: dict[str, Venue] = {
         stop_param="stopLossPrice",
         cancel_all_per_symbol=False,
         cancel_after=True,
+        bulk_cancel=True,
         currencies=frozenset({"USD", "EUR", "GBP", "CAD"}),
     ),
     "binanceus": Venue(
@@ -67,6 +70,7 @@ VENUES: dict[str, Venue] = {
         stop_param="triggerPrice",
         cancel_all_per_symbol=True,
         cancel_after=False,
+        bulk_cancel=True,
         currencies=frozenset({"USD"}),
     ),
     "coinbase": Venue(
@@ -76,6 +80,7 @@ VENUES: dict[str, Venue] = {
         stop_param="stopPrice",
         cancel_all_per_symbol=False,
         cancel_after=False,
+        bulk_cancel=False,
         # Coinbase's static sandbox for the Advanced Trade API (no keys needed, canned answers).
         sandbox_url="https://api-sandbox.coinbase.com",
         currencies=frozenset({"USD", "EUR", "GBP"}),
@@ -217,7 +222,7 @@ def capabilities_for(exchange: str) -> BrokerCapabilities:
         fractional_quantities=True,
         # Spot wallets: selling more than is held is refused by the venue.
         short_selling=False,
-        bulk_cancel=True,
+        bulk_cancel=venue.bulk_cancel,
         # Updates are polled: the REST order book stands in for a push channel.
         streaming_updates=False,
         session_expiry=False,

@@ -75,6 +75,7 @@ class CsvBroker(Broker):
             asset_classes=frozenset({AssetClass.STOCK}),
             streaming_updates=False,
             short_selling=False,
+            bulk_cancel=True,  # there is never anything to cancel
             currencies=frozenset({currency}),
             source=f"{layout.title} export {self.path.name}",
         )
