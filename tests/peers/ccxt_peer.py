@@ -27,9 +27,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from adapters.broker_payloads import payload
 from aiohttp import web
-
-from tests.adapters.broker_payloads import payload
 
 API_KEY = "peer-ccxt-key-0001"
 # Kraken's secrets are base64; Binance's are plain text. One value serves both.
