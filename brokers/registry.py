@@ -27,6 +27,7 @@ _BUILTIN: dict[str, str] = {
     "zerodha": "brokers.adapters.zerodha:ZerodhaBroker",
     "ccxt": "brokers.adapters.ccxt:CcxtBroker",
     "csv": "brokers.adapters.csvfile:CsvBroker",
+    "schwab": "brokers.adapters.schwab:SchwabBroker",
 }
 
 
