@@ -36,14 +36,17 @@ SECRETS: dict[str, tuple[tuple[str, str], ...]] = {
     "ibkr": (),
     "ccxt": (("api_key", "CCXT_API_KEY"), ("secret_key", "CCXT_SECRET_KEY")),
     "csv": (),
+    # The Schwab token is not typed in: `set-creds NAME --key token` runs the login.
+    "schwab": (("api_key", "SCHWAB_APP_KEY"), ("secret_key", "SCHWAB_APP_SECRET"), ("token", "")),
 }
 
 SECRET_LABELS = {"api_key": "API key", "secret_key": "API secret key", "access_token": "access token"}
+SECRET_LABELS_BY_TYPE = {"schwab": {"api_key": "App key", "secret_key": "App secret"}}
 
 DEFAULT_CURRENCY = {"zerodha": "INR"}
 
 # Kite has no paper-trading service: its accounts are live unless pointed at a test server.
-DEFAULT_LIVE = {"zerodha": True}
+DEFAULT_LIVE = {"zerodha": True, "schwab": True}
 
 # Types whose accounts can never trade real money: the question is not asked.
 NEVER_LIVE = frozenset({"sim", "csv"})
@@ -90,8 +93,8 @@ def init(
 
 
 def _env_name(account: Any, key: str, default_env: str) -> str:
-    # Alpaca and ccxt accounts may name their own variables (key_env / secret_env).
-    if account.type in ("alpaca", "ccxt"):
+    # Alpaca, ccxt and Schwab accounts may name their own variables (key_env / secret_env).
+    if account.type in ("alpaca", "ccxt", "schwab"):
         return str(
             account.settings.get({"api_key": "key_env", "secret_key": "secret_env"}.get(key, ""), default_env)
         )
@@ -258,6 +261,8 @@ class Setting:
     comment: str = ""
     # Whether the question is asked for the answers so far (a column map only for a generic file).
     applies: Callable[[dict[str, Any]], bool] = lambda account: True
+    # An optional setting left blank is not written at all.
+    optional: bool = False
 
 
 def _positive_decimal(field: str, ceiling: Decimal = Decimal("1e15")) -> Callable[[str], Any]:
@@ -469,6 +474,34 @@ TYPE_SETTINGS["csv"] = (
 )
 
 
+def _account_number(text: str) -> str | None:
+    value = text.strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 4 <= len(value) <= 20:
+        raise ValueError(f"account_number must be the account's digits, such as 12345678, not {text!r}")
+    return value
+
+
+TYPE_SETTINGS["schwab"] = (
+    Setting(
+        "account_number",
+        "Account number (blank when the login has one account)",
+        _account_number,
+        lambda a: None,
+        "which of the login's accounts; it is reached by its hash",
+        optional=True,
+    ),
+    Setting(
+        "poll_interval",
+        "Seconds between order polls",
+        _positive_decimal("poll_interval", Decimal(300)),
+        lambda a: 2,
+        "orders are polled: the Trader API has no push channel for them",
+    ),
+)
+
+
 def ask(question: str, parse: Callable[[str], T], default: Any = None) -> T:
     """Prompt until the answer parses; the reason is shown after each bad answer."""
     while True:
@@ -623,10 +656,17 @@ def add(
             account[setting.key] = (
                 given if isinstance(given, dict) else _checked(setting.parse, given, "--set")
             )
-        elif no_input and fallback is None:
+        elif no_input and fallback is None and not setting.optional:
             bad_argument(f"required with --no-input: --set {setting.key}=...", "--set")
+        elif no_input:
+            if fallback is not None:
+                account[setting.key] = fallback
         else:
-            account[setting.key] = fallback if no_input else ask(setting.question, setting.parse, fallback)
+            answer = ask(
+                setting.question, setting.parse, "" if setting.optional and fallback is None else fallback
+            )
+            if answer is not None and answer != "":
+                account[setting.key] = answer
         if setting.comment:
             comments[setting.key] = setting.comment
     account.update(extra)
@@ -651,7 +691,7 @@ def add(
                 f"keyring and run `trading-console set-creds {account['name']}`."
             )
         elif not no_input and typer.confirm("Store its secrets in the keyring now?", default=True):
-            _store_secrets(account["name"], kind, None)
+            _store_secrets(account["name"], kind, None, config.account(account["name"]))
         else:
             typer.echo(f"Next: trading-console set-creds {account['name']}")
 
@@ -669,7 +709,7 @@ def _free_name(kind: str, taken: set[str]) -> str:
 
 
 def _no_keyring(name: str, kind: str) -> None:
-    env = " and ".join(env for _, env in secret_keys(kind))
+    env = " and ".join(env for _, env in secret_keys(kind) if env)
     fail(
         "no system keyring is available, so secrets cannot be stored safely here. Install and "
         "unlock one (gnome-keyring or KWallet; on a headless server `pip install keyrings.alt` "
@@ -679,7 +719,7 @@ def _no_keyring(name: str, kind: str) -> None:
     )
 
 
-def _store_secrets(name: str, kind: str, only: str | None) -> None:
+def _store_secrets(name: str, kind: str, only: str | None, account: Any = None) -> None:
     from brokers.credentials import keyring_available, set_secret
     from brokers.errors import CredentialsError
 
@@ -689,15 +729,53 @@ def _store_secrets(name: str, kind: str, only: str | None) -> None:
     for key, _ in secret_keys(kind):
         if only is not None and key != only:
             continue
-        label = SECRET_LABELS.get(key, key)
+        if kind == "schwab" and key == "token":
+            _schwab_login(name, account)
+            continue
+        label = SECRET_LABELS_BY_TYPE.get(kind, {}).get(key) or SECRET_LABELS.get(key, key)
         value = typer.prompt(f"{label} for {name} (input hidden)", hide_input=True).strip()
         try:
             set_secret(name, key, value)
         except CredentialsError as exc:
             fail(str(exc), ExitCode.CREDENTIALS)
         stored.append(key)
-    typer.echo(f"Stored {', '.join(stored)} for {name!r} in the system keyring.")
+    if stored:
+        typer.echo(f"Stored {', '.join(stored)} for {name!r} in the system keyring.")
     typer.echo(f"Check the account with `trading-console test {name}`.")
+
+
+def _schwab_login(name: str, account: Any) -> None:
+    """Schwab's login: the account holder allows the app in a browser, and the address the
+    browser is sent back to is traded for a token that lasts seven days."""
+    from brokers.adapters.schwab import SchwabBroker
+    from brokers.errors import BrokerError, ConfigError, CredentialsError
+    from brokers.registry import BrokerFactory
+
+    from .common import run
+
+    if account is None:
+        fail(f"{name}: run `trading-console set-creds {name} --key token` to log in", ExitCode.CREDENTIALS)
+    try:
+        broker = BrokerFactory.create(account.broker_config())
+    except ConfigError as exc:
+        fail(str(exc), ExitCode.CONFIG)
+    if not isinstance(broker, SchwabBroker):
+        fail(f"{name} is not a Schwab account", ExitCode.CONFIG)
+    try:
+        url, state = broker.login_url()
+    except CredentialsError as exc:
+        fail(f"{exc}; store the app key and secret first", ExitCode.CREDENTIALS)
+    typer.echo("Open this address, log in to Schwab and allow the app:")
+    typer.echo(f"  {url}")
+    received = typer.prompt(
+        f"Paste the address the browser was sent to ({broker.callback_url}...; input hidden)", hide_input=True
+    ).strip()
+    try:
+        expires = run(broker.complete_login(received, state))
+    except (BrokerError, CredentialsError) as exc:
+        fail(describe(exc), ExitCode.CREDENTIALS)
+    until = f" (until {expires:%Y-%m-%d %H:%M} UTC)" if expires is not None else ""
+    typer.echo(f"Stored the Schwab login for {name!r}: it lasts 7 days{until}; renew it with this command.")
 
 
 def set_creds(
@@ -716,7 +794,7 @@ def set_creds(
         return
     if key is not None and key not in keys:
         bad_argument(f"{account.type} accounts keep {', '.join(keys)}, not {key!r}", "--key")
-    _store_secrets(name, account.type, key)
+    _store_secrets(name, account.type, key, account)
 
 
 def register(app: typer.Typer) -> None:

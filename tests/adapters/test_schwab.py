@@ -182,3 +182,46 @@ def test_settings():
     with pytest.raises(ConfigError, match="'account_number' must be the account's digits"):
         BrokerFactory.create({"type": "schwab", "name": "s", "account_number": 1234})
     assert ACCOUNT_HASH  # the account is reached by its hash, never its number
+
+
+async def test_logging_in_again_keeps_a_new_seven_day_token(schwab_peer, schwab_keys):
+    old = time.time() - 6 * 86400
+    schwab_keys.set_password(SERVICE, "schwab:token", schwab_peer.stored_token(created=old))
+    broker = BrokerFactory.create(schwab_peer.settings())
+    url, state = broker.login_url()
+    assert url.startswith("https://api.schwabapi.com/v1/oauth/authorize?") and APP_KEY in url
+    with pytest.raises(AuthenticationError, match="did not accept the login"):
+        await broker.complete_login(f"https://127.0.0.1:8182/?code=wrong&state={state}", state)
+    expires = await broker.complete_login(
+        f"https://127.0.0.1:8182/?code={schwab_peer.login_code}&state={state}", state
+    )
+    assert expires.timestamp() == pytest.approx(time.time() + 7 * 86400, abs=5)
+    stored = json.loads(schwab_keys.get_password(SERVICE, "schwab:token"))
+    assert stored["token"]["refresh_token"] == schwab_peer.refresh_token
+    await broker.connect()
+    try:
+        assert (await broker.get_positions())[0].symbol == "AAPL"
+    finally:
+        await broker.disconnect()
+
+
+def test_add_asks_for_a_schwab_accounts_settings():
+    from typer.testing import CliRunner
+
+    from brokers.config import load_config
+    from brokers.paths import default_config_path
+    from console.cli.main import app
+
+    answers = "\n".join(["schwab", "ira", "USD", "y", "n", "1", "12ab", "87654321", "3", "n"]) + "\n"
+    result = CliRunner().invoke(app, ["add"], input=answers)
+    assert result.exit_code == 0, result.output
+    assert "account_number must be the account's digits" in result.output
+    account = load_config(default_config_path()).account("ira")
+    assert (account.type, account.live) == ("schwab", True)
+    assert account.settings == {"account_number": "87654321", "poll_interval": 3}
+    listed = CliRunner().invoke(app, ["accounts", "--json"])
+    assert json.loads(listed.stdout)["accounts"][0]["credentials"] == {
+        "api_key": "missing",
+        "secret_key": "missing",
+        "token": "missing",
+    }

@@ -71,6 +71,7 @@ class SchwabPeer:
         self.refresh_token = "peer-refresh-token-0001"
         self.refresh_count = 0
         self.refuse_refresh = False
+        self.login_code = "peer-login-code-0001"
         self.cash = Decimal("25000")
         self.positions: dict[str, tuple[Decimal, Decimal, Decimal]] = {
             "AAPL": (Decimal(10), Decimal(150), Decimal("227.50")),
@@ -147,6 +148,16 @@ class SchwabPeer:
         expected = "Basic " + base64.b64encode(f"{APP_KEY}:{APP_SECRET}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return web.json_response({"error": "invalid_client"}, status=401)
+        if form.get("grant_type") == "authorization_code":
+            if form.get("code") != self.login_code:
+                return web.json_response(
+                    {"error": "invalid_grant", "error_description": "bad code"}, status=400
+                )
+            self.refresh_token = "peer-refresh-token-login"
+            self.access_token = "peer-access-token-login"
+            body = token(self.access_token, self.refresh_token)
+            body.pop("expires_at")
+            return web.json_response(body)
         if (
             form.get("grant_type") != "refresh_token"
             or form.get("refresh_token") != self.refresh_token

@@ -20,14 +20,15 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from ...credentials import redact
+from ...credentials import redact, require_secret
 from ...errors import AuthenticationError
 from ...models import BrokerCapabilities, ConnectionState, Order
 from ..composed import ComposedBroker
 from .account import AccountReads
+from .login import authorization_url, complete_login
 from .mirror import OrderMirror
 from .orders import OrderDesk
-from .session import SchwabSession
+from .session import SchwabSession, expiry_of
 from .settings import CAPABILITIES, DEFAULT_CALLBACK, check_paper, read_settings
 
 log = logging.getLogger(__name__)
@@ -147,3 +148,25 @@ class SchwabBroker(ComposedBroker[SchwabSession, OrderDesk, AccountReads]):
 
     async def cancel_order(self, broker_order_id: str) -> Order:
         return await self._orders.cancel(broker_order_id)
+
+    # -- logging in -------------------------------------------------------------------------
+    def login_url(self) -> tuple[str, str]:
+        """Where the account holder logs in and allows the app, and the state to check."""
+        app_key = require_secret(self.name, "api_key", self.key_env)
+        return authorization_url(app_key, self.callback_url)
+
+    async def complete_login(self, received_url: str, state: str) -> datetime | None:
+        """Keep the token for the address the browser was sent back to; returns when the new
+        login ends."""
+        kept = await complete_login(
+            self.name,
+            app_key=require_secret(self.name, "api_key", self.key_env),
+            app_secret=require_secret(self.name, "secret_key", self.secret_env),
+            callback_url=self.callback_url,
+            state=state,
+            received_url=received_url,
+            base_url=self.base_url,
+            request_timeout=self.timeout,
+        )
+        self._session.expires_at = expiry_of(kept)
+        return self._session.expires_at
