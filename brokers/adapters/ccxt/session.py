@@ -159,7 +159,11 @@ class CcxtSession:
         try:
             api_key = require_secret(name, "api_key", settings.key_env)
             secret = require_secret(name, "secret_key", settings.secret_env)
-            exchange = self._build(api_key, secret)
+            # Imported here, on first use, and in a worker thread: ccxt takes a second or more to
+            # import, which would freeze the event loop (and the halt key) meanwhile.
+            module = await asyncio.to_thread(importlib.import_module, "ccxt.async_support")
+            self._errors = await asyncio.to_thread(_error_classes)
+            exchange = self._build(module, api_key, secret)
         except BaseException as exc:
             self.state = ConnectionState.FAILED
             self.last_error = redact(exc)
@@ -178,13 +182,9 @@ class CcxtSession:
         self.state = ConnectionState.CONNECTED
         self.refreshed()
 
-    def _build(self, api_key: str, secret: str) -> Exchange:
+    def _build(self, module: object, api_key: str, secret: str) -> Exchange:
         settings = self._settings
         venue = VENUES[settings.exchange_id]
-        # Imported here, on first use: ccxt takes seconds to import and the console must start
-        # in under one.
-        module = importlib.import_module("ccxt.async_support")
-        self._errors = _error_classes()
         factory = cast(Callable[[dict[str, Any]], Exchange], getattr(module, settings.exchange_id))
         config: dict[str, Any] = {
             "apiKey": api_key,

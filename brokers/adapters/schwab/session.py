@@ -105,6 +105,11 @@ def expiry_of(token: dict[str, Any] | None) -> datetime | None:
     return datetime.fromtimestamp(created, UTC) + timedelta(days=REFRESH_TOKEN_DAYS)
 
 
+def _import_client() -> None:
+    for name in ("schwab.auth", "schwab.client", "authlib.integrations.httpx_client"):
+        importlib.import_module(name)
+
+
 class SchwabSession:
     """The schwab-py client of one account and the state of its link."""
 
@@ -137,6 +142,9 @@ class SchwabSession:
         self.state = ConnectionState.CONNECTING
         self.last_error = None
         try:
+            # schwab-py and its HTTP stack are imported in a worker thread: the import takes long
+            # enough to freeze the event loop (and the halt key) meanwhile.
+            await asyncio.to_thread(_import_client)
             self._client = self._build()
             numbers = await self.call(self._client.get_account_numbers, what="list the accounts")
             self.account_hash = self._choose(numbers)
@@ -163,7 +171,6 @@ class SchwabSession:
                 f"{REFRESH_TOKEN_DAYS} days): run `{renew_command(name)}`",
                 broker=name,
             )
-        # Imported here: schwab-py and its HTTP stack cost a noticeable part of a second.
         auth = importlib.import_module("schwab.auth")
         client_module = importlib.import_module("schwab.client")
         oauth = importlib.import_module("authlib.integrations.httpx_client")
