@@ -18,10 +18,17 @@ from peers.ccxt_peer import (  # noqa: F401  (fixtures)
     crypto_broker_fixture,
     crypto_peer_fixture,
 )
+from support import until
 
 from brokers.credentials import set_secret
-from brokers.errors import ConfigError, InsufficientFundsError, OrderRejectedError
-from brokers.models import Fill, Order, OrderRequest, OrderStatus
+from brokers.errors import (
+    AuthenticationError,
+    BrokerConnectionError,
+    ConfigError,
+    InsufficientFundsError,
+    OrderRejectedError,
+)
+from brokers.models import ConnectionState, Fill, Order, OrderRequest, OrderStatus
 from brokers.registry import BrokerFactory
 
 D = Decimal
@@ -37,12 +44,6 @@ def crypto_order(**fields) -> OrderRequest:
     }
     values.update(fields)
     return OrderRequest(**values)
-
-
-async def until(predicate, within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110  (the peer's state has no event to wait on)
-            await asyncio.sleep(0.01)
 
 
 async def test_balance_and_holdings_valued_in_the_account_currency(crypto):
@@ -209,3 +210,51 @@ def test_reading_a_ccxt_account_does_not_import_ccxt():
         "assert not [m for m in sys.modules if m == 'ccxt' or m.startswith('ccxt.')], 'ccxt imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def submit_path(peer: CryptoPeer) -> str:
+    return "/0/private/AddOrder" if peer.venue == "kraken" else "/api/v3/order"
+
+
+async def test_a_lost_answer_leaves_the_order_in_doubt_and_it_is_found_by_its_client_id(crypto, crypto_peer):
+    request = crypto_order(order_type="LIMIT", limit_price="50000")
+    crypto_peer.lose_next(submit_path(crypto_peer))
+    with pytest.raises(BrokerConnectionError, match="may or may not have been placed"):
+        await crypto.place_order(request)
+    found = await crypto.get_order_by_client_id(request.client_order_id)
+    assert found is not None and found.request == request  # matched to the request that was sent
+    assert crypto_peer.orders[found.broker_order_id].client_id == request.client_order_id
+
+
+async def test_a_refused_answer_is_definite_and_never_found_later(crypto, crypto_peer):
+    request = crypto_order(order_type="LIMIT", limit_price="50000")
+    body = (
+        {"error": ["EOrder:Invalid price"]}
+        if crypto_peer.venue == "kraken"
+        else {"code": -1013, "msg": "Invalid price."}
+    )
+    crypto_peer.fail_next(submit_path(crypto_peer), 200 if crypto_peer.venue == "kraken" else 400, body)
+    with pytest.raises(OrderRejectedError) as refused:
+        await crypto.place_order(request)
+    assert refused.value.definite
+    assert await crypto.get_order_by_client_id(request.client_order_id) is None
+
+
+async def test_polls_that_keep_failing_mark_the_link_degraded_until_one_succeeds(crypto, crypto_peer):
+    await crypto.place_order(crypto_order(order_type="LIMIT", limit_price="50000"))
+    path = "/0/private/OpenOrders" if crypto_peer.venue == "kraken" else "/api/v3/openOrders"
+    for _ in range(3):
+        crypto_peer.fail_next(path, 503, {"error": ["EService:Unavailable"]})
+    await until(lambda: crypto.connection_state is ConnectionState.DEGRADED)
+    assert "could not list open orders" in crypto.last_error
+    await until(lambda: crypto.connection_state is ConnectionState.CONNECTED, within=10)
+
+
+async def test_keys_never_reach_an_error_or_the_log(crypto_peer, memory_keyring, caplog):
+    set_secret("crypto", "api_key", "wrong-key-but-secret-0001")
+    set_secret("crypto", "secret_key", SECRET)
+    broker = BrokerFactory.create(crypto_peer.settings(live=True))
+    with pytest.raises(AuthenticationError) as refused:
+        await broker.connect()
+    text = str(refused.value) + (broker.last_error or "") + caplog.text
+    assert "wrong-key-but-secret-0001" not in text and SECRET not in text

@@ -10,6 +10,8 @@ balances, orders and trades; tests steer it:
 - ``fill(order_id, qty, price, fee=None)`` executes part or all of an order (one trade);
 - ``auto_fill = True`` fills market orders in full as they arrive;
 - ``fail_next(path, status, body)`` answers the next request to ``path`` with an error;
+- ``lose_next(path)`` does the work of the next request to ``path``, then answers 502 as a
+  gateway that lost the venue's answer would;
 - ``calls`` records (method, path, params) of every request.
 """
 
@@ -128,6 +130,7 @@ class CryptoPeer:
         self.fee_rate = Decimal("0.0026")
         self.calls: list[tuple[str, str, dict[str, str]]] = []
         self.failures: dict[str, list[tuple[int, Any]]] = {}
+        self.losing: set[str] = set()
         self.cancel_after: int | None = None
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -175,6 +178,9 @@ class CryptoPeer:
     def fail_next(self, path: str, status: int, body: Any) -> None:
         self.failures.setdefault(path, []).append((status, body))
 
+    def lose_next(self, path: str) -> None:
+        self.losing.add(path)
+
     def market(self, symbol: str) -> PeerMarket:
         return next(m for m in MARKETS if f"{m.base}/{m.quote}" == symbol)
 
@@ -210,6 +216,10 @@ class CryptoPeer:
         if queued:
             status, body = queued.pop(0)
             return web.json_response(body, status=status)
+        if request.path in self.losing:
+            self.losing.discard(request.path)
+            await handler(request)
+            return web.Response(status=502, text="Bad Gateway")
         return await handler(request)
 
     def _new_order(

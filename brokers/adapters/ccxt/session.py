@@ -275,7 +275,9 @@ class CcxtSession:
             kind = OrderRejectedError if submit else BrokerAPIError
             return kind(f"the venue refused to {what}: {text}", broker=name)
         if isinstance(exc, exchange_error):
-            return BrokerAPIError(f"the venue answered an error to {what}: {text}", broker=name)
+            # An error the venue answered: for a submit, a refusal of the order.
+            kind = OrderRejectedError if submit else BrokerAPIError
+            return kind(f"the venue answered an error to {what}: {text}", broker=name)
         if isinstance(exc, base_error):
             return BrokerConnectionError(f"could not {what}{maybe}: {text}", broker=name)
         # Anything else (an answer ccxt could not parse, a bad key format) leaves a submit in
