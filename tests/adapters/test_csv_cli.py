@@ -93,3 +93,19 @@ def test_a_paper_account_at_a_venue_without_a_sandbox_is_not_added():
     )
     assert result.exit_code == 3
     assert "Kraken has no paper-trading sandbox" in " ".join(result.output.split())
+
+
+def test_test_says_how_old_the_export_is_and_which_rows_were_left_out(tmp_path):
+    export = tmp_path / "Portfolio_Positions.csv"
+    shutil.copy(FIXTURES / "fidelity_positions.csv", export)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[accounts]]\nname = "fid"\ntype = "csv"\nformat = "fidelity"\npath = "{export}"\n')
+    checked = invoke("--config", str(config), "test", "fid", "--json")
+    assert checked.exit_code == 0, checked.output
+    steps = {step["step"]: step for step in json.loads(checked.stdout)["steps"]}
+    assert steps["positions"]["detail"] == "3 position(s)"
+    assert steps["export"]["detail"].startswith("as of ")
+    assert "line 5" in steps["export"]["detail"]
+    order = invoke("--config", str(config), "order", "sell", "MSFT", "1", "--account", "fid", "--yes")
+    assert order.exit_code != 0
+    assert "read-only" in " ".join(order.output.split())
