@@ -25,6 +25,9 @@ _BUILTIN: dict[str, str] = {
     "alpaca": "brokers.adapters.alpaca:AlpacaBroker",
     "ibkr": "brokers.adapters.ibkr:IBKRBroker",
     "zerodha": "brokers.adapters.zerodha:ZerodhaBroker",
+    "ccxt": "brokers.adapters.ccxt:CcxtBroker",
+    "csv": "brokers.adapters.csvfile:CsvBroker",
+    "schwab": "brokers.adapters.schwab:SchwabBroker",
 }
 
 

@@ -34,14 +34,22 @@ SECRETS: dict[str, tuple[tuple[str, str], ...]] = {
     "alpaca": (("api_key", "ALPACA_API_KEY"), ("secret_key", "ALPACA_SECRET_KEY")),
     "zerodha": (("api_key", "KITE_API_KEY"), ("access_token", "KITE_ACCESS_TOKEN")),
     "ibkr": (),
+    "ccxt": (("api_key", "CCXT_API_KEY"), ("secret_key", "CCXT_SECRET_KEY")),
+    "csv": (),
+    # The Schwab token is not typed in: `set-creds NAME --key token` runs the login.
+    "schwab": (("api_key", "SCHWAB_APP_KEY"), ("secret_key", "SCHWAB_APP_SECRET"), ("token", "")),
 }
 
 SECRET_LABELS = {"api_key": "API key", "secret_key": "API secret key", "access_token": "access token"}
+SECRET_LABELS_BY_TYPE = {"schwab": {"api_key": "App key", "secret_key": "App secret"}}
 
 DEFAULT_CURRENCY = {"zerodha": "INR"}
 
 # Kite has no paper-trading service: its accounts are live unless pointed at a test server.
-DEFAULT_LIVE = {"zerodha": True}
+DEFAULT_LIVE = {"zerodha": True, "schwab": True}
+
+# Types whose accounts can never trade real money: the question is not asked.
+NEVER_LIVE = frozenset({"sim", "csv"})
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -85,8 +93,8 @@ def init(
 
 
 def _env_name(account: Any, key: str, default_env: str) -> str:
-    # Alpaca accounts may name their own variables (key_env / secret_env).
-    if account.type == "alpaca":
+    # Alpaca, ccxt and Schwab accounts may name their own variables (key_env / secret_env).
+    if account.type in ("alpaca", "ccxt", "schwab"):
         return str(
             account.settings.get({"api_key": "key_env", "secret_key": "secret_env"}.get(key, ""), default_env)
         )
@@ -184,18 +192,43 @@ def _capabilities_of(broker_type: str) -> tuple[Any, str | None]:
     return None, describe(error) if error else "unknown"
 
 
-def broker_types(as_json: JsonOption = False) -> None:
-    """List the supported broker types and what each can do."""
-    from brokers.registry import BrokerFactory
+def _venue_rows() -> list[dict[str, Any]]:
+    """One row per crypto venue: what each can do through ccxt differs."""
+    from brokers.adapters.ccxt import VENUES, CcxtBroker
 
     rows = []
+    for venue in sorted(VENUES):
+        caps = CcxtBroker(name="ccxt-capabilities", exchange=venue, live=True).capabilities
+        rows.append(
+            {
+                "type": "ccxt",
+                "venue": venue,
+                "secrets": [key for key, _ in secret_keys("ccxt")],
+                "capabilities": caps.model_dump(mode="json")
+                | {"currencies": sorted(VENUES[venue].currencies)},
+                "paper": VENUES[venue].sandbox_url is not None,
+                "error": None,
+            }
+        )
+    return rows
+
+
+def broker_types(as_json: JsonOption = False) -> None:
+    """List the supported broker types and what each can do (crypto: each venue)."""
+    from brokers.registry import BrokerFactory
+
+    rows: list[dict[str, Any]] = []
     for name in BrokerFactory.types():
+        if name == "ccxt":
+            rows.extend(_venue_rows())
+            continue
         caps, error = _capabilities_of(name)
         rows.append(
             {
                 "type": name,
                 "secrets": [key for key, _ in secret_keys(name)],
                 "capabilities": None if caps is None else caps.model_dump(),
+                "read_only": name == "csv",
                 "error": error,
             }
         )
@@ -204,7 +237,14 @@ def broker_types(as_json: JsonOption = False) -> None:
         return
     from .tables import broker_types_table
 
-    console().print(broker_types_table(rows))
+    shown = []
+    for row in rows:
+        label = f"{row['type']} ({row['venue']})" if row.get("venue") else row["type"]
+        caps = row["capabilities"]
+        if row.get("read_only") and caps is not None:
+            caps = caps | {"order_types": ["none (read-only)"], "time_in_force": ["-"]}
+        shown.append(row | {"type": label, "capabilities": caps})
+    console().print(broker_types_table(shown))
 
 
 # -- add --------------------------------------------------------------------------------------
@@ -219,6 +259,10 @@ class Setting:
     parse: Callable[[str], Any]
     default: Callable[[dict[str, Any]], Any]
     comment: str = ""
+    # Whether the question is asked for the answers so far (a column map only for a generic file).
+    applies: Callable[[dict[str, Any]], bool] = lambda account: True
+    # An optional setting left blank is not written at all.
+    optional: bool = False
 
 
 def _positive_decimal(field: str, ceiling: Decimal = Decimal("1e15")) -> Callable[[str], Any]:
@@ -338,6 +382,124 @@ TYPE_SETTINGS: dict[str, tuple[Setting, ...]] = {
         ),
     ),
 }
+
+
+def _cancel_after(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"cancel_after_seconds must be a whole number, not {text!r}") from None
+    if value != 0 and not 10 <= value <= 86_400:
+        raise ValueError("cancel_after_seconds must be 0 (off) or from 10 to 86400")
+    return value
+
+
+def _columns(text: str) -> dict[str, str]:
+    """A column map typed as ``symbol=Ticker, quantity=Units, price=Mark``."""
+    from brokers.adapters.csvfile.layouts import COLUMN_KEYS, REQUIRED_COLUMNS
+
+    columns: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, header = part.partition("=")
+        key, header = key.strip(), header.strip()
+        if not sep or key not in COLUMN_KEYS or not header:
+            raise ValueError(
+                f"columns must be KEY=HEADER pairs separated by commas, KEY one of {', '.join(COLUMN_KEYS)}; "
+                f"not {part.strip()!r}"
+            )
+        columns[key] = header
+    missing = [key for key in REQUIRED_COLUMNS if key not in columns]
+    if missing or ("price" not in columns and "value" not in columns):
+        raise ValueError(f"columns needs {', '.join(missing) or 'price or value'}")
+    return columns
+
+
+def _export_path(text: str) -> str:
+    from pathlib import Path
+
+    value = text.strip()
+    if not value:
+        raise ValueError("path must name the position export, such as ~/Downloads/positions.csv")
+    if not Path(value).expanduser().is_file():
+        raise ValueError(f"path: no file at {value}")
+    return value
+
+
+TYPE_SETTINGS["ccxt"] = (
+    Setting(
+        "exchange",
+        "Venue (kraken, binanceus, coinbase)",
+        _choice("exchange", ("kraken", "binanceus", "coinbase")),
+        lambda a: "coinbase" if not a.get("live") else "kraken",
+        "paper trading: Coinbase's sandbox only; Kraken and Binance.US trade real money",
+    ),
+    Setting(
+        "poll_interval",
+        "Seconds between order polls",
+        _positive_decimal("poll_interval", Decimal(300)),
+        lambda a: 2,
+        "orders are polled: the venues' REST APIs",
+    ),
+    Setting(
+        "cancel_after_seconds",
+        "Cancel-all-after timer in seconds (0 = off)",
+        _cancel_after,
+        lambda a: 60,
+        "Kraken cancels every order if the console is silent this long while orders work",
+    ),
+)
+TYPE_SETTINGS["csv"] = (
+    Setting(
+        "format",
+        "Export format (fidelity, vanguard, generic)",
+        _choice("format", ("fidelity", "vanguard", "generic")),
+        lambda a: "fidelity",
+        "the broker whose position export this is",
+    ),
+    Setting(
+        "path",
+        "Path of the position export (CSV)",
+        _export_path,
+        lambda a: None,
+        "read again whenever the file changes",
+    ),
+    Setting(
+        "columns",
+        "Columns as KEY=HEADER pairs (symbol, quantity, price or value, average_cost)",
+        _columns,
+        lambda a: None,
+        "",
+        applies=lambda a: a.get("format") == "generic",
+    ),
+)
+
+
+def _account_number(text: str) -> str | None:
+    value = text.strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 4 <= len(value) <= 20:
+        raise ValueError(f"account_number must be the account's digits, such as 12345678, not {text!r}")
+    return value
+
+
+TYPE_SETTINGS["schwab"] = (
+    Setting(
+        "account_number",
+        "Account number (blank when the login has one account)",
+        _account_number,
+        lambda a: None,
+        "which of the login's accounts; it is reached by its hash",
+        optional=True,
+    ),
+    Setting(
+        "poll_interval",
+        "Seconds between order polls",
+        _positive_decimal("poll_interval", Decimal(300)),
+        lambda a: 2,
+        "orders are polled: the Trader API has no push channel for them",
+    ),
+)
 
 
 def ask(question: str, parse: Callable[[str], T], default: Any = None) -> T:
@@ -475,7 +637,9 @@ def add(
         currency, "--currency", "Currency", _currency, DEFAULT_CURRENCY.get(kind, "USD")
     )
     account["live"] = (
-        False if kind == "sim" else flag(live, "Live account (real money)?", DEFAULT_LIVE.get(kind, False))
+        False
+        if kind in NEVER_LIVE
+        else flag(live, "Live account (real money)?", DEFAULT_LIVE.get(kind, False))
     )
     account["default"] = flag(default, "Make it the default account?", not taken)
     account["weight"] = value(weight, "--weight", "Weight for distributed orders", _weight, 1.0)
@@ -484,11 +648,25 @@ def add(
         "weight": "share of a distributed order",
     }
     for setting in TYPE_SETTINGS.get(kind, ()):
+        if not setting.applies(account):
+            continue
         fallback = setting.default(account)
         if setting.key in extra:
-            account[setting.key] = _checked(setting.parse, extra.pop(setting.key), "--set")
+            given = extra.pop(setting.key)
+            account[setting.key] = (
+                given if isinstance(given, dict) else _checked(setting.parse, given, "--set")
+            )
+        elif no_input and fallback is None and not setting.optional:
+            bad_argument(f"required with --no-input: --set {setting.key}=...", "--set")
+        elif no_input:
+            if fallback is not None:
+                account[setting.key] = fallback
         else:
-            account[setting.key] = fallback if no_input else ask(setting.question, setting.parse, fallback)
+            answer = ask(
+                setting.question, setting.parse, "" if setting.optional and fallback is None else fallback
+            )
+            if answer is not None and answer != "":
+                account[setting.key] = answer
         if setting.comment:
             comments[setting.key] = setting.comment
     account.update(extra)
@@ -513,7 +691,7 @@ def add(
                 f"keyring and run `trading-console set-creds {account['name']}`."
             )
         elif not no_input and typer.confirm("Store its secrets in the keyring now?", default=True):
-            _store_secrets(account["name"], kind, None)
+            _store_secrets(account["name"], kind, None, config.account(account["name"]))
         else:
             typer.echo(f"Next: trading-console set-creds {account['name']}")
 
@@ -531,7 +709,7 @@ def _free_name(kind: str, taken: set[str]) -> str:
 
 
 def _no_keyring(name: str, kind: str) -> None:
-    env = " and ".join(env for _, env in secret_keys(kind))
+    env = " and ".join(env for _, env in secret_keys(kind) if env)
     fail(
         "no system keyring is available, so secrets cannot be stored safely here. Install and "
         "unlock one (gnome-keyring or KWallet; on a headless server `pip install keyrings.alt` "
@@ -541,7 +719,7 @@ def _no_keyring(name: str, kind: str) -> None:
     )
 
 
-def _store_secrets(name: str, kind: str, only: str | None) -> None:
+def _store_secrets(name: str, kind: str, only: str | None, account: Any = None) -> None:
     from brokers.credentials import keyring_available, set_secret
     from brokers.errors import CredentialsError
 
@@ -551,15 +729,53 @@ def _store_secrets(name: str, kind: str, only: str | None) -> None:
     for key, _ in secret_keys(kind):
         if only is not None and key != only:
             continue
-        label = SECRET_LABELS.get(key, key)
+        if kind == "schwab" and key == "token":
+            _schwab_login(name, account)
+            continue
+        label = SECRET_LABELS_BY_TYPE.get(kind, {}).get(key) or SECRET_LABELS.get(key, key)
         value = typer.prompt(f"{label} for {name} (input hidden)", hide_input=True).strip()
         try:
             set_secret(name, key, value)
         except CredentialsError as exc:
             fail(str(exc), ExitCode.CREDENTIALS)
         stored.append(key)
-    typer.echo(f"Stored {', '.join(stored)} for {name!r} in the system keyring.")
+    if stored:
+        typer.echo(f"Stored {', '.join(stored)} for {name!r} in the system keyring.")
     typer.echo(f"Check the account with `trading-console test {name}`.")
+
+
+def _schwab_login(name: str, account: Any) -> None:
+    """Schwab's login: the account holder allows the app in a browser, and the address the
+    browser is sent back to is traded for a token that lasts seven days."""
+    from brokers.adapters.schwab import SchwabBroker
+    from brokers.errors import BrokerError, ConfigError, CredentialsError
+    from brokers.registry import BrokerFactory
+
+    from .common import run
+
+    if account is None:
+        fail(f"{name}: run `trading-console set-creds {name} --key token` to log in", ExitCode.CREDENTIALS)
+    try:
+        broker = BrokerFactory.create(account.broker_config())
+    except ConfigError as exc:
+        fail(str(exc), ExitCode.CONFIG)
+    if not isinstance(broker, SchwabBroker):
+        fail(f"{name} is not a Schwab account", ExitCode.CONFIG)
+    try:
+        url, state = broker.login_url()
+    except CredentialsError as exc:
+        fail(f"{exc}; store the app key and secret first", ExitCode.CREDENTIALS)
+    typer.echo("Open this address, log in to Schwab and allow the app:")
+    typer.echo(f"  {url}")
+    received = typer.prompt(
+        f"Paste the address the browser was sent to ({broker.callback_url}...; input hidden)", hide_input=True
+    ).strip()
+    try:
+        expires = run(broker.complete_login(received, state))
+    except (BrokerError, CredentialsError) as exc:
+        fail(describe(exc), ExitCode.CREDENTIALS)
+    until = f" (until {expires:%Y-%m-%d %H:%M} UTC)" if expires is not None else ""
+    typer.echo(f"Stored the Schwab login for {name!r}: it lasts 7 days{until}; renew it with this command.")
 
 
 def set_creds(
@@ -578,7 +794,7 @@ def set_creds(
         return
     if key is not None and key not in keys:
         bad_argument(f"{account.type} accounts keep {', '.join(keys)}, not {key!r}", "--key")
-    _store_secrets(name, account.type, key)
+    _store_secrets(name, account.type, key, account)
 
 
 def register(app: typer.Typer) -> None:

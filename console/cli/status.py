@@ -185,11 +185,26 @@ async def _probe(broker: Any, step_seconds: float, steps: list[dict[str, Any]]) 
         )
         await step("positions", broker.get_positions, lambda p: f"{len(p)} position(s)")
         await step("open orders", broker.get_open_orders, lambda o: f"{len(o)} working order(s)")
+        await _export_step(broker, steps)
     finally:
         try:
             await asyncio.wait_for(broker.disconnect(), step_seconds)
         except Exception as exc:  # the verdict is about the reads; a messy goodbye is only noted
             warn(f"disconnect: {describe(exc)}")
+
+
+async def _export_step(broker: Any, steps: list[dict[str, Any]]) -> None:
+    """A read-only account's figures are as old as its export: say how old, and which rows of
+    it could not be read (they are left out)."""
+    from brokers.adapters.csvfile import CsvBroker
+
+    if not isinstance(broker, CsvBroker):
+        return
+    as_of = broker.as_of
+    detail = f"as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of is not None else "not read"
+    if broker.last_error:
+        detail += f"; {broker.last_error}"
+    steps.append({"step": "export", "ok": True, "ms": 0.0, "detail": detail})
 
 
 def check_account(

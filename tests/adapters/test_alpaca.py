@@ -11,6 +11,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    API_KEY,
+    KEYRING_SERVICE,
+    SECRET_KEY,
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+    next_event,
+)
 
 from brokers.adapters.alpaca import AlpacaBroker
 from brokers.errors import (
@@ -25,15 +34,6 @@ from brokers.errors import (
     OrderRejectedError,
 )
 from brokers.models import AssetClass, ConnectionState, Fill, Order, OrderRequest, OrderStatus
-from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
-    API_KEY,
-    KEYRING_SERVICE,
-    SECRET_KEY,
-    alpaca_broker_fixture,
-    alpaca_keys_fixture,
-    alpaca_peer_fixture,
-    next_event,
-)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alpaca"
 

@@ -3,14 +3,15 @@ loopback peer, cancelled with Alpaca's bulk cancel before the manager marks it C
 
 from __future__ import annotations
 
+from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+)
+
 from brokers.events import ConnectionEvent, HaltCancelEvent, ManagerEvent
 from brokers.manager import MultiBrokerManager
 from brokers.models import ConnectionState, OrderRequest, OrderStatus
 from brokers.registry import BrokerFactory
-from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
-    alpaca_keys_fixture,
-    alpaca_peer_fixture,
-)
 
 
 async def test_working_orders_are_bulk_cancelled_before_the_account_is_connected(peer, keys):

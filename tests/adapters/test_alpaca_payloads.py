@@ -14,7 +14,14 @@ from decimal import Decimal
 
 import pytest
 from alpaca.trading.enums import OrderStatus as AlpacaOrderStatus
+from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+    next_event,
+)
 
+from adapters.broker_payloads import payload
 from brokers.adapters.alpaca.wire import map_status
 from brokers.errors import BrokerAPIError, OrderRejectedError
 from brokers.execution import ExecutionService
@@ -23,13 +30,6 @@ from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, Fill, OrderRequest, OrderStatus, OrderType, Side
 from brokers.registry import BrokerFactory
-from tests.adapters.broker_payloads import payload
-from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
-    alpaca_broker_fixture,
-    alpaca_keys_fixture,
-    alpaca_peer_fixture,
-    next_event,
-)
 
 ACCOUNT = "alpaca-test"
 
@@ -304,7 +304,7 @@ async def test_refusal_bodies_become_rejections(broker, peer, index):
 
 
 def test_a_missing_payload_folder_fails_the_test_and_says_where_it_was_looked_for(monkeypatch, tmp_path):
-    from tests.adapters import broker_payloads
+    from adapters import broker_payloads
 
     monkeypatch.setattr(broker_payloads, "PAYLOADS", tmp_path / "nowhere")
     with pytest.raises(pytest.fail.Exception, match="shared/fixtures/broker-payloads"):

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    PeerPosition,
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+)
 from peers.kite_peer import KitePeer, kite_peer  # noqa: F401  (kite_peer is a fixture)
 from peers.tws_peer import ibkr_fixture, tws_peer_fixture  # noqa: F401  (fixtures)
 
@@ -14,12 +20,6 @@ from brokers.fx import FxRates, FxSettings
 from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, OrderRequest
 from brokers.sim import SimBroker
-from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
-    PeerPosition,
-    alpaca_broker_fixture,
-    alpaca_keys_fixture,
-    alpaca_peer_fixture,
-)
 
 D = Decimal
 

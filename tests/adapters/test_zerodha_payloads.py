@@ -14,13 +14,13 @@ from decimal import Decimal
 import pytest
 from peers.kite_peer import KitePeer, kite_peer  # noqa: F401  (kite_peer is a fixture)
 
+from adapters.broker_payloads import payload
 from brokers.adapters.zerodha import ZerodhaBroker
 from brokers.execution import ExecutionService
 from brokers.instruments import Instrument
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
-from tests.adapters.broker_payloads import payload
 
 
 def kite(name: str):

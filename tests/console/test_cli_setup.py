@@ -97,7 +97,7 @@ def test_commented_broker_examples_are_valid_settings():
         account = parse_config(tomllib.loads(text)).accounts[0]
         broker = BrokerFactory.create(account.broker_config())
         built.add(broker.broker_type)
-    assert built == {"alpaca", "ibkr", "zerodha"}
+    assert built == {"alpaca", "ibkr", "zerodha", "ccxt", "csv", "schwab"}
 
 
 def test_example_config_holds_no_secret_values():

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from console_support import wait_for
+from peers.alpaca_peer import API_KEY, SECRET_KEY, AlpacaPeer
 
 from brokers.credentials import RedactingFilter, register_secret
 from console.logs import LOG_FILE_NAME, ConsoleFileHandler, StderrHandler, log_to_file, log_to_stderr
-from tests.peers.alpaca_peer import API_KEY, SECRET_KEY, AlpacaPeer
 
 F12 = b"\x1b[24~"
 CTRL_Q = b"\x11"

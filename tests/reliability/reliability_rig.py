@@ -209,7 +209,7 @@ class AlpacaSide(PeerSide):
     symbol = "AAPL"
 
     def __init__(self, **peer_options: Any) -> None:
-        from tests.peers.alpaca_peer import AlpacaPeer
+        from peers.alpaca_peer import AlpacaPeer
 
         self.peer = AlpacaPeer(**{"cash": Decimal(10) ** 9, **peer_options})
         self.timeout = 1.0
@@ -252,7 +252,7 @@ class KiteSide(PeerSide):
     symbol = "INFY"
 
     def __init__(self, **peer_options: Any) -> None:
-        from tests.peers.kite_peer import KitePeer
+        from peers.kite_peer import KitePeer
 
         self.peer = KitePeer(**{"cash": Decimal(10) ** 9, **peer_options})
         self.timeout = 1.0
@@ -305,7 +305,7 @@ class TwsSide(PeerSide):
     symbol = "AAPL"
 
     def __init__(self, **peer_options: Any) -> None:
-        from tests.peers.tws_peer import TwsPeer
+        from peers.tws_peer import TwsPeer
 
         self.peer = TwsPeer(**{"cash": 10**9, **peer_options})
         self.timeout = 1.0
@@ -329,17 +329,17 @@ class TwsSide(PeerSide):
         return sum(1 for o in self.peer.orders if o.order_ref == client_order_id)
 
     def submits(self) -> int:
-        from tests.peers.tws_peer import PLACE_ORDER
+        from peers.tws_peer import PLACE_ORDER
 
         return len(self.peer.requests(PLACE_ORDER))
 
     def lose_next_answer(self, how: str) -> None:
-        from tests.peers.tws_peer import drop, silent
+        from peers.tws_peer import drop, silent
 
         self.peer.react(drop(after=True) if how == "drop" else silent())
 
     def refuse_next(self) -> None:
-        from tests.peers.tws_peer import reject
+        from peers.tws_peer import reject
 
         self.peer.react(
             reject(

@@ -512,7 +512,7 @@ def test_tws_account_summary_values(tag, value, tws, tally):
 @generated(30)
 @given(data=st.data())
 def test_tws_position_messages(data, tws, tally):
-    from tests.peers.tws_peer import REQ_POSITIONS
+    from peers.tws_peer import REQ_POSITIONS
 
     peer = tws.side.peer
     with tally.case():

@@ -68,8 +68,8 @@ def every_logger_at_debug(caplog):
 
 @pytest.fixture
 async def peers(memory_keyring, monkeypatch):
-    from tests.peers.alpaca_peer import AlpacaPeer
-    from tests.peers.kite_peer import KitePeer
+    from peers.alpaca_peer import AlpacaPeer
+    from peers.kite_peer import KitePeer
 
     alpaca = AlpacaPeer(api_key=KEYRING_KEY, secret_key=KEYRING_SECRET, auto_fill=True)
     # An account whose broker knows other keys: every call is refused, and says so.
