@@ -28,7 +28,8 @@ from brokers.errors import (
     InsufficientFundsError,
     OrderRejectedError,
 )
-from brokers.models import ConnectionState, Fill, Order, OrderRequest, OrderStatus
+from brokers.instruments import Instrument
+from brokers.models import AssetClass, ConnectionState, Fill, Order, OrderRequest, OrderStatus
 from brokers.registry import BrokerFactory
 
 D = Decimal
@@ -61,7 +62,7 @@ async def test_balance_and_holdings_valued_in_the_account_currency(crypto):
         "CRYPTO",
     )
     assert btc.market_value == D(30000)
-    assert crypto.last_price_nowait("BTCUSD") == D(60000)
+    assert crypto.last_price_nowait(Instrument("BTCUSD", AssetClass.CRYPTO)) == D(60000)
 
 
 async def test_a_limit_order_fills_later_and_its_fill_carries_the_fee(crypto, crypto_peer):
