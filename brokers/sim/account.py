@@ -2,12 +2,18 @@
 
 Realised P&L is trading P&L: price difference times quantity closed, before commissions.
 Commissions come straight out of cash, so they show in equity but not in realised P&L.
+
+Cash moves on the trade date; what has not settled yet is kept as pending settlements
+(``brokers.settlement`` gives each fill its date) until the clock passes their settlement
+moment. A cash account spends only settled cash: sale proceeds still pending are not available.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from ..models import AssetClass, Side
@@ -75,6 +81,19 @@ class Holding:
         return realized
 
 
+@dataclass(frozen=True, slots=True)
+class PendingCash:
+    """Cash of one fill that has not settled: ``amount`` is signed (a sale's proceeds are
+    positive, a purchase's cost negative), commission included."""
+
+    settles_at: datetime
+    settlement_date: date
+    trade_date: date
+    amount: Decimal
+    symbol: str
+    fill_id: str
+
+
 class SimAccount:
     def __init__(
         self,
@@ -93,12 +112,67 @@ class SimAccount:
         self.realized_pnl = _ZERO
         self.commissions = _ZERO
         self.holdings: dict[str, Holding] = {}
+        # Pending settlements by settlement moment, and their sums either way.
+        self._pending: list[tuple[datetime, int, PendingCash]] = []
+        self._pending_seq = 0
+        self.pending_credits = _ZERO
+        self.pending_debits = _ZERO
 
     def reset(self) -> None:
         self.cash = self.initial_cash
         self.realized_pnl = _ZERO
         self.commissions = _ZERO
         self.holdings.clear()
+        self._pending.clear()
+        self.pending_credits = self.pending_debits = _ZERO
+
+    # -- settlement -----------------------------------------------------------------------
+    @property
+    def is_cash(self) -> bool:
+        return self.account_type == CASH
+
+    def add_pending(self, pending: PendingCash) -> None:
+        self._pending_seq += 1
+        heapq.heappush(self._pending, (pending.settles_at, self._pending_seq, pending))
+        if pending.amount > 0:
+            self.pending_credits += pending.amount
+        else:
+            self.pending_debits -= pending.amount
+
+    def settle(self, now: datetime) -> None:
+        """Count as settled whatever settles at or before ``now``."""
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            amount = heapq.heappop(pending)[2].amount
+            if amount > 0:
+                self.pending_credits -= amount
+            else:
+                self.pending_debits += amount
+
+    def pending(self) -> list[PendingCash]:
+        """What has not settled yet, soonest first."""
+        return [entry for _, _, entry in sorted(self._pending)]
+
+    @property
+    def settled_cash(self) -> Decimal:
+        return self.cash - self.pending_credits + self.pending_debits
+
+    @property
+    def unsettled_cash(self) -> Decimal:
+        return self.pending_credits - self.pending_debits
+
+    @property
+    def spendable_cash(self) -> Decimal:
+        """Settled cash not already owed for purchases that have not settled."""
+        return self.cash - self.pending_credits
+
+    def incoming(self) -> list[tuple[date, Decimal]]:
+        """Sale proceeds still to settle, summed by settlement date, soonest first."""
+        by_day: dict[date, Decimal] = {}
+        for entry in self.pending():
+            if entry.amount > 0:
+                by_day[entry.settlement_date] = by_day.get(entry.settlement_date, _ZERO) + entry.amount
+        return sorted(by_day.items())
 
     def position(self, symbol: str) -> Decimal:
         holding = self.holdings.get(symbol)
@@ -156,7 +230,7 @@ class SimAccount:
 
     def buying_power(self, prices: Mapping[str, Decimal]) -> Decimal:
         if self.account_type == CASH:
-            return max(self.cash, _ZERO)
+            return max(self.spendable_cash, _ZERO)
         # equity() and gross_exposure() in one pass: this runs for every order that adds exposure.
         value = gross = _ZERO
         for symbol, holding in self.holdings.items():
@@ -189,9 +263,11 @@ class SimAccount:
             if side is Side.SELL:
                 return None
             cost = quantity * price + commission
-            if cost > self.cash:
+            spendable = self.spendable_cash
+            if cost > spendable:
                 return "INSUFFICIENT_FUNDS", (
-                    f"buying {quantity} {symbol} needs about {cost:,.2f} and only {self.cash:,.2f} cash is available"
+                    f"buying {quantity} {symbol} needs about {cost:,.2f} and only {max(spendable, _ZERO):,.2f} "
+                    f"settled cash is available{_incoming_text(self.incoming())}"
                 )
             return None
         added = (abs(after) - abs(held)) * price
@@ -204,3 +280,10 @@ class SimAccount:
                 f"of buying power and {power:,.2f} is available"
             )
         return None
+
+
+def _incoming_text(incoming: list[tuple[date, Decimal]]) -> str:
+    if not incoming:
+        return ""
+    parts = [f"{amount:,.2f} on {day:%a %Y-%m-%d}" for day, amount in incoming[:3]]
+    return "; sale proceeds settle " + ", ".join(parts)

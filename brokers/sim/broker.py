@@ -37,7 +37,7 @@ from ..models import (
     to_decimal,
     utcnow,
 )
-from .account import CommissionSchedule, SimAccount
+from .account import CommissionSchedule, PendingCash, SimAccount
 from .clock import Clock
 from .faults import SimFaults
 from .feed import DEFAULT_VOLATILITY, RandomWalkFeed
@@ -293,6 +293,10 @@ class SimBroker(Broker):
         reported CANCELLED first so that anyone watching the stream is not left with ghosts."""
         self._venue.reset()
         self._flush()
+
+    def pending_settlements(self) -> list[PendingCash]:
+        """Cash of fills that has not settled yet by this broker's clock, soonest first."""
+        return self._venue.pending_settlements()
 
     def stop_level(self, broker_order_id: str) -> Decimal | None:
         """Where a working stop or trailing stop order would trigger now; None for other orders."""
