@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 from .enums import AssetClass
@@ -188,8 +188,7 @@ _BY_KEY: dict[tuple[AssetClass | None, str], SettlementRule] = {
 _FALLBACK = _BY_KEY[(None, "*")]
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """When one execution's cash settles. ``settles_at`` is UTC."""
 
     trade_date: date
@@ -280,12 +279,35 @@ def _dates(rule: SettlementRule, calendars: tuple[str, ...], local_day: date) ->
     return trade_day, business_days_after(trade_day, rule.days, calendars)
 
 
+# (instrument's key, exchange, currency, quarter hour since the epoch) -> what settlement_of
+# gives for any moment in that quarter hour (with None for a T+0 settlement moment, which is the
+# execution's own). Local midnights and roll-over times fall on quarter hours in every zone of
+# the table, so a quarter hour never holds two trade dates.
+_RECENT: dict[tuple[object, ...], tuple[date, date, datetime | None, SettlementRule]] = {}
+_RECENT_LIMIT = 4096
+
+
 def settlement_of(instrument: Instrument, executed_at: datetime, currency: str | None = None) -> Settlement:
     """Trade date, settlement date and settlement moment of ``instrument`` executed at
     ``executed_at`` (aware). ``currency`` is the account's, for an instrument that names none."""
-    rule = rule_for(
-        instrument.asset_class, instrument.symbol, instrument.exchange, instrument.currency or currency
-    )
+    currency = instrument.currency or currency
+    key = (instrument.key, instrument.exchange, currency, int(executed_at.timestamp()) // 900)
+    known = _RECENT.get(key)
+    if known is None:
+        known = _work_out(instrument, executed_at, currency)
+        if len(_RECENT) >= _RECENT_LIMIT:
+            _RECENT.clear()
+        _RECENT[key] = known
+    trade_day, settle_day, settles_at, rule = known
+    if settles_at is None:
+        settles_at = executed_at.astimezone(UTC)
+    return Settlement(trade_day, settle_day, settles_at, rule)
+
+
+def _work_out(
+    instrument: Instrument, executed_at: datetime, currency: str | None
+) -> tuple[date, date, datetime | None, SettlementRule]:
+    rule = rule_for(instrument.asset_class, instrument.symbol, instrument.exchange, currency)
     calendars = rule.calendars
     if rule.asset_class is _FOREX:
         calendars = tuple(dict.fromkeys(calendars + _pair_calendars(instrument.symbol)))
@@ -295,6 +317,6 @@ def settlement_of(instrument: Instrument, executed_at: datetime, currency: str |
         local += timedelta(days=1)
     trade_day, settle_day = _dates(rule, calendars, local.date())
     if rule.days == 0:
-        return Settlement(trade_day, settle_day, executed_at.astimezone(UTC), rule)
+        return trade_day, settle_day, None, rule
     settles_at = datetime.combine(settle_day, time(0), tzinfo=zone).astimezone(UTC)
-    return Settlement(trade_day, settle_day, settles_at, rule)
+    return trade_day, settle_day, settles_at, rule

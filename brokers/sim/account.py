@@ -83,15 +83,25 @@ class Holding:
 
 @dataclass(frozen=True, slots=True)
 class PendingCash:
-    """Cash of one fill that has not settled: ``amount`` is signed (a sale's proceeds are
-    positive, a purchase's cost negative), commission included."""
+    """Cash of the fills that settle at one moment and have not yet: sale proceeds still to come
+    in (``credits``) and the cost of purchases still to be paid (``debits``), commissions
+    included."""
 
     settles_at: datetime
     settlement_date: date
-    trade_date: date
-    amount: Decimal
-    symbol: str
-    fill_id: str
+    credits: Decimal
+    debits: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.credits - self.debits
+
+
+@dataclass(slots=True)
+class _Due:
+    settlement_date: date
+    credits: Decimal = _ZERO
+    debits: Decimal = _ZERO
 
 
 class SimAccount:
@@ -112,9 +122,10 @@ class SimAccount:
         self.realized_pnl = _ZERO
         self.commissions = _ZERO
         self.holdings: dict[str, Holding] = {}
-        # Pending settlements by settlement moment, and their sums either way.
-        self._pending: list[tuple[datetime, int, PendingCash]] = []
-        self._pending_seq = 0
+        # Pending settlements by settlement moment, and the moments in a heap. Fills of one
+        # trade date share a moment, so this stays small however many fills there are.
+        self._pending: dict[datetime, _Due] = {}
+        self._moments: list[datetime] = []
         self.pending_credits = _ZERO
         self.pending_debits = _ZERO
 
@@ -124,6 +135,7 @@ class SimAccount:
         self.commissions = _ZERO
         self.holdings.clear()
         self._pending.clear()
+        self._moments.clear()
         self.pending_credits = self.pending_debits = _ZERO
 
     # -- settlement -----------------------------------------------------------------------
@@ -131,27 +143,33 @@ class SimAccount:
     def is_cash(self) -> bool:
         return self.account_type == CASH
 
-    def add_pending(self, pending: PendingCash) -> None:
-        self._pending_seq += 1
-        heapq.heappush(self._pending, (pending.settles_at, self._pending_seq, pending))
-        if pending.amount > 0:
-            self.pending_credits += pending.amount
+    def add_pending(self, settles_at: datetime, settlement_date: date, amount: Decimal) -> None:
+        """``amount`` (signed: a sale's proceeds positive) settles at ``settles_at``."""
+        due = self._pending.get(settles_at)
+        if due is None:
+            due = self._pending[settles_at] = _Due(settlement_date)
+            heapq.heappush(self._moments, settles_at)
+        if amount > 0:
+            due.credits += amount
+            self.pending_credits += amount
         else:
-            self.pending_debits -= pending.amount
+            due.debits -= amount
+            self.pending_debits -= amount
 
     def settle(self, now: datetime) -> None:
         """Count as settled whatever settles at or before ``now``."""
-        pending = self._pending
-        while pending and pending[0][0] <= now:
-            amount = heapq.heappop(pending)[2].amount
-            if amount > 0:
-                self.pending_credits -= amount
-            else:
-                self.pending_debits += amount
+        moments = self._moments
+        while moments and moments[0] <= now:
+            due = self._pending.pop(heapq.heappop(moments))
+            self.pending_credits -= due.credits
+            self.pending_debits -= due.debits
 
     def pending(self) -> list[PendingCash]:
         """What has not settled yet, soonest first."""
-        return [entry for _, _, entry in sorted(self._pending)]
+        return [
+            PendingCash(moment, due.settlement_date, due.credits, due.debits)
+            for moment, due in sorted(self._pending.items())
+        ]
 
     @property
     def settled_cash(self) -> Decimal:
@@ -170,8 +188,8 @@ class SimAccount:
         """Sale proceeds still to settle, summed by settlement date, soonest first."""
         by_day: dict[date, Decimal] = {}
         for entry in self.pending():
-            if entry.amount > 0:
-                by_day[entry.settlement_date] = by_day.get(entry.settlement_date, _ZERO) + entry.amount
+            if entry.credits:
+                by_day[entry.settlement_date] = by_day.get(entry.settlement_date, _ZERO) + entry.credits
         return sorted(by_day.items())
 
     def position(self, symbol: str) -> Decimal:

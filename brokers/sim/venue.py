@@ -415,9 +415,8 @@ class SimVenue:
         """Record an execution of ``order`` in the account and in the order itself."""
         request = order.request
         settlement = settlement_of(request.instrument, at, self.currency)
-        fill_id = f"{order.broker_order_id}-{len(order.fills) + 1}"
         fill = Fill(
-            fill_id=fill_id,
+            fill_id=f"{order.broker_order_id}-{len(order.fills) + 1}",
             account=self.name,
             symbol=request.symbol,
             side=request.side,
@@ -437,16 +436,7 @@ class SimVenue:
         if settlement.settles_at > at:
             amount = quantity * price
             amount = amount - commission if request.side is Side.SELL else -(amount + commission)
-            self.account.add_pending(
-                PendingCash(
-                    settlement.settles_at,
-                    settlement.settlement_date,
-                    settlement.trade_date,
-                    amount,
-                    request.symbol,
-                    fill_id,
-                )
-            )
+            self.account.add_pending(settlement.settles_at, settlement.settlement_date, amount)
         order.apply_fill(fill)
         return fill
 

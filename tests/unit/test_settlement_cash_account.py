@@ -105,7 +105,7 @@ async def test_a_friday_sale_settles_monday_and_its_proceeds_wait_until_then(des
     assert (balance.cash, balance.settled_cash, balance.unsettled_cash) == (D(11_000), D(1_000), D(10_000))
     assert balance.buying_power == D(1_000)
     [pending] = desk.broker.pending_settlements()
-    assert (pending.amount, pending.settlement_date) == (D(10_000), date(2025, 8, 25))
+    assert (pending.credits, pending.debits, pending.settlement_date) == (D(10_000), 0, date(2025, 8, 25))
 
     placed = len(desk.broker.placed)
     refused = await desk.order("BUY", 50)
