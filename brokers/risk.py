@@ -462,8 +462,8 @@ class CashAccountCheck(Check):
         funds = self.funds.spendable(account)
         if funds is None:
             return (
-                f"{account} is a cash account and its settled cash is not known yet; "
-                "buying waits until its balance has been read"
+                f"{account} is a cash account and its settled cash is not known (no balance read "
+                "yet, or the broker reports none), so no buy is sent until it is"
             )
         price = notional_price(request, account, ctx)
         if price is None:

@@ -183,6 +183,9 @@ class CashLedger:
         # account -> client_order_id -> (cost per unit still to fill, remaining quantity)
         self._working: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
         self._reserved: dict[str, tuple[str, float]] = {}
+        # Whether fills from before this ledger started were given (``add_rows``): without them
+        # a split worked out here would count an older sale's unsettled proceeds as settled.
+        self.has_history = False
 
     # -- what the accounts are ------------------------------------------------------------
     def sync(self) -> None:
@@ -248,6 +251,7 @@ class CashLedger:
 
     def add_rows(self, rows: Iterable[PendingSettlement]) -> None:
         """Fills known from elsewhere (the journal at start)."""
+        self.has_history = True
         for row in rows:
             self._rows.setdefault(row.account, {})[row.fill_id] = row
 
@@ -290,16 +294,23 @@ class CashLedger:
         return rows
 
     def spendable(self, account: str) -> Spendable | None:
-        """What ``account`` may spend now; None when no balance of it has been read."""
+        """What ``account`` may spend now; None when that cannot be known: no balance of it has
+        been read, or its broker reports no settled cash and the fills before this ledger
+        started are unknown."""
         self.sync()
         balance = (self._seen or {}).get(account)
         if balance is None:
+            return None
+        reported = (
+            balance.settled_cash is not None and balance.settled_source is not SettledCashSource.UNKNOWN
+        )
+        if not reported and not self.has_history:
             return None
         self._expire_reservations()
         now = self._clock()
         rows = self._rows.get(account, {}).values()
         read_at = balance.timestamp
-        if balance.settled_cash is not None and balance.settled_source is not SettledCashSource.UNKNOWN:
+        if reported and balance.settled_cash is not None:
             settled, source = balance.settled_cash, balance.settled_source
         else:
             settled, source = balance.cash - _unsettled_at(rows, read_at), SettledCashSource.COMPUTED

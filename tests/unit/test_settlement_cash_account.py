@@ -220,3 +220,46 @@ async def test_computed_from_fills_where_the_broker_reports_nothing(desk):
     # Agreeing figures show no disagreement either.
     reported = desk.manager.snapshot.balances["cash"]
     assert with_computed(reported, rows).settlement_disagreement is None
+
+
+class Unreporting(Counting):
+    """A cash account at a broker that does not split its cash."""
+
+    async def get_balance(self):
+        balance = await super().get_balance()
+        return balance.model_copy(
+            update={"settled_cash": None, "unsettled_cash": None, "settled_source": SettledCashSource.UNKNOWN}
+        )
+
+
+async def test_a_cash_account_whose_split_cannot_be_known_buys_nothing(tmp_path):
+    desk = Desk(tmp_path, FRIDAY)
+    unreporting = Unreporting(
+        "quiet",
+        clock=desk.clock,
+        account_type="cash",
+        initial_cash=1_000,
+        prices={"AAPL": 100},
+        initial_positions={"AAPL": (100, 90)},
+    )
+    desk.manager.add_broker("quiet", unreporting)
+    async with running(desk.manager, desk.service):
+        await desk.manager.refresh()
+        refused = await desk.order("BUY", 1, account="quiet")
+        assert refused.reject_code == RejectCode.UNSETTLED_FUNDS
+        assert "settled cash is not known" in refused.reject_reason
+        assert unreporting.placed == []
+
+        # With the journal's fills from before, the split is worked out from them.
+        desk.ledger.add_rows(pending_from_orders(desk.journal.orders().values(), {"quiet": "USD"}))
+        desk.clock.advance(1)
+        sale = await desk.order("SELL", 100, account="quiet")
+        assert sale.status is OrderStatus.FILLED
+        await until(lambda: desk.ledger.rows("quiet"))
+        await desk.manager.refresh()
+        funds = desk.ledger.spendable("quiet")
+        assert funds is not None and funds.source is SettledCashSource.COMPUTED
+        assert (funds.settled, funds.incoming) == (D(1_000), ((date(2025, 8, 25), D(10_000)),))
+        assert (await desk.order("BUY", 50, account="quiet")).reject_code == RejectCode.UNSETTLED_FUNDS
+        assert (await desk.order("BUY", 5, account="quiet")).status is OrderStatus.FILLED
+    desk.journal.close()
