@@ -24,7 +24,7 @@ from decimal import Decimal
 from .account_state import Balance, Fill, SettledCashSource
 from .clock import utcnow
 from .enums import Side
-from .events import FillEvent, ManagerEvent, OrderEvent
+from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent
 from .instruments import Instrument
 from .orders import Order
 from .settlement import settlement_of
@@ -156,8 +156,7 @@ BalanceSource = Callable[[], Mapping[str, Balance]]
 
 class CashLedger:
     """Settled cash of the cash accounts, kept current from the manager's events (``on_event``,
-    a manager listener) and the balances it last read (``balances``). Accounts whose last
-    balance is not a cash account's cost one set look-up per event.
+    a manager listener) and the balances it last read (``balances``).
 
     ``generation`` changes whenever the set of cash accounts does: the risk engine plans its
     checks again then. ``reservation_seconds``: how long a buy that passed the check counts
@@ -205,13 +204,16 @@ class CashLedger:
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: ManagerEvent) -> None:
-        self.sync()
-        if isinstance(event, FillEvent):
-            if event.account in self.cash_accounts:
+        """A manager listener. An account's balance is read again when it (re)connects, so the
+        set of cash accounts is looked at then; every other event costs a margin account one
+        set look-up."""
+        if event.account in self.cash_accounts:
+            if isinstance(event, FillEvent):
                 self.add_fill(event.account, event.fill)
-        elif isinstance(event, OrderEvent):
-            if event.account in self.cash_accounts:
+            elif isinstance(event, OrderEvent):
                 self.track(event.account, event.order)
+        if isinstance(event, ConnectionEvent):
+            self.sync()
 
     def track(self, account: str, order: Order) -> None:
         """Keep the instrument of ``order`` for its fills and, for a buy, what it still needs."""
