@@ -435,8 +435,10 @@ def _when(day: object) -> str:
 
 
 class CashAccountCheck(Check):
-    """A cash account buys with settled cash only: settled cash, less purchases not yet paid
-    for, less working buys, must cover the order. Sales always pass."""
+    """A cash account buys with settled cash only: while sale proceeds there have not settled,
+    settled cash, less purchases not yet paid for, less working buys, must cover the order.
+    Sales always pass, and so does a buy when nothing is unsettled (the broker checks its own
+    cash then)."""
 
     code = RejectCode.UNSETTLED_FUNDS
     limit = ""
@@ -467,7 +469,13 @@ class CashAccountCheck(Check):
             )
         price = notional_price(request, account, ctx)
         if price is None:
-            return f"no price for {request.symbol} to weigh the order against the settled cash of {account}"
+            if not funds.incoming:
+                return None  # nothing unsettled that it could spend: the broker checks its cash
+            return (
+                f"no price for {request.symbol} to weigh the order against the settled cash of "
+                f"{account}, and sale proceeds there have not settled yet"
+                f"{_incoming_text(funds)}; send a limit order"
+            )
         instrument = request.instrument
         unit = price * instrument.multiplier
         currency = ctx.order_currency(request, account)
@@ -481,8 +489,9 @@ class CashAccountCheck(Check):
                 )
             unit = in_base / one
         cost = unit * request.quantity
-        free = funds.amount
-        if cost > free:
+        # More than settled cash covers and nothing unsettled to spend: a plain lack of funds,
+        # which the broker refuses itself.
+        if cost > funds.amount and funds.incoming:
             return _unsettled_sentence(account, request, cost, funds)
         self._last = (request.client_order_id, unit, request.quantity)
         return None
@@ -504,11 +513,14 @@ def _unsettled_sentence(account: str, request: OrderRequest, cost: Decimal, fund
         text += f", owed for purchases not yet settled {_money(funds.owed, currency)}"
     if funds.working:
         text += f", working buys {_money(funds.working, currency)}"
-    text += ")"
-    if funds.incoming:
-        parts = [f"{_money(amount, currency)} on {_when(day)}" for day, amount in funds.incoming[:3]]
-        text += "; sale proceeds settle " + ", ".join(parts)
-    return text
+    return text + ")" + _incoming_text(funds)
+
+
+def _incoming_text(funds: Spendable) -> str:
+    if not funds.incoming:
+        return ""
+    parts = [f"{_money(amount, funds.currency)} on {_when(day)}" for day, amount in funds.incoming[:3]]
+    return "; sale proceeds settle " + ", ".join(parts)
 
 
 class RiskEngine:

@@ -81,11 +81,9 @@ def test_a_sale_is_listed_until_it_settles_and_the_paper_brokers_forgetting_is_s
     assert "paper-us-cash (cash account)" in table
 
 
-def test_a_buy_refused_for_unsettled_cash_reads_clearly():
-    # The demo's cash account holds 50,000 of settled cash and nothing pending: a larger buy is
-    # refused before the broker, with its own code.
-    result = invoke("order", "buy", "AAPL", "1000", "--account", "paper-us-cash", "--yes", "--json")
-    order = json.loads(result.stdout)
-    assert order["status"] == "REJECTED" and order["reject_code"] == "UNSETTLED_FUNDS"
-    assert "paper-us-cash is a cash account" in order["reject_reason"]
-    assert "50,000.00 USD of settled cash is free" in order["reject_reason"]
+def test_the_table_says_when_nothing_is_pending():
+    result = invoke("settlements")
+    assert result.exit_code == 0, result.output
+    table = plain(result.stdout)
+    assert "nothing pending: all cash has settled" in table
+    assert "paper-in (cash account) INR 5,000,000.00 5,000,000.00 0.00 broker" in table

@@ -64,9 +64,18 @@ async def test_alpaca_margin_account_reports_no_settled_cash(broker, peer):
     assert balance.settled_cash is None and balance.settled_source is SettledCashSource.UNKNOWN
 
 
+async def test_alpaca_margin_account_set_to_no_leverage_is_still_a_margin_account(broker, peer):
+    body = copy.deepcopy(payload("alpaca", "account.json"))
+    body["multiplier"] = "1"  # its shorting_enabled stays true: a cash account cannot short
+    peer.answer_next("GET", "/v2/account", body)
+    peer.answer_next("GET", "/v2/positions", [])
+    balance = await broker.get_balance()
+    assert not balance.cash_account and balance.settled_source is SettledCashSource.UNKNOWN
+
+
 async def test_alpaca_cash_account_settled_cash_is_its_non_marginable_buying_power(broker, peer):
     body = copy.deepcopy(payload("alpaca", "account.json"))
-    body.update({"multiplier": "1", "cash": "100000", "buying_power": "98945.02"})
+    body.update({"multiplier": "1", "shorting_enabled": False, "cash": "100000", "buying_power": "98945.02"})
     peer.answer_next("GET", "/v2/account", body)
     peer.answer_next("GET", "/v2/positions", [])
     balance = await broker.get_balance()

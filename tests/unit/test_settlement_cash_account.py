@@ -172,11 +172,20 @@ async def test_a_crypto_sale_is_spendable_at_once(desk):
 
 
 async def test_working_buys_count_against_settled_cash(desk):
+    await sell_then_refresh(desk)
     first = await desk.order("BUY", 6, order_type="LIMIT", limit_price=D(99))
     assert first.status is OrderStatus.ACCEPTED  # rests below the market
     second = await desk.order("BUY", 6, order_type="LIMIT", limit_price=D(99))
     assert second.reject_code == RejectCode.UNSETTLED_FUNDS
     assert "working buys 594.00 USD" in second.reject_reason
+
+
+async def test_with_nothing_unsettled_a_lack_of_cash_is_the_brokers_to_refuse(desk):
+    # 5,000 of AAPL against 1,000 of settled cash and no sale pending: not a question of
+    # unsettled money, so the check lets it through and the broker refuses it for want of cash.
+    order = await desk.order("BUY", 50)
+    assert order.status is OrderStatus.REJECTED and order.reject_code == RejectCode.INSUFFICIENT_FUNDS
+    assert len(desk.broker.placed) == 1 and "settled cash is available" in order.reject_reason
 
 
 async def test_a_margin_account_is_unaffected(desk):

@@ -40,10 +40,13 @@ class AccountReads:
         )
         session.refreshed()
         cash = required(account, "cash")
-        cash_account = dec(account.get("multiplier"), "multiplier") == 1
-        # A cash account (multiplier 1) can spend only settled cash, and Alpaca gives that as its
-        # non-marginable buying power; at a margin account that figure is borrowing power, not
-        # cash, so the split is left to be worked out from the fills.
+        # A cash account has a multiplier of 1 and cannot short. (A margin account may be set to
+        # a multiplier of 1 too, but it can still short.) It spends only settled cash, which
+        # Alpaca gives as its non-marginable buying power; at a margin account that figure is
+        # borrowing power, not cash, so the split is left to be worked out from the fills.
+        cash_account = (
+            dec(account.get("multiplier"), "multiplier") == 1 and account.get("shorting_enabled") is False
+        )
         settled = dec(account.get("non_marginable_buying_power"), "non_marginable_buying_power")
         reported = cash_account and settled is not None
         return Balance(
