@@ -27,7 +27,7 @@ from .enums import Side
 from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent
 from .instruments import Instrument
 from .orders import Order
-from .settlement import settlement_of
+from .settlement import settlement_of, warm_up
 
 __all__ = [
     "CashLedger",
@@ -197,6 +197,8 @@ class CashLedger:
         if cash != self.cash_accounts:
             self.cash_accounts = cash
             self.generation += 1
+            if cash:
+                warm_up()
 
     def is_cash_account(self, account: str) -> bool:
         self.sync()

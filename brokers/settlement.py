@@ -15,6 +15,7 @@ cycle here, so that cash is never counted as settled earlier than it may be.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, NamedTuple
@@ -36,6 +37,7 @@ __all__ = [
     "market_of",
     "rule_for",
     "settlement_of",
+    "warm_up",
 ]
 
 _STOCK, _OPTION, _FUTURE = AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE
@@ -240,6 +242,24 @@ def _calendar(code: str) -> HolidayBase:
     import holidays  # only when a date is first worked out: importing it takes a fifth of a second
 
     return holidays.financial_holidays(code)
+
+
+@functools.cache
+def warm_up() -> threading.Thread:
+    """Load the calendars in a background thread, once: the first settlement date worked out on
+    the order path then does not wait a fifth of a second for the import. Called where fills are
+    about to come (a paper account connecting, a cash account seen)."""
+    thread = threading.Thread(target=_load_calendars, name="settlement-calendars", daemon=True)
+    thread.start()
+    return thread
+
+
+def _load_calendars() -> None:
+    codes = {code for rule in RULES for code in rule.calendars} | set(CURRENCY_CALENDARS.values())
+    today = date.today()
+    for code in sorted(codes):
+        # Membership fills in the year asked about (and the next, for a settlement across it).
+        _ = today in _calendar(code), today.replace(month=1, day=1, year=today.year + 1) in _calendar(code)
 
 
 @functools.cache

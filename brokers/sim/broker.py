@@ -37,6 +37,7 @@ from ..models import (
     to_decimal,
     utcnow,
 )
+from ..settlement import warm_up
 from .account import CommissionSchedule, PendingCash, SimAccount
 from .clock import Clock
 from .faults import SimFaults
@@ -315,6 +316,11 @@ class SimBroker(Broker):
             raise self._timeout("connect")
         if faults.take_connect_failure():
             raise BrokerConnectionError("connection refused (simulated fault)", broker=self.name)
+        calendars = warm_up()
+        if calendars.is_alive():
+            # Fills are about to come, each dated by the settlement calendars: loading them takes
+            # a fifth of a second once per process, here rather than inside the first order.
+            await asyncio.to_thread(calendars.join)
         self._connected = True
         if self._tick_interval is not None and not self.feed_running:
             self.start_feed(self._tick_interval)
