@@ -108,9 +108,10 @@ class SettledCashSource(CaseInsensitiveEnum):
 
 
 class Balance(BaseModel):
-    """``cash`` counts every trade on its trade date; ``settled_cash`` is the part of it that has
-    settled and ``unsettled_cash`` the rest (sale proceeds still to come in, less purchases still
-    to be paid), all in ``currency``. ``settled_source`` says where that split came from;
+    """``settled_cash`` is cash that has settled and ``unsettled_cash`` what is still to settle
+    (sale proceeds to come in, less purchases to be paid), both in ``currency``; most brokers
+    count both in ``cash`` (Kite keeps the day's sale proceeds outside it until they settle).
+    None: not known. ``settled_source`` says where the split came from;
     ``computed_settled_cash`` is the figure worked out from the fills when the broker's own
     differs from it (shown, never silently dropped). ``cash_account``: the account may spend
     only settled cash."""

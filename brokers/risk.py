@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -430,7 +431,7 @@ class SettledFunds(Protocol):
     def reserve(self, account: str, client_order_id: str, unit_cost: Decimal, quantity: Decimal) -> None: ...
 
 
-def _when(day: object) -> str:
+def _when(day: date) -> str:
     return f"{day:%a %d %b %Y}"
 
 
