@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import date
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -431,10 +430,6 @@ class SettledFunds(Protocol):
     def reserve(self, account: str, client_order_id: str, unit_cost: Decimal, quantity: Decimal) -> None: ...
 
 
-def _when(day: date) -> str:
-    return f"{day:%a %d %b %Y}"
-
-
 class CashAccountCheck(Check):
     """A cash account buys with settled cash only: while sale proceeds there have not settled,
     settled cash, less purchases not yet paid for, less working buys, must cover the order.
@@ -474,8 +469,8 @@ class CashAccountCheck(Check):
                 return None  # nothing unsettled that it could spend: the broker checks its cash
             return (
                 f"no price for {request.symbol} to weigh the order against the settled cash of "
-                f"{account}, and sale proceeds there have not settled yet"
-                f"{_incoming_text(funds)}; send a limit order"
+                f"{account}, and sale proceeds there have not settled yet{funds.incoming_text()}; "
+                "send a limit order"
             )
         instrument = request.instrument
         unit = price * instrument.multiplier
@@ -493,7 +488,7 @@ class CashAccountCheck(Check):
         # More than settled cash covers and nothing unsettled to spend: a plain lack of funds,
         # which the broker refuses itself.
         if cost > funds.amount and funds.incoming:
-            return _unsettled_sentence(account, request, cost, funds)
+            return funds.shortfall(f"buying {_num(request.quantity)} {request.symbol}", cost)
         self._last = (request.client_order_id, unit, request.quantity)
         return None
 
@@ -501,27 +496,6 @@ class CashAccountCheck(Check):
         last, self._last = self._last, None
         if last is not None and account is not None and last[0] == request.client_order_id:
             self.funds.reserve(account, last[0], last[1], last[2])
-
-
-def _unsettled_sentence(account: str, request: OrderRequest, cost: Decimal, funds: Spendable) -> str:
-    currency = funds.currency
-    text = (
-        f"{account} is a cash account: buying {_num(request.quantity)} {request.symbol} needs about "
-        f"{_money(cost, currency)} and {_money(max(funds.amount, _ZERO), currency)} of settled cash is free "
-        f"(settled {_money(funds.settled, currency)}"
-    )
-    if funds.owed:
-        text += f", owed for purchases not yet settled {_money(funds.owed, currency)}"
-    if funds.working:
-        text += f", working buys {_money(funds.working, currency)}"
-    return text + ")" + _incoming_text(funds)
-
-
-def _incoming_text(funds: Spendable) -> str:
-    if not funds.incoming:
-        return ""
-    parts = [f"{_money(amount, funds.currency)} on {_when(day)}" for day, amount in funds.incoming[:3]]
-    return "; sale proceeds settle " + ", ".join(parts)
 
 
 class RiskEngine:

@@ -149,6 +149,30 @@ class Spendable:
     def amount(self) -> Decimal:
         return self.settled - self.owed - self.working
 
+    def shortfall(self, what: str, cost: Decimal) -> str:
+        """Why ``what`` (an order costing ``cost``) cannot be paid with settled cash, and when
+        the sale proceeds come in."""
+        money = self._money
+        text = (
+            f"{self.account} is a cash account: {what} needs about {money(cost)} and "
+            f"{money(max(self.amount, _ZERO))} of settled cash is free (settled {money(self.settled)}"
+        )
+        if self.owed:
+            text += f", owed for purchases not yet settled {money(self.owed)}"
+        if self.working:
+            text += f", working buys {money(self.working)}"
+        return text + ")" + self.incoming_text()
+
+    def incoming_text(self) -> str:
+        """ "; sale proceeds settle 10,000.00 USD on Mon 25 Aug 2025, ...", or nothing."""
+        if not self.incoming:
+            return ""
+        parts = [f"{self._money(amount)} on {day:%a %d %b %Y}" for day, amount in self.incoming[:3]]
+        return "; sale proceeds settle " + ", ".join(parts)
+
+    def _money(self, value: Decimal) -> str:
+        return f"{value:,.2f} {self.currency}"
+
 
 BalanceSource = Callable[[], Mapping[str, Balance]]
 """The balances the accounts last reported, by account (the manager's snapshot)."""
