@@ -13,11 +13,11 @@ from decimal import Decimal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .clock import utcnow
-from .enums import AssetClass, ConnectionState, Side
+from .enums import AssetClass, CaseInsensitiveEnum, ConnectionState, Side
 from .identifiers import AccountName, CurrencyCode
 from .instruments import Instrument, instrument_of, option_right
 
-__all__ = ["AccountStatus", "Balance", "Fill", "MarginInfo", "Position"]
+__all__ = ["AccountStatus", "Balance", "Fill", "MarginInfo", "Position", "SettledCashSource"]
 
 
 class Fill(BaseModel):
@@ -46,6 +46,11 @@ class Fill(BaseModel):
     expiry: date | None = None
     strike: Decimal | None = None
     right: str | None = None
+
+    # The trade date and the day its cash settles (``brokers.settlement``); None where the
+    # broker did not say and nothing has worked them out yet.
+    trade_date: date | None = None
+    settlement_date: date | None = None
 
     @field_validator("right")
     @classmethod
@@ -123,7 +128,23 @@ class Position(BaseModel):
         return self.quantity * self.avg_price * self.multiplier
 
 
+class SettledCashSource(CaseInsensitiveEnum):
+    """Where a balance's split of cash into settled and unsettled came from."""
+
+    BROKER = "BROKER"  # the broker reported it (IB SettledCash, Kite's margins, ...)
+    COMPUTED = "COMPUTED"  # worked out here from the fills and their settlement dates
+    UNKNOWN = "UNKNOWN"  # neither: the split is not known
+
+
 class Balance(BaseModel):
+    """``settled_cash`` is cash that has settled and ``unsettled_cash`` what is still to settle
+    (sale proceeds to come in, less purchases to be paid), both in ``currency``; most brokers
+    count both in ``cash`` (Kite keeps the day's sale proceeds outside it until they settle).
+    None: not known. ``settled_source`` says where the split came from;
+    ``computed_settled_cash`` is the figure worked out from the fills when the broker's own
+    differs from it (shown, never silently dropped). ``cash_account``: the account may spend
+    only settled cash."""
+
     account: AccountName
     currency: CurrencyCode = "USD"
     cash: Decimal
@@ -132,6 +153,19 @@ class Balance(BaseModel):
     realized_pnl: Decimal = Decimal(0)
     unrealized_pnl: Decimal = Decimal(0)
     timestamp: AwareDatetime = Field(default_factory=utcnow)
+    settled_cash: Decimal | None = None
+    unsettled_cash: Decimal | None = None
+    settled_source: SettledCashSource = SettledCashSource.UNKNOWN
+    computed_settled_cash: Decimal | None = None
+    cash_account: bool = False
+
+    @property
+    def settlement_disagreement(self) -> Decimal | None:
+        """Broker's settled cash less the computed figure, when both are known and differ."""
+        if self.settled_cash is None or self.computed_settled_cash is None:
+            return None
+        difference = self.settled_cash - self.computed_settled_cash
+        return difference or None
 
 
 class MarginInfo(BaseModel):

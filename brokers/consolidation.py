@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from .account_state import SettledCashSource
 from .events import PositionDiff
 from .fx import FxRates, Money
 from .instruments import Instrument
@@ -22,16 +23,20 @@ from .models import AccountStatus, AssetClass, Balance, Position, utcnow
 __all__ = [
     "AccountTotals",
     "BuyingPower",
+    "CashSettlement",
     "ConsolidatedPosition",
     "Figures",
     "MarkPrice",
+    "SettlementTotals",
     "Snapshot",
     "Totals",
     "account_totals",
     "average_price",
+    "cash_settlement",
     "compare_positions",
     "consolidate_buying_power",
     "consolidate_positions",
+    "consolidate_settlement",
     "consolidate_totals",
     "empty_snapshot",
 ]
@@ -120,20 +125,50 @@ class AccountTotals:
 
 
 @dataclass(frozen=True)
+class CashSettlement:
+    """One account's cash split into settled and pending (still to settle: sale proceeds in,
+    less purchases out), in its own currency and in the base currency. ``source`` says where
+    the split came from; ``disagreement`` is the broker's settled cash less the figure worked
+    out from the fills, when both are known and differ."""
+
+    account: str
+    currency: str
+    settled: Money
+    pending: Money
+    settled_base: Money
+    pending_base: Money
+    source: SettledCashSource
+    cash_account: bool = False
+    disagreement: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class SettlementTotals:
+    """Settled and pending cash of every account, and their sums in ``currency`` (the base)."""
+
+    currency: str
+    settled: Money
+    pending: Money
+    per_account: dict[str, CashSettlement]
+
+
+@dataclass(frozen=True)
 class Totals:
     currency: str
     total: Figures
     per_account: dict[str, AccountTotals]
+    settlement: SettlementTotals | None = None
 
 
 @dataclass(frozen=True)
 class BuyingPower:
     """``per_account`` in each account's own currency; ``total`` (and ``per_account_base``) in
-    the base currency."""
+    the base currency. ``settlement``: cash split into settled and pending."""
 
     per_account: dict[str, Money]
     total: Money
     per_account_base: dict[str, Money] = field(default_factory=dict)
+    settlement: SettlementTotals | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +353,7 @@ def consolidate_totals(
         market_value=total(lambda f: f.market_value),
         unrealized_pnl=total(lambda f: f.unrealized_pnl),
     )
-    return Totals(base, figures, per_account)
+    return Totals(base, figures, per_account, consolidate_settlement(accounts, snapshot, fx, base))
 
 
 def consolidate_buying_power(totals: Totals) -> BuyingPower:
@@ -326,4 +361,53 @@ def consolidate_buying_power(totals: Totals) -> BuyingPower:
         per_account={name: t.native.buying_power for name, t in totals.per_account.items()},
         total=totals.total.buying_power,
         per_account_base={name: t.base.buying_power for name, t in totals.per_account.items()},
+        settlement=totals.settlement,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Settled and pending cash
+
+
+def cash_settlement(name: str, account_currency: str, snapshot: Snapshot, fx: FxRates) -> CashSettlement:
+    """One account's settled and pending cash as its balance gives them. A balance that does
+    not split its cash, or no balance at all, gives no figure (never the whole cash as settled)."""
+    balance = snapshot.balances.get(name)
+    currency = balance.currency if balance is not None else account_currency
+    stale = name in snapshot.stale
+    if balance is None or balance.settled_cash is None:
+        none = Money(None, currency, missing=True)
+        settled = pending = none
+        source = SettledCashSource.UNKNOWN if balance is None else balance.settled_source
+    else:
+        unsettled = balance.unsettled_cash
+        if unsettled is None:
+            unsettled = balance.cash - balance.settled_cash
+        settled = Money(balance.settled_cash, currency, stale)
+        pending = Money(unsettled, currency, stale)
+        source = balance.settled_source
+    return CashSettlement(
+        account=name,
+        currency=currency,
+        settled=settled,
+        pending=pending,
+        settled_base=fx.convert_money(settled),
+        pending_base=fx.convert_money(pending),
+        source=source,
+        cash_account=balance.cash_account if balance is not None else False,
+        disagreement=balance.settlement_disagreement if balance is not None else None,
+    )
+
+
+def consolidate_settlement(
+    accounts: Mapping[str, str], snapshot: Snapshot, fx: FxRates, base: str
+) -> SettlementTotals:
+    """Settled and pending cash of each of ``accounts`` (name -> its own currency), and their
+    sums in ``base``; an account whose split is not known marks the sums incomplete."""
+    per_account = {name: cash_settlement(name, currency, snapshot, fx) for name, currency in accounts.items()}
+    return SettlementTotals(
+        currency=base,
+        settled=Money.total((a.settled_base for a in per_account.values()), base),
+        pending=Money.total((a.pending_base for a in per_account.values()), base),
+        per_account=per_account,
     )

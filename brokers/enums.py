@@ -155,6 +155,8 @@ class RejectCode(str, Enum):
     INVALID_ORDER = "INVALID_ORDER"
     BROKER_REJECTED = "BROKER_REJECTED"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    # A cash account's buy that would need sale proceeds that have not settled yet.
+    UNSETTLED_FUNDS = "UNSETTLED_FUNDS"
     INVALID_SYMBOL = "INVALID_SYMBOL"
     JOURNAL_ERROR = "JOURNAL_ERROR"
 

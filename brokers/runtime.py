@@ -25,6 +25,7 @@ from .paths import ensure_dir
 from .registry import BrokerFactory
 from .risk import RiskEngine
 from .routing import Router
+from .settled_cash import CashLedger
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,10 @@ def build_runtime(
         config.risk,
         {account.name: account.risk for account in config.accounts if account.risk is not None},
     )
+    # Cash accounts spend settled cash only: the ledger follows their fills and working buys.
+    cash_ledger = CashLedger(lambda: manager.snapshot.balances)
+    manager.add_listener(cash_ledger.on_event)
+    risk.guard_cash_accounts(cash_ledger)
     router = Router(config.routing, config.default_account)
     execution = ExecutionService(
         manager,

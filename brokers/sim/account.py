@@ -2,12 +2,18 @@
 
 Realised P&L is trading P&L: price difference times quantity closed, before commissions.
 Commissions come straight out of cash, so they show in equity but not in realised P&L.
+
+Cash moves on the trade date; what has not settled yet is kept as pending settlements
+(``brokers.settlement`` gives each fill its date) until the clock passes their settlement
+moment. A cash account spends only settled cash: sale proceeds still pending are not available.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from ..models import AssetClass, Side
@@ -75,6 +81,29 @@ class Holding:
         return realized
 
 
+@dataclass(frozen=True, slots=True)
+class PendingCash:
+    """Cash of the fills that settle at one moment and have not yet: sale proceeds still to come
+    in (``credits``) and the cost of purchases still to be paid (``debits``), commissions
+    included."""
+
+    settles_at: datetime
+    settlement_date: date
+    credits: Decimal
+    debits: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.credits - self.debits
+
+
+@dataclass(slots=True)
+class _Due:
+    settlement_date: date
+    credits: Decimal = _ZERO
+    debits: Decimal = _ZERO
+
+
 class SimAccount:
     def __init__(
         self,
@@ -93,12 +122,75 @@ class SimAccount:
         self.realized_pnl = _ZERO
         self.commissions = _ZERO
         self.holdings: dict[str, Holding] = {}
+        # Pending settlements by settlement moment, and the moments in a heap. Fills of one
+        # trade date share a moment, so this stays small however many fills there are.
+        self._pending: dict[datetime, _Due] = {}
+        self._moments: list[datetime] = []
+        self.pending_credits = _ZERO
+        self.pending_debits = _ZERO
 
     def reset(self) -> None:
         self.cash = self.initial_cash
         self.realized_pnl = _ZERO
         self.commissions = _ZERO
         self.holdings.clear()
+        self._pending.clear()
+        self._moments.clear()
+        self.pending_credits = self.pending_debits = _ZERO
+
+    # -- settlement -----------------------------------------------------------------------
+    @property
+    def is_cash(self) -> bool:
+        return self.account_type == CASH
+
+    def add_pending(self, settles_at: datetime, settlement_date: date, amount: Decimal) -> None:
+        """``amount`` (signed: a sale's proceeds positive) settles at ``settles_at``."""
+        due = self._pending.get(settles_at)
+        if due is None:
+            due = self._pending[settles_at] = _Due(settlement_date)
+            heapq.heappush(self._moments, settles_at)
+        if amount > 0:
+            due.credits += amount
+            self.pending_credits += amount
+        else:
+            due.debits -= amount
+            self.pending_debits -= amount
+
+    def settle(self, now: datetime) -> None:
+        """Count as settled whatever settles at or before ``now``."""
+        moments = self._moments
+        while moments and moments[0] <= now:
+            due = self._pending.pop(heapq.heappop(moments))
+            self.pending_credits -= due.credits
+            self.pending_debits -= due.debits
+
+    def pending(self) -> list[PendingCash]:
+        """What has not settled yet, soonest first."""
+        return [
+            PendingCash(moment, due.settlement_date, due.credits, due.debits)
+            for moment, due in sorted(self._pending.items())
+        ]
+
+    @property
+    def settled_cash(self) -> Decimal:
+        return self.cash - self.pending_credits + self.pending_debits
+
+    @property
+    def unsettled_cash(self) -> Decimal:
+        return self.pending_credits - self.pending_debits
+
+    @property
+    def spendable_cash(self) -> Decimal:
+        """Settled cash not already owed for purchases that have not settled."""
+        return self.cash - self.pending_credits
+
+    def incoming(self) -> list[tuple[date, Decimal]]:
+        """Sale proceeds still to settle, summed by settlement date, soonest first."""
+        by_day: dict[date, Decimal] = {}
+        for entry in self.pending():
+            if entry.credits:
+                by_day[entry.settlement_date] = by_day.get(entry.settlement_date, _ZERO) + entry.credits
+        return sorted(by_day.items())
 
     def position(self, symbol: str) -> Decimal:
         holding = self.holdings.get(symbol)
@@ -156,7 +248,7 @@ class SimAccount:
 
     def buying_power(self, prices: Mapping[str, Decimal]) -> Decimal:
         if self.account_type == CASH:
-            return max(self.cash, _ZERO)
+            return max(self.spendable_cash, _ZERO)
         # equity() and gross_exposure() in one pass: this runs for every order that adds exposure.
         value = gross = _ZERO
         for symbol, holding in self.holdings.items():
@@ -189,9 +281,11 @@ class SimAccount:
             if side is Side.SELL:
                 return None
             cost = quantity * price + commission
-            if cost > self.cash:
+            spendable = self.spendable_cash
+            if cost > spendable:
                 return "INSUFFICIENT_FUNDS", (
-                    f"buying {quantity} {symbol} needs about {cost:,.2f} and only {self.cash:,.2f} cash is available"
+                    f"buying {quantity} {symbol} needs about {cost:,.2f} and only {max(spendable, _ZERO):,.2f} "
+                    f"settled cash is available{_incoming_text(self.incoming())}"
                 )
             return None
         added = (abs(after) - abs(held)) * price
@@ -204,3 +298,10 @@ class SimAccount:
                 f"of buying power and {power:,.2f} is available"
             )
         return None
+
+
+def _incoming_text(incoming: list[tuple[date, Decimal]]) -> str:
+    if not incoming:
+        return ""
+    parts = [f"{amount:,.2f} on {day:%a %Y-%m-%d}" for day, amount in incoming[:3]]
+    return "; sale proceeds settle " + ", ".join(parts)

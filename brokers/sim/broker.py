@@ -38,7 +38,8 @@ from ..models import (
     to_decimal,
     utcnow,
 )
-from .account import CommissionSchedule, SimAccount
+from ..settlement import warm_up
+from .account import CommissionSchedule, PendingCash, SimAccount
 from .clock import Clock
 from .faults import SimFaults
 from .feed import DEFAULT_VOLATILITY, RandomWalkFeed
@@ -298,6 +299,10 @@ class SimBroker(Broker):
         self._venue.reset()
         self._flush()
 
+    def pending_settlements(self) -> list[PendingCash]:
+        """Cash of fills that has not settled yet by this broker's clock, soonest first."""
+        return self._venue.pending_settlements()
+
     def stop_level(self, broker_order_id: str) -> Decimal | None:
         """Where a working stop or trailing stop order would trigger now; None for other orders."""
         return self._venue.stop_level(broker_order_id)
@@ -315,6 +320,11 @@ class SimBroker(Broker):
             raise self._timeout("connect")
         if faults.take_connect_failure():
             raise BrokerConnectionError("connection refused (simulated fault)", broker=self.name)
+        calendars = warm_up()
+        if calendars.is_alive():
+            # Fills are about to come, each dated by the settlement calendars: loading them takes
+            # a fifth of a second once per process, here rather than inside the first order.
+            await asyncio.to_thread(calendars.join)
         self._connected = True
         if self._tick_interval is not None and not self.feed_running:
             self.start_feed(self._tick_interval)

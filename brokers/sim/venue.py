@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
+from ..account_state import SettledCashSource
 from ..base import BrokerEvent
 from ..errors import InsufficientFundsError, InvalidSymbolError, OrderNotFoundError, OrderRejectedError
 from ..models import (
@@ -24,9 +25,11 @@ from ..models import (
     OrderStatus,
     OrderType,
     Position,
+    Side,
     TimeInForce,
 )
-from .account import MARGIN, CommissionSchedule, SimAccount
+from ..settlement import settlement_of
+from .account import MARGIN, CommissionSchedule, PendingCash, SimAccount
 from .clock import Clock
 from .matching import RestingOrder, estimated_price, execution_price, trailing_stop_level, update_trigger
 
@@ -139,6 +142,8 @@ class SimVenue:
             estimate = estimated_price(request, price, slippage, self.tick)
         quantity = request.quantity
         commission = self.commission.total(quantity, quantity * estimate)
+        if self.account.is_cash:
+            self.account.settle(self.clock())
         refusal = self.account.refusal(symbol, request.side, quantity, estimate, commission, self.prices)
         if refusal is not None:
             code, text = refusal
@@ -257,6 +262,7 @@ class SimVenue:
 
     def balance(self) -> Balance:
         account, prices = self.account, self.prices
+        account.settle(self.clock())
         return Balance(
             account=self.name,
             currency=self.currency,
@@ -266,7 +272,15 @@ class SimVenue:
             realized_pnl=account.realized_pnl,
             unrealized_pnl=account.unrealized_pnl(prices),
             timestamp=self.clock(),
+            settled_cash=account.settled_cash,
+            unsettled_cash=account.unsettled_cash,
+            settled_source=SettledCashSource.BROKER,
+            cash_account=account.is_cash,
         )
+
+    def pending_settlements(self) -> list[PendingCash]:
+        self.account.settle(self.clock())
+        return self.account.pending()
 
     def positions(self) -> list[Position]:
         return [
@@ -361,6 +375,8 @@ class SimVenue:
     ) -> tuple[str, str] | None:
         order = resting.order
         commission = self._commission_for(resting, quantity, price)
+        if self.account.is_cash:
+            self.account.settle(self.clock())
         return self.account.refusal(
             order.request.symbol, order.request.side, quantity, price, commission, self.prices
         )
@@ -404,6 +420,7 @@ class SimVenue:
     ) -> Fill:
         """Record an execution of ``order`` in the account and in the order itself."""
         request = order.request
+        settlement = settlement_of(request.instrument, at, self.currency)
         fill = Fill(
             fill_id=f"{order.broker_order_id}-{len(order.fills) + 1}",
             account=self.name,
@@ -417,10 +434,16 @@ class SimVenue:
             client_order_id=request.client_order_id,
             timestamp=at,
             asset_class=request.asset_class,
+            trade_date=settlement.trade_date,
+            settlement_date=settlement.settlement_date,
         )
         self.account.apply_fill(
             request.symbol, request.side, quantity, price, commission, request.asset_class
         )
+        if settlement.settles_at > at:
+            amount = quantity * price
+            amount = amount - commission if request.side is Side.SELL else -(amount + commission)
+            self.account.add_pending(settlement.settles_at, settlement.settlement_date, amount)
         order.apply_fill(fill)
         return fill
 

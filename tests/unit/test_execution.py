@@ -368,6 +368,7 @@ async def test_every_reject_code_is_listed():
         "INVALID_ORDER",
         "BROKER_REJECTED",
         "INSUFFICIENT_FUNDS",
+        "UNSETTLED_FUNDS",
         "INVALID_SYMBOL",
         "JOURNAL_ERROR",
     }

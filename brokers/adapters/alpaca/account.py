@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from ...account_state import SettledCashSource
 from ...errors import BrokerAPIError
 from ...models import Balance, MarginInfo, Position
 from .session import AlpacaSession
@@ -38,13 +39,27 @@ class AccountReads:
             Decimal(0),
         )
         session.refreshed()
+        cash = required(account, "cash")
+        # A cash account has a multiplier of 1 and cannot short. (A margin account may be set to
+        # a multiplier of 1 too, but it can still short.) It spends only settled cash, which
+        # Alpaca gives as its non-marginable buying power; at a margin account that figure is
+        # borrowing power, not cash, so the split is left to be worked out from the fills.
+        cash_account = (
+            dec(account.get("multiplier"), "multiplier") == 1 and account.get("shorting_enabled") is False
+        )
+        settled = dec(account.get("non_marginable_buying_power"), "non_marginable_buying_power")
+        reported = cash_account and settled is not None
         return Balance(
             account=self._account,
             currency=currency_of(account),
-            cash=required(account, "cash"),
+            cash=cash,
             equity=required(account, "equity"),
             buying_power=required(account, "buying_power"),
             unrealized_pnl=unrealized,
+            settled_cash=settled if reported else None,
+            unsettled_cash=cash - settled if reported and settled is not None else None,
+            settled_source=SettledCashSource.BROKER if reported else SettledCashSource.UNKNOWN,
+            cash_account=cash_account,
         )
 
     async def margin(self) -> MarginInfo:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
+from ...account_state import SettledCashSource
 from ...errors import BrokerAPIError
 from ...instruments import Instrument, instrument_of
 from ...models import Balance, MarginInfo, Position
@@ -54,14 +55,21 @@ class AccountReads:
 
     async def balance(self) -> Balance:
         tags, currency = await self._summary()
+        cash = self._figure(tags, "TotalCashValue")
+        # SettledCash: the cash that has settled (TWS sends it for cash accounts and, at most
+        # brokers' set-ups, for margin accounts too); the rest of the cash is still to settle.
+        settled = self._figure(tags, "SettledCash") if tags.get("SettledCash") else None
         return Balance(
             account=self._settings.name,
             currency=currency,
-            cash=self._figure(tags, "TotalCashValue"),
+            cash=cash,
             equity=self._figure(tags, "NetLiquidation"),
             buying_power=self._figure(tags, "BuyingPower" if "BuyingPower" in tags else "AvailableFunds"),
             realized_pnl=self._figure(tags, "RealizedPnL"),
             unrealized_pnl=self._figure(tags, "UnrealizedPnL"),
+            settled_cash=settled,
+            unsettled_cash=None if settled is None else cash - settled,
+            settled_source=SettledCashSource.UNKNOWN if settled is None else SettledCashSource.BROKER,
         )
 
     def _figure(self, tags: dict[str, str], tag: str) -> Decimal:

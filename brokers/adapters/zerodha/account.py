@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ...account_state import SettledCashSource
 from ...credentials import redact
 from ...errors import BrokerAPIError, BrokerError, InvalidSymbolError
 from ...instruments import Instrument
@@ -47,7 +48,11 @@ def balance_from(
     positions: dict[str, Any],
     at: datetime,
 ) -> Balance:
-    cash = dec((segment.get("available") or {}).get("cash"), 2)
+    available = segment.get("available") or {}
+    cash = dec(available.get("cash"), 2)
+    # Kite's cash is the day's opening balance plus funds added today: settled money. The
+    # proceeds of holdings sold today are held apart (utilised.holding_sales) until they settle.
+    sold = dec((segment.get("utilised") or {}).get("holding_sales"), 2)
     held = sum(
         ((dec(h.get("quantity")) + dec(h.get("t1_quantity"))) * dec(h.get("last_price")) for h in holdings),
         Decimal(0),
@@ -64,6 +69,9 @@ def balance_from(
         realized_pnl=dec(_total(net, "realised"), 2),
         unrealized_pnl=dec(_total(net, "unrealised") + _total(holdings, "pnl"), 2),
         timestamp=at,
+        settled_cash=cash,
+        unsettled_cash=sold,
+        settled_source=SettledCashSource.BROKER,
     )
 
 

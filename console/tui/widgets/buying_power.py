@@ -1,4 +1,9 @@
-"""Buying power per account and in total, in the base currency; a figure on a stale FX rate is marked."""
+"""Buying power per account and in total, in the base currency; a figure on a stale FX rate is marked.
+
+Below the total, the accounts' cash split into settled and pending (still to settle), summed in
+the base currency; an account whose broker's settled cash differs from the figure worked out
+from its fills is named under the table.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ from typing import Any
 
 from rich.text import Text
 
-from brokers.consolidation import BuyingPower
+from brokers.consolidation import BuyingPower, SettlementTotals
 from console import formatting as fmt
 
 from .keyed_table import KeyedTable
 
 TOTAL_KEY = "\u0000total"
+SETTLED_KEY = "\u0000settled"
+PENDING_KEY = "\u0000pending"
+CASH_KEYS = (SETTLED_KEY, PENDING_KEY)
+FOOTER_KEYS = frozenset({TOTAL_KEY, *CASH_KEYS})
 
 
 class BuyingPowerTable(KeyedTable):
@@ -42,19 +51,45 @@ class BuyingPowerTable(KeyedTable):
         total_cell = fmt.money_cell(total)
         total_cell.stylize("bold")
         title = f"Buying power ({self.base_currency})"
+        settlement = buying_power.settlement
+        below = list(CASH_KEYS) if settlement is not None else []
+        if self.compact and below:
+            # Narrow terminals keep one row for it: cash still to settle, the part not to spend.
+            below = [PENDING_KEY]
         if self.compact:
             # Narrow terminals: the total rides in the title and saves a row.
             self.drop(TOTAL_KEY)
             self.border_title = f"Buying power: {total_cell.plain.strip()} {self.base_currency}"
-            self.keep_only(per_account)
+            footer = below
         else:
-            # The total stays the last row: drop and re-add it when accounts appear.
-            if self.has_row(TOTAL_KEY) and self.row_keys[-1] != TOTAL_KEY:
-                self.drop(TOTAL_KEY)
-            self.upsert(TOTAL_KEY, {"account": Text("TOTAL", style="bold"), "value": total_cell})
+            footer = [TOTAL_KEY, *below]
             self.border_title = title
-            self.keep_only([*per_account, TOTAL_KEY])
-        self.border_subtitle = fmt.marks_legend([*per_account_base.values(), total])
+        # The total and the cash rows stay the last rows: drop and re-add them when accounts appear.
+        shown = [key for key in self.row_keys if key in FOOTER_KEYS]
+        if shown and (shown != footer[: len(shown)] or self.row_keys[-len(shown) :] != shown):
+            for key in shown:
+                self.drop(key)
+        if not self.compact:
+            self.upsert(TOTAL_KEY, {"account": Text("TOTAL", style="bold"), "value": total_cell})
+        marked = [*per_account_base.values(), total]
+        if settlement is not None:
+            self._show_settlement(settlement, with_settled=not self.compact)
+            marked += [settlement.settled, settlement.pending]
+        self.keep_only([*per_account, *footer])
+        self.border_subtitle = " · ".join(
+            part for part in (fmt.marks_legend(marked), _disagreements(settlement)) if part
+        )
+
+    def _show_settlement(self, settlement: SettlementTotals, *, with_settled: bool) -> None:
+        if with_settled:
+            self.upsert(
+                SETTLED_KEY,
+                {"account": Text("settled cash", style="dim"), "value": fmt.money_cell(settlement.settled)},
+            )
+        self.upsert(
+            PENDING_KEY,
+            {"account": Text("pending", style="dim"), "value": fmt.money_cell(settlement.pending)},
+        )
 
     def set_compact(self, compact: bool) -> None:
         if compact == self.compact:
@@ -62,3 +97,11 @@ class BuyingPowerTable(KeyedTable):
         self.compact = compact
         if self._last is not None:
             self.show_buying_power(self._last)
+
+
+def _disagreements(settlement: SettlementTotals | None) -> str:
+    """The accounts whose broker's settled cash differs from what their fills say."""
+    if settlement is None:
+        return ""
+    names = [name for name, split in settlement.per_account.items() if split.disagreement is not None]
+    return f"settled cash differs from fills: {', '.join(names)}" if names else ""
