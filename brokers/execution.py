@@ -21,9 +21,16 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from . import journal as jr
+from .amend import OrderAmender
 from .base import AccountDirectory, Broker, FxSource
 from .book import Book
-from .errors import BrokerConnectionError, BrokerError, BrokerTimeoutError, refusal_code
+from .errors import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerTimeoutError,
+    OrderNotFoundError,
+    refusal_code,
+)
 from .events import ManagerEvent
 from .fanout import CancelAllResult, describe_error
 from .intake import currency_refusal, validate
@@ -32,6 +39,7 @@ from .models import (
     Order,
     OrderRequest,
     RejectCode,
+    TimeInForce,
     TradingState,
     new_client_order_id,
 )
@@ -536,6 +544,41 @@ class ExecutionService:
             # For the rest of the trading day, in every process and across restarts.
             self.kill_switch.reduce_only(text, source=DAILY_LOSS_SOURCE, day=self.book.trading_day())
         return message
+
+    # -- changing a working order --------------------------------------------------------
+    async def modify(
+        self,
+        client_order_id: str,
+        *,
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: TimeInForce | None = None,
+    ) -> Order:
+        """Change a working order's quantity, prices or time in force through its broker's own
+        replace (``brokers.amend``). The new terms pass the checks a new order passes; refused
+        while HALTED (SYSTEM_HALTED), as a submit is. Returns the order with its new terms, or a
+        report of the refusal (REJECTED, with ``reject_code`` and ``reject_reason``) while the
+        order keeps its old terms. Raises ``OrderNotFoundError`` for an id not known here."""
+        order = self.tracker.get(client_order_id)
+        if order is None:
+            raise OrderNotFoundError(f"no order with client id {client_order_id!r} is known here")
+        amender = OrderAmender(
+            manager=self.manager,
+            kill_switch=self.kill_switch,
+            tracker=self.tracker,
+            book=self.book,
+            risk=self.risk,
+            timeout=self.submit_timeout,
+            halted_sentence=self._halted_sentence,
+        )
+        return await amender.modify(
+            order,
+            quantity=quantity,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            time_in_force=time_in_force,
+        )
 
     # -- cancels and the kill switch -----------------------------------------------------
     async def cancel(self, account: str, broker_order_id: str) -> Order:
