@@ -429,5 +429,8 @@ def cancel(
 
 
 def register(app: typer.Typer) -> None:
+    from . import orders
+
     app.add_typer(order_app, name="order")
     app.command("cancel")(cancel)
+    orders.register(app)

@@ -1,0 +1,126 @@
+"""The order lifecycle from both faces: modify, cancel-all and flatten from the command line and the
+console."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+import brokers.runtime
+from brokers.journal import Journal
+from brokers.models import OrderStatus
+from brokers.paths import state_dir
+from brokers.registry import BrokerFactory
+from brokers.sim import SimBroker
+from console.cli.main import app
+
+
+def invoke(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def plain(text: str) -> str:
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.fixture
+def shared_paper_us(monkeypatch) -> SimBroker:
+    """paper-us is the same paper broker in every runtime the commands build, so an order one
+    command places is there for the next."""
+    broker = SimBroker(
+        "paper-us", prices={"AAPL": "227.50", "MSFT": "415"}, initial_positions={"MSFT": ("20", "400")}
+    )
+    real_build = brokers.runtime.build_runtime
+
+    def with_shared(config, **kwargs):
+        built = {a.name: BrokerFactory.create(a.broker_config()) for a in config.accounts}
+        built["paper-us"] = broker
+        return real_build(config, brokers=built, **kwargs)
+
+    monkeypatch.setattr(brokers.runtime, "build_runtime", with_shared)
+    return broker
+
+
+def place_resting(quantity: str = "3", limit: str = "220") -> dict:
+    result = invoke(
+        "order", "buy", "AAPL", quantity, "--limit", limit, "--account", "paper-us", "-y", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    order = json.loads(result.stdout)
+    assert order["status"] == "ACCEPTED"
+    return order
+
+
+def at_broker(broker: SimBroker, broker_order_id: str):
+    async def read():
+        await broker.connect()
+        return await broker.get_order(broker_order_id)
+
+    return asyncio.run(read())
+
+
+def demo_journal_kinds(client_order_id: str) -> list[str]:
+    with Journal(state_dir() / "demo-journal.sqlite") as journal:
+        return [e.kind for e in journal.events(order=client_order_id)]
+
+
+# -- modify -------------------------------------------------------------------------------------
+
+
+def test_modify_changes_the_working_order(shared_paper_us):
+    order = place_resting()
+    result = invoke("modify", order["client_order_id"], "--qty", "5", "--limit", "221.5", "--json")
+    assert result.exit_code == 0, result.output
+    changed = json.loads(result.stdout)
+    assert (changed["quantity"], changed["limit_price"], changed["status"]) == ("5", "221.5", "ACCEPTED")
+    at = at_broker(shared_paper_us, order["broker_order_id"])
+    assert (at.quantity, str(at.limit_price), at.status) == (5, "221.5", OrderStatus.ACCEPTED)
+    assert demo_journal_kinds(order["client_order_id"])[-2:] == ["modify", "modified"]
+
+
+def test_modify_by_broker_id_and_table_output(shared_paper_us):
+    order = place_resting()
+    result = invoke("modify", order["broker_order_id"], "--limit", "219")
+    assert result.exit_code == 0, result.output
+    assert "219" in plain(result.output) and order["client_order_id"] in plain(result.output)
+
+
+def test_modify_while_halted_is_refused_and_sends_nothing(shared_paper_us):
+    order = place_resting()
+    assert invoke("halt").exit_code == 0
+    result = invoke("modify", order["client_order_id"], "--qty", "4")
+    assert result.exit_code == 7, result.output
+    assert "SYSTEM_HALTED" in result.output
+    assert demo_journal_kinds(order["client_order_id"])[-1] == "modify_reject"
+
+
+def test_modify_refusal_by_risk_exits_7(shared_paper_us):
+    order = place_resting()
+    result = invoke("modify", order["client_order_id"], "--stop", "190")
+    assert result.exit_code == 7
+    assert "stop_price is only allowed for STOP and STOP_LIMIT orders" in plain(result.output)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["X1"], "--qty"),
+        (["X1", "--qty", "1,2"], "--qty"),
+        (["X1", "--limit", "abc"], "--limit"),
+        (["X1", "--tif", "WEEK"], "--tif"),
+    ],
+)
+def test_bad_modify_arguments_are_usage_errors(args, named):
+    result = invoke("modify", *args)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{named}'" in plain(result.output)
+
+
+def test_modify_an_unknown_order():
+    result = invoke("modify", "NOPE123", "--qty", "1")
+    assert result.exit_code == 1
+    assert "no order 'NOPE123'" in result.output
