@@ -40,6 +40,7 @@ from .messages import (
     SubmitRequested,
     TradingStateChanged,
 )
+from .order_control import OrderControl
 from .trading_state import TradingStateControl
 from .widgets.blotter import BlotterPane
 from .widgets.buying_power import BuyingPowerTable
@@ -138,6 +139,7 @@ class TradingConsoleApp(App[int]):
         self.live_accounts = {account.name for account in config.accounts if account.live}
         self.account_currency = {account.name: account.currency for account in config.accounts}
         self.trading = TradingStateControl(self)
+        self.order_control = OrderControl(self)
         self.runtime_ready = asyncio.Event()
         self.runtime_error: str | None = None
         self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
@@ -358,6 +360,9 @@ class TradingConsoleApp(App[int]):
             self.post_message(LogEvent(f"cancel failed at {account}: {exc}", "error", toast=True))
             return
         self.post_message(OrderChanged(order))
+
+    def on_blotter_pane_modify_requested(self, message: BlotterPane.ModifyRequested) -> None:
+        self.order_control.modify_selected()
 
     def action_focus_order_entry(self) -> None:
         self.order_entry.focus_first()

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from decimal import Decimal
 
 import pytest
+from console_support import console, settled, wait_for
+from textual.widgets import Input, Static
 from typer.testing import CliRunner
 
 import brokers.runtime
@@ -17,6 +20,7 @@ from brokers.paths import state_dir
 from brokers.registry import BrokerFactory
 from brokers.sim import SimBroker
 from console.cli.main import app
+from console.tui.screens.order_modify import OrderModifyScreen
 
 
 def invoke(*args: str, input: str | None = None):
@@ -124,3 +128,78 @@ def test_modify_an_unknown_order():
     result = invoke("modify", "NOPE123", "--qty", "1")
     assert result.exit_code == 1
     assert "no order 'NOPE123'" in result.output
+
+
+# -- the console ----------------------------------------------------------------------------------
+
+SIZE = (160, 48)
+
+
+async def resting_in_blotter(app, pilot, quantity: str = "3", limit: str = "220"):
+    entry = app.order_entry
+    entry.set_values(symbol="AAPL", quantity=quantity, type="LIMIT")
+    await pilot.pause()
+    entry.set_values(limit=limit)
+    await pilot.pause()
+    entry.action_submit()
+    await wait_for(lambda: any(o.status is OrderStatus.ACCEPTED for o in app.blotter.orders.values()), pilot)
+    return next(o for o in app.blotter.orders.values() if o.status is OrderStatus.ACCEPTED)
+
+
+async def set_field(pilot, selector: str, text: str) -> None:
+    field = pilot.app.screen.query_one(selector, Input)
+    field.value = text
+    await pilot.pause()
+
+
+async def test_m_on_a_blotter_row_modifies_the_order():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        order = await resting_in_blotter(app, pilot)
+        await pilot.press("ctrl+b")
+        await pilot.press("m")
+        await wait_for(lambda: isinstance(app.screen, OrderModifyScreen), pilot)
+        await set_field(pilot, "#modify-quantity", "6")
+        await set_field(pilot, "#modify-limit", "221.25")
+        await pilot.press("enter")
+        await wait_for(lambda: order.quantity == 6 and order.limit_price == Decimal("221.25"), pilot)
+        key = order.client_order_id
+        await wait_for(lambda: app.blotter.table.shown(key, "quantity").plain.strip() == "6", pilot)
+        assert "LMT 221.25" in str(app.blotter.table.shown(key, "order"))
+        assert app.blotter.orders[key].status is OrderStatus.ACCEPTED
+        assert any("modified: BUY 6 AAPL" in line for _level, line in app.event_log.entries)
+
+
+async def test_modify_modal_names_bad_input_and_escape_keeps_the_order():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        order = await resting_in_blotter(app, pilot)
+        await pilot.press("ctrl+b", "m")
+        await wait_for(lambda: isinstance(app.screen, OrderModifyScreen), pilot)
+        await set_field(pilot, "#modify-quantity", "1,5")
+        await pilot.press("enter")
+        problem = app.screen.query_one("#modify-problem", Static)
+        assert "quantity" in str(problem.render())
+        assert isinstance(app.screen, OrderModifyScreen)
+        await pilot.press("escape")
+        await wait_for(lambda: not isinstance(app.screen, OrderModifyScreen), pilot)
+        assert order.quantity == 3
+
+
+async def test_a_refused_modify_says_why_and_the_order_keeps_its_terms():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        order = await resting_in_blotter(app, pilot)
+        app.runtime.kill_switch.reduce_only("test", "test")
+        await pilot.press("ctrl+b", "m")
+        await wait_for(lambda: isinstance(app.screen, OrderModifyScreen), pilot)
+        await set_field(pilot, "#modify-quantity", "4")
+        await pilot.press("enter")
+        await wait_for(
+            lambda: any("modify refused (REDUCE_ONLY)" in line for _level, line in app.event_log.entries),
+            pilot,
+        )
+        assert order.quantity == 3

@@ -7,7 +7,9 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from brokers.models import Order, OrderStatus, OrderType, Side
@@ -76,6 +78,11 @@ ORPHANED_STYLE = "bold black on magenta"
 
 
 class BlotterPane(Vertical):
+    BINDINGS = [Binding("m", "modify", "Modify order")]
+
+    class ModifyRequested(Message):
+        """The trader asked to change the selected order."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._orders: dict[str, Order] = {}
@@ -144,6 +151,9 @@ class BlotterPane(Vertical):
         working = sum(1 for k, o in self._orders.items() if o.is_working and k not in orphans)
         orphaned = f" · {len(orphans)} orphaned" if orphans else ""
         self.border_subtitle = f"{working} working{orphaned} · {len(self._orders)} total"
+
+    def action_modify(self) -> None:
+        self.post_message(self.ModifyRequested())
 
     def selected_order(self) -> Order | None:
         key = self.table.selected_key()
