@@ -24,11 +24,13 @@ from . import journal as jr
 from .amend import OrderAmender
 from .base import AccountDirectory, Broker, FxSource
 from .book import Book
+from .closeout import FlattenPlan, cancel_each, orders_to_cancel, plan_flatten
 from .errors import (
     BrokerConnectionError,
     BrokerError,
     BrokerTimeoutError,
     OrderNotFoundError,
+    UnknownAccountError,
     refusal_code,
 )
 from .events import ManagerEvent
@@ -607,10 +609,26 @@ class ExecutionService:
             tracker.journal_order(jr.CANCEL, known)
         return known
 
-    async def cancel_all(self) -> dict[str, CancelOutcome]:
-        """Cancel every working order at every connected broker, all at once, each under the
-        call timeout; a broker that ignores the limit is given up on rather than waited for."""
-        outcome = await self.manager.cancel_all_orders(per_broker_timeout=self.call_timeout)
+    def cancel_all_plan(self, account: str | None = None, symbol: str | None = None) -> list[Order]:
+        """The working orders known here that ``cancel_all(account, symbol)`` reaches. Without a
+        symbol the brokers' own bulk cancel is used, which also takes orders placed elsewhere."""
+        return orders_to_cancel(self.working_orders(), account, symbol)
+
+    async def cancel_all(
+        self, account: str | None = None, symbol: str | None = None
+    ) -> dict[str, CancelOutcome]:
+        """Cancel every working order (at ``account`` only, in ``symbol`` only), without halting.
+        Never held back by the kill switch. Without a symbol each broker's bulk cancel runs, at
+        every connected account at once (or at the one named), each under the call timeout; a
+        broker that ignores the limit is given up on rather than waited for. With a symbol the
+        working orders known here in that symbol are cancelled one by one. Returns the outcome
+        per account; raises ``UnknownAccountError`` for an account not configured."""
+        if account is not None and account not in self.manager.names():
+            raise UnknownAccountError(account, self.manager.names())
+        if symbol is not None:
+            return await self._cancel_each(self.cancel_all_plan(account, symbol), account, symbol)
+        accounts = None if account is None else [account]
+        outcome = await self.manager.cancel_all_orders(accounts, per_broker_timeout=self.call_timeout)
         data: dict[str, object] = {
             "cancel_all": {
                 name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()
@@ -631,6 +649,51 @@ class ExecutionService:
             if not result.ok:
                 log.warning("cancel all at %s failed: %s", result.account, result.error)
         return outcome
+
+    async def _cancel_each(
+        self, orders: list[Order], account: str | None, symbol: str
+    ) -> dict[str, CancelOutcome]:
+        names = [account] if account is not None else self.manager.names()
+        outcome = await cancel_each(self.cancel, orders, names)
+        data = {name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()}
+        self.tracker.record(jr.CANCEL, None, account, {"cancel_all": data, "symbol": symbol})
+        return outcome
+
+    # -- flatten ---------------------------------------------------------------------------
+    def flatten_plan(self, symbol: str | None = None, account: str | None = None) -> FlattenPlan:
+        """What ``flatten(symbol, account)`` would cancel and send, from the positions and
+        working orders known here; asks no broker."""
+        return plan_flatten(
+            self.book.instrument_positions(),
+            self.working_orders(),
+            self.manager.names(),
+            symbol=symbol,
+            account=account,
+        )
+
+    async def flatten(self, symbol: str | None = None, account: str | None = None) -> list[Order]:
+        """Close every position (at ``account`` only, in ``symbol`` only) with a market order
+        through the order path (``brokers.closeout``), after cancelling the working orders in
+        those instruments. Allowed while REDUCING; while HALTED nothing is cancelled and every
+        closing order is refused with SYSTEM_HALTED. Returns the closing orders; raises
+        ``UnknownAccountError`` for an account not configured."""
+        if account is not None and account not in self.manager.names():
+            raise UnknownAccountError(account, self.manager.names())
+        plan = self.flatten_plan(symbol, account)
+        for note in plan.skipped:
+            log.warning("flatten: %s", note)
+        if self.kill_switch.state is not _HALTED:
+            for order in plan.cancels:
+                try:
+                    await self.cancel(order.account or "", order.broker_order_id or "")
+                except Exception as exc:
+                    log.warning(
+                        "flatten: order %s at %s could not be cancelled first: %s",
+                        order.client_order_id,
+                        order.account,
+                        describe_error(exc),
+                    )
+        return list(await asyncio.gather(*(self.submit(request) for request in plan.closes)))
 
     def halt_now(self, reason: str = "", source: str = "api") -> HaltStart:
         """Halt at once, from a key handler or any code on the event loop: the flag is on disk
