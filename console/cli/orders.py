@@ -1,10 +1,13 @@
-"""modify: change a working order through the same ExecutionService as the console, so the kill
-switch, risk checks and journal apply to the new terms exactly as they do on screen."""
+"""modify, cancel --all with filters, flatten: orders already sent, through the same
+ExecutionService as the console, so the kill switch, risk checks and journal apply exactly as
+they do on screen."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,9 +25,10 @@ from .common import (
     started_runtime,
     state_of,
 )
-from .trading import _halt_notice, order_json
+from .trading import _confirmed, _halt_notice, order_json
 
 if TYPE_CHECKING:
+    from brokers.closeout import FlattenPlan
     from brokers.config import Config
     from brokers.execution import ExecutionService
     from brokers.models import Order, TimeInForce
@@ -136,5 +140,133 @@ def modify(
         raise typer.Exit(ExitCode.REJECTED)
 
 
+# -- cancel --all with filters --------------------------------------------------------------------
+
+
+def cancel_filtered(config: Config, account: str | None, symbol: str | None) -> dict[str, dict[str, Any]]:
+    """``cancel --all`` at one account or in one symbol: per account ``ok``, ``cancelled`` and
+    ``error``, as ``--json`` prints it."""
+
+    async def go() -> dict[str, dict[str, Any]]:
+        async with started_runtime(config) as runtime:
+            outcomes = await runtime.execution.cancel_all(account=account, symbol=symbol)
+        return {
+            name: {"ok": o.ok, "cancelled": o.cancelled, "error": o.error} for name, o in outcomes.items()
+        }
+
+    return run(go())
+
+
+# -- flatten --------------------------------------------------------------------------------------
+
+
+def _show_plan(plan: FlattenPlan, *, err: bool) -> None:
+    """Every order flatten will cancel and send, as the console's confirmation lists them (on
+    stderr with ``err``, so that ``--json`` output stays one document)."""
+    from console import formatting as fmt
+
+    for order in plan.cancels:
+        typer.echo(
+            f"cancel: {fmt.describe_request(order.request)} at {order.account} ({order.client_order_id})",
+            err=err,
+        )
+    for request in plan.closes:
+        typer.echo(f"send:   {fmt.describe_request(request)} to {request.account}", err=err)
+    for note in plan.skipped:
+        typer.secho(f"left alone: {note}", fg=typer.colors.YELLOW, err=err)
+
+
+async def _flatten(
+    config: Config, symbol: str | None, account: str | None, *, ask: bool, wait: float, quiet: bool
+) -> tuple[FlattenPlan, list[Order] | None]:
+    async with started_runtime(config) as runtime:
+        execution = runtime.execution
+        plan = execution.flatten_plan(symbol, account)
+        if plan.empty:
+            return plan, []
+        _show_plan(plan, err=quiet)
+        if ask and not await _confirmed(f"Send {len(plan.closes)} closing order(s)?"):
+            return plan, None
+        orders = await execution.flatten(symbol, account)
+        await _until_final(execution, orders, wait)
+        return plan, orders
+
+
+async def _until_final(execution: ExecutionService, orders: list[Order], wait: float) -> None:
+    """Up to ``wait`` seconds for every order the broker took to reach a final status."""
+    changed = asyncio.Event()
+
+    def on_change(_order: Order) -> None:
+        changed.set()
+
+    execution.subscribe(on_change)
+    deadline = time.monotonic() + wait
+    try:
+        while any(not o.is_terminal and o.broker_order_id for o in orders):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return
+    finally:
+        execution.unsubscribe(on_change)
+
+
+@library_errors
+def flatten(
+    ctx: typer.Context,
+    symbol: Annotated[
+        str | None, typer.Argument(metavar="SYMBOL", help="Close this symbol only (default: every position).")
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", metavar="A", help="At this account only (default: every account)."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, max=60, help="Seconds to wait for the closing orders to fill.")
+    ] = 2.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Close positions with market orders, after cancelling the working orders in those symbols.
+    Lists every order first and asks (unless -y). Allowed while reduce-only; refused while halted."""
+    from .common import account_named
+
+    config = state_of(ctx).config()
+    if account is not None:
+        account_named(config, account, "--account")
+    halted = _halt_notice(config)
+    if halted is not None:
+        typer.secho(halted.replace("This order", "Flatten"), err=True, fg=typer.colors.RED, bold=True)
+        fail("flatten refused (SYSTEM_HALTED): nothing was cancelled or sent", ExitCode.REJECTED)
+    plan, orders = run(_flatten(config, symbol, account, ask=not yes, wait=wait, quiet=as_json))
+    if orders is None:
+        typer.echo("Not sent.")
+        raise typer.Exit(ExitCode.FAILED)
+    if as_json:
+        print_json(
+            {
+                "cancelled": [o.client_order_id for o in plan.cancels],
+                "orders": [order_json(o) for o in orders],
+                "skipped": plan.skipped,
+            }
+        )
+    elif not orders:
+        typer.echo("Nothing to flatten." + (f" ({'; '.join(plan.skipped)})" if plan.skipped else ""))
+    else:
+        from .tables import orders_table
+
+        console().print(orders_table([order_json(o) for o in orders]))
+    rejected = [o for o in orders if o.status.value == "REJECTED"]
+    for order in rejected:
+        typer.secho(f"Rejected [{order.reject_code}]: {order.reject_reason}", err=True, fg=typer.colors.RED)
+    if rejected:
+        raise typer.Exit(ExitCode.REJECTED)
+
+
 def register(app: typer.Typer) -> None:
     app.command("modify")(modify)
+    app.command("flatten")(flatten)

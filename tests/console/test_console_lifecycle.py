@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import brokers.runtime
 from brokers.journal import Journal
+from brokers.killswitch import KillSwitch
 from brokers.models import OrderStatus
 from brokers.paths import state_dir
 from brokers.registry import BrokerFactory
@@ -49,9 +50,9 @@ def shared_paper_us(monkeypatch) -> SimBroker:
     return broker
 
 
-def place_resting(quantity: str = "3", limit: str = "220") -> dict:
+def place_resting(quantity: str = "3", limit: str = "220", symbol: str = "AAPL") -> dict:
     result = invoke(
-        "order", "buy", "AAPL", quantity, "--limit", limit, "--account", "paper-us", "-y", "--json"
+        "order", "buy", symbol, quantity, "--limit", limit, "--account", "paper-us", "-y", "--json"
     )
     assert result.exit_code == 0, result.output
     order = json.loads(result.stdout)
@@ -128,6 +129,86 @@ def test_modify_an_unknown_order():
     result = invoke("modify", "NOPE123", "--qty", "1")
     assert result.exit_code == 1
     assert "no order 'NOPE123'" in result.output
+
+
+# -- cancel --all with filters -------------------------------------------------------------------
+
+
+def test_cancel_all_by_symbol_at_one_account(shared_paper_us):
+    order = place_resting()
+    result = invoke("cancel", "--all", "--account", "paper-us", "--symbol", "MSFT", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"paper-us": {"ok": True, "cancelled": 0, "error": None}}
+    assert at_broker(shared_paper_us, order["broker_order_id"]).status is OrderStatus.ACCEPTED
+    result = invoke("cancel", "--all", "--symbol", "aapl", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["paper-us"] == {"ok": True, "cancelled": 1, "error": None}
+    assert at_broker(shared_paper_us, order["broker_order_id"]).status is OrderStatus.CANCELLED
+    assert not (state_dir() / "SYSTEM_HALTED").exists()  # cancel-all never halts
+
+
+def test_cancel_all_at_one_account_only(shared_paper_us):
+    order = place_resting()
+    result = invoke("cancel", "--all", "--account", "paper-us", "--json")
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)) == ["paper-us"]
+    assert at_broker(shared_paper_us, order["broker_order_id"]).status is OrderStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--symbol", "AAPL"], "--all"),
+        (["--all", "--account", "nobody"], "--account"),
+    ],
+)
+def test_bad_cancel_all_filters_are_usage_errors(args, named):
+    result = invoke("cancel", *args)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{named}'" in plain(result.output)
+
+
+# -- flatten --------------------------------------------------------------------------------------
+
+
+def test_flatten_lists_every_order_and_asks_first():
+    result = invoke("flatten", "AAPL", input="n\n")
+    assert result.exit_code == 1
+    assert "send: SELL 50 AAPL MARKET DAY to paper-us" in plain(result.output)
+    assert "send: SELL 25 AAPL MARKET DAY to paper-us-cash" in plain(result.output)
+    assert "Not sent." in result.output
+
+
+def test_flatten_one_symbol_at_one_account(shared_paper_us):
+    order = place_resting(limit="400", symbol="MSFT")  # a working buy: cancelled before the close
+    result = invoke("flatten", "MSFT", "--account", "paper-us", "-y", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["cancelled"] == [order["client_order_id"]]
+    assert [(o["account"], o["side"], o["quantity"], o["status"]) for o in data["orders"]] == [
+        ("paper-us", "SELL", "20", "FILLED")
+    ]
+    assert at_broker(shared_paper_us, order["broker_order_id"]).status is OrderStatus.CANCELLED
+
+
+def test_flatten_with_nothing_to_close():
+    result = invoke("flatten", "GME", "-y")
+    assert result.exit_code == 0, result.output
+    assert "Nothing to flatten." in result.output
+
+
+def test_flatten_is_refused_while_halted():
+    assert invoke("halt").exit_code == 0
+    result = invoke("flatten", "-y")
+    assert result.exit_code == 7
+    assert "SYSTEM_HALTED" in result.output and "nothing was cancelled or sent" in result.output
+
+
+def test_flatten_while_reducing_sends_the_closing_orders(shared_paper_us):
+    KillSwitch(state_dir(), env={}).reduce_only("test", "test")
+    result = invoke("flatten", "MSFT", "-y", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["orders"][0]["status"] == "FILLED"
 
 
 # -- the console ----------------------------------------------------------------------------------
