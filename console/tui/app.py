@@ -112,6 +112,7 @@ class TradingConsoleApp(App[int]):
         Binding("ctrl+b", "focus_blotter", "Blotter", id="focus_blotter"),
         Binding("ctrl+p", "focus_positions", "Positions", id="focus_positions"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+        Binding("f", "flatten_selected", "Flatten position", show=False),
     ]
 
     def __init__(
@@ -364,6 +365,9 @@ class TradingConsoleApp(App[int]):
     def on_blotter_pane_modify_requested(self, message: BlotterPane.ModifyRequested) -> None:
         self.order_control.modify_selected()
 
+    def on_blotter_pane_cancel_all_requested(self, message: BlotterPane.CancelAllRequested) -> None:
+        self.order_control.cancel_all()
+
     def action_focus_order_entry(self) -> None:
         self.order_entry.focus_first()
 
@@ -376,8 +380,15 @@ class TradingConsoleApp(App[int]):
     def action_submit(self) -> None:
         self.order_entry.action_submit()
 
+    def action_flatten_selected(self) -> None:
+        if self.focused is not self.positions.table:
+            self.notify("Select a position in the positions pane (ctrl+p), then f", timeout=3)
+            return
+        self.order_control.flatten_selected()
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from console_commands(self)
+        yield from self.order_control.commands()
         yield from super().get_system_commands(screen)
 
     # -- orders ------------------------------------------------------------------------------

@@ -1,12 +1,17 @@
-"""What the trader does to orders already sent, on screen: modify the selected one. Each action asks
-first in a modal, then runs the library call in a worker, and reports the outcome in the event log
-(a refusal also as a toast); the blotter follows the order itself through ``OrderChanged``."""
+"""What the trader does to orders already sent and to positions, on screen: modify the selected
+order, cancel all working orders without halting, flatten positions. Each action asks first in a
+modal (cancel-all and flatten list every order they will cancel or send), then runs the library
+call in a worker, and reports the outcome in the event log (a refusal also as a toast); the blotter
+follows the orders themselves through ``OrderChanged``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from brokers.models import Order, OrderStatus
+from textual.app import SystemCommand
+
+from brokers.models import Order, OrderStatus, TradingState
 from console import formatting as fmt
 
 from .messages import LogEvent, OrderChanged
@@ -77,3 +82,138 @@ class OrderControl:
             return
         app.post_message(LogEvent(f"modified: {fmt.describe_request(result.request)} at {result.account}"))
         app.post_message(OrderChanged(result))
+
+    # -- cancel-all without halting ----------------------------------------------------------
+    def cancel_all(self, symbol: str | None = None) -> None:
+        app = self.app
+        orders = app.runtime.execution.cancel_all_plan(symbol=symbol)
+        if symbol is not None and not orders:
+            app.notify(f"No working orders in {symbol}", timeout=3)
+            return
+        notes = []
+        if symbol is None:
+            notes.append(
+                "Each broker's bulk cancel runs: it also cancels working orders placed elsewhere "
+                "(another app) at these accounts. Trading stays on."
+            )
+        from .screens.order_list_confirm import OrderListConfirmScreen
+
+        where = f" in {symbol}" if symbol else ""
+        app.push_screen(
+            OrderListConfirmScreen(
+                f"Cancel all working orders{where}",
+                cancels=orders,
+                notes=notes,
+                live_accounts=app.live_accounts,
+                action="Cancel them",
+                halt_keys=app.keys["halt"],
+            ),
+            lambda go: self._cancel_all_answered(symbol, bool(go)),
+        )
+
+    def _cancel_all_answered(self, symbol: str | None, go: bool) -> None:
+        if not go:
+            return
+        where = f" in {symbol}" if symbol else ""
+        self.app.event_log.add(f"cancel all requested{where} (trading stays on)")
+        self.app.run_worker(self._cancel_all(symbol), name="cancel-all", group="orders", exit_on_error=False)
+
+    async def _cancel_all(self, symbol: str | None) -> None:
+        app = self.app
+        try:
+            outcome = await app.runtime.execution.cancel_all(symbol=symbol)
+        except Exception as exc:
+            app.post_message(
+                LogEvent(f"cancel all failed: {fmt.one_line(str(exc), 200)}", "error", toast=True)
+            )
+            return
+        for name, result in outcome.items():
+            if result.ok:
+                app.post_message(LogEvent(f"cancel all at {name}: {result.cancelled} cancelled"))
+            else:
+                app.post_message(
+                    LogEvent(f"cancel all at {name} failed: {result.error}", "error", toast=True)
+                )
+
+    # -- flatten -----------------------------------------------------------------------------
+    def flatten_selected(self) -> None:
+        app = self.app
+        key = app.positions.table.selected_key()
+        row = app.positions.rows.get(key) if key else None
+        if row is None:
+            app.notify("Select a position first (ctrl+p)", timeout=3)
+            return
+        self.flatten(row.symbol)
+
+    def flatten(self, symbol: str | None = None) -> None:
+        app = self.app
+        if app.trading_state is TradingState.HALTED:
+            app.notify("Trading is HALTED: flatten is refused until trading is resumed", severity="error")
+            return
+        plan = app.runtime.execution.flatten_plan(symbol)
+        if plan.empty:
+            app.notify(
+                "Nothing to flatten" + (f": {'; '.join(plan.skipped)}" if plan.skipped else ""), timeout=4
+            )
+            return
+        from .screens.order_list_confirm import OrderListConfirmScreen
+
+        app.push_screen(
+            OrderListConfirmScreen(
+                f"Flatten {symbol or 'every position'}",
+                cancels=plan.cancels,
+                sends=plan.closes,
+                notes=plan.skipped,
+                live_accounts=app.live_accounts,
+                action="Flatten",
+                halt_keys=app.keys["halt"],
+            ),
+            lambda go: self._flatten_answered(symbol, bool(go)),
+        )
+
+    def _flatten_answered(self, symbol: str | None, go: bool) -> None:
+        if not go:
+            return
+        self.app.event_log.add(f"flatten requested: {symbol or 'every position'}")
+        self.app.run_worker(self._flatten(symbol), name="flatten", group="orders", exit_on_error=False)
+
+    async def _flatten(self, symbol: str | None) -> None:
+        app = self.app
+        try:
+            orders = await app.runtime.execution.flatten(symbol)
+        except Exception as exc:
+            app.post_message(LogEvent(f"flatten failed: {fmt.one_line(str(exc), 200)}", "error", toast=True))
+            return
+        for order in orders:
+            app.post_message(OrderChanged(order))
+
+    # -- the command palette -----------------------------------------------------------------
+    def commands(self) -> Iterator[SystemCommand]:
+        yield SystemCommand(
+            "Modify selected order",
+            "Change the quantity or price of the blotter's selected order (m)",
+            self.modify_selected,
+        )
+        yield SystemCommand(
+            "Cancel all orders (no halt)",
+            "Every working order, listed first; trading stays on",
+            self.cancel_all,
+        )
+        yield SystemCommand(
+            "Cancel all orders in the selected position's symbol",
+            "Working orders in that symbol only, listed first",
+            self._cancel_selected_symbol,
+        )
+        yield SystemCommand(
+            "Flatten selected position", "Close it at every account, listed first (f)", self.flatten_selected
+        )
+        yield SystemCommand("Flatten all positions", "Close every position, listed first", self.flatten)
+
+    def _cancel_selected_symbol(self) -> None:
+        app = self.app
+        key = app.positions.table.selected_key()
+        row = app.positions.rows.get(key) if key else None
+        if row is None:
+            app.notify("Select a position first (ctrl+p)", timeout=3)
+            return
+        self.cancel_all(row.symbol)

@@ -21,6 +21,7 @@ from brokers.paths import state_dir
 from brokers.registry import BrokerFactory
 from brokers.sim import SimBroker
 from console.cli.main import app
+from console.tui.screens.order_list_confirm import OrderListConfirmScreen
 from console.tui.screens.order_modify import OrderModifyScreen
 
 
@@ -284,3 +285,77 @@ async def test_a_refused_modify_says_why_and_the_order_keeps_its_terms():
             pilot,
         )
         assert order.quantity == 3
+
+
+async def test_f_on_a_position_lists_the_closing_orders_then_flattens():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("ctrl+p")
+        table = app.positions.table
+        table.move_cursor(row=table.get_row_index("MSFT"))
+        await pilot.pause()
+        await pilot.press("f")
+        await wait_for(lambda: isinstance(app.screen, OrderListConfirmScreen), pilot)
+        lines = str(app.screen.query_one("#order-list-lines", Static).render())
+        assert "send   SELL 20 MSFT MARKET DAY to paper-us" in lines
+        await pilot.press("y")
+        await wait_for(
+            lambda: any(
+                o.symbol == "MSFT" and o.status is OrderStatus.FILLED for o in app.blotter.orders.values()
+            ),
+            pilot,
+        )
+        assert app.trading_state.value == "ACTIVE"
+
+
+async def test_flatten_abandoned_sends_nothing():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("ctrl+p", "f")
+        await wait_for(lambda: isinstance(app.screen, OrderListConfirmScreen), pilot)
+        await pilot.press("escape")
+        await wait_for(lambda: not isinstance(app.screen, OrderListConfirmScreen), pilot)
+        assert app.blotter.orders == {}
+
+
+async def test_shift_x_in_the_blotter_lists_and_cancels_every_working_order_without_halting():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        order = await resting_in_blotter(app, pilot)
+        await pilot.press("ctrl+b", "X")
+        await wait_for(lambda: isinstance(app.screen, OrderListConfirmScreen), pilot)
+        lines = str(app.screen.query_one("#order-list-lines", Static).render())
+        assert f"cancel BUY 3 AAPL LIMIT @ 220 DAY at paper-us  {order.client_order_id}" in lines
+        await pilot.press("y")
+        await wait_for(lambda: order.status is OrderStatus.CANCELLED, pilot)
+        assert app.trading_state.value == "ACTIVE"
+        await wait_for(
+            lambda: any("cancel all at paper-us: 1 cancelled" in t for _l, t in app.event_log.entries), pilot
+        )
+
+
+async def test_flatten_while_halted_is_refused_on_screen():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("f12")
+        await pilot.press("ctrl+p", "f")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]
+        assert app.blotter.orders == {}
+
+
+async def test_the_palette_offers_the_lifecycle_actions():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {
+            "Modify selected order",
+            "Cancel all orders (no halt)",
+            "Flatten selected position",
+            "Flatten all positions",
+        } <= titles

@@ -78,10 +78,16 @@ ORPHANED_STYLE = "bold black on magenta"
 
 
 class BlotterPane(Vertical):
-    BINDINGS = [Binding("m", "modify", "Modify order")]
+    BINDINGS = [
+        Binding("m", "modify", "Modify order"),
+        Binding("X", "cancel_all", "Cancel all (no halt)"),
+    ]
 
     class ModifyRequested(Message):
         """The trader asked to change the selected order."""
+
+    class CancelAllRequested(Message):
+        """The trader asked to cancel every working order without halting."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -154,6 +160,9 @@ class BlotterPane(Vertical):
 
     def action_modify(self) -> None:
         self.post_message(self.ModifyRequested())
+
+    def action_cancel_all(self) -> None:
+        self.post_message(self.CancelAllRequested())
 
     def selected_order(self) -> Order | None:
         key = self.table.selected_key()
