@@ -81,9 +81,7 @@ class WithoutOrder:
 
     def _is_it(self, account: str | None, instrument: Instrument, side: Side) -> bool:
         order = self._order
-        return (
-            account in (None, order.account) and side is order.side and instrument == self._instrument
-        )
+        return account in (None, order.account) and side is order.side and instrument == self._instrument
 
     def position(self, account: str | None, instrument: Instrument) -> Decimal:
         return self._book.position(account, instrument)
@@ -250,8 +248,7 @@ class OrderAmender:
             return f"order {order.client_order_id} already has these terms; nothing was sent"
         if request.quantity <= order.filled_quantity:
             return (
-                f"quantity must be above the {order.filled_quantity} already filled, "
-                f"not {request.quantity}"
+                f"quantity must be above the {order.filled_quantity} already filled, not {request.quantity}"
             )
         return request
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -18,12 +19,14 @@ from .common import (
     JsonOption,
     bad_argument,
     console,
+    describe,
     fail,
     library_errors,
     print_json,
     run,
     started_runtime,
     state_of,
+    state_problem,
 )
 from .trading import _confirmed, _halt_notice, order_json
 
@@ -31,7 +34,11 @@ if TYPE_CHECKING:
     from brokers.closeout import FlattenPlan
     from brokers.config import Config
     from brokers.execution import ExecutionService
+    from brokers.history import Transition
+    from brokers.journal import Journal
     from brokers.models import Order, TimeInForce
+
+T = TypeVar("T")
 
 
 def _number(text: str | None, field: str, option: str) -> Decimal | None:
@@ -267,6 +274,93 @@ def flatten(
         raise typer.Exit(ExitCode.REJECTED)
 
 
+# -- orders and their history --------------------------------------------------------------------
+
+
+def _read_journal(config: Config, read: Callable[[Journal], T]) -> T | None:
+    """``read(journal)`` on the configured journal without creating one; None if there is none."""
+    from brokers.journal import Journal
+
+    path = config.journal_path
+    if not path.is_file():
+        return None
+    try:
+        with Journal(path) as journal:
+            return read(journal)
+    except Exception as exc:
+        problem = state_problem(config, exc)
+        fail(str(problem) if problem else f"cannot read the journal {path}: {describe(exc)}", ExitCode.FAILED)
+        raise  # unreachable: fail() raises
+
+
+@library_errors
+def orders(
+    ctx: typer.Context,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            "--history", metavar="ID", help="Every transition of this order (client or broker order id)."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Today's orders (UTC day) from the journal, with filled quantity and average price; or one
+    order's history with --history ID. Reads the journal only: no broker is asked."""
+    from datetime import UTC, datetime
+
+    from brokers.history import order_history, orders_since, start_of_day
+
+    config = state_of(ctx).config()
+    if history is None:
+        found = _read_journal(config, lambda j: orders_since(j, start_of_day(datetime.now(UTC)))) or []
+        if as_json:
+            print_json([order_json(order) for order in found])
+            return
+        if not found:
+            typer.echo("No orders today.")
+            return
+        from .tables import orders_table
+
+        console().print(orders_table([order_json(order) for order in found]))
+        return
+
+    def read(journal: Journal) -> tuple[Order | None, list[Transition]]:
+        known = journal.orders()
+        order = known.get(history) or next((o for o in known.values() if o.broker_order_id == history), None)
+        if order is None:
+            return None, []
+        return order, order_history(journal, order.client_order_id)
+
+    order, steps = _read_journal(config, read) or (None, [])
+    if order is None:
+        fail(f"no order {history!r} in the journal (see `trading-console orders`)", ExitCode.FAILED)
+        return
+    if as_json:
+        print_json({"order": order_json(order), "history": [step.as_dict() for step in steps]})
+        return
+    from rich.table import Table
+
+    from console import formatting as fmt
+
+    table = Table(
+        title=f"{fmt.describe_request(order.request)} at {order.account}: {order.status.value}",
+        title_justify="left",
+    )
+    for column in ("Time (UTC)", "Event", "Status", "Filled", "Avg price", "What happened"):
+        table.add_column(column, overflow="fold")
+    for step in steps:
+        table.add_row(
+            f"{step.time:%Y-%m-%d %H:%M:%S.%f}"[:23],
+            step.kind,
+            step.status or "",
+            fmt.quantity(step.filled_quantity) if step.filled_quantity else "",
+            fmt.price(step.avg_fill_price) if step.avg_fill_price is not None else "",
+            step.detail,
+        )
+    console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("modify")(modify)
     app.command("flatten")(flatten)
+    app.command("orders")(orders)

@@ -269,6 +269,10 @@ class TradingConsoleApp(App[int]):
             self._pump_manager_events(), name="manager-events", group="events", exit_on_error=False
         )
         await self.account_data.read()
+        for order in await self.order_control.todays_past_orders():
+            # Shown as they stand, without a line in the event log for each.
+            self._last_statuses[order.client_order_id] = (order.status, order.filled_quantity)
+            self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
         for order in self.runtime.execution.orders():
             self.post_message(OrderChanged(order))
         if self._on_accounts_loaded is not None:
@@ -367,6 +371,9 @@ class TradingConsoleApp(App[int]):
 
     def on_blotter_pane_cancel_all_requested(self, message: BlotterPane.CancelAllRequested) -> None:
         self.order_control.cancel_all()
+
+    def on_blotter_pane_history_requested(self, message: BlotterPane.HistoryRequested) -> None:
+        self.order_control.show_history(message.order)
 
     def action_focus_order_entry(self) -> None:
         self.order_entry.focus_first()

@@ -6,6 +6,7 @@ follows the orders themselves through ``OrderChanged``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,40 @@ class OrderControl:
             return
         app.post_message(LogEvent(f"modified: {fmt.describe_request(result.request)} at {result.account}"))
         app.post_message(OrderChanged(result))
+
+    # -- history -----------------------------------------------------------------------------
+    def show_history(self, order: Order) -> None:
+        self.app.run_worker(self._history(order), name="history", group="history", exclusive=True)
+
+    async def _history(self, order: Order) -> None:
+        from brokers.history import order_history
+
+        from .screens.order_history import OrderHistoryScreen
+
+        app = self.app
+        try:
+            # A journal read: off the event loop, so a long history never stalls the screen.
+            transitions = await asyncio.to_thread(order_history, app.runtime.journal, order.client_order_id)
+        except Exception as exc:
+            app.post_message(
+                LogEvent(f"order history unreadable: {fmt.one_line(str(exc), 200)}", "error", toast=True)
+            )
+            return
+        app.push_screen(OrderHistoryScreen(order, transitions, halt_keys=app.keys["halt"]))
+
+    async def todays_past_orders(self) -> list[Order]:
+        """Today's orders from the journal that the execution layer no longer follows (final
+        ones, mostly), so that the blotter comes back whole after a restart."""
+        from brokers.history import orders_since, start_of_day
+
+        app = self.app
+        live = {order.client_order_id for order in app.runtime.execution.orders()}
+        try:
+            found = await asyncio.to_thread(orders_since, app.runtime.journal, start_of_day(app.clock()))
+        except Exception as exc:
+            app.post_message(LogEvent(f"today's orders unreadable from the journal: {exc}", "warning"))
+            return []
+        return [order for order in found if order.client_order_id not in live]
 
     # -- cancel-all without halting ----------------------------------------------------------
     def cancel_all(self, symbol: str | None = None) -> None:

@@ -359,3 +359,148 @@ async def test_the_palette_offers_the_lifecycle_actions():
             "Flatten selected position",
             "Flatten all positions",
         } <= titles
+
+
+# -- order history ------------------------------------------------------------------------------
+
+
+async def test_the_blotter_comes_back_after_a_restart():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        app.runtime.kill_switch.halt("test", "test")  # a refusal with a long reason
+        await pilot.pause()
+        app.order_entry.set_values(symbol="MSFT", quantity="2")
+        await pilot.pause()
+        app.order_entry.action_submit()
+        await wait_for(
+            lambda: any(o.status is OrderStatus.REJECTED for o in app.blotter.orders.values()), pilot
+        )
+        refused = next(iter(app.blotter.orders))
+    again = console()
+    async with again.run_test(size=SIZE) as pilot:
+        await settled(again, pilot)
+        await wait_for(lambda: refused in again.blotter.orders, pilot)
+        order = again.blotter.orders[refused]
+        assert order.status is OrderStatus.REJECTED and order.reject_code == "SYSTEM_HALTED"
+        # Shown, not announced again.
+        assert not any("REJECTED" in text for _level, text in again.event_log.entries)
+
+
+@pytest.mark.parametrize("size", [(160, 48), (200, 50)])
+async def test_the_result_column_takes_the_width_left_and_the_reason_is_whole_below(size):
+    app = console()
+    async with app.run_test(size=size) as pilot:
+        await settled(app, pilot)
+        app.runtime.kill_switch.halt("risk desk: market gapped", "test")
+        await pilot.pause()
+        app.order_entry.set_values(symbol="MSFT", quantity="2")
+        await pilot.pause()
+        app.order_entry.action_submit()
+        await wait_for(lambda: bool(app.blotter.orders), pilot)
+        table = app.blotter.table
+        from textual.widgets.data_table import ColumnKey
+
+        result = table.columns[ColumnKey("result")]
+        # No empty space beside it: the columns fill the table.
+        used = sum(column.get_render_width(table) for column in table.columns.values())
+        assert used + table.styles.scrollbar_size_vertical == table.size.width
+        assert result.width >= 24 if size[0] == 160 else result.width > 60
+        detail = str(app.blotter.query_one("#order-detail", Static).render())
+        assert "until trading is resumed" in detail
+
+
+async def test_enter_on_a_blotter_row_shows_its_transitions():
+    from textual.widgets import DataTable
+
+    from console.tui.screens.order_history import OrderHistoryScreen
+
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        order = await resting_in_blotter(app, pilot)
+        await app.runtime.execution.modify(order.client_order_id, quantity=Decimal(4))
+        await pilot.press("ctrl+b", "enter")
+        await wait_for(lambda: isinstance(app.screen, OrderHistoryScreen), pilot)
+        table = app.screen.query_one("#history-table", DataTable)
+        kinds = [table.get_row_at(index)[1] for index in range(table.row_count)]
+        assert kinds[0] == "intent" and "modify" in kinds and "modified" in kinds
+        step = str(app.screen.query_one("#history-step", Static).render())
+        assert "intent" in step and "BUY 3 AAPL LIMIT @ 220 DAY" in step
+        await pilot.press("escape")
+        await wait_for(lambda: not isinstance(app.screen, OrderHistoryScreen), pilot)
+
+
+def test_blotter_with_a_long_reason(snap_compare):
+    """Fixed orders (times, ids, reasons), so the picture depends on the layout alone."""
+    from console_support import FROZEN
+
+    from brokers.models import Fill, Order, OrderRequest
+
+    def fixed(coid: str, **fields) -> Order:
+        request = OrderRequest(client_order_id=coid, **fields)
+        return Order.for_request(request, "paper-us", at=FROZEN)
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await settled(app, pilot)
+        refused = fixed("TCSNAPREFUSED0000001", symbol="MSFT", side="BUY", quantity=2)
+        refused.reject(
+            "SYSTEM_HALTED",
+            "trading is halted (by cli at 14:29:05 UTC: risk desk: market gapped after the open); "
+            "no new orders are accepted until trading is resumed",
+        )
+        filled = fixed("TCSNAPFILLED00000001", symbol="AAPL", side="SELL", quantity=5)
+        filled.broker_order_id = "SIM-000001"
+        filled.transition(OrderStatus.ACCEPTED, at=FROZEN)
+        filled.apply_fill(
+            Fill(
+                fill_id="SIM-000001-1",
+                account="paper-us",
+                symbol="AAPL",
+                side="SELL",
+                quantity=5,
+                price=Decimal("227.5"),
+                commission=Decimal("1.25"),
+                currency="USD",
+                broker_order_id="SIM-000001",
+                client_order_id="TCSNAPFILLED00000001",
+                timestamp=FROZEN,
+            )
+        )
+        for order in (filled, refused):
+            app.blotter.show_order(order)
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+
+    assert snap_compare(console(), terminal_size=(160, 48), run_before=run_before)
+
+
+# -- trading-console orders -----------------------------------------------------------------------
+
+
+def test_orders_lists_today_and_shows_a_history(shared_paper_us):
+    order = place_resting()
+    assert invoke("modify", order["client_order_id"], "--qty", "4").exit_code == 0
+    result = invoke("orders", "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert [(o["client_order_id"], o["quantity"], o["status"]) for o in listed] == [
+        (order["client_order_id"], "4", "ACCEPTED")
+    ]
+    result = invoke("orders", "--history", order["broker_order_id"], "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["order"]["client_order_id"] == order["client_order_id"]
+    kinds = [step["kind"] for step in data["history"]]
+    assert kinds[:2] == ["intent", "ack"] and kinds[-2:] == ["modify", "modified"]
+    assert "quantity 3 -> 4" in data["history"][-2]["detail"]
+    table = invoke("orders", "--history", order["client_order_id"])
+    assert table.exit_code == 0 and "quantity 3 -> 4" in plain(table.output)
+
+
+def test_orders_with_an_empty_journal_and_an_unknown_id():
+    result = invoke("orders")
+    assert result.exit_code == 0 and "No orders today." in result.output
+    result = invoke("orders", "--history", "NOPE")
+    assert result.exit_code == 1 and "no order 'NOPE'" in result.output

@@ -1,8 +1,11 @@
-"""Orders and fills: live status, reject code and reason, fills. The selected order's full detail
-(reason text, every fill) shows under the table."""
+"""Orders and fills: live status, filled quantity and average price, reject code and reason. The
+Result column takes whatever width the pane has left, so a reason is cut only by the edge of the
+screen; the selected order's full detail (reason text, every fill) shows under the table, and Enter
+opens its history."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rich.text import Text
@@ -11,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from brokers.models import Order, OrderStatus, OrderType, Side
 from console import formatting as fmt
@@ -61,17 +65,46 @@ def filled_text(order: Order) -> str:
     return f"{fmt.quantity(order.filled_quantity)} @ {fmt.price(order.avg_fill_price)}"
 
 
+def fill_summary(order: Order) -> str:
+    """What the fills came to: quantity at the average price, how many fills, their commission."""
+    text = filled_text(order)
+    fills = order.fills
+    if fills:
+        text += f" · {len(fills)} fill{'s' if len(fills) != 1 else ''}"
+        commission = sum((fill.commission for fill in fills), Decimal(0))
+        if commission:
+            text += f" · commission {fmt.amount(commission)} {fills[0].currency}"
+    return text
+
+
+RESULT_MIN_WIDTH = 24
+
+
 class BlotterTable(KeyedTable):
     COLUMNS = (
-        ("account", "Account", 13),
+        ("account", "Account", None),
         ("symbol", "Symbol", 8),
         ("side", "Side", 4),
         ("quantity", "Qty", 7),
         ("order", "Order", 12),
         ("status", "Status", 9),
-        ("result", "Result", 24),
+        ("filled", "Filled", 7),
+        ("avg", "Avg price", 10),
         ("time", "Time", 8),
+        ("result", "Result", RESULT_MIN_WIDTH),
     )
+
+    def fit_result(self) -> None:
+        """Give the Result column the width the other columns leave, never less than its minimum."""
+        result_key = ColumnKey("result")
+        others = sum(c.get_render_width(self) for key, c in self.columns.items() if key != result_key)
+        scrollbar = self.styles.scrollbar_size_vertical
+        wanted = max(RESULT_MIN_WIDTH, self.size.width - others - 2 * self.cell_padding - scrollbar)
+        column = self.columns.get(result_key)
+        if column is not None and column.width != wanted:
+            column.width = wanted
+            self._require_update_dimensions = True
+            self.refresh()
 
 
 ORPHANED_STYLE = "bold black on magenta"
@@ -85,6 +118,13 @@ class BlotterPane(Vertical):
 
     class ModifyRequested(Message):
         """The trader asked to change the selected order."""
+
+    class HistoryRequested(Message):
+        """The trader asked for the selected order's history (Enter on its row)."""
+
+        def __init__(self, order: Order) -> None:
+            super().__init__()
+            self.order = order
 
     class CancelAllRequested(Message):
         """The trader asked to cancel every working order without halting."""
@@ -103,6 +143,15 @@ class BlotterPane(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Orders & fills"
         self._show_detail()
+
+    def on_resize(self) -> None:
+        self.table.fit_result()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        order = self.selected_order()
+        if order is not None:
+            self.post_message(self.HistoryRequested(order))
 
     @property
     def table(self) -> BlotterTable:
@@ -132,9 +181,11 @@ class BlotterPane(Vertical):
                 STATUS_SHORT.get(order.status, order.status.value), style=STATUS_STYLE.get(order.status, "")
             )
             if order.reject_code:
-                result = Text(f"{order.reject_code}: {fmt.one_line(order.reject_reason, 120)}", style="red")
+                result = Text(f"{order.reject_code}: {fmt.one_line(order.reject_reason, 500)}", style="red")
+            elif order.reject_reason:  # why an order is UNKNOWN
+                result = Text(fmt.one_line(order.reject_reason, 500), style="yellow")
             else:
-                result = Text(filled_text(order))
+                result = Text(fill_summary(order))
         table = self.table
         table.upsert(
             key,
@@ -146,9 +197,15 @@ class BlotterPane(Vertical):
                 "quantity": fmt.right(fmt.quantity(order.quantity)),
                 "order": f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip(),
                 "status": status,
+                "filled": fmt.right(
+                    fmt.quantity(order.filled_quantity) if order.filled_quantity else fmt.DASH
+                ),
+                "avg": fmt.right(fmt.price(order.avg_fill_price) if order.filled_quantity else fmt.DASH),
                 "result": result,
             },
         )
+        if is_new:
+            table.fit_result()  # a new account name may have widened its column
         if is_new and not table.has_focus:
             # Follow the newest order unless the trader is working in the blotter.
             table.move_cursor(row=table.row_count - 1, animate=False)
