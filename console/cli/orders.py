@@ -319,9 +319,19 @@ def orders(
         if not found:
             typer.echo("No orders today.")
             return
+        from brokers.monitoring import commission_by_account
+
         from .tables import orders_table
 
         console().print(orders_table([order_json(order) for order in found]))
+        totals = commission_by_account(found, start_of_day(datetime.now(UTC)))
+        if totals:
+            typer.echo(
+                "Commission today: "
+                + ", ".join(
+                    f"{account} {amount} {currency}" for (account, currency), amount in sorted(totals.items())
+                )
+            )
         return
 
     def read(journal: Journal) -> tuple[Order | None, list[Transition]]:

@@ -275,6 +275,7 @@ class TradingConsoleApp(App[int]):
             self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
         for order in self.runtime.execution.orders():
             self.post_message(OrderChanged(order))
+        self.order_control.start_monitoring()
         if self._on_accounts_loaded is not None:
             self._on_accounts_loaded()
         self.runtime_ready.set()
@@ -285,6 +286,7 @@ class TradingConsoleApp(App[int]):
 
     async def on_unmount(self) -> None:
         logging.getLogger("brokers").removeHandler(self._log_handler)
+        await self.order_control.stop_monitoring()
         if self._subscribed:
             self.trading.unmount()
             self.runtime.execution.unsubscribe(self._on_order)

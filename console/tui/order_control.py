@@ -18,6 +18,8 @@ from console import formatting as fmt
 from .messages import LogEvent, OrderChanged
 
 if TYPE_CHECKING:
+    from brokers.monitoring import Alert, ExecutionMonitor
+
     from .app import TradingConsoleApp
     from .screens.order_modify import OrderChange
 
@@ -25,6 +27,48 @@ if TYPE_CHECKING:
 class OrderControl:
     def __init__(self, app: TradingConsoleApp) -> None:
         self.app = app
+        self.monitor: ExecutionMonitor | None = None
+
+    # -- execution monitoring ----------------------------------------------------------------
+    def start_monitoring(self) -> None:
+        """Alerts from ``brokers.monitoring`` into the event log and the blotter's counter, and
+        the day's commission beside it. Call once the runtime has started."""
+        from brokers.monitoring import ExecutionMonitor
+
+        app = self.app
+        execution = app.runtime.execution
+        monitor = ExecutionMonitor(
+            subscribe=execution.subscribe,
+            unsubscribe=execution.unsubscribe,
+            last_price=execution.book.last_price,
+            kill_switch=app.runtime.kill_switch,
+            journal=app.runtime.journal,
+        )
+        monitor.add_listener(self._on_alert)
+        monitor.start()
+        self.monitor = monitor
+        self.show_commission()
+        app.set_interval(2.0, self.show_commission, name="commission")
+
+    async def stop_monitoring(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
+            self.monitor = None
+
+    def _on_alert(self, alert: Alert) -> None:
+        app = self.app
+        app.post_message(LogEvent(f"alert {alert.kind.value}: {alert.message}", "warning"))
+        app.call_later(app.blotter.show_alerts, self.monitor.count if self.monitor is not None else 0)
+
+    def show_commission(self) -> None:
+        from brokers.history import start_of_day
+        from brokers.monitoring import commission_by_account
+
+        app = self.app
+        if not app.is_running:
+            return
+        blotter = app.blotter
+        blotter.show_commission(commission_by_account(blotter.orders.values(), start_of_day(app.clock())))
 
     def _usable(self, order: Order | None) -> Order | None:
         """The selected order if it can be acted on now; else None, and the trader is told why."""

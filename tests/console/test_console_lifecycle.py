@@ -9,7 +9,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from console_support import console, settled, wait_for
+from console_support import console, demo, settled, wait_for
 from textual.widgets import Input, Static
 from typer.testing import CliRunner
 
@@ -504,3 +504,58 @@ def test_orders_with_an_empty_journal_and_an_unknown_id():
     assert result.exit_code == 0 and "No orders today." in result.output
     result = invoke("orders", "--history", "NOPE")
     assert result.exit_code == 1 and "no order 'NOPE'" in result.output
+
+
+# -- execution monitoring -----------------------------------------------------------------------
+
+
+async def test_alerts_reach_the_event_log_and_the_blotters_counter():
+    from brokers.models import Order, OrderRequest
+
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        monitor = app.order_control.monitor
+        assert monitor is not None
+        for _ in range(monitor.settings.reject_burst):
+            refused = Order.for_request(OrderRequest(symbol="AAPL", side="BUY", quantity=1), "paper-us")
+            refused.reject("BROKER_REJECTED", "the venue is closed")
+            monitor.on_order(refused)
+        await wait_for(lambda: "⚠ 1 alert" in str(app.blotter.border_subtitle), pilot)
+        assert any(
+            level == "warning" and "alert REJECT_BURST" in text and "the venue is closed" in text
+            for level, text in app.event_log.entries
+        )
+
+
+async def test_the_days_commission_shows_beside_the_blotter():
+    app = console(demo(paper_us={"commission_per_share": "0.01"}))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        app.order_entry.set_values(symbol="MSFT", quantity="100", account="paper-us")
+        await pilot.pause()
+        app.order_entry.action_submit()
+        await wait_for(
+            lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot
+        )
+        app.order_control.show_commission()
+        await wait_for(
+            lambda: "commission today paper-us 1.00 USD" in str(app.blotter.border_subtitle), pilot
+        )
+
+
+def test_orders_totals_the_days_commission_per_account(monkeypatch):
+    broker = SimBroker("paper-us", prices={"AAPL": "227.50"}, commission_per_share="0.01")
+    real_build = brokers.runtime.build_runtime
+
+    def with_commission(config, **kwargs):
+        built = {a.name: BrokerFactory.create(a.broker_config()) for a in config.accounts}
+        built["paper-us"] = broker
+        return real_build(config, brokers=built, **kwargs)
+
+    monkeypatch.setattr(brokers.runtime, "build_runtime", with_commission)
+    result = invoke("order", "buy", "AAPL", "100", "--account", "paper-us", "-y")
+    assert result.exit_code == 0, result.output
+    result = invoke("orders")
+    assert result.exit_code == 0, result.output
+    assert "Commission today: paper-us 1.00 USD" in result.output

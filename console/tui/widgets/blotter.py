@@ -135,6 +135,8 @@ class BlotterPane(Vertical):
         # client order id -> what to do, for orders of accounts not in this configuration
         # (``ExecutionService.orphan_note``): not working anywhere here, not cancellable.
         self._orphans: dict[str, str] = {}
+        self._alerts = 0
+        self._commission: dict[tuple[str, str], Decimal] = {}
 
     def compose(self) -> ComposeResult:
         yield BlotterTable(id="blotter-table")
@@ -210,10 +212,38 @@ class BlotterPane(Vertical):
             # Follow the newest order unless the trader is working in the blotter.
             table.move_cursor(row=table.row_count - 1, animate=False)
         self._show_detail()
+        self._show_subtitle()
+
+    def show_alerts(self, count: int) -> None:
+        """How many execution alerts were raised (``brokers.monitoring``)."""
+        if count != self._alerts:
+            self._alerts = count
+            self._show_subtitle()
+
+    def show_commission(self, totals: dict[tuple[str, str], Decimal]) -> None:
+        """The day's commission per account and currency."""
+        if totals != self._commission:
+            self._commission = dict(totals)
+            self._show_subtitle()
+
+    def _show_subtitle(self) -> None:
         orphans = self._orphans
         working = sum(1 for k, o in self._orders.items() if o.is_working and k not in orphans)
-        orphaned = f" · {len(orphans)} orphaned" if orphans else ""
-        self.border_subtitle = f"{working} working{orphaned} · {len(self._orders)} total"
+        parts = [f"{working} working"]
+        if orphans:
+            parts.append(f"{len(orphans)} orphaned")
+        parts.append(f"{len(self._orders)} total")
+        if self._alerts:
+            parts.append(f"⚠ {self._alerts} alert{'s' if self._alerts != 1 else ''}")
+        if self._commission:
+            parts.append(
+                "commission today "
+                + ", ".join(
+                    f"{account} {fmt.amount(amount)} {currency}"
+                    for (account, currency), amount in sorted(self._commission.items())
+                )
+            )
+        self.border_subtitle = " · ".join(parts)
 
     def action_modify(self) -> None:
         self.post_message(self.ModifyRequested())
