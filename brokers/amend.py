@@ -137,6 +137,7 @@ class OrderAmender:
         risk: RiskEngine | None,
         timeout: float,
         halted_sentence: Callable[[], str],
+        in_flight: set[str],
     ) -> None:
         self.manager = manager
         self.kill_switch = kill_switch
@@ -145,6 +146,9 @@ class OrderAmender:
         self.risk = risk
         self.timeout = timeout
         self.halted_sentence = halted_sentence
+        # Orders whose change is on its way to the broker: one change at a time per order, so
+        # that a second never races the first to the broker.
+        self.in_flight = in_flight
 
     async def modify(
         self,
@@ -210,11 +214,14 @@ class OrderAmender:
         if state is TradingState.REDUCING and not context.is_reducing(request, account):
             return self._refuse(order, request, asked, *self._reduce_only(request, account))
         deadline = asyncio.timeout(self.timeout)
+        self.in_flight.add(coid)
         try:
             async with deadline:
                 answer = await broker.modify_order(broker_order_id, request)
         except Exception as exc:
             return await self._failed(order, request, asked, exc, expired=deadline.expired())
+        finally:
+            self.in_flight.discard(coid)
         self._confirmed(order, request, answer, before)
         return order
 
@@ -222,6 +229,8 @@ class OrderAmender:
     def _not_modifiable(self, order: Order) -> str | None:
         coid = order.client_order_id
         tracker = self.tracker
+        if coid in self.in_flight:
+            return f"a change to order {coid} is on its way to the broker; wait for its answer"
         if coid in tracker.orphaned:
             return tracker.orphan_note(order) or f"order {coid} cannot be reached from here"
         if coid in tracker.in_flight or order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN):

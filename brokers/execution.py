@@ -130,6 +130,8 @@ class ExecutionService:
         self._handed_over = 0
         self._cancel_covers = 0
         self._halt_sentence: str | None = None
+        # Orders whose modification is on its way to their broker (see ``brokers.amend``).
+        self._modifying: set[str] = set()
         # The switch's state as its listener last reported it: changes made in this process
         # arrive at once, a flag written by another process within one poll. Only the early
         # check reads it; the final check before the broker call always asks the switch itself.
@@ -573,6 +575,7 @@ class ExecutionService:
             risk=self.risk,
             timeout=self.submit_timeout,
             halted_sentence=self._halted_sentence,
+            in_flight=self._modifying,
         )
         return await amender.modify(
             order,

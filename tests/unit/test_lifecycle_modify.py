@@ -4,6 +4,7 @@ working order), and the journal holds the old terms and the new."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -181,3 +182,14 @@ async def test_broker_refusal_is_reported_and_journaled(rig):
 async def test_unknown_id_raises(rig):
     with pytest.raises(OrderNotFoundError, match="NOPE"):
         await rig.service.modify("NOPE", quantity=D(1))
+
+
+async def test_one_change_at_a_time_per_order(rig):
+    order = await rig.resting_buy()
+    rig.broker.latency = 0.05
+    first = asyncio.create_task(rig.service.modify(order.client_order_id, quantity=D(11)))
+    await asyncio.sleep(0.01)
+    second = await rig.service.modify(order.client_order_id, quantity=D(12))
+    assert second.reject_code == RejectCode.INVALID_ORDER
+    assert "on its way to the broker" in (second.reject_reason or "")
+    assert (await first) is order and order.quantity == 11
