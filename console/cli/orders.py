@@ -70,12 +70,27 @@ async def _modify(
     stop_price: Decimal | None,
     time_in_force: TimeInForce | None,
     connect: bool,
-) -> Order | None:
+    ask_live: bool,
+) -> Order | str:
+    """The order with its new terms (or the refusal's report); else "missing" when no such order
+    is known, "declined" when the trader declined to change an order at a LIVE account."""
     async with started_runtime(config, connect=connect) as runtime:
         execution = runtime.execution
         order = find_order(execution, order_id)
         if order is None:
-            return None
+            return "missing"
+        live = order.account in {account.name for account in config.accounts if account.live}
+        if ask_live and live:
+            from console import formatting as fmt
+
+            typer.secho(
+                f"LIVE account ({order.account}): this change uses real money.",
+                fg=typer.colors.RED,
+                bold=True,
+            )
+            typer.echo(f"{fmt.describe_request(order.request)} at {order.account}")
+            if not await _confirmed("Send this change?"):
+                return "declined"
         return await execution.modify(
             order.client_order_id,
             quantity=quantity,
@@ -98,10 +113,14 @@ def modify(
     tif: Annotated[
         str | None, typer.Option("--tif", metavar="T", help="New time in force: DAY, GTC, IOC or FOK.")
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="At a LIVE account, send without asking for confirmation.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Change a working order's quantity, prices or time in force at its broker, checked as a new
-    order is. Exits 7 when the change is refused (the order keeps its terms)."""
+    order is (at a LIVE account it asks first). Exits 7 when the change is refused (the order
+    keeps its terms)."""
     from brokers.models import TimeInForce
 
     config = state_of(ctx).config()
@@ -129,9 +148,13 @@ def modify(
             stop_price=stop_price,
             time_in_force=time_in_force,
             connect=halted is None,
+            ask_live=not yes and halted is None,
         )
     )
-    if result is None:
+    if result == "declined":
+        typer.echo("Not sent.")
+        raise typer.Exit(ExitCode.FAILED)
+    if isinstance(result, str):
         fail(f"no order {order_id!r} is known here (see `trading-console orders`)", ExitCode.FAILED)
         return
     if as_json:

@@ -559,3 +559,26 @@ def test_orders_totals_the_days_commission_per_account(monkeypatch):
     result = invoke("orders")
     assert result.exit_code == 0, result.output
     assert "Commission today: paper-us 1.00 USD" in result.output
+
+
+def test_modify_at_a_live_account_asks_first(tmp_path, monkeypatch):
+    broker = SimBroker("real", prices={"AAPL": "227.50"}, live=True)
+    real_build = brokers.runtime.build_runtime
+
+    def shared(config, **kwargs):
+        return real_build(config, brokers={"real": broker}, **kwargs)
+
+    monkeypatch.setattr(brokers.runtime, "build_runtime", shared)
+    path = tmp_path / "config.toml"
+    path.write_text('[[accounts]]\nname = "real"\ntype = "sim"\nlive = true\n', encoding="utf-8")
+    placed = invoke("--config", str(path), "order", "buy", "AAPL", "2", "--limit", "220", "-y", "--json")
+    assert placed.exit_code == 0, placed.output
+    order = json.loads(placed.stdout)
+    declined = invoke("--config", str(path), "modify", order["client_order_id"], "--qty", "3", input="n\n")
+    assert declined.exit_code == 1
+    assert "LIVE account (real): this change uses real money." in declined.output
+    assert "Not sent." in declined.output
+    assert at_broker(broker, order["broker_order_id"]).quantity == 2
+    sent = invoke("--config", str(path), "modify", order["client_order_id"], "--qty", "3", "-y")
+    assert sent.exit_code == 0, sent.output
+    assert at_broker(broker, order["broker_order_id"]).quantity == 3
