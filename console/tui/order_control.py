@@ -97,7 +97,12 @@ class OrderControl:
 
         app = self.app
         app.push_screen(
-            OrderModifyScreen(order, halt_keys=app.keys["halt"], cursor_blink=app.cursor_blink),
+            OrderModifyScreen(
+                order,
+                live=order.account in app.live_accounts,
+                halt_keys=app.keys["halt"],
+                cursor_blink=app.cursor_blink,
+            ),
             lambda change: self._modify_answered(order, change),
         )
 

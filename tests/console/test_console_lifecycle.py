@@ -582,3 +582,24 @@ def test_modify_at_a_live_account_asks_first(tmp_path, monkeypatch):
     sent = invoke("--config", str(path), "modify", order["client_order_id"], "--qty", "3", "-y")
     assert sent.exit_code == 0, sent.output
     assert at_broker(broker, order["broker_order_id"]).quantity == 3
+
+
+async def test_the_modify_dialog_marks_a_live_account():
+    app = console(demo(paper_us={"live": True}))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        entry = app.order_entry
+        entry.set_values(symbol="AAPL", quantity="3", type="LIMIT", account="paper-us")
+        await pilot.pause()
+        entry.set_values(limit="220")
+        await pilot.pause()
+        entry.action_submit()
+        await pilot.pause()
+        await pilot.press("y")  # the order confirmation a LIVE account asks for
+        await wait_for(
+            lambda: any(o.status is OrderStatus.ACCEPTED for o in app.blotter.orders.values()), pilot
+        )
+        await pilot.press("ctrl+b", "m")
+        await wait_for(lambda: isinstance(app.screen, OrderModifyScreen), pilot)
+        title = str(app.screen.query_one("#modify-dialog .dialog-title", Static).render())
+        assert "LIVE ACCOUNT" in title

@@ -87,17 +87,28 @@ class OrderModifyScreen(ModalScreen[OrderChange | None]):
     """
 
     def __init__(
-        self, order: Order, *, halt_keys: str = "f12", cursor_blink: bool = True, **kwargs: Any
+        self,
+        order: Order,
+        *,
+        live: bool = False,
+        halt_keys: str = "f12",
+        cursor_blink: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.order = order
+        self.live = live
         self.halt_keys = halt_keys
         self.cursor_blink = cursor_blink
 
     def compose(self) -> ComposeResult:
         order = self.order
-        with Vertical(id="modify-dialog", classes="dialog"):
-            yield Static(Text("Modify order", style="bold"), classes="dialog-title")
+        with Vertical(id="modify-dialog", classes="dialog -live" if self.live else "dialog"):
+            title = Text("Modify order", style="bold")
+            if self.live:
+                title.append("   ")
+                title.append(" LIVE ACCOUNT — REAL MONEY ", style="bold white on red")
+            yield Static(title, classes="dialog-title")
             yield Static(
                 Text(f"{describe_request(order.request)} at {order.account}", style="bold"), id="modify-order"
             )
