@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, Self
 
+from .errors import OrderRejectedError
 from .events import ManagerEvent
 from .fanout import CancelAllResult
 from .fx import Money
@@ -100,6 +101,20 @@ class Broker(ABC):
 
     @abstractmethod
     async def cancel_order(self, broker_order_id: str) -> Order: ...
+
+    async def modify_order(self, broker_order_id: str, request: OrderRequest) -> Order:
+        """Give a working order the terms of ``request`` (its quantity, limit and stop prices,
+        time in force; the same client order id, symbol, side and type) with the broker's own
+        replace, so that at no moment are two orders working. Returns the order as the broker
+        now holds it. A definite refusal raises an ``OrderRejectedError``; a lost answer raises
+        ``BrokerTimeoutError`` or ``BrokerConnectionError``.
+
+        Adapters whose ``capabilities.modify_orders`` is true override this; the rest refuse."""
+        raise OrderRejectedError(
+            f"{self.name} cannot change a working order; cancel it and place a new one",
+            broker=self.name,
+            code="UNSUPPORTED",
+        )
 
     @abstractmethod
     async def cancel_all_orders(self) -> list[str]:

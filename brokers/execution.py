@@ -21,17 +21,28 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from . import journal as jr
+from .amend import OrderAmender
 from .base import AccountDirectory, Broker, FxSource
 from .book import Book
-from .errors import BrokerConnectionError, BrokerError, BrokerTimeoutError, refusal_code
+from .closeout import FlattenPlan, cancel_each, orders_to_cancel, plan_flatten
+from .errors import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerTimeoutError,
+    OrderNotFoundError,
+    UnknownAccountError,
+    refusal_code,
+)
 from .events import ManagerEvent
 from .fanout import CancelAllResult, describe_error
+from .instruments import Instrument
 from .intake import currency_refusal, validate
 from .killswitch import HaltInfo, HaltSettings, KillSwitch
 from .models import (
     Order,
     OrderRequest,
     RejectCode,
+    TimeInForce,
     TradingState,
     new_client_order_id,
 )
@@ -120,6 +131,8 @@ class ExecutionService:
         self._handed_over = 0
         self._cancel_covers = 0
         self._halt_sentence: str | None = None
+        # Orders whose modification is on its way to their broker (see ``brokers.amend``).
+        self._modifying: set[str] = set()
         # The switch's state as its listener last reported it: changes made in this process
         # arrive at once, a flag written by another process within one poll. Only the early
         # check reads it; the final check before the broker call always asks the switch itself.
@@ -537,6 +550,42 @@ class ExecutionService:
             self.kill_switch.reduce_only(text, source=DAILY_LOSS_SOURCE, day=self.book.trading_day())
         return message
 
+    # -- changing a working order --------------------------------------------------------
+    async def modify(
+        self,
+        client_order_id: str,
+        *,
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: TimeInForce | None = None,
+    ) -> Order:
+        """Change a working order's quantity, prices or time in force through its broker's own
+        replace (``brokers.amend``). The new terms pass the checks a new order passes; refused
+        while HALTED (SYSTEM_HALTED), as a submit is. Returns the order with its new terms, or a
+        report of the refusal (REJECTED, with ``reject_code`` and ``reject_reason``) while the
+        order keeps its old terms. Raises ``OrderNotFoundError`` for an id not known here."""
+        order = self.tracker.get(client_order_id)
+        if order is None:
+            raise OrderNotFoundError(f"no order with client id {client_order_id!r} is known here")
+        amender = OrderAmender(
+            manager=self.manager,
+            kill_switch=self.kill_switch,
+            tracker=self.tracker,
+            book=self.book,
+            risk=self.risk,
+            timeout=self.submit_timeout,
+            halted_sentence=self._halted_sentence,
+            in_flight=self._modifying,
+        )
+        return await amender.modify(
+            order,
+            quantity=quantity,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            time_in_force=time_in_force,
+        )
+
     # -- cancels and the kill switch -----------------------------------------------------
     async def cancel(self, account: str, broker_order_id: str) -> Order:
         """Cancel one order. Never held back by the kill switch. Broker failures raise."""
@@ -564,10 +613,28 @@ class ExecutionService:
             tracker.journal_order(jr.CANCEL, known)
         return known
 
-    async def cancel_all(self) -> dict[str, CancelOutcome]:
-        """Cancel every working order at every connected broker, all at once, each under the
-        call timeout; a broker that ignores the limit is given up on rather than waited for."""
-        outcome = await self.manager.cancel_all_orders(per_broker_timeout=self.call_timeout)
+    def cancel_all_plan(
+        self, account: str | None = None, symbol: str | Instrument | None = None
+    ) -> list[Order]:
+        """The working orders known here that ``cancel_all(account, symbol)`` reaches. Without a
+        symbol the brokers' own bulk cancel is used, which also takes orders placed elsewhere."""
+        return orders_to_cancel(self.working_orders(), account, symbol)
+
+    async def cancel_all(
+        self, account: str | None = None, symbol: str | Instrument | None = None
+    ) -> dict[str, CancelOutcome]:
+        """Cancel every working order (at ``account`` only, in ``symbol`` only), without halting.
+        Never held back by the kill switch. Without a symbol each broker's bulk cancel runs, at
+        every connected account at once (or at the one named), each under the call timeout; a
+        broker that ignores the limit is given up on rather than waited for. With a symbol the
+        working orders known here in that symbol are cancelled one by one. Returns the outcome
+        per account; raises ``UnknownAccountError`` for an account not configured."""
+        if account is not None and account not in self.manager.names():
+            raise UnknownAccountError(account, self.manager.names())
+        if symbol is not None:
+            return await self._cancel_each(self.cancel_all_plan(account, symbol), account, symbol)
+        accounts = None if account is None else [account]
+        outcome = await self.manager.cancel_all_orders(accounts, per_broker_timeout=self.call_timeout)
         data: dict[str, object] = {
             "cancel_all": {
                 name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()
@@ -588,6 +655,54 @@ class ExecutionService:
             if not result.ok:
                 log.warning("cancel all at %s failed: %s", result.account, result.error)
         return outcome
+
+    async def _cancel_each(
+        self, orders: list[Order], account: str | None, symbol: str | Instrument
+    ) -> dict[str, CancelOutcome]:
+        names = [account] if account is not None else self.manager.names()
+        outcome = await cancel_each(self.cancel, orders, names)
+        data = {name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()}
+        named = symbol.label if isinstance(symbol, Instrument) else symbol
+        self.tracker.record(jr.CANCEL, None, account, {"cancel_all": data, "symbol": named})
+        return outcome
+
+    # -- flatten ---------------------------------------------------------------------------
+    def flatten_plan(self, symbol: str | Instrument | None = None, account: str | None = None) -> FlattenPlan:
+        """What ``flatten(symbol, account)`` would cancel and send, from the positions and
+        working orders known here; asks no broker."""
+        return plan_flatten(
+            self.book.instrument_positions(),
+            self.working_orders(),
+            self.manager.names(),
+            symbol=symbol,
+            account=account,
+        )
+
+    async def flatten(
+        self, symbol: str | Instrument | None = None, account: str | None = None
+    ) -> list[Order]:
+        """Close every position (at ``account`` only, in ``symbol`` only) with a market order
+        through the order path (``brokers.closeout``), after cancelling the working orders in
+        those instruments. Allowed while REDUCING; while HALTED nothing is cancelled and every
+        closing order is refused with SYSTEM_HALTED. Returns the closing orders; raises
+        ``UnknownAccountError`` for an account not configured."""
+        if account is not None and account not in self.manager.names():
+            raise UnknownAccountError(account, self.manager.names())
+        plan = self.flatten_plan(symbol, account)
+        for note in plan.skipped:
+            log.warning("flatten: %s", note)
+        if self.kill_switch.state is not _HALTED:
+            for order in plan.cancels:
+                try:
+                    await self.cancel(order.account or "", order.broker_order_id or "")
+                except Exception as exc:
+                    log.warning(
+                        "flatten: order %s at %s could not be cancelled first: %s",
+                        order.client_order_id,
+                        order.account,
+                        describe_error(exc),
+                    )
+        return list(await asyncio.gather(*(self.submit(request) for request in plan.closes)))
 
     def halt_now(self, reason: str = "", source: str = "api") -> HaltStart:
         """Halt at once, from a key handler or any code on the event loop: the flag is on disk

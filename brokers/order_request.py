@@ -246,6 +246,9 @@ class BrokerCapabilities(BaseModel):
     currencies: frozenset[str] = frozenset({"USD"})
     # Takes orders for an amount of money rather than a quantity (``OrderRequest.notional``).
     notional_orders: bool = False
+    # A working order's quantity, prices and time in force can be changed at the broker itself
+    # (``Broker.modify_order``), without a cancel and a new order in between.
+    modify_orders: bool = False
 
     def supports(self, request: OrderRequest) -> str | None:
         """None if the broker can take this order, else a sentence saying why not."""

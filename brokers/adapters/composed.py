@@ -30,6 +30,7 @@ class Desk(Protocol):
     takes a refresh of the order book as well."""
 
     async def place(self, request: OrderRequest) -> Order: ...
+    async def modify(self, broker_order_id: str, request: OrderRequest) -> Order: ...
     async def cancel_all(self) -> list[str]: ...
     async def get(self, broker_order_id: str) -> Order: ...
     async def get_by_client_id(self, client_order_id: str) -> Order | None: ...
@@ -86,6 +87,9 @@ class ComposedBroker(Broker, Generic[SessionT, DeskT, ReadsT]):
     # -- orders ---------------------------------------------------------------------------
     async def place_order(self, request: OrderRequest) -> Order:
         return await self._orders.place(request)
+
+    async def modify_order(self, broker_order_id: str, request: OrderRequest) -> Order:
+        return await self._orders.modify(broker_order_id, request)
 
     async def cancel_all_orders(self) -> list[str]:
         return await self._orders.cancel_all()

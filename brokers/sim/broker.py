@@ -180,6 +180,7 @@ class SimBroker(Broker):
             short_selling=account.allow_short,
             bulk_cancel=True,
             streaming_updates=True,
+            modify_orders=True,
             session_expiry=False,
             currencies=frozenset({settings.currency}),
         )
@@ -369,6 +370,9 @@ class SimBroker(Broker):
         if reason is not None:
             raise OrderRejectedError(reason, broker=self.name, code="SIMULATED_REJECT")
         return self._venue.place(request)
+
+    async def modify_order(self, broker_order_id: str, request: OrderRequest) -> Order:
+        return await self._call("modify_order", lambda: self._venue.modify(broker_order_id, request))
 
     async def cancel_order(self, broker_order_id: str) -> Order:
         return await self._call("cancel_order", lambda: self._venue.cancel(broker_order_id))

@@ -183,6 +183,64 @@ class SimVenue:
                 self._end(resting, _CANCELLED)
         return snapshot(order)
 
+    def modify(self, broker_order_id: str, request: OrderRequest) -> Order:
+        """Give a working order new terms in place (quantity, limit and stop prices, time in
+        force), or raise the definite refusal. A new price is a new place in the queue: the
+        order is worked again at once, as a new order would be."""
+        order = self.order(broker_order_id)
+        resting = self.working.get(broker_order_id)
+        if resting is None:
+            raise OrderRejectedError(
+                f"order {broker_order_id} is {order.status.value} and can no longer be changed",
+                broker=self.name,
+                code="NOT_WORKING",
+            )
+        old = order.request
+        if (
+            request.client_order_id != old.client_order_id
+            or request.symbol != old.symbol
+            or request.side is not old.side
+            or request.order_type is not old.order_type
+        ):
+            raise OrderRejectedError(
+                "a change to an order may touch its quantity, prices and time in force only",
+                broker=self.name,
+                code="INVALID_MODIFY",
+            )
+        if request.units <= order.filled_quantity:
+            raise OrderRejectedError(
+                f"quantity {request.units} is not above the {order.filled_quantity} already filled",
+                broker=self.name,
+                code="INVALID_MODIFY",
+            )
+        price = self.prices[request.symbol]
+        remaining = request.units - order.filled_quantity
+        estimate = estimated_price(request, price, self.slippage_bps, self.tick)
+        commission = self.commission.total(remaining, remaining * estimate)
+        refusal = self.account.refusal(
+            request.symbol, request.side, remaining, estimate, commission, self.prices
+        )
+        if refusal is not None:
+            code, text = refusal
+            error = InsufficientFundsError if code == "INSUFFICIENT_FUNDS" else OrderRejectedError
+            raise error(text, broker=self.name, code=code)
+        now = self.clock()
+        repriced = (request.limit_price, request.stop_price, request.trail_amount, request.trail_percent) != (
+            old.limit_price,
+            old.stop_price,
+            old.trail_amount,
+            old.trail_percent,
+        )
+        order.request = request
+        order.updated_at = now
+        if repriced:
+            resting.on_book = False
+        self._record(order)
+        self._work(resting, price, at=now)
+        if request.time_in_force is _IOC and not order.is_terminal:
+            self._end(resting, _CANCELLED)
+        return snapshot(order)
+
     def cancel(self, broker_order_id: str) -> Order:
         order = self.order(broker_order_id)
         resting = self.working.get(broker_order_id)

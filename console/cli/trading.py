@@ -423,16 +423,32 @@ def cancel(
         str | None, typer.Argument(metavar="ORDER_ID", help="Broker order id (or client order id).")
     ] = None,
     cancel_all: Annotated[
-        bool, typer.Option("--all", help="Cancel every working order at every account.")
+        bool, typer.Option("--all", help="Cancel every working order (at every account unless narrowed).")
     ] = False,
+    only_account: Annotated[
+        str | None, typer.Option("--account", metavar="A", help="With --all: at this account only.")
+    ] = None,
+    only_symbol: Annotated[
+        str | None, typer.Option("--symbol", metavar="S", help="With --all: in this symbol only.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel one order, or every working order with --all. Cancels work even while halted."""
+    """Cancel one order, or every working order with --all (narrowed by --account and --symbol).
+    Cancels never halt trading, and work even while halted."""
     config = state_of(ctx).config()
+    if (only_account is not None or only_symbol is not None) and not cancel_all:
+        bad_argument("--account and --symbol narrow --all; give --all too", "--all")
     if cancel_all:
         if account is not None:
             bad_argument("give either ACCOUNT ORDER_ID or --all, not both", "--all")
-        outcomes = cancel_everywhere(config)
+        if only_account is not None:
+            account_named(config, only_account, "--account")
+        if only_account is None and only_symbol is None:
+            outcomes = cancel_everywhere(config)
+        else:
+            from .orders import cancel_filtered
+
+            outcomes = cancel_filtered(config, only_account, only_symbol)
         if as_json:
             print_json(outcomes)
         else:
@@ -459,5 +475,8 @@ def cancel(
 
 
 def register(app: typer.Typer) -> None:
+    from . import orders
+
     app.add_typer(order_app, name="order")
     app.command("cancel")(cancel)
+    orders.register(app)

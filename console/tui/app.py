@@ -40,6 +40,7 @@ from .messages import (
     SubmitRequested,
     TradingStateChanged,
 )
+from .order_control import OrderControl
 from .trading_state import TradingStateControl
 from .widgets.blotter import BlotterPane
 from .widgets.buying_power import BuyingPowerTable
@@ -111,6 +112,7 @@ class TradingConsoleApp(App[int]):
         Binding("ctrl+b", "focus_blotter", "Blotter", id="focus_blotter"),
         Binding("ctrl+p", "focus_positions", "Positions", id="focus_positions"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+        Binding("f", "flatten_selected", "Flatten position", show=False),
     ]
 
     def __init__(
@@ -138,6 +140,7 @@ class TradingConsoleApp(App[int]):
         self.live_accounts = {account.name for account in config.accounts if account.live}
         self.account_currency = {account.name: account.currency for account in config.accounts}
         self.trading = TradingStateControl(self)
+        self.order_control = OrderControl(self)
         self.runtime_ready = asyncio.Event()
         self.runtime_error: str | None = None
         self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
@@ -266,8 +269,13 @@ class TradingConsoleApp(App[int]):
             self._pump_manager_events(), name="manager-events", group="events", exit_on_error=False
         )
         await self.account_data.read()
+        for order in await self.order_control.todays_past_orders():
+            # Shown as they stand, without a line in the event log for each.
+            self._last_statuses[order.client_order_id] = (order.status, order.filled_quantity)
+            self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
         for order in self.runtime.execution.orders():
             self.post_message(OrderChanged(order))
+        self.order_control.start_monitoring()
         if self._on_accounts_loaded is not None:
             self._on_accounts_loaded()
         self.runtime_ready.set()
@@ -278,6 +286,7 @@ class TradingConsoleApp(App[int]):
 
     async def on_unmount(self) -> None:
         logging.getLogger("brokers").removeHandler(self._log_handler)
+        await self.order_control.stop_monitoring()
         if self._subscribed:
             self.trading.unmount()
             self.runtime.execution.unsubscribe(self._on_order)
@@ -359,6 +368,15 @@ class TradingConsoleApp(App[int]):
             return
         self.post_message(OrderChanged(order))
 
+    def on_blotter_pane_modify_requested(self, message: BlotterPane.ModifyRequested) -> None:
+        self.order_control.modify_selected()
+
+    def on_blotter_pane_cancel_all_requested(self, message: BlotterPane.CancelAllRequested) -> None:
+        self.order_control.cancel_all()
+
+    def on_blotter_pane_history_requested(self, message: BlotterPane.HistoryRequested) -> None:
+        self.order_control.show_history(message.order)
+
     def action_focus_order_entry(self) -> None:
         self.order_entry.focus_first()
 
@@ -371,8 +389,15 @@ class TradingConsoleApp(App[int]):
     def action_submit(self) -> None:
         self.order_entry.action_submit()
 
+    def action_flatten_selected(self) -> None:
+        if self.focused is not self.positions.table:
+            self.notify("Select a position in the positions pane (ctrl+p), then f", timeout=3)
+            return
+        self.order_control.flatten_selected()
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from console_commands(self)
+        yield from self.order_control.commands()
         yield from super().get_system_commands(screen)
 
     # -- orders ------------------------------------------------------------------------------

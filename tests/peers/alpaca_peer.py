@@ -140,6 +140,7 @@ class AlpacaPeer:
         app.router.add_get("/v2/orders:by_client_order_id", self._by_client_id)
         app.router.add_get("/v2/orders/{order_id}", self._get_order)
         app.router.add_delete("/v2/orders/{order_id}", self._cancel)
+        app.router.add_patch("/v2/orders/{order_id}", self._replace)
         app.router.add_get("/stream", self._stream)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
@@ -529,6 +530,66 @@ class AlpacaPeer:
         if order is None:
             return error(404, 40410000, "order not found")
         return web.json_response(order)
+
+    async def _replace(self, request: web.Request) -> web.Response:
+        """PATCH /v2/orders/{order_id}: Alpaca's replace. The answer is a new order (its own id,
+        ``replaces`` naming the old one) with the fields given and the rest of the old order's;
+        the old order becomes ``replaced`` (``replaced_by`` naming the new one). The stream
+        sends ``replaced`` for the old order, then ``new`` for the new one."""
+        old = self.orders.get(request.match_info["order_id"])
+        if old is None:
+            return error(404, 40410000, "order not found")
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, 40010000, "request body format is invalid")
+        if not isinstance(body, dict):
+            return error(400, 40010000, "request body format is invalid")
+        self.bodies.append(body)
+        if old["status"] not in OPEN_STATUSES:
+            return error(422, 42210000, f'order is already in "{old["status"]}" state')
+        try:
+            qty = Decimal(str(body.get("qty") or old["qty"]))
+            prices = {key: Decimal(str(body[key])) for key in ("limit_price", "stop_price") if key in body}
+        except Exception:
+            return error(422, 40010001, "qty and prices must be numbers")
+        if qty <= Decimal(old["filled_qty"]):
+            return error(422, 40010001, "qty must be greater than the filled quantity")
+        for key, value in prices.items():
+            if old.get(key) is None:
+                return error(422, 40010001, f"{key} cannot be set on a {old['type']} order")
+            if -value.normalize().as_tuple().exponent > (2 if value >= 1 else 4):  # type: ignore[operator]
+                return error(422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria")
+        client_id = str(body.get("client_order_id") or uuid.uuid4())
+        if self.order_by_client_id(client_id) is not None:
+            return error(422, 40010001, "client_order_id must be unique")
+        timestamp = now_text()
+        new_id = str(uuid.uuid4())
+        new = {
+            **old,
+            "id": new_id,
+            "client_order_id": client_id,
+            "created_at": timestamp,
+            "updated_at": timestamp,
+            "submitted_at": timestamp,
+            "replaces": old["id"],
+            "replaced_by": None,
+            "replaced_at": None,
+            "qty": money(qty),
+            "time_in_force": body.get("time_in_force") or old["time_in_force"],
+            "status": "accepted",
+            **{key: money(value) for key, value in prices.items()},
+        }
+        old["status"] = "replaced"
+        old["replaced_at"] = timestamp
+        old["replaced_by"] = new_id
+        old["updated_at"] = timestamp
+        self.orders[new_id] = new
+        answer = dict(new)
+        new["status"] = "new"
+        await self._publish("replaced", old, timestamp=timestamp)
+        asyncio.get_running_loop().create_task(self._after_submit(new_id))
+        return web.json_response(answer)
 
     async def _cancel(self, request: web.Request) -> web.Response:
         order = self.orders.get(request.match_info["order_id"])

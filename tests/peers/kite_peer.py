@@ -207,6 +207,7 @@ class KitePeer:
         self.trades: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         self.form_posts: list[dict[str, str]] = []
+        self.modify_puts: list[dict[str, str]] = []  # PUT /orders/{variety}/{order_id} bodies
         self.plans: deque[Plan] = deque()
         self.failures: list[Failure] = []
         self.delay = 0.0
@@ -229,6 +230,7 @@ class KitePeer:
         app.router.add_get("/user/margins", self._margins)
         app.router.add_get("/user/margins/{segment}", self._margins)
         app.router.add_post("/orders/{variety}", self._place)
+        app.router.add_put("/orders/{variety}/{order_id}", self._modify_request)
         app.router.add_delete("/orders/{variety}/{order_id}", self._cancel)
         app.router.add_get("/orders", self._orders)
         app.router.add_get("/orders/{order_id}", self._order_history)
@@ -551,6 +553,41 @@ class KitePeer:
         order.status_message = message
         order.updated_at = datetime.now(UTC)
         order.history.append(order.payload())
+
+    async def _modify_request(self, request: web.Request) -> web.Response:
+        """PUT /orders/{variety}/{order_id}: Kite's modify. The answer is the order id (as in
+        kiteconnect-mocks' order_modify.json); the history shows MODIFY VALIDATION PENDING,
+        MODIFY PENDING, MODIFIED, then the order again with its new values."""
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        self.modify_puts.append(form)
+        order = self.orders.get(request.match_info["order_id"])
+        if order is None:
+            return error(404, "GeneralException", "Couldn't find that `order_id`.")
+        if not order.working:
+            verb = {"COMPLETE": "completed", "CANCELLED": "cancelled", "REJECTED": "rejected"}[order.status]
+            return error(400, "InputException", f"Order cannot be modified as it is {verb}.")
+        quantity = form.get("quantity")
+        if quantity is not None and (not quantity.isdigit() or int(quantity) <= order.filled_quantity):
+            return error(400, "InputException", "Invalid `quantity`.")
+        for key in ("price", "trigger_price"):
+            value = form.get(key)
+            if value and (Decimal(value) <= 0 or Decimal(value) % TICK):
+                return error(
+                    400,
+                    "InputException",
+                    f"Tick size for this script is {TICK}. Kindly enter {key.replace('_', ' ')} "
+                    "in the multiple of tick size for this script.",
+                )
+        if form.get("validity") is not None:
+            order.validity = form["validity"]
+        if form.get("trigger_price"):
+            order.trigger_price = Decimal(form["trigger_price"])
+        self.modify(
+            order.order_id,
+            quantity=int(quantity) if quantity is not None else None,
+            price=form.get("price") or None,
+        )
+        return envelope({"order_id": order.order_id})
 
     async def _cancel(self, request: web.Request) -> web.Response:
         order = self.orders.get(request.match_info["order_id"])

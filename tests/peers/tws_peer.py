@@ -355,6 +355,8 @@ class TwsPeer:
         self.accounts = {code: PeerAccount(code, Decimal(cash)) for code in accounts}
         self.instruments = default_instruments() if instruments is None else list(instruments)
         self.orders: list[PeerOrder] = []
+        # The placeOrder messages that named an order already placed: modifications.
+        self.modifications: list[dict[str, str]] = []
         self.executions: list[PeerExecution] = []
         self.received: list[tuple[int, list[str]]] = []
         self.reactions: deque[Reaction] = deque()
@@ -737,9 +739,11 @@ class TwsPeer:
         order_id = int(parsed["order_id"])
         if parsed["what_if"] == "1":
             return True
-        if any(o.client_id == client.client_id and o.order_id == order_id for o in self.orders):
-            client.send(ERR_MSG, 2, order_id, 103, "Duplicate order id", "")
-            return True
+        existing = next(
+            (o for o in self.orders if o.client_id == client.client_id and o.order_id == order_id), None
+        )
+        if existing is not None:
+            return self._modify_request(client, existing, parsed)
         instrument = self._find_instrument(parsed)
         if instrument is None:
             client.send(
@@ -804,6 +808,28 @@ class TwsPeer:
             self.fill(order, reaction.quantity)
         elif kind in ("auto", "notice"):
             self._work(order)
+        return True
+
+    def _modify_request(self, client: _Client, order: PeerOrder, parsed: dict[str, str]) -> bool:
+        """placeOrder with the id of an order this client placed: TWS modifies that order
+        (https://interactivebrokers.github.io/tws-api/modifying_orders.html) and sends openOrder
+        again with the same order id and permId and the new values, then its status. An order
+        that has ended cannot be modified."""
+        self.modifications.append(parsed)
+        if not order.working:
+            client.send(ERR_MSG, 2, order.order_id, 104, "Can't modify a filled order.", "")
+            return True
+        quantity = Decimal(parsed["quantity"])
+        if quantity <= order.filled:
+            client.send(ERR_MSG, 2, order.order_id, 434, "The order size cannot be zero.", "")
+            return True
+        order.quantity = quantity
+        order.limit = _decimal(parsed["lmt_price"])
+        order.aux = _decimal(parsed["aux_price"])
+        order.tif = parsed["tif"] or order.tif
+        client.send(*self._open_order(order, client.version))
+        client.send(*self._order_status(order))
+        self._work(order)
         return True
 
     def _cancel_request(self, client: _Client, order_id: int) -> None:

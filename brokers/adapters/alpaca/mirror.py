@@ -58,6 +58,8 @@ class OrderMirror:
         # Orders placed elsewhere that no ``Order`` can describe: how much of each has filled.
         self._foreign: OrderedDict[str, _Progress] = OrderedDict()
         self._pending: dict[str, OrderRequest] = {}
+        # Alpaca's id of an order being replaced -> the terms asked for (see ``_carry_over``).
+        self._replacing: dict[str, OrderRequest] = {}
 
     def expect(self, request: OrderRequest) -> None:
         self._pending[request.client_order_id] = request
@@ -65,6 +67,17 @@ class OrderMirror:
     def forget(self, request: OrderRequest) -> None:
         """The order was refused before it reached Alpaca: it will never turn up."""
         self._pending.pop(request.client_order_id, None)
+
+    def order(self, broker_id: str) -> Order | None:
+        """The order we follow under Alpaca's id, as it stands now."""
+        return self._orders.get(broker_id)
+
+    def expect_replacement(self, broker_id: str, request: OrderRequest) -> None:
+        """The order ``broker_id`` is about to be replaced with ``request``'s terms."""
+        self._replacing[broker_id] = request
+
+    def forget_replacement(self, broker_id: str) -> None:
+        self._replacing.pop(broker_id, None)
 
     def followed(self) -> list[tuple[str, Order]]:
         """The orders we follow, by Alpaca's id, as they stand now: a later payload still moves them."""
@@ -118,6 +131,10 @@ class OrderMirror:
         if not broker_id:
             raise BrokerAPIError("Alpaca sent an order without an id", broker=self._account)
         order = self._orders.get(broker_id)
+        carried = False
+        if order is None:
+            order = self._carry_over(broker_id, payload)
+            carried = order is not None
         fresh = order is None
         if not fresh:
             history = True  # anything new on an order we already follow is news
@@ -148,9 +165,39 @@ class OrderMirror:
         fills, changed = self._apply(order, payload, event, history=history)
         for fill in fills:
             self._emit(fill)
-        if fresh or changed:
+        if fresh or changed or carried:
             self._emit(order.snapshot())
         return order
+
+    def _carry_over(self, broker_id: str, payload: dict[str, Any]) -> Order | None:
+        """A replacement (``replaces`` names an order we follow) continues that order: the same
+        client order id here, Alpaca's new id and the new terms. The old id keeps leading to it,
+        for whatever Alpaca still says of the old order."""
+        replaced = str(payload.get("replaces") or "")
+        order = self._orders.get(replaced) if replaced else None
+        if order is None:
+            return None
+        request = self._replacing.pop(replaced, None)
+        if request is None:  # replaced elsewhere (the dashboard, another program)
+            try:
+                terms = request_from_payload(payload)
+            except ValueError:
+                return None
+            request = OrderRequest.model_validate(
+                {**terms.model_dump(), "client_order_id": order.client_order_id}
+            )
+        order.request = request
+        order.broker_order_id = broker_id
+        self._remember(broker_id, order)
+        return order
+
+    def _replaced_by_another(self, order: Order, payload: dict[str, Any]) -> bool:
+        """Whether a replaced order lives on as another that we follow or will: one carried over
+        already, one of our replaces in flight, or one that names its replacement."""
+        broker_id = str(payload.get("id") or "")
+        return bool(
+            order.broker_order_id != broker_id or broker_id in self._replacing or payload.get("replaced_by")
+        )
 
     def _apply(
         self, order: Order, payload: dict[str, Any], event: dict[str, Any] | None, *, history: bool
@@ -176,7 +223,11 @@ class OrderMirror:
                 fills.append(fill)
         if average is not None and cumulative > 0 and order.filled_quantity == cumulative:
             order.avg_fill_price = average  # Alpaca's own average is the one to show
-        target = map_status(str(payload.get("status") or ""), cumulative, order.quantity)
+        status = str(payload.get("status") or "")
+        if status == "replaced" and self._replaced_by_another(order, payload):
+            # Not the end of our order: it goes on as the replacement (see ``_carry_over``).
+            return fills, changed or bool(fills)
+        target = map_status(status, cumulative, order.quantity)
         if target is not order.status and can_transition(order.status, target):
             if target is OrderStatus.REJECTED:
                 order.reject_code = "BROKER_REJECTED"

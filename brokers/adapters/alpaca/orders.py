@@ -20,16 +20,34 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
-from ...models import BrokerCapabilities, Order, OrderRequest
+from ...models import BrokerCapabilities, Order, OrderRequest, new_client_order_id
 from .mirror import OrderMirror
 from .session import MAYBE_PLACED, AlpacaSession
-from .wire import alpaca_refusal, check_order_id, order_fields, payload_dict
+from .wire import alpaca_refusal, check_order_id, order_fields, payload_dict, wire_decimal
 
 log = logging.getLogger(__name__)
 
 _LIST_LIMIT = 500  # Alpaca's largest page for GET /v2/orders
 # Orders listed after a stream gap are asked for from a little before it: clocks disagree.
 _CLOCK_SLACK = timedelta(seconds=60)
+
+
+def replace_fields(request: OrderRequest, client_order_id: str) -> dict[str, str]:
+    """The PATCH /v2/orders/{id} body: the new quantity, prices and time in force, exact, and a
+    client order id for the new order Alpaca makes of it (client ids are unique there)."""
+    fields = {
+        "qty": wire_decimal(request.units),
+        "time_in_force": request.time_in_force.value.lower(),
+        "client_order_id": client_order_id,
+    }
+    if request.limit_price is not None:
+        fields["limit_price"] = wire_decimal(request.limit_price)
+    if request.stop_price is not None:
+        fields["stop_price"] = wire_decimal(request.stop_price)
+    trail = request.trail_amount if request.trail_amount is not None else request.trail_percent
+    if trail is not None:
+        fields["trail"] = wire_decimal(trail)
+    return fields
 
 
 class DeskSettings(Protocol):
@@ -71,6 +89,39 @@ class OrderDesk:
             raise BrokerConnectionError(
                 f"Alpaca's answer to the order cannot be read{MAYBE_PLACED}: {redact(exc)[:200]}",
                 broker=name,
+            ) from None
+        return order.snapshot()
+
+    async def modify(self, broker_order_id: str, request: OrderRequest) -> Order:
+        """Alpaca's replace (PATCH /v2/orders/{id}): Alpaca answers with a new order, its own
+        id and ``replaces`` naming the old one, and marks the old one ``replaced``. The mirror
+        carries our order over to the new id, so it stays one order here, with the new terms."""
+        name, session, mirror = self._settings.name, self._session, self._mirror
+        client = session.require_client()
+        check_order_id(broker_order_id, name)
+        current = mirror.order(broker_order_id)
+        if current is not None and current.filled_quantity > 0:
+            # The replacement's fills would count from zero again beside the old order's.
+            raise OrderRejectedError(
+                f"order {broker_order_id} has filled {current.filled_quantity} already; a partly "
+                f"filled order is not replaced here: cancel the rest and place a new order",
+                broker=name,
+                code="UNSUPPORTED",
+            )
+        fields = replace_fields(request, new_client_order_id())
+        mirror.expect_replacement(broker_order_id, request)
+        try:
+            payload = await session.call(
+                client.patch, f"/orders/{broker_order_id}", fields, op="replace", what="replace the order"
+            )
+        except BaseException:
+            mirror.forget_replacement(broker_order_id)
+            raise
+        try:
+            order = mirror.ingest(payload_dict(payload, "order"), history=True)
+        except (BrokerAPIError, ValueError, KeyError, TypeError) as exc:
+            raise BrokerConnectionError(
+                f"Alpaca's answer to the replace cannot be read: {redact(exc)[:200]}", broker=name
             ) from None
         return order.snapshot()
 

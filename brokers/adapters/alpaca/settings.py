@@ -126,6 +126,7 @@ def capabilities_for(crypto: bool) -> BrokerCapabilities:
         short_selling=True,
         bulk_cancel=True,
         streaming_updates=True,
+        modify_orders=True,
         session_expiry=False,
         currencies=frozenset({"USD"}),
     )

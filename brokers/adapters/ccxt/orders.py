@@ -132,6 +132,15 @@ class OrderDesk:
             raise
         return await self.get(broker_order_id)
 
+    async def modify(self, broker_order_id: str, request: OrderRequest) -> Order:
+        # The venues here change no working order in place (``BrokerCapabilities.modify_orders`` is
+        # off, so the execution layer never asks); said plainly if anything else does.
+        raise OrderRejectedError(
+            "this account cannot change a working order; cancel it and send a new one",
+            broker=self._settings.name,
+            code="UNSUPPORTED",
+        )
+
     async def cancel_all(self) -> list[str]:
         session, venue = self._session, self._settings.venue
         exchange = session.require()

@@ -15,7 +15,7 @@ from ...errors import (
 )
 from ...models import BrokerCapabilities, ConnectionState, Order, OrderRequest, OrderStatus
 from .api import ib_api
-from .codes import CANCEL_FAILED, error_for
+from .codes import CANCEL_FAILED, error_for, is_notice
 from .instruments import contract_for, ib_order_for
 from .mirror import Mirrored, OrderMirror
 from .session import IBSession
@@ -97,6 +97,70 @@ class OrderDesk:
         if tracked.order.status is OrderStatus.REJECTED:
             code, message = mirror.reject_error(tracked)
             raise error_for(code, message, settings.name)
+        return tracked.order.snapshot()
+
+    async def modify(self, broker_order_id: str, request: OrderRequest) -> Order:
+        """placeOrder again with the order's own id: TWS changes the order in place and sends
+        openOrder with the new terms (https://interactivebrokers.github.io/tws-api/modifying_orders.html).
+        Returns once TWS shows the new terms; a refusal raises the error TWS gave."""
+        settings, session, mirror = self._settings, self._session, self._mirror
+        if settings.readonly:
+            raise OrderRejectedError(
+                "the connection to TWS is read-only (readonly = true)", broker=settings.name
+            )
+        tracked = mirror.by_broker_id(broker_order_id)
+        if tracked is None:
+            await mirror.refresh()
+            tracked = mirror.by_broker_id(broker_order_id)
+        if tracked is None:
+            raise OrderNotFoundError(f"no order {broker_order_id} at {settings.name}", broker=settings.name)
+        order = tracked.order
+        if order.is_terminal:
+            raise OrderRejectedError(
+                f"order {broker_order_id} is {order.status.value} and can no longer be changed",
+                broker=settings.name,
+            )
+        if not tracked.order_id:
+            # As with a cancel: TWS takes a change by order id only from the client that placed it.
+            raise OrderRejectedError(
+                f"order {broker_order_id} was placed in TWS or by another API client; change it there",
+                broker=settings.name,
+                code="UNSUPPORTED",
+            )
+        ib = session.require()
+        if session.state is not ConnectionState.CONNECTED:
+            raise BrokerConnectionError(
+                f"TWS is {session.state.value.lower()}; the change was not sent", broker=settings.name
+            )
+        ib_order = ib_order_for(request, session.account)
+        ib_order.orderId = tracked.order_id
+        contract = tracked.trade.contract if tracked.trade is not None else contract_for(request)
+        wanted = (request.quantity, request.limit_price, request.stop_price)
+        errors_before = len(tracked.errors)
+
+        def refusal(t: Mirrored) -> tuple[int, str] | None:
+            return next(
+                ((c, m) for c, m in t.errors[errors_before:] if not is_notice(c)),
+                None,
+            )
+
+        def answered(t: Mirrored) -> bool:
+            terms = (t.order.quantity, t.order.limit_price, t.order.stop_price)
+            return terms == wanted or t.order.is_terminal or refusal(t) is not None
+
+        try:
+            ib.placeOrder(contract, ib_order)
+        except ConnectionError as exc:
+            raise BrokerConnectionError(f"change not sent: {exc}", broker=settings.name) from None
+        await mirror.wait(tracked, answered)
+        refused = refusal(tracked)
+        if refused is not None:
+            raise error_for(refused[0], refused[1], settings.name)
+        if (tracked.order.quantity, tracked.order.limit_price, tracked.order.stop_price) != wanted:
+            raise OrderRejectedError(
+                f"order {broker_order_id} ended ({tracked.order.status.value}) before the change took effect",
+                broker=settings.name,
+            )
         return tracked.order.snapshot()
 
     async def cancel(self, broker_order_id: str) -> Order:

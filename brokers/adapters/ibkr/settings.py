@@ -96,6 +96,7 @@ CAPABILITIES = BrokerCapabilities(
     short_selling=True,
     bulk_cancel=True,
     streaming_updates=True,
+    modify_orders=True,
     session_expiry=False,
     currencies=frozenset(
         {

@@ -104,6 +104,46 @@ class OrderDesk:
             log.info("%s: could not read order %s back after placing it: %s", account, order_id, exc)
         return tracked.order.snapshot()
 
+    async def modify(self, order_id: str, request: OrderRequest) -> Order:
+        """Kite's modify_order (PUT /orders/{variety}/{order_id}) with the new quantity, prices
+        and validity; then one read of the order shows what Kite holds now."""
+        account = self._account
+        tracked = self._mirror.get(order_id)
+        if tracked is None:
+            await self.get(order_id)
+            tracked = self._mirror.require(order_id)
+        if tracked.order.is_terminal:
+            raise OrderRejectedError(
+                f"order {order_id} is {tracked.order.status.value} and can no longer be changed",
+                broker=account,
+            )
+        kite_type = KITE_ORDER_TYPE[request.order_type]
+        params: dict[str, Any] = {
+            "quantity": int(request.units),
+            "order_type": kite_type,
+            "validity": request.time_in_force.value,
+        }
+        if request.limit_price is not None:
+            params["price"] = str(request.limit_price)
+        if request.stop_price is not None:
+            params["trigger_price"] = str(request.stop_price)
+        if kite_type in ("MARKET", "SL-M"):
+            params["market_protection"] = -1
+        if not self._session.is_connected():
+            raise BrokerConnectionError("not connected to Kite; the change was not sent", broker=account)
+        await self._session.call(
+            "modify_order",
+            tracked.variety,
+            order_id,
+            parent_order_id=tracked.parent_order_id,
+            op="modify",
+            **params,
+        )
+        history = await self._session.call("order_history", order_id)
+        if history:
+            self._mirror.absorb_and_emit(history[-1])
+        return tracked.order.snapshot()
+
     async def cancel(self, order_id: str, *, refresh: bool) -> Order:
         """Cancel one order; ``refresh`` reads it back afterwards to show where it stands."""
         tracked = self._mirror.get(order_id)

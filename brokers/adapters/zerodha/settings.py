@@ -77,6 +77,7 @@ def capabilities_for(product: str) -> BrokerCapabilities:
         short_selling=product != "CNC",  # delivery sells need the shares in the demat
         bulk_cancel=False,
         streaming_updates=True,
+        modify_orders=True,
         session_expiry=True,
         currencies=frozenset({"INR"}),
     )

@@ -1,14 +1,20 @@
-"""Orders and fills: live status, reject code and reason, fills. The selected order's full detail
-(reason text, every fill) shows under the table."""
+"""Orders and fills: live status, filled quantity and average price, reject code and reason. The
+Result column takes whatever width the pane has left, so a reason is cut only by the edge of the
+screen; the selected order's full detail (reason text, every fill) shows under the table, and Enter
+opens its history."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from brokers.models import Order, OrderStatus, OrderType, Side
 from console import formatting as fmt
@@ -59,29 +65,78 @@ def filled_text(order: Order) -> str:
     return f"{fmt.quantity(order.filled_quantity)} @ {fmt.price(order.avg_fill_price)}"
 
 
+def fill_summary(order: Order) -> str:
+    """What the fills came to: quantity at the average price, how many fills, their commission."""
+    text = filled_text(order)
+    fills = order.fills
+    if fills:
+        text += f" · {len(fills)} fill{'s' if len(fills) != 1 else ''}"
+        commission = sum((fill.commission for fill in fills), Decimal(0))
+        if commission:
+            text += f" · commission {fmt.amount(commission)} {fills[0].currency}"
+    return text
+
+
+RESULT_MIN_WIDTH = 24
+
+
 class BlotterTable(KeyedTable):
     COLUMNS = (
-        ("account", "Account", 13),
+        ("account", "Account", None),
         ("symbol", "Symbol", 8),
         ("side", "Side", 4),
         ("quantity", "Qty", 7),
         ("order", "Order", 12),
         ("status", "Status", 9),
-        ("result", "Result", 24),
+        ("filled", "Filled", 7),
+        ("avg", "Avg price", 10),
         ("time", "Time", 8),
+        ("result", "Result", RESULT_MIN_WIDTH),
     )
+
+    def fit_result(self) -> None:
+        """Give the Result column the width the other columns leave, never less than its minimum."""
+        result_key = ColumnKey("result")
+        others = sum(c.get_render_width(self) for key, c in self.columns.items() if key != result_key)
+        scrollbar = self.styles.scrollbar_size_vertical
+        wanted = max(RESULT_MIN_WIDTH, self.size.width - others - 2 * self.cell_padding - scrollbar)
+        column = self.columns.get(result_key)
+        if column is not None and column.width != wanted:
+            column.width = wanted
+            self._require_update_dimensions = True
+            self.refresh()
 
 
 ORPHANED_STYLE = "bold black on magenta"
 
 
 class BlotterPane(Vertical):
+    BINDINGS = [
+        Binding("m", "modify", "Modify order"),
+        Binding("X", "cancel_all", "Cancel all (no halt)"),
+    ]
+
+    class ModifyRequested(Message):
+        """The trader asked to change the selected order."""
+
+    class HistoryRequested(Message):
+        """The trader asked for the selected order's history (Enter on its row)."""
+
+        def __init__(self, order: Order) -> None:
+            super().__init__()
+            self.order = order
+
+    class CancelAllRequested(Message):
+        """The trader asked to cancel every working order without halting."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._orders: dict[str, Order] = {}
         # client order id -> what to do, for orders of accounts not in this configuration
         # (``ExecutionService.orphan_note``): not working anywhere here, not cancellable.
         self._orphans: dict[str, str] = {}
+        self._alerts = 0
+        self._commission: dict[tuple[str, str], Decimal] = {}
 
     def compose(self) -> ComposeResult:
         yield BlotterTable(id="blotter-table")
@@ -90,6 +145,15 @@ class BlotterPane(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Orders & fills"
         self._show_detail()
+
+    def on_resize(self) -> None:
+        self.table.fit_result()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        order = self.selected_order()
+        if order is not None:
+            self.post_message(self.HistoryRequested(order))
 
     @property
     def table(self) -> BlotterTable:
@@ -119,9 +183,11 @@ class BlotterPane(Vertical):
                 STATUS_SHORT.get(order.status, order.status.value), style=STATUS_STYLE.get(order.status, "")
             )
             if order.reject_code:
-                result = Text(f"{order.reject_code}: {fmt.one_line(order.reject_reason, 120)}", style="red")
+                result = Text(f"{order.reject_code}: {fmt.one_line(order.reject_reason, 500)}", style="red")
+            elif order.reject_reason:  # why an order is UNKNOWN
+                result = Text(fmt.one_line(order.reject_reason, 500), style="yellow")
             else:
-                result = Text(filled_text(order))
+                result = Text(fill_summary(order))
         table = self.table
         table.upsert(
             key,
@@ -133,17 +199,57 @@ class BlotterPane(Vertical):
                 "quantity": fmt.right(fmt.size(order.request)),
                 "order": f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip(),
                 "status": status,
+                "filled": fmt.right(
+                    fmt.quantity(order.filled_quantity) if order.filled_quantity else fmt.DASH
+                ),
+                "avg": fmt.right(fmt.price(order.avg_fill_price) if order.filled_quantity else fmt.DASH),
                 "result": result,
             },
         )
+        if is_new:
+            table.fit_result()  # a new account name may have widened its column
         if is_new and not table.has_focus:
             # Follow the newest order unless the trader is working in the blotter.
             table.move_cursor(row=table.row_count - 1, animate=False)
         self._show_detail()
+        self._show_subtitle()
+
+    def show_alerts(self, count: int) -> None:
+        """How many execution alerts were raised (``brokers.monitoring``)."""
+        if count != self._alerts:
+            self._alerts = count
+            self._show_subtitle()
+
+    def show_commission(self, totals: dict[tuple[str, str], Decimal]) -> None:
+        """The day's commission per account and currency."""
+        if totals != self._commission:
+            self._commission = dict(totals)
+            self._show_subtitle()
+
+    def _show_subtitle(self) -> None:
         orphans = self._orphans
         working = sum(1 for k, o in self._orders.items() if o.is_working and k not in orphans)
-        orphaned = f" · {len(orphans)} orphaned" if orphans else ""
-        self.border_subtitle = f"{working} working{orphaned} · {len(self._orders)} total"
+        parts = [f"{working} working"]
+        if orphans:
+            parts.append(f"{len(orphans)} orphaned")
+        parts.append(f"{len(self._orders)} total")
+        if self._alerts:
+            parts.append(f"⚠ {self._alerts} alert{'s' if self._alerts != 1 else ''}")
+        if self._commission:
+            parts.append(
+                "commission today "
+                + ", ".join(
+                    f"{account} {fmt.amount(amount)} {currency}"
+                    for (account, currency), amount in sorted(self._commission.items())
+                )
+            )
+        self.border_subtitle = " · ".join(parts)
+
+    def action_modify(self) -> None:
+        self.post_message(self.ModifyRequested())
+
+    def action_cancel_all(self) -> None:
+        self.post_message(self.CancelAllRequested())
 
     def selected_order(self) -> Order | None:
         key = self.table.selected_key()
