@@ -59,16 +59,21 @@ class Fill(BaseModel):
 
     @property
     def instrument(self) -> Instrument:
-        return instrument_of(
-            self.symbol,
-            self.asset_class,
-            self.exchange,
-            self.currency,
-            self.multiplier,
-            self.expiry,
-            self.strike,
-            self.right,
-        )
+        return _instrument(self)
+
+
+def _instrument(row: Fill | Position) -> Instrument:
+    """What a fill or a position row is in: built once per set of terms (``instrument_of``)."""
+    return instrument_of(
+        row.symbol,
+        row.asset_class,
+        row.exchange,
+        row.currency,
+        row.multiplier,
+        row.expiry,
+        row.strike,
+        row.right,
+    )
 
 
 class Position(BaseModel):
@@ -100,16 +105,7 @@ class Position(BaseModel):
 
     @property
     def instrument(self) -> Instrument:
-        return instrument_of(
-            self.symbol,
-            self.asset_class,
-            self.exchange,
-            self.currency,
-            self.multiplier,
-            self.expiry,
-            self.strike,
-            self.right,
-        )
+        return _instrument(self)
 
     @property
     def market_value(self) -> Decimal | None:

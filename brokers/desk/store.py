@@ -281,16 +281,7 @@ class DeskStore:
         )
         taken = []
         for r in rows:
-            process = DeskProcess(
-                str(r[0]),
-                str(r[1]),
-                int(str(r[2])),
-                str(r[3]),
-                str(r[4]),
-                _time(r[5]),
-                _time(r[6]),
-                float(str(r[7])),
-            )
+            process = _process(r)
             orders = await self._execute(
                 "SELECT account, client_order_id, broker_order_id FROM desk.working_orders "
                 "WHERE process_id = %s ORDER BY account, client_order_id",
@@ -322,19 +313,7 @@ class DeskStore:
             "SELECT id, host, pid, name, state, started_at, seen_at, "
             "extract(epoch FROM now() - seen_at)::float8 FROM desk.processes ORDER BY host, pid"
         )
-        return [
-            DeskProcess(
-                str(r[0]),
-                str(r[1]),
-                int(str(r[2])),
-                str(r[3]),
-                str(r[4]),
-                _time(r[5]),
-                _time(r[6]),
-                float(str(r[7])),
-            )
-            for r in rows
-        ]
+        return [_process(r) for r in rows]
 
     async def listen(self) -> None:
         await self._execute(f"LISTEN {CHANNEL}")
@@ -355,6 +334,20 @@ def _time(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise DeskUnavailableError(f"the desk sent {value!r} where a time belongs")
     return value
+
+
+def _process(row: tuple[object, ...]) -> DeskProcess:
+    """A ``desk.processes`` row, read with its silence in seconds as the last column."""
+    return DeskProcess(
+        str(row[0]),
+        str(row[1]),
+        int(str(row[2])),
+        str(row[3]),
+        str(row[4]),
+        _time(row[5]),
+        _time(row[6]),
+        float(str(row[7])),
+    )
 
 
 def _state(row: tuple[object, ...]) -> DeskState:

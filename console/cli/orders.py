@@ -4,8 +4,6 @@ they do on screen."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -28,7 +26,7 @@ from .common import (
     state_of,
     state_problem,
 )
-from .trading import _confirmed, _halt_notice, order_json
+from .trading import _confirmed, _halt_notice, order_json, until_final
 
 if TYPE_CHECKING:
     from brokers.closeout import FlattenPlan
@@ -218,31 +216,8 @@ async def _flatten(
         if ask and not await _confirmed(f"Send {len(plan.closes)} closing order(s)?"):
             return plan, None
         orders = await execution.flatten(symbol, account)
-        await _until_final(execution, orders, wait)
+        await until_final(execution, orders, wait)
         return plan, orders
-
-
-async def _until_final(execution: ExecutionService, orders: list[Order], wait: float) -> None:
-    """Up to ``wait`` seconds for every order the broker took to reach a final status."""
-    changed = asyncio.Event()
-
-    def on_change(_order: Order) -> None:
-        changed.set()
-
-    execution.subscribe(on_change)
-    deadline = time.monotonic() + wait
-    try:
-        while any(not o.is_terminal and o.broker_order_id for o in orders):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            changed.clear()
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                return
-    finally:
-        execution.unsubscribe(on_change)
 
 
 @library_errors

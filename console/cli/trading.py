@@ -31,6 +31,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from brokers.config import Config
+    from brokers.execution import ExecutionService
     from brokers.models import Order, OrderRequest
     from brokers.preview import OrderPreview
 
@@ -235,26 +236,31 @@ async def _submit(
             orders = [await execution.submit(request)]
         # A market order usually fills a moment after the broker's ack; show that rather than
         # "ACCEPTED" when it comes within --wait.
-        changed = asyncio.Event()
-
-        def on_change(_order: Order) -> None:
-            changed.set()
-
-        execution.subscribe(on_change)
-        deadline = time.monotonic() + wait
-        try:
-            while any(not o.is_terminal and o.broker_order_id for o in orders):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                changed.clear()
-                try:
-                    await asyncio.wait_for(changed.wait(), remaining)
-                except TimeoutError:
-                    break
-        finally:
-            execution.unsubscribe(on_change)
+        await until_final(execution, orders, wait)
         return orders
+
+
+async def until_final(execution: ExecutionService, orders: list[Order], wait: float) -> None:
+    """Up to ``wait`` seconds for every order the broker took to reach a final status."""
+    changed = asyncio.Event()
+
+    def on_change(_order: Order) -> None:
+        changed.set()
+
+    execution.subscribe(on_change)
+    deadline = time.monotonic() + wait
+    try:
+        while any(not o.is_terminal and o.broker_order_id for o in orders):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return
+    finally:
+        execution.unsubscribe(on_change)
 
 
 def _place(

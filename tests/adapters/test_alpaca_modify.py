@@ -7,6 +7,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    alpaca_broker_fixture,
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+    next_event,
+)
 from support import running, until
 
 from brokers.amend import MODIFIED, MODIFY
@@ -16,12 +22,6 @@ from brokers.journal import Journal
 from brokers.killswitch import HaltSettings, KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import Order, OrderRequest, OrderStatus, RejectCode
-from tests.peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
-    alpaca_broker_fixture,
-    alpaca_keys_fixture,
-    alpaca_peer_fixture,
-    next_event,
-)
 
 D = Decimal
 

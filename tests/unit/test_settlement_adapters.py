@@ -9,6 +9,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+from adapters.broker_payloads import payload
 from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     alpaca_broker_fixture,
     alpaca_keys_fixture,
@@ -23,7 +24,6 @@ from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
 
 from brokers.account_state import SettledCashSource
 from brokers.adapters.zerodha import ZerodhaBroker
-from tests.adapters.broker_payloads import payload
 
 D = Decimal
 IB_WIRE = json.loads(
