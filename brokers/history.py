@@ -63,15 +63,22 @@ def start_of_day(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def orders_since(journal: Journal, since: datetime, live: Mapping[str, Order] | None = None) -> list[Order]:
-    """Every order the journal knows that was created or changed at or after ``since``, oldest
-    first; an order in ``live`` (the execution layer's, kept current) is taken from there."""
+# How many of the day's orders ``orders`` shows, the ones last written to.
+DAY_ORDERS_SHOWN = 1000
+
+
+def orders_since(
+    journal: Journal,
+    since: datetime,
+    live: Mapping[str, Order] | None = None,
+    *,
+    most: int = DAY_ORDERS_SHOWN,
+) -> list[Order]:
+    """The orders the journal changed at or after ``since`` (the ``most`` most recent), oldest
+    first; an order in ``live`` (the execution layer's, kept current) is taken from there. Read
+    through the journal's lookups, so a long history costs nothing here."""
     live = live or {}
-    return [
-        live.get(coid, order)
-        for coid, order in journal.orders().items()
-        if order.created_at >= since or order.updated_at >= since
-    ]
+    return [live.get(order.client_order_id, order) for order in journal.orders_since(since, most=most)]
 
 
 def order_history(journal: Journal, client_order_id: str) -> list[Transition]:

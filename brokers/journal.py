@@ -484,6 +484,21 @@ class Journal:
             ).fetchall()
         return _replay_rows(rows)
 
+    def orders_since(self, since: datetime, *, most: int = 1000) -> list[Order]:
+        """Orders with a row at or after ``since`` (the ``most`` most recently written to),
+        oldest first, each replayed from all its own rows. Read through the lookup tables: the
+        cost follows those orders, not the day's rows or the history."""
+        recent = self.events(since=since, last=most * 4)
+        wanted = list(dict.fromkeys(e.client_order_id for e in recent if e.client_order_id))[-most:]
+        if not wanted:
+            return []
+        with self._lock:
+            self._write_waiting("now; this read goes without them")
+            db = self._db
+            rows = db.execute(_OPEN_ROWS, (json.dumps(sorted(wanted)), indexed_upto(db))).fetchall()
+        replayed = _replay_rows(rows)
+        return sorted((replayed[c] for c in wanted if c in replayed), key=lambda order: order.created_at)
+
     def open_orders(self) -> list[Order]:
         """Orders whose last known state could still fill (including UNKNOWN), in the order
         ``orders`` gives them. Only their own rows are read, found through ``open_orders`` and

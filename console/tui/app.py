@@ -269,10 +269,12 @@ class TradingConsoleApp(App[int]):
             self._pump_manager_events(), name="manager-events", group="events", exit_on_error=False
         )
         await self.account_data.read()
-        for order in await self.order_control.todays_past_orders():
-            # Shown as they stand, without a line in the event log for each.
-            self._last_statuses[order.client_order_id] = (order.status, order.filled_quantity)
-            self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
+        past = await self.order_control.todays_past_orders()
+        with self.batch_update():  # one repaint for the lot, not one per row
+            for order in past:
+                # Shown as they stand, without a line in the event log for each.
+                self._last_statuses[order.client_order_id] = (order.status, order.filled_quantity)
+                self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
         for order in self.runtime.execution.orders():
             self.post_message(OrderChanged(order))
         self.order_control.start_monitoring()

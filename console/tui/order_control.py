@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from .screens.order_modify import OrderChange
 
 
+# Today's earlier orders brought back into the blotter on start: enough for the session a
+# trader is in, few enough that a busy day does not hold up the screen.
+BLOTTER_PAST_ORDERS = 200
+
+
 def _named(what: str | Instrument | None) -> str:
     """A symbol as typed, or an instrument's label (``AAPL CFD``); empty for none."""
     if what is None:
@@ -163,13 +168,17 @@ class OrderControl:
 
     async def todays_past_orders(self) -> list[Order]:
         """Today's orders from the journal that the execution layer no longer follows (final
-        ones, mostly), so that the blotter comes back whole after a restart."""
+        ones, mostly), the ``BLOTTER_PAST_ORDERS`` most recent, so that the blotter comes back
+        after a restart without a long day delaying the screen (`trading-console orders` and
+        `journal --since` show the whole day)."""
         from brokers.history import orders_since, start_of_day
 
         app = self.app
         live = {order.client_order_id for order in app.runtime.execution.orders()}
         try:
-            found = await asyncio.to_thread(orders_since, app.runtime.journal, start_of_day(app.clock()))
+            found = await asyncio.to_thread(
+                orders_since, app.runtime.journal, start_of_day(app.clock()), most=BLOTTER_PAST_ORDERS
+            )
         except Exception as exc:
             app.post_message(LogEvent(f"today's orders unreadable from the journal: {exc}", "warning"))
             return []
