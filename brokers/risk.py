@@ -20,14 +20,16 @@ from collections.abc import Callable
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .instruments import Instrument
 from .models import OrderRequest, RejectCode, Side
 from .riskstate import LocalBuckets, SharedBuckets, TokenBuckets, bucket_folder
-from .settled_cash import Spendable
+
+if TYPE_CHECKING:
+    from .cash_check import SettledFunds
 
 _ZERO = Decimal(0)
 
@@ -120,15 +122,22 @@ def notional_price(request: OrderRequest, account: str | None, ctx: RiskContext)
     return price if price is not None else ctx.last_price(request.instrument, account)
 
 
+def size_at(request: OrderRequest, price: Decimal) -> Decimal:
+    """The order's quantity; a notional order's, its amount at ``price`` (positive)."""
+    if request.quantity is not None:
+        return request.quantity
+    return (request.notional or _ZERO) / price
+
+
 def order_quantity(request: OrderRequest, account: str | None, ctx: RiskContext) -> Decimal | None:
     """The order's quantity; for a notional order, its amount at the last price (None without
     one, and the check that needs it refuses the order rather than guess)."""
     if request.quantity is not None:
         return request.quantity
     price = notional_price(request, account, ctx)
-    if price is None or price <= 0 or request.notional is None:
+    if price is None or price <= 0:
         return None
-    return request.notional / price
+    return size_at(request, price)
 
 
 class Check:
@@ -450,98 +459,6 @@ def _enabled(check: Check, limits: RiskLimits) -> bool:
     return check.enabled(limits)
 
 
-# ---------------------------------------------------------------------------------------------
-# Cash accounts: settled cash only.
-#
-# Not a limit of ``RiskLimits``: whether an account may spend unsettled money is a fact about
-# the account (its balance says ``cash_account``), so the check joins the plan of cash accounts
-# alone and a margin account's orders never meet it.
-
-
-class SettledFunds(Protocol):
-    """What the cash-account check reads (``brokers.settled_cash.CashLedger``). No I/O."""
-
-    @property
-    def generation(self) -> int:
-        """Changes whenever the set of cash accounts does."""
-
-    def is_cash_account(self, account: str) -> bool: ...
-
-    def spendable(self, account: str) -> Spendable | None: ...
-
-    def reserve(self, account: str, client_order_id: str, unit_cost: Decimal, quantity: Decimal) -> None: ...
-
-
-class CashAccountCheck(Check):
-    """A cash account buys with settled cash only: while sale proceeds there have not settled,
-    settled cash, less purchases not yet paid for, less working buys, must cover the order.
-    Sales always pass, and so does a buy when nothing is unsettled (the broker checks its own
-    cash then)."""
-
-    code = RejectCode.UNSETTLED_FUNDS
-    limit = ""
-    stateful = True
-
-    def __init__(
-        self, clock: Callable[[], float], buckets: TokenBuckets | None = None, *, funds: SettledFunds
-    ) -> None:
-        super().__init__(clock, buckets)
-        self.funds = funds
-        # client_order_id -> (cost per unit, quantity) of the buy being checked, for accept()
-        self._last: tuple[str, Decimal, Decimal] | None = None
-
-    def enabled(self, limits: RiskLimits) -> bool:
-        return False  # joins the plans of cash accounts by name (RiskEngine._plan)
-
-    def check(
-        self, request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
-    ) -> str | None:
-        self._last = None
-        if request.side is not Side.BUY or account is None:
-            return None
-        funds = self.funds.spendable(account)
-        if funds is None:
-            return (
-                f"{account} is a cash account and its settled cash is not known (no balance read "
-                "yet, or the broker reports none), so no buy is sent until it is"
-            )
-        price = notional_price(request, account, ctx)
-        if price is None:
-            if not funds.incoming:
-                return None  # nothing unsettled that it could spend: the broker checks its cash
-            return (
-                f"no price for {request.symbol} to weigh the order against the settled cash of "
-                f"{account}, and sale proceeds there have not settled yet{funds.incoming_text()}; "
-                "send a limit order"
-            )
-        instrument = request.instrument
-        unit = price * instrument.multiplier
-        currency = ctx.order_currency(request, account)
-        if currency != funds.currency:
-            in_base = ctx.to_base(unit, currency)
-            one = ctx.to_base(Decimal(1), funds.currency)
-            if in_base is None or one is None or one <= 0:
-                return (
-                    f"cannot value the order in {funds.currency}: no exchange rate for {currency}, "
-                    f"so the settled cash of {account} cannot be checked"
-                )
-            unit = in_base / one
-        # A notional order spends its money: its size at this price.
-        quantity = request.quantity if request.quantity is not None else (request.notional or _ZERO) / price
-        cost = unit * quantity
-        # More than settled cash covers and nothing unsettled to spend: a plain lack of funds,
-        # which the broker refuses itself.
-        if cost > funds.amount and funds.incoming:
-            return funds.shortfall(f"buying {request.size_text} {request.symbol}", cost)
-        self._last = (request.client_order_id, unit, quantity)
-        return None
-
-    def accept(self, request: OrderRequest, account: str | None, limits: RiskLimits) -> None:
-        last, self._last = self._last, None
-        if last is not None and account is not None and last[0] == request.client_order_id:
-            self.funds.reserve(account, last[0], last[1], last[2])
-
-
 class RiskEngine:
     def __init__(
         self,
@@ -566,7 +483,8 @@ class RiskEngine:
         self._plans: dict[str, tuple[RiskLimits, list[Check]]] = {}
         # Cash accounts' settled-cash check (``guard_cash_accounts``), and the generation of the
         # set of cash accounts the plans were built for.
-        self._cash_check: CashAccountCheck | None = None
+        self._cash_check: Check | None = None
+        self._cash_funds: SettledFunds | None = None
         self._cash_generation = 0
 
     def share_state(self, state_dir: Path) -> None:
@@ -584,7 +502,11 @@ class RiskEngine:
     def guard_cash_accounts(self, funds: SettledFunds) -> None:
         """Refuse a cash account's buys that need unsettled cash (``UNSETTLED_FUNDS``), as
         ``funds`` tells which accounts are cash accounts and what they may spend."""
+        # Here, not at the top: the check is built on this module's ``Check``.
+        from .cash_check import CashAccountCheck
+
         self._cash_check = CashAccountCheck(self.clock, self.buckets, funds=funds)
+        self._cash_funds = funds
         self._cash_generation = funds.generation
         self._plans.clear()
 
@@ -597,8 +519,8 @@ class RiskEngine:
         if plan is None:
             limits = self.global_limits.merged(self.per_account.get(account) if account else None)
             checks = [check for check in self._checks if _enabled(check, limits)]
-            cash_check = self._cash_check
-            if cash_check is not None and account and cash_check.funds.is_cash_account(account):
+            cash_check, funds = self._cash_check, self._cash_funds
+            if cash_check is not None and funds is not None and account and funds.is_cash_account(account):
                 checks.insert(0, cash_check)
             plan = (limits, checks)
             self._plans[key] = plan
@@ -617,9 +539,9 @@ class RiskEngine:
     def check(self, request: OrderRequest, account: str, ctx: RiskContext) -> Rejection | None:
         """The first failing check's rejection, or None. On a pass the stateful checks count
         the order (rate, recent orders)."""
-        cash_check = self._cash_check
-        if cash_check is not None and cash_check.funds.generation != self._cash_generation:
-            self._cash_generation = cash_check.funds.generation
+        funds = self._cash_funds
+        if funds is not None and funds.generation != self._cash_generation:
+            self._cash_generation = funds.generation
             self._plans.clear()
         plan = self._plans.get(account or "")
         limits, checks = plan if plan is not None else self._plan(account)

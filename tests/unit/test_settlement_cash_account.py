@@ -10,12 +10,13 @@ import pytest
 from support import running, until
 
 from brokers.account_state import SettledCashSource
+from brokers.cash_check import CashAccountCheck
 from brokers.execution import ExecutionService
 from brokers.journal import Journal
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import AssetClass, OrderRequest, OrderStatus, RejectCode
-from brokers.risk import CashAccountCheck, RiskEngine
+from brokers.risk import RiskEngine
 from brokers.settled_cash import CashLedger, pending_from_orders, with_computed
 from brokers.sim import ManualClock, SimBroker
 
