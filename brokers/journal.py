@@ -19,12 +19,8 @@ import sqlite3
 import threading
 import time
 from datetime import UTC, date, datetime
-from decimal import Decimal
-from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel
 
 from .journal_archive import (
     KEEP_DAYS_SETTING,
@@ -40,22 +36,64 @@ from .journal_checkpoint import (
     Checkpointer,
 )
 from .journal_index import BATCH_ROWS, attach_lookup, index_rows, indexed_upto, lookup_path
+from .journal_rows import (
+    ACK,
+    CANCEL,
+    FILL,
+    HALT,
+    INTENT,
+    RECONCILE,
+    RECONNECT,
+    REDUCE_ONLY,
+    REJECT,
+    RESUME,
+    RISK,
+    RISK_REJECT,
+    UNKNOWN,
+    UPDATE,
+    dumps,
+    fill_data,
+    order_row,
+    order_state,
+    quote,
+    replay_rows,
+    request_data,
+    request_json,
+    request_text,
+    state_json,
+)
 from .journal_schema import COLUMNS, HALT_CONDITION, JournalEvent, prepare, status_of
 from .journal_schema import event_from_row as _event
 from .journal_stats import JournalStats, read_stats
-from .models import Fill, Order, OrderRequest, OrderStatus
+from .models import Fill, Order, OrderStatus
 from .paths import ensure_dir
 from .paths import state_dir as default_state_dir
 
 __all__ = [
+    "ACK",
+    "CANCEL",
     "CHECKPOINT_SECONDS",
     "FALLBACK_CHECKPOINT_PAGES",
+    "FILL",
+    "HALT",
+    "INTENT",
+    "RECONCILE",
+    "RECONNECT",
+    "REDUCE_ONLY",
+    "REJECT",
+    "RESUME",
+    "RISK",
+    "RISK_REJECT",
+    "UNKNOWN",
+    "UPDATE",
     "ArchiveResult",
     "Journal",
     "JournalEvent",
     "JournalStats",
+    "fill_data",
     "order_row",
     "order_state",
+    "request_data",
     "request_json",
     "state_json",
 ]
@@ -90,22 +128,6 @@ _OPEN_ROWS = (
 )
 
 
-# Row kinds. Order rows other than INTENT carry the order's resulting "state".
-INTENT = "intent"
-RISK_REJECT = "risk_reject"
-REJECT = "reject"
-ACK = "ack"
-UPDATE = "update"
-FILL = "fill"
-CANCEL = "cancel"
-UNKNOWN = "unknown"
-RECONCILE = "reconcile"
-HALT = "halt"
-RESUME = "resume"
-REDUCE_ONLY = "reduce_only"
-RECONNECT = "reconnect"
-RISK = "risk"
-
 _PENDING = OrderStatus.PENDING.value
 _OPENING_BATCH = 20_000
 
@@ -115,130 +137,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"cannot journal a {type(value).__name__}")
-
-
-_dumps = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False).encode
-_quote = json.encoder.encode_basestring  # the C implementation where there is one
-
-
-def order_state(order: Order) -> dict[str, Any]:
-    """The mutable part of an order, as a journal row records it."""
-    return {
-        "status": order.status.value,
-        "broker_order_id": order.broker_order_id,
-        "filled_quantity": str(order.filled_quantity),
-        "avg_fill_price": None if order.avg_fill_price is None else str(order.avg_fill_price),
-        "reject_code": None if order.reject_code is None else str(order.reject_code),
-        "reject_reason": order.reject_reason,
-    }
-
-
-_STATE = (
-    '{"status":"%s","broker_order_id":%s,"filled_quantity":%s,"avg_fill_price":%s,'
-    '"reject_code":%s,"reject_reason":%s}'
-)
-_FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"}'
-
-
-def state_json(order: Order) -> str:
-    """The JSON of ``order_state(order)``, written out by hand: it is in every acknowledgement,
-    fill and refusal row, and ``json`` on a dict costs several times as much. (A finite
-    Decimal's str() holds only digits, '.', '-' and 'E': safe inside quotes as it is.)"""
-    broker_order_id = order.broker_order_id
-    average = order.avg_fill_price
-    code = order.reject_code
-    reason = order.reject_reason
-    return _STATE % (
-        order.status.value,
-        "null" if broker_order_id is None else _quote(broker_order_id),
-        '"' + str(order.filled_quantity) + '"',
-        "null" if average is None else '"' + str(average) + '"',
-        "null" if code is None else _quote(str(code)),
-        "null" if reason is None else _quote(reason),
-    )
-
-
-def order_row(order: Order, fills: list[Fill] | None = None) -> str:
-    """The JSON of ``{"state": order_state(order), "fills": [fill_data(f), ...]}``, written out
-    by hand like ``state_json``."""
-    state = state_json(order)
-    if not fills:
-        return '{"state":' + state + "}"
-    rows = ",".join(
-        [
-            _FILL
-            % (
-                _quote(f.fill_id),
-                f.quantity,
-                f.price,
-                f.commission,
-                _quote(f.currency),
-                f.timestamp.isoformat(),
-            )
-            for f in fills
-        ]
-    )
-    return '{"state":' + state + ',"fills":[' + rows + "]}"
-
-
-def request_data(request: OrderRequest) -> dict[str, Any]:
-    return request.model_dump(mode="json", exclude_none=True)
-
-
-def request_json(request: OrderRequest) -> str:
-    """``request.model_dump_json(exclude_none=True)``, written out by hand like ``order_row``:
-    it is on every order's path. Every string goes through JSON quoting, so a request built
-    without validation (``model_construct``) still gives valid JSON."""
-    values = request.__dict__
-    text = f'{{"symbol":{_quote(values["symbol"])},"side":"{values["side"]._value_}"'
-    for name in ("quantity", "notional"):
-        if values[name] is not None:
-            text += f',"{name}":{_quote(str(values[name]))}'
-    text += f',"order_type":"{values["order_type"]._value_}"'
-    for name in ("limit_price", "stop_price", "trail_percent", "trail_amount"):
-        if values[name] is not None:
-            text += f',"{name}":{_quote(str(values[name]))}'
-    text += f',"time_in_force":"{values["time_in_force"]._value_}"'
-    if values["account"] is not None:
-        text += f',"account":{_quote(values["account"])}'
-    text += f',"asset_class":"{values["asset_class"]._value_}"'
-    for name in ("exchange", "currency"):
-        if values[name] is not None:
-            text += f',"{name}":{_quote(values[name])}'
-    return text + f',"client_order_id":{_quote(values["client_order_id"])}}}'
-
-
-def _request_text(request: OrderRequest) -> str:
-    try:
-        return request_json(request)
-    except (AttributeError, KeyError, TypeError):  # a request never validated, of the wrong types
-        return request.model_dump_json(exclude_none=True)
-
-
-def fill_data(fill: Fill) -> dict[str, Any]:
-    """A fill without what its order row already says (account, symbol, side, ids)."""
-    return {
-        "fill_id": fill.fill_id,
-        "quantity": str(fill.quantity),
-        "price": str(fill.price),
-        "commission": str(fill.commission),
-        "currency": fill.currency,
-        "timestamp": fill.timestamp.isoformat(),
-    }
 
 
 class Journal:
@@ -291,7 +189,7 @@ class Journal:
         None is returned."""
         values = data or {}
         status = None if client_order_id is None else status_of(kind, values)
-        return self._insert(kind, client_order_id, account, _dumps(values), soon, status)
+        return self._insert(kind, client_order_id, account, dumps(values), soon, status)
 
     def _insert(
         self,
@@ -371,11 +269,11 @@ class Journal:
         intent's on reading."""
         payload = order_row(order, fills)
         if with_request:
-            payload = '{"request":' + _request_text(order.request) + "," + payload[1:]
+            payload = '{"request":' + request_text(order.request) + "," + payload[1:]
         return self._insert(kind, order.client_order_id, order.account, payload, soon, order.status._value_)
 
     def record_intent(self, order: Order) -> int | None:
-        payload = '{"request":' + _request_text(order.request) + "}"
+        payload = '{"request":' + request_text(order.request) + "}"
         return self._insert(INTENT, order.client_order_id, order.account, payload, False, _PENDING)
 
     def record_refusal(self, order: Order, *, resent: bool) -> None:
@@ -385,9 +283,9 @@ class Journal:
         row may wait for the end of the loop's turn, like a follow-up row: a script hammering
         a halted switch costs no commit per order."""
         coid = order.client_order_id
-        payload = '{"request":' + _request_text(order.request) + ',"state":' + state_json(order)
+        payload = '{"request":' + request_text(order.request) + ',"state":' + state_json(order)
         if resent:
-            payload += ',"client_order_id":' + _quote(coid)
+            payload += ',"client_order_id":' + quote(coid)
         self._insert(
             RISK_REJECT,
             None if resent else coid,
@@ -482,7 +380,7 @@ class Journal:
                 "SELECT ts, kind, client_order_id, account, data FROM events "
                 "WHERE client_order_id IS NOT NULL ORDER BY id"
             ).fetchall()
-        return _replay_rows(rows)
+        return replay_rows(rows)
 
     def orders_since(self, since: datetime, *, most: int = 1000) -> list[Order]:
         """Orders with a row at or after ``since`` (the ``most`` most recently written to),
@@ -496,7 +394,7 @@ class Journal:
             self._write_waiting("now; this read goes without them")
             db = self._db
             rows = db.execute(_OPEN_ROWS, (json.dumps(sorted(wanted)), indexed_upto(db))).fetchall()
-        replayed = _replay_rows(rows)
+        replayed = replay_rows(rows)
         return sorted((replayed[c] for c in wanted if c in replayed), key=lambda order: order.created_at)
 
     def open_orders(self) -> list[Order]:
@@ -516,7 +414,7 @@ class Journal:
                 if status is not None and OrderStatus(status).is_working:
                     candidates.add(coid)
             rows = db.execute(_OPEN_ROWS, (json.dumps(sorted(candidates)), upto)).fetchall()
-        return [order for order in _replay_rows(rows).values() if order.status.is_working]
+        return [order for order in replay_rows(rows).values() if order.status.is_working]
 
     def index_pending(self, limit: int = BATCH_ROWS) -> int:
         """File up to ``limit`` rows in the lookup tables (``brokers.journal_index``), on this
@@ -652,64 +550,3 @@ def _conditions(since: datetime | None, order: str | None, kinds: list[str] | No
         where.append(f"kind IN ({', '.join('?' * len(kinds))})")
         params.extend(kinds)
     return (" WHERE " + " AND ".join(where) if where else ""), params
-
-
-def _replay_rows(rows: list[tuple[Any, ...]]) -> dict[str, Order]:
-    result: dict[str, Order] = {}
-    for ts, kind, client_order_id, account, raw in rows:
-        try:
-            _replay(result, ts, kind, client_order_id, account, json.loads(raw))
-        except (ValueError, TypeError, KeyError):
-            log.exception("journal row for %s could not be read; skipped", client_order_id)
-    return result
-
-
-def _replay(
-    result: dict[str, Order],
-    ts: int,
-    kind: str,
-    client_order_id: str,
-    account: str | None,
-    data: dict[str, Any],
-) -> None:
-    at = datetime.fromtimestamp(ts / 1_000_000, UTC)
-    order = result.get(client_order_id)
-    request = data.get("request")
-    if request is not None and (order is None or kind == INTENT):
-        # An intent starts the order afresh (an id refused before it reached a broker may be
-        # sent again); the entry moves to the end, as the newest order.
-        result.pop(client_order_id, None)
-        order = Order(
-            request=OrderRequest.model_validate(request), account=account, created_at=at, updated_at=at
-        )
-        result[client_order_id] = order
-    if order is None:
-        return  # an event for an order this journal never saw the intent of
-    if request is not None and kind != INTENT and kind != RISK_REJECT:
-        # Modified at the broker: the terms it holds now.
-        order.request = OrderRequest.model_validate(request)
-    request = order.request
-    for raw in data.get("fills") or ():
-        parsed = Fill.model_validate(
-            {
-                "account": order.account or account or "",
-                "symbol": request.symbol,
-                "side": request.side,
-                "asset_class": request.asset_class,
-                "broker_order_id": order.broker_order_id,
-                "client_order_id": client_order_id,
-                **raw,
-            }
-        )
-        order.take_fill(parsed)
-    state = data.get("state")
-    if state is not None:
-        # The journal recorded what we believed then; replaying it is not a new transition.
-        order.status = OrderStatus(state["status"])
-        order.broker_order_id = state.get("broker_order_id") or order.broker_order_id
-        order.filled_quantity = Decimal(state.get("filled_quantity") or 0)
-        avg = state.get("avg_fill_price")
-        order.avg_fill_price = None if avg is None else Decimal(avg)
-        order.reject_code = state.get("reject_code")
-        order.reject_reason = state.get("reject_reason")
-        order.updated_at = at
