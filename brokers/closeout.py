@@ -11,6 +11,7 @@ the position and, while REDUCING, none counts against the closing order.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,12 +20,16 @@ from .fanout import CancelAllResult, describe_error
 from .instruments import Instrument, normalize_symbol
 from .models import AssetClass, Order, OrderRequest, OrderType, Side
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "FlattenPlan",
     "cancel_each",
+    "close_out",
     "closing_request",
     "matches_symbol",
     "orders_to_cancel",
+    "outcome_record",
     "plan_flatten",
 ]
 
@@ -163,3 +168,34 @@ async def cancel_each(
         name: CancelAllResult(name, not errors[name], tuple(done), "; ".join(errors[name]) or None)
         for name, done in cancelled.items()
     }
+
+
+def outcome_record(outcome: Mapping[str, CancelAllResult]) -> dict[str, dict[str, object]]:
+    """A cancel-all's outcome per account, as the journal records it."""
+    return {name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()}
+
+
+async def close_out(
+    plan: FlattenPlan,
+    *,
+    halted: bool,
+    cancel: Callable[[str, str], Awaitable[Order]],
+    submit: Callable[[OrderRequest], Awaitable[Order]],
+) -> list[Order]:
+    """Carry out ``plan``: cancel its working orders (not while ``halted``: nothing goes to a
+    broker then, and the closing orders are refused by ``submit`` with SYSTEM_HALTED), then
+    send the closing orders all at once. Returns the closing orders."""
+    for note in plan.skipped:
+        log.warning("flatten: %s", note)
+    if not halted:
+        for order in plan.cancels:
+            try:
+                await cancel(order.account or "", order.broker_order_id or "")
+            except Exception as exc:  # each on its own: the close goes ahead and says why
+                log.warning(
+                    "flatten: order %s at %s could not be cancelled first: %s",
+                    order.client_order_id,
+                    order.account,
+                    describe_error(exc),
+                )
+    return list(await asyncio.gather(*(submit(request) for request in plan.closes)))

@@ -24,7 +24,7 @@ from . import journal as jr
 from .amend import OrderAmender
 from .base import AccountDirectory, Broker, FxSource
 from .book import Book
-from .closeout import FlattenPlan, cancel_each, orders_to_cancel, plan_flatten
+from .closeout import FlattenPlan, cancel_each, close_out, orders_to_cancel, outcome_record, plan_flatten
 from .errors import (
     BrokerConnectionError,
     BrokerError,
@@ -635,11 +635,7 @@ class ExecutionService:
             return await self._cancel_each(self.cancel_all_plan(account, symbol), account, symbol)
         accounts = None if account is None else [account]
         outcome = await self.manager.cancel_all_orders(accounts, per_broker_timeout=self.call_timeout)
-        data: dict[str, object] = {
-            "cancel_all": {
-                name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()
-            }
-        }
+        data: dict[str, object] = {"cancel_all": outcome_record(outcome)}
         orphans = [order for order in self.orphaned_orders() if order.is_working]
         if orphans:
             # Out of reach here, and so not cancelled: the record says so rather than nothing.
@@ -661,9 +657,10 @@ class ExecutionService:
     ) -> dict[str, CancelOutcome]:
         names = [account] if account is not None else self.manager.names()
         outcome = await cancel_each(self.cancel, orders, names)
-        data = {name: {"ok": r.ok, "cancelled": r.cancelled, "error": r.error} for name, r in outcome.items()}
         named = symbol.label if isinstance(symbol, Instrument) else symbol
-        self.tracker.record(jr.CANCEL, None, account, {"cancel_all": data, "symbol": named})
+        self.tracker.record(
+            jr.CANCEL, None, account, {"cancel_all": outcome_record(outcome), "symbol": named}
+        )
         return outcome
 
     # -- flatten ---------------------------------------------------------------------------
@@ -688,21 +685,12 @@ class ExecutionService:
         ``UnknownAccountError`` for an account not configured."""
         if account is not None and account not in self.manager.names():
             raise UnknownAccountError(account, self.manager.names())
-        plan = self.flatten_plan(symbol, account)
-        for note in plan.skipped:
-            log.warning("flatten: %s", note)
-        if self.kill_switch.state is not _HALTED:
-            for order in plan.cancels:
-                try:
-                    await self.cancel(order.account or "", order.broker_order_id or "")
-                except Exception as exc:
-                    log.warning(
-                        "flatten: order %s at %s could not be cancelled first: %s",
-                        order.client_order_id,
-                        order.account,
-                        describe_error(exc),
-                    )
-        return list(await asyncio.gather(*(self.submit(request) for request in plan.closes)))
+        return await close_out(
+            self.flatten_plan(symbol, account),
+            halted=self.kill_switch.state is _HALTED,
+            cancel=self.cancel,
+            submit=self.submit,
+        )
 
     def halt_now(self, reason: str = "", source: str = "api") -> HaltStart:
         """Halt at once, from a key handler or any code on the event loop: the flag is on disk
