@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # what the names below resolve to, for type checkers and edit
     from .manager import MultiBrokerManager
     from .order_request import BrokerCapabilities, OrderRequest
     from .orders import Order, can_transition
+    from .quote_board import QuoteBoard
+    from .quotes import Quote, QuoteState
     from .registry import BrokerFactory
     from .risk import RiskEngine
     from .routing import Router
@@ -104,6 +106,9 @@ _EXPORTS: dict[str, str] = {
     "ExecutionService": "brokers.execution",
     "MultiBrokerManager": "brokers.manager",
     "FxRates": "brokers.fx",
+    "Quote": "brokers.quotes",
+    "QuoteState": "brokers.quotes",
+    "QuoteBoard": "brokers.quote_board",
     "Config": "brokers.config",
     "load_config": "brokers.config",
 }
@@ -143,6 +148,9 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "Position",
+    "Quote",
+    "QuoteBoard",
+    "QuoteState",
     "RejectCode",
     "RiskEngine",
     "Router",

@@ -24,8 +24,10 @@ from .models import (
     Order,
     OrderRequest,
     Position,
+    utcnow,
 )
 from .pubsub import EventHub
+from .quotes import Quote, QuoteLimits, QuoteSink, QuoteState
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Broker(ABC):
         self.live = live
         self.currency = currency
         self._hub: EventHub[BrokerEvent] = EventHub(name)
+        self._quote_sink: QuoteSink | None = None
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> Self:
@@ -153,6 +156,44 @@ class Broker(ABC):
         path). Never the price of another instrument with the same symbol: an AAPL option or
         CFD has its own price, not the share's."""
         return None
+
+    # -- quotes ---------------------------------------------------------------------------
+    @property
+    def quote_limits(self) -> QuoteLimits:
+        """How many instruments this account may stream; the default streams none."""
+        return QuoteLimits(streamed=0)
+
+    def trades(self, instrument: Instrument) -> bool:
+        """Whether this account can quote and trade ``instrument`` (a market it lists, a
+        currency it settles in). The default: an instrument in this account's currency, or one
+        that names no currency."""
+        return instrument.currency is None or instrument.currency == self.currency
+
+    async def stream_quotes(self, instruments: frozenset[Instrument]) -> None:
+        """Stream exactly these instruments from now on (subscribe the new ones, drop the rest);
+        each quote goes to the sink set by ``set_quote_sink``. Never more than
+        ``quote_limits.streamed``; the default streams nothing."""
+        return None
+
+    async def get_quote(self, instrument: Instrument) -> Quote | None:
+        """A one-off quote of ``instrument``, marked SNAPSHOT. The default builds one from the
+        last price when the adapter knows it."""
+        price = await self.get_last_price(instrument)
+        if price is None:
+            return None
+        return Quote(instrument, self.name, utcnow(), last=price, state=QuoteState.SNAPSHOT)
+
+    def set_quote_sink(self, sink: QuoteSink | None) -> None:
+        self._quote_sink = sink
+
+    def _emit_quote(self, quote: Quote) -> None:
+        """Hand a streamed quote to the sink. Call on the event loop thread only."""
+        sink = self._quote_sink
+        if sink is not None:
+            try:
+                sink(quote)
+            except Exception:
+                log.exception("%s: quote sink failed", self.name)
 
     async def get_fx_rates(self) -> dict[str, Decimal]:
         """Rates the broker reports, as {"EURUSD": Decimal(...)} (1 EUR in USD). Usually none."""

@@ -56,6 +56,7 @@ from .models import (
     utcnow,
 )
 from .pubsub import EventHub, TurnBatch
+from .quote_board import QuoteBoard
 from .upkeep import HaltedCheck, ResyncHook, Sleep, Upkeep
 
 __all__ = ["BookProvider", "ManagerListener", "MultiBrokerManager"]
@@ -180,6 +181,8 @@ class MultiBrokerManager:
             degraded_limit=max(1, int(degraded_limit)),
             halted=halted,
         )
+        self.quotes = QuoteBoard(self, clock=self._clock)
+        """Quotes of what the screens want, streamed from the accounts that trade them."""
 
     @property
     def timeout(self) -> float:
@@ -238,6 +241,7 @@ class MultiBrokerManager:
         self._accounts[name] = account
         relay = self._relays[name] = _Relay(name, self._hub, self._clock, running=self.running)
         broker.add_listener(relay)
+        broker.set_quote_sink(self.quotes.receive)
         if default:
             self._default = name
         self._rebuild_snapshot()
@@ -253,6 +257,7 @@ class MultiBrokerManager:
         if relay is not None:
             account.broker.remove_listener(relay)
             relay.batch.discard()
+        account.broker.set_quote_sink(None)
         self._upkeep.forget(account)
         if account.broker.is_connected() and _running_loop() is not None:
             self._calls.spawn(self._upkeep.quiet_disconnect(account.broker), f"disconnect:{account.name}")
@@ -517,6 +522,8 @@ class MultiBrokerManager:
         self._hub.remove_listener(listener)
 
     def _publish(self, event: ManagerEvent) -> None:
+        if isinstance(event, ConnectionEvent):
+            self.quotes.refresh()
         self._hub.publish(event)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -531,11 +538,13 @@ class MultiBrokerManager:
         self._upkeep.start()
         for relay in self._relays.values():
             relay.batch.resume()
+        await self.quotes.start()
 
     async def stop(self) -> None:
         """Stop every background task the manager runs. Connections stay as they are."""
         for relay in self._relays.values():
             relay.batch.pause()
+        await self.quotes.stop()
         for task in tuple(self._calls.abandoned):
             task.cancel()
         await self._upkeep.stop()

@@ -1,0 +1,106 @@
+"""Quotes: what a broker says an instrument is bid, offered and last traded at.
+
+A ``Quote`` is one broker's view of one instrument at one moment. Brokers push them through
+``Broker.set_quote_sink`` for the instruments they were asked to stream
+(``Broker.stream_quotes``) and answer ``Broker.get_quote`` for a one-off snapshot. The manager's
+quote board, not the screen, decides what is streamed where (see ``brokers.quote_board``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from .instruments import Instrument
+
+__all__ = ["Quote", "QuoteLimits", "QuoteSink", "QuoteState"]
+
+
+class QuoteState(StrEnum):
+    LIVE = "LIVE"
+    """Streamed in real time."""
+    DELAYED = "DELAYED"
+    """Streamed, but the broker says it is delayed (no real-time subscription)."""
+    SNAPSHOT = "SNAPSHOT"
+    """Asked for now and then rather than streamed (past a broker's streaming limit, or a broker
+    that does not stream)."""
+    STALE = "STALE"
+    """Older than the stale setting: never to be read as a live price."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    instrument: Instrument
+    source: str
+    """The account whose broker sent it."""
+    time: datetime
+    """When the broker says the quote was made (UTC); the time it arrived when it does not say."""
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+    last: Decimal | None = None
+    bid_size: Decimal | None = None
+    ask_size: Decimal | None = None
+    previous_close: Decimal | None = None
+    state: QuoteState = QuoteState.LIVE
+
+    @property
+    def spread(self) -> Decimal | None:
+        if self.bid is None or self.ask is None:
+            return None
+        return self.ask - self.bid
+
+    @property
+    def mid(self) -> Decimal | None:
+        if self.bid is None or self.ask is None:
+            return None
+        return (self.bid + self.ask) / 2
+
+    @property
+    def price(self) -> Decimal | None:
+        """The best single price to value or estimate with: last, else the mid."""
+        return self.last if self.last is not None else self.mid
+
+    @property
+    def change(self) -> Decimal | None:
+        """Last against the previous close; None when either is unknown (never 0 for unknown)."""
+        if self.last is None or self.previous_close is None:
+            return None
+        return self.last - self.previous_close
+
+    @property
+    def change_percent(self) -> Decimal | None:
+        change = self.change
+        if change is None or not self.previous_close:
+            return None
+        return change / self.previous_close * 100
+
+    def merged(self, newer: Quote) -> Quote:
+        """``newer`` with the fields it leaves out (None) kept from this quote: brokers send a
+        bid in one message and a size or a last in the next."""
+        return replace(
+            newer,
+            bid=newer.bid if newer.bid is not None else self.bid,
+            ask=newer.ask if newer.ask is not None else self.ask,
+            last=newer.last if newer.last is not None else self.last,
+            bid_size=newer.bid_size if newer.bid_size is not None else self.bid_size,
+            ask_size=newer.ask_size if newer.ask_size is not None else self.ask_size,
+            previous_close=newer.previous_close if newer.previous_close is not None else self.previous_close,
+        )
+
+    def as_state(self, state: QuoteState) -> Quote:
+        return self if self.state is state else replace(self, state=state)
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteLimits:
+    """How many instruments one account may stream at once; ``None`` means no limit the
+    adapter knows of, 0 means it does not stream (snapshots only)."""
+
+    streamed: int | None = 0
+
+
+QuoteSink = Callable[[Quote], object]
+"""Receives each quote a broker streams, on the event loop thread; must be quick and not await."""
