@@ -5,6 +5,7 @@ The console and the command line both start from here, so they share one behavio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from .base import Broker
 from .config import JOURNAL_FILE, Config
 from .desk import DeskLink
+from .desk.journal import DeskJournal
 from .desk.store import WorkingOrder
 from .errors import ConfigError, UnknownAccountError
 from .execution import ExecutionService
@@ -79,6 +81,10 @@ class Runtime:
             # First: a halt on the desk holds before any account connects.
             await self.desk.start()
             await self.desk.wait_connected(self.desk.settings.fail_after)
+        if isinstance(self.journal, DeskJournal):
+            # Orders are refused (JOURNAL_ERROR) until the desk journal answers; give it the
+            # same time the desk's state is given.
+            await asyncio.to_thread(self.journal.copier.wait_ready, self.journal.copier.settings.fail_after)
         if connect:
             await self.manager.connect_all()
         await self.manager.start()
@@ -126,7 +132,11 @@ def build_runtime(
     """Build everything without connecting. ``brokers`` replaces the configured adapters
     (tests and benchmarks pass ready-made SimBrokers)."""
     root = ensure_dir(state_dir or config.resolved_state_dir())
-    journal = Journal(root / config.journal_name)
+    journal = (
+        DeskJournal(root / config.journal_name, settings=config.desk)
+        if config.desk is not None
+        else Journal(root / config.journal_name)
+    )
     # The flag is shared by every process using this folder, demo or not, so the record of halts
     # and resumes is too; only the orders are kept apart.
     # The demo records halts in the main journal too (``config.halt_record_names``).

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..credentials import get_secret, redact
 from ..enums import TradingState
+from ..journal_schema import JournalEvent, event_from_row
 from .settings import DeskSettings
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["CHANNEL", "DeskProcess", "DeskState", "DeskStore", "DeskUnavailableError", "WorkingOrder"]
 
 CHANNEL = "desk_state"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Any fixed number: the lock that one process at a time holds while migrating.
 _MIGRATION_LOCK = 0x6465736B
 
@@ -67,6 +68,27 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             host text NOT NULL,
             message text NOT NULL
         )""",
+    ),
+    # The desk's journal: every process's journal rows, copied from its local journal. A row is
+    # known by the local journal it came from and its id there, so a copy made twice (a restart,
+    # ``desk migrate`` run again) is one row.
+    3: (
+        """CREATE TABLE IF NOT EXISTS desk.journal (
+            id bigserial PRIMARY KEY,
+            journal_id text NOT NULL,
+            local_id bigint NOT NULL,
+            host text NOT NULL,
+            process text NOT NULL,
+            ts bigint NOT NULL,
+            kind text NOT NULL,
+            client_order_id text,
+            account text,
+            data text NOT NULL,
+            status text,
+            UNIQUE (journal_id, local_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS journal_ts ON desk.journal (ts)",
+        "CREATE INDEX IF NOT EXISTS journal_order ON desk.journal (client_order_id) WHERE client_order_id IS NOT NULL",
     ),
 }
 
@@ -113,6 +135,25 @@ def _unavailable(settings: DeskSettings, exc: BaseException) -> DeskUnavailableE
     return DeskUnavailableError(f"the desk database at {settings.dsn} is unreachable: {detail}")
 
 
+def connection_info(settings: DeskSettings) -> str:
+    """libpq's connection string for the desk, with the password from the keyring when it has
+    one (else libpq reads ``PGPASSWORD`` itself). Never to be logged or shown."""
+    import psycopg
+
+    password = get_secret("desk", "password")
+    return psycopg.conninfo.make_conninfo(
+        settings.dsn,
+        connect_timeout=max(1, int(settings.fail_after + 0.999)),
+        application_name="trading-console",
+        **({"password": password} if password else {}),
+    )
+
+
+def unavailable(settings: DeskSettings, exc: BaseException) -> DeskUnavailableError:
+    """The error for a desk that did not answer: names the server, never a password."""
+    return _unavailable(settings, exc)
+
+
 class DeskStore:
     """One connection to the desk. ``timeout`` bounds every call: past it the call raises
     ``DeskUnavailableError`` (the caller decides whether that halts anything)."""
@@ -126,13 +167,7 @@ class DeskStore:
         import psycopg
 
         limit = settings.fail_after
-        password = get_secret("desk", "password")  # else libpq reads PGPASSWORD itself
-        conninfo = psycopg.conninfo.make_conninfo(
-            settings.dsn,
-            connect_timeout=max(1, int(limit + 0.999)),
-            application_name="trading-console",
-            **({"password": password} if password else {}),
-        )
+        conninfo = connection_info(settings)
         try:
             conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(conninfo, autocommit=True), limit)
         except (TimeoutError, OSError, psycopg.Error) as exc:
@@ -314,6 +349,46 @@ class DeskStore:
             "extract(epoch FROM now() - seen_at)::float8 FROM desk.processes ORDER BY host, pid"
         )
         return [_process(r) for r in rows]
+
+    async def journal_events(
+        self,
+        *,
+        since: datetime | None = None,
+        order: str | None = None,
+        kinds: list[str] | None = None,
+        last: int | None = None,
+    ) -> tuple[list[JournalEvent], int]:
+        """The desk journal's rows, every process's, oldest first: the ``last`` of them that
+        match, and how many match in all. Each row's data says which host and process wrote
+        it (``desk_host``, ``desk_process``)."""
+        where = ["true"]
+        params: list[object] = []
+        if since is not None:
+            where.append("ts >= %s")
+            params.append(int(since.timestamp() * 1_000_000))
+        if order is not None:
+            where.append("client_order_id = %s")
+            params.append(order)
+        if kinds:
+            where.append("kind = ANY(%s)")
+            params.append(list(kinds))
+        condition = " AND ".join(where)
+        counted = await self._execute(f"SELECT count(*) FROM desk.journal WHERE {condition}", tuple(params))
+        total = int(str(counted[0][0])) if counted else 0
+        limit = f" LIMIT {int(last)}" if last else ""
+        rows = await self._execute(
+            "SELECT id, ts, kind, client_order_id, account, data, host, process FROM ("
+            f"SELECT * FROM desk.journal WHERE {condition} ORDER BY ts DESC, id DESC{limit}"
+            ") AS latest ORDER BY ts, id",
+            tuple(params),
+        )
+        events = []
+        for row in rows:
+            event = event_from_row(row[:6])
+            event.data.setdefault("desk_host", str(row[6]))
+            event.data.setdefault("desk_process", str(row[7]))
+            events.append(event)
+        return events, total
 
     async def listen(self) -> None:
         await self._execute(f"LISTEN {CHANNEL}")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from . import halt, settlements, setup, status, tools, trading
+from . import desk, halt, settlements, setup, status, tools, trading
 from .common import EXIT_CODES_HELP, CliState, ExitCode, fail, state_problem
 
 app = typer.Typer(
@@ -90,7 +90,7 @@ def _open_console(state: CliState) -> None:
     raise typer.Exit(code or 0)
 
 
-for module in (setup, status, trading, halt, tools, settlements):
+for module in (setup, status, trading, halt, tools, settlements, desk):
     module.register(app)
 
 

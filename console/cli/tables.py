@@ -4,7 +4,6 @@ what a person reads and what a script parses never drift apart."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import JustifyMethod
@@ -319,8 +318,8 @@ KIND_STYLES = {
 }
 
 
-def journal_table(rows: list[dict[str, Any]], summaries: list[str], path: Path) -> Table:
-    table = Table(title=f"Journal {path}", title_justify="left")
+def journal_table(rows: list[dict[str, Any]], summaries: list[str], source: str) -> Table:
+    table = Table(title=f"Journal {source}", title_justify="left")
     table.add_column("Time (UTC)")
     table.add_column("Kind")
     table.add_column("Order")

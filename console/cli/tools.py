@@ -26,6 +26,7 @@ from .common import (
 if TYPE_CHECKING:
     from brokers.config import Config
     from brokers.journal import ArchiveResult, JournalStats
+    from brokers.journal_schema import JournalEvent
 
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|w|wk)s?", re.IGNORECASE)
 _UNITS = {
@@ -143,10 +144,15 @@ def journal(
             help="With --archive: delete archive files older than DAYS days; remembered for later runs.",
         ),
     ] = None,
+    local: Annotated[
+        bool,
+        typer.Option("--local", help="With a desk configured: this machine's journal, not the desk's."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """The event history (intents, risk decisions, broker answers, fills, cancels, halts), oldest
-    first, archived days included; or its size (--stats), or archive its closed days (--archive)."""
+    first, archived days included; or its size (--stats), or archive its closed days (--archive).
+    With a desk (``[desk]`` in the config), every process's history from the desk journal."""
     from brokers.journal import Journal
 
     if keep_days is not None and not archive:
@@ -162,6 +168,13 @@ def journal(
         except ValueError as exc:
             bad_argument(str(exc), "--since")
     config = state_of(ctx).config()
+    if config.desk is not None and not (stats or archive or local):
+        from .desk import print_desk_journal
+
+        print_desk_journal(
+            config.desk, since=start, order=order, kinds=kind or None, limit=limit, as_json=as_json
+        )
+        return
     path = config.journal_path
     events: list[Any] = []
     total = 0
@@ -203,7 +216,12 @@ def journal(
                 str(problem) if problem else f"cannot read the journal {path}: {describe(exc)}",
                 ExitCode.FAILED,
             )
-    rows = [
+    print_events(events, total, str(path), as_json)
+
+
+def print_events(events: list[JournalEvent], total: int, source: str, as_json: bool) -> None:
+    """Journal rows as a table (or JSON), saying how many earlier ones were left out."""
+    rows: list[dict[str, Any]] = [
         {
             "id": e.id,
             "time": e.time,
@@ -220,7 +238,7 @@ def journal(
     from .tables import journal_table
 
     out = console()
-    out.print(journal_table(rows, [_summary(r["kind"], r["data"]) for r in rows], path))
+    out.print(journal_table(rows, [_summary(r["kind"], r["data"]) for r in rows], source))
     if len(events) < total:
         out.print(f"{total - len(events)} earlier event(s) not shown; use --limit 0 for all.")
 
