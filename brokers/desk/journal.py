@@ -174,7 +174,10 @@ class JournalCopier:
                         continue  # more may be waiting: no pause while catching up
                 except (OSError, psycopg.Error, DeskUnavailableError) as exc:
                     problem = str(unavailable(self.settings, exc))
-                    if self._problem != problem:
+                    if isinstance(exc, psycopg.errors.UndefinedTable):
+                        # A new desk whose tables the process's link is making right now.
+                        problem = "the desk's tables are being made"
+                    elif self._problem != problem:
                         log.warning("desk journal: %s; new orders are refused until it answers", problem)
                     self._problem = problem
                     if conn is not None:
