@@ -4,6 +4,7 @@ journal copied in once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -82,7 +83,8 @@ async def test_every_row_reaches_the_desk_and_another_process_reads_it(desk_dsn:
     # Another process, with a state folder of its own, reads them from the desk.
     config = config_file(tmp_path / "elsewhere", desk_dsn)
     env = {**os.environ, "NO_COLOR": "1"}
-    shown = subprocess.run(
+    shown = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "console.cli", "--config", str(config), "journal", "--json", "--limit", "0"],
         cwd=PROJECT,
         capture_output=True,
