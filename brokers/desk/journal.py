@@ -35,7 +35,7 @@ __all__ = ["DeskJournal", "JournalCopier", "copy_journal"]
 log = logging.getLogger(__name__)
 
 # Rows read from the local journal and sent in one transaction.
-BATCH = 2000
+BATCH = 500
 # How often the copier looks for new rows; a row reaches the desk within about this.
 LOOK_EVERY = 0.005
 # How often an idle copier asks the desk whether it is still there.

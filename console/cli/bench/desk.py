@@ -24,6 +24,10 @@ from typing import Any
 PROCESSES = 8
 ROUNDS = 20
 TARGET_P99_MS = 50.0
+# The order path with the desk journal, on one process.
+JOURNAL_ORDERS = 10_000
+TARGET_ORDERS_PER_SECOND = 2_000
+TARGET_SUBMIT_P99_MS = 5.0
 
 _CHILD = """
 import asyncio, sys, time
@@ -128,6 +132,62 @@ async def _measure(dsn: str, folder: Path) -> dict[str, Any]:
     }
 
 
+async def _order_path(dsn: str, folder: Path) -> dict[str, Any]:
+    """Orders through ``ExecutionService`` with the desk journal, and how long after the last
+    one the desk held every row."""
+    from brokers.desk import DeskSettings
+    from brokers.desk.journal import DeskJournal
+    from brokers.desk.store import DeskStore
+    from brokers.execution import ExecutionService
+    from brokers.killswitch import KillSwitch
+    from brokers.manager import MultiBrokerManager
+    from brokers.sim import SimBroker
+
+    from .execution import PRICE, SYMBOL, _latency_figures, _requests, _timed_submits
+
+    settings = DeskSettings(dsn=dsn)
+    store = await DeskStore.connect(settings)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker(
+        "bench", SimBroker("bench", prices={SYMBOL: PRICE}, initial_cash=10**9, seed=1), default=True
+    )
+    await manager.connect_all()
+    await manager.start()
+    journal = DeskJournal(folder / "journal.sqlite", settings=settings, process="bench")
+    service = ExecutionService(manager, KillSwitch(folder, journal=journal, env={}), journal=journal)
+    await service.start()
+    try:
+        if not await asyncio.to_thread(journal.copier.wait_ready, 10):
+            raise RuntimeError(f"the desk journal cannot be written: {journal.copier.problem}")
+        await _timed_submits(service, _requests(500), 10)
+        elapsed, _cpu, samples = await _timed_submits(service, _requests(JOURNAL_ORDERS), 10)
+        journal.flush()
+        written = time.monotonic()
+        last = journal.events(last=1)[-1].id
+        while journal.copier.copied_up_to < last:
+            if time.monotonic() - written > 30:
+                raise RuntimeError("the desk journal fell more than 30 s behind")
+            await asyncio.sleep(0.005)
+        caught_up_ms = (time.monotonic() - written) * 1000
+        refused = sum(order.status.value == "REJECTED" for order in service.orders())
+    finally:
+        await service.stop()
+        await manager.stop()
+        await manager.disconnect_all()
+        journal.close()
+    return {
+        "orders": JOURNAL_ORDERS,
+        "orders_per_second": round(JOURNAL_ORDERS / elapsed),
+        "refused": refused,
+        "desk_caught_up_ms": round(caught_up_ms, 1),
+        **_latency_figures("submit", samples),
+    }
+
+
 async def run() -> dict[str, Any]:
     from .postgres import ClusterError, private_cluster
 
@@ -136,10 +196,12 @@ async def run() -> dict[str, Any]:
     try:
         if dsn:
             result = await _measure(dsn, folder)
+            result["journal"] = await _order_path(dsn, folder / "orders")
             result["desk"] = "DESK_BENCH_DSN"
         else:
             with private_cluster("desk-bench-pg-") as cluster:
                 result = await _measure(cluster.dsn, folder)
+                result["journal"] = await _order_path(cluster.dsn, folder / "orders")
             result["desk"] = "a private PostgreSQL cluster on this machine"
     except (ClusterError, RuntimeError) as exc:
         return {
@@ -169,6 +231,25 @@ async def run() -> dict[str, Any]:
             "target": TARGET_P99_MS,
             "ok": result["missed"] == 0,
             "detail": f"{result['samples']} samples, {result['missed']} missed",
+        },
+        {
+            "name": "Order path with the desk journal",
+            "value": result["journal"]["orders_per_second"],
+            "unit": "orders/s",
+            "op": ">=",
+            "target": TARGET_ORDERS_PER_SECOND,
+            "ok": result["journal"]["refused"] == 0,
+            "detail": (
+                f"{result['journal']['orders']:,} orders, {result['journal']['refused']} refused; "
+                f"the desk held every row {result['journal']['desk_caught_up_ms']} ms after the last"
+            ),
+        },
+        {
+            "name": "Order path with the desk journal, submit p99",
+            "value": round(result["journal"]["submit_p99_us"] / 1000, 3),
+            "unit": "ms",
+            "op": "<",
+            "target": TARGET_SUBMIT_P99_MS,
         },
     ]
     return result
