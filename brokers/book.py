@@ -19,7 +19,7 @@ from .base import FxSource, PriceSource
 from .events import PositionDiff
 from .instruments import Instrument
 from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
-from .riskstate import DayBaseline, DayStore
+from .riskstate import DayBaseline, DayBaselines
 
 __all__ = ["Book"]
 
@@ -126,7 +126,7 @@ class Book:
         self._day = self._today()
         # Where the day's baseline is kept across restarts and processes, and the holdings
         # changed since it was last written.
-        self.store: DayStore | None = None
+        self.store: DayBaselines | None = None
         self._dirty: set[tuple[str, Instrument]] = set()
 
     # -- keeping it ----------------------------------------------------------------------

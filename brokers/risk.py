@@ -492,12 +492,17 @@ class RiskEngine:
         so far are dropped. Nothing to do if they are kept in a folder already."""
         if self.shared:
             return
-        self.buckets = SharedBuckets(bucket_folder(state_dir))
+        self.share_buckets(SharedBuckets(bucket_folder(state_dir)))
+
+    def share_buckets(self, buckets: TokenBuckets) -> None:
+        """Keep the order-rate buckets in ``buckets`` from now on (a state folder's, or the
+        desk's: ``brokers.desk.risk_state``); counts so far are dropped."""
+        self.buckets = buckets
         self.shared = True
         for check in self._checks:
-            check.buckets = self.buckets
+            check.buckets = buckets
         if self._cash_check is not None:
-            self._cash_check.buckets = self.buckets
+            self._cash_check.buckets = buckets
 
     def guard_cash_accounts(self, funds: SettledFunds) -> None:
         """Refuse a cash account's buys that need unsettled cash (``UNSETTLED_FUNDS``), as

@@ -28,6 +28,7 @@ from typing import NamedTuple, Protocol
 __all__ = [
     "RISK_DB",
     "DayBaseline",
+    "DayBaselines",
     "DayStore",
     "LocalBuckets",
     "SharedBuckets",
@@ -163,6 +164,18 @@ class DayBaseline(NamedTuple):
 
     basis: Decimal
     realized: Decimal
+
+
+class DayBaselines(Protocol):
+    """Where the daily P&L baselines are kept: the state folder (``DayStore``) or the desk."""
+
+    def load(self, account: str, day: date) -> dict[str, DayBaseline]:
+        """The baselines of ``account`` for ``day`` by instrument label; empty on a fault."""
+
+    def save(self, day: date, rows: list[tuple[str, str, DayBaseline]]) -> bool:
+        """Write (account, label, baseline) rows for ``day``; False on a fault (logged)."""
+
+    def close(self) -> None: ...
 
 
 class DayStore:

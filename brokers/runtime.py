@@ -14,6 +14,7 @@ from .base import Broker
 from .config import JOURNAL_FILE, Config
 from .desk import DeskLink
 from .desk.journal import DeskJournal
+from .desk.risk_state import DeskBuckets, DeskDayStore
 from .desk.store import WorkingOrder
 from .errors import ConfigError, UnknownAccountError
 from .execution import ExecutionService
@@ -69,6 +70,8 @@ class Runtime:
     trading_state_journal: Journal | None = None
     # The kill switch kept in step with the desk (``[desk]`` in the config), else None.
     desk: DeskLink | None = None
+    # The desk's order-rate buckets, when there is a desk.
+    desk_buckets: DeskBuckets | None = None
     started: bool = field(default=False)
 
     async def start(self, *, connect: bool = True) -> None:
@@ -107,6 +110,8 @@ class Runtime:
         self.journal.close()
         if self.trading_state_journal is not None:
             self.trading_state_journal.close()
+        if self.desk_buckets is not None:
+            self.desk_buckets.close()
 
 
 def build_brokers(config: Config) -> dict[str, Broker]:
@@ -184,6 +189,12 @@ def build_runtime(
         confirm_notional_above=config.ui.confirm_notional_above,
     )
     manager.book_provider = execution.book_positions
+    desk_buckets = None
+    if config.desk is not None:
+        # The desk's risk state, not the state folder's: one budget for every machine.
+        desk_buckets = DeskBuckets(config.desk)
+        risk.share_buckets(desk_buckets)
+        execution.book.store = DeskDayStore(config.desk)
     return Runtime(
         config=config,
         manager=manager,
@@ -198,4 +209,5 @@ def build_runtime(
             if config.desk is not None
             else None
         ),
+        desk_buckets=desk_buckets,
     )

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["CHANNEL", "DeskProcess", "DeskState", "DeskStore", "DeskUnavailableError", "WorkingOrder"]
 
 CHANNEL = "desk_state"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Any fixed number: the lock that one process at a time holds while migrating.
 _MIGRATION_LOCK = 0x6465736B
 
@@ -89,6 +89,39 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX IF NOT EXISTS journal_ts ON desk.journal (ts)",
         "CREATE INDEX IF NOT EXISTS journal_order ON desk.journal (client_order_id) WHERE client_order_id IS NOT NULL",
+    ),
+    # The shared risk state: order-rate buckets (taken by the database's clock, under a row
+    # lock) and the daily P&L baselines.
+    4: (
+        """CREATE TABLE IF NOT EXISTS desk.rate_buckets (
+            account text PRIMARY KEY,
+            tokens float8 NOT NULL,
+            at float8 NOT NULL
+        )""",
+        """CREATE OR REPLACE FUNCTION desk.take_token(p_account text, p_rate float8, p_capacity float8)
+        RETURNS boolean LANGUAGE plpgsql AS $$
+        DECLARE
+            now_s float8 := extract(epoch FROM clock_timestamp());
+            have float8;
+        BEGIN
+            INSERT INTO desk.rate_buckets VALUES (p_account, p_capacity, now_s) ON CONFLICT (account) DO NOTHING;
+            SELECT least(p_capacity, tokens + greatest(0, now_s - at) * p_rate) INTO have
+                FROM desk.rate_buckets WHERE account = p_account FOR UPDATE;
+            IF have IS NULL OR have = 'NaN'::float8 THEN
+                have := p_capacity;
+            END IF;
+            UPDATE desk.rate_buckets SET tokens = CASE WHEN have >= 1 THEN have - 1 ELSE have END, at = now_s
+                WHERE account = p_account;
+            RETURN have >= 1;
+        END $$""",
+        """CREATE TABLE IF NOT EXISTS desk.day_pnl (
+            account text NOT NULL,
+            day date NOT NULL,
+            symbol text NOT NULL,
+            basis text NOT NULL,
+            realized text NOT NULL,
+            PRIMARY KEY (account, day, symbol)
+        )""",
     ),
 }
 
