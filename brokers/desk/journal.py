@@ -15,6 +15,7 @@ already working are still written locally and reach the desk when it answers aga
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sqlite3
 import threading
@@ -119,7 +120,8 @@ class JournalCopier:
         self.settings = settings
         self.path = path
         self.journal_id = journal_id
-        self.process = process
+        # Several processes of one name run on one host: the pid tells their rows apart.
+        self.process = f"{process} pid {os.getpid()}"
         self.host = socket.gethostname()
         self.copied_up_to = 0
         self._problem: str | None = "the desk journal has not answered yet"

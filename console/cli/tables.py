@@ -321,20 +321,25 @@ KIND_STYLES = {
 def journal_table(rows: list[dict[str, Any]], summaries: list[str], source: str) -> Table:
     table = Table(title=f"Journal {source}", title_justify="left")
     table.add_column("Time (UTC)")
+    by_process = any("process" in row for row in rows)
+    if by_process:
+        table.add_column("Written by")
     table.add_column("Kind")
     table.add_column("Order")
     table.add_column("Account")
     table.add_column("Details")
     for row, summary in zip(rows, summaries, strict=True):
+        where = [f"{row.get('process', '')} at {row.get('host') or '?'}"] if by_process else []
         table.add_row(
             f"{row['time']:%Y-%m-%d %H:%M:%S.%f}"[:-3],
+            *where,
             Text(row["kind"], style=KIND_STYLES.get(row["kind"], "")),
             row["client_order_id"] or "",
             row["account"] or "",
             summary,
         )
     if not rows:
-        table.add_row("no events", "", "", "", "")
+        table.add_row("no events", *([""] * (len(table.columns) - 1)))
     return folded(table)
 
 

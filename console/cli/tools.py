@@ -221,17 +221,21 @@ def journal(
 
 def print_events(events: list[JournalEvent], total: int, source: str, as_json: bool) -> None:
     """Journal rows as a table (or JSON), saying how many earlier ones were left out."""
-    rows: list[dict[str, Any]] = [
-        {
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        data = dict(e.data)
+        row = {
             "id": e.id,
             "time": e.time,
             "kind": e.kind,
             "client_order_id": e.client_order_id,
             "account": e.account,
-            "data": e.data,
+            "data": data,
         }
-        for e in events
-    ]
+        if "desk_process" in data:  # the desk journal says which process wrote each row
+            row["host"] = data.pop("desk_host", None)
+            row["process"] = data.pop("desk_process")
+        rows.append(row)
     if as_json:
         print_json(rows)
         return

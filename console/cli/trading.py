@@ -304,10 +304,10 @@ def _place(
         # Asking to confirm an order that cannot go would be a question with no real answer.
         typer.secho(halted, err=True, fg=typer.colors.RED, bold=True)
     # While halted the order still goes to the execution layer, which refuses and journals it,
-    # but no account is connected for it.
-    sent = run(
-        _submit(config, request, distribute, wait, connect=halted is None, ask=halted is None and not yes)
-    )
+    # but no account is connected for it. With a desk, this folder's flag may be older than the
+    # desk's word, which the runtime takes on start: the accounts are connected either way.
+    connect = halted is None or config.desk is not None
+    sent = run(_submit(config, request, distribute, wait, connect=connect, ask=halted is None and not yes))
     if sent is None:
         typer.echo("Not sent.")
         raise typer.Exit(ExitCode.FAILED)

@@ -96,7 +96,7 @@ async def test_every_row_reaches_the_desk_and_another_process_reads_it(desk_dsn:
     rows = json.loads(shown.stdout)
     intents = {row["client_order_id"] for row in rows if row["kind"] == "intent"}
     assert intents == {order.client_order_id for order in placed}
-    assert {row["data"]["desk_process"] for row in rows} == {"console"}
+    assert {row["process"] for row in rows} == {f"console pid {os.getpid()}"}
     # Its own local journal was neither read nor made.
     assert not (tmp_path / "elsewhere" / "state" / "journal.sqlite").exists()
 
