@@ -103,6 +103,9 @@ class DeskLink:
         self._started_at = clock()
         self._confirmed_at: float | None = None
         self._heartbeat_at = 0.0
+        self._connected_at = 0.0  # by ``clock``, when the desk last answered after not answering
+        # By ``clock``, when this process last looked for silent processes to take over.
+        self.looked_for_dead_at: float | None = None
         self.last_error: str | None = None
         self.desk_state: DeskState | None = None
         kill_switch.subscribe(self._on_local)
@@ -237,6 +240,7 @@ class DeskLink:
             try:
                 if self._store is None:
                     await self._connect()
+                    self._connected_at = self._clock()
                     self.last_error = None
                     log.info("desk: connected to %s", self.settings.dsn)
                 store, listener = self._store, self._listener
@@ -267,10 +271,14 @@ class DeskLink:
         if working != self._published:
             await store.publish_orders(self.process_id, working)
             self._published = working
-        for process, left in await store.take_over_silent(
-            self.process_id, self.settings.dead_after_ms / 1000
-        ):
+        # Only once this process has itself heard the desk for a whole dead_after: when the
+        # desk comes back after an outage every process looks silent until it reconnects.
+        dead_after = self.settings.dead_after_ms / 1000
+        if now - self._connected_at < dead_after:
+            return
+        for process, left in await store.take_over_silent(self.process_id, dead_after):
             await self._take_over(store, process, left)
+        self.looked_for_dead_at = now
 
     async def _take_over(self, store: DeskStore, process: DeskProcess, left: list[WorkingOrder]) -> None:
         """Cancel what a dead process left working, where this process can; say what it did."""

@@ -342,7 +342,9 @@ class DeskStore:
         its working orders."""
         rows = await self._execute(
             "UPDATE desk.processes SET taken_by = %s WHERE taken_by IS NULL AND id <> %s "
-            "AND seen_at < now() - make_interval(secs => %s) "
+            # Silent since it was last heard or since the server started, whichever is later:
+            # after a restart of the desk's server every process looks silent until it is back.
+            "AND greatest(seen_at, pg_postmaster_start_time()) < now() - make_interval(secs => %s) "
             "RETURNING id, host, pid, name, state, started_at, seen_at, "
             "extract(epoch FROM now() - seen_at)::float8",
             (process_id, process_id, silent_for),

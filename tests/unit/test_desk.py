@@ -17,7 +17,7 @@ import pytest
 from support import until
 
 from brokers.desk import UNREACHABLE_SOURCE, DeskLink, DeskSettings, DeskStore
-from brokers.desk.store import SCHEMA_VERSION
+from brokers.desk.store import SCHEMA_VERSION, WorkingOrder
 from brokers.enums import TradingState
 from brokers.killswitch import KillSwitch
 from console.cli.bench.postgres import Cluster, private_cluster
@@ -284,3 +284,86 @@ async def test_a_halt_from_losing_the_desk_outlives_a_restart(desk_dsn: str, tmp
         # In step with an ACTIVE desk, and still halted: only a deliberate resume lifts it.
         assert b.is_halted and link_b.unsent is None
         assert desk_row(desk_dsn)[0] == "ACTIVE"
+
+
+class _Orders:
+    """One working order, and the cancels asked of it (``DeskOrders``)."""
+
+    def __init__(self, client_order_id: str) -> None:
+        self.order = WorkingOrder("paper", client_order_id, f"B-{client_order_id}")
+        self.cancelled: list[str] = []
+
+    def working(self) -> list[WorkingOrder]:
+        return [self.order]
+
+    def reaches(self, account: str) -> bool:
+        return True
+
+    async def cancel_for_desk(self, account: str, broker_order_id: str) -> None:
+        self.cancelled.append(broker_order_id)
+
+
+def ghost(dsn: str) -> None:
+    """A process last heard an hour ago, with a working order: dead by any setting."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO desk.processes (id, host, pid, name, seen_at) "
+            "VALUES ('ghost', 'elsewhere', 1, 'console', now() - interval '1 hour')"
+        )
+        conn.execute("INSERT INTO desk.working_orders VALUES ('ghost', 'paper', 'G1', 'B-G1')")
+
+
+async def test_a_restarted_desk_counts_silence_from_its_start(own_cluster: Cluster) -> None:
+    desk = settings(own_cluster.dsn)
+    store = await DeskStore.connect(desk)
+    await store.migrate()
+    await store.close()
+    ghost(own_cluster.dsn)
+    own_cluster.stop("fast")  # the cluster commits asynchronously: an immediate stop may lose the rows
+    own_cluster.start()
+    store = await DeskStore.connect(desk)
+    try:
+        # Every process looks silent right after the server is back: none is dead yet.
+        assert await store.take_over_silent("me", 1.0) == []
+        taken: list[str] = []
+
+        async def claim() -> bool:
+            taken.extend(process.id for process, _ in await store.take_over_silent("me", 1.0))
+            return bool(taken)
+
+        # Silent for a whole second of the server being up, it is.
+        started = time.monotonic()
+        for _ in range(100):
+            if await claim():
+                break
+            await asyncio.sleep(0.05)
+        assert taken == ["ghost"]
+        assert time.monotonic() - started >= 0.5
+    finally:
+        await store.close()
+
+
+async def test_a_process_back_on_the_desk_waits_before_taking_anyone_over(
+    desk_dsn: str, tmp_path: Path
+) -> None:
+    store = await DeskStore.connect(settings(desk_dsn))
+    await store.migrate()
+    await store.close()
+    ghost(desk_dsn)
+    orders = _Orders("A1")
+    link = DeskLink(
+        KillSwitch(tmp_path / "a", env={}),
+        settings(desk_dsn, heartbeat_ms=100, dead_after_ms=1000),
+        name="a",
+        orders=orders,
+    )
+    await link.start()
+    try:
+        assert await link.wait_connected(5)
+        connected = time.monotonic()
+        await until(lambda: link.alerts, within=5)
+        # Not at once: the others may not be back yet after this process's own outage.
+        assert time.monotonic() - connected >= 0.9
+        assert orders.cancelled == ["B-G1"]
+    finally:
+        await link.stop()
