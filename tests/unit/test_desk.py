@@ -133,7 +133,8 @@ _CHILD = textwrap.dedent(
 
     async def main():
         switch = KillSwitch(Path(sys.argv[2]), env={})
-        link = DeskLink(switch, DeskSettings(dsn=sys.argv[1], poll_ms=100), name="script")
+        # A long fail_after: this test is about a halt reaching it, not about losing the desk.
+        link = DeskLink(switch, DeskSettings(dsn=sys.argv[1], poll_ms=100, fail_after_ms=10_000), name="script")
         await link.start()
         assert await link.wait_connected(10)
         print("ready", flush=True)
