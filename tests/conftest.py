@@ -11,7 +11,7 @@ import keyring
 import keyring.backend
 import pytest
 from hypothesis import settings
-from peers.postgres_cluster import desk_dsn, postgres_cluster  # noqa: F401  (fixtures for every test)
+from peers.postgres_cluster import desk_dsn, own_cluster, postgres_cluster  # noqa: F401  (fixtures for every test)
 
 # Continuous integration replays the same generated cases every run, so a result there is
 # reproducible; local runs keep exploring new ones.

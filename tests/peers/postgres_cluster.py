@@ -23,3 +23,13 @@ def postgres_cluster() -> Iterator[Cluster]:
 def desk_dsn(postgres_cluster: Cluster) -> Iterator[str]:
     postgres_cluster.reset()
     yield postgres_cluster.dsn
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[Cluster]:
+    """A cluster of the test's own, which it may stop and start."""
+    try:
+        with private_cluster("desk-pg-own-") as cluster:
+            yield cluster
+    except ClusterError as exc:
+        pytest.fail(str(exc))

@@ -9,7 +9,7 @@ import os
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
@@ -20,7 +20,7 @@ from brokers.desk import UNREACHABLE_SOURCE, DeskLink, DeskSettings, DeskStore
 from brokers.desk.store import SCHEMA_VERSION, WorkingOrder
 from brokers.enums import TradingState
 from brokers.killswitch import KillSwitch
-from console.cli.bench.postgres import Cluster, private_cluster
+from console.cli.bench.postgres import Cluster
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -176,13 +176,6 @@ async def test_a_halt_reaches_another_process_with_its_own_state_folder(
 
 
 # -- the desk going away ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    """A cluster of this test's own, which it may stop and start."""
-    with private_cluster("desk-pg-own-") as cluster:
-        yield cluster
 
 
 async def test_losing_the_desk_halts_each_process_and_only_a_deliberate_resume_lifts_it(

@@ -9,12 +9,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-import pytest
 from support import until
 from typer.testing import CliRunner
 
@@ -25,7 +23,7 @@ from brokers.journal import Journal
 from brokers.models import OrderRequest, OrderStatus, OrderType, RejectCode, Side
 from brokers.runtime import Runtime, build_runtime
 from brokers.sim import SimBroker
-from console.cli.bench.postgres import Cluster, private_cluster
+from console.cli.bench.postgres import Cluster
 from console.cli.main import app
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -99,13 +97,6 @@ async def test_every_row_reaches_the_desk_and_another_process_reads_it(desk_dsn:
     assert {row["process"] for row in rows} == {f"console pid {os.getpid()}"}
     # Its own local journal was neither read nor made.
     assert not (tmp_path / "elsewhere" / "state" / "journal.sqlite").exists()
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    """A cluster of this test's own, which it may stop and start."""
-    with private_cluster("desk-pg-journal-") as cluster:
-        yield cluster
 
 
 async def test_a_lost_desk_refuses_new_orders_lets_cancels_out_and_loses_no_row(

@@ -4,12 +4,10 @@ that stops answering falling back to this process's own counting without raising
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from support import until
 
 from brokers.config import AccountConfig, Config
@@ -20,7 +18,7 @@ from brokers.risk import RiskLimits
 from brokers.riskstate import DayBaseline
 from brokers.runtime import Runtime, build_runtime
 from brokers.sim import SimBroker
-from console.cli.bench.postgres import Cluster, private_cluster
+from console.cli.bench.postgres import Cluster
 
 
 def settings(dsn: str) -> DeskSettings:
@@ -83,12 +81,6 @@ async def test_daily_baselines_are_read_back_by_another_process(desk_dsn: str) -
     finally:
         writer.close()
         reader.close()
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    with private_cluster("desk-pg-risk-") as cluster:
-        yield cluster
 
 
 async def test_a_silent_desk_falls_back_to_this_process_and_comes_back(own_cluster: Cluster) -> None:
