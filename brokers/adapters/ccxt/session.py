@@ -249,7 +249,7 @@ class CcxtSession:
             "secret": secret,
             "enableRateLimit": True,
             "timeout": int(settings.timeout * 1000),
-            "options": {"warnOnFetchOpenOrdersWithoutSymbol": False},
+            "options": {"warnOnFetchOpenOrdersWithoutSymbol": False, **dict(venue.ccxt_options)},
         }
         if settings.request_interval is not None:
             config["rateLimit"] = settings.request_interval * 1000

@@ -49,6 +49,12 @@ class Venue:
     # Whether order and fill updates are taken from the venue's private websocket (ccxt.pro's
     # ``watch_orders`` and ``watch_my_trades``), with polling as the fallback.
     order_stream: bool = False
+    # The ccxt parameter that carries our client order id to the venue.
+    client_id_param: str = "clientOrderId"
+    # Whether a market buy is sized in coins (Coinbase sizes it in the money to spend).
+    market_buy_by_quantity: bool = True
+    # ccxt options set for this venue: which of its endpoints ccxt uses.
+    ccxt_options: tuple[tuple[str, str], ...] = ()
     # The fiat currencies an account can be kept in here: it trades the markets quoted in it.
     currencies: frozenset[str] = frozenset({"USD"})
 
@@ -91,6 +97,11 @@ VENUES: dict[str, Venue] = {
         bulk_cancel=False,
         # Coinbase's static sandbox for the Advanced Trade API (no keys needed, canned answers).
         sandbox_url="https://api-sandbox.coinbase.com",
+        # ccxt sends its own id unless given one under Coinbase's own name.
+        client_id_param="client_order_id",
+        market_buy_by_quantity=False,
+        # The Advanced Trade wallets, which report what is on hold (the v2 ones report totals).
+        ccxt_options=(("fetchBalance", "v3PrivateGetBrokerageAccounts"),),
         currencies=frozenset({"USD", "EUR", "GBP"}),
     ),
 }
