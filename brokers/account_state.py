@@ -187,6 +187,9 @@ class AccountStatus(BaseModel):
     latency_ms: float | None = None
     session_expires_at: AwareDatetime | None = None
     currency: CurrencyCode = "USD"
+    # When the figures were true as the broker reports it (a position export's file time); None
+    # when they are as of ``last_refresh``.
+    as_of: AwareDatetime | None = None
 
     @property
     def session_time_left(self) -> float | None:
