@@ -108,3 +108,16 @@ def test_average_cost_rules():
     in_coin = {**buy, "fee": {"cost": 0.01, "currency": "BTC"}}
     assert average_cost([in_coin], D("0.99"), "BTC", "USD") == D(100) / D("0.99")
     assert average_cost([{**buy, "price": None}], D("1"), "BTC", "USD") is None
+
+
+async def test_a_key_that_may_not_read_trades_still_shows_the_holdings(crypto, crypto_peer):
+    crypto_peer.balances["ETH"] = D(0)
+    if crypto_peer.venue == "kraken":
+        crypto_peer.fail_next("/0/private/TradesHistory", 200, {"error": ["EGeneral:Permission denied"]})
+    else:
+        crypto_peer.fail_next(
+            "/api/v3/myTrades", 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+        )
+    (btc,) = await crypto.get_positions()
+    assert (btc.symbol, btc.quantity, btc.avg_price) == ("BTC/USD", D("0.5"), None)
+    assert crypto.is_connected()

@@ -11,13 +11,17 @@ the holding changes.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
-from ...errors import BrokerAPIError
+from ...credentials import redact
+from ...errors import BrokerAPIError, BrokerConnectionError, BrokerError, BrokerTimeoutError
 from ...models import AssetClass, Balance, MarginInfo, Position
 from .session import CcxtSession
 from .wire import dec, table
+
+log = logging.getLogger(__name__)
 
 # How far the trades may miss the holding and still account for it (the venue rounds balances).
 _TOLERANCE = Decimal("1e-6")
@@ -126,8 +130,19 @@ class AccountReads:
         if quantity <= 0 or symbol not in (exchange.markets or {}) or not exchange.has.get("fetchMyTrades"):
             cost = None
         else:
-            trades = await session.call(exchange.fetch_my_trades, symbol, what=f"read the trades in {symbol}")
-            cost = average_cost(trades if isinstance(trades, list) else [], quantity, asset, self._currency)
+            try:
+                trades = await session.call(
+                    exchange.fetch_my_trades, symbol, what=f"read the trades in {symbol}"
+                )
+            except (BrokerConnectionError, BrokerTimeoutError) as exc:
+                # Passing trouble: the cost is unknown for this read and asked for again next time.
+                log.warning("%s: the cost of %s is unknown for now: %s", self._account, symbol, redact(exc))
+                return None
+            except BrokerError as exc:
+                # A key that may not read the trade history still shows what is held.
+                log.warning("%s: the cost of %s is unknown: %s", self._account, symbol, redact(exc))
+                trades = None
+            cost = average_cost(trades, quantity, asset, self._currency) if isinstance(trades, list) else None
         self._costs[symbol] = (quantity, cost)
         return cost
 

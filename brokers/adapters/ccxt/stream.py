@@ -131,7 +131,8 @@ class OrderStream:
                 self._mirror.ingest_quietly(payload)
             else:
                 unknown = True
-        if unknown:
+        # An order the venue says filled further than the trades we have read: read them now.
+        if unknown or self._mirror.awaiting_trades():
             self._poller.poke()
 
     def _take_trades(self, updates: list[dict[str, Any]]) -> None:
