@@ -139,3 +139,65 @@ async def test_a_key_coinbase_would_not_take_is_refused(peer, memory_keyring):
     assert peer.refused >= 1
     assert "BEGIN" not in str(refused.value) and "BEGIN" not in (broker.last_error or "")
     await until(lambda: broker.connection_state is ConnectionState.FAILED)
+
+
+async def test_order_updates_arrive_on_the_user_channel_and_bring_the_fills(peer, memory_keyring):
+    set_secret("coin", "api_key", KEY_NAME)
+    set_secret("coin", "secret_key", SECRET)
+    # Polls every 5 minutes: within this test only the websocket can say that anything changed.
+    broker = BrokerFactory.create(peer.settings(poll_interval=300))
+    await broker.connect()
+    try:
+        assert broker.capabilities.streaming_updates
+        await until(lambda: peer.ws_subscribes == 1)
+        await until(
+            lambda: broker.connection_state is ConnectionState.CONNECTED and broker.last_error is None
+        )
+        events = broker.subscribe()
+        placed = await broker.place_order(order())
+        working = await broker.place_order(order(limit_price="50000"))
+        trade_id = peer.fill(placed.broker_order_id, D("0.01"), D(59000), fee=D("3.54"))
+        peer.venue_cancel(working.broker_order_id)
+        fill: Fill | None = None
+        done: set[str] = set()
+        async with asyncio.timeout(5):
+            while fill is None or len(done) < 2:
+                event = await events.get()
+                if isinstance(event, Fill):
+                    fill = event
+                elif event.status in (OrderStatus.FILLED, OrderStatus.CANCELLED):
+                    done.add(f"{event.broker_order_id}:{event.status.value}")
+        assert (fill.fill_id, fill.commission) == (f"{placed.broker_order_id}:{trade_id}", D("3.54"))
+        assert done == {f"{placed.broker_order_id}:FILLED", f"{working.broker_order_id}:CANCELLED"}
+        sent = [
+            o
+            for m in peer.ws_messages
+            if m.get("channel") == "user"
+            for e in m["events"]
+            for o in e["orders"]
+        ]
+        assert any(
+            o["order_id"] == placed.broker_order_id and o["cumulative_quantity"] == "0.01" for o in sent
+        )
+    finally:
+        await broker.disconnect()
+
+
+async def test_without_the_websocket_coinbase_orders_are_polled_and_it_says_so(peer, memory_keyring):
+    set_secret("coin", "api_key", KEY_NAME)
+    set_secret("coin", "secret_key", SECRET)
+    peer.ws_refuse = True
+    broker = BrokerFactory.create(peer.settings())
+    await broker.connect()
+    try:
+        await until(lambda: broker.connection_state is ConnectionState.DEGRADED)
+        assert "order stream down" in (broker.last_error or "")
+        events = broker.subscribe()
+        placed = await broker.place_order(order())
+        peer.fill(placed.broker_order_id, D("0.01"), D(59000), fee=D("3.54"))
+        async with asyncio.timeout(5):
+            while not isinstance(event := await events.get(), Fill):
+                pass
+        assert event.broker_order_id == placed.broker_order_id
+    finally:
+        await broker.disconnect()

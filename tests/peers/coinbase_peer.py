@@ -16,13 +16,22 @@ of this very request (without the query). A request that fails any of it is answ
 The one allowance for plain HTTP on loopback: ccxt strips only ``https://`` from the uri it signs,
 so a leading ``http://`` is taken off before comparing.
 
-Steering: ``fill(order_id, qty, price, fee)``; ``calls`` records (method, path, query, body);
+It also serves the Advanced Trade websocket's ``user`` channel (at ``/``, as
+``wss://advanced-trade-ws.coinbase.com`` moved to the peer): a ``subscribe`` carrying a JWT
+signed as above (no ``uri`` for a websocket) is answered with ``subscriptions`` and a ``snapshot`` of
+open orders; then an ``update`` per change of an order (placed, filled further, cancelled) with
+its cumulative quantity, average price and fees, as Coinbase documents the channel. ``ws_refuse``
+refuses the upgrade, ``ws_drop()`` closes every socket, ``ws_messages`` keeps what was sent.
+
+Steering: ``fill(order_id, qty, price, fee)``; ``venue_cancel(order_id)``; ``calls`` records (method, path, query, body);
 ``refused`` counts requests answered 401 (a bare ``Unauthorized``, as Coinbase's gateway answers).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import copy
 import itertools
 import json
@@ -106,9 +115,15 @@ class CoinbasePeer:
         self._order_template = recorded["fetchClosedOrders"][0]["httpResponse"]["orders"][0]
         self._fill_template = recorded["fetchMyTrades"][0]["httpResponse"]["fills"][0]
         self._trade_ids = itertools.count(1)
+        self.ws_refuse = False
+        self.ws_messages: list[dict[str, Any]] = []
+        self.ws_subscribes = 0
+        self._sockets: dict[web.WebSocketResponse, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._sequence = itertools.count(1)
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._record])
+        app.router.add_get("/", self._ws)
         app.router.add_get("/api/v3/brokerage/market/products", self._products)
         app.router.add_get("/v2/currencies", self._fiat)
         app.router.add_get("/v2/currencies/crypto", self._crypto)
@@ -123,6 +138,7 @@ class CoinbasePeer:
         self.root = f"http://{self.host}"
 
     async def stop(self) -> None:
+        await self.ws_drop()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -167,10 +183,137 @@ class CoinbasePeer:
         order.fees += fee
         if order.filled >= order.amount:
             order.status = "FILLED"
+        self._push(order)
         sign = 1 if order.side == "BUY" else -1
         self.balances[order.product.base] = self.balances.get(order.product.base, Decimal(0)) + sign * qty
         self.balances[order.product.quote] -= sign * qty * price + fee
         return trade_id
+
+    def venue_cancel(self, order_id: str) -> None:
+        """Coinbase cancels an order by itself."""
+        order = self.orders[order_id]
+        order.status = "CANCELLED"
+        self._push(order)
+
+    # -- the user channel -----------------------------------------------------------------
+    def _ws_order(self, order: Order) -> dict[str, Any]:
+        terms = next(iter(order.configuration.values()))
+        return {
+            "avg_price": text(order.value / order.filled) if order.filled else "0",
+            "cancel_reason": "",
+            "client_order_id": order.client_id,
+            "completion_percentage": text(order.filled / order.amount * 100),
+            "contract_expiry_type": "UNKNOWN_CONTRACT_EXPIRY_TYPE",
+            "cumulative_quantity": text(order.filled),
+            "filled_value": text(order.value),
+            "leaves_quantity": text(order.amount - order.filled) if order.status == "OPEN" else "0",
+            "limit_price": terms.get("limit_price", "0"),
+            "number_of_fills": str(len(order.fills)),
+            "order_id": order.id,
+            "order_side": order.side,
+            "order_type": "Limit" if order.price is not None else "Market",
+            "outstanding_hold_amount": "0",
+            "post_only": "false",
+            "product_id": order.product.id,
+            "product_type": "SPOT",
+            "reject_Reason": "",
+            "retail_portfolio_id": "5f8a1b2c-peer-portfolio",
+            "risk_managed_by": "UNKNOWN_RISK_MANAGEMENT_TYPE",
+            "status": order.status,
+            "stop_price": terms.get("stop_price", ""),
+            "time_in_force": "GOOD_UNTIL_CANCELLED",
+            "total_fees": text(order.fees),
+            "total_value_after_fees": text(order.value - order.fees),
+            "trigger_status": "INVALID_ORDER_TYPE",
+            "creation_time": _iso(order.created),
+            "end_time": "0001-01-01T00:00:00Z",
+            "start_time": "0001-01-01T00:00:00Z",
+        }
+
+    def _user(self, kind: str, orders: list[Order]) -> dict[str, Any]:
+        return {
+            "channel": "user",
+            "client_id": "",
+            "timestamp": _iso(time.time()),
+            "sequence_num": next(self._sequence),
+            "events": [{"type": kind, "orders": [self._ws_order(o) for o in orders]}],
+        }
+
+    def _push(self, order: Order) -> None:
+        for queue in self._sockets.values():
+            queue.put_nowait(self._user("update", [order]))
+
+    async def ws_drop(self) -> None:
+        for socket, queue in list(self._sockets.items()):
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await socket.close()
+
+    def _token_ok(self, token: str, *, uri: str | None) -> bool:
+        """A CDP key's JWT as Coinbase checks it; ``uri`` None for a websocket (it names none)."""
+        try:
+            head_b64, claims_b64, signature_b64 = token.split(".")
+            head = json.loads(_b64(head_b64))
+            claims = json.loads(_b64(claims_b64))
+            raw = _b64(signature_b64)
+            if head.get("alg") != "ES256" or head.get("kid") != KEY_NAME or len(raw) != 64:
+                return False
+            signature = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+            _PUBLIC_KEY.verify(signature, f"{head_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+        except Exception:
+            return False
+        now = time.time()
+        return (
+            claims.get("sub") == KEY_NAME
+            and claims.get("iss") == "coinbase-cloud"
+            and claims.get("aud") == ["retail_rest_api_proxy"]
+            and claims.get("nbf", now + 1) <= now + 5
+            and now < claims.get("exp", 0)
+            and (uri is None or str(claims.get("uri", "")).replace(" http://", " ", 1) == uri)
+        )
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if self.ws_refuse:
+            return web.Response(status=503, text="Service Unavailable")
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def writer() -> None:
+            while (message := await queue.get()) is not None:
+                self.ws_messages.append(message)
+                await socket.send_json(message)
+
+        sender = asyncio.create_task(writer())
+        try:
+            async for frame in socket:
+                if frame.type is not web.WSMsgType.TEXT:
+                    continue
+                message = frame.json()
+                if message.get("type") != "subscribe" or message.get("channel") != "user":
+                    continue
+                if not self._token_ok(str(message.get("jwt", "")), uri=None):
+                    queue.put_nowait({"type": "error", "message": "authentication failure"})
+                    continue
+                self.ws_subscribes += 1
+                queue.put_nowait(
+                    {
+                        "channel": "subscriptions",
+                        "client_id": "",
+                        "timestamp": _iso(time.time()),
+                        "sequence_num": next(self._sequence),
+                        "events": [{"subscriptions": {"user": ["dbcb91e7-2bc9-5152-bb6f-72d6677e6727"]}}],
+                    }
+                )
+                opened = [o for o in self.orders.values() if o.status == "OPEN"]
+                queue.put_nowait(self._user("snapshot", opened))
+                self._sockets[socket] = queue
+        finally:
+            self._sockets.pop(socket, None)
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await sender
+        return socket
 
     # -- plumbing -------------------------------------------------------------------------
     @web.middleware
@@ -183,26 +326,8 @@ class CoinbasePeer:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return False
-        try:
-            head_b64, claims_b64, signature_b64 = header.removeprefix("Bearer ").split(".")
-            head = json.loads(_b64(head_b64))
-            claims = json.loads(_b64(claims_b64))
-            raw = _b64(signature_b64)
-            if head.get("alg") != "ES256" or head.get("kid") != KEY_NAME or len(raw) != 64:
-                return False
-            signature = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-            _PUBLIC_KEY.verify(signature, f"{head_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
-        except Exception:
-            return False
-        now = time.time()
-        uri = str(claims.get("uri", "")).replace(" http://", " ", 1)
-        return (
-            claims.get("sub") == KEY_NAME
-            and claims.get("iss") == "coinbase-cloud"
-            and claims.get("aud") == ["retail_rest_api_proxy"]
-            and claims.get("nbf", now + 1) <= now + 5
-            and now < claims.get("exp", 0)
-            and uri == f"{request.method} {self.host}{request.path}"
+        return self._token_ok(
+            header.removeprefix("Bearer "), uri=f"{request.method} {self.host}{request.path}"
         )
 
     # -- public ---------------------------------------------------------------------------
@@ -381,6 +506,7 @@ class CoinbasePeer:
                     )
                     continue
                 order.status = "CANCELLED"
+                self._push(order)
                 results.append(
                     {"success": True, "failure_reason": "UNKNOWN_CANCEL_FAILURE_REASON", "order_id": oid}
                 )
@@ -466,6 +592,7 @@ class CoinbasePeer:
             price,
         )
         self.orders[order.id] = order
+        self._push(order)
         return web.json_response(
             {
                 "success": True,

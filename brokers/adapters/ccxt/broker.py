@@ -99,6 +99,7 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
                 self._orders.quote_of,
                 self._poller,
                 poll_interval=poll_interval,
+                trades=self.venue.stream_trades,
             )
             self._poller.pace = self._stream
         self._stream_task: asyncio.Task[None] | None = None

@@ -49,6 +49,9 @@ class Venue:
     # Whether order and fill updates are taken from the venue's private websocket (ccxt.pro's
     # ``watch_orders`` and ``watch_my_trades``), with polling as the fallback.
     order_stream: bool = False
+    # Whether the stream carries the account's trades (``watch_my_trades``); without them an order
+    # update that shows more filled makes the poller read the trades, with their fees, at once.
+    stream_trades: bool = True
     # The ccxt parameter that carries our client order id to the venue.
     client_id_param: str = "clientOrderId"
     # Whether a market buy is sized in coins (Coinbase sizes it in the money to spend).
@@ -99,6 +102,9 @@ VENUES: dict[str, Venue] = {
         sandbox_url="https://api-sandbox.coinbase.com",
         # ccxt sends its own id unless given one under Coinbase's own name.
         client_id_param="client_order_id",
+        # The Advanced Trade ``user`` channel: order updates, no trades.
+        order_stream=True,
+        stream_trades=False,
         market_buy_by_quantity=False,
         # The Advanced Trade wallets, which report what is on hold (the v2 ones report totals).
         ccxt_options=(("fetchBalance", "v3PrivateGetBrokerageAccounts"),),

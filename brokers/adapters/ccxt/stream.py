@@ -46,6 +46,7 @@ class OrderStream:
         poller: Poke,
         *,
         poll_interval: float,
+        trades: bool = True,
         retry_after: float = 1.0,
         settle: float = 2.0,
     ) -> None:
@@ -57,6 +58,7 @@ class OrderStream:
         self._poll_interval = poll_interval
         self._retry_after = retry_after
         self._settle = settle
+        self._trades = trades
         self._stopping = asyncio.Event()
         self.delivering = False
         self.failures = 0
@@ -86,10 +88,10 @@ class OrderStream:
 
     async def _follow(self) -> None:
         exchange = self._session.streaming()
-        orders = asyncio.create_task(self._watch(exchange.watch_orders, self._take_orders))
-        trades = asyncio.create_task(self._watch(exchange.watch_my_trades, self._take_trades))
         stopping = asyncio.create_task(self._stopping.wait())
-        tasks = {orders, trades, stopping}
+        tasks = {stopping, asyncio.create_task(self._watch(exchange.watch_orders, self._take_orders))}
+        if self._trades:
+            tasks.add(asyncio.create_task(self._watch(exchange.watch_my_trades, self._take_trades)))
         try:
             done, _ = await asyncio.wait(tasks, timeout=self._settle, return_when=asyncio.FIRST_COMPLETED)
             if not done:
