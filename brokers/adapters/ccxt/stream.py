@@ -74,6 +74,9 @@ class OrderStream:
 
     async def run(self) -> None:
         self._stopping.clear()
+        # A new connection proves itself afresh: polls keep their full rate until it does.
+        self.delivering = False
+        self.failures = 0
         while not self._stopping.is_set():
             try:
                 await self._follow()
