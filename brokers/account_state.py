@@ -82,7 +82,9 @@ class Position(BaseModel):
 
     symbol: str
     quantity: Decimal
-    avg_price: Decimal = Decimal(0)
+    # None: the broker does not know what the position cost (coins deposited at a crypto venue),
+    # and neither does its unrealised P&L.
+    avg_price: Decimal | None = Decimal(0)
     account: AccountName = ""
     asset_class: AssetClass = AssetClass.STOCK
     currency: CurrencyCode = "USD"
@@ -115,12 +117,20 @@ class Position(BaseModel):
 
     @property
     def unrealized_pnl(self) -> Decimal | None:
-        if self.last_price is None:
+        if self.last_price is None or self.avg_price is None:
             return None
         return (self.last_price - self.avg_price) * self.quantity * self.multiplier
 
+    def pnl_at(self, price: Decimal) -> Decimal | None:
+        """The unrealised P&L at ``price``; None when the cost is unknown."""
+        if self.avg_price is None:
+            return None
+        return (price - self.avg_price) * self.quantity * self.multiplier
+
     @property
-    def cost_basis(self) -> Decimal:
+    def cost_basis(self) -> Decimal | None:
+        if self.avg_price is None:
+            return None
         return self.quantity * self.avg_price * self.multiplier
 
 
@@ -187,6 +197,9 @@ class AccountStatus(BaseModel):
     latency_ms: float | None = None
     session_expires_at: AwareDatetime | None = None
     currency: CurrencyCode = "USD"
+    # When the figures were true as the broker reports it (a position export's file time); None
+    # when they are as of ``last_refresh``.
+    as_of: AwareDatetime | None = None
 
     @property
     def session_time_left(self) -> float | None:

@@ -38,7 +38,10 @@ class AccountRecord:
     status: AccountStatus
     balance: Balance | None = None
     positions: list[Position] = field(default_factory=list)
+    # When the manager last read the figures, and when they were true as the broker reports it
+    # (a position export's file time); None when they are as of reading.
     data_at: datetime | None = None
+    reported_at: datetime | None = None
     fresh: bool = False
     # The trader asked for this account to be connected; the manager keeps it so.
     wanted: bool = False

@@ -98,6 +98,12 @@ class Broker(ABC):
         """When the broker session (e.g. Kite's daily token) stops working, if it does."""
         return None
 
+    @property
+    def figures_as_of(self) -> datetime | None:
+        """When the positions and balance this broker reports were true, if the broker says
+        (a position export: the file's time); None when they are as of the moment they are read."""
+        return None
+
     # -- orders ---------------------------------------------------------------------------
     @abstractmethod
     async def place_order(self, request: OrderRequest) -> Order: ...

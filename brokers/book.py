@@ -68,22 +68,28 @@ def _instrument(what: Instrument | str) -> Instrument:
 class _Reported:
     """The rows a broker reported for one instrument at one account, added up."""
 
-    __slots__ = ("instrument", "quantity", "weight", "weighted")
+    __slots__ = ("instrument", "quantity", "unknown", "weight", "weighted")
 
     def __init__(self, position: Position) -> None:
         self.instrument = position.instrument
         self.quantity = _ZERO
         self.weight = _ZERO
         self.weighted = _ZERO
+        self.unknown = False
         self.add(position)
 
     def add(self, position: Position) -> None:
         self.quantity += position.quantity
         self.weight += abs(position.quantity)
-        self.weighted += abs(position.quantity) * position.avg_price
+        if position.avg_price is None:
+            self.unknown = True  # a cost the broker does not know
+        else:
+            self.weighted += abs(position.quantity) * position.avg_price
 
     @property
-    def avg_price(self) -> Decimal:
+    def avg_price(self) -> Decimal | None:
+        if self.unknown:
+            return None
         return self.weighted / self.weight if self.weight else _ZERO
 
 

@@ -203,7 +203,7 @@ def _consolidate(
             pnls.append(Money(None, leg.currency, stale, missing=True))
         else:
             values.append(Money(leg.quantity * leg.multiplier * price, leg.currency, stale))
-            pnls.append(Money((price - leg.avg_price) * leg.quantity * leg.multiplier, leg.currency, stale))
+            pnls.append(Money(leg.pnl_at(price), leg.currency, stale, missing=leg.avg_price is None))
     if len(currencies) == 1:
         currency = legs[0].currency
         last = next((price for price in marks if price is not None), None)
@@ -217,10 +217,9 @@ def _consolidate(
             market_value = Money(
                 sum((leg.quantity * leg.multiplier for leg in legs), Decimal(0)) * last, currency, stale
             )
-            unrealized = Money(
-                sum(((last - leg.avg_price) * leg.quantity * leg.multiplier for leg in legs), Decimal(0)),
+            unrealized = Money.total(
+                (Money(leg.pnl_at(last), currency, stale, missing=leg.avg_price is None) for leg in legs),
                 currency,
-                stale,
             )
         market_value_base = fx.convert_money(market_value)
         unrealized_base = fx.convert_money(unrealized)
@@ -258,7 +257,8 @@ def average_price(legs: Iterable[Position]) -> Decimal | None:
         return None
     side = [leg for leg in legs if (leg.quantity > 0) == (net > 0)]
     weight = sum((abs(leg.quantity) for leg in side), Decimal(0))
-    return sum((abs(leg.quantity) * leg.avg_price for leg in side), Decimal(0)) / weight
+    costs = [abs(leg.quantity) * leg.avg_price for leg in side if leg.avg_price is not None]
+    return sum(costs, Decimal(0)) / weight if len(costs) == len(side) else None
 
 
 def compare_positions(
@@ -313,9 +313,13 @@ def account_totals(
                 pnls.append(Money(None, currency, missing=True))
                 continue
             value = position.quantity * position.multiplier * price
-            pnl = (price - position.avg_price) * position.quantity * position.multiplier
+            pnl = position.pnl_at(price)
             values.append(fx.convert(value, position.currency, to=currency))
-            pnls.append(fx.convert(pnl, position.currency, to=currency))
+            pnls.append(
+                Money(None, currency, missing=True)
+                if pnl is None
+                else fx.convert(pnl, position.currency, to=currency)
+            )
         native = Figures(
             cash=Money(balance.cash, currency, stale),
             equity=Money(balance.equity, currency, stale),

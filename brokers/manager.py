@@ -439,7 +439,7 @@ class MultiBrokerManager:
                 continue  # never read
             balances[name] = account.balance
             positions[name] = list(account.positions)
-            as_of[name] = account.data_at
+            as_of[name] = account.reported_at or account.data_at
             if not account.fresh:
                 stale.add(name)
         self._snapshot = Snapshot(

@@ -431,8 +431,10 @@ class Upkeep:
             for p in positions
         ]
         account.data_at = now
+        account.reported_at = account.broker.figures_as_of
         account.fresh = True
         account.status.last_refresh = now
+        account.status.as_of = account.reported_at
         account.status.latency_ms = round(latency_ms, 3)
 
     def _take_rates(self, account: AccountRecord, rates: dict[str, Decimal]) -> None:

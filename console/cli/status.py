@@ -83,6 +83,7 @@ def _status_rows(runtime: Runtime) -> dict[str, Any]:
                 "currency": status.currency,
                 "latency_ms": status.latency_ms,
                 "last_refresh": status.last_refresh,
+                "as_of": status.as_of,
                 "equity": figures.native.equity if figures else None,
                 "buying_power": figures.native.buying_power if figures else None,
                 "equity_base": figures.base.equity if figures else None,

@@ -126,7 +126,9 @@ def status_view(data: dict[str, Any]) -> Table:
         table.add_row(
             row["name"],
             Text(f"{row['type']} ").append_text(mode(row["live"])),
-            connection_state(str(row["state"])),
+            connection_state(str(row["state"])).append(
+                f" as of {row['as_of']:%Y-%m-%d %H:%M} UTC" if row.get("as_of") else "", style="dim"
+            ),
             milliseconds(row["latency_ms"]),
             money_text(row["equity"]),
             money_text(row["buying_power"]),

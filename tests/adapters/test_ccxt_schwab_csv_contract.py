@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from peers.ccxt_peer import API_KEY, SECRET, CryptoPeer
+from peers.coinbase_peer import KEY_NAME, CoinbasePeer
+from peers.coinbase_peer import SECRET as COINBASE_SECRET
 from peers.schwab_peer import APP_KEY, APP_SECRET, SchwabPeer
 from support import running, until
 
@@ -40,7 +42,30 @@ class Subject:
 
 @contextlib.asynccontextmanager
 async def subject(kind: str, tmp_path: Path, keyring) -> AsyncIterator[Subject]:
-    if kind.startswith("ccxt-"):
+    if kind == "ccxt-coinbase":
+        coinbase = CoinbasePeer()
+        await coinbase.start()
+        keyring.set_password(SERVICE, "acct:api_key", KEY_NAME)
+        keyring.set_password(SERVICE, "acct:secret_key", COINBASE_SECRET)
+        order = OrderRequest(
+            symbol="BTC/USD",
+            side="BUY",
+            quantity="0.01",
+            order_type="LIMIT",
+            limit_price="59000",
+            time_in_force="GTC",
+            asset_class="CRYPTO",
+        )
+        try:
+            yield Subject(
+                BrokerFactory.create(coinbase.settings("acct")),
+                order,
+                "BTC/USD CRYPTO",
+                lambda: sum(o.status == "OPEN" for o in coinbase.orders.values()),
+            )
+        finally:
+            await coinbase.stop()
+    elif kind.startswith("ccxt-"):
         peer = CryptoPeer(kind.removeprefix("ccxt-"))
         await peer.start()
         keyring.set_password(SERVICE, "acct:api_key", API_KEY)
@@ -88,7 +113,7 @@ async def subject(kind: str, tmp_path: Path, keyring) -> AsyncIterator[Subject]:
         yield Subject(broker, OrderRequest(symbol="VTI", side="SELL", quantity=1), "VTI", None)
 
 
-@pytest.mark.parametrize("kind", ["ccxt-kraken", "ccxt-binanceus", "schwab", "csv"])
+@pytest.mark.parametrize("kind", ["ccxt-kraken", "ccxt-binanceus", "ccxt-coinbase", "schwab", "csv"])
 async def test_the_broker_contract(kind, tmp_path, memory_keyring):
     async with subject(kind, tmp_path, memory_keyring) as it:
         # The first connect of a ccxt account imports ccxt (seconds on a loaded machine).

@@ -13,11 +13,21 @@ balances, orders and trades; tests steer it:
 - ``lose_next(path)`` does the work of the next request to ``path``, then answers 502 as a
   gateway that lost the venue's answer would;
 - ``calls`` records (method, path, params) of every request.
+
+Kraken's side also serves its v2 private websocket (``/v2``, as ``wss://ws-auth.kraken.com/v2``
+moved to the peer), the ``executions`` channel as Kraken documents it: a token from
+``GetWebSocketsToken``; ``subscribe`` answered with its ack and a snapshot of open orders
+(``snap_orders``); then one message per execution: ``pending_new`` and ``new`` for an order placed,
+``trade`` (with ``exec_id`` the trade's id, as ``TradesHistory`` lists it, and its fee) and
+``filled``, ``canceled``; ``ping`` answered with ``pong``. ``ws_refuse`` refuses the upgrade,
+``ws_drop()`` closes every socket, ``ws_messages`` keeps what was sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -132,6 +142,12 @@ class CryptoPeer:
         self.failures: dict[str, list[tuple[int, Any]]] = {}
         self.losing: set[str] = set()
         self.cancel_after: int | None = None
+        self.ws_token = "peer-ws-token-0001"
+        self.ws_refuse = False
+        self.ws_messages: list[dict[str, Any]] = []
+        self.ws_subscribes = 0
+        self._sockets: dict[web.WebSocketResponse, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._sequence = itertools.count(1)
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.root = ""
@@ -149,6 +165,7 @@ class CryptoPeer:
         if self.venue == "kraken":
             app.router.add_get("/0/public/{method}", self._kraken_public)
             app.router.add_post("/0/private/{method}", self._kraken_private)
+            app.router.add_get("/v2", self._kraken_ws)
         else:
             app.router.add_route("*", "/api/v3/{method:.*}", self._binance)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -159,6 +176,7 @@ class CryptoPeer:
         self.root = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        await self.ws_drop()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -200,7 +218,14 @@ class CryptoPeer:
         self.balances[base] = self.balances.get(base, Decimal(0)) + sign * qty
         self.balances[quote] = self.balances.get(quote, Decimal(0)) - sign * qty * price - fee
         self.trades.append(trade)
+        self._push_trade(trade)
         return trade
+
+    def venue_cancel(self, order_id: str) -> None:
+        """The venue cancels an order by itself (a cancel-all-after timer that ran out)."""
+        order = self.orders[order_id]
+        order.status = "canceled"
+        self._push_canceled(order)
 
     def by_client_id(self, client_id: str) -> PeerOrder | None:
         return next((o for o in self.orders.values() if o.client_id == client_id), None)
@@ -239,6 +264,7 @@ class CryptoPeer:
             oid = str(1000 + next(self._ids))
         order = PeerOrder(oid, client_id, market, side, kind, amount, price, stop, tif)
         self.orders[oid] = order
+        self._push_new(order)
         if self.auto_fill and kind == "market":
             self.fill(oid, amount, market.price)
         return order
@@ -444,13 +470,17 @@ class CryptoPeer:
             if order.status != "open":
                 return self._kraken_error("EOrder:Unknown order")
             order.status = "canceled"
+            self._push_canceled(order)
             return self._kraken({"count": 1})
         if method == "CancelAll":
             count = 0
             for order in self.orders.values():
                 if order.status == "open":
                     order.status, count = "canceled", count + 1
+                    self._push_canceled(order)
             return self._kraken({"count": count})
+        if method == "GetWebSocketsToken":
+            return self._kraken({"token": self.ws_token, "expires": 900})
         if method == "CancelAllOrdersAfter":
             self.cancel_after = int(params["timeout"])
             return self._kraken(
@@ -484,6 +514,203 @@ class CryptoPeer:
             }
             return self._kraken({"trades": trades, "count": len(trades)})
         return self._kraken_error("EGeneral:Unknown method")
+
+    # -- Kraken's v2 private websocket --------------------------------------------------------
+    @staticmethod
+    def _iso(at: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1e6):06d}Z"
+
+    def _ws_order(self, order: PeerOrder, exec_type: str) -> dict[str, Any]:
+        """An order as the ``executions`` channel describes it when it is placed (and in a
+        snapshot)."""
+        return {
+            "order_id": order.id,
+            "order_userref": 0,
+            "cl_ord_id": order.client_id,
+            "symbol": f"{order.market.base}/{order.market.quote}",
+            "order_qty": float(order.amount),
+            "cum_qty": float(order.filled),
+            "cum_cost": float(order.cost),
+            "time_in_force": order.time_in_force,
+            "exec_type": exec_type,
+            "side": order.side,
+            "order_type": order.kind,
+            "limit_price_type": "static",
+            "limit_price": float(order.price or 0),
+            "stop_price": float(order.stop or 0),
+            "order_status": "new" if exec_type == "new" and not order.filled else exec_type,
+            "fee_usd_equiv": float(order.fee),
+            "fee_ccy_pref": "fciq",
+            "timestamp": self._iso(order.opened),
+        }
+
+    def _push(self, item: dict[str, Any]) -> None:
+        if self.venue != "kraken":
+            return
+        message = {
+            "channel": "executions",
+            "type": "update",
+            "data": [item],
+            "sequence": next(self._sequence),
+        }
+        for queue in self._sockets.values():
+            queue.put_nowait(message)
+
+    def _push_new(self, order: PeerOrder) -> None:
+        self._push(self._ws_order(order, "pending_new"))
+        self._push(
+            {
+                "timestamp": self._iso(time.time()),
+                "order_status": "new",
+                "exec_type": "new",
+                "order_userref": 0,
+                "order_id": order.id,
+            }
+        )
+
+    def _push_trade(self, trade: PeerTrade) -> None:
+        order = trade.order
+        status = "filled" if order.status == "closed" else "partially_filled"
+        self._push(
+            {
+                "order_id": order.id,
+                "exec_id": trade.id,
+                "exec_type": "trade",
+                "trade_id": int(trade.id[1:7]),
+                "symbol": f"{order.market.base}/{order.market.quote}",
+                "side": order.side,
+                "last_qty": float(trade.amount),
+                "last_price": float(trade.price),
+                "liquidity_ind": "t",
+                "cost": float(trade.amount * trade.price),
+                "order_userref": 0,
+                "order_status": status,
+                "order_type": order.kind,
+                "fee_usd_equiv": float(trade.fee),
+                "fees": [{"asset": trade.fee_asset, "qty": float(trade.fee)}],
+                "timestamp": self._iso(trade.at),
+            }
+        )
+        if status == "filled":
+            self._push(
+                {
+                    "timestamp": self._iso(trade.at),
+                    "order_status": "filled",
+                    "exec_type": "filled",
+                    "order_userref": 0,
+                    "order_id": order.id,
+                    "cum_qty": float(order.filled),
+                    "cum_cost": float(order.cost),
+                    "fee_usd_equiv": float(order.fee),
+                    "avg_price": float(order.cost / order.filled),
+                }
+            )
+
+    def _push_canceled(self, order: PeerOrder) -> None:
+        self._push(
+            {
+                "timestamp": self._iso(time.time()),
+                "order_status": "canceled",
+                "exec_type": "canceled",
+                "order_userref": 0,
+                "order_id": order.id,
+                "cum_qty": float(order.filled),
+                "cum_cost": float(order.cost),
+                "fee_usd_equiv": float(order.fee),
+                "avg_price": float(order.cost / order.filled) if order.filled else 0,
+                "cancel_reason": "User requested",
+                "reason": "User requested",
+            }
+        )
+
+    async def ws_drop(self) -> None:
+        """Close every socket, as a venue restarting its gateway would."""
+        for socket, queue in list(self._sockets.items()):
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await socket.close()
+
+    async def _kraken_ws(self, request: web.Request) -> web.StreamResponse:
+        if self.ws_refuse:
+            return web.Response(status=503, text="Service Unavailable")
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        await socket.send_json(
+            {
+                "channel": "status",
+                "type": "update",
+                "data": [{"api_version": "v2", "connection_id": 1, "system": "online", "version": "2.0.10"}],
+            }
+        )
+
+        async def writer() -> None:
+            while (message := await queue.get()) is not None:
+                self.ws_messages.append(message)
+                await socket.send_json(message)
+
+        sender = asyncio.create_task(writer())
+        try:
+            async for frame in socket:
+                if frame.type is not web.WSMsgType.TEXT:
+                    continue
+                message = frame.json()
+                now = self._iso(time.time())
+                if message.get("method") == "ping":
+                    queue.put_nowait(
+                        {"method": "pong", "req_id": message.get("req_id"), "time_in": now, "time_out": now}
+                    )
+                    continue
+                params = message.get("params") or {}
+                if message.get("method") != "subscribe" or params.get("channel") != "executions":
+                    continue
+                if params.get("token") != self.ws_token:
+                    queue.put_nowait(
+                        {
+                            "error": "EAccount:Invalid permissions",
+                            "method": "subscribe",
+                            "req_id": message.get("req_id"),
+                            "success": False,
+                            "time_in": now,
+                            "time_out": now,
+                        }
+                    )
+                    continue
+                self.ws_subscribes += 1
+                queue.put_nowait(
+                    {
+                        "method": "subscribe",
+                        "req_id": message.get("req_id"),
+                        "result": {
+                            "channel": "executions",
+                            "maxratecount": 180,
+                            "snapshot": True,
+                            "snap_orders": bool(params.get("snap_orders")),
+                            "snap_trades": bool(params.get("snap_trades")),
+                        },
+                        "success": True,
+                        "time_in": now,
+                        "time_out": now,
+                    }
+                )
+                opened = [o for o in self.orders.values() if o.status == "open"]
+                queue.put_nowait(
+                    {
+                        "channel": "executions",
+                        "type": "snapshot",
+                        "data": [self._ws_order(o, "new") for o in opened]
+                        if params.get("snap_orders")
+                        else [],
+                        "sequence": next(self._sequence),
+                    }
+                )
+                self._sockets[socket] = queue
+        finally:
+            self._sockets.pop(socket, None)
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await sender
+        return socket
 
     # -- Binance.US -------------------------------------------------------------------------
     def _binance_error(self, status: int, code: int, msg: str) -> web.Response:

@@ -76,6 +76,9 @@ class SchwabPeer:
         self.positions: dict[str, tuple[Decimal, Decimal, Decimal]] = {
             "AAPL": (Decimal(10), Decimal(150), Decimal("227.50")),
         }
+        # Option positions: (OCC symbol, putCall, contracts (negative: short), averagePrice per
+        # share, last price per share, optionMultiplier or None to leave it out).
+        self.option_positions: list[tuple[str, str, Decimal, Decimal, Decimal, int | None]] = []
         self.orders: dict[int, PeerOrder] = {}
         self.calls: list[tuple[str, str]] = []
         self._ids = itertools.count(1001)
@@ -179,7 +182,9 @@ class SchwabPeer:
         return web.json_response(payload("schwab", "preferences.json"))
 
     async def _account(self, request: web.Request) -> web.Response:
-        worth = sum((q * last for q, _, last in self.positions.values()), Decimal(0))
+        worth = sum((q * last for q, _, last in self.positions.values()), Decimal(0)) + sum(
+            (q * last * (m or 100) for _, _, q, _, last, m in self.option_positions), Decimal(0)
+        )
         securities: dict[str, Any] = {
             "type": "MARGIN",
             "accountNumber": ACCOUNT_NUMBER,
@@ -206,8 +211,47 @@ class SchwabPeer:
                     "marketValue": float(qty * last),
                 }
                 for symbol, (qty, avg, last) in self.positions.items()
-            ]
+            ] + [self._option_row(*option) for option in self.option_positions]
         return web.json_response({"securitiesAccount": securities, "aggregatedBalance": {}})
+
+    @staticmethod
+    def _option_row(
+        symbol: str, put_call: str, qty: Decimal, avg: Decimal, last: Decimal, multiplier: int | None
+    ) -> dict[str, Any]:
+        """An option position as the Trader API's accounts endpoint writes it (AccountOption
+        instrument; averagePrice per share, marketValue for the whole position)."""
+        root = symbol[:6].strip()
+        instrument: dict[str, Any] = {
+            "assetType": "OPTION",
+            "cusip": f"0{root}.{symbol[8:12]}{symbol[13:18]}",
+            "symbol": symbol,
+            "description": f"{root} {put_call.title()}",
+            "netChange": -0.12,
+            "type": "VANILLA",
+            "putCall": put_call,
+            "underlyingSymbol": root,
+        }
+        if multiplier is not None:
+            instrument["optionMultiplier"] = multiplier
+        size = multiplier or 100
+        return {
+            "shortQuantity": float(-qty) if qty < 0 else 0.0,
+            "averagePrice": float(avg),
+            "currentDayProfitLoss": 0.0,
+            "currentDayProfitLossPercentage": 0.0,
+            "longQuantity": float(qty) if qty > 0 else 0.0,
+            "settledLongQuantity": float(qty) if qty > 0 else 0.0,
+            "settledShortQuantity": float(-qty) if qty < 0 else 0.0,
+            "instrument": instrument,
+            "marketValue": float(qty * last * size),
+            "maintenanceRequirement": float(abs(qty) * last * size) if qty < 0 else 0.0,
+            "averageLongPrice": float(avg) if qty > 0 else 0.0,
+            "averageShortPrice": float(avg) if qty < 0 else 0.0,
+            "longOpenProfitLoss": float((last - avg) * qty * size) if qty > 0 else 0.0,
+            "shortOpenProfitLoss": float((last - avg) * qty * size) if qty < 0 else 0.0,
+            "previousSessionLongQuantity": float(qty) if qty > 0 else 0.0,
+            "currentDayCost": 0.0,
+        }
 
     def _record(self, order: PeerOrder) -> dict[str, Any]:
         spec = order.spec

@@ -9,6 +9,8 @@ through ccxt's asyncio client.
 - ``orders``: placing (after the market's precision and minimums are checked), cancelling, looking
   up and listing orders, and the poll that stands in for a push channel;
 - ``updates``: the poll's timer and the venue's cancel-all-after timer;
+- ``stream``: order and fill updates from the venue's websocket (ccxt.pro) where it has one, with
+  the polls as the fallback;
 - ``account``: balances, and each coin held as a position valued in the account's currency.
 
 Crypto trades around the clock: there is no session close and no DAY time in force.
@@ -32,6 +34,7 @@ from .mirror import OrderMirror
 from .orders import OrderDesk
 from .session import CcxtSession
 from .settings import Venue, capabilities_for, check_paper, read_settings, venue_of
+from .stream import OrderStream
 from .updates import DeadMansSwitch, OrderPoller
 from .wire import market_symbol
 
@@ -61,6 +64,7 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
         cancel_after_seconds: int = 60,
         key_env: str = "CCXT_API_KEY",
         secret_env: str = "CCXT_SECRET_KEY",
+        order_stream: bool | None = None,
     ) -> None:
         super().__init__(name, live=live, currency=currency)
         self.exchange_id = exchange
@@ -71,8 +75,10 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
         self.request_interval = request_interval
         self.key_env = key_env
         self.secret_env = secret_env
+        # The venue's websocket where this adapter takes one, unless the config turns it off.
+        self.order_stream = self.venue.order_stream and order_stream is not False
         self._capabilities = capabilities_for(exchange).model_copy(
-            update={"currencies": frozenset({currency})}
+            update={"currencies": frozenset({currency}), "streaming_updates": self.order_stream}
         )
         self._mirror = OrderMirror(name, self._emit)
         self._session = CcxtSession(self)
@@ -84,6 +90,19 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
         self._switch = switch
         self._poller = OrderPoller(name, self._session, self._orders, switch, poll_interval=poll_interval)
         self._poll_task: asyncio.Task[None] | None = None
+        self._stream: OrderStream | None = None
+        if self.order_stream:
+            self._stream = OrderStream(
+                name,
+                self._session,
+                self._mirror,
+                self._orders.quote_of,
+                self._poller,
+                poll_interval=poll_interval,
+                trades=self.venue.stream_trades,
+            )
+            self._poller.pace = self._stream
+        self._stream_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> CcxtBroker:
@@ -100,6 +119,7 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
             cancel_after_seconds=read.cancel_after_seconds,
             key_env=read.key_env,
             secret_env=read.secret_env,
+            order_stream=read.order_stream,
         )
 
     @property
@@ -116,8 +136,17 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
             raise
         if self._poll_task is None or self._poll_task.done():
             self._poll_task = asyncio.create_task(self._poller.run(), name=f"{self.name}-poll")
+        if self._stream is not None and (self._stream_task is None or self._stream_task.done()):
+            self._stream_task = asyncio.create_task(self._stream.run(), name=f"{self.name}-stream")
 
     async def disconnect(self) -> None:
+        stream, self._stream_task = self._stream_task, None
+        if stream is not None and self._stream is not None:
+            # Waiting on the socket only: cancelling it leaves nothing half-done at the venue.
+            self._stream.stop()
+            stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream
         task, self._poll_task = self._poll_task, None
         if task is not None:
             self._poller.stop()
@@ -144,7 +173,9 @@ class CcxtBroker(ComposedBroker[CcxtSession, OrderDesk, AccountReads]):
         return order
 
     async def cancel_order(self, broker_order_id: str) -> Order:
-        return await self._orders.cancel(broker_order_id)
+        order = await self._orders.cancel(broker_order_id)
+        self._poller.poke()  # the cancel-all-after timer, switched off without waiting a tick
+        return order
 
     def last_price_nowait(self, instrument: Instrument) -> Decimal | None:
         # A venue quotes its coin pairs, nothing else.

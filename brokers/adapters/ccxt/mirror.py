@@ -56,6 +56,9 @@ class OrderMirror:
         """(venue id, market symbol, order) of every order we follow."""
         return [(oid, self._symbols.get(oid, ""), order) for oid, order in self._orders.items()]
 
+    def follows(self, broker_order_id: str) -> bool:
+        return broker_order_id in self._orders
+
     def by_client_id(self, client_order_id: str) -> Order | None:
         for order in self._orders.values():
             if order.client_order_id == client_order_id:

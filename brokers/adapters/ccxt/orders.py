@@ -17,7 +17,7 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
-from ...models import BrokerCapabilities, Order, OrderRequest
+from ...models import BrokerCapabilities, Order, OrderRequest, OrderType, Side
 from .mirror import OrderMirror
 from .session import MAYBE_PLACED, CcxtSession, Exchange
 from .settings import Venue
@@ -74,6 +74,17 @@ class OrderDesk:
         refusal = settings.capabilities.supports(request)
         if refusal:
             raise OrderRejectedError(refusal, broker=name, code="UNSUPPORTED")
+        if (
+            request.order_type is OrderType.MARKET
+            and request.side is Side.BUY
+            and not settings.venue.market_buy_by_quantity
+        ):
+            raise OrderRejectedError(
+                f"{settings.venue.title} sizes a market buy in the money to spend, not in coins; "
+                "send a limit order (IOC for one that fills now or not at all)",
+                broker=name,
+                code="UNSUPPORTED",
+            )
         exchange = session.require()
         symbol = market_symbol(request.symbol)
         market = self._market(exchange, symbol)

@@ -69,6 +69,14 @@ class Exchange(Protocol):
     def market(self, symbol: str) -> dict[str, Any]: ...
 
 
+class StreamingExchange(Exchange, Protocol):
+    """What this adapter uses of a ``ccxt.pro`` exchange besides its REST calls: each returns the
+    updates that arrived since the last call, waiting for one if there are none."""
+
+    async def watch_orders(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
+    async def watch_my_trades(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
+
+
 class SessionSettings(Protocol):
     """What the session is told by its owner, read each time it is used."""
 
@@ -88,17 +96,24 @@ class SessionSettings(Protocol):
     def key_env(self) -> str: ...
     @property
     def secret_env(self) -> str: ...
+    @property
+    def order_stream(self) -> bool: ...
 
 
 def pointed_at(urls: Mapping[str, Any], root: str) -> dict[str, Any]:
     """The venue's API URLs with their scheme and host replaced by ``root``'s, paths kept: a
-    sandbox or a test server that speaks the venue's protocol."""
+    sandbox or a test server that speaks the venue's protocol. A websocket URL keeps its kind:
+    ``wss://`` on an ``http://`` root becomes ``ws://``."""
     target = urlsplit(root)
+    secure = target.scheme == "https"
     moved: dict[str, Any] = {}
     for key, url in urls.items():
         if isinstance(url, str):
             parts = urlsplit(url)
-            moved[key] = parts._replace(scheme=target.scheme, netloc=target.netloc).geturl()
+            scheme = target.scheme
+            if parts.scheme in ("ws", "wss"):
+                scheme = "wss" if secure else "ws"
+            moved[key] = parts._replace(scheme=scheme, netloc=target.netloc).geturl()
         elif isinstance(url, Mapping):
             moved[key] = pointed_at(url, root)
         else:
@@ -132,11 +147,16 @@ class CcxtSession:
     def __init__(self, settings: SessionSettings) -> None:
         self._settings = settings
         self._exchange: Exchange | None = None
+        self._streaming: StreamingExchange | None = None
         self._errors: tuple[type[Exception], ...] = ()
         self.state = ConnectionState.DISCONNECTED
         self.last_error: str | None = None
         self.last_refresh: datetime | None = None
         self.latency_ms: float | None = None
+        # Why the venue's order stream is not delivering, while it is not; None while it is, or
+        # when the account has no stream.
+        self.stream_error: str | None = None
+        self._poll_error: str | None = None
 
     def is_connected(self) -> bool:
         return self.state in (ConnectionState.CONNECTED, ConnectionState.RESYNCING, ConnectionState.DEGRADED)
@@ -149,6 +169,40 @@ class CcxtSession:
             raise BrokerConnectionError("not connected", broker=self._settings.name)
         return self._exchange
 
+    def streaming(self) -> StreamingExchange:
+        """The client's websocket side; only for an account whose client was built with one."""
+        if self._streaming is None or not self.is_connected():
+            raise BrokerConnectionError("not connected to the order stream", broker=self._settings.name)
+        return self._streaming
+
+    # -- the state of the link ------------------------------------------------------------------
+    def poll_succeeded(self) -> None:
+        self._poll_error = None
+        self._settle()
+
+    def poll_failed(self, error: str, degraded: bool) -> None:
+        self._poll_error = error
+        self._settle(degraded=degraded)
+
+    def stream_delivering(self) -> None:
+        self.stream_error = None
+        self._settle()
+
+    def stream_lost(self, error: str) -> None:
+        self.stream_error = error
+        self._settle()
+
+    def _settle(self, *, degraded: bool = False) -> None:
+        """CONNECTED while polls and the stream (where there is one) both work; DEGRADED, with the
+        reason as the last error, while either does not."""
+        if not self.is_connected():
+            return
+        self.last_error = self._poll_error or self.stream_error
+        if degraded or (self._poll_error is None and self.stream_error is not None):
+            self.state = ConnectionState.DEGRADED
+        else:
+            self.state = ConnectionState.CONNECTED
+
     # -- opening and closing ------------------------------------------------------------------
     async def open(self) -> None:
         if self._exchange is not None:
@@ -160,8 +214,10 @@ class CcxtSession:
             api_key = require_secret(name, "api_key", settings.key_env)
             secret = require_secret(name, "secret_key", settings.secret_env)
             # Imported here, on first use, and in a worker thread: ccxt takes a second or more to
-            # import, which would freeze the event loop (and the halt key) meanwhile.
-            module = await asyncio.to_thread(importlib.import_module, "ccxt.async_support")
+            # import, which would freeze the event loop (and the halt key) meanwhile. ccxt.pro's
+            # classes are the REST clients with the venue's websockets added.
+            package = "ccxt.pro" if settings.order_stream else "ccxt.async_support"
+            module = await asyncio.to_thread(importlib.import_module, package)
             self._errors = await asyncio.to_thread(_error_classes)
             exchange = self._build(module, api_key, secret)
         except BaseException as exc:
@@ -169,12 +225,14 @@ class CcxtSession:
             self.last_error = redact(exc)
             raise
         self._exchange = exchange
+        self._streaming = cast(StreamingExchange, exchange) if settings.order_stream else None
+        self.stream_error = self._poll_error = None
         try:
             await self.call(exchange.load_markets, what="load the markets")
             # A private read proves the keys before the account is marked usable.
             await self.call(exchange.fetch_balance, what="read the balance")
         except BaseException as exc:
-            self._exchange = None
+            self._exchange = self._streaming = None
             await self._close_quietly(exchange)
             self.state = ConnectionState.FAILED
             self.last_error = redact(exc)
@@ -191,7 +249,7 @@ class CcxtSession:
             "secret": secret,
             "enableRateLimit": True,
             "timeout": int(settings.timeout * 1000),
-            "options": {"warnOnFetchOpenOrdersWithoutSymbol": False},
+            "options": {"warnOnFetchOpenOrdersWithoutSymbol": False, **dict(venue.ccxt_options)},
         }
         if settings.request_interval is not None:
             config["rateLimit"] = settings.request_interval * 1000
@@ -202,7 +260,7 @@ class CcxtSession:
         return exchange
 
     async def close(self) -> None:
-        exchange, self._exchange = self._exchange, None
+        exchange, self._exchange, self._streaming = self._exchange, None, None
         self.state = ConnectionState.DISCONNECTED
         if exchange is not None:
             await self._close_quietly(exchange)

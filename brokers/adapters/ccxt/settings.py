@@ -25,6 +25,7 @@ _OWN_KEYS = {
     "cancel_after_seconds",
     "key_env",
     "secret_env",
+    "order_stream",
 }
 
 
@@ -45,6 +46,18 @@ class Venue:
     # Whether the venue cancels every order (or every order of a market) in one request.
     bulk_cancel: bool
     sandbox_url: str | None = None
+    # Whether order and fill updates are taken from the venue's private websocket (ccxt.pro's
+    # ``watch_orders`` and ``watch_my_trades``), with polling as the fallback.
+    order_stream: bool = False
+    # Whether the stream carries the account's trades (``watch_my_trades``); without them an order
+    # update that shows more filled makes the poller read the trades, with their fees, at once.
+    stream_trades: bool = True
+    # The ccxt parameter that carries our client order id to the venue.
+    client_id_param: str = "clientOrderId"
+    # Whether a market buy is sized in coins (Coinbase sizes it in the money to spend).
+    market_buy_by_quantity: bool = True
+    # ccxt options set for this venue: which of its endpoints ccxt uses.
+    ccxt_options: tuple[tuple[str, str], ...] = ()
     # The fiat currencies an account can be kept in here: it trades the markets quoted in it.
     currencies: frozenset[str] = frozenset({"USD"})
 
@@ -60,6 +73,8 @@ VENUES: dict[str, Venue] = {
         cancel_all_per_symbol=False,
         cancel_after=True,
         bulk_cancel=True,
+        # The v2 private ``executions`` channel.
+        order_stream=True,
         currencies=frozenset({"USD", "EUR", "GBP", "CAD"}),
     ),
     "binanceus": Venue(
@@ -71,6 +86,8 @@ VENUES: dict[str, Venue] = {
         cancel_all_per_symbol=True,
         cancel_after=False,
         bulk_cancel=True,
+        # ccxt.pro follows Binance's spot orders on binance.com's websocket API, which Binance.US
+        # does not serve at that address: polled only.
         currencies=frozenset({"USD"}),
     ),
     "coinbase": Venue(
@@ -83,6 +100,14 @@ VENUES: dict[str, Venue] = {
         bulk_cancel=False,
         # Coinbase's static sandbox for the Advanced Trade API (no keys needed, canned answers).
         sandbox_url="https://api-sandbox.coinbase.com",
+        # ccxt sends its own id unless given one under Coinbase's own name.
+        client_id_param="client_order_id",
+        # The Advanced Trade ``user`` channel: order updates, no trades.
+        order_stream=True,
+        stream_trades=False,
+        market_buy_by_quantity=False,
+        # The Advanced Trade wallets, which report what is on hold (the v2 ones report totals).
+        ccxt_options=(("fetchBalance", "v3PrivateGetBrokerageAccounts"),),
         currencies=frozenset({"USD", "EUR", "GBP"}),
     ),
 }
@@ -104,6 +129,8 @@ class CcxtSettings:
     cancel_after_seconds: int = 60
     key_env: str = "CCXT_API_KEY"
     secret_env: str = "CCXT_SECRET_KEY"
+    # None: the venue's default (its websocket where this adapter takes one).
+    order_stream: bool | None = None
 
 
 def venue_of(exchange: str, where: str) -> Venue:
@@ -185,6 +212,14 @@ def read_settings(settings: Mapping[str, object]) -> CcxtSettings:
                     f"KRAKEN_API_KEY, not {value!r}"
                 )
             variables[key] = value
+    order_stream = settings.get("order_stream")
+    if order_stream is not None and not isinstance(order_stream, bool):
+        raise ConfigError(f"{prefix}: 'order_stream' must be true or false, not {order_stream!r}")
+    if order_stream and not venue.order_stream:
+        raise ConfigError(
+            f"{prefix}: 'order_stream' is not available at {venue.title}; its orders are polled "
+            "(leave it out, or set it to false)"
+        )
     check_paper(exchange, live, base_url if isinstance(base_url, str) else None, prefix)
     defaults = CcxtSettings(name)
     return CcxtSettings(
@@ -199,6 +234,7 @@ def read_settings(settings: Mapping[str, object]) -> CcxtSettings:
         cancel_after_seconds=cancel_after,
         key_env=variables.get("key_env", defaults.key_env),
         secret_env=variables.get("secret_env", defaults.secret_env),
+        order_stream=order_stream,
     )
 
 
@@ -223,8 +259,9 @@ def capabilities_for(exchange: str) -> BrokerCapabilities:
         # Spot wallets: selling more than is held is refused by the venue.
         short_selling=False,
         bulk_cancel=venue.bulk_cancel,
-        # Updates are polled: the REST order book stands in for a push channel.
-        streaming_updates=False,
+        # Kraken pushes order updates over its websocket (polls stand in while it is down);
+        # elsewhere the REST order book is polled.
+        streaming_updates=venue.order_stream,
         session_expiry=False,
         currencies=venue.currencies,
     )

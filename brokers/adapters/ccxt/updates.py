@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Protocol
 
 from ...credentials import redact
 from ...errors import AuthenticationError
@@ -51,8 +52,14 @@ class DeadMansSwitch:
         self.armed_at = None
 
 
+class Pace(Protocol):
+    """How often to poll: a stream that delivers makes polls a safety net."""
+
+    def poll_interval(self) -> float: ...
+
+
 class OrderPoller:
-    """Polls the desk every ``poll_interval`` seconds while ``run`` runs."""
+    """Polls the desk every ``poll_interval`` seconds (or as ``pace`` says) while ``run`` runs."""
 
     def __init__(
         self,
@@ -68,6 +75,7 @@ class OrderPoller:
         self._desk = desk
         self._switch = switch
         self._poll_interval = poll_interval
+        self.pace: Pace | None = None
         self._failures = 0
         self._wake = asyncio.Event()
         self._stopping = False
@@ -87,6 +95,11 @@ class OrderPoller:
         self._stopping = False
         while True:
             delay = min(self._poll_interval * 2**self._failures, 30.0)
+            if self.pace is not None and self._failures == 0:
+                # A failing poll is looked at again at the full rate: it is the fallback.
+                delay = self.pace.poll_interval()
+            if self._switch is not None and self._switch.armed_at is not None:
+                delay = min(delay, self._switch.seconds / 4)  # renewed well before it runs out
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
@@ -105,12 +118,10 @@ class OrderPoller:
                 return
             except Exception as exc:  # the stream must outlive any one bad poll
                 self._failures += 1
-                session.last_error = redact(exc)
-                session.state = ConnectionState.DEGRADED if self._failures >= 2 else ConnectionState.CONNECTED
+                session.poll_failed(redact(exc), degraded=self._failures >= 2)
                 log.warning(
                     "%s: order poll failed (%d in a row): %s", self._account, self._failures, redact(exc)
                 )
                 continue
             self._failures = 0
-            session.state = ConnectionState.CONNECTED
-            session.last_error = None
+            session.poll_succeeded()

@@ -60,7 +60,7 @@ def plain(value: Decimal) -> str:
 
 def order_call(request: OrderRequest, venue: Venue) -> OrderCall:
     kind = request.order_type
-    params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+    params: dict[str, Any] = {venue.client_id_param: request.client_order_id}
     if kind is not OrderType.MARKET:
         params["timeInForce"] = _TIF[request.time_in_force.value]
     price: str | None = None

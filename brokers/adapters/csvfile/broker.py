@@ -107,6 +107,10 @@ class CsvBroker(Broker):
         return self._as_of
 
     @property
+    def figures_as_of(self) -> datetime | None:
+        return self._as_of
+
+    @property
     def connection_state(self) -> ConnectionState:
         return self._state
 

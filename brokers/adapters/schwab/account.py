@@ -1,14 +1,28 @@
-"""The account as Schwab reports it: balances and positions from the securities account."""
+"""The account as Schwab reports it: balances and positions from the securities account.
+
+Stocks, ETFs and funds are positions in shares; an option is a position in contracts, its symbol
+the OCC code Schwab writes (``AAPL  250620C00225000``: root, expiry, right, strike) and its
+multiplier the instrument's ``optionMultiplier`` (100 when Schwab leaves it out). Schwab's
+``averagePrice`` is per share and its ``marketValue`` is the whole position's, so the last price
+is the value over contracts times the multiplier. A row that cannot be read is left out with a
+warning naming it; the others are kept.
+"""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from ...errors import BrokerAPIError
+from ...instruments import option_right
 from ...models import AssetClass, Balance, MarginInfo, Position
 from .session import SchwabSession
 from .wire import dec, table
+
+log = logging.getLogger(__name__)
 
 _ASSETS = {
     "EQUITY": AssetClass.STOCK,
@@ -75,18 +89,35 @@ class AccountReads:
                 dec(row.get("shortQuantity")) or Decimal(0)
             )
             asset = _ASSETS.get(str(instrument.get("assetType")))
-            if not symbol or not quantity or asset not in (AssetClass.STOCK,):
-                continue  # options and the like: not shown through this adapter yet
+            if not symbol or not quantity or asset not in (AssetClass.STOCK, AssetClass.OPTION):
+                continue  # futures, forex, bonds: not shown through this adapter yet
             value = dec(row.get("marketValue"))
-            rows.append(
-                Position(
+            try:
+                multiplier = Decimal(1)
+                right = None
+                if asset is AssetClass.OPTION:
+                    multiplier = dec(instrument.get("optionMultiplier")) or Decimal(100)
+                    right = option_right(str(instrument.get("putCall") or ""))
+                if multiplier <= 0:
+                    raise ValueError(f"multiplier {multiplier} is not positive")
+                position = Position(
                     symbol=symbol,
                     quantity=quantity,
                     avg_price=dec(row.get("averagePrice")) or Decimal(0),
                     account=self._account,
-                    asset_class=AssetClass.STOCK,
+                    asset_class=asset,
                     currency="USD",
-                    last_price=abs(value / quantity) if value is not None else None,
+                    last_price=abs(value / (quantity * multiplier)) if value is not None else None,
+                    multiplier=multiplier,
+                    right=right,
                 )
-            )
+                if asset is AssetClass.OPTION and position.instrument.expiry is None:
+                    raise ValueError("the symbol is not an OCC option code (root, YYMMDD, C or P, strike)")
+            except (ValueError, ValidationError) as exc:
+                reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+                log.warning(
+                    "%s: left out Schwab's %s position %r: %s", self._account, asset.value, symbol, reason
+                )
+                continue
+            rows.append(position)
         return rows

@@ -94,14 +94,17 @@ def margin_from(account: str, segment: dict[str, Any], at: datetime) -> MarginIn
 def merge_positions(a: Position, b: Position) -> Position:
     """Holdings and today's net position of one instrument, as one position."""
     quantity = a.quantity + b.quantity
-    if a.quantity * b.quantity > 0:
+    avg: Decimal | None
+    if a.avg_price is None or b.avg_price is None:
+        avg = None  # Kite reports every cost; kept for the type's sake
+    elif a.quantity * b.quantity > 0:
         avg = (a.avg_price * a.quantity + b.avg_price * b.quantity) / quantity
     else:  # one side reduces the other: what is left keeps the larger side's price
         avg = a.avg_price if abs(a.quantity) >= abs(b.quantity) else b.avg_price
     return a.model_copy(
         update={
             "quantity": quantity,
-            "avg_price": dec(avg),
+            "avg_price": None if avg is None else dec(avg),
             "realized_pnl": a.realized_pnl + b.realized_pnl,
             "last_price": b.last_price if b.last_price is not None else a.last_price,
         }

@@ -1,9 +1,11 @@
-"""Connections: each account's type, PAPER or LIVE, state, latency, session time left, last error."""
+"""Connections: each account's type, PAPER or LIVE, state, latency, session time left, last error;
+under them, how old the figures of an account are where the broker says (a position export's
+file time)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -41,6 +43,17 @@ def mode_cell(live: bool) -> Text:
 
 def state_cell(state: ConnectionState) -> Text:
     return Text(state.value, style=STATE_STYLE.get(state, ""))
+
+
+def as_of_line(name: str, as_of: datetime, now: datetime) -> str:
+    """An account whose figures are as of a time the broker gave (a position export's): which
+    time, and how long before ``now``."""
+    moment = as_of.astimezone(UTC)
+    minutes = max(int((now - moment).total_seconds() // 60), 0)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    old = f"{days}d {hours}h" if days else f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+    return f"{name} figures as of {moment:%Y-%m-%d %H:%M} UTC ({old} old)"
 
 
 class ConnectionsTable(KeyedTable):
@@ -87,10 +100,12 @@ class ConnectionsPane(Vertical):
     def compose(self) -> ComposeResult:
         yield ConnectionsTable(id="connections-table")
         yield Static("", id="connection-problems", markup=False)
+        yield Static("", id="connection-as-of", markup=False)
 
     def on_mount(self) -> None:
         self.border_title = "Connections"
         self.query_one("#connection-problems").display = False
+        self.query_one("#connection-as-of").display = False
 
     @property
     def table(self) -> ConnectionsTable:
@@ -110,3 +125,11 @@ class ConnectionsPane(Vertical):
         box = self.query_one("#connection-problems", Static)
         box.update(problems)
         box.display = bool(problems)
+        dated = "\n".join(
+            as_of_line(name, status.as_of, now)
+            for name, status in statuses.items()
+            if status.as_of is not None
+        )
+        notes = self.query_one("#connection-as-of", Static)
+        notes.update(Text(dated, style="yellow"))
+        notes.display = bool(dated)
