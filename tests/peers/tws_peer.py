@@ -41,6 +41,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from .tws_market_data import REQUESTS as MARKET_DATA_REQUESTS
+from .tws_market_data import MarketData
+
 SERVER_VERSION = 176
 MIN_CLIENT_VERSION = 157
 UNSET_DOUBLE = "1.7976931348623157E308"
@@ -378,6 +381,8 @@ class TwsPeer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Contract details, market data lines and snapshots (see tws_market_data).
+        self.market_data = MarketData(self)
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> TwsPeer:
@@ -633,6 +638,8 @@ class TwsPeer:
             self._writers.discard(writer)
             if client in self._clients:
                 self._clients.remove(client)
+            if client is not None:
+                self.market_data.forget(client)
             writer.transport.abort()
 
     @staticmethod
@@ -724,6 +731,8 @@ class TwsPeer:
             client.send(NEXT_VALID_ID, 1, self._next_order_id)
         elif msg_id == REQ_MANAGED_ACCTS:
             client.send(MANAGED_ACCTS, 1, ",".join(self.accounts))
+        elif msg_id in MARKET_DATA_REQUESTS:
+            self.market_data.handle(client, fields)
         return True
 
     # -- orders -------------------------------------------------------------------------
