@@ -26,7 +26,8 @@ It also plays the message sequences the TWS API documents and real sessions show
   (``correct()``);
 - informational codes about a working order (10349, 399, 404, ...: the ``notice()`` reaction);
 - an order modified in TWS: openOrder again with a new quantity or price (``modify()``);
-- CFD, option, future and forex contracts (``default_instruments()``).
+- CFD, option, future and forex contracts (``default_instruments()``);
+- contract details, market data lines and snapshots (``market_data``, see ``tws_market_data``).
 """
 
 from __future__ import annotations
