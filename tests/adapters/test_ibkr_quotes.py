@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from peers.tws_market_data import CANCEL_MKT_DATA, REQ_MARKET_DATA_TYPE, REQ_MKT_DATA
+from peers.tws_market_data import CANCEL_MKT_DATA, REQ_CONTRACT_DATA, REQ_MARKET_DATA_TYPE, REQ_MKT_DATA
 from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     ibkr_fixture,
     tws_peer_fixture,
@@ -152,6 +152,10 @@ async def test_unknown_contract_is_not_streamed_and_has_no_snapshot(ibkr, tws_pe
     await ibkr.stream_quotes(frozenset({unknown, AAPL}))
     await until(lambda: set(open_lines(tws_peer)) == {"AAPL"})
     assert await ibkr.get_quote(unknown) is None
+    await ibkr.stream_quotes(frozenset({unknown}))
+    # TWS said it has no such contract: it is not asked again on this connection.
+    asked = [f for f in tws_peer.requests(REQ_CONTRACT_DATA) if f[4] == "ZZZZ"]
+    assert len(asked) == 1
 
 
 async def test_option_and_future_lines_resolve_their_contracts(ibkr, tws_peer):

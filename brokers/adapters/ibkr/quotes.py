@@ -141,6 +141,7 @@ class QuoteFeed:
         self._session = session
         self._emit = emit
         self._contracts: dict[Instrument, Any] = {}  # qualified, kept across reconnects
+        self._unknown: set[Instrument] = set()  # TWS has no contract for these: not asked again
         self._lines: dict[Instrument, Any] = {}  # instrument -> its ticker
         self._by_ticker: dict[int, Instrument] = {}
         self._trade_times: dict[int, datetime] = {}  # id(ticker) -> last trade time in this batch
@@ -185,6 +186,7 @@ class QuoteFeed:
     def restore(self) -> None:
         """Open every line again on a new connection (TWS forgets them when the link drops)."""
         self._delayed = False
+        self._unknown.clear()
         self._trade_times.clear()
         ib = self._session.client
         lines = list(self._lines)
@@ -217,8 +219,9 @@ class QuoteFeed:
         """The contracts of ``instruments`` with TWS's conId; unknown ones are logged and left out."""
         name = self._settings.name
         wanted: dict[Instrument, Any] = {}
+        instruments = list(instruments)
         for instrument in instruments:
-            if instrument in self._contracts:
+            if instrument in self._contracts or instrument in self._unknown:
                 continue
             try:
                 wanted[instrument] = contract_of(instrument, self._settings.currency)
@@ -232,6 +235,7 @@ class QuoteFeed:
                 if contract.conId:
                     self._contracts[instrument] = contract
                 else:
+                    self._unknown.add(instrument)
                     log.warning("%s: TWS knows no contract for %s", name, instrument.label)
         return {each: self._contracts[each] for each in instruments if each in self._contracts}
 
