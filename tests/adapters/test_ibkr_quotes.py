@@ -15,6 +15,7 @@ from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
 from support import until
 
 from brokers.adapters.ibkr import IBKRBroker
+from brokers.adapters.ibkr.quotes import price, size
 from brokers.errors import ConfigError
 from brokers.instruments import Instrument
 from brokers.models import AssetClass
@@ -34,6 +35,12 @@ def latest(quotes: list[Quote], instrument: Instrument) -> Quote | None:
     return next((q for q in reversed(quotes) if q.instrument == instrument), None)
 
 
+def whole(quotes: list[Quote], instrument: Instrument) -> bool:
+    """A line's first ticks have all arrived (the previous close comes after bid, ask and last)."""
+    quote = latest(quotes, instrument)
+    return quote is not None and quote.previous_close is not None
+
+
 def open_lines(tws_peer) -> dict[str, int]:
     return {line.instrument.symbol: line.req_id for line in tws_peer.market_data.lines}
 
@@ -42,7 +49,7 @@ async def test_streams_exactly_the_instruments_asked_for_and_cancels_the_rest(ib
     quotes = sink(ibkr)
     await ibkr.stream_quotes(frozenset({AAPL, MSFT}))
     await until(lambda: set(open_lines(tws_peer)) == {"AAPL", "MSFT"})
-    await until(lambda: latest(quotes, AAPL) is not None and latest(quotes, MSFT) is not None)
+    await until(lambda: whole(quotes, AAPL) and whole(quotes, MSFT))
 
     first = latest(quotes, AAPL)
     assert first is not None
@@ -72,7 +79,7 @@ async def test_streams_exactly_the_instruments_asked_for_and_cancels_the_rest(ib
 async def test_ticks_become_quotes_with_the_trade_time_tws_gives(ibkr, tws_peer):
     quotes = sink(ibkr)
     await ibkr.stream_quotes(frozenset({AAPL}))
-    await until(lambda: latest(quotes, AAPL) is not None)
+    await until(lambda: whole(quotes, AAPL))
 
     traded = datetime(2026, 12, 4, 15, 30, 7, tzinfo=UTC)
     tws_peer.market_data.tick("AAPL", bid="151.25", ask="151.30", bid_size=300, ask_size=400)
@@ -94,7 +101,7 @@ async def test_ticks_become_quotes_with_the_trade_time_tws_gives(ibkr, tws_peer)
 async def test_no_price_from_tws_is_none_never_a_number(ibkr, tws_peer):
     quotes = sink(ibkr)
     await ibkr.stream_quotes(frozenset({AAPL}))
-    await until(lambda: latest(quotes, AAPL) is not None)
+    await until(lambda: whole(quotes, AAPL))
 
     # TWS sends -1 with size 0 for a side with nothing on it.
     tws_peer.market_data.tick("AAPL", bid=-1)
@@ -109,7 +116,7 @@ async def test_no_subscription_asks_for_delayed_data_and_marks_it_delayed(ibkr, 
     quotes = sink(ibkr)
     await ibkr.stream_quotes(frozenset({AAPL, MSFT}))
 
-    await until(lambda: latest(quotes, MSFT) is not None)
+    await until(lambda: whole(quotes, MSFT))
     assert [f[2] for f in tws_peer.requests(REQ_MARKET_DATA_TYPE)] == ["3"]
     delayed = latest(quotes, MSFT)
     assert delayed is not None and delayed.state is QuoteState.DELAYED
@@ -163,7 +170,7 @@ async def test_option_and_future_lines_resolve_their_contracts(ibkr, tws_peer):
     future = Instrument("ES 202503", AssetClass.FUTURE, exchange="CME")
     quotes = sink(ibkr)
     await ibkr.stream_quotes(frozenset({option, future}))
-    await until(lambda: latest(quotes, option) is not None and latest(quotes, future) is not None)
+    await until(lambda: whole(quotes, option) and whole(quotes, future))
     assert latest(quotes, future).last == Decimal("5000.25")  # type: ignore[union-attr]
     assert latest(quotes, option).last == Decimal(5)  # type: ignore[union-attr]
 
@@ -174,7 +181,7 @@ async def test_lines_are_opened_again_after_tws_comes_back(tws_peer):
     try:
         quotes = sink(broker)
         await broker.stream_quotes(frozenset({AAPL}))
-        await until(lambda: latest(quotes, AAPL) is not None)
+        await until(lambda: whole(quotes, AAPL))
 
         tws_peer.drop_connections()
         await until(lambda: not broker.is_connected())
@@ -200,3 +207,18 @@ def test_trades_what_ib_can_quote_in_the_accounts_currency():
     assert broker.trades(Instrument.stock("AAPL", currency="USD"))
     assert not broker.trades(Instrument.stock("INFY", currency="INR"))
     assert not broker.trades(Instrument("BTC/USD", AssetClass.CRYPTO))
+
+
+@pytest.mark.parametrize(
+    "value", [-1, -1.0, float("nan"), float("inf"), 1.7976931348623157e308, None, "1.5", True]
+)
+def test_no_price_values_are_none(value):
+    assert price(value) is None
+
+
+def test_prices_and_sizes_are_decimals_without_float_noise():
+    assert price(150.25) == Decimal("150.25") and str(price(150.0)) == "150"
+    assert price(0.0) == Decimal(0)  # a real price of zero (an option bid), unlike -1
+    assert size(100.0) == Decimal(100) and str(size(100.0)) == "100"
+    assert size(0.5) == Decimal("0.5")
+    assert size(float("nan")) is None and size(-1.0) is None

@@ -17,7 +17,7 @@ from peers.kite_ticker_peer import encode, message, running_ticker_peer
 from support import until
 
 from brokers.adapters.zerodha import ZerodhaBroker
-from brokers.adapters.zerodha.quotes import STREAM_LIMIT
+from brokers.adapters.zerodha.quotes import STREAM_LIMIT, price, size
 from brokers.errors import ConfigError
 from brokers.instruments import Instrument
 from brokers.models import AssetClass
@@ -120,7 +120,8 @@ async def test_streams_full_mode_quotes_with_bid_ask_and_the_exchange_time(kite,
     quotes = sink(kite)
     await kite.stream_quotes(frozenset({INFY}))
 
-    await until(lambda: latest(quotes, INFY) is not None, within=10)
+    # Kite streams a new subscription in QUOTE mode (no depth) until the mode message arrives.
+    await until(lambda: (q := latest(quotes, INFY)) is not None and q.bid is not None, within=10)
     assert ticker_peer.subscribed == {INFY_TOKEN: "full"}
     quote = latest(quotes, INFY)
     assert quote is not None
@@ -142,7 +143,7 @@ async def test_empty_depth_and_no_trade_are_none_never_zero(kite, ticker_peer):
     ticker_peer.ticks[SBIN_TOKEN] = tick
     quotes = sink(kite)
     await kite.stream_quotes(frozenset({SBIN}))
-    await until(lambda: latest(quotes, SBIN) is not None, within=10)
+    await until(lambda: (q := latest(quotes, SBIN)) is not None and q.ask is not None, within=10)
     quote = latest(quotes, SBIN)
     assert quote is not None
     assert (quote.bid, quote.bid_size, quote.last) == (None, None, None)
@@ -181,6 +182,26 @@ async def test_reconnects_and_resubscribes_by_itself(kite, ticker_peer):
     ticker_peer.ticks[INFY_TOKEN] = {**ticker_peer.ticks[INFY_TOKEN], "last_price": 1580.05}
     await ticker_peer.push()
     await until(lambda: (q := latest(quotes, INFY)) is not None and q.last == Decimal("1580.05"))
+
+
+async def test_a_new_days_token_gets_a_new_ticker_connection(kite, kite_peer, ticker_peer, monkeypatch):  # noqa: F811
+    ticker_peer.ticks[INFY_TOKEN] = sample("ticker_full.json", INFY_TOKEN)
+    quotes = sink(kite)
+    await kite.stream_quotes(frozenset({INFY}))
+    await until(lambda: latest(quotes, INFY) is not None, within=10)
+
+    await kite.disconnect()
+    kite_peer.access_token = ticker_peer.access_token = "tomorrows-token-0123456789"
+    monkeypatch.setenv("KITE_ACCESS_TOKEN", kite_peer.access_token)
+    await kite.connect()
+    # What was streamed streams again, over a connection made with the new token.
+    await until(
+        lambda: ticker_peer.connections == 2 and ticker_peer.subscribed == {INFY_TOKEN: "full"}, within=10
+    )
+    ticker_peer.ticks[INFY_TOKEN] = {**ticker_peer.ticks[INFY_TOKEN], "last_price": 1590.1}
+    await ticker_peer.push()
+    await until(lambda: (q := latest(quotes, INFY)) is not None and q.last == Decimal("1590.1"))
+    assert ticker_peer.refused == 0
 
 
 async def test_a_refused_token_is_reported_without_the_token(kite, kite_peer, ticker_peer, caplog):  # noqa: F811
@@ -230,3 +251,15 @@ def test_limits_and_what_it_trades(kite_peer):  # noqa: F811
     assert not streaming.trades(Instrument("EUR/USD", AssetClass.FOREX))
     with pytest.raises(ConfigError, match="ticker_root"):
         ZerodhaBroker.from_config({"name": "kite", "live": True, "ticker_root": "https://example.com"})
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -1, -1.0, float("nan"), float("inf"), None, "", "x", True])
+def test_no_price_values_are_none(value):
+    assert price(value) is None
+
+
+def test_prices_and_sizes_are_decimals_without_float_noise():
+    assert price(1573.7) == Decimal("1573.7") and str(price(1573.0)) == "1573"
+    assert price(157370 / 100.0) == Decimal("1573.7")
+    assert size(172) == Decimal(172) and size(0) == Decimal(0)
+    assert size(-1) is None and size(float("nan")) is None

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -47,26 +48,36 @@ _LTP_BATCH = 1000  # instruments per /quote/ltp request
 _QUOTE_BATCH = 500
 
 
+def _number(value: object) -> Decimal | None:
+    """A number from a tick as a Decimal without float noise (100, not 100.0); None if it is not
+    a finite number. Floats and ints, which every tick holds, take the short way: this runs for
+    every field of every tick."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str | Decimal):
+        try:
+            return dec(value)
+        except (ValueError, InvalidOperation):
+            return None
+    return None
+
+
 def price(value: object) -> Decimal | None:
     """A Kite price, or None for "no price" (Kite sends 0 for an empty depth level or no trade;
     None, NaN and negatives are no price either)."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        number = dec(value)
-    except (ValueError, InvalidOperation):
-        return None
-    return number if number > 0 else None
+    number = _number(value)
+    return number if number is not None and number > 0 else None
 
 
 def size(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        number = dec(value)
-    except (ValueError, InvalidOperation):
-        return None
-    return number if number >= 0 else None
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _best(depth: object, side: str) -> tuple[Decimal | None, Decimal | None]:
