@@ -193,6 +193,19 @@ async def test_lines_are_opened_again_after_tws_comes_back(tws_peer):
         await broker.disconnect()
 
 
+async def test_lines_are_asked_for_again_when_tws_lost_the_data(ibkr, tws_peer):
+    quotes = sink(ibkr)
+    await ibkr.stream_quotes(frozenset({AAPL}))
+    await until(lambda: whole(quotes, AAPL))
+    first = open_lines(tws_peer)["AAPL"]
+
+    tws_peer.send_error(1101, "Connectivity between IB and TWS has been restored - data lost.")
+    await until(lambda: open_lines(tws_peer).get("AAPL", first) != first)
+    assert [int(f[2]) for f in tws_peer.requests(CANCEL_MKT_DATA)] == [first]
+    tws_peer.market_data.tick("AAPL", last="153")
+    await until(lambda: (q := latest(quotes, AAPL)) is not None and q.last == Decimal(153))
+
+
 def test_limits_default_to_ibs_hundred_lines_and_follow_the_setting():
     assert IBKRBroker("ib").quote_limits == QuoteLimits(streamed=100)
     configured = IBKRBroker.from_config({"name": "ib", "market_data_lines": 300})

@@ -31,6 +31,7 @@ from ...errors import InvalidSymbolError
 from ...instruments import Instrument
 from ...models import AssetClass, OrderRequest, Side, utcnow
 from ...quotes import Quote, QuoteState
+from .codes import RESTORED_DATA_LOST
 from .instruments import UNSET_DOUBLE, contract_for
 from .session import IBSession
 
@@ -281,7 +282,11 @@ class QuoteFeed:
 
     def on_error(self, code: int, contract: Any) -> None:
         """Market data refused for want of a subscription: ask for delayed data, and open the
-        refused line again."""
+        refused line again. TWS back from losing IB with the data lost (1101): every line must
+        be asked for again."""
+        if code == RESTORED_DATA_LOST:
+            self._reopen_all()
+            return
         if code != NOT_SUBSCRIBED or contract is None:
             return
         instrument = self._asked.get(contract.conId)
@@ -297,6 +302,16 @@ class QuoteFeed:
             self._delayed = True
             ib.reqMarketDataType(DELAYED)
         if instrument in self._lines:
+            self._cancel(ib, instrument)
+            self._open(ib, instrument, self._contracts[instrument])
+
+    def _reopen_all(self) -> None:
+        ib = self._session.client
+        if ib is None or not ib.isConnected():
+            return
+        if self._delayed:
+            ib.reqMarketDataType(DELAYED)
+        for instrument in list(self._lines):
             self._cancel(ib, instrument)
             self._open(ib, instrument, self._contracts[instrument])
 
