@@ -216,6 +216,21 @@ async def test_a_refused_token_is_reported_without_the_token(kite, kite_peer, ti
     assert kite_peer.access_token not in (kite._quotes.last_error or "")
 
 
+async def test_a_ticker_that_gave_up_is_started_again_on_the_next_stream(kite, kite_peer, ticker_peer):  # noqa: F811
+    kite._quotes.reconnect_attempts = 1
+    ticker_peer.access_token = "not-yet"
+    ticker_peer.ticks[INFY_TOKEN] = sample("ticker_full.json", INFY_TOKEN)
+    quotes = sink(kite)
+    await kite.stream_quotes(frozenset({INFY}))
+    await until(lambda: kite._quotes.gave_up, within=20)
+    assert ticker_peer.connections == 0 and ticker_peer.refused >= 2
+
+    ticker_peer.access_token = kite_peer.access_token
+    await kite.stream_quotes(frozenset({INFY}))
+    await until(lambda: (q := latest(quotes, INFY)) is not None and q.bid is not None, within=10)
+    assert not kite._quotes.gave_up and kite._quotes.connected
+
+
 async def test_unknown_instrument_is_not_streamed(kite, ticker_peer):
     ticker_peer.ticks[INFY_TOKEN] = sample("ticker_full.json", INFY_TOKEN)
     quotes = sink(kite)

@@ -145,6 +145,10 @@ class TickerFeed:
     """The KiteTicker connection of one account and the quotes it gives, handed to ``emit`` on
     the event loop thread. ``root`` None: no streaming (snapshots only)."""
 
+    #: Reconnect attempts KiteTicker makes before it gives up (its own default); after that the
+    #: next ``stream`` starts a new connection.
+    reconnect_attempts = 50
+
     def __init__(
         self,
         name: str,
@@ -165,6 +169,7 @@ class TickerFeed:
         self._ticker: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
+        self.gave_up = False
         self.last_error: str | None = None
 
     @property
@@ -201,7 +206,9 @@ class TickerFeed:
                 wanted[token] = each
         self._instruments = wanted
         self._wanted = frozenset(wanted)
-        if self._ticker is None:
+        if self._ticker is None or self.gave_up:
+            # None yet, or KiteTicker spent its reconnect attempts: a new one.
+            self.close()
             if wanted:
                 await self._start()
             return
@@ -224,7 +231,13 @@ class TickerFeed:
             return
         module = await asyncio.to_thread(importlib.import_module, "kiteconnect.ticker")
         api_key, access_token = credentials
-        ticker = module.KiteTicker(api_key, access_token, root=self._root, reconnect_max_delay=5)
+        ticker = module.KiteTicker(
+            api_key,
+            access_token,
+            root=self._root,
+            reconnect_max_tries=self.reconnect_attempts,
+            reconnect_max_delay=5,
+        )
         ticker.on_ticks = self._ticks_in_reactor
         ticker.on_open = self._open_in_reactor
         ticker.on_close = self._closed_in_reactor
@@ -238,6 +251,7 @@ class TickerFeed:
         """Close the websocket (and stop its reconnecting); the reactor thread runs on."""
         ticker, self._ticker = self._ticker, None
         self.connected = False
+        self.gave_up = False
         if ticker is not None:
             _in_reactor(ticker.close)
 
@@ -308,7 +322,7 @@ class TickerFeed:
 
     def _gave_up_in_reactor(self, ticker: Any) -> None:
         if ticker is self._ticker:
-            self._to_loop(self._set_connected, False, "ticker gave up reconnecting")
+            self._to_loop(self._give_up, ticker)
 
     # -- back on the event loop -----------------------------------------------------------
     def _set_connected(self, connected: bool, error: str | None) -> None:
@@ -317,6 +331,11 @@ class TickerFeed:
         self.connected = connected
         if error is not None:
             self.last_error = error
+
+    def _give_up(self, ticker: Any) -> None:
+        if ticker is self._ticker:
+            self.gave_up = True
+            self._set_connected(False, "the quote websocket gave up reconnecting")
 
     def _receive(self, ticks: Iterable[dict[str, Any]]) -> None:
         arrived = utcnow()
