@@ -54,6 +54,26 @@ class FeedSettings(Protocol):
     def currency(self) -> str: ...
 
 
+class TickerState(Protocol):
+    """What a quote is read from in the client library's ``Ticker`` (ib_async and ib_insync
+    alike): floats, NaN for "not sent yet"."""
+
+    @property
+    def bid(self) -> float: ...
+    @property
+    def ask(self) -> float: ...
+    @property
+    def last(self) -> float: ...
+    @property
+    def bidSize(self) -> float: ...
+    @property
+    def askSize(self) -> float: ...
+    @property
+    def close(self) -> float: ...
+    @property
+    def marketDataType(self) -> int: ...
+
+
 def contract_of(instrument: Instrument, currency: str) -> Any:
     """The IB contract of ``instrument`` (InvalidSymbolError if it cannot be one), read by the
     same rules as an order's symbol."""
@@ -114,7 +134,7 @@ def _decimal(value: float | int | Decimal) -> Decimal | None:
 
 
 def quote_from(
-    instrument: Instrument, source: str, ticker: Any, at: datetime, state: QuoteState | None = None
+    instrument: Instrument, source: str, ticker: TickerState, at: datetime, state: QuoteState | None = None
 ) -> Quote:
     """A Quote of what ``ticker`` holds (the client library's record of one line)."""
     if state is None:
