@@ -172,9 +172,21 @@ class PeerOrder:
         }
 
 
+# The segment Kite keeps in an instrument token's low byte (KiteTicker reads prices by it).
+SEGMENTS = {"NSE": 1, "NFO": 2, "CDS": 3, "BSE": 4, "BFO": 5, "BCD": 6, "MCX": 7}
+
+
 def instrument_token(exchange: str, tradingsymbol: str) -> int:
-    # Stable across runs, unlike hash().
-    return sum((i + 1) * ord(ch) for i, ch in enumerate(f"{exchange}:{tradingsymbol}")) * 97
+    # Stable across runs, unlike hash(); the segment in the low byte as in Kite's own tokens.
+    serial = sum((i + 1) * ord(ch) for i, ch in enumerate(f"{exchange}:{tradingsymbol}")) * 97
+    return serial << 8 | SEGMENTS.get(exchange, 1)
+
+
+def depth_levels(best: Decimal, step: Decimal, sign: int) -> list[dict[str, Any]]:
+    """Five levels of one side of the book from its best price, as Kite's quote and ticks give them."""
+    return [
+        {"price": _num(best + sign * step * i), "quantity": 10 * (i + 1), "orders": i + 1} for i in range(5)
+    ]
 
 
 def envelope(data: Any) -> web.Response:
@@ -239,6 +251,7 @@ class KitePeer:
         app.router.add_get("/portfolio/positions", self._positions)
         app.router.add_get("/portfolio/holdings", self._holdings)
         app.router.add_get("/quote/ltp", self._ltp)
+        app.router.add_get("/quote", self._quote)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await self.start_listening()
@@ -625,6 +638,30 @@ class KitePeer:
                     "instrument_token": instrument_token(exchange, symbol),
                     "last_price": _num(self.prices[instrument]),
                 }
+        return envelope(data)
+
+    async def _quote(self, request: web.Request) -> web.Response:
+        """GET /quote: the full quote (last, OHLC with the previous close, five levels of depth,
+        the exchange's timestamp in IST) of each instrument the peer prices."""
+        data = {}
+        for instrument in request.query.getall("i", []):
+            if instrument not in self.prices:
+                continue
+            exchange, _, symbol = instrument.partition(":")
+            last = self.prices[instrument]
+            data[instrument] = {
+                "instrument_token": instrument_token(exchange, symbol),
+                "timestamp": kite_time(datetime.now(UTC)),
+                "last_trade_time": kite_time(datetime.now(UTC)),
+                "last_price": _num(last),
+                "last_quantity": 5,
+                "volume": 7360198,
+                "ohlc": {"open": _num(last), "high": _num(last), "low": _num(last), "close": _num(last - 10)},
+                "depth": {
+                    "buy": depth_levels(last - TICK, TICK, -1),
+                    "sell": depth_levels(last + TICK, TICK, 1),
+                },
+            }
         return envelope(data)
 
     async def _positions(self, request: web.Request) -> web.Response:

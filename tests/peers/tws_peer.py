@@ -26,7 +26,8 @@ It also plays the message sequences the TWS API documents and real sessions show
   (``correct()``);
 - informational codes about a working order (10349, 399, 404, ...: the ``notice()`` reaction);
 - an order modified in TWS: openOrder again with a new quantity or price (``modify()``);
-- CFD, option, future and forex contracts (``default_instruments()``).
+- CFD, option, future and forex contracts (``default_instruments()``);
+- contract details, market data lines and snapshots (``market_data``, see ``tws_market_data``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from .tws_market_data import REQUESTS as MARKET_DATA_REQUESTS
+from .tws_market_data import MarketData
 
 SERVER_VERSION = 176
 MIN_CLIENT_VERSION = 157
@@ -378,6 +382,8 @@ class TwsPeer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Contract details, market data lines and snapshots (see tws_market_data).
+        self.market_data = MarketData(self)
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> TwsPeer:
@@ -633,6 +639,8 @@ class TwsPeer:
             self._writers.discard(writer)
             if client in self._clients:
                 self._clients.remove(client)
+            if client is not None:
+                self.market_data.forget(client)
             writer.transport.abort()
 
     @staticmethod
@@ -724,6 +732,8 @@ class TwsPeer:
             client.send(NEXT_VALID_ID, 1, self._next_order_id)
         elif msg_id == REQ_MANAGED_ACCTS:
             client.send(MANAGED_ACCTS, 1, ",".join(self.accounts))
+        elif msg_id in MARKET_DATA_REQUESTS:
+            self.market_data.handle(client, fields)
         return True
 
     # -- orders -------------------------------------------------------------------------

@@ -6,7 +6,8 @@ connecting, losing the connection and disconnecting:
 - ``session``: the connection to TWS, the account traded, the state of the link, reads;
 - ``mirror``: our record of every order, kept in step with TWS's statuses and executions;
 - ``orders``: placing, cancelling and looking up orders;
-- ``account``: balance, margin, positions, last prices and FX rates.
+- ``account``: balance, margin, positions, last prices and FX rates;
+- ``quotes``: market data lines and snapshots as Quotes.
 
 Symbol formats are described in ``instruments``.
 """
@@ -25,13 +26,15 @@ from ...models import (
     ConnectionState,
     Order,
 )
+from ...quotes import Quote, QuoteLimits
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .api import ib_api
 from .mirror import OrderMirror
 from .orders import OrderDesk
+from .quotes import QuoteFeed
 from .session import IBSession
-from .settings import CAPABILITIES, LIVE_PORT, PAPER_PORT, read_settings
+from .settings import CAPABILITIES, DEFAULT_MARKET_DATA_LINES, LIVE_PORT, PAPER_PORT, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         account: str | None = None,
         timeout: float = 10.0,
         readonly: bool = False,
+        market_data_lines: int = DEFAULT_MARKET_DATA_LINES,
     ) -> None:
         super().__init__(name, live=live, currency=currency)
         self.host = host
@@ -70,11 +74,13 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         self.account_code = account
         self.timeout = float(timeout)
         self.readonly = readonly
+        self.market_data_lines = market_data_lines
         # The parts read the settings above from here each time they use them.
         self._session = IBSession(self, new_client=self._new_client, refresh_orders=self._refresh_all_orders)
         self._mirror = OrderMirror(self, self._session, self._emit)
         self._orders = OrderDesk(self, self._session, self._mirror)
         self._account = AccountReads(self, self._session)
+        self._quotes = QuoteFeed(self, self._session, self._emit_quote)
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> IBKRBroker:
@@ -89,6 +95,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
             account=read.account,
             timeout=read.timeout,
             readonly=read.readonly,
+            market_data_lines=read.market_data_lines,
         )
 
     # -- connection -----------------------------------------------------------------------
@@ -104,6 +111,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
             await session.open()
             # The client library asked for the day's executions on connecting.
             self._mirror.reconcile(executions_current=True)
+            self._quotes.restore()
             session.set_state(ConnectionState.CONNECTED)
             session.refreshed()
         except Exception as exc:
@@ -114,6 +122,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         self._session.begin_closing()
         self._mirror.stop()
         self._mirror.fail_waiters(BrokerConnectionError("disconnected", broker=self.name))
+        self._quotes.forget()
         self._session.close()
 
     async def ping(self) -> float:
@@ -128,11 +137,13 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         ib.commissionReportEvent += self._mirror.on_commission
         ib.errorEvent += self._on_error
         ib.disconnectedEvent += self._on_disconnected
+        self._quotes.attach(ib)
         return ib
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
         self._session.on_error(code, message)
         self._mirror.on_error(req_id, code, message)
+        self._quotes.on_error(code, contract)
 
     def _on_disconnected(self) -> None:
         session = self._session
@@ -168,3 +179,17 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
     async def get_fx_rates(self) -> dict[str, Decimal]:
         """What TWS reports as ExchangeRate in the account values (1 unit in the base currency)."""
         return self._account.fx_rates()
+
+    # -- quotes ---------------------------------------------------------------------------
+    @property
+    def quote_limits(self) -> QuoteLimits:
+        return QuoteLimits(streamed=self.market_data_lines)
+
+    def trades(self, instrument: Instrument) -> bool:
+        return super().trades(instrument) and instrument.asset_class in CAPABILITIES.asset_classes
+
+    async def stream_quotes(self, instruments: frozenset[Instrument]) -> None:
+        await self._quotes.stream(instruments)
+
+    async def get_quote(self, instrument: Instrument) -> Quote | None:
+        return await self._quotes.snapshot(instrument)

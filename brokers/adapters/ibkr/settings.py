@@ -13,7 +13,20 @@ from ...models import AssetClass, BrokerCapabilities, OrderType, TimeInForce
 
 PAPER_PORT = 7497
 LIVE_PORT = 7496
-SETTING_NAMES = ("name", "live", "currency", "host", "port", "client_id", "account", "timeout", "readonly")
+SETTING_NAMES = (
+    "name",
+    "live",
+    "currency",
+    "host",
+    "port",
+    "client_id",
+    "account",
+    "timeout",
+    "readonly",
+    "market_data_lines",
+)
+#: TWS's default allowance of simultaneous market data lines (more with quote booster packs).
+DEFAULT_MARKET_DATA_LINES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +40,7 @@ class IBSettings:
     account: str | None
     timeout: float
     readonly: bool
+    market_data_lines: int = DEFAULT_MARKET_DATA_LINES
 
 
 def read_settings(settings: Mapping[str, object]) -> IBSettings:
@@ -66,6 +80,7 @@ def read_settings(settings: Mapping[str, object]) -> IBSettings:
         account=account,
         timeout=float(timeout),
         readonly=_setting_bool(settings, "readonly", False),
+        market_data_lines=_setting_int(settings, "market_data_lines", DEFAULT_MARKET_DATA_LINES, 0, 10_000),
     )
 
 

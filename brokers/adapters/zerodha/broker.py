@@ -7,7 +7,8 @@ connecting and disconnecting:
 - ``mirror``: our copy of every order at Kite, updated from its order book and trade book;
 - ``updates``: the poll of the order book that stands in for a push channel Kite does not have;
 - ``orders``: placing, cancelling, looking up and listing orders;
-- ``account``: balance, margin, positions and last prices.
+- ``account``: balance, margin, positions and last prices;
+- ``quotes``: the KiteTicker quote stream and ``kite.quote()`` snapshots.
 
 kiteconnect is synchronous, so every call runs in a worker thread. Kite's access token dies every
 morning at 06:00 IST; ``session_expires_at`` says when, and a refused token marks the account as
@@ -35,10 +36,12 @@ from ...models import (
     Order,
     utcnow,
 )
+from ...quotes import Quote, QuoteLimits
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .mirror import OrderMirror
 from .orders import OrderDesk
+from .quotes import DEFAULT_TICKER_ROOT, TickerFeed
 from .session import KiteSession
 from .settings import (
     MIN_POLL_INTERVAL,
@@ -72,6 +75,7 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         live: bool = False,
         currency: str = "INR",
         root: str | None = None,
+        ticker_root: str | None = None,
         exchange: str = "NSE",
         product: str = "CNC",
         variety: str = "regular",
@@ -91,6 +95,10 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             raise setting_error("live", "true or false", live)
         if root is not None and (not isinstance(root, str) or not re.match(r"https?://[^\s/]+", root)):
             raise setting_error("root", "an http(s) URL such as https://api.kite.trade", root)
+        if ticker_root is not None and (
+            not isinstance(ticker_root, str) or not re.match(r"wss?://[^\s/]+", ticker_root)
+        ):
+            raise setting_error("ticker_root", "a ws(s) URL such as wss://ws.kite.trade", ticker_root)
         if not live and root is None:
             raise ConfigError(
                 f"zerodha account {name!r}: Kite has no paper-trading service, so every order is real. "
@@ -129,6 +137,14 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             variety=variety,
         )
         self._account = AccountReads(name, self._session, exchange=self._exchange, clock=self._now)
+        # A test server (root) streams only from a ticker named beside it, never from Kite's own.
+        self._quotes = TickerFeed(
+            name,
+            self._session,
+            root=ticker_root or (DEFAULT_TICKER_ROOT if root is None else None),
+            exchange=self._exchange,
+            emit=self._emit_quote,
+        )
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> ZerodhaBroker:
@@ -187,12 +203,14 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             raise
         session.state = ConnectionState.CONNECTED
         session.last_error = None
+        await self._quotes.reopen()
         self._updates.reset()
         self._poller = asyncio.create_task(self._updates.run(), name=f"kite-poll-{self.name}")
 
     async def disconnect(self) -> None:
         session = self._session
         await self._stop_poller()
+        self._quotes.close()
         session.close()
         if session.state is not ConnectionState.FAILED or not session.token_refused:
             session.state = ConnectionState.DISCONNECTED
@@ -231,3 +249,21 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
 
     def last_price_nowait(self, instrument: Instrument) -> Decimal | None:
         return self._account.last_price_nowait(instrument)
+
+    # -- quotes ---------------------------------------------------------------------------
+    @property
+    def quote_limits(self) -> QuoteLimits:
+        return QuoteLimits(streamed=self._quotes.limit)
+
+    def trades(self, instrument: Instrument) -> bool:
+        return (
+            super().trades(instrument)
+            and instrument.asset_class in self._capabilities.asset_classes
+            and (instrument.exchange is None or instrument.exchange in EXCHANGES)
+        )
+
+    async def stream_quotes(self, instruments: frozenset[Instrument]) -> None:
+        await self._quotes.stream(instruments)
+
+    async def get_quote(self, instrument: Instrument) -> Quote | None:
+        return await self._quotes.snapshot(instrument)

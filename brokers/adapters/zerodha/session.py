@@ -113,6 +113,14 @@ class KiteSession:
         await self.call("profile")  # proves the token before anything else is read
         self._token_refused_at = None
 
+    def ticker_credentials(self) -> tuple[str, str] | None:
+        """The api key and access token of the open client, for the quote websocket; None when
+        no client is open."""
+        kite = self._kite
+        if kite is None:
+            return None
+        return str(kite.api_key), str(kite.access_token)
+
     def close(self) -> None:
         kite, self._kite = self._kite, None
         if kite is not None:

@@ -16,6 +16,7 @@ SETTINGS = (
     "live",
     "currency",
     "root",
+    "ticker_root",
     "exchange",
     "product",
     "variety",
