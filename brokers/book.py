@@ -19,7 +19,7 @@ from .base import FxSource, PriceSource
 from .events import PositionDiff
 from .instruments import Instrument
 from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
-from .pnl import DayActivity
+from .pnl import DayActivity, DayBook
 from .riskstate import DayBaseline, DayStore
 
 __all__ = ["Book"]
@@ -455,6 +455,18 @@ class Book:
             self._new_day(self._today())
         holding = self._by_account.get(account, {}).get(instrument)
         return holding.activity() if holding is not None else None
+
+    def day_trades(self) -> DayBook:
+        """Today's fills in every holding, copied: for reading off the event loop."""
+        if self._today() != self._day:
+            self._new_day(self._today())
+        activity: dict[tuple[str, Instrument], DayActivity] = {}
+        closed: dict[str, dict[Instrument, DayActivity]] = {}
+        for (account, instrument), holding in self.holdings.items():
+            day = activity[(account, instrument)] = holding.activity()
+            if holding.quantity == 0 and holding.traded_today:
+                closed.setdefault(account, {})[instrument] = day
+        return DayBook(activity, closed)
 
     def closed_today(self, account: str) -> dict[Instrument, DayActivity]:
         """Holdings at ``account`` traded today and no longer held: their profit or loss still

@@ -274,7 +274,11 @@ def _consolidate(
     leg_marks = tuple(price if len(currencies) > 1 else last for _, price in ordered)
     pnls = tuple(_leg_pnl(leg, trades, close) for leg, _ in ordered)
     market_value_base, unrealized_base, realized_base, day_base = _sum(
-        (pnl.figures(price, fx, stale=stale) for pnl, price in zip(pnls, leg_marks, strict=True)), fx.base
+        (
+            pnl.figures(price, fx.convert, fx.base, stale=stale)
+            for pnl, price in zip(pnls, leg_marks, strict=True)
+        ),
+        fx.base,
     )
     if len(currencies) > 1:
         market_value, unrealized = market_value_base, unrealized_base
@@ -391,7 +395,7 @@ def account_totals(
         market_value = unrealized = realized = day = convert(native.market_value)
     else:
         market_value, unrealized, realized, day = _sum(
-            (pnl.figures(price, fx, stale=stale) for pnl, price in legs), fx.base
+            (pnl.figures(price, fx.convert, fx.base, stale=stale) for pnl, price in legs), fx.base
         )
     base = Figures(
         cash=convert(native.cash),

@@ -27,13 +27,15 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
 from .enums import CaseInsensitiveEnum
-from .fx import FxRates, Money
+from .fx import Money
 from .instruments import Instrument
 from .models import Position
 
 __all__ = [
     "CENT",
+    "Converter",
     "DayActivity",
+    "DayBook",
     "DayTrades",
     "LegFigures",
     "LegPnl",
@@ -83,6 +85,25 @@ class DayTrades(Protocol):
     def closed_today(self, account: str) -> dict[Instrument, DayActivity]:
         """Holdings at ``account`` traded today and no longer held."""
         ...
+
+
+Converter = Callable[[Decimal, str], Money]
+"""(amount, currency) -> the amount in the base currency (``FxRates.convert``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DayBook:
+    """Today's fills per holding, copied out of the book at one moment (``Book.day_trades``):
+    safe to read from another thread while the book goes on taking fills."""
+
+    activity: dict[tuple[str, Instrument], DayActivity]
+    closed: dict[str, dict[Instrument, DayActivity]]
+
+    def day_activity(self, account: str, instrument: Instrument) -> DayActivity | None:
+        return self.activity.get((account, instrument))
+
+    def closed_today(self, account: str) -> dict[Instrument, DayActivity]:
+        return self.closed.get(account, {})
 
 
 PreviousClose = Callable[[Position], Decimal | None]
@@ -154,19 +175,22 @@ class LegPnl:
             return None
         return mark * self.units - self.fills_day_offset
 
-    def figures(self, mark: Decimal | None, fx: FxRates, *, stale: bool = False) -> LegFigures:
-        """Money at ``mark`` in the base currency: converted once, rounded to the cent."""
+    def figures(
+        self, mark: Decimal | None, convert: Converter, base: str, *, stale: bool = False
+    ) -> LegFigures:
+        """Money at ``mark`` in the ``base`` currency: converted once (``convert``, such as
+        ``FxRates.convert``), rounded to the cent."""
 
-        def base(amount: Decimal | None) -> Money:
+        def to_base(amount: Decimal | None) -> Money:
             if amount is None:
-                return Money(None, fx.base, stale, missing=True)
-            return cents(fx.convert(amount, self.currency).marked(stale=stale))
+                return Money(None, base, stale, missing=True)
+            return cents(convert(amount, self.currency).marked(stale=stale))
 
         return LegFigures(
-            market_value=base(self.market_value(mark)),
-            unrealized=base(self.unrealized(mark)),
-            realized_today=base(self.realized_today),
-            day_pnl=base(self.day_pnl(mark)),
+            market_value=to_base(self.market_value(mark)),
+            unrealized=to_base(self.unrealized(mark)),
+            realized_today=to_base(self.realized_today),
+            day_pnl=to_base(self.day_pnl(mark)),
         )
 
 
