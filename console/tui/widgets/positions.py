@@ -355,12 +355,12 @@ def _sources(pnl: LegPnl, mark: Decimal | None) -> str:
     if pnl.day_source is PnlSource.BROKER:
         ours = pnl.fills_day_pnl(mark)
         theirs = pnl.day_pnl(mark)
-        beside = f", fills {fmt.amount(ours)}" if ours is not None and ours != theirs else ""
+        beside = f", fills {fmt.amount(ours)} {pnl.currency}" if ours is not None and ours != theirs else ""
         parts.append(f"day: broker{beside}")
     elif pnl.day_source is PnlSource.UNKNOWN:
         parts.append("day: no previous close")
     if pnl.realized_source is PnlSource.BROKER:
         ours, theirs = pnl.fills_realized_today, pnl.realized_today
-        beside = f", fills {fmt.amount(ours)}" if ours is not None and ours != theirs else ""
+        beside = f", fills {fmt.amount(ours)} {pnl.currency}" if ours is not None and ours != theirs else ""
         parts.append(f"realised: broker{beside}")
     return f" ({'; '.join(parts)})" if parts else ""
