@@ -25,7 +25,16 @@ from .events import PositionDiff
 from .fx import FxRates, Money
 from .instruments import Instrument
 from .models import AccountStatus, AssetClass, Balance, Position, utcnow
-from .pnl import DayTrades, LegFigures, LegPnl, PreviousClose, cents, closed_leg_pnl, leg_pnl, previous_close
+from .pnl import (
+    DayTrades,
+    LegPnl,
+    LegSums,
+    PreviousClose,
+    cents,
+    closed_leg_pnl,
+    leg_pnl,
+    previous_close,
+)
 
 __all__ = [
     "AccountTotals",
@@ -223,16 +232,6 @@ def _leg_pnl(position: Position, trades: DayTrades | None, close: PreviousClose)
     return leg_pnl(position, activity, close)
 
 
-def _sum(figures: Iterable[LegFigures], base: str) -> tuple[Money, Money, Money, Money]:
-    figures = list(figures)
-    return (
-        Money.total((f.market_value for f in figures), base),
-        Money.total((f.unrealized for f in figures), base),
-        Money.total((f.realized_today for f in figures), base),
-        Money.total((f.day_pnl for f in figures), base),
-    )
-
-
 def _consolidate(
     instrument: Instrument,
     legs: list[Position],
@@ -273,13 +272,10 @@ def _consolidate(
     ordered = sorted(zip(legs, marks, strict=True), key=lambda pair: pair[0].account)
     leg_marks = tuple(price if len(currencies) > 1 else last for _, price in ordered)
     pnls = tuple(_leg_pnl(leg, trades, close) for leg, _ in ordered)
-    market_value_base, unrealized_base, realized_base, day_base = _sum(
-        (
-            pnl.figures(price, fx.convert, fx.base, stale=stale)
-            for pnl, price in zip(pnls, leg_marks, strict=True)
-        ),
-        fx.base,
-    )
+    sums = LegSums(fx, fx.base, in_cents=True)
+    for pnl, price in zip(pnls, leg_marks, strict=True):
+        sums.add(pnl, price, stale=stale)
+    market_value_base, unrealized_base, realized_base, day_base = sums.totals()
     if len(currencies) > 1:
         market_value, unrealized = market_value_base, unrealized_base
     return ConsolidatedPosition(
@@ -373,18 +369,18 @@ def account_totals(
             for instrument, activity in trades.closed_today(name).items():
                 legs.append((closed_leg_pnl(name, currency, instrument, activity), Decimal(0)))
 
-        def native_total(figure: Callable[[LegPnl, Decimal | None], Decimal | None]) -> Money:
-            parts = (fx.convert(figure(pnl, price), pnl.currency, to=currency) for pnl, price in legs)
-            return Money.total(parts, currency).marked(stale=stale)
-
+        native_sums = LegSums(fx, currency, in_cents=False)
+        for pnl, price in legs:
+            native_sums.add(pnl, price)
+        market_native, unrealized_native, realized_native, day_native = native_sums.totals()
         native = Figures(
             cash=Money(balance.cash, currency, stale),
             equity=Money(balance.equity, currency, stale),
             buying_power=Money(balance.buying_power, currency, stale),
-            market_value=native_total(lambda pnl, price: pnl.market_value(price)),
-            unrealized_pnl=native_total(lambda pnl, price: pnl.unrealized(price)),
-            realized_today=native_total(lambda pnl, price: pnl.realized_today),
-            day_pnl=native_total(lambda pnl, price: pnl.day_pnl(price)),
+            market_value=market_native.marked(stale=stale),
+            unrealized_pnl=unrealized_native.marked(stale=stale),
+            realized_today=realized_native.marked(stale=stale),
+            day_pnl=day_native.marked(stale=stale),
             margin_used=Money(balance.margin_used, currency, stale, missing=balance.margin_used is None),
         )
 
@@ -394,9 +390,10 @@ def account_totals(
     if balance is None:
         market_value = unrealized = realized = day = convert(native.market_value)
     else:
-        market_value, unrealized, realized, day = _sum(
-            (pnl.figures(price, fx.convert, fx.base, stale=stale) for pnl, price in legs), fx.base
-        )
+        base_sums = LegSums(fx, fx.base, in_cents=True)
+        for pnl, price in legs:
+            base_sums.add(pnl, price, stale=stale)
+        market_value, unrealized, realized, day = base_sums.totals()
     base = Figures(
         cash=convert(native.cash),
         equity=convert(native.equity),

@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
 from .enums import CaseInsensitiveEnum
-from .fx import Money
+from .fx import Conversion, FxRates, Money
 from .instruments import Instrument
 from .models import Position
 
@@ -39,6 +39,8 @@ __all__ = [
     "DayTrades",
     "LegFigures",
     "LegPnl",
+    "LegSums",
+    "MoneySum",
     "PnlSource",
     "PreviousClose",
     "cents",
@@ -104,6 +106,74 @@ class DayBook:
 
     def closed_today(self, account: str) -> dict[Instrument, DayActivity]:
         return self.closed.get(account, {})
+
+
+class MoneySum:
+    """``Money.total`` of parts added one at a time, without a ``Money`` for each part."""
+
+    __slots__ = ("amount", "currency", "missing", "stale")
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.amount: Decimal | None = None
+        self.stale = self.missing = False
+
+    def add(self, amount: Decimal | None, *, stale: bool = False, missing: bool = False) -> None:
+        self.stale |= stale
+        if amount is None:
+            self.missing = True
+            return
+        self.missing |= missing
+        self.amount = amount if self.amount is None else self.amount + amount
+
+    def money(self) -> Money:
+        amount = _ZERO if self.amount is None and not self.missing else self.amount
+        return Money(amount, self.currency, self.stale, self.missing)
+
+
+class LegSums:
+    """A leg's four figures (value, unrealised, realised today, day) added up into ``currency``,
+    each leg's converted once and, for the base currency, rounded to the cent: the same cents
+    ``LegPnl.figures`` gives, for thousands of legs at a time."""
+
+    __slots__ = ("currency", "day", "found", "fx", "in_cents", "market_value", "realized", "unrealized")
+
+    def __init__(self, fx: FxRates, currency: str, *, in_cents: bool) -> None:
+        self.fx, self.currency, self.in_cents = fx, currency, in_cents
+        self.found: dict[str, Conversion | None] = {}
+        self.market_value = MoneySum(currency)
+        self.unrealized = MoneySum(currency)
+        self.realized = MoneySum(currency)
+        self.day = MoneySum(currency)
+
+    def _conversion(self, currency: str) -> Conversion | None:
+        if currency in self.found:
+            return self.found[currency]
+        try:
+            conversion = self.fx.conversion(currency, self.currency)
+        except ValueError:
+            conversion = None  # not a currency code: no rate applies
+        self.found[currency] = conversion
+        return conversion
+
+    def add(self, pnl: LegPnl, mark: Decimal | None, *, stale: bool = False) -> None:
+        conversion = self._conversion(pnl.currency)
+        for total, amount in (
+            (self.market_value, pnl.market_value(mark)),
+            (self.unrealized, pnl.unrealized(mark)),
+            (self.realized, pnl.realized_today),
+            (self.day, pnl.day_pnl(mark)),
+        ):
+            if amount is None or conversion is None:
+                total.add(None, stale=stale)
+                continue
+            value = conversion.apply(amount)
+            if self.in_cents:
+                value = value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+            total.add(value, stale=stale or conversion.stale)
+
+    def totals(self) -> tuple[Money, Money, Money, Money]:
+        return (self.market_value.money(), self.unrealized.money(), self.realized.money(), self.day.money())
 
 
 PreviousClose = Callable[[Position], Decimal | None]
@@ -184,7 +254,14 @@ class LegPnl:
         def to_base(amount: Decimal | None) -> Money:
             if amount is None:
                 return Money(None, base, stale, missing=True)
-            return cents(convert(amount, self.currency).marked(stale=stale))
+            converted = convert(amount, self.currency)
+            value = converted.amount
+            return Money(
+                None if value is None else value.quantize(CENT, rounding=ROUND_HALF_EVEN),
+                base,
+                converted.stale or stale,
+                converted.missing,
+            )
 
         return LegFigures(
             market_value=to_base(self.market_value(mark)),
