@@ -179,6 +179,8 @@ class Book:
         # changed since it was last written.
         self.store: DayStore | None = None
         self._dirty: set[tuple[str, Instrument]] = set()
+        # The holdings traded today: what ``day_trades`` copies.
+        self._traded_today: set[tuple[str, Instrument]] = set()
 
     # -- keeping it ----------------------------------------------------------------------
     def track(self, order: Order) -> None:
@@ -235,6 +237,7 @@ class Book:
         quantity = fill.quantity
         holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
         self._dirty.add((account, instrument))
+        self._traded_today.add((account, instrument))
         return True
 
     def seed(self, account: str, positions: Iterable[Position]) -> list[PositionDiff]:
@@ -445,6 +448,7 @@ class Book:
     def _new_day(self, today: date) -> None:
         self._day = today
         self._dirty.update(self.holdings)
+        self._traded_today.clear()
         for (name, instrument), holding in self.holdings.items():
             holding.new_day(self.last_price(instrument, name))
 
@@ -457,14 +461,16 @@ class Book:
         return holding.activity() if holding is not None else None
 
     def day_trades(self) -> DayBook:
-        """Today's fills in every holding, copied: for reading off the event loop."""
+        """Today's fills in every holding traded today, copied: for reading off the event loop
+        (a holding not traded today has none to copy)."""
         if self._today() != self._day:
             self._new_day(self._today())
         activity: dict[tuple[str, Instrument], DayActivity] = {}
         closed: dict[str, dict[Instrument, DayActivity]] = {}
-        for (account, instrument), holding in self.holdings.items():
+        for account, instrument in self._traded_today:
+            holding = self.holdings[(account, instrument)]
             day = activity[(account, instrument)] = holding.activity()
-            if holding.quantity == 0 and holding.traded_today:
+            if holding.quantity == 0:
                 closed.setdefault(account, {})[instrument] = day
         return DayBook(activity, closed)
 
