@@ -31,7 +31,6 @@ from .pnl import (
     LegSums,
     PreviousClose,
     cents,
-    closed_leg_pnl,
     leg_pnl,
     previous_close,
 )
@@ -212,12 +211,14 @@ def consolidate_positions(
     close: PreviousClose = previous_close,
 ) -> list[ConsolidatedPosition]:
     """Positions grouped by instrument. ``trades`` gives today's fills per holding (the book),
-    ``close`` the previous close of a position (see ``brokers.pnl``)."""
+    ``close`` the previous close of a position (see ``brokers.pnl``). A holding closed today is
+    a leg of no quantity: what it made today still shows."""
     groups: dict[Instrument, list[Position]] = {}
-    for positions in snapshot.positions.values():
+    for account, positions in snapshot.positions.items():
         for position in positions:
-            if position.quantity == 0:
-                continue
+            if position.quantity != 0:
+                groups.setdefault(position.instrument, []).append(position)
+        for position in _closed_legs(snapshot, trades, account):
             groups.setdefault(position.instrument, []).append(position)
     rows = [
         _consolidate(instrument, legs, snapshot, fx, mark, trades, close)
@@ -225,6 +226,36 @@ def consolidate_positions(
     ]
     rows.sort(key=lambda row: (row.symbol, row.asset_class.value, row.label))
     return rows
+
+
+def _closed_legs(snapshot: Snapshot, trades: DayTrades | None, account: str) -> list[Position]:
+    """Holdings ``account`` closed today by the book's count, as legs of no quantity; not those
+    its broker still reports open (its word wins)."""
+    if trades is None:
+        return []
+    closed = trades.closed_today(account)
+    if not closed:
+        return []
+    held = {p.instrument for p in snapshot.positions.get(account, ()) if p.quantity}
+    balance = snapshot.balances.get(account)
+    currency = balance.currency if balance is not None else "USD"
+    return [
+        Position(
+            symbol=instrument.symbol,
+            quantity=Decimal(0),
+            account=account,
+            asset_class=instrument.asset_class,
+            currency=instrument.currency or currency,
+            multiplier=instrument.multiplier,
+            exchange=instrument.exchange,
+            expiry=instrument.expiry,
+            strike=instrument.strike,
+            right=instrument.right,
+            previous_close=activity.previous_close,
+        )
+        for instrument, activity in closed.items()
+        if instrument not in held
+    ]
 
 
 def _leg_pnl(position: Position, trades: DayTrades | None, close: PreviousClose) -> LegPnl:
@@ -270,7 +301,10 @@ def _consolidate(
     # In the base currency: each leg at the price the row shows (its own, across currencies),
     # converted once and rounded to the cent, then added up.
     ordered = sorted(zip(legs, marks, strict=True), key=lambda pair: pair[0].account)
-    leg_marks = tuple(price if len(currencies) > 1 else last for _, price in ordered)
+    # A leg closed today holds nothing: any price values it the same.
+    leg_marks = tuple(
+        (price if len(currencies) > 1 else last) if leg.quantity else Decimal(0) for leg, price in ordered
+    )
     pnls = tuple(_leg_pnl(leg, trades, close) for leg, _ in ordered)
     sums = LegSums(fx, fx.base, in_cents=True)
     for pnl, price in zip(pnls, leg_marks, strict=True):
@@ -365,9 +399,8 @@ def account_totals(
         for position in snapshot.positions.get(name, ()):
             if position.quantity != 0:
                 legs.append((_leg_pnl(position, trades, close), mark(position)))
-        if trades is not None:
-            for instrument, activity in trades.closed_today(name).items():
-                legs.append((closed_leg_pnl(name, currency, instrument, activity), Decimal(0)))
+        for position in _closed_legs(snapshot, trades, name):
+            legs.append((_leg_pnl(position, trades, close), Decimal(0)))
 
         native_sums = LegSums(fx, currency, in_cents=False)
         for pnl, price in legs:

@@ -44,7 +44,6 @@ __all__ = [
     "PnlSource",
     "PreviousClose",
     "cents",
-    "closed_leg_pnl",
     "leg_pnl",
     "previous_close",
 ]
@@ -314,22 +313,4 @@ def leg_pnl(
         day_source=day_source,
         fills_realized_today=fills_realized,
         fills_day_offset=fills_offset,
-    )
-
-
-def closed_leg_pnl(account: str, currency: str, instrument: Instrument, activity: DayActivity) -> LegPnl:
-    """A holding traded today and no longer held: no units, its day's P&L is all in the fills."""
-    multiplier = instrument.multiplier
-    offset = _fills_offset(_ZERO, multiplier, activity, activity.previous_close)
-    return LegPnl(
-        account=account,
-        currency=instrument.currency or currency,
-        units=_ZERO,
-        cost=_ZERO,
-        day_offset=offset,
-        realized_today=activity.realized,
-        realized_source=PnlSource.FILLS,
-        day_source=PnlSource.FILLS if offset is not None else PnlSource.UNKNOWN,
-        fills_realized_today=activity.realized,
-        fills_day_offset=offset,
     )

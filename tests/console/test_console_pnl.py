@@ -56,6 +56,28 @@ async def test_a_sale_shows_realised_today_and_the_days_pnl():
         assert accounts.shown("paper-us", "day").plain.strip() == "96.00"
 
 
+async def test_a_position_closed_today_keeps_its_row_and_its_pnl():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        app.runtime.manager.get("paper-us").set_price("MSFT", "420.00")
+        await submit(app, pilot, symbol="MSFT", side="SELL", quantity="20", account="paper-us")
+        await wait_for(
+            lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot
+        )
+        await wait_for(lambda: app.positions.rows["MSFT"].quantity == 0, pilot)
+        await app.show_snapshot()
+        await pilot.pause()
+        table = app.positions.table
+        # 20 sold at 420 that cost 400 and closed yesterday at 415.20.
+        assert table.shown("MSFT", "realized").plain.strip() == "400.00"
+        assert table.shown("MSFT", "day").plain.strip() == "96.00"
+        assert table.shown("MSFT", "value").plain.strip() == "0.00"
+        assert app.accounts.shown("paper-us", "day").plain.strip() == "96.00"
+        totals = app.positions.totals()
+        assert totals["realized"].amount == column_sum(table, table.row_keys, "realized") == 400
+
+
 async def test_every_total_is_the_sum_of_the_rows_shown():
     app = console()
     async with app.run_test(size=SIZE) as pilot:

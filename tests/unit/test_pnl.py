@@ -10,7 +10,7 @@ from brokers.book import Book
 from brokers.fx import FxRates, Money
 from brokers.instruments import Instrument
 from brokers.models import AssetClass, Fill, Position, Side
-from brokers.pnl import DayActivity, PnlSource, cents, closed_leg_pnl, leg_pnl
+from brokers.pnl import DayActivity, PnlSource, cents, leg_pnl
 
 D = Decimal
 
@@ -108,13 +108,10 @@ def test_the_brokers_figures_win_and_ours_stay_beside_them():
 
 
 def test_a_holding_closed_today_keeps_its_day():
-    instrument = Instrument.stock("AAPL")
-    closed = closed_leg_pnl(
-        "acct", "USD", instrument, DayActivity(quantity=D(-10), cash=D(-1100), previous_close=D(105))
-    )
-    assert closed.day_pnl(D(0)) == 50  # sold 10 at 110 that closed at 105
-    unknown = closed_leg_pnl("acct", "USD", instrument, DayActivity(quantity=D(-10), cash=D(-1100)))
-    assert unknown.day_pnl(D(0)) is None
+    sold = DayActivity(quantity=D(-10), cash=D(-1100), realized=D(100))
+    closed = leg_pnl(position("0", avg="0", last=None, previous_close="105"), sold)
+    assert closed.day_pnl(D(0)) == 50 and closed.realized_today == 100  # sold 10 at 110, closed at 105
+    assert leg_pnl(position("0", avg="0", last=None), sold).day_pnl(D(0)) is None
 
 
 def test_cents_round_half_even_and_keep_marks():

@@ -37,6 +37,7 @@ def worlds(draw):
     balances: dict[str, Balance] = {}
     positions: dict[str, list[Position]] = {}
     activity: dict = {}
+    closed: dict = {}
     for name in names:
         currency = draw(st.sampled_from(CURRENCIES))
         balances[name] = Balance(
@@ -68,6 +69,20 @@ def worlds(draw):
                     quantity=draw(quantities), cash=draw(amounts), realized=draw(amounts)
                 )
         positions[name] = held
+        # Holdings closed today: no quantity left, their day still counts.
+        held_symbols = {p.symbol for p in held}
+        for symbol in draw(st.lists(st.sampled_from(SYMBOLS), max_size=2, unique=True)):
+            if symbol in held_symbols:
+                continue
+            instrument = Position(symbol=symbol, quantity=Decimal(0), account=name, currency=currency).instrument
+            day = DayActivity(
+                quantity=draw(quantities),
+                cash=draw(amounts),
+                realized=draw(amounts),
+                previous_close=draw(st.none() | prices),
+            )
+            activity[(name, instrument)] = day
+            closed.setdefault(name, {})[instrument] = day
     snapshot = Snapshot(
         taken_at=NOW,
         balances=balances,
@@ -76,7 +91,7 @@ def worlds(draw):
         as_of={name: NOW for name in names},
         stale=frozenset(draw(st.sets(st.sampled_from(names)))),
     )
-    return snapshot, fx, DayBook(activity, {}), {name: b.currency for name, b in balances.items()}
+    return snapshot, fx, DayBook(activity, closed), {name: b.currency for name, b in balances.items()}
 
 
 def mark_of(position: Position) -> Decimal | None:

@@ -165,7 +165,9 @@ class PositionsPane(Vertical):
     async def show_positions(self, positions: Iterable[ConsolidatedPosition], *, chunk: int = 500) -> None:
         """Apply a fresh snapshot of ``ConsolidatedPosition``s: add, update and drop rows,
         ``chunk`` rows per turn of the event loop so thousands of rows never stall it."""
-        rows = [p for p in positions if p.quantity != 0]
+        # Every row: a net of 0 across accounts (long here, short there) and a holding closed
+        # today still have money to show, and the totals count them.
+        rows = list(positions)
         visible = self._visible_keys()
         for start in range(0, len(rows), chunk):
             if start:
