@@ -56,6 +56,22 @@ async def test_a_sale_shows_realised_today_and_the_days_pnl():
         assert accounts.shown("paper-us", "day").plain.strip() == "96.00"
 
 
+async def test_a_fill_at_an_unchanged_price_still_repaints_the_pnl():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await submit(app, pilot, symbol="MSFT", side="SELL", quantity="10", account="paper-us")
+        await wait_for(
+            lambda: any(o.status is OrderStatus.FILLED for o in app.blotter.orders.values()), pilot
+        )
+        await wait_for(lambda: app.positions.rows["MSFT"].quantity == 10, pilot)
+        await app.show_snapshot()
+        await pilot.pause()
+        # Sold at 415.20, the previous close, against an average of 400: realised, no day P&L.
+        assert app.positions.table.shown("MSFT", "realized").plain.strip() == "152.00"
+        assert app.positions.table.shown("MSFT", "day").plain.strip() == "0.00"
+
+
 async def test_a_position_closed_today_keeps_its_row_and_its_pnl():
     app = console()
     async with app.run_test(size=SIZE) as pilot:

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from brokers.consolidation import CashSettlement, Figures, SettlementTotals, Totals
 from brokers.fx import Money
+from brokers.pnl import cents
 from console import formatting as fmt
 
 from .keyed_table import KeyedTable
@@ -30,12 +31,16 @@ row (the ``SettlementTotals``); None: the split is not known."""
 
 
 def settlement_cells(split: CashSettlement | SettlementTotals | None) -> dict[str, Text]:
+    """Settled and pending cash in the base currency, each account's rounded to the cent and
+    the total the sum of those cents."""
     if split is None:
         return {"settled": fmt.money_cell(None), "pending": fmt.money_cell(None)}
     if isinstance(split, CashSettlement):
-        settled, pending = split.settled_base, split.pending_base
+        settled, pending = cents(split.settled_base), cents(split.pending_base)
     else:
-        settled, pending = split.settled, split.pending
+        accounts = split.per_account.values()
+        settled = Money.total((cents(a.settled_base) for a in accounts), split.currency)
+        pending = Money.total((cents(a.pending_base) for a in accounts), split.currency)
     return {"settled": fmt.money_cell(settled), "pending": fmt.money_cell(pending)}
 
 

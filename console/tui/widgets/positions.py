@@ -67,7 +67,8 @@ class _Row:
     # Several currencies: each leg keeps its own price, and a tick (one price) does not move it.
     one_price: bool = True
     shown_static: tuple[Decimal, Decimal | None] | None = None
-    shown_price: Decimal | None | object = _UNSHOWN
+    # What the price and money cells show (``_priced``): repainted when any of it changes.
+    shown_price: tuple[Decimal | None, Money, Money, Money, Money] | object = _UNSHOWN
 
 
 class PositionsTable(KeyedTable):
@@ -110,6 +111,10 @@ class _Total:
     def money(self, currency: str) -> Money:
         amount = None if self.known == 0 and self.unknown else self.amount
         return Money(amount, currency, self.stale > 0, self.missing > 0 or self.unknown > 0)
+
+
+def _priced(row: _Row) -> tuple[Decimal | None, Money, Money, Money, Money]:
+    return (row.last_price, row.market_value, row.pnl, row.realized, row.day_pnl)
 
 
 def _row_money(row: _Row) -> tuple[Money, Money, Money, Money]:
@@ -222,15 +227,15 @@ class PositionsPane(Vertical):
         table = self.table
         if not table.has_row(key):
             table.upsert(key, {**self._static_cells(row), **self._price_cells(row)})
-            row.shown_static, row.shown_price = self._static_of(row), row.last_price
+            row.shown_static, row.shown_price = self._static_of(row), _priced(row)
             return
         static = self._static_of(row)
         if static != row.shown_static:
             table.upsert(key, self._static_cells(row))
             row.shown_static = static
-        if key in visible and row.shown_price != row.last_price:
+        if key in visible and row.shown_price != _priced(row):
             table.upsert(key, self._price_cells(row))
-            row.shown_price = row.last_price
+            row.shown_price = _priced(row)
         elif key not in visible:
             # Off screen: repainted by the tick sweep or when it scrolls into view.
             row.shown_price = _UNSHOWN
@@ -262,9 +267,10 @@ class PositionsPane(Vertical):
                 row.last_price = price
                 self._reprice(row, price, convert)
                 repriced = True
-            if row.shown_price != row.last_price:
+            priced = _priced(row)
+            if row.shown_price != priced:
                 table.upsert(key, self._price_cells(row))
-                row.shown_price = row.last_price
+                row.shown_price = priced
                 changed += 1
         if repriced:
             self.show_totals()
