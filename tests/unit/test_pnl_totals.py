@@ -74,7 +74,9 @@ def worlds(draw):
         for symbol in draw(st.lists(st.sampled_from(SYMBOLS), max_size=2, unique=True)):
             if symbol in held_symbols:
                 continue
-            instrument = Position(symbol=symbol, quantity=Decimal(0), account=name, currency=currency).instrument
+            instrument = Position(
+                symbol=symbol, quantity=Decimal(0), account=name, currency=currency
+            ).instrument
             day = DayActivity(
                 quantity=draw(quantities),
                 cash=draw(amounts),
