@@ -96,6 +96,13 @@ class Position(BaseModel):
     expiry: date | None = None
     strike: Decimal | None = None
     right: str | None = None
+    # What the broker itself says of the day, where it does (None: it does not): the price the
+    # day's P&L is counted from, its own figure for that P&L (Alpaca's intraday P&L, Kite's
+    # m2m), and the profit or loss taken today (Kite's ``realised``, IB's ``realizedPNL``).
+    # ``brokers.pnl`` prefers these to the figures worked out from the fills, and keeps both.
+    previous_close: Decimal | None = None
+    day_pnl: Decimal | None = None
+    realized_today: Decimal | None = None
 
     @model_validator(mode="after")
     def _names_an_instrument(self) -> Position:
@@ -164,6 +171,8 @@ class Balance(BaseModel):
     settled_source: SettledCashSource = SettledCashSource.UNKNOWN
     computed_settled_cash: Decimal | None = None
     cash_account: bool = False
+    # Margin the open positions tie up (initial margin), in ``currency``; None: not reported.
+    margin_used: Decimal | None = None
 
     @property
     def settlement_disagreement(self) -> Decimal | None:

@@ -19,6 +19,7 @@ from .base import FxSource, PriceSource
 from .events import PositionDiff
 from .instruments import Instrument
 from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
+from .pnl import DayActivity, DayBook
 from .riskstate import DayBaseline, DayBaselines
 
 __all__ = ["Book"]
@@ -28,33 +29,80 @@ _ZERO = Decimal(0)
 
 class _Holding:
     """One position as the execution layer tracks it. ``basis`` is the average price for the
-    day's P&L: positions carried in from before are marked at the price when first seen."""
+    day's P&L: positions carried in from before are marked at the price when first seen.
 
-    __slots__ = ("basis", "multiplier", "quantity", "realized")
+    For the P&L shown (``brokers.pnl``): ``cost`` is the average price paid (the broker's, for
+    what was held before), ``day_*`` today's fills added up, ``realized_today`` what they closed
+    against ``cost``, and ``previous_close`` the broker's, when it gave one."""
 
-    def __init__(self, quantity: Decimal = _ZERO, basis: Decimal = _ZERO) -> None:
+    __slots__ = (
+        "basis",
+        "cost",
+        "day_cash",
+        "day_commission",
+        "day_quantity",
+        "multiplier",
+        "previous_close",
+        "quantity",
+        "realized",
+        "realized_today",
+    )
+
+    def __init__(
+        self, quantity: Decimal = _ZERO, basis: Decimal = _ZERO, cost: Decimal | None = None
+    ) -> None:
         self.quantity = quantity
         self.basis = basis
         self.realized = _ZERO
         # Money per unit of price and quantity: contracts of an option or future move
         # ``multiplier`` times the price (set from the instrument when the holding is added).
         self.multiplier = Decimal(1)
+        self.cost = basis if cost is None else cost
+        self.previous_close: Decimal | None = None
+        self.day_quantity = _ZERO
+        self.day_cash = _ZERO
+        self.day_commission = _ZERO
+        self.realized_today = _ZERO
 
     def apply(self, signed: Decimal, price: Decimal, commission: Decimal) -> None:
         quantity = self.quantity
         self.realized -= commission
+        self.realized_today -= commission
+        self.day_quantity += signed
+        self.day_cash += signed * price * self.multiplier
+        self.day_commission += commission
         if quantity == 0 or (quantity > 0) == (signed > 0):
             total = abs(quantity) + abs(signed)
             self.basis = (self.basis * abs(quantity) + price * abs(signed)) / total
+            self.cost = (self.cost * abs(quantity) + price * abs(signed)) / total
             self.quantity = quantity + signed
             return
         closed = min(abs(signed), abs(quantity))
-        self.realized += closed * (price - self.basis) * self.multiplier * (1 if quantity > 0 else -1)
+        direction = 1 if quantity > 0 else -1
+        self.realized += closed * (price - self.basis) * self.multiplier * direction
+        self.realized_today += closed * (price - self.cost) * self.multiplier * direction
         self.quantity = quantity + signed
         if self.quantity == 0:
-            self.basis = _ZERO
+            self.basis = self.cost = _ZERO
         elif (self.quantity > 0) != (quantity > 0):
-            self.basis = price  # flipped: the remainder was opened at this price
+            self.basis = self.cost = price  # flipped: the remainder was opened at this price
+
+    def new_day(self, last: Decimal | None) -> None:
+        self.realized = self.realized_today = _ZERO
+        self.day_quantity = self.day_cash = self.day_commission = _ZERO
+        if last is not None:
+            self.basis = last
+        # Yesterday's last price is the nearest thing to its close the book has seen.
+        self.previous_close = last
+
+    def activity(self) -> DayActivity:
+        return DayActivity(
+            self.day_quantity, self.day_cash, self.day_commission, self.realized_today, self.previous_close
+        )
+
+    @property
+    def traded_today(self) -> bool:
+        return bool(self.day_quantity or self.day_cash or self.day_commission or self.realized_today)
 
 
 def _utc_today() -> date:
@@ -68,7 +116,7 @@ def _instrument(what: Instrument | str) -> Instrument:
 class _Reported:
     """The rows a broker reported for one instrument at one account, added up."""
 
-    __slots__ = ("instrument", "quantity", "unknown", "weight", "weighted")
+    __slots__ = ("instrument", "previous_close", "quantity", "unknown", "weight", "weighted")
 
     def __init__(self, position: Position) -> None:
         self.instrument = position.instrument
@@ -76,6 +124,7 @@ class _Reported:
         self.weight = _ZERO
         self.weighted = _ZERO
         self.unknown = False
+        self.previous_close: Decimal | None = None
         self.add(position)
 
     def add(self, position: Position) -> None:
@@ -85,6 +134,8 @@ class _Reported:
             self.unknown = True  # a cost the broker does not know
         else:
             self.weighted += abs(position.quantity) * position.avg_price
+        if self.previous_close is None:
+            self.previous_close = position.previous_close
 
     @property
     def avg_price(self) -> Decimal | None:
@@ -134,6 +185,8 @@ class Book:
         # changed since it was last written.
         self.store: DayBaselines | None = None
         self._dirty: set[tuple[str, Instrument]] = set()
+        # The holdings traded today: what ``day_trades`` copies.
+        self._traded_today: set[tuple[str, Instrument]] = set()
 
     # -- keeping it ----------------------------------------------------------------------
     def track(self, order: Order) -> None:
@@ -190,6 +243,7 @@ class Book:
         quantity = fill.quantity
         holding.apply(quantity if fill.side is Side.BUY else -quantity, fill.price, fill.commission)
         self._dirty.add((account, instrument))
+        self._traded_today.add((account, instrument))
         return True
 
     def seed(self, account: str, positions: Iterable[Position]) -> list[PositionDiff]:
@@ -231,15 +285,26 @@ class Book:
             if known is None:
                 kept = stored.get(instrument.label)
                 if kept is not None:
-                    holding = self._add_holding(account, row.instrument, _Holding(row.quantity, kept.basis))
+                    holding = self._add_holding(
+                        account, row.instrument, _Holding(row.quantity, kept.basis, row.avg_price)
+                    )
                     holding.realized = kept.realized
+                    holding.previous_close = row.previous_close
                     continue
                 mark = self.last_price(instrument, account) or row.avg_price or _ZERO
-                self._add_holding(account, row.instrument, _Holding(row.quantity, mark))
+                holding = self._add_holding(
+                    account, row.instrument, _Holding(row.quantity, mark, row.avg_price)
+                )
+                holding.previous_close = row.previous_close
                 self._dirty.add(key)
-            elif known.quantity != row.quantity:
+                continue
+            if row.previous_close is not None:
+                known.previous_close = row.previous_close
+            if known.quantity != row.quantity:
                 diffs.append(PositionDiff(account, instrument.label, known.quantity, row.quantity))
                 known.quantity = row.quantity
+                if row.avg_price is not None:  # else the book's own average stands
+                    known.cost = row.avg_price
         return diffs
 
     def _add_holding(self, account: str, instrument: Instrument, holding: _Holding) -> _Holding:
@@ -390,8 +455,39 @@ class Book:
     def _new_day(self, today: date) -> None:
         self._day = today
         self._dirty.update(self.holdings)
+        self._traded_today.clear()
         for (name, instrument), holding in self.holdings.items():
-            holding.realized = _ZERO
-            last = self.last_price(instrument, name)
-            if last is not None:
-                holding.basis = last
+            holding.new_day(self.last_price(instrument, name))
+
+    # -- DayTrades (the P&L shown) --------------------------------------------------------
+    def day_activity(self, account: str, instrument: Instrument) -> DayActivity | None:
+        """Today's fills in ``instrument`` at ``account``, as ``brokers.pnl`` counts them."""
+        if self._today() != self._day:
+            self._new_day(self._today())
+        holding = self._by_account.get(account, {}).get(instrument)
+        return holding.activity() if holding is not None else None
+
+    def day_trades(self) -> DayBook:
+        """Today's fills in every holding traded today, copied: for reading off the event loop
+        (a holding not traded today has none to copy)."""
+        if self._today() != self._day:
+            self._new_day(self._today())
+        activity: dict[tuple[str, Instrument], DayActivity] = {}
+        closed: dict[str, dict[Instrument, DayActivity]] = {}
+        for account, instrument in self._traded_today:
+            holding = self.holdings[(account, instrument)]
+            day = activity[(account, instrument)] = holding.activity()
+            if holding.quantity == 0:
+                closed.setdefault(account, {})[instrument] = day
+        return DayBook(activity, closed)
+
+    def closed_today(self, account: str) -> dict[Instrument, DayActivity]:
+        """Holdings at ``account`` traded today and no longer held: their profit or loss still
+        counts in the day's."""
+        if self._today() != self._day:
+            self._new_day(self._today())
+        return {
+            instrument: holding.activity()
+            for instrument, holding in self._by_account.get(account, {}).items()
+            if holding.quantity == 0 and holding.traded_today
+        }

@@ -5,6 +5,12 @@ instrument): a CFD beside a stock of the same symbol is two rows, one share held
 EUR account is one. Each leg is valued in its own currency and multiplier; money is carried as
 ``Money`` so a figure built on stale data or a missing rate stays marked as such through every sum. Prices
 come from a ``mark`` callable, so the caller decides whether a live feed beats the snapshot.
+
+Base-currency figures are sums of cents: each leg (and each account's cash, equity, buying
+power, margin) is converted into the base currency once, straight from its own currency, and
+rounded to the cent (``brokers.pnl.cents``) before it is added to anything. A row's figure is
+the sum of its legs', an account's the sum of its holdings', a total the sum of the rows it
+totals, to the cent. P&L per leg (unrealised, realised today, the day's) is ``brokers.pnl``'s.
 """
 
 from __future__ import annotations
@@ -19,6 +25,15 @@ from .events import PositionDiff
 from .fx import FxRates, Money
 from .instruments import Instrument
 from .models import AccountStatus, AssetClass, Balance, Position, utcnow
+from .pnl import (
+    DayTrades,
+    LegPnl,
+    LegSums,
+    PreviousClose,
+    cents,
+    leg_pnl,
+    previous_close,
+)
 
 __all__ = [
     "AccountTotals",
@@ -87,6 +102,12 @@ class ConsolidatedPosition:
     market_value_base: Money
     unrealized_pnl_base: Money
     legs: list[Position]
+    # In the base currency, sums of the legs' cents; ``pnl`` is each leg's P&L (same order as
+    # ``legs``), and ``marks`` the price each leg was valued at.
+    realized_today_base: Money = Money(None, "", missing=True)
+    day_pnl_base: Money = Money(None, "", missing=True)
+    pnl: tuple[LegPnl, ...] = ()
+    marks: tuple[Decimal | None, ...] = ()
 
     @property
     def accounts(self) -> list[str]:
@@ -108,11 +129,18 @@ class ConsolidatedPosition:
 
 @dataclass(frozen=True)
 class Figures:
+    """One account's money, or the sum of several. In the base currency each is a sum of cents.
+    ``realized_today`` and ``day_pnl`` count holdings closed today too; ``margin_used`` is what
+    the broker reports (missing where it does not)."""
+
     cash: Money
     equity: Money
     buying_power: Money
     market_value: Money
     unrealized_pnl: Money
+    realized_today: Money
+    day_pnl: Money
+    margin_used: Money
 
 
 @dataclass(frozen=True)
@@ -175,35 +203,79 @@ class BuyingPower:
 # Positions
 
 
-def consolidate_positions(snapshot: Snapshot, fx: FxRates, mark: MarkPrice) -> list[ConsolidatedPosition]:
-    """Positions grouped by instrument."""
+def consolidate_positions(
+    snapshot: Snapshot,
+    fx: FxRates,
+    mark: MarkPrice,
+    trades: DayTrades | None = None,
+    close: PreviousClose = previous_close,
+) -> list[ConsolidatedPosition]:
+    """Positions grouped by instrument. ``trades`` gives today's fills per holding (the book),
+    ``close`` the previous close of a position (see ``brokers.pnl``). A holding closed today is
+    a leg of no quantity: what it made today still shows."""
     groups: dict[Instrument, list[Position]] = {}
-    for positions in snapshot.positions.values():
+    for account, positions in snapshot.positions.items():
         for position in positions:
-            if position.quantity == 0:
-                continue
+            if position.quantity != 0:
+                groups.setdefault(position.instrument, []).append(position)
+        for position in _closed_legs(snapshot, trades, account):
             groups.setdefault(position.instrument, []).append(position)
-    rows = [_consolidate(instrument, legs, snapshot, fx, mark) for instrument, legs in groups.items()]
+    rows = [
+        _consolidate(instrument, legs, snapshot, fx, mark, trades, close)
+        for instrument, legs in groups.items()
+    ]
     rows.sort(key=lambda row: (row.symbol, row.asset_class.value, row.label))
     return rows
 
 
+def _closed_legs(snapshot: Snapshot, trades: DayTrades | None, account: str) -> list[Position]:
+    """Holdings ``account`` closed today by the book's count, as legs of no quantity; not those
+    its broker still reports open (its word wins)."""
+    if trades is None:
+        return []
+    closed = trades.closed_today(account)
+    if not closed:
+        return []
+    held = {p.instrument for p in snapshot.positions.get(account, ()) if p.quantity}
+    balance = snapshot.balances.get(account)
+    currency = balance.currency if balance is not None else "USD"
+    return [
+        Position(
+            symbol=instrument.symbol,
+            quantity=Decimal(0),
+            account=account,
+            asset_class=instrument.asset_class,
+            currency=instrument.currency or currency,
+            multiplier=instrument.multiplier,
+            exchange=instrument.exchange,
+            expiry=instrument.expiry,
+            strike=instrument.strike,
+            right=instrument.right,
+            previous_close=activity.previous_close,
+        )
+        for instrument, activity in closed.items()
+        if instrument not in held
+    ]
+
+
+def _leg_pnl(position: Position, trades: DayTrades | None, close: PreviousClose) -> LegPnl:
+    activity = trades.day_activity(position.account, position.instrument) if trades is not None else None
+    return leg_pnl(position, activity, close)
+
+
 def _consolidate(
-    instrument: Instrument, legs: list[Position], snapshot: Snapshot, fx: FxRates, mark: MarkPrice
+    instrument: Instrument,
+    legs: list[Position],
+    snapshot: Snapshot,
+    fx: FxRates,
+    mark: MarkPrice,
+    trades: DayTrades | None = None,
+    close: PreviousClose = previous_close,
 ) -> ConsolidatedPosition:
     quantity = sum((leg.quantity for leg in legs), Decimal(0))
     stale = any(leg.account in snapshot.stale for leg in legs)
     currencies = {leg.currency for leg in legs}
     marks = [mark(leg) for leg in legs]
-    values: list[Money] = []
-    pnls: list[Money] = []
-    for leg, price in zip(legs, marks, strict=True):
-        if price is None:
-            values.append(Money(None, leg.currency, stale, missing=True))
-            pnls.append(Money(None, leg.currency, stale, missing=True))
-        else:
-            values.append(Money(leg.quantity * leg.multiplier * price, leg.currency, stale))
-            pnls.append(Money(leg.pnl_at(price), leg.currency, stale, missing=leg.avg_price is None))
     if len(currencies) == 1:
         currency = legs[0].currency
         last = next((price for price in marks if price is not None), None)
@@ -221,13 +293,23 @@ def _consolidate(
                 (Money(leg.pnl_at(last), currency, stale, missing=leg.avg_price is None) for leg in legs),
                 currency,
             )
-        market_value_base = fx.convert_money(market_value)
-        unrealized_base = fx.convert_money(unrealized)
     else:
         # Prices in different currencies have no one average: the legs keep theirs.
         currency, last, avg = fx.base, None, None
-        market_value_base = Money.total((fx.convert_money(v) for v in values), currency)
-        unrealized_base = Money.total((fx.convert_money(p) for p in pnls), currency)
+        market_value = unrealized = Money(None, currency, missing=True)  # the base sums, below
+    # In the base currency: each leg at the price the row shows (its own, across currencies),
+    # converted once and rounded to the cent, then added up.
+    ordered = sorted(zip(legs, marks, strict=True), key=lambda pair: pair[0].account)
+    # A leg closed today holds nothing: any price values it the same.
+    leg_marks = tuple(
+        (price if len(currencies) > 1 else last) if leg.quantity else Decimal(0) for leg, price in ordered
+    )
+    pnls = tuple(_leg_pnl(leg, trades, close) for leg, _ in ordered)
+    sums = LegSums(fx, fx.base, in_cents=True)
+    for pnl, price in zip(pnls, leg_marks, strict=True):
+        sums.add(pnl, price, stale=stale)
+    market_value_base, unrealized_base, realized_base, day_base = sums.totals()
+    if len(currencies) > 1:
         market_value, unrealized = market_value_base, unrealized_base
     return ConsolidatedPosition(
         symbol=instrument.symbol,
@@ -240,7 +322,11 @@ def _consolidate(
         unrealized_pnl=unrealized,
         market_value_base=market_value_base,
         unrealized_pnl_base=unrealized_base,
-        legs=sorted(legs, key=lambda leg: leg.account),
+        legs=[leg for leg, _ in ordered],
+        realized_today_base=realized_base,
+        day_pnl_base=day_base,
+        pnl=pnls,
+        marks=leg_marks,
     )
 
 
@@ -289,62 +375,85 @@ def compare_positions(
 
 
 def account_totals(
-    name: str, account_currency: str, snapshot: Snapshot, fx: FxRates, mark: MarkPrice
+    name: str,
+    account_currency: str,
+    snapshot: Snapshot,
+    fx: FxRates,
+    mark: MarkPrice,
+    trades: DayTrades | None = None,
+    close: PreviousClose = previous_close,
 ) -> AccountTotals:
     """One account's figures in its own currency and in the base currency.
 
     ``account_currency`` is used only while the account has not reported a balance yet.
+    ``trades`` (today's fills, the book) adds holdings closed today to the day's P&L.
     """
     balance = snapshot.balances.get(name)
     currency = balance.currency if balance is not None else account_currency
     stale = name in snapshot.stale
+    legs: list[tuple[LegPnl, Decimal | None]] = []
     if balance is None:
         none = Money(None, currency, missing=True)
-        native = Figures(none, none, none, none, none)
+        native = Figures(none, none, none, none, none, none, none, none)
     else:
-        values: list[Money] = []
-        pnls: list[Money] = []
         for position in snapshot.positions.get(name, ()):
-            if position.quantity == 0:
-                continue
-            price = mark(position)
-            if price is None:
-                values.append(Money(None, currency, missing=True))
-                pnls.append(Money(None, currency, missing=True))
-                continue
-            value = position.quantity * position.multiplier * price
-            pnl = position.pnl_at(price)
-            values.append(fx.convert(value, position.currency, to=currency))
-            pnls.append(
-                Money(None, currency, missing=True)
-                if pnl is None
-                else fx.convert(pnl, position.currency, to=currency)
-            )
+            if position.quantity != 0:
+                legs.append((_leg_pnl(position, trades, close), mark(position)))
+        for position in _closed_legs(snapshot, trades, name):
+            legs.append((_leg_pnl(position, trades, close), Decimal(0)))
+
+        native_sums = LegSums(fx, currency, in_cents=False)
+        for pnl, price in legs:
+            native_sums.add(pnl, price)
+        market_native, unrealized_native, realized_native, day_native = native_sums.totals()
         native = Figures(
             cash=Money(balance.cash, currency, stale),
             equity=Money(balance.equity, currency, stale),
             buying_power=Money(balance.buying_power, currency, stale),
-            market_value=Money.total(values, currency).marked(stale=stale),
-            unrealized_pnl=Money.total(pnls, currency).marked(stale=stale),
+            market_value=market_native.marked(stale=stale),
+            unrealized_pnl=unrealized_native.marked(stale=stale),
+            realized_today=realized_native.marked(stale=stale),
+            day_pnl=day_native.marked(stale=stale),
+            margin_used=Money(balance.margin_used, currency, stale, missing=balance.margin_used is None),
         )
-    convert = fx.convert_money
+
+    def convert(money: Money) -> Money:
+        return cents(fx.convert_money(money))
+
+    if balance is None:
+        market_value = unrealized = realized = day = convert(native.market_value)
+    else:
+        base_sums = LegSums(fx, fx.base, in_cents=True)
+        for pnl, price in legs:
+            base_sums.add(pnl, price, stale=stale)
+        market_value, unrealized, realized, day = base_sums.totals()
     base = Figures(
         cash=convert(native.cash),
         equity=convert(native.equity),
         buying_power=convert(native.buying_power),
-        market_value=convert(native.market_value),
-        unrealized_pnl=convert(native.unrealized_pnl),
+        market_value=market_value,
+        unrealized_pnl=unrealized,
+        realized_today=realized,
+        day_pnl=day,
+        margin_used=convert(native.margin_used),
     )
     return AccountTotals(name, currency, native, base, stale)
 
 
 def consolidate_totals(
-    accounts: Mapping[str, str], snapshot: Snapshot, fx: FxRates, mark: MarkPrice, base: str
+    accounts: Mapping[str, str],
+    snapshot: Snapshot,
+    fx: FxRates,
+    mark: MarkPrice,
+    base: str,
+    trades: DayTrades | None = None,
+    close: PreviousClose = previous_close,
 ) -> Totals:
     """Figures for each of ``accounts`` (name -> the account's own currency) and their sum in
-    ``base``."""
+    ``base``: each total is the sum of the accounts' base-currency figures, to the cent."""
     per_account = {
-        name: account_totals(name, currency, snapshot, fx, mark) for name, currency in accounts.items()
+        name: account_totals(name, currency, snapshot, fx, mark, trades, close)
+        for name, currency in accounts.items()
     }
 
     def total(figure: Callable[[Figures], Money]) -> Money:
@@ -356,6 +465,9 @@ def consolidate_totals(
         buying_power=total(lambda f: f.buying_power),
         market_value=total(lambda f: f.market_value),
         unrealized_pnl=total(lambda f: f.unrealized_pnl),
+        realized_today=total(lambda f: f.realized_today),
+        day_pnl=total(lambda f: f.day_pnl),
+        margin_used=total(lambda f: f.margin_used),
     )
     return Totals(base, figures, per_account, consolidate_settlement(accounts, snapshot, fx, base))
 

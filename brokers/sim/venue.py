@@ -87,6 +87,9 @@ class SimVenue:
         self.account = account
         self.commission = commission
         self.prices = prices
+        # The day's P&L is counted from here: the prices the paper session opened at, then the
+        # last prices at each session close.
+        self.previous_close = dict(prices)
         self.clock = clock
         self.listening = listening
         self.slippage_bps = slippage_bps
@@ -269,6 +272,7 @@ class SimVenue:
         now = self.clock()
         if now >= self.next_close:
             self.expire_day_orders()
+            self.previous_close = dict(self.prices)
             self.next_close = self.calendar.next_close(now)
 
     def reset(self) -> None:
@@ -284,6 +288,7 @@ class SimVenue:
     # -- the market moves -----------------------------------------------------------------
     def set_price(self, symbol: str, price: Decimal) -> None:
         self.prices[symbol] = price
+        self.previous_close.setdefault(symbol, price)
         self.roll_session()
         self._match(symbol, price)
 
@@ -334,7 +339,14 @@ class SimVenue:
             unsettled_cash=account.unsettled_cash,
             settled_source=SettledCashSource.BROKER,
             cash_account=account.is_cash,
+            margin_used=self._margin_used(),
         )
+
+    def _margin_used(self) -> Decimal:
+        account = self.account
+        if account.account_type != MARGIN:
+            return _ZERO
+        return account.gross_exposure(self.prices) / account.leverage
 
     def pending_settlements(self) -> list[PendingCash]:
         self.account.settle(self.clock())
@@ -351,6 +363,7 @@ class SimVenue:
                 currency=self.currency,
                 last_price=self.prices.get(symbol),
                 realized_pnl=holding.realized_pnl,
+                previous_close=self.previous_close.get(symbol),
             )
             for symbol, holding in self.account.holdings.items()
             if holding.quantity
@@ -370,7 +383,7 @@ class SimVenue:
             )
         equity = account.equity(prices)
         # Reg T style: initial margin is the leveraged share of gross exposure, maintenance half that.
-        initial = account.gross_exposure(prices) / account.leverage
+        initial = self._margin_used()
         maintenance = initial / 2
         return MarginInfo(
             account=self.name,

@@ -1,14 +1,16 @@
 """Reading the accounts and showing what they hold: when to re-read, and how a snapshot reaches
-the positions and buying-power panes without ever holding up the halt key or the price ticks."""
+the positions and account panes without ever holding up the halt key or the price ticks."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from brokers.manager import MultiBrokerManager
+from brokers.models import Position
 
 from .messages import LogEvent, SnapshotRefreshed
 
@@ -87,17 +89,27 @@ class AccountData:
         second, so it runs in a thread, and only when quantities changed (prices are the
         tick's business); the table is then filled a slice at a time."""
         # Loaded with the runtime, after the first frame.
-        from brokers.consolidation import consolidate_buying_power
+        from brokers.consolidation import consolidate_positions, consolidate_totals
 
         app = self.app
         async with self._lock:
             manager = app.runtime.manager
-            signature = positions_signature(manager)
+            # Today's fills, copied on the event loop where the book takes them.
+            trades = app.runtime.execution.book.day_trades()
+            snapshot, fx = manager.snapshot, manager.fx
+            currencies = {name: status.currency for name, status in manager.statuses().items()}
+
+            def mark(position: Position) -> Decimal | None:
+                return manager.last_price(position.instrument, position.account)
+
+            signature = (positions_signature(manager), trades)
             try:
                 positions = None
                 if force or signature != self._shown_signature:
-                    positions = await asyncio.to_thread(manager.consolidated_positions)
-                totals = await asyncio.to_thread(manager.totals)
+                    positions = await asyncio.to_thread(consolidate_positions, snapshot, fx, mark, trades)
+                totals = await asyncio.to_thread(
+                    consolidate_totals, currencies, snapshot, fx, mark, manager.base_currency, trades
+                )
             except Exception as exc:
                 app.post_message(LogEvent(f"consolidating positions failed: {exc}", "error"))
                 return
@@ -107,8 +119,7 @@ class AccountData:
                 await app.positions.show_positions(positions)
                 self._shown_signature = signature
             with app.batch_update():
-                app.positions.show_totals(totals.total.market_value, totals.total.unrealized_pnl)
-                app.buying_power.show_buying_power(consolidate_buying_power(totals))
+                app.accounts.show_accounts(totals)
                 app.show_statuses()
         app.post_message(SnapshotRefreshed())
 

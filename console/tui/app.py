@@ -42,8 +42,8 @@ from .messages import (
 )
 from .order_control import OrderControl
 from .trading_state import TradingStateControl
+from .widgets.account_pane import AccountPane
 from .widgets.blotter import BlotterPane
-from .widgets.buying_power import BuyingPowerTable
 from .widgets.connections import ConnectionsPane, LatencyOf, measured_latency
 from .widgets.event_log import EventLog
 from .widgets.halt_banner import HaltBanner, HaltKeyHint
@@ -172,8 +172,9 @@ class TradingConsoleApp(App[int]):
             id="halt-banner", resume_key=self.key_label("resume"), cancel_key=self.key_label("cancel_order")
         )
         with Grid(id="main"):
-            yield ConnectionsPane(id="connections", classes="pane")
-            yield BuyingPowerTable(id="buying-power", classes="pane", base_currency=base)
+            with Horizontal(id="top-row"):
+                yield ConnectionsPane(id="connections", classes="pane")
+                yield AccountPane(id="accounts", classes="pane", base_currency=base)
             yield PositionsPane(id="positions", classes="pane", base_currency=base)
             yield OrderEntry(
                 self.account_names,
@@ -194,7 +195,6 @@ class TradingConsoleApp(App[int]):
         # Every key hint must fit on one line in an 80-column terminal.
         narrow = event.size.width < 120
         self._widget("Footer", Footer).compact = narrow
-        self.buying_power.set_compact(narrow)
 
     def key_label(self, action: str) -> str:
         return " / ".join(part.strip() for part in self.keys[action].split(","))
@@ -226,8 +226,8 @@ class TradingConsoleApp(App[int]):
         return self._widget("#connections", ConnectionsPane)
 
     @property
-    def buying_power(self) -> BuyingPowerTable:
-        return self._widget("#buying-power", BuyingPowerTable)
+    def accounts(self) -> AccountPane:
+        return self._widget("#accounts", AccountPane)
 
     def _widget(self, selector: str, kind: type[W]) -> W:
         widget = self._widgets.get(selector)

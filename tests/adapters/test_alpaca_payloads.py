@@ -115,6 +115,18 @@ async def test_position_bodies_long_short_fractional_crypto_options_and_null_pri
     assert gme.unrealized_pnl is None
 
 
+async def test_position_bodies_carry_alpacas_day(broker, peer):
+    peer.answer_next(
+        "GET", "/v2/positions", [*alpaca("positions_sdk.json"), *alpaca("positions_derived.json")]
+    )
+    by_symbol = {p.symbol: p for p in await broker.get_positions()}
+    aapl = by_symbol["AAPL"]
+    # lastday_price and unrealized_intraday_pl, as Alpaca sent them.
+    assert (aapl.previous_close, aapl.day_pnl, aapl.realized_today) == (119, 10, None)
+    gme = by_symbol["GME"]  # null prices: no previous close, no day figure, nothing made up
+    assert gme.previous_close is None and gme.day_pnl is None
+
+
 async def test_balance_sums_the_unrealized_pnl_of_positions_with_and_without_prices(broker, peer):
     peer.answer_next("GET", "/v2/account", alpaca("account.json"))
     peer.answer_next("GET", "/v2/positions", alpaca("positions_derived.json"))

@@ -269,6 +269,8 @@ async def test_positions_after_fills_in_every_asset_class(tws_peer, ibkr):
     )
     assert positions["EUR.USD"].asset_class.value == "FOREX" and positions["EUR.USD"].quantity == 20000
     assert positions["MSFT"].quantity == -10 and positions["AAPL"].last_price == 150
+    # The portfolio's realizedPNL is today's realised P&L; IB's positions carry no previous close.
+    assert positions["AAPL"].realized_today == 0 and positions["AAPL"].previous_close is None
     assert all(p.account == "ib-paper" for p in positions.values())
 
 

@@ -260,6 +260,19 @@ async def test_holdings_and_positions_bodies(broker, kite_peer):  # noqa: F811
     ) == Decimal("161.05")
 
 
+async def test_holdings_and_positions_carry_kites_day(broker, kite_peer):  # noqa: F811
+    kite_peer.serve_fixture("GET", "/portfolio/holdings", kite("holdings.json"))
+    kite_peer.serve_fixture("GET", "/portfolio/positions", kite("positions.json"))
+    positions = {p.symbol: p for p in await broker.get_positions()}
+    aaron = positions["AARON"]  # a holding: close_price, and day_change a share
+    [holding] = [h for h in rows("holdings.json") if h["tradingsymbol"] == "AARON"]
+    assert aaron.previous_close == Decimal(str(holding["close_price"]))
+    assert aaron.day_pnl == round(Decimal(repr(holding["day_change"])) * aaron.quantity, 2)
+    assert aaron.realized_today is None
+    lead = positions["LEADMINI17DECFUT"]  # opened today: Kite's close_price 0 is no close at all
+    assert (lead.previous_close, lead.day_pnl, lead.realized_today) == (None, 0, 0)
+
+
 async def test_order_book_body(broker, kite_peer):  # noqa: F811
     events = broker.subscribe()
     kite_peer.serve_fixture("GET", "/orders", kite("orders.json"))

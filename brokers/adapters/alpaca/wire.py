@@ -350,6 +350,9 @@ def position_from_payload(payload: dict[str, Any], account: str) -> Position:
         last_price=dec(payload.get("current_price"), "current_price"),
         multiplier=Decimal(100) if asset_class is AssetClass.OPTION else Decimal(1),
         exchange=payload.get("exchange") or None,
+        # Alpaca's day: yesterday's close and the open quantity's P&L since (its "intraday").
+        previous_close=dec(payload.get("lastday_price"), "lastday_price") or None,
+        day_pnl=dec(payload.get("unrealized_intraday_pl"), "unrealized_intraday_pl"),
     )
 
 

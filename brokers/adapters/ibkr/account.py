@@ -116,6 +116,8 @@ class AccountReads:
                     currency=contract.currency or currency,
                     last_price=price_or_none(mark.marketPrice) if mark else None,
                     realized_pnl=to_amount(mark.realizedPNL) if mark else Decimal(0),
+                    # TWS's portfolio counts realised P&L for the day (its "Realized P&L").
+                    realized_today=to_amount(mark.realizedPNL) if mark else None,
                     multiplier=multiplier,
                     exchange=contract.exchange or contract.primaryExchange or None,
                 )

@@ -107,8 +107,31 @@ def merge_positions(a: Position, b: Position) -> Position:
             "avg_price": None if avg is None else dec(avg),
             "realized_pnl": a.realized_pnl + b.realized_pnl,
             "last_price": b.last_price if b.last_price is not None else a.last_price,
+            "previous_close": a.previous_close or b.previous_close,
+            "day_pnl": None if a.day_pnl is None or b.day_pnl is None else a.day_pnl + b.day_pnl,
+            "realized_today": _either_or_sum(a.realized_today, b.realized_today),
         }
     )
+
+
+def _either_or_sum(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return a + b
+
+
+def _day_figures(
+    data: dict[str, Any], quantity: Decimal, is_holding: bool
+) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """Kite's day as (previous close, day's P&L, realised today): the close is 0 when Kite has
+    none; a holding's day is its ``day_change`` a share, a net position's its ``m2m`` with its
+    ``realised``."""
+    close = dec(data.get("close_price")) or None
+    if is_holding:
+        change = data.get("day_change")
+        return close, None if change is None or change == "" else dec(dec(change) * quantity, 2), None
+    m2m = data.get("m2m")
+    return close, None if m2m is None or m2m == "" else dec(m2m, 2), dec(data.get("realised"), 2)
 
 
 def positions_from(
@@ -137,6 +160,7 @@ def positions_from(
                 prices[(exchange, symbol)] = last
             if quantity == 0:
                 continue
+            close, day_pnl, realized_today = _day_figures(data, quantity, is_holding)
             position = Position(
                 symbol=symbol,
                 quantity=quantity,
@@ -148,6 +172,9 @@ def positions_from(
                 realized_pnl=dec(data.get("realised"), 2),
                 multiplier=dec(data.get("multiplier")) or Decimal(1),
                 exchange=exchange,
+                previous_close=close,
+                day_pnl=day_pnl,
+                realized_today=realized_today,
             )
         except UNREADABLE as exc:
             log.warning(

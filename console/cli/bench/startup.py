@@ -47,7 +47,7 @@ from console.tui.tuning import ProcessTuning
 from brokers.config import demo_config
 imported = time.perf_counter() - started
 MODE = sys.argv[1]
-PANES = ("#title-bar", "#connections", "#buying-power", "#positions", "#order-entry",
+PANES = ("#title-bar", "#connections", "#accounts", "#positions", "#order-entry",
          "#blotter", "#events", "#halt-hint", "Footer")
 # Tuned as the console's launcher tunes its process.
 tuning = ProcessTuning()

@@ -1,5 +1,10 @@
 """Consolidated positions across accounts, in the base currency, with the per-account legs of the
-selected row shown under the table."""
+selected row shown under the table.
+
+Money columns (value, unrealised, realised today, day P&L) are in the base currency, each row the
+sum of its legs' cents (``brokers.pnl``). The totals under the table are the sums of the rows'
+figures as the table holds them, kept up as rows are repriced: a total is always the sum of its
+column, to the cent."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from brokers.consolidation import ConsolidatedPosition
 from brokers.fx import Money
 from brokers.instruments import Instrument
 from brokers.models import Position
+from brokers.pnl import LegFigures, LegPnl, PnlSource
 from console import formatting as fmt
 
 from .keyed_table import KeyedTable
@@ -55,8 +61,14 @@ class _Row:
     pnl: Money
     legs: list[Position] = field(default_factory=list)
     stale: bool = False
+    realized: Money = Money(None, "", missing=True)
+    day_pnl: Money = Money(None, "", missing=True)
+    leg_pnl: tuple[LegPnl, ...] = ()
+    # Several currencies: each leg keeps its own price, and a tick (one price) does not move it.
+    one_price: bool = True
     shown_static: tuple[Decimal, Decimal | None] | None = None
-    shown_price: Decimal | None | object = _UNSHOWN
+    # What the price and money cells show (``_priced``): repainted when any of it changes.
+    shown_price: tuple[Decimal | None, Money, Money, Money, Money] | object = _UNSHOWN
 
 
 class PositionsTable(KeyedTable):
@@ -69,6 +81,52 @@ class PositionsTable(KeyedTable):
         ("last", "Last", 9),
         ("value", "Mkt value", 13),
         ("pnl", "Unrl P&L", 12),
+        ("realized", "Real today", 11),
+        ("day", "Day P&L", 11),
+    )
+
+
+MONEY_COLUMNS = ("value", "pnl", "realized", "day")
+
+
+class _Total:
+    """A running sum of one money column, with ``Money.total``'s marks: rows come and go and
+    change one at a time, and the sum follows without adding up every row again."""
+
+    __slots__ = ("amount", "known", "missing", "stale", "unknown")
+
+    def __init__(self) -> None:
+        self.amount = Decimal(0)
+        self.known = self.unknown = self.missing = self.stale = 0
+
+    def add(self, money: Money, sign: int = 1) -> None:
+        if money.amount is None:
+            self.unknown += sign
+        else:
+            self.known += sign
+            self.amount += sign * money.amount
+        self.missing += sign * money.missing
+        self.stale += sign * money.stale
+
+    def money(self, currency: str) -> Money:
+        amount = None if self.known == 0 and self.unknown else self.amount
+        return Money(amount, currency, self.stale > 0, self.missing > 0 or self.unknown > 0)
+
+
+def _priced(row: _Row) -> tuple[Decimal | None, Money, Money, Money, Money]:
+    return (row.last_price, row.market_value, row.pnl, row.realized, row.day_pnl)
+
+
+def _row_money(row: _Row) -> tuple[Money, Money, Money, Money]:
+    return (row.market_value, row.pnl, row.realized, row.day_pnl)
+
+
+def _sum_legs(figures: list[LegFigures], base: str) -> tuple[Money, Money, Money, Money]:
+    return (
+        Money.total((f.market_value for f in figures), base),
+        Money.total((f.unrealized for f in figures), base),
+        Money.total((f.realized_today for f in figures), base),
+        Money.total((f.day_pnl for f in figures), base),
     )
 
 
@@ -84,6 +142,7 @@ class PositionsPane(Vertical):
         self.base_currency = base_currency
         self._rows: dict[str, _Row] = {}
         self._sweep = 0
+        self._totals = {column: _Total() for column in MONEY_COLUMNS}
 
     def compose(self) -> ComposeResult:
         yield PositionsTable(id="positions-table")
@@ -111,7 +170,9 @@ class PositionsPane(Vertical):
     async def show_positions(self, positions: Iterable[ConsolidatedPosition], *, chunk: int = 500) -> None:
         """Apply a fresh snapshot of ``ConsolidatedPosition``s: add, update and drop rows,
         ``chunk`` rows per turn of the event loop so thousands of rows never stall it."""
-        rows = [p for p in positions if p.quantity != 0]
+        # Every row: a net of 0 across accounts (long here, short there) and a holding closed
+        # today still have money to show, and the totals count them.
+        rows = list(positions)
         visible = self._visible_keys()
         for start in range(0, len(rows), chunk):
             if start:
@@ -124,9 +185,18 @@ class PositionsPane(Vertical):
         wanted = set(seen)
         with self.app.batch_update():
             for key in [k for k in self._rows if k not in wanted]:
-                del self._rows[key]
+                self._count(self._rows.pop(key), -1)
             self.table.keep_only(seen)
             self._show_legs()
+            self.show_totals()
+
+    def _count(self, row: _Row, sign: int) -> None:
+        for column, money in zip(MONEY_COLUMNS, _row_money(row), strict=True):
+            self._totals[column].add(money, sign)
+
+    def totals(self) -> dict[str, Money]:
+        """Each money column's total: the sum of its rows, to the cent."""
+        return {column: total.money(self.base_currency) for column, total in self._totals.items()}
 
     def _show_position(self, position: ConsolidatedPosition, visible: set[str]) -> None:
         key = position_key(position)
@@ -146,21 +216,26 @@ class PositionsPane(Vertical):
                 legs=legs,
             )
         else:
+            self._count(row, -1)
             row.quantity, row.avg_price, row.legs = position.quantity, position.avg_price, legs
             row.last_price, row.market_value, row.pnl = position.last_price, market_value, pnl
+        row.realized, row.day_pnl = position.realized_today_base, position.day_pnl_base
+        row.leg_pnl = position.pnl
+        row.one_price = position.avg_price is not None
+        self._count(row, 1)
         row.stale = market_value.stale
         table = self.table
         if not table.has_row(key):
             table.upsert(key, {**self._static_cells(row), **self._price_cells(row)})
-            row.shown_static, row.shown_price = self._static_of(row), row.last_price
+            row.shown_static, row.shown_price = self._static_of(row), _priced(row)
             return
         static = self._static_of(row)
         if static != row.shown_static:
             table.upsert(key, self._static_cells(row))
             row.shown_static = static
-        if key in visible and row.shown_price != row.last_price:
+        if key in visible and row.shown_price != _priced(row):
             table.upsert(key, self._price_cells(row))
-            row.shown_price = row.last_price
+            row.shown_price = _priced(row)
         elif key not in visible:
             # Off screen: repainted by the tick sweep or when it scrolls into view.
             row.shown_price = _UNSHOWN
@@ -180,6 +255,7 @@ class PositionsPane(Vertical):
             indexes.update((start + step) % len(keys) for step in range(min(sweep, len(keys))))
             self._sweep = start + sweep
         changed = 0
+        repriced = False
         for index in sorted(indexes):
             key = keys[index]
             row = self._rows.get(key)
@@ -187,19 +263,35 @@ class PositionsPane(Vertical):
                 continue
             account = row.legs[0].account if len(row.legs) == 1 else None
             price = last_price(row.instrument, account)
-            if price is not None and price != row.last_price and row.avg_price is not None:
+            if price is not None and price != row.last_price and row.one_price:
                 row.last_price = price
-                row.market_value = _marked(
-                    convert(row.quantity * price * row.multiplier, row.currency), row.stale
-                )
-                row.pnl = _marked(
-                    convert((price - row.avg_price) * row.quantity * row.multiplier, row.currency), row.stale
-                )
-            if row.shown_price != row.last_price:
+                self._reprice(row, price, convert)
+                repriced = True
+            priced = _priced(row)
+            if row.shown_price != priced:
                 table.upsert(key, self._price_cells(row))
-                row.shown_price = row.last_price
+                row.shown_price = priced
                 changed += 1
+        if repriced:
+            self.show_totals()
         return changed
+
+    def _reprice(self, row: _Row, price: Decimal, convert: Converter) -> None:
+        """Every leg at ``price`` (a row in one currency shows one), in the base currency."""
+        self._count(row, -1)
+        if row.leg_pnl:
+            figures = [
+                pnl.figures(price, convert, self.base_currency, stale=row.stale) for pnl in row.leg_pnl
+            ]
+            row.market_value, row.pnl, row.realized, row.day_pnl = _sum_legs(figures, self.base_currency)
+        elif row.avg_price is not None:
+            row.market_value = _marked(
+                convert(row.quantity * price * row.multiplier, row.currency), row.stale
+            )
+            row.pnl = _marked(
+                convert((price - row.avg_price) * row.quantity * row.multiplier, row.currency), row.stale
+            )
+        self._count(row, 1)
 
     @staticmethod
     def _static_of(row: _Row) -> tuple[Decimal, Decimal | None]:
@@ -224,14 +316,20 @@ class PositionsPane(Vertical):
             "last": fmt.right(fmt.price(row.last_price)),
             "value": fmt.money_cell(row.market_value),
             "pnl": fmt.money_cell(row.pnl, signed=True),
+            "realized": fmt.money_cell(row.realized, signed=True),
+            "day": fmt.money_cell(row.day_pnl, signed=True),
         }
 
-    def show_totals(self, market_value: Money, pnl: Money) -> None:
-        """Totals in the base currency, from the manager (which prices every row, not only
-        the ones on screen)."""
+    def show_totals(self) -> None:
+        """The columns' totals in the base currency: the sums of the rows (``totals``)."""
+        totals = self.totals()
+
+        def shown(column: str) -> str:
+            return fmt.money_cell(totals[column]).plain.strip()
+
         self.border_subtitle = (
-            f"{len(self._rows)} pos · value {fmt.money_cell(market_value).plain.strip()}"
-            f" · P&L {fmt.money_cell(pnl).plain.strip()}"
+            f"{len(self._rows)} pos · value {shown('value')} · unrl {shown('pnl')}"
+            f" · real {shown('realized')} · day {shown('day')}"
         )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -247,9 +345,30 @@ class PositionsPane(Vertical):
             return
         text = Text()
         text.append(f"{row.instrument.label}: ", style="bold")
-        for index, leg in enumerate(row.legs):
+        pnls = row.leg_pnl if len(row.leg_pnl) == len(row.legs) else (None,) * len(row.legs)
+        for index, (leg, pnl) in enumerate(zip(row.legs, pnls, strict=True)):
             if index:
                 text.append(" · ")
             text.append(f"{leg.account} ", style="cyan")
             text.append(f"{fmt.quantity(leg.quantity)} @ {fmt.average(leg.avg_price)}")
+            if pnl is not None:
+                text.append(_sources(pnl, row.last_price if row.one_price else leg.last_price), style="dim")
         box.update(text)
+
+
+def _sources(pnl: LegPnl, mark: Decimal | None) -> str:
+    """Where a leg's day and realised figures come from, and the fills' figure beside a
+    broker's that differs from it (in the leg's own currency)."""
+    parts = []
+    if pnl.day_source is PnlSource.BROKER:
+        ours = pnl.fills_day_pnl(mark)
+        theirs = pnl.day_pnl(mark)
+        beside = f", fills {fmt.amount(ours)} {pnl.currency}" if ours is not None and ours != theirs else ""
+        parts.append(f"day: broker{beside}")
+    elif pnl.day_source is PnlSource.UNKNOWN:
+        parts.append("day: no previous close")
+    if pnl.realized_source is PnlSource.BROKER:
+        ours, theirs = pnl.fills_realized_today, pnl.realized_today
+        beside = f", fills {fmt.amount(ours)} {pnl.currency}" if ours is not None and ours != theirs else ""
+        parts.append(f"realised: broker{beside}")
+    return f" ({'; '.join(parts)})" if parts else ""
