@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -455,10 +456,20 @@ class Journal:
             return read_stats(self._db, self.path, self.archive_folder)
 
     # -- archive ---------------------------------------------------------------------------
-    def archive(self, *, today: date | None = None, keep_days: int | None = None) -> ArchiveResult:
-        """Move closed days to the archive (see ``brokers.journal_archive``) and delete archive
-        files older than ``keep_days`` days. ``keep_days`` is remembered in the journal for the
-        runs that do not give it; never given, archives are kept for good."""
+    def archive(
+        self,
+        *,
+        today: date | None = None,
+        keep_days: int | None = None,
+        after_days: int = 0,
+        stop: Callable[[], bool] | None = None,
+    ) -> ArchiveResult:
+        """Move closed days (those more than ``after_days`` days old) to the archive (see
+        ``brokers.journal_archive``) and delete archive files older than ``keep_days`` days.
+        ``keep_days`` is remembered in the journal for the runs that do not give it; never
+        given, archives are kept for good. ``stop`` is asked between days."""
+        if after_days < 0:
+            raise ValueError("after_days must be 0 or more days")
         if keep_days is not None:
             if keep_days < 0:
                 raise ValueError("keep_days must be 0 or more days")
@@ -474,7 +485,9 @@ class Journal:
             self.journal_id,
             today=today or datetime.now(UTC).date(),
             keep_days=keep_days,
+            after_days=after_days,
             catch_up=self._catch_up,
+            stop=stop,
         )
 
     def _catch_up(self) -> None:

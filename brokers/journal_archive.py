@@ -166,12 +166,16 @@ def archive_closed_days(
     *,
     today: date | None = None,
     keep_days: int | None = None,
+    after_days: int = 0,
     catch_up: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> ArchiveResult:
-    """Move every closed day before the cut-off (see the module text) from the journal at
-    ``path`` to ``folder``; then delete archive files older than ``keep_days`` days. ``writer``
-    is the journal's own connection, used only while holding ``lock``; ``catch_up`` writes what
-    waits and files every row in the lookup tables, which this reads."""
+    """Move every closed day before the cut-off (see the module text), and more than
+    ``after_days`` days before ``today``, from the journal at ``path`` to ``folder``; then
+    delete archive files older than ``keep_days`` days. ``writer`` is the journal's own
+    connection, used only while holding ``lock``; ``catch_up`` writes what waits and files every
+    row in the lookup tables, which this reads; ``stop``, asked between days, ends the run
+    early (the days left go next time)."""
     result = ArchiveResult()
     today = today or datetime.now(UTC).date()
     if catch_up is not None:
@@ -180,10 +184,10 @@ def archive_closed_days(
     src = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     try:
         attach_lookup(src, path, journal_id)
-        cutoff = _cutoff(src, today)
+        cutoff = min(_cutoff(src, today), today - timedelta(days=after_days))
         result.held_back_from = cutoff
         end = _start_us(cutoff)
-        while True:
+        while stop is None or not stop():
             first = src.execute("SELECT MIN(ts) FROM lk.row_times WHERE ts < ?", (end,)).fetchone()[0]
             if first is None:
                 break
