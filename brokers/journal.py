@@ -232,10 +232,15 @@ class Journal:
             self._writer.execute(_INSERT, row)
         else:
             return None
+        self._wrote()
+        return self._writer.lastrowid
+
+    def _wrote(self) -> None:
+        """A statement was written: the checkpoint thread notices it (started by the first).
+        Holding the lock."""
         self.writes += 1
         if self._checkpointer is None:
             self._checkpointer = Checkpointer(self, self.path, self.synchronous, self._lock, self.journal_id)
-        return self._writer.lastrowid
 
     def _end_of_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._flush_loop is loop:
@@ -488,6 +493,7 @@ class Journal:
             after_days=after_days,
             catch_up=self._catch_up,
             stop=stop,
+            wrote=self._wrote,
         )
 
     def _catch_up(self) -> None:
