@@ -28,6 +28,7 @@ from .desk.settings import DeskSettings
 from .errors import ConfigError
 from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
+from .journal_schedule import JournalSettings
 from .killswitch import HaltSettings
 from .paths import expand_path, state_dir
 from .risk import RiskLimits
@@ -134,6 +135,8 @@ class Config(BaseModel):
     halt: HaltSettings = Field(default_factory=HaltSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    # When the journal's closed days move to the archive, and how long archive files stay.
+    journal: JournalSettings = Field(default_factory=JournalSettings)
     # Desk mode: the trading state shared through PostgreSQL by every process of the desk.
     desk: DeskSettings | None = None
     state_dir: Path | None = None

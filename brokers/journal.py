@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -231,10 +232,15 @@ class Journal:
             self._writer.execute(_INSERT, row)
         else:
             return None
+        self._wrote()
+        return self._writer.lastrowid
+
+    def _wrote(self) -> None:
+        """A statement was written: the checkpoint thread notices it (started by the first).
+        Holding the lock."""
         self.writes += 1
         if self._checkpointer is None:
             self._checkpointer = Checkpointer(self, self.path, self.synchronous, self._lock, self.journal_id)
-        return self._writer.lastrowid
 
     def _end_of_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._flush_loop is loop:
@@ -455,10 +461,20 @@ class Journal:
             return read_stats(self._db, self.path, self.archive_folder)
 
     # -- archive ---------------------------------------------------------------------------
-    def archive(self, *, today: date | None = None, keep_days: int | None = None) -> ArchiveResult:
-        """Move closed days to the archive (see ``brokers.journal_archive``) and delete archive
-        files older than ``keep_days`` days. ``keep_days`` is remembered in the journal for the
-        runs that do not give it; never given, archives are kept for good."""
+    def archive(
+        self,
+        *,
+        today: date | None = None,
+        keep_days: int | None = None,
+        after_days: int = 0,
+        stop: Callable[[], bool] | None = None,
+    ) -> ArchiveResult:
+        """Move closed days (those more than ``after_days`` days old) to the archive (see
+        ``brokers.journal_archive``) and delete archive files older than ``keep_days`` days.
+        ``keep_days`` is remembered in the journal for the runs that do not give it; never
+        given, archives are kept for good. ``stop`` is asked between days."""
+        if after_days < 0:
+            raise ValueError("after_days must be 0 or more days")
         if keep_days is not None:
             if keep_days < 0:
                 raise ValueError("keep_days must be 0 or more days")
@@ -474,7 +490,10 @@ class Journal:
             self.journal_id,
             today=today or datetime.now(UTC).date(),
             keep_days=keep_days,
+            after_days=after_days,
             catch_up=self._catch_up,
+            stop=stop,
+            wrote=self._wrote,
         )
 
     def _catch_up(self) -> None:

@@ -39,7 +39,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KEEP_DAYS_SETTING = "archive_keep_days"
-_DELETE_BATCH = 2_000
+_DELETE_BATCH = 250  # rows deleted under the journal's lock at a time: about a millisecond
 _DAY_US = 86_400 * 1_000_000
 # The rows of one day, through the time lookup table (``?`` start and end, in microseconds).
 _DAY_IDS = "id IN (SELECT id FROM lk.row_times WHERE ts >= ? AND ts < ?)"
@@ -166,12 +166,18 @@ def archive_closed_days(
     *,
     today: date | None = None,
     keep_days: int | None = None,
+    after_days: int = 0,
     catch_up: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    wrote: Callable[[], None] | None = None,
 ) -> ArchiveResult:
-    """Move every closed day before the cut-off (see the module text) from the journal at
-    ``path`` to ``folder``; then delete archive files older than ``keep_days`` days. ``writer``
-    is the journal's own connection, used only while holding ``lock``; ``catch_up`` writes what
-    waits and files every row in the lookup tables, which this reads."""
+    """Move every closed day before the cut-off (see the module text), and more than
+    ``after_days`` days before ``today``, from the journal at ``path`` to ``folder``; then
+    delete archive files older than ``keep_days`` days. ``writer`` is the journal's own
+    connection, used only while holding ``lock``; ``catch_up`` writes what waits and files every
+    row in the lookup tables, which this reads; ``stop``, asked between days, ends the run
+    early (the days left go next time); ``wrote``, called after each batch deleted, tells the
+    journal's checkpoints that its WAL grew."""
     result = ArchiveResult()
     today = today or datetime.now(UTC).date()
     if catch_up is not None:
@@ -180,10 +186,10 @@ def archive_closed_days(
     src = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     try:
         attach_lookup(src, path, journal_id)
-        cutoff = _cutoff(src, today)
+        cutoff = min(_cutoff(src, today), today - timedelta(days=after_days))
         result.held_back_from = cutoff
         end = _start_us(cutoff)
-        while True:
+        while stop is None or not stop():
             first = src.execute("SELECT MIN(ts) FROM lk.row_times WHERE ts < ?", (end,)).fetchone()[0]
             if first is None:
                 break
@@ -193,7 +199,7 @@ def archive_closed_days(
                     f"the rows of {day} were archived but are still listed; nothing more was moved"
                 )
             moved = _archive_day(src, folder, day)
-            _forget_day(writer, lock, src, day, moved)
+            _forget_day(writer, lock, src, day, moved, wrote)
             result.archived.append(day)
             result.rows += len(moved)
     finally:
@@ -248,21 +254,28 @@ def _archive_day(src: sqlite3.Connection, folder: Path, day: date) -> list[int]:
 
 
 def _forget_day(
-    writer: sqlite3.Connection, lock: threading.Lock, src: sqlite3.Connection, day: date, ids: list[int]
+    writer: sqlite3.Connection,
+    lock: threading.Lock,
+    src: sqlite3.Connection,
+    day: date,
+    ids: list[int],
+    wrote: Callable[[], None] | None,
 ) -> None:
     """Keep the day's sent client ids, then delete its rows from the journal, in batches, each
-    under the journal's lock; then from the lookup tables, on ``src``, without it."""
+    under the journal's lock (small ones: an order waits for at most one); then from the lookup
+    tables, on ``src``, without it. ``wrote`` is called, under the lock, after each batch."""
     for at in range(0, len(ids), _DELETE_BATCH):
         batch = ids[at : at + _DELETE_BATCH]
         marks = ", ".join("?" * len(batch))
+        # Read without the lock: rows never change once written.
+        rows = src.execute(
+            f"SELECT id, ts, kind, client_order_id FROM main.events WHERE id IN ({marks})", batch
+        ).fetchall()
+        sent: dict[str, bool] = {}
+        for _id, _ts, kind, coid in sorted(rows):
+            if coid is not None and kind in ("intent", "reject"):
+                sent[coid] = kind == "intent"
         with lock:
-            rows = writer.execute(
-                f"SELECT id, ts, kind, client_order_id FROM main.events WHERE id IN ({marks})", batch
-            ).fetchall()
-            sent: dict[str, bool] = {}
-            for _id, _ts, kind, coid in sorted(rows):
-                if coid is not None and kind in ("intent", "reject"):
-                    sent[coid] = kind == "intent"
             writer.execute("BEGIN")
             try:
                 writer.executemany(
@@ -278,6 +291,8 @@ def _forget_day(
             except BaseException:
                 writer.execute("ROLLBACK")
                 raise
+            if wrote is not None:
+                wrote()
         src.execute("BEGIN")
         try:
             src.executemany(

@@ -5,13 +5,20 @@ order path, and the journal's WAL stays bounded however long a burst lasts.
 
 A passive checkpoint never blocks a writer, but under a steady stream of commits it never
 catches up either: by the time it has copied the WAL, more has been appended, and SQLite only
-starts the WAL over from its beginning after a checkpoint that copied everything. So once the
-WAL holds ``RESTART_FRAMES`` pages, the thread takes the journal's own lock (the one every write
-takes) and runs a second passive checkpoint, which only has the few pages appended since the
-first to copy (it runs the unlocked one again until little is left): the next commit then starts
-the WAL over, and ``journal_size_limit`` cuts the file back. The lookup file's WAL needs none of
-this: the thread is its only writer, so a passive checkpoint after each filing copies all of it. Writers wait on that lock - a plain lock, woken the moment it is released, not SQLite's
-sleeping busy handler - for as long as the second checkpoint takes (``longest_hold``).
+starts the WAL over from its beginning after a checkpoint that copied everything and synced the
+database. So once the WAL holds ``RESTART_FRAMES`` pages, the thread runs passive checkpoints
+until little is left to copy, puts what they wrote on disk itself (``fsync`` of the journal, its
+WAL and the lookup file, outside any lock: that is where the time goes), and only then takes the
+journal's own lock (the one every write takes) for a last passive checkpoint. That one copies
+the few pages appended since, and its syncs find almost nothing left to write, so writers wait
+about a millisecond, not the tens a sync of everything took. The next commit starts the WAL
+over; ``journal_size_limit`` (above the restart point) keeps the file from being cut and
+regrown at every restart. Writers wait on a plain lock, woken the moment it is released, not
+on SQLite's sleeping busy handler; ``longest_hold`` says how long at most.
+
+Durability is SQLite's own: the database is synced by the checkpoint before the WAL can start
+over, whatever was synced before it. The lookup file's WAL needs none of this: the thread is
+its only writer, so a passive checkpoint after each filing copies all of it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections import deque
 from pathlib import Path
 from typing import Protocol
 
@@ -44,8 +52,11 @@ IDLE_AFTER_SECONDS = 2.0  # and for this long after the last
 PAGE_BYTES = 4096
 RESTART_FRAMES = 1_536  # 6 MiB of 4 KiB pages: the WAL is started over from here on
 LOOKUP_WAL_BYTES = 16 * 1024 * 1024  # the lookup file's WAL is copied back from here on
-WAL_SIZE_LIMIT = 4 * 1024 * 1024  # what the WAL file is cut back to when it starts over
-LOCKED_FRAMES = 256  # at most about this much left for the checkpoint under the lock
+# What the WAL file is cut back to when it starts over: above the restart point, so that a
+# commit that starts it over does not also truncate it (that commit is on the order path).
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+LOCKED_FRAMES = 64  # at most about this much left for the checkpoint under the lock
+UNLOCKED_PASSES = 3  # passes without the lock before it, at most
 LOOKUP_CACHE_KIB = -32_768  # the lookup tables' pages kept in memory by the thread: 32 MiB
 # Should the thread stop, a commit checkpoints by itself from this many pages on (inside the
 # commit, so a stall, but the WAL stays bounded).
@@ -75,6 +86,7 @@ class Checkpointer:
         self._wal = path.with_name(path.name + "-wal")
         lookup = lookup_path(path)
         self._lookup_wal = lookup.with_name(lookup.name + "-wal")
+        self._synced = (self._wal, path, self._lookup_wal)
         self._synchronous = synchronous
         self._write_lock = write_lock
         # Weak: a journal dropped without close() must not be kept alive by its own thread.
@@ -83,6 +95,7 @@ class Checkpointer:
         self.done = 0  # checkpoints run
         self.restarts = 0  # checkpoints run holding the write lock, to start the WAL over
         self.longest_hold = 0.0  # seconds writers waited for one of those, at most
+        self.holds: deque[float] = deque(maxlen=1_000)  # the last ones, in seconds
         self._thread = threading.Thread(target=self._run, name="journal-checkpoints", daemon=True)
         self._thread.start()
 
@@ -162,15 +175,17 @@ class Checkpointer:
         self.done += 1
         if frames < RESTART_FRAMES:
             return
-        # Again without the lock while the WAL grew by more than a little during the last one:
-        # each copies what the one before it left, so what is left for the one under the lock
-        # is what a few milliseconds append.
-        for _ in range(2):
+        # Again without the lock while the WAL grew by more than a little during the last one,
+        # each pass after a sync of what the one before it wrote: what is left for the one
+        # under the lock is what a few milliseconds append, and little of it is unsynced.
+        for _ in range(UNLOCKED_PASSES):
+            self._sync_files()
             _busy, now, _copied = db.execute("PRAGMA main.wal_checkpoint(PASSIVE)").fetchone()
             self.done += 1
             grown, frames = now - frames, now
             if grown < LOCKED_FRAMES:
                 break
+        self._sync_files()
         with self._write_lock:
             started = time.perf_counter()
             db.execute("PRAGMA main.wal_checkpoint(PASSIVE)").fetchall()
@@ -178,6 +193,23 @@ class Checkpointer:
         self.restarts += 1
         self.done += 1
         self.longest_hold = max(self.longest_hold, held)
+        self.holds.append(held)
+
+    def _sync_files(self) -> None:
+        """Put on disk what the passes wrote to the journal and what was appended to its WAL,
+        and the lookup file's writes, which a sync of the journal's file system would otherwise
+        have to write out under the lock."""
+        for path in self._synced:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # a file not there (yet) has nothing to sync
+            try:
+                os.fsync(fd)
+            except OSError:
+                log.warning("could not sync %s before a checkpoint; the checkpoint syncs it", path)
+            finally:
+                os.close(fd)
 
 
 def _size(path: Path) -> int:

@@ -22,6 +22,7 @@ from .fx import FxRates
 from .halt_record import HaltRecord
 from .health import ORDERABLE
 from .journal import Journal
+from .journal_schedule import ArchiveSchedule
 from .killswitch import KillSwitch
 from .manager import MultiBrokerManager
 from .paths import ensure_dir
@@ -72,6 +73,8 @@ class Runtime:
     desk: DeskLink | None = None
     # The desk's order-rate buckets, when there is a desk.
     desk_buckets: DeskBuckets | None = None
+    # The journal's closed days archived once a day (``[journal]`` in the config).
+    archive_schedule: ArchiveSchedule | None = None
     started: bool = field(default=False)
 
     async def start(self, *, connect: bool = True) -> None:
@@ -97,11 +100,15 @@ class Runtime:
                 await self.execution.reconcile()
             except Exception:  # reconciliation problems are shown per order, never fatal
                 log.exception("reconciliation at start-up failed")
+        if self.archive_schedule is not None:
+            self.archive_schedule.start()
 
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
+        if self.archive_schedule is not None:
+            await self.archive_schedule.stop()
         if self.desk is not None:
             await self.desk.stop()
         await self.execution.stop()
@@ -204,6 +211,7 @@ def build_runtime(
         fx=fx,
         state_dir=root,
         trading_state_journal=trading_state_journal,
+        archive_schedule=ArchiveSchedule(journal, config.journal),
         desk=(
             DeskLink(kill_switch, config.desk, name="console", orders=ExecutionOrders(execution, manager))
             if config.desk is not None

@@ -154,6 +154,31 @@ def kill_switch_at(state_dir: Path, journal_paths: tuple[Path, ...]) -> Iterator
                 journal.close()
 
 
+def record_halt(state_dir: Path, journal_paths: tuple[Path, ...], info: HaltInfo) -> None:
+    """Journal the halt in force (``info``, already on disk as the flag) in each journal that
+    does not hold it yet: once, whoever writes it. A running console that sees the flag first
+    journals it itself (``KillSwitch``), under the same state lock, and this finds its row: a
+    halt row from this flag's time on is this halt. A journal that cannot be opened or written
+    is reported and skipped: the flag is the halt, the journal its record."""
+    from brokers.haltfiles import LOCK_NAME, StateLock
+    from brokers.journal import Journal
+
+    row = {
+        "time": info.time.isoformat(),
+        "reason": info.reason,
+        "source": info.source,
+        "persisted": info.persisted,
+    }
+    for path in journal_paths:
+        try:
+            with Journal(path) as journal, StateLock(state_dir / LOCK_NAME).hold():
+                last = journal.last_halt_or_resume()
+                if last is None or last.kind != "halt" or last.time < info.time:
+                    journal.record("halt", data=row)
+        except Exception as exc:  # the flag is what matters; the journal is a record of it
+            warn(f"the halt could not be journaled in {path} ({describe(exc)}); the flag still works")
+
+
 def info_json(info: HaltInfo | None) -> dict[str, Any]:
     if info is None:
         return {"time": None, "reason": None, "source": None}
@@ -180,14 +205,19 @@ def halt(
     their own working orders. Idempotent. A config with errors does not stop a halt; one that
     cannot be read at all halts the default state directory and exits 3.
     """
+    from brokers.killswitch import KillSwitch
+
     state = state_of(ctx)
     directory, warning, certain = flag_state_dir(state)
-    with kill_switch_at(directory, halt_journals(state, directory)) as switch:
-        before = switch.info if switch.is_halted else None
-        info = switch.halt(reason, source=cli_source())
-        # An unreadable flag is rewritten by halt(), so only an unchanged one means "already".
-        already = before is not None and info == before
-        flag = switch.flag_path
+    # The flag before any journal is opened: the first opening of a large journal written by
+    # an earlier version brings it up to date, which takes seconds, and the halt cannot wait.
+    switch = KillSwitch(directory, env={})
+    before = switch.info if switch.is_halted else None
+    info = switch.halt(reason, source=cli_source())
+    # An unreadable flag is rewritten by halt(), so only an unchanged one means "already".
+    already = before is not None and info == before
+    flag = switch.flag_path
+    record_halt(directory, halt_journals(state, directory), info)
     if warning and certain:
         warn(warning)
     desk_settings = desk_of(state, certain)

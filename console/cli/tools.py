@@ -141,7 +141,10 @@ def journal(
             "--keep-days",
             min=0,
             metavar="DAYS",
-            help="With --archive: delete archive files older than DAYS days; remembered for later runs.",
+            help=(
+                "With --archive: delete archive files older than DAYS days (default: keep_archive_days "
+                "in [journal] of the config); remembered for later runs."
+            ),
         ),
     ] = None,
     local: Annotated[
@@ -203,7 +206,8 @@ def journal(
                     _print_stats(book.stats(), as_json)
                     return
                 if archive:
-                    _print_archive(book.archive(keep_days=keep_days), book.archive_folder, as_json)
+                    keep = keep_days if keep_days is not None else config.journal.keep_archive_days
+                    _print_archive(book.archive(keep_days=keep), book.archive_folder, as_json)
                     return
                 kinds = kind or None
                 events = book.events(since=start, order=order, kinds=kinds, last=limit or None, archived=True)

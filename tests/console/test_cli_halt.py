@@ -291,3 +291,66 @@ def test_resume_json_says_what_it_lifted():
     reduce_only_on_disk()
     data = json.loads(invoke("resume", "--reason", "ok", "--json").stdout)
     assert (data["state"], data["was"], data["was_halted"]) == ("ACTIVE", "REDUCING", False)
+
+
+def test_halt_writes_the_flag_before_it_opens_any_journal(monkeypatch):
+    # The first opening of a journal from an earlier version brings it up to date, which takes
+    # seconds with a long history: by then every process must already see the halt.
+    flag_there_at_open: list[bool] = []
+    opening = Journal.__init__
+
+    def noting(self, *args, **kwargs):
+        flag_there_at_open.append(flag().exists())
+        opening(self, *args, **kwargs)
+
+    monkeypatch.setattr(Journal, "__init__", noting)
+    result = invoke("halt", "--reason", "before the journal")
+    assert result.exit_code == 0, result.output
+    assert flag_there_at_open and all(flag_there_at_open)
+    monkeypatch.setattr(Journal, "__init__", opening)
+    events = journal_kinds()
+    assert [kind for kind, _ in events] == ["halt"]
+    assert events[0][1]["reason"] == "before the journal"
+    assert events[0][1]["source"].startswith("cli:")
+
+
+def test_an_unreadable_flag_rewritten_by_halt_is_journaled_once():
+    flag().parent.mkdir(parents=True, exist_ok=True)
+    flag().write_text("garbage", encoding="utf-8")
+    assert invoke("halt", "--reason", "make it explicit").exit_code == 0
+    events = journal_kinds()
+    assert [kind for kind, _ in events] == ["halt"]
+    assert events[0][1]["reason"] == "make it explicit"
+
+
+def test_a_halt_seen_by_a_running_console_is_journaled_once_whoever_writes_it_first():
+    from brokers.killswitch import KillSwitch
+
+    with Journal(state_dir() / "journal.sqlite") as journal:
+        console = KillSwitch(state_dir(), journal=journal, env={})
+        assert invoke("halt", "--reason", "from the shell").exit_code == 0
+        assert console.poll() is True  # the console sees the flag and finds the row journaled
+        assert console.state is TradingState.HALTED
+    assert [kind for kind, _ in journal_kinds()] == ["halt"]
+
+    # And the other way round: a console journals a flag it found before `halt` gets to it.
+    assert invoke("resume", "--reason", "back").exit_code == 0
+    KillSwitch(state_dir(), env={}).halt("written by a script", source="script")
+    with Journal(state_dir() / "journal.sqlite") as journal:
+        console = KillSwitch(state_dir(), journal=journal, env={})  # journals what it found
+        again = json.loads(invoke("halt", "--reason", "from the shell", "--json").stdout)
+        assert again["already_halted"] is True
+        assert console.state is TradingState.HALTED
+    events = journal_kinds()
+    assert [kind for kind, _ in events] == ["halt", "resume", "halt"]
+    assert events[2][1]["reason"] == "written by a script"
+
+
+def test_a_halt_after_an_unresumed_one_whose_flag_was_removed_is_journaled():
+    assert invoke("halt", "--reason", "first").exit_code == 0
+    flag().unlink()  # removed without a resume: the journal still says halted
+    assert json.loads(invoke("halt-status", "--json").stdout)["halted"] is True
+    assert invoke("halt", "--reason", "second").exit_code == 0
+    events = journal_kinds()
+    assert [kind for kind, _ in events] == ["halt", "halt"]
+    assert events[1][1]["reason"] == "second"

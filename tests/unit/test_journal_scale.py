@@ -8,6 +8,7 @@ import asyncio
 import os
 import random
 import sqlite3
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -206,6 +207,14 @@ async def test_the_wal_starts_over_under_a_burst(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(checkpoints, "RESTART_FRAMES", 64)
     monkeypatch.setattr(checkpoints, "BUSY_CHECKPOINT_SECONDS", 0.005)
     monkeypatch.setattr(journal_module, "WAL_SIZE_LIMIT", 256 * 1024)
+    synced_by: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced_by.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoints.os, "fsync", fsync)
     with Journal(tmp_path / "journal.sqlite") as journal:
         wal = Path(str(journal.path) + "-wal")
         largest = rounds = 0
@@ -219,6 +228,9 @@ async def test_the_wal_starts_over_under_a_burst(tmp_path: Path, monkeypatch: py
             await asyncio.sleep(0.01)
         assert largest < 4 * 2**20
         assert journal.stats().wal_bytes == os.stat(wal).st_size
+        # Before each restart the checkpoint thread syncs the files itself, without the lock.
+        assert journal.upkeep is not None and len(journal.upkeep.holds) == journal.upkeep.restarts
+        assert synced_by.count("journal-checkpoints") >= journal.upkeep.restarts
 
 
 class _Clock:

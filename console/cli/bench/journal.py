@@ -16,8 +16,10 @@ Everything lives in temporary folders.
 - **WAL peak during a burst**: 100,000 orders written with the order path's own calls (each
   intent committed, each answer a follow-up row, the event loop's turn ending every few orders),
   faster than the order path can send them, into a journal on disk; a thread samples the WAL
-  file's size every few milliseconds (target: under 64 MiB). Also reported: the longest write,
-  and the longest the checkpoint thread held the journal's lock.
+  file's size every few milliseconds (target: under 64 MiB). Also reported: the order path's
+  writes (the longest, the 99.9th percentile, how many took over 5 ms) and how long the
+  checkpoint thread held the journal's lock to start the WAL over (the longest, the median).
+  On a shared machine the longest write mostly measures waits for a CPU, not for the journal.
 - **``journal --since 1h``** over that history (a thousand rows in the last hour): the read the
   command makes (the last 200 rows and how many there are; target under 100 ms), and for
   information the whole command in a new process.
@@ -251,14 +253,15 @@ async def _burst(root: Path, orders: int) -> dict[str, Any]:
         OrderRequest(symbol="AAPL", side=Side.BUY, quantity=Decimal(1), account=ACCOUNT)
         for _ in range(orders)
     ]
-    longest = 0.0
+    writes: list[float] = []
+    timed = writes.append
     started = time.perf_counter()
     try:
         for n, request in enumerate(requests):
             order = Order(request=request, account=ACCOUNT)
             before = time.perf_counter()
             journal.record_intent(order)
-            longest = max(longest, time.perf_counter() - before)
+            timed(time.perf_counter() - before)
             order.broker_order_id = f"B{n}"
             order.status = OrderStatus.FILLED
             order.filled_quantity = Decimal(1)
@@ -267,7 +270,7 @@ async def _burst(root: Path, orders: int) -> dict[str, Any]:
                 await asyncio.sleep(0)
         elapsed = time.perf_counter() - started
         checkpointer = journal.upkeep
-        held = checkpointer.longest_hold if checkpointer is not None else 0.0
+        holds = sorted(checkpointer.holds) if checkpointer is not None else [0.0]
         restarts = checkpointer.restarts if checkpointer is not None else 0
     finally:
         stop.set()
@@ -278,8 +281,11 @@ async def _burst(root: Path, orders: int) -> dict[str, Any]:
         "burst_orders_per_second": round(orders / elapsed),
         "wal_peak_mib": round(peak / 2**20, 2),
         "wal_restarts": restarts,
-        "burst_longest_write_ms": round(longest * 1000, 2),
-        "checkpoint_longest_hold_ms": round(held * 1000, 2),
+        "burst_longest_write_ms": round(max(writes) * 1000, 2),
+        "burst_write_p999_ms": round(sorted(writes)[int(len(writes) * 0.999)] * 1000, 3),
+        "burst_writes_over_5ms": sum(1 for took in writes if took > 0.005),
+        "checkpoint_longest_hold_ms": round(holds[-1] * 1000, 2),
+        "checkpoint_median_hold_ms": round(statistics.median(holds) * 1000, 2),
     }
 
 
@@ -389,8 +395,10 @@ def run(history_orders: int = HISTORY_ORDERS, burst_orders: int = BURST_ORDERS) 
             "op": "<",
             "target": WAL_TARGET_MIB,
             "detail": (
-                f"longest write {figures['burst_longest_write_ms']} ms, longest checkpoint hold "
-                f"{figures['checkpoint_longest_hold_ms']} ms"
+                f"order-path writes: longest {figures['burst_longest_write_ms']} ms, 99.9% under "
+                f"{figures['burst_write_p999_ms']} ms, {figures['burst_writes_over_5ms']} over 5 ms; the "
+                f"journal's lock held to start the WAL over: longest {figures['checkpoint_longest_hold_ms']} ms, "
+                f"median {figures['checkpoint_median_hold_ms']} ms, {figures['wal_restarts']} times"
             ),
         },
         {
