@@ -67,7 +67,17 @@ _STATE = (
     '{"status":"%s","broker_order_id":%s,"filled_quantity":%s,"avg_fill_price":%s,'
     '"reject_code":%s,"reject_reason":%s}'
 )
-_FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"}'
+_FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"%s}'
+_DATES = ',"trade_date":"%s","settlement_date":"%s"'
+
+
+def _dates(fill: Fill) -> str:
+    """The fill's trade and settlement dates as JSON members, when it carries both (a restart
+    reads them back with the fill)."""
+    trade_date, settlement_date = fill.trade_date, fill.settlement_date
+    if trade_date is None or settlement_date is None:
+        return ""
+    return _DATES % (trade_date.isoformat(), settlement_date.isoformat())
 
 
 def state_json(order: Order) -> str:
@@ -104,6 +114,7 @@ def order_row(order: Order, fills: list[Fill] | None = None) -> str:
                 f.commission,
                 quote(f.currency),
                 f.timestamp.isoformat(),
+                _dates(f),
             )
             for f in fills
         ]
@@ -147,7 +158,7 @@ def request_text(request: OrderRequest) -> str:
 
 def fill_data(fill: Fill) -> dict[str, Any]:
     """A fill without what its order row already says (account, symbol, side, ids)."""
-    return {
+    data: dict[str, Any] = {
         "fill_id": fill.fill_id,
         "quantity": str(fill.quantity),
         "price": str(fill.price),
@@ -155,6 +166,10 @@ def fill_data(fill: Fill) -> dict[str, Any]:
         "currency": fill.currency,
         "timestamp": fill.timestamp.isoformat(),
     }
+    if fill.trade_date is not None and fill.settlement_date is not None:
+        data["trade_date"] = fill.trade_date.isoformat()
+        data["settlement_date"] = fill.settlement_date.isoformat()
+    return data
 
 
 def replay_rows(rows: list[tuple[Any, ...]]) -> dict[str, Order]:

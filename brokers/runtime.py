@@ -158,7 +158,7 @@ def build_runtime(
         {account.name: account.risk for account in config.accounts if account.risk is not None},
     )
     # Cash accounts spend settled cash only: the ledger follows their fills and working buys.
-    cash_ledger = CashLedger(lambda: manager.snapshot.balances)
+    cash_ledger = CashLedger(lambda: manager.snapshot.balances, history=journal)
     manager.add_listener(cash_ledger.on_event)
     risk.guard_cash_accounts(cash_ledger)
     router = Router(config.routing, config.default_account)

@@ -16,10 +16,12 @@ purchase's cost negative, commission included) and the moment it settles
 from __future__ import annotations
 
 import time
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from .account_state import Balance, Fill, SettledCashSource
 from .clock import utcnow
@@ -30,7 +32,10 @@ from .orders import Order
 from .settlement import settlement_of, warm_up
 
 __all__ = [
+    "HISTORY_DAYS",
+    "HISTORY_ORDERS",
     "CashLedger",
+    "FillHistory",
     "PendingSettlement",
     "Spendable",
     "computed_split",
@@ -39,7 +44,26 @@ __all__ = [
     "with_computed",
 ]
 
+log = logging.getLogger(__name__)
+
 _ZERO = Decimal(0)
+
+HISTORY_DAYS = 14
+"""How far back the journal's fills are read when a cash account is first seen: longer than the
+longest cycle of ``brokers.settlement.RULES`` (T+2) with a run of holidays on top, so every fill
+whose cash may still be unsettled is among them."""
+
+HISTORY_ORDERS = 5000
+"""The most orders read back for that; more in ``HISTORY_DAYS`` and the split is not worked out
+(the ones left out could be unsettled sales)."""
+
+
+class FillHistory(Protocol):
+    """Where the fills from before this process came from (``brokers.journal.Journal``)."""
+
+    def orders_since(self, since: datetime, *, most: int = ...) -> list[Order]: ...
+
+    def count_events(self, since: datetime | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +217,10 @@ class CashLedger:
         clock: Callable[[], datetime] = utcnow,
         reservation_seconds: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
+        history: FillHistory | None = None,
     ) -> None:
         self._balances = balances
+        self._history = history
         self._clock = clock
         self._monotonic = monotonic
         self._reservation_seconds = reservation_seconds
@@ -206,9 +232,12 @@ class CashLedger:
         # account -> client_order_id -> (cost per unit still to fill, remaining quantity)
         self._working: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
         self._reserved: dict[str, tuple[str, float]] = {}
-        # Whether fills from before this ledger started were given (``add_rows``): without them
-        # a split worked out here would count an older sale's unsettled proceeds as settled.
+        # Whether fills from before this ledger started were given (``add_rows``, or read from
+        # ``history`` when a cash account is first seen): without them a split worked out here
+        # would count an older sale's unsettled proceeds as settled. ``history_gap`` says why
+        # they could not be read.
         self.has_history = False
+        self.history_gap: str | None = None
 
     # -- what the accounts are ------------------------------------------------------------
     def sync(self) -> None:
@@ -223,6 +252,37 @@ class CashLedger:
             self.generation += 1
             if cash:
                 warm_up()
+                if not self.has_history and self._history is not None and self.history_gap is None:
+                    self._read_history(self._history, balances)
+
+    def _read_history(self, history: FillHistory, balances: Mapping[str, Balance]) -> None:
+        """Take the fills of the last ``HISTORY_DAYS`` from the journal, once: a cash account
+        whose broker does not split its cash is then worked out from them after a restart."""
+        since = self._clock() - timedelta(days=HISTORY_DAYS)
+        try:
+            if history.count_events(since) > HISTORY_ORDERS * 4:
+                # orders_since reads the last ``4 x most`` rows: beyond that some would be missed.
+                self.history_gap = (
+                    f"the journal holds too many orders of the last {HISTORY_DAYS} days to read "
+                    "back at once, so sales still settling may be missing"
+                )
+                return
+            orders = history.orders_since(since, most=HISTORY_ORDERS)
+        except Exception as exc:  # a journal that cannot be read must not stop trading in margin accounts
+            log.warning("the journal's recent fills could not be read: %s", exc)
+            self.history_gap = f"the journal's recent fills could not be read ({type(exc).__name__})"
+            return
+        currencies = {name: balance.currency for name, balance in balances.items()}
+        self.add_rows(pending_from_orders(orders, currencies))
+
+    def unknown_reason(self, account: str) -> str:
+        """Why ``spendable(account)`` is None, as the end of a sentence."""
+        balance = (self._seen or {}).get(account)
+        if balance is None:
+            return "no balance of it has been read yet"
+        if self.history_gap is not None:
+            return f"its broker reports no settled cash and {self.history_gap}"
+        return "its broker reports no settled cash and its fills from before this start are not known"
 
     def is_cash_account(self, account: str) -> bool:
         self.sync()

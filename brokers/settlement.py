@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
+from .account_state import Fill
 from .enums import AssetClass
-from .instruments import Instrument
+from .instruments import Instrument, instrument_of
 
 if TYPE_CHECKING:
     from holidays import HolidayBase
@@ -33,6 +34,7 @@ __all__ = [
     "Settlement",
     "SettlementRule",
     "business_days_after",
+    "dated",
     "is_business_day",
     "market_of",
     "rule_for",
@@ -340,3 +342,22 @@ def _work_out(
         return trade_day, settle_day, None, rule
     settles_at = datetime.combine(settle_day, time(0), tzinfo=zone).astimezone(UTC)
     return trade_day, settle_day, settles_at, rule
+
+
+def dated(fill: Fill, *, exchange: str | None = None, currency: str | None = None) -> Fill:
+    """``fill`` carrying its trade date and settlement date, worked out by the table from its
+    own execution time; dates it carries already (the broker's word) are kept. ``exchange`` is
+    where the broker says the contract is listed, when the fill does not name it; ``currency``
+    the account's, for a fill whose instrument names none."""
+    if fill.trade_date is not None and fill.settlement_date is not None:
+        return fill
+    instrument = fill.instrument
+    if exchange and not instrument.exchange:
+        instrument = instrument_of(fill.symbol, fill.asset_class, exchange, fill.currency, fill.multiplier)
+    settlement = settlement_of(instrument, fill.timestamp, instrument.currency or currency)
+    return fill.model_copy(
+        update={
+            "trade_date": fill.trade_date or settlement.trade_date,
+            "settlement_date": fill.settlement_date or settlement.settlement_date,
+        }
+    )

@@ -63,6 +63,28 @@ def choice(field: str, choices: tuple[str, ...], *, upper: bool = False) -> Call
     return parse
 
 
+def _yes_no(field: str) -> Callable[[str], bool]:
+    def parse(text: str) -> bool:
+        value = text.strip().lower()
+        if value in ("yes", "y", "true"):
+            return True
+        if value in ("no", "n", "false"):
+            return False
+        raise ValueError(f"{field} must be yes or no, not {text!r}")
+
+    return parse
+
+
+# The broker's account data does not say whether the account is a cash account: asked.
+_CASH_ACCOUNT = Setting(
+    "cash_account",
+    "Cash account, buying with settled cash only (yes, no)",
+    _yes_no("cash_account"),
+    lambda a: False,
+    "true: buys that would need unsettled sale proceeds are refused before the broker",
+)
+
+
 def _text(field: str, pattern: str, hint: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip()
@@ -127,6 +149,7 @@ TYPE_SETTINGS: dict[str, tuple[Setting, ...]] = {
             lambda a: 1,
             "unique per connection to the same gateway",
         ),
+        _CASH_ACCOUNT,
     ),
     "zerodha": (
         Setting(
@@ -142,6 +165,7 @@ TYPE_SETTINGS: dict[str, tuple[Setting, ...]] = {
             lambda a: "CNC",
             "CNC delivery, MIS intraday, NRML F&O",
         ),
+        _CASH_ACCOUNT,
     ),
 }
 

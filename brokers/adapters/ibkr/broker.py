@@ -62,6 +62,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         account: str | None = None,
         timeout: float = 10.0,
         readonly: bool = False,
+        cash_account: bool = False,
     ) -> None:
         super().__init__(name, live=live, currency=currency)
         self.host = host
@@ -70,6 +71,8 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         self.account_code = account
         self.timeout = float(timeout)
         self.readonly = readonly
+        # Spends settled cash only: IB's account data does not say, so the config does.
+        self.cash_account = cash_account
         # The parts read the settings above from here each time they use them.
         self._session = IBSession(self, new_client=self._new_client, refresh_orders=self._refresh_all_orders)
         self._mirror = OrderMirror(self, self._session, self._emit)
@@ -89,6 +92,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
             account=read.account,
             timeout=read.timeout,
             readonly=read.readonly,
+            cash_account=read.cash_account,
         )
 
     # -- connection -----------------------------------------------------------------------

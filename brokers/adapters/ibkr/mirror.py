@@ -19,6 +19,7 @@ from ...base import BrokerEvent
 from ...errors import BrokerConnectionError, BrokerError, BrokerTimeoutError
 from ...models import Fill, Order, OrderStatus, Side, utcnow
 from ...pubsub import TurnBatch
+from ...settlement import dated
 from .codes import CANCEL_FAILED, ORDER_CANCELLED, effective_status, is_notice
 from .executions import ExecutionLedger, add_fill, replace_fill
 from .instruments import modified_request, price_or_none, request_from_ib, to_amount
@@ -447,6 +448,9 @@ class OrderMirror:
                 client_order_id=tracked.order.client_order_id,
                 timestamp=when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC),
             )
+            # Dated by the execution's own time and the market the contract is listed on.
+            contract = ib_fill.contract
+            fill = dated(fill, exchange=contract.primaryExchange or contract.exchange or None)
         except ValueError as exc:
             log.warning("%s: unusable execution %s: %s", settings.name, execution.execId, exc)
             return

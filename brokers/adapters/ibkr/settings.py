@@ -13,7 +13,18 @@ from ...models import AssetClass, BrokerCapabilities, OrderType, TimeInForce
 
 PAPER_PORT = 7497
 LIVE_PORT = 7496
-SETTING_NAMES = ("name", "live", "currency", "host", "port", "client_id", "account", "timeout", "readonly")
+SETTING_NAMES = (
+    "name",
+    "live",
+    "currency",
+    "host",
+    "port",
+    "client_id",
+    "account",
+    "timeout",
+    "readonly",
+    "cash_account",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +38,9 @@ class IBSettings:
     account: str | None
     timeout: float
     readonly: bool
+    # A cash account spends settled cash only. IB's account data does not say which kind an
+    # account is, so the config does.
+    cash_account: bool = False
 
 
 def read_settings(settings: Mapping[str, object]) -> IBSettings:
@@ -66,6 +80,7 @@ def read_settings(settings: Mapping[str, object]) -> IBSettings:
         account=account,
         timeout=float(timeout),
         readonly=_setting_bool(settings, "readonly", False),
+        cash_account=_setting_bool(settings, "cash_account", False),
     )
 
 

@@ -78,6 +78,7 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         poll_interval: float = 1.0,
         timeout: float = 7.0,
         token_issued_at: datetime | str | None = None,
+        cash_account: bool = False,
         api_key: str | None = None,
         access_token: str | None = None,
         read_attempts: int = 3,
@@ -89,6 +90,8 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             raise setting_error("name", ACCOUNT_NAME_RULE, name) from None
         if not isinstance(live, bool):
             raise setting_error("live", "true or false", live)
+        if not isinstance(cash_account, bool):
+            raise setting_error("cash_account", "true or false", cash_account)
         if root is not None and (not isinstance(root, str) or not re.match(r"https?://[^\s/]+", root)):
             raise setting_error("root", "an http(s) URL such as https://api.kite.trade", root)
         if not live and root is None:
@@ -128,7 +131,9 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             product=product,
             variety=variety,
         )
-        self._account = AccountReads(name, self._session, exchange=self._exchange, clock=self._now)
+        self._account = AccountReads(
+            name, self._session, exchange=self._exchange, clock=self._now, cash_account=cash_account
+        )
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> ZerodhaBroker:
