@@ -15,8 +15,8 @@ purchase's cost negative, commission included) and the moment it settles
 
 from __future__ import annotations
 
-import time
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
