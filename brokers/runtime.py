@@ -67,6 +67,8 @@ class Runtime:
     trading_state_journal: Journal | None = None
     # The kill switch kept in step with the desk (``[desk]`` in the config), else None.
     desk: DeskLink | None = None
+    # Settled cash of the cash accounts, kept from their fills (the pre-trade check reads it).
+    cash_ledger: CashLedger | None = None
     started: bool = field(default=False)
 
     async def start(self, *, connect: bool = True) -> None:
@@ -188,4 +190,5 @@ def build_runtime(
             if config.desk is not None
             else None
         ),
+        cash_ledger=cash_ledger,
     )

@@ -18,15 +18,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
 from .account_state import Balance, Fill, SettledCashSource
 from .clock import utcnow
+from .consolidation import Snapshot, Totals, consolidate_settlement
 from .enums import Side
 from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent
+from .fx import FxRates
 from .instruments import Instrument
 from .orders import Order
 from .settlement import settlement_of, warm_up
@@ -41,6 +43,7 @@ __all__ = [
     "computed_split",
     "pending_from_orders",
     "settlement_for_fill",
+    "totals_with_fills",
     "with_computed",
 ]
 
@@ -383,6 +386,19 @@ class CashLedger:
             (row for rows in self._rows.values() for row in rows.values()), key=lambda r: r.executed_at
         )
 
+    def with_fills(self, balances: Mapping[str, Balance]) -> Mapping[str, Balance]:
+        """``balances`` with each cash account's settled cash as its fills give it: beside the
+        broker's figure (a difference is then shown) or, where the broker gives none, in its
+        place (``with_computed``). ``balances`` itself, unchanged, while the fills from before
+        this start are not known: a figure from today's fills alone would be wrong."""
+        self.sync()
+        if not self.has_history or not self.cash_accounts.intersection(balances):
+            return balances
+        seen = dict(balances)
+        for name in self.cash_accounts.intersection(balances):
+            seen[name] = with_computed(balances[name], self._rows.get(name, {}).values())
+        return seen
+
     def pending(self, account: str | None = None, now: datetime | None = None) -> list[PendingSettlement]:
         """Fills whose cash has not settled by ``now``, soonest settlement first."""
         moment = now if now is not None else self._clock()
@@ -432,3 +448,18 @@ class CashLedger:
             incoming=tuple(sorted(incoming.items())),
             source=source,
         )
+
+
+def totals_with_fills(totals: Totals, snapshot: Snapshot, ledger: CashLedger, fx: FxRates) -> Totals:
+    """``totals`` (consolidated from ``snapshot``) whose settled and pending cash also says what
+    the cash accounts' fills give (``CashLedger.with_fills``): the figure worked out where the
+    broker reports none, and a disagreement where it reports another."""
+    settlement = totals.settlement
+    if settlement is None:
+        return totals
+    balances = ledger.with_fills(snapshot.balances)
+    if balances is snapshot.balances:
+        return totals
+    currencies = {name: split.currency for name, split in settlement.per_account.items()}
+    seen = replace(snapshot, balances=dict(balances))
+    return replace(totals, settlement=consolidate_settlement(currencies, seen, fx, settlement.currency))

@@ -88,6 +88,7 @@ class AccountData:
         tick's business); the table is then filled a slice at a time."""
         # Loaded with the runtime, after the first frame.
         from brokers.consolidation import consolidate_buying_power
+        from brokers.settled_cash import totals_with_fills
 
         app = self.app
         async with self._lock:
@@ -98,6 +99,11 @@ class AccountData:
                 if force or signature != self._shown_signature:
                     positions = await asyncio.to_thread(manager.consolidated_positions)
                 totals = await asyncio.to_thread(manager.totals)
+                if app.runtime.cash_ledger is not None:
+                    # Settled cash as the cash accounts' fills give it, beside the brokers' own.
+                    totals = totals_with_fills(
+                        totals, manager.snapshot, app.runtime.cash_ledger, app.runtime.fx
+                    )
             except Exception as exc:
                 app.post_message(LogEvent(f"consolidating positions failed: {exc}", "error"))
                 return
