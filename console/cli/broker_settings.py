@@ -63,9 +63,13 @@ def choice(field: str, choices: tuple[str, ...], *, upper: bool = False) -> Call
     return parse
 
 
-def _yes_no(field: str) -> Callable[[str], bool]:
-    def parse(text: str) -> bool:
+def _yes_no(field: str) -> Callable[[str], bool | None]:
+    """yes or no; blank for the broker's default (not written)."""
+
+    def parse(text: str) -> bool | None:
         value = text.strip().lower()
+        if not value:
+            return None
         if value in ("yes", "y", "true"):
             return True
         if value in ("no", "n", "false"):
@@ -78,10 +82,11 @@ def _yes_no(field: str) -> Callable[[str], bool]:
 # The broker's account data does not say whether the account is a cash account: asked.
 _CASH_ACCOUNT = Setting(
     "cash_account",
-    "Cash account, buying with settled cash only (yes, no)",
+    "Cash account, buying with settled cash only (yes, no; blank: no)",
     _yes_no("cash_account"),
-    lambda a: False,
+    lambda a: None,
     "true: buys that would need unsettled sale proceeds are refused before the broker",
+    optional=True,
 )
 
 
