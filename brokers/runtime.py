@@ -26,6 +26,7 @@ from .registry import BrokerFactory
 from .risk import RiskEngine
 from .routing import Router
 from .settled_cash import CashLedger
+from .settlement import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class Runtime:
         if self.started:
             return
         self.started = True
+        # The settlement calendars that date every fill load in the background meanwhile, off
+        # the connect path (a fifth to half a second); what needs them first waits in a thread.
+        warm_up()
         if self.desk is not None:
             # First: a halt on the desk holds before any account connects.
             await self.desk.start()

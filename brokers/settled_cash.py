@@ -31,7 +31,7 @@ from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent
 from .fx import FxRates
 from .instruments import Instrument
 from .orders import Order
-from .settlement import settlement_of, warm_up
+from .settlement import calendars_loaded, settlement_of, warm_up
 
 __all__ = [
     "HISTORY_DAYS",
@@ -255,8 +255,17 @@ class CashLedger:
             self.generation += 1
             if cash:
                 warm_up()
-                if not self.has_history and self._history is not None and self.history_gap is None:
-                    self._read_history(self._history, balances)
+                self._take_history()
+
+    def _take_history(self) -> None:
+        """Read the journal's recent fills if they are wanted and not read yet. Dating them
+        needs the settlement calendars: until those have loaded (in the background, just
+        after start) it waits for a later look rather than hold up the event loop."""
+        history = self._history
+        if history is None or self.has_history or self.history_gap is not None or not self.cash_accounts:
+            return
+        if calendars_loaded() and self._seen is not None:
+            self._read_history(history, self._seen)
 
     def _read_history(self, history: FillHistory, balances: Mapping[str, Balance]) -> None:
         """Take the fills of the last ``HISTORY_DAYS`` from the journal, once: a cash account
@@ -285,6 +294,11 @@ class CashLedger:
             return "no balance of it has been read yet"
         if self.history_gap is not None:
             return f"its broker reports no settled cash and {self.history_gap}"
+        if self._history is not None and not calendars_loaded():
+            return (
+                "its broker reports no settled cash and the settlement calendars that date its "
+                "earlier fills are still loading (a moment after start)"
+            )
         return "its broker reports no settled cash and its fills from before this start are not known"
 
     def is_cash_account(self, account: str) -> bool:
@@ -392,6 +406,7 @@ class CashLedger:
         place (``with_computed``). ``balances`` itself, unchanged, while the fills from before
         this start are not known: a figure from today's fills alone would be wrong."""
         self.sync()
+        self._take_history()
         if not self.has_history or not self.cash_accounts.intersection(balances):
             return balances
         seen = dict(balances)
@@ -411,6 +426,8 @@ class CashLedger:
         been read, or its broker reports no settled cash and the fills before this ledger
         started are unknown."""
         self.sync()
+        if not self.has_history:
+            self._take_history()
         balance = (self._seen or {}).get(account)
         if balance is None:
             return None

@@ -14,6 +14,7 @@ cycle here, so that cash is never counted as settled earlier than it may be.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ __all__ = [
     "Settlement",
     "SettlementRule",
     "business_days_after",
+    "calendars_loaded",
     "dated",
     "is_business_day",
+    "loaded",
     "market_of",
     "rule_for",
     "settlement_of",
@@ -246,22 +249,45 @@ def _calendar(code: str) -> HolidayBase:
     return holidays.financial_holidays(code)
 
 
+_LOADED = threading.Event()
+
+
+def calendars_loaded() -> bool:
+    """Whether the calendars are loaded: a settlement date is then worked out without waiting."""
+    return _LOADED.is_set()
+
+
 @functools.cache
 def warm_up() -> threading.Thread:
-    """Load the calendars in a background thread, once: the first settlement date worked out on
-    the order path then does not wait a fifth of a second for the import. Called where fills are
-    about to come (a paper account connecting, a cash account seen)."""
+    """Load the calendars in a background thread, once: the import takes a fifth to half a
+    second, which neither start-up nor the first fill should wait for on the event loop. Called
+    as the runtime starts, and where fills are about to come (a cash account seen)."""
     thread = threading.Thread(target=_load_calendars, name="settlement-calendars", daemon=True)
     thread.start()
     return thread
 
 
+async def loaded() -> None:
+    """Until the calendars are loaded (starting the load if nothing has yet), waiting in a
+    thread: the event loop goes on meanwhile. At once when they are."""
+    if not _LOADED.is_set():
+        await asyncio.to_thread(warm_up().join)
+
+
 def _load_calendars() -> None:
     codes = {code for rule in RULES for code in rule.calendars} | set(CURRENCY_CALENDARS.values())
     today = date.today()
-    for code in sorted(codes):
-        # Membership fills in the year asked about (and the next, for a settlement across it).
-        _ = today in _calendar(code), today.replace(month=1, day=1, year=today.year + 1) in _calendar(code)
+    try:
+        for code in sorted(codes):
+            # Membership fills in the year asked about (and the next, for a settlement across it).
+            _ = (
+                today in _calendar(code),
+                today.replace(month=1, day=1, year=today.year + 1) in _calendar(code),
+            )
+    finally:
+        # Set even if a calendar failed to load: that failure then surfaces, with its reason,
+        # where a date is worked out, instead of every order waiting here.
+        _LOADED.set()
 
 
 @functools.cache

@@ -5,14 +5,16 @@ and says why. On the paper broker with a manual clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from support import until
 
-from brokers import settled_cash
+from brokers import settled_cash, settlement
 from brokers.account_state import SettledCashSource
 from brokers.execution import ExecutionService
 from brokers.journal import Journal
@@ -176,3 +178,34 @@ async def test_a_margin_account_never_reads_the_journal(tmp_path, history):
         assert ledger.history_gap is None and not ledger.has_history
     finally:
         await manager.disconnect_all()
+
+
+async def test_while_the_calendars_still_load_the_journal_waits_and_the_refusal_says_so(
+    tmp_path, monkeypatch
+):
+    clock = await sell_on_friday(tmp_path)
+    release, loaded = threading.Event(), threading.Event()
+
+    def load() -> None:
+        release.wait(10)
+        loaded.set()
+
+    monkeypatch.setattr(settlement, "_LOADED", loaded)
+    monkeypatch.setattr(settlement, "_load_calendars", load)
+    settlement.warm_up.cache_clear()
+    try:
+        async with Run(tmp_path, clock, cash_account(clock, initial_cash=11_000)) as run:
+            assert not run.ledger.has_history  # not read on the event loop while they load
+            refused = await run.order("BUY", 5)
+            assert refused.reject_code == RejectCode.UNSETTLED_FUNDS
+            assert (
+                "settlement calendars that date its earlier fills are still loading" in refused.reject_reason
+            )
+
+            release.set()
+            await asyncio.to_thread(settlement.warm_up().join)
+            assert (await run.order("BUY", 5)).status is OrderStatus.FILLED
+            assert run.ledger.has_history
+    finally:
+        release.set()
+        settlement.warm_up.cache_clear()

@@ -25,6 +25,7 @@ from ...models import (
     ConnectionState,
     Order,
 )
+from ...settlement import loaded
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .api import ib_api
@@ -104,6 +105,8 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         session = self._session
         if session.is_connected():
             return
+        # The day's executions come in as it connects, each dated by the settlement calendars.
+        await loaded()
         try:
             await session.open()
             # The client library asked for the day's executions on connecting.

@@ -35,6 +35,7 @@ from ...models import (
     Order,
     utcnow,
 )
+from ...settlement import loaded
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .mirror import OrderMirror
@@ -176,6 +177,8 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         session = self._session
         if session.is_connected():
             return
+        # The day's trades are read as it connects, each dated by the settlement calendars.
+        await loaded()
         await self._stop_poller()
         session.state = ConnectionState.CONNECTING
         try:
