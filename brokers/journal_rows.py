@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -71,13 +71,22 @@ _FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency"
 _DATES = ',"trade_date":"%s","settlement_date":"%s"'
 
 
+_DATES_SEEN: dict[tuple[date, date], str] = {}
+
+
 def _dates(fill: Fill) -> str:
     """The fill's trade and settlement dates as JSON members, when it carries both (a restart
-    reads them back with the fill)."""
+    reads them back with the fill). Made once per pair of dates: a day's fills share one."""
     trade_date, settlement_date = fill.trade_date, fill.settlement_date
     if trade_date is None or settlement_date is None:
         return ""
-    return _DATES % (trade_date.isoformat(), settlement_date.isoformat())
+    key = (trade_date, settlement_date)
+    text = _DATES_SEEN.get(key)
+    if text is None:
+        if len(_DATES_SEEN) >= 256:
+            _DATES_SEEN.clear()
+        text = _DATES_SEEN[key] = _DATES % (trade_date.isoformat(), settlement_date.isoformat())
+    return text
 
 
 def state_json(order: Order) -> str:
