@@ -4,11 +4,13 @@
 the cash moves (T+0, T+1, T+2), which calendars' closed days are skipped, in which time zone the
 trade date is counted, and the source the row is taken from. ``settlement_of`` turns an
 execution time into its trade date, settlement date and the moment the cash counts as settled
-(the start of the settlement date in the market's zone; at once for T+0).
+(the start of the settlement date in the market's zone; at once for T+0); ``dated`` puts the
+dates on a broker's fill, from its own execution time.
 
 Closed days come from the ``holidays`` package's financial calendars (NYSE, the Federal Reserve,
 NSE, BSE, CME, the ECB's TARGET, ...), imported on first use so that importing this module costs
-nothing. A market the table does not know settles by its last row: T+2 on weekdays, the longest
+nothing, and loaded on a background thread from start-up (``warm_up``; ``loaded`` waits for
+them without holding up the event loop). A market the table does not know settles by its last row: T+2 on weekdays, the longest
 cycle here, so that cash is never counted as settled earlier than it may be.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -44,6 +47,8 @@ __all__ = [
     "settlement_of",
     "warm_up",
 ]
+
+log = logging.getLogger(__name__)
 
 _STOCK, _OPTION, _FUTURE = AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE
 _FOREX, _CRYPTO = AssetClass.FOREX, AssetClass.CRYPTO
@@ -377,10 +382,16 @@ def dated(fill: Fill, *, exchange: str | None = None, currency: str | None = Non
     the account's, for a fill whose instrument names none."""
     if fill.trade_date is not None and fill.settlement_date is not None:
         return fill
-    instrument = fill.instrument
-    if exchange and not instrument.exchange:
-        instrument = instrument_of(fill.symbol, fill.asset_class, exchange, fill.currency, fill.multiplier)
-    settlement = settlement_of(instrument, fill.timestamp, instrument.currency or currency)
+    try:
+        instrument = fill.instrument
+        if exchange and not instrument.exchange:
+            instrument = instrument_of(
+                fill.symbol, fill.asset_class, exchange, fill.currency, fill.multiplier
+            )
+        settlement = settlement_of(instrument, fill.timestamp, instrument.currency or currency)
+    except Exception:  # an execution is real money: never lost over its dates
+        log.exception("fill %s could not be dated; it goes on without its dates", fill.fill_id)
+        return fill
     return fill.model_copy(
         update={
             "trade_date": fill.trade_date or settlement.trade_date,

@@ -448,12 +448,12 @@ class OrderMirror:
                 client_order_id=tracked.order.client_order_id,
                 timestamp=when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC),
             )
-            # Dated by the execution's own time and the market the contract is listed on.
-            contract = ib_fill.contract
-            fill = dated(fill, exchange=contract.primaryExchange or contract.exchange or None)
         except ValueError as exc:
             log.warning("%s: unusable execution %s: %s", settings.name, execution.execId, exc)
             return
+        # Dated by the execution's own time and the market the contract is listed on.
+        contract = ib_fill.contract
+        fill = dated(fill, exchange=contract.primaryExchange or contract.exchange or None)
         self._seen_exec_ids.add(fill.fill_id)
         tracked.acked = tracked.seen_by_broker = True
         # A correction replaces the execution it corrects, under the id that one was first
