@@ -241,6 +241,8 @@ class CashLedger:
         # they could not be read.
         self.has_history = False
         self.history_gap: str | None = None
+        # Fills that came before the settlement calendars had loaded, to be dated once they have.
+        self._undated: list[tuple[str, Fill, Instrument]] = []
 
     # -- what the accounts are ------------------------------------------------------------
     def sync(self) -> None:
@@ -294,6 +296,8 @@ class CashLedger:
             return "no balance of it has been read yet"
         if self.history_gap is not None:
             return f"its broker reports no settled cash and {self.history_gap}"
+        if any(waiting[0] == account for waiting in self._undated):
+            return "the settlement calendars that date its fills are still loading (a moment after start)"
         if self._history is not None and not calendars_loaded():
             return (
                 "its broker reports no settled cash and the settlement calendars that date its "
@@ -357,11 +361,25 @@ class CashLedger:
         if instrument is None and fill.client_order_id:
             instrument = self._instruments.get(fill.client_order_id)
         if instrument is None:
-            instrument = Instrument.stock(fill.symbol)
+            instrument = fill.instrument
+        if not calendars_loaded():
+            # Dated once the calendars have loaded (just after start), not on the event loop now.
+            self._undated.append((account, fill, instrument))
+            return
+        self._add_dated(account, fill, instrument)
+
+    def _add_dated(self, account: str, fill: Fill, instrument: Instrument) -> None:
         balance = (self._seen or {}).get(account)
         row = settlement_for_fill(account, fill, instrument, balance.currency if balance else None)
         self._rows.setdefault(account, {})[fill.fill_id] = row
         self._prune(account)
+
+    def _date_waiting(self) -> None:
+        """Date the fills that came while the calendars loaded, once they have."""
+        if self._undated and calendars_loaded():
+            waiting, self._undated = self._undated, []
+            for account, fill, instrument in waiting:
+                self._add_dated(account, fill, instrument)
 
     def add_rows(self, rows: Iterable[PendingSettlement]) -> None:
         """Fills known from elsewhere (the journal at start)."""
@@ -394,6 +412,7 @@ class CashLedger:
 
     # -- reading --------------------------------------------------------------------------
     def rows(self, account: str | None = None) -> list[PendingSettlement]:
+        self._date_waiting()
         if account is not None:
             return sorted(self._rows.get(account, {}).values(), key=lambda r: r.executed_at)
         return sorted(
@@ -407,6 +426,7 @@ class CashLedger:
         this start are not known: a figure from today's fills alone would be wrong."""
         self.sync()
         self._take_history()
+        self._date_waiting()
         if not self.has_history or not self.cash_accounts.intersection(balances):
             return balances
         seen = dict(balances)
@@ -428,6 +448,10 @@ class CashLedger:
         self.sync()
         if not self.has_history:
             self._take_history()
+        if self._undated:
+            self._date_waiting()
+            if any(waiting[0] == account for waiting in self._undated):
+                return None  # a fill of it is still to be dated
         balance = (self._seen or {}).get(account)
         if balance is None:
             return None

@@ -379,8 +379,12 @@ def dated(fill: Fill, *, exchange: str | None = None, currency: str | None = Non
     """``fill`` carrying its trade date and settlement date, worked out by the table from its
     own execution time; dates it carries already (the broker's word) are kept. ``exchange`` is
     where the broker says the contract is listed, when the fill does not name it; ``currency``
-    the account's, for a fill whose instrument names none."""
-    if fill.trade_date is not None and fill.settlement_date is not None:
+    the account's, for a fill whose instrument names none.
+
+    Called as a broker reports the fill, on the event loop: while the calendars are still
+    loading (a moment after start) the fill goes on undated rather than wait for them, and
+    whoever needs its dates works them out from the table later (``settled_cash``)."""
+    if (fill.trade_date is not None and fill.settlement_date is not None) or not _LOADED.is_set():
         return fill
     try:
         instrument = fill.instrument

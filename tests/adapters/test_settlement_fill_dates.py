@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     alpaca_broker_fixture,
     alpaca_keys_fixture,
@@ -26,10 +28,18 @@ from peers.tws_peer import (  # noqa: F401  (the *_fixture names are fixtures)
 from support import until
 
 from adapters.broker_payloads import payload
+from brokers import settlement
 from brokers.adapters.zerodha import ZerodhaBroker
 from brokers.models import ConnectionState, Fill, OrderRequest
 
 ALPACA_FIXTURES = Path(__file__).parent / "fixtures" / "alpaca"
+
+
+@pytest.fixture(autouse=True)
+async def calendars():
+    """Loaded, as they are a moment after start-up (before, fills go on undated)."""
+    await settlement.loaded()
+
 
 # Friday 29 August 2025, 21:30 in New York: already Saturday in UTC, and the Friday before
 # Labor Day (Monday 1 September), so a US share trade of it settles on Tuesday 2 September.
@@ -159,3 +169,13 @@ async def test_kite_trade_before_an_exchange_holiday_settles_after_it(kite_peer,
     fill = fills["200000000000000:10000000"]
     assert (fill.trade_date, fill.settlement_date) == (date(2025, 8, 14), date(2025, 8, 18))
     assert fill.price == Decimal("420.65")
+
+
+async def test_a_fill_reported_while_the_calendars_load_goes_on_undated(tws_peer, ibkr, monkeypatch):
+    monkeypatch.setattr(settlement, "_LOADED", threading.Event())  # still loading
+    updates = ibkr.subscribe()
+    order = await ibkr.place_order(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
+    fill = await next_event(updates, Fill)
+    # Reported at once, never held up: its dates are worked out from the table when needed.
+    assert fill.client_order_id == order.client_order_id
+    assert (fill.trade_date, fill.settlement_date) == (None, None)

@@ -21,7 +21,7 @@ from brokers.journal import Journal
 from brokers.journal_rows import fill_data, order_row
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
-from brokers.models import OrderRequest, OrderStatus, RejectCode
+from brokers.models import Fill, OrderRequest, OrderStatus, RejectCode
 from brokers.risk import RiskEngine
 from brokers.settled_cash import CashLedger, FillHistory
 from brokers.sim import ManualClock, SimBroker
@@ -209,3 +209,42 @@ async def test_while_the_calendars_still_load_the_journal_waits_and_the_refusal_
     finally:
         release.set()
         settlement.warm_up.cache_clear()
+
+
+async def test_a_fill_that_comes_while_the_calendars_load_is_dated_once_they_have(tmp_path, monkeypatch):
+    clock = ManualClock(FRIDAY)
+    async with Run(tmp_path, clock, cash_account(clock, initial_positions={"AAPL": (100, 90)})) as run:
+        assert run.ledger.spendable("cash") is not None
+        release, loaded = threading.Event(), threading.Event()
+
+        def load() -> None:
+            release.wait(10)
+            loaded.set()
+
+        monkeypatch.setattr(settlement, "_LOADED", loaded)
+        monkeypatch.setattr(settlement, "_load_calendars", load)
+        settlement.warm_up.cache_clear()
+        try:
+            # As an adapter reports a sale made at the broker: undated, the calendars not in yet.
+            sale = Fill(
+                fill_id="X-1",
+                account="cash",
+                symbol="AAPL",
+                side="SELL",
+                quantity=100,
+                price=100,
+                timestamp=FRIDAY,
+            )
+            run.ledger.add_fill("cash", sale)
+            assert run.ledger.spendable("cash") is None
+            refused = await run.order("BUY", 1)
+            assert refused.reject_code == RejectCode.UNSETTLED_FUNDS
+            assert "the settlement calendars that date its fills are still loading" in refused.reject_reason
+
+            release.set()
+            await asyncio.to_thread(settlement.warm_up().join)
+            funds = run.ledger.spendable("cash")
+            assert funds is not None and funds.incoming == ((date(2025, 8, 25), D(10_000)),)
+        finally:
+            release.set()
+            settlement.warm_up.cache_clear()

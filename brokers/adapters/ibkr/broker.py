@@ -25,7 +25,7 @@ from ...models import (
     ConnectionState,
     Order,
 )
-from ...settlement import loaded
+from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .api import ib_api
@@ -105,8 +105,8 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         session = self._session
         if session.is_connected():
             return
-        # The day's executions come in as it connects, each dated by the settlement calendars.
-        await loaded()
+        # Its fills are dated by the settlement calendars: they load in the background.
+        warm_up()
         try:
             await session.open()
             # The client library asked for the day's executions on connecting.

@@ -35,7 +35,7 @@ from ...models import (
     Order,
     utcnow,
 )
-from ...settlement import loaded
+from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .mirror import OrderMirror
@@ -177,8 +177,8 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         session = self._session
         if session.is_connected():
             return
-        # The day's trades are read as it connects, each dated by the settlement calendars.
-        await loaded()
+        # Its fills are dated by the settlement calendars: they load in the background.
+        warm_up()
         await self._stop_poller()
         session.state = ConnectionState.CONNECTING
         try:
