@@ -30,6 +30,9 @@ class SettledFunds(Protocol):
 
     def spendable(self, account: str) -> Spendable | None: ...
 
+    def unknown_reason(self, account: str) -> str:
+        """Why ``spendable(account)`` is None."""
+
     def reserve(self, account: str, client_order_id: str, unit_cost: Decimal, quantity: Decimal) -> None: ...
 
 
@@ -63,8 +66,8 @@ class CashAccountCheck(Check):
         funds = self.funds.spendable(account)
         if funds is None:
             return (
-                f"{account} is a cash account and its settled cash is not known (no balance read "
-                "yet, or the broker reports none), so no buy is sent until it is"
+                f"{account} is a cash account and its settled cash is not known: "
+                f"{self.funds.unknown_reason(account)}, so no buy is sent until it is"
             )
         price = notional_price(request, account, ctx)
         if price is None:

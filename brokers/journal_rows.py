@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -67,7 +67,26 @@ _STATE = (
     '{"status":"%s","broker_order_id":%s,"filled_quantity":%s,"avg_fill_price":%s,'
     '"reject_code":%s,"reject_reason":%s}'
 )
-_FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"}'
+_FILL = '{"fill_id":%s,"quantity":"%s","price":"%s","commission":"%s","currency":%s,"timestamp":"%s"%s}'
+_DATES = ',"trade_date":"%s","settlement_date":"%s"'
+
+
+_DATES_SEEN: dict[tuple[date, date], str] = {}
+
+
+def _dates(fill: Fill) -> str:
+    """The fill's trade and settlement dates as JSON members, when it carries both (a restart
+    reads them back with the fill). Made once per pair of dates: a day's fills share one."""
+    trade_date, settlement_date = fill.trade_date, fill.settlement_date
+    if trade_date is None or settlement_date is None:
+        return ""
+    key = (trade_date, settlement_date)
+    text = _DATES_SEEN.get(key)
+    if text is None:
+        if len(_DATES_SEEN) >= 256:
+            _DATES_SEEN.clear()
+        text = _DATES_SEEN[key] = _DATES % (trade_date.isoformat(), settlement_date.isoformat())
+    return text
 
 
 def state_json(order: Order) -> str:
@@ -104,6 +123,7 @@ def order_row(order: Order, fills: list[Fill] | None = None) -> str:
                 f.commission,
                 quote(f.currency),
                 f.timestamp.isoformat(),
+                _dates(f),
             )
             for f in fills
         ]
@@ -147,7 +167,7 @@ def request_text(request: OrderRequest) -> str:
 
 def fill_data(fill: Fill) -> dict[str, Any]:
     """A fill without what its order row already says (account, symbol, side, ids)."""
-    return {
+    data: dict[str, Any] = {
         "fill_id": fill.fill_id,
         "quantity": str(fill.quantity),
         "price": str(fill.price),
@@ -155,6 +175,10 @@ def fill_data(fill: Fill) -> dict[str, Any]:
         "currency": fill.currency,
         "timestamp": fill.timestamp.isoformat(),
     }
+    if fill.trade_date is not None and fill.settlement_date is not None:
+        data["trade_date"] = fill.trade_date.isoformat()
+        data["settlement_date"] = fill.settlement_date.isoformat()
+    return data
 
 
 def replay_rows(rows: list[tuple[Any, ...]]) -> dict[str, Order]:

@@ -30,6 +30,7 @@ from .registry import BrokerFactory
 from .risk import RiskEngine
 from .routing import Router
 from .settled_cash import CashLedger
+from .settlement import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Runtime:
     desk_buckets: DeskBuckets | None = None
     # The journal's closed days archived once a day (``[journal]`` in the config).
     archive_schedule: ArchiveSchedule | None = None
+    # Settled cash of the cash accounts, kept from their fills (the pre-trade check reads it).
+    cash_ledger: CashLedger | None = None
     started: bool = field(default=False)
 
     async def start(self, *, connect: bool = True) -> None:
@@ -83,6 +86,9 @@ class Runtime:
         if self.started:
             return
         self.started = True
+        # The settlement calendars that date every fill load in the background meanwhile, off
+        # the connect path (a fifth to half a second); what needs them first waits in a thread.
+        warm_up()
         if self.desk is not None:
             # First: a halt on the desk holds before any account connects.
             await self.desk.start()
@@ -180,7 +186,7 @@ def build_runtime(
         {account.name: account.risk for account in config.accounts if account.risk is not None},
     )
     # Cash accounts spend settled cash only: the ledger follows their fills and working buys.
-    cash_ledger = CashLedger(lambda: manager.snapshot.balances)
+    cash_ledger = CashLedger(lambda: manager.snapshot.balances, history=journal)
     manager.add_listener(cash_ledger.on_event)
     risk.guard_cash_accounts(cash_ledger)
     router = Router(config.routing, config.default_account)
@@ -218,4 +224,5 @@ def build_runtime(
             else None
         ),
         desk_buckets=desk_buckets,
+        cash_ledger=cash_ledger,
     )

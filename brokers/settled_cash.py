@@ -15,31 +15,58 @@ purchase's cost negative, commission included) and the moment it settles
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from .account_state import Balance, Fill, SettledCashSource
 from .clock import utcnow
+from .consolidation import Snapshot, Totals, consolidate_settlement
 from .enums import Side
 from .events import ConnectionEvent, FillEvent, ManagerEvent, OrderEvent
+from .fx import FxRates
 from .instruments import Instrument
 from .orders import Order
-from .settlement import settlement_of, warm_up
+from .settlement import calendars_loaded, settlement_of, warm_up
 
 __all__ = [
+    "HISTORY_DAYS",
+    "HISTORY_ORDERS",
     "CashLedger",
+    "FillHistory",
     "PendingSettlement",
     "Spendable",
     "computed_split",
     "pending_from_orders",
     "settlement_for_fill",
+    "totals_with_fills",
     "with_computed",
 ]
 
+log = logging.getLogger(__name__)
+
 _ZERO = Decimal(0)
+
+HISTORY_DAYS = 14
+"""How far back the journal's fills are read when a cash account is first seen: longer than the
+longest cycle of ``brokers.settlement.RULES`` (T+2) with a run of holidays on top, so every fill
+whose cash may still be unsettled is among them."""
+
+HISTORY_ORDERS = 5000
+"""The most orders read back for that; more in ``HISTORY_DAYS`` and the split is not worked out
+(the ones left out could be unsettled sales)."""
+
+
+class FillHistory(Protocol):
+    """Where the fills from before this process came from (``brokers.journal.Journal``)."""
+
+    def orders_since(self, since: datetime, *, most: int = ...) -> list[Order]: ...
+
+    def count_events(self, since: datetime | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +220,10 @@ class CashLedger:
         clock: Callable[[], datetime] = utcnow,
         reservation_seconds: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
+        history: FillHistory | None = None,
     ) -> None:
         self._balances = balances
+        self._history = history
         self._clock = clock
         self._monotonic = monotonic
         self._reservation_seconds = reservation_seconds
@@ -206,9 +235,14 @@ class CashLedger:
         # account -> client_order_id -> (cost per unit still to fill, remaining quantity)
         self._working: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
         self._reserved: dict[str, tuple[str, float]] = {}
-        # Whether fills from before this ledger started were given (``add_rows``): without them
-        # a split worked out here would count an older sale's unsettled proceeds as settled.
+        # Whether fills from before this ledger started were given (``add_rows``, or read from
+        # ``history`` when a cash account is first seen): without them a split worked out here
+        # would count an older sale's unsettled proceeds as settled. ``history_gap`` says why
+        # they could not be read.
         self.has_history = False
+        self.history_gap: str | None = None
+        # Fills that came before the settlement calendars had loaded, to be dated once they have.
+        self._undated: list[tuple[str, Fill, Instrument]] = []
 
     # -- what the accounts are ------------------------------------------------------------
     def sync(self) -> None:
@@ -223,6 +257,53 @@ class CashLedger:
             self.generation += 1
             if cash:
                 warm_up()
+                self._take_history()
+
+    def _take_history(self) -> None:
+        """Read the journal's recent fills if they are wanted and not read yet. Dating them
+        needs the settlement calendars: until those have loaded (in the background, just
+        after start) it waits for a later look rather than hold up the event loop."""
+        history = self._history
+        if history is None or self.has_history or self.history_gap is not None or not self.cash_accounts:
+            return
+        if calendars_loaded() and self._seen is not None:
+            self._read_history(history, self._seen)
+
+    def _read_history(self, history: FillHistory, balances: Mapping[str, Balance]) -> None:
+        """Take the fills of the last ``HISTORY_DAYS`` from the journal, once: a cash account
+        whose broker does not split its cash is then worked out from them after a restart."""
+        since = self._clock() - timedelta(days=HISTORY_DAYS)
+        try:
+            if history.count_events(since) > HISTORY_ORDERS * 4:
+                # orders_since reads the last ``4 x most`` rows: beyond that some would be missed.
+                self.history_gap = (
+                    f"the journal holds too many orders of the last {HISTORY_DAYS} days to read "
+                    "back at once, so sales still settling may be missing"
+                )
+                return
+            orders = history.orders_since(since, most=HISTORY_ORDERS)
+        except Exception as exc:  # a journal that cannot be read must not stop trading in margin accounts
+            log.warning("the journal's recent fills could not be read: %s", exc)
+            self.history_gap = f"the journal's recent fills could not be read ({type(exc).__name__})"
+            return
+        currencies = {name: balance.currency for name, balance in balances.items()}
+        self.add_rows(pending_from_orders(orders, currencies))
+
+    def unknown_reason(self, account: str) -> str:
+        """Why ``spendable(account)`` is None, as the end of a sentence."""
+        balance = (self._seen or {}).get(account)
+        if balance is None:
+            return "no balance of it has been read yet"
+        if self.history_gap is not None:
+            return f"its broker reports no settled cash and {self.history_gap}"
+        if any(waiting[0] == account for waiting in self._undated):
+            return "the settlement calendars that date its fills are still loading (a moment after start)"
+        if self._history is not None and not calendars_loaded():
+            return (
+                "its broker reports no settled cash and the settlement calendars that date its "
+                "earlier fills are still loading (a moment after start)"
+            )
+        return "its broker reports no settled cash and its fills from before this start are not known"
 
     def is_cash_account(self, account: str) -> bool:
         self.sync()
@@ -280,11 +361,25 @@ class CashLedger:
         if instrument is None and fill.client_order_id:
             instrument = self._instruments.get(fill.client_order_id)
         if instrument is None:
-            instrument = Instrument.stock(fill.symbol)
+            instrument = fill.instrument
+        if not calendars_loaded():
+            # Dated once the calendars have loaded (just after start), not on the event loop now.
+            self._undated.append((account, fill, instrument))
+            return
+        self._add_dated(account, fill, instrument)
+
+    def _add_dated(self, account: str, fill: Fill, instrument: Instrument) -> None:
         balance = (self._seen or {}).get(account)
         row = settlement_for_fill(account, fill, instrument, balance.currency if balance else None)
         self._rows.setdefault(account, {})[fill.fill_id] = row
         self._prune(account)
+
+    def _date_waiting(self) -> None:
+        """Date the fills that came while the calendars loaded, once they have."""
+        if self._undated and calendars_loaded():
+            waiting, self._undated = self._undated, []
+            for account, fill, instrument in waiting:
+                self._add_dated(account, fill, instrument)
 
     def add_rows(self, rows: Iterable[PendingSettlement]) -> None:
         """Fills known from elsewhere (the journal at start)."""
@@ -317,11 +412,27 @@ class CashLedger:
 
     # -- reading --------------------------------------------------------------------------
     def rows(self, account: str | None = None) -> list[PendingSettlement]:
+        self._date_waiting()
         if account is not None:
             return sorted(self._rows.get(account, {}).values(), key=lambda r: r.executed_at)
         return sorted(
             (row for rows in self._rows.values() for row in rows.values()), key=lambda r: r.executed_at
         )
+
+    def with_fills(self, balances: Mapping[str, Balance]) -> Mapping[str, Balance]:
+        """``balances`` with each cash account's settled cash as its fills give it: beside the
+        broker's figure (a difference is then shown) or, where the broker gives none, in its
+        place (``with_computed``). ``balances`` itself, unchanged, while the fills from before
+        this start are not known: a figure from today's fills alone would be wrong."""
+        self.sync()
+        self._take_history()
+        self._date_waiting()
+        if not self.has_history or not self.cash_accounts.intersection(balances):
+            return balances
+        seen = dict(balances)
+        for name in self.cash_accounts.intersection(balances):
+            seen[name] = with_computed(balances[name], self._rows.get(name, {}).values())
+        return seen
 
     def pending(self, account: str | None = None, now: datetime | None = None) -> list[PendingSettlement]:
         """Fills whose cash has not settled by ``now``, soonest settlement first."""
@@ -335,6 +446,12 @@ class CashLedger:
         been read, or its broker reports no settled cash and the fills before this ledger
         started are unknown."""
         self.sync()
+        if not self.has_history:
+            self._take_history()
+        if self._undated:
+            self._date_waiting()
+            if any(waiting[0] == account for waiting in self._undated):
+                return None  # a fill of it is still to be dated
         balance = (self._seen or {}).get(account)
         if balance is None:
             return None
@@ -372,3 +489,18 @@ class CashLedger:
             incoming=tuple(sorted(incoming.items())),
             source=source,
         )
+
+
+def totals_with_fills(totals: Totals, snapshot: Snapshot, ledger: CashLedger, fx: FxRates) -> Totals:
+    """``totals`` (consolidated from ``snapshot``) whose settled and pending cash also says what
+    the cash accounts' fills give (``CashLedger.with_fills``): the figure worked out where the
+    broker reports none, and a disagreement where it reports another."""
+    settlement = totals.settlement
+    if settlement is None:
+        return totals
+    balances = ledger.with_fills(snapshot.balances)
+    if balances is snapshot.balances:
+        return totals
+    currencies = {name: split.currency for name, split in settlement.per_account.items()}
+    seen = replace(snapshot, balances=dict(balances))
+    return replace(totals, settlement=consolidate_settlement(currencies, seen, fx, settlement.currency))

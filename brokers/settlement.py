@@ -4,25 +4,30 @@
 the cash moves (T+0, T+1, T+2), which calendars' closed days are skipped, in which time zone the
 trade date is counted, and the source the row is taken from. ``settlement_of`` turns an
 execution time into its trade date, settlement date and the moment the cash counts as settled
-(the start of the settlement date in the market's zone; at once for T+0).
+(the start of the settlement date in the market's zone; at once for T+0); ``dated`` puts the
+dates on a broker's fill, from its own execution time.
 
 Closed days come from the ``holidays`` package's financial calendars (NYSE, the Federal Reserve,
 NSE, BSE, CME, the ECB's TARGET, ...), imported on first use so that importing this module costs
-nothing. A market the table does not know settles by its last row: T+2 on weekdays, the longest
+nothing, and loaded on a background thread from start-up (``warm_up``; ``loaded`` waits for
+them without holding up the event loop). A market the table does not know settles by its last row: T+2 on weekdays, the longest
 cycle here, so that cash is never counted as settled earlier than it may be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
+from .account_state import Fill
 from .enums import AssetClass
-from .instruments import Instrument
+from .instruments import Instrument, instrument_of
 
 if TYPE_CHECKING:
     from holidays import HolidayBase
@@ -33,12 +38,17 @@ __all__ = [
     "Settlement",
     "SettlementRule",
     "business_days_after",
+    "calendars_loaded",
+    "dated",
     "is_business_day",
+    "loaded",
     "market_of",
     "rule_for",
     "settlement_of",
     "warm_up",
 ]
+
+log = logging.getLogger(__name__)
 
 _STOCK, _OPTION, _FUTURE = AssetClass.STOCK, AssetClass.OPTION, AssetClass.FUTURE
 _FOREX, _CRYPTO = AssetClass.FOREX, AssetClass.CRYPTO
@@ -244,22 +254,45 @@ def _calendar(code: str) -> HolidayBase:
     return holidays.financial_holidays(code)
 
 
+_LOADED = threading.Event()
+
+
+def calendars_loaded() -> bool:
+    """Whether the calendars are loaded: a settlement date is then worked out without waiting."""
+    return _LOADED.is_set()
+
+
 @functools.cache
 def warm_up() -> threading.Thread:
-    """Load the calendars in a background thread, once: the first settlement date worked out on
-    the order path then does not wait a fifth of a second for the import. Called where fills are
-    about to come (a paper account connecting, a cash account seen)."""
+    """Load the calendars in a background thread, once: the import takes a fifth to half a
+    second, which neither start-up nor the first fill should wait for on the event loop. Called
+    as the runtime starts, and where fills are about to come (a cash account seen)."""
     thread = threading.Thread(target=_load_calendars, name="settlement-calendars", daemon=True)
     thread.start()
     return thread
 
 
+async def loaded() -> None:
+    """Until the calendars are loaded (starting the load if nothing has yet), waiting in a
+    thread: the event loop goes on meanwhile. At once when they are."""
+    if not _LOADED.is_set():
+        await asyncio.to_thread(warm_up().join)
+
+
 def _load_calendars() -> None:
     codes = {code for rule in RULES for code in rule.calendars} | set(CURRENCY_CALENDARS.values())
     today = date.today()
-    for code in sorted(codes):
-        # Membership fills in the year asked about (and the next, for a settlement across it).
-        _ = today in _calendar(code), today.replace(month=1, day=1, year=today.year + 1) in _calendar(code)
+    try:
+        for code in sorted(codes):
+            # Membership fills in the year asked about (and the next, for a settlement across it).
+            _ = (
+                today in _calendar(code),
+                today.replace(month=1, day=1, year=today.year + 1) in _calendar(code),
+            )
+    finally:
+        # Set even if a calendar failed to load: that failure then surfaces, with its reason,
+        # where a date is worked out, instead of every order waiting here.
+        _LOADED.set()
 
 
 @functools.cache
@@ -340,3 +373,32 @@ def _work_out(
         return trade_day, settle_day, None, rule
     settles_at = datetime.combine(settle_day, time(0), tzinfo=zone).astimezone(UTC)
     return trade_day, settle_day, settles_at, rule
+
+
+def dated(fill: Fill, *, exchange: str | None = None, currency: str | None = None) -> Fill:
+    """``fill`` carrying its trade date and settlement date, worked out by the table from its
+    own execution time; dates it carries already (the broker's word) are kept. ``exchange`` is
+    where the broker says the contract is listed, when the fill does not name it; ``currency``
+    the account's, for a fill whose instrument names none.
+
+    Called as a broker reports the fill, on the event loop: while the calendars are still
+    loading (a moment after start) the fill goes on undated rather than wait for them, and
+    whoever needs its dates works them out from the table later (``settled_cash``)."""
+    if (fill.trade_date is not None and fill.settlement_date is not None) or not _LOADED.is_set():
+        return fill
+    try:
+        instrument = fill.instrument
+        if exchange and not instrument.exchange:
+            instrument = instrument_of(
+                fill.symbol, fill.asset_class, exchange, fill.currency, fill.multiplier
+            )
+        settlement = settlement_of(instrument, fill.timestamp, instrument.currency or currency)
+    except Exception:  # an execution is real money: never lost over its dates
+        log.exception("fill %s could not be dated; it goes on without its dates", fill.fill_id)
+        return fill
+    return fill.model_copy(
+        update={
+            "trade_date": fill.trade_date or settlement.trade_date,
+            "settlement_date": fill.settlement_date or settlement.settlement_date,
+        }
+    )

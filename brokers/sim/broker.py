@@ -38,7 +38,7 @@ from ..models import (
     to_decimal,
     utcnow,
 )
-from ..settlement import warm_up
+from ..settlement import calendars_loaded, loaded, warm_up
 from .account import CommissionSchedule, PendingCash, SimAccount
 from .clock import Clock
 from .faults import SimFaults
@@ -321,11 +321,9 @@ class SimBroker(Broker):
             raise self._timeout("connect")
         if faults.take_connect_failure():
             raise BrokerConnectionError("connection refused (simulated fault)", broker=self.name)
-        calendars = warm_up()
-        if calendars.is_alive():
-            # Fills are about to come, each dated by the settlement calendars: loading them takes
-            # a fifth of a second once per process, here rather than inside the first order.
-            await asyncio.to_thread(calendars.join)
+        # Fills will be dated by the settlement calendars: they load in the background from
+        # here (if the runtime has not started them already); the first order waits for them.
+        warm_up()
         self._connected = True
         if self._tick_interval is not None and not self.feed_running:
             self.start_feed(self._tick_interval)
@@ -340,6 +338,10 @@ class SimBroker(Broker):
 
     # -- orders ---------------------------------------------------------------------------
     async def place_order(self, request: OrderRequest) -> Order:
+        if not calendars_loaded():
+            # Its fills are dated by the settlement calendars: an order sent while they still
+            # load waits for them in a thread, never holding up the event loop.
+            await loaded()
         if self._quiet():
             try:
                 return self._venue.place(request)

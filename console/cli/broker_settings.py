@@ -63,6 +63,33 @@ def choice(field: str, choices: tuple[str, ...], *, upper: bool = False) -> Call
     return parse
 
 
+def _yes_no(field: str) -> Callable[[str], bool | None]:
+    """yes or no; blank for the broker's default (not written)."""
+
+    def parse(text: str) -> bool | None:
+        value = text.strip().lower()
+        if not value:
+            return None
+        if value in ("yes", "y", "true"):
+            return True
+        if value in ("no", "n", "false"):
+            return False
+        raise ValueError(f"{field} must be yes or no, not {text!r}")
+
+    return parse
+
+
+# The broker's account data does not say whether the account is a cash account: asked.
+_CASH_ACCOUNT = Setting(
+    "cash_account",
+    "Cash account, buying with settled cash only (yes, no; blank: no)",
+    _yes_no("cash_account"),
+    lambda a: None,
+    "true: buys that would need unsettled sale proceeds are refused before the broker",
+    optional=True,
+)
+
+
 def _text(field: str, pattern: str, hint: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip()
@@ -127,6 +154,7 @@ TYPE_SETTINGS: dict[str, tuple[Setting, ...]] = {
             lambda a: 1,
             "unique per connection to the same gateway",
         ),
+        _CASH_ACCOUNT,
     ),
     "zerodha": (
         Setting(
@@ -142,6 +170,7 @@ TYPE_SETTINGS: dict[str, tuple[Setting, ...]] = {
             lambda a: "CNC",
             "CNC delivery, MIS intraday, NRML F&O",
         ),
+        _CASH_ACCOUNT,
     ),
 }
 

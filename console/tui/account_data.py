@@ -90,6 +90,7 @@ class AccountData:
         tick's business); the table is then filled a slice at a time."""
         # Loaded with the runtime, after the first frame.
         from brokers.consolidation import consolidate_positions, consolidate_totals
+        from brokers.settled_cash import totals_with_fills
 
         app = self.app
         async with self._lock:
@@ -110,6 +111,9 @@ class AccountData:
                 totals = await asyncio.to_thread(
                     consolidate_totals, currencies, snapshot, fx, mark, manager.base_currency, trades
                 )
+                if app.runtime.cash_ledger is not None:
+                    # Settled cash as the cash accounts' fills give it, beside the brokers' own.
+                    totals = totals_with_fills(totals, snapshot, app.runtime.cash_ledger, app.runtime.fx)
             except Exception as exc:
                 app.post_message(LogEvent(f"consolidating positions failed: {exc}", "error"))
                 return

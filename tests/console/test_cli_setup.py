@@ -321,7 +321,7 @@ def test_add_offers_to_store_secrets(memory_keyring):
         "kite",
         "--live",
         "--default",
-        input="\n\n\n\ny\nKEY-abcdef\nTOKEN-abcdef\n",
+        input="\n\n\n\n\ny\nKEY-abcdef\nTOKEN-abcdef\n",
     )
     assert interactive.exit_code == 0, interactive.output
     assert memory_keyring.secrets[(SERVICE, "kite:api_key")] == "KEY-abcdef"

@@ -22,6 +22,7 @@ from ...models import (
     BrokerCapabilities,
     Order,
 )
+from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .mirror import OrderMirror
@@ -111,6 +112,8 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
         return self._session.latency_ms
 
     async def connect(self) -> None:
+        # Its fills are dated by the settlement calendars: they load in the background.
+        warm_up()
         await self._session.open()
 
     async def disconnect(self) -> None:

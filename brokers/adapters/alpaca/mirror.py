@@ -20,6 +20,7 @@ from ...base import BrokerEvent
 from ...credentials import redact
 from ...errors import BrokerAPIError
 from ...models import AssetClass, Fill, Order, OrderRequest, OrderStatus, can_transition, utcnow
+from ...settlement import dated
 from .wire import (
     FillSource,
     dec,
@@ -218,7 +219,7 @@ class OrderMirror:
             order.avg_fill_price = average
             changed = True
         elif cumulative > order.filled_quantity:
-            fill = self._fill_for(order, cumulative, average, event, at)
+            fill = self._fill_for(order, cumulative, average, event, _executed_at(payload, at))
             if fill is not None and order.apply_fill(fill):
                 fills.append(fill)
         if average is not None and cumulative > 0 and order.filled_quantity == cumulative:
@@ -295,7 +296,7 @@ class OrderMirror:
             return None
         if price.as_tuple().exponent < -9:  # type: ignore[operator]
             price = price.quantize(Decimal("1e-9")).normalize()
-        return Fill(
+        fill = Fill(
             # The same id whichever way the execution is seen: stream, listing, or both.
             fill_id=f"{source.broker_id}:{wire_decimal(cumulative)}",
             account=self._account,
@@ -311,6 +312,7 @@ class OrderMirror:
             client_order_id=source.client_order_id,
             timestamp=at,
         )
+        return dated(fill)
 
     def _follow_foreign(
         self, broker_id: str, payload: dict[str, Any], event: dict[str, Any] | None, *, history: bool
@@ -333,7 +335,7 @@ class OrderMirror:
             cumulative,
             average,
             event,
-            parse_time(payload.get("updated_at")) or utcnow(),
+            _executed_at(payload, parse_time(payload.get("updated_at")) or utcnow()),
         )
         if fill is None:
             return
@@ -348,3 +350,9 @@ class OrderMirror:
                     break
                 if old.is_terminal:
                     del self._orders[old_id]
+
+
+def _executed_at(payload: dict[str, Any], fallback: datetime) -> datetime:
+    """When the last execution seen on an order listing happened: ``filled_at`` once the order
+    is filled (its last execution), else the time of the order's last change."""
+    return parse_time(payload.get("filled_at")) or fallback

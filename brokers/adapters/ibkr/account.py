@@ -21,6 +21,8 @@ class AccountSettings(Protocol):
     def name(self) -> str: ...
     @property
     def currency(self) -> str: ...
+    @property
+    def cash_account(self) -> bool: ...
 
 
 class AccountReads:
@@ -70,6 +72,7 @@ class AccountReads:
             settled_cash=settled,
             unsettled_cash=None if settled is None else cash - settled,
             settled_source=SettledCashSource.UNKNOWN if settled is None else SettledCashSource.BROKER,
+            cash_account=self._settings.cash_account,
         )
 
     def _figure(self, tags: dict[str, str], tag: str) -> Decimal:

@@ -27,6 +27,7 @@ from ...models import (
     Order,
 )
 from ...quotes import Quote, QuoteLimits
+from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .api import ib_api
@@ -66,6 +67,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         timeout: float = 10.0,
         readonly: bool = False,
         market_data_lines: int = DEFAULT_MARKET_DATA_LINES,
+        cash_account: bool = False,
     ) -> None:
         super().__init__(name, live=live, currency=currency)
         self.host = host
@@ -75,6 +77,8 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         self.timeout = float(timeout)
         self.readonly = readonly
         self.market_data_lines = market_data_lines
+        # Spends settled cash only: IB's account data does not say, so the config does.
+        self.cash_account = cash_account
         # The parts read the settings above from here each time they use them.
         self._session = IBSession(self, new_client=self._new_client, refresh_orders=self._refresh_all_orders)
         self._mirror = OrderMirror(self, self._session, self._emit)
@@ -96,6 +100,7 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
             timeout=read.timeout,
             readonly=read.readonly,
             market_data_lines=read.market_data_lines,
+            cash_account=read.cash_account,
         )
 
     # -- connection -----------------------------------------------------------------------
@@ -107,6 +112,8 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
         session = self._session
         if session.is_connected():
             return
+        # Its fills are dated by the settlement calendars: they load in the background.
+        warm_up()
         try:
             await session.open()
             # The client library asked for the day's executions on connecting.

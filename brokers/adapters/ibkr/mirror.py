@@ -19,6 +19,7 @@ from ...base import BrokerEvent
 from ...errors import BrokerConnectionError, BrokerError, BrokerTimeoutError
 from ...models import Fill, Order, OrderStatus, Side, utcnow
 from ...pubsub import TurnBatch
+from ...settlement import dated
 from .codes import CANCEL_FAILED, ORDER_CANCELLED, effective_status, is_notice
 from .executions import ExecutionLedger, add_fill, replace_fill
 from .instruments import modified_request, price_or_none, request_from_ib, to_amount
@@ -450,6 +451,9 @@ class OrderMirror:
         except ValueError as exc:
             log.warning("%s: unusable execution %s: %s", settings.name, execution.execId, exc)
             return
+        # Dated by the execution's own time and the market the contract is listed on.
+        contract = ib_fill.contract
+        fill = dated(fill, exchange=contract.primaryExchange or contract.exchange or None)
         self._seen_exec_ids.add(fill.fill_id)
         tracked.acked = tracked.seen_by_broker = True
         # A correction replaces the execution it corrects, under the id that one was first

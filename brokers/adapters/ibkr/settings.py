@@ -24,6 +24,7 @@ SETTING_NAMES = (
     "timeout",
     "readonly",
     "market_data_lines",
+    "cash_account",
 )
 #: TWS's default allowance of simultaneous market data lines (more with quote booster packs).
 DEFAULT_MARKET_DATA_LINES = 100
@@ -41,6 +42,9 @@ class IBSettings:
     timeout: float
     readonly: bool
     market_data_lines: int = DEFAULT_MARKET_DATA_LINES
+    # A cash account spends settled cash only. IB's account data does not say which kind an
+    # account is, so the config does.
+    cash_account: bool = False
 
 
 def read_settings(settings: Mapping[str, object]) -> IBSettings:
@@ -81,6 +85,7 @@ def read_settings(settings: Mapping[str, object]) -> IBSettings:
         timeout=float(timeout),
         readonly=_setting_bool(settings, "readonly", False),
         market_data_lines=_setting_int(settings, "market_data_lines", DEFAULT_MARKET_DATA_LINES, 0, 10_000),
+        cash_account=_setting_bool(settings, "cash_account", False),
     )
 
 

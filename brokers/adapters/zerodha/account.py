@@ -47,6 +47,8 @@ def balance_from(
     holdings: list[dict[str, Any]],
     positions: dict[str, Any],
     at: datetime,
+    *,
+    cash_account: bool = False,
 ) -> Balance:
     available = segment.get("available") or {}
     cash = dec(available.get("cash"), 2)
@@ -72,6 +74,7 @@ def balance_from(
         settled_cash=cash,
         unsettled_cash=sold,
         settled_source=SettledCashSource.BROKER,
+        cash_account=cash_account,
     )
 
 
@@ -190,9 +193,17 @@ class AccountReads:
     for the segment of its default exchange. ``clock`` is asked for the time on each use."""
 
     def __init__(
-        self, account: str, session: KiteSession, *, exchange: str, clock: Callable[[], datetime]
+        self,
+        account: str,
+        session: KiteSession,
+        *,
+        exchange: str,
+        clock: Callable[[], datetime],
+        cash_account: bool = False,
     ) -> None:
         self._account = account
+        # Kite's margins do not say whether the account may spend unsettled proceeds: the config does.
+        self._cash_account = cash_account
         self._session = session
         self._exchange = exchange
         self._clock = clock
@@ -214,7 +225,9 @@ class AccountReads:
             self._margins(), read("holdings"), read("positions")
         )
         try:
-            return balance_from(self._account, segment, holdings, positions, self._clock())
+            return balance_from(
+                self._account, segment, holdings, positions, self._clock(), cash_account=self._cash_account
+            )
         except UNREADABLE as exc:
             raise BrokerAPIError(
                 f"Kite balance could not be read: {unreadable(exc)}", broker=self._account

@@ -37,6 +37,7 @@ from ...models import (
     utcnow,
 )
 from ...quotes import Quote, QuoteLimits
+from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
 from .mirror import OrderMirror
@@ -82,6 +83,7 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         poll_interval: float = 1.0,
         timeout: float = 7.0,
         token_issued_at: datetime | str | None = None,
+        cash_account: bool = False,
         api_key: str | None = None,
         access_token: str | None = None,
         read_attempts: int = 3,
@@ -93,6 +95,8 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             raise setting_error("name", ACCOUNT_NAME_RULE, name) from None
         if not isinstance(live, bool):
             raise setting_error("live", "true or false", live)
+        if not isinstance(cash_account, bool):
+            raise setting_error("cash_account", "true or false", cash_account)
         if root is not None and (not isinstance(root, str) or not re.match(r"https?://[^\s/]+", root)):
             raise setting_error("root", "an http(s) URL such as https://api.kite.trade", root)
         if ticker_root is not None and (
@@ -136,7 +140,9 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             product=product,
             variety=variety,
         )
-        self._account = AccountReads(name, self._session, exchange=self._exchange, clock=self._now)
+        self._account = AccountReads(
+            name, self._session, exchange=self._exchange, clock=self._now, cash_account=cash_account
+        )
         # A test server (root) streams only from a ticker named beside it, never from Kite's own.
         self._quotes = TickerFeed(
             name,
@@ -187,6 +193,8 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         session = self._session
         if session.is_connected():
             return
+        # Its fills are dated by the settlement calendars: they load in the background.
+        warm_up()
         await self._stop_poller()
         session.state = ConnectionState.CONNECTING
         try:

@@ -23,6 +23,7 @@ SETTINGS = (
     "poll_interval",
     "timeout",
     "token_issued_at",
+    "cash_account",
 )
 SECRET_KEYS = frozenset({"api_key", "access_token", "api_secret", "secret"})
 

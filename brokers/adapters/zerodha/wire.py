@@ -11,6 +11,7 @@ from typing import Any
 
 from ...errors import InsufficientFundsError, InvalidSymbolError, MarketClosedError, OrderRejectedError
 from ...models import AssetClass, Fill, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+from ...settlement import dated
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 TOKEN_EXPIRY_HOUR_IST = 6
@@ -194,7 +195,8 @@ def fill_from_trade(
     """One Kite trade as a Fill; its id joins order and trade ids, which Kite keeps unique."""
     order_id, trade_id = str(data["order_id"]), str(data["trade_id"])
     exchange, tradingsymbol = str(data.get("exchange") or ""), str(data["tradingsymbol"])
-    return Fill(
+    # Dated by the exchange's time of the trade, in the market of the exchange it was made on.
+    fill = Fill(
         fill_id=f"{order_id}:{trade_id}",
         account=account,
         symbol=symbol or str(data["tradingsymbol"]),
@@ -208,3 +210,4 @@ def fill_from_trade(
         client_order_id=client_order_id,
         timestamp=kite_time(data.get("fill_timestamp")) or kite_time(data.get("exchange_timestamp")) or now,
     )
+    return dated(fill)

@@ -15,6 +15,7 @@ from brokers.consolidation import BuyingPower, SettlementTotals
 from console import formatting as fmt
 
 from .keyed_table import KeyedTable
+from .settled_cash import disagreement_text
 
 TOTAL_KEY = "\u0000total"
 SETTLED_KEY = "\u0000settled"
@@ -77,7 +78,7 @@ class BuyingPowerTable(KeyedTable):
             marked += [settlement.settled, settlement.pending]
         self.keep_only([*per_account, *footer])
         self.border_subtitle = " · ".join(
-            part for part in (fmt.marks_legend(marked), _disagreements(settlement)) if part
+            part for part in (fmt.marks_legend(marked), disagreement_text(settlement)) if part
         )
 
     def _show_settlement(self, settlement: SettlementTotals, *, with_settled: bool) -> None:
@@ -97,11 +98,3 @@ class BuyingPowerTable(KeyedTable):
         self.compact = compact
         if self._last is not None:
             self.show_buying_power(self._last)
-
-
-def _disagreements(settlement: SettlementTotals | None) -> str:
-    """The accounts whose broker's settled cash differs from what their fills say."""
-    if settlement is None:
-        return ""
-    names = [name for name, split in settlement.per_account.items() if split.disagreement is not None]
-    return f"settled cash differs from fills: {', '.join(names)}" if names else ""
