@@ -16,7 +16,8 @@ from brokers.fx import Money
 from brokers.models import OrderRequest
 from brokers.runtime import build_runtime
 from brokers.sim import ManualClock, SimBroker
-from console.tui.widgets.settled_cash import DIFFERS_MARK, disagreement_text, settlement_cells
+from console.tui.settlement_text import DIFFERS_MARK, disagreement_text
+from console.tui.widgets.account_pane import settlement_cells
 
 D = Decimal
 FRIDAY = datetime(2025, 8, 22, 14, 0, tzinfo=UTC)
@@ -53,18 +54,16 @@ def test_a_disagreement_names_the_account_and_both_figures():
     assert text == "settled cash differs from fills: cash 1,000.00 USD (fills 11,000.00)"
     assert disagreement_text(totals(agreeing)) == "" and disagreement_text(None) == ""
 
+    # The account pane marks the broker's figure, in the base currency, where the fills differ.
     cells = settlement_cells(differing)
     assert cells["settled"].plain == f"1,000.00{DIFFERS_MARK}"
-    assert (cells["pending"].plain.strip(), cells["source"].plain) == ("10,000.00", "broker, cash account")
-    plain = settlement_cells(agreeing)
-    assert plain["settled"].plain.strip() == "5,000.00" and plain["source"].plain == "broker"
+    assert cells["pending"].plain.strip() == "10,000.00"
+    assert settlement_cells(agreeing)["settled"].plain.strip() == "5,000.00"
 
 
 def test_an_unknown_split_reads_as_such():
     cells = settlement_cells(split(None, None, source=SettledCashSource.UNKNOWN))
-    assert cells["settled"].plain.strip() == "n/a" and cells["source"].plain == "not known"
-    computed = settlement_cells(split("900", "100", source=SettledCashSource.COMPUTED))
-    assert computed["source"].plain == "fills"
+    assert cells["settled"].plain.strip() == "n/a" and cells["pending"].plain.strip() == "n/a"
 
 
 async def test_the_running_console_shows_a_broker_figure_its_fills_do_not_give(tmp_path):
@@ -88,7 +87,7 @@ async def test_the_running_console_shows_a_broker_figure_its_fills_do_not_give(t
     app = console(config, runtime=runtime)
     async with app.run_test(size=(160, 48)) as pilot:
         await settled(app, pilot)
-        await wait_for(lambda: "differs from fills" in str(app.buying_power.border_subtitle), pilot)
+        await wait_for(lambda: "differs from fills" in str(app.accounts.border_subtitle), pilot)
         assert "settled cash differs from fills: cash 1,000.00 USD (fills 11,000.00)" in str(
-            app.buying_power.border_subtitle
+            app.accounts.border_subtitle
         )

@@ -10,7 +10,7 @@ from brokers.account_state import Balance, SettledCashSource
 from brokers.consolidation import Snapshot, consolidate_buying_power, consolidate_totals
 from brokers.fx import FxRates
 from brokers.models import AccountStatus, utcnow
-from console.tui.widgets.buying_power import PENDING_KEY, SETTLED_KEY, TOTAL_KEY, BuyingPowerTable
+from console.tui.widgets.account_pane import TOTAL_KEY, AccountPane
 
 D = Decimal
 CURRENCIES = {"us": "USD", "in": "INR", "ib": "USD"}
@@ -79,7 +79,7 @@ def test_an_account_whose_split_is_unknown_marks_the_totals_incomplete():
 
 class Pane(App[None]):
     def compose(self) -> ComposeResult:
-        yield BuyingPowerTable(id="bp")
+        yield AccountPane(id="accounts")
 
 
 async def test_the_account_pane_shows_settled_and_pending_cash():
@@ -88,19 +88,16 @@ async def test_the_account_pane_shows_settled_and_pending_cash():
         balance("in", "INR", "80000", "80000"),
         balance("ib", "USD", "500", "500", computed_settled_cash=D(700)),
     )
-    buying_power = consolidate_buying_power(
-        consolidate_totals(CURRENCIES, snap, fx(), lambda position: None, "USD")
-    )
+    totals = consolidate_totals(CURRENCIES, snap, fx(), lambda position: None, "USD")
     app = Pane()
-    async with app.run_test():
-        table = app.query_one(BuyingPowerTable)
-        table.show_buying_power(buying_power)
-        assert table.row_keys == ["us", "in", "ib", TOTAL_KEY, SETTLED_KEY, PENDING_KEY]
-        assert table.shown(SETTLED_KEY, "value").plain.strip() == "2,500.00"
-        assert table.shown(PENDING_KEY, "value").plain.strip() == "10,000.00"
-        assert "settled cash differs from fills: ib" in str(table.border_subtitle)
-        # Narrow: the total rides in the title, and one row says what is still to settle.
-        table.set_compact(True)
-        assert table.row_keys == ["us", "in", "ib", PENDING_KEY]
-        table.set_compact(False)
-        assert table.row_keys == ["us", "in", "ib", TOTAL_KEY, SETTLED_KEY, PENDING_KEY]
+    async with app.run_test(size=(140, 20)):
+        table = app.query_one(AccountPane)
+        table.show_accounts(totals)
+        assert table.row_keys == ["us", "in", "ib", TOTAL_KEY]
+        assert table.shown("us", "settled").plain.strip() == "1,000.00"
+        assert table.shown("us", "pending").plain.strip() == "10,000.00"
+        assert table.shown("ib", "settled").plain.strip() == "500.00≠"
+        # The total is the sum of the rows: 1,000 + 80,000 INR (1,000 USD) + 500.
+        assert table.shown(TOTAL_KEY, "settled").plain.strip() == "2,500.00"
+        assert table.shown(TOTAL_KEY, "pending").plain.strip() == "10,000.00"
+        assert "settled cash differs from fills: ib 500.00 USD (fills 700.00)" in str(table.border_subtitle)

@@ -21,6 +21,7 @@ from brokers.fx import Money
 from brokers.pnl import cents
 from console import formatting as fmt
 
+from ..settlement_text import DIFFERS_MARK, disagreement_text
 from .keyed_table import KeyedTable
 
 TOTAL_KEY = "\u0000total"
@@ -36,7 +37,12 @@ def settlement_cells(split: CashSettlement | SettlementTotals | None) -> dict[st
     if split is None:
         return {"settled": fmt.money_cell(None), "pending": fmt.money_cell(None)}
     if isinstance(split, CashSettlement):
-        settled, pending = cents(split.settled_base), cents(split.pending_base)
+        settled_cell = fmt.money_cell(cents(split.settled_base))
+        if split.disagreement is not None:
+            # The broker's figure, which the cash check goes by, marked: the fills give another.
+            settled_cell = Text(settled_cell.plain.rstrip(), style="bold yellow", justify="right")
+            settled_cell.append(DIFFERS_MARK)
+        return {"settled": settled_cell, "pending": fmt.money_cell(cents(split.pending_base))}
     else:
         accounts = split.per_account.values()
         settled = Money.total((cents(a.settled_base) for a in accounts), split.currency)
@@ -95,7 +101,7 @@ class AccountPane(KeyedTable):
         self.upsert(TOTAL_KEY, total)
         self.keep_only([*totals.per_account, TOTAL_KEY])
         self.border_subtitle = " · ".join(
-            part for part in (fmt.marks_legend(_shown_money(totals)), _disagreements(settlement)) if part
+            part for part in (fmt.marks_legend(_shown_money(totals)), disagreement_text(settlement)) if part
         )
 
 
@@ -116,11 +122,3 @@ def _shown_money(totals: Totals) -> list[Money]:
     if totals.settlement is not None:
         money += [totals.settlement.settled, totals.settlement.pending]
     return money
-
-
-def _disagreements(settlement: SettlementTotals | None) -> str:
-    """The accounts whose broker's settled cash differs from what their fills say."""
-    if settlement is None:
-        return ""
-    names = [name for name, split in settlement.per_account.items() if split.disagreement is not None]
-    return f"settled cash differs from fills: {', '.join(names)}" if names else ""

@@ -1,45 +1,16 @@
-"""How an account's settled and pending cash is shown: the cells of one account's split, and the
-line naming each account whose broker's settled cash differs from the figure its fills give,
-with both figures. Used by the account pane; no widget of its own."""
+"""The line naming each account whose broker's settled cash differs from the figure its fills
+give, with both figures, and the mark on such a settled figure (the account pane uses both)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from rich.text import Text
-
-from brokers.account_state import SettledCashSource
 from brokers.consolidation import CashSettlement, SettlementTotals
 from brokers.fx import Money
 from console import formatting as fmt
 
 DIFFERS_MARK = "≠"
 """Ends a broker's settled figure that the account's fills do not give."""
-
-SOURCE_LABELS = {
-    SettledCashSource.BROKER: "broker",
-    SettledCashSource.COMPUTED: "fills",
-    SettledCashSource.UNKNOWN: "not known",
-}
-"""Where the split came from, as the pane words it."""
-
-
-def settlement_cells(split: CashSettlement) -> dict[str, Text]:
-    """One account's ``settled``, ``pending`` and ``source`` cells, in its own currency. A
-    disagreement marks the settled figure (the broker's, which the check goes by)."""
-    settled = fmt.money_cell(split.settled)
-    if split.disagreement is not None:
-        # In place of the cell's closing space (or after its stale or partial mark).
-        settled = Text(settled.plain.rstrip(), style="bold yellow", justify="right")
-        settled.append(DIFFERS_MARK)
-    source = SOURCE_LABELS[split.source]
-    if split.cash_account:
-        source += ", cash account"
-    return {
-        "settled": settled,
-        "pending": fmt.money_cell(split.pending),
-        "source": Text(source, style="dim"),
-    }
 
 
 def computed_figure(split: CashSettlement) -> Decimal | None:
