@@ -96,6 +96,9 @@ class OrderTracker:
         self.unsettled: set[str] = set()
         # Orders whose place_order has not answered yet: reconcile must not judge them.
         self.in_flight: set[str] = set()
+        # client order id -> the terms a change of ours is asking its broker for, while the
+        # broker has not answered: an echo of those terms is our own change, not the broker's.
+        self.amending: dict[str, OrderRequest] = {}
         # client_order_ids handed to a broker: it may hold them, so they are never sent again.
         self.sent = SentIds(journal)
         # Working orders in the journal whose account is not configured here (see ``restore``).
@@ -295,6 +298,12 @@ class OrderTracker:
         status = snapshot.status
         current = order.status
         modified = _modification(order.request, snapshot.request)
+        if modified is not None:
+            asked = self.amending.get(order.client_order_id)
+            if asked is not None and _terms(asked) == _terms(snapshot.request):
+                # The broker echoing the change we are making, ahead of its answer to us: the
+                # change is taken up (and journaled) once, when that answer comes.
+                modified = None
         if (
             not force
             and (status is current or not can_transition(current, status))
