@@ -29,6 +29,7 @@ from .errors import ConfigError
 from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
 from .killswitch import HaltSettings
+from .monitoring import MonitorSettings
 from .paths import expand_path, state_dir
 from .risk import RiskLimits
 from .routing import RoutingRule
@@ -132,6 +133,8 @@ class Config(BaseModel):
     risk: RiskLimits = Field(default_factory=RiskLimits)
     routing: list[RoutingRule] = Field(default_factory=list)
     halt: HaltSettings = Field(default_factory=HaltSettings)
+    # Execution monitoring: alert thresholds, and whether a reject storm moves trading to REDUCING.
+    monitoring: MonitorSettings = Field(default_factory=MonitorSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     ui: UISettings = Field(default_factory=UISettings)
     # Desk mode: the trading state shared through PostgreSQL by every process of the desk.

@@ -528,6 +528,25 @@ async def test_alerts_reach_the_event_log_and_the_blotters_counter():
         )
 
 
+async def test_monitoring_settings_from_the_config_reach_the_console_and_a_storm_reduces():
+    from brokers.config import parse_config
+    from brokers.models import Order, OrderRequest, TradingState
+
+    data = demo().model_dump(mode="python", exclude_none=True)
+    data["monitoring"] = {"reject_burst": 2, "reject_window_seconds": 30, "reduce_on_reject_storm": True}
+    app = console(parse_config(data, where="test"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        monitor = app.order_control.monitor
+        assert monitor is not None
+        assert (monitor.settings.reject_burst, monitor.settings.reduce_on_reject_storm) == (2, True)
+        for _ in range(2):
+            refused = Order.for_request(OrderRequest(symbol="AAPL", side="BUY", quantity=1), "paper-us")
+            refused.reject("BROKER_REJECTED", "the venue is closed")
+            monitor.on_order(refused)
+        await wait_for(lambda: app.runtime.kill_switch.state is TradingState.REDUCING, pilot)
+
+
 async def test_the_days_commission_shows_beside_the_blotter():
     app = console(demo(paper_us={"commission_per_share": "0.01"}))
     async with app.run_test(size=SIZE) as pilot:
