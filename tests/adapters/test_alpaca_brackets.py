@@ -118,3 +118,20 @@ async def test_a_halt_cancels_the_entry_and_its_legs(service, peer):
     await until(lambda: not service.working_orders())
     refused = await service.submit(bracket())
     assert refused.reject_code == RejectCode.SYSTEM_HALTED
+
+
+async def test_after_a_restart_a_leg_is_found_by_its_name_through_its_parent(broker, peer):
+    from brokers.adapters.alpaca import AlpacaBroker
+    from brokers.registry import BrokerFactory
+
+    order = await broker.place_order(bracket())
+    again = BrokerFactory.create(peer.settings())
+    assert isinstance(again, AlpacaBroker)
+    await again.connect()
+    try:
+        stop = await again.get_order_by_client_id(order.client_order_id + STOP_LOSS_SUFFIX)
+        assert stop is not None
+        assert (stop.stop_price, stop.quantity, stop.is_working) == (D("170.25"), 10, True)
+        assert await again.get_order_by_client_id("NOPE" + STOP_LOSS_SUFFIX) is None
+    finally:
+        await again.disconnect()

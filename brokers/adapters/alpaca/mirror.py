@@ -179,16 +179,33 @@ class OrderMirror:
             self._emit(order.snapshot())
         legs = payload.get("legs")
         if isinstance(legs, list) and legs and order.request.has_legs:
-            self._name_legs(order.client_order_id, legs)
+            self.name_legs(order.client_order_id, legs)
         return order
 
-    def _name_legs(self, parent_id: str, legs: list[Any]) -> None:
+    def by_client_id(self, client_order_id: str) -> Order | None:
+        """A snapshot of the order followed under our client order id, if any."""
+        for order in self._orders.values():
+            if order.client_order_id == client_order_id:
+                return order.snapshot()
+        return None
+
+    def name_legs(self, parent_id: str, legs: list[Any]) -> None:
         """Follow the exits Alpaca holds for our order ``parent_id`` under the names the library
         gives exits: the limit is the take-profit, the stop the stop-loss."""
         for leg in legs:
             if not isinstance(leg, dict) or not leg.get("id"):
                 continue
             leg_id = str(leg["id"])
+            followed = self._orders.get(leg_id)
+            if followed is not None and not self._leg_names.get(leg_id):
+                # Seen first as an order placed elsewhere (its update came before its parent
+                # was asked about): it is this exit, by our name from now on.
+                kind = str(leg.get("type") or leg.get("order_type") or "")
+                name = parent_id + (TAKE_PROFIT_SUFFIX if kind == "limit" else STOP_LOSS_SUFFIX)
+                followed.request = OrderRequest.model_validate(
+                    {**followed.request.__dict__, "client_order_id": name}
+                )
+                self._leg_names[leg_id] = name
             if leg_id not in self._leg_names:
                 kind = str(leg.get("type") or leg.get("order_type") or "")
                 suffix = TAKE_PROFIT_SUFFIX if kind == "limit" else STOP_LOSS_SUFFIX
