@@ -425,7 +425,12 @@ async def test_a_narrow_blotter_shows_fewer_wider_columns_and_the_reason_is_whol
         await wait_for(lambda: bool(app.blotter.orders), pilot)
         table = app.blotter.table
         assert table.compact
-        assert [str(column.label) for column in table.columns.values()] == ["Account", "Order", "Status", "Result"]
+        assert [str(column.label) for column in table.columns.values()] == [
+            "Account",
+            "Order",
+            "Status",
+            "Result",
+        ]
         # Nothing past the pane's edge, and the Result column holds the code and a good part of why.
         used = sum(column.get_render_width(table) for column in table.columns.values())
         assert used + table.styles.scrollbar_size_vertical == table.size.width

@@ -18,7 +18,11 @@ BASE = {"symbol": "AAPL", "side": "BUY", "quantity": "5", "type": "LIMIT", "limi
 def test_exits_make_a_bracket_or_an_oto():
     request, errors = build_request({**BASE, "take_profit": "110", "stop_loss": "95.5"})
     assert errors == {} and request is not None
-    assert (request.legs, request.take_profit, request.stop_loss) == (OrderClass.BRACKET, 110, Decimal("95.5"))
+    assert (request.legs, request.take_profit, request.stop_loss) == (
+        OrderClass.BRACKET,
+        110,
+        Decimal("95.5"),
+    )
     request, errors = build_request({**BASE, "take_profit": " ", "stop_loss": "95"})
     assert errors == {} and request is not None and request.legs is OrderClass.OTO
     request, errors = build_request({**BASE, "take_profit": "", "stop_loss": ""})
