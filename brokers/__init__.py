@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # what the names below resolve to, for type checkers and edit
     from .journal import Journal
     from .killswitch import KillSwitch
     from .manager import MultiBrokerManager
-    from .order_request import BrokerCapabilities, OrderRequest
+    from .order_request import BrokerCapabilities, OrderClass, OrderRequest
     from .orders import Order, can_transition
     from .quote_board import QuoteBoard
     from .quotes import Quote, QuoteState
@@ -73,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "Instrument": "brokers.instruments",
     "OrderRequest": "brokers.order_request",
     "BrokerCapabilities": "brokers.order_request",
+    "OrderClass": "brokers.order_request",
     "Order": "brokers.orders",
     "can_transition": "brokers.orders",
     "describe_validation_error": "brokers.validation",
@@ -142,6 +143,7 @@ __all__ = [
     "MarketClosedError",
     "MultiBrokerManager",
     "Order",
+    "OrderClass",
     "OrderNotFoundError",
     "OrderRejectedError",
     "OrderRequest",

@@ -221,13 +221,19 @@ class OrderAmender:
             return self._refuse(order, request, asked, *self._reduce_only(request, account))
         deadline = asyncio.timeout(self.timeout)
         self.in_flight.add(coid)
+        amending = self.tracker.amending
+        amending[coid] = request
         try:
             async with deadline:
                 answer = await broker.modify_order(broker_order_id, request)
         except Exception as exc:
+            # Without an answer the broker's word on the terms is all there is: a read-back
+            # that shows them is no longer taken for an echo of ours.
+            amending.pop(coid, None)
             return await self._failed(order, request, asked, exc, expired=deadline.expired())
         finally:
             self.in_flight.discard(coid)
+            amending.pop(coid, None)
         self._confirmed(order, request, answer, before)
         return order
 

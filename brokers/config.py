@@ -30,6 +30,7 @@ from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
 from .journal_schedule import JournalSettings
 from .killswitch import HaltSettings
+from .monitoring import MonitorSettings
 from .paths import expand_path, state_dir
 from .risk import RiskLimits
 from .routing import RoutingRule
@@ -133,6 +134,8 @@ class Config(BaseModel):
     risk: RiskLimits = Field(default_factory=RiskLimits)
     routing: list[RoutingRule] = Field(default_factory=list)
     halt: HaltSettings = Field(default_factory=HaltSettings)
+    # Execution monitoring: alert thresholds, and whether a reject storm moves trading to REDUCING.
+    monitoring: MonitorSettings = Field(default_factory=MonitorSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     ui: UISettings = Field(default_factory=UISettings)
     # When the journal's closed days move to the archive, and how long archive files stay.

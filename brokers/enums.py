@@ -159,6 +159,8 @@ class RejectCode(str, Enum):
     UNSETTLED_FUNDS = "UNSETTLED_FUNDS"
     INVALID_SYMBOL = "INVALID_SYMBOL"
     JOURNAL_ERROR = "JOURNAL_ERROR"
+    # Exits (bracket, OCO, OTO) asked of an account whose broker cannot hold them itself.
+    LEGS_UNSUPPORTED = "LEGS_UNSUPPORTED"
 
     def __str__(self) -> str:
         return self.value

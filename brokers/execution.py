@@ -263,6 +263,10 @@ class ExecutionService:
                 manager.unavailable_reason(account) or f"{account} is not connected"
             )
         broker = manager.get(account)
+        if request.has_legs:
+            legs = broker.capabilities.legs_refusal(request)
+            if legs is not None:
+                return RejectCode.LEGS_UNSUPPORTED, f"{account}: {legs}"
         unsupported = broker.capabilities.supports(request)
         if unsupported is not None:
             return RejectCode.UNSUPPORTED, f"{account}: {unsupported}"

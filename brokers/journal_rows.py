@@ -155,6 +155,12 @@ def request_json(request: OrderRequest) -> str:
     for name in ("exchange", "currency"):
         if values[name] is not None:
             text += f',"{name}":{quote(values[name])}'
+    # The exits travel with their parent's intent: after a restart they are known to belong to it.
+    for name in ("take_profit", "stop_loss"):
+        if values.get(name) is not None:
+            text += f',"{name}":{quote(str(values[name]))}'
+    if values.get("order_class") is not None:
+        text += f',"order_class":"{values["order_class"]._value_}"'
     return text + f',"client_order_id":{quote(values["client_order_id"])}}}'
 
 

@@ -33,6 +33,7 @@ from .order_request import (
     CLIENT_ORDER_ID_MAX_LEN,
     SYMBOL_MAX_LEN,
     BrokerCapabilities,
+    OrderClass,
     OrderRequest,
     new_client_order_id,
 )
@@ -50,6 +51,7 @@ from .validation import (
 )
 
 __all__ = [
+    "OrderClass",
     "CLIENT_ORDER_ID_MAX_LEN",
     "LEGAL_TRANSITIONS",
     "MAX_DECIMALS",

@@ -12,6 +12,7 @@ import re
 import secrets
 import weakref
 from decimal import Decimal
+from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -23,13 +24,36 @@ from .validation import MAX_NOTIONAL, MAX_PRICE, MAX_QUANTITY, check_positive_am
 __all__ = [
     "CLIENT_ORDER_ID_MAX_LEN",
     "SYMBOL_MAX_LEN",
+    "LEG_SUFFIX_LEN",
     "BrokerCapabilities",
+    "OrderClass",
     "OrderRequest",
     "new_client_order_id",
 ]
 
 SYMBOL_MAX_LEN = 40
 CLIENT_ORDER_ID_MAX_LEN = 48
+
+
+# Exit legs the project names itself carry the parent's client order id and a suffix
+# (``-TP``, ``-SL``), so the parent's id leaves room for it.
+LEG_SUFFIX_LEN = 3
+
+
+class OrderClass(str, Enum):
+    """How an order's legs hang together. ``BRACKET``: an entry, then a take-profit limit and a
+    stop-loss stop that cancel each other, for the quantity the entry filled. ``OTO``: an entry
+    that, once filled, sends one exit (take-profit or stop-loss). ``OCO``: two exits for a
+    position already held, a take-profit limit (the order's own ``limit_price``) and a stop-loss
+    stop; the fill of one cancels the other."""
+
+    SIMPLE = "SIMPLE"
+    BRACKET = "BRACKET"
+    OTO = "OTO"
+    OCO = "OCO"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def new_client_order_id() -> str:
@@ -80,7 +104,25 @@ class OrderRequest(BaseModel):
     asset_class: AssetClass = AssetClass.STOCK
     exchange: str | None = None
     currency: OptionalCurrencyCode = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+    order_class: OrderClass | None = None
     client_order_id: str = Field(default_factory=new_client_order_id)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _oco_entry(cls, data: object) -> object:
+        # An OCO order is its two exits: the take-profit is the order itself, a LIMIT at that
+        # price, so a caller may name just ``take_profit`` and ``stop_loss``.
+        if not isinstance(data, dict) or str(data.get("order_class") or "").strip().upper() != "OCO":
+            return data
+        if (
+            data.get("order_type") in (None, "")
+            and data.get("limit_price") in (None, "")
+            and data.get("take_profit") not in (None, "")
+        ):
+            return {**data, "order_type": OrderType.LIMIT, "limit_price": data.get("take_profit")}
+        return data
 
     @field_validator("symbol", mode="before")
     @classmethod
@@ -126,7 +168,20 @@ class OrderRequest(BaseModel):
             return None
         return check_positive_amount(value, "notional", MAX_NOTIONAL)
 
-    @field_validator("limit_price", "stop_price", "trail_amount", mode="before")
+    @field_validator("order_class", mode="before")
+    @classmethod
+    def _order_class(cls, value: object) -> OrderClass | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, OrderClass):
+            return value
+        try:
+            return OrderClass(str(value).strip().upper())
+        except ValueError:
+            allowed = ", ".join(member.value for member in OrderClass)
+            raise ValueError(f"order_class must be one of {allowed}, not {shown(value)}") from None
+
+    @field_validator("limit_price", "stop_price", "trail_amount", "take_profit", "stop_loss", mode="before")
     @classmethod
     def _price(cls, value: object, info: ValidationInfo) -> Decimal | None:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -194,8 +249,89 @@ class OrderRequest(BaseModel):
             raise ValueError("a TRAILING_STOP order needs exactly one of trail_percent or trail_amount")
         if kind is not OrderType.TRAILING_STOP and trails:
             raise ValueError("trail_percent and trail_amount are only allowed for TRAILING_STOP orders")
+        if self.take_profit is not None or self.stop_loss is not None or self.order_class is not None:
+            problem = self._legs_problem()
+            if problem is not None:
+                raise ValueError(problem)
         _VALIDATED[id(self)] = self
         return self
+
+    def _legs_problem(self) -> str | None:
+        """What is wrong with the exits asked for, in words naming the field; None if nothing."""
+        legs = self.legs
+        tp, sl, kind = self.take_profit, self.stop_loss, self.order_type
+        declared = self.order_class
+        if declared is not None and declared is not legs:
+            if declared is OrderClass.SIMPLE:
+                return "take_profit and stop_loss are only allowed for BRACKET, OTO and OCO orders"
+            if declared is OrderClass.BRACKET:
+                return "a BRACKET order needs both take_profit and stop_loss"
+            if declared is OrderClass.OTO:
+                return "an OTO order needs exactly one of take_profit or stop_loss"
+        if legs is OrderClass.SIMPLE:
+            return None
+        if self.quantity is None:
+            return "take_profit and stop_loss need a quantity, not a notional (amount of money) order"
+        if len(self.client_order_id) > CLIENT_ORDER_ID_MAX_LEN - LEG_SUFFIX_LEN:
+            return (
+                f"client_order_id of an order with exits may be {CLIENT_ORDER_ID_MAX_LEN - LEG_SUFFIX_LEN} "
+                f"characters at most (its legs add {LEG_SUFFIX_LEN})"
+            )
+        if kind is OrderType.TRAILING_STOP:
+            return "take_profit and stop_loss attach to MARKET, LIMIT, STOP and STOP_LIMIT orders, not TRAILING_STOP"
+        if legs is OrderClass.OCO:
+            if tp is None or sl is None:
+                return "an OCO order needs both take_profit and stop_loss"
+            if kind is not OrderType.LIMIT or self.limit_price != tp:
+                return (
+                    "an OCO order is a LIMIT order at its take_profit: leave order_type and limit_price out"
+                )
+            # The exits close a position: a SELL pair closes a long one.
+            exit_side = self.side
+        else:
+            exit_side = Side.SELL if self.side is Side.BUY else Side.BUY
+            entry = self.reference_price
+            if entry is not None:
+                for name, price, above in (("take_profit", tp, True), ("stop_loss", sl, False)):
+                    if price is None:
+                        continue
+                    # A SELL exit (after a BUY entry) takes profit above the entry and stops below.
+                    wanted_above = above if exit_side is Side.SELL else not above
+                    if wanted_above and price <= entry:
+                        return f"{name} {price} must be above the entry price {entry} for a {self.side.value} order"
+                    if not wanted_above and price >= entry:
+                        return f"{name} {price} must be below the entry price {entry} for a {self.side.value} order"
+        if tp is not None and sl is not None:
+            if exit_side is Side.SELL and tp <= sl:
+                return f"take_profit {tp} must be above stop_loss {sl} when the exits sell"
+            if exit_side is Side.BUY and tp >= sl:
+                return f"take_profit {tp} must be below stop_loss {sl} when the exits buy"
+        return None
+
+    @property
+    def legs(self) -> OrderClass:
+        """How this order's legs hang together: OCO when asked for, else BRACKET with both
+        exits, OTO with one, SIMPLE with none."""
+        if self.order_class is OrderClass.OCO:
+            return OrderClass.OCO
+        given = (self.take_profit is not None) + (self.stop_loss is not None)
+        if given == 2:
+            return OrderClass.BRACKET
+        return OrderClass.OTO if given else OrderClass.SIMPLE
+
+    @property
+    def has_legs(self) -> bool:
+        """Whether this order carries exits (BRACKET, OTO or OCO)."""
+        return (
+            self.take_profit is not None or self.stop_loss is not None or self.order_class is OrderClass.OCO
+        )
+
+    @property
+    def exit_side(self) -> Side:
+        """The side of the exits: an OCO pair's own side; a bracket's or OTO's, the entry's opposite."""
+        if self.legs is OrderClass.OCO:
+            return self.side
+        return Side.SELL if self.side is Side.BUY else Side.BUY
 
     @property
     def validated(self) -> bool:
@@ -249,9 +385,39 @@ class BrokerCapabilities(BaseModel):
     # A working order's quantity, prices and time in force can be changed at the broker itself
     # (``Broker.modify_order``), without a cancel and a new order in between.
     modify_orders: bool = False
+    # Exits held by the broker itself, so that they outlive this process: a bracket (entry, then
+    # a take-profit and a stop-loss that cancel each other), an OTO (entry, then one exit) and
+    # an OCO pair of exits. Where false, such orders are refused (``legs_refusal``), never
+    # simulated here.
+    bracket_orders: bool = False
+    oto_orders: bool = False
+    oco_orders: bool = False
+
+    def legs_refusal(self, request: OrderRequest) -> str | None:
+        """None if the broker can hold the order's exits itself (or it has none), else why not."""
+        if not request.has_legs:
+            return None
+        legs = request.legs
+        held = {
+            OrderClass.BRACKET: self.bracket_orders,
+            OrderClass.OTO: self.oto_orders,
+            OrderClass.OCO: self.oco_orders,
+        }
+        if held.get(legs, True):
+            return None
+        takes = [kind.value for kind, yes in held.items() if yes]
+        also = f" (it holds {', '.join(takes)})" if takes else " (it holds no attached exits)"
+        return (
+            f"this broker cannot hold {legs.value} exits itself{also}; they are not kept in this "
+            f"program, which would leave them unguarded if it stopped"
+        )
 
     def supports(self, request: OrderRequest) -> str | None:
         """None if the broker can take this order, else a sentence saying why not."""
+        if request.has_legs:
+            legs = self.legs_refusal(request)
+            if legs is not None:
+                return legs
         if request.order_type not in self.order_types:
             allowed = ", ".join(sorted(t.value for t in self.order_types))
             return f"this broker does not take {request.order_type.value} orders (it takes {allowed})"

@@ -17,10 +17,12 @@ from . import journal as jr
 from .base import AccountDirectory
 from .book import Book
 from .events import FillEvent, ManagerEvent, OrderEvent
+from .legs import exit_requests, leg_parent_id
 from .models import (
     TERMINAL_STATUSES,
     Fill,
     Order,
+    OrderClass,
     OrderRequest,
     OrderStatus,
     RejectCode,
@@ -96,6 +98,9 @@ class OrderTracker:
         self.unsettled: set[str] = set()
         # Orders whose place_order has not answered yet: reconcile must not judge them.
         self.in_flight: set[str] = set()
+        # client order id -> the terms a change of ours is asking its broker for, while the
+        # broker has not answered: an echo of those terms is our own change, not the broker's.
+        self.amending: dict[str, OrderRequest] = {}
         # client_order_ids handed to a broker: it may hold them, so they are never sent again.
         self.sent = SentIds(journal)
         # Working orders in the journal whose account is not configured here (see ``restore``).
@@ -295,6 +300,12 @@ class OrderTracker:
         status = snapshot.status
         current = order.status
         modified = _modification(order.request, snapshot.request)
+        if modified is not None:
+            asked = self.amending.get(order.client_order_id)
+            if asked is not None and _terms(asked) == _terms(snapshot.request):
+                # The broker echoing the change we are making, ahead of its answer to us: the
+                # change is taken up (and journaled) once, when that answer comes.
+                modified = None
         if (
             not force
             and (status is current or not can_transition(current, status))
@@ -405,6 +416,8 @@ class OrderTracker:
             order = self.orders.get(fill.client_order_id)
         if order is None and fill.broker_order_id is not None:
             order = self.by_broker_id.get((account, fill.broker_order_id))
+        if order is None and fill.client_order_id is not None:
+            order = self._adopt_leg(account, fill.client_order_id, None, fill.broker_order_id)
         if order is None:
             # Placed elsewhere (the broker's own app): it still moves the position.
             if self.book.add_fill(account, fill):
@@ -422,6 +435,10 @@ class OrderTracker:
         order = self.orders.get(snapshot.client_order_id)
         if order is None and snapshot.broker_order_id is not None:
             order = self.by_broker_id.get((account, snapshot.broker_order_id))
+        if order is None:
+            order = self._adopt_leg(
+                account, snapshot.client_order_id, snapshot.request, snapshot.broker_order_id
+            )
         if order is None or order.account != account:
             return
         if (
@@ -431,6 +448,37 @@ class OrderTracker:
         ):
             return  # trailing news of an order already settled (the common case after an ack)
         self.absorb(order, snapshot, jr.UPDATE)
+
+    def _adopt_leg(
+        self, account: str, coid: str, request: OrderRequest | None, broker_order_id: str | None
+    ) -> Order | None:
+        """An exit its broker sent for an order of ours (a bracket's take-profit, an OCO
+        pair's stop-loss), first seen in an update: known, journaled as an intent of its own
+        (so a restart finds it and, by its id, its parent) and followed like any order. None
+        for anything that is not such a leg."""
+        parent_id = leg_parent_id(coid)
+        if parent_id is None:
+            return None
+        parent = self.orders.get(parent_id)
+        if parent is None or parent.account != account or not parent.request.has_legs:
+            return None
+        if request is None:
+            oco = parent.request.legs is OrderClass.OCO
+            quantity = None if oco or not parent.filled_quantity else parent.filled_quantity
+            found = [leg for leg in exit_requests(parent.request, quantity) if leg.client_order_id == coid]
+            if not found:
+                return None
+            request = found[0]
+        leg = Order.for_request(request, account, broker_order_id=broker_order_id)
+        self.sent.add(coid)
+        self.remember(leg)
+        if self.journal is not None:
+            try:
+                self.journal.record_intent(leg)
+            except Exception:
+                log.exception("could not journal exit %s of order %s", coid, parent_id)
+        log.info("order %s at %s: exit %s is working at the broker", parent_id, account, coid)
+        return leg
 
     def _take_fill(self, order: Order, fill: Fill) -> bool:
         """Record a fill on the order and the book, once."""

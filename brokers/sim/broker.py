@@ -181,6 +181,10 @@ class SimBroker(Broker):
             bulk_cancel=True,
             streaming_updates=True,
             modify_orders=True,
+            # The venue holds exits itself, as a broker would (``SimVenue._linked``).
+            bracket_orders=True,
+            oto_orders=True,
+            oco_orders=True,
             session_expiry=False,
             currencies=frozenset({settings.currency}),
         )

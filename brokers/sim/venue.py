@@ -15,12 +15,14 @@ from decimal import Decimal
 from ..account_state import SettledCashSource
 from ..base import BrokerEvent
 from ..errors import InsufficientFundsError, InvalidSymbolError, OrderNotFoundError, OrderRejectedError
+from ..legs import exit_requests
 from ..models import (
     TERMINAL_STATUSES,
     Balance,
     Fill,
     MarginInfo,
     Order,
+    OrderClass,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -31,6 +33,7 @@ from ..models import (
 from ..settlement import settlement_of
 from .account import MARGIN, CommissionSchedule, PendingCash, SimAccount
 from .clock import Clock
+from .legs import LegLinks
 from .matching import RestingOrder, estimated_price, execution_price, trailing_stop_level, update_trigger
 
 _ZERO = Decimal(0)
@@ -106,6 +109,7 @@ class SimVenue:
         self.book: dict[str, dict[str, RestingOrder]] = {}  # symbol -> its working orders
         self.finished: deque[str] = deque()  # terminal orders, oldest first, to bound memory
         self.order_seq = 0
+        self.links = LegLinks()  # brackets, OTO and OCO: see ``_linked``
 
     # -- orders in ------------------------------------------------------------------------
     def place(self, request: OrderRequest) -> Order:
@@ -162,6 +166,11 @@ class SimVenue:
         order.transition(_ACCEPTED, at=now)
         self.orders[broker_order_id] = order
         self.by_client[request.client_order_id] = broker_order_id
+        if request.take_profit is not None or request.stop_loss is not None:
+            legs = request.legs
+            if legs is OrderClass.BRACKET or legs is OrderClass.OTO:
+                # Before any fill: the entry's fill sends its exits (see ``_linked``).
+                self.links.await_fill(broker_order_id, request)
         tif = request.time_in_force
         if request.order_type is _MARKET and self.liquidity_per_tick is None and (tif is _DAY or tif is _GTC):
             # Fills in full at once, as _work() would have it: no need to put it on the book
@@ -184,6 +193,9 @@ class SimVenue:
             self._work(resting, price, check_funds=False, at=now)
             if tif is _IOC and not order.is_terminal:
                 self._end(resting, _CANCELLED)
+        if request.legs is OrderClass.OCO and order.is_working and not order.filled_quantity:
+            # The order is the pair's take-profit; its stop-loss rests beside it.
+            self._open_exits(request, request.units, {broker_order_id})
         return snapshot(order)
 
     def modify(self, broker_order_id: str, request: OrderRequest) -> Order:
@@ -248,14 +260,71 @@ class SimVenue:
         order = self.order(broker_order_id)
         resting = self.working.get(broker_order_id)
         if resting is not None:
+            # A cancelled entry sends no exits, whatever part of it filled; a cancelled exit
+            # takes its partner with it.
+            self.links.take_entry(broker_order_id)
+            others = self.links.take_others(broker_order_id)
             self._end(resting, _CANCELLED)
+            self._cancel_each(others)
         return snapshot(order)
 
     def cancel_all(self) -> list[str]:
         cancelled = list(self.working)
         for broker_order_id in cancelled:
-            self._end(self.working[broker_order_id], _CANCELLED)
+            self.links.take_entry(broker_order_id)
+        for broker_order_id in cancelled:
+            resting = self.working.get(broker_order_id)
+            if resting is not None:
+                self._end(resting, _CANCELLED)
         return cancelled
+
+    def _cancel_each(self, broker_order_ids: tuple[str, ...]) -> None:
+        for broker_order_id in broker_order_ids:
+            resting = self.working.get(broker_order_id)
+            if resting is not None:
+                self._end(resting, _CANCELLED)
+
+    # -- linked orders ----------------------------------------------------------------------
+    def _linked(self, order: Order) -> None:
+        """After a fill or the end of an order that belongs to a bracket, OTO or OCO group: the
+        first fill of an exit cancels its partner, so at most one ever fills; an entry that is
+        done (filled, or expired part-filled) sends its exits for the quantity it filled."""
+        broker_order_id = order.broker_order_id or ""
+        filled = order.filled_quantity
+        if filled or order.is_terminal:
+            others = self.links.take_others(broker_order_id)
+            if others and filled:
+                self._cancel_each(others)
+        if order.is_terminal:
+            request = self.links.take_entry(broker_order_id)
+            if request is not None and order.filled_quantity:
+                self._open_exits(request, order.filled_quantity, set())
+
+    def _open_exits(self, parent: OrderRequest, quantity: Decimal, grouped: set[str]) -> None:
+        """Rest the exits of ``parent`` for ``quantity`` as orders of their own, grouped with
+        ``grouped`` and each other, then give each its chance at the current price."""
+        price = self.prices[parent.symbol]
+        now = self.clock()
+        ids = set(grouped)
+        fresh: list[RestingOrder] = []
+        for leg in exit_requests(parent, quantity):
+            self.order_seq += 1
+            broker_order_id = f"SIM-{self.order_seq:06d}"
+            order = Order.for_request(leg, self.name, broker_order_id=broker_order_id, at=now)
+            order.transition(_ACCEPTED, at=now)
+            self.orders[broker_order_id] = order
+            self.by_client[leg.client_order_id] = broker_order_id
+            self._record(order)
+            resting = RestingOrder.open(order, price)
+            self.working[broker_order_id] = resting
+            self.book.setdefault(leg.symbol, {})[broker_order_id] = resting
+            ids.add(broker_order_id)
+            fresh.append(resting)
+        if len(ids) > 1:
+            self.links.group(sorted(ids))
+        for resting in fresh:
+            if not resting.order.is_terminal:
+                self._work(resting, price, at=now)
 
     def expire_day_orders(self) -> list[str]:
         expired = []
@@ -278,6 +347,7 @@ class SimVenue:
     def reset(self) -> None:
         for resting in list(self.working.values()):
             self._end(resting, _CANCELLED)
+        self.links.clear()
         self.account.reset()
         self.orders.clear()
         self.by_client.clear()
@@ -414,7 +484,9 @@ class SimVenue:
         if not book:
             return
         for resting in list(book.values()):
-            self._work(resting, price)
+            # An order ended by another's fill in this same pass (an OCO partner) is skipped.
+            if not resting.order.is_terminal:
+                self._work(resting, price)
 
     def _work(
         self, resting: RestingOrder, price: Decimal, *, check_funds: bool = True, at: datetime | None = None
@@ -472,6 +544,8 @@ class SimVenue:
             self.events.append(snapshot(order))
         if order.status in TERMINAL_STATUSES:
             self._retire(resting)
+        if self.links:
+            self._linked(order)
 
     def _fill_at_once(self, order: Order, price: Decimal, commission: Decimal, at: datetime) -> None:
         """What _work() and _fill() do for a market order that fills in full on arrival:
@@ -485,6 +559,8 @@ class SimVenue:
             self.events.append(fill)
             self.events.append(order.snapshot())
         self._finished(order.broker_order_id or "")
+        if self.links:
+            self._linked(order)
 
     def _book_fill(
         self, order: Order, quantity: Decimal, price: Decimal, commission: Decimal, at: datetime
@@ -528,6 +604,8 @@ class SimVenue:
         order.transition(status, at=self.clock())
         self._record(order)
         self._retire(resting)
+        if self.links:
+            self._linked(order)
 
     def _retire(self, resting: RestingOrder) -> None:
         order = resting.order

@@ -54,6 +54,9 @@ PARAMETERS = {
     "account": "--account",
     "exchange": "--exchange",
     "currency": "--currency",
+    "take_profit": "--take-profit",
+    "stop_loss": "--stop-loss",
+    "order_class": "--oco",
 }
 
 
@@ -71,6 +74,8 @@ def order_json(order: Order) -> dict[str, Any]:
         "limit_price": request.limit_price,
         "stop_price": request.stop_price,
         "trail_percent": request.trail_percent,
+        "take_profit": request.take_profit,
+        "stop_loss": request.stop_loss,
         "time_in_force": request.time_in_force,
         "status": order.status,
         "filled_quantity": order.filled_quantity,
@@ -95,9 +100,13 @@ def build_request(
     account: str | None = None,
     exchange: str | None = None,
     currency: str | None = None,
+    take_profit: str | None = None,
+    stop_loss: str | None = None,
+    oco: bool = False,
 ) -> OrderRequest:
     """The order a person typed, or a usage error naming the parameter that is wrong. What is
-    left out takes the command's defaults."""
+    left out takes the command's defaults. ``take_profit`` and ``stop_loss`` make a bracket (or
+    an OTO with one); with ``oco`` they are the two exits of a position already held."""
     from pydantic import ValidationError
 
     from brokers.models import OrderRequest, OrderType, field_errors
@@ -124,6 +133,8 @@ def build_request(
         "limit_price": limit,
         "stop_price": stop,
         "trail_percent": trail,
+        "take_profit": take_profit,
+        "stop_loss": stop_loss,
     }
     for field, text in numbers.items():
         if text is not None:
@@ -138,7 +149,9 @@ def build_request(
                 "symbol": symbol,
                 "side": side,
                 **numbers,
-                "order_type": kind,
+                # An OCO pair is a LIMIT at its take-profit unless told otherwise (see OrderRequest).
+                **({} if oco and kind is OrderType.MARKET else {"order_type": kind}),
+                **({"order_class": "OCO"} if oco else {}),
                 "time_in_force": tif,
                 "account": account,
                 "exchange": exchange,
@@ -148,7 +161,9 @@ def build_request(
     except ValidationError as exc:
         errors = field_errors(exc)
         field, message = next(iter(errors.items()))
-        return bad_argument(message, PARAMETERS.get(field, "SYMBOL"))
+        # A rule across fields (a take-profit below a buy's entry) names its field in the text.
+        named = next((name for name in sorted(PARAMETERS, key=len, reverse=True) if name in message), None)
+        return bad_argument(message, PARAMETERS.get(field) or PARAMETERS.get(named or "", "SYMBOL"))
 
 
 def _show_preview(preview: OrderPreview) -> None:
@@ -280,6 +295,10 @@ def _place(
     yes: bool,
     wait: float,
     as_json: bool,
+    *,
+    take_profit: str | None = None,
+    stop_loss: str | None = None,
+    oco: bool = False,
 ) -> None:
     config = state_of(ctx).config()
     request = build_request(
@@ -294,6 +313,9 @@ def _place(
         account=account,
         exchange=exchange,
         currency=currency,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+        oco=oco,
     )
     if request.account is not None:
         account_named(config, request.account, "--account")
@@ -349,6 +371,22 @@ AccountOpt = Annotated[str | None, typer.Option("--account", metavar="A", help="
 ExchangeOpt = Annotated[str | None, typer.Option("--exchange", help="Exchange, e.g. NSE (used by routing).")]
 CurrencyOpt = Annotated[str | None, typer.Option("--currency", help="Order currency (used by routing).")]
 DistributeOpt = Annotated[bool, typer.Option("--distribute", help="Split across accounts by their weights.")]
+TakeProfitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--take-profit", metavar="P", help="Exit: a take-profit limit once the order fills (bracket/OTO)."
+    ),
+]
+StopLossOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stop-loss", metavar="P", help="Exit: a stop-loss stop once the order fills (bracket/OTO)."
+    ),
+]
+OcoOpt = Annotated[
+    bool,
+    typer.Option("--oco", help="With --take-profit and --stop-loss: two exits for a position held (OCO)."),
+]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")]
 WaitOpt = Annotated[
     float, typer.Option("--wait", min=0, max=60, help="Seconds to wait for a final status after the ack.")
@@ -374,6 +412,9 @@ def _order_command(side: str) -> Callable[..., None]:
         yes: YesOpt = False,
         wait: WaitOpt = 1.0,
         as_json: JsonOption = False,
+        take_profit: TakeProfitOpt = None,
+        stop_loss: StopLossOpt = None,
+        oco: OcoOpt = False,
     ) -> None:
         _place(
             ctx,
@@ -392,6 +433,9 @@ def _order_command(side: str) -> Callable[..., None]:
             yes,
             wait,
             as_json,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
+            oco=oco,
         )
 
     command.__name__ = side.lower()

@@ -56,6 +56,7 @@ class OrderControl:
             last_price=execution.book.last_price,
             kill_switch=app.runtime.kill_switch,
             journal=app.runtime.journal,
+            settings=app.runtime.config.monitoring,
         )
         monitor.add_listener(self._on_alert)
         monitor.start()

@@ -410,6 +410,63 @@ async def test_the_result_column_takes_the_width_left_and_the_reason_is_whole_be
         assert "until trading is resumed" in detail
 
 
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_a_narrow_blotter_shows_fewer_wider_columns_and_the_reason_is_whole_below(size):
+    from textual.widgets.data_table import ColumnKey
+
+    app = console()
+    async with app.run_test(size=size) as pilot:
+        await settled(app, pilot)
+        app.runtime.kill_switch.halt("risk desk: market gapped", "test")
+        await pilot.pause()
+        app.order_entry.set_values(symbol="MSFT", quantity="2")
+        await pilot.pause()
+        app.order_entry.action_submit()
+        await wait_for(lambda: bool(app.blotter.orders), pilot)
+        table = app.blotter.table
+        assert table.compact
+        assert [str(column.label) for column in table.columns.values()] == [
+            "Account",
+            "Order",
+            "Status",
+            "Result",
+        ]
+        # Nothing past the pane's edge, and the Result column holds the code and a good part of why.
+        used = sum(column.get_render_width(table) for column in table.columns.values())
+        assert used + table.styles.scrollbar_size_vertical == table.size.width
+        result = table.columns[ColumnKey("result")]
+        assert result.width >= 30
+        (key,) = app.blotter.orders
+        assert "BUY 2 MSFT MKT" in table.shown(key, "ticket").plain
+        assert table.shown(key, "result").plain.startswith("SYSTEM_HALTED: trading is halted")
+        detail = str(app.blotter.query_one("#order-detail", Static).render())
+        assert "until trading is resumed" in detail
+        # Wider again: every column is back, the order still shown.
+        await pilot.resize_terminal(200, 50)
+        await wait_for(lambda: not table.compact and table.row_count == 1, pilot)
+        assert table.shown(key, "symbol").plain == "MSFT"
+
+
+async def test_the_legs_of_a_bracket_are_marked_under_their_parent():
+    from brokers.legs import STOP_LOSS_SUFFIX
+
+    app = console()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settled(app, pilot)
+        order = await app.runtime.execution.submit(
+            {"symbol": "AAPL", "side": "BUY", "quantity": "1", "take_profit": "1000", "stop_loss": "10"}
+        )
+        assert order.status.value == "FILLED", order.reject_reason
+        leg_id = order.client_order_id + STOP_LOSS_SUFFIX
+        await wait_for(lambda: leg_id in app.blotter.orders, pilot)
+        table = app.blotter.table
+        assert table.shown(leg_id, "symbol").plain == "↳ AAPL"
+        table.move_cursor(row=table.get_row_index(leg_id), animate=False)
+        await pilot.pause()
+        detail = str(app.blotter.query_one("#order-detail", Static).render())
+        assert f"exit of BRACKET {order.client_order_id}" in detail
+
+
 async def test_enter_on_a_blotter_row_shows_its_transitions():
     from textual.widgets import DataTable
 
@@ -526,6 +583,25 @@ async def test_alerts_reach_the_event_log_and_the_blotters_counter():
             level == "warning" and "alert REJECT_BURST" in text and "the venue is closed" in text
             for level, text in app.event_log.entries
         )
+
+
+async def test_monitoring_settings_from_the_config_reach_the_console_and_a_storm_reduces():
+    from brokers.config import parse_config
+    from brokers.models import Order, OrderRequest, TradingState
+
+    data = demo().model_dump(mode="python", exclude_none=True)
+    data["monitoring"] = {"reject_burst": 2, "reject_window_seconds": 30, "reduce_on_reject_storm": True}
+    app = console(parse_config(data, where="test"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        monitor = app.order_control.monitor
+        assert monitor is not None
+        assert (monitor.settings.reject_burst, monitor.settings.reduce_on_reject_storm) == (2, True)
+        for _ in range(2):
+            refused = Order.for_request(OrderRequest(symbol="AAPL", side="BUY", quantity=1), "paper-us")
+            refused.reject("BROKER_REJECTED", "the venue is closed")
+            monitor.on_order(refused)
+        await wait_for(lambda: app.runtime.kill_switch.state is TradingState.REDUCING, pilot)
 
 
 async def test_the_days_commission_shows_beside_the_blotter():

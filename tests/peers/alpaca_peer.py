@@ -117,6 +117,8 @@ class AlpacaPeer:
 
     def __post_init__(self) -> None:
         self.orders: dict[str, dict[str, Any]] = {}
+        # An exit leg's id -> its parent's id (order_class bracket, oto, oco).
+        self.leg_parent: dict[str, str] = {}
         self.positions: dict[str, PeerPosition] = {}
         self.requests: list[tuple[str, str]] = []
         self.bodies: list[dict[str, Any]] = []
@@ -229,6 +231,7 @@ class AlpacaPeer:
             position_qty=money(position.qty),
             timestamp=timestamp,
         )
+        await self._after_fill(order)
         return order
 
     async def reject(self, order_id: str) -> None:
@@ -460,6 +463,12 @@ class AlpacaPeer:
                     return error(
                         422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria"
                     )
+        order_class = str(body.get("order_class") or "simple")
+        exits: dict[str, Decimal] = {}
+        if order_class != "simple":
+            problem = self._advanced_problem(body, order_class, kind, tif, qty, side, prices, exits)
+            if problem is not None:
+                return error(422, 40010001, problem)
         if side == "buy":
             cost = qty * (prices.get("limit_price") or prices.get("stop_price") or self.prices[symbol])
             if cost > self.buying_power():
@@ -507,11 +516,119 @@ class AlpacaPeer:
             "trail_price": _opt(prices.get("trail_price")),
             "hwm": None,
         }
+        if order_class != "simple":
+            order["order_class"] = order_class
+            order["legs"] = self._legs(order, order_class, exits)
         self.orders[order_id] = order
         answer = dict(order)
+        if order["legs"]:
+            answer["legs"] = [dict(leg) for leg in order["legs"]]
         order["status"] = "new"
         asyncio.get_running_loop().create_task(self._after_submit(order_id))
         return web.json_response(answer)
+
+    def _advanced_problem(
+        self,
+        body: dict[str, Any],
+        order_class: str,
+        kind: str,
+        tif: Any,
+        qty: Decimal,
+        side: str,
+        prices: dict[str, Decimal],
+        exits: dict[str, Decimal],
+    ) -> str | None:
+        """Alpaca's rules for order_class bracket, oto and oco; fills ``exits`` with the legs' prices."""
+        if order_class not in ("bracket", "oto", "oco"):
+            return f"invalid order_class {order_class}"
+        if tif not in ("day", "gtc"):
+            return "advanced orders must be DAY or GTC orders"
+        if qty != qty.to_integral_value():
+            return "fractional orders cannot be advanced orders"
+        take_profit, stop_loss = body.get("take_profit"), body.get("stop_loss")
+        try:
+            if isinstance(take_profit, dict) and take_profit.get("limit_price") is not None:
+                exits["take_profit"] = Decimal(str(take_profit["limit_price"]))
+            if isinstance(stop_loss, dict) and stop_loss.get("stop_price") is not None:
+                exits["stop_loss"] = Decimal(str(stop_loss["stop_price"]))
+        except Exception:
+            return "take_profit and stop_loss prices must be numbers"
+        if order_class in ("bracket", "oco") and len(exits) != 2:
+            return f"{order_class} orders require take_profit.limit_price and stop_loss.stop_price"
+        if order_class == "oto" and len(exits) != 1:
+            return "oto orders require exactly one of take_profit or stop_loss"
+        if order_class == "oco" and kind != "limit":
+            return "oco orders must be limit orders"
+        if order_class == "oco":
+            selling = side == "sell"
+        else:
+            selling = side == "buy"  # the exits of a buy sell
+            base = prices.get("limit_price") or prices.get("stop_price")
+            if base is not None:
+                tp, sl = exits.get("take_profit"), exits.get("stop_loss")
+                if tp is not None and (tp <= base if selling else tp >= base):
+                    return "take_profit.limit_price must be beyond the base price"
+                if sl is not None and (sl >= base if selling else sl <= base):
+                    return "stop_loss.stop_price must be on the losing side of the base price"
+        tp, sl = exits.get("take_profit"), exits.get("stop_loss")
+        if tp is not None and sl is not None and (tp <= sl if selling else tp >= sl):
+            return "take_profit.limit_price must be beyond stop_loss.stop_price"
+        return None
+
+    def _legs(
+        self, parent: dict[str, Any], order_class: str, exits: dict[str, Decimal]
+    ) -> list[dict[str, Any]]:
+        """The exit orders Alpaca holds for ``parent``: "held" until a bracket's or OTO's entry
+        fills; an OCO's stop works at once beside the limit."""
+        legs = []
+        exit_side = parent["side"] if order_class == "oco" else ("sell" if parent["side"] == "buy" else "buy")
+        for name, price in exits.items():
+            if order_class == "oco" and name == "take_profit":
+                continue  # the OCO order itself is the take-profit
+            leg_id = str(uuid.uuid4())
+            kind = "limit" if name == "take_profit" else "stop"
+            leg = {
+                **parent,
+                "id": leg_id,
+                "client_order_id": str(uuid.uuid4()),
+                "type": kind,
+                "order_type": kind,
+                "side": exit_side,
+                "position_intent": "sell_to_close" if exit_side == "sell" else "buy_to_close",
+                "limit_price": money(price) if kind == "limit" else None,
+                "stop_price": money(price) if kind == "stop" else None,
+                "status": "new" if order_class == "oco" else "held",
+                "legs": None,
+            }
+            self.orders[leg_id] = leg
+            self.leg_parent[leg_id] = parent["id"]
+            legs.append(leg)
+        return legs
+
+    def legs_of(self, parent_id: str) -> list[dict[str, Any]]:
+        return [self.orders[leg] for leg, parent in self.leg_parent.items() if parent == parent_id]
+
+    async def _after_fill(self, order: dict[str, Any]) -> None:
+        """A bracket's or OTO's filled entry releases its held legs; the first fill of an exit
+        cancels the other exits of its order."""
+        if order["status"] == "filled":
+            for leg in self.legs_of(order["id"]):
+                if leg["status"] == "held":
+                    leg["status"] = "new"
+                    leg["updated_at"] = now_text()
+                    await self._publish("new", leg, timestamp=leg["updated_at"])
+        parent_id = self.leg_parent.get(order["id"])
+        if parent_id is not None:
+            group = [self.orders[parent_id], *self.legs_of(parent_id)]
+            if self.orders[parent_id]["order_class"] != "oco":
+                group = group[1:]
+        elif order.get("order_class") == "oco":
+            group = [order, *self.legs_of(order["id"])]
+        else:
+            return
+        for other in group:
+            if other["id"] != order["id"] and other["status"] in OPEN_STATUSES:
+                await self._finish(other["id"], "canceled", "canceled_at")
 
     async def _after_submit(self, order_id: str) -> None:
         order = self.orders[order_id]
@@ -598,6 +715,11 @@ class AlpacaPeer:
         if order["status"] not in OPEN_STATUSES:
             return error(422, 42210000, f'order is already in "{order["status"]}" state')
         await self._finish(order["id"], "canceled", "canceled_at")
+        # Cancelling an order with exits cancels them; cancelling an exit cancels its pair.
+        parent_id = self.leg_parent.get(order["id"], order["id"])
+        for other in [self.orders[parent_id], *self.legs_of(parent_id)]:
+            if other["status"] in OPEN_STATUSES:
+                await self._finish(other["id"], "canceled", "canceled_at")
         return web.Response(status=204)
 
     async def _cancel_all(self, request: web.Request) -> web.Response:

@@ -236,6 +236,9 @@ class PeerOrder:
     anchor: Decimal | None = None
     triggered: bool = False
     completed_time: str = ""
+    # Attached orders: the parent's order id (0: none) and the OCA group ("" none).
+    parent_id: int = 0
+    oca_group: str = ""
 
     @property
     def remaining(self) -> Decimal:
@@ -371,6 +374,10 @@ class TwsPeer:
         self.send_commission_reports = True
         # Executions filled with withhold=True, sent by release_executions().
         self.withheld: list[PeerExecution] = []
+        # Orders sent with transmit off, held until their group's last order is transmitted.
+        self.untransmitted: list[PeerOrder] = []
+        # Every placeOrder as read (see ``parse_place_order``), in arrival order.
+        self.placed: list[dict[str, str]] = []
         self.fx_rates = dict(fx_rates or {"EUR": Decimal("1.085")})
         self.commission_per_unit = commission_per_unit
         self.min_commission = min_commission
@@ -511,23 +518,29 @@ class TwsPeer:
         )
         self.executions.append(execution)
         if notify:
-            owner = self._owner(order)
-            if owner is not None and not (status_first or withhold):
-                owner.send(*self._exec_details(-1, execution))
-                owner.send(*self._order_status(order))
-                owner.send(*self._open_order(order, owner.version))
-                if self.send_commission_reports:
-                    owner.send(*self._commission_report(execution))
-            elif owner is not None:
-                owner.send(*self._order_status(order))
-                owner.send(*self._open_order(order, owner.version))
-                if withhold:
-                    self.withheld.append(execution)
-                else:
-                    self._send_execution(owner, execution)
-            self._push_positions(order.instrument, self.accounts[order.account])
-            self._push_account_updates()
+            self._notify_fill(order, execution, status_first=status_first, withhold=withhold)
+        self._after_fill(order)
         return execution
+
+    def _notify_fill(
+        self, order: PeerOrder, execution: PeerExecution, *, status_first: bool, withhold: bool
+    ) -> None:
+        owner = self._owner(order)
+        if owner is not None and not (status_first or withhold):
+            owner.send(*self._exec_details(-1, execution))
+            owner.send(*self._order_status(order))
+            owner.send(*self._open_order(order, owner.version))
+            if self.send_commission_reports:
+                owner.send(*self._commission_report(execution))
+        elif owner is not None:
+            owner.send(*self._order_status(order))
+            owner.send(*self._open_order(order, owner.version))
+            if withhold:
+                self.withheld.append(execution)
+            else:
+                self._send_execution(owner, execution)
+        self._push_positions(order.instrument, self.accounts[order.account])
+        self._push_account_updates()
 
     def release_executions(self) -> None:
         """Send the executions ``fill(..., withhold=True)`` held back."""
@@ -746,6 +759,7 @@ class TwsPeer:
         if kind == "drop":
             return False
         parsed = parse_place_order(fields, client.version)
+        self.placed.append(parsed)
         order_id = int(parsed["order_id"])
         if parsed["what_if"] == "1":
             return True
@@ -786,6 +800,8 @@ class TwsPeer:
             order_ref=parsed["order_ref"],
             fields=fields,
             anchor=instrument.price,
+            parent_id=int(parsed["parent_id"] or 0),
+            oca_group=parsed["oca_group"],
         )
         required = self._initial_margin(account, order)
         equity = self._net_liquidation(account)
@@ -803,6 +819,25 @@ class TwsPeer:
         self._next_order_id = max(self._next_order_id, order_id + 1)
         self.orders.append(order)
         order.status = "PreSubmitted" if order.order_type in ("STP", "STP LMT", "TRAIL") else "Submitted"
+        if order.parent_id:
+            order.status = "PreSubmitted"  # held until its parent fills
+        if parsed["transmit"] != "1":
+            # TWS holds an order sent with transmit off until a later order of its group
+            # (a child naming it as parent) is transmitted.
+            self.untransmitted.append(order)
+            return True
+        held = [o for o in self.untransmitted if o.client_id == client.client_id]
+        if held:
+            self.untransmitted = [o for o in self.untransmitted if o not in held]
+            for earlier in held:
+                client.send(*self._open_order(earlier, client.version))
+                client.send(*self._order_status(earlier))
+            client.send(*self._open_order(order, client.version))
+            client.send(*self._order_status(order))
+            for earlier in (*held, order):
+                if earlier.working and not earlier.parent_id:
+                    self._work(earlier)
+            return True
         if kind == "drop_after":
             return False
         if kind == "silent":
@@ -866,9 +901,34 @@ class TwsPeer:
             )
         else:
             self.cancel(order)
+            for child in self._children(order):  # TWS cancels a cancelled parent's children
+                if child.working:
+                    self.cancel(child)
+
+    def _children(self, order: PeerOrder) -> list[PeerOrder]:
+        return [o for o in self.orders if o.client_id == order.client_id and o.parent_id == order.order_id]
+
+    def _after_fill(self, order: PeerOrder) -> None:
+        """A filled parent activates its children; any fill cancels the rest of its OCA group
+        (ocaType 1)."""
+        if order.oca_group:
+            for other in self.orders:
+                if other is not order and other.oca_group == order.oca_group and other.working:
+                    self.cancel(other, "OCA group")
+        if order.status == "Filled":
+            for child in self._children(order):
+                if child.working and child not in self.untransmitted:
+                    child.status = "Submitted" if child.order_type in ("LMT", "MKT") else "PreSubmitted"
+                    child.parent_id = 0  # active on its own now
+                    owner = self._owner(child)
+                    if owner is not None:
+                        owner.send(*self._order_status(child))
+                    self._work(child)
 
     def _work(self, order: PeerOrder) -> None:
         """Fill a working order whose price condition is met, as an exchange would."""
+        if order.parent_id or order in self.untransmitted:
+            return  # held: its parent has not filled, or its group was never transmitted
         price = order.instrument.price
         buy = order.sign > 0
         kind = order.order_type

@@ -371,6 +371,7 @@ async def test_every_reject_code_is_listed():
         "UNSETTLED_FUNDS",
         "INVALID_SYMBOL",
         "JOURNAL_ERROR",
+        "LEGS_UNSUPPORTED",
     }
     assert {code.value for code in RejectCode} == expected  # a new code needs its test above
 

@@ -193,3 +193,35 @@ async def test_one_change_at_a_time_per_order(rig):
     assert second.reject_code == RejectCode.INVALID_ORDER
     assert "on its way to the broker" in (second.reject_reason or "")
     assert (await first) is order and order.quantity == 11
+
+
+async def test_an_echo_of_our_own_change_before_its_answer_is_not_a_change_at_the_broker(rig, caplog):
+    order = await rig.resting_buy()
+    original = rig.broker.modify_order
+
+    async def echo_first(broker_order_id, request):
+        answer = await original(broker_order_id, request)
+        # The venue's echo of the change is on its way to the tracker: let it be applied
+        # before the answer is returned, as a stream update can overtake a reply.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return answer
+
+    rig.broker.modify_order = echo_first
+    caplog.set_level("INFO", logger="brokers")
+    result = await rig.service.modify(order.client_order_id, limit_price=D("152"))
+    assert result is order and order.limit_price == D("152")
+    assert "modified at the broker" not in caplog.text
+    kinds = rig.kinds(order)
+    assert kinds.count(MODIFIED) == 1
+    assert kinds[kinds.index(MODIFY) :] == [MODIFY, MODIFIED]
+
+
+async def test_a_change_made_at_the_broker_is_still_taken_up(rig, caplog):
+    order = await rig.resting_buy()
+    caplog.set_level("INFO", logger="brokers")
+    await rig.broker.modify_order(
+        order.broker_order_id, order.request.model_copy(update={"limit_price": D("149")})
+    )
+    await until(lambda: order.limit_price == D("149"))
+    assert "modified at the broker" in caplog.text

@@ -201,3 +201,50 @@ async def test_refusals_while_halted_are_not_a_storm(rig):
         await rig.submit(OrderRequest(symbol="AAPL", side="BUY", quantity=1))
     assert monitor.alerts == []
     await monitor.stop()
+
+
+def test_monitoring_is_set_in_the_config_file(tmp_path):
+    from brokers.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[monitoring]\nreduce_on_reject_storm = true\nreject_burst = 3\nslippage_bps = 25\n"
+        "stale_after_seconds = 5\npartial_stall_seconds = 60\nreject_window_seconds = 20\n"
+    )
+    settings = load_config(path).monitoring
+    assert settings == MonitorSettings(
+        reduce_on_reject_storm=True,
+        reject_burst=3,
+        slippage_bps=Decimal(25),
+        stale_after_seconds=5,
+        partial_stall_seconds=60,
+        reject_window_seconds=20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("reject_burst = 1", "monitoring.reject_burst"),
+        ('slippage_bps = "lots"', "monitoring.slippage_bps"),
+        ("stale_after_seconds = -1", "monitoring.stale_after_seconds"),
+        ("reduce_on_reject_strom = true", "monitoring.reduce_on_reject_strom: unknown key"),
+    ],
+)
+def test_bad_monitoring_settings_name_the_key(tmp_path, text, named):
+    from brokers.config import load_config
+    from brokers.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text(f"[monitoring]\n{text}\n")
+    with pytest.raises(ConfigError, match=named):
+        load_config(path)
+
+
+def test_the_example_config_holds_the_defaults():
+    from pathlib import Path
+
+    from brokers.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    assert load_config(example).monitoring == MonitorSettings()

@@ -19,6 +19,7 @@ from typing import Any
 from ...base import BrokerEvent
 from ...credentials import redact
 from ...errors import BrokerAPIError
+from ...legs import STOP_LOSS_SUFFIX, TAKE_PROFIT_SUFFIX
 from ...models import AssetClass, Fill, Order, OrderRequest, OrderStatus, can_transition, utcnow
 from ...settlement import dated
 from .wire import (
@@ -61,6 +62,9 @@ class OrderMirror:
         self._pending: dict[str, OrderRequest] = {}
         # Alpaca's id of an order being replaced -> the terms asked for (see ``_carry_over``).
         self._replacing: dict[str, OrderRequest] = {}
+        # Alpaca's id of an exit leg of one of our orders -> the client id it is known by here
+        # (``<parent id>-TP`` or ``-SL``: Alpaca names legs itself; see ``brokers.legs``).
+        self._leg_names: dict[str, str] = {}
 
     def expect(self, request: OrderRequest) -> None:
         self._pending[request.client_order_id] = request
@@ -142,6 +146,12 @@ class OrderMirror:
         if order is None:
             request = request or self._pending.get(str(payload.get("client_order_id") or ""))
             history = history or request is not None
+            if request is None and broker_id in self._leg_names:
+                terms = request_from_payload(payload)
+                request = OrderRequest.model_validate(
+                    {**terms.__dict__, "client_order_id": self._leg_names[broker_id]}
+                )
+                history = True
             if request is None:
                 try:
                     request = request_from_payload(payload)
@@ -168,7 +178,40 @@ class OrderMirror:
             self._emit(fill)
         if fresh or changed or carried:
             self._emit(order.snapshot())
+        legs = payload.get("legs")
+        if isinstance(legs, list) and legs and order.request.has_legs:
+            self.name_legs(order.client_order_id, legs)
         return order
+
+    def by_client_id(self, client_order_id: str) -> Order | None:
+        """A snapshot of the order followed under our client order id, if any."""
+        for order in self._orders.values():
+            if order.client_order_id == client_order_id:
+                return order.snapshot()
+        return None
+
+    def name_legs(self, parent_id: str, legs: list[Any]) -> None:
+        """Follow the exits Alpaca holds for our order ``parent_id`` under the names the library
+        gives exits: the limit is the take-profit, the stop the stop-loss."""
+        for leg in legs:
+            if not isinstance(leg, dict) or not leg.get("id"):
+                continue
+            leg_id = str(leg["id"])
+            followed = self._orders.get(leg_id)
+            if followed is not None and not self._leg_names.get(leg_id):
+                # Seen first as an order placed elsewhere (its update came before its parent
+                # was asked about): it is this exit, by our name from now on.
+                kind = str(leg.get("type") or leg.get("order_type") or "")
+                name = parent_id + (TAKE_PROFIT_SUFFIX if kind == "limit" else STOP_LOSS_SUFFIX)
+                followed.request = OrderRequest.model_validate(
+                    {**followed.request.__dict__, "client_order_id": name}
+                )
+                self._leg_names[leg_id] = name
+            if leg_id not in self._leg_names:
+                kind = str(leg.get("type") or leg.get("order_type") or "")
+                suffix = TAKE_PROFIT_SUFFIX if kind == "limit" else STOP_LOSS_SUFFIX
+                self._leg_names[leg_id] = parent_id + suffix
+            self.ingest_quietly(leg, history=True)
 
     def _carry_over(self, broker_id: str, payload: dict[str, Any]) -> Order | None:
         """A replacement (``replaces`` names an order we follow) continues that order: the same

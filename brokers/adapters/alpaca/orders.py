@@ -20,6 +20,7 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
+from ...legs import leg_parent_id
 from ...models import BrokerCapabilities, Order, OrderRequest, new_client_order_id
 from .mirror import OrderMirror
 from .session import MAYBE_PLACED, AlpacaSession
@@ -171,8 +172,25 @@ class OrderDesk:
                 client.get_order_by_client_id, client_order_id, what="find the order"
             )
         except OrderNotFoundError:
-            return None
+            parent_id = leg_parent_id(client_order_id)
+            return None if parent_id is None else await self._leg_by_name(parent_id, client_order_id)
         return self._mirror.ingest_read(payload)
+
+    async def _leg_by_name(self, parent_id: str, client_order_id: str) -> Order | None:
+        """An exit Alpaca holds for our order ``parent_id`` is known to Alpaca by an id of its own
+        making: found through its parent (after a restart, say), and followed by our name."""
+        client = self._session.require_client()
+        try:
+            payload = await self._session.read(
+                client.get_order_by_client_id, parent_id, what="find the order's exits"
+            )
+        except OrderNotFoundError:
+            return None
+        self._mirror.ingest_read(payload)
+        legs = payload_dict(payload, "order").get("legs")
+        if isinstance(legs, list):
+            self._mirror.name_legs(parent_id, legs)
+        return self._mirror.by_client_id(client_order_id)
 
     async def open_orders(self) -> list[Order]:
         client = self._session.require_client()

@@ -127,6 +127,10 @@ def capabilities_for(crypto: bool) -> BrokerCapabilities:
         bulk_cancel=True,
         streaming_updates=True,
         modify_orders=True,
+        # order_class bracket, oto and oco: Alpaca holds the exits (US stocks).
+        bracket_orders=True,
+        oto_orders=True,
+        oco_orders=True,
         session_expiry=False,
         currencies=frozenset({"USD"}),
     )

@@ -13,13 +13,16 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import OrderClass as AlpacaOrderClass
 from alpaca.trading.enums import OrderSide
 from alpaca.trading.enums import TimeInForce as AlpacaTimeInForce
 from alpaca.trading.requests import (
     LimitOrderRequest,
     MarketOrderRequest,
     StopLimitOrderRequest,
+    StopLossRequest,
     StopOrderRequest,
+    TakeProfitRequest,
     TrailingStopOrderRequest,
 )
 from pydantic import ValidationError
@@ -40,6 +43,7 @@ from ...errors import (
 from ...identifiers import currency_code
 from ...models import (
     AssetClass,
+    OrderClass,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -203,6 +207,16 @@ def check_order_id(broker_order_id: str, broker: str) -> None:
 def alpaca_refusal(request: OrderRequest) -> str | None:
     """Alpaca's rules that depend on more than one field, checked before any network call."""
     kind, tif = request.order_type, request.time_in_force
+    if request.has_legs:
+        # Alpaca's advanced orders: equities, whole shares, DAY or GTC.
+        if request.asset_class is not AssetClass.STOCK:
+            return f"Alpaca holds take-profit and stop-loss exits on US stock orders only, not {request.asset_class.value}"
+        if tif not in (TimeInForce.DAY, TimeInForce.GTC):
+            return f"Alpaca takes orders with exits with time in force DAY or GTC only, not {tif.value}"
+        whole = request.units
+        if whole != whole.to_integral_value():
+            return f"Alpaca takes orders with exits for whole shares only, not {whole}"
+        return None
     if request.asset_class is AssetClass.CRYPTO:
         if kind not in (OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT):
             return f"Alpaca takes crypto orders of type MARKET, LIMIT or STOP_LIMIT only, not {kind.value}"
@@ -247,6 +261,14 @@ def order_fields(request: OrderRequest) -> dict[str, Any]:
     given = {key: value for key, value in prices.items() if value is not None}
     # Exactly one of qty and notional: Alpaca refuses a body with both.
     size = {"qty": request.quantity} if request.quantity is not None else {"notional": request.notional}
+    legs: dict[str, Any] = {}
+    take_profit, stop_loss = request.take_profit, request.stop_loss
+    if request.has_legs:
+        legs["order_class"] = _ORDER_CLASSES[request.legs]
+        if take_profit is not None:
+            legs["take_profit"] = TakeProfitRequest(limit_price=float(take_profit))
+        if stop_loss is not None:
+            legs["stop_loss"] = StopLossRequest(stop_price=float(stop_loss))
     model = _REQUEST_MODELS[request.order_type](
         symbol=request.symbol,
         side=OrderSide.BUY if request.side is Side.BUY else OrderSide.SELL,
@@ -254,11 +276,23 @@ def order_fields(request: OrderRequest) -> dict[str, Any]:
         client_order_id=request.client_order_id,
         **{key: float(value) for key, value in size.items() if value is not None},
         **{key: float(value) for key, value in given.items()},
+        **legs,
     )
     fields = model.to_request_fields()
     fields.update({key: wire_decimal(value) for key, value in size.items() if value is not None})
     fields.update({key: wire_decimal(value) for key, value in given.items()})
+    if take_profit is not None:
+        fields["take_profit"] = {"limit_price": wire_decimal(take_profit)}
+    if stop_loss is not None:
+        fields["stop_loss"] = {"stop_price": wire_decimal(stop_loss)}
     return fields
+
+
+_ORDER_CLASSES = {
+    OrderClass.BRACKET: AlpacaOrderClass.BRACKET,
+    OrderClass.OTO: AlpacaOrderClass.OTO,
+    OrderClass.OCO: AlpacaOrderClass.OCO,
+}
 
 
 # -- payloads in --------------------------------------------------------------------------

@@ -3,7 +3,7 @@ answer. What TWS reports back is taken in by the ``mirror``."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from ...errors import (
     BrokerAPIError,
@@ -13,7 +13,8 @@ from ...errors import (
     OrderNotFoundError,
     OrderRejectedError,
 )
-from ...models import BrokerCapabilities, ConnectionState, Order, OrderRequest, OrderStatus
+from ...legs import exit_requests
+from ...models import BrokerCapabilities, ConnectionState, Order, OrderClass, OrderRequest, OrderStatus
 from .api import ib_api
 from .codes import CANCEL_FAILED, error_for, is_notice
 from .instruments import contract_for, ib_order_for
@@ -66,8 +67,12 @@ class OrderDesk:
                 f"TWS is {session.state.value.lower()}; order not sent", broker=settings.name
             )
         ib_order = ib_order_for(request, session.account)
+        legs = _linked_orders(ib, request, ib_order, session.account) if request.has_legs else []
         try:
             trade = ib.placeOrder(contract, ib_order)
+            # The legs go out at once behind the entry, with no await in between: the last one
+            # transmits the whole group (TWS holds the others until then).
+            placed = [(leg, ib.placeOrder(contract, child)) for leg, child in legs]
         except ConnectionError as exc:
             raise BrokerConnectionError(f"order not sent: {exc}", broker=settings.name) from None
         tracked = Mirrored(
@@ -76,6 +81,15 @@ class OrderDesk:
         tracked.order.broker_order_id = str(ib_order.orderId)
         tracked.order.transition(OrderStatus.SUBMITTED)
         mirror.add(tracked)
+        for leg, leg_trade in placed:
+            child = Mirrored(
+                order=Order(request=leg, account=settings.name),
+                order_id=leg_trade.order.orderId,
+                trade=leg_trade,
+            )
+            child.order.broker_order_id = str(leg_trade.order.orderId)
+            child.order.transition(OrderStatus.SUBMITTED)
+            mirror.add(child)
         try:
             await mirror.wait(tracked, lambda t: t.acked or t.order.is_terminal)
         except BrokerTimeoutError:
@@ -258,3 +272,38 @@ class OrderDesk:
             for t in mirror
             if t.order.is_working and (id(t) in listed or t.order.status in in_flight)
         ]
+
+
+def _linked_orders(
+    ib: Any, request: OrderRequest, entry: Any, account: str
+) -> list[tuple[OrderRequest, Any]]:
+    """The IB orders for ``request``'s exits, each with the request it stands for, and ``entry``
+    made their parent (https://interactivebrokers.github.io/tws-api/bracket_order.html): ids
+    taken in advance, the exits children of the entry (``parentId``) in one OCA group that
+    cancels the rest on a fill, every order but the last sent with ``transmit`` off so TWS holds
+    the group until the last arrives. An OCO pair has no parent: the order itself and its stop
+    share the OCA group and each is transmitted."""
+    exits = exit_requests(request)
+    oco = request.legs is OrderClass.OCO
+    entry.orderId = ib.client.getReqId()
+    group = f"OCA-{request.client_order_id}"
+    if oco:
+        entry.ocaGroup, entry.ocaType = group, _OCA_CANCEL_REST
+    else:
+        entry.transmit = False
+    legs: list[tuple[OrderRequest, Any]] = []
+    for leg in exits:
+        child = ib_order_for(leg, account)
+        child.orderId = ib.client.getReqId()
+        child.ocaGroup, child.ocaType = group, _OCA_CANCEL_REST
+        if not oco:
+            child.parentId = entry.orderId
+            child.transmit = False
+        legs.append((leg, child))
+    if legs:
+        legs[-1][1].transmit = True
+    return legs
+
+
+# ocaType 1: cancel the group's other orders, with block (no overfill).
+_OCA_CANCEL_REST = 1

@@ -117,6 +117,10 @@ CAPABILITIES = BrokerCapabilities(
     bulk_cancel=True,
     streaming_updates=True,
     modify_orders=True,
+    # Parent and child orders with an OCA group: TWS holds the exits.
+    bracket_orders=True,
+    oto_orders=True,
+    oco_orders=True,
     session_expiry=False,
     currencies=frozenset(
         {

@@ -1,7 +1,11 @@
 """Orders and fills: live status, filled quantity and average price, reject code and reason. The
 Result column takes whatever width the pane has left, so a reason is cut only by the edge of the
 screen; the selected order's full detail (reason text, every fill) shows under the table, and Enter
-opens its history."""
+opens its history. A pane too narrow for every column (an 80-column terminal) shows fewer, wider
+ones: the order in one column, and the Result column still gets room to be read.
+
+The exits of a bracket, OTO or OCO order are marked as legs of their parent (``↳``), and the
+detail line names the parent's exits and a leg's parent."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
+from brokers.legs import leg_parent_id
 from brokers.models import Order, OrderStatus, OrderType, Side
 from console import formatting as fmt
 
@@ -79,20 +84,57 @@ def fill_summary(order: Order) -> str:
 
 RESULT_MIN_WIDTH = 24
 
+FULL_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("account", "Account", None),
+    ("symbol", "Symbol", 8),
+    ("side", "Side", 4),
+    ("quantity", "Qty", 7),
+    ("order", "Order", 12),
+    ("status", "Status", 9),
+    ("filled", "Filled", 7),
+    ("avg", "Avg price", 10),
+    ("time", "Time", 8),
+    ("result", "Result", RESULT_MIN_WIDTH),
+)
+# For a narrow pane: side, size, symbol, type and price in one column; filled and average price
+# are in the Result column's fill summary, the time in the detail line.
+COMPACT_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("account", "Account", None),
+    ("ticket", "Order", 22),
+    ("status", "Status", 8),
+    ("result", "Result", RESULT_MIN_WIDTH),
+)
+
 
 class BlotterTable(KeyedTable):
-    COLUMNS = (
-        ("account", "Account", None),
-        ("symbol", "Symbol", 8),
-        ("side", "Side", 4),
-        ("quantity", "Qty", 7),
-        ("order", "Order", 12),
-        ("status", "Status", 9),
-        ("filled", "Filled", 7),
-        ("avg", "Avg price", 10),
-        ("time", "Time", 8),
-        ("result", "Result", RESULT_MIN_WIDTH),
-    )
+    COLUMNS = FULL_COLUMNS
+
+    @property
+    def compact(self) -> bool:
+        return self.COLUMNS is COMPACT_COLUMNS
+
+    def column_keys(self) -> set[str]:
+        return {key for key, _label, _width in self.COLUMNS}
+
+    def full_width_needed(self) -> int:
+        """How wide the table must be to show every column with the Result column at its minimum."""
+        account = self.columns.get(ColumnKey("account"))
+        account_width = account.content_width if account is not None else len("Account")
+        fixed = sum(width or 0 for _key, _label, width in FULL_COLUMNS)
+        padding = 2 * self.cell_padding * len(FULL_COLUMNS)
+        return fixed + max(account_width, len("Account")) + padding + self.styles.scrollbar_size_vertical
+
+    def use_columns(self, compact: bool) -> bool:
+        """Show the compact columns or the full ones; returns whether that changed (the rows are
+        then gone, to be shown again by the pane)."""
+        if compact is self.compact:
+            return False
+        self.COLUMNS = COMPACT_COLUMNS if compact else FULL_COLUMNS
+        self._auto_width = {key for key, _label, width in self.COLUMNS if width is None}
+        self.clear(columns=True)
+        for key, label, width in self.COLUMNS:
+            self.add_column(label, key=key, width=width)
+        return True
 
     def fit_result(self) -> None:
         """Give the Result column the width the other columns leave, never less than its minimum."""
@@ -137,6 +179,8 @@ class BlotterPane(Vertical):
         self._orphans: dict[str, str] = {}
         self._alerts = 0
         self._commission: dict[tuple[str, str], Decimal] = {}
+        # client order id -> every cell of its row, for either set of columns (see ``_fit``).
+        self._cells: dict[str, dict[str, object]] = {}
 
     def compose(self) -> ComposeResult:
         yield BlotterTable(id="blotter-table")
@@ -147,7 +191,19 @@ class BlotterPane(Vertical):
         self._show_detail()
 
     def on_resize(self) -> None:
-        self.table.fit_result()
+        self._fit()
+
+    def _fit(self) -> None:
+        """The column set the pane's width allows, then the Result column across what is left."""
+        table = self.table
+        width = self.size.width
+        if width and table.use_columns(width < table.full_width_needed()):
+            selected = table.selected_key()
+            for key, cells in self._cells.items():
+                table.upsert(key, cells)
+            if selected is not None and table.has_row(selected):
+                table.move_cursor(row=table.get_row_index(selected), animate=False)
+        table.fit_result()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -175,6 +231,7 @@ class BlotterPane(Vertical):
         else:
             self._orphans.pop(key, None)
         side_style = "green" if order.side is Side.BUY else "red"
+        leg = self._leg_of(order)
         if orphan_note is not None:
             status = Text("ORPHANED", style=ORPHANED_STYLE)
             result = Text(f"account not configured: {order.account}", style="magenta")
@@ -189,25 +246,30 @@ class BlotterPane(Vertical):
             else:
                 result = Text(fill_summary(order))
         table = self.table
-        table.upsert(
-            key,
-            {
-                "time": fmt.clock_time(order.created_at),
-                "account": order.account or "auto",
-                "symbol": Text(order.symbol, style="bold"),
-                "side": Text(order.side.value, style=side_style),
-                "quantity": fmt.right(fmt.size(order.request)),
-                "order": f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip(),
-                "status": status,
-                "filled": fmt.right(
-                    fmt.quantity(order.filled_quantity) if order.filled_quantity else fmt.DASH
-                ),
-                "avg": fmt.right(fmt.price(order.avg_fill_price) if order.filled_quantity else fmt.DASH),
-                "result": result,
-            },
-        )
+        kind = f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip()
+        ticket = Text("↳ " if leg else "", style="dim")
+        ticket.append(order.side.value, style=side_style)
+        ticket.append(f" {fmt.size(order.request)} ")
+        ticket.append(order.symbol, style="bold")
+        ticket.append(f" {kind}")
+        cells: dict[str, object] = {
+            "time": fmt.clock_time(order.created_at),
+            "account": order.account or "auto",
+            "symbol": Text(("↳ " if leg else "") + order.symbol, style="bold"),
+            "side": Text(order.side.value, style=side_style),
+            "quantity": fmt.right(fmt.size(order.request)),
+            "order": kind,
+            "ticket": ticket,
+            "status": status,
+            "filled": fmt.right(fmt.quantity(order.filled_quantity) if order.filled_quantity else fmt.DASH),
+            "avg": fmt.right(fmt.price(order.avg_fill_price) if order.filled_quantity else fmt.DASH),
+            "result": result,
+        }
+        self._cells[key] = cells
+        shown = table.column_keys()
+        table.upsert(key, {column: value for column, value in cells.items() if column in shown})
         if is_new:
-            table.fit_result()  # a new account name may have widened its column
+            self._fit()  # a new account name may have widened its column
         if is_new and not table.has_focus:
             # Follow the newest order unless the trader is working in the blotter.
             table.move_cursor(row=table.row_count - 1, animate=False)
@@ -259,6 +321,14 @@ class BlotterPane(Vertical):
         event.stop()
         self._show_detail()
 
+    def _leg_of(self, order: Order) -> Order | None:
+        """The parent of ``order`` if it is an exit of a bracket, OTO or OCO order shown here."""
+        parent_id = leg_parent_id(order.client_order_id)
+        if parent_id is None:
+            return None
+        parent = self._orders.get(parent_id)
+        return parent if parent is not None and parent.request.has_legs else None
+
     def _show_detail(self) -> None:
         box = self.query_one("#order-detail", Static)
         order = self.selected_order()
@@ -269,7 +339,20 @@ class BlotterPane(Vertical):
         text.append(f"{fmt.describe_size(order.request)} ", style="bold")
         text.append(f"{order.order_type.value} {order.time_in_force.value} ")
         text.append(order.status.value, style=STATUS_STYLE.get(order.status, ""))
-        text.append(f"  id {order.client_order_id}", style="dim")
+        # A narrow pane has no Time column: the time is here instead.
+        when = f"  {fmt.clock_time(order.created_at)}" if self.table.compact else ""
+        text.append(f"{when}  id {order.client_order_id}", style="dim")
+        request = order.request
+        if request.has_legs:
+            exits = [
+                f"{name} {fmt.price(price)}"
+                for name, price in (("take-profit", request.take_profit), ("stop-loss", request.stop_loss))
+                if price is not None
+            ]
+            text.append(f"\n{request.legs.value}: {', '.join(exits)}", style="cyan")
+        parent = self._leg_of(order)
+        if parent is not None:
+            text.append(f"\nexit of {parent.request.legs.value} {parent.client_order_id}", style="cyan")
         note = self._orphans.get(order.client_order_id)
         if note is not None:
             text.append("\n")

@@ -23,6 +23,8 @@ from console import formatting as fmt
 from console.tui.messages import SubmitRequested
 from console.typed_input import ungrouped
 
+from .order_exits import EXIT_FIELDS, EXIT_LABELS, OrderExits, exit_request_fields
+
 AUTO_ROUTE = "__auto__"
 
 # OrderRequest field -> the form field that holds it.
@@ -37,6 +39,7 @@ _FIELD_FOR = {
     "trail_percent": "trail",
     "trail_amount": "trail",
     "time_in_force": "tif",
+    **{name: name for name in EXIT_FIELDS},
 }
 # Checked longest first so "trail_percent" wins over a bare "trail".
 _NAMES_IN_MESSAGES = sorted(_FIELD_FOR, key=len, reverse=True)
@@ -45,7 +48,7 @@ USES_LIMIT = {OrderType.LIMIT, OrderType.STOP_LIMIT}
 USES_STOP = {OrderType.STOP, OrderType.STOP_LIMIT}
 USES_TRAIL = {OrderType.TRAILING_STOP}
 
-TEXT_FIELDS = ("symbol", "quantity", "limit", "stop", "trail")
+TEXT_FIELDS = ("symbol", "quantity", "limit", "stop", "trail", *EXIT_FIELDS)
 
 
 def parse_trail(text: str) -> dict[str, str]:
@@ -81,6 +84,7 @@ def build_request(values: Mapping[str, Any]) -> tuple[OrderRequest | None, dict[
         data["stop_price"] = values.get("stop") or None
     if kind in USES_TRAIL:
         data.update(parse_trail(values.get("trail") or ""))
+    data.update(exit_request_fields(values))
     # A comma the library would silently drop (1,5 read as 15) is refused here, by the field.
     typed: dict[str, str] = {}
     for name, field in _TYPED_NUMBERS.items():
@@ -120,11 +124,12 @@ _LABELS = {
     "trail_amount": "trail amount",
     "time_in_force": "TIF",
     "order_type": "type",
+    **EXIT_LABELS,
 }
 # The typed numbers: OrderRequest field -> form field.
 _TYPED_NUMBERS = {
     name: _FIELD_FOR[name]
-    for name in ("quantity", "limit_price", "stop_price", "trail_percent", "trail_amount")
+    for name in ("quantity", "limit_price", "stop_price", "trail_percent", "trail_amount", *EXIT_FIELDS)
 }
 
 
@@ -246,6 +251,7 @@ class OrderEntry(Vertical):
                 control=text("trail", "amt or %", unused=True),
                 unused=True,
             )
+            yield OrderExits(id="order-exits")
             yield FieldBox(
                 "tif",
                 "TIF",
