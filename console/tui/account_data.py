@@ -106,6 +106,7 @@ class AccountData:
             if positions is not None:
                 await app.positions.show_positions(positions)
                 self._shown_signature = signature
+                app.quotes.want_positions()
             with app.batch_update():
                 app.positions.show_totals(totals.total.market_value, totals.total.unrealized_pnl)
                 app.buying_power.show_buying_power(consolidate_buying_power(totals))

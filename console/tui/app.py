@@ -41,6 +41,7 @@ from .messages import (
     TradingStateChanged,
 )
 from .order_control import OrderControl
+from .quote_view import TICK_SECONDS, QuoteView
 from .trading_state import TradingStateControl
 from .widgets.blotter import BlotterPane
 from .widgets.buying_power import BuyingPowerTable
@@ -51,6 +52,7 @@ from .widgets.key_footer import KeyFooter
 from .widgets.order_entry import OrderEntry
 from .widgets.positions import PositionsPane
 from .widgets.title_bar import TitleBar
+from .widgets.watchlist import WatchlistPane
 
 if TYPE_CHECKING:
     from brokers.config import Config
@@ -67,6 +69,7 @@ ACTIONS = (
     "focus_order_entry",
     "focus_blotter",
     "focus_positions",
+    "focus_watchlist",
     "quit",
 )
 
@@ -111,6 +114,7 @@ class TradingConsoleApp(App[int]):
         Binding("ctrl+o", "focus_order_entry", "Order", id="focus_order_entry"),
         Binding("ctrl+b", "focus_blotter", "Blotter", id="focus_blotter"),
         Binding("ctrl+p", "focus_positions", "Positions", id="focus_positions"),
+        Binding("ctrl+l", "focus_watchlist", "Watchlist", id="focus_watchlist"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
         Binding("f", "flatten_selected", "Flatten position", show=False),
     ]
@@ -141,6 +145,7 @@ class TradingConsoleApp(App[int]):
         self.account_currency = {account.name: account.currency for account in config.accounts}
         self.trading = TradingStateControl(self)
         self.order_control = OrderControl(self)
+        self.quotes = QuoteView(self)
         self.runtime_ready = asyncio.Event()
         self.runtime_error: str | None = None
         self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
@@ -181,10 +186,14 @@ class TradingConsoleApp(App[int]):
                 default_account=self.config.default_account,
                 submit_keys=self.keys["submit"],
                 cursor_blink=self.cursor_blink,
+                market=self.quotes.market,
                 id="order-entry",
                 classes="pane",
             )
             yield BlotterPane(id="blotter", classes="pane")
+            yield WatchlistPane(
+                self.config.ui.watchlist, market=self.quotes.market, id="watchlist", classes="pane"
+            )
             yield EventLog(id="events", classes="pane", clock=self.clock)
         with Horizontal(id="footer-bar"):
             yield HaltKeyHint(self.keys["halt"], id="halt-hint")
@@ -222,6 +231,10 @@ class TradingConsoleApp(App[int]):
         return self._widget("#positions", PositionsPane)
 
     @property
+    def watchlist(self) -> WatchlistPane:
+        return self._widget("#watchlist", WatchlistPane)
+
+    @property
     def connections(self) -> ConnectionsPane:
         return self._widget("#connections", ConnectionsPane)
 
@@ -242,6 +255,7 @@ class TradingConsoleApp(App[int]):
         self.runtime.execution.subscribe(self._on_order)
         self._subscribed = True
         self.set_interval(1.0, self._tick_second, name="clock")
+        self.set_interval(TICK_SECONDS, self.show_quotes, name="quotes")
         self.show_statuses()
         mode = "demo (paper accounts)" if self.config.demo else f"{len(self.account_names)} account(s)"
         self.event_log.add(f"console started: {mode}, base currency {self.config.base_currency}")
@@ -388,6 +402,12 @@ class TradingConsoleApp(App[int]):
     def action_focus_positions(self) -> None:
         self.query_one("#positions-table").focus()
 
+    def action_focus_watchlist(self) -> None:
+        self.watchlist.focus()
+
+    def on_watchlist_pane_changed(self, message: WatchlistPane.Changed) -> None:
+        self.quotes.save_watchlist(message.symbols)
+
     def action_submit(self) -> None:
         self.order_entry.action_submit()
 
@@ -504,6 +524,11 @@ class TradingConsoleApp(App[int]):
         await self.account_data.show(force=force)
 
     @_while_on_screen
+    def show_quotes(self) -> None:
+        """Repaint the quotes that changed (a timer calls it; tests and screenshots too)."""
+        self.quotes.tick()
+
+    @_while_on_screen
     def _tick_prices(self) -> None:
         self.account_data.tick_prices()
 
@@ -511,6 +536,7 @@ class TradingConsoleApp(App[int]):
     def _tick_second(self) -> None:
         self.show_statuses()
         self.show_title()
+        self.quotes.tick_second()
 
     def show_statuses(self) -> None:
         try:
