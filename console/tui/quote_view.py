@@ -9,6 +9,7 @@ watchlist, so a burst of quotes costs each row one repaint.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -68,8 +69,12 @@ class QuoteView:
                     LogEvent("watchlist kept for this session only: the demo has no config file to write")
                 )
             return
+        # Exclusive: a newer list replaces a write not started yet; the last one is what stays.
         self.app.run_worker(
-            self._write(list(symbols)), name="save-watchlist", group="watchlist", exclusive=True
+            functools.partial(self._write, list(symbols)),
+            name="save-watchlist",
+            group="watchlist",
+            exclusive=True,
         )
 
     async def _write(self, symbols: list[str]) -> None:
