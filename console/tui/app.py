@@ -32,6 +32,7 @@ from .account_data import AccountData
 from .commands import console_commands
 from .event_lines import ShownOrder, connection_line, diff_lines, first_status_line, order_line
 from .log_handler import EventLogHandler
+from .market import QuoteBoardView
 from .messages import (
     CancelAllFinished,
     LogEvent,
@@ -129,6 +130,7 @@ class TradingConsoleApp(App[int]):
         cursor_blink: bool = True,
         latency: LatencyOf = measured_latency,
         on_accounts_loaded: Callable[[], None] | None = None,
+        quotes: QuoteBoardView | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -145,7 +147,7 @@ class TradingConsoleApp(App[int]):
         self.account_currency = {account.name: account.currency for account in config.accounts}
         self.trading = TradingStateControl(self)
         self.order_control = OrderControl(self)
-        self.quotes = QuoteView(self)
+        self.quotes = QuoteView(self, quotes or runtime.manager.quotes)
         self.runtime_ready = asyncio.Event()
         self.runtime_error: str | None = None
         self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
@@ -567,10 +569,13 @@ def make_app(
     cursor_blink: bool = True,
     latency: LatencyOf = measured_latency,
     on_accounts_loaded: Callable[[], None] | None = None,
+    quotes: QuoteBoardView | None = None,
 ) -> TradingConsoleApp:
     """Build the app. ``start_feed=False`` leaves out the periodic price and account refresh
     (snapshots and tests refresh on demand); ``cursor_blink=False`` and a fixed ``latency``
-    keep screenshots stable; ``on_accounts_loaded`` runs once the first account data is in."""
+    keep screenshots stable; ``on_accounts_loaded`` runs once the first account data is in;
+    ``quotes`` is the board the screen reads quotes from (the manager's by default; screenshots
+    give one fed fixed quotes)."""
     if runtime is None:
         from brokers.runtime import build_runtime
 
@@ -583,4 +588,5 @@ def make_app(
         cursor_blink=cursor_blink,
         latency=latency,
         on_accounts_loaded=on_accounts_loaded,
+        quotes=quotes,
     )

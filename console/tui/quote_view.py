@@ -9,13 +9,12 @@ watchlist, so a burst of quotes costs each row one repaint.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import TYPE_CHECKING
 
 from brokers.instruments import Instrument
 
-from .market import Market
+from .market import Market, QuoteBoardView
 from .messages import LogEvent
 
 if TYPE_CHECKING:
@@ -29,13 +28,15 @@ TICK_SECONDS = 0.1
 
 
 class QuoteView:
-    def __init__(self, app: TradingConsoleApp) -> None:
+    def __init__(self, app: TradingConsoleApp, board: QuoteBoardView) -> None:
         self.app = app
         runtime = app.runtime
-        self.board = runtime.manager.quotes
+        self.board = board
         self.market = Market(runtime.manager, self.board, runtime.execution.routes.account_for)
         self._positions: frozenset[Instrument] = frozenset()
         self._said_session_only = False
+        self._unsaved: list[str] | None = None
+        self._writing = asyncio.Lock()
 
     def tick(self) -> None:
         """Repaint what changed since the last tick."""
@@ -66,27 +67,29 @@ class QuoteView:
             if not self._said_session_only:
                 self._said_session_only = True
                 self.app.post_message(
-                    LogEvent("watchlist kept for this session only: the demo has no config file to write")
+                    LogEvent(
+                        "watchlist kept for this session only: the console was started without a config file"
+                    )
                 )
             return
-        # Exclusive: a newer list replaces a write not started yet; the last one is what stays.
-        self.app.run_worker(
-            functools.partial(self._write, list(symbols)),
-            name="save-watchlist",
-            group="watchlist",
-            exclusive=True,
-        )
+        self._unsaved = list(symbols)
+        self.app.run_worker(self._write(), name="save-watchlist", group="watchlist")
 
-    async def _write(self, symbols: list[str]) -> None:
-        from .watchlist_file import save_watchlist
+    async def _write(self) -> None:
+        # One write at a time, each of the newest list: a quick add then remove ends with the
+        # file holding what the pane holds.
+        async with self._writing:
+            symbols, self._unsaved = self._unsaved, None
+            source = self.app.config.source
+            if symbols is None or source is None:
+                return
+            from .watchlist_file import save_watchlist
 
-        source = self.app.config.source
-        if source is None:
-            return
-        try:
-            await asyncio.to_thread(save_watchlist, source, symbols)
-        except (OSError, ValueError) as exc:
-            log.warning("watchlist not saved to %s: %s", source, exc)
-            self.app.post_message(LogEvent(f"watchlist not saved to {source}: {exc}", "error", toast=True))
-            return
+            try:
+                await asyncio.to_thread(save_watchlist, source, symbols)
+            except (OSError, ValueError) as exc:
+                log.warning("watchlist not saved to %s: %s", source, exc)
+                text = f"watchlist not saved to {source}: {exc}"
+                self.app.post_message(LogEvent(text, "error", toast=True))
+                return
         self.app.post_message(LogEvent(f"watchlist saved to {source}: {', '.join(symbols) or 'empty'}"))

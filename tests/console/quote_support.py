@@ -1,19 +1,17 @@
-"""Frozen quotes for console tests: the quote board's own loop is stopped (no snapshots from the
-paper accounts) and the tests hand it the quotes it shows, as a broker's stream would."""
+"""Fixed quotes for console tests: the screen's quote board (``console_support.console`` gives it
+one on the frozen clock that is never started) gets the quotes a test hands it, as a broker's
+stream would."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
+
+from console_support import FROZEN
 
 from brokers.instruments import Instrument
 from brokers.quotes import Quote, QuoteState
 from console.tui.app import TradingConsoleApp
-
-
-async def freeze_quotes(app: TradingConsoleApp) -> None:
-    """Stop the board asking the accounts for quotes: only what the test feeds is shown."""
-    await app.runtime.manager.quotes.stop()
 
 
 def feed(
@@ -31,7 +29,7 @@ def feed(
     source: str = "paper-us",
     currency: str | None = None,
 ) -> Quote:
-    """Hand the board one quote, ``age`` seconds old (made now: fresh until the stale setting)."""
+    """Hand the screen's board one quote, ``age`` seconds old by the frozen clock."""
 
     def number(text: str | None) -> Decimal | None:
         return None if text is None else Decimal(text)
@@ -39,7 +37,7 @@ def feed(
     quote = Quote(
         Instrument.stock(symbol, currency),
         source,
-        datetime.now(UTC) - timedelta(seconds=age),
+        FROZEN - timedelta(seconds=age),
         bid=number(bid),
         ask=number(ask),
         last=number(last),
@@ -48,5 +46,5 @@ def feed(
         previous_close=number(previous_close),
         state=state,
     )
-    app.runtime.manager.quotes.receive(quote)
+    app.quotes.board.receive(quote)
     return quote

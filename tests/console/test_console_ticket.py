@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from console_support import console, settled, submit, wait_for
-from quote_support import feed, freeze_quotes
+from quote_support import feed
 from textual.widgets import Static
 
 from brokers.instruments import Instrument
@@ -25,12 +25,15 @@ def ticket_text(app) -> str:
     return str(app.query_one("#order-quote", Static).render())
 
 
-def symbol_message(app) -> tuple[str, bool]:
-    """What the symbol box says under the input, and whether it is an error (red)."""
+def symbol_message(app) -> tuple[str, str, bool]:
+    """What the symbol box says under the input: its error, its note, and whether it is red."""
     box = app.query_one("#field-symbol", FieldBox)
-    message = box.query_one(".field-error", Static)
-    text = str(message.render()) if message.has_class("-shown") else ""
-    return text, box.has_class("-invalid")
+
+    def shown(kind: str) -> str:
+        message = box.query_one(f".field-{kind}", Static)
+        return str(message.render()) if message.has_class("-shown") else ""
+
+    return shown("error"), shown("note"), box.has_class("-invalid")
 
 
 async def typed(app, pilot, **values: str) -> None:
@@ -44,9 +47,8 @@ async def test_the_ticket_shows_bid_ask_last_spread_and_the_estimate_as_you_type
     app = console()
     async with app.run_test(size=WIDE) as pilot:
         await settled(app, pilot)
-        await freeze_quotes(app)
         await typed(app, pilot, symbol="AAPL")
-        board = app.runtime.manager.quotes
+        board = app.quotes.board
         # The ticket asks the board for what it shows, under its own name.
         assert Instrument.stock("AAPL") in board.wanted
         feed(app, "AAPL", bid="227.45", ask="227.55", last="227.50", bid_size="300", ask_size="200")
@@ -85,7 +87,6 @@ async def test_a_quote_that_is_not_live_is_never_shown_as_live():
     app = console()
     async with app.run_test(size=WIDE) as pilot:
         await settled(app, pilot)
-        await freeze_quotes(app)
         await typed(app, pilot, symbol="MSFT", quantity="5")
         feed(app, "MSFT", bid="415.10", ask="415.30", last="415.20", state=QuoteState.DELAYED)
         app.show_quotes()
@@ -110,7 +111,6 @@ async def test_an_inr_share_is_quoted_estimated_and_sent_at_the_inr_account():
     app = console()
     async with app.run_test(size=WIDE) as pilot:
         await settled(app, pilot)
-        await freeze_quotes(app)
         await typed(app, pilot, symbol="INFY", quantity="10", type="LIMIT")
         await typed(app, pilot, limit="1800")
         feed(app, "INFY", bid="1875.00", ask="1876.00", last="1875.40", source="paper-in", currency="INR")
@@ -136,7 +136,7 @@ async def test_an_unknown_symbol_is_said_by_the_symbol_box_and_nothing_is_sent()
         await settled(app, pilot)
         await submit(app, pilot, symbol="ZZZZ", quantity="10")
         await pilot.pause()
-        assert symbol_message(app) == ("unknown symbol", True)
+        assert symbol_message(app) == ("unknown symbol", "", True)
         assert "unknown symbol" in ticket_text(app)
         assert app.runtime.execution.orders() == []
         assert app.blotter.orders == {}
@@ -147,11 +147,10 @@ async def test_a_listed_symbol_with_no_quote_yet_says_so_without_stopping_a_limi
     app = console()
     async with app.run_test(size=WIDE) as pilot:
         await settled(app, pilot)
-        await freeze_quotes(app)
-        # Listed at paper-in, not quoted yet (the board is not asking).
+        # Listed at paper-in, not quoted yet.
         await typed(app, pilot, symbol="HDFCBANK", quantity="2", type="LIMIT")
         await typed(app, pilot, limit="1700")
-        assert symbol_message(app) == ("no price yet", False)
+        assert symbol_message(app) == ("", "no price yet", False)
         assert "no price yet" in ticket_text(app)
         assert "est. 3,400.00 INR at limit" in ticket_text(app)
         assert "MAX_NOTIONAL" not in ticket_text(app)
@@ -159,7 +158,7 @@ async def test_a_listed_symbol_with_no_quote_yet_says_so_without_stopping_a_limi
         feed(app, "HDFCBANK", last="1745.25", source="paper-in", currency="INR")
         app.show_quotes()
         await pilot.pause()
-        assert symbol_message(app) == ("", False)
+        assert symbol_message(app) == ("", "", False)
         app.order_entry.action_submit()
         await wait_for(lambda: len(app.runtime.execution.orders()) == 1, pilot)
         assert app.runtime.execution.orders()[0].account == "paper-in"
@@ -169,7 +168,7 @@ async def test_positions_are_asked_of_the_board_under_their_own_name():
     app = console()
     async with app.run_test(size=WIDE) as pilot:
         await settled(app, pilot)
-        wanted = app.runtime.manager.quotes.wanted
+        wanted = app.quotes.board.wanted
         for symbol in ("AAPL", "MSFT", "NVDA", "SPY", "INFY", "RELIANCE"):
             assert Instrument.stock(symbol) in wanted, symbol
 

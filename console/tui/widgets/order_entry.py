@@ -155,6 +155,7 @@ class FieldBox(Vertical):
     ) -> None:
         super().__init__(id=f"field-{name}", classes="field -unused" if unused else "field")
         self.message: str | None = None
+        self.note: str | None = None
         self.field_name = name
         self.long_label = label
         self.short_label = short_label or label
@@ -166,18 +167,25 @@ class FieldBox(Vertical):
         yield Label(self.short_label, classes="field-label -short")
         yield self.control
         yield Static("", classes="field-error", markup=False)
+        yield Static("", classes="field-note", markup=False)
 
-    def show_error(self, message: str | None, *, note: bool = False) -> None:
-        """Show ``message`` under the input: an error (the field turns red), or with ``note``
-        a remark that does not stop the order (no price yet)."""
-        if (message or None) == self.message and note == self.has_class("-noted"):
+    def show_error(self, message: str | None) -> None:
+        if (message or None) == self.message:
             return  # restyling costs: touch nothing when nothing changed
         self.message = message or None
         error = self.query_one(".field-error", Static)
         error.update(message or "")
         error.set_class(bool(message), "-shown")
-        self.set_class(bool(message) and not note, "-invalid")
-        self.set_class(bool(message) and note, "-noted")
+        self.set_class(bool(message), "-invalid")
+
+    def show_note(self, note: str | None) -> None:
+        """A remark under the input that does not stop the order (no price yet)."""
+        if (note or None) == self.note:
+            return
+        self.note = note or None
+        shown = self.query_one(".field-note", Static)
+        shown.update(note or "")
+        shown.set_class(bool(note), "-shown")
 
 
 class OrderEntry(Vertical):
@@ -336,10 +344,10 @@ class OrderEntry(Vertical):
         for box in self.query(FieldBox):
             name = box.field_name
             message = errors.get(name) if name in self.touched else None
-            if message is None and name == "symbol" and look is not None and look.problem == NO_PRICE_YET:
-                box.show_error(NO_PRICE_YET, note=True)
-                continue
             box.show_error(message)
+            if name == "symbol":
+                unpriced = message is None and look is not None and look.problem == NO_PRICE_YET
+                box.show_note(NO_PRICE_YET if unpriced else None)
             if message:
                 if shown:
                     shown.append(" · ")

@@ -22,8 +22,18 @@ STATE_STYLES = {
 }
 
 
-def state_text(quote: Quote) -> Text:
-    return Text(quote.state.value, style=STATE_STYLES.get(quote.state, ""))
+SHORT_STATES = {
+    QuoteState.LIVE: "LIVE",
+    QuoteState.DELAYED: "DELAY",
+    QuoteState.SNAPSHOT: "SNAP",
+    QuoteState.STALE: "STALE",
+}
+"""Where a column is narrow: still never a word that reads as live for a quote that is not."""
+
+
+def state_text(quote: Quote, *, short: bool = False) -> Text:
+    word = SHORT_STATES.get(quote.state, quote.state.value) if short else quote.state.value
+    return Text(word, style=STATE_STYLES.get(quote.state, ""))
 
 
 def side_text(price: Decimal | None, size: Decimal | None) -> str:
@@ -84,20 +94,26 @@ class TicketQuote(Static):
         head.append(look.instrument.label, style="bold")
         quote = look.quote
         parts: list[Text] = []
-        if quote is not None and look.problem is None:
+        one_line = self.screen.has_class("-narrow")
+        quoted = quote is not None and look.problem is None
+        if quote is not None and quoted:
             head.append("  ")
             head.append_text(state_text(quote))
-            parts += [book_text(quote), last_text(quote)]
         else:
             head.append(f"  {look.problem or fmt.DASH}", style="yellow")
         if look.account is not None and look.problem != UNKNOWN_SYMBOL:
             head.append(f"  → {look.account}", style="dim")
-        parts.insert(0, head)
+        parts.append(head)
         if look.note:
             parts.append(Text(look.note, style="yellow"))
-        if estimate is not None:
-            parts.append(estimate_text(estimate, quote is not None and quote.state is QuoteState.STALE))
-        one_line = self.screen.has_class("-narrow")
+        estimated = (
+            [estimate_text(estimate, quote is not None and quote.state is QuoteState.STALE)]
+            if estimate is not None
+            else []
+        )
+        book = [book_text(quote), last_text(quote)] if quote is not None and quoted else []
+        # One line is cut at the pane's edge: the price and the cost before the book.
+        parts += [*book[1:], *estimated, *book[:1]] if one_line else [*book, *estimated]
         text = Text("  " if one_line else "\n").join(parts)
         if one_line:
             text = Text(" ").join(text.split("\n"))

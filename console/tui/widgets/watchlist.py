@@ -160,18 +160,20 @@ class WatchlistPane(Vertical, can_focus=True):
     def _show(self, row: _Row) -> None:
         market = self.market
         quote = market.board.quote(row.instrument) if market is not None and row.instrument else None
-        shown = (quote, len(row.prices), row.prices[-1] if row.prices else None)
+        narrow = self.screen.has_class("-narrow")
+        shown = (quote, len(row.prices), row.prices[-1] if row.prices else None, narrow)
         if shown == row.shown:
             return
         row.shown = shown
         cells = row.cells
         cells["wl-symbol"].update(Text(row.symbol, style="bold"))
         if quote is None:
-            reason = "not a symbol" if row.instrument is None else "no price yet"
-            for name in ("wl-last", "wl-chg", "wl-pct", "wl-bidask"):
+            # Never a made-up figure: no quote, no numbers.
+            cells["wl-last"].update(_right(Text("no price", style="yellow")))
+            for name in ("wl-chg", "wl-pct", "wl-bidask", "wl-state"):
                 cells[name].update("")
-            cells["wl-state"].update(Text(reason, style="yellow"))
             row.spark.data = []
+            row.spark.visible = False
             return
         cells["wl-last"].update(_right(fmt.price(quote.last if quote.last is not None else quote.price)))
         cells["wl-chg"].update(_right(fmt.signed(quote.change)))
@@ -180,11 +182,12 @@ class WatchlistPane(Vertical, can_focus=True):
             percent.append("%")
         cells["wl-pct"].update(_right(percent))
         cells["wl-bidask"].update(f"{fmt.price(quote.bid)} / {fmt.price(quote.ask)}")
-        state = state_text(quote)
+        state = state_text(quote, short=narrow)
         if quote.state is QuoteState.LIVE:
             state.stylize("dim")
         cells["wl-state"].update(state)
         row.spark.data = list(row.prices)
+        row.spark.visible = bool(row.prices)
 
     def _show_empty(self) -> None:
         empty = self.query_one("#watchlist-empty", Static)
