@@ -266,8 +266,7 @@ class BlotterPane(Vertical):
             box.update(Text("No orders yet", style="dim"))
             return
         text = Text()
-        text.append(f"{fmt.describe_size(order.request)} ", style="bold")
-        text.append(f"{order.order_type.value} {order.time_in_force.value} ")
+        text.append(f"{fmt.describe_request(order.request)} ", style="bold")
         text.append(order.status.value, style=STATUS_STYLE.get(order.status, ""))
         text.append(f"  id {order.client_order_id}", style="dim")
         note = self._orphans.get(order.client_order_id)
