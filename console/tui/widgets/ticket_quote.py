@@ -111,10 +111,14 @@ class TicketQuote(Static):
             if estimate is not None
             else []
         )
-        book = [book_text(quote), last_text(quote)] if quote is not None and quoted else []
+        book: list[Text] = []
+        if quote is not None and quoted:
+            # A snapshot of the last price alone has no book to show.
+            has_book = quote.bid is not None or quote.ask is not None
+            book = [book_text(quote), last_text(quote)] if has_book else [Text(), last_text(quote)]
         # One line is cut at the pane's edge: the price and the cost before the book.
         parts += [*book[1:], *estimated, *book[:1]] if one_line else [*book, *estimated]
-        text = Text("  " if one_line else "\n").join(parts)
+        text = Text("  " if one_line else "\n").join(part for part in parts if part)
         if one_line:
             text = Text(" ").join(text.split("\n"))
         self.update(text)
