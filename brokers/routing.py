@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .base import AccountDirectory
+from .base import AccountDirectory, Broker
 from .models import MAX_DECIMALS, AssetClass, OrderRequest, RejectCode
 
 
@@ -124,6 +124,10 @@ def _canonical(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
+_LISTED_MAX = 4096
+"""Instruments remembered as listed at the default account, at most (then it starts over)."""
+
+
 class Routes:
     """Where orders go among the accounts ``accounts`` knows: ``router``'s rules, else the
     default account; a parent order split by weight. Shared by the order path and the preview,
@@ -132,6 +136,9 @@ class Routes:
     def __init__(self, accounts: AccountDirectory, router: Router | None) -> None:
         self.accounts = accounts
         self.router = router
+        # What a default account was seen to list, with the broker that listed it: a price
+        # once held is evidence that does not expire, and the order path asks on every order.
+        self._listed: dict[tuple[str, AssetClass, str | None, str | None, str], Broker] = {}
 
     def account_for(self, request: OrderRequest) -> str | None:
         """The explicit account, else the first matching rule, else an account that trades
@@ -164,13 +171,19 @@ class Routes:
         if default is None:
             return None  # no default account: only an explicit account or a rule places it
         accounts = self.accounts
-        instrument = request.instrument
         try:
             home = accounts.get(default)
         except KeyError:
             return default  # refused by name as an unknown account
+        seen = (request.symbol, request.asset_class, request.exchange, request.currency, default)
+        if self._listed.get(seen) is home:
+            return default
+        instrument = request.instrument
         home_trades = home.trades(instrument)
         if home_trades and accounts.last_price(instrument, default) is not None:
+            if len(self._listed) >= _LISTED_MAX:
+                self._listed.clear()
+            self._listed[seen] = home
             return default
         elsewhere: str | None = None
         first: str | None = None

@@ -219,3 +219,20 @@ def test_a_price_in_another_currency_moves_an_order_only_off_a_default_that_has_
     # Once the default has a price of its own, it keeps even the dual-listed symbol.
     manager.get("us").set_price("INFY", 18)
     assert routes.account_for(_order("INFY")) == "us"
+
+
+def test_what_the_default_was_seen_to_list_is_asked_again_of_a_new_default():
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("us", SimBroker("us", prices={"INFY": 18}), default=True)
+    manager.add_broker("in", SimBroker("in", currency="INR", prices={"INFY": 1875}))
+    routes = Routes(manager, Router([], "us"))
+    assert routes.account_for(_order("INFY")) == "us"
+    assert routes.account_for(_order("INFY")) == "us"  # remembered
+    # Another broker under the same name that does not list it: asked again, not remembered.
+    manager.remove_broker("us")
+    manager.add_broker("us", SimBroker("us", prices={"AAPL": 200}), default=True)
+    assert routes.account_for(_order("INFY")) == "in"
+    # An order in another currency or asset class is a different question.
+    manager.get("us").set_price("INFY", 18)
+    assert routes.account_for(_order("INFY")) == "us"
+    assert routes.account_for(_order("INFY", currency="INR")) == "in"
