@@ -57,8 +57,11 @@ DEFAULT_KEYMAP: dict[str, str] = {
     "focus_order_entry": "ctrl+o",
     "focus_blotter": "ctrl+b",
     "focus_positions": "ctrl+p",
+    "focus_watchlist": "ctrl+l",
     "quit": "ctrl+q",
 }
+WATCHLIST_MAX = 200
+"""Symbols a watchlist holds at most: each is a row repainted from live quotes."""
 
 
 def is_secret_key(name: str) -> bool:
@@ -72,6 +75,7 @@ class UISettings(BaseModel):
     confirm_notional_above: Decimal | None = Field(default=Decimal(50_000), gt=0)
     price_refresh_hz: int = Field(default=10, ge=1, le=10)
     refresh_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    watchlist: list[str] = Field(default_factory=list)
 
     @field_validator("keymap")
     @classmethod
@@ -83,6 +87,26 @@ class UISettings(BaseModel):
             if not keys or not all(part.strip() for part in keys.split(",")):
                 raise ValueError(f"keys for {action!r} must be key names like 'f12' or 'ctrl+k,f12'")
         return keymap
+
+    @field_validator("watchlist", mode="before")
+    @classmethod
+    def _symbols(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value  # pydantic says what a list of symbols is
+        from .models import OrderRequest, Side, field_errors
+
+        symbols: list[str] = []
+        for index, item in enumerate(value):
+            try:
+                symbol = OrderRequest(symbol=item, side=Side.BUY, quantity=Decimal(1)).symbol
+            except ValidationError as exc:
+                message = field_errors(exc).get("symbol", "not a symbol")
+                raise ValueError(f"watchlist[{index}] {item!r}: {message}") from None
+            if symbol not in symbols:
+                symbols.append(symbol)
+        if len(symbols) > WATCHLIST_MAX:
+            raise ValueError(f"a watchlist holds at most {WATCHLIST_MAX} symbols, not {len(symbols)}")
+        return symbols
 
     def keys_for(self, action: str) -> str:
         return self.keymap.get(action, DEFAULT_KEYMAP[action])
@@ -398,6 +422,7 @@ def demo_config(*, seed: int | None = 7, tick_interval: float | None = 0.5) -> C
             "duplicate_window_seconds": 2,
         },
         "fx": {"rates": {"USDINR": "84.10"}},
+        "ui": {"watchlist": ["SPY", "AAPL", "TSLA", "AMZN", "INFY", "TCS"]},
     }
     return parse_config(data, where="demo")
 

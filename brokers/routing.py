@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .base import AccountDirectory
+from .base import AccountDirectory, Broker
 from .models import MAX_DECIMALS, AssetClass, OrderRequest, RejectCode
 
 
@@ -53,11 +53,18 @@ class Router:
         """
         if request.account is not None:
             return request.account
+        ruled = self.rule_for(request, accounts)
+        if ruled is not None:
+            return ruled
+        if self.default_account is not None and self.default_account in accounts:
+            return self.default_account
+        return None
+
+    def rule_for(self, request: OrderRequest, accounts: Collection[str]) -> str | None:
+        """The account of the first rule that matches and names a known account, else None."""
         for rule in self.rules:
             if rule.account in accounts and rule.matches(request):
                 return rule.account
-        if self.default_account is not None and self.default_account in accounts:
-            return self.default_account
         return None
 
 
@@ -117,6 +124,10 @@ def _canonical(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
+_LISTED_MAX = 4096
+"""Instruments remembered as listed at the default account, at most (then it starts over)."""
+
+
 class Routes:
     """Where orders go among the accounts ``accounts`` knows: ``router``'s rules, else the
     default account; a parent order split by weight. Shared by the order path and the preview,
@@ -125,15 +136,74 @@ class Routes:
     def __init__(self, accounts: AccountDirectory, router: Router | None) -> None:
         self.accounts = accounts
         self.router = router
+        # What a default account was seen to list, with the broker that listed it: a price
+        # once held is evidence that does not expire, and the order path asks on every order.
+        self._listed: dict[tuple[str, AssetClass, str | None, str | None, str], Broker] = {}
 
     def account_for(self, request: OrderRequest) -> str | None:
-        """The explicit account, else the first matching rule, else the default account (the
-        account may be unknown: ``unknown_account`` says so by name)."""
+        """The explicit account, else the first matching rule, else an account that trades
+        the instrument (``trading_account``), else the default account (the account may be
+        unknown: ``unknown_account`` says so by name)."""
         if request.account is not None:
             return request.account
         router = self.router
-        account = router.route(request, self.accounts.names()) if router is not None else None
-        return account if account is not None else self.accounts.default_account
+        default = self.accounts.default_account
+        if router is not None:
+            names = self.accounts.names()
+            ruled = router.rule_for(request, names)
+            if ruled is not None:
+                return ruled
+            if router.default_account in names:
+                default = router.default_account
+        return self.trading_account(request, default)
+
+    def trading_account(self, request: OrderRequest, default: str | None) -> str | None:
+        """Where an order no rule places goes when there is a default account, among the accounts that trade its instrument
+        (``Broker.trades``): the default account when it holds a price for it, or when another
+        account in the default's currency does (the symbol is listed in that market); else the
+        first account in another currency that holds a price (the symbol is listed there, not
+        in the default's market); else the default account when it trades it, else the first
+        account that does, else the default account, whose refusal then says why.
+
+        A price held in memory is the evidence that an account lists a symbol whose currency
+        the order leaves open: an INR share held at an INR account is priced there and nowhere
+        else, and an order for it never goes to a USD default that has no price for it."""
+        if default is None:
+            return None  # no default account: only an explicit account or a rule places it
+        accounts = self.accounts
+        try:
+            home = accounts.get(default)
+        except KeyError:
+            return default  # refused by name as an unknown account
+        seen = (request.symbol, request.asset_class, request.exchange, request.currency, default)
+        if self._listed.get(seen) is home:
+            return default
+        instrument = request.instrument
+        home_trades = home.trades(instrument)
+        if home_trades and accounts.last_price(instrument, default) is not None:
+            if len(self._listed) >= _LISTED_MAX:
+                self._listed.clear()
+            self._listed[seen] = home
+            return default
+        elsewhere: str | None = None
+        first: str | None = None
+        for name in accounts.names():
+            if name == default:
+                continue
+            broker = accounts.get(name)
+            if not broker.trades(instrument):
+                continue
+            first = first or name
+            if accounts.last_price(instrument, name) is None:
+                continue
+            if broker.currency == home.currency:
+                return default if home_trades else name
+            elsewhere = elsewhere or name
+        if elsewhere is not None:
+            return elsewhere
+        if home_trades:
+            return default
+        return first or default
 
     @staticmethod
     def no_route(request: OrderRequest) -> tuple[RejectCode, str]:

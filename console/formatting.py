@@ -245,6 +245,21 @@ def describe_size(request: OrderRequest) -> str:
     return f"{request.side.value} {request.symbol} for {amount(request.notional)}"
 
 
+def order_prices(request: OrderRequest) -> str:
+    """The order's own prices as typed, every digit: ``limit 415.25 · stop 410``; empty for a
+    market order."""
+    parts = []
+    if request.limit_price is not None:
+        parts.append(f"limit {quantity(request.limit_price)}")
+    if request.stop_price is not None:
+        parts.append(f"stop {quantity(request.stop_price)}")
+    if request.trail_percent is not None:
+        parts.append(f"trail {quantity(request.trail_percent)}%")
+    if request.trail_amount is not None:
+        parts.append(f"trail {quantity(request.trail_amount)}")
+    return " · ".join(parts)
+
+
 def describe_request(request: OrderRequest) -> str:
     """One line a trader reads back: side, quantity, symbol, type, its prices, time in force."""
     parts = [describe_size(request)]

@@ -431,6 +431,11 @@ class SimBroker(Broker):
         symbol = self._spellings.get(instrument.key)
         return prices.get(symbol) if symbol is not None else None
 
+    def trades(self, instrument: Instrument) -> bool:
+        """The venue lists what it prices: a symbol it has a price for, in this account's
+        currency (or an instrument that names none)."""
+        return super().trades(instrument) and self.last_price_nowait(instrument) is not None
+
     async def get_fx_rates(self) -> dict[str, Decimal]:
         return await self._call("get_fx_rates", dict)
 

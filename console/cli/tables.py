@@ -250,6 +250,19 @@ STATUS_STYLES = {
 }
 
 
+def order_price_cell(row: dict[str, Any]) -> str:
+    """Every price an order carries: a stop-limit order shows its stop beside its limit."""
+    limit, stop = row.get("limit_price"), row.get("stop_price")
+    parts = [] if limit is None else [str(limit)]
+    if stop is not None:
+        parts.append(f"(stop {stop})" if parts else f"stop {stop}")
+    if row.get("trail_percent") is not None:
+        parts.append(f"trail {row['trail_percent']}%")
+    if row.get("trail_amount") is not None:
+        parts.append(f"trail {row['trail_amount']}")
+    return " ".join(parts) or DASH
+
+
 def orders_table(rows: Iterable[dict[str, Any]]) -> Table:
     table = Table(title="Orders", title_justify="left")
     for column, justify in (
@@ -268,9 +281,7 @@ def orders_table(rows: Iterable[dict[str, Any]]) -> Table:
     ):
         table.add_column(column, justify=cast(JustifyMethod, justify))
     for row in rows:
-        price = row["limit_price"] if row["limit_price"] is not None else row["stop_price"]
-        if row.get("trail_percent") is not None:
-            price = f"{row['trail_percent']}%"
+        price = order_price_cell(row)
         status = str(row["status"])
         table.add_row(
             row["account"] or DASH,
@@ -280,7 +291,7 @@ def orders_table(rows: Iterable[dict[str, Any]]) -> Table:
             else f"{number(row['notional'], 2)} notional",
             row["symbol"],
             str(row["order_type"]),
-            DASH if price is None else str(price),
+            price,
             str(row["time_in_force"]),
             Text(status, style=STATUS_STYLES.get(status, "")),
             number(row["filled_quantity"]),

@@ -122,6 +122,7 @@ class AccountData:
             if positions is not None:
                 await app.positions.show_positions(positions)
                 self._shown_signature = signature
+                app.quotes.want_positions()
             with app.batch_update():
                 app.accounts.show_accounts(totals)
                 app.show_statuses()

@@ -32,6 +32,7 @@ from .account_data import AccountData
 from .commands import console_commands
 from .event_lines import ShownOrder, connection_line, diff_lines, first_status_line, order_line
 from .log_handler import EventLogHandler
+from .market import QuoteBoardView
 from .messages import (
     CancelAllFinished,
     LogEvent,
@@ -41,6 +42,7 @@ from .messages import (
     TradingStateChanged,
 )
 from .order_control import OrderControl
+from .quote_view import TICK_SECONDS, QuoteView
 from .trading_state import TradingStateControl
 from .widgets.account_pane import AccountPane
 from .widgets.blotter import BlotterPane
@@ -51,6 +53,7 @@ from .widgets.key_footer import KeyFooter
 from .widgets.order_entry import OrderEntry
 from .widgets.positions import PositionsPane
 from .widgets.title_bar import TitleBar
+from .widgets.watchlist import WatchlistPane
 
 if TYPE_CHECKING:
     from brokers.config import Config
@@ -67,6 +70,7 @@ ACTIONS = (
     "focus_order_entry",
     "focus_blotter",
     "focus_positions",
+    "focus_watchlist",
     "quit",
 )
 
@@ -111,6 +115,7 @@ class TradingConsoleApp(App[int]):
         Binding("ctrl+o", "focus_order_entry", "Order", id="focus_order_entry"),
         Binding("ctrl+b", "focus_blotter", "Blotter", id="focus_blotter"),
         Binding("ctrl+p", "focus_positions", "Positions", id="focus_positions"),
+        Binding("ctrl+l", "focus_watchlist", "Watchlist", id="focus_watchlist"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
         Binding("f", "flatten_selected", "Flatten position", show=False),
     ]
@@ -125,6 +130,7 @@ class TradingConsoleApp(App[int]):
         cursor_blink: bool = True,
         latency: LatencyOf = measured_latency,
         on_accounts_loaded: Callable[[], None] | None = None,
+        quotes: QuoteBoardView | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -141,6 +147,7 @@ class TradingConsoleApp(App[int]):
         self.account_currency = {account.name: account.currency for account in config.accounts}
         self.trading = TradingStateControl(self)
         self.order_control = OrderControl(self)
+        self.quotes = QuoteView(self, quotes or runtime.manager.quotes)
         self.runtime_ready = asyncio.Event()
         self.runtime_error: str | None = None
         self._manager_queue: asyncio.Queue[ManagerEvent] | None = None
@@ -182,10 +189,14 @@ class TradingConsoleApp(App[int]):
                 default_account=self.config.default_account,
                 submit_keys=self.keys["submit"],
                 cursor_blink=self.cursor_blink,
+                market=self.quotes.market,
                 id="order-entry",
                 classes="pane",
             )
             yield BlotterPane(id="blotter", classes="pane")
+            yield WatchlistPane(
+                self.config.ui.watchlist, market=self.quotes.market, id="watchlist", classes="pane"
+            )
             yield EventLog(id="events", classes="pane", clock=self.clock)
         with Horizontal(id="footer-bar"):
             yield HaltKeyHint(self.keys["halt"], id="halt-hint")
@@ -222,6 +233,10 @@ class TradingConsoleApp(App[int]):
         return self._widget("#positions", PositionsPane)
 
     @property
+    def watchlist(self) -> WatchlistPane:
+        return self._widget("#watchlist", WatchlistPane)
+
+    @property
     def connections(self) -> ConnectionsPane:
         return self._widget("#connections", ConnectionsPane)
 
@@ -242,6 +257,7 @@ class TradingConsoleApp(App[int]):
         self.runtime.execution.subscribe(self._on_order)
         self._subscribed = True
         self.set_interval(1.0, self._tick_second, name="clock")
+        self.set_interval(TICK_SECONDS, self.show_quotes, name="quotes")
         self.show_statuses()
         mode = "demo (paper accounts)" if self.config.demo else f"{len(self.account_names)} account(s)"
         self.event_log.add(f"console started: {mode}, base currency {self.config.base_currency}")
@@ -388,6 +404,12 @@ class TradingConsoleApp(App[int]):
     def action_focus_positions(self) -> None:
         self.query_one("#positions-table").focus()
 
+    def action_focus_watchlist(self) -> None:
+        self.watchlist.focus()
+
+    def on_watchlist_pane_changed(self, message: WatchlistPane.Changed) -> None:
+        self.quotes.save_watchlist(message.symbols)
+
     def action_submit(self) -> None:
         self.order_entry.action_submit()
 
@@ -504,6 +526,11 @@ class TradingConsoleApp(App[int]):
         await self.account_data.show(force=force)
 
     @_while_on_screen
+    def show_quotes(self) -> None:
+        """Repaint the quotes that changed (a timer calls it; tests and screenshots too)."""
+        self.quotes.tick()
+
+    @_while_on_screen
     def _tick_prices(self) -> None:
         self.account_data.tick_prices()
 
@@ -511,6 +538,7 @@ class TradingConsoleApp(App[int]):
     def _tick_second(self) -> None:
         self.show_statuses()
         self.show_title()
+        self.quotes.tick_second()
 
     def show_statuses(self) -> None:
         try:
@@ -541,10 +569,13 @@ def make_app(
     cursor_blink: bool = True,
     latency: LatencyOf = measured_latency,
     on_accounts_loaded: Callable[[], None] | None = None,
+    quotes: QuoteBoardView | None = None,
 ) -> TradingConsoleApp:
     """Build the app. ``start_feed=False`` leaves out the periodic price and account refresh
     (snapshots and tests refresh on demand); ``cursor_blink=False`` and a fixed ``latency``
-    keep screenshots stable; ``on_accounts_loaded`` runs once the first account data is in."""
+    keep screenshots stable; ``on_accounts_loaded`` runs once the first account data is in;
+    ``quotes`` is the board the screen reads quotes from (the manager's by default; screenshots
+    give one fed fixed quotes)."""
     if runtime is None:
         from brokers.runtime import build_runtime
 
@@ -557,4 +588,5 @@ def make_app(
         cursor_blink=cursor_blink,
         latency=latency,
         on_accounts_loaded=on_accounts_loaded,
+        quotes=quotes,
     )

@@ -29,4 +29,5 @@ def console_commands(app: TradingConsoleApp) -> Iterator[SystemCommand]:
     yield SystemCommand("Focus order entry", key("focus_order_entry"), app.action_focus_order_entry)
     yield SystemCommand("Focus blotter", key("focus_blotter"), app.action_focus_blotter)
     yield SystemCommand("Focus positions", key("focus_positions"), app.action_focus_positions)
+    yield SystemCommand("Focus watchlist", key("focus_watchlist"), app.action_focus_watchlist)
     yield SystemCommand("Refresh accounts", "Re-read balances and positions now", app.refresh_soon)

@@ -55,7 +55,9 @@ def order_line(order: Order, shown: ShownOrder | None) -> tuple[str, LogLevel] |
     if order.reject_code and (shown is None or shown[0] != order.status):
         return f"REJECTED {order.reject_code}: {described} → {where}: {order.reject_reason or ''}", "error"
     if shown is None or shown != (order.status, order.filled_quantity):
-        filled = f" filled {fmt.quantity(order.filled_quantity)}" if order.filled_quantity else ""
+        filled = ""
+        if order.filled_quantity:
+            filled = f" filled {fmt.quantity(order.filled_quantity)} @ {fmt.price(order.avg_fill_price)}"
         return f"{order.status.value}: {described} → {where}{filled}", "info"
     return None
 

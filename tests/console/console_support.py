@@ -13,6 +13,8 @@ from support import until
 
 from brokers.config import Config, demo_config, parse_config
 from brokers.models import AccountStatus
+from brokers.quote_board import QuoteBoard
+from brokers.runtime import build_runtime
 from console.tui.app import TradingConsoleApp, make_app
 
 FROZEN = datetime(2025, 1, 2, 14, 30, 0, tzinfo=UTC)
@@ -40,11 +42,19 @@ def fixed_latency(status: AccountStatus) -> float | None:
 
 
 def console(config: Config | None = None, **kwargs: Any) -> TradingConsoleApp:
+    """The app on the seeded demo; the screen reads quotes from a board of its own, on the
+    frozen clock and never started: it shows only the quotes a test hands it (``quote_support``),
+    whatever the paper accounts' own quotes do meanwhile."""
+    config = config or demo()
     kwargs.setdefault("clock", frozen_clock)
     kwargs.setdefault("latency", fixed_latency)
     kwargs.setdefault("start_feed", False)
     kwargs.setdefault("cursor_blink", False)
-    return make_app(config or demo(), **kwargs)
+    if "quotes" not in kwargs:
+        runtime = kwargs.get("runtime") or build_runtime(config)
+        kwargs["runtime"] = runtime
+        kwargs["quotes"] = QuoteBoard(runtime.manager, clock=frozen_clock)
+    return make_app(config, **kwargs)
 
 
 async def settled(app: TradingConsoleApp, pilot: Any) -> None:

@@ -149,6 +149,9 @@ async def test_messages_appear_under_the_field_as_you_type_and_nothing_is_sent()
         assert "letters, digits" in shown_error(app, "symbol")
         assert app.query_one("#field-symbol", FieldBox).has_class("-invalid")
         await pilot.press("backspace")
+        # "A" is a symbol, but no account lists it: said by the symbol, not by a risk check.
+        assert shown_error(app, "symbol") == "unknown symbol"
+        await pilot.press("a", "p", "l")
         assert shown_error(app, "symbol") == ""
         # Untouched fields stay quiet until the trader tries to send.
         assert shown_error(app, "quantity") == ""

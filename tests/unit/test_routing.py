@@ -158,3 +158,81 @@ def test_routes_pick_and_split_as_the_order_path_does():
     manager.set_default(None)
     assert Routes(manager, None).account_for(OrderRequest(symbol="AAPL", side="BUY", quantity=1)) is None
     assert Routes.no_route(OrderRequest(symbol="AAPL", side="BUY", quantity=1))[0] is RejectCode.NO_ROUTE
+
+
+class ListsAnything(SimBroker):
+    """An account that cannot tell which symbols it lists (as a real broker without a symbol
+    directory): it trades whatever names its currency or none, as ``Broker.trades`` says."""
+
+    def trades(self, instrument):
+        return instrument.currency is None or instrument.currency == self.currency
+
+
+def _order(symbol, **fields):
+    return OrderRequest(symbol=symbol, side="BUY", quantity=1, **fields)
+
+
+def test_an_unrouted_symbol_goes_to_an_account_that_trades_it():
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("us", SimBroker("us", prices={"AAPL": 200}), default=True)
+    manager.add_broker("us-cash", SimBroker("us-cash", prices={"AAPL": 200, "SPY": 590}))
+    manager.add_broker("in", SimBroker("in", currency="INR", prices={"INFY": 1875}))
+    routes = Routes(manager, Router([], "us"))
+    # The INR share whose price is on screen goes to the INR account, not the USD default.
+    assert routes.account_for(_order("INFY")) == "in"
+    assert routes.account_for(_order("INFY", currency="INR")) == "in"
+    # The default keeps what it trades; another account takes what only it lists.
+    assert routes.account_for(_order("AAPL")) == "us"
+    assert routes.account_for(_order("SPY")) == "us-cash"
+    # Nothing lists it: the default, whose refusal says why.
+    assert routes.account_for(_order("ZZZZ")) == "us"
+    # The preview names the account the order would reach.
+    preview_targets = routes.split(_order("INFY"), {"in": 1})
+    assert preview_targets == {"in": Decimal(1)}
+
+
+def test_rules_and_an_explicit_account_still_come_first():
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("us", SimBroker("us", prices={"AAPL": 200}), default=True)
+    manager.add_broker("in", SimBroker("in", currency="INR", prices={"INFY": 1875}))
+    routes = Routes(manager, Router([RoutingRule(account="us", symbol="INF*")], "us"))
+    assert routes.account_for(_order("INFY")) == "us"
+    assert routes.account_for(_order("INFY", account="in")) == "in"
+    assert Routes(manager, Router([], "us")).account_for(_order("INFY", account="us")) == "us"
+
+
+def test_a_price_in_another_currency_moves_an_order_only_off_a_default_that_has_none():
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    # "us" stands for an account that knows no prices until asked (no symbol directory).
+    manager.add_broker("us", ListsAnything("us", prices={}), default=True)
+    manager.add_broker("ib", ListsAnything("ib", prices={"AAPL": 200}))
+    manager.add_broker("kite", ListsAnything("kite", currency="INR", prices={"INFY": 1875}))
+    routes = Routes(manager, Router([], "us"))
+    # Listed in the default's own currency elsewhere: the default keeps it.
+    assert routes.account_for(_order("AAPL")) == "us"
+    # Priced only in INR: the INR account.
+    assert routes.account_for(_order("INFY")) == "kite"
+    # Priced nowhere: the default, which trades anything in its currency.
+    assert routes.account_for(_order("ZZZZ")) == "us"
+    # An INR order no rule places goes to the account that trades INR, priced or not.
+    assert routes.account_for(_order("TCS", currency="INR")) == "kite"
+    # Once the default has a price of its own, it keeps even the dual-listed symbol.
+    manager.get("us").set_price("INFY", 18)
+    assert routes.account_for(_order("INFY")) == "us"
+
+
+def test_what_the_default_was_seen_to_list_is_asked_again_of_a_new_default():
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("us", SimBroker("us", prices={"INFY": 18}), default=True)
+    manager.add_broker("in", SimBroker("in", currency="INR", prices={"INFY": 1875}))
+    routes = Routes(manager, Router([], "us"))
+    assert routes.account_for(_order("INFY")) == "us"
+    assert routes.account_for(_order("INFY")) == "us"  # remembered
+    # Another broker under the same name that does not list it: asked again, not remembered.
+    manager.remove_broker("us")
+    manager.add_broker("us", SimBroker("us", prices={"AAPL": 200}), default=True)
+    assert routes.account_for(_order("INFY")) == "in"
+    # An order in another currency or asset class is a different question.
+    manager.get("us").set_price("INFY", 18)
+    assert routes.account_for(_order("INFY")) == "us"
+    assert routes.account_for(_order("INFY", currency="INR")) == "in"

@@ -13,11 +13,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from brokers.models import Order, OrderRequest
+from brokers.models import OrderRequest
 from brokers.preview import OrderPreview
 from console import formatting as fmt
 from console.formatting import describe_request
-from console.tui.widgets.blotter import order_price
 from console.tui.widgets.halt_banner import HaltKeyHint
 
 
@@ -90,5 +89,6 @@ class OrderConfirmScreen(ModalScreen[bool]):
 
 
 def order_price_text(request: OrderRequest) -> str:
-    # The blotter's wording, so the trader sees the same price in both places.
-    return order_price(Order(request=request)) or "market"
+    """Every price the order carries, as typed (a rounded figure here could differ from the
+    one sent)."""
+    return fmt.order_prices(request) or "market"

@@ -336,8 +336,7 @@ class BlotterPane(Vertical):
             box.update(Text("No orders yet", style="dim"))
             return
         text = Text()
-        text.append(f"{fmt.describe_size(order.request)} ", style="bold")
-        text.append(f"{order.order_type.value} {order.time_in_force.value} ")
+        text.append(f"{fmt.describe_request(order.request)} ", style="bold")
         text.append(order.status.value, style=STATUS_STYLE.get(order.status, ""))
         # A narrow pane has no Time column: the time is here instead.
         when = f"  {fmt.clock_time(order.created_at)}" if self.table.compact else ""

@@ -2,6 +2,8 @@
 
 Every keystroke re-validates through ``OrderRequest`` itself, so the form and the library can
 never disagree about what a valid order is; the message for a bad field sits under that field.
+While the trader types, the symbol is quoted from the account the order would reach (asked of
+the quote board under the owner ``ticket``) and the order's cost is estimated under the form.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ from textual.containers import Grid, Vertical
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from brokers.instruments import Instrument
 from brokers.models import OrderRequest, OrderType, Side, TimeInForce, field_errors
 from console import formatting as fmt
+from console.tui.market import NO_PRICE_YET, UNKNOWN_SYMBOL, Market, SymbolLook
 from console.tui.messages import SubmitRequested
+from console.tui.widgets.ticket_quote import TicketQuote
 from console.typed_input import ungrouped
 
 from .order_exits import EXIT_FIELDS, EXIT_LABELS, OrderExits, exit_request_fields
 
 AUTO_ROUTE = "__auto__"
+QUOTE_OWNER = "ticket"
+"""The name the ticket's wants go by on the quote board."""
 
 # OrderRequest field -> the form field that holds it.
 _FIELD_FOR = {
@@ -133,6 +140,11 @@ _TYPED_NUMBERS = {
 }
 
 
+def _identity(instrument: Instrument | None) -> tuple[Instrument, str | None] | None:
+    """Instruments compare without their currency; what the board is asked for includes it."""
+    return None if instrument is None else (instrument, instrument.currency)
+
+
 def _plain(message: str) -> str:
     """Library messages name model fields (limit_price); the form calls them by their labels."""
     for name, label in _LABELS.items():
@@ -148,6 +160,7 @@ class FieldBox(Vertical):
     ) -> None:
         super().__init__(id=f"field-{name}", classes="field -unused" if unused else "field")
         self.message: str | None = None
+        self.note: str | None = None
         self.field_name = name
         self.long_label = label
         self.short_label = short_label or label
@@ -159,6 +172,7 @@ class FieldBox(Vertical):
         yield Label(self.short_label, classes="field-label -short")
         yield self.control
         yield Static("", classes="field-error", markup=False)
+        yield Static("", classes="field-note", markup=False)
 
     def show_error(self, message: str | None) -> None:
         if (message or None) == self.message:
@@ -168,6 +182,15 @@ class FieldBox(Vertical):
         error.update(message or "")
         error.set_class(bool(message), "-shown")
         self.set_class(bool(message), "-invalid")
+
+    def show_note(self, note: str | None) -> None:
+        """A remark under the input that does not stop the order (no price yet)."""
+        if (note or None) == self.note:
+            return
+        self.note = note or None
+        shown = self.query_one(".field-note", Static)
+        shown.update(note or "")
+        shown.set_class(bool(note), "-shown")
 
 
 class OrderEntry(Vertical):
@@ -183,9 +206,15 @@ class OrderEntry(Vertical):
         default_account: str | None = None,
         submit_keys: str = "enter",
         cursor_blink: bool = True,
+        market: Market | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.market = market
+        self.look: SymbolLook | None = None
+        self._wanted: Instrument | None = None
+        self._probe: OrderRequest | None = None
+        self._request: OrderRequest | None = None
         self.accounts = list(accounts)
         self.live_accounts = set(live_accounts)
         self.default_account = default_account
@@ -265,6 +294,7 @@ class OrderEntry(Vertical):
                 tooltip="Split the quantity across all accounts by weight",
             )
             yield Button("Submit", id="order-submit", variant="primary", compact=True)
+        yield TicketQuote(id="order-quote")
         yield Static("", id="order-status", markup=False)
         yield Static("", id="order-errors", markup=False)
 
@@ -275,6 +305,8 @@ class OrderEntry(Vertical):
         if self.default_account:
             self.border_subtitle = f"auto-route default: {self.default_account}"
         self._set_status(None)
+        # A quote goes stale without any new one arriving: look again now and then.
+        self.set_interval(1.0, self.show_quote, name="ticket-quote")
 
     # -- reading the form ----------------------------------------------------------------
     def values(self) -> dict[str, Any]:
@@ -301,9 +333,15 @@ class OrderEntry(Vertical):
             self.touched.add(name)
 
     def validate(self, *, show_all: bool = False) -> OrderRequest | None:
-        request, errors = build_request(self.values())
+        values = self.values()
+        request, errors = build_request(values)
         if request is not None and request.account is not None and request.account not in self.accounts:
             errors["account"] = f"unknown account {request.account!r}"
+            request = None
+        look = self._look(request, values, errors)
+        if look is not None and look.problem == UNKNOWN_SYMBOL and "symbol" not in errors:
+            # Nothing would trade it: said here, by the symbol, rather than by a risk check.
+            errors["symbol"] = UNKNOWN_SYMBOL
             request = None
         self.errors = errors
         if show_all:
@@ -313,6 +351,9 @@ class OrderEntry(Vertical):
             name = box.field_name
             message = errors.get(name) if name in self.touched else None
             box.show_error(message)
+            if name == "symbol":
+                unpriced = message is None and look is not None and look.problem == NO_PRICE_YET
+                box.show_note(NO_PRICE_YET if unpriced else None)
             if message:
                 if shown:
                     shown.append(" · ")
@@ -322,7 +363,9 @@ class OrderEntry(Vertical):
             if shown:
                 shown.append(" · ")
             shown.append(errors["form"])
-        self.query_one("#order-errors", Static).update(shown)
+        errors_line = self.query_one("#order-errors", Static)
+        errors_line.update(shown)
+        errors_line.set_class(not shown, "-empty")
         form_error = errors.get("form")
         if form_error and show_all:
             self._set_status(Text(form_error, style="red"))
@@ -332,16 +375,63 @@ class OrderEntry(Vertical):
             self._set_status(None)
         return request
 
+    # -- the market for what is typed ------------------------------------------------------
+    def _look(
+        self, request: OrderRequest | None, values: Mapping[str, Any], errors: Mapping[str, str]
+    ) -> SymbolLook | None:
+        """Look the symbol up as the order would go: the whole order, else one unit of the
+        symbol typed so far."""
+        if self.market is None:
+            return None
+        probe = request
+        if probe is None and "symbol" not in errors and "account" not in errors:
+            probe, _ = build_request({**values, "quantity": "1", "type": OrderType.MARKET.value})
+        self._probe, self._request = probe, request
+        return self._show_look()
+
+    def _show_look(self) -> SymbolLook | None:
+        """Tell the quote board what the ticket wants and show its quote and the estimate."""
+        market, probe, request = self.market, self._probe, self._request
+        if market is None:
+            return None
+        look = market.look_at(probe) if probe is not None else None
+        self.look = look
+        wanted = look.instrument if look is not None else None
+        if _identity(wanted) != _identity(self._wanted):
+            self._wanted = wanted
+            market.board.want(QUOTE_OWNER, () if wanted is None else (wanted,))
+        estimate = market.estimate(request, look) if request is not None and look is not None else None
+        self.query_one("#order-quote", TicketQuote).show(look, estimate)
+        return look
+
+    def show_quote(self) -> None:
+        """Show the latest quote of the symbol typed: the app calls this when it changed, and
+        a timer now and then, so a quote that stopped coming turns STALE on screen."""
+        if self.market is None or self._probe is None:
+            return
+        before = self.look.problem if self.look is not None else None
+        look = self._show_look()
+        if (look.problem if look is not None else None) != before:
+            self.validate()  # what the symbol box says changes with it
+
+    def show_quotes(self, changed: set[Instrument]) -> None:
+        if self._wanted is not None and self._wanted in changed:
+            self.show_quote()
+
     def _summary(self, request: OrderRequest) -> Text:
-        where = request.account or "auto-route"
+        where = request.account or self._route_text()
         text = Text()
-        text.append(f"{fmt.describe_size(request)} ", style="bold")
-        text.append(f"{request.order_type.value.replace('_', ' ')} {request.time_in_force.value} → {where}")
+        text.append(f"{fmt.describe_request(request)} ", style="bold")
+        text.append(f"→ {where}")
         if request.account in self.live_accounts:
             text.append("  LIVE", style="bold white on red")
         if self.query_one("#order-split", Checkbox).value:
             text.append("  split by weight", style="cyan")
         return text
+
+    def _route_text(self) -> str:
+        routed = self.look.account if self.look is not None else None
+        return f"auto-route: {routed}" if routed is not None else "auto-route"
 
     def _set_status(self, text: Text | None) -> None:
         status = self.query_one("#order-status", Static)
@@ -360,7 +450,12 @@ class OrderEntry(Vertical):
         name = (event.input.id or "").removeprefix("order-")
         if name == "symbol" and event.value != event.value.upper():
             # Show the ticker the way it will be sent; the change comes back as a new event.
-            event.input.value = event.value.upper()
+            # The field as it is now, not as this event saw it: keys typed quickly are already
+            # in, and the cursor stays where the trader left it.
+            field = event.input
+            cursor = field.cursor_position
+            field.value = field.value.upper()
+            field.cursor_position = cursor
             return
         if name and event.value.strip():
             self.touched.add(name)
