@@ -30,6 +30,7 @@ from .fx import FxSettings
 from .identifiers import AccountName, CurrencyCode
 from .killswitch import HaltSettings
 from .paths import expand_path, state_dir
+from .quotes import QuoteSettings
 from .risk import RiskLimits
 from .routing import RoutingRule
 
@@ -134,6 +135,7 @@ class Config(BaseModel):
     halt: HaltSettings = Field(default_factory=HaltSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    quotes: QuoteSettings = Field(default_factory=QuoteSettings)
     # Desk mode: the trading state shared through PostgreSQL by every process of the desk.
     desk: DeskSettings | None = None
     state_dir: Path | None = None
