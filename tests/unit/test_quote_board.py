@@ -39,7 +39,7 @@ class Limited(SimBroker):
     """A paper account that streams at most ``limit`` instruments and records what it is told."""
 
     def __init__(self, name: str, limit: int | None, **kwargs: object) -> None:
-        super().__init__(name, **kwargs)  # type: ignore[arg-type]
+        super().__init__(name, **kwargs)
         self.limit = limit
         self.told: list[frozenset[Instrument]] = []
         self.fail_streaming = False

@@ -18,7 +18,7 @@ AAPL, MSFT = Instrument.stock("AAPL"), Instrument.stock("MSFT")
 
 
 async def streaming(*instruments: Instrument, **kwargs: object) -> tuple[SimBroker, list[Quote]]:
-    broker = SimBroker("paper", prices={"AAPL": 200, "MSFT": 400, "PENNY": "0.5"}, seed=3, **kwargs)  # type: ignore[arg-type]
+    broker = SimBroker("paper", prices={"AAPL": 200, "MSFT": 400, "PENNY": "0.5"}, seed=3, **kwargs)
     received: list[Quote] = []
     broker.set_quote_sink(received.append)
     await broker.connect()
