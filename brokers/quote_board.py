@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -48,6 +49,10 @@ gives up on it for this round: one slow broker must not hold up the others."""
 
 SNAPSHOTS_AT_ONCE = 8
 """Snapshot requests in flight at once, over all accounts."""
+
+SETTLE = 0.05
+"""Seconds the board waits after a change of wants before assigning: a symbol typed letter by
+letter into the order ticket is one subscription, not four."""
 
 STALE_SWEEP = timedelta(seconds=1)
 """How often ``take_changed`` looks for quotes that have turned stale since it last looked."""
@@ -209,18 +214,7 @@ class QuoteBoard:
         if self._source.get(instrument) != account:
             return  # not (or no longer) the feed chosen for it
         if quote.source != account:
-            quote = Quote(
-                instrument,
-                account,
-                quote.time,
-                quote.bid,
-                quote.ask,
-                quote.last,
-                quote.bid_size,
-                quote.ask_size,
-                quote.previous_close,
-                quote.state,
-            )
+            quote = replace(quote, source=account)
         previous = self._latest.get(instrument)
         if previous is not None and previous.source == account:
             quote = previous.merged(quote)
@@ -283,6 +277,7 @@ class QuoteBoard:
     async def _assign_forever(self) -> None:
         while True:
             await self._dirty.wait()
+            await asyncio.sleep(SETTLE)
             self._dirty.clear()
             try:
                 await self.assign()

@@ -434,3 +434,20 @@ async def test_stop_tells_every_broker_to_stop_streaming_and_forgets_the_sinks()
     await board.stop()
     assert us.told[-1] == frozenset()
     assert not board.running
+
+
+async def test_wants_changed_in_quick_succession_are_one_subscription():
+    us = Limited("us", None, prices={**PRICES, "A": 1, "AA": 2}, seed=1)
+    await connected(us)
+    board = board_of(Accounts(us))
+    await board.start()
+    try:
+        # A symbol typed letter by letter into the order ticket.
+        for typed in ("A", "AA", "AAPL"):
+            board.want("ticket", [Instrument.stock(typed)])
+            for _ in range(3):
+                await asyncio.sleep(0)
+        await until(lambda: board.streamed("us") == {AAPL})
+        assert us.told == [frozenset({AAPL})]
+    finally:
+        await board.stop()
