@@ -102,9 +102,14 @@ async def test_changing_the_set_subscribes_and_unsubscribes_on_the_running_strea
         async with asyncio.timeout(5):
             await data.wait_for(lambda: data.subscriptions(STOCKS_IEX) == {"AAPL", "AMD"})
         await broker.stream_quotes(frozenset({AMD, MSFT}))
+        # Quotes and trades are subscribed in messages of their own: wait for both.
         async with asyncio.timeout(5):
-            await data.wait_for(lambda: data.subscriptions(STOCKS_IEX) == {"AMD", "MSFT"})
-        assert data.subscriptions(STOCKS_IEX, "trades") == {"AMD", "MSFT"}
+            await data.wait_for(
+                lambda: (
+                    data.subscriptions(STOCKS_IEX) == {"AMD", "MSFT"}
+                    and data.subscriptions(STOCKS_IEX, "trades") == {"AMD", "MSFT"}
+                )
+            )
         assert data.connections[STOCKS_IEX] == 1  # the same connection, never a second one
 
         received.clear()
@@ -229,7 +234,12 @@ async def test_disconnect_stops_the_stream_threads_and_refuses_quotes(peer, keys
     await broker.disconnect()
     async with asyncio.timeout(5):
         await data.wait_for(lambda: data.connections[STOCKS_IEX] == 0 and data.connections[CRYPTO] == 0)
-    assert not [t for t in threading.enumerate() if t.name.startswith("alpaca-stocks-") and t.is_alive()]
+    await until(
+        lambda: (
+            not [t for t in threading.enumerate() if t.name.startswith(("alpaca-stocks-", "alpaca-crypto-"))]
+        ),
+        within=10,
+    )
     with pytest.raises(BrokerConnectionError):
         await broker.stream_quotes(frozenset({AAPL}))
     with pytest.raises(BrokerConnectionError):
