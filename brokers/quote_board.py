@@ -125,9 +125,17 @@ class QuoteBoard:
     def stale_after(self) -> float:
         return self._stale_after.total_seconds()
 
+    @stale_after.setter
+    def stale_after(self, seconds: float) -> None:
+        self.set_timing(stale_after=seconds, snapshot_interval=self._snapshot_interval)
+
     @property
     def snapshot_interval(self) -> float:
         return self._snapshot_interval
+
+    @snapshot_interval.setter
+    def snapshot_interval(self, seconds: float) -> None:
+        self.set_timing(stale_after=self.stale_after, snapshot_interval=seconds)
 
     # -- what is wanted ---------------------------------------------------------------------
     def want(self, owner: str, instruments: Iterable[Instrument]) -> None:

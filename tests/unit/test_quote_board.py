@@ -451,3 +451,14 @@ async def test_wants_changed_in_quick_succession_are_one_subscription():
         assert us.told == [frozenset({AAPL})]
     finally:
         await board.stop()
+
+
+def test_timing_may_be_changed_and_is_checked():
+    board = board_of(Accounts())
+    board.stale_after = 3
+    board.snapshot_interval = 0.5
+    assert (board.stale_after, board.snapshot_interval) == (3, 0.5)
+    with pytest.raises(ValueError, match="stale_after"):
+        board.stale_after = 0
+    with pytest.raises(ValueError, match="snapshot_interval"):
+        QuoteBoard(Accounts(), clock=ManualClock(), snapshot_interval=-1)
