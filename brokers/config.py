@@ -32,6 +32,7 @@ from .journal_schedule import JournalSettings
 from .killswitch import HaltSettings
 from .monitoring import MonitorSettings
 from .paths import expand_path, state_dir
+from .quotes import QuoteSettings
 from .risk import RiskLimits
 from .routing import RoutingRule
 
@@ -164,6 +165,7 @@ class Config(BaseModel):
     ui: UISettings = Field(default_factory=UISettings)
     # When the journal's closed days move to the archive, and how long archive files stay.
     journal: JournalSettings = Field(default_factory=JournalSettings)
+    quotes: QuoteSettings = Field(default_factory=QuoteSettings)
     # Desk mode: the trading state shared through PostgreSQL by every process of the desk.
     desk: DeskSettings | None = None
     state_dir: Path | None = None

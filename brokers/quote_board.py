@@ -6,11 +6,17 @@ name of its own (``want("watchlist", ...)``); the board adds up every owner's wa
 each instrument one connected account that trades it, and asks each account to stream its
 share, within the account's streaming limit. What an account cannot stream is asked for as a
 snapshot every ``snapshot_interval`` seconds and marked SNAPSHOT. A quote older than
-``stale_after`` seconds is handed out marked STALE, never as live.
+``stale_after`` seconds, or from an account that no longer quotes the instrument (it dropped),
+is handed out marked STALE, never as live.
 
 Quotes arrive far faster than a screen repaints: the board keeps only the latest quote per
 instrument and the set of instruments that changed, which a reader takes at its own pace
-(``take_changed``), so a burst of updates costs one repaint.
+(``take_changed``), so a burst of updates costs one repaint. Taking a quote is a few dict
+operations: the board must keep up with tens of thousands a second on the event loop.
+
+A broker must hand back quotes for the very instruments it was asked to stream (equal
+``Instrument``s); the board drops a quote from an account that is not the one it chose for the
+instrument, so two feeds are never mixed into one row.
 """
 
 from __future__ import annotations
@@ -18,19 +24,38 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from .base import Broker
 from .instruments import Instrument
 from .models import ConnectionState
-from .quotes import Quote, QuoteState
+from .quotes import Quote, QuoteSettings, QuoteSink, QuoteState
 
-__all__ = ["QuoteAccounts", "QuoteBoard"]
+__all__ = ["QUOTABLE", "QuoteAccounts", "QuoteBoard"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+QUOTABLE = frozenset({ConnectionState.CONNECTED, ConnectionState.DEGRADED, ConnectionState.RESYNCING})
+"""Connection states in which an account is asked for quotes: its link is up, even while its
+order feed is being repaired."""
+
+CALL_TIMEOUT = 10.0
+"""Seconds one broker may take to answer ``stream_quotes`` or ``get_quote`` before the board
+gives up on it for this round: one slow broker must not hold up the others."""
+
+SNAPSHOTS_AT_ONCE = 8
+"""Snapshot requests in flight at once, over all accounts."""
+
+SETTLE = 0.05
+"""Seconds the board waits after a change of wants before assigning: a symbol typed letter by
+letter into the order ticket is one subscription, not four."""
+
+STALE_SWEEP = timedelta(seconds=1)
+"""How often ``take_changed`` looks for quotes that have turned stale since it last looked."""
 
 
 class QuoteAccounts(Protocol):
@@ -54,24 +79,63 @@ class QuoteBoard:
         clock: Clock,
         stale_after: float = 15.0,
         snapshot_interval: float = 5.0,
+        call_timeout: float = CALL_TIMEOUT,
     ) -> None:
-        if not stale_after > 0:
-            raise ValueError("stale_after must be a positive number of seconds")
-        if not snapshot_interval > 0:
-            raise ValueError("snapshot_interval must be a positive number of seconds")
         self._accounts = accounts
         self._clock = clock
-        self._stale_after = timedelta(seconds=stale_after)
-        self.snapshot_interval = snapshot_interval
+        self._stale_after = timedelta(seconds=15)
+        self._snapshot_interval = 5.0
+        self.set_timing(stale_after=stale_after, snapshot_interval=snapshot_interval)
+        self._call_timeout = call_timeout
         self._wants: dict[str, frozenset[Instrument]] = {}
+        self._wanted: frozenset[Instrument] = frozenset()
         self._latest: dict[Instrument, Quote] = {}
         self._changed: set[Instrument] = set()
+        self._stale: set[Instrument] = set()
+        self._next_sweep: datetime | None = None
         self._streamed: dict[str, frozenset[Instrument]] = {}
         self._snapshots: dict[str, frozenset[Instrument]] = {}
         self._source: dict[Instrument, str] = {}
+        self._sinks: dict[str, QuoteSink] = {}
         self._listeners: list[Callable[[Quote], object]] = []
+        self._failed_listeners: set[int] = set()
+        self._retry = False
         self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._poll_now = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- settings ---------------------------------------------------------------------------
+    def configure(self, settings: QuoteSettings) -> None:
+        """Take the ``[quotes]`` settings of the config file."""
+        self.set_timing(
+            stale_after=settings.stale_after_seconds, snapshot_interval=settings.snapshot_interval_seconds
+        )
+
+    def set_timing(self, *, stale_after: float, snapshot_interval: float) -> None:
+        if not stale_after > 0:
+            raise ValueError(f"stale_after must be a positive number of seconds, not {stale_after!r}")
+        if not snapshot_interval > 0:
+            raise ValueError(
+                f"snapshot_interval must be a positive number of seconds, not {snapshot_interval!r}"
+            )
+        self._stale_after = timedelta(seconds=stale_after)
+        self._snapshot_interval = snapshot_interval
+
+    @property
+    def stale_after(self) -> float:
+        return self._stale_after.total_seconds()
+
+    @stale_after.setter
+    def stale_after(self, seconds: float) -> None:
+        self.set_timing(stale_after=seconds, snapshot_interval=self._snapshot_interval)
+
+    @property
+    def snapshot_interval(self) -> float:
+        return self._snapshot_interval
+
+    @snapshot_interval.setter
+    def snapshot_interval(self, seconds: float) -> None:
+        self.set_timing(stale_after=self.stale_after, snapshot_interval=seconds)
 
     # -- what is wanted ---------------------------------------------------------------------
     def want(self, owner: str, instruments: Iterable[Instrument]) -> None:
@@ -83,11 +147,15 @@ class QuoteBoard:
             self._wants[owner] = wanted
         else:
             self._wants.pop(owner, None)
+        self._wanted = frozenset().union(*self._wants.values())
         self._dirty.set()
 
     @property
     def wanted(self) -> frozenset[Instrument]:
-        return frozenset().union(*self._wants.values())
+        return self._wanted
+
+    def wanted_by(self, owner: str) -> frozenset[Instrument]:
+        return self._wants.get(owner, frozenset())
 
     def source(self, instrument: Instrument) -> str | None:
         """The account that quotes ``instrument``, when one does."""
@@ -101,16 +169,27 @@ class QuoteBoard:
 
     # -- what is known ----------------------------------------------------------------------
     def quote(self, instrument: Instrument) -> Quote | None:
-        """The latest quote of ``instrument``, marked STALE when older than the setting."""
+        """The latest quote of ``instrument``, marked STALE when older than the setting or when
+        the account it came from no longer quotes it."""
         quote = self._latest.get(instrument)
         if quote is None:
             return None
-        if self._clock() - quote.time > self._stale_after:
+        if self._is_stale(quote, self._clock()):
             return quote.as_state(QuoteState.STALE)
         return quote
 
+    def _is_stale(self, quote: Quote, now: datetime) -> bool:
+        return now - quote.time > self._stale_after or self._source.get(quote.instrument) != quote.source
+
     def take_changed(self) -> set[Instrument]:
-        """The instruments with a new quote since the last call."""
+        """The instruments with a new quote since the last call, and those whose quote has
+        turned stale (or live again) since: each is one repaint, however many quotes came."""
+        now = self._clock()
+        if self._next_sweep is None or now >= self._next_sweep:
+            self._next_sweep = now + STALE_SWEEP
+            stale = {instrument for instrument, quote in self._latest.items() if self._is_stale(quote, now)}
+            self._changed |= stale ^ self._stale
+            self._stale = stale
         changed, self._changed = self._changed, set()
         return changed
 
@@ -123,105 +202,226 @@ class QuoteBoard:
         self._listeners.remove(listener)
 
     def receive(self, quote: Quote) -> None:
-        """Take one quote from a broker (the sink every account is given)."""
+        """Take one quote from the account ``quote.source`` names."""
+        self._take(quote.source, quote)
+
+    def sink_for(self, account: str) -> QuoteSink:
+        """The sink for ``account``'s broker: its quotes count as that account's whatever name
+        the broker gives itself."""
+        sink = self._sinks.get(account)
+        if sink is None:
+
+            def sink(quote: Quote) -> None:
+                self._take(account, quote)
+
+            self._sinks[account] = sink
+        return sink
+
+    def _take(self, account: str, quote: Quote) -> None:
         instrument = quote.instrument
+        if self._source.get(instrument) != account:
+            return  # not (or no longer) the feed chosen for it
+        if quote.source != account:
+            quote = replace(quote, source=account)
         previous = self._latest.get(instrument)
-        self._latest[instrument] = previous.merged(quote) if previous is not None else quote
+        if previous is not None and previous.source == account:
+            quote = previous.merged(quote)
+        self._latest[instrument] = quote
         self._changed.add(instrument)
-        for listener in self._listeners:
-            try:
-                listener(quote)
-            except Exception:
-                log.exception("quote listener failed")
+        if self._listeners:
+            for listener in self._listeners:
+                try:
+                    listener(quote)
+                except Exception:
+                    # Once per listener: a broken one would otherwise log ten thousand times a second.
+                    if id(listener) not in self._failed_listeners:
+                        self._failed_listeners.add(id(listener))
+                        log.exception("quote listener failed")
 
     # -- running ----------------------------------------------------------------------------
     def refresh(self) -> None:
         """Assign the wanted instruments again (an account connected or dropped)."""
         self._dirty.set()
 
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
     async def start(self) -> None:
-        if self._task is None:
-            for name in self._accounts.names():
-                self._accounts.get(name).set_quote_sink(self.receive)
-            self._dirty.set()
-            self._task = asyncio.create_task(self._run(), name="quote-board")
+        if self._tasks:
+            return
+        self._install_sinks()
+        self._dirty.set()
+        self._tasks = [
+            asyncio.create_task(self._assign_forever(), name="quote-board-assign"),
+            asyncio.create_task(self._poll_forever(), name="quote-board-snapshots"),
+        ]
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        for name in self._accounts.names():
+        if tasks:
+            await asyncio.wait(tasks)
+        names = self._accounts.names()
+        # Nobody reads quotes any more: the brokers need not send them.
+        await asyncio.gather(
+            *(
+                self._stream(name, self._accounts.get(name), frozenset())
+                for name in names
+                if self.streamed(name)
+            )
+        )
+        for name in names:
             self._accounts.get(name).set_quote_sink(None)
+        self._streamed.clear()
+        self._snapshots.clear()
+        self._source.clear()
 
-    async def _run(self) -> None:
+    def _install_sinks(self) -> None:
+        for name in self._accounts.names():
+            self._accounts.get(name).set_quote_sink(self.sink_for(name))
+
+    async def _assign_forever(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(SETTLE)
+            self._dirty.clear()
+            try:
+                await self.assign()
+            except Exception:
+                # The board must outlive any one broker's failure: quotes are for reading.
+                log.exception("quote board: assigning quotes failed")
+
+    async def _poll_forever(self) -> None:
         while True:
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that arrives
             # as the event is set, and stop() would wait forever.
             try:
-                async with asyncio.timeout(self.snapshot_interval):
-                    await self._dirty.wait()
+                async with asyncio.timeout(self._snapshot_interval):
+                    await self._poll_now.wait()
             except TimeoutError:
                 pass
+            self._poll_now.clear()
+            if self._retry:
+                self._retry = False
+                self._dirty.set()
             try:
-                if self._dirty.is_set():
-                    self._dirty.clear()
-                    await self._assign()
-                await self._take_snapshots()
+                await self.take_snapshots()
             except Exception:
-                # The board must outlive any one broker's failure: quotes are for reading.
-                log.exception("quote board")
+                log.exception("quote board: snapshots failed")
 
-    def _choose(self, instrument: Instrument, connected: list[str]) -> str | None:
-        for name in connected:
-            if self._accounts.get(name).trades(instrument):
-                return name
-        return None
-
-    async def _assign(self) -> None:
+    # -- assigning --------------------------------------------------------------------------
+    async def assign(self) -> None:
+        """Choose an account for every wanted instrument and tell each account what to stream
+        (``start`` runs this whenever wants or connections change)."""
+        self._install_sinks()
         names = self._accounts.names()
-        connected = [name for name in names if self._accounts.state(name) is ConnectionState.CONNECTED]
+        connected = [name for name in names if self._accounts.state(name) in QUOTABLE]
         default = self._accounts.default_account
         if default in connected:
             connected.remove(default)
             connected.insert(0, default)
-        shares: dict[str, list[Instrument]] = {name: [] for name in names}
+        brokers = {name: self._accounts.get(name) for name in names}
+        limits = {name: brokers[name].quote_limits.streamed for name in connected}
+        streams: dict[str, list[Instrument]] = {name: [] for name in names}
+        polls: dict[str, list[Instrument]] = {name: [] for name in names}
         source: dict[Instrument, str] = {}
-        for instrument in sorted(self.wanted, key=lambda each: each.label):
-            name = self._choose(instrument, connected)
-            if name is not None:
-                shares[name].append(instrument)
-                source[instrument] = name
+
+        def room(name: str) -> bool:
+            limit = limits[name]
+            return limit is None or len(streams[name]) < limit
+
+        wanted = sorted(self._wanted, key=lambda each: each.label)
+        # What is streamed now stays where it is while that account still can: adding one
+        # symbol to a watchlist must not move fifty others between accounts.
+        for instrument in wanted:
+            current = self._source.get(instrument)
+            if (
+                current in limits
+                and instrument in self._streamed.get(current, frozenset())
+                and brokers[current].trades(instrument)
+                and room(current)
+            ):
+                streams[current].append(instrument)
+                source[instrument] = current
+        for instrument in wanted:
+            if instrument in source:
+                continue
+            traders = [name for name in connected if brokers[name].trades(instrument)]
+            if not traders:
+                continue
+            streaming = next((name for name in traders if room(name)), None)
+            if streaming is not None:
+                streams[streaming].append(instrument)
+                source[instrument] = streaming
+            else:
+                polls[traders[0]].append(instrument)
+                source[instrument] = traders[0]
+        moved = {
+            instrument
+            for instrument in set(self._source) | set(source)
+            if self._source.get(instrument) != source.get(instrument)
+        }
         self._source = source
+        for instrument in tuple(self._latest):
+            if instrument not in self._wanted:
+                del self._latest[instrument]
+                self._stale.discard(instrument)
+        self._changed |= {instrument for instrument in moved if instrument in self._latest}
         for gone in set(self._streamed) - set(names):
             del self._streamed[gone]
         for gone in set(self._snapshots) - set(names):
             del self._snapshots[gone]
-        for name, share in shares.items():
-            broker = self._accounts.get(name)
-            limit = broker.quote_limits.streamed
-            streamed = frozenset(share if limit is None else share[:limit])
-            self._snapshots[name] = frozenset(share) - streamed
-            if streamed != self._streamed.get(name, frozenset()):
-                try:
-                    await broker.stream_quotes(streamed)
-                except Exception as exc:
-                    log.warning("%s: could not stream quotes: %s", name, exc)
-                    self._snapshots[name] = frozenset(share)
-                    streamed = frozenset()
-                self._streamed[name] = streamed
+        for name in names:
+            self._snapshots[name] = frozenset(polls[name])
+        await asyncio.gather(*(self._stream(name, brokers[name], frozenset(streams[name])) for name in names))
+        if any(self._snapshots.values()):
+            self._poll_now.set()
 
-    async def _take_snapshots(self) -> None:
-        for name, instruments in tuple(self._snapshots.items()):
-            broker = self._accounts.get(name)
-            for instrument in instruments:
-                try:
+    async def _stream(self, name: str, broker: Broker, instruments: frozenset[Instrument]) -> None:
+        if instruments == self._streamed.get(name, frozenset()):
+            return
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await broker.stream_quotes(instruments)
+        except Exception as exc:
+            if instruments:
+                log.warning("%s: could not stream quotes, asking for snapshots instead: %s", name, exc)
+                self._snapshots[name] = self._snapshots.get(name, frozenset()) | instruments
+                self._retry = True
+            # What the broker streams now is unknown: count it as nothing, so that the next
+            # assignment sends the whole set again.
+            self._streamed[name] = frozenset()
+            return
+        self._streamed[name] = instruments
+
+    # -- snapshots --------------------------------------------------------------------------
+    async def take_snapshots(self) -> None:
+        """Ask once for a quote of every instrument that is not streamed (``start`` runs this
+        every ``snapshot_interval`` seconds)."""
+        gate = asyncio.Semaphore(SNAPSHOTS_AT_ONCE)
+        names = set(self._accounts.names())
+        jobs = [
+            self._snapshot(gate, name, self._accounts.get(name), instrument)
+            for name, instruments in tuple(self._snapshots.items())
+            if name in names
+            for instrument in instruments
+        ]
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def _snapshot(
+        self, gate: asyncio.Semaphore, name: str, broker: Broker, instrument: Instrument
+    ) -> None:
+        async with gate:
+            if self._source.get(instrument) != name:
+                return
+            try:
+                async with asyncio.timeout(self._call_timeout):
                     quote = await broker.get_quote(instrument)
-                except Exception as exc:
-                    log.debug("%s: no snapshot of %s: %s", name, instrument.label, exc)
-                    continue
-                if quote is not None:
-                    self.receive(quote.as_state(QuoteState.SNAPSHOT))
+            except Exception as exc:
+                log.debug("%s: no snapshot of %s: %s", name, instrument.label, exc)
+                return
+        if quote is not None:
+            self._take(name, quote.as_state(QuoteState.SNAPSHOT))

@@ -14,9 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .instruments import Instrument
 
-__all__ = ["Quote", "QuoteLimits", "QuoteSink", "QuoteState"]
+__all__ = ["Quote", "QuoteLimits", "QuoteSettings", "QuoteSink", "QuoteState"]
 
 
 class QuoteState(StrEnum):
@@ -80,6 +82,17 @@ class Quote:
     def merged(self, newer: Quote) -> Quote:
         """``newer`` with the fields it leaves out (None) kept from this quote: brokers send a
         bid in one message and a size or a last in the next."""
+        if (
+            newer.bid is not None
+            and newer.ask is not None
+            and newer.last is not None
+            and newer.bid_size is not None
+            and newer.ask_size is not None
+            and newer.previous_close is not None
+        ):
+            # A full quote keeps nothing of the old one; this is the common case of a busy
+            # feed, and copying a dataclass costs more than the rest of taking a quote.
+            return newer
         return replace(
             newer,
             bid=newer.bid if newer.bid is not None else self.bid,
@@ -104,3 +117,14 @@ class QuoteLimits:
 
 QuoteSink = Callable[[Quote], object]
 """Receives each quote a broker streams, on the event loop thread; must be quick and not await."""
+
+
+class QuoteSettings(BaseModel):
+    """``[quotes]`` in the config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stale_after_seconds: float = Field(default=15.0, gt=0, le=86_400, allow_inf_nan=False)
+    """A quote older than this is shown STALE, never as live."""
+    snapshot_interval_seconds: float = Field(default=5.0, ge=0.5, le=3_600, allow_inf_nan=False)
+    """How often instruments that cannot be streamed (past an account's limit) are asked for."""

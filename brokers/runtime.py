@@ -171,6 +171,7 @@ def build_runtime(
     manager = MultiBrokerManager(
         timeout=manager_timeout, fx=fx, base_currency=config.base_currency, halted=halted
     )
+    manager.quotes.configure(config.quotes)
     built = brokers if brokers is not None else build_brokers(config)
     for name, broker in built.items():
         account = next((a for a in config.accounts if a.name == name), None)

@@ -38,11 +38,13 @@ from ..models import (
     to_decimal,
     utcnow,
 )
+from ..quotes import Quote, QuoteLimits, QuoteState
 from ..settlement import calendars_loaded, loaded, warm_up
 from .account import CommissionSchedule, PendingCash, SimAccount
 from .clock import Clock
 from .faults import SimFaults
 from .feed import DEFAULT_VOLATILITY, RandomWalkFeed
+from .quotes import QuoteMaker
 from .settings import SimSettings, normalize_symbol
 from .venue import SessionCalendar, SimVenue, snapshot
 
@@ -140,6 +142,8 @@ class SimBroker(Broker):
         # Identity of an instrument -> the venue's own spelling of its symbol (see last_price_nowait).
         self._spellings: dict[InstrumentKey, str] = {}
         self._spelled = 0
+        # Venue symbol -> the instruments streamed under it.
+        self._streamed: dict[str, tuple[Instrument, ...]] = {}
 
         account = SimAccount(
             settings.initial_cash,
@@ -151,6 +155,7 @@ class SimBroker(Broker):
         for symbol, (quantity, avg_price) in (settings.initial_positions or {}).items():
             account.seed(symbol, quantity, avg_price)
             prices.setdefault(symbol, avg_price)
+        self._quotes = QuoteMaker(settings.name, prices, settings.seed, settings.tick_size)
         calendar = None
         if settings.session_close is not None:
             close = settings.session_close
@@ -254,8 +259,10 @@ class SimBroker(Broker):
         value = to_decimal(price, "price")
         if value <= 0:
             raise ValueError(f"price must be greater than 0, not {value}")
+        self._quotes.priced(key, value)
         self._venue.set_price(key, value)
         self._flush()
+        self._publish_quotes({key: value})
         return value
 
     def step(self) -> dict[str, Decimal]:
@@ -263,6 +270,7 @@ class SimBroker(Broker):
         moved = self._feed.step(self._venue.prices)
         self._venue.move(moved)
         self._flush()
+        self._publish_quotes(moved)
         return moved
 
     def start_feed(self, interval: float | None = None) -> None:
@@ -296,6 +304,7 @@ class SimBroker(Broker):
         """Expire every working DAY order; returns their broker order ids."""
         expired = self._venue.expire_day_orders()
         self._flush()
+        self._quotes.close_day(self._venue.prices)
         return expired
 
     def reset_account(self) -> None:
@@ -419,6 +428,10 @@ class SimBroker(Broker):
         spelling names ``instrument`` in its asset class. An option or future whose terms are
         given apart from its root (an OCC code) is not quoted here, so never gets the root's
         price."""
+        symbol = self._symbol_of(instrument)
+        return self._venue.prices.get(symbol) if symbol is not None else None
+
+    def _symbol_of(self, instrument: Instrument) -> str | None:
         prices = self._venue.prices
         if len(prices) != self._spelled:
             # New symbols were priced in: spell each as every class the venue trades.
@@ -428,13 +441,45 @@ class SimBroker(Broker):
                 for asset_class in self._capabilities.asset_classes
             }
             self._spelled = len(prices)
-        symbol = self._spellings.get(instrument.key)
-        return prices.get(symbol) if symbol is not None else None
+        return self._spellings.get(instrument.key)
+
+    # -- quotes ---------------------------------------------------------------------------
+    @property
+    def quote_limits(self) -> QuoteLimits:
+        return QuoteLimits(streamed=None)
 
     def trades(self, instrument: Instrument) -> bool:
         """The venue lists what it prices: a symbol it has a price for, in this account's
         currency (or an instrument that names none)."""
-        return super().trades(instrument) and self.last_price_nowait(instrument) is not None
+        return super().trades(instrument) and self._symbol_of(instrument) is not None
+
+    async def stream_quotes(self, instruments: frozenset[Instrument]) -> None:
+        streamed: dict[str, list[Instrument]] = {}
+        for instrument in instruments:
+            symbol = self._symbol_of(instrument)
+            if symbol is not None:
+                streamed.setdefault(symbol, []).append(instrument)
+        new = {symbol for symbol in streamed if symbol not in self._streamed}
+        self._streamed = {symbol: tuple(each) for symbol, each in streamed.items()}
+        # A new subscription starts with the current quote, as a real feed's does.
+        prices = self._venue.prices
+        self._publish_quotes({symbol: prices[symbol] for symbol in sorted(new)})
+
+    async def get_quote(self, instrument: Instrument) -> Quote | None:
+        def read() -> Quote | None:
+            symbol = self._symbol_of(instrument)
+            if symbol is None:
+                return None
+            price = self._venue.prices[symbol]
+            return self._quotes.quote(instrument, symbol, price, self._clock(), QuoteState.SNAPSHOT)
+
+        return await self._call("get_quote", read)
+
+    def _publish_quotes(self, prices: Mapping[str, Decimal]) -> None:
+        if not self._connected or not self._streamed:
+            return
+        for quote in self._quotes.quotes(self._streamed, prices, self._clock()):
+            self._emit_quote(quote)
 
     async def get_fx_rates(self) -> dict[str, Decimal]:
         return await self._call("get_fx_rates", dict)

@@ -7,7 +7,8 @@ connecting and disconnecting:
   the resync after a gap in the stream;
 - ``mirror``: our copy of every order at Alpaca, updated from what it reports, and its fills;
 - ``orders``: placing, cancelling, looking up and listing orders;
-- ``account``: balance, margin and positions.
+- ``account``: balance, margin and positions;
+- ``quotes``: market data, from Alpaca's stock and crypto data streams and snapshots.
 
 Its settings, endpoints and capabilities are in ``settings``; Alpaca's vocabulary in ``wire``.
 """
@@ -17,16 +18,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from ...credentials import register_secret
+from ...credentials import register_secret, require_secret
+from ...errors import BrokerConnectionError
+from ...instruments import Instrument
 from ...models import (
     BrokerCapabilities,
     Order,
 )
+from ...quotes import Quote, QuoteLimits
 from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
+from .data_settings import DataSettings, read_data_settings
 from .mirror import OrderMirror
 from .orders import OrderDesk
+from .quotes import AlpacaQuotes
 from .session import AlpacaSession, Credentials
 from .settings import (
     LIVE_STREAM_URL,
@@ -64,6 +70,7 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
         secret_env: str = "ALPACA_SECRET_KEY",
         crypto: bool = True,
         reconnect_delay: float = 1.0,
+        data: DataSettings | None = None,
     ) -> None:
         super().__init__(name, live=live, currency=currency)
         register_secret(api_key)
@@ -74,14 +81,16 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
         self._capabilities = capabilities_for(crypto)
         # The parts read the settings above from here each time they use them.
         self._mirror = OrderMirror(name, self._emit)
+        self._credentials = Credentials(api_key, secret_key, key_env, secret_env)
         self._session = AlpacaSession(
             self,
-            Credentials(api_key, secret_key, key_env, secret_env),
+            self._credentials,
             on_trade_update=self._mirror.on_trade_update,
             resync=self._resync,
         )
         self._orders = OrderDesk(self, self._session, self._mirror)
         self._account = AccountReads(name, self._session)
+        self._quotes = AlpacaQuotes(name, data or DataSettings(), self._keys, self._emit_quote, self.timeout)
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> AlpacaBroker:
@@ -96,6 +105,7 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
             reconnect_delay=read.reconnect_delay,
             key_env=read.key_env,
             secret_env=read.secret_env,
+            data=read_data_settings(settings, f"alpaca account {read.name!r}"),
         )
 
     @property
@@ -117,6 +127,7 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
         await self._session.open()
 
     async def disconnect(self) -> None:
+        await self._quotes.close()
         await self._session.close()
 
     async def _resync(self, since: datetime | None) -> None:
@@ -125,3 +136,28 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
     # -- orders ---------------------------------------------------------------------------
     async def cancel_order(self, broker_order_id: str) -> Order:
         return await self._orders.cancel(broker_order_id)
+
+    # -- quotes ---------------------------------------------------------------------------
+    @property
+    def quote_limits(self) -> QuoteLimits:
+        return self._quotes.limits
+
+    def trades(self, instrument: Instrument) -> bool:
+        return super().trades(instrument) and instrument.asset_class in self._capabilities.asset_classes
+
+    async def stream_quotes(self, instruments: frozenset[Instrument]) -> None:
+        if instruments and not self.is_connected():
+            raise BrokerConnectionError("not connected to Alpaca", broker=self.name)
+        await self._quotes.stream(instruments)
+
+    async def get_quote(self, instrument: Instrument) -> Quote | None:
+        if not self.is_connected():
+            raise BrokerConnectionError("not connected to Alpaca", broker=self.name)
+        return await self._quotes.snapshot(instrument)
+
+    def _keys(self) -> tuple[str, str]:
+        credentials = self._credentials
+        return (
+            credentials.api_key or require_secret(self.name, "api_key", credentials.key_env),
+            credentials.secret_key or require_secret(self.name, "secret_key", credentials.secret_env),
+        )

@@ -11,6 +11,7 @@ from ...base import ACCOUNT_KEYS
 from ...errors import ConfigError
 from ...identifiers import account_name
 from ...models import AssetClass, BrokerCapabilities, OrderType, TimeInForce
+from .data_settings import DATA_KEYS
 
 PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
@@ -18,7 +19,15 @@ PAPER_STREAM_URL = "wss://paper-api.alpaca.markets/stream"
 LIVE_STREAM_URL = "wss://api.alpaca.markets/stream"
 
 _GENERIC_KEYS = {"name", "live", "currency"}
-_OWN_KEYS = {"base_url", "stream_url", "timeout", "key_env", "secret_env", "crypto", "reconnect_delay"}
+_OWN_KEYS = {
+    "base_url",
+    "stream_url",
+    "timeout",
+    "key_env",
+    "secret_env",
+    "crypto",
+    "reconnect_delay",
+} | DATA_KEYS
 
 
 @dataclass(frozen=True, slots=True)

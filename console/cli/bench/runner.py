@@ -20,7 +20,7 @@ from typing import Any
 
 PASS, FAIL, NOT_AVAILABLE, ERROR, INFO = "PASS", "FAIL", "NOT AVAILABLE", "ERROR", "INFO"
 
-BENCHMARKS = ("execution", "manager", "ui", "startup", "journal", "desk")
+BENCHMARKS = ("execution", "manager", "ui", "startup", "journal", "desk", "quotes")
 
 
 @dataclass(frozen=True)
