@@ -92,6 +92,8 @@ class QuoteBoard:
         self._latest: dict[Instrument, Quote] = {}
         self._changed: set[Instrument] = set()
         self._stale: set[Instrument] = set()
+        # When each delayed quote arrived (their own times are minutes old by design).
+        self._delayed_at: dict[Instrument, datetime] = {}
         self._next_sweep: datetime | None = None
         self._streamed: dict[str, frozenset[Instrument]] = {}
         self._snapshots: dict[str, frozenset[Instrument]] = {}
@@ -179,7 +181,11 @@ class QuoteBoard:
         return quote
 
     def _is_stale(self, quote: Quote, now: datetime) -> bool:
-        return now - quote.time > self._stale_after or self._source.get(quote.instrument) != quote.source
+        made = quote.time
+        if quote.state is QuoteState.DELAYED:
+            # A delayed feed's quotes are minutes old by design: stale is when it stops talking.
+            made = self._delayed_at.get(quote.instrument, made)
+        return now - made > self._stale_after or self._source.get(quote.instrument) != quote.source
 
     def take_changed(self) -> set[Instrument]:
         """The instruments with a new quote since the last call, and those whose quote has
@@ -227,6 +233,8 @@ class QuoteBoard:
         if previous is not None and previous.source == account:
             quote = previous.merged(quote)
         self._latest[instrument] = quote
+        if quote.state is QuoteState.DELAYED:
+            self._delayed_at[instrument] = self._clock()
         self._changed.add(instrument)
         if self._listeners:
             for listener in self._listeners:
@@ -367,6 +375,7 @@ class QuoteBoard:
         for instrument in tuple(self._latest):
             if instrument not in self._wanted:
                 del self._latest[instrument]
+                self._delayed_at.pop(instrument, None)
                 self._stale.discard(instrument)
         self._changed |= {instrument for instrument in moved if instrument in self._latest}
         for gone in set(self._streamed) - set(names):

@@ -47,6 +47,9 @@ class Quote:
     ask_size: Decimal | None = None
     previous_close: Decimal | None = None
     state: QuoteState = QuoteState.LIVE
+    complete: bool = False
+    """The broker's whole view of the instrument (IB's ticker, Kite's full tick): a field left
+    None is empty at the broker now (a side of the book gone), not left out of this message."""
 
     @property
     def spread(self) -> Decimal | None:
@@ -81,8 +84,9 @@ class Quote:
 
     def merged(self, newer: Quote) -> Quote:
         """``newer`` with the fields it leaves out (None) kept from this quote: brokers send a
-        bid in one message and a size or a last in the next."""
-        if (
+        bid in one message and a size or a last in the next. A complete quote keeps nothing: a
+        side of the book that emptied must not go on showing its old price."""
+        if newer.complete or (
             newer.bid is not None
             and newer.ask is not None
             and newer.last is not None

@@ -462,3 +462,34 @@ def test_timing_may_be_changed_and_is_checked():
         board.stale_after = 0
     with pytest.raises(ValueError, match="snapshot_interval"):
         QuoteBoard(Accounts(), clock=ManualClock(), snapshot_interval=-1)
+
+
+async def test_a_delayed_quote_is_stale_only_when_the_feed_stops_talking():
+    clock = ManualClock()
+    us = SimBroker("us", prices=PRICES, seed=1, clock=clock)
+    await connected(us)
+    board = board_of(Accounts(us), clock, stale_after=10)
+    board.want("positions", [AAPL])
+    await board.assign()
+    # A delayed feed's quote carries a time fifteen minutes back, as such feeds do.
+    made = clock.now - timedelta(minutes=15)
+    board.sink_for("us")(Quote(AAPL, "us", made, last=D(190), state=QuoteState.DELAYED))
+    assert board.quote(AAPL).state is QuoteState.DELAYED
+    clock.advance(10.001)
+    assert board.quote(AAPL).state is QuoteState.STALE
+
+
+async def test_a_complete_quote_clears_a_side_of_the_book_that_emptied():
+    us = SimBroker("us", prices=PRICES, seed=1)
+    await connected(us)
+    board = board_of(Accounts(us))
+    board.want("positions", [AAPL])
+    await board.assign()
+    sink, now = board.sink_for("us"), datetime.now(UTC)
+    sink(Quote(AAPL, "us", now, bid=D(189), ask=D(191), last=D(190), complete=True))
+    sink(Quote(AAPL, "us", now, bid=None, ask=D(191), last=D(190), complete=True))
+    assert board.quote(AAPL).bid is None  # gone at the broker, not a price still to be had
+    # A message that carries only some fields keeps the rest.
+    sink(Quote(AAPL, "us", now, bid=D(189.5)))
+    sink(Quote(AAPL, "us", now, last=D(190.25)))
+    assert (board.quote(AAPL).bid, board.quote(AAPL).last) == (D("189.5"), D("190.25"))

@@ -150,6 +150,7 @@ def quote_from(
         ask_size=size(ticker.askSize),
         previous_close=price(ticker.close),
         state=state,
+        complete=True,
     )
 
 

@@ -108,6 +108,8 @@ def quote_from(
         ask_size=ask_size,
         previous_close=price(ohlc.get("close")) if isinstance(ohlc, dict) else None,
         state=QuoteState.LIVE,
+        # A full-mode tick carries the book: an empty level is an empty side, not one left out.
+        complete="depth" in data,
     )
 
 
