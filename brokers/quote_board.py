@@ -207,6 +207,12 @@ class QuoteBoard:
     def remove_listener(self, listener: Callable[[Quote], object]) -> None:
         self._listeners.remove(listener)
 
+    def pin(self, instrument: Instrument, account: str) -> None:
+        """Take ``instrument``'s quotes from ``account`` without asking any broker to stream
+        it: for quotes the board does not fetch itself (a replay, fixed quotes). The next
+        assignment, on a running board, chooses again."""
+        self._source[instrument] = account
+
     def receive(self, quote: Quote) -> None:
         """Take one quote from the account ``quote.source`` names."""
         self._take(quote.source, quote)

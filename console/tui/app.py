@@ -405,6 +405,9 @@ class TradingConsoleApp(App[int]):
         self.query_one("#positions-table").focus()
 
     def action_focus_watchlist(self) -> None:
+        if not self.watchlist.display:
+            self.notify("The watchlist needs a terminal at least 120 columns wide.", severity="warning")
+            return
         self.watchlist.focus()
 
     def on_watchlist_pane_changed(self, message: WatchlistPane.Changed) -> None:

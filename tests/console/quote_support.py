@@ -46,5 +46,6 @@ def feed(
         previous_close=number(previous_close),
         state=state,
     )
+    app.quotes.board.pin(quote.instrument, source)
     app.quotes.board.receive(quote)
     return quote

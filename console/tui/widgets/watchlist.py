@@ -137,11 +137,12 @@ class WatchlistPane(Vertical, can_focus=True):
 
     # -- quotes ------------------------------------------------------------------------------
     def _on_quote(self, quote: Quote) -> None:
-        # Every quote, as it arrives: keep its price for the sparkline; repainting waits.
+        # Every quote, as it arrives: keep its price for the sparkline when it moved (a quote
+        # that changes only the bid or a size would draw a flat run); repainting waits.
         row = self._by_instrument.get(quote.instrument)
         if row is not None:
             price = quote.price
-            if price is not None:
+            if price is not None and (not row.prices or row.prices[-1] != float(price)):
                 row.prices.append(float(price))
 
     def show_quotes(self, changed: set[Instrument]) -> None:
