@@ -176,7 +176,10 @@ def record_halt(state_dir: Path, journal_paths: tuple[Path, ...], info: HaltInfo
                 if last is None or last.kind != "halt" or last.time < info.time:
                     journal.record("halt", data=row)
         except Exception as exc:  # the flag is what matters; the journal is a record of it
-            warn(f"the halt could not be journaled in {path} ({describe(exc)}); the flag still works")
+            warn(
+                f"the journal {path} could not be opened or written ({describe(exc)}): the halt is "
+                "not recorded there; the flag still works"
+            )
 
 
 def info_json(info: HaltInfo | None) -> dict[str, Any]:
