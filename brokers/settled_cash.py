@@ -66,7 +66,7 @@ class FillHistory(Protocol):
 
     def orders_since(self, since: datetime, *, most: int = ...) -> list[Order]: ...
 
-    def count_events(self, since: datetime | None = None) -> int: ...
+    def rows_since(self, since: datetime, *, up_to: int) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +274,7 @@ class CashLedger:
         whose broker does not split its cash is then worked out from them after a restart."""
         since = self._clock() - timedelta(days=HISTORY_DAYS)
         try:
-            if history.count_events(since) > HISTORY_ORDERS * 4:
+            if history.rows_since(since, up_to=HISTORY_ORDERS * 4 + 1) > HISTORY_ORDERS * 4:
                 # orders_since reads the last ``4 x most`` rows: beyond that some would be missed.
                 self.history_gap = (
                     f"the journal holds too many orders of the last {HISTORY_DAYS} days to read "

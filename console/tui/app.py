@@ -286,13 +286,18 @@ class TradingConsoleApp(App[int]):
         )
         await self.account_data.read()
         past = await self.order_control.todays_past_orders()
+        for order in past:
+            # Shown as they stand, without a line in the event log for each.
+            self._last_statuses[order.client_order_id] = (order.status, order.filled_quantity)
         with self.batch_update():  # one repaint for the lot, not one per row
-            for order in past:
-                # Shown as they stand, without a line in the event log for each.
-                self._last_statuses[order.client_order_id] = (order.status, order.filled_quantity)
-                self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
-        for order in self.runtime.execution.orders():
-            self.post_message(OrderChanged(order))
+            self.blotter.show_orders([(order, self.runtime.execution.orphan_note(order)) for order in past])
+        current = self.runtime.execution.orders()
+        with self.batch_update():
+            self.blotter.show_orders(
+                [(order, self.runtime.execution.orphan_note(order)) for order in current]
+            )
+        for order in current:
+            self._note_order(order)
         self.order_control.start_monitoring()
         if self._on_accounts_loaded is not None:
             self._on_accounts_loaded()
@@ -480,12 +485,16 @@ class TradingConsoleApp(App[int]):
     @_while_on_screen
     def on_order_changed(self, message: OrderChanged) -> None:
         order = message.order
+        new = order.client_order_id not in self.blotter.orders
+        self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
+        self._note_order(order, new=new)
+
+    def _note_order(self, order: Order, *, new: bool = True) -> None:
+        """The event-log line and the refresh an order's change calls for (its row is shown)."""
         key = order.client_order_id
-        before = self.blotter.orders.get(key)
         # The same object may come back mutated: compare what was last shown.
         shown = self._last_statuses.get(key)
         now = (order.status, order.filled_quantity)
-        self.blotter.show_order(order, self.runtime.execution.orphan_note(order))
         if shown == now:
             return
         if self.trading_state is TradingState.HALTED:
@@ -494,7 +503,7 @@ class TradingConsoleApp(App[int]):
         line = order_line(order, shown)
         if line is not None:
             self.event_log.add(*line)
-        if before is None or order.filled_quantity or order.is_terminal:
+        if new or order.filled_quantity or order.is_terminal:
             self.refresh_soon()
 
     @_while_on_screen

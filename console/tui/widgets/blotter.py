@@ -223,6 +223,25 @@ class BlotterPane(Vertical):
         return self._orphans.get(order.client_order_id)
 
     def show_order(self, order: Order, orphan_note: str | None = None) -> None:
+        self.show_orders([(order, orphan_note)])
+
+    def show_orders(self, orders: list[tuple[Order, str | None]]) -> None:
+        """Show or update each (order, orphan note); the cursor, the detail line and the
+        column widths follow once for the lot (a restart brings back a day's orders at once)."""
+        table = self.table
+        added = False
+        for order, orphan_note in orders:
+            added = self._put(order, orphan_note) or added
+        if added:
+            self._fit()  # a new account name may have widened its column
+            if not table.has_focus:
+                # Follow the newest order unless the trader is working in the blotter.
+                table.move_cursor(row=table.row_count - 1, animate=False)
+        self._show_detail()
+        self._show_subtitle()
+
+    def _put(self, order: Order, orphan_note: str | None) -> bool:
+        """The order's row, written; whether it is new."""
         key = order.client_order_id
         is_new = key not in self._orders
         self._orders[key] = order
@@ -268,13 +287,7 @@ class BlotterPane(Vertical):
         self._cells[key] = cells
         shown = table.column_keys()
         table.upsert(key, {column: value for column, value in cells.items() if column in shown})
-        if is_new:
-            self._fit()  # a new account name may have widened its column
-        if is_new and not table.has_focus:
-            # Follow the newest order unless the trader is working in the blotter.
-            table.move_cursor(row=table.row_count - 1, animate=False)
-        self._show_detail()
-        self._show_subtitle()
+        return is_new
 
     def show_alerts(self, count: int) -> None:
         """How many execution alerts were raised (``brokers.monitoring``)."""
