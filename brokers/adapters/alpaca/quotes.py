@@ -45,7 +45,7 @@ from ...instruments import Instrument
 from ...models import AssetClass, utcnow
 from ...quotes import Quote, QuoteLimits, QuoteState
 from .data_settings import DataSettings
-from .stream import TimeoutSession
+from .stream import StreamThread, TimeoutSession
 from .wire import parse_time
 
 log = logging.getLogger(__name__)
@@ -184,56 +184,6 @@ class Inbox:
             deliver(quote)
 
 
-class DataThread:
-    """One alpaca-py data stream on its own event loop in its own daemon thread. Stopping
-    cancels the stream's task rather than using ``DataStream.stop()``, which only notices
-    between 5-second receive timeouts."""
-
-    def __init__(self, stream: Stream, name: str) -> None:
-        self.stream = stream
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(5)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        run_forever: Callable[[], Any] = self.stream._run_forever
-        self._task = loop.create_task(run_forever())
-        self._ready.set()
-        try:
-            loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("market data stream stopped unexpectedly")
-        finally:
-            try:
-                loop.run_until_complete(self.stream.close())
-            except Exception:  # closing a socket that is already gone
-                pass
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    def stop(self, timeout: float) -> None:
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None:
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # the loop has already finished
-                pass
-        self._thread.join(timeout)
-
-
 class Channel:
     """The symbols one data stream (stocks, or crypto) is subscribed to, and its thread."""
 
@@ -245,7 +195,8 @@ class Channel:
         self._make = make
         self._on_quote = on_quote
         self._on_trade = on_trade
-        self._thread: DataThread | None = None
+        self._thread: StreamThread | None = None
+        self._stream: Stream | None = None
         self.symbols: frozenset[str] = frozenset()
 
     async def set(self, symbols: frozenset[str]) -> None:
@@ -260,13 +211,17 @@ class Channel:
             # stream subscribes to all of them once it has connected.
             stream.subscribe_quotes(self._on_quote, *sorted(symbols))
             stream.subscribe_trades(self._on_trade, *sorted(symbols))
-            self._thread = DataThread(stream, self.name)
+            # alpaca-py's run loop is private API, typed here once.
+            run_forever: Callable[[], Awaitable[None]] = stream._run_forever
+            self._stream = stream
+            self._thread = StreamThread(run_forever, stream.close, name=self.name, what="market data stream")
             await asyncio.to_thread(self._thread.start)
             self.symbols = symbols
             return
         added = sorted(symbols - self.symbols)
         dropped = sorted(self.symbols - symbols)
-        await asyncio.to_thread(self._change, thread.stream, added, dropped)
+        assert self._stream is not None  # made with the thread
+        await asyncio.to_thread(self._change, self._stream, added, dropped)
         self.symbols = symbols
 
     def _change(self, stream: Stream, added: list[str], dropped: list[str]) -> None:

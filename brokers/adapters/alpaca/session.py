@@ -207,7 +207,9 @@ class AlpacaSession:
             self._post(self._on_trade_update, message)
 
         stream.subscribe_trade_updates(on_trade_update)
-        self._stream = StreamThread(stream, name=f"alpaca-stream-{settings.name}")
+        self._stream = StreamThread(
+            stream.serve, stream.close, name=f"alpaca-stream-{settings.name}", what="order update stream"
+        )
         self._stream.start()
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:

@@ -69,16 +69,26 @@ class UpdateStream(TradingStream):
 
 
 class StreamThread:
-    """Runs an ``UpdateStream`` on its own event loop in its own daemon thread.
+    """Runs one of alpaca-py's websocket streams on its own event loop in its own daemon thread:
+    ``serve`` until cancelled, then ``close``.
 
-    Stopping cancels the stream's task rather than using ``TradingStream.stop()``, which only
+    Stopping cancels the stream's task rather than using the stream's own ``stop()``, which only
     notices between 5-second receive timeouts.
     """
 
-    def __init__(self, stream: UpdateStream, name: str) -> None:
-        self._stream = stream
+    def __init__(
+        self,
+        serve: Callable[[], Awaitable[None]],
+        close: Callable[[], Awaitable[None]],
+        *,
+        name: str,
+        what: str,
+    ) -> None:
+        self._serve = serve
+        self._close = close
+        self._what = what
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[None] | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -93,17 +103,17 @@ class StreamThread:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        self._task = loop.create_task(self._stream.serve())
+        self._task = asyncio.ensure_future(self._serve(), loop=loop)
         self._ready.set()
         try:
             loop.run_until_complete(self._task)
         except asyncio.CancelledError:
             pass
         except Exception:
-            log.exception("order update stream stopped unexpectedly")
+            log.exception("%s stopped unexpectedly", self._what)
         finally:
             try:
-                loop.run_until_complete(self._stream.close())
+                loop.run_until_complete(self._close())
             except Exception:  # closing a socket that is already gone
                 pass
             loop.run_until_complete(loop.shutdown_asyncgens())
