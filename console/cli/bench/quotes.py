@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .ui import lag_probe, wait_until
+
 INSTRUMENTS = 500
 QUOTES_PER_SECOND_EACH = 20
 WINDOW_SECONDS = 3.0
@@ -88,14 +90,6 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _lag_probe(samples: list[float], stop: asyncio.Event, period: float = 0.01) -> None:
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        start = loop.time()
-        await asyncio.sleep(period)
-        samples.append(max(0.0, (loop.time() - start - period) * 1000))
-
-
 async def _drive(step: Any, stop: asyncio.Event, rate: float) -> int:
     """Call ``step()`` ``rate`` times a second on a fixed schedule until ``stop``; a tick that
     comes too late is skipped. Returns how many were made."""
@@ -110,15 +104,6 @@ async def _drive(step: Any, stop: asyncio.Event, rate: float) -> int:
         tick = max(tick + 1, int((loop.time() - start) / period))
         await asyncio.sleep(max(0.0, start + tick * period - loop.time()))
     return made
-
-
-async def _until(predicate: Any, within: float) -> float:
-    started = time.perf_counter()
-    while not predicate():
-        if time.perf_counter() - started > within:
-            return math.inf
-        await asyncio.sleep(0)
-    return time.perf_counter() - started
 
 
 async def measure() -> dict[str, Any]:
@@ -144,7 +129,7 @@ async def measure() -> dict[str, Any]:
                 quote_account = app.runtime.manager.get(QUOTE_ACCOUNT)
                 assert isinstance(quote_account, SimBroker)
                 board.want("bench", [Instrument.stock(symbol) for symbol in quote_account.symbols])
-                await _until(lambda: len(board.streamed(QUOTE_ACCOUNT)) == INSTRUMENTS, within=10)
+                await wait_until(lambda: len(board.streamed(QUOTE_ACCOUNT)) == INSTRUMENTS, within=10)
                 result["streamed"] = len(board.streamed(QUOTE_ACCOUNT))
                 await pilot.pause(0.5)
 
@@ -173,7 +158,7 @@ async def measure() -> dict[str, Any]:
                     on = window % 2 == 0
                     stop = asyncio.Event()
                     samples: list[float] = []
-                    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(_lag_probe(samples, stop))]
+                    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(lag_probe(samples, stop))]
                     if on:
                         tasks.append(asyncio.create_task(reader(stop)))
                         tasks.append(
@@ -222,10 +207,10 @@ async def measure() -> dict[str, Any]:
                 reactions: list[float] = []
                 for _ in range(HALT_TRIALS):
                     app.post_message(events.Key("f12", None))
-                    reactions.append(await _until(lambda: app.banner.display, within=5) * 1000)
+                    reactions.append(await wait_until(lambda: app.banner.display, within=5) * 1000)
                     await pilot.pause(0.3)
                     await app.runtime.execution.resume("bench", "bench")
-                    await _until(lambda: not app.banner.display, within=5)
+                    await wait_until(lambda: not app.banner.display, within=5)
                     await pilot.pause(0.3)
                 worst = max(reactions)
                 result["halt_reaction_ms"] = round(statistics.median(reactions), 2)

@@ -55,7 +55,7 @@ def bench_config(state_dir: Path) -> Any:
     return config
 
 
-async def _lag_probe(samples: list[float], stop: asyncio.Event, period: float = 0.01) -> None:
+async def lag_probe(samples: list[float], stop: asyncio.Event, period: float = 0.01) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         start = loop.time()
@@ -63,7 +63,7 @@ async def _lag_probe(samples: list[float], stop: asyncio.Event, period: float = 
         samples.append(max(0.0, (loop.time() - start - period) * 1000))
 
 
-async def _until(predicate: Any, within: float) -> float:
+async def wait_until(predicate: Any, within: float) -> float:
     """Seconds until ``predicate()`` holds, checking at every turn of the event loop."""
     started = time.perf_counter()
     while not predicate():
@@ -97,7 +97,7 @@ async def run() -> dict[str, Any]:
 
                 samples: list[float] = []
                 stop = asyncio.Event()
-                probe = asyncio.create_task(_lag_probe(samples, stop))
+                probe = asyncio.create_task(lag_probe(samples, stop))
                 await asyncio.sleep(MEASURE_SECONDS)
                 stop.set()
                 await probe
@@ -112,10 +112,10 @@ async def run() -> dict[str, Any]:
                 reactions: list[float] = []
                 for _ in range(HALT_TRIALS):
                     app.post_message(events.Key("f12", None))
-                    reactions.append(await _until(lambda: app.banner.display, within=5) * 1000)
+                    reactions.append(await wait_until(lambda: app.banner.display, within=5) * 1000)
                     await pilot.pause(0.3)
                     await app.runtime.execution.resume("bench", "bench")
-                    await _until(lambda: not app.banner.display, within=5)
+                    await wait_until(lambda: not app.banner.display, within=5)
                     await pilot.pause(0.3)
                 worst = max(reactions)
                 result["halt_reaction_ms"] = round(statistics.median(reactions), 2)
@@ -129,9 +129,9 @@ async def run() -> dict[str, Any]:
                 for trial in range(HALT_TRIALS):
                     await asyncio.sleep(0.037 * trial)
                     KillSwitch(app.runtime.state_dir, env={}).halt("bench: external", source="bench")
-                    external.append(await _until(lambda: app.banner.display, within=5) * 1000)
+                    external.append(await wait_until(lambda: app.banner.display, within=5) * 1000)
                     await app.runtime.execution.resume("bench", "bench")
-                    await _until(lambda: not app.banner.display, within=5)
+                    await wait_until(lambda: not app.banner.display, within=5)
                     await pilot.pause(0.2)
                 result["external_halt_ms"] = round(max(external), 1)
                 result["external_halt_median_ms"] = round(statistics.median(external), 1)
