@@ -56,6 +56,7 @@ async def test_account_body_through_balance_and_margin(broker, peer):
         Decimal("262113.632"),
     )
     assert balance.currency == "USD" and balance.unrealized_pnl == 0 and balance.account == ACCOUNT
+    assert balance.margin_used == Decimal("63480.38")  # the account's initial margin
     margin = await broker.get_margin()
     assert (margin.initial_margin, margin.maintenance_margin, margin.leverage) == (
         Decimal("63480.38"),

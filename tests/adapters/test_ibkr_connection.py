@@ -290,6 +290,7 @@ async def test_balance_margin_and_fx_rates_from_the_account(tws_peer, ibkr):
         "ib-paper",
     )
     assert balance.buying_power == (99999 - 7500) * 2
+    assert balance.margin_used == margin.initial_margin == 7500  # TWS's InitMarginReq
     assert (margin.initial_margin, margin.maintenance_margin, margin.available_funds) == (7500, 3750, 92499)
     assert margin.leverage == Decimal("0.15")
     assert await ibkr.get_fx_rates() == {"EURUSD": Decimal("1.085")}

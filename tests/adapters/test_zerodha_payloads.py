@@ -209,6 +209,7 @@ async def test_margins_body_through_balance_and_margin(broker, kite_peer):  # no
         Decimal(0),
     )
     assert (balance.cash, balance.buying_power) == (Decimal("245431.6"), Decimal("99725.05"))
+    assert balance.margin_used == margin.initial_margin  # SPAN, exposure and option premium
     net = rows("positions.json")["net"]
     day_pnl = sum((Decimal(str(p["pnl"])) for p in net), Decimal(0))  # 801 - 2 on the mock
     assert balance.equity == (Decimal("245431.6") + held + day_pnl).quantize(Decimal("0.01"))

@@ -60,6 +60,7 @@ class AccountReads:
             unsettled_cash=cash - settled if reported and settled is not None else None,
             settled_source=SettledCashSource.BROKER if reported else SettledCashSource.UNKNOWN,
             cash_account=cash_account,
+            margin_used=dec(account.get("initial_margin"), "initial_margin"),
         )
 
     async def margin(self) -> MarginInfo:

@@ -73,6 +73,8 @@ class AccountReads:
             unsettled_cash=None if settled is None else cash - settled,
             settled_source=SettledCashSource.UNKNOWN if settled is None else SettledCashSource.BROKER,
             cash_account=self._settings.cash_account,
+            # The initial margin of what is open: what the positions hold of the account.
+            margin_used=self._figure(tags, "InitMarginReq") if tags.get("InitMarginReq") else None,
         )
 
     def _figure(self, tags: dict[str, str], tag: str) -> Decimal:

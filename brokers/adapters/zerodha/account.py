@@ -75,6 +75,14 @@ def balance_from(
         unsettled_cash=sold,
         settled_source=SettledCashSource.BROKER,
         cash_account=cash_account,
+        margin_used=_margin_used(segment.get("utilised") or {}),
+    )
+
+
+def _margin_used(utilised: dict[str, Any]) -> Decimal:
+    """What open positions hold of the account: SPAN, exposure and option premium."""
+    return dec(
+        dec(utilised.get("span")) + dec(utilised.get("exposure")) + dec(utilised.get("option_premium")), 2
     )
 
 
@@ -84,9 +92,7 @@ def margin_from(account: str, segment: dict[str, Any], at: datetime) -> MarginIn
     return MarginInfo(
         account=account,
         currency="INR",
-        initial_margin=dec(
-            dec(utilised.get("span")) + dec(utilised.get("exposure")) + dec(utilised.get("option_premium")), 2
-        ),
+        initial_margin=_margin_used(utilised),
         maintenance_margin=dec(utilised.get("span"), 2),
         available_funds=net,
         excess_liquidity=net,
