@@ -601,15 +601,30 @@ class MultiBrokerManager:
                 return live
         return position.last_price
 
+    def previous_close(self, position: Position) -> Decimal | None:
+        """The previous close of ``position``: its broker's, else its quote's (IB's positions
+        carry none; its market data lines do). ``brokers.pnl.previous_close``'s other source."""
+        if position.previous_close is not None:
+            return position.previous_close
+        quote = self.quotes.quote(position.instrument)
+        return None if quote is None else quote.previous_close
+
     def consolidated_positions(self) -> list[ConsolidatedPosition]:
         """Positions grouped by instrument, from the last snapshot."""
-        return consolidate_positions(self._snapshot, self.fx, self._mark_price)
+        return consolidate_positions(self._snapshot, self.fx, self._mark_price, close=self.previous_close)
 
     def totals(self) -> Totals:
         """Cash, equity, buying power, market value and unrealised P&L per account (in its own
         currency and in the base currency) and in total (base currency), from the last snapshot."""
         currencies = {name: account.status.currency for name, account in self._accounts.items()}
-        return consolidate_totals(currencies, self._snapshot, self.fx, self._mark_price, self.base_currency)
+        return consolidate_totals(
+            currencies,
+            self._snapshot,
+            self.fx,
+            self._mark_price,
+            self.base_currency,
+            close=self.previous_close,
+        )
 
     def equity(self) -> Money:
         return self.totals().total.equity

@@ -182,9 +182,9 @@ PreviousClose = Callable[[Position], Decimal | None]
 def previous_close(position: Position) -> Decimal | None:
     """The previous close of ``position``: the broker's, as the position carries it.
 
-    The one place where another source is to be consulted (a quote's previous close, for
-    brokers whose positions carry none): pass a ``PreviousClose`` that tries the quote and then
-    this to ``leg_pnl`` and the consolidation functions."""
+    Brokers whose positions carry none (IB) have it from their quotes:
+    ``MultiBrokerManager.previous_close`` tries the position and then the quote board, and is
+    what the console passes to the consolidation functions."""
     return position.previous_close
 
 

@@ -107,9 +107,18 @@ class AccountData:
             try:
                 positions = None
                 if force or signature != self._shown_signature:
-                    positions = await asyncio.to_thread(consolidate_positions, snapshot, fx, mark, trades)
+                    positions = await asyncio.to_thread(
+                        consolidate_positions, snapshot, fx, mark, trades, manager.previous_close
+                    )
                 totals = await asyncio.to_thread(
-                    consolidate_totals, currencies, snapshot, fx, mark, manager.base_currency, trades
+                    consolidate_totals,
+                    currencies,
+                    snapshot,
+                    fx,
+                    mark,
+                    manager.base_currency,
+                    trades,
+                    manager.previous_close,
                 )
                 if app.runtime.cash_ledger is not None:
                     # Settled cash as the cash accounts' fills give it, beside the brokers' own.

@@ -493,3 +493,17 @@ async def test_a_complete_quote_clears_a_side_of_the_book_that_emptied():
     sink(Quote(AAPL, "us", now, bid=D(189.5)))
     sink(Quote(AAPL, "us", now, last=D(190.25)))
     assert (board.quote(AAPL).bid, board.quote(AAPL).last) == (D("189.5"), D("190.25"))
+
+
+async def test_a_position_without_a_previous_close_takes_its_quotes():
+    from brokers.account_state import Position
+
+    manager = MultiBrokerManager(heartbeat_interval=3600)
+    manager.add_broker("ib", SimBroker("ib", prices=PRICES, seed=1), default=True)
+    carried = Position(account="ib", symbol="AAPL", quantity=D(10), avg_price=D(150))
+    assert manager.previous_close(carried) is None  # unknown: day P&L shows n/a, never 0
+    manager.quotes.pin(AAPL, "ib")
+    manager.quotes.receive(Quote(AAPL, "ib", datetime.now(UTC), last=D(191), previous_close=D(188.5)))
+    assert manager.previous_close(carried) == D("188.5")
+    # The broker's own figure, where the position carries one, comes first.
+    assert manager.previous_close(carried.model_copy(update={"previous_close": D(187)})) == D(187)
