@@ -68,6 +68,10 @@ class UpdateStream(TradingStream):
         await run_forever()
 
 
+CLOSE_WITHIN = 2.0
+"""Seconds a stopping stream thread gives its websocket to close."""
+
+
 class StreamThread:
     """Runs one of alpaca-py's websocket streams on its own event loop in its own daemon thread:
     ``serve`` until cancelled, then ``close``.
@@ -113,7 +117,9 @@ class StreamThread:
             log.exception("%s stopped unexpectedly", self._what)
         finally:
             try:
-                loop.run_until_complete(self._close())
+                # Bounded: a closing handshake with a peer that has gone waits out the
+                # websocket library's own timeout (10 s) otherwise.
+                loop.run_until_complete(asyncio.wait_for(self._close(), CLOSE_WITHIN))
             except Exception:  # closing a socket that is already gone
                 pass
             loop.run_until_complete(loop.shutdown_asyncgens())
