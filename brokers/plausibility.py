@@ -35,12 +35,18 @@ def _figures(
     yield balance.buying_power, "the reported buying power", MAX_AMOUNT
     yield balance.realized_pnl, "the reported realized pnl", MAX_AMOUNT
     yield balance.unrealized_pnl, "the reported unrealized pnl", MAX_AMOUNT
+    yield balance.margin_used, "the reported margin used", MAX_AMOUNT
+    yield balance.settled_cash, "the reported settled cash", MAX_AMOUNT
+    yield balance.unsettled_cash, "the reported unsettled cash", MAX_AMOUNT
     for position in positions:
         of = shown(position.symbol)  # a symbol is whatever the broker sent: quote it short
         yield position.quantity, f"the reported quantity of {of}", MAX_AMOUNT
         yield position.avg_price, f"the reported avg price of {of}", MAX_PRICE
         yield position.last_price, f"the reported last price of {of}", MAX_PRICE
         yield position.multiplier, f"the reported multiplier of {of}", MAX_AMOUNT
+        yield position.previous_close, f"the reported previous close of {of}", MAX_PRICE
+        yield position.day_pnl, f"the reported day pnl of {of}", MAX_AMOUNT
+        yield position.realized_today, f"the reported realized pnl today of {of}", MAX_AMOUNT
 
 
 def implausible(balance: Balance, positions: Iterable[Position]) -> str | None:
