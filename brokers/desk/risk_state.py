@@ -31,8 +31,9 @@ __all__ = ["DeskBuckets", "DeskDayStore"]
 
 log = logging.getLogger(__name__)
 
-# The bucket of orders not tied to one account (the all-accounts limit).
-_ALL = "\x00all"
+# The bucket of orders not tied to one account: no account name starts with "*" (and a NUL
+# byte, which would do as well in Python, is not text to PostgreSQL).
+_ALL = "*"
 
 
 class _Connection:
