@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from .journal_index import attach_lookup
-from .journal_schema import COLUMNS, EVENTS, HALT_CONDITION, JournalEvent, event_from_row, statements
+from .journal_schema import (
+    COLUMNS,
+    EVENTS,
+    HALT_CONDITION,
+    JournalEvent,
+    event_from_row,
+    open_read_only,
+    statements,
+)
 
 __all__ = [
     "KEEP_DAYS_SETTING",
@@ -94,7 +102,7 @@ def archived_events(
         if first is not None and day < first:
             continue
         where, params = _where(since, order, kinds)
-        db = sqlite3.connect(f"file:{archive_path(folder, day)}?mode=ro", uri=True)
+        db = open_read_only(archive_path(folder, day))
         try:
             rows = db.execute(f"SELECT {COLUMNS} FROM events{where} ORDER BY id", params).fetchall()
         finally:
@@ -117,7 +125,7 @@ def archived_count(
         if below is not None:
             where += (" AND " if where else " WHERE ") + "id < ?"
             params.append(below)
-        db = sqlite3.connect(f"file:{archive_path(folder, day)}?mode=ro", uri=True)
+        db = open_read_only(archive_path(folder, day))
         try:
             total += int(db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
         finally:

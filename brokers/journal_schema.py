@@ -15,6 +15,7 @@ import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -146,3 +147,11 @@ def statements(script: str) -> list[str]:
                 found.append(current.strip())
             current = ""
     return found
+
+
+def open_read_only(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection that reads the SQLite file at ``path`` and cannot write it. The path goes
+    into the URI percent-encoded: a folder named with "?", "#" or "%" is still that folder."""
+    return sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=check_same_thread
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..journal import Journal
+from ..journal_schema import open_read_only
 from ..orders import Order
 from .settings import DeskSettings
 from .store import DeskUnavailableError, connection_info, unavailable
@@ -92,7 +93,7 @@ def copy_journal(settings: DeskSettings, path: Path, journal_id: str, *, process
     copied. Raises ``DeskUnavailableError``."""
     import psycopg
 
-    local = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    local = open_read_only(path)
     try:
         conn = _connect(settings)
     except (OSError, psycopg.Error) as exc:
@@ -150,7 +151,7 @@ class JournalCopier:
     def _run(self) -> None:
         import psycopg
 
-        local = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        local = open_read_only(self.path, check_same_thread=False)
         conn: psycopg.Connection[tuple[object, ...]] | None = None
         probed = time.monotonic()
         try:

@@ -61,8 +61,11 @@ def test_the_journal_section_is_read_and_bad_values_are_named(tmp_path: Path) ->
         assert f"journal.{field}" in str(raised.value)
 
 
-async def test_a_run_archives_only_days_older_than_the_setting(tmp_path: Path) -> None:
-    path = tmp_path / "journal.sqlite"
+@pytest.mark.parametrize("folder", ["state", "odd ?#% folder"])
+async def test_a_run_archives_only_days_older_than_the_setting(tmp_path: Path, folder: str) -> None:
+    # A folder name that means something in a URI is still that folder: archives are read back.
+    path = tmp_path / folder / "journal.sqlite"
+    path.parent.mkdir()
     _history(path)
     journal = Journal(path)
     try:
