@@ -510,7 +510,13 @@ class Journal:
             catch_up=self._catch_up,
             stop=stop,
             wrote=self._wrote,
+            keep_rows_after=self.archive_floor(),
         )
+
+    def archive_floor(self) -> int | None:
+        """The last row id that may leave this file for the archive; None when any may. A copy
+        of the journal that has not taken every row yet (the desk's) holds the rest here."""
+        return None
 
     def _catch_up(self) -> None:
         with self._lock:

@@ -148,9 +148,16 @@ def _where(since: datetime | None, order: str | None, kinds: list[str] | None) -
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-def _cutoff(src: sqlite3.Connection, today: date) -> date:
-    """The first day that must stay: today, or the first day of an open order or the last halt."""
+def _cutoff(src: sqlite3.Connection, today: date, keep_rows_after: int | None) -> date:
+    """The first day that must stay: today, or the first day of an open order, of the last halt
+    or of a row after ``keep_rows_after``."""
     cutoff = today
+    if keep_rows_after is not None:
+        first_kept = src.execute(
+            "SELECT MIN(ts) FROM main.events WHERE id > ?", (keep_rows_after,)
+        ).fetchone()[0]
+        if first_kept is not None:
+            cutoff = min(cutoff, _day(first_kept))
     oldest_open = src.execute(
         "SELECT MIN(ts) FROM main.events WHERE id = (SELECT MIN(r.id) FROM lk.open_orders AS o "
         "CROSS JOIN lk.order_rows AS r ON r.client_order_id = o.client_order_id)"
@@ -178,6 +185,7 @@ def archive_closed_days(
     catch_up: Callable[[], None] | None = None,
     stop: Callable[[], bool] | None = None,
     wrote: Callable[[], None] | None = None,
+    keep_rows_after: int | None = None,
 ) -> ArchiveResult:
     """Move every closed day before the cut-off (see the module text), and more than
     ``after_days`` days before ``today``, from the journal at ``path`` to ``folder``; then
@@ -185,7 +193,8 @@ def archive_closed_days(
     connection, used only while holding ``lock``; ``catch_up`` writes what waits and files every
     row in the lookup tables, which this reads; ``stop``, asked between days, ends the run
     early (the days left go next time); ``wrote``, called after each batch deleted, tells the
-    journal's checkpoints that its WAL grew."""
+    journal's checkpoints that its WAL grew; ``keep_rows_after``, a row id after which every row
+    must stay (with the rest of its day), for rows another copy has not taken yet."""
     result = ArchiveResult()
     today = today or datetime.now(UTC).date()
     if catch_up is not None:
@@ -194,7 +203,7 @@ def archive_closed_days(
     src = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     try:
         attach_lookup(src, path, journal_id)
-        cutoff = min(_cutoff(src, today), today - timedelta(days=after_days))
+        cutoff = min(_cutoff(src, today, keep_rows_after), today - timedelta(days=after_days))
         result.held_back_from = cutoff
         end = _start_us(cutoff)
         while stop is None or not stop():

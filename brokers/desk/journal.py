@@ -224,6 +224,10 @@ class DeskJournal(Journal):
             raise DeskUnavailableError(problem)
         return super().record_intent(order)
 
+    def archive_floor(self) -> int | None:
+        # Rows the desk does not hold yet stay; before the desk has answered, that is all of them.
+        return self.copier.copied_up_to
+
     def close(self) -> None:
         self.flush()
         self.copier.stop()

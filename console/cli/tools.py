@@ -25,6 +25,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from brokers.config import Config
+    from brokers.desk import DeskSettings
     from brokers.journal import ArchiveResult, JournalStats
     from brokers.journal_schema import JournalEvent
 
@@ -199,6 +200,7 @@ def journal(
         else:
             console().print(f"No journal at {path} yet.")
         return
+    refused: str | None = None
     if path.is_file():
         try:
             with Journal(path) as book:
@@ -206,20 +208,33 @@ def journal(
                     _print_stats(book.stats(), as_json)
                     return
                 if archive:
-                    keep = keep_days if keep_days is not None else config.journal.keep_archive_days
-                    _print_archive(book.archive(keep_days=keep), book.archive_folder, as_json)
-                    return
-                kinds = kind or None
-                events = book.events(since=start, order=order, kinds=kinds, last=limit or None, archived=True)
-                total = len(events)
-                if limit and total >= limit:
-                    total = book.count_events(since=start, order=order, kinds=kinds, archived=True)
+                    unreachable = (
+                        None if config.desk is None else _desk_copy(config.desk, path, book.journal_id)
+                    )
+                    if unreachable is None:
+                        keep = keep_days if keep_days is not None else config.journal.keep_archive_days
+                        _print_archive(book.archive(keep_days=keep), book.archive_folder, as_json)
+                        return
+                    refused = (
+                        f"nothing was archived: {unreachable}; the rows the desk has not copied "
+                        "yet must stay in the journal until it answers"
+                    )
+                if refused is None:
+                    kinds = kind or None
+                    events = book.events(
+                        since=start, order=order, kinds=kinds, last=limit or None, archived=True
+                    )
+                    total = len(events)
+                    if limit and total >= limit:
+                        total = book.count_events(since=start, order=order, kinds=kinds, archived=True)
         except Exception as exc:
             problem = state_problem(config, exc)
             fail(
                 str(problem) if problem else f"cannot read the journal {path}: {describe(exc)}",
                 ExitCode.FAILED,
             )
+    if refused is not None:
+        fail(refused, ExitCode.FAILED)
     print_events(events, total, str(path), as_json)
 
 
@@ -266,6 +281,20 @@ def _print_stats(stats: JournalStats, as_json: bool) -> None:
     from .tables import journal_stats_table
 
     console().print(journal_stats_table(stats))
+
+
+def _desk_copy(settings: DeskSettings, path: Path, journal_id: str) -> str | None:
+    """Copy to the desk what it does not hold yet; why not, if it cannot be reached. Rows leave
+    the journal for the archive only once the desk holds them: the desk is copied from the live
+    file alone."""
+    from brokers.desk import DeskUnavailableError
+    from brokers.desk.journal import copy_journal
+
+    try:
+        copy_journal(settings, path, journal_id, process="archive")
+    except DeskUnavailableError as exc:
+        return str(exc)
+    return None
 
 
 def _print_archive(result: ArchiveResult, folder: Path, as_json: bool) -> None:

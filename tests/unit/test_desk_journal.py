@@ -9,16 +9,20 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import pytest
 from support import until
 from typer.testing import CliRunner
 
 from brokers.config import AccountConfig, Config
 from brokers.desk import DeskSettings
 from brokers.desk.journal import DeskJournal
+from brokers import journal as journal_module
+from brokers.desk.commands import desk_migrate
 from brokers.journal import Journal
 from brokers.models import OrderRequest, OrderStatus, OrderType, RejectCode, Side
 from brokers.runtime import Runtime, build_runtime
@@ -183,3 +187,84 @@ def test_desk_migrate_without_a_desk_says_what_to_add(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(config), "desk", "migrate"])
     assert result.exit_code == 1
     assert "[desk]" in result.output
+
+
+class _FixedClock:
+    """The journal's clock, set to one moment (rows written on a past day)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def time_ns(self) -> int:
+        return int(self.at.timestamp() * 1_000_000) * 1000
+
+
+def _rows_on_past_days(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Two notes on each of two past days, written through the journal; its id."""
+    with monkeypatch.context() as patch:
+        journal = Journal(path)
+        try:
+            for day in (date(2026, 3, 6), date(2026, 3, 7)):
+                patch.setattr(journal_module, "time", _FixedClock(datetime(2026, 3, day.day, 12, tzinfo=UTC)))
+                journal.record("note", data={"day": day.isoformat()})
+                journal.record("note", data={"day": day.isoformat(), "n": 2})
+            return journal.journal_id
+        finally:
+            journal.close()
+
+
+UNREACHABLE = "postgresql://trader@127.0.0.1:9/desk"  # the discard port: nothing listens
+
+
+def test_rows_the_desk_has_not_copied_stay_out_of_the_archive(
+    desk_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal_id = _rows_on_past_days(path, monkeypatch)
+    today = date(2026, 3, 10)
+
+    lost = DeskJournal(path, settings=DeskSettings(dsn=UNREACHABLE, poll_ms=100))
+    try:
+        held = lost.archive(today=today)
+    finally:
+        lost.close()
+    assert held.archived == []
+    assert held.held_back_from == date(2026, 3, 6)
+    assert len(local_ids(path)) == 4
+
+    asyncio.run(desk_migrate(DeskSettings(dsn=desk_dsn), path))
+    found = DeskJournal(path, settings=DeskSettings(dsn=desk_dsn, poll_ms=100))
+    try:
+        assert found.copier.wait_ready(10)
+        moved = found.archive(today=today)
+        assert moved.archived == [date(2026, 3, 6), date(2026, 3, 7)]
+        assert len(found.events(archived=True)) == 4
+    finally:
+        found.close()
+    assert len(desk_ids(desk_dsn, journal_id)) == 4
+
+
+def test_journal_archive_copies_to_the_desk_first_and_refuses_without_it(
+    desk_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state" / "journal.sqlite"
+    path.parent.mkdir(parents=True)
+    journal_id = _rows_on_past_days(path, monkeypatch)
+
+    unreachable = tmp_path / "lost.toml"
+    unreachable.write_text(
+        f'state_dir = "{path.parent}"\n\n[desk]\ndsn = "{UNREACHABLE}"\n', encoding="utf-8"
+    )
+    refused = CliRunner().invoke(app, ["--config", str(unreachable), "journal", "--archive"])
+    assert refused.exit_code == 1, refused.output
+    assert "nothing was archived" in refused.output
+    assert len(local_ids(path)) == 4
+
+    asyncio.run(
+        desk_migrate(DeskSettings(dsn=desk_dsn), Path(tmp_path / "empty.sqlite"))
+    )  # the desk's tables
+    reachable = config_file(tmp_path, desk_dsn)
+    done = CliRunner().invoke(app, ["--config", str(reachable), "journal", "--archive", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["archived"] == ["2026-03-06", "2026-03-07"]
+    assert len(desk_ids(desk_dsn, journal_id)) == 4
