@@ -20,6 +20,7 @@ from ...credentials import redact
 from ...enums import AssetClass, OrderStatus, OrderType, Side, TimeInForce
 from ...errors import BrokerAPIError
 from ...models import Fill, Order, OrderRequest, can_transition, utcnow
+from ..listed_order import read_or_skip
 from .wire import dec, map_status, stamp, table
 
 log = logging.getLogger(__name__)
@@ -117,15 +118,7 @@ class OrderMirror:
 
     def ingest_quietly(self, payload: object) -> Order | None:
         """``ingest`` for listings, where one unreadable order must not stop the rest."""
-        try:
-            if not isinstance(payload, dict):
-                raise BrokerAPIError("an order that is not an object", broker=self._account)
-            return self.ingest(payload)
-        except (BrokerAPIError, ValueError, KeyError, TypeError) as exc:
-            log.warning(
-                "%s: ignored an order the venue sent that cannot be read: %s", self._account, redact(exc)
-            )
-            return None
+        return read_or_skip(self.ingest, payload, self._account, "the venue")
 
     def _apply(self, oid: str, order: Order, payload: dict[str, Any]) -> bool:
         reported = dec(payload.get("filled")) or Decimal(0)

@@ -11,10 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 from ...base import BrokerEvent
-from ...credentials import redact
 from ...enums import OrderStatus, OrderType, Side, TimeInForce
 from ...errors import BrokerAPIError
 from ...models import Fill, Order, OrderRequest, can_transition, utcnow
+from ..listed_order import read_or_skip
 from .wire import dec, executions, map_status, parse_time, table
 
 log = logging.getLogger(__name__)
@@ -77,15 +77,8 @@ class OrderMirror:
         return order
 
     def ingest_quietly(self, payload: object) -> Order | None:
-        try:
-            if not isinstance(payload, dict):
-                raise BrokerAPIError("an order that is not an object", broker=self._account)
-            return self.ingest(payload)
-        except (BrokerAPIError, ValueError, KeyError, TypeError) as exc:
-            log.warning(
-                "%s: ignored an order Schwab sent that cannot be read: %s", self._account, redact(exc)
-            )
-            return None
+        """``ingest`` for listings, where one unreadable order must not stop the rest."""
+        return read_or_skip(self.ingest, payload, self._account, "Schwab")
 
     def _apply(self, oid: str, order: Order, payload: dict[str, Any]) -> bool:
         changed = False
