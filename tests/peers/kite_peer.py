@@ -240,6 +240,7 @@ class KitePeer:
         self.gtt_puts: list[dict[str, str]] = []  # PUT /gtt/triggers/{id} bodies, with "trigger_id"
         self.gtt_deletes: list[int] = []
         self.gtt_failure: str | None = None  # the next triggered leg's order is refused with this
+        self.gtt_lose_answer = False  # the next trigger is made, and its answer lost
         self._gtt_ids = itertools.count(105100)
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
@@ -946,6 +947,9 @@ class KitePeer:
         condition, orders = checked
         trigger_id = next(self._gtt_ids)
         self.gtts[trigger_id] = self._gtt_record(trigger_id, form["type"], condition, orders)
+        if self.gtt_lose_answer:
+            self.gtt_lose_answer = False
+            return self._abort(request)
         return self._gtt_answer("gtt_place_order.json", trigger_id)
 
     async def _gtt_list(self, request: web.Request) -> web.Response:
@@ -982,8 +986,8 @@ class KitePeer:
         if gtt is None:
             return error(404, "GeneralException", "Trigger not found.")
         self.gtt_deletes.append(gtt["id"])
-        if gtt["status"] != "active":
-            return error(400, "InputException", f"Trigger cannot be deleted as it is {gtt['status']}.")
+        if gtt["status"] == "deleted":
+            return error(400, "InputException", "Trigger has already been deleted.")
         gtt["status"] = "deleted"
         gtt["updated_at"] = kite_time(datetime.now(UTC))
         return self._gtt_answer("gtt_delete_order.json", gtt["id"])

@@ -27,7 +27,7 @@ from ...errors import (
     OrderRejectedError,
 )
 from ...legs import exit_requests
-from ...models import Order, OrderRequest, OrderStatus, Position, Side
+from ...models import Order, OrderRequest, OrderStatus, Position, Side, TimeInForce
 from .account import UNREADABLE, unreadable
 from .gtt import (
     GTT_OCO,
@@ -35,6 +35,7 @@ from .gtt import (
     GttView,
     leg_broker_id,
     leg_states,
+    may_fire,
     oco_problem,
     parse_leg_broker_id,
     read_gtt,
@@ -108,6 +109,13 @@ class ExitDesk:
             raise OrderRejectedError("an OCO order needs both take_profit and stop_loss", broker=account)
         quantity = request.units
         side = request.side
+        if request.time_in_force is not TimeInForce.DAY:
+            raise OrderRejectedError(
+                f"time_in_force {request.time_in_force.value}: Kite holds an OCO as a GTT until it "
+                "triggers, is deleted or expires (a year on), so it takes DAY only",
+                broker=account,
+                code="INVALID_ORDER",
+            )
         last = await self._last_price(exchange, tradingsymbol)
         problem = oco_problem(side, take_profit, stop_loss, last)
         if problem is not None:
@@ -330,14 +338,14 @@ class ExitDesk:
         """Delete the trigger a leg belongs to: both legs of an OCO pair end (one cancels the
         other). A leg whose trigger has already ended is answered as it stands."""
         held, index = await self._current(broker_order_id)
-        if held.view.status != "active":
+        if not may_fire(held.view.status):
             return held.legs[index].snapshot()
         trigger_id = held.view.trigger_id
         try:
             await self._session.call("delete_gtt", trigger_id, op="cancel")
         except (BrokerAPIError, OrderNotFoundError):
             held, index = await self._current(broker_order_id)
-            if held.view.status != "active":  # triggered or gone before the delete arrived
+            if not may_fire(held.view.status):  # triggered or gone before the delete arrived
                 return held.legs[index].snapshot()
             raise
         self._mark_deleted(held)
@@ -360,15 +368,16 @@ class ExitDesk:
                 self._emit(leg.snapshot())
 
     async def delete_all(self) -> list[str]:
-        """Delete every active trigger at the account, as Kite's bulk cancel of orders would take
-        every working order: a halt leaves nothing that can still trade. Returns the legs' ids."""
+        """Delete every trigger at the account that may still fire, as the bulk cancel of orders
+        takes every working order: a halt leaves nothing that can still trade. Returns the
+        legs' ids."""
         views = await self._read_all()
         for view in views:
             self._apply(view, emit=True)
         deleted: list[str] = []
         failures: list[str] = []
         for view in views:
-            if view.status != "active":
+            if not may_fire(view.status):
                 continue
             try:
                 await self._session.call("delete_gtt", view.trigger_id, op="cancel")
@@ -413,16 +422,16 @@ class ExitDesk:
             return await self.get(broker_order_id)
         if client_order_id in self._attempts:
             return await self._find_attempt(client_order_id)
-        await self.refresh(emit=True, every_leg=True)
+        await self._refresh_unless_idle(emit=True, every_leg=True)
         return None
 
     async def open_legs(self) -> list[Order]:
         """The legs still held by Kite (those a trigger has placed are in the order book)."""
-        await self.refresh(emit=True)
+        await self._refresh_unless_idle(emit=True)
         return [
             leg.snapshot()
             for held in self._held.values()
-            if held.view.status == "active"
+            if may_fire(held.view.status)
             for leg in held.legs
             if leg.is_working
         ]
@@ -449,10 +458,21 @@ class ExitDesk:
         """Read with each order book while a leg is working, or when the book shows an order
         of no known tag that is not followed yet (a trigger may just have placed it)."""
         if not self._read_once or self._watching() or self._untagged_news(book):
-            await self.refresh(emit=emit)
+            await self._refresh_unless_idle(emit=emit)
+
+    async def _refresh_unless_idle(self, *, emit: bool, every_leg: bool = False) -> None:
+        """``refresh``; a failure is raised only while a leg may still fire. With none, a
+        trigger list Kite will not give (an account without GTT access) must not stop the
+        orders: it is logged and asked again next time."""
+        try:
+            await self.refresh(emit=emit, every_leg=every_leg)
+        except BrokerError as exc:
+            if self._watching():
+                raise
+            log.warning("%s: GTT triggers could not be read: %s", self._account, exc)
 
     def _watching(self) -> bool:
-        return any(held.view.status == "active" for held in self._held.values())
+        return any(may_fire(held.view.status) for held in self._held.values())
 
     def _untagged_news(self, book: list[Any]) -> bool:
         for data in book:
@@ -473,10 +493,13 @@ class ExitDesk:
             seen.add(view.trigger_id)
             self._apply(view, emit=emit, every_leg=every_leg)
         for trigger_id, held in list(self._held.items()):
-            if trigger_id not in seen and held.view.status == "active":
+            if trigger_id not in seen and may_fire(held.view.status):
                 # Kite lists a trigger until it is deleted: one gone from the list guards nothing.
                 log.warning("%s: GTT %s is no longer listed by Kite", self._account, trigger_id)
-                self._mark_deleted(held) if emit else self._mark_quietly(held)
+                if emit:
+                    self._mark_deleted(held)
+                else:
+                    self._mark_quietly(held)
         self._read_once = True
 
     def _mark_quietly(self, held: Held) -> None:
@@ -488,7 +511,7 @@ class ExitDesk:
             data = await self._session.read("get_gtt", trigger_id)
         except OrderNotFoundError:
             held = self._held.get(trigger_id)
-            if held is not None and held.view.status == "active":
+            if held is not None and may_fire(held.view.status):
                 log.warning("%s: Kite no longer has GTT %s", self._account, trigger_id)
                 self._mark_deleted(held)
             return

@@ -30,6 +30,7 @@ __all__ = [
     "LegState",
     "leg_broker_id",
     "leg_states",
+    "may_fire",
     "oco_problem",
     "parse_leg_broker_id",
     "read_gtt",
@@ -51,6 +52,12 @@ _UNTRIGGERED: dict[str, tuple[OrderStatus, str]] = {
     "rejected": (OrderStatus.REJECTED, "Kite rejected the trigger"),
     "deleted": (OrderStatus.CANCELLED, "the trigger was deleted"),
 }
+
+
+def may_fire(status: str) -> bool:
+    """Whether a trigger in ``status`` may still place an order: an active one, and (failing
+    closed) one whose status Kite does not document."""
+    return status == "active" or (status != "triggered" and status not in _UNTRIGGERED)
 
 
 def leg_broker_id(trigger_id: int, index: int) -> str:
@@ -202,7 +209,7 @@ def _stop_index(view: GttView) -> int | None:
     against the position (down for SELL exits, up for BUY exits)."""
     if len(view.legs) != 2:
         return None
-    return 0 if view.legs[0].side is Side.SELL else 1
+    return stop_leg_index(view.legs[0].side)
 
 
 def stop_leg_index(side: Side) -> int:
