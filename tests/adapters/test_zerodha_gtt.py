@@ -264,6 +264,21 @@ async def test_modifying_an_exit_price_modifies_the_trigger(service, peer):
     await until(lambda: parent.status is OrderStatus.CANCELLED)
 
 
+async def test_a_new_take_profit_moves_the_upper_trigger(broker, peer):
+    order = await broker.place_order(oco(client_order_id="MOVE1"))
+    changed = await broker.modify_order(
+        str(order.broker_order_id), oco(client_order_id="MOVE1", take_profit="3650")
+    )
+    put = peer.gtt_puts[-1]
+    assert json.loads(put["condition"])["trigger_values"] == [3400.0, 3650.0]
+    assert [(o["price"], o["quantity"]) for o in json.loads(put["orders"])] == [(3400.0, 3), (3650.0, 3)]
+    assert (changed.limit_price, changed.status, changed.broker_order_id) == (
+        D(3650),
+        OrderStatus.ACCEPTED,
+        order.broker_order_id,
+    )
+
+
 async def test_a_modify_on_the_wrong_side_is_refused_and_nothing_is_sent(service, peer):
     order = await service.submit(oco())
     await until(lambda: service.get_order(order.client_order_id + "-SL") is not None)

@@ -12,6 +12,7 @@ a leg is asked about; what Kite placed for a leg is followed in the ``mirror`` a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,6 +51,8 @@ from .wire import CASH_EXCHANGES, dec
 log = logging.getLogger(__name__)
 
 PositionReader = Callable[[], Awaitable[list[Position]]]
+# Seconds within which asking about unknown client ids tells the legs only once.
+_TELL_EVERY = 5.0
 
 
 @dataclass
@@ -94,6 +97,7 @@ class ExitDesk:
         self._by_client_id: dict[str, str] = {}  # client order id -> leg broker order id
         self._attempts: dict[str, Attempt] = {}
         self._read_once = False
+        self._told_at = -_TELL_EVERY
 
     # -- placing --------------------------------------------------------------------------
     async def place_oco(
@@ -422,7 +426,12 @@ class ExitDesk:
             return await self.get(broker_order_id)
         if client_order_id in self._attempts:
             return await self._find_attempt(client_order_id)
-        await self._refresh_unless_idle(emit=True, every_leg=True)
+        # A restart's reconcile asks about every order it holds, one after another: the legs
+        # are told once for them all, not once each.
+        now = time.monotonic()
+        if now - self._told_at >= _TELL_EVERY:
+            await self._refresh_unless_idle(emit=True, every_leg=True)
+            self._told_at = time.monotonic()
         return None
 
     async def open_legs(self) -> list[Order]:
