@@ -194,6 +194,15 @@ async def test_bad_exits_are_refused_naming_the_field_before_anything_is_sent(br
     assert peer.gtt_posts == [] and peer.gtts == {}
 
 
+async def test_exits_already_at_kite_count_against_the_position(broker, peer):
+    await broker.place_order(oco(quantity=3))
+    with pytest.raises(OrderRejectedError, match="quantity 3 is more than the 2 of TCS not already covered"):
+        await broker.place_order(oco(quantity=3, take_profit="3650"))
+    assert len(peer.gtts) == 1
+    second = await broker.place_order(oco(quantity=2, take_profit="3650"))
+    assert second.status is OrderStatus.ACCEPTED and len(peer.gtts) == 2
+
+
 async def test_wrong_side_is_refused_by_the_execution_layer_as_a_clear_rejection(service, peer):
     order = await service.submit(oco(stop_loss="3550"))
     assert order.status is OrderStatus.REJECTED

@@ -278,6 +278,33 @@ class ExitDesk:
                 broker=self._account,
                 code="INVALID_ORDER",
             )
+        # Exits already waiting at Kite for the same position: together they may close no more
+        # than it, or the second to fire would sell what is no longer held.
+        try:
+            await self.refresh(emit=True)
+        except BrokerError as exc:
+            raise OrderRejectedError(
+                f"the GTT triggers already at Kite could not be read ({exc}), so the OCO was not sent",
+                broker=self._account,
+            ) from None
+        covered = sum(
+            (
+                max((leg.quantity for leg in held.view.legs if leg.side is request.side), default=Decimal(0))
+                for held in self._held.values()
+                if may_fire(held.view.status)
+                and held.view.tradingsymbol == tradingsymbol
+                and (held.view.exchange == exchange or (cash and held.view.exchange in CASH_EXCHANGES))
+            ),
+            Decimal(0),
+        )
+        if covered and quantity > closable - covered:
+            raise OrderRejectedError(
+                f"quantity {quantity} is more than the {max(closable - covered, Decimal(0))} of "
+                f"{tradingsymbol} not already covered by GTT exits at {self._account} ({covered} of "
+                f"the {closable} held are); change or delete those first",
+                broker=self._account,
+                code="INVALID_ORDER",
+            )
 
     # -- changing and deleting -------------------------------------------------------------
     async def modify(self, broker_order_id: str, request: OrderRequest) -> Order:
