@@ -288,6 +288,16 @@ async def test_a_new_take_profit_moves_the_upper_trigger(broker, peer):
     )
 
 
+async def test_a_leg_may_not_grow_beyond_the_position(broker, peer):
+    order = await broker.place_order(oco(client_order_id="GROW1"))
+    with pytest.raises(OrderRejectedError, match="quantity 6 is more than the 5 of TCS held"):
+        await broker.modify_order(str(order.broker_order_id), oco(client_order_id="GROW1", quantity=6))
+    assert peer.gtt_puts == []
+    grown = await broker.modify_order(str(order.broker_order_id), oco(client_order_id="GROW1", quantity=5))
+    assert grown.quantity == D(5)
+    assert [o["quantity"] for o in json.loads(peer.gtt_puts[-1]["orders"])] == [3, 5]
+
+
 async def test_a_modify_on_the_wrong_side_is_refused_and_nothing_is_sent(service, peer):
     order = await service.submit(oco())
     await until(lambda: service.get_order(order.client_order_id + "-SL") is not None)

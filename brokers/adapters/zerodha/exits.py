@@ -96,6 +96,7 @@ class ExitDesk:
         self._held: dict[int, Held] = {}
         self._by_client_id: dict[str, str] = {}  # client order id -> leg broker order id
         self._attempts: dict[str, Attempt] = {}
+        self._ours: set[int] = set()  # triggers placed for an OCO by this process
         self._read_once = False
         self._told_at = -_TELL_EVERY
 
@@ -194,6 +195,7 @@ class ExitDesk:
             legs.append(leg)
             self._by_client_id[leg_request.client_order_id] = str(leg.broker_order_id)
         self._held[view.trigger_id] = Held(view, legs, attempt.product)
+        self._ours.add(view.trigger_id)
         self._apply(view, emit=False)
         log.info(
             "%s: OCO %s held by Kite as GTT %s (stop-loss %s, take-profit %s)",
@@ -214,7 +216,7 @@ class ExitDesk:
             views = await self._read_all()
         except BrokerError:
             return None
-        known = {int(t) for t in self._held}
+        known = self._ours
         quantity = attempt.request.units
         for view in views:
             if (
@@ -236,6 +238,12 @@ class ExitDesk:
             price = dec(quote["last_price"]) if quote else Decimal(0)
         except (KeyError, TypeError, ValueError, AttributeError):
             price = Decimal(0)
+        except BrokerError as exc:
+            # Nothing has been sent: a definite refusal, not an outcome to look for later.
+            raise OrderRejectedError(
+                f"Kite's last price for {key} could not be read ({exc}); the GTT was not sent",
+                broker=self._account,
+            ) from None
         if price <= 0:
             raise OrderRejectedError(
                 f"Kite gave no last price for {key}; a GTT needs it, so the OCO was not sent",
@@ -243,8 +251,11 @@ class ExitDesk:
             )
         return price
 
-    async def _check_held(self, request: OrderRequest, exchange: str, tradingsymbol: str) -> None:
-        """An OCO closes a position already held: its quantity must not be more than that."""
+    async def _check_held(
+        self, request: OrderRequest, exchange: str, tradingsymbol: str, *, excluding: int | None = None
+    ) -> None:
+        """An OCO closes a position already held: its quantity must not be more than that, less
+        what the triggers already waiting for it (but trigger ``excluding``) would close."""
         try:
             positions = await self._positions()
         except BrokerError as exc:
@@ -292,6 +303,7 @@ class ExitDesk:
                 max((leg.quantity for leg in held.view.legs if leg.side is request.side), default=Decimal(0))
                 for held in self._held.values()
                 if may_fire(held.view.status)
+                and held.view.trigger_id != excluding
                 and held.view.tradingsymbol == tradingsymbol
                 and (held.view.exchange == exchange or (cash and held.view.exchange in CASH_EXCHANGES))
             ),
@@ -332,6 +344,8 @@ class ExitDesk:
         side = held.view.legs[0].side
         stop = stop_leg_index(side)
         view = held.view
+        if request.units > held.view.legs[index].quantity:
+            await self._check_held(request, view.exchange, view.tradingsymbol, excluding=view.trigger_id)
         last = await self._last_price(view.exchange, view.tradingsymbol)
         problem = oco_problem(side, triggers[1 - stop], triggers[stop], last)
         if problem is not None:
