@@ -321,6 +321,22 @@ async def test_a_triggered_take_profit_fills_and_cancels_the_stop(service, peer)
     assert stop.filled_quantity == 0
 
 
+async def test_a_stop_the_price_gapped_through_rests_and_a_halt_cancels_its_order(service, peer):
+    order = await service.submit(oco())
+    await until(lambda: service.get_order(order.client_order_id + "-SL") is not None)
+    parent, stop = legs_of(service, order)
+    peer.set_price("NSE:TCS", "3390")  # through the stop: its LIMIT SELL at 3400 rests
+    placed = [o for o in peer.orders.values() if o.tag is None]
+    assert len(placed) == 1 and (placed[0].price, placed[0].status) == (D(3400), "OPEN")
+    await until(lambda: parent.status is OrderStatus.CANCELLED)
+    assert stop.status is OrderStatus.ACCEPTED and stop.broker_order_id == f"gtt:{FIRST_GTT}:0"
+    outcome = await service.halt("gap")
+    assert outcome["kite"].ok, outcome
+    assert placed[0].status == "CANCELLED"
+    await until(lambda: stop.status is OrderStatus.CANCELLED)
+    assert peer.gtt_deletes == []  # the trigger had already fired: its order is what was cancelled
+
+
 async def test_a_triggered_leg_kite_could_not_place_is_rejected_with_kites_reason(service, peer):
     order = await service.submit(oco())
     await until(lambda: service.get_order(order.client_order_id + "-SL") is not None)
