@@ -34,6 +34,9 @@ __all__ = [
     "oco_problem",
     "parse_leg_broker_id",
     "read_gtt",
+    "requests_for",
+    "stop_leg_index",
+    "wire_price",
 ]
 
 # kiteconnect's GTT_TYPE_OCO and GTT_TYPE_SINGLE.
