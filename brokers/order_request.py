@@ -407,9 +407,14 @@ class BrokerCapabilities(BaseModel):
             return None
         takes = [kind.value for kind, yes in held.items() if yes]
         also = f" (it holds {', '.join(takes)})" if takes else " (it holds no attached exits)"
+        after = (
+            "; place the entry alone, then an OCO (take_profit and stop_loss) for the position once it has filled"
+            if self.oco_orders
+            else ""
+        )
         return (
             f"this broker cannot hold {legs.value} exits itself{also}; they are not kept in this "
-            f"program, which would leave them unguarded if it stopped"
+            f"program, which would leave them unguarded if it stopped{after}"
         )
 
     def supports(self, request: OrderRequest) -> str | None:

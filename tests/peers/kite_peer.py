@@ -10,6 +10,13 @@ Tests steer it: the next order can be filled, partly filled, left open, rejected
 with an error envelope, or accepted with the answer lost; a working order can be modified as
 Kite's own app would; any endpoint can fail once with a given error, answers can be delayed, open
 connections dropped, and the listener stopped and restarted on the same port.
+
+GTT triggers (``/gtt/triggers``) are kept as Kite keeps them: a placement is checked as Kite
+checks it (a two-leg trigger needs the last price between its trigger values), answered with the
+body of kiteconnect-mocks' ``gtt_place_order.json`` (and ``gtt_modify_order.json``,
+``gtt_delete_order.json``) under the new trigger id, and listed in the shape of
+``gtt_get_order.json``. A price that crosses a trigger value places that leg's LIMIT order in the
+book and leaves the trigger ``triggered``, as Kite does; tests may also set a trigger's status.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +41,8 @@ KITE_TIME = "%Y-%m-%d %H:%M:%S"
 PRE_OPEN_STATUSES = ("PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING")
 WORKING_STATUSES = {"OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", *PRE_OPEN_STATUSES}
 TICK = Decimal("0.05")
+# kiteconnect-mocks' GTT bodies (copied verbatim from the shared broker payloads).
+GTT_FIXTURES = Path(__file__).resolve().parent.parent / "adapters" / "fixtures" / "zerodha"
 
 DEFAULT_PRICES = {
     "NSE:INFY": Decimal("1500"),
@@ -225,6 +235,13 @@ class KitePeer:
         self.delay = 0.0
         self.down = False
         self.fixtures: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.gtts: dict[int, dict[str, Any]] = {}
+        self.gtt_posts: list[dict[str, str]] = []  # POST /gtt/triggers bodies
+        self.gtt_puts: list[dict[str, str]] = []  # PUT /gtt/triggers/{id} bodies, with "trigger_id"
+        self.gtt_deletes: list[int] = []
+        self.gtt_failure: str | None = None  # the next triggered leg's order is refused with this
+        self.gtt_lose_answer = False  # the next trigger is made, and its answer lost
+        self._gtt_ids = itertools.count(105100)
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -252,6 +269,11 @@ class KitePeer:
         app.router.add_get("/portfolio/holdings", self._holdings)
         app.router.add_get("/quote/ltp", self._ltp)
         app.router.add_get("/quote", self._quote)
+        app.router.add_post("/gtt/triggers", self._gtt_place)
+        app.router.add_get("/gtt/triggers", self._gtt_list)
+        app.router.add_get("/gtt/triggers/{trigger_id}", self._gtt_info)
+        app.router.add_put("/gtt/triggers/{trigger_id}", self._gtt_modify)
+        app.router.add_delete("/gtt/triggers/{trigger_id}", self._gtt_delete)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await self.start_listening()
@@ -298,6 +320,18 @@ class KitePeer:
         for order in list(self.orders.values()):
             if f"{order.exchange}:{order.tradingsymbol}" == instrument:
                 self._match(order)
+        for gtt in list(self.gtts.values()):
+            condition = gtt["condition"]
+            if (
+                gtt["status"] == "active"
+                and f"{condition['exchange']}:{condition['tradingsymbol']}" == instrument
+            ):
+                self._gtt_cross(gtt, self.prices[instrument])
+
+    def set_gtt_status(self, trigger_id: int, status: str) -> None:
+        """A trigger's status changed at Kite (disabled, expired, an undocumented one, ...)."""
+        self.gtts[trigger_id]["status"] = status
+        self.gtts[trigger_id]["updated_at"] = kite_time(datetime.now(UTC))
 
     def fill(self, order_id: str, quantity: int | None = None, price: Decimal | None = None) -> None:
         order = self.orders[order_id]
@@ -821,6 +855,200 @@ class KitePeer:
                 "delivery": 0,
             },
         }
+
+    # -- GTT triggers ---------------------------------------------------------------------
+    def _gtt_form(
+        self, form: dict[str, str], *, last_check: bool
+    ) -> tuple[dict[str, Any], list[Any]] | web.Response:
+        kind = form.get("type")
+        if kind not in ("single", "two-leg"):
+            return error(400, "InputException", "Invalid `type`.")
+        try:
+            condition = json.loads(form["condition"])
+            orders = json.loads(form["orders"])
+        except (KeyError, ValueError):
+            return error(400, "InputException", "Invalid `condition` or `orders`.")
+        for key in ("exchange", "tradingsymbol", "trigger_values", "last_price"):
+            if key not in condition:
+                return error(400, "InputException", f"Missing `{key}` in condition.")
+        instrument = f"{condition['exchange']}:{condition['tradingsymbol']}"
+        if instrument not in self.prices:
+            return error(400, "InputException", "Invalid `tradingsymbol`.")
+        triggers = [Decimal(str(v)) for v in condition["trigger_values"]]
+        if len(triggers) != (2 if kind == "two-leg" else 1) or len(orders) != len(triggers):
+            return error(400, "InputException", "Invalid number of `trigger_values` or `orders`.")
+        last = Decimal(str(condition["last_price"]))
+        if kind == "two-leg" and last_check and not (triggers[0] < last < triggers[1]):
+            return error(
+                400, "InputException", "The last price should lie between the lower and upper trigger prices."
+            )
+        if kind == "single" and last_check and triggers[0] == last:
+            return error(400, "InputException", "Trigger price should not be equal to the last price.")
+        for order in orders:
+            if order.get("transaction_type") not in ("BUY", "SELL"):
+                return error(400, "InputException", "Invalid `transaction_type`.")
+            if order.get("order_type") != "LIMIT":
+                return error(400, "InputException", "GTT orders must be LIMIT orders.")
+            if order.get("product") not in ("CNC", "MIS", "NRML"):
+                return error(400, "InputException", "Invalid `product`.")
+            if not isinstance(order.get("quantity"), int) or order["quantity"] <= 0:
+                return error(400, "InputException", "Invalid `quantity`.")
+            price = Decimal(str(order.get("price")))
+            if price <= 0 or price % TICK:
+                return error(
+                    400,
+                    "InputException",
+                    f"Tick size for this script is {TICK}. Kindly enter price in the multiple of tick size.",
+                )
+        return condition, orders
+
+    def _gtt_record(
+        self, trigger_id: int, kind: str, condition: dict[str, Any], orders: list[Any]
+    ) -> dict[str, Any]:
+        """A trigger in the shape of kiteconnect-mocks' gtt_get_order.json."""
+        record = json.loads(json.dumps(load_fixture(GTT_FIXTURES / "gtt_get_order.json")["data"]))
+        now = datetime.now(UTC)
+        template_order = record["orders"][0]
+        record.update(
+            {
+                "id": trigger_id,
+                "user_id": "PEER01",
+                "type": kind,
+                "created_at": kite_time(now),
+                "updated_at": kite_time(now),
+                "expires_at": kite_time(now + timedelta(days=365)),
+                "status": "active",
+                "condition": {
+                    **record["condition"],
+                    "exchange": condition["exchange"],
+                    "tradingsymbol": condition["tradingsymbol"],
+                    "trigger_values": condition["trigger_values"],
+                    "last_price": condition["last_price"],
+                    "instrument_token": instrument_token(condition["exchange"], condition["tradingsymbol"]),
+                },
+                "orders": [{**template_order, **order, "result": None} for order in orders],
+                "meta": None,
+            }
+        )
+        return record
+
+    @staticmethod
+    def _gtt_answer(name: str, trigger_id: int) -> web.Response:
+        body = load_fixture(GTT_FIXTURES / name)
+        body["data"]["trigger_id"] = trigger_id
+        return web.json_response(body)
+
+    async def _gtt_place(self, request: web.Request) -> web.Response:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        self.gtt_posts.append(form)
+        checked = self._gtt_form(form, last_check=True)
+        if isinstance(checked, web.Response):
+            return checked
+        condition, orders = checked
+        trigger_id = next(self._gtt_ids)
+        self.gtts[trigger_id] = self._gtt_record(trigger_id, form["type"], condition, orders)
+        if self.gtt_lose_answer:
+            self.gtt_lose_answer = False
+            return self._abort(request)
+        return self._gtt_answer("gtt_place_order.json", trigger_id)
+
+    async def _gtt_list(self, request: web.Request) -> web.Response:
+        return envelope(list(self.gtts.values()))
+
+    def _gtt_of(self, request: web.Request) -> dict[str, Any] | None:
+        raw = request.match_info["trigger_id"]
+        return self.gtts.get(int(raw)) if raw.isdigit() else None
+
+    async def _gtt_info(self, request: web.Request) -> web.Response:
+        gtt = self._gtt_of(request)
+        if gtt is None:
+            return error(404, "GeneralException", "Trigger not found.")
+        return envelope(gtt)
+
+    async def _gtt_modify(self, request: web.Request) -> web.Response:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        self.gtt_puts.append({"trigger_id": request.match_info["trigger_id"], **form})
+        gtt = self._gtt_of(request)
+        if gtt is None:
+            return error(404, "GeneralException", "Trigger not found.")
+        if gtt["status"] != "active":
+            return error(400, "InputException", "Only active triggers can be modified.")
+        checked = self._gtt_form(form, last_check=True)
+        if isinstance(checked, web.Response):
+            return checked
+        condition, orders = checked
+        fresh = self._gtt_record(gtt["id"], form["type"], condition, orders)
+        gtt.update({k: fresh[k] for k in ("type", "condition", "orders", "updated_at")})
+        return self._gtt_answer("gtt_modify_order.json", gtt["id"])
+
+    async def _gtt_delete(self, request: web.Request) -> web.Response:
+        gtt = self._gtt_of(request)
+        if gtt is None:
+            return error(404, "GeneralException", "Trigger not found.")
+        self.gtt_deletes.append(gtt["id"])
+        if gtt["status"] == "deleted":
+            return error(400, "InputException", "Trigger has already been deleted.")
+        gtt["status"] = "deleted"
+        gtt["updated_at"] = kite_time(datetime.now(UTC))
+        return self._gtt_answer("gtt_delete_order.json", gtt["id"])
+
+    def _gtt_cross(self, gtt: dict[str, Any], last: Decimal) -> None:
+        """Fire the leg whose trigger value ``last`` has reached, as Kite does: its LIMIT order
+        is placed (no tag: Kite's own), the outcome kept as the leg's ``result``."""
+        condition = gtt["condition"]
+        triggers = [Decimal(str(v)) for v in condition["trigger_values"]]
+        if len(triggers) == 2:
+            index = 0 if last <= triggers[0] else 1 if last >= triggers[1] else None
+        else:
+            rising = Decimal(str(condition["last_price"])) < triggers[0]
+            index = 0 if (last >= triggers[0] if rising else last <= triggers[0]) else None
+        if index is None:
+            return
+        leg = gtt["orders"][index]
+        now = datetime.now(UTC)
+        outcome: dict[str, Any]
+        if self.gtt_failure is not None:
+            outcome = {"status": "failed", "order_id": "", "rejection_reason": self.gtt_failure}
+            self.gtt_failure = None
+        else:
+            order = PeerOrder(
+                order_id=f"2412{next(self._ids):011d}",
+                variety="regular",
+                exchange=leg["exchange"],
+                tradingsymbol=leg["tradingsymbol"],
+                transaction_type=leg["transaction_type"],
+                order_type="LIMIT",
+                product=leg["product"],
+                validity="DAY",
+                quantity=int(leg["quantity"]),
+                price=Decimal(str(leg["price"])),
+                trigger_price=Decimal(0),
+                tag=None,
+                market_protection=0,
+                placed_at=now,
+            )
+            self.orders[order.order_id] = order
+            for status in PRE_OPEN_STATUSES[:2]:
+                self._set_status(order, status)
+            self._route(order, None)
+            outcome = {"status": "success", "order_id": order.order_id, "rejection_reason": ""}
+        leg["result"] = {
+            "account_id": "PEER01",
+            "exchange": leg["exchange"],
+            "tradingsymbol": leg["tradingsymbol"],
+            "validity": "DAY",
+            "product": leg["product"],
+            "order_type": "LIMIT",
+            "transaction_type": leg["transaction_type"],
+            "quantity": leg["quantity"],
+            "price": leg["price"],
+            "meta": json.dumps({"app_id": 12617, "gtt": gtt["id"]}),
+            "timestamp": kite_time(now),
+            "triggered_at": _num(last),
+            "order_result": outcome,
+        }
+        gtt["status"] = "triggered"
+        gtt["updated_at"] = kite_time(now)
 
 
 def load_fixture(path: Any) -> Any:

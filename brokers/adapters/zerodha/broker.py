@@ -7,6 +7,7 @@ connecting and disconnecting:
 - ``mirror``: our copy of every order at Kite, updated from its order book and trade book;
 - ``updates``: the poll of the order book that stands in for a push channel Kite does not have;
 - ``orders``: placing, cancelling, looking up and listing orders;
+- ``exits``: OCO exits held by Kite as GTT triggers, and every trigger followed as orders;
 - ``account``: balance, margin, positions and last prices;
 - ``quotes``: the KiteTicker quote stream and ``kite.quote()`` snapshots.
 
@@ -34,12 +35,14 @@ from ...models import (
     ConnectionState,
     Fill,
     Order,
+    Position,
     utcnow,
 )
 from ...quotes import Quote, QuoteLimits
 from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
+from .exits import ExitDesk
 from .mirror import OrderMirror
 from .orders import OrderDesk
 from .quotes import DEFAULT_TICKER_ROOT, TickerFeed
@@ -131,10 +134,12 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
         self._mirror = OrderMirror(name, self._session, variety=variety, emit=self._emit, clock=self._now)
         self._updates = OrderPoller(name, self._session, self._mirror, poll_interval=poll_interval)
         self._poller: asyncio.Task[None] | None = None
+        self._exits = self._exit_desk()
         self._orders = OrderDesk(
             name,
             self._session,
             self._mirror,
+            self._exits,
             capabilities=self._capabilities,
             exchange=self._exchange,
             product=product,
@@ -167,6 +172,18 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
             elif key not in SETTINGS:
                 raise ConfigError(f"unknown zerodha setting {key!r}; allowed: {', '.join(SETTINGS)}")
         return super().from_config(given)
+
+    # -- exits held by Kite (GTT triggers) -------------------------------------------------
+    def _exit_desk(self) -> ExitDesk:
+        exits = ExitDesk(
+            self.name, self._session, self._mirror, emit=self._emit, positions=self._read_positions
+        )
+        # Triggers are read with the order book, so what a trigger placed is known as its leg.
+        self._mirror.watch_book(exits)
+        return exits
+
+    async def _read_positions(self) -> list[Position]:
+        return await self._account.positions()
 
     def _now(self) -> datetime:
         # Looked up on each call: the clock may be replaced after the parts are built.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from ...base import BrokerEvent
 from ...credentials import redact
@@ -26,6 +26,13 @@ from .wire import FUNDS, as_modified, dec, fill_from_trade, kite_time, map_statu
 log = logging.getLogger(__name__)
 
 
+class BookWatcher(Protocol):
+    """Told of each order book read before the mirror takes it in: the GTT triggers are read
+    then, so an order a trigger placed is known as that trigger's leg before it is seen here."""
+
+    async def before_book(self, book: list[Any], *, emit: bool) -> None: ...
+
+
 @dataclass
 class Tracked:
     """One order at Kite, with what a cancel must name besides its id."""
@@ -33,6 +40,9 @@ class Tracked:
     order: Order
     variety: str
     parent_order_id: str | None
+    # Placed by Kite for a GTT leg: followed as that leg (its id and terms), not as an order of
+    # its own. Kite places a leg as a LIMIT at the leg's price, which is no change of ours.
+    gtt_leg: bool = False
 
 
 class OrderMirror:
@@ -59,6 +69,7 @@ class OrderMirror:
         self._tracked: dict[str, Tracked] = {}  # by Kite order_id
         self._seen_fills: set[str] = set()
         self._traded: dict[str, Decimal] = {}  # order_id -> quantity of the trades seen
+        self._watcher: BookWatcher | None = None
 
     def get(self, order_id: str) -> Tracked | None:
         return self._tracked.get(order_id)
@@ -85,6 +96,21 @@ class OrderMirror:
             self._emit(order.snapshot())
         return tracked
 
+    def claim(self, order_id: str, leg: Order) -> Order:
+        """The order Kite placed for a triggered GTT leg, followed from now on as ``leg``: its
+        status and fills are the leg's, under the leg's broker order id."""
+        tracked = self._tracked.get(order_id)
+        if tracked is None:
+            self._tracked[order_id] = Tracked(leg, self._variety, None, gtt_leg=True)
+        elif tracked.order is not leg:
+            tracked.order = leg
+            tracked.gtt_leg = True
+        return leg
+
+    def watch_book(self, watcher: BookWatcher | None) -> None:
+        """``watcher`` sees each order book read before it is taken in (see ``BookWatcher``)."""
+        self._watcher = watcher
+
     # -- one order payload ----------------------------------------------------------------
     def _request_from(self, data: dict[str, Any], client_order_id: str | None) -> OrderRequest:
         tag = data.get("tag") or ""
@@ -110,7 +136,7 @@ class OrderMirror:
         tracked.variety = str(data.get("variety") or tracked.variety)
         tracked.parent_order_id = data.get("parent_order_id") or None
         before = (order.status, order.filled_quantity, order.avg_fill_price, order.reject_reason)
-        modified = as_modified(order.request, data)
+        modified = None if tracked.gtt_leg else as_modified(order.request, data)
         if modified is not None:
             order.request = modified
         filled = dec(data.get("filled_quantity"))
@@ -159,13 +185,16 @@ class OrderMirror:
         try:
             tracked = self._tracked.get(str(data["order_id"]))
             order = tracked.order if tracked else None
-            return fill_from_trade(
+            fill = fill_from_trade(
                 data,
                 self._account,
                 order.symbol if order else None,
                 order.client_order_id if order else None,
                 self._clock(),
             )
+            if tracked is not None and tracked.gtt_leg:
+                fill = fill.model_copy(update={"broker_order_id": tracked.order.broker_order_id})
+            return fill
         except UNREADABLE as exc:
             log.warning(
                 "%s: skipped a trade Kite sent that could not be read: %s", self._account, unreadable(exc)
@@ -191,6 +220,8 @@ class OrderMirror:
                 raise BrokerAPIError(
                     "Kite sent an order book that is not a list of orders", broker=self._account
                 )
+            if self._watcher is not None:
+                await self._watcher.before_book(book, emit=emit)
             for data in book:
                 try:
                     order, did = self._absorb(data)
@@ -219,7 +250,7 @@ class OrderMirror:
                     if fill is None or fill.fill_id in self._seen_fills:
                         continue
                     self._seen_fills.add(fill.fill_id)
-                    oid = str(fill.broker_order_id)
+                    oid = str(data["order_id"])
                     self._traded[oid] = self._traded.get(oid, Decimal(0)) + fill.quantity
                     fills.append(fill)
             session.last_refresh = self._clock()

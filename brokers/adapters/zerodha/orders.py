@@ -17,7 +17,9 @@ from ...errors import (
     OrderRejectedError,
     is_transient,
 )
-from ...models import AssetClass, BrokerCapabilities, Fill, Order, OrderRequest, TimeInForce
+from ...models import AssetClass, BrokerCapabilities, Fill, Order, OrderClass, OrderRequest, TimeInForce
+from .exits import ExitDesk
+from .gtt import parse_leg_broker_id
 from .mirror import OrderMirror
 from .session import KiteSession
 from .wire import CASH_EXCHANGES, KITE_ORDER_TYPE, instrument, tag_for
@@ -27,13 +29,15 @@ log = logging.getLogger(__name__)
 
 class OrderDesk:
     """The order requests of one account, sent through ``session`` and followed in ``mirror``,
-    with the exchange, product and variety the account trades by default."""
+    with the exchange, product and variety the account trades by default. Exits held by Kite
+    (an OCO pair, a GTT trigger) are the ``exits`` desk's, and their broker order ids name them."""
 
     def __init__(
         self,
         account: str,
         session: KiteSession,
         mirror: OrderMirror,
+        exits: ExitDesk,
         *,
         capabilities: BrokerCapabilities,
         exchange: str,
@@ -43,6 +47,7 @@ class OrderDesk:
         self._account = account
         self._session = session
         self._mirror = mirror
+        self._exits = exits
         self._capabilities = capabilities
         self._exchange = exchange
         self._product = product
@@ -90,6 +95,13 @@ class OrderDesk:
         if reason is not None:
             raise OrderRejectedError(reason, broker=account, code="UNSUPPORTED")
         params = self._order_params(request)
+        if request.legs is OrderClass.OCO:
+            return await self._exits.place_oco(
+                request,
+                exchange=params["exchange"],
+                tradingsymbol=params["tradingsymbol"],
+                product=params["product"],
+            )
         if not session.is_connected():
             raise BrokerConnectionError("not connected to Kite; the order was not sent", broker=account)
         mirror.expect(params["tag"], request)
@@ -106,8 +118,11 @@ class OrderDesk:
 
     async def modify(self, order_id: str, request: OrderRequest) -> Order:
         """Kite's modify_order (PUT /orders/{variety}/{order_id}) with the new quantity, prices
-        and validity; then one read of the order shows what Kite holds now."""
+        and validity; then one read of the order shows what Kite holds now. A GTT leg's new
+        price or quantity goes to its trigger (modify_gtt)."""
         account = self._account
+        if parse_leg_broker_id(order_id) is not None:
+            return await self._exits.modify(order_id, request)
         tracked = self._mirror.get(order_id)
         if tracked is None:
             await self.get(order_id)
@@ -145,7 +160,16 @@ class OrderDesk:
         return tracked.order.snapshot()
 
     async def cancel(self, order_id: str, *, refresh: bool) -> Order:
-        """Cancel one order; ``refresh`` reads it back afterwards to show where it stands."""
+        """Cancel one order; ``refresh`` reads it back afterwards to show where it stands. A
+        GTT leg's trigger is deleted (both legs of an OCO pair end); once it has fired, the
+        order it placed is cancelled."""
+        if parse_leg_broker_id(order_id) is not None:
+            leg = await self._exits.get(order_id)
+            placed = self._exits.placed_order_id(order_id)
+            if placed is None or not leg.is_working:
+                return await self._exits.delete(order_id)
+            await self.cancel(placed, refresh=refresh)
+            return await self._exits.get(order_id)
         tracked = self._mirror.get(order_id)
         if tracked is None:
             await self.get(order_id)
@@ -171,7 +195,27 @@ class OrderDesk:
         return tracked.order.snapshot()
 
     async def cancel_all(self) -> list[str]:
-        """Kite has no bulk cancel: every working order is cancelled on its own, a few at a time."""
+        """Kite has no bulk cancel: every working order is cancelled on its own, a few at a time,
+        and every active GTT trigger is deleted (exits included: a halt cancels every leg). The
+        triggers go first, so that none places an order while the book is being emptied."""
+        failures: list[BrokerError] = []
+        asked: list[str] = []
+        for step in (self._exits.delete_all, self._cancel_working):
+            try:
+                asked += await step()
+            except BrokerError as exc:
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise BrokerAPIError(
+                "; ".join(redact(exc) for exc in failures),
+                broker=self._account,
+                retryable=any(is_transient(exc) for exc in failures),
+            )
+        return asked
+
+    async def _cancel_working(self) -> list[str]:
         book = await self._session.read("orders")
         working = []
         for data in book:
@@ -196,6 +240,8 @@ class OrderDesk:
         return working
 
     async def get(self, broker_order_id: str) -> Order:
+        if parse_leg_broker_id(broker_order_id) is not None:
+            return await self._exits.get(broker_order_id)
         history = await self._session.read("order_history", str(broker_order_id))
         if not history:
             raise OrderNotFoundError(f"Kite has no order {broker_order_id}", broker=self._account)
@@ -209,7 +255,7 @@ class OrderDesk:
             if d.get("tag") == tag or tag in (d.get("tags") or ())
         ]
         if not matches:
-            return None
+            return await self._exits.by_client_id(client_order_id)
         data = matches[-1]
         tracked = self._mirror.get(str(data.get("order_id")))
         if tracked is not None and tracked.order.client_order_id != client_order_id:
@@ -226,7 +272,7 @@ class OrderDesk:
             order = self._mirror.absorb_safely(data, emit=True)
             if order is not None and order.is_working:
                 result.append(order.snapshot())
-        return result
+        return result + await self._exits.open_legs()
 
     async def fills(self) -> list[Fill]:
         """Today's executions at Kite (its trade book)."""

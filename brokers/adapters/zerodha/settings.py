@@ -80,6 +80,9 @@ def capabilities_for(product: str) -> BrokerCapabilities:
         bulk_cancel=False,
         streaming_updates=True,
         modify_orders=True,
+        # An OCO pair is one two-leg GTT trigger, held by Kite. Kite has nothing that sends
+        # exits once an entry fills, so brackets and OTO orders are refused, never simulated.
+        oco_orders=True,
         session_expiry=True,
         currencies=frozenset({"INR"}),
     )
