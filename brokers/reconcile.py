@@ -104,6 +104,8 @@ class Reconciler:
         except Exception as exc:
             report.unresolved[coid] = describe_error(exc)
             return
+        if snapshot is None and order.broker_order_id is not None:
+            snapshot = await self._by_broker_id(broker, order.broker_order_id)
         if snapshot is not None:
             if self.tracker.absorb(order, snapshot, jr.RECONCILE):
                 report.resolved.append(order)
@@ -117,6 +119,15 @@ class Reconciler:
         else:
             self._refuse_unsent(order)
             report.resolved.append(order)
+
+    async def _by_broker_id(self, broker: Broker, broker_order_id: str) -> Order | None:
+        """The order by the id its broker gave it, which the journal holds: some orders carry no
+        client id at their broker (an exit Kite holds in a trigger). None if not found."""
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                return await broker.get_order(broker_order_id)
+        except Exception:
+            return None
 
     def _refuse_unsent(self, order: Order) -> None:
         order.reject_code = RejectCode.BROKER_REJECTED.value

@@ -431,7 +431,8 @@ async def test_a_restart_finds_the_trigger_and_a_halt_then_deletes_it(tmp_path, 
     await second.connect()
     manager, service, journal = service_for(tmp_path, second)
     async with running(manager, service):
-        await service.reconcile()
+        report = await service.reconcile()
+        assert report.unresolved == {}
         parent, stop = service.get_order("KEEP1"), service.get_order("KEEP1-SL")
         assert parent is not None and stop is not None
         assert (parent.status, stop.status) == (OrderStatus.ACCEPTED, OrderStatus.ACCEPTED)
