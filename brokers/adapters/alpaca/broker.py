@@ -90,7 +90,9 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
         )
         self._orders = OrderDesk(self, self._session, self._mirror)
         self._account = AccountReads(name, self._session)
-        self._quotes = AlpacaQuotes(name, data or DataSettings(), self._keys, self._emit_quote, self.timeout)
+        self._quotes = AlpacaQuotes(
+            name, data or DataSettings(), self._keys, self._emit_quote, self.timeout, self._report_outage
+        )
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> AlpacaBroker:
