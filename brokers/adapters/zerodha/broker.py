@@ -36,7 +36,7 @@ from ...models import (
     Order,
     utcnow,
 )
-from ...quotes import Quote, QuoteLimits
+from ...quotes import Listing, Quote, QuoteLimits
 from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
@@ -275,3 +275,6 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
 
     async def get_quote(self, instrument: Instrument) -> Quote | None:
         return await self._quotes.snapshot(instrument)
+
+    async def _look_up_listing(self, instrument: Instrument) -> Listing | None:
+        return await self._quotes.look_up(instrument)
