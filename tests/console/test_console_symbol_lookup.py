@@ -1,0 +1,119 @@
+"""The order ticket on a real Alpaca account (the adapter against its loopback peer): a symbol
+Alpaca has no asset for is "unknown symbol" and is not sent; a listed one with no quote is "no
+price yet"; the broker is asked once the trader pauses, not per keystroke, and a failed lookup
+leaves the symbol "no price yet"."""
+
+from __future__ import annotations
+
+from console_support import console, settled, wait_for
+from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    alpaca_keys_fixture,
+    alpaca_peer_fixture,
+)
+from textual.widgets import Static
+
+from brokers.config import parse_config
+from brokers.instruments import Instrument
+from brokers.quotes import Listing
+from console.tui.widgets import order_entry
+from console.tui.widgets.order_entry import FieldBox
+
+WIDE = (160, 48)
+ACCOUNT = "alpaca-test"
+AAPL, MSFT, ZZZZ = Instrument.stock("AAPL"), Instrument.stock("MSFT"), Instrument.stock("ZZZZ")
+
+
+def alpaca_console(peer):
+    config = parse_config(
+        {"accounts": [{**peer.settings(ACCOUNT), "default": True}], "ui": {"watchlist": []}}, where="test"
+    )
+    return console(config)
+
+
+def ticket_text(app) -> str:
+    return str(app.query_one("#order-quote", Static).render())
+
+
+def symbol_message(app) -> tuple[str, str]:
+    box = app.query_one("#field-symbol", FieldBox)
+
+    def shown(kind: str) -> str:
+        message = box.query_one(f".field-{kind}", Static)
+        return str(message.render()) if message.has_class("-shown") else ""
+
+    return shown("error"), shown("note")
+
+
+def looked_up(app) -> bool:
+    """The ticket has asked the brokers and taken their answers in."""
+    return not app.order_entry.looking_up
+
+
+def asked(peer, symbol: str) -> int:
+    return peer.count("GET", f"/v2/assets/{symbol}")
+
+
+async def test_a_symbol_alpaca_does_not_list_is_unknown_and_is_not_sent(peer, keys, monkeypatch):
+    # A pause far longer than the keystrokes below take, however busy the machine.
+    monkeypatch.setattr(order_entry, "LOOKUP_DELAY", 2.0)
+    app = alpaca_console(peer)
+    async with app.run_test(size=WIDE) as pilot:
+        await settled(app, pilot)
+        # Typed letter by letter: the broker is asked once, about what the box holds at the pause.
+        for typed in ("Z", "ZZ", "ZZZ", "ZZZZ"):
+            app.order_entry.set_values(symbol=typed, quantity="10")
+            await pilot.pause()
+        assert symbol_message(app) == ("", "no price yet")  # no answer yet: not unknown
+        await wait_for(lambda: symbol_message(app)[0] == "unknown symbol", pilot, within=10)
+        assert "unknown symbol" in ticket_text(app)
+        assert asked(peer, "ZZZZ") == 1
+        assert [asked(peer, s) for s in ("Z", "ZZ", "ZZZ")] == [0, 0, 0]
+
+        app.order_entry.action_submit()
+        await pilot.pause()
+        assert app.runtime.execution.orders() == []
+        assert peer.count("POST", "/v2/orders") == 0
+
+        # A listed symbol with no quote yet is only "no price yet", and may be sent.
+        app.order_entry.set_values(symbol="MSFT")
+        await pilot.pause()
+        broker = app.runtime.manager.get(ACCOUNT)
+        await wait_for(lambda: broker.listing_nowait(MSFT) is Listing.LISTED, pilot)
+        await pilot.pause()
+        assert symbol_message(app) == ("", "no price yet")
+        assert "unknown symbol" not in ticket_text(app)
+        assert f"→ {ACCOUNT}" in ticket_text(app)
+
+
+async def test_an_answer_for_a_symbol_no_longer_in_the_box_is_dropped(peer, keys):
+    app = alpaca_console(peer)
+    async with app.run_test(size=WIDE) as pilot:
+        await settled(app, pilot)
+        # Alpaca is slow to answer about ZZZZ; meanwhile the trader types AAPL.
+        peer.delay_next("GET", "/v2/assets/ZZZZ", 0.8)
+        app.order_entry.set_values(symbol="ZZZZ", quantity="1")
+        await pilot.pause()
+        await wait_for(lambda: asked(peer, "ZZZZ") == 1, pilot)
+        app.order_entry.set_values(symbol="AAPL")
+        await pilot.pause()
+        broker = app.runtime.manager.get(ACCOUNT)
+        await wait_for(lambda: broker.listing_nowait(ZZZZ) is Listing.NOT_LISTED, pilot)
+        await wait_for(lambda: broker.listing_nowait(AAPL) is Listing.LISTED, pilot)
+        await wait_for(lambda: looked_up(app), pilot)
+        await pilot.pause()
+        # ZZZZ's answer did not mark AAPL unknown.
+        assert symbol_message(app) == ("", "no price yet")
+        assert "unknown symbol" not in ticket_text(app)
+
+
+async def test_a_lookup_that_fails_leaves_the_symbol_no_price_yet(peer, keys):
+    app = alpaca_console(peer)
+    async with app.run_test(size=WIDE) as pilot:
+        await settled(app, pilot)
+        peer.fail_next("GET", "/v2/assets/ZZZZ", 500, {"code": 50010000, "message": "internal server error"})
+        app.order_entry.set_values(symbol="ZZZZ", quantity="1")
+        await pilot.pause()
+        await wait_for(lambda: asked(peer, "ZZZZ") == 1 and looked_up(app), pilot)
+        await pilot.pause()
+        assert symbol_message(app) == ("", "no price yet")
+        assert "unknown symbol" not in ticket_text(app)
