@@ -26,7 +26,7 @@ from brokers.base import AccountDirectory, Broker
 from brokers.fx import Money
 from brokers.instruments import Instrument
 from brokers.models import OrderRequest, OrderType, Side
-from brokers.quotes import Listing, Quote
+from brokers.quotes import Listing, Quote, StreamOutage
 
 __all__ = ["Estimate", "Market", "QuoteBoardView", "SymbolLook", "estimate_price"]
 
@@ -51,6 +51,8 @@ class QuoteBoardView(Protocol):
     def add_listener(self, listener: Callable[[Quote], object]) -> None: ...
 
     def remove_listener(self, listener: Callable[[Quote], object]) -> None: ...
+
+    def add_outage_listener(self, listener: Callable[[str, StreamOutage], object]) -> None: ...
 
 
 Route = Callable[[OrderRequest], "str | None"]

@@ -6,12 +6,11 @@ accepts again. Through the real alpaca-py streams against the loopback data peer
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from decimal import Decimal
 
 import pytest
-from peers.alpaca_data_peer import SNAPSHOT, STOCKS_IEX, AlpacaDataPeer, now_text, quote
+from peers.alpaca_data_peer import STOCKS_IEX, AlpacaDataPeer, fresh_snapshot, quote
 from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
     API_KEY,
     SECRET_KEY,
@@ -30,14 +29,6 @@ from brokers.registry import BrokerFactory
 D = Decimal
 AAPL, AMD = Instrument.stock("AAPL"), Instrument.stock("AMD")
 ACCOUNT = "alpaca-test"
-
-
-def fresh_snapshot(bid: float, ask: float, last: float) -> dict[str, object]:
-    """Alpaca's documented snapshot with today's times and a test's prices."""
-    snapshot = copy.deepcopy(SNAPSHOT)
-    snapshot["latestQuote"].update({"t": now_text(), "bp": bid, "ap": ask})
-    snapshot["latestTrade"].update({"t": now_text(), "p": last})
-    return snapshot
 
 
 @pytest.fixture(name="data")

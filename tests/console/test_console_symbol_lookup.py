@@ -117,3 +117,52 @@ async def test_a_lookup_that_fails_leaves_the_symbol_no_price_yet(peer, keys):
         await pilot.pause()
         assert symbol_message(app) == ("", "no price yet")
         assert "unknown symbol" not in ticket_text(app)
+
+
+async def test_a_refused_data_stream_is_said_once_in_the_event_log_and_its_quotes_are_snapshots(peer, keys):
+    from peers.alpaca_data_peer import AlpacaDataPeer, fresh_snapshot
+
+    from brokers.quotes import QuoteState
+    from brokers.runtime import build_runtime
+
+    data = await AlpacaDataPeer(refuse_auth=True).start()
+    data.snapshots["AAPL"] = fresh_snapshot(190.10, 190.20, 190.15)
+    try:
+        settings = peer.settings(
+            ACCOUNT, data_url=data.url, data_stream_url=data.stream_url, quote_stream_retry_seconds=0.1
+        )
+        config = parse_config(
+            {
+                "accounts": [{**settings, "default": True}],
+                "ui": {"watchlist": ["AAPL"]},
+                "quotes": {"snapshot_interval_seconds": 0.5},
+            },
+            where="test",
+        )
+        runtime = build_runtime(config)
+        app = console(config, runtime=runtime, quotes=runtime.manager.quotes)
+        async with app.run_test(size=WIDE) as pilot:
+            await settled(app, pilot)
+
+            def said(words: str) -> list[str]:
+                return [text for _level, text in app.event_log.entries if words in text]
+
+            await wait_for(lambda: said("quotes not streaming"), pilot, within=15)
+            (line,) = said("quotes not streaming")
+            assert line.startswith(f"{ACCOUNT}: ") and "refused the login: auth failed" in line
+            assert "SNAPSHOT" in line
+            board = runtime.manager.quotes
+            await wait_for(lambda: data.logins["/v2/iex"] >= 3, pilot, within=15)
+            assert len(said("quotes not streaming")) == 1  # once, however many tries
+            assert AAPL in board.snapshotted(ACCOUNT)
+            await wait_for(
+                lambda: board.quote(AAPL) is not None and board.quote(AAPL).state is QuoteState.SNAPSHOT,
+                pilot,
+                within=10,
+            )
+
+            data.refuse_auth = False
+            await wait_for(lambda: said("quotes streaming again"), pilot, within=15)
+            assert board.outage(ACCOUNT) is None
+    finally:
+        await data.stop()

@@ -164,6 +164,14 @@ def trade(symbol: str, price: float, size: float = 100, **extra: Any) -> dict[st
     return {**base, "S": symbol, "p": price, "s": size, "t": now_text(), **extra}
 
 
+def fresh_snapshot(bid: float, ask: float, last: float) -> dict[str, Any]:
+    """Alpaca's documented snapshot with today's times and a test's prices."""
+    made = copy.deepcopy(SNAPSHOT)
+    made["latestQuote"].update({"t": now_text(), "bp": bid, "ap": ask})
+    made["latestTrade"].update({"t": now_text(), "p": last})
+    return made
+
+
 def _timestamp(text: str) -> msgpack.Timestamp:
     """RFC 3339 with up to nanoseconds -> a msgpack timestamp, as Alpaca's msgpack frames hold."""
     head, _, rest = text.rstrip("Z").partition(".")
