@@ -137,7 +137,9 @@ class Market:
             note = f"{account} does not list {instrument.label}"
         elif account is not None and listings.get(account) is Listing.NOT_TRADABLE:
             note = f"{account} lists {instrument.label} but does not trade it now"
-        elif account is not None and listings.get(account) is Listing.NOT_LISTED and problem is None:
+        elif (
+            account is not None and listings.get(account) is Listing.NOT_LISTED and problem != UNKNOWN_SYMBOL
+        ):
             note = f"{account} does not list {instrument.label}"
         return SymbolLook(instrument, account, quote, problem, note)
 

@@ -166,3 +166,54 @@ async def test_a_refused_data_stream_is_said_once_in_the_event_log_and_its_quote
             assert board.outage(ACCOUNT) is None
     finally:
         await data.stop()
+
+
+async def test_unknown_only_when_every_account_that_would_take_it_says_so(peer, keys):
+    from peers.alpaca_peer import API_KEY, KEYRING_SERVICE, SECRET_KEY, AlpacaPeer
+
+    other = await AlpacaPeer().start()
+    other.assets["ZZZZ"] = {"class": "us_equity", "exchange": "NYSE", "fractionable": False}
+    other.prices["ZZZZ"] = 12
+    keys.set_password(KEYRING_SERVICE, "alpaca-b:api_key", API_KEY)
+    keys.set_password(KEYRING_SERVICE, "alpaca-b:secret_key", SECRET_KEY)
+    try:
+        config = parse_config(
+            {
+                "accounts": [{**peer.settings(ACCOUNT), "default": True}, other.settings("alpaca-b")],
+                "ui": {"watchlist": []},
+            },
+            where="test",
+        )
+        app = console(config)
+        async with app.run_test(size=WIDE) as pilot:
+            await settled(app, pilot)
+            app.order_entry.set_values(symbol="ZZZZ", quantity="1")
+            await pilot.pause()
+            await wait_for(lambda: asked(peer, "ZZZZ") == 1 and asked(other, "ZZZZ") == 1, pilot)
+            await wait_for(lambda: looked_up(app), pilot)
+            await pilot.pause()
+            # The default account has no such asset, but alpaca-b lists it: not unknown.
+            assert symbol_message(app) == ("", "no price yet")
+            assert f"{ACCOUNT} does not list ZZZZ" in ticket_text(app)
+
+            # Chosen explicitly, the account that does not list it is the only one that would
+            # take the order: unknown there.
+            app.order_entry.set_values(account=ACCOUNT)
+            await pilot.pause()
+            await wait_for(lambda: symbol_message(app)[0] == "unknown symbol", pilot)
+            app.order_entry.set_values(account="alpaca-b")
+            await pilot.pause()
+            await wait_for(lambda: symbol_message(app)[0] == "", pilot)
+    finally:
+        await other.stop()
+
+
+async def test_an_asset_alpaca_lists_but_does_not_trade_is_said_beside_the_quote(peer, keys):
+    peer.assets["OLDCO"] = {"class": "us_equity", "exchange": "OTC", "fractionable": False, "tradable": False}
+    app = alpaca_console(peer)
+    async with app.run_test(size=WIDE) as pilot:
+        await settled(app, pilot)
+        app.order_entry.set_values(symbol="OLDCO", quantity="1")
+        await pilot.pause()
+        await wait_for(lambda: f"{ACCOUNT} lists OLDCO but does not trade it now" in ticket_text(app), pilot)
+        assert symbol_message(app) == ("", "no price yet")
