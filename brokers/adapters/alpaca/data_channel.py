@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from alpaca.data.live.crypto import CryptoDataStream
 from alpaca.data.live.stock import StockDataStream
@@ -216,17 +216,22 @@ class Channel:
             with contextlib.suppress(RuntimeError):  # the console's loop has closed
                 loop.call_soon_threadsafe(events.put_nowait, reason)
 
-        stream = self._make(_Watch(self.what, lambda: tell(None), tell))
-        symbols = sorted(self.symbols)
-        # Before the thread starts nothing runs: these only record the handlers, and the
-        # stream subscribes to all of them once it has logged in.
-        stream.subscribe_quotes(self._on_quote, *symbols)
-        stream.subscribe_trades(self._on_trade, *symbols)
-        # alpaca-py's run loop is private API, typed here once.
-        run_forever: Callable[[], Awaitable[None]] = stream._run_forever
-        thread = StreamThread(run_forever, stream.close, name=self.name, what=f"Alpaca's {self.what}")
-        self._stream, self._thread, self._events = stream, thread, events
-        await asyncio.to_thread(thread.start)
+        try:
+            stream = self._make(_Watch(self.what, lambda: tell(None), tell))
+            symbols = sorted(self.symbols)
+            # Before the thread starts nothing runs: these only record the handlers, and the
+            # stream subscribes to all of them once it has logged in.
+            stream.subscribe_quotes(self._on_quote, *symbols)
+            stream.subscribe_trades(self._on_trade, *symbols)
+            # alpaca-py's run loop is private API, typed here once.
+            run_forever: Callable[[], Awaitable[None]] = stream._run_forever
+            thread = StreamThread(run_forever, stream.close, name=self.name, what=f"Alpaca's {self.what}")
+            self._stream, self._thread, self._events = stream, thread, events
+            await asyncio.to_thread(thread.start)
+        except Exception as exc:  # no keys, no thread: the same as a refusal, tried again later
+            await self._refused(
+                f"Alpaca's {self.what} could not be started: {redact(exc) or type(exc).__name__}"
+            )
         try:
             async with asyncio.timeout(self._confirm_within):
                 reason = await events.get()
@@ -235,12 +240,15 @@ class Channel:
                 f"Alpaca's {self.what} did not acknowledge the subscription within {self._confirm_within:g} s"
             )
         if reason is not None:
-            await self._stop_thread()
-            if self.down is None:
-                self._set_down(reason)
-            else:
-                log.debug("%s: still refused: %s", self.name, reason)
-            raise StreamRefused(reason)
+            await self._refused(reason)
+
+    async def _refused(self, reason: str) -> NoReturn:
+        await self._stop_thread()
+        if self.down is None:
+            self._set_down(reason)
+        else:
+            log.debug("%s: still refused: %s", self.name, reason)
+        raise StreamRefused(reason)
 
     async def _until_refused(self) -> str:
         events = self._events
