@@ -285,6 +285,12 @@ class QuoteBoard:
             return
         if outage.instruments:
             self._poll_now.set()  # a first snapshot now, not an interval from now
+            # What the stream last sent is no longer kept current: a snapshot now, not live.
+            for instrument in outage.instruments:
+                latest = self._latest.get(instrument)
+                if latest is not None and latest.source == account and latest.state is QuoteState.LIVE:
+                    self._latest[instrument] = latest.as_state(QuoteState.SNAPSHOT)
+                    self._changed.add(instrument)
         for listener in tuple(self._outage_listeners):
             try:
                 listener(account, outage)

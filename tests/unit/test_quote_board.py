@@ -514,17 +514,23 @@ async def test_what_an_account_reports_it_cannot_stream_is_polled_until_it_strea
 
     feed = Limited("feed", None, prices=PRICES, seed=1)
     await connected(feed)
-    board = board_of(Accounts(feed))
+    clock = ManualClock()
+    board = board_of(Accounts(feed), clock)
     heard: list[tuple[str, StreamOutage]] = []
     board.add_outage_listener(lambda account, outage: heard.append((account, outage)))
     board.want("watchlist", [AAPL, MSFT])
     await board.assign()
     assert board.streamed("feed") == {AAPL, MSFT} and not board.snapshotted("feed")
 
+    board.receive(Quote(AAPL, "feed", clock.now, last=D(201)))
+    assert board.quote(AAPL).state is QuoteState.LIVE
     refused = StreamOutage(frozenset({AAPL}), "the data stream refused the login: auth failed")
     feed._report_outage(refused)
     assert board.outage("feed") == refused
     assert board.snapshotted("feed") == {AAPL}
+    # What the stream last sent is no longer kept current: not shown as live.
+    assert board.quote(AAPL).state is QuoteState.SNAPSHOT and board.quote(AAPL).last == D(201)
+    assert AAPL in board.take_changed()
     await board.take_snapshots()
     assert board.quote(AAPL).state is QuoteState.SNAPSHOT
     # Refused again, and for more: polled too, but said once.
