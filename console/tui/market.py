@@ -148,6 +148,12 @@ class Market:
         _, instrument, _, takers = self._takers(request)
         return instrument, instrument.currency, tuple(takers)
 
+    def unanswered(self, request: OrderRequest) -> bool:
+        """Whether some account that would take ``request`` has not said whether it lists the
+        instrument (it failed, timed out, or was not asked yet)."""
+        _, instrument, _, takers = self._takers(request)
+        return any(self.accounts.get(name).listing_nowait(instrument) is None for name in takers)
+
     async def ask_listing(self, request: OrderRequest) -> None:
         """Ask every account that would take ``request`` whether it lists the instrument, each
         within ``LOOKUP_TIMEOUT``; the brokers keep the answers, which ``look_at`` reads. Never

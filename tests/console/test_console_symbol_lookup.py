@@ -217,3 +217,18 @@ async def test_an_asset_alpaca_lists_but_does_not_trade_is_said_beside_the_quote
         await pilot.pause()
         await wait_for(lambda: f"{ACCOUNT} lists OLDCO but does not trade it now" in ticket_text(app), pilot)
         assert symbol_message(app) == ("", "no price yet")
+
+
+async def test_a_symbol_left_in_the_box_is_asked_about_again_after_a_failed_lookup(peer, keys, monkeypatch):
+    monkeypatch.setattr(order_entry, "LOOKUP_RETRY", 0.5)
+    app = alpaca_console(peer)
+    async with app.run_test(size=WIDE) as pilot:
+        await settled(app, pilot)
+        peer.fail_next("GET", "/v2/assets/ZZZZ", 500, {"code": 50010000, "message": "internal server error"})
+        app.order_entry.set_values(symbol="ZZZZ", quantity="1")
+        await pilot.pause()
+        await wait_for(lambda: asked(peer, "ZZZZ") == 1 and looked_up(app), pilot)
+        assert symbol_message(app) == ("", "no price yet")
+        # The ticket's once-a-second look asks again, and this time Alpaca answers.
+        await wait_for(lambda: symbol_message(app)[0] == "unknown symbol", pilot, within=10)
+        assert asked(peer, "ZZZZ") == 2

@@ -8,6 +8,7 @@ the quote board under the owner ``ticket``) and the order's cost is estimated un
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
@@ -37,6 +38,9 @@ QUOTE_OWNER = "ticket"
 LOOKUP_DELAY = 0.4
 """Seconds the symbol must stay as typed before the brokers are asked whether they list it:
 one lookup per pause, never one per keystroke."""
+LOOKUP_RETRY = 15.0
+"""Seconds after which a symbol still in the box is asked about again when some broker could
+not tell (it failed, timed out, or was not connected)."""
 
 # OrderRequest field -> the form field that holds it.
 _FIELD_FOR = {
@@ -221,6 +225,7 @@ class OrderEntry(Vertical):
         self._request: OrderRequest | None = None
         self._listing_key: object = None
         self._listing_timer: Timer | None = None
+        self._listing_asked_at = 0.0
         self.accounts = list(accounts)
         self.live_accounts = set(live_accounts)
         self.default_account = default_account
@@ -416,6 +421,13 @@ class OrderEntry(Vertical):
         """Ask the brokers about the symbol once the trader pauses on it (``LOOKUP_DELAY``)."""
         key = market.listing_key(probe) if probe is not None else None
         if key == self._listing_key:
+            if (
+                probe is not None
+                and not self.looking_up
+                and time.monotonic() - self._listing_asked_at >= LOOKUP_RETRY
+                and market.unanswered(probe)
+            ):
+                self._ask_listing()
             return
         self._listing_key = key
         if self._listing_timer is not None:
@@ -436,6 +448,7 @@ class OrderEntry(Vertical):
         market, probe = self.market, self._probe
         if market is None or probe is None:
             return
+        self._listing_asked_at = time.monotonic()
         self.run_worker(self._listing_answered(market, probe), group="symbol-lookup", exclusive=True)
 
     async def _listing_answered(self, market: Market, probe: OrderRequest) -> None:
