@@ -15,6 +15,7 @@ from .events import ManagerEvent
 from .fanout import CancelAllResult
 from .fx import Money
 from .instruments import Instrument
+from .listing import Listings
 from .models import (
     Balance,
     BrokerCapabilities,
@@ -27,7 +28,7 @@ from .models import (
     utcnow,
 )
 from .pubsub import EventHub
-from .quotes import Quote, QuoteLimits, QuoteSink, QuoteState
+from .quotes import Listing, OutageSink, Quote, QuoteLimits, QuoteSink, QuoteState, StreamOutage
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Broker(ABC):
         self.currency = currency
         self._hub: EventHub[BrokerEvent] = EventHub(name)
         self._quote_sink: QuoteSink | None = None
+        self._outage_sink: OutageSink | None = None
+        self._listings = Listings()
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> Self:
@@ -200,6 +203,37 @@ class Broker(ABC):
                 sink(quote)
             except Exception:
                 log.exception("%s: quote sink failed", self.name)
+
+    def set_outage_sink(self, sink: OutageSink | None) -> None:
+        """Where this broker reports that instruments it was asked to stream are not streaming
+        (``StreamOutage``), and that they are again (an outage with no instruments)."""
+        self._outage_sink = sink
+
+    def _report_outage(self, outage: StreamOutage) -> None:
+        """Hand a change of the stream's outage to the sink. Call on the event loop thread only."""
+        sink = self._outage_sink
+        if sink is not None:
+            try:
+                sink(outage)
+            except Exception:
+                log.exception("%s: outage sink failed", self.name)
+
+    # -- listings -------------------------------------------------------------------------
+    async def listing(self, instrument: Instrument) -> Listing | None:
+        """Whether this broker lists ``instrument``: LISTED, NOT_TRADABLE (listed, but it takes
+        no orders for it now) or NOT_LISTED; None when it cannot tell now (not connected, no
+        answer, or an adapter that cannot ask). A definite answer is kept per instrument (see
+        ``brokers.listing``), so asking again costs nothing. For the screen, never for the order
+        path: nothing that sends an order waits on this."""
+        return await self._listings.ask(instrument, self._look_up_listing)
+
+    def listing_nowait(self, instrument: Instrument) -> Listing | None:
+        """The answer ``listing`` already holds for ``instrument``, without I/O."""
+        return self._listings.known(instrument)
+
+    async def _look_up_listing(self, instrument: Instrument) -> Listing | None:
+        """Ask the broker itself (``listing`` keeps the answer). The default cannot tell."""
+        return None
 
     async def get_fx_rates(self) -> dict[str, Decimal]:
         """Rates the broker reports, as {"EURUSD": Decimal(...)} (1 EUR in USD). Usually none."""

@@ -5,7 +5,9 @@ Whoever shows prices (the positions, a watchlist, the order ticket) says what it
 name of its own (``want("watchlist", ...)``); the board adds up every owner's wants, picks for
 each instrument one connected account that trades it, and asks each account to stream its
 share, within the account's streaming limit. What an account cannot stream is asked for as a
-snapshot every ``snapshot_interval`` seconds and marked SNAPSHOT. A quote older than
+snapshot every ``snapshot_interval`` seconds and marked SNAPSHOT; so is what an account reports
+it cannot stream after all (``StreamOutage``: its stream's login or subscription refused), until
+it reports streaming again. A quote older than
 ``stale_after`` seconds, or from an account that no longer quotes the instrument (it dropped),
 is handed out marked STALE, never as live.
 
@@ -31,7 +33,7 @@ from typing import Protocol
 from .base import Broker
 from .instruments import Instrument
 from .models import ConnectionState
-from .quotes import Quote, QuoteSettings, QuoteSink, QuoteState
+from .quotes import OutageSink, Quote, QuoteSettings, QuoteSink, QuoteState, StreamOutage
 
 __all__ = ["QUOTABLE", "QuoteAccounts", "QuoteBoard"]
 
@@ -99,6 +101,10 @@ class QuoteBoard:
         self._snapshots: dict[str, frozenset[Instrument]] = {}
         self._source: dict[Instrument, str] = {}
         self._sinks: dict[str, QuoteSink] = {}
+        self._outage_sinks: dict[str, OutageSink] = {}
+        # Per account: what it was asked to stream and says it is not streaming now, and why.
+        self._outages: dict[str, StreamOutage] = {}
+        self._outage_listeners: list[Callable[[str, StreamOutage], object]] = []
         self._listeners: list[Callable[[Quote], object]] = []
         self._failed_listeners: set[int] = set()
         self._retry = False
@@ -167,7 +173,24 @@ class QuoteBoard:
         return self._streamed.get(account, frozenset())
 
     def snapshotted(self, account: str) -> frozenset[Instrument]:
-        return self._snapshots.get(account, frozenset())
+        """What ``account`` is asked for as snapshots: past its limit, or in a stream outage."""
+        polled = self._snapshots.get(account, frozenset())
+        outage = self._outages.get(account)
+        if outage is not None:
+            polled |= outage.instruments & self._streamed.get(account, frozenset())
+        return polled
+
+    def outage(self, account: str) -> StreamOutage | None:
+        """Why ``account`` is not streaming what it was asked to, while it is not."""
+        return self._outages.get(account)
+
+    def add_outage_listener(self, listener: Callable[[str, StreamOutage], object]) -> None:
+        """Call ``listener(account, outage)`` when an account's stream fails and when it
+        streams again (an outage with no instruments): once each, for the event log."""
+        self._outage_listeners.append(listener)
+
+    def remove_outage_listener(self, listener: Callable[[str, StreamOutage], object]) -> None:
+        self._outage_listeners.remove(listener)
 
     # -- what is known ----------------------------------------------------------------------
     def quote(self, instrument: Instrument) -> Quote | None:
@@ -229,6 +252,51 @@ class QuoteBoard:
             self._sinks[account] = sink
         return sink
 
+    def outage_sink_for(self, account: str) -> OutageSink:
+        """The outage sink for ``account``'s broker."""
+        sink = self._outage_sinks.get(account)
+        if sink is None:
+
+            def sink(outage: StreamOutage) -> None:
+                self._outage(account, outage)
+
+            self._outage_sinks[account] = sink
+        return sink
+
+    def _outage(self, account: str, outage: StreamOutage) -> None:
+        before = self._outages.get(account)
+        if outage.instruments:
+            self._outages[account] = outage
+        else:
+            self._outages.pop(account, None)
+        if before is None and outage.instruments:
+            # Once per outage, not once per retry: the adapter keeps retrying quietly.
+            log.warning(
+                "%s: quotes not streaming (%s); asking for snapshots every %g s until they are",
+                account,
+                outage.reason or "no reason given",
+                self._snapshot_interval,
+            )
+        elif before is not None and not outage.instruments:
+            log.info("%s: quotes streaming again", account)
+        else:
+            if before is not None and outage.instruments:
+                self._poll_now.set()  # what is not streamed may have grown
+            return
+        if outage.instruments:
+            self._poll_now.set()  # a first snapshot now, not an interval from now
+            # What the stream last sent is no longer kept current: a snapshot now, not live.
+            for instrument in outage.instruments:
+                latest = self._latest.get(instrument)
+                if latest is not None and latest.source == account and latest.state is QuoteState.LIVE:
+                    self._latest[instrument] = latest.as_state(QuoteState.SNAPSHOT)
+                    self._changed.add(instrument)
+        for listener in tuple(self._outage_listeners):
+            try:
+                listener(account, outage)
+            except Exception:
+                log.exception("quote board: outage listener failed")
+
     def _take(self, account: str, quote: Quote) -> None:
         instrument = quote.instrument
         if self._source.get(instrument) != account:
@@ -288,13 +356,17 @@ class QuoteBoard:
         )
         for name in names:
             self._accounts.get(name).set_quote_sink(None)
+            self._accounts.get(name).set_outage_sink(None)
+        self._outages.clear()
         self._streamed.clear()
         self._snapshots.clear()
         self._source.clear()
 
     def _install_sinks(self) -> None:
         for name in self._accounts.names():
-            self._accounts.get(name).set_quote_sink(self.sink_for(name))
+            broker = self._accounts.get(name)
+            broker.set_quote_sink(self.sink_for(name))
+            broker.set_outage_sink(self.outage_sink_for(name))
 
     async def _assign_forever(self) -> None:
         while True:
@@ -388,10 +460,12 @@ class QuoteBoard:
             del self._streamed[gone]
         for gone in set(self._snapshots) - set(names):
             del self._snapshots[gone]
+        for gone in set(self._outages) - set(names):
+            del self._outages[gone]
         for name in names:
             self._snapshots[name] = frozenset(polls[name])
         await asyncio.gather(*(self._stream(name, brokers[name], frozenset(streams[name])) for name in names))
-        if any(self._snapshots.values()):
+        if any(self.snapshotted(name) for name in names):
             self._poll_now.set()
 
     async def _stream(self, name: str, broker: Broker, instruments: frozenset[Instrument]) -> None:
@@ -419,9 +493,8 @@ class QuoteBoard:
         names = set(self._accounts.names())
         jobs = [
             self._snapshot(gate, name, self._accounts.get(name), instrument)
-            for name, instruments in tuple(self._snapshots.items())
-            if name in names
-            for instrument in instruments
+            for name in sorted(names)
+            for instrument in self.snapshotted(name)
         ]
         if jobs:
             await asyncio.gather(*jobs)

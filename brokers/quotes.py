@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .instruments import Instrument
 
-__all__ = ["Quote", "QuoteLimits", "QuoteSettings", "QuoteSink", "QuoteState"]
+__all__ = [
+    "Listing",
+    "OutageSink",
+    "Quote",
+    "QuoteLimits",
+    "QuoteSettings",
+    "QuoteSink",
+    "QuoteState",
+    "StreamOutage",
+]
 
 
 class QuoteState(StrEnum):
@@ -121,6 +130,33 @@ class QuoteLimits:
 
 QuoteSink = Callable[[Quote], object]
 """Receives each quote a broker streams, on the event loop thread; must be quick and not await."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutage:
+    """What an account was asked to stream and is not streaming now, and why: its stream's
+    login or subscription refused, its connection gone and not yet back. The quote board asks
+    for these as snapshots until the account reports an outage with no instruments (streaming
+    again). ``reason`` is a sentence free of secrets."""
+
+    instruments: frozenset[Instrument]
+    reason: str | None = None
+
+
+OutageSink = Callable[[StreamOutage], object]
+"""Receives each change of a broker's stream outage, on the event loop thread."""
+
+
+class Listing(StrEnum):
+    """What a broker says of an instrument when asked whether it lists it
+    (``Broker.listing``)."""
+
+    LISTED = "listed"
+    NOT_TRADABLE = "not tradable"
+    """Listed, but the broker takes no orders for it now (Alpaca's ``tradable`` false, an
+    inactive asset)."""
+    NOT_LISTED = "not listed"
+    """The broker has no such instrument: the order ticket says "unknown symbol"."""
 
 
 class QuoteSettings(BaseModel):

@@ -5,10 +5,16 @@ The order ticket and the watchlist both ask here, so a symbol is quoted from the
 order for it would reach and the estimate under the ticket is priced as that order would be.
 Subscriptions stay with the manager's quote board: this only tells it what each part of the
 screen wants (``want``).
+
+Whether a symbol exists at all is each broker's answer (``Broker.listing``), asked in the
+background (``ask_listing``, which the ticket calls once the trader pauses) and read here from
+what the brokers keep: a symbol is "unknown" only when every account that would take the order
+has said it does not list it. No answer, a failure or a timeout leaves it "no price yet".
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,16 +22,19 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from brokers.base import AccountDirectory
+from brokers.base import AccountDirectory, Broker
 from brokers.fx import Money
 from brokers.instruments import Instrument
 from brokers.models import OrderRequest, OrderType, Side
-from brokers.quotes import Quote
+from brokers.quotes import Listing, Quote, StreamOutage
 
 __all__ = ["Estimate", "Market", "QuoteBoardView", "SymbolLook", "estimate_price"]
 
 UNKNOWN_SYMBOL = "unknown symbol"
 NO_PRICE_YET = "no price yet"
+LOOKUP_TIMEOUT = 5.0
+"""Seconds one broker may take to say whether it lists a symbol; a broker that does not answer
+in time leaves the symbol "no price yet"."""
 
 
 class QuoteBoardView(Protocol):
@@ -42,6 +51,8 @@ class QuoteBoardView(Protocol):
     def add_listener(self, listener: Callable[[Quote], object]) -> None: ...
 
     def remove_listener(self, listener: Callable[[Quote], object]) -> None: ...
+
+    def add_outage_listener(self, listener: Callable[[str, StreamOutage], object]) -> None: ...
 
 
 Route = Callable[[OrderRequest], "str | None"]
@@ -95,24 +106,71 @@ class Market:
             return None
         return account if account in self.accounts.names() else None
 
-    def look_at(self, request: OrderRequest) -> SymbolLook:
-        """``request``'s instrument, in the currency of the account it would reach."""
+    def _takers(self, request: OrderRequest) -> tuple[str | None, Instrument, list[str], list[str]]:
+        """Where ``request`` would go, its instrument in that account's currency, the accounts
+        that trade it, and those that would take the order: the account it names, else every
+        account that trades it."""
         account = self.route(request)
         instrument = request.instrument
         currency = self.currency_of(account)
         if currency is not None:
             instrument = instrument.in_currency(currency)
         traders = [name for name in self.accounts.names() if self.accounts.get(name).trades(instrument)]
+        if request.account is not None:
+            takers = [request.account] if request.account in traders else []
+        else:
+            takers = traders
+        return account, instrument, traders, takers
+
+    def look_at(self, request: OrderRequest) -> SymbolLook:
+        """``request``'s instrument, in the currency of the account it would reach."""
+        account, instrument, traders, takers = self._takers(request)
         quote = self.board.quote(instrument)
+        listings = {name: self.accounts.get(name).listing_nowait(instrument) for name in takers}
         problem: str | None = None
         note: str | None = None
-        if not traders:
+        if not traders or (listings and all(each is Listing.NOT_LISTED for each in listings.values())):
             problem = UNKNOWN_SYMBOL
         elif quote is None or (quote.price is None and quote.bid is None and quote.ask is None):
             problem = NO_PRICE_YET
         if account is not None and traders and account not in traders:
             note = f"{account} does not list {instrument.label}"
+        elif account is not None and listings.get(account) is Listing.NOT_TRADABLE:
+            note = f"{account} lists {instrument.label} but does not trade it now"
+        elif (
+            account is not None and listings.get(account) is Listing.NOT_LISTED and problem != UNKNOWN_SYMBOL
+        ):
+            note = f"{account} does not list {instrument.label}"
         return SymbolLook(instrument, account, quote, problem, note)
+
+    def listing_key(self, request: OrderRequest) -> tuple[Instrument, str | None, tuple[str, ...]]:
+        """What ``ask_listing`` would ask about: an answer is for this, and for nothing else."""
+        _, instrument, _, takers = self._takers(request)
+        return instrument, instrument.currency, tuple(takers)
+
+    def unanswered(self, request: OrderRequest) -> bool:
+        """Whether some account that would take ``request`` has not said whether it lists the
+        instrument (it failed, timed out, or was not asked yet)."""
+        _, instrument, _, takers = self._takers(request)
+        return any(self.accounts.get(name).listing_nowait(instrument) is None for name in takers)
+
+    async def ask_listing(self, request: OrderRequest) -> None:
+        """Ask every account that would take ``request`` whether it lists the instrument, each
+        within ``LOOKUP_TIMEOUT``; the brokers keep the answers, which ``look_at`` reads. Never
+        on the order path: only the screen waits on this."""
+        _, instrument, _, takers = self._takers(request)
+        brokers = [self.accounts.get(name) for name in takers]
+        if not brokers:
+            return
+
+        async def ask(broker: Broker) -> None:
+            try:
+                async with asyncio.timeout(LOOKUP_TIMEOUT):
+                    await broker.listing(instrument)
+            except Exception:  # no answer: the symbol stays "no price yet"
+                return
+
+        await asyncio.gather(*(ask(broker) for broker in brokers))
 
     def look_up(self, symbol: str) -> SymbolLook | None:
         """A bare symbol (a watchlist's), looked at as an order for it would be; None when it

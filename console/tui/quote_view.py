@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from brokers.instruments import Instrument
+from brokers.quotes import StreamOutage
 
 from .market import Market, QuoteBoardView
 from .messages import LogEvent
@@ -37,6 +38,19 @@ class QuoteView:
         self._said_session_only = False
         self._unsaved: list[str] | None = None
         self._writing = asyncio.Lock()
+        board.add_outage_listener(self._on_outage)
+
+    def _on_outage(self, account: str, outage: StreamOutage) -> None:
+        """An account's stream failed, or streams again: said once each in the event log."""
+        if outage.instruments:
+            count = len(outage.instruments)
+            text = (
+                f"{account}: quotes not streaming ({outage.reason or 'no reason given'}); "
+                f"{count} instrument{'s' if count != 1 else ''} shown as SNAPSHOT until streaming resumes"
+            )
+            self.app.post_message(LogEvent(text, "warning"))
+        else:
+            self.app.post_message(LogEvent(f"{account}: quotes streaming again"))
 
     def tick(self) -> None:
         """Repaint what changed since the last tick."""

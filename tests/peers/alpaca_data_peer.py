@@ -18,8 +18,10 @@ It speaks the protocol of stream.data.alpaca.markets as alpaca-py uses it:
 The payloads follow Alpaca's market-data documentation: ``STOCK_QUOTE``, ``STOCK_TRADE``,
 ``CRYPTO_QUOTE``, ``CRYPTO_TRADE`` and ``SNAPSHOT`` are its examples, and ``quote``/``trade``
 put a test's prices into them. Tests steer it with ``send(path, *messages)``,
-``drop_streams()`` and ``refuse_auth``; ``subscriptions(path)`` says what a stream is subscribed
-to.
+``drop_streams()``, ``refuse_auth`` (402 auth failed at the login) and ``refuse_subscribe`` (an
+error frame such as ``(409, "insufficient subscription")`` answering each subscribe, the
+connection left open as Alpaca leaves it); ``subscriptions(path)`` says what a stream is
+subscribed to, ``logins`` how many logins each stream path has seen.
 """
 
 from __future__ import annotations
@@ -162,6 +164,14 @@ def trade(symbol: str, price: float, size: float = 100, **extra: Any) -> dict[st
     return {**base, "S": symbol, "p": price, "s": size, "t": now_text(), **extra}
 
 
+def fresh_snapshot(bid: float, ask: float, last: float) -> dict[str, Any]:
+    """Alpaca's documented snapshot with today's times and a test's prices."""
+    made = copy.deepcopy(SNAPSHOT)
+    made["latestQuote"].update({"t": now_text(), "bp": bid, "ap": ask})
+    made["latestTrade"].update({"t": now_text(), "p": last})
+    return made
+
+
 def _timestamp(text: str) -> msgpack.Timestamp:
     """RFC 3339 with up to nanoseconds -> a msgpack timestamp, as Alpaca's msgpack frames hold."""
     head, _, rest = text.rstrip("Z").partition(".")
@@ -194,12 +204,14 @@ class AlpacaDataPeer:
     secret_key: str = SECRET_KEY
     symbol_limit: int = 30
     refuse_auth: bool = False
+    refuse_subscribe: tuple[int, str] | None = None
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clients: list[Client] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.connections: dict[str, int] = defaultdict(int)
+        self.logins: dict[str, int] = defaultdict(int)
         self.errors_sent: list[dict[str, Any]] = []
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -285,6 +297,7 @@ class AlpacaDataPeer:
                     break
                 action = data.get("action")
                 if action == "auth":
+                    self.logins[path] += 1
                     if (
                         data.get("key") != self.api_key
                         or data.get("secret") != self.secret_key
@@ -316,6 +329,9 @@ class AlpacaDataPeer:
 
     async def _subscribe(self, client: Client, data: dict[str, Any], *, add: bool) -> None:
         asked = {channel: set(data.get(channel) or []) for channel in CHANNELS}
+        if add and self.refuse_subscribe is not None:
+            await self._error(client, *self.refuse_subscribe)
+            return
         if add:
             after = {channel: client.subscribed[channel] | asked[channel] for channel in CHANNELS}
             symbols = set().union(*after.values())

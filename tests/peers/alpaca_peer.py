@@ -143,6 +143,7 @@ class AlpacaPeer:
         app.router.add_get("/v2/orders/{order_id}", self._get_order)
         app.router.add_delete("/v2/orders/{order_id}", self._cancel)
         app.router.add_patch("/v2/orders/{order_id}", self._replace)
+        app.router.add_get("/v2/assets/{symbol}", self._asset)
         app.router.add_get("/stream", self._stream)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
@@ -289,6 +290,44 @@ class AlpacaPeer:
                 request.transport.abort()
             raise asyncio.CancelledError  # the work is done; the answer never leaves
         return response
+
+    async def _asset(self, request: web.Request) -> web.Response:
+        """GET /v2/assets/{symbol_or_asset_id}: the asset as Alpaca's documentation shows it, or
+        404 with Alpaca's error body. A crypto pair is found with or without its slash."""
+        asked = request.match_info["symbol"].upper()
+        symbol = next((s for s in self.assets if s.replace("/", "") == asked.replace("/", "")), None)
+        if symbol is None:
+            return error(404, 40410000, f"asset not found for {asked}")
+        asset = self.assets[symbol]
+        crypto = asset["class"] == "crypto"
+        return web.json_response(
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
+                "class": asset["class"],
+                "exchange": asset["exchange"],
+                "symbol": symbol,
+                "name": asset.get("name", f"{symbol} Common Stock" if not crypto else symbol),
+                "status": asset.get("status", "active"),
+                "tradable": asset.get("tradable", True),
+                "marginable": not crypto,
+                "maintenance_margin_requirement": 100 if crypto else 30,
+                "margin_requirement_long": "100" if crypto else "30",
+                "margin_requirement_short": "100" if crypto else "30",
+                "shortable": not crypto,
+                "easy_to_borrow": not crypto,
+                "fractionable": asset["fractionable"],
+                "attributes": [],
+                **(
+                    {
+                        "min_order_size": "0.000023",
+                        "min_trade_increment": "0.000000001",
+                        "price_increment": "1",
+                    }
+                    if crypto
+                    else {}
+                ),
+            }
+        )
 
     async def _account(self, request: web.Request) -> web.Response:
         long_value = sum((p.qty * self.prices[s] for s, p in self.positions.items() if p.qty > 0), Decimal(0))

@@ -507,3 +507,43 @@ async def test_a_position_without_a_previous_close_takes_its_quotes():
     assert manager.previous_close(carried) == D("188.5")
     # The broker's own figure, where the position carries one, comes first.
     assert manager.previous_close(carried.model_copy(update={"previous_close": D(187)})) == D(187)
+
+
+async def test_what_an_account_reports_it_cannot_stream_is_polled_until_it_streams_again(caplog):
+    from brokers.quotes import StreamOutage
+
+    feed = Limited("feed", None, prices=PRICES, seed=1)
+    await connected(feed)
+    clock = ManualClock()
+    board = board_of(Accounts(feed), clock)
+    heard: list[tuple[str, StreamOutage]] = []
+    board.add_outage_listener(lambda account, outage: heard.append((account, outage)))
+    board.want("watchlist", [AAPL, MSFT])
+    await board.assign()
+    assert board.streamed("feed") == {AAPL, MSFT} and not board.snapshotted("feed")
+
+    board.receive(Quote(AAPL, "feed", clock.now, last=D(201)))
+    assert board.quote(AAPL).state is QuoteState.LIVE
+    refused = StreamOutage(frozenset({AAPL}), "the data stream refused the login: auth failed")
+    feed._report_outage(refused)
+    assert board.outage("feed") == refused
+    assert board.snapshotted("feed") == {AAPL}
+    # What the stream last sent is no longer kept current: not shown as live.
+    assert board.quote(AAPL).state is QuoteState.SNAPSHOT and board.quote(AAPL).last == D(201)
+    assert AAPL in board.take_changed()
+    await board.take_snapshots()
+    assert board.quote(AAPL).state is QuoteState.SNAPSHOT
+    # Refused again, and for more: polled too, but said once.
+    feed._report_outage(StreamOutage(frozenset({AAPL, MSFT}), "still refused"))
+    assert board.snapshotted("feed") == {AAPL, MSFT}
+    assert heard == [("feed", refused)]
+    assert [r.getMessage() for r in caplog.records if "not streaming" in r.getMessage()] == [
+        "feed: quotes not streaming (the data stream refused the login: auth failed); "
+        "asking for snapshots every 5 s until they are"
+    ]
+
+    feed._report_outage(StreamOutage(frozenset()))
+    assert board.outage("feed") is None
+    assert not board.snapshotted("feed")
+    assert heard[-1] == ("feed", StreamOutage(frozenset()))
+    assert len(heard) == 2

@@ -25,10 +25,11 @@ from ...models import (
     BrokerCapabilities,
     Order,
 )
-from ...quotes import Quote, QuoteLimits
+from ...quotes import Listing, Quote, QuoteLimits
 from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
+from .assets import asset_listing
 from .data_settings import DataSettings, read_data_settings
 from .mirror import OrderMirror
 from .orders import OrderDesk
@@ -90,7 +91,9 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
         )
         self._orders = OrderDesk(self, self._session, self._mirror)
         self._account = AccountReads(name, self._session)
-        self._quotes = AlpacaQuotes(name, data or DataSettings(), self._keys, self._emit_quote, self.timeout)
+        self._quotes = AlpacaQuotes(
+            name, data or DataSettings(), self._keys, self._emit_quote, self.timeout, self._report_outage
+        )
 
     @classmethod
     def from_config(cls, settings: Mapping[str, object]) -> AlpacaBroker:
@@ -154,6 +157,9 @@ class AlpacaBroker(ComposedBroker[AlpacaSession, OrderDesk, AccountReads]):
         if not self.is_connected():
             raise BrokerConnectionError("not connected to Alpaca", broker=self.name)
         return await self._quotes.snapshot(instrument)
+
+    async def _look_up_listing(self, instrument: Instrument) -> Listing | None:
+        return await asset_listing(self._session, instrument)
 
     def _keys(self) -> tuple[str, str]:
         credentials = self._credentials

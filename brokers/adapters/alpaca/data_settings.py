@@ -3,6 +3,7 @@ where the data endpoints are."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,19 +16,27 @@ FREE_PLAN_SYMBOLS = 30
 """Alpaca's free (Basic) market-data plan streams at most 30 symbols on its one connection."""
 MAX_SYMBOLS = 100_000
 
-DATA_KEYS = frozenset({"data_feed", "quote_symbol_limit", "data_url", "data_stream_url"})
+STREAM_RETRY_SECONDS = 5.0
+"""The first wait before a refused data stream is tried again (then doubling, at most 5 min)."""
+
+DATA_KEYS = frozenset(
+    {"data_feed", "quote_symbol_limit", "data_url", "data_stream_url", "quote_stream_retry_seconds"}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class DataSettings:
     """``data_feed``: "iex" (free) or "sip" (a paid plan: every US exchange).
     ``quote_symbol_limit``: symbols streamed at once over stocks and crypto; the rest are asked for
-    as snapshots. ``data_url``, ``data_stream_url``: only to point at another endpoint."""
+    as snapshots. ``data_url``, ``data_stream_url``: only to point at another endpoint.
+    ``quote_stream_retry_seconds``: the first wait before a data stream Alpaca refused is tried
+    again (its instruments are asked for as snapshots meanwhile)."""
 
     feed: str = "iex"
     symbol_limit: int = FREE_PLAN_SYMBOLS
     data_url: str = DATA_URL
     stream_url: str = DATA_STREAM_URL
+    stream_retry_seconds: float = STREAM_RETRY_SECONDS
 
     @property
     def stock_stream_url(self) -> str:
@@ -54,6 +63,17 @@ def read_data_settings(settings: Mapping[str, object], prefix: str) -> DataSetti
             f"{prefix}: 'quote_symbol_limit' must be a whole number from 1 to {MAX_SYMBOLS:,} "
             f"(Alpaca's free plan streams {FREE_PLAN_SYMBOLS}), not {limit!r}"
         )
+    retry = settings.get("quote_stream_retry_seconds", defaults.stream_retry_seconds)
+    if (
+        isinstance(retry, bool)
+        or not isinstance(retry, int | float)
+        or not math.isfinite(retry)
+        or not 0.05 <= retry <= 300
+    ):
+        raise ConfigError(
+            f"{prefix}: 'quote_stream_retry_seconds' must be a number of seconds from 0.05 to 300, "
+            f"not {retry!r}"
+        )
     urls: dict[str, str] = {}
     for key, schemes, default in (
         ("data_url", ("http://", "https://"), defaults.data_url),
@@ -70,4 +90,5 @@ def read_data_settings(settings: Mapping[str, object], prefix: str) -> DataSetti
         symbol_limit=limit,
         data_url=urls["data_url"],
         stream_url=urls["data_stream_url"],
+        stream_retry_seconds=float(retry),
     )

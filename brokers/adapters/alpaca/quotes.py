@@ -9,7 +9,9 @@ thread and handed to the console's loop in batches: one wake-up of the loop for 
 quotes arrived meanwhile, not one per quote.
 
 A stream is only started once it has something to stream: alpaca-py's ``_run_forever`` spins
-until the first subscription, and Alpaca's plan allows one connection per stream.
+until the first subscription, and Alpaca's plan allows one connection per stream. A stream
+Alpaca refuses (its login, or its subscription) is reported as a ``StreamOutage``, so that the
+quote board asks for its instruments as snapshots, and tried again later (``data_channel``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -30,8 +32,6 @@ from alpaca.common.rest import RESTClient
 from alpaca.data.enums import DataFeed
 from alpaca.data.historical.crypto import CryptoHistoricalDataClient
 from alpaca.data.historical.stock import StockHistoricalDataClient
-from alpaca.data.live.crypto import CryptoDataStream
-from alpaca.data.live.stock import StockDataStream
 from alpaca.data.requests import (
     CryptoLatestQuoteRequest,
     CryptoSnapshotRequest,
@@ -43,9 +43,10 @@ from ...credentials import RedactingFilter, redact
 from ...errors import BrokerAPIError, BrokerConnectionError, BrokerTimeoutError
 from ...instruments import Instrument
 from ...models import AssetClass, utcnow
-from ...quotes import Quote, QuoteLimits, QuoteState
+from ...quotes import Quote, QuoteLimits, QuoteState, StreamOutage
+from .data_channel import Channel, Stream, WatchedCryptoStream, WatchedStockStream, _Watch
 from .data_settings import DataSettings
-from .stream import StreamThread, TimeoutSession
+from .stream import TimeoutSession
 from .wire import parse_time
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,7 @@ for _name in ("websockets.client", "websockets.protocol", "alpaca.data.live.webs
 
 Keys = Callable[[], tuple[str, str]]
 Deliver = Callable[[Quote], None]
-Stream = StockDataStream | CryptoDataStream
-Handler = Callable[[object], Awaitable[None]]
+Report = Callable[[StreamOutage], None]
 Client = TypeVar("Client", bound=RESTClient)
 
 _WEBSOCKET_PARAMS = {"ping_interval": 10, "ping_timeout": 20, "max_queue": 1024, "close_timeout": 1}
@@ -184,75 +184,27 @@ class Inbox:
             deliver(quote)
 
 
-class Channel:
-    """The symbols one data stream (stocks, or crypto) is subscribed to, and its thread."""
-
-    def __init__(
-        self, name: str, make: Callable[[], Stream], on_quote: Handler, on_trade: Handler, join_within: float
-    ) -> None:
-        self.name = name
-        self._join_within = join_within
-        self._make = make
-        self._on_quote = on_quote
-        self._on_trade = on_trade
-        self._thread: StreamThread | None = None
-        self._stream: Stream | None = None
-        self.symbols: frozenset[str] = frozenset()
-
-    async def set(self, symbols: frozenset[str]) -> None:
-        """Stream exactly ``symbols`` from now on."""
-        thread = self._thread
-        if not symbols:
-            await self.stop()
-            return
-        if thread is None or not thread.is_alive():
-            stream = self._make()
-            # Before the thread starts nothing runs: these only record the handlers, and the
-            # stream subscribes to all of them once it has connected.
-            stream.subscribe_quotes(self._on_quote, *sorted(symbols))
-            stream.subscribe_trades(self._on_trade, *sorted(symbols))
-            # alpaca-py's run loop is private API, typed here once.
-            run_forever: Callable[[], Awaitable[None]] = stream._run_forever
-            self._stream = stream
-            self._thread = StreamThread(run_forever, stream.close, name=self.name, what="market data stream")
-            await asyncio.to_thread(self._thread.start)
-            self.symbols = symbols
-            return
-        added = sorted(symbols - self.symbols)
-        dropped = sorted(self.symbols - symbols)
-        assert self._stream is not None  # made with the thread
-        await asyncio.to_thread(self._change, self._stream, added, dropped)
-        self.symbols = symbols
-
-    def _change(self, stream: Stream, added: list[str], dropped: list[str]) -> None:
-        """On a worker thread: alpaca-py waits here for the stream's own loop to send."""
-        if dropped:
-            stream.unsubscribe_quotes(*dropped)
-            stream.unsubscribe_trades(*dropped)
-        if added:
-            stream.subscribe_quotes(self._on_quote, *added)
-            stream.subscribe_trades(self._on_trade, *added)
-
-    async def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        self.symbols = frozenset()
-        if thread is not None:
-            await asyncio.to_thread(thread.stop, self._join_within)
-
-
 class AlpacaQuotes:
     """The market data of one Alpaca account. ``keys()`` gives the API key and secret (read
     when a stream or client is first made); ``deliver`` takes each Quote on the console's
-    loop."""
+    loop; ``report`` each change of what is not streaming after all (``StreamOutage``)."""
 
     def __init__(
-        self, account: str, settings: DataSettings, keys: Keys, deliver: Deliver, timeout: float
+        self,
+        account: str,
+        settings: DataSettings,
+        keys: Keys,
+        deliver: Deliver,
+        timeout: float,
+        report: Report | None = None,
     ) -> None:
         self.account = account
         self.settings = settings
         self._keys = keys
         self._deliver = deliver
+        self._report = report
         self._timeout = timeout
+        self._outage = StreamOutage(frozenset())
         self._inbox: Inbox | None = None
         # Alpaca's symbol -> the instrument it was asked for; replaced whole, never changed in
         # place, because the stream threads read it.
@@ -260,11 +212,28 @@ class AlpacaQuotes:
         self._closes: dict[str, Decimal] = {}
         self._stock_client: StockHistoricalDataClient | None = None
         self._crypto_client: CryptoHistoricalDataClient | None = None
+        timing = {
+            "join_within": timeout + 2,
+            "confirm_within": timeout + 2,
+            "retry_first": settings.stream_retry_seconds,
+        }
         self._stocks = Channel(
-            f"alpaca-stocks-{account}", self._stock_stream, self._on_quote, self._on_trade, timeout + 2
+            f"alpaca-stocks-{account}",
+            "stock data stream",
+            self._stock_stream,
+            self._on_quote,
+            self._on_trade,
+            self._channel_state,
+            **timing,
         )
         self._crypto = Channel(
-            f"alpaca-crypto-{account}", self._crypto_stream, self._on_quote, self._on_trade, timeout + 2
+            f"alpaca-crypto-{account}",
+            "crypto data stream",
+            self._crypto_stream,
+            self._on_quote,
+            self._on_trade,
+            self._channel_state,
+            **timing,
         )
 
     @property
@@ -298,6 +267,29 @@ class AlpacaQuotes:
             await self._first_quotes(new)
         await self._stocks.set(frozenset(stocks))
         await self._crypto.set(frozenset(crypto))
+        self._channel_state(None)
+
+    @property
+    def outage(self) -> StreamOutage:
+        """What is asked for and not streaming now, and why (no instruments: all is)."""
+        return self._outage
+
+    def _channel_state(self, _: str | None) -> None:
+        """A channel stopped or started streaming, or what is asked for changed: report what is
+        not streaming now, when that changed."""
+        instruments = self._instruments
+        down: set[Instrument] = set()
+        reasons: list[str] = []
+        for channel in (self._stocks, self._crypto):
+            if channel.down is not None:
+                down |= {instruments[s] for s in channel.symbols if s in instruments}
+                reasons.append(channel.down)
+        outage = StreamOutage(frozenset(down), "; ".join(reasons) or None)
+        if outage == self._outage:
+            return
+        self._outage = outage
+        if self._report is not None:
+            self._report(outage)
 
     async def close(self) -> None:
         await self._stocks.stop()
@@ -307,25 +299,27 @@ class AlpacaQuotes:
         self._inbox = None
         self._stock_client = self._crypto_client = None
 
-    def _stock_stream(self) -> Stream:
+    def _stock_stream(self, watch: _Watch) -> Stream:
         api_key, secret_key = self._keys()
-        return StockDataStream(
+        return WatchedStockStream(
             api_key,
             secret_key,
             raw_data=True,
             feed=self.feed,
             websocket_params={**_WEBSOCKET_PARAMS, "open_timeout": self._timeout},
             url_override=self.settings.stock_stream_url,
+            watch=watch,
         )
 
-    def _crypto_stream(self) -> Stream:
+    def _crypto_stream(self, watch: _Watch) -> Stream:
         api_key, secret_key = self._keys()
-        return CryptoDataStream(
+        return WatchedCryptoStream(
             api_key,
             secret_key,
             raw_data=True,
             websocket_params={**_WEBSOCKET_PARAMS, "open_timeout": self._timeout},
             url_override=self.settings.crypto_stream_url,
+            watch=watch,
         )
 
     # On a stream's thread: alpaca-py calls these for every message.
@@ -361,8 +355,11 @@ class AlpacaQuotes:
         except Exception as exc:
             log.info("%s: no first quotes from snapshots: %s", self.account, redact(exc))
             return
+        down = {channel for channel in (self._stocks, self._crypto) if channel.down is not None}
         for quote in quotes:
-            self._deliver(quote)
+            channel = self._crypto if quote.instrument.asset_class is AssetClass.CRYPTO else self._stocks
+            # What will not stream until its channel is back is a snapshot, not a live quote.
+            self._deliver(quote.as_state(QuoteState.SNAPSHOT) if channel in down else quote)
 
     async def snapshot(self, instrument: Instrument) -> Quote | None:
         """The latest quote from the latest-quote endpoint, with the previous close (read once

@@ -26,7 +26,7 @@ from ...models import (
     ConnectionState,
     Order,
 )
-from ...quotes import Quote, QuoteLimits
+from ...quotes import Listing, Quote, QuoteLimits
 from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
@@ -200,3 +200,6 @@ class IBKRBroker(ComposedBroker[IBSession, OrderDesk, AccountReads]):
 
     async def get_quote(self, instrument: Instrument) -> Quote | None:
         return await self._quotes.snapshot(instrument)
+
+    async def _look_up_listing(self, instrument: Instrument) -> Listing | None:
+        return await self._quotes.look_up(instrument)

@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from ...errors import InvalidSymbolError
 from ...instruments import Instrument
 from ...models import AssetClass, OrderRequest, Side, utcnow
-from ...quotes import Quote, QuoteState
-from .codes import RESTORED_DATA_LOST
+from ...quotes import Listing, Quote, QuoteState
+from .codes import NO_SECURITY_DEFINITION, RESTORED_DATA_LOST
 from .instruments import UNSET_DOUBLE, contract_for
 from .session import IBSession
 
@@ -169,6 +169,8 @@ class QuoteFeed:
         self._trade_times: dict[int, datetime] = {}  # id(ticker) -> last trade time in this batch
         self._delayed = False
         self._asked: dict[int, Instrument] = {}  # conId -> instrument, of lines and snapshots
+        # id() of each contract being looked up -> whether TWS answered 200 (no such contract).
+        self._looking: dict[int, bool] = {}
 
     @property
     def streamed(self) -> frozenset[Instrument]:
@@ -285,6 +287,29 @@ class QuoteFeed:
                 break
         return None
 
+    # -- listings -------------------------------------------------------------------------
+    async def look_up(self, instrument: Instrument) -> Listing | None:
+        """Whether TWS has a contract for ``instrument`` (reqContractDetails): LISTED with one
+        or more (an ambiguous request names something that exists), NOT_LISTED when TWS says
+        200 "no security definition" or the symbol cannot be an IB contract at all; None when
+        the request failed otherwise (a timeout, a pacing or permissions refusal)."""
+        try:
+            contract = contract_of(instrument, self._settings.currency)
+        except InvalidSymbolError:
+            return Listing.NOT_LISTED
+        ib = self._session.require()
+        key = id(contract)  # the contract object lives until this returns: its id is unique
+        self._looking[key] = False
+        try:
+            details = await self._session.read(
+                "contract lookup", functools.partial(ib.reqContractDetailsAsync, contract)
+            )
+        finally:
+            undefined = self._looking.pop(key, False)
+        if details:
+            return Listing.LISTED
+        return Listing.NOT_LISTED if undefined else None
+
     # -- from the client library ----------------------------------------------------------
     def on_tickers(self, tickers: Iterable[Any]) -> None:
         now = utcnow()
@@ -307,6 +332,9 @@ class QuoteFeed:
         be asked for again."""
         if code == RESTORED_DATA_LOST:
             self._reopen_all()
+            return
+        if code == NO_SECURITY_DEFINITION and contract is not None and id(contract) in self._looking:
+            self._looking[id(contract)] = True
             return
         if code != NOT_SUBSCRIBED or contract is None:
             return

@@ -38,7 +38,7 @@ from ...models import (
     Position,
     utcnow,
 )
-from ...quotes import Quote, QuoteLimits
+from ...quotes import Listing, Quote, QuoteLimits
 from ...settlement import warm_up
 from ..composed import ComposedBroker
 from .account import AccountReads
@@ -292,3 +292,6 @@ class ZerodhaBroker(ComposedBroker[KiteSession, OrderDesk, AccountReads]):
 
     async def get_quote(self, instrument: Instrument) -> Quote | None:
         return await self._quotes.snapshot(instrument)
+
+    async def _look_up_listing(self, instrument: Instrument) -> Listing | None:
+        return await self._quotes.look_up(instrument)

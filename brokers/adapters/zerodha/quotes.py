@@ -34,7 +34,7 @@ from ...credentials import redact
 from ...errors import BrokerError, InvalidSymbolError
 from ...instruments import Instrument
 from ...models import AssetClass, utcnow
-from ...quotes import Quote, QuoteState
+from ...quotes import Listing, Quote, QuoteState
 from .session import KiteSession
 from .wire import dec, instrument, kite_time
 
@@ -280,6 +280,27 @@ class TickerFeed:
             self._tokens[(exchange, symbol)] = token
         quote = quote_from(wanted, self._name, entry, kite_time(entry.get("timestamp")), utcnow())
         return quote.as_state(QuoteState.SNAPSHOT)
+
+    # -- listings -------------------------------------------------------------------------
+    async def look_up(self, wanted: Instrument) -> Listing | None:
+        """Whether Kite lists ``wanted``: ``kite.ltp()`` answers with every instrument it
+        knows (and its token, kept for streaming) and leaves out the ones it does not. None
+        when that cannot be asked (a derivative naming no exchange) or the read failed."""
+        try:
+            exchange, symbol = self.listing(wanted)
+        except InvalidSymbolError:
+            return None
+        key = f"{exchange}:{symbol}"
+        answer = await self._session.read("ltp", key)
+        if not isinstance(answer, dict):
+            return None
+        entry = answer.get(key)
+        if entry is None:
+            return Listing.NOT_LISTED
+        token = entry.get("instrument_token") if isinstance(entry, dict) else None
+        if isinstance(token, int) and not isinstance(token, bool) and token > 0:
+            self._tokens[(exchange, symbol)] = token
+        return Listing.LISTED
 
     # -- on the reactor thread ------------------------------------------------------------
     def _sync(self, ticker: Any) -> None:

@@ -8,6 +8,7 @@ the quote board under the owner ``ticket``) and the order's cost is estimated un
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
@@ -17,6 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
@@ -33,6 +35,12 @@ from .order_exits import EXIT_FIELDS, EXIT_LABELS, OrderExits, exit_request_fiel
 AUTO_ROUTE = "__auto__"
 QUOTE_OWNER = "ticket"
 """The name the ticket's wants go by on the quote board."""
+LOOKUP_DELAY = 0.4
+"""Seconds the symbol must stay as typed before the brokers are asked whether they list it:
+one lookup per pause, never one per keystroke."""
+LOOKUP_RETRY = 15.0
+"""Seconds after which a symbol still in the box is asked about again when some broker could
+not tell (it failed, timed out, or was not connected)."""
 
 # OrderRequest field -> the form field that holds it.
 _FIELD_FOR = {
@@ -215,6 +223,9 @@ class OrderEntry(Vertical):
         self._wanted: Instrument | None = None
         self._probe: OrderRequest | None = None
         self._request: OrderRequest | None = None
+        self._listing_key: object = None
+        self._listing_timer: Timer | None = None
+        self._listing_asked_at = 0.0
         self.accounts = list(accounts)
         self.live_accounts = set(live_accounts)
         self.default_account = default_account
@@ -402,7 +413,50 @@ class OrderEntry(Vertical):
             market.board.want(QUOTE_OWNER, () if wanted is None else (wanted,))
         estimate = market.estimate(request, look) if request is not None and look is not None else None
         self.query_one("#order-quote", TicketQuote).show(look, estimate)
+        self._schedule_listing(market, probe)
         return look
+
+    # -- whether the symbol exists -----------------------------------------------------------
+    def _schedule_listing(self, market: Market, probe: OrderRequest | None) -> None:
+        """Ask the brokers about the symbol once the trader pauses on it (``LOOKUP_DELAY``)."""
+        key = market.listing_key(probe) if probe is not None else None
+        if key == self._listing_key:
+            if (
+                probe is not None
+                and not self.looking_up
+                and time.monotonic() - self._listing_asked_at >= LOOKUP_RETRY
+                and market.unanswered(probe)
+            ):
+                self._ask_listing()
+            return
+        self._listing_key = key
+        if self._listing_timer is not None:
+            self._listing_timer.stop()
+            self._listing_timer = None
+        if key is not None:
+            self._listing_timer = self.set_timer(LOOKUP_DELAY, self._ask_listing, name="symbol-lookup")
+
+    @property
+    def looking_up(self) -> bool:
+        """Whether the brokers are still to be asked, or still answering, about the symbol."""
+        return self._listing_timer is not None or any(
+            worker.group == "symbol-lookup" and not worker.is_finished for worker in self.workers
+        )
+
+    def _ask_listing(self) -> None:
+        self._listing_timer = None
+        market, probe = self.market, self._probe
+        if market is None or probe is None:
+            return
+        self._listing_asked_at = time.monotonic()
+        self.run_worker(self._listing_answered(market, probe), group="symbol-lookup", exclusive=True)
+
+    async def _listing_answered(self, market: Market, probe: OrderRequest) -> None:
+        key = market.listing_key(probe)
+        await market.ask_listing(probe)
+        if self.market is market and self._probe is not None and market.listing_key(self._probe) == key:
+            self.show_quote()
+        # Otherwise the box holds another symbol by now: this answer is not for it.
 
     def show_quote(self) -> None:
         """Show the latest quote of the symbol typed: the app calls this when it changed, and
