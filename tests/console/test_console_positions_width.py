@@ -7,9 +7,10 @@ from __future__ import annotations
 from console_support import console, settled, submit, wait_for
 
 from brokers.models import OrderStatus
-from console.tui.widgets.positions import ALL_COLUMNS, COMPACT_COLUMNS, FULL_COLUMNS
+from console.tui.widgets.positions import ALL_COLUMNS, COMPACT_COLUMNS, FULL_COLUMNS, MEDIUM_COLUMNS
 
 SMALL = (80, 24)
+NARROW = (100, 30)
 WIDE = (160, 45)
 WIDEST = (200, 50)
 
@@ -53,6 +54,15 @@ async def test_an_80_column_terminal_shows_what_a_trader_reads_first_uncut():
         }
         # Held at two accounts: how many, and the line under the table names them.
         assert row_cells(table, "AAPL")["account"] == "2 accounts"
+
+
+async def test_a_100_column_terminal_shows_realised_today_too():
+    app = console()
+    async with app.run_test(size=NARROW) as pilot:
+        await settled(app, pilot)
+        table = app.positions.table
+        assert table.column_set == MEDIUM_COLUMNS and uncut(table)
+        assert row_cells(table, "MSFT")["realized"] == "0.00"
 
 
 async def test_a_wide_terminal_shows_every_column_uncut():

@@ -9,7 +9,7 @@ column, to the cent.
 The pane shows the widest set of columns its width holds (``COLUMN_SETS``): every column with
 the account; every column, the accounts then being in the line under the table; or, in a narrow
 pane (an 80-column terminal), what a trader reads first: symbol, account, quantity, last,
-unrealised and day P&L."""
+unrealised and day P&L, with realised today where there is room for it."""
 
 from __future__ import annotations
 
@@ -105,8 +105,10 @@ COMPACT_COLUMNS: Columns = (
     ("pnl", "Unrl P&L", 12),
     ("day", "Day P&L", 11),
 )
+# Between the two (a 100-column terminal): realised today too.
+MEDIUM_COLUMNS: Columns = (*COMPACT_COLUMNS[:-1], ("realized", "Real today", 11), COMPACT_COLUMNS[-1])
 # Widest first: the pane shows the first set that fits it, else the last.
-COLUMN_SETS: tuple[Columns, ...] = (ALL_COLUMNS, FULL_COLUMNS, COMPACT_COLUMNS)
+COLUMN_SETS: tuple[Columns, ...] = (ALL_COLUMNS, FULL_COLUMNS, MEDIUM_COLUMNS, COMPACT_COLUMNS)
 
 
 class PositionsTable(KeyedTable):
@@ -123,7 +125,8 @@ class PositionsTable(KeyedTable):
 
     @property
     def compact(self) -> bool:
-        return self._columns == COMPACT_COLUMNS
+        """Whether the narrow columns are shown (type, currency and average price are not)."""
+        return self._columns in (MEDIUM_COLUMNS, COMPACT_COLUMNS)
 
     def width_needed(self, columns: Columns, account_width: int) -> int:
         """How wide the table must be to show ``columns`` uncut, with account names up to
