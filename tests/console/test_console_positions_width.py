@@ -4,10 +4,27 @@ column; the rows, their figures and the selected row kept across a resize."""
 
 from __future__ import annotations
 
-from console_support import console, settled, submit, wait_for
+from datetime import UTC, datetime
+from decimal import Decimal
 
-from brokers.models import OrderStatus
-from console.tui.widgets.positions import ALL_COLUMNS, COMPACT_COLUMNS, FULL_COLUMNS, MEDIUM_COLUMNS
+from console_support import console, settled, submit, wait_for
+from textual.app import App, ComposeResult
+
+from brokers.consolidation import Snapshot, consolidate_positions
+from brokers.fx import FxRates, FxSettings
+from brokers.instruments import Instrument
+from brokers.models import AccountStatus, Balance, OrderStatus, Position
+from brokers.pnl import DayActivity, DayBook
+from console.tui.widgets.positions import (
+    ALL_COLUMNS,
+    COMPACT_COLUMNS,
+    FULL_COLUMNS,
+    MEDIUM_COLUMNS,
+    PositionsPane,
+)
+
+D = Decimal
+NOW = datetime(2025, 1, 2, 14, 30, tzinfo=UTC)
 
 SMALL = (80, 24)
 NARROW = (100, 30)
@@ -120,3 +137,35 @@ def test_positions_at_80_columns(snap_compare):
         await settled(pilot.app, pilot)
 
     assert snap_compare(console(), terminal_size=SMALL, run_before=run_before)
+
+
+async def test_a_realised_figure_not_known_after_a_restart_reads_as_unknown_never_zero():
+    """A holding carried in and closed today before a restart: its realised P&L is unknown, and
+    the total says a part is missing."""
+    snap = Snapshot(
+        taken_at=NOW,
+        balances={"us": Balance(account="us", currency="USD", cash=D(0), equity=D(0), buying_power=0)},
+        positions={
+            "us": [Position(symbol="MSFT", quantity=D(10), avg_price=D(400), last_price=D(420), account="us")]
+        },
+        statuses={"us": AccountStatus(name="us", currency="USD")},
+        as_of={"us": NOW},
+    )
+    aapl = Instrument.stock("AAPL")
+    closed = DayActivity(quantity=D(-10), cash=D(-2100), realized=None, previous_close=None)
+    msft = DayActivity(quantity=D(-5), cash=D(-2100), realized=D(100))
+    trades = DayBook({("us", aapl): closed, ("us", Instrument.stock("MSFT")): msft}, {"us": {aapl: closed}})
+    app = PositionsOnly()
+    async with app.run_test(size=WIDE):
+        pane = app.query_one(PositionsPane)
+        await pane.show_positions(
+            consolidate_positions(snap, FxRates("USD", FxSettings()), lambda p: p.last_price, trades)
+        )
+        assert pane.table.shown("MSFT", "realized").plain.strip() == "100.00"
+        assert pane.table.shown("AAPL", "realized").plain.strip() == "n/a"
+        assert pane.totals()["realized"].missing and "real 100.00?" in str(pane.border_subtitle)
+
+
+class PositionsOnly(App[None]):
+    def compose(self) -> ComposeResult:
+        yield PositionsPane(id="positions")
