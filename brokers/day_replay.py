@@ -63,20 +63,31 @@ def day_start(day: date) -> datetime:
 
 def read_day_fills(journal: FillJournal, since: datetime) -> list[DayFill]:
     """The fills journaled from ``since`` on, oldest first. An order's fill row names no symbol
-    or side: its order's intent does (one look-up per order, through its client id's lookup
-    table). A row that cannot be read is logged and left out."""
+    or side: its order's intent does, read in the same pass for an order placed since then,
+    else looked up through its client id's lookup table. A row that cannot be read is logged
+    and left out."""
     requests: dict[str, OrderRequest | None] = {}
+    intents: dict[str, dict[str, object]] = {}
     found: list[DayFill] = []
-    for event in journal.events(since=since, kinds=list(FILL_KINDS)):
+    for event in journal.events(since=since, kinds=[INTENT, *FILL_KINDS]):
+        coid = event.client_order_id
+        if event.kind == INTENT:
+            if coid is not None:
+                intents[coid] = event.data
+                requests.pop(coid, None)  # an id sent again starts its order afresh
+            continue
         try:
-            found.extend(_fills(journal, event, requests))
+            found.extend(_fills(journal, event, requests, intents))
         except (ValidationError, ValueError, TypeError, KeyError) as exc:
             log.warning("journal row %d: its fills could not be read back (%s)", event.id, type(exc).__name__)
     return found
 
 
 def _fills(
-    journal: FillJournal, event: JournalEvent, requests: dict[str, OrderRequest | None]
+    journal: FillJournal,
+    event: JournalEvent,
+    requests: dict[str, OrderRequest | None],
+    intents: dict[str, dict[str, object]],
 ) -> list[DayFill]:
     data = event.data
     foreign = data.get("foreign_fill")
@@ -91,7 +102,10 @@ def _fills(
     if coid in requests:
         request = requests[coid]
     else:
-        request = requests[coid] = _request(journal, coid)
+        intent = intents.get(coid)
+        request = requests[coid] = (
+            _request(journal, coid) if intent is None else OrderRequest.model_validate(intent["request"])
+        )
     if request is None:
         log.warning("journal row %d: fills of order %s, whose intent is not in the journal", event.id, coid)
         return []

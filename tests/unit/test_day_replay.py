@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from support import until
 
 from brokers import book as book_module
 from brokers.book import Book
@@ -19,7 +20,7 @@ from brokers.instruments import Instrument
 from brokers.journal import Journal
 from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
-from brokers.models import Fill, OrderRequest, OrderStatus, Position, Side
+from brokers.models import Fill, Order, OrderRequest, OrderStatus, Position, Side
 from brokers.pnl import DayActivity, PnlSource, leg_pnl
 from brokers.sim import SimBroker
 
@@ -241,3 +242,38 @@ def test_replayed_fill_ids_are_known_and_another_days_fills_are_left_out():
     assert b.position("acct", AAPL) == 10  # the broker's quantity, which holds the fill already
     day = b.day_activity("acct", AAPL)
     assert day is not None and day.realized == 50
+
+
+async def test_a_fill_today_of_an_order_placed_before_the_day_is_read_back(tmp_path):
+    """A good-till-cancelled order placed on an earlier day: its intent is found by its id."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        order = Order.for_request(
+            OrderRequest(symbol="MSFT", side="SELL", quantity=3, account="paper", time_in_force="GTC"),
+            "paper",
+        )
+        journal.record_intent(order)
+        [intent] = journal.events(kinds=["intent"])
+        day_began = intent.time + timedelta(microseconds=1)
+        await until(lambda: datetime.now(UTC) > day_began)
+        sold = Fill(
+            fill_id="x1",
+            account="paper",
+            symbol="MSFT",
+            side=Side.SELL,
+            quantity=D(3),
+            price=D(410),
+            client_order_id=order.client_order_id,
+        )
+        order.take_fill(sold)
+        journal.record_order("fill", order, fills=[sold])
+        [read] = read_day_fills(journal, day_began)
+        assert (read.account, read.instrument, read.fill.side, read.fill.quantity) == (
+            "paper",
+            MSFT,
+            Side.SELL,
+            3,
+        )
+        assert read.fill.fill_id == "x1" and read.fill.client_order_id == order.client_order_id
+    finally:
+        journal.close()
