@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .book import Book
-from .instruments import Instrument
+from .enums import AssetClass, Side
+from .instruments import Instrument, instrument_of
 from .journal_rows import ACK, CANCEL, FILL, INTENT, RECONCILE, UPDATE
 from .journal_schema import JournalEvent
-from .models import Fill, OrderRequest
+from .models import Fill
 
 __all__ = ["FILL_KINDS", "DayFill", "FillJournal", "day_start", "read_day_fills", "replay_today"]
 
@@ -56,6 +57,24 @@ class DayFill:
     fill: Fill
 
 
+class _Traded(BaseModel):
+    """What a fill of an order was in, as its journaled request says: the request was
+    validated before it was written, so only these terms are read back (the whole request's
+    checks cost as much again as the rest of the read)."""
+
+    symbol: str
+    side: Side
+    account: str | None = None
+    asset_class: AssetClass = AssetClass.STOCK
+    exchange: str | None = None
+    currency: str | None = None
+
+    @property
+    def instrument(self) -> Instrument:
+        """As ``OrderRequest.instrument``."""
+        return instrument_of(self.symbol, self.asset_class, self.exchange, self.currency)
+
+
 def day_start(day: date) -> datetime:
     """The moment ``day`` begins, as the book counts days (UTC)."""
     return datetime.combine(day, time(0), UTC)
@@ -66,7 +85,7 @@ def read_day_fills(journal: FillJournal, since: datetime) -> list[DayFill]:
     or side: its order's intent does, read in the same pass for an order placed since then,
     else looked up through its client id's lookup table. A row that cannot be read is logged
     and left out."""
-    requests: dict[str, OrderRequest | None] = {}
+    requests: dict[str, _Traded | None] = {}
     intents: dict[str, dict[str, object]] = {}
     found: list[DayFill] = []
     for event in journal.events(since=since, kinds=[INTENT, *FILL_KINDS]):
@@ -86,7 +105,7 @@ def read_day_fills(journal: FillJournal, since: datetime) -> list[DayFill]:
 def _fills(
     journal: FillJournal,
     event: JournalEvent,
-    requests: dict[str, OrderRequest | None],
+    requests: dict[str, _Traded | None],
     intents: dict[str, dict[str, object]],
 ) -> list[DayFill]:
     data = event.data
@@ -104,7 +123,7 @@ def _fills(
     else:
         intent = intents.get(coid)
         request = requests[coid] = (
-            _request(journal, coid) if intent is None else OrderRequest.model_validate(intent["request"])
+            _request(journal, coid) if intent is None else _Traded.model_validate(intent["request"])
         )
     if request is None:
         log.warning("journal row %d: fills of order %s, whose intent is not in the journal", event.id, coid)
@@ -127,11 +146,11 @@ def _fills(
     return found
 
 
-def _request(journal: FillJournal, coid: str) -> OrderRequest | None:
+def _request(journal: FillJournal, coid: str) -> _Traded | None:
     intents = journal.events(order=coid, kinds=[INTENT], last=1, archived=True)
     if not intents:
         return None
-    return OrderRequest.model_validate(intents[-1].data["request"])
+    return _Traded.model_validate(intents[-1].data["request"])
 
 
 async def replay_today(book: Book, journal: FillJournal | None) -> int:
