@@ -69,6 +69,8 @@ class _Row:
     realized: Money = Money(None, "", missing=True)
     day_pnl: Money = Money(None, "", missing=True)
     leg_pnl: tuple[LegPnl, ...] = ()
+    # The account holding it, or how many do (``_accounts``).
+    accounts: str = ""
     # Several currencies: each leg keeps its own price, and a tick (one price) does not move it.
     one_price: bool = True
     shown_static: tuple[Decimal, Decimal | None, str] | None = None
@@ -212,6 +214,7 @@ class PositionsPane(Vertical):
         self._totals = {column: _Total() for column in MONEY_COLUMNS}
         # The longest account cell shown, for the width of the set with the account column.
         self._account_width = len("Account")
+        self._wider = False
 
     def compose(self) -> ComposeResult:
         yield PositionsTable(id="positions-table")
@@ -280,9 +283,8 @@ class PositionsPane(Vertical):
             self.table.keep_only(seen)
             self._show_legs()
             self.show_totals()
-        accounts = max((len(_accounts(row)) for row in self._rows.values()), default=0)
-        if accounts > self._account_width:
-            self._account_width = accounts
+        if self._wider:
+            self._wider = False
             self._fit()  # a longer account name may no longer fit the widest set
 
     def _count(self, row: _Row, sign: int) -> None:
@@ -316,6 +318,9 @@ class PositionsPane(Vertical):
             row.last_price, row.market_value, row.pnl = position.last_price, market_value, pnl
         row.realized, row.day_pnl = position.realized_today_base, position.day_pnl_base
         row.leg_pnl = position.pnl
+        row.accounts = _accounts(legs)
+        if len(row.accounts) > self._account_width:
+            self._account_width, self._wider = len(row.accounts), True
         row.one_price = position.avg_price is not None
         self._count(row, 1)
         row.stale = market_value.stale
@@ -390,11 +395,11 @@ class PositionsPane(Vertical):
 
     @staticmethod
     def _static_of(row: _Row) -> tuple[Decimal, Decimal | None, str]:
-        return (row.quantity, row.avg_price, _accounts(row))
+        return (row.quantity, row.avg_price, row.accounts)
 
     def _static_cells(self, row: _Row) -> dict[str, Text | str]:
         instrument = row.instrument
-        accounts = _accounts(row)
+        accounts = row.accounts
         if self.table.compact and len(accounts) > ACCOUNT_WIDTH:
             accounts = accounts[: ACCOUNT_WIDTH - 1] + "…"
         return {
@@ -457,10 +462,10 @@ class PositionsPane(Vertical):
         box.update(text)
 
 
-def _accounts(row: _Row) -> str:
+def _accounts(legs: list[Position]) -> str:
     """The account of a row held at one, else how many hold it (the line under the table names
     them)."""
-    names = {leg.account for leg in row.legs}
+    names = {leg.account for leg in legs}
     if len(names) == 1:
         return next(iter(names))
     return f"{len(names)} accounts" if names else ""
