@@ -22,6 +22,7 @@ from brokers.killswitch import KillSwitch
 from brokers.manager import MultiBrokerManager
 from brokers.models import Fill, Order, OrderRequest, OrderStatus, Position, Side
 from brokers.pnl import DayActivity, PnlSource, leg_pnl
+from brokers.risk import RiskEngine, RiskLimits
 from brokers.sim import SimBroker
 
 D = Decimal
@@ -32,12 +33,14 @@ MSFT = Instrument.stock("MSFT")
 class Run:
     """One start of the execution layer on the journal in ``root``, at the paper account ``broker``."""
 
-    def __init__(self, root, broker: SimBroker) -> None:
+    def __init__(self, root, broker: SimBroker, *, loss_limit: bool = False) -> None:
         self.manager = MultiBrokerManager(heartbeat_interval=3600)
         self.manager.add_broker("paper", broker, default=True)
         self.journal = Journal(root / "journal.sqlite")
+        # With a daily loss limit, the day's baselines are kept on disk as well (``DayStore``).
+        risk = RiskEngine(RiskLimits(daily_loss_limit=D(1_000_000))) if loss_limit else None
         self.service = ExecutionService(
-            self.manager, KillSwitch(root, journal=self.journal, env={}), journal=self.journal
+            self.manager, KillSwitch(root, journal=self.journal, env={}), risk=risk, journal=self.journal
         )
 
     async def __aenter__(self) -> Run:
@@ -72,9 +75,11 @@ def paper() -> SimBroker:
     )
 
 
-async def trade_a_day(root, broker: SimBroker) -> tuple[DayActivity, DayActivity, list[Fill]]:
+async def trade_a_day(
+    root, broker: SimBroker, *, loss_limit: bool = False
+) -> tuple[DayActivity, DayActivity, list[Fill]]:
     """Buy and sell AAPL (opened and closed today) and part of the MSFT carried in."""
-    async with Run(root, broker) as run:
+    async with Run(root, broker, loss_limit=loss_limit) as run:
         fills = await run.trade("AAPL", "BUY", 10)
         broker.set_price("AAPL", 105)
         fills += await run.trade("AAPL", "SELL", 10)
@@ -85,14 +90,15 @@ async def trade_a_day(root, broker: SimBroker) -> tuple[DayActivity, DayActivity
         return aapl, msft, fills
 
 
-async def test_realised_today_and_the_days_trades_survive_a_restart(tmp_path):
+@pytest.mark.parametrize("loss_limit", [False, True])
+async def test_realised_today_and_the_days_trades_survive_a_restart(tmp_path, loss_limit):
     broker = paper()
-    aapl, msft, _ = await trade_a_day(tmp_path, broker)
+    aapl, msft, _ = await trade_a_day(tmp_path, broker, loss_limit=loss_limit)
     # 10 AAPL bought at 100 and sold at 105, 4 MSFT of the 10 at 380 sold at 410, less 0.01 a share.
     assert aapl.realized == D(50) - D("0.20")
     assert msft.realized == D(120) - D("0.04")
 
-    async with Run(tmp_path, broker) as run:
+    async with Run(tmp_path, broker, loss_limit=loss_limit) as run:
         assert run.day(AAPL) == aapl
         assert run.day(MSFT) == msft
         # The holding closed today still counts, as it did before.
