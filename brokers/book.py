@@ -62,12 +62,15 @@ class _Holding:
         self.day_quantity = _ZERO
         self.day_cash = _ZERO
         self.day_commission = _ZERO
-        self.realized_today = _ZERO
+        # None: unknown (today's fills replayed after a restart closed a holding whose cost at
+        # the open cannot be worked out again); it stays unknown until the day ends.
+        self.realized_today: Decimal | None = _ZERO
 
     def apply(self, signed: Decimal, price: Decimal, commission: Decimal) -> None:
         quantity = self.quantity
         self.realized -= commission
-        self.realized_today -= commission
+        if self.realized_today is not None:
+            self.realized_today -= commission
         self.day_quantity += signed
         self.day_cash += signed * price * self.multiplier
         self.day_commission += commission
@@ -80,7 +83,8 @@ class _Holding:
         closed = min(abs(signed), abs(quantity))
         direction = 1 if quantity > 0 else -1
         self.realized += closed * (price - self.basis) * self.multiplier * direction
-        self.realized_today += closed * (price - self.cost) * self.multiplier * direction
+        if self.realized_today is not None:
+            self.realized_today += closed * (price - self.cost) * self.multiplier * direction
         self.quantity = quantity + signed
         if self.quantity == 0:
             self.basis = self.cost = _ZERO
@@ -102,7 +106,56 @@ class _Holding:
 
     @property
     def traded_today(self) -> bool:
-        return bool(self.day_quantity or self.day_cash or self.day_commission or self.realized_today)
+        realized = self.realized_today
+        return realized is None or bool(self.day_quantity or self.day_cash or self.day_commission or realized)
+
+    def replay(self, fills: list[tuple[Decimal, Decimal, Decimal]]) -> None:
+        """Add today's fills read back after a restart (signed quantity, price, commission,
+        oldest first) to the day's figures, the quantity and cost now being the broker's, which
+        already include them.
+
+        The quantity at the open is the quantity now less the fills. Its cost is worked back
+        from the broker's average now: each fill that adds to a holding averages its cost, one
+        that reduces it leaves the cost alone, so the cost now is ``a x cost at the open + b``
+        for as long as the holding has not gone through nothing. Realised P&L is known when no
+        fill closed against the cost at the open, or when that cost can be worked back; else
+        it is unknown (None), never a guess. Fills counted here before (an account whose fills
+        came before its positions) leave the cost now not the one these fills led to."""
+        multiplier = self.multiplier
+        fresh = not self.traded_today
+        net = sum((signed for signed, _, _ in fills), _ZERO)
+        quantity = self.quantity - self.day_quantity - net
+        # cost = a x opening cost + b; realised = known + per x opening cost
+        a, b = Decimal(1), _ZERO
+        known = per = _ZERO
+        for signed, price, commission in fills:
+            known -= commission
+            self.day_quantity += signed
+            self.day_cash += signed * price * multiplier
+            self.day_commission += commission
+            if quantity == 0 or (quantity > 0) == (signed > 0):
+                total = abs(quantity) + abs(signed)
+                a, b = a * abs(quantity) / total, (b * abs(quantity) + price * abs(signed)) / total
+                quantity += signed
+                continue
+            closed = min(abs(signed), abs(quantity))
+            direction = 1 if quantity > 0 else -1
+            known += closed * (price - b) * multiplier * direction
+            per -= closed * a * multiplier * direction
+            was = quantity
+            quantity += signed
+            if quantity == 0:
+                a, b = _ZERO, _ZERO
+            elif (quantity > 0) != (was > 0):
+                a, b = _ZERO, price
+        realized: Decimal | None = known
+        if per:
+            solvable = fresh and quantity != 0 and a != 0
+            realized = known + per * (self.cost - b) / a if solvable else None
+        if realized is None or self.realized_today is None:
+            self.realized_today = None
+        else:
+            self.realized_today += realized
 
 
 def _utc_today() -> date:
@@ -164,12 +217,12 @@ class Book:
         prices: PriceSource,
         fx: FxSource | None,
         base_currency: str,
-        today: Callable[[], date] = _utc_today,
+        today: Callable[[], date] | None = None,
     ) -> None:
         self.prices = prices
         self.fx = fx
         self.base_currency = base_currency
-        self._today = today
+        self._today = today if today is not None else _utc_today
         self.holdings: dict[tuple[str, Instrument], _Holding] = {}
         # The same holdings by account, then instrument: the daily loss check re-values one
         # account's positions for every order to it, and must not walk everybody's.
@@ -187,6 +240,11 @@ class Book:
         self._dirty: set[tuple[str, Instrument]] = set()
         # The holdings traded today: what ``day_trades`` copies.
         self._traded_today: set[tuple[str, Instrument]] = set()
+        # Today's fills read back from the journal at start-up (``replay_day``), per account,
+        # until that account's positions are read: they are added to the day's figures then.
+        self._replay: dict[str, list[tuple[Instrument, Fill]]] = {}
+        self._replay_day: date | None = None
+        self._seeded: set[str] = set()
 
     # -- keeping it ----------------------------------------------------------------------
     def track(self, order: Order) -> None:
@@ -305,7 +363,49 @@ class Book:
                 known.quantity = row.quantity
                 if row.avg_price is not None:  # else the book's own average stands
                     known.cost = row.avg_price
+        self._seeded.add(account)
+        self._take_replay(account)
         return diffs
+
+    def replay_day(self, day: date, fills: Iterable[tuple[str, Instrument, Fill]]) -> int:
+        """Take today's fills read back from the journal after a restart (account, what the
+        fill was in, the fill; oldest first): each fill id is known from now on, so a broker
+        reporting it again moves nothing, and the fills are added to the day's figures of
+        their holdings once the account's positions have been read (those include them
+        already). Fills of another day than the book's are left out. Returns how many fills
+        were taken."""
+        if day != self._today():
+            return 0
+        if self._day != day:
+            self._new_day(day)
+        taken = 0
+        for account, instrument, fill in fills:
+            key = (account, fill.fill_id)
+            if key in self._seen_fills:
+                continue
+            self._seen_fills.add(key)
+            self._replay.setdefault(account, []).append((instrument, fill))
+            taken += 1
+        self._replay_day = day
+        for account in self._seeded.intersection(self._replay):
+            self._take_replay(account)
+        return taken
+
+    def _take_replay(self, account: str) -> None:
+        waiting = self._replay.pop(account, None)
+        if not waiting or self._replay_day != self._day:
+            return
+        by_instrument: dict[Instrument, list[tuple[Decimal, Decimal, Decimal]]] = {}
+        for instrument, fill in waiting:
+            signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+            by_instrument.setdefault(instrument, []).append((signed, fill.price, fill.commission))
+        for instrument, fills in by_instrument.items():
+            holding = self.holdings.get((account, instrument))
+            if holding is None:
+                # Not held now (closed today): a holding of nothing, for what it made today.
+                holding = self._add_holding(account, instrument, _Holding())
+            holding.replay(fills)
+            self._traded_today.add((account, instrument))
 
     def _add_holding(self, account: str, instrument: Instrument, holding: _Holding) -> _Holding:
         holding.multiplier = instrument.multiplier

@@ -25,6 +25,7 @@ from .amend import OrderAmender
 from .base import AccountDirectory, Broker, FxSource
 from .book import Book
 from .closeout import FlattenPlan, cancel_each, close_out, orders_to_cancel, outcome_record, plan_flatten
+from .day_replay import replay_today
 from .errors import (
     BrokerConnectionError,
     BrokerError,
@@ -489,6 +490,7 @@ class ExecutionService:
                 len(orphans),
                 accounts,
             )
+        await replay_today(self.book, self.journal)
         await self.reconciler.seed_positions()
         self.tracker.listen(self.manager)
         self.manager.add_resync_hook(self.reconciler.resync)

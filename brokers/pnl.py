@@ -66,13 +66,15 @@ class DayActivity:
 
     ``quantity`` is signed (bought less sold), ``cash`` what they cost (bought less sold, in
     money: price x quantity x multiplier), ``commission`` today's commissions, ``realized``
-    today's profit or loss closed against the average price (commissions taken off).
+    today's profit or loss closed against the average price (commissions taken off; None when
+    not known: fills read back after a restart closed a holding whose cost at the open is not
+    known any more).
     ``previous_close`` is the one the book learnt for the holding, for a holding no longer held."""
 
     quantity: Decimal = _ZERO
     cash: Decimal = _ZERO
     commission: Decimal = _ZERO
-    realized: Decimal = _ZERO
+    realized: Decimal | None = _ZERO
     previous_close: Decimal | None = None
 
 
@@ -299,7 +301,8 @@ def leg_pnl(
     if position.day_pnl is not None and position.last_price is not None:
         # The broker's figure is at its own mark; a newer mark moves it by units x the change.
         day_offset, day_source = position.last_price * units - position.day_pnl, PnlSource.BROKER
-    realized, realized_source = fills_realized, PnlSource.FILLS
+    realized = fills_realized
+    realized_source = PnlSource.FILLS if fills_realized is not None else PnlSource.UNKNOWN
     if position.realized_today is not None:
         realized, realized_source = position.realized_today, PnlSource.BROKER
     return LegPnl(

@@ -4,12 +4,17 @@ selected row shown under the table.
 Money columns (value, unrealised, realised today, day P&L) are in the base currency, each row the
 sum of its legs' cents (``brokers.pnl``). The totals under the table are the sums of the rows'
 figures as the table holds them, kept up as rows are repriced: a total is always the sum of its
-column, to the cent."""
+column, to the cent.
+
+The pane shows the widest set of columns its width holds (``COLUMN_SETS``): every column with
+the account; every column, the accounts then being in the line under the table; or, in a narrow
+pane (an 80-column terminal), what a trader reads first: symbol, account, quantity, last,
+unrealised and day P&L, with realised today where there is room for it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -64,26 +69,90 @@ class _Row:
     realized: Money = Money(None, "", missing=True)
     day_pnl: Money = Money(None, "", missing=True)
     leg_pnl: tuple[LegPnl, ...] = ()
+    # The account holding it, or how many do (``_accounts``).
+    accounts: str = ""
     # Several currencies: each leg keeps its own price, and a tick (one price) does not move it.
     one_price: bool = True
-    shown_static: tuple[Decimal, Decimal | None] | None = None
+    shown_static: tuple[Decimal, Decimal | None, str] | None = None
     # What the price and money cells show (``_priced``): repainted when any of it changes.
     shown_price: tuple[Decimal | None, Money, Money, Money, Money] | object = _UNSHOWN
 
 
+Columns = tuple[tuple[str, str, int | None], ...]
+
+# Every column; the account's width follows the names shown.
+ALL_COLUMNS: Columns = (
+    ("symbol", "Symbol", 9),
+    ("account", "Account", None),
+    ("kind", "Type", 6),
+    ("currency", "Ccy", 3),
+    ("quantity", "Qty", 8),
+    ("avg", "Avg price", 9),
+    ("last", "Last", 9),
+    ("value", "Mkt value", 13),
+    ("pnl", "Unrl P&L", 12),
+    ("realized", "Real today", 11),
+    ("day", "Day P&L", 11),
+)
+# Every column but the account: the accounts of the selected row are in the line under the table.
+FULL_COLUMNS: Columns = tuple(column for column in ALL_COLUMNS if column[0] != "account")
+# For a narrow pane: what a trader reads first. Type, currency and average price are in the
+# line under the table; the account's name is cut to its column.
+ACCOUNT_WIDTH = 12
+COMPACT_COLUMNS: Columns = (
+    ("symbol", "Symbol", 9),
+    ("account", "Account", ACCOUNT_WIDTH),
+    ("quantity", "Qty", 8),
+    ("last", "Last", 9),
+    ("pnl", "Unrl P&L", 12),
+    ("day", "Day P&L", 11),
+)
+# Between the two (a 100-column terminal): realised today too.
+MEDIUM_COLUMNS: Columns = (*COMPACT_COLUMNS[:-1], ("realized", "Real today", 11), COMPACT_COLUMNS[-1])
+# Widest first: the pane shows the first set that fits it, else the last.
+COLUMN_SETS: tuple[Columns, ...] = (ALL_COLUMNS, FULL_COLUMNS, MEDIUM_COLUMNS, COMPACT_COLUMNS)
+
+
 class PositionsTable(KeyedTable):
-    COLUMNS = (
-        ("symbol", "Symbol", 9),
-        ("kind", "Type", 6),
-        ("currency", "Ccy", 3),
-        ("quantity", "Qty", 8),
-        ("avg", "Avg price", 9),
-        ("last", "Last", 9),
-        ("value", "Mkt value", 13),
-        ("pnl", "Unrl P&L", 12),
-        ("realized", "Real today", 11),
-        ("day", "Day P&L", 11),
-    )
+    COLUMNS = FULL_COLUMNS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._columns: Columns = FULL_COLUMNS
+        self._keys = frozenset(key for key, _label, _width in self._columns)
+
+    @property
+    def column_set(self) -> Columns:
+        return self._columns
+
+    @property
+    def compact(self) -> bool:
+        """Whether the narrow columns are shown (type, currency and average price are not)."""
+        return self._columns in (MEDIUM_COLUMNS, COMPACT_COLUMNS)
+
+    def width_needed(self, columns: Columns, account_width: int) -> int:
+        """How wide the table must be to show ``columns`` uncut, with account names up to
+        ``account_width`` long."""
+        fixed = sum(width if width is not None else account_width for _key, _label, width in columns)
+        return fixed + 2 * self.cell_padding * len(columns) + self.styles.scrollbar_size_vertical
+
+    def use_columns(self, columns: Columns) -> bool:
+        """Show ``columns``; returns whether that changed (the rows are then gone, to be shown
+        again by the pane)."""
+        if columns == self._columns:
+            return False
+        self.COLUMNS = self._columns = columns
+        self._keys = frozenset(key for key, _label, _width in columns)
+        self._auto_width = {key for key, _label, width in columns if width is None}
+        self.clear(columns=True)
+        for key, label, width in columns:
+            self.add_column(label, key=key, width=width)
+        return True
+
+    def upsert(self, key: str, cells: Mapping[str, Any]) -> bool:
+        """As ``KeyedTable.upsert``, for the cells of the columns shown."""
+        keys = self._keys
+        return super().upsert(key, {column: value for column, value in cells.items() if column in keys})
 
 
 MONEY_COLUMNS = ("value", "pnl", "realized", "day")
@@ -143,6 +212,9 @@ class PositionsPane(Vertical):
         self._rows: dict[str, _Row] = {}
         self._sweep = 0
         self._totals = {column: _Total() for column in MONEY_COLUMNS}
+        # The longest account cell shown, for the width of the set with the account column.
+        self._account_width = len("Account")
+        self._wider = False
 
     def compose(self) -> ComposeResult:
         yield PositionsTable(id="positions-table")
@@ -153,6 +225,28 @@ class PositionsPane(Vertical):
         self.query_one("#position-legs", Static).update(
             Text("Select a row for the per-account breakdown", style="dim")
         )
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """The widest column set the pane's width holds, the rows shown again if it changed."""
+        width = self.size.width
+        if not width:
+            return
+        table = self.table
+        wanted = next(
+            (c for c in COLUMN_SETS if table.width_needed(c, self._account_width) <= width), COLUMN_SETS[-1]
+        )
+        selected = table.selected_key()
+        if not table.use_columns(wanted):
+            return
+        with self.app.batch_update():
+            for key, row in self._rows.items():
+                table.upsert(key, {**self._static_cells(row), **self._price_cells(row)})
+                row.shown_static, row.shown_price = self._static_of(row), _priced(row)
+        if selected is not None and table.has_row(selected):
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
 
     @property
     def table(self) -> PositionsTable:
@@ -189,6 +283,9 @@ class PositionsPane(Vertical):
             self.table.keep_only(seen)
             self._show_legs()
             self.show_totals()
+        if self._wider:
+            self._wider = False
+            self._fit()  # a longer account name may no longer fit the widest set
 
     def _count(self, row: _Row, sign: int) -> None:
         for column, money in zip(MONEY_COLUMNS, _row_money(row), strict=True):
@@ -221,6 +318,9 @@ class PositionsPane(Vertical):
             row.last_price, row.market_value, row.pnl = position.last_price, market_value, pnl
         row.realized, row.day_pnl = position.realized_today_base, position.day_pnl_base
         row.leg_pnl = position.pnl
+        row.accounts = _accounts(legs)
+        if len(row.accounts) > self._account_width:
+            self._account_width, self._wider = len(row.accounts), True
         row.one_price = position.avg_price is not None
         self._count(row, 1)
         row.stale = market_value.stale
@@ -294,16 +394,19 @@ class PositionsPane(Vertical):
         self._count(row, 1)
 
     @staticmethod
-    def _static_of(row: _Row) -> tuple[Decimal, Decimal | None]:
-        return (row.quantity, row.avg_price)
+    def _static_of(row: _Row) -> tuple[Decimal, Decimal | None, str]:
+        return (row.quantity, row.avg_price, row.accounts)
 
-    @staticmethod
-    def _static_cells(row: _Row) -> dict[str, Text | str]:
+    def _static_cells(self, row: _Row) -> dict[str, Text | str]:
         instrument = row.instrument
+        accounts = row.accounts
+        if self.table.compact and len(accounts) > ACCOUNT_WIDTH:
+            accounts = accounts[: ACCOUNT_WIDTH - 1] + "…"
         return {
             # The contract's name; its asset class has a column of its own, so an AAPL CFD and
             # AAPL shares read as two different things.
             "symbol": Text(instrument.name, style="bold"),
+            "account": Text(accounts, style="cyan"),
             "kind": fmt.asset_class(instrument.asset_class),
             "currency": row.currency,
             "quantity": fmt.right(fmt.quantity(row.quantity), "red" if row.quantity < 0 else ""),
@@ -345,6 +448,9 @@ class PositionsPane(Vertical):
             return
         text = Text()
         text.append(f"{row.instrument.label}: ", style="bold")
+        if self.table.compact:
+            # What the narrow columns leave out.
+            text.append(f"{fmt.asset_class(row.instrument.asset_class)} {row.currency} · ")
         pnls = row.leg_pnl if len(row.leg_pnl) == len(row.legs) else (None,) * len(row.legs)
         for index, (leg, pnl) in enumerate(zip(row.legs, pnls, strict=True)):
             if index:
@@ -354,6 +460,15 @@ class PositionsPane(Vertical):
             if pnl is not None:
                 text.append(_sources(pnl, row.last_price if row.one_price else leg.last_price), style="dim")
         box.update(text)
+
+
+def _accounts(legs: list[Position]) -> str:
+    """The account of a row held at one, else how many hold it (the line under the table names
+    them)."""
+    names = {leg.account for leg in legs}
+    if len(names) == 1:
+        return next(iter(names))
+    return f"{len(names)} accounts" if names else ""
 
 
 def _sources(pnl: LegPnl, mark: Decimal | None) -> str:
