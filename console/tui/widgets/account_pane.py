@@ -7,6 +7,11 @@ settled and pending (still to settle), and the margin open positions use. A figu
 stale FX rate or missing a part is marked; a day's P&L that cannot be known (a holding carried
 in without a previous close) reads as incomplete, never as 0. An account whose broker's settled
 cash differs from the figure worked out from its fills is named under the table.
+
+The pane shows the widest set of columns its width holds whole (``COLUMN_SETS``), each column
+as wide as its widest cell: every column on a wide terminal; on an 80-column one what a trader
+reads before an order, the account, its equity, the day's P&L and the buying power left, then
+cash and the margin used as the width allows. Every set keeps the total row.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from brokers.fx import Money
 from brokers.pnl import cents
 from console import formatting as fmt
 
+from ..column_fit import Columns, keys, table_width, widest_fitting
 from ..settlement_text import DIFFERS_MARK, disagreement_text
 from .keyed_table import KeyedTable
 
@@ -50,17 +56,35 @@ def settlement_cells(split: CashSettlement | SettlementTotals | None) -> dict[st
     return {"settled": fmt.money_cell(settled), "pending": fmt.money_cell(pending)}
 
 
+LABELS = {
+    "account": "Account",
+    "equity": "Equity",
+    "day": "Day P&L",
+    "buying_power": "Buying pwr",
+    "cash": "Cash",
+    "settled": "Settled",
+    "pending": "Pending",
+    "margin": "Margin used",
+}
+ALL_COLUMNS = tuple(LABELS)
+# What a trader reads before an order: what the account is worth, how the day is going and
+# what it can still buy. Cash and margin used are what buying power is made of; settled and
+# pending split the cash, so they come last and together.
+FIRST_COLUMNS = ("account", "equity", "day", "buying_power")
+COLUMN_SETS: tuple[tuple[str, ...], ...] = (
+    ALL_COLUMNS,
+    (*FIRST_COLUMNS, "cash", "margin"),
+    (*FIRST_COLUMNS, "cash"),
+    FIRST_COLUMNS,
+    # A long account name or a large figure in a narrow pane: buying power goes before any
+    # figure is cut.
+    FIRST_COLUMNS[:-1],
+)
+"""Widest first: the pane shows the first set its width holds whole, else the last."""
+
+
 class AccountPane(KeyedTable):
-    COLUMNS = (
-        ("account", "Account", 13),
-        ("equity", "Equity", 12),
-        ("day", "Day P&L", 11),
-        ("buying_power", "Buying pwr", 12),
-        ("cash", "Cash", 12),
-        ("settled", "Settled", 12),
-        ("pending", "Pending", 10),
-        ("margin", "Margin used", 11),
-    )
+    COLUMNS: Columns = tuple((key, label, len(label)) for key, label in LABELS.items())
 
     def __init__(
         self,
@@ -73,9 +97,55 @@ class AccountPane(KeyedTable):
         self.base_currency = base_currency
         self.render_settlement = render_settlement
         self._last: Totals | None = None
+        # Every cell of every row, for any set of columns, in the order the rows are shown.
+        self._cells: dict[str, dict[str, Text]] = {}
 
     def on_mount(self) -> None:
         self.border_title = f"Accounts ({self.base_currency})"
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def watch_show_vertical_scrollbar(self) -> None:
+        # More accounts than rows on screen: the scrollbar takes columns from the figures.
+        self.call_later(self._fit)
+
+    @property
+    def column_set(self) -> tuple[str, ...]:
+        """The keys of the columns shown, left to right."""
+        return keys(self.COLUMNS)
+
+    def widths(self) -> dict[str, int]:
+        """How wide each column must be to show its label and every cell whole."""
+        return {
+            key: max([len(label), *(cells[key].cell_len for cells in self._cells.values())])
+            for key, label in LABELS.items()
+        }
+
+    def _fit(self) -> None:
+        """The widest column set the pane holds whole, each column as wide as its widest cell;
+        the rows are shown again if that changed."""
+        width = self.scrollable_content_region.width
+        if not width:
+            return
+        widths = self.widths()
+        wanted = widest_fitting(
+            COLUMN_SETS, width, lambda names: table_width(self, [widths[n] for n in names], scrollbar=False)
+        )
+        columns = tuple((key, LABELS[key], widths[key]) for key in wanted)
+        if columns == tuple(self.COLUMNS):
+            return
+        selected = self.selected_key()
+        self.set_columns(columns)
+        for key, cells in self._cells.items():
+            self._put(key, cells)
+        if selected is not None and self.has_row(selected):
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def _put(self, key: str, cells: dict[str, Text]) -> None:
+        self._cells[key] = cells
+        shown = self.column_set
+        self.upsert(key, {column: cell for column, cell in cells.items() if column in shown})
 
     @property
     def totals(self) -> Totals | None:
@@ -88,9 +158,10 @@ class AccountPane(KeyedTable):
         settlement = totals.settlement
         for name, account in totals.per_account.items():
             split = settlement.per_account.get(name) if settlement is not None else None
-            self.upsert(name, {"account": name, **_cells(account.base), **self.render_settlement(split)})
+            self._put(name, {"account": Text(name), **_cells(account.base), **self.render_settlement(split)})
         if self.row_keys and self.row_keys[-1] != TOTAL_KEY:
             self.drop(TOTAL_KEY)  # an account appeared: the total goes back to the bottom
+            self._cells.pop(TOTAL_KEY, None)
         total = {
             "account": Text("TOTAL", style="bold"),
             **_cells(totals.total),
@@ -98,8 +169,11 @@ class AccountPane(KeyedTable):
         }
         for cell in total.values():
             cell.stylize("bold")
-        self.upsert(TOTAL_KEY, total)
-        self.keep_only([*totals.per_account, TOTAL_KEY])
+        self._put(TOTAL_KEY, total)
+        wanted = [*totals.per_account, TOTAL_KEY]
+        self.keep_only(wanted)
+        self._cells = {key: self._cells[key] for key in wanted}
+        self._fit()  # a figure may have grown past its column, or shrunk to let another in
         self.border_subtitle = " · ".join(
             part for part in (fmt.marks_legend(_shown_money(totals)), disagreement_text(settlement)) if part
         )

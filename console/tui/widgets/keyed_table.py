@@ -96,6 +96,15 @@ class KeyedTable(DataTable):
                 changed = True
         return changed
 
+    def set_columns(self, columns: Sequence[tuple[str, str, int | None]]) -> None:
+        """Show ``columns`` instead of the ones shown; the rows are gone, for the caller to show
+        again with cells for the new columns."""
+        self.COLUMNS = columns
+        self._auto_width = {key for key, _label, width in columns if width is None}
+        self.clear(columns=True)
+        for key, label, width in columns:
+            self.add_column(label, key=key, width=width)
+
     def drop(self, key: str) -> None:
         if self._shown.pop(key, None) is not None:
             self.remove_row(key)

@@ -31,6 +31,7 @@ from brokers.models import Position
 from brokers.pnl import LegFigures, LegPnl, PnlSource
 from console import formatting as fmt
 
+from ..column_fit import Columns, keys, table_width, widest_fitting
 from .keyed_table import KeyedTable
 
 PriceLookup = Callable[[Instrument, str | None], Decimal | None]
@@ -78,8 +79,6 @@ class _Row:
     shown_price: tuple[Decimal | None, Money, Money, Money, Money] | object = _UNSHOWN
 
 
-Columns = tuple[tuple[str, str, int | None], ...]
-
 # Every column; the account's width follows the names shown.
 ALL_COLUMNS: Columns = (
     ("symbol", "Symbol", 9),
@@ -119,7 +118,7 @@ class PositionsTable(KeyedTable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._columns: Columns = FULL_COLUMNS
-        self._keys = frozenset(key for key, _label, _width in self._columns)
+        self._keys = frozenset(keys(self._columns))
 
     @property
     def column_set(self) -> Columns:
@@ -133,20 +132,18 @@ class PositionsTable(KeyedTable):
     def width_needed(self, columns: Columns, account_width: int) -> int:
         """How wide the table must be to show ``columns`` uncut, with account names up to
         ``account_width`` long."""
-        fixed = sum(width if width is not None else account_width for _key, _label, width in columns)
-        return fixed + 2 * self.cell_padding * len(columns) + self.styles.scrollbar_size_vertical
+        return table_width(
+            self, [width if width is not None else account_width for _key, _label, width in columns]
+        )
 
     def use_columns(self, columns: Columns) -> bool:
         """Show ``columns``; returns whether that changed (the rows are then gone, to be shown
         again by the pane)."""
         if columns == self._columns:
             return False
-        self.COLUMNS = self._columns = columns
-        self._keys = frozenset(key for key, _label, _width in columns)
-        self._auto_width = {key for key, _label, width in columns if width is None}
-        self.clear(columns=True)
-        for key, label, width in columns:
-            self.add_column(label, key=key, width=width)
+        self._columns = columns
+        self._keys = frozenset(keys(columns))
+        self.set_columns(columns)
         return True
 
     def upsert(self, key: str, cells: Mapping[str, Any]) -> bool:
@@ -235,8 +232,8 @@ class PositionsPane(Vertical):
         if not width:
             return
         table = self.table
-        wanted = next(
-            (c for c in COLUMN_SETS if table.width_needed(c, self._account_width) <= width), COLUMN_SETS[-1]
+        wanted = widest_fitting(
+            COLUMN_SETS, width, lambda columns: table.width_needed(columns, self._account_width)
         )
         selected = table.selected_key()
         if not table.use_columns(wanted):
