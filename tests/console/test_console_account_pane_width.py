@@ -216,6 +216,22 @@ async def test_a_figure_too_wide_for_the_pane_takes_a_column_away_rather_than_be
         assert_whole(pane)
 
 
+async def test_an_account_added_later_goes_above_the_total_and_the_rows_keep_their_order():
+    app = AccountsOnly()
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(AccountPane)
+        pane.show_accounts(totals_of(balances(("us", "100", "100"))))
+        await pilot.pause()
+        pane.move_cursor(row=0, animate=False)
+        # A new account whose figures widen every column: the columns are laid out again.
+        pane.show_accounts(totals_of(balances(("us", "100", "100"), ("in", "1234567.89", "0"))))
+        await pilot.pause()
+        assert pane.row_keys == ["us", "in", TOTAL_KEY] and pane.selected_key() == "us"
+        assert pane.column_set == FIRST_COLUMNS
+        assert_whole(pane)
+        assert_totals_are_sums(pane, ["us", "in"])
+
+
 async def test_more_accounts_than_rows_leave_room_for_the_scrollbar():
     app = AccountsOnly()
     names = [f"margin-acct{n:02}" for n in range(12)]

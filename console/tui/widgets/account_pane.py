@@ -170,9 +170,8 @@ class AccountPane(KeyedTable):
         for cell in total.values():
             cell.stylize("bold")
         self._put(TOTAL_KEY, total)
-        wanted = [*totals.per_account, TOTAL_KEY]
-        self.keep_only(wanted)
-        self._cells = {key: self._cells[key] for key in wanted}
+        self.keep_only([*totals.per_account, TOTAL_KEY])
+        self._cells = {key: self._cells[key] for key in self.row_keys}
         self._fit()  # a figure may have grown past its column, or shrunk to let another in
         self.border_subtitle = " · ".join(
             part for part in (fmt.marks_legend(_shown_money(totals)), disagreement_text(settlement)) if part
