@@ -28,6 +28,7 @@ from .enums import OrderType
 from .exit_risk import bracket_refusal, leg_refusal
 from .instruments import Instrument
 from .models import OrderRequest, RejectCode, Side
+from .order_request import OrderClass
 from .riskstate import LocalBuckets, SharedBuckets, TokenBuckets, bucket_folder
 
 if TYPE_CHECKING:
@@ -579,6 +580,12 @@ class RiskEngine:
     def check_parent(self, request: OrderRequest, ctx: RiskContext) -> Rejection | None:
         """A parent order, on its total, against the global limits, before it is split: only
         the checks about the order itself (and its exits); nothing is counted."""
+        if request.legs is OrderClass.OCO:
+            return Rejection(
+                RejectCode.INVALID_ORDER.value,
+                "an OCO pair protects a position an account holds; split by weight it need not match "
+                "what each account holds: send one OCO pair per account",
+            )
         limits, checks = self._plan(None)
         for check in checks:
             if check.about_the_order:
