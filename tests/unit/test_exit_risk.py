@@ -244,3 +244,25 @@ async def test_a_plain_stop_order_is_not_taken_for_a_leg(rig):
     # A sell stop over the market is the trader's business when it is not a bracket's exit.
     order = await rig.accepted(side="SELL", quantity=1, order_type="STOP", stop_price=101)
     assert order.status is OrderStatus.FILLED or order.is_working
+
+
+async def test_a_brackets_exits_changed_at_the_paper_broker_still_cancel_each_other(rig):
+    entry = await rig.accepted(side="BUY", quantity=2, take_profit=120, stop_loss=80)
+    tp_id, sl_id = entry.client_order_id + TAKE_PROFIT_SUFFIX, entry.client_order_id + STOP_LOSS_SUFFIX
+    await until(lambda: {sl_id, tp_id} <= set(rig.service.tracker.orders))
+    take_profit, stop_loss = rig.service.tracker.get(tp_id), rig.service.tracker.get(sl_id)
+    ids = (take_profit.broker_order_id, stop_loss.broker_order_id)
+    assert (await rig.service.modify(tp_id, limit_price=D(104))).status is not OrderStatus.REJECTED
+    assert (await rig.service.modify(sl_id, stop_price=D(97))).status is not OrderStatus.REJECTED
+    # Changed in place: the same orders at the venue, with the new prices.
+    assert (take_profit.broker_order_id, stop_loss.broker_order_id) == ids
+    venue_tp = await rig.broker.get_order(take_profit.broker_order_id)
+    venue_sl = await rig.broker.get_order(stop_loss.broker_order_id)
+    assert (venue_tp.request.limit_price, venue_sl.request.stop_price) == (104, 97)
+    kinds = [event.kind for event in rig.journal.events(order=sl_id)]
+    assert "modify" in kinds and "modified" in kinds
+    rig.broker.set_price("AAPL", 105)
+    await until(
+        lambda: take_profit.status is OrderStatus.FILLED and stop_loss.status is OrderStatus.CANCELLED
+    )
+    assert take_profit.avg_fill_price is not None and take_profit.avg_fill_price >= 104
