@@ -15,7 +15,7 @@ from brokers.journal import Journal
 from brokers.killswitch import HaltSettings, KillSwitch
 from brokers.legs import STOP_LOSS_SUFFIX, TAKE_PROFIT_SUFFIX
 from brokers.manager import MultiBrokerManager
-from brokers.models import OrderRequest, OrderStatus, RejectCode
+from brokers.models import OrderRequest, OrderStatus, RejectCode, Side
 from brokers.risk import RiskEngine, RiskLimits
 from brokers.sim import SimBroker
 
@@ -266,3 +266,30 @@ async def test_a_brackets_exits_changed_at_the_paper_broker_still_cancel_each_ot
         lambda: take_profit.status is OrderStatus.FILLED and stop_loss.status is OrderStatus.CANCELLED
     )
     assert take_profit.avg_fill_price is not None and take_profit.avg_fill_price >= 104
+
+
+async def test_a_pairs_exits_count_once_as_working_orders_on_their_side(rig):
+    # Holding 10, then 5 more with a bracket: its take-profit and stop-loss sell 5 each, but
+    # only one of them can fill, so 5 are working on the sell side, not 10.
+    entry = await rig.accepted(side="BUY", quantity=5, take_profit=120, stop_loss=80)
+    coid = entry.client_order_id
+    await until(
+        lambda: {coid + TAKE_PROFIT_SUFFIX, coid + STOP_LOSS_SUFFIX} <= set(rig.service.tracker.orders)
+    )
+    instrument = OrderRequest(symbol="AAPL", side="SELL", quantity=1).instrument
+    assert rig.service.book.pending("paper", instrument, Side.SELL) == 5
+    # Reduce-only: selling the other 10 still shrinks the position of 15 with those 5 working.
+    await rig.service.reduce_only("test", "test")
+    sell = await rig.accepted(side="SELL", quantity=10)
+    assert sell.status is OrderStatus.FILLED
+    await rig.refused(RejectCode.REDUCE_ONLY, side="SELL", quantity=1)
+
+
+async def test_an_oco_pair_counts_once_against_the_position_limit(rig):
+    rig.limits(max_position=D(10))
+    pair = await rig.accepted(side="SELL", quantity=10, order_class="OCO", take_profit=110, stop_loss=95)
+    await until(lambda: pair.client_order_id + STOP_LOSS_SUFFIX in rig.service.tracker.orders)
+    # 10 held, the pair may sell 10: flat at worst. Selling 10 more would be short 10, at the
+    # limit; counted twice, the pair would have made it short 20.
+    await rig.accepted(side="SELL", quantity=10, order_type="LIMIT", limit_price=105)
+    await rig.refused(RejectCode.MAX_POSITION, side="SELL", quantity=1, order_type="LIMIT", limit_price=105)
