@@ -81,8 +81,9 @@ def _through(
     """Why an exit at ``price`` would act at once from ``start``, naming the field; or None."""
     sells = exit_side is Side.SELL
     stop = name == "stop_loss"
-    # A selling stop triggers at or above its price... from below: it must sit under the start;
-    # a selling take-profit limit fills at or under the start, so it must sit above it.
+    # A selling stop triggers once the price falls to it, so it must sit under the start; a
+    # selling take-profit limit fills once the price reaches it, so it must sit above. Buying
+    # exits (closing a short), the other way round.
     through = (
         (price >= start if stop else price <= start)
         if sells
