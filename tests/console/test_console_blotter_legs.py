@@ -179,23 +179,57 @@ async def test_the_exits_of_an_entry_filled_later_are_nested_under_it():
         assert rows.index(later.client_order_id) > at + 2
 
 
-def test_the_legs_in_the_blotter_at_160_columns(snap_compare):
-    async def run_before(pilot) -> None:
-        app = pilot.app
-        await settled(app, pilot)
-        app.blotter.show_orders([(order, None) for order in scenario()])
-        await pilot.press("ctrl+b")
-        await pilot.pause()
+async def show_scenario(pilot) -> None:
+    """Every row in, the blotter focused, the cursor on the bracket's stop-loss, settled."""
+    app = pilot.app
+    await settled(app, pilot)
+    app.blotter.show_orders([(order, None) for order in scenario()])
+    # The day's commission is totalled from the blotter's orders every 2 seconds: at once here.
+    app.order_control.show_commission()
+    await pilot.press("ctrl+b")
+    table = app.blotter.table
+    await wait_for(lambda: app.focused is table, pilot)
+    table.move_cursor(row=EXPECTED_ROWS.index("TCSNAPBRACKET0001" + SL), animate=False)
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
-    assert snap_compare(console(), terminal_size=(160, 48), run_before=run_before)
+
+def test_the_legs_in_the_blotter_at_160_columns(snap_compare):
+    assert snap_compare(console(), terminal_size=(160, 48), run_before=show_scenario)
 
 
 def test_the_legs_in_the_blotter_at_80_columns(snap_compare):
-    async def run_before(pilot) -> None:
-        app = pilot.app
-        await settled(app, pilot)
-        app.blotter.show_orders([(order, None) for order in scenario()])
-        await pilot.press("ctrl+b")
-        await pilot.pause()
+    assert snap_compare(console(), terminal_size=(80, 40), run_before=show_scenario)
 
-    assert snap_compare(console(), terminal_size=(80, 24), run_before=run_before)
+
+async def test_m_on_a_leg_changes_that_exit_and_it_stays_under_its_parent():
+    from textual.widgets import Input
+
+    from console.tui.screens.order_modify import OrderModifyScreen
+
+    app = console()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settled(app, pilot)
+        entry = await app.runtime.execution.submit(
+            {"symbol": "AAPL", "side": "BUY", "quantity": "2", "take_profit": "240", "stop_loss": "215"}
+        )
+        assert entry.status is OrderStatus.FILLED, entry.reject_reason
+        coid = entry.client_order_id
+        await wait_for(lambda: {coid + TP, coid + SL} <= set(app.blotter.orders), pilot)
+        table = app.blotter.table
+        await pilot.press("ctrl+b")
+        table.move_cursor(row=table.get_row_index(coid + SL), animate=False)
+        await pilot.pause()
+        await pilot.press("m")
+        await wait_for(lambda: isinstance(app.screen, OrderModifyScreen), pilot)
+        app.screen.query_one("#modify-stop", Input).value = "218.5"
+        await pilot.pause()
+        await pilot.press("enter")
+        leg = app.blotter.orders[coid + SL]
+        await wait_for(lambda: leg.stop_price == Decimal("218.5"), pilot)
+        await wait_for(lambda: "STP 218.50" in str(table.shown(coid + SL, "order")), pilot)
+        assert table.shown(coid + SL, "symbol").plain == "└ AAPL"
+        rows = shown_rows(app)
+        assert rows[rows.index(coid) : rows.index(coid) + 3] == [coid, coid + TP, coid + SL]
+        assert leg.is_working
