@@ -180,7 +180,7 @@ async def test_the_exits_of_an_entry_filled_later_are_nested_under_it():
 
 
 async def show_scenario(pilot) -> None:
-    """Every row in, the blotter focused, the cursor on the bracket's stop-loss, settled."""
+    """Every row in, the blotter focused, the cursor on the bracket's entry, settled."""
     app = pilot.app
     await settled(app, pilot)
     app.blotter.show_orders([(order, None) for order in scenario()])
@@ -189,7 +189,7 @@ async def show_scenario(pilot) -> None:
     await pilot.press("ctrl+b")
     table = app.blotter.table
     await wait_for(lambda: app.focused is table, pilot)
-    table.move_cursor(row=EXPECTED_ROWS.index("TCSNAPBRACKET0001" + SL), animate=False)
+    table.move_cursor(row=EXPECTED_ROWS.index("TCSNAPBRACKET0001"), animate=False)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
     await pilot.pause()
