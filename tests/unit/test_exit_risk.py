@@ -293,3 +293,14 @@ async def test_an_oco_pair_counts_once_against_the_position_limit(rig):
     # limit; counted twice, the pair would have made it short 20.
     await rig.accepted(side="SELL", quantity=10, order_type="LIMIT", limit_price=105)
     await rig.refused(RejectCode.MAX_POSITION, side="SELL", quantity=1, order_type="LIMIT", limit_price=105)
+
+
+async def test_an_oco_pair_is_not_split_across_accounts(rig):
+    orders = await rig.service.submit_distributed(
+        OrderRequest(
+            symbol="AAPL", side="SELL", quantity=10, order_class="OCO", take_profit=110, stop_loss=95
+        )
+    )
+    assert [o.reject_code for o in orders] == [RejectCode.INVALID_ORDER]
+    assert "send one OCO pair per account" in (orders[0].reject_reason or "")
+    assert await rig.broker.get_open_orders() == []
