@@ -527,6 +527,8 @@ def test_blotter_with_a_long_reason(snap_compare):
         )
         for order in (filled, refused):
             app.blotter.show_order(order)
+        # The day's commission is totalled from the blotter's orders every 2 seconds: at once here.
+        app.order_control.show_commission()
         await pilot.press("ctrl+b")
         await pilot.pause()
 
