@@ -30,6 +30,7 @@ from .instruments import Instrument
 from .killswitch import KillSwitch
 from .models import (
     Order,
+    OrderClass,
     OrderRequest,
     OrderStatus,
     RejectCode,
@@ -266,6 +267,9 @@ class OrderAmender:
         if not asked:
             return "nothing to change: give a new quantity, limit price, stop price or time in force"
         old = order.request
+        if old.legs is OrderClass.OCO and "limit_price" in asked and "take_profit" not in asked:
+            # An OCO order is its take-profit: a LIMIT at that price, which moves with it.
+            asked = {**asked, "take_profit": asked["limit_price"]}
         try:
             request = OrderRequest.model_validate({**old.model_dump(), **asked})
         except ValidationError as exc:

@@ -18,6 +18,7 @@ from decimal import Decimal
 from .base import FxSource, PriceSource
 from .events import PositionDiff
 from .instruments import Instrument
+from .legs import working_quantity
 from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
 from .pnl import DayActivity, DayBook
 from .riskstate import DayBaseline, DayBaselines
@@ -443,12 +444,8 @@ class Book:
             working = self._open_by_key.get((account, wanted, side))
             if not working:
                 return _ZERO
-            total = _ZERO
-            for order in working.values():
-                remaining = order.remaining_quantity
-                if remaining is not None:  # a notional order's size is money: pending_notional
-                    total += remaining
-            return total
+            # A bracket's or OCO pair's exits count once: only one of them can fill.
+            return working_quantity(working.values())
         return sum((self.pending(name, wanted, side) for name in self.open), _ZERO)
 
     def pending_notional(self, account: str | None, instrument: Instrument | str, side: Side) -> Decimal:

@@ -8,12 +8,17 @@ parent's journaled request alone, across a restart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from .enums import OrderType, TimeInForce
 from .order_request import LEG_SUFFIX_LEN, OrderClass, OrderRequest
 
-__all__ = ["STOP_LOSS_SUFFIX", "TAKE_PROFIT_SUFFIX", "exit_requests", "leg_parent_id"]
+if TYPE_CHECKING:
+    from .orders import Order
+
+__all__ = ["STOP_LOSS_SUFFIX", "TAKE_PROFIT_SUFFIX", "exit_requests", "leg_parent_id", "working_quantity"]
 
 TAKE_PROFIT_SUFFIX = "-TP"
 STOP_LOSS_SUFFIX = "-SL"
@@ -74,3 +79,24 @@ def exit_requests(parent: OrderRequest, quantity: Decimal | None = None) -> list
             )
         )
     return exits
+
+
+def working_quantity(orders: Iterable[Order]) -> Decimal:
+    """What working orders on one side may still trade, in units: the exits of one order (an
+    OCO pair, or a bracket's take-profit and stop-loss) counted once, at the larger of them,
+    since one's fill cancels the other. Notional orders (their size is money) are left out."""
+    total = Decimal(0)
+    groups: dict[str, Decimal] = {}
+    for order in orders:
+        remaining = order.remaining_quantity
+        if remaining is None:
+            continue
+        coid = order.client_order_id
+        group = leg_parent_id(coid)
+        if group is None and order.request.order_class is OrderClass.OCO:
+            group = coid
+        if group is None:
+            total += remaining
+        elif remaining > groups.get(group, Decimal(0)):
+            groups[group] = remaining
+    return total + sum(groups.values(), Decimal(0)) if groups else total

@@ -24,14 +24,18 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .enums import OrderType
+from .exit_risk import bracket_refusal, leg_refusal
 from .instruments import Instrument
 from .models import OrderRequest, RejectCode, Side
+from .order_request import OrderClass
 from .riskstate import LocalBuckets, SharedBuckets, TokenBuckets, bucket_folder
 
 if TYPE_CHECKING:
     from .cash_check import SettledFunds
 
 _ZERO = Decimal(0)
+_STOP = OrderType.STOP
 
 
 class Rejection(NamedTuple):
@@ -152,6 +156,8 @@ class Check:
     limit: ClassVar[str]
     about_the_order: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
+    # Whether checking spends something (a rate token): such a check runs after the exits'.
+    spends: ClassVar[bool] = False
 
     def __init__(self, clock: Callable[[], float], buckets: TokenBuckets | None = None) -> None:
         self.clock = clock
@@ -424,6 +430,7 @@ class RateLimitCheck(Check):
 
     code = RejectCode.RATE_LIMIT
     limit = "max_orders_per_second"
+    spends = True
 
     @staticmethod
     def _shape(limits: RiskLimits) -> tuple[float, float]:
@@ -550,6 +557,15 @@ class RiskEngine:
             self._plans.clear()
         plan = self._plans.get(account or "")
         limits, checks = plan if plan is not None else self._plan(account)
+        # An order with exits (an OCO pair always has both prices) takes the longer path; one
+        # without pays for these two attribute reads only.
+        if request.take_profit is not None or request.stop_loss is not None:
+            return self._check_with_exits(request, account, limits, checks, ctx)
+        if request.order_type is _STOP:
+            # A stop-loss leg changed on its own (``ExecutionService.modify`` on ``<id>-SL``).
+            leg = leg_refusal(request, account, ctx)
+            if leg is not None:
+                return Rejection(leg[0].value, leg[1])
         if not checks:
             return None
         for check in checks:
@@ -563,13 +579,45 @@ class RiskEngine:
 
     def check_parent(self, request: OrderRequest, ctx: RiskContext) -> Rejection | None:
         """A parent order, on its total, against the global limits, before it is split: only
-        the checks about the order itself; nothing is counted."""
+        the checks about the order itself (and its exits); nothing is counted."""
+        if request.legs is OrderClass.OCO:
+            return Rejection(
+                RejectCode.INVALID_ORDER.value,
+                "an OCO pair protects a position an account holds; split by weight it need not match "
+                "what each account holds: send one OCO pair per account",
+            )
         limits, checks = self._plan(None)
         for check in checks:
             if check.about_the_order:
                 reason = check.check(request, None, limits, ctx)
                 if reason is not None:
                     return Rejection(check.code.value, reason)
+        exits = bracket_refusal(request, None, limits, ctx, with_account_state=False)
+        return None if exits is None else Rejection(exits[0].value, exits[1])
+
+    # -- exit checks ---------------------------------------------------------------------
+    def _check_with_exits(
+        self, request: OrderRequest, account: str, limits: RiskLimits, checks: list[Check], ctx: RiskContext
+    ) -> Rejection | None:
+        """The entry's checks, then its exits' (``brokers.exit_risk``), then whatever spends a
+        token, so an order its exits refuse does not use up the account's rate."""
+        spending = [check for check in checks if check.spends]
+        for check in checks:
+            if check.spends:
+                continue
+            reason = check.check(request, account, limits, ctx)
+            if reason is not None:
+                return Rejection(check.code.value, reason)
+        exits = bracket_refusal(request, account, limits, ctx)
+        if exits is not None:
+            return Rejection(exits[0].value, exits[1])
+        for check in spending:
+            reason = check.check(request, account, limits, ctx)
+            if reason is not None:
+                return Rejection(check.code.value, reason)
+        for check in checks:
+            if check.stateful:
+                check.accept(request, account, limits)
         return None
 
     def daily_loss_breach(self, accounts: list[str], ctx: RiskContext) -> str | None:

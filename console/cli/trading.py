@@ -321,6 +321,13 @@ def _place(
         account_named(config, request.account, "--account")
     if distribute and account is not None:
         bad_argument("--distribute splits across every account; leave out --account", "--distribute")
+    if distribute and oco:
+        # Each child of a split is sized by weight, not by what its account holds.
+        bad_argument(
+            "--oco protects a position an account holds and --distribute splits by weight, which need "
+            "not match what each account holds: place one OCO pair per account with --account",
+            "--oco",
+        )
     halted = _halt_notice(config)
     if halted is not None:
         # Asking to confirm an order that cannot go would be a question with no real answer.

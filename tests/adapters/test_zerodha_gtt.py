@@ -273,6 +273,16 @@ async def test_modifying_an_exit_price_modifies_the_trigger(service, peer):
     await until(lambda: parent.status is OrderStatus.CANCELLED)
 
 
+async def test_a_new_take_profit_through_the_service_moves_the_upper_trigger(service, peer):
+    order = await service.submit(oco())
+    await until(lambda: service.get_order(order.client_order_id + "-SL") is not None)
+    parent, _stop = legs_of(service, order)
+    result = await service.modify(parent.client_order_id, limit_price=D("3650"))
+    assert result.status is not OrderStatus.REJECTED, result.reject_reason
+    assert json.loads(peer.gtt_puts[-1]["condition"])["trigger_values"] == [3400.0, 3650.0]
+    assert (parent.limit_price, parent.request.take_profit) == (D(3650), D(3650))
+
+
 async def test_a_new_take_profit_moves_the_upper_trigger(broker, peer):
     order = await broker.place_order(oco(client_order_id="MOVE1"))
     changed = await broker.modify_order(

@@ -20,10 +20,10 @@ def plain(text: str) -> str:
 
 
 def test_a_bracket_from_the_command_line():
-    result = invoke("order", "buy", "AAPL", "1", "--take-profit", "300", "--stop-loss", "150", "-y", "--json")
+    result = invoke("order", "buy", "AAPL", "1", "--take-profit", "240", "--stop-loss", "215", "-y", "--json")
     assert result.exit_code == 0, result.output
     order = json.loads(result.stdout)
-    assert (order["status"], order["take_profit"], order["stop_loss"]) == ("FILLED", "300", "150")
+    assert (order["status"], order["take_profit"], order["stop_loss"]) == ("FILLED", "240", "215")
 
 
 def test_an_oco_pair_from_the_command_line():

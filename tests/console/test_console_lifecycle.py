@@ -454,13 +454,13 @@ async def test_the_legs_of_a_bracket_are_marked_under_their_parent():
     async with app.run_test(size=(200, 50)) as pilot:
         await settled(app, pilot)
         order = await app.runtime.execution.submit(
-            {"symbol": "AAPL", "side": "BUY", "quantity": "1", "take_profit": "1000", "stop_loss": "10"}
+            {"symbol": "AAPL", "side": "BUY", "quantity": "1", "take_profit": "240", "stop_loss": "215"}
         )
         assert order.status.value == "FILLED", order.reject_reason
         leg_id = order.client_order_id + STOP_LOSS_SUFFIX
         await wait_for(lambda: leg_id in app.blotter.orders, pilot)
         table = app.blotter.table
-        assert table.shown(leg_id, "symbol").plain == "↳ AAPL"
+        assert table.shown(leg_id, "symbol").plain == "└ AAPL"
         table.move_cursor(row=table.get_row_index(leg_id), animate=False)
         await pilot.pause()
         detail = str(app.blotter.query_one("#order-detail", Static).render())
@@ -527,6 +527,8 @@ def test_blotter_with_a_long_reason(snap_compare):
         )
         for order in (filled, refused):
             app.blotter.show_order(order)
+        # The day's commission is totalled from the blotter's orders every 2 seconds: at once here.
+        app.order_control.show_commission()
         await pilot.press("ctrl+b")
         await pilot.pause()
 

@@ -48,7 +48,7 @@ async def test_a_bracket_from_the_ticket_reaches_the_broker_with_its_legs():
     app = console()
     async with app.run_test(size=(200, 50)) as pilot:
         await settled(app, pilot)
-        await submit(app, pilot, symbol="AAPL", quantity="2", take_profit="1000", stop_loss="10")
+        await submit(app, pilot, symbol="AAPL", quantity="2", take_profit="240", stop_loss="215")
         await wait_for(lambda: any(o.request.has_legs for o in app.blotter.orders.values()), pilot)
         parent = next(o for o in app.blotter.orders.values() if o.request.has_legs)
         coid = parent.client_order_id
@@ -57,7 +57,7 @@ async def test_a_bracket_from_the_ticket_reaches_the_broker_with_its_legs():
         )
         assert parent.status is OrderStatus.FILLED
         legs = [app.blotter.orders[coid + suffix] for suffix in (TAKE_PROFIT_SUFFIX, STOP_LOSS_SUFFIX)]
-        assert [(leg.limit_price, leg.stop_price) for leg in legs] == [(1000, None), (None, 10)]
+        assert [(leg.limit_price, leg.stop_price) for leg in legs] == [(240, None), (None, 215)]
 
 
 async def test_a_bad_exit_shows_under_the_field_and_sends_nothing():

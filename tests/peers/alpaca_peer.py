@@ -741,6 +741,10 @@ class AlpacaPeer:
         old["replaced_by"] = new_id
         old["updated_at"] = timestamp
         self.orders[new_id] = new
+        if old["id"] in self.leg_parent:
+            # A replaced exit leg stays an exit of its order: it still cancels, and is cancelled
+            # by, the other exits.
+            self.leg_parent[new_id] = self.leg_parent[old["id"]]
         answer = dict(new)
         new["status"] = "new"
         await self._publish("replaced", old, timestamp=timestamp)

@@ -148,6 +148,15 @@ class OrderDesk:
             )
         ib_order = ib_order_for(request, session.account)
         ib_order.orderId = tracked.order_id
+        if tracked.trade is not None:
+            # TWS takes a modification as the whole order: an exit sent without its OCA group
+            # and parent would leave its pair, and a fill of its partner would not cancel it.
+            placed = tracked.trade.order
+            ib_order.ocaGroup, ib_order.ocaType, ib_order.parentId = (
+                placed.ocaGroup,
+                placed.ocaType,
+                placed.parentId,
+            )
         contract = tracked.trade.contract if tracked.trade is not None else contract_for(request)
         wanted = (request.quantity, request.limit_price, request.stop_price)
         errors_before = len(tracked.errors)

@@ -4,8 +4,11 @@ screen; the selected order's full detail (reason text, every fill) shows under t
 opens its history. A pane too narrow for every column (an 80-column terminal) shows fewer, wider
 ones: the order in one column, and the Result column still gets room to be read.
 
-The exits of a bracket, OTO or OCO order are marked as legs of their parent (``↳``), and the
-detail line names the parent's exits and a leg's parent."""
+The exits of a bracket, OTO or OCO order sit directly under their parent, in the parent's place,
+marked as a tree (``├`` then ``└``, take-profit before stop-loss), however their updates arrive:
+a leg seen before its parent holds the parent's place with a stand-in row the parent's own row
+takes over; a leg whose parent is not among the orders shown (an earlier day's entry) keeps the
+stand-in. The detail line names the parent's exits and a leg's parent."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
-from brokers.legs import leg_parent_id
+from brokers.legs import STOP_LOSS_SUFFIX, leg_parent_id
 from brokers.models import Order, OrderStatus, OrderType, Side
 from console import formatting as fmt
 
@@ -150,6 +153,12 @@ class BlotterTable(KeyedTable):
 
 
 ORPHANED_STYLE = "bold black on magenta"
+LEG_MARK, LAST_LEG_MARK = "├ ", "└ "
+
+
+def leg_rank(client_order_id: str) -> tuple[int, str]:
+    """Where a leg sits among its parent's: take-profit, then stop-loss."""
+    return (1 if client_order_id.endswith(STOP_LOSS_SUFFIX) else 0, client_order_id)
 
 
 class BlotterPane(Vertical):
@@ -181,6 +190,13 @@ class BlotterPane(Vertical):
         self._commission: dict[tuple[str, str], Decimal] = {}
         # client order id -> every cell of its row, for either set of columns (see ``_fit``).
         self._cells: dict[str, dict[str, object]] = {}
+        # The rows' order: each top-level row (an order, or a stand-in for a leg's parent not
+        # shown) in the order it came, each followed by its legs.
+        self._tops: list[str] = []
+        self._legs: dict[str, list[str]] = {}
+        # Parent id -> the first leg seen, for parents shown by a stand-in row.
+        self._stand_ins: dict[str, Order] = {}
+        self._misplaced = False
 
     def compose(self) -> ComposeResult:
         yield BlotterTable(id="blotter-table")
@@ -197,13 +213,32 @@ class BlotterPane(Vertical):
         """The column set the pane's width allows, then the Result column across what is left."""
         table = self.table
         width = self.size.width
+        selected = table.selected_key()
         if width and table.use_columns(width < table.full_width_needed()):
-            selected = table.selected_key()
-            for key, cells in self._cells.items():
-                table.upsert(key, cells)
-            if selected is not None and table.has_row(selected):
-                table.move_cursor(row=table.get_row_index(selected), animate=False)
+            self._show_rows(selected)
         table.fit_result()
+
+    def row_order(self) -> list[str]:
+        """Every row's key, top to bottom: each order or stand-in, then its legs."""
+        rows: list[str] = []
+        legs = self._legs
+        for top in self._tops:
+            rows.append(top)
+            rows.extend(legs.get(top, ()))
+        return rows
+
+    def _show_rows(self, selected: str | None) -> None:
+        """Every row again, in ``row_order``; the cursor stays on ``selected``."""
+        table = self.table
+        table.clear()
+        shown = table.column_keys()
+        for key in self.row_order():
+            table.upsert(
+                key, {column: value for column, value in self._cells[key].items() if column in shown}
+            )
+        if selected is not None and table.has_row(selected):
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
+        self._misplaced = False
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -229,14 +264,17 @@ class BlotterPane(Vertical):
         """Show or update each (order, orphan note); the cursor, the detail line and the
         column widths follow once for the lot (a restart brings back a day's orders at once)."""
         table = self.table
-        added = False
+        newest: str | None = None
         for order, orphan_note in orders:
-            added = self._put(order, orphan_note) or added
-        if added:
+            if self._put(order, orphan_note):
+                newest = order.client_order_id
+        if self._misplaced:
+            self._show_rows(table.selected_key())
+        if newest is not None:
             self._fit()  # a new account name may have widened its column
-            if not table.has_focus:
+            if not table.has_focus and table.has_row(newest):
                 # Follow the newest order unless the trader is working in the blotter.
-                table.move_cursor(row=table.row_count - 1, animate=False)
+                table.move_cursor(row=table.get_row_index(newest), animate=False)
         self._show_detail()
         self._show_subtitle()
 
@@ -249,8 +287,67 @@ class BlotterPane(Vertical):
             self._orphans[key] = orphan_note
         else:
             self._orphans.pop(key, None)
+        if is_new:
+            self._place(order)
+        self._write(order)
+        return is_new
+
+    def _place(self, order: Order) -> None:
+        """Where a new order's row goes: under its parent if it is a leg, else at the end."""
+        key = order.client_order_id
+        if self._stand_ins.pop(key, None) is not None:
+            return  # its legs came first: it takes over the stand-in's row, in its place
+        parent_id = leg_parent_id(key)
+        parent = self._orders.get(parent_id) if parent_id is not None else None
+        if parent_id is None or (parent is not None and not parent.request.has_legs):
+            self._tops.append(key)
+            return
+        if parent is None and parent_id not in self._stand_ins:
+            self._stand_ins[parent_id] = order
+            self._tops.append(parent_id)
+            self._write_stand_in(parent_id, order)
+        siblings = self._legs.setdefault(parent_id, [])
+        siblings.append(key)
+        siblings.sort(key=leg_rank)
+        # A row is added at the bottom: anywhere else, the rows are shown again in order.
+        if self._tops[-1] != parent_id or siblings[-1] != key:
+            self._misplaced = True
+        for sibling in siblings:
+            if sibling != key:
+                self._write(self._orders[sibling])  # its tree mark may change
+
+    def _mark(self, order: Order) -> str:
+        """The tree mark of a leg shown under its parent; empty for any other row."""
+        parent_id = leg_parent_id(order.client_order_id)
+        siblings = self._legs.get(parent_id) if parent_id is not None else None
+        if not siblings or order.client_order_id not in siblings:
+            return ""
+        return LAST_LEG_MARK if siblings[-1] == order.client_order_id else LEG_MARK
+
+    def _write_stand_in(self, parent_id: str, leg: Order) -> None:
+        """The row holding the place of a leg's parent that is not shown (yet)."""
+        cells: dict[str, object] = {
+            "time": "",
+            "account": leg.account or "auto",
+            "symbol": Text(leg.symbol, style="bold dim"),
+            "side": "",
+            "quantity": "",
+            "order": Text("entry", style="dim"),
+            "ticket": Text(f"entry of {leg.symbol} exits", style="dim"),
+            "status": Text(fmt.DASH, style="dim"),
+            "filled": "",
+            "avg": "",
+            "result": Text(f"entry not in this list · {parent_id}", style="dim"),
+        }
+        self._cells[parent_id] = cells
+        shown = self.table.column_keys()
+        self.table.upsert(parent_id, {column: value for column, value in cells.items() if column in shown})
+
+    def _write(self, order: Order) -> None:
+        key = order.client_order_id
+        orphan_note = self._orphans.get(key)
         side_style = "green" if order.side is Side.BUY else "red"
-        leg = self._leg_of(order)
+        mark = self._mark(order)
         if orphan_note is not None:
             status = Text("ORPHANED", style=ORPHANED_STYLE)
             result = Text(f"account not configured: {order.account}", style="magenta")
@@ -266,7 +363,7 @@ class BlotterPane(Vertical):
                 result = Text(fill_summary(order))
         table = self.table
         kind = f"{_TYPE_SHORT.get(order.order_type, order.order_type.value)} {order_price(order)}".strip()
-        ticket = Text("↳ " if leg else "", style="dim")
+        ticket = Text(mark, style="dim")
         ticket.append(order.side.value, style=side_style)
         ticket.append(f" {fmt.size(order.request)} ")
         ticket.append(order.symbol, style="bold")
@@ -274,7 +371,7 @@ class BlotterPane(Vertical):
         cells: dict[str, object] = {
             "time": fmt.clock_time(order.created_at),
             "account": order.account or "auto",
-            "symbol": Text(("↳ " if leg else "") + order.symbol, style="bold"),
+            "symbol": Text(mark + order.symbol, style="bold"),
             "side": Text(order.side.value, style=side_style),
             "quantity": fmt.right(fmt.size(order.request)),
             "order": kind,
@@ -287,7 +384,6 @@ class BlotterPane(Vertical):
         self._cells[key] = cells
         shown = table.column_keys()
         table.upsert(key, {column: value for column, value in cells.items() if column in shown})
-        return is_new
 
     def show_alerts(self, count: int) -> None:
         """How many execution alerts were raised (``brokers.monitoring``)."""
@@ -346,6 +442,17 @@ class BlotterPane(Vertical):
         box = self.query_one("#order-detail", Static)
         order = self.selected_order()
         if order is None:
+            key = self.table.selected_key()
+            leg = self._stand_ins.get(key) if key is not None else None
+            if leg is not None:
+                box.update(
+                    Text(
+                        f"entry {key} of the exits below is not among the orders shown "
+                        f"(an earlier day's, or not in yet)",
+                        style="dim",
+                    )
+                )
+                return
             box.update(Text("No orders yet", style="dim"))
             return
         text = Text()

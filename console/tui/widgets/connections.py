@@ -58,10 +58,12 @@ def as_of_line(name: str, as_of: datetime, now: datetime) -> str:
 
 class ConnectionsTable(KeyedTable):
     COLUMNS = (
-        # What a trader needs first comes first: narrow terminals cut from the right.
+        # What a trader needs first comes first: narrow terminals cut from the right. The state
+        # before the mode: cut to "CONNE" it could be CONNECTED or CONNECTING, and a LIVE
+        # account is also named on the title line.
         ("account", "Account", 13),
-        ("mode", "Mode", 5),
         ("state", "State", 12),
+        ("mode", "Mode", 5),
         ("latency", "Latency", 7),
         ("session", "Session", 7),
         ("type", "Type", 7),

@@ -377,6 +377,7 @@ class OrderEntry(Vertical):
         errors_line = self.query_one("#order-errors", Static)
         errors_line.update(shown)
         errors_line.set_class(not shown, "-empty")
+        self.set_class(bool(shown), "-has-errors")
         form_error = errors.get("form")
         if form_error and show_all:
             self._set_status(Text(form_error, style="red"))

@@ -42,9 +42,16 @@ def side_text(price: Decimal | None, size: Decimal | None) -> str:
     return f"{fmt.price(price)} × {fmt.quantity(size)}" if size is not None else fmt.price(price)
 
 
-def book_text(quote: Quote) -> Text:
-    """``bid 227.45 × 300  ask 227.55 × 200``."""
+def book_text(quote: Quote, *, compact: bool = False) -> Text:
+    """``bid 227.45 × 300  ask 227.55 × 200``; compact, ``227.45×300 / 227.55×200`` (bid first, as
+    every quote board writes it)."""
     text = Text()
+    if compact:
+        for at, (price, size) in enumerate(((quote.bid, quote.bid_size), (quote.ask, quote.ask_size))):
+            if at:
+                text.append(" / ", style="dim")
+            text.append(side_text(price, size).replace(" × ", "×"))
+        return text
     text.append("bid ", style="dim")
     text.append(side_text(quote.bid, quote.bid_size))
     text.append("  ask ", style="dim")
@@ -115,7 +122,11 @@ class TicketQuote(Static):
         if quote is not None and quoted:
             # A snapshot of the last price alone has no book to show.
             has_book = quote.bid is not None or quote.ask is not None
-            book = [book_text(quote), last_text(quote)] if has_book else [Text(), last_text(quote)]
+            book = (
+                [book_text(quote, compact=one_line), last_text(quote)]
+                if has_book
+                else [Text(), last_text(quote)]
+            )
         # One line is cut at the pane's edge: the price and the cost before the book.
         parts += [*book[1:], *estimated, *book[:1]] if one_line else [*book, *estimated]
         text = Text("  " if one_line else "\n").join(part for part in parts if part)
