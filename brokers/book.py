@@ -33,10 +33,12 @@ _ZERO = Decimal(0)
 
 class DayOpening(NamedTuple):
     """A holding as the trading day found it: its quantity and average cost at the open (None:
-    not known, never a guess)."""
+    not known, never a guess), and the previous close the book had for it (the day's P&L of a
+    holding closed today is counted from it)."""
 
     quantity: Decimal
     cost: Decimal | None
+    previous_close: Decimal | None = None
 
 
 class DayOpenings(Protocol):
@@ -485,6 +487,9 @@ class Book:
             # A holding the recorded opening does not name was not held at the open.
             opened = None if recorded is None else recorded.get(instrument, _NOTHING)
             holding.replay(fills, opened)
+            if holding.previous_close is None and opened is not None:
+                # Not reported now (closed today): the previous close it had at the open.
+                holding.previous_close = opened.previous_close
             self._traded_today.add((account, instrument))
 
     def _open_day(self, account: str) -> None:
@@ -510,7 +515,7 @@ class Book:
                 continue
             opening = holding.opening
             cost = opening.cost if opening is not None and opening.quantity == quantity else None
-            held[instrument] = DayOpening(quantity, cost)
+            held[instrument] = DayOpening(quantity, cost, holding.previous_close)
         try:
             writer.record_opening(account, self._day, held)
         except Exception:

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 FILL_KINDS = (FILL, ACK, UPDATE, RECONCILE, CANCEL)
 
 # An account's holdings at the open of a trading day: ``{"day": ISO date, "holdings": {label:
-# [quantity, average cost or null]}}``, one row per account and day.
+# [quantity, average cost or null, previous close or null]}}``, one row per account and day.
 DAY_OPEN = "day_open"
 
 
@@ -173,14 +173,22 @@ def _opening(event: JournalEvent, day: date) -> dict[Instrument, DayOpening] | N
             raise TypeError("holdings")
         opening: dict[Instrument, DayOpening] = {}
         for label, figures in held.items():
-            quantity, cost = figures
+            quantity, cost, close = figures
             opening[Instrument.from_label(str(label))] = DayOpening(
-                Decimal(str(quantity)), None if cost is None else Decimal(str(cost))
+                Decimal(str(quantity)), _decimal(cost), _decimal(close)
             )
     except (TypeError, ValueError, InvalidOperation):
         log.warning("journal row %d: the holdings at the open could not be read back", event.id)
         return None
     return opening
+
+
+def _decimal(text: object) -> Decimal | None:
+    return None if text is None else Decimal(str(text))
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
 
 
 class JournalOpenings:
@@ -197,7 +205,7 @@ class JournalOpenings:
             data={
                 "day": day.isoformat(),
                 "holdings": {
-                    instrument.label: [str(o.quantity), None if o.cost is None else str(o.cost)]
+                    instrument.label: [str(o.quantity), _text(o.cost), _text(o.previous_close)]
                     for instrument, o in holdings.items()
                 },
             },
