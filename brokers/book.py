@@ -352,6 +352,8 @@ class Book:
         if key in self._seen_fills:
             return False
         self._seen_fills.add(key)
+        if account not in self._opened and self.openings is not None:
+            self._open_day(account)
         traded = self._traded.get(fill.client_order_id) if fill.client_order_id is not None else None
         instrument = (traded or fill.instrument).in_currency(fill.currency)
         holding = self.holdings.get((account, instrument))
@@ -429,7 +431,6 @@ class Book:
                     known.cost = row.avg_price
         self._seeded.add(account)
         self._take_replay(account)
-        self._open_day(account)
         return diffs
 
     def replay_day(
@@ -465,9 +466,8 @@ class Book:
             taken += 1
         self._replay_day = day
         self._day_known = True
-        for account in sorted(self._seeded):
+        for account in self._seeded.intersection(self._replay):
             self._take_replay(account)
-            self._open_day(account)
         return taken
 
     def _take_replay(self, account: str) -> None:
@@ -493,11 +493,12 @@ class Book:
             self._traded_today.add((account, instrument))
 
     def _open_day(self, account: str) -> None:
-        """Write ``account``'s holdings at the open (``openings``), the first time the book
-        knows them on its day: once its positions are read and every fill of the day so far is
-        known. What is held now, less the day's fills, was held at the open; its cost is known
-        where the holding has not traded today (the broker's average) or it was worked back
-        from the day's fills, else it is written as unknown."""
+        """Write ``account``'s holdings at the open (``openings``) before the first fill the
+        book takes there on its day (an opening is needed only on a day the account trades),
+        once its positions are read and every fill of the day so far is known. What is held
+        now, less the day's fills, was held at the open; its cost is known where the holding
+        has not traded today (the broker's average, or the book's as the day began) or it was
+        worked back from the day's fills, else it is written as unknown."""
         writer = self.openings
         if (
             writer is None
@@ -678,8 +679,6 @@ class Book:
         self._opened.clear()
         # Only a book that had read positions before the day began saw the day's every fill.
         self._day_known = seen and bool(self._seeded)
-        for account in sorted(self._seeded):
-            self._open_day(account)
 
     # -- DayTrades (the P&L shown) --------------------------------------------------------
     def day_activity(self, account: str, instrument: Instrument) -> DayActivity | None:

@@ -55,9 +55,9 @@ class Run:
         await self.manager.disconnect_all()
         self.journal.close()
 
-    async def trade(self, symbol: str, side: str, quantity: int) -> list[Fill]:
+    async def trade(self, symbol: str, side: str, quantity: int, account: str = "paper") -> list[Fill]:
         order = await self.service.submit(
-            OrderRequest(symbol=symbol, side=side, quantity=quantity, account="paper")
+            OrderRequest(symbol=symbol, side=side, quantity=quantity, account=account)
         )
         assert order.status is OrderStatus.FILLED, order.reject_reason
         return list(order.fills)
@@ -337,15 +337,21 @@ async def test_a_holding_carried_in_and_closed_today_keeps_its_realised_figure_a
 
 
 async def test_the_opening_is_written_once_per_account_and_day_with_only_what_was_held(tmp_path):
+    """Before the first fill of the day at each account: a day without one needs no opening."""
     first = paper()
     second = SimBroker("second", prices={"AAPL": 100}, initial_positions={"AAPL": ("2.5", "90.10")})
+    async with Run(tmp_path, first) as run:
+        await run.service.reconcile()
+    assert openings_in(tmp_path) == []
     for _ in range(3):
         async with Run(tmp_path, first) as run:
             run.manager.add_broker("second", second)
             await run.manager.connect("second")
             # The account connected late: its positions are read at its resync.
-            await until(lambda: run.service.book.position("second", AAPL) == D("2.5"))
+            await until(lambda: run.service.book.position("second", AAPL) >= D("2.5"))
             await run.trade("AAPL", "BUY", 3)  # opened today: not in the opening
+            await run.trade("MSFT", "SELL", 1)
+            await run.trade("AAPL", "BUY", 1, account="second")
             await run.service.reconcile()
     today = datetime.now(UTC).date().isoformat()
     rows = openings_in(tmp_path)
@@ -364,6 +370,9 @@ async def test_a_restart_on_the_next_day_does_not_use_the_days_before_opening(tm
     async with Run(tmp_path, broker) as run:
         msft = run.day(MSFT)
         assert msft is not None and replace(msft, previous_close=None) == DayActivity()
+        await run.trade("MSFT", "SELL", 1)
+        msft = run.day(MSFT)
+        assert msft is not None and msft.realized == D(30) - D("0.01")
     # The next day's opening is what was held as it began; the day before's is not read for it.
     assert [data for _, data in openings_in(tmp_path)] == [
         {"day": today.isoformat(), "holdings": {"MSFT": ["10", "380", "400"]}},
@@ -403,16 +412,17 @@ def test_a_book_running_as_the_day_begins_writes_what_it_holds():
     b.openings = written = Openings()
     assert b.replay_day(DAY, []) == 0
     b.seed("acct", [held("10", "100")])
+    assert written.written == []  # no fill yet
     b.add_fill("acct", fill("a", Side.BUY, "10", "110"))
+    b.add_fill("acct", fill("b", Side.BUY, "5", "110"))
     assert written.written == [("acct", DAY, {AAPL: DayOpening(D(10), D(100))})]
     days[0] = DAY + timedelta(days=1)
     assert b.day_activity("acct", AAPL) == DayActivity()
-    # 10 at 100 and 10 at 110, held through the change of day.
-    assert written.written[1:] == [("acct", days[0], {AAPL: DayOpening(D(20), D(105))})]
-    # Sold the next day: what it realised is counted against that opening.
-    b.add_fill("acct", fill("b", Side.SELL, "20", "120"))
+    # Sold the next day: 15 of the 20 at 100 and 10 at 110, held through the change of day.
+    b.add_fill("acct", fill("c", Side.SELL, "25", "120"))
+    assert written.written[1:] == [("acct", days[0], {AAPL: DayOpening(D(25), D(106))})]
     day = b.day_activity("acct", AAPL)
-    assert day is not None and day.realized == 300
+    assert day is not None and day.realized == 350
 
 
 def test_a_restart_before_the_first_read_of_the_day_works_the_opening_back():
@@ -421,13 +431,14 @@ def test_a_restart_before_the_first_read_of_the_day_works_the_opening_back():
     b, written = restarted_book()
     fills = [fill("a", Side.BUY, "10", "110"), fill("b", Side.SELL, "5", "120")]
     b.replay_day(DAY, [("acct", AAPL, f) for f in fills])
-    assert written.written == []  # not before the account's positions are read
     b.seed("acct", [held("15", "105")])
+    b.add_fill("acct", fill("c", Side.SELL, "15", "100"))
     assert written.written == [("acct", DAY, {AAPL: DayOpening(D(10), D(100))})]
 
     b, written = restarted_book()
     b.seed("acct", [])
     b.replay_day(DAY, [("acct", AAPL, fill("a", Side.SELL, "10", "110"))])
+    b.add_fill("acct", fill("b", Side.BUY, "1", "100"))
     assert written.written == [("acct", DAY, {AAPL: DayOpening(D(10), None)})]
 
 
@@ -435,6 +446,7 @@ def test_no_opening_is_written_while_the_days_fills_are_not_known():
     """Today's fills could not be read back: the broker's quantity may hold some of them."""
     b, written = restarted_book()
     b.seed("acct", [held("10", "100")])
+    b.add_fill("acct", fill("a", Side.SELL, "5", "110"))
     assert written.written == []
 
 
@@ -445,6 +457,7 @@ def test_a_recorded_opening_is_used_only_where_the_fills_account_for_the_change(
     b, written = restarted_book()
     b.seed("acct", [])
     b.replay_day(DAY, sold, {"acct": {AAPL: DayOpening(D(10), D(100))}})
+    b.add_fill("acct", fill("b", Side.BUY, "1", "100"))
     assert written.written == []  # read back: not written again
     day = b.day_activity("acct", AAPL)
     assert day is not None and day.realized == 100
