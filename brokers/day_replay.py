@@ -8,9 +8,10 @@ broker reporting the same fill again after the restart moves nothing.
 
 A holding carried in from an earlier day and closed (or turned through nothing) today leaves no
 average at its broker to work its cost at the open back from. So the book writes each account's
-holdings at the open once a day (``Book.openings``), as one journal row of its own (``DAY_OPEN``:
-the day, and each holding's label, quantity and average cost), off the order path; the same read
-of today's rows brings it back.
+holdings at the open before the account's first fill of the day (``Book.openings``), as one
+journal row of its own (``DAY_OPEN``: the day, and each holding's label, quantity, average cost
+and previous close), waiting for the end of the event loop's turn like a broker's answer; the
+same read of today's rows brings it back.
 """
 
 from __future__ import annotations
@@ -173,6 +174,8 @@ def _opening(event: JournalEvent, day: date) -> dict[Instrument, DayOpening] | N
             raise TypeError("holdings")
         opening: dict[Instrument, DayOpening] = {}
         for label, figures in held.items():
+            if not isinstance(figures, list):
+                raise TypeError(label)
             quantity, cost, close = figures
             opening[Instrument.from_label(str(label))] = DayOpening(
                 Decimal(str(quantity)), _decimal(cost), _decimal(close)
@@ -193,7 +196,8 @@ def _text(amount: Decimal | None) -> str | None:
 
 class JournalOpenings:
     """``DayOpenings`` in the journal: one ``DAY_OPEN`` row per account and day, written with
-    the broker answers that wait for the end of the event loop's turn, never before an order."""
+    the broker answers that wait for the end of the event loop's turn (``record(soon=True)``),
+    never on its own ahead of an order's intent."""
 
     def __init__(self, journal: DayJournal) -> None:
         self.journal = journal
