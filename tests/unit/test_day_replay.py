@@ -473,3 +473,23 @@ def test_a_recorded_opening_is_used_only_where_the_fills_account_for_the_change(
     b.replay_day(DAY, sold, {"acct": {}})
     day = b.day_activity("acct", AAPL)
     assert day is not None and day.realized is None
+
+
+def test_an_opening_row_that_cannot_be_read_is_left_out(tmp_path, caplog):
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        today = datetime.now(UTC).date()
+        journal.record(DAY_OPEN, account="a", data={"day": today.isoformat(), "holdings": {"AAPL": "10"}})
+        journal.record(
+            DAY_OPEN, account="b", data={"day": today.isoformat(), "holdings": {"AAPL": ["x", None, None]}}
+        )
+        journal.record(
+            DAY_OPEN, account="c", data={"day": today.isoformat(), "holdings": {"AAPL": ["3", None, "9.5"]}}
+        )
+        journal.record(DAY_OPEN, account="c", data={"day": today.isoformat(), "holdings": {}})
+        read = read_day(journal, day_start(today), today)
+        # The first row of an account stands; a cost not known stays unknown.
+        assert read.openings == {"c": {AAPL: DayOpening(D(3), None, D("9.5"))}}
+        assert caplog.text.count("the holdings at the open could not be read back") == 2
+    finally:
+        journal.close()
