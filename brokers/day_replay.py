@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -125,6 +125,7 @@ class DayRead:
 
     fills: list[DayFill] = field(default_factory=list)
     openings: dict[str, dict[Instrument, DayOpening]] = field(default_factory=dict)
+    opened_at: dict[str, datetime] = field(default_factory=dict)  # when each opening was written
 
 
 def read_day_fills(journal: FillJournal, since: datetime) -> list[DayFill]:
@@ -149,6 +150,7 @@ def read_day(journal: FillJournal, since: datetime, day: date | None = None) -> 
                 opening = _opening(event, day)
                 if opening is not None:
                     read.openings[event.account] = opening
+                    read.opened_at[event.account] = event.time
             continue
         if event.kind == INTENT:
             if coid is not None:
@@ -268,7 +270,9 @@ def _request(journal: FillJournal, coid: str) -> _Traded | None:
     return _Traded.model_validate(intents[-1].data["request"])
 
 
-async def replay_today(book: Book, journal: DayJournal | None) -> int:
+async def replay_today(
+    book: Book, journal: DayJournal | None, remembers_since: Callable[[str], datetime | None] | None = None
+) -> int:
     """Read today's fills and openings from ``journal`` in a thread and hand them to ``book``
     (``Book.replay_day``); how many fills were taken. From then on the book writes each
     account's holdings at the open to ``journal`` (``JournalOpenings``) where none was read
@@ -284,4 +288,19 @@ async def replay_today(book: Book, journal: DayJournal | None) -> int:
     except Exception:
         log.exception("today's fills could not be read from the journal; realised today counts from now")
         return 0
-    return book.replay_day(day, ((f.account, f.instrument, f.fill) for f in read.fills), read.openings)
+    fills, openings = read.fills, read.openings
+    if remembers_since is not None:
+        # An account that started afresh (the paper broker, in this process only) holds none
+        # of what was journaled before it started: those fills are not in its positions, and
+        # the venue's ids start over, so they must not be taken as seen either.
+        fills = [f for f in fills if _remembered(remembers_since(f.account), f.fill.timestamp)]
+        openings = {
+            account: held
+            for account, held in openings.items()
+            if _remembered(remembers_since(account), read.opened_at[account])
+        }
+    return book.replay_day(day, ((f.account, f.instrument, f.fill) for f in fills), openings)
+
+
+def _remembered(since: datetime | None, at: datetime) -> bool:
+    return since is None or at >= since

@@ -493,3 +493,34 @@ def test_an_opening_row_that_cannot_be_read_is_left_out(tmp_path, caplog):
         assert caplog.text.count("the holdings at the open could not be read back") == 2
     finally:
         journal.close()
+
+
+async def test_a_paper_account_started_afresh_holds_nothing_from_before_it(tmp_path):
+    """The paper broker keeps its orders and fills in one process only: a new one (the demo run
+    again) starts from its own positions, its venue's ids start over, and what was journaled
+    before it is neither counted nor shown as working."""
+    first = paper()
+    async with Run(tmp_path, first) as run:
+        await run.trade("MSFT", "SELL", 4)
+        resting = await run.service.submit(
+            OrderRequest(symbol="AAPL", side="BUY", quantity=5, order_type="LIMIT", limit_price=90)
+        )
+        assert resting.status is OrderStatus.ACCEPTED
+
+    afresh = paper()
+    async with Run(tmp_path, afresh) as run:
+        # Nothing of the day before this account began: its MSFT is the 10 it starts with.
+        assert run.day(MSFT) is None or run.day(MSFT).realized == 0
+        report = await run.service.reconcile()  # as the runtime does once connected
+        gone = run.service.get_order(resting.client_order_id)
+        assert gone is not None and gone.status is OrderStatus.CANCELLED
+        assert gone in report.resolved and report.unresolved == {}
+        assert "started afresh" in (gone.reject_reason or "")
+        assert run.service.book.open_orders("paper") == 0
+        # The new venue's first fill has the id the old one's had: it still moves the position.
+        [fill] = await run.trade("MSFT", "SELL", 1)
+        assert fill.fill_id == "SIM-000001-1"
+        assert run.service.book.position("paper", "MSFT") == 9
+        assert run.day(MSFT).realized == D(20) - D("0.01")
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        assert journal.orders()[resting.client_order_id].status is OrderStatus.CANCELLED
