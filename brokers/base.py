@@ -166,6 +166,14 @@ class Broker(ABC):
         CFD has its own price, not the share's."""
         return None
 
+    @property
+    def remembers_since(self) -> datetime | None:
+        """From when this account knows its orders and positions: None for a broker that keeps
+        them itself across this program's restarts (every real broker). The paper broker keeps
+        them in this process only, from its creation on: orders and fills journaled before
+        that are not at this account, whatever the journal says."""
+        return None
+
     # -- quotes ---------------------------------------------------------------------------
     @property
     def quote_limits(self) -> QuoteLimits:

@@ -11,9 +11,11 @@ symbol string is given (the ``RiskContext`` calls of older callers), it names a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import NamedTuple, Protocol
 
 from .base import FxSource, PriceSource
 from .events import PositionDiff
@@ -23,9 +25,31 @@ from .models import WORKING_STATUSES, Fill, Order, OrderRequest, Position, Side
 from .pnl import DayActivity, DayBook
 from .riskstate import DayBaseline, DayBaselines
 
-__all__ = ["Book"]
+__all__ = ["Book", "DayOpening", "DayOpenings"]
+
+log = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
+
+
+class DayOpening(NamedTuple):
+    """A holding as the trading day found it: its quantity and average cost at the open (None:
+    not known, never a guess), and the previous close the book had for it (the day's P&L of a
+    holding closed today is counted from it)."""
+
+    quantity: Decimal
+    cost: Decimal | None
+    previous_close: Decimal | None = None
+
+
+class DayOpenings(Protocol):
+    """Where each account's holdings at the open are written, once per account and day, so that
+    a restart later that day can count what was realised against them (``brokers.day_replay``
+    writes them to the journal)."""
+
+    def record_opening(self, account: str, day: date, holdings: Mapping[Instrument, DayOpening]) -> None:
+        """Keep ``account``'s holdings at the open of ``day`` (those held then, none opened that
+        day). Called on the event loop; must not wait on a disk."""
 
 
 class _Holding:
@@ -43,6 +67,7 @@ class _Holding:
         "day_commission",
         "day_quantity",
         "multiplier",
+        "opening",
         "previous_close",
         "quantity",
         "realized",
@@ -66,6 +91,8 @@ class _Holding:
         # None: unknown (today's fills replayed after a restart closed a holding whose cost at
         # the open cannot be worked out again); it stays unknown until the day ends.
         self.realized_today: Decimal | None = _ZERO
+        # Quantity and cost at the day's open, where the book knows them (see ``Book.openings``).
+        self.opening: DayOpening | None = None
 
     def apply(self, signed: Decimal, price: Decimal, commission: Decimal) -> None:
         quantity = self.quantity
@@ -99,6 +126,8 @@ class _Holding:
             self.basis = last
         # Yesterday's last price is the nearest thing to its close the book has seen.
         self.previous_close = last
+        # Held through the change of day: the day opens with what the book holds.
+        self.opening = DayOpening(self.quantity, self.cost if self.quantity else _ZERO)
 
     def activity(self) -> DayActivity:
         return DayActivity(
@@ -110,10 +139,11 @@ class _Holding:
         realized = self.realized_today
         return realized is None or bool(self.day_quantity or self.day_cash or self.day_commission or realized)
 
-    def replay(self, fills: list[tuple[Decimal, Decimal, Decimal]]) -> None:
+    def replay(self, fills: list[tuple[Decimal, Decimal, Decimal]], opened: DayOpening | None) -> None:
         """Add today's fills read back after a restart (signed quantity, price, commission,
         oldest first) to the day's figures, the quantity and cost now being the broker's, which
-        already include them.
+        already include them. ``opened``: the holding at the open as recorded that day, if an
+        opening was recorded for the account (a holding it does not name opened at nothing).
 
         The quantity at the open is the quantity now less the fills. Its cost is worked back
         from the broker's average now: each fill that adds to a holding averages its cost, one
@@ -121,11 +151,16 @@ class _Holding:
         for as long as the holding has not gone through nothing. Realised P&L is known when no
         fill closed against the cost at the open, or when that cost can be worked back; else
         it is unknown (None), never a guess. Fills counted here before (an account whose fills
-        came before its positions) leave the cost now not the one these fills led to."""
+        came before its positions) leave the cost now not the one these fills led to.
+
+        The recorded opening is taken first when its quantity is the one worked back (the fills
+        then account for every change since): a holding carried in and closed or flipped
+        through nothing today has no cost now to work back from."""
         multiplier = self.multiplier
         fresh = not self.traded_today
         net = sum((signed for signed, _, _ in fills), _ZERO)
         quantity = self.quantity - self.day_quantity - net
+        at_open = quantity
         # cost = a x opening cost + b; realised = known + per x opening cost
         a, b = Decimal(1), _ZERO
         known = per = _ZERO
@@ -150,13 +185,30 @@ class _Holding:
             elif (quantity > 0) != (was > 0):
                 a, b = _ZERO, price
         realized: Decimal | None = known
-        if per:
-            solvable = fresh and quantity != 0 and a != 0
-            realized = known + per * (self.cost - b) / a if solvable else None
+        cost: Decimal | None = None
+        if at_open == 0:
+            cost = _ZERO
+        elif opened is not None and opened.quantity == at_open and opened.cost is not None:
+            cost = opened.cost
+            realized = known + per * cost
+        elif fresh and quantity != 0 and a != 0:
+            cost = (self.cost - b) / a
+            realized = known + per * (self.cost - b) / a
+        elif per:
+            realized = None
+        self.opening = DayOpening(at_open, cost)
         if realized is None or self.realized_today is None:
             self.realized_today = None
         else:
             self.realized_today += realized
+
+
+_NOTHING = DayOpening(_ZERO, _ZERO)
+
+
+def _as_found(row: _Reported) -> DayOpening:
+    """A holding as a broker reports it, taken as its opening if no fill of the day moved it."""
+    return DayOpening(row.quantity, row.avg_price if row.quantity else _ZERO)
 
 
 def _utc_today() -> date:
@@ -246,6 +298,16 @@ class Book:
         self._replay: dict[str, list[tuple[Instrument, Fill]]] = {}
         self._replay_day: date | None = None
         self._seeded: set[str] = set()
+        # Where each account's holdings at the open are written (``DayOpenings``), once per
+        # account and day: the accounts whose opening is written (or was read back) for
+        # ``_day``, and the openings read back, by account.
+        self.openings: DayOpenings | None = None
+        self._opened: set[str] = set()
+        self._recorded: dict[str, Mapping[Instrument, DayOpening]] = {}
+        # Whether every fill of the day so far is known to the book: it saw the day begin, or
+        # took the day's fills read back after a restart. Until then a broker's quantity may
+        # hold fills of the day it has not seen, and no opening is written.
+        self._day_known = False
 
     # -- keeping it ----------------------------------------------------------------------
     def track(self, order: Order) -> None:
@@ -291,6 +353,8 @@ class Book:
         if key in self._seen_fills:
             return False
         self._seen_fills.add(key)
+        if account not in self._opened and self.openings is not None:
+            self._open_day(account)
         traded = self._traded.get(fill.client_order_id) if fill.client_order_id is not None else None
         instrument = (traded or fill.instrument).in_currency(fill.currency)
         holding = self.holdings.get((account, instrument))
@@ -349,12 +413,14 @@ class Book:
                     )
                     holding.realized = kept.realized
                     holding.previous_close = row.previous_close
+                    holding.opening = _as_found(row)
                     continue
                 mark = self.last_price(instrument, account) or row.avg_price or _ZERO
                 holding = self._add_holding(
                     account, row.instrument, _Holding(row.quantity, mark, row.avg_price)
                 )
                 holding.previous_close = row.previous_close
+                holding.opening = _as_found(row)
                 self._dirty.add(key)
                 continue
             if row.previous_close is not None:
@@ -368,17 +434,29 @@ class Book:
         self._take_replay(account)
         return diffs
 
-    def replay_day(self, day: date, fills: Iterable[tuple[str, Instrument, Fill]]) -> int:
+    def replay_day(
+        self,
+        day: date,
+        fills: Iterable[tuple[str, Instrument, Fill]],
+        openings: Mapping[str, Mapping[Instrument, DayOpening]] | None = None,
+    ) -> int:
         """Take today's fills read back from the journal after a restart (account, what the
         fill was in, the fill; oldest first): each fill id is known from now on, so a broker
         reporting it again moves nothing, and the fills are added to the day's figures of
         their holdings once the account's positions have been read (those include them
-        already). Fills of another day than the book's are left out. Returns how many fills
-        were taken."""
+        already). ``openings``: the holdings at the open recorded today, by account; a
+        holding carried in and closed today counts what it realised against them, and those
+        accounts' openings are not written again. Fills of another day than the book's are
+        left out. Returns how many fills were taken."""
         if day != self._today():
             return 0
         if self._day != day:
-            self._new_day(day)
+            self._new_day(day, seen=False)
+        if openings:
+            for account, opening in openings.items():
+                # The first written stands: it was nearest the open.
+                self._recorded.setdefault(account, opening)
+            self._opened.update(openings)
         taken = 0
         for account, instrument, fill in fills:
             key = (account, fill.fill_id)
@@ -388,6 +466,7 @@ class Book:
             self._replay.setdefault(account, []).append((instrument, fill))
             taken += 1
         self._replay_day = day
+        self._day_known = True
         for account in self._seeded.intersection(self._replay):
             self._take_replay(account)
         return taken
@@ -400,13 +479,49 @@ class Book:
         for instrument, fill in waiting:
             signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
             by_instrument.setdefault(instrument, []).append((signed, fill.price, fill.commission))
+        recorded = self._recorded.get(account)
         for instrument, fills in by_instrument.items():
             holding = self.holdings.get((account, instrument))
             if holding is None:
                 # Not held now (closed today): a holding of nothing, for what it made today.
                 holding = self._add_holding(account, instrument, _Holding())
-            holding.replay(fills)
+            # A holding the recorded opening does not name was not held at the open.
+            opened = None if recorded is None else recorded.get(instrument, _NOTHING)
+            holding.replay(fills, opened)
+            if holding.previous_close is None and opened is not None:
+                # Not reported now (closed today): the previous close it had at the open.
+                holding.previous_close = opened.previous_close
             self._traded_today.add((account, instrument))
+
+    def _open_day(self, account: str) -> None:
+        """Write ``account``'s holdings at the open (``openings``) before the first fill the
+        book takes there on its day (an opening is needed only on a day the account trades),
+        once its positions are read and every fill of the day so far is known. What is held
+        now, less the day's fills, was held at the open; its cost is known where the holding
+        has not traded today (the broker's average, or the book's as the day began) or it was
+        worked back from the day's fills, else it is written as unknown."""
+        writer = self.openings
+        if (
+            writer is None
+            or account in self._opened
+            or account not in self._seeded
+            or not self._day_known
+            or self._replay.get(account)
+        ):
+            return
+        self._opened.add(account)
+        held: dict[Instrument, DayOpening] = {}
+        for instrument, holding in self._by_account.get(account, {}).items():
+            quantity = holding.quantity - holding.day_quantity
+            if not quantity:
+                continue
+            opening = holding.opening
+            cost = opening.cost if opening is not None and opening.quantity == quantity else None
+            held[instrument] = DayOpening(quantity, cost, holding.previous_close)
+        try:
+            writer.record_opening(account, self._day, held)
+        except Exception:
+            log.exception("the holdings of %s at the open could not be written", account)
 
     def _add_holding(self, account: str, instrument: Instrument, holding: _Holding) -> _Holding:
         holding.multiplier = instrument.multiplier
@@ -549,12 +664,18 @@ class Book:
         if not store.save(self._day, rows):
             self._dirty |= dirty
 
-    def _new_day(self, today: date) -> None:
+    def _new_day(self, today: date, *, seen: bool = True) -> None:
+        """Count from ``today`` on. ``seen``: the book was running as the day began, so what
+        it holds now is each account's opening."""
         self._day = today
         self._dirty.update(self.holdings)
         self._traded_today.clear()
         for (name, instrument), holding in self.holdings.items():
             holding.new_day(self.last_price(instrument, name))
+        self._recorded.clear()
+        self._opened.clear()
+        # Only a book that had read positions before the day began saw the day's every fill.
+        self._day_known = seen and bool(self._seeded)
 
     # -- DayTrades (the P&L shown) --------------------------------------------------------
     def day_activity(self, account: str, instrument: Instrument) -> DayActivity | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -256,6 +257,12 @@ class ExecutionService:
             f"{request.symbol} at {account} are accepted",
         )
 
+    def _remembers_since(self, account: str) -> datetime | None:
+        try:
+            return self.manager.get(account).remembers_since
+        except KeyError:
+            return None
+
     def _usable_broker(self, request: OrderRequest, account: str) -> Broker | tuple[str, str]:
         """The account's broker if it can take the order now, else the refusal."""
         manager = self.manager
@@ -490,7 +497,7 @@ class ExecutionService:
                 len(orphans),
                 accounts,
             )
-        await replay_today(self.book, self.journal)
+        await replay_today(self.book, self.journal, self._remembers_since)
         await self.reconciler.seed_positions()
         self.tracker.listen(self.manager)
         self.manager.add_resync_hook(self.reconciler.resync)

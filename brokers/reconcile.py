@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from . import journal as jr
 from .base import AccountDirectory, Broker
@@ -106,9 +107,13 @@ class Reconciler:
             return
         if snapshot is None and order.broker_order_id is not None:
             snapshot = await self._by_broker_id(broker, order.broker_order_id)
+        since = broker.remembers_since
         if snapshot is not None:
             if self.tracker.absorb(order, snapshot, jr.RECONCILE):
                 report.resolved.append(order)
+        elif since is not None and order.created_at < since:
+            self._forgotten(order, since)
+            report.resolved.append(order)
         elif order.status not in _LOST:
             report.unresolved[coid] = f"{name} no longer reports this order"
         elif _may_still_arrive(order, broker):
@@ -128,6 +133,19 @@ class Reconciler:
                 return await broker.get_order(broker_order_id)
         except Exception:
             return None
+
+    def _forgotten(self, order: Order, since: datetime) -> None:
+        """An order of an account that started afresh after it was sent (the paper broker, kept
+        in one process only): it is gone with that process, and is shown so, not as working."""
+        order.reject_reason = (
+            f"{order.account} is a paper account that started afresh at {since:%H:%M:%S} UTC; "
+            "orders sent before then went with the program that held them"
+        )
+        order.transition(OrderStatus.CANCELLED)
+        tracker = self.tracker
+        tracker.remember(order)
+        tracker.journal_order(jr.RECONCILE, order)
+        tracker.notify(order)
 
     def _refuse_unsent(self, order: Order) -> None:
         order.reject_code = RejectCode.BROKER_REJECTED.value

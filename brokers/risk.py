@@ -568,14 +568,10 @@ class RiskEngine:
                 return Rejection(leg[0].value, leg[1])
         if not checks:
             return None
-        for check in checks:
-            reason = check.check(request, account, limits, ctx)
-            if reason is not None:
-                return Rejection(check.code.value, reason)
-        for check in checks:
-            if check.stateful:
-                check.accept(request, account, limits)
-        return None
+        refusal = _first_refusal(checks, request, account, limits, ctx)
+        if refusal is None:
+            _count(checks, request, account, limits)
+        return refusal
 
     def check_parent(self, request: OrderRequest, ctx: RiskContext) -> Rejection | None:
         """A parent order, on its total, against the global limits, before it is split: only
@@ -587,11 +583,9 @@ class RiskEngine:
                 "what each account holds: send one OCO pair per account",
             )
         limits, checks = self._plan(None)
-        for check in checks:
-            if check.about_the_order:
-                reason = check.check(request, None, limits, ctx)
-                if reason is not None:
-                    return Rejection(check.code.value, reason)
+        refusal = _first_refusal([c for c in checks if c.about_the_order], request, None, limits, ctx)
+        if refusal is not None:
+            return refusal
         exits = bracket_refusal(request, None, limits, ctx, with_account_state=False)
         return None if exits is None else Rejection(exits[0].value, exits[1])
 
@@ -601,24 +595,16 @@ class RiskEngine:
     ) -> Rejection | None:
         """The entry's checks, then its exits' (``brokers.exit_risk``), then whatever spends a
         token, so an order its exits refuse does not use up the account's rate."""
-        spending = [check for check in checks if check.spends]
-        for check in checks:
-            if check.spends:
-                continue
-            reason = check.check(request, account, limits, ctx)
-            if reason is not None:
-                return Rejection(check.code.value, reason)
+        refusal = _first_refusal([c for c in checks if not c.spends], request, account, limits, ctx)
+        if refusal is not None:
+            return refusal
         exits = bracket_refusal(request, account, limits, ctx)
         if exits is not None:
             return Rejection(exits[0].value, exits[1])
-        for check in spending:
-            reason = check.check(request, account, limits, ctx)
-            if reason is not None:
-                return Rejection(check.code.value, reason)
-        for check in checks:
-            if check.stateful:
-                check.accept(request, account, limits)
-        return None
+        refusal = _first_refusal([c for c in checks if c.spends], request, account, limits, ctx)
+        if refusal is None:
+            _count(checks, request, account, limits)
+        return refusal
 
     def daily_loss_breach(self, accounts: list[str], ctx: RiskContext) -> str | None:
         """A sentence naming the first account past its daily loss limit, or None."""
@@ -633,3 +619,21 @@ class RiskEngine:
         return self.global_limits.daily_loss_limit is not None or any(
             limits.daily_loss_limit is not None for limits in self.per_account.values()
         )
+
+
+def _first_refusal(
+    checks: list[Check], request: OrderRequest, account: str | None, limits: RiskLimits, ctx: RiskContext
+) -> Rejection | None:
+    """The first of ``checks`` to refuse ``request``, as a rejection; None when all pass."""
+    for check in checks:
+        reason = check.check(request, account, limits, ctx)
+        if reason is not None:
+            return Rejection(check.code.value, reason)
+    return None
+
+
+def _count(checks: list[Check], request: OrderRequest, account: str, limits: RiskLimits) -> None:
+    """An order that passed: the stateful checks (rate, recent orders) count it."""
+    for check in checks:
+        if check.stateful:
+            check.accept(request, account, limits)

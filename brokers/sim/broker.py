@@ -133,8 +133,10 @@ class SimBroker(Broker):
         self.latency = settings.latency
         self.faults: SimFaults = settings.faults if settings.faults is not None else SimFaults()
         self._clock: Clock = settings.clock or utcnow
-        if self._clock().tzinfo is None:
+        created = self._clock()
+        if created.tzinfo is None:
             raise ValueError("clock must return timezone-aware datetimes")
+        self._created = created
         self._connected = False
         self._feed = RandomWalkFeed(settings.seed, settings.volatility, settings.tick_size)
         self._tick_interval = settings.tick_interval
@@ -442,6 +444,10 @@ class SimBroker(Broker):
             }
             self._spelled = len(prices)
         return self._spellings.get(instrument.key)
+
+    @property
+    def remembers_since(self) -> datetime | None:
+        return self._created
 
     # -- quotes ---------------------------------------------------------------------------
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from peers.alpaca_peer import (  # noqa: F401  (the *_fixture names are fixtures)
+    PeerPosition,
     alpaca_keys_fixture,
     alpaca_peer_fixture,
 )
@@ -87,3 +88,22 @@ async def test_realised_today_at_alpaca_survives_a_restart_and_a_replayed_update
         await run.filled(peer, "AAPL", "SELL", "6", "190.00")
         assert run.day(AAPL) == (0, D(1890) - D(766) - D(1140), 0, D(16))
         assert set(run.service.book.closed_today(run.name)) == {AAPL}
+
+
+async def test_a_holding_carried_in_and_closed_today_at_alpaca_keeps_its_realised_figure(
+    tmp_path, peer, keys
+):
+    """Closed, Alpaca reports the holding no more, nor its average: the console's record of the
+    holdings at the open keeps what was realised against it."""
+    peer.positions["MSFT"] = PeerPosition(D(8), D("400.25"))  # bought on an earlier day
+    async with Run(tmp_path, peer) as run:
+        await run.filled(peer, "MSFT", "SELL", "8", "410.00")
+        before = run.day(MSFT)
+        # 8 x (410.00 - 400.25) realised.
+        assert before == (-8, D(-3280), 0, D(78))
+        assert set(run.service.book.closed_today(run.name)) == {MSFT}
+
+    async with Run(tmp_path, peer) as run:
+        assert run.service.book.position(run.name, MSFT) == 0
+        assert run.day(MSFT) == before
+        assert set(run.service.book.closed_today(run.name)) == {MSFT}

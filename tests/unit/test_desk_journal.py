@@ -18,11 +18,11 @@ import pytest
 from support import until
 from typer.testing import CliRunner
 
+from brokers import journal as journal_module
 from brokers.config import AccountConfig, Config
 from brokers.desk import DeskSettings
-from brokers.desk.journal import DeskJournal
-from brokers import journal as journal_module
 from brokers.desk.commands import desk_migrate
+from brokers.desk.journal import DeskJournal
 from brokers.journal import Journal
 from brokers.models import OrderRequest, OrderStatus, OrderType, RejectCode, Side
 from brokers.runtime import Runtime, build_runtime

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from alpaca.data.live.crypto import CryptoDataStream
 from alpaca.data.live.stock import StockDataStream
+from alpaca.data.live.websocket import DataStream
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from ...credentials import redact
@@ -80,7 +81,9 @@ class _Watch:
         raise asyncio.CancelledError
 
 
-class WatchedStockStream(StockDataStream):
+class _WatchedStream(DataStream):
+    """A data stream whose start and frames ``watch`` sees first (one of these per feed below)."""
+
     def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._watch = watch
@@ -93,17 +96,12 @@ class WatchedStockStream(StockDataStream):
         await super()._dispatch(msg)
 
 
-class WatchedCryptoStream(CryptoDataStream):
-    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._watch = watch
+class WatchedStockStream(_WatchedStream, StockDataStream):
+    pass
 
-    async def _start_ws(self) -> None:
-        await self._watch.start(super()._start_ws)
 
-    async def _dispatch(self, msg: dict[str, Any]) -> None:
-        self._watch.frame(msg)
-        await super()._dispatch(msg)
+class WatchedCryptoStream(_WatchedStream, CryptoDataStream):
+    pass
 
 
 Stream = WatchedStockStream | WatchedCryptoStream

@@ -43,7 +43,7 @@ def side_text(price: Decimal | None, size: Decimal | None) -> str:
 
 
 def book_text(quote: Quote, *, compact: bool = False) -> Text:
-    """``bid 227.45 × 300  ask 227.55 × 200``; compact, ``227.45×300 / 227.55×200`` (bid first, as
+    """``bid 227.45 × 300`` and ``ask 227.55 × 200`` on two lines (a ticket pane is narrow); compact, ``227.45×300 / 227.55×200`` (bid first, as
     every quote board writes it)."""
     text = Text()
     if compact:
@@ -54,7 +54,7 @@ def book_text(quote: Quote, *, compact: bool = False) -> Text:
         return text
     text.append("bid ", style="dim")
     text.append(side_text(quote.bid, quote.bid_size))
-    text.append("  ask ", style="dim")
+    text.append("\nask ", style="dim")
     text.append(side_text(quote.ask, quote.ask_size))
     return text
 
