@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import NamedTuple, Protocol
 
 from .base import FxSource, PriceSource
+from .book_holding import BookHolding, DayOpening, DayOpenings
 from .events import PositionDiff
 from .instruments import Instrument
 from .legs import working_quantity
@@ -30,177 +30,6 @@ __all__ = ["Book", "DayOpening", "DayOpenings"]
 log = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
-
-
-class DayOpening(NamedTuple):
-    """A holding as the trading day found it: its quantity and average cost at the open (None:
-    not known, never a guess), and the previous close the book had for it (the day's P&L of a
-    holding closed today is counted from it)."""
-
-    quantity: Decimal
-    cost: Decimal | None
-    previous_close: Decimal | None = None
-
-
-class DayOpenings(Protocol):
-    """Where each account's holdings at the open are written, once per account and day, so that
-    a restart later that day can count what was realised against them (``brokers.day_replay``
-    writes them to the journal)."""
-
-    def record_opening(self, account: str, day: date, holdings: Mapping[Instrument, DayOpening]) -> None:
-        """Keep ``account``'s holdings at the open of ``day`` (those held then, none opened that
-        day). Called on the event loop; must not wait on a disk."""
-
-
-class _Holding:
-    """One position as the execution layer tracks it. ``basis`` is the average price for the
-    day's P&L: positions carried in from before are marked at the price when first seen.
-
-    For the P&L shown (``brokers.pnl``): ``cost`` is the average price paid (the broker's, for
-    what was held before), ``day_*`` today's fills added up, ``realized_today`` what they closed
-    against ``cost``, and ``previous_close`` the broker's, when it gave one."""
-
-    __slots__ = (
-        "basis",
-        "cost",
-        "day_cash",
-        "day_commission",
-        "day_quantity",
-        "multiplier",
-        "opening",
-        "previous_close",
-        "quantity",
-        "realized",
-        "realized_today",
-    )
-
-    def __init__(
-        self, quantity: Decimal = _ZERO, basis: Decimal = _ZERO, cost: Decimal | None = None
-    ) -> None:
-        self.quantity = quantity
-        self.basis = basis
-        self.realized = _ZERO
-        # Money per unit of price and quantity: contracts of an option or future move
-        # ``multiplier`` times the price (set from the instrument when the holding is added).
-        self.multiplier = Decimal(1)
-        self.cost = basis if cost is None else cost
-        self.previous_close: Decimal | None = None
-        self.day_quantity = _ZERO
-        self.day_cash = _ZERO
-        self.day_commission = _ZERO
-        # None: unknown (today's fills replayed after a restart closed a holding whose cost at
-        # the open cannot be worked out again); it stays unknown until the day ends.
-        self.realized_today: Decimal | None = _ZERO
-        # Quantity and cost at the day's open, where the book knows them (see ``Book.openings``).
-        self.opening: DayOpening | None = None
-
-    def apply(self, signed: Decimal, price: Decimal, commission: Decimal) -> None:
-        quantity = self.quantity
-        self.realized -= commission
-        if self.realized_today is not None:
-            self.realized_today -= commission
-        self.day_quantity += signed
-        self.day_cash += signed * price * self.multiplier
-        self.day_commission += commission
-        if quantity == 0 or (quantity > 0) == (signed > 0):
-            total = abs(quantity) + abs(signed)
-            self.basis = (self.basis * abs(quantity) + price * abs(signed)) / total
-            self.cost = (self.cost * abs(quantity) + price * abs(signed)) / total
-            self.quantity = quantity + signed
-            return
-        closed = min(abs(signed), abs(quantity))
-        direction = 1 if quantity > 0 else -1
-        self.realized += closed * (price - self.basis) * self.multiplier * direction
-        if self.realized_today is not None:
-            self.realized_today += closed * (price - self.cost) * self.multiplier * direction
-        self.quantity = quantity + signed
-        if self.quantity == 0:
-            self.basis = self.cost = _ZERO
-        elif (self.quantity > 0) != (quantity > 0):
-            self.basis = self.cost = price  # flipped: the remainder was opened at this price
-
-    def new_day(self, last: Decimal | None) -> None:
-        self.realized = self.realized_today = _ZERO
-        self.day_quantity = self.day_cash = self.day_commission = _ZERO
-        if last is not None:
-            self.basis = last
-        # Yesterday's last price is the nearest thing to its close the book has seen.
-        self.previous_close = last
-        # Held through the change of day: the day opens with what the book holds.
-        self.opening = DayOpening(self.quantity, self.cost if self.quantity else _ZERO)
-
-    def activity(self) -> DayActivity:
-        return DayActivity(
-            self.day_quantity, self.day_cash, self.day_commission, self.realized_today, self.previous_close
-        )
-
-    @property
-    def traded_today(self) -> bool:
-        realized = self.realized_today
-        return realized is None or bool(self.day_quantity or self.day_cash or self.day_commission or realized)
-
-    def replay(self, fills: list[tuple[Decimal, Decimal, Decimal]], opened: DayOpening | None) -> None:
-        """Add today's fills read back after a restart (signed quantity, price, commission,
-        oldest first) to the day's figures, the quantity and cost now being the broker's, which
-        already include them. ``opened``: the holding at the open as recorded that day, if an
-        opening was recorded for the account (a holding it does not name opened at nothing).
-
-        The quantity at the open is the quantity now less the fills. Its cost is worked back
-        from the broker's average now: each fill that adds to a holding averages its cost, one
-        that reduces it leaves the cost alone, so the cost now is ``a x cost at the open + b``
-        for as long as the holding has not gone through nothing. Realised P&L is known when no
-        fill closed against the cost at the open, or when that cost can be worked back; else
-        it is unknown (None), never a guess. Fills counted here before (an account whose fills
-        came before its positions) leave the cost now not the one these fills led to.
-
-        The recorded opening is taken first when its quantity is the one worked back (the fills
-        then account for every change since): a holding carried in and closed or flipped
-        through nothing today has no cost now to work back from."""
-        multiplier = self.multiplier
-        fresh = not self.traded_today
-        net = sum((signed for signed, _, _ in fills), _ZERO)
-        quantity = self.quantity - self.day_quantity - net
-        at_open = quantity
-        # cost = a x opening cost + b; realised = known + per x opening cost
-        a, b = Decimal(1), _ZERO
-        known = per = _ZERO
-        for signed, price, commission in fills:
-            known -= commission
-            self.day_quantity += signed
-            self.day_cash += signed * price * multiplier
-            self.day_commission += commission
-            if quantity == 0 or (quantity > 0) == (signed > 0):
-                total = abs(quantity) + abs(signed)
-                a, b = a * abs(quantity) / total, (b * abs(quantity) + price * abs(signed)) / total
-                quantity += signed
-                continue
-            closed = min(abs(signed), abs(quantity))
-            direction = 1 if quantity > 0 else -1
-            known += closed * (price - b) * multiplier * direction
-            per -= closed * a * multiplier * direction
-            was = quantity
-            quantity += signed
-            if quantity == 0:
-                a, b = _ZERO, _ZERO
-            elif (quantity > 0) != (was > 0):
-                a, b = _ZERO, price
-        realized: Decimal | None = known
-        cost: Decimal | None = None
-        if at_open == 0:
-            cost = _ZERO
-        elif opened is not None and opened.quantity == at_open and opened.cost is not None:
-            cost = opened.cost
-            realized = known + per * cost
-        elif fresh and quantity != 0 and a != 0:
-            cost = (self.cost - b) / a
-            realized = known + per * (self.cost - b) / a
-        elif per:
-            realized = None
-        self.opening = DayOpening(at_open, cost)
-        if realized is None or self.realized_today is None:
-            self.realized_today = None
-        else:
-            self.realized_today += realized
 
 
 _NOTHING = DayOpening(_ZERO, _ZERO)
@@ -276,10 +105,10 @@ class Book:
         self.fx = fx
         self.base_currency = base_currency
         self._today = today if today is not None else _utc_today
-        self.holdings: dict[tuple[str, Instrument], _Holding] = {}
+        self.holdings: dict[tuple[str, Instrument], BookHolding] = {}
         # The same holdings by account, then instrument: the daily loss check re-values one
         # account's positions for every order to it, and must not walk everybody's.
-        self._by_account: dict[str, dict[Instrument, _Holding]] = {}
+        self._by_account: dict[str, dict[Instrument, BookHolding]] = {}
         self.open: dict[str, dict[str, Order]] = {}  # account -> working orders by client id
         self._open_by_key: dict[tuple[str, Instrument, Side], dict[str, Order]] = {}
         # What each tracked order trades, by client id: a fill names only a symbol, and the
@@ -359,7 +188,7 @@ class Book:
         instrument = (traded or fill.instrument).in_currency(fill.currency)
         holding = self.holdings.get((account, instrument))
         if holding is None:
-            holding = self._add_holding(account, instrument, _Holding())
+            holding = self._add_holding(account, instrument, BookHolding())
         if fill.multiplier != 1:
             # An order names no multiplier; the broker's execution of a contract does.
             holding.multiplier = fill.multiplier
@@ -400,7 +229,7 @@ class Book:
             if label not in labels and (account, instrument) not in self.holdings:
                 # Closed earlier today: its profit or loss still counts.
                 self._add_holding(
-                    account, instrument, _Holding(_ZERO, closed.basis)
+                    account, instrument, BookHolding(_ZERO, closed.basis)
                 ).realized = closed.realized
         for instrument, row in reported.items():
             key = (account, instrument)
@@ -409,7 +238,7 @@ class Book:
                 kept = stored.get(instrument.label)
                 if kept is not None:
                     holding = self._add_holding(
-                        account, row.instrument, _Holding(row.quantity, kept.basis, row.avg_price)
+                        account, row.instrument, BookHolding(row.quantity, kept.basis, row.avg_price)
                     )
                     holding.realized = kept.realized
                     holding.previous_close = row.previous_close
@@ -417,7 +246,7 @@ class Book:
                     continue
                 mark = self.last_price(instrument, account) or row.avg_price or _ZERO
                 holding = self._add_holding(
-                    account, row.instrument, _Holding(row.quantity, mark, row.avg_price)
+                    account, row.instrument, BookHolding(row.quantity, mark, row.avg_price)
                 )
                 holding.previous_close = row.previous_close
                 holding.opening = _as_found(row)
@@ -484,7 +313,7 @@ class Book:
             holding = self.holdings.get((account, instrument))
             if holding is None:
                 # Not held now (closed today): a holding of nothing, for what it made today.
-                holding = self._add_holding(account, instrument, _Holding())
+                holding = self._add_holding(account, instrument, BookHolding())
             # A holding the recorded opening does not name was not held at the open.
             opened = None if recorded is None else recorded.get(instrument, _NOTHING)
             holding.replay(fills, opened)
@@ -523,7 +352,7 @@ class Book:
         except Exception:
             log.exception("the holdings of %s at the open could not be written", account)
 
-    def _add_holding(self, account: str, instrument: Instrument, holding: _Holding) -> _Holding:
+    def _add_holding(self, account: str, instrument: Instrument, holding: BookHolding) -> BookHolding:
         holding.multiplier = instrument.multiplier
         self.holdings[(account, instrument)] = holding
         by_instrument = self._by_account.get(account)

@@ -26,7 +26,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from .book import Book, DayOpening
+from .book import Book
+from .book_holding import DayOpening
 from .enums import AssetClass, Side
 from .instruments import Instrument, instrument_of
 from .journal_rows import ACK, CANCEL, FILL, INTENT, RECONCILE, UPDATE
