@@ -105,13 +105,14 @@ class Reconciler:
         except Exception as exc:
             report.unresolved[coid] = describe_error(exc)
             return
-        if snapshot is None and order.broker_order_id is not None:
-            snapshot = await self._by_broker_id(broker, order.broker_order_id)
         since = broker.remembers_since
+        forgotten = since is not None and order.created_at < since
+        if snapshot is None and order.broker_order_id is not None and not forgotten:
+            snapshot = await self._by_broker_id(broker, order.broker_order_id)
         if snapshot is not None:
             if self.tracker.absorb(order, snapshot, jr.RECONCILE):
                 report.resolved.append(order)
-        elif since is not None and order.created_at < since:
+        elif since is not None and forgotten:
             self._forgotten(order, since)
             report.resolved.append(order)
         elif order.status not in _LOST:
@@ -127,7 +128,9 @@ class Reconciler:
 
     async def _by_broker_id(self, broker: Broker, broker_order_id: str) -> Order | None:
         """The order by the id its broker gave it, which the journal holds: some orders carry no
-        client id at their broker (an exit Kite holds in a trigger). None if not found."""
+        client id at their broker (an exit Kite holds in a trigger, whose legs a restart
+        rebuilds under other client ids). None if not found. Not asked of an account that
+        started afresh since the order was sent: its venue gives the same ids out again."""
         try:
             async with asyncio.timeout(self.call_timeout):
                 return await broker.get_order(broker_order_id)

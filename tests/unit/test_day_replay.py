@@ -511,16 +511,19 @@ async def test_a_paper_account_started_afresh_holds_nothing_from_before_it(tmp_p
     async with Run(tmp_path, afresh) as run:
         # Nothing of the day before this account began: its MSFT is the 10 it starts with.
         assert run.day(MSFT) is None or run.day(MSFT).realized == 0
-        report = await run.service.reconcile()  # as the runtime does once connected
-        gone = run.service.get_order(resting.client_order_id)
-        assert gone is not None and gone.status is OrderStatus.CANCELLED
-        assert gone in report.resolved and report.unresolved == {}
-        assert "started afresh" in (gone.reject_reason or "")
-        assert run.service.book.open_orders("paper") == 0
         # The new venue's first fill has the id the old one's had: it still moves the position.
         [fill] = await run.trade("MSFT", "SELL", 1)
         assert fill.fill_id == "SIM-000001-1"
         assert run.service.book.position("paper", "MSFT") == 9
         assert run.day(MSFT).realized == D(20) - D("0.01")
+        # Its second order takes the broker id the resting one had: never taken for it.
+        await run.trade("AAPL", "BUY", 1)
+        assert run.service.orders()[-1].broker_order_id == resting.broker_order_id
+        report = await run.service.reconcile()  # as the runtime does once connected
+        gone = run.service.get_order(resting.client_order_id)
+        assert gone is not None and gone.status is OrderStatus.CANCELLED and not gone.fills
+        assert gone in report.resolved and report.unresolved == {}
+        assert "started afresh" in (gone.reject_reason or "")
+        assert run.service.book.open_orders("paper") == 0
     with Journal(tmp_path / "journal.sqlite") as journal:
         assert journal.orders()[resting.client_order_id].status is OrderStatus.CANCELLED
