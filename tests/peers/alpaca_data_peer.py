@@ -39,6 +39,7 @@ import msgpack
 from aiohttp import WSMsgType, web
 
 from peers.alpaca_peer import API_KEY, SECRET_KEY
+from peers.loopback import serve
 
 STOCKS_IEX = "/v2/iex"
 STOCKS_SIP = "/v2/sip"
@@ -225,11 +226,7 @@ class AlpacaDataPeer:
         app.router.add_get("/v2/stocks/snapshots", self._stock_snapshots)
         app.router.add_get("/v1beta3/crypto/us/latest/quotes", self._latest_quotes)
         app.router.add_get("/v1beta3/crypto/us/snapshots", self._crypto_snapshots)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
         return self
 
     async def stop(self) -> None:

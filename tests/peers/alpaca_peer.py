@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 
+from peers.loopback import serve
+
 API_KEY = "PKPEERTESTKEY0000001"
 SECRET_KEY = "peer-secret-key-do-not-log-0001"
 
@@ -145,11 +147,7 @@ class AlpacaPeer:
         app.router.add_patch("/v2/orders/{order_id}", self._replace)
         app.router.add_get("/v2/assets/{symbol}", self._asset)
         app.router.add_get("/stream", self._stream)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
         return self
 
     async def stop(self) -> None:

@@ -42,6 +42,8 @@ import pytest
 from adapters.broker_payloads import payload
 from aiohttp import web
 
+from peers.loopback import serve
+
 API_KEY = "peer-ccxt-key-0001"
 # Kraken's secrets are base64; Binance's are plain text. One value serves both.
 SECRET = base64.b64encode(b"peer-ccxt-secret-do-not-log-0001").decode()
@@ -168,11 +170,7 @@ class CryptoPeer:
             app.router.add_get("/v2", self._kraken_ws)
         else:
             app.router.add_route("*", "/api/v3/{method:.*}", self._binance)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app)
         self.root = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:

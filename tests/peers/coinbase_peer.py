@@ -47,6 +47,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from peers.loopback import serve
+
 KEY_NAME = "organizations/0f1e2d3c-peer-4b5a/apiKeys/9a8b7c6d-peer-0001"
 _PRIVATE_KEY = ec.generate_private_key(ec.SECP256R1())
 SECRET = _PRIVATE_KEY.private_bytes(
@@ -129,11 +131,7 @@ class CoinbasePeer:
         app.router.add_get("/v2/currencies/crypto", self._crypto)
         app.router.add_get("/v2/exchange-rates", self._rates)
         app.router.add_route("*", "/api/v3/brokerage/{path:.*}", self._private)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app)
         self.host = f"127.0.0.1:{port}"
         self.root = f"http://{self.host}"
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from peers.loopback import serve
+
 MODES = ("ltp", "quote", "full")
 LENGTHS = {"ltp": 8, "quote": 44, "full": 184}
 
@@ -127,11 +129,7 @@ class KiteTickerPeer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/", self._serve)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         self.drop_connections()

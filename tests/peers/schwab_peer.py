@@ -27,6 +27,8 @@ import pytest
 from adapters.broker_payloads import payload
 from aiohttp import web
 
+from peers.loopback import serve
+
 APP_KEY = "peer-schwab-app-key-0001"
 APP_SECRET = "peer-schwab-app-secret-0001"
 ACCOUNT_NUMBER = "12345678"
@@ -95,11 +97,7 @@ class SchwabPeer:
         app.router.add_post("/trader/v1/accounts/{hash}/orders", self._place)
         app.router.add_get("/trader/v1/accounts/{hash}/orders/{id}", self._get)
         app.router.add_delete("/trader/v1/accounts/{hash}/orders/{id}", self._cancel)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app)
         self.root = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
