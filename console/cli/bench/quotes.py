@@ -34,8 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brokers.config import Config
 
 from .ui import lag_probe, wait_until
 
@@ -52,7 +56,7 @@ HALT_TRIALS = 5
 QUOTE_ACCOUNT = "bench-quotes"
 
 
-def bench_config(state_dir: Path) -> Any:
+def bench_config(state_dir: Path) -> Config:
     from brokers.config import parse_config
 
     from .ui import bench_config as positions_config
@@ -90,7 +94,7 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _drive(step: Any, stop: asyncio.Event, rate: float) -> int:
+async def _drive(step: Callable[[], object], stop: asyncio.Event, rate: float) -> int:
     """Call ``step()`` ``rate`` times a second on a fixed schedule until ``stop``; a tick that
     comes too late is skipped. Returns how many were made."""
     loop = asyncio.get_running_loop()

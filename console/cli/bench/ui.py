@@ -14,9 +14,13 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brokers.config import Config
 
 ACCOUNTS = 4
 POSITIONS_PER_ACCOUNT = 1250
@@ -28,7 +32,7 @@ EXTERNAL_HALT_TARGET_MS = 250.0
 HALT_TRIALS = 5
 
 
-def bench_config(state_dir: Path) -> Any:
+def bench_config(state_dir: Path) -> Config:
     from brokers.config import parse_config
 
     accounts = []
@@ -63,7 +67,7 @@ async def lag_probe(samples: list[float], stop: asyncio.Event, period: float = 0
         samples.append(max(0.0, (loop.time() - start - period) * 1000))
 
 
-async def wait_until(predicate: Any, within: float) -> float:
+async def wait_until(predicate: Callable[[], bool], within: float) -> float:
     """Seconds until ``predicate()`` holds, checking at every turn of the event loop."""
     started = time.perf_counter()
     while not predicate():
