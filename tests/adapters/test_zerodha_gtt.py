@@ -4,6 +4,7 @@ GTT bodies read back."""
 
 from __future__ import annotations
 
+import copy
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,7 @@ from peers.kite_peer import DEFAULT_PRICES, KitePeer, load_fixture, running_peer
 from support import running, until
 
 from brokers.adapters.zerodha import ZerodhaBroker
-from brokers.errors import OrderRejectedError
+from brokers.errors import BrokerAPIError, OrderRejectedError
 from brokers.execution import ExecutionService
 from brokers.journal import Journal
 from brokers.killswitch import HaltSettings, KillSwitch
@@ -389,6 +390,24 @@ async def test_kites_own_single_trigger_answer_is_read(broker, peer):
         D(1),
     )
     assert (await broker.get_order("gtt:123:0")).status is OrderStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("where", "value"), [("quantity", None), ("price", 0), ("trigger_values", [None, 700])]
+)
+async def test_a_trigger_with_a_missing_number_is_skipped_not_read_as_zero(broker, peer, where, value):
+    listed = load_fixture(FIXTURES / "gtt_get_orders.json")
+    damaged = copy.deepcopy(listed["data"][0])
+    if where == "trigger_values":
+        damaged["condition"]["trigger_values"] = value
+    else:
+        damaged["orders"][0][where] = value
+    peer.serve_fixture("GET", "/gtt/triggers", {"status": "success", "data": [damaged, listed["data"][1]]})
+    legs = [o.broker_order_id for o in await broker.get_open_orders() if o.broker_order_id.startswith("gtt:")]
+    assert f"gtt:{damaged['id']}:0" not in legs
+    with pytest.raises(BrokerAPIError, match="could not be read"):
+        peer.serve_fixture("GET", f"/gtt/triggers/{damaged['id']}", {"status": "success", "data": damaged})
+        await broker.get_order(f"gtt:{damaged['id']}:0")
 
 
 # -- statuses --------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -102,7 +101,15 @@ class GttView:
     legs: tuple[GttLeg, ...]
 
 
-def _leg(data: Any) -> GttLeg:
+def _positive(value: object, name: str) -> Decimal:
+    """A number a trigger cannot do without: a missing, zero or negative one is not read as 0."""
+    number = dec(value)
+    if number <= 0:
+        raise ValueError(f"a GTT {name} must be a positive number, not {value!r}")
+    return number
+
+
+def _leg(data: object) -> GttLeg:
     if not isinstance(data, dict):
         raise ValueError("a GTT order is not an object")
     result = data.get("result")
@@ -118,15 +125,15 @@ def _leg(data: Any) -> GttLeg:
             failure = str(outcome.get("rejection_reason") or "Kite could not place the triggered order")
     return GttLeg(
         side=Side(str(data["transaction_type"]).upper()),
-        quantity=dec(data["quantity"]),
-        price=dec(data["price"]),
+        quantity=_positive(data["quantity"], "quantity"),
+        price=_positive(data["price"], "price"),
         product=str(data.get("product") or ""),
         placed_order_id=placed,
         failure=failure,
     )
 
 
-def read_gtt(data: Any) -> GttView:
+def read_gtt(data: object) -> GttView:
     """One trigger as Kite describes it (``get_gtt``, an item of ``get_gtts``). Raises
     ``ValueError``, ``KeyError`` or ``TypeError`` for what cannot be read."""
     if not isinstance(data, dict):
@@ -134,7 +141,7 @@ def read_gtt(data: Any) -> GttView:
     condition = data["condition"]
     if not isinstance(condition, dict):
         raise ValueError("a GTT's condition is not an object")
-    triggers = tuple(dec(v) for v in condition["trigger_values"])
+    triggers = tuple(_positive(v, "trigger value") for v in condition["trigger_values"])
     orders = data["orders"]
     if not isinstance(orders, list):
         raise ValueError("a GTT's orders are not a list")
