@@ -392,9 +392,7 @@ async def test_kites_own_single_trigger_answer_is_read(broker, peer):
     assert (await broker.get_order("gtt:123:0")).status is OrderStatus.CANCELLED
 
 
-@pytest.mark.parametrize(
-    ("where", "value"), [("quantity", None), ("price", 0), ("trigger_values", [None])]
-)
+@pytest.mark.parametrize(("where", "value"), [("quantity", None), ("price", 0), ("trigger_values", [None])])
 async def test_a_trigger_with_a_missing_number_is_skipped_not_read_as_zero(broker, peer, where, value):
     listed = load_fixture(FIXTURES / "gtt_get_orders.json")
     damaged = copy.deepcopy(listed["data"][0])
