@@ -361,35 +361,7 @@ class TradingConsoleApp(App[int]):
         self.trading.reduce_only()
 
     def action_cancel_order(self) -> None:
-        order = self.blotter.selected_order()
-        if order is None:
-            self.notify("Select an order in the blotter first", timeout=3)
-            return
-        if order.is_terminal:
-            self.notify(f"Order is already {order.status.value}", timeout=3)
-            return
-        orphaned = self.blotter.orphan_note(order)
-        if orphaned is not None:
-            self.notify(orphaned, severity="warning", timeout=8)
-            return
-        if not order.broker_order_id or not order.account:
-            self.notify("The broker has not acknowledged this order yet", severity="warning", timeout=3)
-            return
-        self.event_log.add(f"cancel requested: {fmt.describe_request(order.request)} at {order.account}")
-        self.run_worker(
-            self._cancel(order.account, order.broker_order_id),
-            name="cancel",
-            group="orders",
-            exit_on_error=False,
-        )
-
-    async def _cancel(self, account: str, broker_order_id: str) -> None:
-        try:
-            order = await self.runtime.execution.cancel(account, broker_order_id)
-        except Exception as exc:
-            self.post_message(LogEvent(f"cancel failed at {account}: {exc}", "error", toast=True))
-            return
-        self.post_message(OrderChanged(order))
+        self.order_control.cancel_selected()
 
     def on_blotter_pane_modify_requested(self, message: BlotterPane.ModifyRequested) -> None:
         self.order_control.modify_selected()

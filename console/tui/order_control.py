@@ -102,6 +102,27 @@ class OrderControl:
             return None
         return order
 
+    # -- cancel the selected order -----------------------------------------------------------
+    def cancel_selected(self) -> None:
+        order = self._usable(self.app.blotter.selected_order())
+        # _usable has told the trader why when either is missing.
+        if order is None or order.account is None or order.broker_order_id is None:
+            return
+        account, broker_order_id = order.account, order.broker_order_id
+        self.app.event_log.add(f"cancel requested: {fmt.describe_request(order.request)} at {account}")
+        self.app.run_worker(
+            self._cancel(account, broker_order_id), name="cancel", group="orders", exit_on_error=False
+        )
+
+    async def _cancel(self, account: str, broker_order_id: str) -> None:
+        app = self.app
+        try:
+            order = await app.runtime.execution.cancel(account, broker_order_id)
+        except Exception as exc:
+            app.post_message(LogEvent(f"cancel failed at {account}: {exc}", "error", toast=True))
+            return
+        app.post_message(OrderChanged(order))
+
     # -- modify ------------------------------------------------------------------------------
     def modify_selected(self) -> None:
         order = self._usable(self.app.blotter.selected_order())
