@@ -62,3 +62,16 @@ def memory_keyring():
     keyring.set_keyring(backend)
     yield backend
     keyring.set_keyring(previous)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Each mismatched snapshot's rows as a diff, so a failure is readable from the run's output
+    alone (the HTML report stays behind on the machine that ran it)."""
+    from snapshot_text import screen_diff
+
+    for failed in getattr(config, "_textual_snapshots", None) or []:
+        lines = screen_diff(failed.snapshot or "", failed.actual or "", failed.test_name)
+        terminalreporter.write_sep("-", f"screen text of {failed.test_name}")
+        terminalreporter.write_line(
+            "\n".join(lines) if lines else "the same text: only colours or styles differ"
+        )
