@@ -27,6 +27,10 @@ def frozen_clock() -> datetime:
 def demo(**account_changes: dict[str, Any]) -> Config:
     """The seeded demo with no moving prices; ``paper_in={"live": True}`` changes one account."""
     data = demo_config(seed=7, tick_interval=None).model_dump(mode="python", exclude_none=True)
+    # The screen reads the accounts again only when a test asks (``settled``, ``show_snapshot``)
+    # or an order changes: a periodic read landing during a screenshot would make what it
+    # shows depend on how long the test took.
+    data["ui"]["refresh_interval_seconds"] = 60
     for account in data["accounts"]:
         account.update(account_changes.get(account["name"].replace("-", "_"), {}))
     return parse_config(data, where="test")
