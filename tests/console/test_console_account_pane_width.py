@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from console_support import console, settled, wait_for
 from rich.cells import cell_len
+from snapshot_text import screen_rows
 from test_console_pnl import sell_msft_higher
 from textual.app import App, ComposeResult
 
@@ -80,13 +81,13 @@ async def test_an_80_column_terminal_shows_account_equity_day_and_buying_power_w
         pane = app.accounts
         assert pane.column_set == FIRST_COLUMNS
         assert [str(c.label) for c in pane.columns.values()] == ["Account", "Equity", "Day P&L", "Buying pwr"]
-        assert pane.row_keys == [*DEMO_ACCOUNTS, TOTAL_KEY]
+        assert pane.row_keys == [TOTAL_KEY, *DEMO_ACCOUNTS]
         assert_whole(pane)
         assert right_aligned(pane)
         assert_totals_are_sums(pane, DEMO_ACCOUNTS)
         assert pane.shown("paper-us", "buying_power").plain.strip() == "207,223.00"
         assert pane.shown(TOTAL_KEY, "buying_power").plain.strip() == "316,676.03"
-        assert "207,223.00" in screen_lines(pane)[1]
+        assert "207,223.00" in screen_lines(pane)[2]  # under the header and the total
 
 
 async def test_a_100_column_terminal_adds_cash():
@@ -212,21 +213,21 @@ async def test_a_figure_too_wide_for_the_pane_takes_a_column_away_rather_than_be
         # Back to small figures: buying power comes back.
         pane.show_accounts(totals_of(balances(("us", "100000", "100000"))))
         await pilot.pause()
-        assert pane.column_set == FIRST_COLUMNS and pane.row_keys == ["us", TOTAL_KEY]
+        assert pane.column_set == FIRST_COLUMNS and pane.row_keys == [TOTAL_KEY, "us"]
         assert_whole(pane)
 
 
-async def test_an_account_added_later_goes_above_the_total_and_the_rows_keep_their_order():
+async def test_an_account_added_later_goes_below_the_others_and_the_rows_keep_their_order():
     app = AccountsOnly()
     async with app.run_test(size=(80, 24)) as pilot:
         pane = app.query_one(AccountPane)
         pane.show_accounts(totals_of(balances(("us", "100", "100"))))
         await pilot.pause()
-        pane.move_cursor(row=0, animate=False)
+        pane.move_cursor(row=pane.get_row_index("us"), animate=False)
         # A new account whose figures widen every column: the columns are laid out again.
         pane.show_accounts(totals_of(balances(("us", "100", "100"), ("in", "1234567.89", "0"))))
         await pilot.pause()
-        assert pane.row_keys == ["us", "in", TOTAL_KEY] and pane.selected_key() == "us"
+        assert pane.row_keys == [TOTAL_KEY, "us", "in"] and pane.selected_key() == "us"
         assert pane.column_set == FIRST_COLUMNS
         assert_whole(pane)
         assert_totals_are_sums(pane, ["us", "in"])
@@ -252,10 +253,31 @@ async def test_more_accounts_than_rows_leave_room_for_the_scrollbar():
         pane.show_accounts(totals_of(accounts(names)))
         await wait_for(lambda: pane.show_vertical_scrollbar, pilot)
         await pilot.pause()
-        assert pane.row_keys == [*names, TOTAL_KEY]
+        assert pane.row_keys == [TOTAL_KEY, *names]
         await wait_for(lambda: pane.column_set == COLUMN_SETS[-1], pilot)
         assert_whole(pane)
         assert_totals_are_sums(pane, names)
+
+
+async def test_the_total_stays_in_view_wherever_the_accounts_are_scrolled():
+    app = AccountsOnly()
+    names = [f"margin-acct{n:02}" for n in range(12)]
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(AccountPane)
+        pane.show_accounts(totals_of(balances(*((name, "1000", "0") for name in names))))
+        await wait_for(lambda: pane.show_vertical_scrollbar, pilot)
+
+        def on_screen() -> str:
+            return "\n".join(screen_rows(app.export_screenshot()))
+
+        # At the top, then scrolled to the last account: the total is there both times, first.
+        for name, hidden in ((names[0], names[-1]), (names[-1], names[0])):
+            pane.move_cursor(row=pane.get_row_index(name), animate=False)
+            await pilot.pause()
+            text = on_screen()
+            assert name in text and hidden not in text
+            assert "TOTAL" in text and text.index("TOTAL") < text.index(name)
+        assert pane.shown(TOTAL_KEY, "equity").plain.strip() == "12,000.00"
 
 
 def test_the_account_pane_at_80x24(snap_compare):

@@ -93,7 +93,7 @@ async def test_the_account_pane_shows_settled_and_pending_cash():
     async with app.run_test(size=(140, 20)):
         table = app.query_one(AccountPane)
         table.show_accounts(totals)
-        assert table.row_keys == ["us", "in", "ib", TOTAL_KEY]
+        assert table.row_keys == [TOTAL_KEY, "us", "in", "ib"]
         assert table.shown("us", "settled").plain.strip() == "1,000.00"
         assert table.shown("us", "pending").plain.strip() == "10,000.00"
         assert table.shown("ib", "settled").plain.strip() == "500.00≠"

@@ -1,5 +1,5 @@
 """Every account's money on one line, in the base currency, and a total row that is the sum of
-the rows above it, to the cent (each figure converted once and rounded to the cent before
+the rows below it, to the cent (each figure converted once and rounded to the cent before
 anything adds it up: ``brokers.consolidation``).
 
 Equity, the day's P&L against the previous close, buying power, cash, the cash split into
@@ -11,7 +11,9 @@ cash differs from the figure worked out from its fills is named under the table.
 The pane shows the widest set of columns its width holds whole (``COLUMN_SETS``), each column
 as wide as its widest cell: every column on a wide terminal; on an 80-column one what a trader
 reads before an order, the account, its equity, the day's P&L and the buying power left, then
-cash and the margin used as the width allows. Every set keeps the total row.
+cash and the margin used as the width allows. Every set keeps the total row, and the total row is
+the first, pinned under the header: with more accounts than the pane has lines, they scroll
+beneath it and the total stays in view.
 """
 
 from __future__ import annotations
@@ -153,15 +155,9 @@ class AccountPane(KeyedTable):
         return self._last
 
     def show_accounts(self, totals: Totals) -> None:
-        """One row per account from its base-currency figures, then the total row."""
+        """The total row, then one row per account from its base-currency figures."""
         self._last = totals
         settlement = totals.settlement
-        for name, account in totals.per_account.items():
-            split = settlement.per_account.get(name) if settlement is not None else None
-            self._put(name, {"account": Text(name), **_cells(account.base), **self.render_settlement(split)})
-        if self.row_keys and self.row_keys[-1] != TOTAL_KEY:
-            self.drop(TOTAL_KEY)  # an account appeared: the total goes back to the bottom
-            self._cells.pop(TOTAL_KEY, None)
         total = {
             "account": Text("TOTAL", style="bold"),
             **_cells(totals.total),
@@ -169,8 +165,14 @@ class AccountPane(KeyedTable):
         }
         for cell in total.values():
             cell.stylize("bold")
+        # Put first, the total takes the first row when the table is first filled, and keeps it.
         self._put(TOTAL_KEY, total)
-        self.keep_only([*totals.per_account, TOTAL_KEY])
+        # Pinned only once it exists: the table cannot lay out a fixed row it does not have.
+        self.fixed_rows = 1
+        for name, account in totals.per_account.items():
+            split = settlement.per_account.get(name) if settlement is not None else None
+            self._put(name, {"account": Text(name), **_cells(account.base), **self.render_settlement(split)})
+        self.keep_only([TOTAL_KEY, *totals.per_account])
         self._cells = {key: self._cells[key] for key in self.row_keys}
         self._fit()  # a figure may have grown past its column, or shrunk to let another in
         self.border_subtitle = " · ".join(
