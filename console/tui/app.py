@@ -536,7 +536,7 @@ class TradingConsoleApp(App[int]):
                 else status
                 for name, status in statuses.items()
             }
-        self.connections.show_statuses(statuses, self.clock(), self.latency)
+        self.connections.show_statuses(statuses, self.clock(), self.latency, self.quotes.outages)
 
     def show_title(self) -> None:
         self._widget("#title-bar", TitleBar).show(

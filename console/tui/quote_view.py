@@ -38,10 +38,20 @@ class QuoteView:
         self._said_session_only = False
         self._unsaved: list[str] | None = None
         self._writing = asyncio.Lock()
+        # Accounts whose quote stream is down, shown under the connections for as long as it is:
+        # the account itself may be CONNECTED for orders meanwhile.
+        self.outages: dict[str, StreamOutage] = {}
         board.add_outage_listener(self._on_outage)
 
     def _on_outage(self, account: str, outage: StreamOutage) -> None:
-        """An account's stream failed, or streams again: said once each in the event log."""
+        """An account's stream failed, or streams again: said once each in the event log, and
+        shown under the connections until it streams again."""
+        if outage.instruments:
+            self.outages[account] = outage
+        else:
+            self.outages.pop(account, None)
+        # Through the app's queue: the stream may fail before the connections pane is on screen.
+        self.app.call_later(self.app.show_statuses)
         if outage.instruments:
             count = len(outage.instruments)
             text = (

@@ -119,7 +119,9 @@ async def test_a_lookup_that_fails_leaves_the_symbol_no_price_yet(peer, keys):
         assert "unknown symbol" not in ticket_text(app)
 
 
-async def test_a_refused_data_stream_is_said_once_in_the_event_log_and_its_quotes_are_snapshots(peer, keys):
+async def test_a_refused_data_stream_is_said_once_shown_under_the_connections_and_quoted_as_snapshots(
+    peer, keys
+):
     from peers.alpaca_data_peer import AlpacaDataPeer, fresh_snapshot
 
     from brokers.quotes import QuoteState
@@ -151,6 +153,11 @@ async def test_a_refused_data_stream_is_said_once_in_the_event_log_and_its_quote
             (line,) = said("quotes not streaming")
             assert line.startswith(f"{ACCOUNT}: ") and "refused the login: auth failed" in line
             assert "SNAPSHOT" in line
+            # Under the connections for as long as it lasts, though the account is CONNECTED.
+            problems = app.query_one("#connection-problems", Static)
+            await wait_for(lambda: problems.display, pilot)
+            assert str(problems.render()).startswith(f"{ACCOUNT} quotes as snapshots: ")
+            assert "refused the login: auth failed" in str(problems.render())
             board = runtime.manager.quotes
             await wait_for(lambda: data.logins["/v2/iex"] >= 3, pilot, within=15)
             assert len(said("quotes not streaming")) == 1  # once, however many tries
@@ -164,6 +171,7 @@ async def test_a_refused_data_stream_is_said_once_in_the_event_log_and_its_quote
             data.refuse_auth = False
             await wait_for(lambda: said("quotes streaming again"), pilot, within=15)
             assert board.outage(ACCOUNT) is None
+            await wait_for(lambda: not problems.display, pilot)
     finally:
         await data.stop()
 

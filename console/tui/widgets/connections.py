@@ -1,11 +1,13 @@
 """Connections: each account's type, PAPER or LIVE, state, latency, session time left, last error;
-under them, how old the figures of an account are where the broker says (a position export's
-file time)."""
+under them, each problem in full, an account whose quote stream is down (its quotes come as
+snapshots meanwhile), and how old the figures of an account are where the broker says (a position
+export's file time)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,6 +15,9 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from brokers.models import AccountStatus, ConnectionState
+
+if TYPE_CHECKING:
+    from brokers.quotes import StreamOutage
 from console import formatting as fmt
 
 from .keyed_table import KeyedTable
@@ -114,8 +119,13 @@ class ConnectionsPane(Vertical):
         return self.query_one(ConnectionsTable)
 
     def show_statuses(
-        self, statuses: Mapping[str, AccountStatus], now: datetime, latency: LatencyOf = measured_latency
+        self,
+        statuses: Mapping[str, AccountStatus],
+        now: datetime,
+        latency: LatencyOf = measured_latency,
+        outages: Mapping[str, StreamOutage] | None = None,
     ) -> None:
+        """``outages``: accounts whose quote stream is down (their quotes come as snapshots)."""
         self.table.show_statuses(statuses, now, latency)
         problems = Text()
         for name, status in statuses.items():
@@ -124,6 +134,15 @@ class ConnectionsPane(Vertical):
                     problems.append("\n")
                 problems.append(f"{name} {status.state.value}: ", style=STATE_STYLE[status.state])
                 problems.append(fmt.without_prefix(name, fmt.one_line(status.last_error, 400)))
+        for name, outage in (outages or {}).items():
+            if name not in statuses:
+                continue
+            if problems:
+                problems.append("\n")
+            problems.append(f"{name} quotes as snapshots: ", style="yellow")
+            problems.append(
+                fmt.without_prefix(name, fmt.one_line(outage.reason or "the quote stream is down", 400))
+            )
         box = self.query_one("#connection-problems", Static)
         box.update(problems)
         box.display = bool(problems)
