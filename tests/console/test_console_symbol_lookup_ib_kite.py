@@ -43,7 +43,7 @@ async def unknown_then_listed(app, pilot, unknown: str, listed: str, sent: Calla
     assert "unknown symbol" not in ticket_text(app)
 
 
-async def test_a_symbol_ib_has_no_contract_for_is_unknown_and_is_not_sent(tws_peer):  # noqa: F811
+async def test_a_symbol_ib_has_no_contract_for_is_unknown_and_is_not_sent(tws_peer):
     app = one_account({"type": "ibkr", "name": "ib-paper", "port": tws_peer.port, "timeout": 2})
     async with app.run_test(size=WIDE) as pilot:
         await unknown_then_listed(app, pilot, "ZZZZ", "AAPL", lambda: len(tws_peer.orders))
