@@ -182,6 +182,11 @@ class Book:
         if key in self._seen_fills:
             return False
         self._seen_fills.add(key)
+        today = self._today()
+        if today != self._day:
+            # Past midnight: the fill belongs to the new day, which starts from the holdings
+            # as they were before it.
+            self._new_day(today)
         if account not in self._opened and self.openings is not None:
             self._open_day(account)
         traded = self._traded.get(fill.client_order_id) if fill.client_order_id is not None else None

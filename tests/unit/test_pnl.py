@@ -162,3 +162,17 @@ def test_a_short_covered_today_realises_against_its_average():
     pnl = leg_pnl(position("-6", avg="50", previous_close="48"), day)
     # -10 from 48 to 46 is +20; 4 bought at 45 worth 46 is +4.
     assert pnl.day_pnl(D(46)) == 24
+
+
+def test_a_fill_after_midnight_counts_in_the_new_day_not_the_one_before():
+    day = [date(2026, 12, 5)]
+    b = book(today=lambda: day[0])
+    b.seed("acct", [position("10", avg="100")])
+    b.add_fill("acct", fill("f1", Side.SELL, "4", "110"))
+    assert b.day_activity("acct", Instrument.stock("AAPL")).realized == 40
+    # Past midnight, and the first the book hears of the new day is a fill: it is the new day's.
+    day[0] = date(2026, 12, 6)
+    b.add_fill("acct", fill("f2", Side.SELL, "6", "120"))
+    activity = b.day_activity("acct", Instrument.stock("AAPL"))
+    assert activity is not None
+    assert (activity.quantity, activity.cash, activity.realized) == (-6, -720, 120)
