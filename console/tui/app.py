@@ -19,6 +19,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.css.query import NoMatches
+from textual.dom import NoScreen
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -88,7 +89,7 @@ def _while_on_screen(
     def guarded(self: TradingConsoleApp, /, *args: P.args, **kwargs: P.kwargs) -> None:
         try:
             method(self, *args, **kwargs)
-        except NoMatches:
+        except (NoMatches, NoScreen):
             if self.is_running:
                 raise
 

@@ -180,3 +180,16 @@ def test_the_watchlist_setting_names_a_bad_symbol():
         "AAPL",
         "MSFT",
     ]
+
+
+async def test_a_quote_tick_after_the_watchlist_is_gone_paints_nothing_and_raises_nothing():
+    """As when the app closes: a last tick finds the pane off screen."""
+    app = console()
+    async with app.run_test(size=WIDE) as pilot:
+        await settled(app, pilot)
+        pane = app.watchlist
+        feed(app, "SPY", last="590.10")
+        await pane.remove()
+        await pilot.pause()
+        pane.show_quotes({Instrument.stock("SPY")})
+        pane.show_all()

@@ -147,6 +147,8 @@ class WatchlistPane(Vertical, can_focus=True):
 
     def show_quotes(self, changed: set[Instrument]) -> None:
         """Repaint the rows whose quote changed (the app calls this from its quote tick)."""
+        if not self.is_attached:
+            return  # the app is closing: a last tick has nothing to paint
         for instrument in changed:
             row = self._by_instrument.get(instrument)
             if row is not None:
@@ -154,6 +156,8 @@ class WatchlistPane(Vertical, can_focus=True):
 
     def show_all(self) -> None:
         """Repaint every row that needs it: a quote turns STALE with no new one arriving."""
+        if not self.is_attached:
+            return
         for row in self._rows.values():
             self._show(row)
         self._show_empty()
